@@ -1,0 +1,264 @@
+//! The blocking client of otpd, used by the PAM module and otpctl.
+//!
+//! Every step has a deadline: the module runs inside sshd's auth child, and a hung daemon must
+//! turn into PAM_AUTHINFO_UNAVAIL within seconds, never a hung login. The daemon's peer
+//! credentials are checked before anything is sent, so a local user cannot stand up a fake otpd
+//! on a socket path it managed to take over.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+
+use crate::frame::{self, FrameError};
+use crate::wire::{Request, Response};
+
+/// Where otpd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/otpd/otpd.sock";
+
+/// How to reach otpd.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// otpd's socket.
+    pub socket: PathBuf,
+    /// The whole exchange (connect, send, receive) must finish within this.
+    pub timeout: Duration,
+    /// Uids, besides root, that may be the daemon at the other end of the socket.
+    pub trusted_daemon_uids: Vec<u32>,
+}
+
+/// Why a call to otpd failed. Every variant means "otpd unavailable" to the module.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting failed (no daemon, no socket, permission).
+    #[error("cannot connect to otpd at {path}: {source}")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The deadline passed.
+    #[error("otpd did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The process on the socket is not root or the daemon user.
+    #[error("the process on {path} runs as uid {uid}, which is not trusted to be otpd")]
+    UntrustedDaemon {
+        /// The socket path.
+        path: PathBuf,
+        /// The peer's uid.
+        uid: u32,
+    },
+    /// The exchange broke off or the answer was not a valid frame.
+    #[error("talking to otpd: {0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Sends one request and returns otpd's answer, all within `options.timeout`.
+pub fn call(options: &ClientOptions, request: &Request) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + options.timeout;
+    let stream = connect_before(&options.socket, deadline, options.timeout)?;
+    check_daemon_peer(&stream, options)?;
+    let mut conn = DeadlineStream {
+        stream,
+        deadline,
+        timeout: options.timeout,
+    };
+    frame::write_frame(&mut conn, request).map_err(|e| conn.classify(e))?;
+    frame::read_frame(&mut conn).map_err(|e| conn.classify(e))
+}
+
+/// Connects without blocking past the deadline: a Unix socket whose backlog is full makes a
+/// blocking `connect` wait indefinitely, so the socket is non-blocking and EAGAIN is retried.
+fn connect_before(
+    path: &Path,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<UnixStream, ClientError> {
+    let connect_error = |source: std::io::Error| ClientError::Connect {
+        path: path.to_path_buf(),
+        source,
+    };
+    let addr = UnixAddr::new(path).map_err(|e| connect_error(e.into()))?;
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| connect_error(e.into()))?;
+    loop {
+        use std::os::fd::AsRawFd;
+        match socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
+                if Instant::now() >= deadline {
+                    return Err(ClientError::Timeout(timeout));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(connect_error(e.into())),
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| connect_error(e))?;
+    Ok(stream)
+}
+
+fn check_daemon_peer(stream: &UnixStream, options: &ClientOptions) -> Result<(), ClientError> {
+    let creds =
+        socket::getsockopt(stream, sockopt::PeerCredentials).map_err(|e| ClientError::Connect {
+            path: options.socket.clone(),
+            source: e.into(),
+        })?;
+    let uid = creds.uid();
+    if uid == 0 || options.trusted_daemon_uids.contains(&uid) {
+        Ok(())
+    } else {
+        Err(ClientError::UntrustedDaemon {
+            path: options.socket.clone(),
+            uid,
+        })
+    }
+}
+
+/// A stream whose every read and write is bounded by what is left of one overall deadline.
+struct DeadlineStream {
+    stream: UnixStream,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl DeadlineStream {
+    fn remaining(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+
+    /// Turns a timed-out socket error into [`ClientError::Timeout`].
+    fn classify(&self, error: FrameError) -> ClientError {
+        match error {
+            FrameError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                ClientError::Timeout(self.timeout)
+            }
+            other => ClientError::Frame(other),
+        }
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.remaining()?;
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.remaining()?;
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn options(socket: PathBuf, timeout_ms: u64) -> ClientOptions {
+        ClientOptions {
+            socket,
+            timeout: Duration::from_millis(timeout_ms),
+            trusted_daemon_uids: vec![nix::unistd::getuid().as_raw()],
+        }
+    }
+
+    #[test]
+    fn missing_socket_is_a_connect_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = call(&options(dir.path().join("none.sock"), 500), &Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    }
+
+    #[test]
+    fn silent_daemon_times_out_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let holder = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(conn);
+        });
+        let start = Instant::now();
+        let err = call(&options(path, 300), &Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+        assert!(start.elapsed() < Duration::from_millis(1200));
+        holder.join().unwrap();
+    }
+
+    #[test]
+    fn untrusted_daemon_uid_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let mut opts = options(path, 500);
+        opts.trusted_daemon_uids.clear();
+        let me = nix::unistd::getuid().as_raw();
+        let result = call(&opts, &Request::Ping);
+        if me == 0 {
+            // Root is always trusted; the silent listener then times out instead.
+            assert!(matches!(result, Err(ClientError::Timeout(_))));
+        } else {
+            assert!(matches!(result, Err(ClientError::UntrustedDaemon { .. })));
+        }
+    }
+
+    #[test]
+    fn answers_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ok.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let req: Request = frame::read_frame(&mut conn).unwrap();
+            assert!(matches!(req, Request::Ping));
+            frame::write_frame(
+                &mut conn,
+                &Response::Pong {
+                    version: "t".into(),
+                },
+            )
+            .unwrap();
+        });
+        let resp = call(&options(path, 2000), &Request::Ping).unwrap();
+        assert_eq!(
+            resp,
+            Response::Pong {
+                version: "t".into()
+            }
+        );
+        server.join().unwrap();
+    }
+}

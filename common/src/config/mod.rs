@@ -1,0 +1,1 @@
+//! The configuration file (`/etc/otpd/otpd.toml`): schema, parsing and validation.

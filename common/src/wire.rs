@@ -1,0 +1,185 @@
+//! The messages between the PAM module (or otpctl) and otpd.
+//!
+//! The module sends [`Request::Begin`] and then does what the answer says: skip, prompt with this
+//! text, success, denied, unavailable. It never decides policy itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretString;
+
+/// Who is logging in, as the PAM module read it from the PAM items. All of it is untrusted: otpd
+/// caps lengths and escapes it before logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginContext {
+    /// PAM_USER.
+    pub user: String,
+    /// PAM_SERVICE, e.g. `sshd`.
+    pub service: String,
+    /// PAM_RHOST, where the login comes from, when the application set it.
+    pub rhost: Option<String>,
+    /// PAM_TTY, when the application set it.
+    pub tty: Option<String>,
+    /// The module's `protocol=` argument, which overrides otpd's service mapping.
+    pub protocol: Option<String>,
+}
+
+/// What a client asks otpd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// A login starts: otpd decides whether a code is needed, issues and mails it.
+    Begin {
+        /// The login.
+        login: LoginContext,
+    },
+    /// The person typed an answer to the prompt of `challenge`.
+    Answer {
+        /// The same login as in `Begin`; the challenge is bound to its user and protocol.
+        login: LoginContext,
+        /// The opaque id from [`Response::Prompt`].
+        challenge: String,
+        /// What was typed. Never logged.
+        code: SecretString,
+    },
+    /// Liveness check; answers [`Response::Pong`].
+    Ping,
+}
+
+/// Why a login needs no code. The module answers PAM_IGNORE for all of them, never PAM_SUCCESS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The service's protocol is not in `[protocols] enabled`.
+    ProtocolNotEnabled,
+    /// The PAM service is not mapped to a protocol and no `default_protocol` is set.
+    UnknownService,
+    /// The matching profile has `mode = "off"`.
+    ModeOff,
+    /// `mode = "optional"` and the user has not enabled codes for this protocol.
+    NotEnrolled,
+    /// No address is known for the user (`mode = "required"` covers users who have one).
+    NoAddress,
+}
+
+/// Why an answer or a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// The code does not match; the challenge may take more answers.
+    WrongCode,
+    /// The code expired, was used, superseded or took too many wrong answers.
+    CodeDead,
+    /// Too many wrong answers for this user or remote host: locked for a while.
+    LockedOut,
+    /// Hourly or daily mail caps reached: no code was sent.
+    RateLimited,
+    /// The caller may not act for this user (peer credentials).
+    CallerRefused,
+}
+
+/// otpd's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// No code is needed for this login.
+    Skip {
+        /// Why.
+        reason: SkipReason,
+    },
+    /// Ask the person for the code, showing `prompt`.
+    Prompt {
+        /// Opaque id to send back with the answer.
+        challenge: String,
+        /// The prompt text, with the notice inside it (sshd shows info messages late), e.g.
+        /// `Code sent to a***@e***.com (valid 10 min): `.
+        prompt: String,
+    },
+    /// The code was right; the login may go on.
+    Success,
+    /// Refused; `message` is shown to the person.
+    Denied {
+        /// Why.
+        reason: DenyReason,
+        /// For the person at the prompt; never contains the code or the full address.
+        message: String,
+    },
+    /// otpd cannot do its job now (e.g. the mail could not be sent); the login fails closed.
+    Unavailable {
+        /// For the person at the prompt.
+        message: String,
+    },
+    /// The request was malformed or not understood; nothing was done.
+    Error {
+        /// What was wrong with the request.
+        message: String,
+    },
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// otpd's version.
+        version: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.1".into()),
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let req = Request::Answer {
+            login: login(),
+            challenge: "abc".into(),
+            code: SecretString::new("123456".into()),
+        };
+        let bytes = serde_json::to_vec(&req).unwrap();
+        let back: Request = serde_json::from_slice(&bytes).unwrap();
+        match back {
+            Request::Answer { code, login: l, .. } => {
+                assert_eq!(code.expose(), "123456");
+                assert_eq!(l, login());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_debug_hides_the_code() {
+        let req = Request::Answer {
+            login: login(),
+            challenge: "abc".into(),
+            code: SecretString::new("987654".into()),
+        };
+        assert!(!format!("{req:?}").contains("987654"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let bad = br#"{"op":"begin","login":{"user":"a","service":"s","rhost":null,"tty":null,"protocol":null},"extra":1}"#;
+        assert!(serde_json::from_slice::<Request>(bad).is_err());
+        let bad_login = br#"{"op":"begin","login":{"user":"a","service":"s","rhost":null,"tty":null,"protocol":null,"uid":0}}"#;
+        assert!(serde_json::from_slice::<Request>(bad_login).is_err());
+        let good = br#"{"op":"begin","login":{"user":"a","service":"s","rhost":null,"tty":null,"protocol":null}}"#;
+        assert!(serde_json::from_slice::<Request>(good).is_ok());
+    }
+
+    #[test]
+    fn responses_round_trip_through_json() {
+        let resp = Response::Denied {
+            reason: DenyReason::LockedOut,
+            message: "locked".into(),
+        };
+        let bytes = serde_json::to_vec(&resp).unwrap();
+        assert_eq!(serde_json::from_slice::<Response>(&bytes).unwrap(), resp);
+    }
+}

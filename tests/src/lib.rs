@@ -1,0 +1,1 @@
+//! Test support: the libpam driver and helpers to run otpd and an SMTP capture.
