@@ -107,7 +107,7 @@ fn connect_before(
     let stream = UnixStream::from(fd);
     stream
         .set_nonblocking(false)
-        .map_err(|e| connect_error(e))?;
+        .map_err(connect_error)?;
     Ok(stream)
 }
 

@@ -1,1 +1,207 @@
 //! The configuration file (`/etc/otpd/otpd.toml`): schema, parsing and validation.
+//!
+//! Parse, don't validate: the file is read into the raw serde structs of `raw` (which refuse
+//! unknown keys), then turned, section by section, into one [`Config`] whose fields hold only
+//! checked values: durations instead of counts of minutes, an [`EmailAddress`] instead of a
+//! string, compiled matchers instead of patterns. Code that holds a `Config` never re-checks it.
+//!
+//! Every error says where it is, as `FILE:LINE:COLUMN: message` (see [`ConfigError`]), and what
+//! would be accepted instead. Only the first error is reported. A bad file never weakens
+//! anything: the daemon refuses to start, and a reload keeps the old configuration.
+
+mod address;
+mod check;
+mod daemon;
+mod error;
+mod glob;
+mod mail;
+mod policy;
+mod raw;
+mod settings;
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
+pub use self::daemon::{DEFAULT_STATE_DIR, DaemonConfig, TrustedCaller};
+pub use self::error::{ConfigError, Location};
+pub use self::mail::{MailConfig, Security, SmtpServer};
+pub use self::policy::Policy;
+pub use self::settings::{Mode, Settings};
+pub use self::template::EmailTemplate;
+pub use crate::service::Protocol;
+
+use self::error::Invalid;
+use self::raw::{RawConfig, RawDaemon, RawSettings, Text};
+use crate::service::DEFAULT_SERVICES;
+
+/// The name [`Config::settings_for`] reports when no policy matched; reserved, so no profile
+/// can be mistaken for the defaults in logs.
+pub const DEFAULTS_PROFILE: &str = "defaults";
+
+/// The longest PAM service name accepted in `[services]`.
+const MAX_SERVICE_LEN: usize = crate::text::MAX_FIELD_LEN;
+
+/// A whole, validated configuration. Loaded once at start and again on SIGHUP; the daemon
+/// shares it behind an `Arc` and swaps it whole, so a request sees one consistent version.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub source: PathBuf,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[protocols] enabled`: logins by other protocols never need a code. May be empty.
+    pub enabled_protocols: BTreeSet<Protocol>,
+    /// `[directory]`.
+    pub directory: DirectoryConfig,
+    /// `[defaults]` over the built-in defaults: what applies when no policy matches.
+    pub defaults: Settings,
+    /// `[profiles.NAME]`, each already merged over [`Config::defaults`].
+    pub profiles: BTreeMap<String, Settings>,
+    /// `[[policies]]` in file order; the first that matches wins.
+    pub policies: Vec<Policy>,
+    /// `[mail]`.
+    pub mail: MailConfig,
+    /// PAM service name to protocol: the built-in map with `[services]` over it.
+    services: BTreeMap<String, Protocol>,
+}
+
+/// `[directory]`: where addresses come from for users otpd's own table does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    /// `email_template`; `None` means only the user table gives addresses.
+    pub email_template: Option<EmailTemplate>,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks `text`, the contents of the file at `path` (used in messages only).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::from_text(text, path).map_err(|invalid| ConfigError::at(path, text, invalid))
+    }
+
+    fn from_text(text: &str, path: &Path) -> Result<Config, Invalid> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let daemon = DaemonConfig::from_raw(raw.daemon.as_ref().unwrap_or(&RawDaemon::default()))?;
+        let enabled_protocols = match raw.protocols.as_ref().and_then(|p| p.enabled.as_ref()) {
+            Some(list) => list.iter().map(check::protocol).collect::<Result<_, _>>()?,
+            None => Protocol::DEFAULT_ENABLED.into_iter().collect(),
+        };
+        let services = services(raw.services.as_ref())?;
+        let email_template = raw
+            .directory
+            .as_ref()
+            .and_then(|d| d.email_template.as_ref())
+            .map(EmailTemplate::from_raw)
+            .transpose()?;
+        let defaults = Settings::default()
+            .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
+        let profiles = profiles(raw.profiles.as_ref(), &defaults)?;
+        let policies = raw
+            .policies
+            .iter()
+            .flatten()
+            .map(|p| Policy::from_raw(p, &profiles))
+            .collect::<Result<_, _>>()?;
+        let Some(mail) = &raw.mail else {
+            return Err(Invalid::new(
+                0..0,
+                "the [mail] section is required: it needs from = \"ADDRESS\" and at least one [[mail.servers]] entry",
+            ));
+        };
+        let mail = MailConfig::from_raw(mail, text)?;
+        Ok(Config {
+            source: path.to_path_buf(),
+            daemon,
+            enabled_protocols,
+            directory: DirectoryConfig { email_template },
+            defaults,
+            profiles,
+            policies,
+            mail,
+            services,
+        })
+    }
+
+    /// The protocol a PAM service speaks: `[services]` over the built-in map, then
+    /// `[daemon] default_protocol`, else `None` (the login is not one otpd protects).
+    pub fn protocol_for_service(&self, service: &str) -> Option<Protocol> {
+        self.services
+            .get(service)
+            .copied()
+            .or(self.daemon.default_protocol)
+    }
+
+    /// True when some policy matches on groups, so callers look groups up only when needed.
+    pub fn policies_need_groups(&self) -> bool {
+        self.policies.iter().any(Policy::needs_groups)
+    }
+
+    /// The settings for a login: the first matching policy's profile, else the defaults.
+    /// Returns the profile's name (or [`DEFAULTS_PROFILE`]) for logs and audit rows.
+    pub fn settings_for(
+        &self,
+        user: &str,
+        groups: &[String],
+        protocol: Protocol,
+    ) -> (&str, &Settings) {
+        self.policies
+            .iter()
+            .find(|p| p.matches(user, groups, protocol))
+            .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
+                (p.profile.as_str(), p.settings())
+            })
+    }
+}
+
+/// The built-in service map with `[services]` over it.
+fn services(raw: Option<&BTreeMap<Text, Text>>) -> Result<BTreeMap<String, Protocol>, Invalid> {
+    let mut map: BTreeMap<String, Protocol> = DEFAULT_SERVICES
+        .iter()
+        .map(|&(name, protocol)| (name.to_string(), protocol))
+        .collect();
+    for (name, protocol) in raw.into_iter().flatten() {
+        let service = name.get_ref();
+        let bad_name = service.is_empty()
+            || service.chars().count() > MAX_SERVICE_LEN
+            || service.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad_name {
+            return Err(Invalid::new(
+                name.span(),
+                format!(
+                    "a PAM service name must be 1 to {MAX_SERVICE_LEN} characters without spaces or control characters, got {service:?}"
+                ),
+            ));
+        }
+        map.insert(service.clone(), check::protocol(protocol)?);
+    }
+    Ok(map)
+}
+
+/// Each `[profiles.NAME]` merged over the defaults.
+fn profiles(
+    raw: Option<&BTreeMap<Text, RawSettings>>,
+    defaults: &Settings,
+) -> Result<BTreeMap<String, Settings>, Invalid> {
+    let mut out = BTreeMap::new();
+    for (name, settings) in raw.into_iter().flatten() {
+        let label = check::label("a profile name", name)?;
+        if label == DEFAULTS_PROFILE {
+            return Err(Invalid::new(
+                name.span(),
+                "the profile name \"defaults\" is reserved; put these keys in [defaults] instead",
+            ));
+        }
+        out.insert(label, defaults.overlay(settings)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

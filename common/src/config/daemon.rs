@@ -1,0 +1,175 @@
+//! `[daemon]`: where otpd listens and keeps state, who may talk to it, and its housekeeping.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::check::{self, DAY, MINUTE, SECOND};
+use super::error::Invalid;
+use super::raw::{RawDaemon, Text};
+use crate::service::Protocol;
+
+/// Where otpd keeps its SQLite database and server secret when `state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/otpd";
+
+/// The daemon's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// The Unix socket the PAM module and `otpctl` connect to.
+    pub socket: PathBuf,
+    /// The directory holding the database and the server secret.
+    pub state_dir: PathBuf,
+    /// Callers that may act for any user (web servers checking a code for their user); root
+    /// always may, everyone else only for themselves.
+    pub trusted_callers: Vec<TrustedCaller>,
+    /// Members of this group may run admin commands.
+    pub admin_group: Option<String>,
+    /// The protocol for PAM services `[services]` does not name. `None` means such logins are
+    /// not protected by a code: listing services is the admin's explicit choice.
+    pub default_protocol: Option<Protocol>,
+    /// Concurrent connections served; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a connection may take to send its request.
+    pub request_timeout: Duration,
+    /// How often expired codes and stale counters are deleted.
+    pub purge_interval: Duration,
+    /// How long audit rows are kept.
+    pub audit_retention: Duration,
+}
+
+/// A non-root caller allowed to act for other users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedCaller {
+    /// A user, written by name.
+    User(String),
+    /// Every member of a group, written `@group`.
+    Group(String),
+}
+
+impl DaemonConfig {
+    /// Checks `[daemon]`; a missing section gives all the defaults.
+    pub(super) fn from_raw(raw: &RawDaemon) -> Result<DaemonConfig, Invalid> {
+        Ok(DaemonConfig {
+            socket: match &raw.socket {
+                Some(v) => check::socket_path(v)?,
+                None => PathBuf::from(crate::client::DEFAULT_SOCKET),
+            },
+            state_dir: match &raw.state_dir {
+                Some(v) => check::absolute_path("state_dir", v)?,
+                None => PathBuf::from(DEFAULT_STATE_DIR),
+            },
+            trusted_callers: raw
+                .trusted_callers
+                .iter()
+                .flatten()
+                .map(trusted_caller)
+                .collect::<Result<_, _>>()?,
+            admin_group: raw
+                .admin_group
+                .as_ref()
+                .map(|g| check::account_name("admin_group", g.get_ref(), g.span()))
+                .transpose()?,
+            default_protocol: raw
+                .default_protocol
+                .as_ref()
+                .map(check::protocol)
+                .transpose()?,
+            max_connections: match &raw.max_connections {
+                Some(v) => check::cap("max_connections", v, 1, 10_000)?,
+                None => 256,
+            },
+            request_timeout: match &raw.request_timeout_seconds {
+                Some(v) => check::duration("request_timeout_seconds", v, 1, 60, SECOND)?,
+                None => SECOND * 10,
+            },
+            purge_interval: match &raw.purge_interval_minutes {
+                Some(v) => check::duration("purge_interval_minutes", v, 1, 1440, MINUTE)?,
+                None => MINUTE * 60,
+            },
+            audit_retention: match &raw.audit_retention_days {
+                Some(v) => check::duration("audit_retention_days", v, 1, 3650, DAY)?,
+                None => DAY * 90,
+            },
+        })
+    }
+}
+
+/// `name` is a user, `@name` a group.
+fn trusted_caller(value: &Text) -> Result<TrustedCaller, Invalid> {
+    let text = value.get_ref();
+    match text.strip_prefix('@') {
+        Some(group) => {
+            check::account_name("a trusted caller group (after '@')", group, value.span())
+                .map(TrustedCaller::Group)
+        }
+        None => {
+            check::account_name("a trusted caller", text, value.span()).map(TrustedCaller::User)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(text: &str) -> Result<DaemonConfig, Invalid> {
+        DaemonConfig::from_raw(&toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn an_empty_section_gets_the_documented_defaults() {
+        let d = daemon("").unwrap();
+        assert_eq!(d.socket, PathBuf::from("/run/otpd/otpd.sock"));
+        assert_eq!(d.state_dir, PathBuf::from("/var/lib/otpd"));
+        assert!(d.trusted_callers.is_empty());
+        assert_eq!(d.admin_group, None);
+        assert_eq!(d.default_protocol, None);
+        assert_eq!(d.max_connections, 256);
+        assert_eq!(d.request_timeout, Duration::from_secs(10));
+        assert_eq!(d.purge_interval, Duration::from_secs(3600));
+        assert_eq!(d.audit_retention, Duration::from_secs(90 * 86_400));
+    }
+
+    #[test]
+    fn trusted_callers_are_users_or_at_groups() {
+        let d = daemon("trusted_callers = [\"www-data\", \"@webdav\"]").unwrap();
+        assert_eq!(
+            d.trusted_callers,
+            vec![
+                TrustedCaller::User("www-data".into()),
+                TrustedCaller::Group("webdav".into())
+            ]
+        );
+        assert!(daemon("trusted_callers = [\"@\"]").is_err());
+        assert!(daemon("trusted_callers = [\"a b\"]").is_err());
+        assert!(daemon("trusted_callers = [\"\"]").is_err());
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        assert!(daemon("max_connections = 0").is_err());
+        assert!(daemon("max_connections = 10001").is_err());
+        assert!(daemon("request_timeout_seconds = 61").is_err());
+        assert!(daemon("purge_interval_minutes = 1441").is_err());
+        assert!(daemon("audit_retention_days = 3651").is_err());
+        assert!(daemon("audit_retention_days = 0").is_err());
+    }
+
+    #[test]
+    fn default_protocol_must_be_known() {
+        assert_eq!(
+            daemon("default_protocol = \"sftp\"")
+                .unwrap()
+                .default_protocol,
+            Some(Protocol::Sftp)
+        );
+        let e = daemon("default_protocol = \"shh\"").unwrap_err();
+        assert!(e.message.starts_with("unknown protocol \"shh\""));
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let e = daemon("socket = \"otpd.sock\"").unwrap_err();
+        assert!(e.message.contains("absolute path"));
+        assert!(daemon("state_dir = \"lib/otpd\"").is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! `[[policies]]`: which profile applies to a login, decided by user, group and protocol.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::{Regex, RegexBuilder};
+use toml::Spanned;
+
+use super::check;
+use super::error::Invalid;
+use super::glob;
+use super::raw::{RawPolicy, Text};
+use super::settings::Settings;
+use crate::service::Protocol;
+
+/// Compiled size cap for a `match_user_regex`, well above any sane pattern; stops a pasted
+/// monster from costing memory on every reload.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// One policy: when every matcher it has agrees, its profile applies. A policy without
+/// matchers matches every login (a catch-all at the end of the list).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    user: Option<UserMatcher>,
+    group: Option<String>,
+    protocols: Option<BTreeSet<Protocol>>,
+    /// The name of the `[profiles.NAME]` this policy selects.
+    pub profile: String,
+    /// That profile's settings, resolved at load time so a match can never miss its profile.
+    settings: Settings,
+}
+
+/// How a policy matches the user name; both forms match the whole name.
+#[derive(Debug, Clone)]
+enum UserMatcher {
+    /// `match_user`, compiled from a glob.
+    Glob(Regex),
+    /// `match_user_regex`, wrapped in `^(?:...)$`.
+    Regex(Regex),
+}
+
+impl Policy {
+    /// True when this policy applies to `user`, a member of `groups`, logging in by `protocol`.
+    pub fn matches(&self, user: &str, groups: &[String], protocol: Protocol) -> bool {
+        let user_ok = match &self.user {
+            None => true,
+            Some(UserMatcher::Glob(re) | UserMatcher::Regex(re)) => re.is_match(user),
+        };
+        let group_ok = self
+            .group
+            .as_ref()
+            .is_none_or(|wanted| groups.iter().any(|g| g == wanted));
+        let protocol_ok = self
+            .protocols
+            .as_ref()
+            .is_none_or(|set| set.contains(&protocol));
+        user_ok && group_ok && protocol_ok
+    }
+
+    /// True when the policy looks at groups, which costs a directory lookup to answer.
+    pub fn needs_groups(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// The settings of [`Policy::profile`].
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Checks one `[[policies]]` entry against the already validated profiles.
+    pub(super) fn from_raw(
+        raw: &Spanned<RawPolicy>,
+        profiles: &BTreeMap<String, Settings>,
+    ) -> Result<Policy, Invalid> {
+        let policy = raw.get_ref();
+        let user = match (&policy.match_user, &policy.match_user_regex) {
+            (Some(_), Some(regex)) => {
+                return Err(Invalid::new(
+                    regex.span(),
+                    "a policy may have match_user or match_user_regex, not both",
+                ));
+            }
+            (Some(glob), None) => Some(UserMatcher::Glob(user_glob(glob)?)),
+            (None, Some(regex)) => Some(UserMatcher::Regex(user_regex(regex)?)),
+            (None, None) => None,
+        };
+        let group = policy
+            .match_group
+            .as_ref()
+            .map(|g| check::account_name("match_group", g.get_ref(), g.span()))
+            .transpose()?;
+        let protocols = policy
+            .match_protocol
+            .as_ref()
+            .map(protocol_set)
+            .transpose()?;
+        let Some(profile) = &policy.profile else {
+            return Err(Invalid::new(
+                raw.span(),
+                "this policy has no profile; add profile = \"NAME\" naming a [profiles.NAME] section",
+            ));
+        };
+        let Some(settings) = profiles.get(profile.get_ref()) else {
+            return Err(unknown_profile(profile, profiles));
+        };
+        Ok(Policy {
+            user,
+            group,
+            protocols,
+            profile: profile.get_ref().clone(),
+            settings: settings.clone(),
+        })
+    }
+}
+
+fn user_glob(value: &Text) -> Result<Regex, Invalid> {
+    glob::compile(value.get_ref()).map_err(|why| {
+        Invalid::new(
+            value.span(),
+            format!("match_user is not a valid glob: {why}"),
+        )
+    })
+}
+
+/// The admin's regex, which must match the whole name. It is compiled alone first: a pattern
+/// such as `a)|(b` would otherwise slip out of the anchoring group.
+fn user_regex(value: &Text) -> Result<Regex, Invalid> {
+    let build = |pattern: &str| {
+        RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    };
+    let fail = |error: regex::Error| {
+        Invalid::new(
+            value.span(),
+            format!(
+                "match_user_regex is not a valid regular expression: {}",
+                regex_problem(&error)
+            ),
+        )
+    };
+    build(value.get_ref()).map_err(fail)?;
+    build(&format!("^(?:{})$", value.get_ref())).map_err(fail)
+}
+
+/// The one-line reason out of the regex crate's multi-line error.
+fn regex_problem(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn protocol_set(list: &Spanned<Vec<Text>>) -> Result<BTreeSet<Protocol>, Invalid> {
+    if list.get_ref().is_empty() {
+        return Err(Invalid::new(
+            list.span(),
+            "match_protocol is empty and would match nothing; list protocols, or leave it out to match every protocol",
+        ));
+    }
+    list.get_ref().iter().map(check::protocol).collect()
+}
+
+fn unknown_profile(name: &Text, profiles: &BTreeMap<String, Settings>) -> Invalid {
+    let known = if profiles.is_empty() {
+        "no profiles are defined".to_string()
+    } else {
+        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        format!("the profiles are {}", names.join(", "))
+    };
+    Invalid::new(
+        name.span(),
+        format!(
+            "unknown profile {:?}: there is no [profiles.{}] section; {known}",
+            name.get_ref(),
+            name.get_ref()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Result<Policy, Invalid> {
+        #[derive(serde::Deserialize)]
+        struct W {
+            p: Spanned<RawPolicy>,
+        }
+        let raw: W = toml::from_str(&format!("[p]\n{text}")).unwrap();
+        let profiles = BTreeMap::from([("admins".to_string(), Settings::default())]);
+        Policy::from_raw(&raw.p, &profiles)
+    }
+
+    fn groups(names: &[&str]) -> Vec<String> {
+        names.iter().map(|g| g.to_string()).collect()
+    }
+
+    #[test]
+    fn all_matchers_must_agree() {
+        let p = policy(
+            "match_user = \"adm-*\"\nmatch_group = \"wheel\"\nmatch_protocol = [\"ssh\", \"sftp\"]\nprofile = \"admins\"",
+        )
+        .unwrap();
+        let wheel = groups(&["users", "wheel"]);
+        assert!(p.matches("adm-1", &wheel, Protocol::Ssh));
+        assert!(p.matches("adm-1", &wheel, Protocol::Sftp));
+        assert!(!p.matches("bob", &wheel, Protocol::Ssh));
+        assert!(!p.matches("adm-1", &groups(&["users"]), Protocol::Ssh));
+        assert!(!p.matches("adm-1", &wheel, Protocol::Ftp));
+        assert!(p.needs_groups());
+    }
+
+    #[test]
+    fn a_policy_without_matchers_matches_everything() {
+        let p = policy("profile = \"admins\"").unwrap();
+        assert!(p.matches("anyone", &[], Protocol::Console));
+        assert!(!p.needs_groups());
+    }
+
+    #[test]
+    fn a_user_regex_matches_the_whole_name_only() {
+        let p = policy("match_user_regex = \"adm-[0-9]+\"\nprofile = \"admins\"").unwrap();
+        assert!(p.matches("adm-42", &[], Protocol::Ssh));
+        assert!(!p.matches("xadm-42", &[], Protocol::Ssh));
+        assert!(!p.matches("adm-42x", &[], Protocol::Ssh));
+        let p = policy("match_user_regex = \"a|b\"\nprofile = \"admins\"").unwrap();
+        assert!(!p.matches("ab", &[], Protocol::Ssh));
+    }
+
+    #[test]
+    fn a_regex_cannot_break_out_of_its_anchors() {
+        let e = policy("match_user_regex = \"x)|(.*\"\nprofile = \"admins\"").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("match_user_regex is not a valid regular expression: "),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_profile_names_the_ones_that_exist() {
+        let e = policy("profile = \"admin\"").unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown profile \"admin\": there is no [profiles.admin] section; the profiles are admins"
+        );
+    }
+
+    #[test]
+    fn a_missing_profile_points_at_the_policy() {
+        let e = policy("match_user = \"a\"").unwrap_err();
+        assert_eq!(e.span.start, 0);
+        assert!(e.message.contains("has no profile"));
+    }
+
+    #[test]
+    fn an_empty_protocol_list_is_refused() {
+        let e = policy("match_protocol = []\nprofile = \"admins\"").unwrap_err();
+        assert!(e.message.contains("would match nothing"));
+    }
+}

@@ -1,0 +1,109 @@
+//! The file as written: serde structs that mirror `otpd.toml` key for key.
+//!
+//! Every struct refuses unknown keys, so a misspelt `max_attemps` is an error instead of a
+//! setting that silently keeps its default. Values are kept as plain TOML types wrapped in
+//! [`Spanned`] so that the validation in the sibling modules can say exactly where a bad value
+//! is; nothing here is trusted until it has been turned into the types in [`super`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A TOML integer with its position; ranges are checked during validation.
+pub(super) type Int = Spanned<i64>;
+/// A TOML string with its position.
+pub(super) type Text = Spanned<String>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub daemon: Option<RawDaemon>,
+    pub protocols: Option<RawProtocols>,
+    pub services: Option<BTreeMap<Text, Text>>,
+    pub directory: Option<RawDirectory>,
+    pub defaults: Option<RawSettings>,
+    pub profiles: Option<BTreeMap<Text, RawSettings>>,
+    pub policies: Option<Vec<Spanned<RawPolicy>>>,
+    pub mail: Option<Spanned<RawMail>>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub socket: Option<Text>,
+    pub state_dir: Option<Text>,
+    pub trusted_callers: Option<Vec<Text>>,
+    pub admin_group: Option<Text>,
+    pub default_protocol: Option<Text>,
+    pub max_connections: Option<Int>,
+    pub request_timeout_seconds: Option<Int>,
+    pub purge_interval_minutes: Option<Int>,
+    pub audit_retention_days: Option<Int>,
+}
+
+/// `[protocols]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProtocols {
+    pub enabled: Option<Vec<Text>>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    pub email_template: Option<Text>,
+}
+
+/// `[defaults]` and each `[profiles.NAME]`: every key optional, so a profile states only what
+/// it changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    pub mode: Option<Text>,
+    pub code_length: Option<Int>,
+    pub valid_minutes: Option<Int>,
+    pub max_attempts: Option<Int>,
+    pub resend_cooldown_seconds: Option<Int>,
+    pub max_sends_per_hour: Option<Int>,
+    pub max_sends_per_day: Option<Int>,
+    pub max_user_failures: Option<Int>,
+    pub max_host_failures: Option<Int>,
+    pub lockout_minutes: Option<Int>,
+}
+
+/// One `[[policies]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub match_user: Option<Text>,
+    pub match_user_regex: Option<Text>,
+    pub match_group: Option<Text>,
+    pub match_protocol: Option<Spanned<Vec<Text>>>,
+    /// Optional here only so that a missing one gets our message rather than serde's.
+    pub profile: Option<Text>,
+}
+
+/// `[mail]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMail {
+    pub from: Option<Text>,
+    pub from_name: Option<Text>,
+    pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
+}
+
+/// One `[[mail.servers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub name: Option<Text>,
+    pub host: Option<Text>,
+    pub port: Option<Int>,
+    pub security: Option<Text>,
+    pub insecure_plaintext: Option<bool>,
+    pub timeout_seconds: Option<Int>,
+}

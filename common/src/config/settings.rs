@@ -1,0 +1,242 @@
+//! `[defaults]` and `[profiles.NAME]`: how codes behave for the users a policy selects.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::check::{self, MINUTE, SECOND};
+use super::error::Invalid;
+use super::raw::{RawSettings, Text};
+
+/// Whether a login needs a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Never ask for a code.
+    Off,
+    /// Ask only users who turned codes on for themselves.
+    Optional,
+    /// Ask every user who has an address.
+    Required,
+}
+
+impl Mode {
+    /// The name used in the config and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Optional => "optional",
+            Mode::Required => "required",
+        }
+    }
+
+    fn from_raw(value: &Text) -> Result<Mode, Invalid> {
+        match value.get_ref().as_str() {
+            "off" => Ok(Mode::Off),
+            "optional" => Ok(Mode::Optional),
+            "required" => Ok(Mode::Required),
+            other => Err(Invalid::new(
+                value.span(),
+                format!("mode must be \"off\", \"optional\" or \"required\", got {other:?}"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rules for issuing and checking codes. Every value is within its documented range, and
+/// `max_sends_per_day >= max_sends_per_hour`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Whether a code is needed at all.
+    pub mode: Mode,
+    /// Digits in a code, 6 to 10.
+    pub code_length: u8,
+    /// How long a code stays valid after it is mailed, 1 to 60 minutes.
+    pub valid: Duration,
+    /// Wrong answers allowed per code (1 to 10) before it is thrown away.
+    pub max_attempts: u32,
+    /// How long a login reuses the outstanding code instead of mailing a new one (0 to 3600
+    /// seconds); stops one user flooding their own mailbox by retrying.
+    pub resend_cooldown: Duration,
+    /// Codes mailed per user per hour, 1 to 1000.
+    pub max_sends_per_hour: u32,
+    /// Codes mailed per user per day, 1 to 10000 and at least `max_sends_per_hour`.
+    pub max_sends_per_day: u32,
+    /// Consecutive wrong answers per user (1 to 1000) before the user is locked out.
+    pub max_user_failures: u32,
+    /// Consecutive wrong answers from one remote host (1 to 10000) before it is locked out.
+    pub max_host_failures: u32,
+    /// How long a lockout lasts, 1 to 1440 minutes.
+    pub lockout: Duration,
+}
+
+impl Default for Settings {
+    /// The built-in `[defaults]`, used for every key the file leaves out.
+    fn default() -> Settings {
+        Settings {
+            mode: Mode::Optional,
+            code_length: 6,
+            valid: MINUTE * 10,
+            max_attempts: 3,
+            resend_cooldown: SECOND * 60,
+            max_sends_per_hour: 5,
+            max_sends_per_day: 20,
+            max_user_failures: 20,
+            max_host_failures: 20,
+            lockout: MINUTE * 15,
+        }
+    }
+}
+
+impl Settings {
+    /// `self` with the keys set in `raw` replaced: how `[defaults]` applies over the built-in
+    /// values and a profile over `[defaults]`.
+    pub(super) fn overlay(&self, raw: &RawSettings) -> Result<Settings, Invalid> {
+        let mut s = self.clone();
+        if let Some(v) = &raw.mode {
+            s.mode = Mode::from_raw(v)?;
+        }
+        if let Some(v) = &raw.code_length {
+            s.code_length = check::number("code_length", v, 6, 10)?;
+        }
+        if let Some(v) = &raw.valid_minutes {
+            s.valid = check::duration("valid_minutes", v, 1, 60, MINUTE)?;
+        }
+        if let Some(v) = &raw.max_attempts {
+            s.max_attempts = check::cap("max_attempts", v, 1, 10)?;
+        }
+        if let Some(v) = &raw.resend_cooldown_seconds {
+            s.resend_cooldown = check::duration("resend_cooldown_seconds", v, 0, 3600, SECOND)?;
+        }
+        if let Some(v) = &raw.max_sends_per_hour {
+            s.max_sends_per_hour = check::cap("max_sends_per_hour", v, 1, 1000)?;
+        }
+        if let Some(v) = &raw.max_sends_per_day {
+            s.max_sends_per_day = check::cap("max_sends_per_day", v, 1, 10_000)?;
+        }
+        if let Some(v) = &raw.max_user_failures {
+            s.max_user_failures = check::cap("max_user_failures", v, 1, 1000)?;
+        }
+        if let Some(v) = &raw.max_host_failures {
+            s.max_host_failures = check::cap("max_host_failures", v, 1, 10_000)?;
+        }
+        if let Some(v) = &raw.lockout_minutes {
+            s.lockout = check::duration("lockout_minutes", v, 1, 1440, MINUTE)?;
+        }
+        if s.max_sends_per_day < s.max_sends_per_hour {
+            // `self` already satisfied this, so one of the two keys is set here: point at it.
+            let span = raw
+                .max_sends_per_day
+                .as_ref()
+                .or(raw.max_sends_per_hour.as_ref())
+                .map(|v| v.span())
+                .unwrap_or_default();
+            return Err(Invalid::new(
+                span,
+                format!(
+                    "max_sends_per_day ({}) must be at least max_sends_per_hour ({})",
+                    s.max_sends_per_day, s.max_sends_per_hour
+                ),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawSettings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn built_in_defaults_match_the_documentation() {
+        let s = Settings::default();
+        assert_eq!(s.mode, Mode::Optional);
+        assert_eq!(s.code_length, 6);
+        assert_eq!(s.valid, Duration::from_secs(600));
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.resend_cooldown, Duration::from_secs(60));
+        assert_eq!((s.max_sends_per_hour, s.max_sends_per_day), (5, 20));
+        assert_eq!((s.max_user_failures, s.max_host_failures), (20, 20));
+        assert_eq!(s.lockout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn overlay_replaces_only_the_keys_given() {
+        let s = Settings::default()
+            .overlay(&raw(
+                "mode = \"required\"\nvalid_minutes = 5\nresend_cooldown_seconds = 0",
+            ))
+            .unwrap();
+        assert_eq!(s.mode, Mode::Required);
+        assert_eq!(s.valid, Duration::from_secs(300));
+        assert_eq!(s.resend_cooldown, Duration::ZERO);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.lockout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn an_unknown_mode_lists_the_modes() {
+        let e = Settings::default()
+            .overlay(&raw("mode = \"on\""))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "mode must be \"off\", \"optional\" or \"required\", got \"on\""
+        );
+    }
+
+    #[test]
+    fn every_range_is_enforced_at_both_ends() {
+        // The two send caps are tested with the other one out of the way of `day >= hour`.
+        let cases = [
+            ("code_length", 6, 10, ""),
+            ("valid_minutes", 1, 60, ""),
+            ("max_attempts", 1, 10, ""),
+            ("resend_cooldown_seconds", 0, 3600, ""),
+            ("max_sends_per_hour", 1, 1000, "max_sends_per_day = 10000"),
+            ("max_sends_per_day", 1, 10_000, "max_sends_per_hour = 1"),
+            ("max_user_failures", 1, 1000, ""),
+            ("max_host_failures", 1, 10_000, ""),
+            ("lockout_minutes", 1, 1440, ""),
+        ];
+        let base = Settings::default();
+        for (key, min, max, other) in cases {
+            let with = |value: i64| base.overlay(&raw(&format!("{other}\n{key} = {value}")));
+            assert!(with(min).is_ok(), "{key} = {min}");
+            assert!(with(max).is_ok(), "{key} = {max}");
+            let low = with(min - 1).unwrap_err().message;
+            assert!(
+                low.starts_with(&format!("{key} must be between {min} and {max}")),
+                "{low}"
+            );
+            let high = with(max + 1).unwrap_err().message;
+            assert!(
+                high.starts_with(&format!("{key} must be between {min} and {max}")),
+                "{high}"
+            );
+        }
+    }
+
+    #[test]
+    fn day_cap_below_hour_cap_is_refused_even_when_inherited() {
+        let e = Settings::default()
+            .overlay(&raw("max_sends_per_day = 4"))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "max_sends_per_day (4) must be at least max_sends_per_hour (5)"
+        );
+        let e = Settings::default()
+            .overlay(&raw("max_sends_per_hour = 30"))
+            .unwrap_err();
+        assert_eq!(e.span, 21..23);
+    }
+}
