@@ -1,0 +1,338 @@
+//! The module arguments written on the pam.d line, parsed into one value that cannot be wrong.
+//!
+//! Parsing fails closed: an unknown, repeated or malformed argument makes the module answer
+//! PAM_SERVICE_ERR instead of running with a default the admin did not ask for. A typo such as
+//! `timout=2` or `protocol=shh` in pam.d must never silently change what a login requires.
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::client::DEFAULT_SOCKET;
+use common::service::Protocol;
+
+/// Seconds each call to otpd may take unless `timeout=` says otherwise.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
+/// The shortest `timeout=`: below a second a busy daemon would fail logins for no reason.
+pub const MIN_TIMEOUT_SECS: u64 = 1;
+/// The longest `timeout=`: sshd's LoginGraceTime must not be eaten by a hung daemon.
+pub const MAX_TIMEOUT_SECS: u64 = 30;
+/// The account otpd runs as on a packaged system; the only uid besides root trusted on the socket.
+pub const DEFAULT_DAEMON_USER: &str = "otpd";
+
+/// The validated module arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// otpd's socket (`socket=`), always an absolute path so it cannot depend on the
+    /// application's working directory.
+    pub socket: PathBuf,
+    /// `protocol=`: overrides otpd's mapping of the PAM service to a protocol, e.g. for a second
+    /// sshd that only serves SFTP.
+    pub protocol: Option<Protocol>,
+    /// `timeout=`: the deadline of each call to otpd.
+    pub timeout: Duration,
+    /// `daemon_user=`: the account, besides root, that may own the process behind the socket.
+    pub daemon_user: String,
+    /// `debug`: log the steps of each login (never the code) to syslog.
+    pub debug: bool,
+    /// `test_panic` (only with the `test-panic` feature): make the flow panic.
+    #[cfg(feature = "test-panic")]
+    pub test_panic: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            protocol: None,
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            daemon_user: DEFAULT_DAEMON_USER.to_owned(),
+            debug: false,
+            #[cfg(feature = "test-panic")]
+            test_panic: false,
+        }
+    }
+}
+
+/// Why the module arguments were refused. The offending text is kept so syslog can say which
+/// argument to fix; it is escaped when logged because pam.d is not trusted to be printable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// An argument that is not valid UTF-8.
+    #[error("module argument #{0} is not valid UTF-8")]
+    NotUtf8(usize),
+    /// A name this module does not know (a typo, or an option of another module).
+    #[error("unknown module argument {0:?}")]
+    Unknown(String),
+    /// The same option twice: which one the admin meant is unclear.
+    #[error("module argument {0:?} is given more than once")]
+    Repeated(String),
+    /// `name=` with nothing after it, or `name` without `=` for an option that needs a value.
+    #[error("module argument {0:?} needs a value")]
+    MissingValue(String),
+    /// A flag such as `debug` written with a value.
+    #[error("module argument {0:?} takes no value")]
+    UnexpectedValue(String),
+    /// `socket=` with a relative path.
+    #[error("socket={0:?} is not an absolute path")]
+    RelativeSocket(String),
+    /// `protocol=` with a name that is not a known protocol.
+    #[error("protocol={0:?} is not a known protocol")]
+    UnknownProtocol(String),
+    /// `timeout=` that is not a whole number of seconds in range.
+    #[error(
+        "timeout={0:?} is not a whole number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
+    )]
+    BadTimeout(String),
+}
+
+impl Args {
+    /// Parses the arguments libpam hands to the module, in pam.d order.
+    pub fn parse(raw: &[&CStr]) -> Result<Args, ArgError> {
+        let mut args = Args::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (index, arg) in raw.iter().enumerate() {
+            let arg = arg.to_str().map_err(|_| ArgError::NotUtf8(index))?;
+            let (name, value) = match arg.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (arg, None),
+            };
+            if seen.contains(&name) {
+                return Err(ArgError::Repeated(name.to_owned()));
+            }
+            args.apply(name, value)?;
+            seen.push(name);
+        }
+        Ok(args)
+    }
+
+    /// Sets one option; `value` is what followed the first `=`, if there was one.
+    fn apply(&mut self, name: &str, value: Option<&str>) -> Result<(), ArgError> {
+        match name {
+            "socket" => {
+                let value = required(name, value)?;
+                if !value.starts_with('/') {
+                    return Err(ArgError::RelativeSocket(value.to_owned()));
+                }
+                self.socket = PathBuf::from(value);
+            }
+            "protocol" => {
+                let value = required(name, value)?;
+                let protocol = Protocol::parse(value)
+                    .ok_or_else(|| ArgError::UnknownProtocol(value.to_owned()))?;
+                self.protocol = Some(protocol);
+            }
+            "timeout" => {
+                let value = required(name, value)?;
+                self.timeout = parse_timeout(value)?;
+            }
+            "daemon_user" => {
+                self.daemon_user = required(name, value)?.to_owned();
+            }
+            "debug" => {
+                flag(name, value)?;
+                self.debug = true;
+            }
+            #[cfg(feature = "test-panic")]
+            "test_panic" => {
+                flag(name, value)?;
+                self.test_panic = true;
+            }
+            _ => return Err(ArgError::Unknown(name.to_owned())),
+        }
+        Ok(())
+    }
+}
+
+/// The value of an option that needs one.
+fn required<'a>(name: &str, value: Option<&'a str>) -> Result<&'a str, ArgError> {
+    match value {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(ArgError::MissingValue(name.to_owned())),
+    }
+}
+
+/// Checks that a flag came without `=`.
+fn flag(name: &str, value: Option<&str>) -> Result<(), ArgError> {
+    match value {
+        None => Ok(()),
+        Some(_) => Err(ArgError::UnexpectedValue(name.to_owned())),
+    }
+}
+
+/// Digits only: `u64::from_str` would also take `+5`, which is not how pam.d is documented.
+fn parse_timeout(value: &str) -> Result<Duration, ArgError> {
+    let bad = || ArgError::BadTimeout(value.to_owned());
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let secs: u64 = value.parse().map_err(|_| bad())?;
+    if (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn parse(args: &[&str]) -> Result<Args, ArgError> {
+        let owned: Vec<CString> = args.iter().map(|a| CString::new(*a).unwrap()).collect();
+        let borrowed: Vec<&CStr> = owned.iter().map(|c| c.as_c_str()).collect();
+        Args::parse(&borrowed)
+    }
+
+    #[test]
+    fn no_arguments_give_the_documented_defaults() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.socket, PathBuf::from("/run/otpd/otpd.sock"));
+        assert_eq!(args.protocol, None);
+        assert_eq!(args.timeout, Duration::from_secs(5));
+        assert_eq!(args.daemon_user, "otpd");
+        assert!(!args.debug);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let args = parse(&[
+            "socket=/tmp/x=y.sock",
+            "protocol=sftp",
+            "timeout=30",
+            "daemon_user=otp-daemon",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(args.socket, PathBuf::from("/tmp/x=y.sock"));
+        assert_eq!(args.protocol, Some(Protocol::Sftp));
+        assert_eq!(args.timeout, Duration::from_secs(30));
+        assert_eq!(args.daemon_user, "otp-daemon");
+        assert!(args.debug);
+    }
+
+    #[test]
+    fn every_protocol_name_is_accepted() {
+        for protocol in Protocol::ALL {
+            let arg = format!("protocol={protocol}");
+            assert_eq!(parse(&[&arg]).unwrap().protocol, Some(protocol));
+        }
+    }
+
+    #[test]
+    fn a_typo_in_an_option_name_is_refused() {
+        assert_eq!(
+            parse(&["timout=2"]),
+            Err(ArgError::Unknown("timout".into()))
+        );
+        assert_eq!(parse(&["Debug"]), Err(ArgError::Unknown("Debug".into())));
+        assert_eq!(parse(&[""]), Err(ArgError::Unknown(String::new())));
+    }
+
+    #[test]
+    fn an_unknown_protocol_is_refused() {
+        assert_eq!(
+            parse(&["protocol=shh"]),
+            Err(ArgError::UnknownProtocol("shh".into()))
+        );
+        assert_eq!(
+            parse(&["protocol=SSH"]),
+            Err(ArgError::UnknownProtocol("SSH".into()))
+        );
+    }
+
+    #[test]
+    fn timeouts_outside_one_to_thirty_seconds_are_refused() {
+        for bad in [
+            "0",
+            "31",
+            "-1",
+            "+5",
+            "5s",
+            "1.5",
+            " 5",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                parse(&[&format!("timeout={bad}")]),
+                Err(ArgError::BadTimeout(bad.into())),
+                "timeout={bad}"
+            );
+        }
+        assert_eq!(
+            parse(&["timeout=1"]).unwrap().timeout,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn options_that_need_a_value_refuse_to_go_without() {
+        for name in ["socket", "protocol", "timeout", "daemon_user"] {
+            assert_eq!(
+                parse(&[name]),
+                Err(ArgError::MissingValue(name.into())),
+                "{name}"
+            );
+            assert_eq!(
+                parse(&[&format!("{name}=")]),
+                Err(ArgError::MissingValue(name.into())),
+                "{name}="
+            );
+        }
+    }
+
+    #[test]
+    fn debug_takes_no_value() {
+        assert_eq!(
+            parse(&["debug=0"]),
+            Err(ArgError::UnexpectedValue("debug".into()))
+        );
+    }
+
+    #[test]
+    fn a_relative_socket_path_is_refused() {
+        assert_eq!(
+            parse(&["socket=otpd.sock"]),
+            Err(ArgError::RelativeSocket("otpd.sock".into()))
+        );
+    }
+
+    #[test]
+    fn a_repeated_option_is_refused_even_with_the_same_value() {
+        assert_eq!(
+            parse(&["debug", "debug"]),
+            Err(ArgError::Repeated("debug".into()))
+        );
+        assert_eq!(
+            parse(&["timeout=5", "timeout=5"]),
+            Err(ArgError::Repeated("timeout".into()))
+        );
+    }
+
+    #[test]
+    fn a_non_utf8_argument_is_refused() {
+        let bad = CString::new(vec![b's', 0xff]).unwrap();
+        let good = CString::new("debug").unwrap();
+        assert_eq!(
+            Args::parse(&[good.as_c_str(), bad.as_c_str()]),
+            Err(ArgError::NotUtf8(1))
+        );
+    }
+
+    #[cfg(not(feature = "test-panic"))]
+    #[test]
+    fn test_panic_is_an_unknown_argument_without_the_test_feature() {
+        assert_eq!(
+            parse(&["test_panic"]),
+            Err(ArgError::Unknown("test_panic".into()))
+        );
+    }
+
+    #[cfg(feature = "test-panic")]
+    #[test]
+    fn test_panic_is_a_flag_with_the_test_feature() {
+        assert!(parse(&["test_panic"]).unwrap().test_panic);
+        assert!(!parse(&[]).unwrap().test_panic);
+    }
+}
