@@ -105,9 +105,7 @@ fn connect_before(
         }
     }
     let stream = UnixStream::from(fd);
-    stream
-        .set_nonblocking(false)
-        .map_err(connect_error)?;
+    stream.set_nonblocking(false).map_err(connect_error)?;
     Ok(stream)
 }
 

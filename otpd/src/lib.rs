@@ -1,2 +1,24 @@
 //! otpd: issues, mails and verifies one-time codes for the pam_otp_email module.
+//!
+//! `main.rs` only parses arguments; [`daemon::run`] starts the pieces: [`server`] reads framed
+//! requests, [`handler`] answers them using [`policy`] (who needs a code), [`store`] (codes and
+//! rules in SQLite), [`mail`] (delivery) and [`audit`] (rows and log lines).
 #![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod audit;
+pub mod caller;
+pub mod clock;
+pub mod code;
+pub mod daemon;
+pub mod files;
+pub mod handler;
+pub mod logging;
+pub mod mail;
+pub mod policy;
+pub mod server;
+pub mod server_key;
+pub mod state;
+pub mod store;
+pub mod systemd;
+pub mod timefmt;

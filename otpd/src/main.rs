@@ -1,1 +1,51 @@
-fn main() {}
+//! `otpd`: the daemon. Parses arguments and hands over to [`otpd::daemon::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::config::Config;
+
+/// Issues, mails and verifies one-time login codes for pam_otp_email.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The config file.
+    #[arg(long, default_value = "/etc/otpd/otpd.toml")]
+    config: PathBuf,
+    /// Check the config file and exit: 0 when valid, 1 with FILE:LINE:COLUMN: message otherwise.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.check_config {
+        return match Config::load(&args.config) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    otpd::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("otpd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(otpd::daemon::run(args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("otpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,11 @@
-//! Test support: the libpam driver and helpers to run otpd and an SMTP capture.
+//! Test support for the end-to-end tests: the libpam driver, a real otpd process, a real SMTP
+//! server capturing mail, and PAM service directories.
+//!
+//! Test support may panic: a panic is how a test reports a broken precondition.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod libpam;
+pub mod otpd;
+pub mod paths;
+pub mod smtp;
+pub mod stack;

@@ -1,0 +1,108 @@
+//! Who may ask otpd to act for which user, decided from the socket peer's credentials on every
+//! request (the socket file's mode is not trusted to do this).
+//!
+//! Root and the `[daemon] trusted_callers` (users, or `@groups`, such as a web server that runs PAM
+//! for HTTP logins) may act for any user. Anyone else may act only for their own user name, so a
+//! local user cannot make otpd mail codes to, or guess codes of, somebody else.
+
+use common::config::TrustedCaller;
+
+use crate::accounts::Accounts;
+
+/// The peer of a connection, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The peer process's uid.
+    pub uid: u32,
+    /// The peer process's gid.
+    pub gid: u32,
+}
+
+/// True when `caller` may act for the user `user`.
+pub fn may_act_for(
+    caller: Caller,
+    user: &str,
+    trusted: &[TrustedCaller],
+    accounts: &dyn Accounts,
+) -> bool {
+    if caller.uid == 0 {
+        return true;
+    }
+    let caller_name = accounts.user_name(caller.uid);
+    if caller_name.as_deref() == Some(user) {
+        return true;
+    }
+    let Some(caller_name) = caller_name else {
+        return false;
+    };
+    trusted.iter().any(|entry| match entry {
+        TrustedCaller::User(name) => accounts.uid_of(name) == Some(caller.uid),
+        TrustedCaller::Group(group) => accounts.groups_of(&caller_name).contains(group),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct FakeAccounts;
+
+    impl Accounts for FakeAccounts {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            match uid {
+                1000 => Some("alice".into()),
+                33 => Some("www-data".into()),
+                1001 => Some("bob".into()),
+                _ => None,
+            }
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            match name {
+                "alice" => Some(1000),
+                "www-data" => Some(33),
+                "bob" => Some(1001),
+                _ => None,
+            }
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            match user {
+                "bob" => vec!["bob".into(), "webdav".into()],
+                _ => vec![user.into()],
+            }
+        }
+    }
+
+    fn caller(uid: u32) -> Caller {
+        Caller { uid, gid: uid }
+    }
+
+    #[test]
+    fn root_may_act_for_anyone() {
+        assert!(may_act_for(caller(0), "alice", &[], &FakeAccounts));
+    }
+
+    #[test]
+    fn a_user_may_act_only_for_themselves() {
+        assert!(may_act_for(caller(1000), "alice", &[], &FakeAccounts));
+        assert!(!may_act_for(caller(1000), "bob", &[], &FakeAccounts));
+        assert!(!may_act_for(caller(1000), "root", &[], &FakeAccounts));
+    }
+
+    #[test]
+    fn trusted_users_and_groups_may_act_for_anyone() {
+        let trusted = [
+            TrustedCaller::User("www-data".into()),
+            TrustedCaller::Group("webdav".into()),
+        ];
+        assert!(may_act_for(caller(33), "alice", &trusted, &FakeAccounts));
+        assert!(may_act_for(caller(1001), "alice", &trusted, &FakeAccounts));
+        assert!(!may_act_for(caller(1000), "bob", &trusted, &FakeAccounts));
+    }
+
+    #[test]
+    fn a_uid_without_a_name_may_act_for_nobody() {
+        let trusted = [TrustedCaller::Group("webdav".into())];
+        assert!(!may_act_for(caller(4242), "alice", &trusted, &FakeAccounts));
+    }
+}

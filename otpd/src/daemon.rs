@@ -1,0 +1,184 @@
+//! Start-up, signals and reload: everything between `main` and [`server::serve`].
+//!
+//! Order matters: the config is validated, the state directory and key checked, the database
+//! opened and the mailer built before the socket is bound, and systemd hears READY=1 only then.
+//! SIGHUP reloads the config; a bad file is reported and the old config keeps running.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::config::{Config, ConfigError};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::accounts::SystemAccounts;
+use crate::clock::SystemClock;
+use crate::files::{self, FileError};
+use crate::mail::{MailSetupError, Mailer};
+use crate::server;
+use crate::server_key::{KeyError, ServerKey};
+use crate::state::{Active, Shared};
+use crate::store::{Store, StoreError};
+use crate::systemd;
+
+/// The database file inside the state directory.
+pub const DATABASE_FILE: &str = "otpd.db";
+
+/// Why otpd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A file or directory is unsafe or unusable.
+    #[error("{0}")]
+    Files(#[from] FileError),
+    /// The server key could not be loaded or created.
+    #[error("server key: {0}")]
+    Key(#[from] KeyError),
+    /// The database could not be opened.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The mailer could not be built.
+    #[error("{0}")]
+    Mail(#[from] MailSetupError),
+    /// The socket could not be bound or signals not installed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs otpd with the config at `config_path` until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
+    let config = Config::load(&config_path)?;
+    if nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            "running as root; otpd needs no privileges and should run as its own user (otpd)"
+        );
+    }
+    let daemon = config.daemon.clone();
+    files::prepare_state_dir(&daemon.state_dir)?;
+    let key = ServerKey::load_or_create(&daemon.state_dir)?;
+    let store = Store::open(&daemon.state_dir.join(DATABASE_FILE), key)?;
+    let mailer = Mailer::new(&config.mail)?;
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    let shared = Arc::new(Shared::new(
+        Active { config, mailer },
+        store,
+        Arc::new(SystemClock),
+        Arc::new(SystemAccounts),
+        hostname,
+    ));
+
+    let listener = bind(&daemon.socket)?;
+    let io_error = |what: &str| {
+        let what = what.to_string();
+        move |source| StartError::Io { what, source }
+    };
+    let mut hangup = signal(SignalKind::hangup()).map_err(io_error("installing SIGHUP"))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(io_error("installing SIGTERM"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(io_error("installing SIGINT"))?;
+
+    tracing::info!(
+        "otpd {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        daemon.socket.display()
+    );
+    notify("READY=1");
+
+    let purger = tokio::spawn(purge_periodically(Arc::clone(&shared)));
+    let reloader = {
+        let shared = Arc::clone(&shared);
+        let path = config_path.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reload(&shared, &path);
+            }
+        })
+    };
+    let shutdown = async {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+        notify("STOPPING=1");
+    };
+    server::serve(listener, Arc::clone(&shared), shutdown).await;
+    reloader.abort();
+    purger.abort();
+    if let Err(e) = std::fs::remove_file(&daemon.socket) {
+        tracing::warn!("cannot remove {}: {e}", daemon.socket.display());
+    }
+    tracing::info!("otpd stopped");
+    Ok(())
+}
+
+fn bind(socket: &Path) -> Result<UnixListener, StartError> {
+    files::prepare_socket_dir(socket)?;
+    files::clear_stale_socket(socket)?;
+    let listener = UnixListener::bind(socket).map_err(|source| StartError::Io {
+        what: format!("binding {}", socket.display()),
+        source,
+    })?;
+    files::open_socket_mode(socket)?;
+    Ok(listener)
+}
+
+/// Loads the config again; on any error the running config stays.
+fn reload(shared: &Shared, path: &Path) {
+    notify("RELOADING=1");
+    let result = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let mailer = Mailer::new(&config.mail).map_err(|e| e.to_string())?;
+            Ok(Active { config, mailer })
+        });
+    match result {
+        Ok(active) => {
+            let old = shared.active();
+            if old.config.daemon.socket != active.config.daemon.socket
+                || old.config.daemon.state_dir != active.config.daemon.state_dir
+            {
+                tracing::warn!("socket and state_dir changes take effect only after a restart");
+            }
+            shared.replace_active(active);
+            tracing::info!("reloaded {}", path.display());
+        }
+        Err(e) => tracing::error!("reload refused, the previous config stays in force: {e}"),
+    }
+    notify("READY=1");
+}
+
+/// Deletes expired codes, old send records and old audit rows, on the configured schedule.
+async fn purge_periodically(shared: Arc<Shared>) {
+    loop {
+        let interval = shared.active().config.daemon.purge_interval;
+        tokio::time::sleep(interval).await;
+        let shared = Arc::clone(&shared);
+        let result = tokio::task::spawn_blocking(move || {
+            let retention = shared.active().config.daemon.audit_retention.as_secs();
+            let now = shared.clock.now();
+            let retention = i64::try_from(retention).unwrap_or(i64::MAX);
+            shared.store().purge(now, retention)
+        })
+        .await;
+        match result {
+            Ok(Ok(counts)) => tracing::info!("purged {counts:?}"),
+            Ok(Err(e)) => tracing::error!("purge failed: {e}"),
+            Err(e) => tracing::error!("purge task failed: {e}"),
+        }
+    }
+}
+
+fn notify(state: &str) {
+    if let Err(e) = systemd::notify(state) {
+        tracing::warn!("sd_notify {state}: {e}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Whether a login needs a code, under which settings, and where the code goes.
+//!
+//! Order of questions: which protocol the login speaks (module argument, then `[services]`, then
+//! `default_protocol`); whether that protocol is enabled; which profile applies (first matching
+//! `[[policies]]` rule); the profile's mode; and, for users who need a code, their address, taken
+//! only from admin-controlled sources (otpd's user table, then `[directory] email_template`).
+
+use common::config::{Config, EmailAddress, Mode, Settings};
+use common::service::Protocol;
+use common::wire::{LoginContext, SkipReason};
+
+use crate::store::UserRecord;
+
+/// What to do with a login.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// No code: PAM_IGNORE.
+    Skip(SkipReason),
+    /// Send a code to `address` and ask for it.
+    Code(CodeNeeded),
+    /// The user must give a code but otpd has no usable address: fail closed.
+    NoUsableAddress,
+}
+
+/// The facts needed to issue and mail a code.
+#[derive(Debug, Clone)]
+pub struct CodeNeeded {
+    /// The protocol the code is bound to.
+    pub protocol: Protocol,
+    /// The profile that applied (`defaults` when no policy matched), for logs.
+    pub profile: String,
+    /// The profile's settings.
+    pub settings: Settings,
+    /// Where the code goes.
+    pub address: EmailAddress,
+}
+
+/// A `protocol=` module argument that names no protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?} in the module's protocol= argument")]
+pub struct UnknownProtocol(pub String);
+
+/// The protocol a login speaks, or `None` when the service is unknown and no default is set.
+pub fn login_protocol(
+    config: &Config,
+    login: &LoginContext,
+) -> Result<Option<Protocol>, UnknownProtocol> {
+    match &login.protocol {
+        Some(name) => Protocol::parse(name)
+            .map(Some)
+            .ok_or_else(|| UnknownProtocol(name.clone())),
+        None => Ok(config.protocol_for_service(&login.service)),
+    }
+}
+
+/// The settings that apply to `user` on `protocol`, looking up groups only when a policy needs
+/// them (an NSS lookup per login is not free).
+pub fn settings_for<'c>(
+    config: &'c Config,
+    user: &str,
+    protocol: Protocol,
+    groups: impl FnOnce() -> Vec<String>,
+) -> (&'c str, &'c Settings) {
+    let groups = if config.policies_need_groups() {
+        groups()
+    } else {
+        Vec::new()
+    };
+    config.settings_for(user, &groups, protocol)
+}
+
+/// Decides what a login needs.
+pub fn decide(
+    config: &Config,
+    login: &LoginContext,
+    protocol: Option<Protocol>,
+    record: Option<&UserRecord>,
+    groups: impl FnOnce() -> Vec<String>,
+) -> Decision {
+    let Some(protocol) = protocol else {
+        return Decision::Skip(SkipReason::UnknownService);
+    };
+    if !config.enabled_protocols.contains(&protocol) {
+        return Decision::Skip(SkipReason::ProtocolNotEnabled);
+    }
+    let (profile, settings) = settings_for(config, &login.user, protocol, groups);
+    match settings.mode {
+        Mode::Off => return Decision::Skip(SkipReason::ModeOff),
+        Mode::Optional if !enrolled_for(record, protocol) => {
+            return Decision::Skip(SkipReason::NotEnrolled);
+        }
+        Mode::Optional | Mode::Required => {}
+    }
+    let address = address_for(config, &login.user, record);
+    match (address, settings.mode) {
+        (Some(address), _) => Decision::Code(CodeNeeded {
+            protocol,
+            profile: profile.to_string(),
+            settings: settings.clone(),
+            address,
+        }),
+        // `required` covers everyone who has an address; a user without one is not enrolled.
+        (None, Mode::Required) => Decision::Skip(SkipReason::NoAddress),
+        // The user turned codes on, so losing the address must not turn them off.
+        (None, _) => Decision::NoUsableAddress,
+    }
+}
+
+/// True when the user has enabled codes and opted into `protocol` (no list means all).
+fn enrolled_for(record: Option<&UserRecord>, protocol: Protocol) -> bool {
+    record.is_some_and(|r| {
+        r.enabled
+            && r.protocols
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|p| p == protocol.as_str()))
+    })
+}
+
+/// The user's address: otpd's user table first, then the directory template.
+pub fn address_for(
+    config: &Config,
+    user: &str,
+    record: Option<&UserRecord>,
+) -> Option<EmailAddress> {
+    let from_table = record
+        .and_then(|r| r.email.as_deref())
+        .and_then(|e| EmailAddress::parse(e).ok());
+    from_table.or_else(|| {
+        config
+            .directory
+            .email_template
+            .as_ref()
+            .and_then(|t| t.address_for(user))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
+        );
+        Config::parse(&text, Path::new("test.toml")).unwrap()
+    }
+
+    fn login(user: &str, service: &str) -> LoginContext {
+        LoginContext {
+            user: user.into(),
+            service: service.into(),
+            rhost: None,
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    fn enrolled(email: Option<&str>, protocols: Option<Vec<&str>>) -> UserRecord {
+        UserRecord {
+            name: "alice".into(),
+            email: email.map(String::from),
+            enabled: true,
+            protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
+        }
+    }
+
+    fn decide_for(config: &Config, login: &LoginContext, record: Option<&UserRecord>) -> Decision {
+        let protocol = login_protocol(config, login).unwrap();
+        decide(config, login, protocol, record, Vec::new)
+    }
+
+    #[test]
+    fn unknown_service_is_skipped_without_default_protocol() {
+        let c = config("");
+        let d = decide_for(&c, &login("alice", "mystery"), None);
+        assert!(matches!(d, Decision::Skip(SkipReason::UnknownService)));
+    }
+
+    #[test]
+    fn unknown_service_uses_default_protocol_when_set() {
+        let c = config(
+            "[daemon]\ndefault_protocol = \"ssh\"\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
+        );
+        let d = decide_for(&c, &login("alice", "mystery"), None);
+        assert!(matches!(d, Decision::Code(ref n) if n.protocol == Protocol::Ssh));
+    }
+
+    #[test]
+    fn disabled_protocol_is_skipped() {
+        let c = config(
+            "[protocols]\nenabled = [\"ssh\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
+        );
+        let d = decide_for(&c, &login("alice", "vsftpd"), None);
+        assert!(matches!(d, Decision::Skip(SkipReason::ProtocolNotEnabled)));
+        let d = decide_for(&c, &login("alice", "sshd"), None);
+        assert!(matches!(d, Decision::Code(_)));
+    }
+
+    #[test]
+    fn module_protocol_argument_overrides_the_service_map() {
+        let c = config(
+            "[protocols]\nenabled = [\"sftp\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
+        );
+        let mut l = login("alice", "sshd");
+        l.protocol = Some("sftp".into());
+        assert!(matches!(decide_for(&c, &l, None), Decision::Code(_)));
+        l.protocol = Some("shh".into());
+        assert!(login_protocol(&c, &l).is_err());
+    }
+
+    #[test]
+    fn optional_mode_asks_only_enrolled_users_for_their_protocols() {
+        let c = config("");
+        let l = login("alice", "sshd");
+        assert!(matches!(
+            decide_for(&c, &l, None),
+            Decision::Skip(SkipReason::NotEnrolled)
+        ));
+        let all = enrolled(Some("alice@example.com"), None);
+        assert!(matches!(decide_for(&c, &l, Some(&all)), Decision::Code(_)));
+        let ftp_only = enrolled(Some("alice@example.com"), Some(vec!["ftp"]));
+        assert!(matches!(
+            decide_for(&c, &l, Some(&ftp_only)),
+            Decision::Skip(SkipReason::NotEnrolled)
+        ));
+        let mut off = all.clone();
+        off.enabled = false;
+        assert!(matches!(
+            decide_for(&c, &l, Some(&off)),
+            Decision::Skip(SkipReason::NotEnrolled)
+        ));
+    }
+
+    #[test]
+    fn enrolled_user_without_address_fails_closed() {
+        let c = config("");
+        let record = enrolled(None, None);
+        assert!(matches!(
+            decide_for(&c, &login("alice", "sshd"), Some(&record)),
+            Decision::NoUsableAddress
+        ));
+    }
+
+    #[test]
+    fn required_mode_without_any_address_skips() {
+        let c = config("[defaults]\nmode = \"required\"");
+        assert!(matches!(
+            decide_for(&c, &login("alice", "sshd"), None),
+            Decision::Skip(SkipReason::NoAddress)
+        ));
+    }
+
+    #[test]
+    fn table_address_wins_over_template() {
+        let c = config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
+        );
+        let record = enrolled(Some("alice@corp.example"), None);
+        match decide_for(&c, &login("alice", "sshd"), Some(&record)) {
+            Decision::Code(n) => assert_eq!(n.address.as_str(), "alice@corp.example"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mode_off_profile_skips_matching_users() {
+        let c = config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"\n[profiles.robots]\nmode = \"off\"\n[[policies]]\nmatch_user = \"bot-*\"\nprofile = \"robots\"",
+        );
+        assert!(matches!(
+            decide_for(&c, &login("bot-1", "sshd"), None),
+            Decision::Skip(SkipReason::ModeOff)
+        ));
+        assert!(matches!(
+            decide_for(&c, &login("alice", "sshd"), None),
+            Decision::Code(_)
+        ));
+    }
+}

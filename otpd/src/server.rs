@@ -1,0 +1,170 @@
+//! The socket server: accepts connections up to a cap, reads framed requests with a deadline,
+//! and drains in-flight requests on shutdown.
+//!
+//! A malformed, oversized or unknown request gets an error reply and the connection is closed;
+//! the daemon keeps serving everyone else.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::frame::{self, FrameError, HEADER_LEN};
+use common::wire::{Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use zeroize::Zeroizing;
+
+use crate::caller::Caller;
+use crate::handler;
+use crate::state::Shared;
+
+/// How long shutdown waits for requests in flight (a mail send may take up to its deadline).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Serves `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Arc::new(Semaphore::new(
+        shared.active().config.daemon.max_connections,
+    ));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = Arc::clone(&shared);
+                    match Arc::clone(&limits).try_acquire_owned() {
+                        Ok(permit) => {
+                            connections.spawn(async move {
+                                serve_connection(stream, shared).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            connections.spawn(refuse_busy(stream));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    tracing::info!(
+        "shutting down: draining {} connection(s)",
+        connections.len()
+    );
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; aborting the remaining connections");
+        connections.abort_all();
+    }
+}
+
+/// Tells a client over the connection cap to come back later, instead of queueing it.
+async fn refuse_busy(mut stream: UnixStream) {
+    let _ = write_response(
+        &mut stream,
+        &Response::Error {
+            message: "otpd is at its connection limit".into(),
+        },
+    )
+    .await;
+}
+
+async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
+    let caller = match stream.peer_cred() {
+        Ok(cred) => Caller {
+            uid: cred.uid(),
+            gid: cred.gid(),
+        },
+        Err(e) => {
+            tracing::warn!("cannot read peer credentials, closing: {e}");
+            return;
+        }
+    };
+    let span = tracing::info_span!("conn", uid = caller.uid);
+    async move {
+        let timeout = shared.active().config.daemon.request_timeout;
+        loop {
+            let request = match read_request(&mut stream, timeout).await {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::info!("bad request: {error}");
+                    let reply = Response::Error {
+                        message: error.to_string(),
+                    };
+                    let _ = write_response(&mut stream, &reply).await;
+                    return;
+                }
+            };
+            let response = handler::handle(&shared, caller, request).await;
+            if let Err(e) = write_response(&mut stream, &response).await {
+                tracing::info!("cannot write response: {e}");
+                return;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Why a request could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("request not complete within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Reads one request; `Ok(None)` when the client closed the connection between requests.
+async fn read_request(
+    stream: &mut UnixStream,
+    timeout: Duration,
+) -> Result<Option<Request>, ReadError> {
+    let work = async {
+        let mut header = [0u8; HEADER_LEN];
+        match stream.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+        let len = frame::parse_header(&header)?;
+        let mut payload = Zeroizing::new(vec![0u8; len]);
+        stream.read_exact(&mut payload).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                FrameError::Closed
+            } else {
+                FrameError::Io(e)
+            }
+        })?;
+        frame::decode_payload(&payload).map(Some)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ReadError::Timeout(timeout)),
+    }
+}
+
+async fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
+    let bytes = frame::encode(response).map_err(std::io::Error::other)?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await
+}

@@ -1,0 +1,80 @@
+//! What every connection shares: the active config and mailer (swapped together on reload), the
+//! store, and the injected clock and account lookups.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use common::config::Config;
+
+use crate::accounts::Accounts;
+use crate::clock::Clock;
+use crate::mail::Mailer;
+use crate::store::Store;
+
+/// A config and the mailer built from it; replaced as one so they never disagree.
+#[derive(Debug)]
+pub struct Active {
+    /// The validated config.
+    pub config: Config,
+    /// Mail transports built from `config.mail`.
+    pub mailer: Mailer,
+}
+
+/// The daemon's shared state.
+#[derive(Debug)]
+pub struct Shared {
+    active: RwLock<Arc<Active>>,
+    store: Mutex<Store>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Account lookups (NSS).
+    pub accounts: Arc<dyn Accounts>,
+    /// This machine's name, for mails.
+    pub hostname: String,
+}
+
+impl Shared {
+    /// Bundles the daemon's state.
+    pub fn new(
+        active: Active,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        accounts: Arc<dyn Accounts>,
+        hostname: String,
+    ) -> Shared {
+        Shared {
+            active: RwLock::new(Arc::new(active)),
+            store: Mutex::new(store),
+            clock,
+            accounts,
+            hostname,
+        }
+    }
+
+    /// The config and mailer in force now. A request keeps the one it started with even if a
+    /// reload happens meanwhile.
+    pub fn active(&self) -> Arc<Active> {
+        // A poisoned lock only means a panic elsewhere while holding it; the Arc inside is intact.
+        match self.active.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a new config and mailer in force.
+    pub fn replace_active(&self, active: Active) {
+        let mut guard = match self.active.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(active);
+    }
+
+    /// Exclusive access to the store. Callers run on blocking threads (`spawn_blocking`).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        // Every store operation is a transaction, so a panic mid-way left nothing half-written.
+        match self.store.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Lockouts: consecutive wrong answers per user and per remote host.
+//!
+//! Each failed verify adds one to the user's counter and, when the login has a remote host, to
+//! the host's. Reaching the limit sets `locked_until = now + lockout_secs` and starts the count
+//! again from zero; the lock ends by itself when `now` passes it, with no cleanup. A success
+//! clears both counters. A new code does not: otherwise an attacker could request a fresh code
+//! before every guess and never be locked out.
+
+use rusqlite::{Connection, params};
+
+use super::{Limits, StoreError};
+
+const USER: &str = "user";
+const HOST: &str = "host";
+
+/// Until when the user or the host is locked out, or `None` if neither is. With both locked,
+/// the later time, since the login can proceed only when both locks have ended.
+pub(super) fn locked_until(
+    conn: &Connection,
+    user: &str,
+    rhost: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let until: Option<i64> = conn
+        .prepare_cached(
+            "SELECT max(locked_until) FROM lockouts
+             WHERE locked_until > ?3
+               AND ((kind = 'user' AND subject = ?1) OR (kind = 'host' AND subject = ?2))",
+        )?
+        .query_row(params![user, rhost, now], |row| row.get(0))?;
+    Ok(until)
+}
+
+/// Counts one failure against the user and the host. Returns the lock's end if this failure
+/// locked either of them out.
+pub(super) fn record_failure(
+    conn: &Connection,
+    user: &str,
+    rhost: Option<&str>,
+    limits: &Limits,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let user_lock = count(conn, USER, user, limits.max_user_failures, limits, now)?;
+    let host_lock = match rhost {
+        Some(host) => count(conn, HOST, host, limits.max_host_failures, limits, now)?,
+        None => None,
+    };
+    // `None` orders before any `Some`, so this is the later lock if either locked.
+    Ok(user_lock.max(host_lock))
+}
+
+fn count(
+    conn: &Connection,
+    kind: &str,
+    subject: &str,
+    max: u32,
+    limits: &Limits,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let failures: i64 = conn
+        .prepare_cached(
+            "INSERT INTO lockouts (kind, subject, failures, updated_at) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (kind, subject)
+             DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at
+             RETURNING failures",
+        )?
+        .query_row(params![kind, subject, now], |row| row.get(0))?;
+    // A limit of zero allows no failures: the first one locks.
+    if failures < i64::from(max) {
+        return Ok(None);
+    }
+    let until = now.saturating_add(limits.lockout_secs);
+    conn.prepare_cached(
+        "UPDATE lockouts SET failures = 0, locked_until = ?3 WHERE kind = ?1 AND subject = ?2",
+    )?
+    .execute(params![kind, subject, until])?;
+    Ok(Some(until))
+}
+
+/// Clears the user's and the host's counters after a success. Only called when neither is
+/// locked, so deleting the rows loses nothing but expired lock times.
+pub(super) fn reset(conn: &Connection, user: &str, rhost: Option<&str>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM lockouts
+         WHERE (kind = 'user' AND subject = ?1) OR (kind = 'host' AND subject = ?2)",
+    )?
+    .execute(params![user, rhost])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{IssueOutcome, Limits, Store, VerifyOutcome};
+    use common::secret::SecretString;
+
+    const HOST_A: Option<&str> = Some("192.0.2.7");
+    const HOST_B: Option<&str> = Some("198.51.100.9");
+
+    fn wrong() -> SecretString {
+        SecretString::new("not-a-code".into())
+    }
+
+    fn strict() -> Limits {
+        Limits {
+            resend_cooldown_secs: 0,
+            max_attempts: 10,
+            max_user_failures: 3,
+            max_host_failures: 100,
+            lockout_secs: 900,
+            valid_secs: 3600,
+            ..limits()
+        }
+    }
+
+    fn verify(
+        store: &mut Store,
+        challenge: &str,
+        user: &str,
+        rhost: Option<&str>,
+        code: &SecretString,
+        limits: &Limits,
+        now: i64,
+    ) -> VerifyOutcome {
+        store
+            .verify(challenge, user, "ssh", rhost, code, limits, now)
+            .unwrap()
+    }
+
+    fn issue(
+        store: &mut Store,
+        user: &str,
+        rhost: Option<&str>,
+        limits: &Limits,
+        now: i64,
+    ) -> IssueOutcome {
+        let mut req = request(user, "ssh");
+        req.rhost = rhost;
+        store.issue(&req, limits, now, &mut rng()).unwrap()
+    }
+
+    #[test]
+    fn the_user_is_locked_out_after_n_consecutive_failures_even_across_new_codes() {
+        let (_dir, mut store) = open_store();
+        let limits = strict();
+        let first = issue(&mut store, "alice", HOST_A, &limits, T0);
+        let c1 = challenge_of(&first);
+        assert!(matches!(
+            verify(&mut store, &c1, "alice", HOST_A, &wrong(), &limits, T0 + 1),
+            VerifyOutcome::Wrong { .. }
+        ));
+        assert!(matches!(
+            verify(&mut store, &c1, "alice", HOST_A, &wrong(), &limits, T0 + 2),
+            VerifyOutcome::Wrong { .. }
+        ));
+        // A new code does not reset the count.
+        let second = issue(&mut store, "alice", HOST_A, &limits, T0 + 3);
+        let (c2, code2) = (challenge_of(&second), secret_of(&second));
+        assert_eq!(
+            verify(&mut store, &c2, "alice", HOST_A, &wrong(), &limits, T0 + 4),
+            VerifyOutcome::LockedOut {
+                until: T0 + 4 + 900
+            }
+        );
+        // Locked: the right code is not even checked, and nothing can be issued.
+        assert_eq!(
+            verify(&mut store, &c2, "alice", HOST_A, &code2, &limits, T0 + 5),
+            VerifyOutcome::LockedOut { until: T0 + 904 }
+        );
+        assert!(matches!(
+            issue(&mut store, "alice", HOST_B, &limits, T0 + 6),
+            IssueOutcome::LockedOut { until } if until == T0 + 904
+        ));
+        // The lock ends by itself, and the code it held back still works (it was not burnt).
+        assert_eq!(
+            verify(&mut store, &c2, "alice", HOST_A, &code2, &limits, T0 + 904),
+            VerifyOutcome::Success
+        );
+    }
+
+    #[test]
+    fn the_lock_ends_at_its_time_without_any_cleanup() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 1,
+            ..strict()
+        };
+        let c = challenge_of(&issue(&mut store, "alice", None, &limits, T0));
+        assert_eq!(
+            verify(&mut store, &c, "alice", None, &wrong(), &limits, T0),
+            VerifyOutcome::LockedOut { until: T0 + 900 }
+        );
+        assert!(matches!(
+            issue(&mut store, "alice", None, &limits, T0 + 899),
+            IssueOutcome::LockedOut { .. }
+        ));
+        assert!(matches!(
+            issue(&mut store, "alice", None, &limits, T0 + 900),
+            IssueOutcome::Issued { .. }
+        ));
+    }
+
+    #[test]
+    fn a_success_resets_the_user_count() {
+        let (_dir, mut store) = open_store();
+        let limits = strict();
+        let o = issue(&mut store, "alice", HOST_A, &limits, T0);
+        let (c, code) = (challenge_of(&o), secret_of(&o));
+        verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0 + 1);
+        verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0 + 2);
+        assert_eq!(
+            verify(&mut store, &c, "alice", HOST_A, &code, &limits, T0 + 3),
+            VerifyOutcome::Success
+        );
+        let c = challenge_of(&issue(&mut store, "alice", HOST_A, &limits, T0 + 4));
+        assert!(matches!(
+            verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0 + 5),
+            VerifyOutcome::Wrong { .. }
+        ));
+        assert!(matches!(
+            verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0 + 6),
+            VerifyOutcome::Wrong { .. }
+        ));
+        assert!(matches!(
+            verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0 + 7),
+            VerifyOutcome::LockedOut { .. }
+        ));
+    }
+
+    #[test]
+    fn answers_to_unknown_or_dead_challenges_count_as_failures() {
+        let (_dir, mut store) = open_store();
+        let limits = strict();
+        for t in 0..2 {
+            assert_eq!(
+                verify(
+                    &mut store,
+                    "ffffffffffffffffffffffffffffffff",
+                    "alice",
+                    None,
+                    &wrong(),
+                    &limits,
+                    T0 + t
+                ),
+                VerifyOutcome::Dead
+            );
+        }
+        assert!(matches!(
+            verify(&mut store, "nope", "alice", None, &wrong(), &limits, T0 + 2),
+            VerifyOutcome::LockedOut { .. }
+        ));
+    }
+
+    #[test]
+    fn a_host_is_locked_out_after_n_consecutive_failures_across_users() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 3,
+            ..strict()
+        };
+        for (i, user) in ["alice", "bob", "carol"].into_iter().enumerate() {
+            let c = challenge_of(&issue(&mut store, user, HOST_A, &limits, T0));
+            let outcome = verify(&mut store, &c, user, HOST_A, &wrong(), &limits, T0 + 1);
+            if i < 2 {
+                assert!(
+                    matches!(outcome, VerifyOutcome::Wrong { .. }),
+                    "{outcome:?}"
+                );
+            } else {
+                assert_eq!(outcome, VerifyOutcome::LockedOut { until: T0 + 901 });
+            }
+        }
+        // Another user from that host is refused; the same user from elsewhere is not.
+        assert!(matches!(
+            issue(&mut store, "dave", HOST_A, &limits, T0 + 2),
+            IssueOutcome::LockedOut { until } if until == T0 + 901
+        ));
+        assert!(matches!(
+            issue(&mut store, "dave", HOST_B, &limits, T0 + 2),
+            IssueOutcome::Issued { .. }
+        ));
+        // Logins without a remote host keep no host row and are not affected.
+        assert!(matches!(
+            issue(&mut store, "erin", None, &limits, T0 + 2),
+            IssueOutcome::Issued { .. }
+        ));
+        assert!(matches!(
+            issue(&mut store, "erin", HOST_A, &limits, T0 + 901),
+            IssueOutcome::Issued { .. }
+        ));
+    }
+
+    #[test]
+    fn a_success_from_a_host_resets_the_host_count() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 3,
+            ..strict()
+        };
+        let c = challenge_of(&issue(&mut store, "alice", HOST_A, &limits, T0));
+        verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0);
+        verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0);
+        let o = issue(&mut store, "bob", HOST_A, &limits, T0);
+        assert_eq!(
+            verify(
+                &mut store,
+                &challenge_of(&o),
+                "bob",
+                HOST_A,
+                &secret_of(&o),
+                &limits,
+                T0
+            ),
+            VerifyOutcome::Success
+        );
+        verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0);
+        assert!(matches!(
+            verify(&mut store, &c, "alice", HOST_A, &wrong(), &limits, T0),
+            VerifyOutcome::Wrong { .. }
+        ));
+    }
+
+    #[test]
+    fn failures_without_a_remote_host_keep_no_host_rows() {
+        let (_dir, mut store) = open_store();
+        let limits = strict();
+        verify(&mut store, "x", "alice", None, &wrong(), &limits, T0);
+        verify(&mut store, "x", "alice", Some(""), &wrong(), &limits, T0);
+        assert_eq!(
+            store.count_rows("SELECT count(*) FROM lockouts WHERE kind = 'host'"),
+            0
+        );
+        assert_eq!(
+            store.count_rows("SELECT count(*) FROM lockouts WHERE kind = 'user'"),
+            1
+        );
+    }
+
+    #[test]
+    fn a_zero_failure_limit_locks_on_the_first_failure() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 0,
+            ..strict()
+        };
+        assert!(matches!(
+            verify(&mut store, "x", "alice", None, &wrong(), &limits, T0),
+            VerifyOutcome::LockedOut { .. }
+        ));
+    }
+}

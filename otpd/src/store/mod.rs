@@ -1,0 +1,373 @@
+//! The daemon's state in SQLite: codes (as MACs), sends, failure counters, users and audit rows.
+//!
+//! Every rule (single use, expiry, attempts, cooldown, send caps, lockouts) is checked and
+//! updated inside one `BEGIN IMMEDIATE` transaction per request, so the rules hold across
+//! connections, processes and restarts: two logins racing on the same code cannot both win,
+//! and a restart forgets nothing. Time is passed in as unix seconds so the rules are tested
+//! without sleeping.
+//!
+//! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
+//! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
+//! `users`, `audit_rows` and `purge`.
+
+mod audit_rows;
+mod codes;
+mod limits;
+mod lockouts;
+mod purge;
+pub mod schema;
+mod sends;
+mod users;
+
+#[cfg(test)]
+mod test_support;
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::libc;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::code::CodeError;
+use crate::server_key::ServerKey;
+
+pub use audit_rows::{AuditRecord, StoredAudit};
+pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
+pub use limits::Limits;
+pub use purge::PurgeCounts;
+pub use users::UserRecord;
+
+/// How long a request waits for another connection's transaction before giving up. Requests
+/// queue behind each other instead of failing a login because someone else was writing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a store operation failed. Every one of them fails the login closed ("unavailable").
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, corruption, busy past the timeout, a constraint).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer otpd; an older build must not guess at its tables.
+    #[error(
+        "database schema version {found} is newer than this otpd knows ({known}); upgrade otpd or restore a matching database"
+    )]
+    NewerSchema {
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+        /// The newest version this build can migrate to.
+        known: i64,
+    },
+    /// `PRAGMA user_version` is negative: the file was not written by otpd.
+    #[error("database schema version {found} is not one otpd writes; is this otpd's database?")]
+    ForeignSchema {
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+    },
+    /// SQLite would not switch to write-ahead logging (e.g. on a file system without shared
+    /// memory), which the concurrency rules rely on.
+    #[error("database could not use WAL journaling (journal_mode is {0})")]
+    JournalMode(String),
+    /// The OS refused to create or inspect the database file.
+    #[error("database {path}: {source}")]
+    Io {
+        /// The database file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The database file is not safe to trust (a symlink, not a regular file, another owner,
+    /// or open to group or others): whoever can write it can reset lockouts and caps.
+    #[error("database {path}: {reason}")]
+    UnsafeFile {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong, and what to fix.
+        reason: String,
+    },
+    /// The limits passed in cannot be enforced safely (e.g. a code length outside 6..=10).
+    #[error("invalid limits: {0}")]
+    InvalidLimits(&'static str),
+    /// A user record that must not be stored (empty name, unknown protocol).
+    #[error("invalid user record: {0}")]
+    InvalidUser(String),
+    /// A code or its MAC could not be produced.
+    #[error("code: {0}")]
+    Code(#[from] CodeError),
+}
+
+/// One connection to the state database, holding the server key that MACs codes.
+///
+/// Each `Store` is one SQLite connection. Several may be open on the same file (in this or
+/// other processes); the rules hold across them because every check-and-update is one
+/// immediate transaction.
+pub struct Store {
+    conn: Connection,
+    key: ServerKey,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if missing) the database at `path`, sets WAL journaling,
+    /// `synchronous=NORMAL`, a 5 s busy timeout and foreign keys, and migrates the schema.
+    ///
+    /// An existing file is refused if it is a symlink, not a regular file, owned by another
+    /// uid, or has any group or other permission bit; a schema newer than this build knows is
+    /// refused with [`StoreError::NewerSchema`].
+    pub fn open(path: &Path, key: ServerKey) -> Result<Store, StoreError> {
+        prepare_file(path)?;
+        // SQLITE_OPEN_NOFOLLOW: a symlink swapped in after our check is still refused.
+        // No SQLITE_OPEN_CREATE: the file was created (or checked) above.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::JournalMode(mode));
+        }
+        // NORMAL is durable across application crashes in WAL mode; a power cut may lose the
+        // last transactions, which at worst forgets a send or a failure count.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted MACs, emails and audit rows are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            key,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Starts the one transaction a request runs in. `IMMEDIATE` takes the write lock at the
+    /// start, so what the request reads cannot change before it writes; other connections wait
+    /// up to [`BUSY_TIMEOUT`] for it.
+    fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+        Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+}
+
+/// Creates the database file with mode 0600 (before SQLite would create it with the umask's
+/// mode), or checks an existing one: never through a symlink, and only a regular file owned
+/// by us with no group or other access. SQLite gives the `-wal` and `-shm` files the same
+/// mode as the database.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let unsafe_file = |reason: String| StoreError::UnsafeFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                unsafe_file("is a symbolic link; refusing to follow it".into())
+            } else {
+                StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    let meta = file.metadata().map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(unsafe_file("is not a regular file".into()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(unsafe_file(format!(
+            "is owned by uid {}, but otpd runs as uid {euid}",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_file(format!(
+            "has mode {mode:04o}; group and others must have no access (chmod 600)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn a_new_database_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.db");
+        let mut store = Store::open(&path, key()).unwrap();
+        // Write something so the -wal file exists too.
+        store
+            .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+            .unwrap();
+        for file in ["otpd.db", "otpd.db-wal", "otpd.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn connections_use_wal_normal_sync_busy_timeout_and_foreign_keys() {
+        let (_dir, store) = open_store();
+        let get = |name: &str| -> String {
+            store
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| {
+                    row.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(get("journal_mode"), "wal");
+        assert_eq!(get("synchronous"), "1");
+        assert_eq!(get("busy_timeout"), "5000");
+        assert_eq!(get("foreign_keys"), "1");
+    }
+
+    #[test]
+    fn a_database_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.db");
+        drop(Store::open(&path, key()).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Store::open(&path, key()).unwrap_err();
+        assert!(matches!(err, StoreError::UnsafeFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn a_symlinked_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.db");
+        drop(Store::open(&real, key()).unwrap());
+        let link = dir.path().join("otpd.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = Store::open(&link, key()).unwrap_err();
+        assert!(matches!(err, StoreError::UnsafeFile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_directory_in_place_of_the_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.db");
+        std::fs::create_dir(&path).unwrap();
+        assert!(Store::open(&path, key()).is_err());
+    }
+
+    #[test]
+    fn debug_shows_neither_key_nor_codes() {
+        let (_dir, mut store) = open_store();
+        let shown = format!("{store:?}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(!shown.contains("77, 77"), "{shown}");
+        let outcome = store
+            .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+            .unwrap();
+        let code = issued_code(&outcome);
+        let shown = format!("{outcome:?}");
+        assert!(!shown.contains(&code), "{shown}");
+    }
+
+    #[test]
+    fn a_hundred_connections_answering_one_code_at_once_give_exactly_one_success() {
+        let (dir, mut store) = open_store();
+        let path = dir.path().join("otpd.db");
+        let limits = limits();
+        let outcome = store
+            .issue(&request("alice", "ssh"), &limits, T0, &mut rng())
+            .unwrap();
+        let (challenge, code) = (challenge_of(&outcome), issued_code(&outcome));
+        drop(store);
+
+        let threads = 100;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                let (challenge, code) = (challenge.clone(), code.clone());
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path, key()).unwrap();
+                    barrier.wait();
+                    store
+                        .verify(
+                            &challenge,
+                            "alice",
+                            "ssh",
+                            Some("192.0.2.1"),
+                            &common::secret::SecretString::new(code),
+                            &limits,
+                            T0 + 1,
+                        )
+                        .unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<VerifyOutcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let successes = outcomes
+            .iter()
+            .filter(|o| matches!(o, VerifyOutcome::Success))
+            .count();
+        assert_eq!(successes, 1, "{outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| matches!(
+                o,
+                VerifyOutcome::Success | VerifyOutcome::Dead | VerifyOutcome::LockedOut { .. }
+            )),
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn several_processes_opening_a_fresh_database_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.db");
+        let threads = 16;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path, key()).map(|_| ())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    }
+}

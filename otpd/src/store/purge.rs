@@ -1,0 +1,225 @@
+//! Purge: removes rows no rule needs any more, so the database stays small.
+//!
+//! Each deletion is bounded by what the rules read: sends stay for the whole daily window,
+//! lockout rows stay while they lock or count, codes stay an hour after they stop working
+//! (for status and investigation), audit rows for the configured retention.
+
+use rusqlite::params;
+
+use super::sends::DAY;
+use super::{Store, StoreError};
+
+/// How long a code row is kept after it expired or was used, superseded or killed.
+pub const CLOSED_CODE_KEEP_SECS: i64 = 3600;
+
+/// How many rows each purge step removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Code rows.
+    pub codes: usize,
+    /// Send rows.
+    pub sends: usize,
+    /// Lockout rows.
+    pub lockouts: usize,
+    /// Audit rows.
+    pub audit: usize,
+}
+
+impl Store {
+    /// Deletes, in one transaction: codes that expired or were closed more than an hour before
+    /// `now`; sends that have left the daily window; lockout rows with no failures counted and
+    /// no lock in force; audit rows older than `audit_retention_secs`.
+    pub fn purge(
+        &mut self,
+        now: i64,
+        audit_retention_secs: i64,
+    ) -> Result<PurgeCounts, StoreError> {
+        let tx = Self::immediate(&mut self.conn)?;
+        let code_cutoff = now.saturating_sub(CLOSED_CODE_KEEP_SECS);
+        let codes = tx.execute(
+            "DELETE FROM codes WHERE expires_at < ?1 OR closed_at < ?1",
+            params![code_cutoff],
+        )?;
+        // Matches the window: a send at `t` counts while `now - t < DAY`.
+        let sends = tx.execute(
+            "DELETE FROM sends WHERE sent_at <= ?1",
+            params![now.saturating_sub(DAY)],
+        )?;
+        let lockouts = tx.execute(
+            "DELETE FROM lockouts
+             WHERE failures = 0 AND (locked_until IS NULL OR locked_until <= ?1)",
+            params![now],
+        )?;
+        let audit = tx.execute(
+            "DELETE FROM audit WHERE time < ?1",
+            params![now.saturating_sub(audit_retention_secs.max(0))],
+        )?;
+        tx.commit()?;
+        Ok(PurgeCounts {
+            codes,
+            sends,
+            lockouts,
+            audit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{AuditRecord, IssueOutcome, Limits, VerifyOutcome};
+    use super::*;
+    use common::secret::SecretString;
+
+    #[test]
+    fn purge_keeps_the_sends_the_daily_window_still_needs() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            resend_cooldown_secs: 0,
+            max_sends_per_hour: 10,
+            max_sends_per_day: 2,
+            ..limits()
+        };
+        let issue = |store: &mut super::super::Store, now| {
+            store
+                .issue(&request("alice", "ssh"), &limits, now, &mut rng())
+                .unwrap()
+        };
+        issue(&mut store, T0);
+        issue(&mut store, T0 + 1);
+        // One second before the first send leaves the window: nothing may go.
+        let counts = store.purge(T0 + DAY - 1, 86400).unwrap();
+        assert_eq!(counts.sends, 0);
+        assert!(matches!(
+            issue(&mut store, T0 + DAY - 1),
+            IssueOutcome::RateLimited { .. }
+        ));
+        // At the moment it leaves, purge may drop it, and the cap agrees that it no longer counts.
+        let counts = store.purge(T0 + DAY, 86400).unwrap();
+        assert_eq!(counts.sends, 1);
+        assert!(matches!(
+            issue(&mut store, T0 + DAY),
+            IssueOutcome::Issued { .. }
+        ));
+        assert!(matches!(
+            issue(&mut store, T0 + DAY),
+            IssueOutcome::RateLimited { .. }
+        ));
+    }
+
+    #[test]
+    fn purge_removes_codes_an_hour_after_they_stop_working_and_keeps_sends() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            resend_cooldown_secs: 0,
+            valid_secs: 300,
+            ..limits()
+        };
+        let used = store
+            .issue(&request("alice", "ssh"), &limits, T0, &mut rng())
+            .unwrap();
+        let outcome = store
+            .verify(
+                &challenge_of(&used),
+                "alice",
+                "ssh",
+                None,
+                &secret_of(&used),
+                &limits,
+                T0 + 10,
+            )
+            .unwrap();
+        assert_eq!(outcome, VerifyOutcome::Success);
+        let _expiring = store
+            .issue(&request("bob", "ssh"), &limits, T0 + 100, &mut rng())
+            .unwrap();
+        let live = store
+            .issue(&request("carol", "ssh"), &limits, T0 + 3700, &mut rng())
+            .unwrap();
+
+        // Used at T0+10: goes after T0+3610. Bob's expires at T0+400: goes after T0+4000.
+        assert_eq!(store.purge(T0 + 3610, 86400).unwrap().codes, 0);
+        assert_eq!(store.purge(T0 + 3611, 86400).unwrap().codes, 1);
+        assert_eq!(store.purge(T0 + 4000, 86400).unwrap().codes, 0);
+        assert_eq!(store.purge(T0 + 4001, 86400).unwrap().codes, 1);
+        assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+        // The sends of purged codes survive for the daily window.
+        assert_eq!(store.count_rows("SELECT count(*) FROM sends"), 3);
+        // Carol's code is still answerable.
+        let outcome = store
+            .verify(
+                &challenge_of(&live),
+                "carol",
+                "ssh",
+                None,
+                &secret_of(&live),
+                &limits,
+                T0 + 3701,
+            )
+            .unwrap();
+        assert_eq!(outcome, VerifyOutcome::Success);
+    }
+
+    #[test]
+    fn purge_removes_only_lockout_rows_that_neither_lock_nor_count() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 2,
+            lockout_secs: 100,
+            ..limits()
+        };
+        let wrong = SecretString::new("x".into());
+        // alice: locked until T0+100 (count back to zero). bob: one failure counted.
+        for _ in 0..2 {
+            store
+                .verify("c", "alice", "ssh", None, &wrong, &limits, T0)
+                .unwrap();
+        }
+        store
+            .verify("c", "bob", "ssh", None, &wrong, &limits, T0)
+            .unwrap();
+        assert_eq!(store.purge(T0 + 99, 86400).unwrap().lockouts, 0);
+        let outcome = store
+            .verify("c", "alice", "ssh", None, &wrong, &limits, T0 + 99)
+            .unwrap();
+        assert!(matches!(outcome, VerifyOutcome::LockedOut { .. }));
+        assert_eq!(store.purge(T0 + 100, 86400).unwrap().lockouts, 1);
+        assert_eq!(
+            store.count_rows("SELECT count(*) FROM lockouts WHERE subject = 'bob'"),
+            1
+        );
+    }
+
+    #[test]
+    fn purge_removes_audit_rows_older_than_the_retention() {
+        let (_dir, mut store) = open_store();
+        for time in [T0, T0 + 10, T0 + 20] {
+            store
+                .record_audit(&AuditRecord {
+                    time,
+                    event: "issued",
+                    user: None,
+                    service: None,
+                    protocol: None,
+                    rhost: None,
+                    caller_uid: None,
+                    detail: None,
+                })
+                .unwrap();
+        }
+        assert_eq!(store.purge(T0 + 110, 100).unwrap().audit, 1);
+        let left: Vec<i64> = store
+            .audit_since(0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.time)
+            .collect();
+        assert_eq!(left, [T0 + 20, T0 + 10]);
+    }
+
+    #[test]
+    fn purging_an_empty_database_removes_nothing() {
+        let (_dir, mut store) = open_store();
+        assert_eq!(store.purge(T0, 86400).unwrap(), PurgeCounts::default());
+    }
+}

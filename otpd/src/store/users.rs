@@ -1,0 +1,189 @@
+//! Per-user records managed with `otpctl`: where to mail the code, whether the second factor
+//! is on, and for which protocols.
+
+use common::service::Protocol;
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+
+/// One user's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The login name (primary key).
+    pub name: String,
+    /// Where codes are mailed; `None` leaves it to the configured lookup.
+    pub email: Option<String>,
+    /// Whether the second factor applies to this user at all.
+    pub enabled: bool,
+    /// Protocols that require the code for this user; `None` means all enabled protocols.
+    /// `Some` of an empty list is kept distinct from `None`: it means none.
+    pub protocols: Option<Vec<String>>,
+}
+
+impl UserRecord {
+    /// Refuses what could not round-trip or would silently weaken the rule: an empty name, or a
+    /// protocol name that is not one otpd knows (a typo such as `shh` must not quietly mean
+    /// "no code for ssh").
+    fn check(&self) -> Result<(), StoreError> {
+        if self.name.is_empty() {
+            return Err(StoreError::InvalidUser("the user name is empty".into()));
+        }
+        for protocol in self.protocols.iter().flatten() {
+            if Protocol::parse(protocol).is_none() {
+                return Err(StoreError::InvalidUser(format!(
+                    "unknown protocol {protocol:?} for user {:?}",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The record for `name`, if there is one.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<(Option<String>, bool, Option<String>)> = self
+            .conn
+            .prepare_cached("SELECT email, enabled, protocols FROM users WHERE name = ?1")?
+            .query_row(params![name], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        Ok(row.map(|(email, enabled, protocols)| UserRecord {
+            name: name.to_string(),
+            email,
+            enabled,
+            protocols: protocols.map(|list| split_protocols(&list)),
+        }))
+    }
+
+    /// Creates or replaces the record for `record.name`, keeping its creation time.
+    ///
+    /// The created/updated times come from SQLite's clock: they are for the admin's
+    /// information and no rule depends on them.
+    pub fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
+        record.check()?;
+        let protocols = record.protocols.as_ref().map(|list| list.join(","));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO users (name, email, enabled, protocols, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, unixepoch(), unixepoch())
+                 ON CONFLICT (name) DO UPDATE SET
+                     email = excluded.email,
+                     enabled = excluded.enabled,
+                     protocols = excluded.protocols,
+                     updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                record.name,
+                record.email,
+                record.enabled,
+                protocols
+            ])?;
+        Ok(())
+    }
+
+    /// Deletes the record for `name`; true if there was one.
+    pub fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM users WHERE name = ?1")?
+            .execute(params![name])?;
+        Ok(removed > 0)
+    }
+}
+
+fn split_protocols(list: &str) -> Vec<String> {
+    if list.is_empty() {
+        return Vec::new();
+    }
+    list.split(',').map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn a_user_round_trips_with_all_protocols() {
+        let (_dir, mut store) = open_store();
+        let record = user_record("alice");
+        store.upsert_user(&record).unwrap();
+        assert_eq!(store.user("alice").unwrap(), Some(record));
+    }
+
+    #[test]
+    fn a_protocol_list_round_trips_and_an_empty_one_stays_empty() {
+        let (_dir, mut store) = open_store();
+        for protocols in [vec!["ssh".to_string(), "sftp".to_string()], vec![]] {
+            let record = UserRecord {
+                protocols: Some(protocols),
+                ..user_record("alice")
+            };
+            store.upsert_user(&record).unwrap();
+            assert_eq!(store.user("alice").unwrap(), Some(record));
+        }
+    }
+
+    #[test]
+    fn an_upsert_replaces_the_record_and_keeps_the_creation_time() {
+        let (_dir, mut store) = open_store();
+        store.upsert_user(&user_record("alice")).unwrap();
+        store
+            .conn
+            .execute("UPDATE users SET created_at = 1, updated_at = 1", [])
+            .unwrap();
+        let changed = UserRecord {
+            email: None,
+            enabled: false,
+            ..user_record("alice")
+        };
+        store.upsert_user(&changed).unwrap();
+        assert_eq!(store.user("alice").unwrap(), Some(changed));
+        assert_eq!(store.count_rows("SELECT created_at FROM users"), 1);
+        assert!(store.count_rows("SELECT updated_at FROM users") > 1);
+    }
+
+    #[test]
+    fn an_unknown_user_has_no_record() {
+        let (_dir, store) = open_store();
+        assert_eq!(store.user("nobody").unwrap(), None);
+    }
+
+    #[test]
+    fn removing_reports_whether_there_was_a_record() {
+        let (_dir, mut store) = open_store();
+        store.upsert_user(&user_record("alice")).unwrap();
+        assert!(store.remove_user("alice").unwrap());
+        assert!(!store.remove_user("alice").unwrap());
+        assert_eq!(store.user("alice").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unknown_protocol_or_empty_name_is_refused() {
+        let (_dir, mut store) = open_store();
+        let typo = UserRecord {
+            protocols: Some(vec!["shh".into()]),
+            ..user_record("alice")
+        };
+        assert!(matches!(
+            store.upsert_user(&typo),
+            Err(StoreError::InvalidUser(_))
+        ));
+        let smuggled = UserRecord {
+            protocols: Some(vec!["ssh,ftp".into()]),
+            ..user_record("alice")
+        };
+        assert!(matches!(
+            store.upsert_user(&smuggled),
+            Err(StoreError::InvalidUser(_))
+        ));
+        assert!(matches!(
+            store.upsert_user(&user_record("")),
+            Err(StoreError::InvalidUser(_))
+        ));
+        assert_eq!(store.user("alice").unwrap(), None);
+    }
+}

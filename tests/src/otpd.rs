@@ -1,0 +1,218 @@
+//! Runs the real `otpd` binary with a config in a temporary directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::client::{self, ClientOptions};
+use common::wire::{Request, Response};
+
+use crate::paths;
+
+/// A running otpd and its files.
+#[derive(Debug)]
+pub struct Otpd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// otpd's socket.
+    pub socket: PathBuf,
+    /// The config file otpd was started with.
+    pub config_path: PathBuf,
+}
+
+/// The config of a test otpd: its `[daemon]` extras and the rest of the file, around the fixed
+/// socket, state directory and a mail server on the capture port.
+#[derive(Debug, Clone, Default)]
+pub struct TestConfig {
+    /// Lines added to `[daemon]`.
+    pub daemon: String,
+    /// Everything after `[daemon]` and before `[mail]` (e.g. `[defaults]`, `[directory]`).
+    pub body: String,
+    /// The SMTP port of the (first) mail server.
+    pub smtp_port: u16,
+}
+
+impl TestConfig {
+    /// Every user `name` has the address `name@example.test` and must give a code.
+    pub fn required(smtp_port: u16) -> TestConfig {
+        TestConfig {
+            daemon: String::new(),
+            body: "[directory]\nemail_template = \"{user}@example.test\"\n\n[defaults]\nmode = \"required\"\n".into(),
+            smtp_port,
+        }
+    }
+
+    fn render(&self, socket: &Path, state_dir: &Path) -> String {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{}\n\n{}\n\n[mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"capture\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
+            socket.display(),
+            state_dir.display(),
+            self.daemon,
+            self.body,
+            self.smtp_port
+        )
+    }
+}
+
+impl Otpd {
+    /// Starts otpd and waits until it answers a ping.
+    pub fn start(config: &TestConfig) -> Otpd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Other uids (the caller tests) must reach the socket below this directory.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let socket = dir.path().join("run/otpd.sock");
+        let config_path = dir.path().join("otpd.toml");
+        fs::write(
+            &config_path,
+            config.render(&socket, &dir.path().join("state")),
+        )
+        .expect("write config");
+        let mut otpd = Otpd {
+            child: None,
+            dir,
+            socket,
+            config_path,
+        };
+        otpd.spawn();
+        otpd
+    }
+
+    /// The temporary directory holding config, state and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The state directory (database and key).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("otpd.log")
+    }
+
+    /// Everything otpd logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(paths::binary("otpd"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn otpd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Response::Pong { .. }) = self.call(&Request::Ping) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("otpd exited with {status}; log:\n{}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "otpd did not become ready; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One request through the same client the module uses.
+    pub fn call(&self, request: &Request) -> Result<Response, client::ClientError> {
+        client::call(
+            &ClientOptions {
+                socket: self.socket.clone(),
+                timeout: Duration::from_secs(5),
+                trusted_daemon_uids: vec![nix_uid()],
+            },
+            request,
+        )
+    }
+
+    /// The pid of the running otpd.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal to otpd.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid of a child we spawned and a valid signal number.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Stops otpd with SIGTERM and waits for it; returns its exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        // SAFETY: as in `signal`.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Stops and starts otpd again on the same config and state.
+    pub fn restart(&mut self) {
+        assert!(
+            self.stop(),
+            "otpd did not stop cleanly; log:\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
+    /// Writes a new config file and sends SIGHUP; waits until otpd logged the outcome.
+    pub fn reload_with(&self, text: &str) {
+        let before = self.log().len();
+        fs::write(&self.config_path, text).expect("write config");
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = self.log();
+            let new = &log[before.min(log.len())..];
+            if new.contains("reloaded") || new.contains("reload refused") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("otpd did not log a reload; log:\n{}", self.log());
+    }
+
+    /// The config file's current text.
+    pub fn config_text(&self) -> String {
+        fs::read_to_string(&self.config_path).expect("read config")
+    }
+}
+
+fn nix_uid() -> u32 {
+    // SAFETY: getuid(2) cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+impl Drop for Otpd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
