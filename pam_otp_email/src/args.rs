@@ -19,6 +19,11 @@ pub const MIN_TIMEOUT_SECS: u64 = 1;
 pub const MAX_TIMEOUT_SECS: u64 = 30;
 /// The account otpd runs as on a packaged system; the only uid besides root trusted on the socket.
 pub const DEFAULT_DAEMON_USER: &str = "otpd";
+/// Answers per login unless `tries=` says otherwise, like pam_unix's retry habit.
+pub const DEFAULT_TRIES: u8 = 3;
+/// The most `tries=`: otpd limits wrong answers per code anyway; more prompts only keep a
+/// guesser on the line longer.
+pub const MAX_TRIES: u8 = 10;
 
 /// The validated module arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,16 @@ pub struct Args {
     pub daemon_user: String,
     /// `debug`: log the steps of each login (never the code) to syslog.
     pub debug: bool,
+    /// `tries=`: how many answers one login may give, from 1 to [`MAX_TRIES`].
+    pub tries: u8,
+    /// `echo`: show the code as it is typed (PAM_PROMPT_ECHO_ON). A code serves one login for a
+    /// few minutes, so a site may prefer fewer typos to hiding it from someone looking on.
+    pub echo: bool,
+    /// `split`: the first of two lines in a single-secret stack (FTP, HTTP Basic, WebDAV). It
+    /// cuts `password || code` in two, hands the password on in PAM_AUTHTOK and keeps the code
+    /// for the line after the password module. It never prompts for a code, so `tries=` and
+    /// `echo` do not apply to it.
+    pub split: bool,
     /// `test_panic` (only with the `test-panic` feature): make the flow panic.
     #[cfg(feature = "test-panic")]
     pub test_panic: bool,
@@ -48,6 +63,9 @@ impl Default for Args {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             daemon_user: DEFAULT_DAEMON_USER.to_owned(),
             debug: false,
+            tries: DEFAULT_TRIES,
+            echo: false,
+            split: false,
             #[cfg(feature = "test-panic")]
             test_panic: false,
         }
@@ -84,6 +102,9 @@ pub enum ArgError {
         "timeout={0:?} is not a whole number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
     )]
     BadTimeout(String),
+    /// `tries=` that is not a whole number in range.
+    #[error("tries={0:?} is not a whole number from 1 to {MAX_TRIES}")]
+    BadTries(String),
 }
 
 impl Args {
@@ -133,6 +154,18 @@ impl Args {
                 flag(name, value)?;
                 self.debug = true;
             }
+            "tries" => {
+                let value = required(name, value)?;
+                self.tries = parse_tries(value)?;
+            }
+            "echo" => {
+                flag(name, value)?;
+                self.echo = true;
+            }
+            "split" => {
+                flag(name, value)?;
+                self.split = true;
+            }
             #[cfg(feature = "test-panic")]
             "test_panic" => {
                 flag(name, value)?;
@@ -174,6 +207,20 @@ fn parse_timeout(value: &str) -> Result<Duration, ArgError> {
     }
 }
 
+/// Digits only, like `timeout=`.
+fn parse_tries(value: &str) -> Result<u8, ArgError> {
+    let bad = || ArgError::BadTries(value.to_owned());
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let tries: u8 = value.parse().map_err(|_| bad())?;
+    if (1..=MAX_TRIES).contains(&tries) {
+        Ok(tries)
+    } else {
+        Err(bad())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +240,9 @@ mod tests {
         assert_eq!(args.timeout, Duration::from_secs(5));
         assert_eq!(args.daemon_user, "otpd");
         assert!(!args.debug);
+        assert_eq!(args.tries, 3);
+        assert!(!args.echo);
+        assert!(!args.split);
     }
 
     #[test]
@@ -203,6 +253,9 @@ mod tests {
             "timeout=30",
             "daemon_user=otp-daemon",
             "debug",
+            "tries=10",
+            "echo",
+            "split",
         ])
         .unwrap();
         assert_eq!(args.socket, PathBuf::from("/tmp/x=y.sock"));
@@ -210,6 +263,9 @@ mod tests {
         assert_eq!(args.timeout, Duration::from_secs(30));
         assert_eq!(args.daemon_user, "otp-daemon");
         assert!(args.debug);
+        assert_eq!(args.tries, 10);
+        assert!(args.echo);
+        assert!(args.split);
     }
 
     #[test]
@@ -267,8 +323,30 @@ mod tests {
     }
 
     #[test]
+    fn tries_outside_one_to_ten_are_refused() {
+        for bad in [
+            "0",
+            "11",
+            "256",
+            "-1",
+            "+3",
+            "3x",
+            " 3",
+            "2.0",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                parse(&[&format!("tries={bad}")]),
+                Err(ArgError::BadTries(bad.into())),
+                "tries={bad}"
+            );
+        }
+        assert_eq!(parse(&["tries=1"]).unwrap().tries, 1);
+    }
+
+    #[test]
     fn options_that_need_a_value_refuse_to_go_without() {
-        for name in ["socket", "protocol", "timeout", "daemon_user"] {
+        for name in ["socket", "protocol", "timeout", "daemon_user", "tries"] {
             assert_eq!(
                 parse(&[name]),
                 Err(ArgError::MissingValue(name.into())),
@@ -283,11 +361,16 @@ mod tests {
     }
 
     #[test]
-    fn debug_takes_no_value() {
-        assert_eq!(
-            parse(&["debug=0"]),
-            Err(ArgError::UnexpectedValue("debug".into()))
-        );
+    fn flags_take_no_value() {
+        for name in ["debug", "echo", "split"] {
+            for value in ["0", "", "yes"] {
+                assert_eq!(
+                    parse(&[&format!("{name}={value}")]),
+                    Err(ArgError::UnexpectedValue(name.into())),
+                    "{name}={value}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -307,6 +390,10 @@ mod tests {
         assert_eq!(
             parse(&["timeout=5", "timeout=5"]),
             Err(ArgError::Repeated("timeout".into()))
+        );
+        assert_eq!(
+            parse(&["split", "tries=2", "split"]),
+            Err(ArgError::Repeated("split".into()))
         );
     }
 

@@ -2,8 +2,24 @@
 //!
 //! It is written against two small traits, [`LoginHandle`] (what the module needs from PAM) and
 //! [`Daemon`] (one request to otpd), so every path is unit tested with scripted fakes, without
-//! libpam or a running daemon. The module never decides policy: it sends [`Request::Begin`] and
-//! follows the answer (skip, prompt, success, denied, unavailable).
+//! libpam or a running daemon. The module never decides policy: it asks otpd and follows the
+//! answer (skip, prompt, success, denied, unavailable).
+//!
+//! One module, three jobs, chosen by the pam.d line and by what an earlier line left behind:
+//! - `interactive`: sshd, su, login. Begin, then prompt for the code up to `tries=` times; an
+//!   empty answer asks for a new code.
+//! - `split` (`split` argument): the first line of a single-secret stack (FTP, HTTP Basic,
+//!   WebDAV). It cuts `password || code` in two, hands the password on in PAM_AUTHTOK and stashes
+//!   the code.
+//! - `stashed`: the line after the password module in that stack. It verifies the stashed code,
+//!   or, when only the password came, has a code mailed and fails this login saying so.
+
+mod interactive;
+mod split;
+mod stashed;
+
+#[cfg(test)]
+mod fakes;
 
 use common::client::ClientError;
 use common::secret::SecretString;
@@ -11,7 +27,12 @@ use common::service::Protocol;
 use common::text::escape_for_log;
 use common::wire::{LoginContext, Request, Response};
 
+use crate::args::DEFAULT_TRIES;
 use crate::outcome::Outcome;
+use crate::secret::SecretBytes;
+
+pub use split::{MAX_SECRET_LEN, PASSWORD_PROMPT, split_secret};
+pub use stashed::mailed_message;
 
 /// The longest answer sent to otpd. Codes are a few digits; anything longer is refused as a wrong
 /// code without contacting otpd, so a pasted blob never reaches the socket.
@@ -21,15 +42,22 @@ pub const MAX_ANSWER_LEN: usize = 64;
 /// refusal.
 pub const WRONG_CODE_MESSAGE: &str = "Wrong code.";
 
-/// Why a prompt got no usable answer.
+/// Why a prompt got no answer at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConvError {
     /// The application's conversation function failed or is missing: nobody is there to answer.
     #[error("the conversation with the application failed")]
     Failed,
-    /// Something was typed, but it is not UTF-8 and so cannot be a code.
-    #[error("the answer is not valid UTF-8")]
-    NotUtf8,
+}
+
+/// libpam would not keep something the next lines of the stack need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("libpam could not store the {item} (PAM error {code})")]
+pub struct StoreError {
+    /// What could not be stored, for syslog.
+    pub item: &'static str,
+    /// libpam's return code.
+    pub code: i32,
 }
 
 /// How important a log line is; the PAM adapter maps it to a syslog priority.
@@ -41,7 +69,19 @@ pub enum LogLevel {
     Debug,
 }
 
-/// What the flow needs from PAM: the login's items, the conversation and syslog.
+/// What the split role found in the secret, left for this module's line after the password
+/// module in the same transaction.
+#[derive(Debug, Clone)]
+pub enum Stash {
+    /// The secret ended with a code: verify it, never prompt (nobody could answer).
+    Code(SecretString),
+    /// The secret was the password alone, which the password module has checked by the time the
+    /// stash is read: a code may be mailed now.
+    NoCode,
+}
+
+/// What the flow needs from PAM: the login's items, the conversation, syslog, and the two
+/// things the lines of a single-secret stack pass on (PAM_AUTHTOK and the stash).
 pub trait LoginHandle {
     /// PAM_USER, asking the application for it if it is not set yet.
     fn user(&mut self) -> Option<String>;
@@ -51,13 +91,21 @@ pub trait LoginHandle {
     fn rhost(&self) -> Option<String>;
     /// PAM_TTY, if the application set it.
     fn tty(&self) -> Option<String>;
-    /// Shows `text` as a prompt and returns what was typed; `Ok(None)` when the application
-    /// answered without any text.
-    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretString>, ConvError>;
+    /// Shows `text` as a prompt and returns what was typed, as bytes (a password need not be
+    /// UTF-8); `Ok(None)` when the application answered without any text.
+    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError>;
     /// Shows `text` as an error message. Failure is ignored: the login fails anyway.
     fn error_message(&mut self, text: &str);
     /// Writes one line to syslog. `text` is already escaped and never contains a code.
     fn log(&self, level: LogLevel, text: &str);
+    /// PAM_AUTHTOK, when the application or an earlier module set it.
+    fn authtok(&self) -> Option<SecretBytes>;
+    /// Sets PAM_AUTHTOK, for a password module after us (`use_first_pass`).
+    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), StoreError>;
+    /// Leaves `stash` for a later line of this module in the same transaction, replacing any.
+    fn stash(&mut self, stash: Stash) -> Result<(), StoreError>;
+    /// Takes what an earlier line stashed and clears it, so one stash serves one login only.
+    fn take_stash(&mut self) -> Result<Option<Stash>, StoreError>;
 }
 
 /// One request to otpd and its answer.
@@ -67,18 +115,39 @@ pub trait Daemon {
 }
 
 /// The parts of the module arguments the flow uses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// `protocol=`, passed to otpd so it overrides the service mapping.
     pub protocol: Option<Protocol>,
     /// `debug`: log each step.
     pub debug: bool,
+    /// `tries=`: answers per login (at least one is always allowed).
+    pub tries: u8,
+    /// `echo`: show the code as it is typed.
+    pub echo: bool,
+    /// `split`: this line is the split role of a single-secret stack.
+    pub split: bool,
     /// `test_panic`: panic at the start of the flow.
     #[cfg(feature = "test-panic")]
     pub test_panic: bool,
 }
 
-/// Runs one login: begin, maybe prompt and answer, and says how it ended.
+impl Default for Settings {
+    /// The settings of a pam.d line without arguments.
+    fn default() -> Self {
+        Settings {
+            protocol: None,
+            debug: false,
+            tries: DEFAULT_TRIES,
+            echo: false,
+            split: false,
+            #[cfg(feature = "test-panic")]
+            test_panic: false,
+        }
+    }
+}
+
+/// Runs one login in the role the settings and the stash choose, and says how it ended.
 pub fn run<H: LoginHandle, D: Daemon>(handle: &mut H, daemon: &D, settings: &Settings) -> Outcome {
     #[cfg(feature = "test-panic")]
     if settings.test_panic {
@@ -89,7 +158,11 @@ pub fn run<H: LoginHandle, D: Daemon>(handle: &mut H, daemon: &D, settings: &Set
         daemon,
         settings,
     };
-    let outcome = flow.login();
+    let outcome = if settings.split {
+        flow.split()
+    } else {
+        flow.login()
+    };
     flow.debug(|| format!("outcome: {outcome:?}"));
     outcome
 }
@@ -104,7 +177,7 @@ fn test_fault() {
     panic!("test_panic: deliberate panic in the login flow");
 }
 
-/// One login in progress.
+/// One login in progress. The roles add their steps in the submodules.
 struct Flow<'a, H, D> {
     handle: &'a mut H,
     daemon: &'a D,
@@ -112,15 +185,34 @@ struct Flow<'a, H, D> {
 }
 
 impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
+    /// The normal role: what the split role stashed decides the way, else the prompt.
     fn login(&mut self) -> Outcome {
+        // Taken first, whatever happens next: a stash serves the login it was made for only.
+        let stash = match self.handle.take_stash() {
+            Ok(stash) => stash,
+            Err(error) => return self.store_failed(error),
+        };
+        let login = match self.context() {
+            Ok(login) => login,
+            Err(outcome) => return outcome,
+        };
+        match stash {
+            Some(Stash::Code(code)) => self.verify_stashed(login, code),
+            Some(Stash::NoCode) => self.begin_after_password(login),
+            None => self.interactive(login),
+        }
+    }
+
+    /// Who is logging in, from the PAM items and the `protocol=` argument.
+    fn context(&mut self) -> Result<LoginContext, Outcome> {
         let Some(user) = self.handle.user().filter(|u| !u.is_empty()) else {
             self.debug(|| "no user name: refusing".to_owned());
-            return Outcome::NoUser;
+            return Err(Outcome::NoUser);
         };
         let Some(service) = self.handle.service() else {
             self.handle
                 .log(LogLevel::Error, "PAM gave no service name: refusing");
-            return Outcome::NoService;
+            return Err(Outcome::NoService);
         };
         let login = LoginContext {
             user,
@@ -131,7 +223,7 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         };
         self.debug(|| {
             format!(
-                "begin: user={} service={} rhost={} tty={} protocol={}",
+                "login: user={} service={} rhost={} tty={} protocol={}",
                 escape_for_log(&login.user),
                 escape_for_log(&login.service),
                 escape_for_log(login.rhost.as_deref().unwrap_or("-")),
@@ -139,64 +231,7 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 login.protocol.as_deref().unwrap_or("-"),
             )
         });
-        let request = Request::Begin {
-            login: login.clone(),
-        };
-        let response = match self.call(&request) {
-            Ok(response) => response,
-            Err(outcome) => return outcome,
-        };
-        self.debug(|| format!("otpd answered begin with {}", kind(&response)));
-        match response {
-            Response::Skip { reason } => Outcome::Skipped(reason),
-            Response::Success => Outcome::Success,
-            Response::Prompt { challenge, prompt } => self.ask(login, challenge, &prompt),
-            other => self.refused("begin", other),
-        }
-    }
-
-    /// Prompts for the code and sends the answer.
-    fn ask(&mut self, login: LoginContext, challenge: String, prompt: &str) -> Outcome {
-        // Echo off: the notice is inside the prompt text because sshd shows info messages late.
-        let code = match self.handle.prompt(prompt, false) {
-            Ok(Some(code)) => code,
-            // Sent like any other answer: otpd never matches an empty code, and counts the try.
-            Ok(None) => SecretString::default(),
-            Err(ConvError::Failed) => {
-                self.debug(|| "the conversation failed at the prompt".to_owned());
-                return Outcome::ConversationFailed;
-            }
-            Err(ConvError::NotUtf8) => {
-                self.debug(|| "the answer is not UTF-8: refused without asking otpd".to_owned());
-                self.handle.error_message(WRONG_CODE_MESSAGE);
-                return Outcome::AnswerNotUtf8;
-            }
-        };
-        if code.len() > MAX_ANSWER_LEN {
-            self.debug(|| {
-                format!(
-                    "the answer is {} bytes, over {MAX_ANSWER_LEN}: refused without asking otpd",
-                    code.len()
-                )
-            });
-            self.handle.error_message(WRONG_CODE_MESSAGE);
-            return Outcome::AnswerTooLong;
-        }
-        self.debug(|| format!("sending the answer ({} bytes) to otpd", code.len()));
-        let request = Request::Answer {
-            login,
-            challenge,
-            code,
-        };
-        let response = match self.call(&request) {
-            Ok(response) => response,
-            Err(outcome) => return outcome,
-        };
-        self.debug(|| format!("otpd answered the answer with {}", kind(&response)));
-        match response {
-            Response::Success => Outcome::Success,
-            other => self.refused("answer", other),
-        }
+        Ok(login)
     }
 
     /// Every answer that is not a way forward: shows otpd's message where there is one. Anything
@@ -234,15 +269,24 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         }
     }
 
-    /// One call to otpd; a failure is logged (the admin must know) and becomes the outcome.
-    fn call(&self, request: &Request) -> Result<Response, Outcome> {
-        self.daemon.call(request).map_err(|error| {
+    /// One call to otpd; a failure is logged (the admin must know) and becomes the outcome. The
+    /// name of the request is logged with `debug`, never its fields.
+    fn call(&self, step: &str, request: &Request) -> Result<Response, Outcome> {
+        let response = self.daemon.call(request).map_err(|error| {
             self.handle.log(
                 LogLevel::Error,
-                &escape_for_log(&format!("cannot ask otpd: {error}")),
+                &escape_for_log(&format!("cannot ask otpd ({step}): {error}")),
             );
             Outcome::from_client_error(&error)
-        })
+        })?;
+        self.debug(|| format!("otpd answered {step} with {}", kind(&response)));
+        Ok(response)
+    }
+
+    /// libpam would not keep PAM_AUTHTOK or the stash: the admin must know, the login fails.
+    fn store_failed(&self, error: StoreError) -> Outcome {
+        self.handle.log(LogLevel::Error, &error.to_string());
+        Outcome::PamStoreFailed
     }
 
     /// Logs a step when the `debug` argument is set; the text is only built then.
@@ -262,223 +306,26 @@ fn kind(response: &Response) -> &'static str {
         Response::Denied { .. } => "denied",
         Response::Unavailable { .. } => "unavailable",
         Response::Error { .. } => "error",
+        Response::Probe { .. } => "probe",
+        Response::Admin { .. } => "admin",
         Response::Pong { .. } => "pong",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::fakes::*;
     use super::*;
     use common::frame::FrameError;
     use common::wire::{DenyReason, SkipReason};
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
     use std::path::PathBuf;
     use std::time::Duration;
-
-    const CHALLENGE: &str = "ch-7f3a";
-    const PROMPT: &str = "Code sent to a***@e***.com (valid 10 min): ";
-
-    /// A PAM handle whose conversation follows a script: an unexpected prompt panics, and
-    /// [`FakeHandle::assert_script_done`] fails if a scripted prompt never came.
-    #[derive(Default)]
-    struct FakeHandle {
-        user: Option<String>,
-        service: Option<String>,
-        rhost: Option<String>,
-        tty: Option<String>,
-        prompts: VecDeque<Result<Option<SecretString>, ConvError>>,
-        prompts_shown: Vec<String>,
-        errors_shown: Vec<String>,
-        logs: RefCell<Vec<(LogLevel, String)>>,
-    }
-
-    impl FakeHandle {
-        fn ssh_login() -> FakeHandle {
-            FakeHandle {
-                user: Some("alice".into()),
-                service: Some("sshd".into()),
-                rhost: Some("192.0.2.7".into()),
-                tty: Some("ssh".into()),
-                ..FakeHandle::default()
-            }
-        }
-
-        fn answering(mut self, answer: Result<Option<SecretString>, ConvError>) -> FakeHandle {
-            self.prompts.push_back(answer);
-            self
-        }
-
-        fn assert_script_done(&self) {
-            assert!(
-                self.prompts.is_empty(),
-                "{} scripted prompt(s) were never shown",
-                self.prompts.len()
-            );
-        }
-
-        fn logged(&self, level: LogLevel) -> Vec<String> {
-            self.logs
-                .borrow()
-                .iter()
-                .filter(|(l, _)| *l == level)
-                .map(|(_, t)| t.clone())
-                .collect()
-        }
-    }
-
-    impl LoginHandle for FakeHandle {
-        fn user(&mut self) -> Option<String> {
-            self.user.clone()
-        }
-        fn service(&self) -> Option<String> {
-            self.service.clone()
-        }
-        fn rhost(&self) -> Option<String> {
-            self.rhost.clone()
-        }
-        fn tty(&self) -> Option<String> {
-            self.tty.clone()
-        }
-        fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretString>, ConvError> {
-            assert!(!echo, "the code prompt must not echo");
-            let answer = self
-                .prompts
-                .pop_front()
-                .unwrap_or_else(|| panic!("unexpected prompt {text:?}"));
-            self.prompts_shown.push(text.to_owned());
-            answer
-        }
-        fn error_message(&mut self, text: &str) {
-            self.errors_shown.push(text.to_owned());
-        }
-        fn log(&self, level: LogLevel, text: &str) {
-            self.logs.borrow_mut().push((level, text.to_owned()));
-        }
-    }
-
-    type Step = Box<dyn FnOnce(&Request) -> Result<Response, ClientError>>;
-
-    /// otpd following a script: each step checks the request it gets; a request beyond the
-    /// script panics, and [`FakeDaemon::assert_script_done`] fails if a step was never reached.
-    #[derive(Default)]
-    struct FakeDaemon {
-        steps: RefCell<VecDeque<Step>>,
-    }
-
-    impl FakeDaemon {
-        fn then(
-            self,
-            step: impl FnOnce(&Request) -> Result<Response, ClientError> + 'static,
-        ) -> Self {
-            self.steps.borrow_mut().push_back(Box::new(step));
-            self
-        }
-
-        /// Expects a `Begin` for the login of [`FakeHandle::ssh_login`] and answers `response`.
-        fn begin(self, response: Response) -> Self {
-            self.then(move |request| match request {
-                Request::Begin { login } => {
-                    assert_eq!(login, &ssh_context(None));
-                    Ok(response)
-                }
-                other => panic!("expected begin, got {other:?}"),
-            })
-        }
-
-        /// Expects an `Answer` carrying the challenge of [`prompt`] and exactly `code`.
-        fn answer(self, code: &'static str, response: Response) -> Self {
-            self.then(move |request| match request {
-                Request::Answer {
-                    login,
-                    challenge,
-                    code: sent,
-                } => {
-                    assert_eq!(login, &ssh_context(None));
-                    assert_eq!(challenge, CHALLENGE);
-                    assert_eq!(sent.expose(), code, "the typed code must be sent unchanged");
-                    Ok(response)
-                }
-                other => panic!("expected answer, got {other:?}"),
-            })
-        }
-
-        fn assert_script_done(&self) {
-            let left = self.steps.borrow().len();
-            assert_eq!(left, 0, "{left} scripted request(s) were never sent");
-        }
-    }
-
-    impl Daemon for FakeDaemon {
-        fn call(&self, request: &Request) -> Result<Response, ClientError> {
-            let step = self
-                .steps
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or_else(|| panic!("unexpected request {request:?}"));
-            step(request)
-        }
-    }
-
-    fn ssh_context(protocol: Option<&str>) -> LoginContext {
-        LoginContext {
-            user: "alice".into(),
-            service: "sshd".into(),
-            rhost: Some("192.0.2.7".into()),
-            tty: Some("ssh".into()),
-            protocol: protocol.map(str::to_owned),
-        }
-    }
-
-    fn prompt() -> Response {
-        Response::Prompt {
-            challenge: CHALLENGE.into(),
-            prompt: PROMPT.into(),
-        }
-    }
-
-    fn typed(code: &str) -> Result<Option<SecretString>, ConvError> {
-        Ok(Some(SecretString::new(code.into())))
-    }
-
-    fn denied(reason: DenyReason, message: &str) -> Response {
-        Response::Denied {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// Runs the flow and checks that both scripts were followed to the end.
-    fn run_scripted(handle: &mut FakeHandle, daemon: &FakeDaemon, settings: &Settings) -> Outcome {
-        let outcome = run(handle, daemon, settings);
-        handle.assert_script_done();
-        daemon.assert_script_done();
-        outcome
-    }
-
-    #[test]
-    fn the_right_code_sends_the_same_challenge_and_the_typed_code() {
-        let mut handle = FakeHandle::ssh_login().answering(typed("482913"));
-        let daemon = FakeDaemon::default()
-            .begin(prompt())
-            .answer("482913", Response::Success);
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::Success);
-        assert_eq!(handle.prompts_shown, vec![PROMPT.to_owned()]);
-        assert!(handle.errors_shown.is_empty());
-    }
 
     #[test]
     fn the_protocol_argument_is_sent_with_the_login() {
         let mut handle = FakeHandle::ssh_login();
-        let daemon = FakeDaemon::default().then(|request| match request {
-            Request::Begin { login } => {
-                assert_eq!(login, &ssh_context(Some("sftp")));
-                Ok(Response::Skip {
-                    reason: SkipReason::ModeOff,
-                })
-            }
-            other => panic!("expected begin, got {other:?}"),
+        let daemon = FakeDaemon::for_login(ssh_context(Some("sftp"))).begin(Response::Skip {
+            reason: SkipReason::ModeOff,
         });
         let settings = Settings {
             protocol: Some(Protocol::Sftp),
@@ -489,33 +336,28 @@ mod tests {
     }
 
     #[test]
-    fn every_skip_shows_no_prompt_and_sends_no_answer() {
-        for reason in [
-            SkipReason::ProtocolNotEnabled,
-            SkipReason::UnknownService,
-            SkipReason::ModeOff,
-            SkipReason::NotEnrolled,
-            SkipReason::NoAddress,
-        ] {
-            let mut handle = FakeHandle::ssh_login();
-            let daemon = FakeDaemon::default().begin(Response::Skip { reason });
-            let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-            assert_eq!(outcome, Outcome::Skipped(reason));
-            assert!(handle.prompts_shown.is_empty());
-            assert!(handle.errors_shown.is_empty());
-        }
+    fn the_default_settings_are_those_of_a_line_without_arguments() {
+        let settings = Settings::default();
+        assert_eq!(settings.tries, 3);
+        assert!(!settings.echo && !settings.split && !settings.debug);
+        assert_eq!(settings.protocol, None);
     }
 
     #[test]
-    fn no_user_fails_without_contacting_otpd() {
-        for user in [None, Some(String::new())] {
-            let mut handle = FakeHandle {
-                user,
-                ..FakeHandle::ssh_login()
-            };
-            let daemon = FakeDaemon::default();
-            let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-            assert_eq!(outcome, Outcome::NoUser);
+    fn no_user_fails_without_contacting_otpd_in_either_role() {
+        for split in [false, true] {
+            for user in [None, Some(String::new())] {
+                let mut handle = FakeHandle {
+                    user,
+                    ..FakeHandle::ssh_login()
+                };
+                let settings = Settings {
+                    split,
+                    ..Settings::default()
+                };
+                let outcome = run_scripted(&mut handle, &FakeDaemon::default(), &settings);
+                assert_eq!(outcome, Outcome::NoUser);
+            }
         }
     }
 
@@ -527,160 +369,6 @@ mod tests {
         };
         let outcome = run_scripted(&mut handle, &FakeDaemon::default(), &Settings::default());
         assert_eq!(outcome, Outcome::NoService);
-    }
-
-    #[test]
-    fn an_answer_over_64_bytes_is_a_wrong_code_and_never_reaches_otpd() {
-        let long = "1".repeat(MAX_ANSWER_LEN + 1);
-        let mut handle = FakeHandle::ssh_login().answering(typed(&long));
-        let daemon = FakeDaemon::default().begin(prompt());
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::AnswerTooLong);
-        assert_eq!(handle.errors_shown, vec![WRONG_CODE_MESSAGE.to_owned()]);
-    }
-
-    #[test]
-    fn an_answer_of_exactly_64_bytes_is_sent() {
-        let exact: &'static str =
-            "7777777777777777777777777777777777777777777777777777777777777777";
-        assert_eq!(exact.len(), MAX_ANSWER_LEN);
-        let mut handle = FakeHandle::ssh_login().answering(typed(exact));
-        let daemon = FakeDaemon::default()
-            .begin(prompt())
-            .answer(exact, denied(DenyReason::WrongCode, "Wrong code."));
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::Denied(DenyReason::WrongCode));
-    }
-
-    #[test]
-    fn an_empty_or_absent_answer_is_sent_as_an_empty_code() {
-        for answer in [typed(""), Ok(None)] {
-            let mut handle = FakeHandle::ssh_login().answering(answer);
-            let daemon = FakeDaemon::default()
-                .begin(prompt())
-                .answer("", denied(DenyReason::WrongCode, "Wrong code."));
-            let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-            assert_eq!(outcome, Outcome::Denied(DenyReason::WrongCode));
-        }
-    }
-
-    #[test]
-    fn a_non_utf8_answer_is_a_wrong_code_and_never_reaches_otpd() {
-        let mut handle = FakeHandle::ssh_login().answering(Err(ConvError::NotUtf8));
-        let daemon = FakeDaemon::default().begin(prompt());
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::AnswerNotUtf8);
-        assert_eq!(handle.errors_shown, vec![WRONG_CODE_MESSAGE.to_owned()]);
-    }
-
-    #[test]
-    fn a_failed_conversation_sends_no_answer() {
-        let mut handle = FakeHandle::ssh_login().answering(Err(ConvError::Failed));
-        let daemon = FakeDaemon::default().begin(prompt());
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::ConversationFailed);
-    }
-
-    #[test]
-    fn a_wrong_code_shows_otpds_message() {
-        let mut handle = FakeHandle::ssh_login().answering(typed("000000"));
-        let daemon = FakeDaemon::default()
-            .begin(prompt())
-            .answer("000000", denied(DenyReason::WrongCode, "Wrong code."));
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::Denied(DenyReason::WrongCode));
-        assert_eq!(handle.errors_shown, vec!["Wrong code.".to_owned()]);
-    }
-
-    #[test]
-    fn a_lockout_after_the_answer_is_reported_as_such() {
-        let mut handle = FakeHandle::ssh_login().answering(typed("000000"));
-        let daemon = FakeDaemon::default().begin(prompt()).answer(
-            "000000",
-            denied(DenyReason::LockedOut, "Too many wrong codes."),
-        );
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::Denied(DenyReason::LockedOut));
-        assert_eq!(
-            handle.errors_shown,
-            vec!["Too many wrong codes.".to_owned()]
-        );
-    }
-
-    #[test]
-    fn a_refusal_at_begin_shows_the_message_and_no_prompt() {
-        let mut handle = FakeHandle::ssh_login();
-        let daemon =
-            FakeDaemon::default().begin(denied(DenyReason::RateLimited, "Too many codes sent."));
-        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
-        assert_eq!(outcome, Outcome::Denied(DenyReason::RateLimited));
-        assert!(handle.prompts_shown.is_empty());
-        assert_eq!(handle.errors_shown, vec!["Too many codes sent.".to_owned()]);
-    }
-
-    #[test]
-    fn unavailable_shows_the_message_at_either_step() {
-        let message = "The code could not be sent. Try again later.";
-        let unavailable = || Response::Unavailable {
-            message: message.into(),
-        };
-        let mut handle = FakeHandle::ssh_login();
-        let daemon = FakeDaemon::default().begin(unavailable());
-        assert_eq!(
-            run_scripted(&mut handle, &daemon, &Settings::default()),
-            Outcome::Unavailable
-        );
-        assert_eq!(handle.errors_shown, vec![message.to_owned()]);
-
-        let mut handle = FakeHandle::ssh_login().answering(typed("1"));
-        let daemon = FakeDaemon::default()
-            .begin(prompt())
-            .answer("1", unavailable());
-        assert_eq!(
-            run_scripted(&mut handle, &daemon, &Settings::default()),
-            Outcome::Unavailable
-        );
-        assert_eq!(handle.errors_shown, vec![message.to_owned()]);
-    }
-
-    #[test]
-    fn success_at_begin_needs_no_prompt() {
-        let mut handle = FakeHandle::ssh_login();
-        let daemon = FakeDaemon::default().begin(Response::Success);
-        assert_eq!(
-            run_scripted(&mut handle, &daemon, &Settings::default()),
-            Outcome::Success
-        );
-        assert!(handle.prompts_shown.is_empty());
-    }
-
-    #[test]
-    fn a_skip_after_the_prompt_is_a_protocol_error_not_a_skip() {
-        let mut handle = FakeHandle::ssh_login().answering(typed("123456"));
-        let daemon = FakeDaemon::default().begin(prompt()).answer(
-            "123456",
-            Response::Skip {
-                reason: SkipReason::ModeOff,
-            },
-        );
-        assert_eq!(
-            run_scripted(&mut handle, &daemon, &Settings::default()),
-            Outcome::ProtocolError
-        );
-        assert_eq!(handle.logged(LogLevel::Error).len(), 1);
-    }
-
-    #[test]
-    fn a_second_prompt_is_a_protocol_error_while_one_prompt_is_allowed() {
-        let mut handle = FakeHandle::ssh_login().answering(typed("123456"));
-        let daemon = FakeDaemon::default()
-            .begin(prompt())
-            .answer("123456", prompt());
-        assert_eq!(
-            run_scripted(&mut handle, &daemon, &Settings::default()),
-            Outcome::ProtocolError
-        );
-        assert_eq!(handle.prompts_shown.len(), 1);
     }
 
     #[test]
@@ -711,9 +399,8 @@ mod tests {
         assert!(handle.errors_shown.is_empty());
     }
 
-    #[test]
-    fn client_errors_end_the_flow_at_either_step() {
-        let errors: Vec<(fn() -> ClientError, Outcome)> = vec![
+    fn client_errors() -> Vec<(fn() -> ClientError, Outcome)> {
+        vec![
             (
                 || ClientError::Connect {
                     path: PathBuf::from("/run/otpd/otpd.sock"),
@@ -736,8 +423,13 @@ mod tests {
                 || ClientError::Frame(FrameError::Closed),
                 Outcome::ProtocolError,
             ),
-        ];
-        for (error, outcome) in errors {
+        ]
+    }
+
+    #[test]
+    fn client_errors_end_the_interactive_flow_at_every_step() {
+        for (error, outcome) in client_errors() {
+            // At begin.
             let mut handle = FakeHandle::ssh_login();
             let daemon = FakeDaemon::default().then(move |_| Err(error()));
             assert_eq!(
@@ -747,6 +439,7 @@ mod tests {
             assert!(handle.prompts_shown.is_empty());
             assert_eq!(handle.logged(LogLevel::Error).len(), 1, "{outcome:?}");
 
+            // At the answer.
             let mut handle = FakeHandle::ssh_login().answering(typed("123456"));
             let daemon = FakeDaemon::default()
                 .begin(prompt())
@@ -754,6 +447,52 @@ mod tests {
             assert_eq!(
                 run_scripted(&mut handle, &daemon, &Settings::default()),
                 outcome
+            );
+
+            // At a resend.
+            let mut handle = FakeHandle::ssh_login().answering(typed(""));
+            let daemon = FakeDaemon::default()
+                .begin(prompt())
+                .then(move |_| Err(error()));
+            assert_eq!(
+                run_scripted(&mut handle, &daemon, &Settings::default()),
+                outcome
+            );
+        }
+    }
+
+    #[test]
+    fn client_errors_fail_closed_in_both_single_secret_lines() {
+        for (error, outcome) in client_errors() {
+            // The split role at the probe: nothing handed on, nothing stashed.
+            let mut handle = FakeHandle::ftp_login().answering(typed("hunter2"));
+            let daemon = FakeDaemon::ftp().then(move |_| Err(error()));
+            assert_eq!(run_scripted(&mut handle, &daemon, &split_role()), outcome);
+            assert!(handle.authtok.is_none());
+            assert!(handle.stash.is_none());
+
+            // The normal role at verify and at begin.
+            for stash in [
+                Stash::Code(SecretString::new("123456".into())),
+                Stash::NoCode,
+            ] {
+                let mut handle = FakeHandle::ftp_login().stashed(stash);
+                let daemon = FakeDaemon::ftp().then(move |_| Err(error()));
+                assert_eq!(
+                    run_scripted(&mut handle, &daemon, &Settings::default()),
+                    outcome
+                );
+                assert!(handle.prompts_shown.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn every_failure_to_reach_otpd_is_unavailable_to_pam() {
+        for (_, outcome) in client_errors() {
+            assert_eq!(
+                crate::outcome::pam_code(outcome),
+                pam::constants::PamResultCode::PAM_AUTHINFO_UNAVAIL
             );
         }
     }
@@ -775,13 +514,7 @@ mod tests {
         let lines = handle.logged(LogLevel::Debug);
         assert!(lines.len() >= 4, "{lines:?}");
         assert!(lines.iter().any(|l| l.contains("user=alice")), "{lines:?}");
-        for line in handle.logs.borrow().iter() {
-            assert!(!line.1.contains("482913"), "code leaked into {line:?}");
-            assert!(
-                !line.1.contains(CHALLENGE),
-                "challenge leaked into {line:?}"
-            );
-        }
+        handle.assert_logs_never_contain(&["482913", CHALLENGE]);
     }
 
     #[test]
@@ -813,6 +546,29 @@ mod tests {
         for (_, line) in handle.logs.borrow().iter() {
             assert!(!line.contains('\n'), "{line:?}");
         }
+    }
+
+    #[test]
+    fn a_stash_that_cannot_be_read_back_fails_the_login_without_otpd() {
+        let mut handle = FakeHandle {
+            refuse_take: true,
+            ..FakeHandle::ssh_login()
+        }
+        .stashed(Stash::NoCode);
+        let outcome = run_scripted(&mut handle, &FakeDaemon::default(), &Settings::default());
+        assert_eq!(outcome, Outcome::PamStoreFailed);
+        assert_eq!(handle.logged(LogLevel::Error).len(), 1);
+        assert!(handle.prompts_shown.is_empty());
+    }
+
+    #[test]
+    fn a_denial_reason_at_begin_is_kept_for_the_pam_code() {
+        let mut handle = FakeHandle::ssh_login();
+        let daemon = FakeDaemon::default().begin(denied(DenyReason::LockedOut, "Locked."));
+        assert_eq!(
+            run_scripted(&mut handle, &daemon, &Settings::default()),
+            Outcome::Denied(DenyReason::LockedOut)
+        );
     }
 
     #[cfg(feature = "test-panic")]

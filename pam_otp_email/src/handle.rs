@@ -1,13 +1,14 @@
-//! [`LoginHandle`] on top of pam-bindings' `PamHandle`: the items, the conversation and syslog.
+//! [`LoginHandle`] on top of pam-bindings' `PamHandle`: the items, the conversation, syslog,
+//! PAM_AUTHTOK and the stash.
 
-use common::secret::SecretString;
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON};
 use pam::conv::Conv;
-use pam::items::{RHost, Service, Tty};
+use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::PamHandle;
 
 use crate::ffi;
-use crate::flow::{ConvError, LogLevel, LoginHandle};
+use crate::flow::{ConvError, LogLevel, LoginHandle, Stash, StoreError};
+use crate::secret::SecretBytes;
 
 /// The handle of the login libpam is running.
 pub struct PamLogin<'a> {
@@ -59,7 +60,7 @@ impl LoginHandle for PamLogin<'_> {
         Some(item.to_string_lossy().into_owned())
     }
 
-    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretString>, ConvError> {
+    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError> {
         let conv = self.conv().ok_or(ConvError::Failed)?;
         let style = if echo {
             PAM_PROMPT_ECHO_ON
@@ -70,8 +71,7 @@ impl LoginHandle for PamLogin<'_> {
         let Some(reply) = conv.send(style, text).map_err(|_| ConvError::Failed)? else {
             return Ok(None);
         };
-        let typed = reply.as_str().map_err(|_| ConvError::NotUtf8)?;
-        Ok(Some(SecretString::new(typed.to_owned())))
+        Ok(Some(SecretBytes::from_slice(reply.as_bytes())))
     }
 
     fn error_message(&mut self, text: &str) {
@@ -87,5 +87,38 @@ impl LoginHandle for PamLogin<'_> {
 
     fn log(&self, level: LogLevel, text: &str) {
         ffi::syslog(self.pamh, level, text);
+    }
+
+    fn authtok(&self) -> Option<SecretBytes> {
+        let item = self.pamh.get_item::<AuthTok>().ok().flatten()?;
+        Some(SecretBytes::from_slice(item.as_bytes()))
+    }
+
+    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), StoreError> {
+        ffi::set_authtok(self.pamh, secret).map_err(|code| StoreError {
+            item: "password (PAM_AUTHTOK)",
+            code,
+        })
+    }
+
+    fn stash(&mut self, stash: Stash) -> Result<(), StoreError> {
+        ffi::store_stash(self.pamh, Some(stash)).map_err(stash_error)
+    }
+
+    /// Clears only when something was stashed, so a stack without a split line never writes
+    /// module data.
+    fn take_stash(&mut self) -> Result<Option<Stash>, StoreError> {
+        let Some(stash) = ffi::stashed(self.pamh) else {
+            return Ok(None);
+        };
+        ffi::store_stash(self.pamh, None).map_err(stash_error)?;
+        Ok(Some(stash))
+    }
+}
+
+fn stash_error(code: pam::constants::PamResultCode) -> StoreError {
+    StoreError {
+        item: "stash (module data)",
+        code: code as i32,
     }
 }

@@ -8,6 +8,38 @@
 //!
 //! The module never generates, stores or compares codes, prints nothing, and opens no file or
 //! connection besides otpd's socket.
+//!
+//! # Interactive logins (sshd keyboard-interactive, su, login)
+//!
+//! After the password step:
+//!
+//! ```text
+//! auth required pam_otp_email.so [tries=N] [echo]
+//! ```
+//!
+//! Up to `tries=` answers (default 3) before PAM_MAXTRIES; an empty answer asks otpd for a new
+//! code (otpd's cooldown applies and its prompt says when a new one can be sent).
+//!
+//! # Single-secret protocols (FTP, HTTP Basic, WebDAV)
+//!
+//! These clients send one password and cannot answer a second prompt, so the code is typed
+//! after the password, with no separator: `hunter2` then `482913` is sent as `hunter2482913`.
+//!
+//! ```text
+//! auth required   pam_otp_email.so split
+//! auth requisite  pam_unix.so use_first_pass
+//! auth required   pam_otp_email.so
+//! ```
+//!
+//! The `split` line takes the secret (PAM_AUTHTOK, or a `Password: ` prompt the server answers
+//! with the password it has), asks otpd whether a code is expected in it, puts the password part
+//! in PAM_AUTHTOK for pam_unix and keeps the last N digits to itself (module data). It returns
+//! PAM_IGNORE: it decides nothing. pam_unix must be `requisite`, so that a wrong password ends
+//! the stack before the last line: that line is the only one that can make otpd mail, so nobody
+//! can have a user mailed by guessing the user name. The last line verifies the kept code, or,
+//! when the password came alone, has a code mailed and fails this login with a message saying to
+//! log in again with the password followed by the code. A skipped or not-enrolled user gets
+//! PAM_IGNORE from both lines, never PAM_SUCCESS: pam_unix alone decides for them.
 
 pub mod args;
 pub mod daemon;
@@ -15,6 +47,7 @@ mod ffi;
 pub mod flow;
 mod handle;
 pub mod outcome;
+pub mod secret;
 
 use std::ffi::CStr;
 
@@ -61,6 +94,9 @@ fn settings(args: &Args) -> Settings {
     Settings {
         protocol: args.protocol,
         debug: args.debug,
+        tries: args.tries,
+        echo: args.echo,
+        split: args.split,
         #[cfg(feature = "test-panic")]
         test_panic: args.test_panic,
     }
@@ -84,15 +120,30 @@ mod tests {
     }
 
     #[test]
-    fn the_settings_carry_protocol_and_debug() {
+    fn the_settings_carry_every_argument_the_flow_uses() {
         let args = Args {
             protocol: Some(common::service::Protocol::Ftps),
             debug: true,
+            tries: 7,
+            echo: true,
+            split: true,
             ..Args::default()
         };
         let settings = settings(&args);
         assert_eq!(settings.protocol, Some(common::service::Protocol::Ftps));
         assert!(settings.debug);
+        assert_eq!(settings.tries, 7);
+        assert!(settings.echo);
+        assert!(settings.split);
+    }
+
+    #[test]
+    fn a_line_without_arguments_gets_the_flows_default_settings() {
+        let from_args = settings(&Args::default());
+        let default = Settings::default();
+        assert_eq!(from_args.tries, default.tries);
+        assert_eq!(from_args.echo, default.echo);
+        assert_eq!(from_args.split, default.split);
     }
 
     /// Goes through the real exported entry point, as libpam would call it, with a handle that

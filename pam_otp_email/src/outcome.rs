@@ -16,10 +16,20 @@ pub enum Outcome {
     Success,
     /// otpd refused the login or the answer.
     Denied(DenyReason),
-    /// The answer was longer than any code could be; refused without asking otpd.
-    AnswerTooLong,
-    /// The answer was not UTF-8, so it cannot be a code; refused without asking otpd.
-    AnswerNotUtf8,
+    /// Every one of the `tries=` answers was wrong (or empty, too long, not UTF-8).
+    TriesExhausted,
+    /// Split role: the secret was cut into password (now PAM_AUTHTOK) and code (stashed for the
+    /// normal role). Nothing is decided yet: the password module and our second line decide.
+    SecretSplit,
+    /// Single-secret stack, password alone: a code was mailed now or shortly before, and the
+    /// person was told to log in again with the password followed by the code.
+    CodeMailed,
+    /// Split role: the secret is longer than any password and code could be; refused without
+    /// asking otpd or splitting it.
+    SecretTooLong,
+    /// libpam would not store PAM_AUTHTOK or the stash, so the two lines of a single-secret
+    /// stack cannot work together.
+    PamStoreFailed,
     /// otpd's socket could not be reached.
     DaemonUnreachable,
     /// otpd did not answer within the deadline.
@@ -56,21 +66,23 @@ impl Outcome {
     }
 }
 
-/// The PAM return code for an outcome. Skips are PAM_IGNORE so that a module that needs no code
-/// never authenticates anyone by itself: the rest of the stack still has to.
+/// The PAM return code for an outcome. Skips and the split role are PAM_IGNORE so that a module
+/// that needs no code never authenticates anyone by itself: the rest of the stack still has to.
 pub fn pam_code(outcome: Outcome) -> PamResultCode {
     match outcome {
-        Outcome::Skipped(_) => PamResultCode::PAM_IGNORE,
+        Outcome::Skipped(_) | Outcome::SecretSplit => PamResultCode::PAM_IGNORE,
         Outcome::Success => PamResultCode::PAM_SUCCESS,
-        Outcome::Denied(DenyReason::LockedOut) => PamResultCode::PAM_MAXTRIES,
+        Outcome::Denied(DenyReason::LockedOut) | Outcome::TriesExhausted => {
+            PamResultCode::PAM_MAXTRIES
+        }
         Outcome::Denied(
             DenyReason::WrongCode
             | DenyReason::CodeDead
             | DenyReason::RateLimited
             | DenyReason::CallerRefused,
         )
-        | Outcome::AnswerTooLong
-        | Outcome::AnswerNotUtf8 => PamResultCode::PAM_AUTH_ERR,
+        | Outcome::CodeMailed
+        | Outcome::SecretTooLong => PamResultCode::PAM_AUTH_ERR,
         Outcome::DaemonUnreachable
         | Outcome::DaemonTimeout
         | Outcome::UntrustedDaemon
@@ -78,6 +90,7 @@ pub fn pam_code(outcome: Outcome) -> PamResultCode {
         | Outcome::DaemonError
         | Outcome::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
+        Outcome::PamStoreFailed => PamResultCode::PAM_SYSTEM_ERR,
         Outcome::BadArguments | Outcome::NoService => PamResultCode::PAM_SERVICE_ERR,
         Outcome::NoUser => PamResultCode::PAM_USER_UNKNOWN,
     }
@@ -127,8 +140,11 @@ mod tests {
                 Outcome::Denied(DenyReason::LockedOut),
                 PamResultCode::PAM_MAXTRIES,
             ),
-            (Outcome::AnswerTooLong, PamResultCode::PAM_AUTH_ERR),
-            (Outcome::AnswerNotUtf8, PamResultCode::PAM_AUTH_ERR),
+            (Outcome::TriesExhausted, PamResultCode::PAM_MAXTRIES),
+            (Outcome::SecretSplit, PamResultCode::PAM_IGNORE),
+            (Outcome::CodeMailed, PamResultCode::PAM_AUTH_ERR),
+            (Outcome::SecretTooLong, PamResultCode::PAM_AUTH_ERR),
+            (Outcome::PamStoreFailed, PamResultCode::PAM_SYSTEM_ERR),
             (
                 Outcome::DaemonUnreachable,
                 PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -155,8 +171,11 @@ mod tests {
             Outcome::Skipped(_)
             | Outcome::Success
             | Outcome::Denied(_)
-            | Outcome::AnswerTooLong
-            | Outcome::AnswerNotUtf8
+            | Outcome::TriesExhausted
+            | Outcome::SecretSplit
+            | Outcome::CodeMailed
+            | Outcome::SecretTooLong
+            | Outcome::PamStoreFailed
             | Outcome::DaemonUnreachable
             | Outcome::DaemonTimeout
             | Outcome::UntrustedDaemon
@@ -173,7 +192,7 @@ mod tests {
     #[test]
     fn every_outcome_maps_to_its_documented_pam_code() {
         let table = expected_table();
-        assert_eq!(table.len(), 23, "one row per outcome and reason");
+        assert_eq!(table.len(), 26, "one row per outcome and reason");
         for (outcome, code) in table {
             assert!(covered(outcome));
             assert_eq!(pam_code(outcome), code, "{outcome:?}");
@@ -186,6 +205,18 @@ mod tests {
             let is_success = pam_code(outcome) == PamResultCode::PAM_SUCCESS;
             assert_eq!(is_success, outcome == Outcome::Success, "{outcome:?}");
         }
+    }
+
+    #[test]
+    fn the_split_role_never_decides_a_login_by_itself() {
+        // PAM_IGNORE: in `auth required pam_otp_email.so split` the line adds nothing to the
+        // stack's verdict; the password module and the second line decide.
+        assert_eq!(pam_code(Outcome::SecretSplit), PamResultCode::PAM_IGNORE);
+    }
+
+    #[test]
+    fn a_mailed_code_fails_this_login_so_the_next_one_brings_the_code() {
+        assert_eq!(pam_code(Outcome::CodeMailed), PamResultCode::PAM_AUTH_ERR);
     }
 
     #[test]

@@ -941,4 +941,211 @@ mod tests {
         let mut state = state(|_| Some("12\0 34".into()));
         assert_eq!(converse_with(&mut state, &[(1, c"code:")]).0, PAM_CONV_ERR);
     }
+
+    /// Records every message and answers the prompts with `answers`, in order; a prompt beyond
+    /// them fails the conversation.
+    fn answering(answers: &[&str]) -> (Seen, impl FnMut(&Message) -> Option<String> + 'static) {
+        let seen = Seen::default();
+        let record = Arc::clone(&seen);
+        let mut answers: std::collections::VecDeque<String> =
+            answers.iter().map(|a| (*a).to_owned()).collect();
+        let conv = move |m: &Message| {
+            record.lock().unwrap().push(m.clone());
+            if m.style.is_prompt() {
+                answers.pop_front()
+            } else {
+                None
+            }
+        };
+        (seen, conv)
+    }
+
+    fn wrong_code() -> Response {
+        Response::Denied {
+            reason: common::wire::DenyReason::WrongCode,
+            message: "Wrong code.".into(),
+        }
+    }
+
+    #[test]
+    fn our_module_resends_on_an_empty_answer_and_gives_max_tries_after_wrong_codes() {
+        let resent = Response::Prompt {
+            challenge: "ch-2".into(),
+            prompt: "No new code yet (possible in 40 s). Code sent to a***@e***.com: ".into(),
+        };
+        let otpd = FakeOtpd::start(vec![prompt(), resent, wrong_code(), wrong_code()]);
+        let dir = PamConfDir::new();
+        dir.otp_then_permit("sshd", &otpd.socket, "tries=3 echo");
+        let (seen, conv) = answering(&["", "000000", "111111"]);
+        let mut tx = Transaction::start("sshd", "alice", dir.path(), conv).unwrap();
+        assert_eq!(code_name(tx.authenticate()), "PAM_MAXTRIES");
+        drop(tx);
+        let prompts: Vec<(MessageStyle, String)> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.style.is_prompt())
+            .map(|m| (m.style, m.text.clone()))
+            .collect();
+        assert_eq!(prompts.len(), 3, "{prompts:?}");
+        assert!(
+            prompts
+                .iter()
+                .all(|(style, _)| *style == MessageStyle::PromptEchoOn)
+        );
+        assert!(prompts[1].1.starts_with("No new code yet"), "{prompts:?}");
+        let requests = otpd.requests();
+        let kinds: Vec<&str> = requests
+            .iter()
+            .map(|r| match r {
+                Request::Begin { .. } => "begin",
+                Request::Resend { .. } => "resend",
+                Request::Answer { .. } => "answer",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["begin", "resend", "answer", "answer"]);
+        match &requests[2] {
+            Request::Answer { challenge, .. } => assert_eq!(challenge, "ch-2"),
+            other => panic!("expected answer, got {other:?}"),
+        }
+    }
+
+    /// The documented single-secret stack, with pam_exec standing in for pam_unix: it accepts
+    /// exactly the password `hunter2` from PAM_AUTHTOK (pam_exec writes it NUL-terminated to
+    /// stdin), so the test needs no system account.
+    fn single_secret_stack(dir: &PamConfDir, socket: &std::path::Path) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let scripts = tempfile::tempdir().unwrap();
+        let check = scripts.path().join("check-password");
+        std::fs::write(
+            &check,
+            "#!/bin/bash\nIFS= read -r -d '' password\n[ \"$password\" = hunter2 ]\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let module = crate::paths::module();
+        dir.service(
+            "vsftpd",
+            &format!(
+                "auth required {module} socket={socket} split\n\
+                 auth requisite pam_exec.so quiet expose_authtok {check}\n\
+                 auth required {module} socket={socket}\n",
+                module = module.display(),
+                socket = socket.display(),
+                check = check.display(),
+            ),
+        );
+        scripts
+    }
+
+    fn probe(expects_code: bool) -> Response {
+        Response::Probe {
+            code_length: 6,
+            expects_code,
+        }
+    }
+
+    #[test]
+    fn the_split_stack_hands_the_password_on_and_verifies_the_code_without_a_second_prompt() {
+        let otpd = FakeOtpd::start(vec![probe(true), Response::Success]);
+        let dir = PamConfDir::new();
+        let _scripts = single_secret_stack(&dir, &otpd.socket);
+        let (seen, conv) = answering(&["hunter2482913"]);
+        let mut tx = Transaction::start("vsftpd", "alice", dir.path(), conv).unwrap();
+        assert_eq!(code_name(tx.authenticate()), "PAM_SUCCESS");
+        drop(tx);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Message {
+                style: MessageStyle::PromptEchoOff,
+                text: "Password: ".into(),
+            }]
+        );
+        let requests = otpd.requests();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert!(matches!(requests[0], Request::Probe { .. }), "{requests:?}");
+        match &requests[1] {
+            Request::Verify { login, code } => {
+                assert_eq!(login.service, "vsftpd");
+                assert_eq!(code.expose(), "482913");
+            }
+            other => panic!("expected verify, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_split_stack_with_the_password_alone_mails_a_code_and_says_so() {
+        let otpd = FakeOtpd::start(vec![probe(false), prompt()]);
+        let dir = PamConfDir::new();
+        let _scripts = single_secret_stack(&dir, &otpd.socket);
+        let (seen, conv) = answering(&["hunter2"]);
+        let mut tx = Transaction::start("vsftpd", "alice", dir.path(), conv).unwrap();
+        assert_eq!(code_name(tx.authenticate()), "PAM_AUTH_ERR");
+        drop(tx);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[1].style, MessageStyle::ErrorMsg);
+        assert_eq!(
+            seen[1].text,
+            "Code sent to a***@e***.com (valid 10 min). Log in again with your password \
+             followed by the code."
+        );
+        let requests = otpd.requests();
+        assert!(matches!(requests[1], Request::Begin { .. }), "{requests:?}");
+    }
+
+    #[test]
+    fn the_split_stack_with_a_wrong_password_never_asks_otpd_to_mail() {
+        let otpd = FakeOtpd::start(vec![probe(false), prompt()]);
+        let dir = PamConfDir::new();
+        let _scripts = single_secret_stack(&dir, &otpd.socket);
+        let (_, conv) = answering(&["guessed"]);
+        let mut tx = Transaction::start("vsftpd", "alice", dir.path(), conv).unwrap();
+        assert_ne!(code_name(tx.authenticate()), "PAM_SUCCESS");
+        drop(tx);
+        let requests = otpd.requests();
+        assert_eq!(requests.len(), 1, "only the probe: {requests:?}");
+        assert!(matches!(requests[0], Request::Probe { .. }));
+    }
+
+    #[test]
+    fn the_split_stack_with_codes_off_is_the_password_alone() {
+        let skip = || Response::Skip {
+            reason: common::wire::SkipReason::ProtocolNotEnabled,
+        };
+        let otpd = FakeOtpd::start(vec![skip(), skip()]);
+        let dir = PamConfDir::new();
+        let _scripts = single_secret_stack(&dir, &otpd.socket);
+        let (_, conv) = answering(&["hunter2"]);
+        let mut tx = Transaction::start("vsftpd", "alice", dir.path(), conv).unwrap();
+        assert_eq!(code_name(tx.authenticate()), "PAM_SUCCESS");
+        drop(tx);
+        let requests = otpd.requests();
+        assert!(matches!(requests[0], Request::Probe { .. }), "{requests:?}");
+        assert!(matches!(requests[1], Request::Begin { .. }), "{requests:?}");
+    }
+
+    #[test]
+    fn a_code_stashed_by_a_failed_attempt_never_serves_the_next_attempt_on_the_same_handle() {
+        // login(1) and others call pam_authenticate again on the same handle, where module
+        // data lives on. The first attempt's password is wrong, so the line that would have used
+        // its stashed code never runs; in the second, otpd says no code is needed, so the split
+        // line stashes nothing new and must have cleared the old one.
+        let skip = || Response::Skip {
+            reason: common::wire::SkipReason::ModeOff,
+        };
+        let otpd = FakeOtpd::start(vec![probe(true), skip(), skip()]);
+        let dir = PamConfDir::new();
+        let _scripts = single_secret_stack(&dir, &otpd.socket);
+        let (_, conv) = answering(&["guessed482913", "hunter2"]);
+        let mut tx = Transaction::start("vsftpd", "alice", dir.path(), conv).unwrap();
+        assert_ne!(code_name(tx.authenticate()), "PAM_SUCCESS");
+        assert_eq!(code_name(tx.authenticate()), "PAM_SUCCESS");
+        drop(tx);
+        let requests = otpd.requests();
+        assert_eq!(requests.len(), 3, "{requests:?}");
+        assert!(matches!(requests[1], Request::Probe { .. }), "{requests:?}");
+        assert!(matches!(requests[2], Request::Begin { .. }), "{requests:?}");
+    }
 }
