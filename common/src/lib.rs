@@ -12,3 +12,4 @@ pub mod secret;
 pub mod service;
 pub mod text;
 pub mod wire;
+pub mod wire_admin;

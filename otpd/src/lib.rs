@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod caller;
 pub mod clock;
 pub mod code;
+pub mod ctl;
 pub mod daemon;
 pub mod files;
 pub mod handler;

@@ -1,6 +1,7 @@
 //! What every connection shares: the active config and mailer (swapped together on reload), the
 //! store, and the injected clock and account lookups.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use common::config::Config;
@@ -30,6 +31,10 @@ pub struct Shared {
     pub accounts: Arc<dyn Accounts>,
     /// This machine's name, for mails.
     pub hostname: String,
+    /// When this otpd started (unix seconds), for `otpctl status`.
+    pub started_at: i64,
+    /// When the config in force was loaded (unix seconds), for `otpctl status`.
+    config_loaded_at: AtomicI64,
 }
 
 impl Shared {
@@ -41,13 +46,21 @@ impl Shared {
         accounts: Arc<dyn Accounts>,
         hostname: String,
     ) -> Shared {
+        let now = clock.now();
         Shared {
             active: RwLock::new(Arc::new(active)),
             store: Mutex::new(store),
             clock,
             accounts,
             hostname,
+            started_at: now,
+            config_loaded_at: AtomicI64::new(now),
         }
+    }
+
+    /// When the config in force was loaded (unix seconds).
+    pub fn config_loaded_at(&self) -> i64 {
+        self.config_loaded_at.load(Ordering::Relaxed)
     }
 
     /// The config and mailer in force now. A request keeps the one it started with even if a
@@ -67,6 +80,8 @@ impl Shared {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(active);
+        self.config_loaded_at
+            .store(self.clock.now(), Ordering::Relaxed);
     }
 
     /// Exclusive access to the store. Callers run on blocking threads (`spawn_blocking`).

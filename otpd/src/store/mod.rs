@@ -10,6 +10,7 @@
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
 //! `users`, `audit_rows` and `purge`.
 
+mod admin;
 mod audit_rows;
 mod codes;
 mod limits;
@@ -17,6 +18,7 @@ mod lockouts;
 mod purge;
 pub mod schema;
 mod sends;
+mod single_secret;
 mod users;
 
 #[cfg(test)]
@@ -34,10 +36,12 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::code::CodeError;
 use crate::server_key::ServerKey;
 
+pub use admin::{AuditFilter, MailHistory, UserCounts};
 pub use audit_rows::{AuditRecord, StoredAudit};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
+pub use single_secret::SecretLogin;
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

@@ -1,0 +1,71 @@
+//! `test-mail`: admins send a test message through the configured servers and see each
+//! server's answer.
+
+use std::sync::Arc;
+
+use common::wire_admin::{AdminResponse, MailTestResult, RefuseReason};
+
+use super::{Ctx, authz, record, refused};
+use crate::caller::Caller;
+use crate::state::Shared;
+
+/// Sends the test message and records each server's result (for `status`).
+pub async fn run(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    to: &str,
+    server: Option<&str>,
+) -> AdminResponse {
+    let active = shared.active();
+    {
+        let ctx = Ctx {
+            shared,
+            active: Arc::clone(&active),
+            caller,
+            now: shared.clock.now(),
+        };
+        if let Err(refusal) = authz::require_admin(&ctx, "test-mail") {
+            return refusal;
+        }
+    }
+    let to = match super::view::check_email(to) {
+        Ok(to) => to,
+        Err(message) => return refused(RefuseReason::Invalid, message),
+    };
+    let results = active.mailer.send_test(&to, server).await;
+    let shared = Arc::clone(shared);
+    let to_text = to.as_str().to_string();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        for result in &results {
+            let (event, detail) = match &result.outcome {
+                Ok(()) => ("test_mail_ok", result.server.clone()),
+                Err(error) => ("test_mail_failed", format!("{}: {error}", result.server)),
+            };
+            record::note(&mut store, now, event, None, caller, Some(&detail));
+        }
+        tracing::info!(
+            "test mail to {} sent through {} server(s)",
+            common::text::escape_for_log(&to_text),
+            results.len()
+        );
+        results
+    })
+    .await;
+    match recorded {
+        Ok(results) => AdminResponse::MailTest {
+            results: results
+                .into_iter()
+                .map(|r| MailTestResult {
+                    server: r.server,
+                    error: r.outcome.err(),
+                })
+                .collect(),
+        },
+        Err(e) => {
+            tracing::error!("test-mail task failed: {e}");
+            refused(RefuseReason::Failed, "otpd had an internal error".into())
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! A user's changes to their own account: `otpctl enable`, `disable` and `protocols`.
+//!
+//! The account is the caller's uid's name, never a name from the request. A change that turns
+//! the code on, off, or narrows it needs a fresh code mailed to the address on file (which
+//! proves the address works, and that whoever types at the terminal also reads that mailbox).
+//! The code is issued by the store like a login code but bound to a purpose of its own,
+//! `otpctl-<action>`, which no login protocol can match: it cannot complete a login, and a
+//! login code cannot confirm a change. Wrong answers count towards the user's lockout.
+
+use std::sync::Arc;
+
+use common::config::{Config, EmailAddress, Settings};
+use common::secret::SecretString;
+use common::text::mask_email;
+use common::wire_admin::{AdminResponse, RefuseReason, SelfAction};
+use rand::TryRngCore;
+
+use super::view::{self, Address};
+use super::{Ctx, record, refused, store_failed};
+use crate::accounts::Accounts;
+use crate::caller::Caller;
+use crate::handler::{MAX_ANSWER_LEN, limits_of};
+use crate::mail::CodeMail;
+use crate::policy;
+use crate::state::{Active, Shared};
+use crate::store::{IssueOutcome, IssueRequest, Store, UserRecord, VerifyOutcome};
+
+/// The store "protocol" a code for `action` is bound to.
+pub fn purpose(action: &SelfAction) -> String {
+    format!("otpctl-{}", action.name())
+}
+
+/// The caller's user name, or a refusal when the uid has none.
+pub fn caller_name(ctx: &Ctx<'_>) -> Result<String, AdminResponse> {
+    ctx.shared
+        .accounts
+        .user_name(ctx.caller.uid)
+        .ok_or_else(|| {
+            refused(
+                RefuseReason::NotAllowed,
+                format!(
+                    "your uid {} has no user name on this machine, so it has no account here",
+                    ctx.caller.uid
+                ),
+            )
+        })
+}
+
+/// Whether every profile that applies to `name` lets users turn the code off.
+pub fn may_disable(config: &Config, accounts: &dyn Accounts, name: &str) -> bool {
+    if config.enabled_protocols.is_empty() {
+        return config.defaults.allow_user_disable;
+    }
+    let groups = if config.policies_need_groups() {
+        accounts.groups_of(name)
+    } else {
+        Vec::new()
+    };
+    config
+        .enabled_protocols
+        .iter()
+        .all(|p| config.settings_for(name, &groups, *p).1.allow_user_disable)
+}
+
+/// The settings self-service codes are issued and mailed under: those of the user's first
+/// enabled protocol (the defaults when none is enabled).
+fn settings_for<'c>(config: &'c Config, accounts: &dyn Accounts, name: &str) -> &'c Settings {
+    match config.enabled_protocols.iter().next() {
+        Some(protocol) => {
+            policy::settings_for(config, name, *protocol, || accounts.groups_of(name)).1
+        }
+        None => &config.defaults,
+    }
+}
+
+/// What a requested change needs.
+enum Need {
+    /// A mailed code first.
+    Code,
+    /// Nothing: this is the answer.
+    Nothing(AdminResponse),
+    /// It may be applied without a code (it only widens protection).
+    ApplyNow,
+}
+
+/// Decides whether `action` is allowed and whether it needs a code.
+fn assess(
+    ctx: &Ctx<'_>,
+    store: &Store,
+    name: &str,
+    action: &SelfAction,
+    record: Option<&UserRecord>,
+) -> Result<Need, AdminResponse> {
+    let config = &ctx.active.config;
+    let accounts = ctx.shared.accounts.as_ref();
+    let enabled = record.is_some_and(|r| r.enabled);
+    match action {
+        SelfAction::Enable if enabled => Ok(Need::Nothing(done(
+            ctx,
+            store,
+            name,
+            record,
+            "The login code is already on for you.".into(),
+        ))),
+        SelfAction::Enable => Ok(Need::Code),
+        SelfAction::Disable if !may_disable(config, accounts, name) => Err(refused(
+            RefuseReason::Policy,
+            "Your administrator's policy does not let you turn the login code off (allow_user_disable = false). Ask your administrator."
+                .into(),
+        )),
+        SelfAction::Disable if !enabled => Ok(Need::Nothing(done(
+            ctx,
+            store,
+            name,
+            record,
+            "The login code is already off for you.".into(),
+        ))),
+        SelfAction::Disable => Ok(Need::Code),
+        SelfAction::Protocols { protocols } => {
+            let wanted = view::check_protocols(protocols, Some(config))
+                .map_err(|m| refused(RefuseReason::Invalid, m))?;
+            if wanted.is_empty() {
+                return Err(refused(
+                    RefuseReason::Invalid,
+                    "name at least one protocol; to turn the code off use `otpctl disable`".into(),
+                ));
+            }
+            let current: Vec<String> = match record.and_then(|r| r.protocols.clone()) {
+                Some(list) => list,
+                None => config
+                    .enabled_protocols
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            };
+            let narrows = current.iter().any(|p| !wanted.contains(p));
+            if !narrows {
+                Ok(Need::ApplyNow)
+            } else if !may_disable(config, accounts, name) {
+                Err(refused(
+                    RefuseReason::Policy,
+                    "Your administrator's policy does not let you opt out of protocols (allow_user_disable = false)."
+                        .into(),
+                ))
+            } else {
+                Ok(Need::Code)
+            }
+        }
+    }
+}
+
+/// Makes the change and records it.
+fn apply(
+    ctx: &Ctx<'_>,
+    store: &mut Store,
+    name: &str,
+    action: &SelfAction,
+    record: Option<UserRecord>,
+) -> AdminResponse {
+    let mut new = record.unwrap_or_else(|| UserRecord {
+        name: name.to_string(),
+        email: None,
+        enabled: false,
+        protocols: None,
+    });
+    let (event, message) = match action {
+        SelfAction::Enable => {
+            new.enabled = true;
+            (
+                "self_enabled",
+                "The login code is now on for you.".to_string(),
+            )
+        }
+        SelfAction::Disable => {
+            new.enabled = false;
+            (
+                "self_disabled",
+                "The login code is now off for you.".to_string(),
+            )
+        }
+        SelfAction::Protocols { protocols } => {
+            let list = view::check_protocols(protocols, None).unwrap_or_default();
+            let message = format!("You are now enrolled for {}.", list.join(", "));
+            new.protocols = Some(list);
+            ("self_protocols", message)
+        }
+    };
+    if let Err(e) = store.upsert_user(&new) {
+        return store_failed(&e);
+    }
+    let detail = new.protocols.as_ref().map(|p| p.join(","));
+    record::note(
+        store,
+        ctx.now,
+        event,
+        Some(name),
+        ctx.caller,
+        detail.as_deref(),
+    );
+    done(ctx, store, name, Some(&new), message)
+}
+
+fn done(
+    ctx: &Ctx<'_>,
+    store: &Store,
+    name: &str,
+    record: Option<&UserRecord>,
+    message: String,
+) -> AdminResponse {
+    let locked = store.user_locked_until(name, ctx.now).ok().flatten();
+    AdminResponse::Done {
+        message,
+        user: Some(Box::new(view::user_view(
+            &ctx.active.config,
+            ctx.shared.accounts.as_ref(),
+            name,
+            record,
+            locked,
+            Address::Masked,
+        ))),
+    }
+}
+
+/// A code issued and waiting to be mailed.
+struct Pending {
+    name: String,
+    purpose: String,
+    address: EmailAddress,
+    challenge: String,
+    code: SecretString,
+    issued_at: i64,
+    expires_at: i64,
+    active: Arc<Active>,
+}
+
+enum Step {
+    Done(AdminResponse),
+    Mail(Box<Pending>),
+}
+
+/// Step one: checks the change, and mails a code when it needs one.
+pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> AdminResponse {
+    let step = {
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || prepare(&shared, caller, &action)).await
+    };
+    let pending = match step {
+        Ok(Step::Done(response)) => return response,
+        Ok(Step::Mail(pending)) => pending,
+        Err(e) => {
+            tracing::error!("self-service task failed: {e}");
+            return refused(RefuseReason::Failed, "otpd had an internal error".into());
+        }
+    };
+    let mail = CodeMail {
+        to: &pending.address,
+        user: &pending.name,
+        code: &pending.code,
+        host: &shared.hostname,
+        service: record::SERVICE,
+        protocol: &pending.purpose,
+        rhost: None,
+        issued_at: pending.issued_at,
+        expires_at: pending.expires_at,
+        overrides: &settings_for(
+            &pending.active.config,
+            shared.accounts.as_ref(),
+            &pending.name,
+        )
+        .message,
+    };
+    let sent = pending.active.mailer.send(&mail).await;
+    let shared = Arc::clone(shared);
+    let finish = tokio::task::spawn_blocking(move || {
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        match sent {
+            Ok(server) => {
+                record::note(
+                    &mut store,
+                    now,
+                    "self_code_sent",
+                    Some(&pending.name),
+                    caller,
+                    Some(&pending.purpose),
+                );
+                record::note(
+                    &mut store,
+                    now,
+                    "mailed",
+                    Some(&pending.name),
+                    caller,
+                    Some(&server),
+                );
+                AdminResponse::CodeSent {
+                    challenge: pending.challenge.clone(),
+                    sent_to: mask_email(pending.address.as_str()),
+                    expires_at: pending.expires_at,
+                }
+            }
+            Err(failure) => {
+                if let Err(e) = store.invalidate(&pending.challenge) {
+                    tracing::error!("cannot invalidate an unmailed code: {e}");
+                }
+                let detail = failure.to_string();
+                record::note(
+                    &mut store,
+                    now,
+                    "mail_failed",
+                    Some(&pending.name),
+                    caller,
+                    Some(&detail),
+                );
+                refused(
+                    RefuseReason::Failed,
+                    "The code could not be mailed. Try again later, or ask your administrator (`otpctl doctor`)."
+                        .into(),
+                )
+            }
+        }
+    });
+    finish.await.unwrap_or_else(|e| {
+        tracing::error!("self-service task failed: {e}");
+        refused(RefuseReason::Failed, "otpd had an internal error".into())
+    })
+}
+
+fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
+    let ctx = Ctx {
+        shared,
+        active: shared.active(),
+        caller,
+        now: shared.clock.now(),
+    };
+    let name = match caller_name(&ctx) {
+        Ok(name) => name,
+        Err(refusal) => return Step::Done(refusal),
+    };
+    let mut store = shared.store();
+    let record = match store.user(&name) {
+        Ok(record) => record,
+        Err(e) => return Step::Done(store_failed(&e)),
+    };
+    match assess(&ctx, &store, &name, action, record.as_ref()) {
+        Err(refusal) => return Step::Done(refusal),
+        Ok(Need::Nothing(response)) => return Step::Done(response),
+        Ok(Need::ApplyNow) => return Step::Done(apply(&ctx, &mut store, &name, action, record)),
+        Ok(Need::Code) => {}
+    }
+    let config = &ctx.active.config;
+    let Some(address) = policy::address_for(config, &name, record.as_ref()) else {
+        return Step::Done(refused(
+            RefuseReason::NoAddress,
+            "No address is on file for you, so no code can be sent. Ask your administrator to set one (`otpctl user set-email`)."
+                .into(),
+        ));
+    };
+    let limits = limits_of(settings_for(config, shared.accounts.as_ref(), &name));
+    let purpose = purpose(action);
+    let request = IssueRequest {
+        user: &name,
+        protocol: &purpose,
+        service: record::SERVICE,
+        rhost: None,
+    };
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let outcome = match store.issue(&request, &limits, ctx.now, &mut rng) {
+        Ok(outcome) => outcome,
+        Err(e) => return Step::Done(store_failed(&e)),
+    };
+    match outcome {
+        IssueOutcome::Issued {
+            challenge,
+            code,
+            expires_at,
+        } => Step::Mail(Box::new(Pending {
+            name,
+            purpose,
+            address,
+            challenge,
+            code,
+            issued_at: ctx.now,
+            expires_at,
+            active: Arc::clone(&ctx.active),
+        })),
+        IssueOutcome::Reused {
+            challenge,
+            expires_at,
+            ..
+        } => Step::Done(AdminResponse::CodeSent {
+            challenge,
+            sent_to: mask_email(address.as_str()),
+            expires_at,
+        }),
+        IssueOutcome::RateLimited { retry_after } => Step::Done(refused(
+            RefuseReason::RateLimited,
+            format!(
+                "Too many codes were sent to you. Try again in {} minutes.",
+                minutes(retry_after - ctx.now)
+            ),
+        )),
+        IssueOutcome::LockedOut { until } => Step::Done(locked(until, ctx.now)),
+    }
+}
+
+/// Step two: checks the code and, only when it is right, makes the change.
+pub fn confirm(
+    shared: &Shared,
+    caller: Caller,
+    action: &SelfAction,
+    challenge: &str,
+    code: &SecretString,
+) -> AdminResponse {
+    let ctx = Ctx {
+        shared,
+        active: shared.active(),
+        caller,
+        now: shared.clock.now(),
+    };
+    let name = match caller_name(&ctx) {
+        Ok(name) => name,
+        Err(refusal) => return refusal,
+    };
+    let mut store = shared.store();
+    let record = match store.user(&name) {
+        Ok(record) => record,
+        Err(e) => return store_failed(&e),
+    };
+    // The policy may have changed since step one: check again.
+    match assess(&ctx, &store, &name, action, record.as_ref()) {
+        Err(refusal) => return refusal,
+        Ok(Need::Nothing(response)) => return response,
+        Ok(Need::ApplyNow | Need::Code) => {}
+    }
+    let limits = limits_of(settings_for(
+        &ctx.active.config,
+        shared.accounts.as_ref(),
+        &name,
+    ));
+    let empty = SecretString::new(String::new());
+    let code = if code.len() > MAX_ANSWER_LEN {
+        &empty
+    } else {
+        code
+    };
+    let outcome = store.verify(
+        challenge,
+        &name,
+        &purpose(action),
+        None,
+        code,
+        &limits,
+        ctx.now,
+    );
+    match outcome {
+        Ok(VerifyOutcome::Success) => apply(&ctx, &mut store, &name, action, record),
+        Ok(VerifyOutcome::Wrong { attempts_left }) => {
+            let detail = format!("attempts_left={attempts_left}");
+            record::note(
+                &mut store,
+                ctx.now,
+                "wrong_code",
+                Some(&name),
+                caller,
+                Some(&detail),
+            );
+            refused(
+                RefuseReason::WrongCode,
+                "Wrong code; nothing was changed.".into(),
+            )
+        }
+        Ok(VerifyOutcome::Dead) => {
+            record::note(&mut store, ctx.now, "code_dead", Some(&name), caller, None);
+            refused(
+                RefuseReason::WrongCode,
+                "This code is no longer valid; nothing was changed. Run the command again for a new one."
+                    .into(),
+            )
+        }
+        Ok(VerifyOutcome::LockedOut { until }) => {
+            record::note(&mut store, ctx.now, "locked", Some(&name), caller, None);
+            locked(until, ctx.now)
+        }
+        Err(e) => store_failed(&e),
+    }
+}
+
+fn locked(until: i64, now: i64) -> AdminResponse {
+    refused(
+        RefuseReason::LockedOut,
+        format!(
+            "Too many wrong codes. Try again in {} minutes, or ask your administrator (`otpctl user unlock`).",
+            minutes(until - now)
+        ),
+    )
+}
+
+/// Whole minutes, rounded up, at least 1.
+fn minutes(secs: i64) -> i64 {
+    ((secs + 59) / 60).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[derive(Debug)]
+    struct NoAccounts;
+
+    impl Accounts for NoAccounts {
+        fn user_name(&self, _uid: u32) -> Option<String> {
+            None
+        }
+        fn uid_of(&self, _name: &str) -> Option<u32> {
+            None
+        }
+        fn groups_of(&self, _user: &str) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
+        );
+        Config::parse(&text, Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn codes_for_changes_are_bound_to_a_purpose_no_login_protocol_has() {
+        for action in [
+            SelfAction::Enable,
+            SelfAction::Disable,
+            SelfAction::Protocols { protocols: vec![] },
+        ] {
+            let p = purpose(&action);
+            assert!(common::service::Protocol::parse(&p).is_none(), "{p}");
+        }
+        assert_ne!(purpose(&SelfAction::Enable), purpose(&SelfAction::Disable));
+    }
+
+    #[test]
+    fn users_may_disable_unless_a_profile_that_applies_forbids_it() {
+        assert!(may_disable(&config(""), &NoAccounts, "alice"));
+        let c = config("[defaults]\nallow_user_disable = false");
+        assert!(!may_disable(&c, &NoAccounts, "alice"));
+        let c = config(
+            "[profiles.strict]\nallow_user_disable = false\n[[policies]]\nmatch_user = \"admin-*\"\nmatch_protocol = [\"ssh\"]\nprofile = \"strict\"",
+        );
+        assert!(may_disable(&c, &NoAccounts, "alice"));
+        assert!(!may_disable(&c, &NoAccounts, "admin-bob"));
+    }
+
+    #[test]
+    fn minutes_round_up() {
+        assert_eq!(minutes(61), 2);
+        assert_eq!(minutes(0), 1);
+    }
+}

@@ -1,0 +1,316 @@
+//! Admin commands on one user, and the user list.
+
+use common::wire_admin::{AdminResponse, RefuseReason, UserView};
+
+use super::view::{self, Address};
+use super::{Ctx, record, refused, store_failed};
+use crate::store::{Store, StoreError, UserRecord};
+
+/// `user add`: refused when the user already has a record.
+pub fn add(
+    ctx: &Ctx<'_>,
+    user: &str,
+    email: &str,
+    enabled: bool,
+    protocols: Option<Vec<String>>,
+) -> AdminResponse {
+    if let Err(message) = view::check_user_name(user) {
+        return refused(RefuseReason::Invalid, message);
+    }
+    let email = match view::check_email(email) {
+        Ok(email) => email,
+        Err(message) => return refused(RefuseReason::Invalid, message),
+    };
+    let protocols = match protocols
+        .map(|p| view::check_protocols(&p, None))
+        .transpose()
+    {
+        Ok(protocols) => protocols,
+        Err(message) => return refused(RefuseReason::Invalid, message),
+    };
+    let mut store = ctx.shared.store();
+    match store.user(user) {
+        Ok(Some(_)) => {
+            return refused(
+                RefuseReason::Exists,
+                format!(
+                    "{user} already has a record; change it with `otpctl user set-email`, `user enable` or `user set-protocols`"
+                ),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return store_failed(&e),
+    }
+    let new = UserRecord {
+        name: user.to_string(),
+        email: Some(email.as_str().to_string()),
+        enabled,
+        protocols,
+    };
+    save(
+        ctx,
+        &mut store,
+        &new,
+        "user_added",
+        format!("Added {user}."),
+    )
+}
+
+/// `user set-email`.
+pub fn set_email(ctx: &Ctx<'_>, user: &str, email: &str) -> AdminResponse {
+    let email = match view::check_email(email) {
+        Ok(email) => email,
+        Err(message) => return refused(RefuseReason::Invalid, message),
+    };
+    change(ctx, user, "user_email_set", |r| {
+        r.email = Some(email.as_str().to_string());
+        format!("The address of {user} is now {}.", email.as_str())
+    })
+}
+
+/// `user set-protocols`.
+pub fn set_protocols(ctx: &Ctx<'_>, user: &str, protocols: Option<Vec<String>>) -> AdminResponse {
+    let protocols = match protocols
+        .map(|p| view::check_protocols(&p, None))
+        .transpose()
+    {
+        Ok(protocols) => protocols,
+        Err(message) => return refused(RefuseReason::Invalid, message),
+    };
+    change(ctx, user, "user_protocols_set", |r| {
+        let shown = protocols
+            .as_ref()
+            .map_or("all protocols".to_string(), |p| p.join(","));
+        r.protocols = protocols;
+        format!("{user} is enrolled for {shown}.")
+    })
+}
+
+/// `user enable` and `user disable`.
+pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
+    let event = if enabled {
+        "user_enabled"
+    } else {
+        "user_disabled"
+    };
+    change(ctx, user, event, |r| {
+        r.enabled = enabled;
+        if enabled {
+            format!("The login code is on for {user}.")
+        } else {
+            format!("The login code is off for {user}.")
+        }
+    })
+}
+
+/// Applies `edit` to the user's record (a new one when missing) and saves it.
+fn change(
+    ctx: &Ctx<'_>,
+    user: &str,
+    event: &str,
+    edit: impl FnOnce(&mut UserRecord) -> String,
+) -> AdminResponse {
+    if let Err(message) = view::check_user_name(user) {
+        return refused(RefuseReason::Invalid, message);
+    }
+    let mut store = ctx.shared.store();
+    let mut current = match store.user(user) {
+        Ok(Some(record)) => record,
+        Ok(None) => UserRecord {
+            name: user.to_string(),
+            email: None,
+            enabled: false,
+            protocols: None,
+        },
+        Err(e) => return store_failed(&e),
+    };
+    let message = edit(&mut current);
+    save(ctx, &mut store, &current, event, message)
+}
+
+fn save(
+    ctx: &Ctx<'_>,
+    store: &mut Store,
+    new: &UserRecord,
+    event: &str,
+    message: String,
+) -> AdminResponse {
+    match store.upsert_user(new) {
+        Ok(()) => {}
+        Err(StoreError::InvalidUser(why)) => return refused(RefuseReason::Invalid, why),
+        Err(e) => return store_failed(&e),
+    }
+    let detail = describe(new);
+    record::note(
+        store,
+        ctx.now,
+        event,
+        Some(&new.name),
+        ctx.caller,
+        Some(&detail),
+    );
+    match view_of(ctx, store, &new.name) {
+        Ok(user) => AdminResponse::Done {
+            message,
+            user: Some(Box::new(user)),
+        },
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// The audit detail of a record: what it says now.
+fn describe(r: &UserRecord) -> String {
+    format!(
+        "email={} enabled={} protocols={}",
+        r.email.as_deref().unwrap_or("-"),
+        r.enabled,
+        r.protocols.as_ref().map_or("all".into(), |p| p.join(","))
+    )
+}
+
+/// `user unlock`.
+pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let mut store = ctx.shared.store();
+    let was = match store.unlock_user(user, ctx.now) {
+        Ok(was) => was,
+        Err(e) => return store_failed(&e),
+    };
+    record::note(
+        &mut store,
+        ctx.now,
+        "user_unlocked",
+        Some(user),
+        ctx.caller,
+        None,
+    );
+    let message = if was {
+        format!("Cleared the lockout and failure count of {user}.")
+    } else {
+        format!("{user} was not locked out and had no failures counted.")
+    };
+    AdminResponse::Done {
+        message,
+        user: view_of(ctx, &store, user).ok().map(Box::new),
+    }
+}
+
+/// `user remove`.
+pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let mut store = ctx.shared.store();
+    match store.remove_user(user) {
+        Ok(true) => {
+            record::note(
+                &mut store,
+                ctx.now,
+                "user_removed",
+                Some(user),
+                ctx.caller,
+                None,
+            );
+            AdminResponse::Done {
+                message: format!("Removed the record of {user}."),
+                user: None,
+            }
+        }
+        Ok(false) => not_found(user),
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// `user show`: known when the user has a record, is locked out, or has an account here.
+pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let store = ctx.shared.store();
+    let known = match store.user(user) {
+        Ok(record) => record.is_some(),
+        Err(e) => return store_failed(&e),
+    };
+    let locked = store.user_locked_until(user, ctx.now).ok().flatten();
+    if !known && locked.is_none() && ctx.shared.accounts.uid_of(user).is_none() {
+        return not_found(user);
+    }
+    match view_of(ctx, &store, user) {
+        Ok(user) => AdminResponse::User {
+            user: Box::new(user),
+        },
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// `user list`: every record, plus users locked out without one; one page of them, after
+/// the name `after`.
+pub fn list(
+    ctx: &Ctx<'_>,
+    enabled_only: bool,
+    locked_only: bool,
+    after: Option<&str>,
+) -> AdminResponse {
+    let store = ctx.shared.store();
+    let (records, locked) = match (store.list_users(), store.locked_users(ctx.now)) {
+        (Ok(records), Ok(locked)) => (records, locked),
+        (Err(e), _) | (_, Err(e)) => return store_failed(&e),
+    };
+    let config = &ctx.active.config;
+    let accounts = ctx.shared.accounts.as_ref();
+    let lock_of = |name: &str| locked.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+    let mut users: Vec<UserView> = records
+        .iter()
+        .map(|r| {
+            view::user_view(
+                config,
+                accounts,
+                &r.name,
+                Some(r),
+                lock_of(&r.name),
+                Address::Full,
+            )
+        })
+        .collect();
+    for (name, until) in &locked {
+        if !records.iter().any(|r| &r.name == name) {
+            users.push(view::user_view(
+                config,
+                accounts,
+                name,
+                None,
+                Some(*until),
+                Address::Full,
+            ));
+        }
+    }
+    users.retain(|u| {
+        (!enabled_only || u.enabled)
+            && (!locked_only || u.locked_until.is_some())
+            && after.is_none_or(|after| u.name.as_str() > after)
+    });
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let (users, more) = super::page(users);
+    let more_after = if more {
+        users.last().map(|u| u.name.clone())
+    } else {
+        None
+    };
+    AdminResponse::Users { users, more_after }
+}
+
+/// The admin's view of `user` now.
+pub fn view_of(ctx: &Ctx<'_>, store: &Store, user: &str) -> Result<UserView, StoreError> {
+    let record = store.user(user)?;
+    let locked = store.user_locked_until(user, ctx.now)?;
+    Ok(view::user_view(
+        &ctx.active.config,
+        ctx.shared.accounts.as_ref(),
+        user,
+        record.as_ref(),
+        locked,
+        Address::Full,
+    ))
+}
+
+fn not_found(user: &str) -> AdminResponse {
+    refused(
+        RefuseReason::NotFound,
+        format!(
+            "otpd has no record of {user}; add one with `otpctl user add {user} --email ADDRESS`"
+        ),
+    )
+}

@@ -1,0 +1,101 @@
+//! `check-config`: validates a config file locally, as otpd would at start, without otpd.
+
+use std::path::Path;
+
+use common::config::Config;
+use serde::Serialize;
+
+use super::{Exit, Io, output};
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    file: String,
+    valid: bool,
+    error: Option<String>,
+    mail_servers: Vec<String>,
+    protocols: Vec<String>,
+}
+
+/// Checks `path`: 0 when valid, 1 with `FILE:LINE:COLUMN: message` otherwise.
+pub fn run(path: &Path, json: bool, io: &mut Io<'_>) -> Exit {
+    let result = Config::load(path);
+    let report = match &result {
+        Ok(config) => Report {
+            file: path.display().to_string(),
+            valid: true,
+            error: None,
+            mail_servers: config.mail.servers.iter().map(|s| s.name.clone()).collect(),
+            protocols: config
+                .enabled_protocols
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+        },
+        Err(e) => Report {
+            file: path.display().to_string(),
+            valid: false,
+            error: Some(e.to_string()),
+            mail_servers: Vec::new(),
+            protocols: Vec::new(),
+        },
+    };
+    if json {
+        io.out(&output::json(&report));
+    } else if let Some(error) = &report.error {
+        io.err(error);
+    } else {
+        io.out(&format!(
+            "{}: valid ({} mail server(s): {}; protocols needing a code: {})",
+            report.file,
+            report.mail_servers.len(),
+            report.mail_servers.join(", "),
+            if report.protocols.is_empty() {
+                "none".to_string()
+            } else {
+                report.protocols.join(", ")
+            }
+        ));
+    }
+    if report.valid { Exit::Ok } else { Exit::Failed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> (Exit, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(&path, text).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input = std::io::empty();
+        let mut io = Io {
+            input: &mut input,
+            out: &mut out,
+            err: &mut err,
+        };
+        let exit = run(&path, false, &mut io);
+        (
+            exit,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_valid_file_exits_zero_and_names_its_servers() {
+        let (exit, out, _) = check(
+            "[mail]\nfrom = \"a@example.com\"\n[[mail.servers]]\nname = \"relay\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n",
+        );
+        assert_eq!(exit, Exit::Ok);
+        assert!(out.contains("valid (1 mail server(s): relay"), "{out}");
+    }
+
+    #[test]
+    fn an_invalid_file_exits_one_with_file_line_and_column() {
+        let (exit, _, err) = check("[defaults]\nmax_attemps = 3\n");
+        assert_eq!(exit, Exit::Failed);
+        assert!(err.contains("otpd.toml:2:"), "{err}");
+    }
+}

@@ -1,0 +1,205 @@
+//! The command line of `otpctl`, defined once with clap's derive: the parser, `--help`, the man
+//! page and the shell completions all come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::exit::EXIT_STATUS_HELP;
+
+/// The default config file, read for the socket path and by `check-config` and `doctor`.
+pub const DEFAULT_CONFIG: &str = "/etc/otpd/otpd.toml";
+
+/// Manage emailed login codes through otpd.
+///
+/// Admins (root and members of `[daemon] admin_group`) manage users' addresses, turn codes on
+/// and off, clear lockouts, read the audit log and check the setup. Every user may see their
+/// own state and turn the code on or off for themselves; a code mailed to the address on file
+/// confirms each such change. Users never set their own address.
+#[derive(Debug, Parser)]
+#[command(name = "otpctl", version, about, long_about, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// otpd's socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The config file: gives the socket path, and is what check-config and doctor check.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Print JSON instead of tables (every command that prints something).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for otpd (a command that mails waits for the mail server too).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 40)]
+    pub timeout: u64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Admin: manage one user (add, set-email, enable, disable, unlock, remove, show, list).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Admin: create or replace users from a CSV file of `user,email[,enabled[,protocols]]`.
+    ///
+    /// Every line is checked first. With any bad line nothing is imported (each bad line is
+    /// reported with its number) unless --partial is given. Blank lines, lines starting with
+    /// `#`, and a first line starting with `user,` are skipped. `enabled` is yes/no, true/false,
+    /// on/off or 1/0 (default: no); protocols are listed in the remaining fields, or in one
+    /// quoted field (`"ssh,sftp"`), or separated by `;` or spaces (default: all).
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: PathBuf,
+        /// Import the good lines even when some are bad.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Turn the login code on for yourself (confirmed by a mailed code), or as admin for
+    /// everyone (--all) or a group (--group).
+    Enable {
+        /// Admin: every user otpd has a record of who has an address.
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
+        /// Admin: every member of GROUP who has an address.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Turn the login code off for yourself (confirmed by a mailed code), where the policy
+    /// allows it (allow_user_disable).
+    Disable,
+    /// Choose the protocols your login code applies to, e.g. `ssh,sftp` (narrowing the list is
+    /// confirmed by a mailed code).
+    Protocols {
+        /// Protocol names, separated by commas.
+        #[arg(value_delimiter = ',', required = true, value_name = "PROTOCOLS")]
+        protocols: Vec<String>,
+    },
+    /// Read the audit log, newest first (admins: everyone's; users: their own).
+    Audit {
+        /// Only rows about this user.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only this event (issued, mailed, verified, wrong_code, locked, user_added, ...).
+        #[arg(long, value_name = "EVENT")]
+        event: Option<String>,
+        /// Only rows since a duration ago (90s, 30m, 1h, 7d, 2w) or a UTC date
+        /// (2026-11-01, 2026-11-01T12:00).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many rows.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+    },
+    /// Admins: otpd's version, uptime, config, counts and mail servers. Users: their own state.
+    Status,
+    /// Admin: send a test message through each configured mail server and show what each said.
+    TestMail {
+        /// The recipient.
+        address: String,
+        /// Only the server with this name.
+        #[arg(long, value_name = "NAME")]
+        server: Option<String>,
+    },
+    /// Check a config file without otpd: exit 0 when valid, else FILE:LINE:COLUMN: message.
+    CheckConfig {
+        /// The file [default: --config].
+        file: Option<PathBuf>,
+    },
+    /// Check this machine's setup and print each finding with its fix.
+    Doctor(DoctorArgs),
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// The output directory.
+        dir: PathBuf,
+    },
+}
+
+/// `otpctl user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user record with an address.
+    Add {
+        /// The login name.
+        user: String,
+        /// Where the user's codes go.
+        #[arg(long, value_name = "ADDRESS")]
+        email: String,
+        /// Turn the code on at once.
+        #[arg(long)]
+        enable: bool,
+        /// Only these protocols, separated by commas [default: all].
+        #[arg(long, value_delimiter = ',', value_name = "PROTOCOLS")]
+        protocols: Option<Vec<String>>,
+    },
+    /// Set or replace a user's address.
+    SetEmail {
+        /// The login name.
+        user: String,
+        /// The new address.
+        email: String,
+    },
+    /// Set the protocols a user is enrolled for (`all` for every protocol).
+    SetProtocols {
+        /// The login name.
+        user: String,
+        /// Protocol names separated by commas, or `all`.
+        #[arg(value_delimiter = ',', required = true, value_name = "PROTOCOLS")]
+        protocols: Vec<String>,
+    },
+    /// Turn the login code on for a user.
+    Enable {
+        /// The login name.
+        user: String,
+    },
+    /// Turn the login code off for a user (deactivate the second factor).
+    Disable {
+        /// The login name.
+        user: String,
+    },
+    /// Clear a user's lockout and failure count.
+    Unlock {
+        /// The login name.
+        user: String,
+    },
+    /// Delete a user's record.
+    Remove {
+        /// The login name.
+        user: String,
+    },
+    /// Show a user's record and effective state.
+    Show {
+        /// The login name.
+        user: String,
+    },
+    /// List users otpd knows.
+    List {
+        /// Only users with the code turned on.
+        #[arg(long)]
+        enabled: bool,
+        /// Only users locked out now.
+        #[arg(long)]
+        locked: bool,
+    },
+}
+
+/// `otpctl doctor`: every path it inspects can be pointed elsewhere.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The PAM service directory [env: OTPCTL_PAM_DIR] [default: /etc/pam.d]
+    #[arg(long, value_name = "DIR")]
+    pub pam_dir: Option<PathBuf>,
+    /// The installed module [env: OTPCTL_PAM_MODULE]
+    /// [default: /lib/<arch>-linux-gnu/security/pam_otp_email.so]
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<PathBuf>,
+    /// The command that prints sshd's effective config [env: OTPCTL_SSHD_COMMAND]
+    /// [default: sshd -T]
+    #[arg(long, value_name = "COMMAND")]
+    pub sshd_command: Option<String>,
+    /// Also send a real test message to ADDRESS through each server (needs otpd).
+    #[arg(long, value_name = "ADDRESS")]
+    pub send_to: Option<String>,
+}

@@ -1,0 +1,321 @@
+//! `otpctl doctor`: checks a machine the way a careful admin would, and prints each finding
+//! with its fix. Exit status 0 only when no check found a problem; warnings are advice about a
+//! setup that works but is weaker than it could be.
+//!
+//! Every path it inspects can be pointed elsewhere (flags, or `OTPCTL_*` variables), so the
+//! tests plant faults in temporary directories.
+
+mod files;
+mod mail;
+mod pam;
+mod sshd;
+
+use std::path::PathBuf;
+
+use common::client::DEFAULT_SOCKET;
+use common::config::{Config, DEFAULT_STATE_DIR};
+use common::wire::{Request, Response};
+use common::wire_admin::{AdminRequest, AdminResponse};
+use serde::Serialize;
+
+use super::cli::{Cli, DoctorArgs};
+use super::connect::Conn;
+use super::{Exit, Io, output};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Checked and fine.
+    Ok,
+    /// Not checked, and why (e.g. sshd is not installed).
+    Skipped,
+    /// Works, but weaker than it could be.
+    Warning,
+    /// Broken or unsafe: doctor exits 1.
+    Problem,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Skipped => "skipped",
+            Level::Warning => "WARNING",
+            Level::Problem => "PROBLEM",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Which check: `config`, `otpd`, `socket`, `state`, `mail`, `module`, `pam`, `sshd`.
+    pub check: &'static str,
+    /// How bad.
+    pub level: Level,
+    /// What was found.
+    pub message: String,
+    /// What to do about it.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    /// A finding that needs no fix.
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            level: Level::Ok,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// A check that did not run.
+    pub fn skipped(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            level: Level::Skipped,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// A warning with its fix.
+    pub fn warning(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            level: Level::Warning,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    /// A problem with its fix.
+    pub fn problem(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            level: Level::Problem,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// The paths doctor looks at.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The config file.
+    pub config: PathBuf,
+    /// The PAM service directory.
+    pub pam_dir: PathBuf,
+    /// The installed module.
+    pub module: PathBuf,
+    /// The command printing sshd's effective config.
+    pub sshd_command: String,
+}
+
+impl Paths {
+    /// Flags first, then `OTPCTL_*` variables, then the standard places.
+    pub fn from_args(cli: &Cli, args: &DoctorArgs) -> Paths {
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Paths {
+            config: cli.config.clone(),
+            pam_dir: args
+                .pam_dir
+                .clone()
+                .or_else(|| env("OTPCTL_PAM_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/etc/pam.d")),
+            module: args
+                .module
+                .clone()
+                .or_else(|| env("OTPCTL_PAM_MODULE").map(PathBuf::from))
+                .unwrap_or_else(default_module_path),
+            sshd_command: args
+                .sshd_command
+                .clone()
+                .or_else(|| env("OTPCTL_SSHD_COMMAND").and_then(|v| v.into_string().ok()))
+                .unwrap_or_else(|| "sshd -T".to_string()),
+        }
+    }
+}
+
+/// Where Debian installs PAM modules for this architecture.
+pub fn default_module_path() -> PathBuf {
+    PathBuf::from(format!(
+        "/lib/{}-linux-gnu/security/pam_otp_email.so",
+        std::env::consts::ARCH
+    ))
+}
+
+/// Runs every check and prints the findings.
+pub fn run(cli: &Cli, args: &DoctorArgs, io: &mut Io<'_>) -> Exit {
+    let paths = Paths::from_args(cli, args);
+    let findings = check_all(cli, args, &paths);
+    if cli.json {
+        io.out(&output::json(&findings));
+    } else {
+        for f in &findings {
+            io.out(&format!(
+                "{:<8} {:<7} {}",
+                f.level.label(),
+                f.check,
+                f.message
+            ));
+            if let Some(fix) = &f.fix {
+                io.out(&format!("{:<8} {:<7} fix: {fix}", "", ""));
+            }
+        }
+        let problems = findings
+            .iter()
+            .filter(|f| f.level == Level::Problem)
+            .count();
+        let warnings = findings
+            .iter()
+            .filter(|f| f.level == Level::Warning)
+            .count();
+        io.out(&format!("\n{problems} problem(s), {warnings} warning(s)."));
+    }
+    if findings.iter().any(|f| f.level == Level::Problem) {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    }
+}
+
+/// Every check, in the order an admin would go.
+pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let config = match Config::load(&paths.config) {
+        Ok(config) => {
+            findings.push(Finding::ok(
+                "config",
+                format!("{} is valid", paths.config.display()),
+            ));
+            Some(config)
+        }
+        Err(e) => {
+            findings.push(Finding::problem(
+                "config",
+                e.to_string(),
+                format!(
+                    "correct the file at the line and column shown; `otpctl check-config {}` checks it again",
+                    paths.config.display()
+                ),
+            ));
+            None
+        }
+    };
+    let socket = cli
+        .socket
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.daemon.socket.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let state_dir = config.as_ref().map_or_else(
+        || PathBuf::from(DEFAULT_STATE_DIR),
+        |c| c.daemon.state_dir.clone(),
+    );
+    let conn = Conn::at(
+        socket.clone(),
+        std::time::Duration::from_secs(cli.timeout.max(1)),
+    );
+    let reachable = daemon(&conn, &mut findings);
+    findings.extend(files::socket(&socket));
+    findings.extend(files::state(&state_dir));
+    if let Some(config) = &config {
+        findings.extend(mail::check(&config.mail));
+    }
+    if let Some(to) = &args.send_to {
+        findings.extend(send_test(&conn, reachable, to));
+    }
+    findings.extend(files::module(&paths.module));
+    findings.extend(pam::check(&paths.pam_dir));
+    findings.extend(sshd::check(&paths.sshd_command));
+    findings
+}
+
+/// Whether otpd answers a ping on the socket.
+fn daemon(conn: &Conn, findings: &mut Vec<Finding>) -> bool {
+    match conn.call(&Request::Ping) {
+        Ok(Response::Pong { version }) => {
+            findings.push(Finding::ok(
+                "otpd",
+                format!("otpd {version} answers on {}", conn.socket().display()),
+            ));
+            true
+        }
+        Ok(other) => {
+            findings.push(Finding::problem(
+                "otpd",
+                format!(
+                    "the process on {} answered a ping with {other:?}",
+                    conn.socket().display()
+                ),
+                "check that the socket belongs to otpd (systemctl status otpd)",
+            ));
+            false
+        }
+        Err(e) => {
+            findings.push(Finding::problem(
+                "otpd",
+                format!("otpd does not answer: {e}"),
+                "start it (systemctl start otpd) and read why it stopped (journalctl -u otpd); logins that need a code fail until it runs",
+            ));
+            false
+        }
+    }
+}
+
+/// `--send-to`: a real message through each server, by otpd.
+fn send_test(conn: &Conn, reachable: bool, to: &str) -> Vec<Finding> {
+    if !reachable {
+        return vec![Finding::problem(
+            "mail",
+            format!("cannot send a test message to {to}: otpd does not answer"),
+            "start otpd, then run doctor again",
+        )];
+    }
+    let request = AdminRequest::TestMail {
+        to: to.to_string(),
+        server: None,
+    };
+    match conn.admin(request) {
+        Ok(AdminResponse::MailTest { results }) => results
+            .into_iter()
+            .map(|r| match r.error {
+                None => Finding::ok(
+                    "mail",
+                    format!("{} accepted a test message to {to}", r.server),
+                ),
+                Some(error) => Finding::problem(
+                    "mail",
+                    format!("{} refused a test message to {to}: {error}", r.server),
+                    "fix the server settings in [[mail.servers]] or the server itself; otpctl test-mail tries again",
+                ),
+            })
+            .collect(),
+        Ok(AdminResponse::Refused { message, .. }) => vec![Finding::problem(
+            "mail",
+            format!("otpd refused the test message: {message}"),
+            "run doctor as root or as a member of admin_group",
+        )],
+        Ok(other) => vec![Finding::problem(
+            "mail",
+            format!("unexpected answer to the test message: {other:?}"),
+            "check that otpd and otpctl are the same version",
+        )],
+        Err(e) => vec![Finding::problem(
+            "mail",
+            format!("cannot send a test message: {e}"),
+            "start otpd, then run doctor again",
+        )],
+    }
+}

@@ -1,0 +1,289 @@
+//! Human output: aligned tables and `key  value` blocks, times in UTC. JSON output is the wire
+//! answer itself, so scripts see exactly the fields otpd sent.
+
+use common::wire_admin::{AuditRow, DaemonStatus, MailTestResult, SelfStatus, UserView};
+use serde::Serialize;
+
+use crate::timefmt;
+
+/// Renders rows under headers, columns padded to the widest cell, two spaces apart. Control
+/// characters in cells are escaped so hostile values cannot break the table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let clean: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &clean {
+        for (i, c) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut text = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                text.push_str(c);
+            } else {
+                text.push_str(&format!("{c:<width$}  "));
+            }
+        }
+        text.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.to_vec())];
+    for row in &clean {
+        out.push(line(row.iter().map(String::as_str).collect()));
+    }
+    out.join("\n")
+}
+
+/// A block of `key  value` lines.
+pub fn block(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {}", cell(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Escapes control characters in a value shown on a terminal.
+fn cell(value: &str) -> String {
+    common::text::escape_for_log(value)
+}
+
+/// `2026-11-22 12:45:00 UTC`, or `-`.
+pub fn time(secs: Option<i64>) -> String {
+    secs.map_or_else(|| "-".to_string(), timefmt::utc)
+}
+
+/// `3d 4h 5m`, `12m 3s`, `42s`.
+pub fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h}h {m}m")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn yes(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_string()
+}
+
+fn list(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(",")
+    }
+}
+
+fn protocols(p: Option<&Vec<String>>) -> String {
+    p.map_or_else(|| "all".to_string(), |l| list(l, "none"))
+}
+
+/// Pretty JSON of any answer.
+pub fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// One user as a block.
+pub fn user(u: &UserView) -> String {
+    let address = match &u.address {
+        Some(a) => format!("{a} (from {})", u.address_source),
+        None => "none: no code can be sent".to_string(),
+    };
+    block(&[
+        ("user", u.name.clone()),
+        ("record", yes(u.in_table)),
+        ("address", address),
+        ("enabled", yes(u.enabled)),
+        ("protocols", protocols(u.protocols.as_ref())),
+        ("code needed for", list(&u.code_required_for, "nothing")),
+        (
+            "locked until",
+            u.locked_until
+                .map_or_else(|| "not locked".into(), timefmt::utc),
+        ),
+    ])
+}
+
+/// Users as a table.
+pub fn users(users: &[UserView]) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.name.clone(),
+                u.address.clone().unwrap_or_else(|| "-".into()),
+                yes(u.enabled),
+                protocols(u.protocols.as_ref()),
+                list(&u.code_required_for, "-"),
+                time(u.locked_until),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "USER",
+            "ADDRESS",
+            "ENABLED",
+            "PROTOCOLS",
+            "CODE FOR",
+            "LOCKED UNTIL",
+        ],
+        &rows,
+    )
+}
+
+/// Audit rows as a table.
+pub fn audit(rows: &[AuditRow]) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                timefmt::utc(r.time),
+                r.event.clone(),
+                opt(&r.user),
+                opt(&r.service),
+                opt(&r.protocol),
+                opt(&r.rhost),
+                r.caller_uid.map_or("-".into(), |u| u.to_string()),
+                opt(&r.detail),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TIME", "EVENT", "USER", "SERVICE", "PROTOCOL", "RHOST", "UID", "DETAIL",
+        ],
+        &rows,
+    )
+}
+
+/// The daemon's status.
+pub fn daemon_status(s: &DaemonStatus) -> String {
+    let head = block(&[
+        ("otpd", s.version.clone()),
+        (
+            "up since",
+            format!(
+                "{} ({})",
+                timefmt::utc(s.started_at),
+                duration(s.now - s.started_at)
+            ),
+        ),
+        ("config", s.config_file.clone()),
+        ("config loaded", timefmt::utc(s.config_loaded_at)),
+        ("users", s.users.to_string()),
+        ("enabled", s.enabled.to_string()),
+        ("locked", s.locked.to_string()),
+        ("live codes", s.live_codes.to_string()),
+    ]);
+    let rows: Vec<Vec<String>> = s
+        .mail_servers
+        .iter()
+        .map(|m| {
+            let last = match (m.last_ok_at, m.last_failure_at) {
+                (Some(ok), Some(bad)) if bad > ok => {
+                    format!(
+                        "failed {}: {}",
+                        timefmt::utc(bad),
+                        m.last_error.clone().unwrap_or_default()
+                    )
+                }
+                (None, Some(bad)) => {
+                    format!(
+                        "failed {}: {}",
+                        timefmt::utc(bad),
+                        m.last_error.clone().unwrap_or_default()
+                    )
+                }
+                (Some(ok), _) => format!("ok {}", timefmt::utc(ok)),
+                (None, None) => "not used yet".to_string(),
+            };
+            let last = match m.skipped_until {
+                Some(until) if until > s.now => format!(
+                    "{last}; skipped until {} after {} failures in a row",
+                    timefmt::utc(until),
+                    m.failures_in_a_row
+                ),
+                _ => last,
+            };
+            vec![m.name.clone(), m.address.clone(), m.security.clone(), last]
+        })
+        .collect();
+    format!(
+        "{head}\n\nmail servers:\n{}",
+        table(&["NAME", "ADDRESS", "SECURITY", "LAST RESULT"], &rows)
+    )
+}
+
+/// A user's own status.
+pub fn self_status(s: &SelfStatus) -> String {
+    format!(
+        "{}\n{}",
+        user(&s.user),
+        block(&[("may turn off", yes(s.may_disable))])
+    )
+}
+
+/// Test-mail results, one line per server.
+pub fn mail_test(results: &[MailTestResult]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.server.clone(),
+                match &r.error {
+                    None => "accepted".to_string(),
+                    Some(e) => format!("FAILED: {e}"),
+                },
+            ]
+        })
+        .collect();
+    table(&["SERVER", "RESULT"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_escape_control_characters() {
+        let t = table(
+            &["A", "B"],
+            &[
+                vec!["long-value".into(), "x".into()],
+                vec!["y\nz".into(), "w".into()],
+            ],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert_eq!(lines[0], "A           B");
+        assert_eq!(lines[1], "long-value  x");
+        assert_eq!(lines[2], "y\\x0az      w");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(125), "2m 5s");
+        assert_eq!(duration(3 * 86_400 + 3600 + 60), "3d 1h 1m");
+    }
+}

@@ -1,0 +1,202 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_otpctl_global_optspecs
+    string join \n socket= config= json timeout= h/help V/version
+end
+
+function __fish_otpctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_otpctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_otpctl_using_subcommand
+    set -l cmd (__fish_otpctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c otpctl -n "__fish_otpctl_needs_command" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_needs_command" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_needs_command" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_needs_command" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpctl -n "__fish_otpctl_needs_command" -s V -l version -d 'Print version'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "user" -d 'Admin: manage one user (add, set-email, enable, disable, unlock, remove, show, list)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "import" -d 'Admin: create or replace users from a CSV file of `user,email[,enabled[,protocols]]`'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "enable" -d 'Turn the login code on for yourself (confirmed by a mailed code), or as admin for everyone (--all) or a group (--group)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "disable" -d 'Turn the login code off for yourself (confirmed by a mailed code), where the policy allows it (allow_user_disable)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "protocols" -d 'Choose the protocols your login code applies to, e.g. `ssh,sftp` (narrowing the list is confirmed by a mailed code)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "audit" -d 'Read the audit log, newest first (admins: everyone\'s; users: their own)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "status" -d 'Admins: otpd\'s version, uptime, config, counts and mail servers. Users: their own state'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "test-mail" -d 'Admin: send a test message through each configured mail server and show what each said'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "check-config" -d 'Check a config file without otpd: exit 0 when valid, else FILE:LINE:COLUMN: message'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "doctor" -d 'Check this machine\'s setup and print each finding with its fix'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "generate-docs" -d 'Write the man page and shell completions into DIR (for packaging)'
+complete -c otpctl -n "__fish_otpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "add" -d 'Create a user record with an address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "set-email" -d 'Set or replace a user\'s address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "set-protocols" -d 'Set the protocols a user is enrolled for (`all` for every protocol)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "enable" -d 'Turn the login code on for a user'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "disable" -d 'Turn the login code off for a user (deactivate the second factor)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "unlock" -d 'Clear a user\'s lockout and failure count'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "remove" -d 'Delete a user\'s record'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "show" -d 'Show a user\'s record and effective state'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "list" -d 'List users otpd knows'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and not __fish_seen_subcommand_from add set-email set-protocols enable disable unlock remove show list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'Where the user\'s codes go' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l protocols -d 'Only these protocols, separated by commas [default: all]' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l enable -d 'Turn the code on at once'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-protocols" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-protocols" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-protocols" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-protocols" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-protocols" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from remove" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from remove" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from remove" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from remove" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from show" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from show" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from show" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l enabled -d 'Only users with the code turned on'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l locked -d 'Only users locked out now'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user record with an address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-email" -d 'Set or replace a user\'s address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-protocols" -d 'Set the protocols a user is enrolled for (`all` for every protocol)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Turn the login code on for a user'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Turn the login code off for a user (deactivate the second factor)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "unlock" -d 'Clear a user\'s lockout and failure count'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Delete a user\'s record'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a user\'s record and effective state'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List users otpd knows'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -l partial -d 'Import the good lines even when some are bad'
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l group -d 'Admin: every member of GROUP who has an address' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l all -d 'Admin: every user otpd has a record of who has an address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand enable" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand disable" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand disable" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand disable" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand disable" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand disable" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand protocols" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand protocols" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand protocols" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand protocols" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand protocols" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l user -d 'Only rows about this user' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l event -d 'Only this event (issued, mailed, verified, wrong_code, locked, user_added, ...)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l since -d 'Only rows since a duration ago (90s, 30m, 1h, 7d, 2w) or a UTC date (2026-11-01, 2026-11-01T12:00)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l limit -d 'At most this many rows' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand status" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand status" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand status" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand status" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -l server -d 'Only the server with this name' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand test-mail" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l pam-dir -d 'The PAM service directory [env: OTPCTL_PAM_DIR] [default: /etc/pam.d]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l module -d 'The installed module [env: OTPCTL_PAM_MODULE] [default: /lib/<arch>-linux-gnu/security/pam_otp_email.so]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l sshd-command -d 'The command that prints sshd\'s effective config [env: OTPCTL_SSHD_COMMAND] [default: sshd -T]' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l send-to -d 'Also send a real test message to ADDRESS through each server (needs otpd)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand generate-docs" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand generate-docs" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand generate-docs" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand generate-docs" -l json -d 'Print JSON instead of tables (every command that prints something)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "user" -d 'Admin: manage one user (add, set-email, enable, disable, unlock, remove, show, list)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "import" -d 'Admin: create or replace users from a CSV file of `user,email[,enabled[,protocols]]`'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "enable" -d 'Turn the login code on for yourself (confirmed by a mailed code), or as admin for everyone (--all) or a group (--group)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "disable" -d 'Turn the login code off for yourself (confirmed by a mailed code), where the policy allows it (allow_user_disable)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "protocols" -d 'Choose the protocols your login code applies to, e.g. `ssh,sftp` (narrowing the list is confirmed by a mailed code)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "audit" -d 'Read the audit log, newest first (admins: everyone\'s; users: their own)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "status" -d 'Admins: otpd\'s version, uptime, config, counts and mail servers. Users: their own state'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "test-mail" -d 'Admin: send a test message through each configured mail server and show what each said'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "check-config" -d 'Check a config file without otpd: exit 0 when valid, else FILE:LINE:COLUMN: message'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "doctor" -d 'Check this machine\'s setup and print each finding with its fix'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "generate-docs" -d 'Write the man page and shell completions into DIR (for packaging)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and not __fish_seen_subcommand_from user import enable disable protocols audit status test-mail check-config doctor generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user record with an address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-email" -d 'Set or replace a user\'s address'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-protocols" -d 'Set the protocols a user is enrolled for (`all` for every protocol)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Turn the login code on for a user'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Turn the login code off for a user (deactivate the second factor)'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "unlock" -d 'Clear a user\'s lockout and failure count'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Delete a user\'s record'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "show" -d 'Show a user\'s record and effective state'
+complete -c otpctl -n "__fish_otpctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users otpd knows'
