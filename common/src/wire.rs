@@ -42,6 +42,31 @@ pub enum Request {
         /// What was typed. Never logged.
         code: SecretString,
     },
+    /// The person answered the prompt with nothing: mail a new code if the resend cooldown
+    /// allows, otherwise ask again for the code already sent.
+    Resend {
+        /// The login.
+        login: LoginContext,
+    },
+    /// Single-secret protocols (FTP, HTTP Basic, WebDAV): does this login need a code, and is
+    /// one expected inside the password (a code is live, or a reuse grant holds)? Mails nothing.
+    Probe {
+        /// The login.
+        login: LoginContext,
+    },
+    /// Single-secret protocols: check a code that came appended to the password, against the
+    /// user's live code for this protocol or a reuse grant for this user, service and host.
+    Verify {
+        /// The login.
+        login: LoginContext,
+        /// The code part of the secret. Never logged.
+        code: SecretString,
+    },
+    /// An otpctl command (admin or the caller's own account); see [`crate::wire_admin`].
+    Admin {
+        /// The command.
+        request: crate::wire_admin::AdminRequest,
+    },
     /// Liveness check; answers [`Response::Pong`].
     Ping,
 }
@@ -113,6 +138,19 @@ pub enum Response {
     Error {
         /// What was wrong with the request.
         message: String,
+    },
+    /// Answer to [`Request::Probe`] when the login needs a code.
+    Probe {
+        /// How many digits a code has, so the module can split `password || code`.
+        code_length: u8,
+        /// True when the secret is expected to end with a code: a code was mailed and is
+        /// live, or a reuse grant holds. False: the secret is the password alone.
+        expects_code: bool,
+    },
+    /// Answer to [`Request::Admin`].
+    Admin {
+        /// The answer.
+        response: crate::wire_admin::AdminResponse,
     },
     /// Answer to [`Request::Ping`].
     Pong {

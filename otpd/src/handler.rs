@@ -15,7 +15,9 @@ use crate::caller::{Caller, may_act_for};
 use crate::mail::CodeMail;
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{IssueOutcome, IssueRequest, Limits, VerifyOutcome};
+use crate::store::{
+    IssueOutcome, IssueRequest, Limits, SecretLogin, Store, StoreError, VerifyOutcome,
+};
 use rand::TryRngCore;
 
 /// The longest answer otpd compares; longer ones are wrong without a lookup.
@@ -27,7 +29,19 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
-        Request::Begin { login } => begin(shared, caller, login).await,
+        Request::Begin { login } => begin(shared, caller, login, Mode::First).await,
+        Request::Resend { login } => begin(shared, caller, login, Mode::Resend).await,
+        Request::Probe { login } => {
+            let shared = Arc::clone(shared);
+            blocking(move || probe(&shared, caller, &login)).await
+        }
+        Request::Verify { login, code } => {
+            let shared = Arc::clone(shared);
+            blocking(move || verify_appended(&shared, caller, &login, &code)).await
+        }
+        Request::Admin { request } => Response::Admin {
+            response: crate::admin::handle(shared, caller, request).await,
+        },
         Request::Answer {
             login,
             challenge,
@@ -48,12 +62,19 @@ struct PendingMail {
     needed: CodeNeeded,
 }
 
+/// Whether a begin is the login's first request or the person asked for a new code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    First,
+    Resend,
+}
+
 enum BeginStep {
     Done(Response),
     Mail(Box<PendingMail>),
 }
 
-async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext) -> Response {
+async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: Mode) -> Response {
     if let Err(message) = check_fields(&login) {
         return Response::Error { message };
     }
@@ -61,7 +82,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext) -> Res
     let login = Arc::new(login);
     let step = {
         let (shared, active, login) = (Arc::clone(shared), Arc::clone(&active), Arc::clone(&login));
-        run_blocking(move || prepare_begin(&shared, &active, caller, &login)).await
+        run_blocking(move || prepare_begin(&shared, &active, caller, &login, mode)).await
     };
     let pending = match step {
         Ok(BeginStep::Done(response)) => return response,
@@ -78,6 +99,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext) -> Res
         rhost: login.rhost.as_deref(),
         issued_at: pending.issued_at,
         expires_at: pending.expires_at,
+        overrides: &pending.needed.settings.message,
     };
     let sent = active.mailer.send(&mail).await;
     let shared = Arc::clone(shared);
@@ -98,6 +120,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext) -> Res
                     pending.expires_at,
                     now,
                     &pending.challenge,
+                    None,
                 )
             }
             Err(failure) => {
@@ -120,67 +143,19 @@ fn prepare_begin(
     active: &Active,
     caller: Caller,
     login: &LoginContext,
+    mode: Mode,
 ) -> BeginStep {
-    let config = &active.config;
     let now = shared.clock.now();
     let mut store = shared.store();
+    let needed = match needs_code(shared, active, &mut store, caller, login, now) {
+        Ok(needed) => needed,
+        Err(response) => return BeginStep::Done(response),
+    };
+    let protocol_name = Some(needed.protocol.as_str());
     let subject = |protocol| Subject {
         login,
         protocol,
         caller_uid: caller.uid,
-    };
-    if !may_act_for(
-        caller,
-        &login.user,
-        &config.daemon.trusted_callers,
-        shared.accounts.as_ref(),
-    ) {
-        audit::record(&mut store, now, Event::RefusedCaller, subject(None), None);
-        return BeginStep::Done(refused_caller());
-    }
-    let protocol = match policy::login_protocol(config, login) {
-        Ok(protocol) => protocol,
-        Err(e) => {
-            return BeginStep::Done(Response::Error {
-                message: e.to_string(),
-            });
-        }
-    };
-    let protocol_name = protocol.map(|p| p.as_str());
-    let record = match store.user(&login.user) {
-        Ok(record) => record,
-        Err(e) => return BeginStep::Done(internal_error(&e)),
-    };
-    let decision = policy::decide(config, login, protocol, record.as_ref(), || {
-        shared.accounts.groups_of(&login.user)
-    });
-    let needed = match decision {
-        Decision::Skip(reason) => {
-            let detail = serde_json::to_string(&reason).unwrap_or_default();
-            let detail = detail.trim_matches('"');
-            audit::record(
-                &mut store,
-                now,
-                Event::Skipped,
-                subject(protocol_name),
-                Some(detail),
-            );
-            return BeginStep::Done(Response::Skip { reason });
-        }
-        Decision::NoUsableAddress => {
-            audit::record(
-                &mut store,
-                now,
-                Event::MailFailed,
-                subject(protocol_name),
-                Some("no usable address for an enrolled user"),
-            );
-            return BeginStep::Done(Response::Unavailable {
-                message: "No address is on file for your login code. Ask your administrator."
-                    .into(),
-            });
-        }
-        Decision::Code(needed) => needed,
     };
     let limits = limits_of(&needed.settings);
     let request = IssueRequest {
@@ -218,10 +193,16 @@ fn prepare_begin(
         }
         IssueOutcome::Reused {
             challenge,
+            issued_at,
             expires_at,
         } => {
             audit::record(&mut store, now, Event::Reused, subject, None);
-            BeginStep::Done(prompt(&needed.address, expires_at, now, &challenge))
+            // Asked for a new code inside the cooldown: say when one can be sent.
+            let wait = (mode == Mode::Resend).then(|| {
+                let cooldown = limits.resend_cooldown_secs;
+                (issued_at.saturating_add(cooldown) - now).max(1)
+            });
+            BeginStep::Done(prompt(&needed.address, expires_at, now, &challenge, wait))
         }
         IssueOutcome::RateLimited { retry_after } => {
             let detail = format!("retry_after={retry_after}");
@@ -241,20 +222,18 @@ fn prepare_begin(
     }
 }
 
-fn answer(
+/// The checks every code request starts with: the caller may act for the user, the login's
+/// protocol, the policy. `Ok` when a code is needed; otherwise the response to give (skip,
+/// refusal, error), already audited.
+fn needs_code(
     shared: &Shared,
+    active: &Active,
+    store: &mut Store,
     caller: Caller,
     login: &LoginContext,
-    challenge: &str,
-    code: &SecretString,
-) -> Response {
-    if let Err(message) = check_fields(login) {
-        return Response::Error { message };
-    }
-    let active = shared.active();
+    now: i64,
+) -> Result<CodeNeeded, Response> {
     let config = &active.config;
-    let now = shared.clock.now();
-    let mut store = shared.store();
     let subject = |protocol| Subject {
         login,
         protocol,
@@ -266,66 +245,199 @@ fn answer(
         &config.daemon.trusted_callers,
         shared.accounts.as_ref(),
     ) {
-        audit::record(&mut store, now, Event::RefusedCaller, subject(None), None);
-        return refused_caller();
+        audit::record(store, now, Event::RefusedCaller, subject(None), None);
+        return Err(refused_caller());
     }
-    let protocol = match policy::login_protocol(config, login) {
-        Ok(Some(protocol)) => protocol,
-        Ok(None) => {
-            return Response::Error {
-                message: "this service needs no code".into(),
-            };
-        }
-        Err(e) => {
-            return Response::Error {
-                message: e.to_string(),
-            };
-        }
-    };
-    let (_, settings) = policy::settings_for(config, &login.user, protocol, || {
+    let protocol = policy::login_protocol(config, login).map_err(|e| Response::Error {
+        message: e.to_string(),
+    })?;
+    let protocol_name = protocol.map(|p| p.as_str());
+    let record = store.user(&login.user).map_err(|e| internal_error(&e))?;
+    let decision = policy::decide(config, login, protocol, record.as_ref(), || {
         shared.accounts.groups_of(&login.user)
     });
-    let limits = limits_of(settings);
-    // An over-long answer is wrong without being hashed; an empty one simply never matches.
-    let bounded;
-    let code = if code.len() > MAX_ANSWER_LEN {
-        bounded = SecretString::new(String::new());
-        &bounded
-    } else {
-        code
+    match decision {
+        Decision::Skip(reason) => {
+            let detail = serde_json::to_string(&reason).unwrap_or_default();
+            let detail = detail.trim_matches('"');
+            audit::record(
+                store,
+                now,
+                Event::Skipped,
+                subject(protocol_name),
+                Some(detail),
+            );
+            Err(Response::Skip { reason })
+        }
+        Decision::NoUsableAddress => {
+            audit::record(
+                store,
+                now,
+                Event::MailFailed,
+                subject(protocol_name),
+                Some("no usable address for an enrolled user"),
+            );
+            Err(Response::Unavailable {
+                message: "No address is on file for your login code. Ask your administrator."
+                    .into(),
+            })
+        }
+        Decision::Code(needed) => Ok(needed),
+    }
+}
+
+/// Single-secret protocols: does the login need a code, and does its secret carry one?
+fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
+    if let Err(message) = check_fields(login) {
+        return Response::Error { message };
+    }
+    let active = shared.active();
+    let now = shared.clock.now();
+    let mut store = shared.store();
+    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
+        Ok(needed) => needed,
+        Err(response) => return response,
+    };
+    let secret_login = SecretLogin {
+        user: &login.user,
+        protocol: needed.protocol.as_str(),
+        service: &login.service,
+        rhost: login.rhost.as_deref(),
+    };
+    match store.expects_code(&secret_login, &limits_of(&needed.settings), now) {
+        Ok(expects_code) => Response::Probe {
+            code_length: needed.settings.code_length,
+            expects_code,
+        },
+        Err(e) => internal_error(&e),
+    }
+}
+
+/// Single-secret protocols: checks the code that came appended to the password.
+fn verify_appended(
+    shared: &Shared,
+    caller: Caller,
+    login: &LoginContext,
+    code: &SecretString,
+) -> Response {
+    if let Err(message) = check_fields(login) {
+        return Response::Error { message };
+    }
+    let active = shared.active();
+    let now = shared.clock.now();
+    let mut store = shared.store();
+    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
+        Ok(needed) => needed,
+        // A login that needs no code has nothing to verify: say so rather than succeed.
+        Err(Response::Skip { .. }) => {
+            return Response::Error {
+                message: "this login needs no code".into(),
+            };
+        }
+        Err(response) => return response,
+    };
+    let secret_login = SecretLogin {
+        user: &login.user,
+        protocol: needed.protocol.as_str(),
+        service: &login.service,
+        rhost: login.rhost.as_deref(),
+    };
+    let code = bounded(code);
+    let reuse_secs = secs(needed.settings.reuse_window);
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let outcome = store.verify_appended(
+        &secret_login,
+        &code,
+        &limits_of(&needed.settings),
+        reuse_secs,
+        now,
+        &mut rng,
+    );
+    let subject = Subject {
+        login,
+        protocol: Some(needed.protocol.as_str()),
+        caller_uid: caller.uid,
+    };
+    verdict(&mut store, now, subject, outcome)
+}
+
+fn answer(
+    shared: &Shared,
+    caller: Caller,
+    login: &LoginContext,
+    challenge: &str,
+    code: &SecretString,
+) -> Response {
+    if let Err(message) = check_fields(login) {
+        return Response::Error { message };
+    }
+    let active = shared.active();
+    let now = shared.clock.now();
+    let mut store = shared.store();
+    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
+        Ok(needed) => needed,
+        Err(Response::Skip { .. }) => {
+            return Response::Error {
+                message: "this login needs no code".into(),
+            };
+        }
+        Err(response) => return response,
     };
     let outcome = store.verify(
         challenge,
         &login.user,
-        protocol.as_str(),
+        needed.protocol.as_str(),
         login.rhost.as_deref(),
-        code,
-        &limits,
+        &bounded(code),
+        &limits_of(&needed.settings),
         now,
     );
-    let subject = subject(Some(protocol.as_str()));
+    let subject = Subject {
+        login,
+        protocol: Some(needed.protocol.as_str()),
+        caller_uid: caller.uid,
+    };
+    verdict(&mut store, now, subject, outcome)
+}
+
+/// An over-long answer is wrong without being hashed (an empty one simply never matches).
+fn bounded(code: &SecretString) -> SecretString {
+    if code.len() > MAX_ANSWER_LEN {
+        SecretString::default()
+    } else {
+        code.clone()
+    }
+}
+
+/// Audits a verification and words the answer for the person.
+fn verdict(
+    store: &mut Store,
+    now: i64,
+    subject: Subject<'_>,
+    outcome: Result<VerifyOutcome, StoreError>,
+) -> Response {
     match outcome {
         Ok(VerifyOutcome::Success) => {
-            audit::record(&mut store, now, Event::Verified, subject, None);
+            audit::record(store, now, Event::Verified, subject, None);
             Response::Success
         }
         Ok(VerifyOutcome::Wrong { attempts_left }) => {
             let detail = format!("attempts_left={attempts_left}");
-            audit::record(&mut store, now, Event::WrongCode, subject, Some(&detail));
+            audit::record(store, now, Event::WrongCode, subject, Some(&detail));
             Response::Denied {
                 reason: DenyReason::WrongCode,
                 message: "Wrong code.".into(),
             }
         }
         Ok(VerifyOutcome::Dead) => {
-            audit::record(&mut store, now, Event::CodeDead, subject, None);
+            audit::record(store, now, Event::CodeDead, subject, None);
             Response::Denied {
                 reason: DenyReason::CodeDead,
                 message: "This code is no longer valid. Log in again for a new one.".into(),
             }
         }
         Ok(VerifyOutcome::LockedOut { until }) => {
-            audit::record(&mut store, now, Event::Locked, subject, None);
+            audit::record(store, now, Event::Locked, subject, None);
             locked(until, now)
         }
         Err(e) => internal_error(&e),
@@ -334,7 +446,6 @@ fn answer(
 
 /// The store's view of a profile's settings.
 pub fn limits_of(settings: &Settings) -> Limits {
-    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     Limits {
         code_length: settings.code_length,
         valid_secs: secs(settings.valid),
@@ -346,6 +457,11 @@ pub fn limits_of(settings: &Settings) -> Limits {
         max_host_failures: settings.max_host_failures,
         lockout_secs: secs(settings.lockout),
     }
+}
+
+/// Whole seconds of a configured duration, as the store counts time.
+fn secs(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Refuses logins whose fields are empty or longer than [`MAX_FIELD_LEN`]; they are untrusted.
@@ -370,16 +486,22 @@ fn check_fields(login: &LoginContext) -> Result<(), String> {
     Ok(())
 }
 
+/// The prompt for a code mailed to `address`. With `wait` (seconds until a new code may be
+/// sent), it tells a person who asked for a new code too early to use the one already sent.
 fn prompt(
     address: &common::config::EmailAddress,
     expires_at: i64,
     now: i64,
     challenge: &str,
+    wait: Option<i64>,
 ) -> Response {
+    let notice = wait
+        .map(|secs| format!("No new code yet (possible in {secs} s). "))
+        .unwrap_or_default();
     Response::Prompt {
         challenge: challenge.to_string(),
         prompt: format!(
-            "Code sent to {} (valid {} min): ",
+            "{notice}Code sent to {} (valid {} min): ",
             mask_email(address.as_str()),
             minutes_until(expires_at, now)
         ),

@@ -7,5 +7,7 @@
 pub mod libpam;
 pub mod otpd;
 pub mod paths;
+pub mod programs;
 pub mod smtp;
 pub mod stack;
+pub mod tls;

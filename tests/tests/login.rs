@@ -126,9 +126,53 @@ fn wrong_code_is_denied() {
         *last = if *last == '0' { '1' } else { '0' };
         wrong.into_iter().collect()
     });
-    assert_eq!(libpam::code_name(result.code), "PAM_AUTH_ERR", "{result:?}");
-    assert_eq!(result.errors, vec!["Wrong code.".to_string()]);
+    // Three tries (the default), each wrong: the login ends as "too many tries".
+    assert_eq!(libpam::code_name(result.code), "PAM_MAXTRIES", "{result:?}");
+    assert_eq!(result.prompts.len(), 3);
+    assert_eq!(result.errors, vec!["Wrong code.".to_string(); 3]);
     assert!(s.otpd.log().contains("event=wrong_code user=bob"));
+}
+
+#[test]
+fn a_wrong_answer_then_the_right_one_succeeds_within_the_tries() {
+    let s = setup();
+    let reader = s.smtp.reader();
+    let mut asked = 0;
+    let result = login_with(&s.pam, "sshd", "bea", None, move |_| {
+        asked += 1;
+        if asked == 1 {
+            "not-a-code".to_string()
+        } else {
+            reader.wait_for(1, MAIL_WAIT).last().unwrap().code()
+        }
+    });
+    assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
+    assert_eq!(result.prompts.len(), 2);
+    assert_eq!(result.errors, vec!["Wrong code.".to_string()]);
+}
+
+#[test]
+fn an_empty_answer_asks_for_a_resend_and_the_prompt_says_when() {
+    let s = setup();
+    let reader = s.smtp.reader();
+    let mut asked = 0;
+    let result = login_with(&s.pam, "sshd", "ben", None, move |_| {
+        asked += 1;
+        if asked == 1 {
+            String::new()
+        } else {
+            reader.wait_for(1, MAIL_WAIT).last().unwrap().code()
+        }
+    });
+    assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
+    assert_eq!(result.prompts.len(), 2);
+    assert!(
+        result.prompts[1].starts_with("No new code yet (possible in "),
+        "{:?}",
+        result.prompts
+    );
+    // Inside the cooldown the resend mails nothing new.
+    assert_eq!(s.smtp.messages().len(), 1);
 }
 
 #[test]
@@ -144,7 +188,11 @@ fn a_used_code_does_not_work_twice() {
     assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS");
     let used = s.smtp.last().code();
     let second = login_with(&s.pam, "sshd", "carol", None, move |_| used.clone());
-    assert_eq!(libpam::code_name(second.code), "PAM_AUTH_ERR", "{second:?}");
+    assert_eq!(libpam::code_name(second.code), "PAM_MAXTRIES", "{second:?}");
+    assert!(
+        second.errors.iter().all(|e| e == "Wrong code."),
+        "{second:?}"
+    );
     // The second login was mailed a fresh code, which the old one does not match.
     assert_eq!(s.smtp.wait_for(2, MAIL_WAIT).len(), 2);
 }
@@ -235,9 +283,9 @@ fn hourly_cap_reached_sends_no_more_mail() {
 fn a_login_inside_the_cooldown_reuses_the_mailed_code() {
     let s = setup();
     let reader = s.smtp.reader();
-    // First login: the code arrives but the person gives up (wrong answer is not needed).
+    // First login: the code arrives but the person only ever presses Enter.
     let first = login_with(&s.pam, "sshd", "gina", None, |_| String::new());
-    assert_eq!(libpam::code_name(first.code), "PAM_AUTH_ERR");
+    assert_eq!(libpam::code_name(first.code), "PAM_MAXTRIES", "{first:?}");
     let second = login_with(&s.pam, "sshd", "gina", None, mailed_code(reader, 1));
     assert_eq!(libpam::code_name(second.code), "PAM_SUCCESS", "{second:?}");
     std::thread::sleep(Duration::from_millis(300));

@@ -73,6 +73,12 @@ pub(super) struct RawSettings {
     pub max_user_failures: Option<Int>,
     pub max_host_failures: Option<Int>,
     pub lockout_minutes: Option<Int>,
+    /// The code mail's subject and bodies for this profile, over `[mail]`'s.
+    pub subject: Option<Text>,
+    pub text_template: Option<Text>,
+    pub html_template: Option<Text>,
+    pub reuse_window_seconds: Option<Int>,
+    pub allow_user_disable: Option<bool>,
 }
 
 /// One `[[policies]]` entry.
@@ -91,9 +97,26 @@ pub(super) struct RawPolicy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMail {
+    pub transport: Option<Text>,
+    pub sendmail_path: Option<Text>,
     pub from: Option<Text>,
     pub from_name: Option<Text>,
+    pub reply_to: Option<Text>,
+    pub subject: Option<Text>,
+    pub text_template: Option<Text>,
+    pub html_template: Option<Text>,
+    pub total_timeout_seconds: Option<Int>,
+    pub dkim: Option<Spanned<RawDkim>>,
     pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
+}
+
+/// `[mail.dkim]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDkim {
+    pub selector: Option<Text>,
+    pub domain: Option<Text>,
+    pub key_file: Option<Text>,
 }
 
 /// One `[[mail.servers]]` entry.
@@ -105,5 +128,9 @@ pub(super) struct RawServer {
     pub port: Option<Int>,
     pub security: Option<Text>,
     pub insecure_plaintext: Option<bool>,
+    pub username: Option<Text>,
+    pub password_file: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub hello_name: Option<Text>,
     pub timeout_seconds: Option<Int>,
 }

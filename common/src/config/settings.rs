@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::check::{self, MINUTE, SECOND};
 use super::error::Invalid;
+use super::mail::MessageOverrides;
 use super::raw::{RawSettings, Text};
 
 /// Whether a login needs a code.
@@ -72,6 +73,15 @@ pub struct Settings {
     pub max_host_failures: u32,
     /// How long a lockout lasts, 1 to 1440 minutes.
     pub lockout: Duration,
+    /// Single-secret protocols (FTP, HTTP, WebDAV): how long a verified `password || code`
+    /// keeps working for the same user, service and remote host (0 to 3600 seconds; 0: never),
+    /// because WebDAV clients resend the same credentials with every request.
+    pub reuse_window: Duration,
+    /// Whether users may turn the code off for themselves (`otpctl disable`); `false` leaves
+    /// that to admins, like a hidden "Deactivate" button.
+    pub allow_user_disable: bool,
+    /// The code mail's subject and bodies for these users, over `[mail]`'s.
+    pub message: MessageOverrides,
 }
 
 impl Default for Settings {
@@ -88,6 +98,9 @@ impl Default for Settings {
             max_user_failures: 20,
             max_host_failures: 20,
             lockout: MINUTE * 15,
+            reuse_window: SECOND * 300,
+            allow_user_disable: true,
+            message: MessageOverrides::default(),
         }
     }
 }
@@ -127,6 +140,13 @@ impl Settings {
         if let Some(v) = &raw.lockout_minutes {
             s.lockout = check::duration("lockout_minutes", v, 1, 1440, MINUTE)?;
         }
+        if let Some(v) = &raw.reuse_window_seconds {
+            s.reuse_window = check::duration("reuse_window_seconds", v, 0, 3600, SECOND)?;
+        }
+        if let Some(v) = raw.allow_user_disable {
+            s.allow_user_disable = v;
+        }
+        s.message.overlay(raw)?;
         if s.max_sends_per_day < s.max_sends_per_hour {
             // `self` already satisfied this, so one of the two keys is set here: point at it.
             let span = raw

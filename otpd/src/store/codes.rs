@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Limits, Store, StoreError, lockouts, sends};
 use crate::code;
+use crate::server_key::ServerKey;
 
 /// A request for a code: who is logging in, by which protocol, through which PAM service, from
 /// where.
@@ -42,6 +43,8 @@ pub enum IssueOutcome {
     Reused {
         /// The live code's challenge.
         challenge: String,
+        /// When it was issued; a new one can be mailed once the cooldown after this is over.
+        issued_at: i64,
         /// When it expires.
         expires_at: i64,
     },
@@ -91,15 +94,15 @@ struct CodeRow {
 }
 
 /// The user's newest code that can still be answered.
-struct LiveCode {
-    challenge: String,
-    protocol: String,
-    issued_at: i64,
-    expires_at: i64,
+pub(super) struct LiveCode {
+    pub(super) challenge: String,
+    pub(super) protocol: String,
+    pub(super) issued_at: i64,
+    pub(super) expires_at: i64,
 }
 
 /// PAM reports a local login's remote host as absent or empty; both mean "no host".
-fn host(rhost: Option<&str>) -> Option<&str> {
+pub(super) fn host(rhost: Option<&str>) -> Option<&str> {
     rhost.filter(|h| !h.is_empty())
 }
 
@@ -129,6 +132,7 @@ impl Store {
         if let Some(live) = reusable {
             return Ok(IssueOutcome::Reused {
                 challenge: live.challenge,
+                issued_at: live.issued_at,
                 expires_at: live.expires_at,
             });
         }
@@ -190,51 +194,10 @@ impl Store {
         now: i64,
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
-        let rhost = host(rhost);
         let tx = Self::immediate(&mut self.conn)?;
-        if let Some(until) = lockouts::locked_until(&tx, user, rhost, now)? {
-            return Ok(VerifyOutcome::LockedOut { until });
-        }
-        let max_attempts = i64::from(limits.max_attempts);
-        let outcome = match find(&tx, challenge)? {
-            None => VerifyOutcome::Dead,
-            Some(row) if !row.live || now >= row.expires_at || row.attempts >= max_attempts => {
-                if row.live {
-                    close(&tx, challenge, "dead", now)?;
-                }
-                VerifyOutcome::Dead
-            }
-            Some(row) => {
-                let bound = row.user == user && row.protocol == protocol;
-                // A code of another user or protocol is wrong whatever was typed.
-                let right =
-                    bound && code::mac_matches(&self.key, &row.salt, challenge, code, &row.mac)?;
-                if right {
-                    close(&tx, challenge, "used", now)?;
-                    lockouts::reset(&tx, user, rhost)?;
-                    VerifyOutcome::Success
-                } else {
-                    let attempts = row.attempts.saturating_add(1);
-                    tx.prepare_cached("UPDATE codes SET attempts = ?2 WHERE challenge = ?1")?
-                        .execute(params![challenge, attempts])?;
-                    if attempts >= max_attempts {
-                        close(&tx, challenge, "dead", now)?;
-                    }
-                    let left = max_attempts.saturating_sub(attempts).max(0);
-                    VerifyOutcome::Wrong {
-                        attempts_left: u32::try_from(left).unwrap_or(0),
-                    }
-                }
-            }
-        };
-        let outcome = if outcome == VerifyOutcome::Success {
-            outcome
-        } else {
-            match lockouts::record_failure(&tx, user, rhost, limits, now)? {
-                Some(until) => VerifyOutcome::LockedOut { until },
-                None => outcome,
-            }
-        };
+        let outcome = verify_in(
+            &tx, &self.key, challenge, user, protocol, rhost, code, limits, now,
+        )?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -269,7 +232,67 @@ impl Store {
     }
 }
 
-fn latest_live(
+/// [`Store::verify`] inside a transaction the caller commits, so single-secret verification can
+/// run the same rules after finding the challenge itself.
+#[allow(clippy::too_many_arguments)] // One login's facts; grouping them would only rename them.
+pub(super) fn verify_in(
+    tx: &Connection,
+    key: &ServerKey,
+    challenge: &str,
+    user: &str,
+    protocol: &str,
+    rhost: Option<&str>,
+    code: &SecretString,
+    limits: &Limits,
+    now: i64,
+) -> Result<VerifyOutcome, StoreError> {
+    let rhost = host(rhost);
+    if let Some(until) = lockouts::locked_until(tx, user, rhost, now)? {
+        return Ok(VerifyOutcome::LockedOut { until });
+    }
+    let max_attempts = i64::from(limits.max_attempts);
+    let outcome = match find(tx, challenge)? {
+        None => VerifyOutcome::Dead,
+        Some(row) if !row.live || now >= row.expires_at || row.attempts >= max_attempts => {
+            if row.live {
+                close(tx, challenge, "dead", now)?;
+            }
+            VerifyOutcome::Dead
+        }
+        Some(row) => {
+            let bound = row.user == user && row.protocol == protocol;
+            // A code of another user or protocol is wrong whatever was typed.
+            let right = bound && code::mac_matches(key, &row.salt, challenge, code, &row.mac)?;
+            if right {
+                close(tx, challenge, "used", now)?;
+                lockouts::reset(tx, user, rhost)?;
+                VerifyOutcome::Success
+            } else {
+                let attempts = row.attempts.saturating_add(1);
+                tx.prepare_cached("UPDATE codes SET attempts = ?2 WHERE challenge = ?1")?
+                    .execute(params![challenge, attempts])?;
+                if attempts >= max_attempts {
+                    close(tx, challenge, "dead", now)?;
+                }
+                let left = max_attempts.saturating_sub(attempts).max(0);
+                VerifyOutcome::Wrong {
+                    attempts_left: u32::try_from(left).unwrap_or(0),
+                }
+            }
+        }
+    };
+    let outcome = if outcome == VerifyOutcome::Success {
+        outcome
+    } else {
+        match lockouts::record_failure(tx, user, rhost, limits, now)? {
+            Some(until) => VerifyOutcome::LockedOut { until },
+            None => outcome,
+        }
+    };
+    Ok(outcome)
+}
+
+pub(super) fn latest_live(
     conn: &Connection,
     user: &str,
     limits: &Limits,
@@ -563,9 +586,11 @@ mod tests {
         match &again {
             IssueOutcome::Reused {
                 challenge,
+                issued_at,
                 expires_at,
             } => {
                 assert_eq!(challenge, &challenge_of(&first));
+                assert_eq!(*issued_at, T0);
                 assert_eq!(*expires_at, T0 + limits.valid_secs);
             }
             other => panic!("expected Reused, got {other:?}"),

@@ -23,12 +23,14 @@ pub struct PurgeCounts {
     pub lockouts: usize,
     /// Audit rows.
     pub audit: usize,
+    /// Expired reuse grants.
+    pub grants: usize,
 }
 
 impl Store {
     /// Deletes, in one transaction: codes that expired or were closed more than an hour before
     /// `now`; sends that have left the daily window; lockout rows with no failures counted and
-    /// no lock in force; audit rows older than `audit_retention_secs`.
+    /// no lock in force; audit rows older than `audit_retention_secs`; expired reuse grants.
     pub fn purge(
         &mut self,
         now: i64,
@@ -54,12 +56,17 @@ impl Store {
             "DELETE FROM audit WHERE time < ?1",
             params![now.saturating_sub(audit_retention_secs.max(0))],
         )?;
+        let grants = tx.execute(
+            "DELETE FROM reuse_grants WHERE expires_at <= ?1",
+            params![now],
+        )?;
         tx.commit()?;
         Ok(PurgeCounts {
             codes,
             sends,
             lockouts,
             audit,
+            grants,
         })
     }
 }

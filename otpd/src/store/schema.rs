@@ -82,8 +82,27 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_time ON audit (time);
 ";
 
+/// Version 2: reuse grants for single-secret protocols.
+///
+/// HTTP and WebDAV clients send the same `password || code` on every request. After a code is
+/// verified, a grant keeps a salted MAC of it, bound to the user, the PAM service and the remote
+/// host, until `expires_at` (`reuse_window_seconds` later), so the next requests of that client
+/// pass without a new code. `rhost` is '' for logins without a remote host.
+const V2: &str = "
+CREATE TABLE reuse_grants (
+    user       TEXT NOT NULL,
+    service    TEXT NOT NULL,
+    rhost      TEXT NOT NULL,
+    salt       BLOB NOT NULL CHECK (length(salt) = 16),
+    mac        BLOB NOT NULL CHECK (length(mac) = 32),
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (user, service, rhost)
+) WITHOUT ROWID;
+CREATE INDEX reuse_grants_by_expiry ON reuse_grants (expires_at);
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -131,7 +150,7 @@ mod tests {
     #[test]
     fn a_fresh_database_gets_the_current_version() {
         let (dir, _store) = open_store();
-        assert_eq!(CURRENT_VERSION, 1);
+        assert_eq!(CURRENT_VERSION, 2);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 

@@ -1,0 +1,147 @@
+//! Debian's OpenSSH sshd on a free loopback port, with a test host key and its own config.
+//!
+//! sshd's PAM service name is the name it was started as (OpenSSH uses its program name), so a
+//! symlink `<dir>/<service>` to /usr/sbin/sshd gives a second sshd its own service: `sshd-sftp`
+//! is how the README tells SSH and SFTP apart. Under pam_wrapper the service file is read from
+//! the test's directory.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::pam_wrapper;
+use super::process::{ServerProcess, start_on_free_port};
+use crate::stack::PamConfDir;
+
+/// The real sshd.
+pub const SSHD: &str = "/usr/sbin/sshd";
+/// The privilege separation directory compiled into Debian's sshd.
+const PRIVSEP_DIR: &str = "/run/sshd";
+
+/// Password then code: the PAM stack asks for both over keyboard-interactive.
+pub const PASSWORD_THEN_CODE: &str = "AuthenticationMethods keyboard-interactive:pam\n";
+/// Key then code: the key first, then keyboard-interactive for the code.
+pub const KEY_THEN_CODE: &str = "AuthenticationMethods publickey,keyboard-interactive:pam\n";
+/// SSH's `password` method alone, which the README warns against: sshd answers every PAM prompt
+/// with the one password, so it cannot carry a code.
+pub const PASSWORD_ONLY: &str = "PasswordAuthentication yes\n\
+                                 KbdInteractiveAuthentication no\n\
+                                 AuthenticationMethods password\n";
+/// An SFTP-only server (the `sshd-sftp` setup).
+pub const SFTP_ONLY: &str = "AuthenticationMethods keyboard-interactive:pam\n\
+                             ForceCommand internal-sftp\n";
+
+/// A running sshd.
+#[derive(Debug)]
+pub struct Sshd {
+    process: ServerProcess,
+    _pam: PamConfDir,
+    dir: tempfile::TempDir,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The PAM service name (the name sshd runs as).
+    pub service: String,
+}
+
+impl Sshd {
+    /// Starts sshd as `service` with `pam_stack` as its PAM service file and `config` (e.g.
+    /// [`KEY_THEN_CODE`]) ahead of the common settings: sshd keeps the first value it reads.
+    pub fn start(service: &str, pam_stack: &str, config: &str) -> Sshd {
+        ensure_privsep_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let host_key = dir.path().join("host_ed25519");
+        keygen(&host_key);
+        let program = dir.path().join(service);
+        symlink(SSHD, &program).expect("symlink sshd");
+        let pam = pam_wrapper::service_dir();
+        pam.service(service, pam_stack);
+        let config_path = dir.path().join("sshd_config");
+        let log = dir.path().join("sshd.log");
+        let (process, port) = start_on_free_port(service, |port| {
+            fs::write(&config_path, render_config(port, &host_key, config)).expect("config");
+            let mut command = Command::new(&program);
+            command.arg("-D").arg("-e").arg("-f").arg(&config_path);
+            pam_wrapper::wrap(&mut command, pam.path());
+            (command, log.clone())
+        });
+        Sshd {
+            process,
+            _pam: pam,
+            dir,
+            port,
+            service: service.to_string(),
+        }
+    }
+
+    /// The host key line for a client's known_hosts file.
+    pub fn known_hosts_line(&self) -> String {
+        let public = fs::read_to_string(self.dir.path().join("host_ed25519.pub"))
+            .expect("read the host public key");
+        format!("[127.0.0.1]:{} {}", self.port, public.trim())
+    }
+
+    /// sshd's log (`-e`: everything it logs goes there).
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Whether the listening sshd is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+}
+
+fn render_config(port: u16, host_key: &Path, extra: &str) -> String {
+    format!(
+        "{extra}\n\
+         ListenAddress 127.0.0.1:{port}\n\
+         HostKey {}\n\
+         PidFile none\n\
+         UsePAM yes\n\
+         KbdInteractiveAuthentication yes\n\
+         PasswordAuthentication no\n\
+         PubkeyAuthentication yes\n\
+         PermitRootLogin no\n\
+         UseDNS no\n\
+         PrintMotd no\n\
+         PrintLastLog no\n\
+         X11Forwarding no\n\
+         AllowTcpForwarding no\n\
+         AllowAgentForwarding no\n\
+         Subsystem sftp internal-sftp\n\
+         LogLevel DEBUG1\n",
+        host_key.display()
+    )
+}
+
+/// Generates an ed25519 key pair without a passphrase (`path` and `path.pub`).
+pub fn keygen(path: &Path) -> PathBuf {
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "pam_otp_email-e2e",
+            "-f",
+        ])
+        .arg(path)
+        .status()
+        .expect("run ssh-keygen (openssh-client)");
+    assert!(status.success(), "ssh-keygen failed");
+    path.with_extension("pub")
+}
+
+/// sshd refuses to start without its privilege separation directory, which Debian's ssh service
+/// creates at boot; create it the same way when no ssh service ever ran here.
+fn ensure_privsep_dir() {
+    let dir = Path::new(PRIVSEP_DIR);
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).expect("create /run/sshd");
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod /run/sshd");
+    }
+}
