@@ -59,16 +59,18 @@ impl TestConfig {
 impl Otpd {
     /// Starts otpd and waits until it answers a ping.
     pub fn start(config: &TestConfig) -> Otpd {
+        Otpd::start_with_text(|socket, state_dir| config.render(socket, state_dir))
+    }
+
+    /// Starts otpd with the whole config file written by `render` from the socket path and the
+    /// state directory (for tests that need their own `[mail]`), and waits for a ping.
+    pub fn start_with_text(render: impl FnOnce(&Path, &Path) -> String) -> Otpd {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other uids (the caller tests) must reach the socket below this directory.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let socket = dir.path().join("run/otpd.sock");
         let config_path = dir.path().join("otpd.toml");
-        fs::write(
-            &config_path,
-            config.render(&socket, &dir.path().join("state")),
-        )
-        .expect("write config");
+        fs::write(&config_path, render(&socket, &dir.path().join("state"))).expect("write config");
         let mut otpd = Otpd {
             child: None,
             dir,

@@ -76,6 +76,12 @@ impl SmtpCapture {
         SmtpCapture { child, port, dir }
     }
 
+    /// Where the server writes: accepted messages, `refused/` (with `--keep-refused`) and
+    /// `commands.log` (each command verb received, with whether TLS was on).
+    pub fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
     /// A handle that reads this server's mail from any thread or closure.
     pub fn reader(&self) -> MailReader {
         MailReader {

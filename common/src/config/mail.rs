@@ -1,18 +1,38 @@
-//! `[mail]`: the sender of code mails and the SMTP servers tried in order.
+//! `[mail]`: who code mails come from, what they say, and how they leave the machine: through
+//! the local MTA's `sendmail` (the default when no server is listed), or through the SMTP
+//! servers in `[[mail.servers]]`, tried in order.
+
+mod dkim;
+mod server;
+mod template;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::address::{EmailAddress, is_dns_label};
+use super::address::EmailAddress;
 use super::check::{self, SECOND};
 use super::error::{Invalid, Location};
-use super::raw::{RawMail, RawServer, Text};
+use super::raw::{RawMail, Text};
+
+pub use self::dkim::DkimSettings;
+pub use self::server::{Security, SmtpAuth, SmtpServer};
+pub use self::template::{
+    DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT, MessageOverrides, MessageTemplate,
+    MessageTemplates, TemplateVar,
+};
 
 /// The longest sender display name; it goes into a header.
 const MAX_FROM_NAME: usize = 128;
+
+/// Where `sendmail` usually is; postfix, exim and msmtp all install one there.
+pub const DEFAULT_SENDMAIL_PATH: &str = "/usr/sbin/sendmail";
+
+/// How long a whole send may take, over every server, unless `total_timeout_seconds` says
+/// otherwise.
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How code mails are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,78 +41,36 @@ pub struct MailConfig {
     pub from: EmailAddress,
     /// A display name for the `From:` header, free of control characters.
     pub from_name: Option<String>,
-    /// Servers in the order they are tried; never empty, names unique.
+    /// Where replies go, if not to `from`.
+    pub reply_to: Option<EmailAddress>,
+    /// How mail leaves the machine.
+    pub transport: MailTransport,
+    /// The SMTP servers in the order they are tried: never empty with
+    /// [`MailTransport::Smtp`], names unique; always empty with [`MailTransport::Sendmail`].
     pub servers: Vec<SmtpServer>,
+    /// The subject and bodies; profiles may replace them (see [`MessageOverrides`]).
+    pub message: MessageTemplates,
+    /// The longest a whole send may take, over every server tried.
+    pub total_timeout: Duration,
+    /// DKIM signing, when configured.
+    pub dkim: Option<DkimSettings>,
 }
 
-/// One SMTP server.
+/// How mail leaves the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpServer {
-    /// A short unique name for logs and audit rows.
-    pub name: String,
-    /// A host name or IP address.
-    pub host: String,
-    /// The TCP port.
-    pub port: u16,
-    /// How the connection is protected. `None` is only allowed to loopback hosts or when the
-    /// admin wrote `insecure_plaintext = true`.
-    pub security: Security,
-    /// How long one delivery attempt to this server may take.
-    pub timeout: Duration,
-}
-
-/// Transport security towards an SMTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Security {
-    /// Plain text: the code crosses the network readable by anyone on the path.
-    None,
-    /// Plain connection upgraded with STARTTLS, which must succeed.
-    Starttls,
-    /// TLS from the first byte (SMTPS).
-    Tls,
-}
-
-impl Security {
-    /// The name used in the config and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Security::None => "none",
-            Security::Starttls => "starttls",
-            Security::Tls => "tls",
-        }
-    }
-
-    /// The usual port for this kind of connection.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Security::None => 25,
-            Security::Starttls => 587,
-            Security::Tls => 465,
-        }
-    }
-
-    fn from_raw(value: &Text) -> Result<Security, Invalid> {
-        match value.get_ref().as_str() {
-            "none" => Ok(Security::None),
-            "starttls" => Ok(Security::Starttls),
-            "tls" => Ok(Security::Tls),
-            other => Err(Invalid::new(
-                value.span(),
-                format!("security must be \"none\", \"starttls\" or \"tls\", got {other:?}"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Security {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+pub enum MailTransport {
+    /// The SMTP servers of [`MailConfig::servers`], tried in order.
+    Smtp,
+    /// The local MTA's `sendmail` program, which queues and retries on its own.
+    Sendmail {
+        /// The program, an absolute path.
+        path: PathBuf,
+    },
 }
 
 impl MailConfig {
-    /// Checks `[mail]`. `text` is the whole file, used only to say on which line a duplicate
-    /// server name was first used.
+    /// Checks `[mail]`. `text` is the whole file, to say on which line a duplicate server name
+    /// was first used and to point into inline templates.
     pub(super) fn from_raw(raw: &Spanned<RawMail>, text: &str) -> Result<MailConfig, Invalid> {
         let mail = raw.get_ref();
         let Some(from) = &mail.from else {
@@ -101,46 +79,122 @@ impl MailConfig {
                 "[mail] needs from = \"ADDRESS\", the sender of code mails",
             ));
         };
-        let from = EmailAddress::parse(from.get_ref()).map_err(|why| {
-            Invalid::new(from.span(), format!("from is not a valid address: {why}"))
-        })?;
+        let from = address("from", from)?;
         let from_name = mail.from_name.as_ref().map(from_name).transpose()?;
-        let Some(servers) = &mail.servers else {
-            return Err(Invalid::new(
-                raw.span(),
-                "[mail] needs at least one [[mail.servers]] entry",
-            ));
+        let reply_to = mail
+            .reply_to
+            .as_ref()
+            .map(|v| address("reply_to", v))
+            .transpose()?;
+        let (transport, servers) = transport(raw, text)?;
+        let message = MessageTemplates::from_raw(
+            mail.subject.as_ref(),
+            mail.text_template.as_ref(),
+            mail.html_template.as_ref(),
+            text,
+        )?;
+        let total_timeout = match &mail.total_timeout_seconds {
+            Some(v) => check::duration("total_timeout_seconds", v, 1, 120, SECOND)?,
+            None => DEFAULT_TOTAL_TIMEOUT,
         };
-        if servers.get_ref().is_empty() {
-            return Err(Invalid::new(
-                servers.span(),
-                "mail.servers is empty; at least one [[mail.servers]] entry is needed",
-            ));
-        }
-        // Name -> byte offset of its first use, to point back at it.
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        let mut checked = Vec::with_capacity(servers.get_ref().len());
-        for raw_server in servers.get_ref() {
-            let (server, name_span) = SmtpServer::from_raw(raw_server)?;
-            if let Some(&first) = seen.get(&server.name) {
-                let line = Location::of_offset(text, first).line;
-                return Err(Invalid::new(
-                    name_span,
-                    format!(
-                        "mail server name {:?} is already used on line {line}; names must be unique",
-                        server.name
-                    ),
-                ));
-            }
-            seen.insert(server.name.clone(), name_span.start);
-            checked.push(server);
-        }
+        let dkim = mail.dkim.as_ref().map(DkimSettings::from_raw).transpose()?;
         Ok(MailConfig {
             from,
             from_name,
-            servers: checked,
+            reply_to,
+            transport,
+            servers,
+            message,
+            total_timeout,
+            dkim,
         })
     }
+}
+
+/// `transport`, `sendmail_path` and `[[mail.servers]]`, which must agree: a server list that
+/// would be ignored, or a sendmail path that would be, is a mistake worth stopping for.
+fn transport(
+    raw: &Spanned<RawMail>,
+    text: &str,
+) -> Result<(MailTransport, Vec<SmtpServer>), Invalid> {
+    let mail = raw.get_ref();
+    let kind = match &mail.transport {
+        None => None,
+        Some(v) => match v.get_ref().as_str() {
+            "smtp" => Some(("smtp", v.span())),
+            "sendmail" => Some(("sendmail", v.span())),
+            other => {
+                return Err(Invalid::new(
+                    v.span(),
+                    format!("transport must be \"smtp\" or \"sendmail\", got {other:?}"),
+                ));
+            }
+        },
+    };
+    match (kind, &mail.servers) {
+        (Some(("sendmail", _)) | None, None) => {
+            let path = match &mail.sendmail_path {
+                Some(v) => check::absolute_path("sendmail_path", v)?,
+                None => PathBuf::from(DEFAULT_SENDMAIL_PATH),
+            };
+            Ok((MailTransport::Sendmail { path }, Vec::new()))
+        }
+        (Some(("sendmail", span)), Some(_)) => Err(Invalid::new(
+            span,
+            "transport = \"sendmail\" does not use [[mail.servers]]; remove them or set transport = \"smtp\"",
+        )),
+        (_, servers) => {
+            if let Some(v) = &mail.sendmail_path {
+                return Err(Invalid::new(
+                    v.span(),
+                    "sendmail_path is only used with transport = \"sendmail\"",
+                ));
+            }
+            let Some(servers) = servers else {
+                return Err(Invalid::new(
+                    raw.span(),
+                    "transport = \"smtp\" needs at least one [[mail.servers]] entry",
+                ));
+            };
+            Ok((MailTransport::Smtp, smtp_servers(servers, text)?))
+        }
+    }
+}
+
+fn smtp_servers(
+    servers: &Spanned<Vec<Spanned<super::raw::RawServer>>>,
+    text: &str,
+) -> Result<Vec<SmtpServer>, Invalid> {
+    if servers.get_ref().is_empty() {
+        return Err(Invalid::new(
+            servers.span(),
+            "mail.servers is empty; list at least one [[mail.servers]] entry, or leave mail.servers out to hand mail to the local sendmail",
+        ));
+    }
+    // Name -> byte offset of its first use, to point back at it.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut checked = Vec::with_capacity(servers.get_ref().len());
+    for raw_server in servers.get_ref() {
+        let (server, name_span) = SmtpServer::from_raw(raw_server)?;
+        if let Some(&first) = seen.get(&server.name) {
+            let line = Location::of_offset(text, first).line;
+            return Err(Invalid::new(
+                name_span,
+                format!(
+                    "mail server name {:?} is already used on line {line}; names must be unique",
+                    server.name
+                ),
+            ));
+        }
+        seen.insert(server.name.clone(), name_span.start);
+        checked.push(server);
+    }
+    Ok(checked)
+}
+
+fn address(key: &str, value: &Text) -> Result<EmailAddress, Invalid> {
+    EmailAddress::parse(value.get_ref())
+        .map_err(|why| Invalid::new(value.span(), format!("{key} is not a valid address: {why}")))
 }
 
 /// The display name: it lands in a `From:` header, so no control characters (a CR/LF would
@@ -159,83 +213,6 @@ fn from_name(value: &Text) -> Result<String, Invalid> {
     Ok(name.clone())
 }
 
-impl SmtpServer {
-    /// Checks one `[[mail.servers]]` entry; also returns the span of its name for the
-    /// uniqueness check.
-    fn from_raw(raw: &Spanned<RawServer>) -> Result<(SmtpServer, std::ops::Range<usize>), Invalid> {
-        let server = raw.get_ref();
-        let missing = |key: &str, what: &str| {
-            Invalid::new(raw.span(), format!("this mail server has no {key}; {what}"))
-        };
-        let name_value = server
-            .name
-            .as_ref()
-            .ok_or_else(|| missing("name", "add name = \"NAME\" to tell servers apart in logs"))?;
-        let name = check::label("mail server name", name_value)?;
-        let host_value = server
-            .host
-            .as_ref()
-            .ok_or_else(|| missing("host", "add host = \"HOST NAME OR IP ADDRESS\""))?;
-        let host = host(host_value)?;
-        let security_value = server.security.as_ref().ok_or_else(|| {
-            missing(
-                "security",
-                "set security = \"tls\", \"starttls\" or \"none\"; there is no default on purpose",
-            )
-        })?;
-        let security = Security::from_raw(security_value)?;
-        let insecure_ok = server.insecure_plaintext == Some(true);
-        if security == Security::None && !is_loopback(&host) && !insecure_ok {
-            return Err(Invalid::new(
-                security_value.span(),
-                format!(
-                    "security = \"none\" would send codes in clear text to {host:?}; it is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost). Use \"starttls\" or \"tls\", or set insecure_plaintext = true if the network path is trusted"
-                ),
-            ));
-        }
-        let port = match &server.port {
-            Some(v) => check::number("port", v, 1, 65_535)?,
-            None => security.default_port(),
-        };
-        let timeout = match &server.timeout_seconds {
-            Some(v) => check::duration("timeout_seconds", v, 1, 120, SECOND)?,
-            None => SECOND * 10,
-        };
-        let smtp = SmtpServer {
-            name,
-            host,
-            port,
-            security,
-            timeout,
-        };
-        Ok((smtp, name_value.span()))
-    }
-}
-
-/// A host name (DNS labels, no trailing dot) or an IP address without brackets.
-fn host(value: &Text) -> Result<String, Invalid> {
-    let host = value.get_ref();
-    let is_name = host.len() <= 253 && host.split('.').all(is_dns_label);
-    if is_name || host.parse::<IpAddr>().is_ok() {
-        Ok(host.clone())
-    } else {
-        Err(Invalid::new(
-            value.span(),
-            format!(
-                "host must be a host name (letters, digits, '-' and dots) or an IP address without brackets, got {host:?}"
-            ),
-        ))
-    }
-}
-
-/// Hosts where plain SMTP never leaves the machine.
-fn is_loopback(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,100 +227,104 @@ mod tests {
         MailConfig::from_raw(&raw.mail, &text)
     }
 
-    fn server(body: &str) -> Result<SmtpServer, Invalid> {
-        mail(&format!("[[mail.servers]]\nname = \"s\"\n{body}"))
-            .map(|m| m.servers.into_iter().next().unwrap())
-    }
+    const SERVER: &str = "[[mail.servers]]\nname = \"s\"\nhost = \"h\"\nsecurity = \"tls\"\n";
 
     #[test]
-    fn the_port_defaults_by_security() {
-        let s = server("host = \"127.0.0.1\"\nsecurity = \"none\"").unwrap();
-        assert_eq!((s.port, s.security), (25, Security::None));
-        assert_eq!(s.timeout, Duration::from_secs(10));
-        let s = server("host = \"smtp.example.com\"\nsecurity = \"starttls\"").unwrap();
-        assert_eq!(s.port, 587);
-        let s = server("host = \"smtp.example.com\"\nsecurity = \"tls\"").unwrap();
-        assert_eq!(s.port, 465);
-        let s = server("host = \"smtp.example.com\"\nsecurity = \"tls\"\nport = 2465").unwrap();
-        assert_eq!(s.port, 2465);
-    }
-
-    #[test]
-    fn plaintext_is_for_loopback_unless_insecure_is_explicit() {
-        for host in ["127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST"] {
-            assert!(
-                server(&format!("host = {host:?}\nsecurity = \"none\"")).is_ok(),
-                "{host}"
-            );
-        }
-        for host in [
-            "10.0.0.1",
-            "smtp.example.com",
-            "localhost.example.com",
-            "::ffff:127.0.0.1",
-        ] {
-            let e = server(&format!("host = {host:?}\nsecurity = \"none\"")).unwrap_err();
-            assert!(
-                e.message.contains("only allowed for loopback"),
-                "{host}: {}",
-                e.message
-            );
-        }
-        assert!(
-            server("host = \"10.0.0.1\"\nsecurity = \"none\"\ninsecure_plaintext = true").is_ok()
+    fn without_servers_mail_goes_to_the_local_sendmail() {
+        let m = mail("").unwrap();
+        assert_eq!(
+            m.transport,
+            MailTransport::Sendmail {
+                path: PathBuf::from("/usr/sbin/sendmail")
+            }
         );
-        assert!(
-            server("host = \"10.0.0.1\"\nsecurity = \"none\"\ninsecure_plaintext = false").is_err()
+        assert!(m.servers.is_empty());
+        assert_eq!(m.total_timeout, Duration::from_secs(20));
+        assert_eq!(m.message, MessageTemplates::default());
+        assert_eq!((m.reply_to, m.dkim), (None, None));
+        let m = mail("transport = \"sendmail\"\nsendmail_path = \"/usr/bin/msmtp\"").unwrap();
+        assert_eq!(
+            m.transport,
+            MailTransport::Sendmail {
+                path: PathBuf::from("/usr/bin/msmtp")
+            }
         );
     }
 
     #[test]
-    fn security_has_no_silent_default() {
-        let e = server("host = \"127.0.0.1\"").unwrap_err();
-        assert!(e.message.contains("no security"), "{}", e.message);
-        let e = server("host = \"127.0.0.1\"\nsecurity = \"ssl\"").unwrap_err();
+    fn servers_mean_smtp_and_the_transport_must_agree_with_them() {
+        let m = mail(SERVER).unwrap();
+        assert_eq!(m.servers.len(), 1);
+        assert_eq!(m.transport, MailTransport::Smtp);
+        assert!(mail(&format!("transport = \"smtp\"\n{SERVER}")).is_ok());
+        let e = mail("transport = \"smtp\"").unwrap_err();
+        assert!(e.message.contains("needs at least one"), "{}", e.message);
+        let e = mail(&format!("transport = \"sendmail\"\n{SERVER}")).unwrap_err();
+        assert!(
+            e.message.contains("does not use [[mail.servers]]"),
+            "{}",
+            e.message
+        );
+        let e = mail(&format!("sendmail_path = \"/usr/sbin/sendmail\"\n{SERVER}")).unwrap_err();
+        assert!(e.message.contains("only used with"), "{}", e.message);
+        let e = mail("transport = \"lmtp\"").unwrap_err();
         assert_eq!(
             e.message,
-            "security must be \"none\", \"starttls\" or \"tls\", got \"ssl\""
+            "transport must be \"smtp\" or \"sendmail\", got \"lmtp\""
         );
-    }
-
-    #[test]
-    fn hosts_are_names_or_addresses() {
-        for bad in [
-            "",
-            "smtp example.com",
-            "[::1]",
-            "smtp.example.com.",
-            "a\r\nb",
-            "-x",
-        ] {
-            let e = server(&format!("host = {bad:?}\nsecurity = \"tls\"")).unwrap_err();
-            assert!(
-                e.message.starts_with("host must be"),
-                "{bad:?}: {}",
-                e.message
-            );
-        }
-        assert!(server("host = \"2001:db8::25\"\nsecurity = \"tls\"").is_ok());
-        assert!(server("host = \"mailhub\"\nsecurity = \"tls\"").is_ok());
-    }
-
-    #[test]
-    fn port_and_timeout_ranges() {
-        assert!(server("host = \"h\"\nsecurity = \"tls\"\nport = 0").is_err());
-        assert!(server("host = \"h\"\nsecurity = \"tls\"\nport = 65536").is_err());
-        assert!(server("host = \"h\"\nsecurity = \"tls\"\ntimeout_seconds = 0").is_err());
-        assert!(server("host = \"h\"\nsecurity = \"tls\"\ntimeout_seconds = 121").is_err());
+        assert!(mail("sendmail_path = \"sendmail\"").is_err());
+        let e = mail("servers = []").unwrap_err();
+        assert!(e.message.contains("mail.servers is empty"), "{}", e.message);
     }
 
     #[test]
     fn from_name_refuses_control_characters() {
-        let base = "[[mail.servers]]\nname = \"s\"\nhost = \"h\"\nsecurity = \"tls\"\n";
-        let ok = mail(&format!("from_name = \"Login codes\"\n{base}")).unwrap();
+        let ok = mail(&format!("from_name = \"Login codes\"\n{SERVER}")).unwrap();
         assert_eq!(ok.from_name.as_deref(), Some("Login codes"));
-        assert!(mail(&format!("from_name = \"x\\r\\nBcc: y\"\n{base}")).is_err());
-        assert!(mail(&format!("from_name = \"\"\n{base}")).is_err());
+        assert!(mail(&format!("from_name = \"x\\r\\nBcc: y\"\n{SERVER}")).is_err());
+        assert!(mail(&format!("from_name = \"\"\n{SERVER}")).is_err());
+    }
+
+    #[test]
+    fn reply_to_is_a_checked_address() {
+        let m = mail("reply_to = \"helpdesk@example.com\"").unwrap();
+        assert_eq!(m.reply_to.unwrap().as_str(), "helpdesk@example.com");
+        let e = mail("reply_to = \"a@example.com\\nBcc: b@example.com\"").unwrap_err();
+        assert!(
+            e.message.starts_with("reply_to is not a valid address"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn the_total_timeout_is_bounded() {
+        let m = mail("total_timeout_seconds = 5").unwrap();
+        assert_eq!(m.total_timeout, Duration::from_secs(5));
+        assert!(mail("total_timeout_seconds = 0").is_err());
+        assert!(mail("total_timeout_seconds = 121").is_err());
+    }
+
+    #[test]
+    fn templates_are_read_with_the_mail_section() {
+        let m = mail("subject = \"Kod: {host}\"\ntext_template = \"Kodunuz {code}\"").unwrap();
+        let render = |t: &MessageTemplate| t.render(|v| format!("<{}>", v.name()));
+        assert_eq!(render(&m.message.subject), "Kod: <host>");
+        assert_eq!(render(&m.message.text), "Kodunuz <code>");
+        assert_eq!(m.message.html, MessageTemplates::default().html);
+        let e = mail("html_template = \"<p>{code} {nope}</p>\"").unwrap_err();
+        assert!(
+            e.message.contains("unknown variable {nope}"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn dkim_is_read_with_the_mail_section() {
+        let m = mail("[mail.dkim]\nselector = \"s1\"\ndomain = \"example.com\"\nkey_file = \"/etc/otpd/dkim.key\"\n")
+            .unwrap();
+        assert_eq!(m.dkim.unwrap().selector, "s1");
     }
 
     #[test]

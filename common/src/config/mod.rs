@@ -26,7 +26,11 @@ use std::path::{Path, PathBuf};
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
 pub use self::daemon::{DEFAULT_STATE_DIR, DaemonConfig, TrustedCaller};
 pub use self::error::{ConfigError, Location};
-pub use self::mail::{MailConfig, Security, SmtpServer};
+pub use self::mail::{
+    DEFAULT_HTML, DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT,
+    DkimSettings, MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates,
+    Security, SmtpAuth, SmtpServer, TemplateVar,
+};
 pub use self::policy::Policy;
 pub use self::settings::{Mode, Settings};
 pub use self::template::EmailTemplate;
@@ -112,7 +116,7 @@ impl Config {
         let Some(mail) = &raw.mail else {
             return Err(Invalid::new(
                 0..0,
-                "the [mail] section is required: it needs from = \"ADDRESS\" and at least one [[mail.servers]] entry",
+                "the [mail] section is required: it needs at least from = \"ADDRESS\", the sender of code mails",
             ));
         };
         let mail = MailConfig::from_raw(mail, text)?;

@@ -83,6 +83,9 @@ fn a_minimal_config_gets_every_default() {
             host: "127.0.0.1".into(),
             port: 25,
             security: Security::None,
+            auth: None,
+            ca_file: None,
+            hello_name: None,
             timeout: Duration::from_secs(10),
         }]
     );
@@ -311,9 +314,13 @@ fn an_empty_server_list_is_refused() {
         error_in_whole("[mail]\nfrom = \"otp@example.com\"\nservers = []\n");
     assert_eq!((line, column), (3, 11));
     assert!(message.contains("at least one"), "{message}");
-    let (line, column, message) = error_in_whole("# codes\n[mail]\nfrom = \"otp@example.com\"\n");
+    let (line, column, message) =
+        error_in_whole("# codes\n[mail]\nfrom = \"otp@example.com\"\ntransport = \"smtp\"\n");
     assert_eq!((line, column), (2, 1));
-    assert_eq!(message, "[mail] needs at least one [[mail.servers]] entry");
+    assert_eq!(
+        message,
+        "transport = \"smtp\" needs at least one [[mail.servers]] entry"
+    );
 }
 
 #[test]

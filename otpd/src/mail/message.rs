@@ -1,20 +1,21 @@
-//! The message that carries a code: who it is for, the host and service, and when it expires.
+//! The messages otpd sends: the code mail and the admin's test mail.
 //!
-//! Every value that came from outside (user name, service, remote host) is stripped of control
-//! characters and capped before it reaches a header or body, so a user name carrying CR/LF cannot
-//! add headers or SMTP commands.
+//! A code mail is multipart/alternative (text and HTML, both from templates) with Date,
+//! Message-ID and `Auto-Submitted: auto-generated` (so vacation responders stay quiet). Both
+//! bodies always carry a transfer encoding (quoted-printable, or base64 for non-ASCII text), and
+//! non-ASCII headers are RFC 2047-encoded, so the whole message is 7-bit ASCII: no template or
+//! login text reaches the SMTP stream as a raw line, and any server takes it without 8BITMIME.
+//! Addresses go through lettre's checked parser only.
 
-use common::config::EmailAddress;
+use common::config::{EmailAddress, MessageOverrides, MessageTemplates};
 use common::secret::SecretString;
-use common::text::strip_for_mail;
-use lettre::Message;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::{Address, Message};
+use zeroize::Zeroizing;
 
-use crate::timefmt;
-
-/// The longest user name, service or host that is written into a mail.
-const MAX_MAIL_FIELD: usize = 128;
+use super::dkim::Dkim;
+use super::render::{self, Values};
 
 /// What a code mail says.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct CodeMail<'a> {
     pub issued_at: i64,
     /// When it expires (Unix seconds).
     pub expires_at: i64,
+    /// The subject and bodies the login's profile replaces (`Settings::message`).
+    pub overrides: &'a MessageOverrides,
 }
 
 /// Why a message could not be built.
@@ -50,124 +53,303 @@ pub enum MessageError {
     Build(String),
 }
 
-/// The sender, as configured.
-#[derive(Debug, Clone)]
+/// Who mails come from and what they say, as configured.
+#[derive(Debug)]
 pub struct Sender {
-    /// `[mail] from`.
-    pub from: EmailAddress,
-    /// `[mail] from_name`.
-    pub from_name: Option<String>,
+    /// `[mail] from` with `from_name`.
+    pub from: Mailbox,
+    /// `[mail] reply_to`.
+    pub reply_to: Option<Mailbox>,
+    /// `[mail]` subject and bodies.
+    pub templates: MessageTemplates,
+    /// DKIM signing, when configured.
+    pub dkim: Option<Dkim>,
 }
 
-/// Builds the message for `mail`.
-pub fn build(sender: &Sender, mail: &CodeMail<'_>) -> Result<Message, MessageError> {
-    let from = mailbox(sender.from_name.clone(), &sender.from)?;
-    let to = mailbox(None, mail.to)?;
-    let user = strip_for_mail(mail.user, MAX_MAIL_FIELD);
-    let host = strip_for_mail(mail.host, MAX_MAIL_FIELD);
-    let valid_minutes = (mail.expires_at - mail.issued_at).max(0) / 60;
-    Message::builder()
-        .from(from)
-        .to(to)
-        .subject(format!("Your login code for {host}"))
+/// A message ready for the wire: the envelope and the formatted bytes, which are wiped from
+/// memory when dropped because a code mail's bytes hold the code.
+pub struct Outgoing {
+    /// The envelope sender and recipient.
+    pub envelope: lettre::address::Envelope,
+    /// The message as sent, CRLF line ends, 7-bit ASCII.
+    pub bytes: Zeroizing<Vec<u8>>,
+    /// The same message for lettre's sendmail transport.
+    pub message: Message,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("envelope", &self.envelope)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// The sender from the config's checked addresses.
+    pub fn new(
+        from: &EmailAddress,
+        from_name: Option<&str>,
+        reply_to: Option<&EmailAddress>,
+        templates: MessageTemplates,
+        dkim: Option<Dkim>,
+    ) -> Result<Sender, MessageError> {
+        Ok(Sender {
+            from: Mailbox::new(from_name.map(str::to_string), address(from)?),
+            reply_to: reply_to
+                .map(|a| address(a).map(|a| Mailbox::new(None, a)))
+                .transpose()?,
+            templates,
+            dkim,
+        })
+    }
+}
+
+/// Builds the code mail.
+pub fn code_mail(sender: &Sender, mail: &CodeMail<'_>) -> Result<Outgoing, MessageError> {
+    let templates = sender.templates.with(mail.overrides);
+    let values = Values {
+        code: mail.code,
+        to: mail.to,
+        user: mail.user,
+        host: mail.host,
+        service: mail.service,
+        protocol: mail.protocol,
+        rhost: mail.rhost,
+        issued_at: mail.issued_at,
+        expires_at: mail.expires_at,
+    };
+    let subject = values.render_plain(&templates.subject);
+    let text = Zeroizing::new(values.render_plain(&templates.text));
+    let html = Zeroizing::new(values.render_html(&templates.html));
+    let body = MultiPart::alternative()
+        .singlepart(part(ContentType::TEXT_PLAIN, &text)?)
+        .singlepart(part(ContentType::TEXT_HTML, &html)?);
+    finish(sender, mail.to, subject, body)
+}
+
+/// Builds the admin's test message for the server `server` on host `host`.
+pub fn test_mail(
+    sender: &Sender,
+    to: &EmailAddress,
+    host: &str,
+    server: &str,
+) -> Result<Outgoing, MessageError> {
+    let host = render::clean(host);
+    let text = format!(
+        "This is a test message from otpd on {host}, sent through the mail server \"{server}\".\n\n\
+         It carries no login code. If it arrived, login codes from {host} can reach this mailbox.\n"
+    );
+    let html = format!(
+        "<p>{}</p>",
+        render::escape_html(&text).replace("\n\n", "</p><p>")
+    );
+    let body = MultiPart::alternative()
+        .singlepart(part(ContentType::TEXT_PLAIN, &text)?)
+        .singlepart(part(ContentType::TEXT_HTML, &html)?);
+    finish(sender, to, format!("otpd test message from {host}"), body)
+}
+
+fn finish(
+    sender: &Sender,
+    to: &EmailAddress,
+    subject: String,
+    body: MultiPart,
+) -> Result<Outgoing, MessageError> {
+    let mut builder = Message::builder()
+        .from(sender.from.clone())
+        .to(Mailbox::new(None, address(to)?))
+        .subject(subject)
+        .date_now()
         .message_id(None)
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             "auto-generated".to_string(),
-        ))
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(text_body(mail, &user, &host, valid_minutes)),
-        )
-        .map_err(|e| MessageError::Build(e.to_string()))
+        ));
+    if let Some(reply_to) = &sender.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let mut message = builder
+        .multipart(body)
+        .map_err(|e| MessageError::Build(e.to_string()))?;
+    if let Some(dkim) = &sender.dkim {
+        dkim.sign(&mut message);
+    }
+    let bytes = Zeroizing::new(message.formatted());
+    if !bytes.is_ascii() {
+        // Cannot happen with encoded bodies and headers; refusing keeps the promise that no
+        // raw 8-bit text reaches a server.
+        return Err(MessageError::Build(
+            "the formatted message is not 7-bit ASCII".into(),
+        ));
+    }
+    Ok(Outgoing {
+        envelope: message.envelope().clone(),
+        bytes,
+        message,
+    })
 }
 
-fn text_body(mail: &CodeMail<'_>, user: &str, host: &str, valid_minutes: i64) -> String {
-    let service = strip_for_mail(mail.service, MAX_MAIL_FIELD);
-    let from = mail
-        .rhost
-        .map(|r| format!(" from {}", strip_for_mail(r, MAX_MAIL_FIELD)))
-        .unwrap_or_default();
-    format!(
-        "Your login code is: {code}\n\n\
-         It is for user {user} on {host} ({service}, {protocol}{from}).\n\
-         Issued: {issued}\n\
-         Expires: {expires} ({valid_minutes} minutes).\n\n\
-         If you did not try to log in, do not share this code and tell your administrator:\n\
-         somebody may know your password.\n",
-        code = mail.code.expose(),
-        protocol = mail.protocol,
-        issued = timefmt::utc(mail.issued_at),
-        expires = timefmt::utc(mail.expires_at),
-    )
+/// One body part, always with a transfer encoding: quoted-printable keeps ASCII text readable
+/// in the raw message; base64 is shorter for other scripts.
+fn part(content_type: ContentType, text: &str) -> Result<SinglePart, MessageError> {
+    let encoding = if text.is_ascii() {
+        ContentTransferEncoding::QuotedPrintable
+    } else {
+        ContentTransferEncoding::Base64
+    };
+    let body = Body::new_with_encoding(text.to_string(), encoding)
+        .map_err(|_| MessageError::Build(format!("cannot encode a body as {encoding:?}")))?;
+    Ok(SinglePart::builder().header(content_type).body(body))
 }
 
-fn mailbox(name: Option<String>, address: &EmailAddress) -> Result<Mailbox, MessageError> {
-    let parsed: lettre::Address =
-        address
-            .as_str()
-            .parse()
-            .map_err(|e: lettre::address::AddressError| {
-                MessageError::Address(address.as_str().to_string(), e.to_string())
-            })?;
-    Ok(Mailbox::new(name, parsed))
+/// An address through lettre's checked parser (never an unchecked constructor).
+fn address(address: &EmailAddress) -> Result<Address, MessageError> {
+    address
+        .as_str()
+        .parse()
+        .map_err(|e: lettre::address::AddressError| {
+            MessageError::Address(address.as_str().to_string(), e.to_string())
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::{MessageTemplate, MessageTemplates};
+    use std::sync::Arc;
 
-    fn sender() -> Sender {
-        Sender {
-            from: EmailAddress::parse("otp@example.com").unwrap(),
-            from_name: Some("Login codes".into()),
-        }
+    fn sender(templates: MessageTemplates) -> Sender {
+        Sender::new(
+            &EmailAddress::parse("otp@example.com").unwrap(),
+            Some("Giriş kodları"),
+            None,
+            templates,
+            None,
+        )
+        .unwrap()
     }
 
-    #[test]
-    fn message_carries_code_user_host_service_and_expiry() {
+    fn send(user: &str, rhost: Option<&str>, overrides: &MessageOverrides) -> String {
         let to = EmailAddress::parse("alice@example.com").unwrap();
         let code = SecretString::new("123456".into());
         let mail = CodeMail {
             to: &to,
-            user: "alice",
+            user,
             code: &code,
             host: "box1",
             service: "sshd",
             protocol: "ssh",
-            rhost: Some("192.0.2.7"),
+            rhost,
             issued_at: 1_795_351_500,
             expires_at: 1_795_352_100,
+            overrides,
         };
-        let text = String::from_utf8(build(&sender(), &mail).unwrap().formatted()).unwrap();
-        assert!(text.contains("123456"));
+        let out = code_mail(&sender(MessageTemplates::default()), &mail).unwrap();
+        String::from_utf8(out.bytes.to_vec()).unwrap()
+    }
+
+    /// The decoded text of every quoted-printable part.
+    fn decoded_qp(raw: &str) -> String {
+        raw.replace("=\r\n", "").replace("=3D", "=")
+    }
+
+    #[test]
+    fn the_message_has_both_parts_and_the_required_headers() {
+        let raw = send("alice", Some("192.0.2.7"), &MessageOverrides::default());
+        assert!(raw.contains("Content-Type: multipart/alternative"));
+        assert!(raw.contains("Content-Type: text/plain; charset=utf-8"));
+        assert!(raw.contains("Content-Type: text/html; charset=utf-8"));
+        assert!(raw.contains("Auto-Submitted: auto-generated\r\n"));
+        assert!(raw.contains("Message-ID: <"));
+        assert!(raw.contains("Date: "));
+        assert!(raw.contains("To: alice@example.com\r\n"));
+        let text = decoded_qp(&raw);
+        assert!(text.contains("Your login code is: 123456"), "{text}");
         assert!(text.contains("alice on box1 (sshd, ssh from 192.0.2.7)"));
         assert!(text.contains("Expires: 2026-11-22 12:55:00 UTC (10 minutes)"));
-        assert!(text.contains("Auto-Submitted: auto-generated"));
-        assert!(text.contains("Message-ID:"));
-        assert!(text.contains("Date:"));
+    }
+
+    #[test]
+    fn every_body_has_a_transfer_encoding_and_the_message_is_ascii() {
+        let raw = send("alice", None, &MessageOverrides::default());
+        assert_eq!(
+            raw.matches("Content-Transfer-Encoding: quoted-printable")
+                .count(),
+            2
+        );
+        assert!(!raw.contains("Content-Transfer-Encoding: 7bit"));
+        assert!(!raw.contains("Content-Transfer-Encoding: 8bit"));
+        assert!(raw.is_ascii());
     }
 
     #[test]
     fn control_characters_in_untrusted_fields_cannot_inject() {
-        let to = EmailAddress::parse("alice@example.com").unwrap();
-        let code = SecretString::new("123456".into());
-        let mail = CodeMail {
-            to: &to,
-            user: "eve\r\nBcc: victim@example.com",
-            code: &code,
-            host: "box1",
-            service: "sshd\n.\nMAIL FROM:<x@y>",
-            protocol: "ssh",
-            rhost: Some("h\r\nX-Evil: 1"),
-            issued_at: 0,
-            expires_at: 600,
+        let raw = send(
+            "eve\r\nBcc: victim@example.com\r\n.\r\nMAIL FROM:<x@y>",
+            Some("h\r\nX-Evil: 1"),
+            &MessageOverrides::default(),
+        );
+        assert!(!raw.contains("\r\nBcc:"));
+        assert!(!raw.contains("\r\nX-Evil"));
+        assert!(!raw.contains("\r\n.\r\n"));
+        assert!(!raw.contains("\r\nMAIL FROM"));
+        assert!(decoded_qp(&raw).contains("eveBcc: victim@example.com.MAIL FROM:<x@y>"));
+    }
+
+    #[test]
+    fn utf8_subjects_and_bodies_are_encoded_not_sent_raw() {
+        let overrides = MessageOverrides {
+            subject: Some(template(
+                "subject = \"Giriş kodunuz / ログインコード {host}\"",
+            )),
+            text: Some(template("text_template = \"Kodunuz: {code} — ログイン\"")),
+            html: None,
         };
-        let text = String::from_utf8(build(&sender(), &mail).unwrap().formatted()).unwrap();
-        assert!(!text.contains("\r\nBcc:"));
-        assert!(!text.contains("\r\nX-Evil"));
-        assert!(!text.contains("\n.\n"));
-        assert!(text.contains("eveBcc: victim@example.com"));
+        let raw = send("ayşe", None, &overrides);
+        assert!(raw.is_ascii(), "{raw}");
+        assert!(raw.contains("Subject: =?utf-8?"), "{raw}");
+        assert!(raw.contains("Content-Transfer-Encoding: base64"));
+        assert!(!raw.contains("Giriş"));
+    }
+
+    #[test]
+    fn a_profile_override_replaces_only_its_part() {
+        let overrides = MessageOverrides {
+            subject: Some(template("subject = \"Admin code for {user}\"")),
+            text: None,
+            html: None,
+        };
+        let raw = send("root", None, &overrides);
+        assert!(raw.contains("Subject: Admin code for root\r\n"), "{raw}");
+        assert!(decoded_qp(&raw).contains("Your login code is: 123456"));
+    }
+
+    #[test]
+    fn the_test_mail_names_the_server_and_carries_no_code() {
+        let to = EmailAddress::parse("admin@example.com").unwrap();
+        let out = test_mail(&sender(MessageTemplates::default()), &to, "box1", "relay").unwrap();
+        let raw = decoded_qp(std::str::from_utf8(&out.bytes).unwrap());
+        assert!(
+            raw.contains("sent through the mail server \"relay\""),
+            "{raw}"
+        );
+        assert_eq!(out.envelope.to().len(), 1);
+        assert_eq!(out.envelope.from().unwrap().to_string(), "otp@example.com");
+    }
+
+    /// A template through the real config parser, so tests use only what a config can say.
+    fn template(line: &str) -> Arc<MessageTemplate> {
+        let text = format!("[mail]\nfrom = \"otp@example.com\"\n{line}\n");
+        let config = common::config::Config::parse(&text, std::path::Path::new("/t.toml")).unwrap();
+        let m = config.mail.message;
+        if line.starts_with("subject") {
+            m.subject
+        } else if line.starts_with("text") {
+            m.text
+        } else {
+            m.html
+        }
     }
 }

@@ -1,57 +1,85 @@
-//! Mail delivery: builds the code message and hands it to the configured SMTP servers in order.
+//! Mail delivery: builds the code mail and hands it to the local `sendmail` or to the
+//! configured SMTP servers in order.
 //!
-//! Each server keeps a pool of connections (lettre's pool), so a burst of logins does not open a
-//! connection per message. Each attempt has the server's own timeout and the whole send has a
-//! total deadline; a transient failure moves on to the next server, a permanent rejection (5xx)
-//! stops, because another server will not make a wrong address right.
+//! The pieces: [`message`] builds the mail from the templates ([`render`] makes the values
+//! safe), [`smtp`] speaks to one server (TLS, AUTH, a few pooled connections), [`failover`]
+//! walks the servers within the total deadline and [`breaker`] skips one that keeps failing,
+//! [`sendmail`] hands mail to the local MTA, [`dkim`] signs, [`tls`] sets up certificate
+//! checks and [`secret_file`] reads the password and key files. Everything that can be wrong
+//! in the setup (an unreadable password file, a bad CA file, no sendmail) is found in
+//! [`Mailer::new`], at start or reload, not at the first login.
 
+pub mod breaker;
+pub mod dkim;
+pub mod failover;
 pub mod message;
+pub mod render;
+pub mod secret_file;
+pub mod sendmail;
+pub mod smtp;
+pub mod tls;
 
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::{MailConfig, Security, SmtpServer};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use common::config::{EmailAddress, MailConfig, MailTransport, Security, SmtpServer};
+use lettre::transport::smtp::extension::ClientId;
 
-pub use message::{CodeMail, Sender};
+use crate::clock::{Clock, SystemClock};
 
-/// The longest a whole send may take, over all servers.
-pub const TOTAL_DEADLINE: Duration = Duration::from_secs(20);
+pub use message::{CodeMail, MessageError, Sender};
 
-/// A configured server with its connection pool.
-struct ServerTransport {
-    name: String,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    timeout: Duration,
-}
+use dkim::{Dkim, DkimError};
+use failover::Server;
+use secret_file::SecretFileError;
+use sendmail::Sendmail;
+use tls::TlsSetupError;
 
-impl std::fmt::Debug for ServerTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTransport")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Sends code mails through the configured servers.
+/// Sends code mails (and admins' test mails).
 #[derive(Debug)]
 pub struct Mailer {
     sender: Sender,
-    servers: Vec<ServerTransport>,
-    total_deadline: Duration,
+    transport: Transport,
+    total_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    /// This machine's name, for test mails.
+    host: String,
+}
+
+#[derive(Debug)]
+enum Transport {
+    Smtp(Vec<Server>),
+    Sendmail(Sendmail),
 }
 
 /// Why the mailer could not be set up from the config.
 #[derive(Debug, thiserror::Error)]
 pub enum MailSetupError {
-    /// The server's security mode is not available in this build.
-    #[error("mail server {name}: security \"{mode}\" is not supported by this build yet")]
-    Unsupported {
+    /// A password file is unsafe or unreadable.
+    #[error("mail server {server}: password_file {source}")]
+    Password {
         /// The server's name.
-        name: String,
-        /// The mode.
-        mode: &'static str,
+        server: String,
+        /// What is wrong with the file.
+        source: SecretFileError,
     },
+    /// A server's TLS could not be prepared (e.g. a bad `ca_file`).
+    #[error("{0}")]
+    Tls(#[from] TlsSetupError),
+    /// The DKIM key could not be loaded.
+    #[error("{0}")]
+    Dkim(#[from] DkimError),
+    /// The sendmail program is missing.
+    #[error("{0}")]
+    Sendmail(String),
+    /// An address from the config did not pass lettre's parser.
+    #[error("{0}")]
+    Message(#[from] MessageError),
 }
 
 /// One failed attempt at one server.
@@ -82,90 +110,225 @@ fn describe(attempts: &[Attempt]) -> String {
         .join("; ")
 }
 
+/// The result of a test mail through one server, for `otpctl test-mail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The server's name (`sendmail` for the sendmail transport).
+    pub server: String,
+    /// `Ok` when the server accepted the message; otherwise what failed (connect, TLS, AUTH,
+    /// a refusal) with the server's reply.
+    pub outcome: Result<(), String>,
+}
+
+/// How one SMTP server has been doing, for `otpctl status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerHealth {
+    /// The server's name.
+    pub name: String,
+    /// Failures in a row (0 after a success).
+    pub failures_in_a_row: u32,
+    /// Until when (Unix seconds) logins skip this server, if they do now.
+    pub skipped_until: Option<i64>,
+    /// The last result since otpd started or reloaded: when, and the error if it failed.
+    pub last: Option<(i64, Result<(), String>)>,
+}
+
 impl Mailer {
-    /// Prepares a pooled transport per configured server. Connections are opened on first use.
+    /// Prepares the transport the config names, reading password and key files and checking
+    /// CA files and the sendmail program now. SMTP connections are opened on first use.
     pub fn new(config: &MailConfig) -> Result<Mailer, MailSetupError> {
-        let servers = config
-            .servers
-            .iter()
-            .map(server_transport)
-            .collect::<Result<Vec<_>, _>>()?;
+        Mailer::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`Mailer::new`] with the clock the breaker reads, so tests need not sleep.
+    pub fn with_clock(
+        config: &MailConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Mailer, MailSetupError> {
+        let dkim = config
+            .dkim
+            .as_ref()
+            .map(|d| Dkim::load(d, config.reply_to.is_some()))
+            .transpose()?;
+        let sender = Sender::new(
+            &config.from,
+            config.from_name.as_deref(),
+            config.reply_to.as_ref(),
+            config.message.clone(),
+            dkim,
+        )?;
+        let transport = match &config.transport {
+            MailTransport::Sendmail { path } => {
+                Transport::Sendmail(Sendmail::new(path).map_err(MailSetupError::Sendmail)?)
+            }
+            MailTransport::Smtp => {
+                let hello = ClientId::default();
+                let servers = config
+                    .servers
+                    .iter()
+                    .map(|server| smtp_server(server, &hello))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Transport::Smtp(servers)
+            }
+        };
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string());
         Ok(Mailer {
-            sender: Sender {
-                from: config.from.clone(),
-                from_name: config.from_name.clone(),
-            },
-            servers,
-            total_deadline: TOTAL_DEADLINE,
+            sender,
+            transport,
+            total_timeout: config.total_timeout,
+            clock,
+            host,
         })
     }
 
-    /// Sends `mail`, returning the name of the server that accepted it.
+    /// Sends `mail`, returning the name of the server that accepted it (`sendmail` for the
+    /// local MTA). At most one server accepts it; see [`failover`].
     pub async fn send(&self, mail: &CodeMail<'_>) -> Result<String, MailFailure> {
-        let message = message::build(&self.sender, mail).map_err(|e| MailFailure {
+        let out = message::code_mail(&self.sender, mail).map_err(|e| MailFailure {
             attempts: vec![Attempt {
                 server: "-".into(),
                 error: e.to_string(),
             }],
         })?;
-        let mut attempts = Vec::new();
-        let all = async {
-            for server in &self.servers {
-                let result =
-                    tokio::time::timeout(server.timeout, server.transport.send(message.clone()))
-                        .await;
-                match result {
-                    Ok(Ok(_)) => return Ok(server.name.clone()),
-                    Ok(Err(e)) => {
-                        let permanent = e.is_permanent();
-                        attempts.push(Attempt {
-                            server: server.name.clone(),
-                            error: e.to_string(),
-                        });
-                        if permanent {
-                            break;
-                        }
-                    }
-                    Err(_) => attempts.push(Attempt {
-                        server: server.name.clone(),
-                        error: format!("no answer within {:?}", server.timeout),
-                    }),
-                }
+        match &self.transport {
+            Transport::Smtp(servers) => {
+                failover::send(servers, &out, self.total_timeout, self.clock.as_ref()).await
             }
-            Err(())
-        };
-        match tokio::time::timeout(self.total_deadline, all).await {
-            Ok(Ok(name)) => Ok(name),
-            Ok(Err(())) | Err(_) => Err(MailFailure { attempts }),
+            Transport::Sendmail(program) => program
+                .send(&out, self.total_timeout)
+                .await
+                .map(|()| sendmail::NAME.to_string())
+                .map_err(|error| MailFailure {
+                    attempts: vec![Attempt {
+                        server: sendmail::NAME.into(),
+                        error,
+                    }],
+                }),
         }
+    }
+
+    /// Sends a test message to `to` through each configured server, or only the one named
+    /// `server`, one after the other, each over a fresh connection so that connect, TLS and
+    /// AUTH are really tried. Skipped servers are tried too; a success closes their breaker.
+    /// An unknown name gives one failed result that lists the names.
+    pub async fn send_test(&self, to: &EmailAddress, server: Option<&str>) -> Vec<TestResult> {
+        match &self.transport {
+            Transport::Smtp(servers) => {
+                let chosen: Vec<&Server> = match server {
+                    None => servers.iter().collect(),
+                    Some(name) => match servers.iter().find(|s| s.target.name == name) {
+                        Some(found) => vec![found],
+                        None => {
+                            let names: Vec<&str> =
+                                servers.iter().map(|s| s.target.name.as_str()).collect();
+                            return vec![unknown_server(name, &names.join(", "))];
+                        }
+                    },
+                };
+                let mut results = Vec::with_capacity(chosen.len());
+                for s in chosen {
+                    let outcome =
+                        match message::test_mail(&self.sender, to, &self.host, &s.target.name) {
+                            Ok(out) => s
+                                .attempt(&out, s.target.timeout, false, self.clock.as_ref())
+                                .await
+                                .map_err(|e| e.text),
+                            Err(e) => Err(e.to_string()),
+                        };
+                    results.push(TestResult {
+                        server: s.target.name.clone(),
+                        outcome,
+                    });
+                }
+                results
+            }
+            Transport::Sendmail(program) => {
+                if let Some(name) = server.filter(|&n| n != sendmail::NAME) {
+                    return vec![unknown_server(name, sendmail::NAME)];
+                }
+                let outcome = match message::test_mail(&self.sender, to, &self.host, sendmail::NAME)
+                {
+                    Ok(out) => program.send(&out, self.total_timeout).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                vec![TestResult {
+                    server: sendmail::NAME.into(),
+                    outcome,
+                }]
+            }
+        }
+    }
+
+    /// Each SMTP server's recent history since start or the last reload, in config order;
+    /// empty with the sendmail transport.
+    pub fn server_health(&self) -> Vec<ServerHealth> {
+        let Transport::Smtp(servers) = &self.transport else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        servers
+            .iter()
+            .map(|s| {
+                let breaker = s.breaker();
+                ServerHealth {
+                    name: s.target.name.clone(),
+                    failures_in_a_row: breaker.failures_in_a_row(),
+                    skipped_until: breaker.skipped_until(now),
+                    last: breaker.last().cloned(),
+                }
+            })
+            .collect()
     }
 }
 
-fn server_transport(server: &SmtpServer) -> Result<ServerTransport, MailSetupError> {
-    let builder = match server.security {
-        // Config validation allows plaintext only to loopback or with insecure_plaintext.
-        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host),
-        Security::Starttls => {
-            return Err(MailSetupError::Unsupported {
-                name: server.name.clone(),
-                mode: "starttls",
-            });
+fn unknown_server(name: &str, names: &str) -> TestResult {
+    TestResult {
+        server: name.to_string(),
+        outcome: Err(format!(
+            "no mail server is named {:?}; the configured ones are: {names}",
+            common::text::escape_for_log(name)
+        )),
+    }
+}
+
+/// One server: its TLS parameters, its password read and checked now, and a warning when
+/// codes would cross the wire in clear text.
+fn smtp_server(server: &SmtpServer, hello: &ClientId) -> Result<Server, MailSetupError> {
+    let tls = match server.security {
+        Security::None => {
+            if server.is_loopback() {
+                tracing::warn!(
+                    "mail server {}: security = \"none\": codes go to {} in clear text (loopback only)",
+                    server.name,
+                    server.host
+                );
+            } else {
+                tracing::warn!(
+                    "mail server {}: security = \"none\" with insecure_plaintext: codes cross the network to {} in clear text",
+                    server.name,
+                    server.host
+                );
+            }
+            None
         }
-        Security::Tls => {
-            return Err(MailSetupError::Unsupported {
-                name: server.name.clone(),
-                mode: "tls",
-            });
-        }
+        Security::Starttls | Security::Tls => Some(tls::parameters(server)?),
     };
-    let transport = builder
-        .port(server.port)
-        .timeout(Some(server.timeout))
-        .pool_config(PoolConfig::new().max_size(8))
-        .build();
-    Ok(ServerTransport {
-        name: server.name.clone(),
-        transport,
-        timeout: server.timeout,
-    })
+    let password = server
+        .auth
+        .as_ref()
+        .map(|auth| {
+            secret_file::read_password(&auth.password_file).map_err(|source| {
+                MailSetupError::Password {
+                    server: server.name.clone(),
+                    source,
+                }
+            })
+        })
+        .transpose()?;
+    Ok(Server::new(smtp::SmtpTarget::new(
+        server, tls, password, hello,
+    )))
 }

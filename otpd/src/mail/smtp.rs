@@ -1,0 +1,540 @@
+//! One SMTP server: opening a connection (TCP, TLS or STARTTLS, AUTH), one mail transaction,
+//! and a few idle connections kept for the next message.
+//!
+//! lettre's connection API is driven step by step rather than through its all-in-one
+//! transport, because failover needs to know *where* a send failed: a refused AUTH or a 4xx
+//! moves on to the next server, a 5xx for the recipient stops, and silence after the message
+//! was handed over stops too, since it may have been delivered and a second server would make
+//! it arrive twice. Every error names its step and quotes the server's reply.
+
+use std::error::Error as _;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::config::{Security, SmtpServer};
+use common::secret::SecretString;
+use common::text::escape_for_log;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension};
+
+use super::message::Outgoing;
+
+/// Idle connections kept per server; a burst of logins reuses them instead of opening one each.
+const MAX_IDLE: usize = 4;
+
+/// How long an idle connection is kept; servers drop idle clients after a few minutes.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(30);
+
+/// Messages sent over one connection before it is closed and a fresh one opened.
+const MAX_MESSAGES_PER_CONNECTION: u32 = 50;
+
+/// How long a reused connection may take to answer RSET before a fresh one is opened.
+const RESET_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a polite QUIT may take.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest server reply quoted in an error; replies come from the network.
+const MAX_REPLY_CHARS: usize = 300;
+
+/// AUTH mechanisms otpd speaks, in order of preference.
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
+
+/// The step of a delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// TCP connect, implicit TLS, greeting and EHLO.
+    Connect,
+    /// The TLS handshake (implicit TLS) or the STARTTLS upgrade.
+    Tls,
+    /// AUTH.
+    Auth,
+    /// MAIL FROM.
+    Sender,
+    /// RCPT TO.
+    Recipient,
+    /// DATA.
+    Data,
+    /// The message itself and the server's verdict on it.
+    Message,
+}
+
+impl Step {
+    fn describe(self) -> &'static str {
+        match self {
+            Step::Connect => "connecting",
+            Step::Tls => "setting up TLS",
+            Step::Auth => "AUTH",
+            Step::Sender => "MAIL FROM",
+            Step::Recipient => "RCPT TO",
+            Step::Data => "DATA",
+            Step::Message => "sending the message",
+        }
+    }
+}
+
+/// What kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with a 4xx (transient) reply.
+    Transient,
+    /// The server answered with a 5xx (permanent) reply.
+    Permanent,
+    /// The connection failed or broke.
+    Network,
+    /// TLS failed: handshake, certificate or the STARTTLS upgrade.
+    Tls,
+    /// The server does not offer what the config requires (STARTTLS, an AUTH mechanism).
+    Missing,
+    /// No answer in time.
+    Timeout,
+}
+
+/// Why one attempt at one server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptError {
+    /// Where it failed.
+    pub step: Step,
+    /// How.
+    pub failure: Failure,
+    /// What happened, with the server's reply, one line.
+    pub text: String,
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl AttemptError {
+    /// True when no other server may be tried: the recipient or the message was refused for
+    /// good (another server will not make a wrong address right), or the server fell silent
+    /// after it had the whole message (it may have been delivered; at most one per code).
+    pub fn ends_failover(&self) -> bool {
+        match self.step {
+            Step::Recipient | Step::Data => self.failure == Failure::Permanent,
+            Step::Message => self.failure != Failure::Transient,
+            _ => false,
+        }
+    }
+
+    /// True when the failure says the server is unwell (counted by the breaker); a refused
+    /// recipient or message says nothing bad about the server.
+    pub fn blames_server(&self) -> bool {
+        let refused_for_good = matches!(self.step, Step::Recipient | Step::Data | Step::Message)
+            && self.failure == Failure::Permanent;
+        !refused_for_good
+    }
+
+    fn timeout(step: Step, budget: Duration) -> AttemptError {
+        let text = if step == Step::Message {
+            format!(
+                "no answer within {} after the message was sent; it may have been delivered, so no other server is tried",
+                format_secs(budget)
+            )
+        } else {
+            format!(
+                "no answer within {} while {}",
+                format_secs(budget),
+                step.describe()
+            )
+        };
+        AttemptError {
+            step,
+            failure: Failure::Timeout,
+            text,
+        }
+    }
+
+    fn missing(step: Step, text: String) -> AttemptError {
+        AttemptError {
+            step,
+            failure: Failure::Missing,
+            text,
+        }
+    }
+
+    /// Classifies a lettre error at `step`; `what` says what was being done.
+    fn from_smtp(step: Step, what: &str, e: &lettre::transport::smtp::Error) -> AttemptError {
+        let tls = tls_failure(e);
+        let failure = if tls.is_some() {
+            Failure::Tls
+        } else if e.is_permanent() {
+            Failure::Permanent
+        } else if e.is_transient() {
+            Failure::Transient
+        } else if e.is_timeout() {
+            Failure::Timeout
+        } else {
+            Failure::Network
+        };
+        let step = if failure == Failure::Tls && step == Step::Connect {
+            // Implicit TLS: the handshake is part of connecting, but it is a TLS failure.
+            Step::Tls
+        } else {
+            step
+        };
+        let text = match (failure, step) {
+            (Failure::Tls, _) => {
+                format!("TLS failed: {}", escape_for_log(&tls.unwrap_or_default()))
+            }
+            (Failure::Network | Failure::Timeout, Step::Message) => format!(
+                "the connection broke after the message was sent ({}); it may have been delivered, so no other server is tried",
+                reply_text(e)
+            ),
+            _ => format!("{what}: {}", reply_text(e)),
+        };
+        AttemptError {
+            step,
+            failure,
+            text,
+        }
+    }
+}
+
+/// A duration as people read it in an error: `1.5s`.
+pub fn format_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The reply code and text (or the network error) of `e`, escaped and capped.
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    let detail = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
+    let text = match e.status() {
+        Some(code) => format!("{code} {detail}"),
+        None => detail,
+    };
+    escape_for_log(text.trim())
+        .chars()
+        .take(MAX_REPLY_CHARS)
+        .collect()
+}
+
+/// The rustls error somewhere in `e`'s chain, as text: lettre reports a failed handshake as a
+/// connection error wrapped in another, so neither the kind nor the outer text tells.
+fn tls_failure(e: &lettre::transport::smtp::Error) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = current {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        current = err.source();
+    }
+    e.is_tls().then(|| reply_text(e))
+}
+
+/// A connection and how much it has been used.
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+    sent: u32,
+}
+
+/// One configured SMTP server, ready to connect.
+pub struct SmtpTarget {
+    /// The server's name in logs and audit rows.
+    pub name: String,
+    host: String,
+    port: u16,
+    security: Security,
+    /// One attempt's limit.
+    pub timeout: Duration,
+    tls: Option<TlsParameters>,
+    auth: Option<(String, SecretString)>,
+    hello: ClientId,
+    idle: Mutex<Vec<Pooled>>,
+}
+
+impl std::fmt::Debug for SmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTarget")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("auth", &self.auth.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpTarget {
+    /// A target for `server`. `tls` is required for `tls` and `starttls` security; `password`
+    /// goes with `server.auth`; `hello` is the EHLO name when the server sets none.
+    pub fn new(
+        server: &SmtpServer,
+        tls: Option<TlsParameters>,
+        password: Option<SecretString>,
+        hello: &ClientId,
+    ) -> SmtpTarget {
+        let hello = match &server.hello_name {
+            Some(name) => match name.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) => ClientId::Ipv4(ip),
+                Ok(std::net::IpAddr::V6(ip)) => ClientId::Ipv6(ip),
+                Err(_) => ClientId::Domain(name.clone()),
+            },
+            None => hello.clone(),
+        };
+        SmtpTarget {
+            name: server.name.clone(),
+            host: server.host.clone(),
+            port: server.port,
+            security: server.security,
+            timeout: server.timeout,
+            tls,
+            auth: server
+                .auth
+                .as_ref()
+                .zip(password)
+                .map(|(auth, password)| (auth.username.clone(), password)),
+            hello,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Delivers `out` within `budget`: over an idle connection when `pooled` and one is
+    /// alive, else over a new one. A test mail passes `pooled = false` so that connect, TLS
+    /// and AUTH are really exercised.
+    pub async fn deliver(
+        &self,
+        out: &Outgoing,
+        budget: Duration,
+        pooled: bool,
+    ) -> Result<(), AttemptError> {
+        let mut step = Step::Connect;
+        match tokio::time::timeout(budget, self.deliver_steps(out, pooled, &mut step)).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::timeout(step, budget)),
+        }
+    }
+
+    async fn deliver_steps(
+        &self,
+        out: &Outgoing,
+        pooled: bool,
+        step: &mut Step,
+    ) -> Result<(), AttemptError> {
+        let reused = if pooled { self.checkout().await } else { None };
+        let mut pooled_conn = match reused {
+            Some(conn) => conn,
+            None => self.open(step).await?,
+        };
+        transaction(&mut pooled_conn.conn, out, step).await?;
+        pooled_conn.sent += 1;
+        if pooled {
+            self.checkin(pooled_conn);
+        } else {
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled_conn.conn.command(Quit)).await;
+        }
+        Ok(())
+    }
+
+    /// Connects, upgrades, logs in.
+    async fn open(&self, step: &mut Step) -> Result<Pooled, AttemptError> {
+        *step = Step::Connect;
+        let implicit_tls = match self.security {
+            Security::Tls => Some(self.tls_parameters()?),
+            Security::Starttls | Security::None => None,
+        };
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello,
+            implicit_tls,
+            None,
+        )
+        .await
+        .map_err(|e| {
+            AttemptError::from_smtp(
+                Step::Connect,
+                &format!("cannot connect to {}:{}", self.host, self.port),
+                &e,
+            )
+        })?;
+        if self.security == Security::Starttls {
+            *step = Step::Tls;
+            if !conn.server_info().supports_feature(Extension::StartTls) {
+                conn.abort().await;
+                return Err(AttemptError::missing(
+                    Step::Tls,
+                    "the server does not offer STARTTLS, which security = \"starttls\" requires; nothing was sent in clear".into(),
+                ));
+            }
+            conn.starttls(self.tls_parameters()?, &self.hello)
+                .await
+                .map_err(|e| AttemptError::from_smtp(Step::Tls, "STARTTLS refused", &e))?;
+            if !conn.is_encrypted() {
+                return Err(AttemptError::missing(
+                    Step::Tls,
+                    "the connection is not encrypted after STARTTLS".into(),
+                ));
+            }
+        }
+        if let Some((user, password)) = &self.auth {
+            *step = Step::Auth;
+            if conn.server_info().get_auth_mechanism(&MECHANISMS).is_none() {
+                conn.abort().await;
+                return Err(AttemptError::missing(
+                    Step::Auth,
+                    "the server offers no AUTH PLAIN or LOGIN (many offer AUTH only over TLS)"
+                        .into(),
+                ));
+            }
+            let credentials = Credentials::new(user.clone(), password.expose().to_string());
+            conn.auth(&MECHANISMS, &credentials).await.map_err(|e| {
+                AttemptError::from_smtp(
+                    Step::Auth,
+                    &format!("AUTH as {:?} refused", escape_for_log(user)),
+                    &e,
+                )
+            })?;
+        }
+        Ok(Pooled {
+            conn,
+            since: Instant::now(),
+            sent: 0,
+        })
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, AttemptError> {
+        self.tls.clone().ok_or_else(|| {
+            AttemptError::missing(Step::Tls, "no TLS parameters were prepared".into())
+        })
+    }
+
+    /// The newest idle connection that still answers RSET, if any.
+    async fn checkout(&self) -> Option<Pooled> {
+        loop {
+            let mut candidate = lock(&self.idle).pop()?;
+            if candidate.since.elapsed() > MAX_IDLE_TIME {
+                continue;
+            }
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(RESET_TIMEOUT, candidate.conn.command(Rset)).await
+            {
+                return Some(candidate);
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next message unless it is worn out or the pool is full.
+    fn checkin(&self, mut conn: Pooled) {
+        if conn.sent >= MAX_MESSAGES_PER_CONNECTION || conn.conn.has_broken() {
+            return;
+        }
+        conn.since = Instant::now();
+        let mut idle = lock(&self.idle);
+        idle.retain(|c| c.since.elapsed() <= MAX_IDLE_TIME);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// Idle connections now held (for tests and status).
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.idle).len()
+    }
+}
+
+/// MAIL FROM, RCPT TO, DATA and the message, each step recorded in `step`. The bytes come from
+/// a checked [`lettre::Message`]; lettre dot-stuffs them.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    out: &Outgoing,
+    step: &mut Step,
+) -> Result<(), AttemptError> {
+    *step = Step::Sender;
+    conn.command(Mail::new(out.envelope.from().cloned(), vec![]))
+        .await
+        .map_err(|e| AttemptError::from_smtp(Step::Sender, "sender refused", &e))?;
+    *step = Step::Recipient;
+    for to in out.envelope.to() {
+        conn.command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(|e| AttemptError::from_smtp(Step::Recipient, "recipient refused", &e))?;
+    }
+    *step = Step::Data;
+    conn.command(Data)
+        .await
+        .map_err(|e| AttemptError::from_smtp(Step::Data, "DATA refused", &e))?;
+    *step = Step::Message;
+    conn.message(&out.bytes)
+        .await
+        .map_err(|e| AttemptError::from_smtp(Step::Message, "message refused", &e))?;
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves a plain list, still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(step: Step, failure: Failure) -> AttemptError {
+        AttemptError {
+            step,
+            failure,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_refused_recipient_or_message_or_silence_after_the_message_stops_failover() {
+        use Failure::{Missing, Network, Permanent, Timeout, Transient};
+        let all = [
+            Transient,
+            Permanent,
+            Network,
+            Failure::Tls,
+            Missing,
+            Timeout,
+        ];
+        for step in [Step::Connect, Step::Tls, Step::Auth, Step::Sender] {
+            for failure in all {
+                assert!(
+                    !error(step, failure).ends_failover(),
+                    "{step:?} {failure:?}"
+                );
+            }
+        }
+        assert!(error(Step::Recipient, Permanent).ends_failover());
+        assert!(!error(Step::Recipient, Transient).ends_failover());
+        assert!(!error(Step::Recipient, Network).ends_failover());
+        assert!(error(Step::Data, Permanent).ends_failover());
+        assert!(!error(Step::Data, Transient).ends_failover());
+        assert!(error(Step::Message, Permanent).ends_failover());
+        assert!(!error(Step::Message, Transient).ends_failover());
+        assert!(error(Step::Message, Network).ends_failover());
+        assert!(error(Step::Message, Timeout).ends_failover());
+    }
+
+    #[test]
+    fn a_refused_recipient_does_not_count_against_the_server() {
+        assert!(!error(Step::Recipient, Failure::Permanent).blames_server());
+        assert!(error(Step::Recipient, Failure::Transient).blames_server());
+        assert!(error(Step::Auth, Failure::Permanent).blames_server());
+        assert!(error(Step::Message, Failure::Timeout).blames_server());
+    }
+
+    #[test]
+    fn a_timeout_after_the_message_says_it_may_have_been_delivered() {
+        let e = AttemptError::timeout(Step::Message, Duration::from_secs(3));
+        assert!(e.text.contains("may have been delivered"), "{e}");
+        let e = AttemptError::timeout(Step::Auth, Duration::from_millis(1500));
+        assert_eq!(e.text, "no answer within 1.5s while AUTH");
+    }
+}

@@ -1,0 +1,163 @@
+//! A scripted SMTP server on loopback for the mailer's unit tests: it answers each command as
+//! the script says, counts connections and keeps every command and message it received.
+//! (The end-to-end tests use a real server, aiosmtpd; this one can misbehave on cue.)
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the server answers.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Send the 220 greeting at all (a server that never greets makes the client time out).
+    pub greet: bool,
+    /// Extra EHLO lines, e.g. "AUTH PLAIN LOGIN".
+    pub extensions: Vec<&'static str>,
+    /// The reply to AUTH.
+    pub auth: &'static str,
+    /// The reply to MAIL FROM.
+    pub mail: &'static str,
+    /// The reply to RCPT TO.
+    pub rcpt: &'static str,
+    /// The reply after the message; `None` never answers.
+    pub end: Option<&'static str>,
+    /// Drop every connection right after accepting it.
+    pub hang_up: bool,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            greet: true,
+            extensions: Vec::new(),
+            auth: "235 2.7.0 ok",
+            mail: "250 ok",
+            rcpt: "250 ok",
+            end: Some("250 2.0.0 queued"),
+            hang_up: false,
+        }
+    }
+}
+
+/// A running scripted server.
+#[derive(Debug, Clone)]
+pub struct TestServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    commands: Arc<Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// Starts a server that follows `script`.
+    pub async fn start(script: Script) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TestServer {
+            port: listener.local_addr().unwrap().port(),
+            connections: Arc::default(),
+            commands: Arc::default(),
+            messages: Arc::default(),
+        };
+        let shared = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                if script.hang_up {
+                    drop(stream);
+                    continue;
+                }
+                let (shared, script) = (shared.clone(), script.clone());
+                tokio::spawn(async move { shared.serve(stream, &script).await });
+            }
+        });
+        server
+    }
+
+    /// A port where nothing listens: connecting is refused at once.
+    pub async fn dead_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every command line received, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+
+    /// Every message received (the lines between DATA and the final dot).
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    async fn serve(&self, stream: TcpStream, script: &Script) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let say = |text: String| {
+            let mut line = text.into_bytes();
+            line.extend_from_slice(b"\r\n");
+            line
+        };
+        if !script.greet {
+            // Keep the connection open and silent until the client gives up.
+            while let Ok(Some(_)) = lines.next_line().await {}
+            return;
+        }
+        let _ = write.write_all(&say("220 test.invalid ESMTP".into())).await;
+        while let Ok(Some(line)) = lines.next_line().await {
+            self.commands.lock().unwrap().push(line.clone());
+            let verb = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "EHLO" => {
+                    let mut text = String::from("250-test.invalid");
+                    for ext in &script.extensions {
+                        text.push_str(&format!("\r\n250-{ext}"));
+                    }
+                    text.push_str("\r\n250 8BITMIME");
+                    text
+                }
+                "AUTH" => script.auth.to_string(),
+                "MAIL" => script.mail.to_string(),
+                "RCPT" => script.rcpt.to_string(),
+                "RSET" | "NOOP" => "250 ok".to_string(),
+                "QUIT" => {
+                    let _ = write.write_all(&say("221 bye".into())).await;
+                    return;
+                }
+                "DATA" => {
+                    let _ = write.write_all(&say("354 go ahead".into())).await;
+                    let mut message = Vec::new();
+                    while let Ok(Some(body_line)) = lines.next_line().await {
+                        if body_line == "." {
+                            break;
+                        }
+                        message.push(body_line);
+                    }
+                    self.messages.lock().unwrap().push(message.join("\n"));
+                    match script.end {
+                        Some(reply) => reply.to_string(),
+                        None => {
+                            while let Ok(Some(_)) = lines.next_line().await {}
+                            return;
+                        }
+                    }
+                }
+                _ => "500 unknown command".to_string(),
+            };
+            if write.write_all(&say(reply)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The mailer against scripted SMTP servers on loopback: failover, what stops it, the breaker
+//! with an injected clock, pooling, deadlines, test mails and the sendmail transport.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::config::{Config, EmailAddress, MessageOverrides};
+use common::secret::SecretString;
+
+use super::test_server::{Script, TestServer};
+use super::*;
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl FakeClock {
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+fn config(mail: &str) -> MailConfig {
+    let text = format!("[mail]\nfrom = \"otp@example.com\"\n{mail}");
+    Config::parse(&text, Path::new("/test/otpd.toml"))
+        .unwrap()
+        .mail
+}
+
+/// A `[[mail.servers]]` entry for a loopback port.
+fn server(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[mail.servers]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_seconds = 2\n{extra}\n"
+    )
+}
+
+fn mailer(mail: &str) -> (Mailer, Arc<FakeClock>) {
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
+    let mailer = Mailer::with_clock(&config(mail), clock.clone()).unwrap();
+    (mailer, clock)
+}
+
+async fn send_code(mailer: &Mailer) -> Result<String, MailFailure> {
+    let to = EmailAddress::parse("alice@example.com").unwrap();
+    let code = SecretString::new("424242".into());
+    let overrides = MessageOverrides::default();
+    mailer
+        .send(&CodeMail {
+            to: &to,
+            user: "alice",
+            code: &code,
+            host: "box1",
+            service: "sshd",
+            protocol: "ssh",
+            rhost: Some("192.0.2.1"),
+            issued_at: 1_800_000_000,
+            expires_at: 1_800_000_600,
+            overrides: &overrides,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_dead_server_and_a_451_are_skipped_and_exactly_one_message_arrives() {
+    let dead = TestServer::dead_port().await;
+    let busy = TestServer::start(Script {
+        end: Some("451 4.3.0 try again later"),
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "{}{}{}",
+        server("dead", dead, ""),
+        server("busy", busy.port, ""),
+        server("good", good.port, "")
+    ));
+    assert_eq!(send_code(&mailer).await.unwrap(), "good");
+    assert_eq!(good.messages().len(), 1);
+    assert!(good.messages()[0].contains("424242"));
+    let health = mailer.server_health();
+    assert!(
+        matches!(&health[0].last, Some((_, Err(e))) if e.starts_with("cannot connect to 127.0.0.1:"))
+    );
+    assert!(
+        matches!(&health[1].last, Some((_, Err(e))) if e == "message refused: 451 4.3.0 try again later")
+    );
+    assert_eq!(health[2].last.as_ref().map(|l| l.1.clone()), Some(Ok(())));
+}
+
+#[tokio::test]
+async fn a_refused_recipient_stops_failover() {
+    let refusing = TestServer::start(Script {
+        rcpt: "550 5.1.1 no such user",
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "{}{}",
+        server("first", refusing.port, ""),
+        server("second", good.port, "")
+    ));
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert_eq!(failure.attempts.len(), 1);
+    assert_eq!(
+        failure.attempts[0].error,
+        "recipient refused: 550 5.1.1 no such user"
+    );
+    assert_eq!(good.connections(), 0, "the second server must not be tried");
+    // The server did its job; it is not counted as failing.
+    assert_eq!(mailer.server_health()[0].failures_in_a_row, 0);
+}
+
+#[tokio::test]
+async fn silence_after_the_message_stops_failover_so_the_code_cannot_arrive_twice() {
+    let silent = TestServer::start(Script {
+        end: None,
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "{}{}",
+        server("silent", silent.port, ""),
+        server("second", good.port, "")
+    ));
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert_eq!(silent.messages().len(), 1);
+    assert!(
+        failure.attempts[0]
+            .error
+            .contains("may have been delivered"),
+        "{failure}"
+    );
+    assert_eq!(good.connections(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_login_moves_on_to_the_next_server_with_the_servers_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "wrong\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let auth = TestServer::start(Script {
+        extensions: vec!["AUTH PLAIN LOGIN"],
+        auth: "535 5.7.8 Authentication credentials invalid",
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "{}{}",
+        server(
+            "auth",
+            auth.port,
+            &format!(
+                "username = \"otp\"\npassword_file = \"{}\"",
+                password.display()
+            )
+        ),
+        server("good", good.port, "")
+    ));
+    assert_eq!(send_code(&mailer).await.unwrap(), "good");
+    assert!(auth.commands().iter().all(|c| !c.starts_with("MAIL")));
+    let results = mailer
+        .send_test(
+            &EmailAddress::parse("admin@example.com").unwrap(),
+            Some("auth"),
+        )
+        .await;
+    assert_eq!(
+        results,
+        vec![TestResult {
+            server: "auth".into(),
+            outcome: Err(
+                "AUTH as \"otp\" refused: 535 5.7.8 Authentication credentials invalid".into()
+            ),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn starttls_that_is_not_offered_is_a_failure_and_nothing_is_sent_in_clear() {
+    let plain = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "[[mail.servers]]\nname = \"tls-only\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n",
+        plain.port
+    ));
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert!(
+        failure.attempts[0]
+            .error
+            .starts_with("the server does not offer STARTTLS"),
+        "{failure}"
+    );
+    let commands = plain.commands();
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.starts_with("EHLO") || c == "QUIT"),
+        "{commands:?}"
+    );
+    assert!(plain.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_failing_is_skipped_for_a_while() {
+    let flaky = TestServer::start(Script {
+        hang_up: true,
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, clock) = mailer(&format!(
+        "{}{}",
+        server("flaky", flaky.port, ""),
+        server("good", good.port, "")
+    ));
+    for _ in 0..3 {
+        assert_eq!(send_code(&mailer).await.unwrap(), "good");
+    }
+    assert_eq!(flaky.connections(), 3);
+    let health = &mailer.server_health()[0];
+    assert_eq!(health.failures_in_a_row, 3);
+    assert_eq!(health.skipped_until, Some(clock.now() + 60));
+
+    clock.advance(59);
+    assert_eq!(send_code(&mailer).await.unwrap(), "good");
+    assert_eq!(flaky.connections(), 3, "skipped: not even connected to");
+
+    clock.advance(1);
+    assert_eq!(send_code(&mailer).await.unwrap(), "good");
+    assert_eq!(flaky.connections(), 4, "tried again once the pause is over");
+    assert_eq!(good.messages().len(), 5);
+}
+
+#[tokio::test]
+async fn when_every_server_is_skipped_the_send_fails_at_once_and_says_why() {
+    let flaky = TestServer::start(Script {
+        hang_up: true,
+        ..Script::default()
+    })
+    .await;
+    let (mailer, _) = mailer(&server("flaky", flaky.port, ""));
+    for _ in 0..3 {
+        assert!(send_code(&mailer).await.is_err());
+    }
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert!(
+        failure.attempts[0].error.starts_with("skipped until "),
+        "{failure}"
+    );
+    assert_eq!(flaky.connections(), 3);
+}
+
+#[tokio::test]
+async fn a_burst_of_messages_reuses_one_connection() {
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&server("good", good.port, ""));
+    for _ in 0..5 {
+        send_code(&mailer).await.unwrap();
+    }
+    assert_eq!(good.messages().len(), 5);
+    assert_eq!(good.connections(), 1);
+    assert!(good.commands().iter().filter(|c| *c == "RSET").count() >= 4);
+}
+
+#[tokio::test]
+async fn the_total_deadline_bounds_the_whole_send() {
+    let mute1 = TestServer::start(Script {
+        greet: false,
+        ..Script::default()
+    })
+    .await;
+    let mute2 = TestServer::start(Script {
+        greet: false,
+        ..Script::default()
+    })
+    .await;
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&format!(
+        "total_timeout_seconds = 1\n{}{}{}",
+        server("mute1", mute1.port, ""),
+        server("mute2", mute2.port, ""),
+        server("good", good.port, "")
+    ));
+    let started = Instant::now();
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        failure.attempts[0].error,
+        "no answer within 1.0s while connecting"
+    );
+    assert!(
+        failure.attempts[1]
+            .error
+            .starts_with("not tried: the total deadline")
+    );
+    assert!(
+        failure.attempts[2]
+            .error
+            .starts_with("not tried: the total deadline")
+    );
+    assert_eq!(good.connections(), 0);
+}
+
+#[tokio::test]
+async fn test_mail_goes_through_each_server_on_a_fresh_connection() {
+    let a = TestServer::start(Script::default()).await;
+    let b = TestServer::start(Script {
+        mail: "553 5.7.1 sender not allowed",
+        ..Script::default()
+    })
+    .await;
+    let (mailer, _) = mailer(&format!(
+        "{}{}",
+        server("a", a.port, ""),
+        server("b", b.port, "")
+    ));
+    send_code(&mailer).await.unwrap();
+    let to = EmailAddress::parse("admin@example.com").unwrap();
+    let results = mailer.send_test(&to, None).await;
+    assert_eq!(
+        results,
+        vec![
+            TestResult {
+                server: "a".into(),
+                outcome: Ok(())
+            },
+            TestResult {
+                server: "b".into(),
+                outcome: Err("sender refused: 553 5.7.1 sender not allowed".into())
+            },
+        ]
+    );
+    assert_eq!(
+        a.connections(),
+        2,
+        "the test does not reuse the pooled connection"
+    );
+    assert!(a.messages()[1].contains("otpd test message"));
+    assert!(!a.messages()[1].contains("424242"));
+    let unknown = mailer.send_test(&to, Some("c")).await;
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(
+        unknown[0].outcome,
+        Err("no mail server is named \"c\"; the configured ones are: a, b".into())
+    );
+}
+
+#[tokio::test]
+async fn a_readable_password_file_stops_the_mailer_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Mailer::new(&config(&server(
+        "s",
+        25,
+        &format!(
+            "username = \"u\"\npassword_file = \"{}\"",
+            password.display()
+        ),
+    )))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("mail server s: password_file "), "{e}");
+    assert!(e.contains("chmod 600"), "{e}");
+}
+
+/// A sendmail stand-in that records its arguments and the message, then exits with `status`.
+fn fake_sendmail(dir: &Path, status: i32) -> std::path::PathBuf {
+    let path = dir.join("sendmail");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$@\" > \"{dir}/args\"\ncat > \"{dir}/message\"\necho 'queue full' >&2\nexit {status}\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn without_servers_the_message_goes_to_sendmail_with_the_envelope_as_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = fake_sendmail(dir.path(), 0);
+    let (mailer, _) = mailer(&format!("sendmail_path = \"{}\"\n", program.display()));
+    assert_eq!(send_code(&mailer).await.unwrap(), "sendmail");
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert_eq!(args.trim(), "-i -f otp@example.com -- alice@example.com");
+    let message = std::fs::read_to_string(dir.path().join("message")).unwrap();
+    assert!(message.contains("Auto-Submitted: auto-generated"));
+    assert!(mailer.server_health().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_sendmail_reports_its_error_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = fake_sendmail(dir.path(), 75);
+    let (mailer, _) = mailer(&format!("sendmail_path = \"{}\"\n", program.display()));
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert_eq!(failure.attempts[0].server, "sendmail");
+    assert!(
+        failure.attempts[0].error.ends_with("failed: queue full"),
+        "{failure}"
+    );
+    let results = mailer
+        .send_test(
+            &EmailAddress::parse("a@example.com").unwrap(),
+            Some("relay"),
+        )
+        .await;
+    assert!(
+        results[0]
+            .outcome
+            .as_ref()
+            .unwrap_err()
+            .contains("configured ones are: sendmail")
+    );
+}
+
+#[tokio::test]
+async fn the_configured_hello_name_is_sent_in_ehlo() {
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&server(
+        "good",
+        good.port,
+        "hello_name = \"box1.example.com\"",
+    ));
+    send_code(&mailer).await.unwrap();
+    assert_eq!(good.commands()[0], "EHLO box1.example.com");
+}
+
+#[tokio::test]
+async fn a_message_is_seven_bit_and_carries_the_code_once_per_part() {
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&server("good", good.port, ""));
+    send_code(&mailer).await.unwrap();
+    let message = &good.messages()[0];
+    assert!(message.is_ascii());
+    assert!(message.contains("Your login code is: 424242"), "{message}");
+    assert_eq!(
+        message
+            .matches("Content-Transfer-Encoding: quoted-printable")
+            .count(),
+        2
+    );
+}

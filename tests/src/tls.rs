@@ -1,0 +1,90 @@
+//! A certificate authority made for one test with the `openssl` command: a CA certificate and
+//! a server certificate it signed for 127.0.0.1 and localhost, so a real SMTP server can speak
+//! TLS that otpd verifies against the CA (and a second CA shows an untrusted one is refused).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A CA and one server certificate, in a temporary directory.
+#[derive(Debug)]
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Makes a fresh CA named `name` and a server certificate for 127.0.0.1 signed by it.
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(
+            d,
+            &format!(
+                "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 \
+                 -addext basicConstraints=critical,CA:TRUE \
+                 -addext keyUsage=critical,keyCertSign,cRLSign -subj"
+            ),
+            &[&format!("/CN={name}")],
+        );
+        openssl(
+            d,
+            &format!("req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"),
+            &[],
+        );
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write extensions");
+        openssl(
+            d,
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+             -days 2 -extfile server.ext",
+            &[],
+        );
+        TestCa { dir }
+    }
+
+    /// The CA certificate (PEM), for `ca_file`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server certificate (PEM).
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server's private key (PEM).
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    /// capture.py flags that serve this server certificate.
+    pub fn capture_flags(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.server_cert().display().to_string(),
+            "--tls-key".into(),
+            self.server_key().display().to_string(),
+        ]
+    }
+}
+
+/// Runs `openssl` in `dir` with the whitespace-separated `words`, then `extra` as they are.
+fn openssl(dir: &Path, words: &str, extra: &[&str]) {
+    let args: Vec<&str> = words
+        .split_whitespace()
+        .chain(extra.iter().copied())
+        .collect();
+    let out = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
