@@ -17,6 +17,13 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
 pub const MIN_TIMEOUT_SECS: u64 = 1;
 /// The longest `timeout=`: sshd's LoginGraceTime must not be eaten by a hung daemon.
 pub const MAX_TIMEOUT_SECS: u64 = 30;
+/// Seconds to wait for otpd's answer to a request that mails a code, unless `mail_timeout=` says
+/// otherwise. otpd gives a mail 20 s over all its servers by default (`[mail]
+/// total_timeout_seconds`) and then answers "unavailable", so the module waits a little longer
+/// than that to hear the answer instead of cutting it off.
+pub const DEFAULT_MAIL_TIMEOUT_SECS: u64 = 25;
+/// The longest `mail_timeout=`.
+pub const MAX_MAIL_TIMEOUT_SECS: u64 = 60;
 /// The account otpd runs as on a packaged system; the only uid besides root trusted on the socket.
 pub const DEFAULT_DAEMON_USER: &str = "otpd";
 /// Answers per login unless `tries=` says otherwise, like pam_unix's retry habit.
@@ -34,8 +41,11 @@ pub struct Args {
     /// `protocol=`: overrides otpd's mapping of the PAM service to a protocol, e.g. for a second
     /// sshd that only serves SFTP.
     pub protocol: Option<Protocol>,
-    /// `timeout=`: the deadline of each call to otpd.
+    /// `timeout=`: the deadline of each call to otpd that does not mail.
     pub timeout: Duration,
+    /// `mail_timeout=`: the deadline of a call that may mail a code (begin, resend), which
+    /// includes otpd's delivery to the mail server.
+    pub mail_timeout: Duration,
     /// `daemon_user=`: the account, besides root, that may own the process behind the socket.
     pub daemon_user: String,
     /// `debug`: log the steps of each login (never the code) to syslog.
@@ -61,6 +71,7 @@ impl Default for Args {
             socket: PathBuf::from(DEFAULT_SOCKET),
             protocol: None,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            mail_timeout: Duration::from_secs(DEFAULT_MAIL_TIMEOUT_SECS),
             daemon_user: DEFAULT_DAEMON_USER.to_owned(),
             debug: false,
             tries: DEFAULT_TRIES,
@@ -102,6 +113,11 @@ pub enum ArgError {
         "timeout={0:?} is not a whole number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
     )]
     BadTimeout(String),
+    /// `mail_timeout=` that is not a whole number of seconds in range.
+    #[error(
+        "mail_timeout={0:?} is not a whole number of seconds from {MIN_TIMEOUT_SECS} to {MAX_MAIL_TIMEOUT_SECS}"
+    )]
+    BadMailTimeout(String),
     /// `tries=` that is not a whole number in range.
     #[error("tries={0:?} is not a whole number from 1 to {MAX_TRIES}")]
     BadTries(String),
@@ -145,7 +161,13 @@ impl Args {
             }
             "timeout" => {
                 let value = required(name, value)?;
-                self.timeout = parse_timeout(value)?;
+                self.timeout = parse_seconds(value, MAX_TIMEOUT_SECS)
+                    .ok_or_else(|| ArgError::BadTimeout(value.to_owned()))?;
+            }
+            "mail_timeout" => {
+                let value = required(name, value)?;
+                self.mail_timeout = parse_seconds(value, MAX_MAIL_TIMEOUT_SECS)
+                    .ok_or_else(|| ArgError::BadMailTimeout(value.to_owned()))?;
             }
             "daemon_user" => {
                 self.daemon_user = required(name, value)?.to_owned();
@@ -193,18 +215,16 @@ fn flag(name: &str, value: Option<&str>) -> Result<(), ArgError> {
     }
 }
 
-/// Digits only: `u64::from_str` would also take `+5`, which is not how pam.d is documented.
-fn parse_timeout(value: &str) -> Result<Duration, ArgError> {
-    let bad = || ArgError::BadTimeout(value.to_owned());
+/// Whole seconds from [`MIN_TIMEOUT_SECS`] to `max`, digits only: `u64::from_str` would also
+/// take `+5`, which is not how pam.d is documented.
+fn parse_seconds(value: &str, max: u64) -> Option<Duration> {
     if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+        return None;
     }
-    let secs: u64 = value.parse().map_err(|_| bad())?;
-    if (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
-        Ok(Duration::from_secs(secs))
-    } else {
-        Err(bad())
-    }
+    let secs: u64 = value.parse().ok()?;
+    (MIN_TIMEOUT_SECS..=max)
+        .contains(&secs)
+        .then(|| Duration::from_secs(secs))
 }
 
 /// Digits only, like `timeout=`.
@@ -296,6 +316,21 @@ mod tests {
             parse(&["protocol=SSH"]),
             Err(ArgError::UnknownProtocol("SSH".into()))
         );
+    }
+
+    #[test]
+    fn mail_timeout_defaults_to_25_and_is_bounded() {
+        assert_eq!(parse(&[]).unwrap().mail_timeout, Duration::from_secs(25));
+        assert_eq!(
+            parse(&["mail_timeout=60"]).unwrap().mail_timeout,
+            Duration::from_secs(60)
+        );
+        for bad in ["0", "61", "+5", "x", ""] {
+            assert!(
+                parse(&[&format!("mail_timeout={bad}")]).is_err(),
+                "mail_timeout={bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::flow::Daemon;
 #[derive(Debug, Clone)]
 pub struct Otpd {
     options: ClientOptions,
+    /// The deadline of requests that may mail a code and so wait for the mail server.
+    mail_timeout: std::time::Duration,
 }
 
 impl Otpd {
@@ -22,13 +24,23 @@ impl Otpd {
                 timeout: args.timeout,
                 trusted_daemon_uids: daemon_uid(&args.daemon_user).into_iter().collect(),
             },
+            mail_timeout: args.mail_timeout,
         }
     }
 }
 
 impl Daemon for Otpd {
     fn call(&self, request: &Request) -> Result<Response, ClientError> {
-        client::call(&self.options, request)
+        match request {
+            Request::Begin { .. } | Request::Resend { .. } => {
+                let options = ClientOptions {
+                    timeout: self.mail_timeout,
+                    ..self.options.clone()
+                };
+                client::call(&options, request)
+            }
+            _ => client::call(&self.options, request),
+        }
     }
 }
 

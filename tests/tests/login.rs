@@ -342,7 +342,7 @@ fn a_stopped_otpd_denies_the_login_promptly() {
 
 #[test]
 fn a_frozen_otpd_times_out_instead_of_hanging_the_login() {
-    let s = setup_with(TestConfig::required, "timeout=1");
+    let s = setup_with(TestConfig::required, "timeout=1 mail_timeout=1");
     s.otpd.signal(libc::SIGSTOP);
     let start = Instant::now();
     let result = login_with(&s.pam, "sshd", "ivan", None, |_| String::new());

@@ -88,7 +88,7 @@ fn start(mail: &str) -> (Otpd, PamConfDir) {
         )
     });
     let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &otpd.socket, "timeout=30");
+    pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
     (otpd, pam)
 }
 
@@ -648,7 +648,7 @@ fn a_profile_gets_its_own_subject_and_html_escapes_untrusted_values() {
             )
         });
         let pam = PamConfDir::new();
-        pam.otp_then_permit("sshd", &otpd.socket, "timeout=30");
+        pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
         (otpd, pam)
     };
     let reader = smtp.reader();
