@@ -286,31 +286,67 @@ fn needs_code(
     }
 }
 
-/// Single-secret protocols: does the login need a code, and does its secret carry one?
-fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
+/// What a request that checks or looks up a code does with a skipped login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSkip {
+    /// Pass the skip on: the module answers PAM_IGNORE (probe).
+    Answer,
+    /// A login that needs no code has nothing to verify: an error, never a success.
+    Refuse,
+}
+
+/// Runs `work` for a login that needs a code, under the store lock, after the common checks
+/// (fields, caller, protocol, policy); otherwise answers what those checks said.
+fn for_needed_code(
+    shared: &Shared,
+    caller: Caller,
+    login: &LoginContext,
+    on_skip: OnSkip,
+    work: impl FnOnce(&mut Store, &CodeNeeded, i64) -> Response,
+) -> Response {
     if let Err(message) = check_fields(login) {
         return Response::Error { message };
     }
     let active = shared.active();
     let now = shared.clock.now();
     let mut store = shared.store();
-    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
-        Ok(needed) => needed,
-        Err(response) => return response,
-    };
-    let secret_login = SecretLogin {
+    match needs_code(shared, &active, &mut store, caller, login, now) {
+        Ok(needed) => work(&mut store, &needed, now),
+        Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
+            message: "this login needs no code".into(),
+        },
+        Err(response) => response,
+    }
+}
+
+/// The store's view of a single-secret login.
+fn secret_login<'a>(login: &'a LoginContext, needed: &CodeNeeded) -> SecretLogin<'a> {
+    SecretLogin {
         user: &login.user,
         protocol: needed.protocol.as_str(),
         service: &login.service,
         rhost: login.rhost.as_deref(),
-    };
-    match store.expects_code(&secret_login, &limits_of(&needed.settings), now) {
-        Ok(expects_code) => Response::Probe {
-            code_length: needed.settings.code_length,
-            expects_code,
-        },
-        Err(e) => internal_error(&e),
     }
+}
+
+/// Single-secret protocols: does the login need a code, and does its secret carry one?
+fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
+    for_needed_code(
+        shared,
+        caller,
+        login,
+        OnSkip::Answer,
+        |store, needed, now| {
+            let limits = limits_of(&needed.settings);
+            match store.expects_code(&secret_login(login, needed), &limits, now) {
+                Ok(expects_code) => Response::Probe {
+                    code_length: needed.settings.code_length,
+                    expects_code,
+                },
+                Err(e) => internal_error(&e),
+            }
+        },
+    )
 }
 
 /// Single-secret protocols: checks the code that came appended to the password.
@@ -320,47 +356,27 @@ fn verify_appended(
     login: &LoginContext,
     code: &SecretString,
 ) -> Response {
-    if let Err(message) = check_fields(login) {
-        return Response::Error { message };
-    }
-    let active = shared.active();
-    let now = shared.clock.now();
-    let mut store = shared.store();
-    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
-        Ok(needed) => needed,
-        // A login that needs no code has nothing to verify: say so rather than succeed.
-        Err(Response::Skip { .. }) => {
-            return Response::Error {
-                message: "this login needs no code".into(),
-            };
-        }
-        Err(response) => return response,
-    };
-    let secret_login = SecretLogin {
-        user: &login.user,
-        protocol: needed.protocol.as_str(),
-        service: &login.service,
-        rhost: login.rhost.as_deref(),
-    };
-    let code = bounded(code);
-    let reuse_secs = secs(needed.settings.reuse_window);
-    let mut rng = rand::rngs::OsRng.unwrap_err();
-    let outcome = store.verify_appended(
-        &secret_login,
-        &code,
-        &limits_of(&needed.settings),
-        reuse_secs,
-        now,
-        &mut rng,
-    );
-    let subject = Subject {
+    for_needed_code(
+        shared,
+        caller,
         login,
-        protocol: Some(needed.protocol.as_str()),
-        caller_uid: caller.uid,
-    };
-    verdict(&mut store, now, subject, outcome)
+        OnSkip::Refuse,
+        |store, needed, now| {
+            let mut rng = rand::rngs::OsRng.unwrap_err();
+            let outcome = store.verify_appended(
+                &secret_login(login, needed),
+                &bounded(code),
+                &limits_of(&needed.settings),
+                secs(needed.settings.reuse_window),
+                now,
+                &mut rng,
+            );
+            verdict(store, now, verified_subject(login, needed, caller), outcome)
+        },
+    )
 }
 
+/// Checks an interactive answer to `challenge`.
 fn answer(
     shared: &Shared,
     caller: Caller,
@@ -368,36 +384,36 @@ fn answer(
     challenge: &str,
     code: &SecretString,
 ) -> Response {
-    if let Err(message) = check_fields(login) {
-        return Response::Error { message };
-    }
-    let active = shared.active();
-    let now = shared.clock.now();
-    let mut store = shared.store();
-    let needed = match needs_code(shared, &active, &mut store, caller, login, now) {
-        Ok(needed) => needed,
-        Err(Response::Skip { .. }) => {
-            return Response::Error {
-                message: "this login needs no code".into(),
-            };
-        }
-        Err(response) => return response,
-    };
-    let outcome = store.verify(
-        challenge,
-        &login.user,
-        needed.protocol.as_str(),
-        login.rhost.as_deref(),
-        &bounded(code),
-        &limits_of(&needed.settings),
-        now,
-    );
-    let subject = Subject {
+    for_needed_code(
+        shared,
+        caller,
+        login,
+        OnSkip::Refuse,
+        |store, needed, now| {
+            let outcome = store.verify(
+                challenge,
+                &login.user,
+                needed.protocol.as_str(),
+                login.rhost.as_deref(),
+                &bounded(code),
+                &limits_of(&needed.settings),
+                now,
+            );
+            verdict(store, now, verified_subject(login, needed, caller), outcome)
+        },
+    )
+}
+
+fn verified_subject<'a>(
+    login: &'a LoginContext,
+    needed: &'a CodeNeeded,
+    caller: Caller,
+) -> Subject<'a> {
+    Subject {
         login,
         protocol: Some(needed.protocol.as_str()),
         caller_uid: caller.uid,
-    };
-    verdict(&mut store, now, subject, outcome)
+    }
 }
 
 /// An over-long answer is wrong without being hashed (an empty one simply never matches).
