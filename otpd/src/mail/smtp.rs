@@ -345,21 +345,32 @@ impl SmtpTarget {
             Security::Tls => Some(self.tls_parameters()?),
             Security::Starttls | Security::None => None,
         };
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            &self.hello,
-            implicit_tls,
-            None,
-        )
-        .await
-        .map_err(|e| {
+        let connect_failed = |e: &lettre::transport::smtp::Error| {
             AttemptError::from_smtp(
                 Step::Connect,
                 &format!("cannot connect to {}:{}", self.host, self.port),
-                &e,
+                e,
             )
-        })?;
+        };
+        let mut conn = match implicit_tls {
+            // lettre sets up implicit TLS only on a socket it opens itself, so Nagle's
+            // algorithm stays on there (see `connect_tcp`).
+            Some(tls) => AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls),
+                None,
+            )
+            .await
+            .map_err(|e| connect_failed(&e))?,
+            None => {
+                let stream = self.connect_tcp().await?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(|e| connect_failed(&e))?
+            }
+        };
         if self.security == Security::Starttls {
             *step = Step::Tls;
             if !conn.server_info().supports_feature(Extension::StartTls) {
@@ -403,6 +414,41 @@ impl SmtpTarget {
             since: Instant::now(),
             sent: 0,
         })
+    }
+
+    /// A TCP connection to the server with Nagle's algorithm off. lettre writes the message
+    /// and the closing `.` line separately; with Nagle on, that small last write waits for
+    /// the server's delayed ACK of the message, 40 ms on Linux, on every mail sent over a
+    /// pooled connection (the benchmark in bench/ measured it as the whole login's latency).
+    async fn connect_tcp(&self) -> Result<tokio::net::TcpStream, AttemptError> {
+        let failed = |failure: Failure, detail: String| AttemptError {
+            step: Step::Connect,
+            failure,
+            text: format!(
+                "cannot connect to {}:{}: {}",
+                self.host,
+                self.port,
+                escape_for_log(&detail)
+            ),
+        };
+        let addresses = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| failed(Failure::Network, e.to_string()))?;
+        let mut last = failed(Failure::Network, "the name has no address".into());
+        for address in addresses {
+            let connect = tokio::net::TcpStream::connect(address);
+            match tokio::time::timeout(self.timeout, connect).await {
+                Ok(Ok(stream)) => {
+                    stream
+                        .set_nodelay(true)
+                        .map_err(|e| failed(Failure::Network, e.to_string()))?;
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = failed(Failure::Network, e.to_string()),
+                Err(_) => last = failed(Failure::Timeout, "connection timed out".into()),
+            }
+        }
+        Err(last)
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, AttemptError> {
@@ -528,6 +574,59 @@ mod tests {
         assert!(error(Step::Recipient, Failure::Transient).blames_server());
         assert!(error(Step::Auth, Failure::Permanent).blames_server());
         assert!(error(Step::Message, Failure::Timeout).blames_server());
+    }
+
+    /// Regression: with Nagle on, every pooled mail waited 40 ms for the server's delayed ACK
+    /// before lettre's closing `.` line went out.
+    #[tokio::test]
+    async fn plain_and_starttls_connections_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for security in [Security::None, Security::Starttls] {
+            let server = SmtpServer {
+                name: "local".into(),
+                host: "127.0.0.1".into(),
+                port,
+                security,
+                auth: None,
+                ca_file: None,
+                hello_name: None,
+                timeout: Duration::from_secs(5),
+            };
+            let target = SmtpTarget::new(&server, None, None, &ClientId::Domain("h".into()));
+            let stream = target.connect_tcp().await.unwrap();
+            assert!(stream.nodelay().unwrap(), "{security:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_tcp_connection_is_a_network_failure_at_connect() {
+        // Bind then drop: nothing listens on the port any more.
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = SmtpServer {
+            name: "gone".into(),
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            auth: None,
+            ca_file: None,
+            hello_name: None,
+            timeout: Duration::from_secs(5),
+        };
+        let target = SmtpTarget::new(&server, None, None, &ClientId::Domain("h".into()));
+        let e = target.connect_tcp().await.unwrap_err();
+        assert_eq!((e.step, e.failure), (Step::Connect, Failure::Network));
+        assert!(
+            e.text
+                .starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! Runs a login in one or more concurrent loops and times every one.
+
+use std::sync::Barrier;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cpu;
+use crate::error::BenchError;
+use crate::memory::Process;
+
+/// When each loop stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// After this many measured logins per loop.
+    Count(u64),
+    /// Once this much time has passed since all loops started.
+    Time(Duration),
+}
+
+/// The logins of a run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Every measured login's latency, all loops together.
+    pub latencies: Vec<Duration>,
+    /// From the moment all loops were released to the end of the last login.
+    pub elapsed: Duration,
+    /// Logins done before timing started, all loops together.
+    pub warmups: u64,
+    /// CPU time the watched processes used while the loops were timed.
+    pub cpu: Duration,
+}
+
+impl Run {
+    /// Measured logins.
+    pub fn logins(&self) -> u64 {
+        self.latencies.len() as u64
+    }
+
+    /// Measured logins over the wall-clock time of the run.
+    pub fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// CPU time of the watched processes per measured login.
+    pub fn cpu_per_login(&self) -> Duration {
+        self.cpu / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Runs `loops` threads; each does `warmup` untimed logins, waits for the others, then timed
+/// logins until `until`. `login(loop, iteration)` numbers iterations from 0 across warm-up and
+/// measurement, so a loop can derive its user or counter from them. The CPU time of `watch`
+/// (this process, otpd) is taken over the timed part. The first failed login stops every loop
+/// and is returned.
+pub fn run_loops<F>(
+    loops: usize,
+    warmup: u64,
+    until: Until,
+    watch: &[Process],
+    login: &F,
+) -> Result<Run, BenchError>
+where
+    F: Fn(usize, u64) -> Result<(), BenchError> + Sync,
+{
+    let start_line = Barrier::new(loops + 1);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<BenchError>> = Mutex::new(None);
+    let fail = |error: BenchError| {
+        stop.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = first_error.lock() {
+            slot.get_or_insert(error);
+        }
+    };
+    let cpu_now =
+        || -> Result<Duration, BenchError> { watch.iter().map(|p| cpu::cpu_time(*p)).sum() };
+    let mut cpu_before = Ok(Duration::ZERO);
+    let (latencies, elapsed) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..loops)
+            .map(|index| {
+                let (start_line, stop, fail) = (&start_line, &stop, &fail);
+                scope.spawn(move || {
+                    let mut iteration = 0;
+                    while iteration < warmup && !stop.load(Ordering::Relaxed) {
+                        if let Err(e) = login(index, iteration) {
+                            fail(e);
+                        }
+                        iteration += 1;
+                    }
+                    start_line.wait();
+                    let started = Instant::now();
+                    let mut times = Vec::with_capacity(4096);
+                    loop {
+                        let done = match until {
+                            Until::Count(n) => times.len() as u64 >= n,
+                            Until::Time(limit) => started.elapsed() >= limit,
+                        };
+                        if done || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let before = Instant::now();
+                        match login(index, iteration) {
+                            Ok(()) => times.push(before.elapsed()),
+                            Err(e) => fail(e),
+                        }
+                        iteration += 1;
+                    }
+                    (times, Instant::now())
+                })
+            })
+            .collect();
+        start_line.wait();
+        let released = Instant::now();
+        cpu_before = cpu_now();
+        let mut all = Vec::new();
+        let mut last_end = released;
+        for worker in workers {
+            match worker.join() {
+                Ok((times, ended)) => {
+                    all.extend(times);
+                    last_end = last_end.max(ended);
+                }
+                Err(_) => fail(BenchError::Check("a benchmark loop panicked".into())),
+            }
+        }
+        (all, last_end.duration_since(released))
+    });
+    if let Some(error) = first_error.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(error);
+    }
+    let cpu = cpu_now()?.saturating_sub(cpu_before?);
+    Ok(Run {
+        latencies,
+        elapsed,
+        warmups: warmup * loops as u64,
+        cpu,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_loop_does_its_warmup_then_its_count() {
+        let calls = AtomicU64::new(0);
+        let seen = Mutex::new(Vec::new());
+        let run = run_loops(
+            3,
+            2,
+            Until::Count(5),
+            &[Process::Current],
+            &|index, iteration| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                seen.lock().unwrap().push((index, iteration));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(run.logins(), 15);
+        assert_eq!(run.warmups, 6);
+        assert_eq!(calls.load(Ordering::SeqCst), 21);
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        let expected: Vec<(usize, u64)> = (0..3)
+            .flat_map(|loop_index| (0..7).map(move |i| (loop_index, i)))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn the_first_failure_stops_the_run_and_is_returned() {
+        let result = run_loops(
+            2,
+            0,
+            Until::Time(Duration::from_secs(30)),
+            &[],
+            &|_, iteration| {
+                if iteration == 3 {
+                    Err(BenchError::Login("no code".into()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        match result {
+            Err(BenchError::Login(message)) => assert_eq!(message, "no code"),
+            other => panic!("expected the login error, got {other:?}"),
+        }
+    }
+}

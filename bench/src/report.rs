@@ -1,0 +1,398 @@
+//! The results as one markdown table (ours, pam_oath, ratio, target), with the machine, the
+//! command and notes on what each row measures.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::memory::mib;
+use crate::stats::{Summary, micros};
+use crate::suite::{Concurrent, Results};
+
+/// The skip path must add less than this per PAM transaction.
+pub const SKIP_TARGET: Duration = Duration::from_micros(100);
+/// otpd idle must stay at or below this, KiB.
+pub const IDLE_TARGET_KIB: u64 = 16 * 1024;
+/// otpd with 100,000 live codes must stay at or below this, KiB.
+pub const LIVE_TARGET_KIB: u64 = 64 * 1024;
+/// Our 4-loop throughput must be at least this multiple of pam_oath's.
+pub const THROUGHPUT_TARGET: f64 = 2.0;
+
+/// What the run ran on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Cores available to the run.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Distribution.
+    pub os: String,
+    /// Package versions of the peers (libpam0g, libpam-oath).
+    pub packages: String,
+}
+
+impl Machine {
+    /// Reads the machine's description from /proc, /etc and dpkg.
+    pub fn detect() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| "unknown OS".into());
+        let packages = std::process::Command::new("dpkg-query")
+            .args([
+                "-W",
+                "-f",
+                "${Package} ${Version}, ",
+                "libpam0g",
+                "libpam-oath",
+            ])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim_end_matches([',', ' '])
+                    .to_string()
+            })
+            .unwrap_or_default();
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            os,
+            packages,
+        }
+    }
+}
+
+/// One table row.
+struct Row {
+    measure: String,
+    ours: String,
+    oath: String,
+    ratio: String,
+    target: String,
+    met: &'static str,
+}
+
+fn us(duration: Duration) -> String {
+    let value = micros(duration);
+    if value >= 100.0 {
+        format!("{value:.0} µs")
+    } else {
+        format!("{value:.1} µs")
+    }
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs == 0.0 {
+        "—".into()
+    } else {
+        format!("{:.2}", ours / theirs)
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+fn latency_rows(
+    rows: &mut Vec<Row>,
+    label: &str,
+    ours: &Summary,
+    oath: &Summary,
+    target_p50: bool,
+) {
+    for (name, a, b) in [
+        ("p50", ours.p50, oath.p50),
+        ("p99", ours.p99, oath.p99),
+        ("max", ours.max, oath.max),
+    ] {
+        let gated = target_p50 && name == "p50";
+        rows.push(Row {
+            measure: format!("{label} latency {name}"),
+            ours: us(a),
+            oath: us(b),
+            ratio: ratio(a.as_secs_f64(), b.as_secs_f64()),
+            target: if gated {
+                "ratio ≤ 1".into()
+            } else {
+                String::new()
+            },
+            met: if gated { verdict(a <= b) } else { "" },
+        });
+    }
+}
+
+fn cpu_row(label: &str, c: &Concurrent) -> Row {
+    let (a, b) = (c.ours.cpu_per_login, c.oath.cpu_per_login);
+    Row {
+        measure: format!("{label}: CPU time per login, all processes"),
+        ours: us(a),
+        oath: us(b),
+        ratio: ratio(a.as_secs_f64(), b.as_secs_f64()),
+        target: String::new(),
+        met: "",
+    }
+}
+
+fn rows(results: &Results) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let serial = &results.serial;
+    latency_rows(
+        &mut rows,
+        &format!("Serial login ({} each)", serial.ours.latency.count),
+        &serial.ours.latency,
+        &serial.oath.latency,
+        true,
+    );
+    rows.push(cpu_row("Serial", serial));
+    for c in &results.concurrent {
+        let gated = c.loops == 4;
+        let r = c.ours.per_second / c.oath.per_second.max(f64::EPSILON);
+        rows.push(Row {
+            measure: format!("{} loops: logins per second", c.loops),
+            ours: format!("{:.0}", c.ours.per_second),
+            oath: format!("{:.0}", c.oath.per_second),
+            ratio: format!("{r:.2}"),
+            target: if gated {
+                format!("ratio ≥ {THROUGHPUT_TARGET}")
+            } else {
+                String::new()
+            },
+            met: if gated {
+                verdict(r >= THROUGHPUT_TARGET)
+            } else {
+                ""
+            },
+        });
+        rows.push(Row {
+            measure: format!("{} loops: latency p99", c.loops),
+            ours: us(c.ours.latency.p99),
+            oath: us(c.oath.latency.p99),
+            ratio: ratio(
+                c.ours.latency.p99.as_secs_f64(),
+                c.oath.latency.p99.as_secs_f64(),
+            ),
+            target: String::new(),
+            met: "",
+        });
+        rows.push(cpu_row(&format!("{} loops", c.loops), c));
+    }
+    let added = results
+        .skip_with_module
+        .p50
+        .saturating_sub(results.skip_permit_alone.p50);
+    rows.push(Row {
+        measure: "Skip path: added per PAM transaction (p50)".into(),
+        ours: us(added),
+        oath: "—".into(),
+        ratio: "—".into(),
+        target: format!("< {} µs", SKIP_TARGET.as_micros()),
+        met: verdict(added < SKIP_TARGET),
+    });
+    let otpd = &results.otpd;
+    for (label, kib, target) in [
+        ("otpd resident size, idle", otpd.idle, Some(IDLE_TARGET_KIB)),
+        (
+            "otpd resident size, after the login bursts",
+            otpd.after_burst,
+            None,
+        ),
+        (
+            &*format!(
+                "otpd resident size, {} live codes",
+                thousands(results.live_codes)
+            ),
+            otpd.with_live_codes,
+            Some(LIVE_TARGET_KIB),
+        ),
+    ] {
+        rows.push(Row {
+            measure: label.to_string(),
+            ours: format!("{:.1} MiB", mib(kib)),
+            oath: "— (no daemon)".into(),
+            ratio: "—".into(),
+            target: target.map_or_else(String::new, |t| format!("≤ {} MiB", t / 1024)),
+            met: target.map_or("", |t| verdict(kib <= t)),
+        });
+    }
+    let base = results.probe_baseline.login_delta();
+    for (label, ours, oath) in [
+        (
+            "Module: resident size added by loading it",
+            results.probe_ours.load_delta(),
+            results.probe_oath.load_delta(),
+        ),
+        (
+            "Module: resident size added by loading it and one login",
+            results.probe_ours.login_delta() - base,
+            results.probe_oath.login_delta() - base,
+        ),
+    ] {
+        rows.push(Row {
+            measure: label.into(),
+            ours: format!("{ours} KiB"),
+            oath: format!("{oath} KiB"),
+            ratio: ratio(ours as f64, oath as f64),
+            target: String::new(),
+            met: "",
+        });
+    }
+    rows
+}
+
+/// `n` with thin separators: 100,000.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The table alone, as markdown.
+pub fn table(results: &Results) -> String {
+    let mut out = String::from(
+        "| Measure | ours (pam_otp_email + otpd) | pam_oath | ratio ours/pam_oath | target | met |\n\
+         |---|---:|---:|---:|---|---|\n",
+    );
+    for r in rows(results) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.measure, r.ours, r.oath, r.ratio, r.target, r.met
+        );
+    }
+    out
+}
+
+/// The whole results page.
+pub fn markdown(results: &Results, machine: &Machine, command: &str) -> String {
+    let mut out = String::from("# Benchmark: pam_otp_email against pam_oath\n\n");
+    let _ = writeln!(
+        out,
+        "Run {} with `{command}` on {} ({} cores), {}, Linux {}; {}. The whole run took {:.0} s.\n",
+        utc_now(),
+        machine.cpu,
+        machine.cores,
+        machine.os,
+        machine.kernel,
+        machine.packages,
+        results.elapsed.as_secs_f64()
+    );
+    out.push_str(&table(results));
+    let skip = (&results.skip_with_module, &results.skip_permit_alone);
+    let _ = write!(
+        out,
+        "\n## What each row measures\n\n\
+- Every login is one whole PAM transaction driven in-process (`pam_start_confdir`, \
+`pam_authenticate`, `pam_end`), release build. **Ours**: the module asks otpd, otpd issues a \
+code (SQLite, WAL), mails it to the benchmark's own SMTP sink on loopback, the sink takes the \
+code out of the message, the conversation answers with it, otpd verifies. **pam_oath**: \
+`pam_oath.so usersfile=... window=20 digits=6`, one HOTP usersfile per loop, the conversation \
+answers with HOTP computed in-process (RFC 4226); pam_oath reads, checks and rewrites its \
+usersfile on every login.\n\
+- Serial: one loop, one login after another. Concurrent: N loops at once for a fixed time; \
+logins per second is all logins over the wall-clock time. Each of our loops logs in as its own \
+user (a fresh user every {per_user} logins, far below the send caps, which are set to their \
+maxima with no resend cooldown). Ratios are ours divided by pam_oath's.\n\
+- CPU time per login: user and system time of the benchmark process (the PAM application with \
+the module, and the SMTP sink) plus otpd, over the timed part, divided by the logins; it does \
+not depend on what else the machine was doing. pam_oath rewrites and fsyncs its usersfile on \
+every login, so part of its latency is waiting for the disk, not CPU.\n\
+- The module is given `daemon_user=root` because this otpd runs as root; installed, the daemon \
+user is in /etc/passwd, the same files lookup. The benchmark is a Rust program, so \
+libgcc_s.so.1 is already loaded in it; a C application such as sshd also pays for loading \
+whatever the module needs that it does not have.\n\
+- Skip path: a service whose protocol is disabled (our module answers PAM_IGNORE after asking \
+otpd, then pam_permit) against pam_permit alone, {n} transactions each, alternating in blocks \
+of 100: p50 {with} against {alone} (means {with_mean} and {alone_mean}).\n\
+- otpd's resident size (VmRSS) idle after start, after the concurrent scenarios, and after \
+{codes} `Begin` requests for distinct users through the wire protocol (so every one is a live, \
+mailed code: issued, audited and mailed exactly as for a login; {rate:.0} per second over {conns} \
+connections). Peak over the run (VmHWM): {peak:.1} MiB.\n\
+- Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
+runs one whole login with it; the second row subtracts what the same login path costs with \
+pam_permit alone ({base} KiB).\n",
+        per_user = crate::scenarios::LOGINS_PER_USER,
+        n = skip.0.count,
+        with = us(skip.0.p50),
+        alone = us(skip.1.p50),
+        with_mean = us(skip.0.mean),
+        alone_mean = us(skip.1.mean),
+        codes = thousands(results.live_codes),
+        rate = results.live_codes as f64 / results.bulk_time.as_secs_f64().max(f64::EPSILON),
+        conns = 8,
+        peak = mib(results.otpd.peak),
+        base = results.probe_baseline.login_delta(),
+    );
+    out.push_str("\n## Checks that passed\n\n");
+    for check in &results.checks {
+        let _ = writeln!(out, "- {check}");
+    }
+    out
+}
+
+/// The current time as `YYYY-MM-DD HH:MM UTC`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian, era-based).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400 + 3_660), "2000-02-29 01:01 UTC");
+        assert_eq!(utc(1_767_225_599), "2025-12-31 23:59 UTC");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+    }
+
+    #[test]
+    fn ratios_guard_against_a_zero_baseline() {
+        assert_eq!(ratio(3.0, 1.5), "2.00");
+        assert_eq!(ratio(3.0, 0.0), "—");
+    }
+}

@@ -1,0 +1,273 @@
+//! The whole benchmark in order: memory probes, skip path, serial and concurrent logins (ours
+//! then pam_oath's each time), otpd's memory after the burst and with many live codes.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::bulk;
+use crate::error::BenchError;
+use crate::hotp;
+use crate::loops::{Run, Until};
+use crate::memory::{self, Process};
+use crate::probe::{self, Footprint, Probe};
+use crate::scenarios;
+use crate::setup::{self, Setup};
+use crate::stats::Summary;
+
+/// How much of each scenario to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Timed serial logins of each kind.
+    pub serial: u64,
+    /// How long each concurrent scenario runs, per side.
+    pub seconds: f64,
+    /// Timed transactions of each skip-path stack.
+    pub skip: usize,
+    /// Live codes otpd holds for the memory measurement.
+    pub live_codes: usize,
+    /// The concurrent loop counts.
+    pub concurrency: Vec<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            serial: 2000,
+            seconds: 5.0,
+            skip: 3000,
+            live_codes: 100_000,
+            concurrency: vec![4, 16],
+        }
+    }
+}
+
+/// Untimed logins per loop before each scenario.
+const WARMUP: u64 = 20;
+/// Connections the bulk load uses.
+const BULK_CONNECTIONS: usize = 8;
+
+/// Throughput, latency and CPU cost of one side of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Logins per second.
+    pub per_second: f64,
+    /// Latencies.
+    pub latency: Summary,
+    /// CPU time per login, this process and otpd together.
+    pub cpu_per_login: Duration,
+}
+
+/// One scenario (serial is one loop), both sides.
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrent {
+    /// Loops.
+    pub loops: usize,
+    /// Ours.
+    pub ours: Throughput,
+    /// pam_oath's.
+    pub oath: Throughput,
+}
+
+/// otpd's resident size at each point, KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpdMemory {
+    /// Started, answered a ping, nothing else.
+    pub idle: u64,
+    /// After the login scenarios (the last one the largest burst).
+    pub after_burst: u64,
+    /// Holding [`Results::live_codes`] live codes.
+    pub with_live_codes: u64,
+    /// The peak over the whole run (VmHWM).
+    pub peak: u64,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// Serial logins.
+    pub serial: Concurrent,
+    /// The concurrent scenarios.
+    pub concurrent: Vec<Concurrent>,
+    /// Skip path: our module then pam_permit.
+    pub skip_with_module: Summary,
+    /// Skip path baseline: pam_permit alone.
+    pub skip_permit_alone: Summary,
+    /// otpd's memory.
+    pub otpd: OtpdMemory,
+    /// Live codes issued for the memory measurement.
+    pub live_codes: usize,
+    /// How long issuing them took.
+    pub bulk_time: Duration,
+    /// Probe: pam_permit alone, no module preloaded.
+    pub probe_baseline: Footprint,
+    /// Probe: our module and one whole emailed-code login.
+    pub probe_ours: Footprint,
+    /// Probe: pam_oath and one HOTP login.
+    pub probe_oath: Footprint,
+    /// The consistency checks that passed.
+    pub checks: Vec<String>,
+    /// How long the whole run took.
+    pub elapsed: Duration,
+}
+
+/// Runs every scenario; progress goes to `log`.
+pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError> {
+    let started = Instant::now();
+    let mut say = |text: String| {
+        let _ = writeln!(log, "[{:>6.1}s] {text}", started.elapsed().as_secs_f64());
+    };
+    let setup = Setup::start()?;
+    let otpd_pid = Process::Pid(u32::try_from(setup.otpd.pid()).unwrap_or_default());
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = memory::rss_kib(otpd_pid)?;
+    say(format!("otpd idle: {idle} KiB"));
+
+    say("module memory probes".into());
+    let (probe_baseline, probe_ours, probe_oath) = probes(&setup)?;
+
+    say(format!(
+        "skip path: {} transactions per stack",
+        options.skip
+    ));
+    let skip = scenarios::run_skip(&setup, options.skip)?;
+
+    let mut checks = Vec::new();
+    say(format!("serial: {} logins each", options.serial));
+    let serial_ours = scenarios::run_ours(&setup, "s", 1, WARMUP, Until::Count(options.serial))?;
+    checks.push(serial_ours.check.clone());
+    let serial_oath = scenarios::run_oath(&setup, 1, WARMUP, Until::Count(options.serial))?;
+    let serial = Concurrent {
+        loops: 1,
+        ours: throughput(serial_ours.run)?,
+        oath: throughput(serial_oath)?,
+    };
+
+    let time = Until::Time(Duration::from_secs_f64(options.seconds));
+    let mut concurrent = Vec::new();
+    for &loops in &options.concurrency {
+        say(format!("{loops} loops: {}s each", options.seconds));
+        let ours = scenarios::run_ours(&setup, &format!("c{loops}"), loops, WARMUP, time)?;
+        checks.push(ours.check.clone());
+        let oath = scenarios::run_oath(&setup, loops, WARMUP, time)?;
+        concurrent.push(Concurrent {
+            loops,
+            ours: throughput(ours.run)?,
+            oath: throughput(oath)?,
+        });
+    }
+    let after_burst = memory::rss_kib(otpd_pid)?;
+
+    say(format!("issuing {} live codes", options.live_codes));
+    setup.mailbox.set_discard(true);
+    let mails_before = setup.mailbox.delivered();
+    let bulk_time =
+        bulk::issue_live_codes(&setup.otpd.socket, options.live_codes, BULK_CONNECTIONS)?;
+    let mailed = setup.mailbox.delivered() - mails_before;
+    if mailed != options.live_codes as u64 || setup.mailbox.without_code() != 0 {
+        return Err(BenchError::Check(format!(
+            "{} codes issued but {mailed} mails arrived ({} without a code)",
+            options.live_codes,
+            setup.mailbox.without_code()
+        )));
+    }
+    checks.push(format!(
+        "bulk: {} begins answered with a prompt, {mailed} mails with a code",
+        options.live_codes
+    ));
+    let with_live_codes = memory::rss_kib(otpd_pid)?;
+    let peak = memory::peak_rss_kib(otpd_pid)?;
+    say(format!("otpd with live codes: {with_live_codes} KiB"));
+
+    let summary = |mut samples: Vec<Duration>| {
+        Summary::of(&mut samples).ok_or_else(|| BenchError::Check("no logins were timed".into()))
+    };
+    Ok(Results {
+        serial,
+        concurrent,
+        skip_with_module: summary(skip.with_module)?,
+        skip_permit_alone: summary(skip.permit_alone)?,
+        otpd: OtpdMemory {
+            idle,
+            after_burst,
+            with_live_codes,
+            peak,
+        },
+        live_codes: options.live_codes,
+        bulk_time,
+        probe_baseline,
+        probe_ours,
+        probe_oath,
+        checks,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn throughput(run: Run) -> Result<Throughput, BenchError> {
+    let per_second = run.per_second();
+    let cpu_per_login = run.cpu_per_login();
+    let mut latencies = run.latencies;
+    let latency = Summary::of(&mut latencies)
+        .ok_or_else(|| BenchError::Check("no logins were timed".into()))?;
+    Ok(Throughput {
+        per_second,
+        latency,
+        cpu_per_login,
+    })
+}
+
+/// The three module probes: baseline, ours (a whole emailed-code login), pam_oath.
+fn probes(setup: &Setup) -> Result<(Footprint, Footprint, Footprint), BenchError> {
+    let probe = |module: Option<&std::path::Path>, service: &str, user: &str| Probe {
+        module: module.map(std::path::Path::to_path_buf),
+        confdir: setup.confdir().to_path_buf(),
+        service: service.into(),
+        user: user.into(),
+    };
+    let baseline = probe::measure(&probe(None, setup::PERMIT_SERVICE, "probe"), || None)?;
+    let mailbox = &setup.mailbox;
+    let ours = probe::measure(
+        &probe(Some(&setup.module), setup::OUR_SERVICE, "probe"),
+        || {
+            mailbox
+                .take("probe@example.test", Duration::from_secs(10))
+                .flatten()
+        },
+    )?;
+    let key = setup::oath_key(setup::MAX_LOOPS);
+    let oath = probe::measure(
+        &probe(
+            Some(&setup.pam_oath),
+            setup::OATH_PROBE_SERVICE,
+            setup::OATH_PROBE_USER,
+        ),
+        || Some(hotp::hotp(&key, 0, setup::DIGITS)),
+    )?;
+    Ok((baseline, ours, oath))
+}
+
+/// Only our side, for profiling otpd (under perf, or callgrind through a wrapper): `logins`
+/// serial whole logins, then `logins` skip-path transactions, each phase announced on `log`
+/// with otpd's pid so a profiler can attach. Returns the two phases' wall-clock times.
+pub fn profile(logins: u64, log: &mut dyn Write) -> Result<(Duration, Duration), BenchError> {
+    let mut setup = Setup::start()?;
+    let _ = writeln!(log, "otpd pid {}", setup.otpd.pid());
+    let started = Instant::now();
+    scenarios::run_ours(&setup, "p", 1, 0, Until::Count(logins))?;
+    let serial = started.elapsed();
+    let _ = writeln!(log, "{logins} serial logins in {serial:?}");
+    let started = Instant::now();
+    for _ in 0..logins {
+        crate::login::login(
+            setup.confdir(),
+            setup::SKIP_SERVICE,
+            "skipper",
+            "192.0.2.1",
+            |_| None,
+        )?;
+    }
+    let skip = started.elapsed();
+    let _ = writeln!(log, "{logins} skip transactions in {skip:?}");
+    // A clean stop, so a profiler wrapped around otpd writes its results.
+    setup.otpd.stop();
+    Ok((serial, skip))
+}
