@@ -94,3 +94,16 @@ pub fn stashed(pamh: &PamHandle) -> Option<Stash> {
     let stored = unsafe { pamh.get_data::<Stored>(STASH_KEY) }.ok()?;
     stored.clone()
 }
+
+/// Tells syslog that a panic was caught (the hook has no PAM handle, so plain syslog(3)).
+pub fn syslog_panic() {
+    // SAFETY: the format is a static NUL-terminated "%s" and its one argument a static
+    // NUL-terminated string; syslog(3) keeps neither pointer after it returns.
+    unsafe {
+        libc::syslog(
+            libc::LOG_AUTHPRIV | libc::LOG_ERR,
+            c"%s".as_ptr(),
+            c"pam_otp_email: internal error caught; the login was refused (PAM_ABORT)".as_ptr(),
+        )
+    }
+}

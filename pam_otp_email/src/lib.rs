@@ -47,6 +47,7 @@ mod ffi;
 pub mod flow;
 mod handle;
 pub mod outcome;
+mod quiet_panic;
 pub mod secret;
 
 use std::ffi::CStr;
@@ -68,6 +69,7 @@ pam::pam_hooks!(OtpEmail);
 
 impl PamHooks for OtpEmail {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        quiet_panic::install();
         let args = match Args::parse(&args) {
             Ok(args) => args,
             Err(error) => {
