@@ -110,8 +110,8 @@ pub fn log_line(event: Event, subject: Subject<'_>, detail: Option<&str>) -> Str
 }
 
 /// Escapes a value so it stays one token: control characters, spaces and `=` are written as
-/// `\xNN`.
-fn value(raw: &str) -> String {
+/// `\xNN`. An empty value is written `-`. Every audit log line, otpctl's included, uses it.
+pub(crate) fn value(raw: &str) -> String {
     if raw.is_empty() {
         return "-".to_string();
     }
@@ -123,6 +123,12 @@ fn value(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_stay_one_token() {
+        assert_eq!(value("a b=c\nd"), "a\\x20b\\x3dc\\x0ad");
+        assert_eq!(value(""), "-");
+    }
 
     #[test]
     fn log_line_stays_one_line_with_hostile_values() {

@@ -44,38 +44,7 @@ pub fn may_act_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct FakeAccounts;
-
-    impl Accounts for FakeAccounts {
-        fn user_name(&self, uid: u32) -> Option<String> {
-            match uid {
-                1000 => Some("alice".into()),
-                33 => Some("www-data".into()),
-                1001 => Some("bob".into()),
-                _ => None,
-            }
-        }
-        fn uid_of(&self, name: &str) -> Option<u32> {
-            match name {
-                "alice" => Some(1000),
-                "www-data" => Some(33),
-                "bob" => Some(1001),
-                _ => None,
-            }
-        }
-        fn groups_of(&self, user: &str) -> Vec<String> {
-            match user {
-                "bob" => vec!["bob".into(), "webdav".into()],
-                _ => vec![user.into()],
-            }
-        }
-    }
-
-    fn caller(uid: u32) -> Caller {
-        Caller { uid, gid: uid }
-    }
+    use crate::test_support::{FakeAccounts, caller};
 
     #[test]
     fn root_may_act_for_anyone() {

@@ -12,7 +12,7 @@ use common::wire::{DenyReason, LoginContext, Request, Response};
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{Caller, may_act_for};
-use crate::mail::CodeMail;
+use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{
@@ -90,15 +90,17 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
         Err(response) => return response,
     };
     let mail = CodeMail {
-        to: &pending.needed.address,
-        user: &login.user,
-        code: &pending.code,
-        host: &shared.hostname,
-        service: &login.service,
-        protocol: pending.needed.protocol.as_str(),
-        rhost: login.rhost.as_deref(),
-        issued_at: pending.issued_at,
-        expires_at: pending.expires_at,
+        values: Values {
+            to: &pending.needed.address,
+            user: &login.user,
+            code: &pending.code,
+            host: &shared.hostname,
+            service: &login.service,
+            protocol: pending.needed.protocol.as_str(),
+            rhost: login.rhost.as_deref(),
+            issued_at: pending.issued_at,
+            expires_at: pending.expires_at,
+        },
         overrides: &pending.needed.settings.message,
     };
     let sent = active.mailer.send(&mail).await;

@@ -24,3 +24,6 @@ pub mod state;
 pub mod store;
 pub mod systemd;
 pub mod timefmt;
+
+#[cfg(test)]
+pub(crate) mod test_support;

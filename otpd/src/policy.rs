@@ -137,14 +137,7 @@ pub fn address_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    fn config(extra: &str) -> Config {
-        let text = format!(
-            "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
-        );
-        Config::parse(&text, Path::new("test.toml")).unwrap()
-    }
+    use crate::test_support::config;
 
     fn login(user: &str, service: &str) -> LoginContext {
         LoginContext {

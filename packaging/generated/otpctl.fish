@@ -166,7 +166,7 @@ complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l timeout -
 complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -l json -d 'Print JSON instead of tables (every command that prints something)'
 complete -c otpctl -n "__fish_otpctl_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l pam-dir -d 'The PAM service directory [env: OTPCTL_PAM_DIR] [default: /etc/pam.d]' -r -F
-complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l module -d 'The installed module [env: OTPCTL_PAM_MODULE] [default: /lib/<arch>-linux-gnu/security/pam_otp_email.so]' -r -F
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l module -d 'The installed module [env: OTPCTL_PAM_MODULE] [default: pam_otp_email.so in the first of /lib/<arch>-linux-gnu/security, /usr/lib/<arch>-linux-gnu/security, /usr/lib64/security and /lib64/security that holds it]' -r -F
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l sshd-command -d 'The command that prints sshd\'s effective config [env: OTPCTL_SSHD_COMMAND] [default: sshd -T]' -r
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l send-to -d 'Also send a real test message to ADDRESS through each server (needs otpd)' -r
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F

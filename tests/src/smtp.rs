@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::paths;
 
+/// How long a mail may take to arrive at the capture server.
+pub const MAIL_WAIT: Duration = Duration::from_secs(10);
+
 /// A running capture server.
 #[derive(Debug)]
 pub struct SmtpCapture {

@@ -13,9 +13,7 @@ use common::secret::SecretString;
 use common::wire::{LoginContext, Request, Response};
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::paths;
-use e2e_tests::smtp::SmtpCapture;
-
-const MAIL_WAIT: Duration = Duration::from_secs(10);
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
 fn login(user: &str) -> LoginContext {
     LoginContext {

@@ -6,39 +6,32 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::MutexGuard;
-use std::time::Duration;
+use std::ops::Deref;
 
-use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::programs::answers::{MAIL_WAIT, wrong};
-use e2e_tests::programs::users::TestUser;
+use e2e_tests::programs::answers::wrong;
+use e2e_tests::programs::lab::LabBase;
+use e2e_tests::programs::stacks;
 use e2e_tests::programs::vsftpd::{FtpOutcome, Vsftpd};
-use e2e_tests::programs::{self, stacks};
-use e2e_tests::smtp::SmtpCapture;
 
 /// vsftpd with its otpd, mail capture and user; the server stops before the user is deleted.
 struct Lab {
     vsftpd: Vsftpd,
-    otpd: Otpd,
-    smtp: SmtpCapture,
-    user: TestUser,
-    _serial: MutexGuard<'static, ()>,
+    base: LabBase,
+}
+
+impl Deref for Lab {
+    type Target = LabBase;
+
+    fn deref(&self) -> &LabBase {
+        &self.base
+    }
 }
 
 fn lab() -> Lab {
-    let serial = programs::serial();
-    let smtp = SmtpCapture::start();
-    let otpd = Otpd::start(&TestConfig::required(smtp.port));
-    let user = TestUser::create();
-    user.write_file("notes.txt", b"ftp file\n");
-    let vsftpd = Vsftpd::start(&stacks::single_secret(&stacks::otp(&otpd.socket, "")));
-    Lab {
-        vsftpd,
-        otpd,
-        smtp,
-        user,
-        _serial: serial,
-    }
+    let base = LabBase::start("");
+    base.user.write_file("notes.txt", b"ftp file\n");
+    let vsftpd = Vsftpd::start(&stacks::single_secret(&stacks::otp(&base.otpd.socket, "")));
+    Lab { vsftpd, base }
 }
 
 impl Lab {
@@ -50,22 +43,11 @@ impl Lab {
     fn first_login_mails_a_code(&self) -> String {
         let first = self.list(&self.user.password);
         assert!(first.refused(), "{}", self.report(&first));
-        let mails = self.smtp.wait_for(1, MAIL_WAIT);
-        assert_eq!(mails.len(), 1, "{}", self.report(&first));
-        mails[0].code()
-    }
-
-    fn settled_mail_count(&self) -> usize {
-        std::thread::sleep(Duration::from_millis(500));
-        self.smtp.messages().len()
+        self.only_mailed_code(&self.report(&first))
     }
 
     fn report(&self, out: &FtpOutcome) -> String {
-        format!(
-            "{out:#?}\n--- vsftpd log ---\n{}\n--- otpd log ---\n{}",
-            self.vsftpd.log(),
-            self.otpd.log()
-        )
+        self.base.report(out, "vsftpd", &self.vsftpd.log())
     }
 }
 
@@ -97,16 +79,7 @@ fn a_wrong_password_is_refused_and_mails_nothing() {
     assert!(out.refused(), "{}", lab.report(&out));
     let with_digits = lab.list("not-the-password123456");
     assert!(with_digits.refused(), "{}", lab.report(&with_digits));
-    assert_eq!(
-        lab.settled_mail_count(),
-        0,
-        "a wrong password mailed a code"
-    );
-    assert!(
-        !lab.otpd.log().contains("event=issued"),
-        "{}",
-        lab.otpd.log()
-    );
+    lab.assert_no_code_was_mailed();
 }
 
 #[test]
@@ -115,13 +88,7 @@ fn the_password_with_a_wrong_code_is_refused() {
     let code = lab.first_login_mails_a_code();
     let out = lab.list(&format!("{}{}", lab.user.password, wrong(&code)));
     assert!(out.refused(), "{}", lab.report(&out));
-    assert!(
-        lab.otpd
-            .log()
-            .contains(&format!("event=wrong_code user={}", lab.user.name)),
-        "{}",
-        lab.report(&out)
-    );
+    assert!(lab.logged("wrong_code"), "{}", lab.report(&out));
 }
 
 #[test]

@@ -8,43 +8,34 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
-use std::sync::MutexGuard;
+use std::ops::Deref;
 use std::time::Duration;
 
-use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::programs::answers::MAIL_WAIT;
+use e2e_tests::programs::lab::LabBase;
 use e2e_tests::programs::nginx::{DAV, FILES, HttpReply, HttpRequest, Nginx};
-use e2e_tests::programs::users::TestUser;
-use e2e_tests::programs::{self, stacks};
-use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::programs::stacks;
 
-/// nginx with its otpd, mail capture and user.
+/// nginx with its otpd, mail capture and user; the server stops before the user is deleted.
 struct Lab {
     nginx: Nginx,
-    otpd: Otpd,
-    smtp: SmtpCapture,
-    user: TestUser,
-    _serial: MutexGuard<'static, ()>,
+    base: LabBase,
+}
+
+impl Deref for Lab {
+    type Target = LabBase;
+
+    fn deref(&self) -> &LabBase {
+        &self.base
+    }
 }
 
 fn lab_with(defaults: &str) -> Lab {
-    let serial = programs::serial();
-    let smtp = SmtpCapture::start();
-    let mut config = TestConfig::required(smtp.port);
-    config.body.push_str(defaults);
-    let otpd = Otpd::start(&config);
-    let user = TestUser::create();
-    let stack = stacks::single_secret(&stacks::otp(&otpd.socket, ""));
+    let base = LabBase::start(defaults);
+    let stack = stacks::single_secret(&stacks::otp(&base.otpd.socket, ""));
     let nginx = Nginx::start(&stack, &stack);
     fs::write(nginx.files_dir().join("page.txt"), "a protected page\n").unwrap();
     fs::write(nginx.dav_dir().join("shared.txt"), "a shared file\n").unwrap();
-    Lab {
-        nginx,
-        otpd,
-        smtp,
-        user,
-        _serial: serial,
-    }
+    Lab { nginx, base }
 }
 
 fn lab() -> Lab {
@@ -66,22 +57,11 @@ impl Lab {
     fn first_request_mails_a_code(&self, path: &str) -> String {
         let first = self.get(path, &self.user.password);
         assert_eq!(first.status, 401, "{}", self.report(&first));
-        let mails = self.smtp.wait_for(1, MAIL_WAIT);
-        assert_eq!(mails.len(), 1, "{}", self.report(&first));
-        mails[0].code()
-    }
-
-    fn settled_mail_count(&self) -> usize {
-        std::thread::sleep(Duration::from_millis(500));
-        self.smtp.messages().len()
+        self.only_mailed_code(&self.report(&first))
     }
 
     fn report(&self, reply: &HttpReply) -> String {
-        format!(
-            "{reply:#?}\n--- nginx log ---\n{}\n--- otpd log ---\n{}",
-            self.nginx.log(),
-            self.otpd.log()
-        )
+        self.base.report(reply, "nginx", &self.nginx.log())
     }
 }
 
@@ -129,11 +109,7 @@ fn a_wrong_password_gets_401_and_mails_nothing() {
         let reply = lab.get("/files/page.txt", secret);
         assert_eq!(reply.status, 401, "{}", lab.report(&reply));
     }
-    assert_eq!(
-        lab.settled_mail_count(),
-        0,
-        "a wrong password mailed a code"
-    );
+    lab.assert_no_code_was_mailed();
 }
 
 #[test]

@@ -4,68 +4,13 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::libpam::{self, Message, MessageStyle, Transaction};
+use e2e_tests::libpam;
+use e2e_tests::login::{login_with, mailed_code};
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::smtp::{MailReader, SmtpCapture};
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
-
-const MAIL_WAIT: Duration = Duration::from_secs(10);
-
-/// What a login saw and how it ended.
-#[derive(Debug)]
-struct LoginResult {
-    code: i32,
-    prompts: Vec<String>,
-    errors: Vec<String>,
-}
-
-/// Runs one login; `answer` gives the reply to each echo-off prompt.
-fn login_with(
-    confdir: &PamConfDir,
-    service: &str,
-    user: &str,
-    rhost: Option<&str>,
-    mut answer: impl FnMut(&str) -> String + 'static,
-) -> LoginResult {
-    let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
-    let record = Arc::clone(&seen);
-    let conv = move |message: &Message| {
-        let mut seen = record.lock().unwrap();
-        match message.style {
-            MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => {
-                seen.0.push(message.text.clone());
-                Some(answer(&message.text))
-            }
-            MessageStyle::ErrorMsg | MessageStyle::TextInfo => {
-                seen.1.push(message.text.clone());
-                None
-            }
-        }
-    };
-    let mut tx = Transaction::start(service, user, confdir.path(), conv).expect("pam_start");
-    if let Some(rhost) = rhost {
-        tx.set_rhost(rhost).expect("set rhost");
-    }
-    let code = tx.authenticate();
-    drop(tx);
-    let (prompts, errors) = seen.lock().unwrap().clone();
-    LoginResult {
-        code,
-        prompts,
-        errors,
-    }
-}
-
-/// Answers the prompt with the code from the newest mail (waiting for it to arrive).
-fn mailed_code(reader: MailReader, expected_mails: usize) -> impl FnMut(&str) -> String {
-    move |_| {
-        let mails = reader.wait_for(expected_mails, MAIL_WAIT);
-        mails.last().expect("a mail with the code").code()
-    }
-}
 
 struct Setup {
     smtp: SmtpCapture,

@@ -9,72 +9,24 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::libpam::{self, Message, MessageStyle, Transaction};
+use e2e_tests::libpam;
+use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
 use e2e_tests::paths;
-use e2e_tests::smtp::{MailReader, SmtpCapture};
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
-
-const MAIL_WAIT: Duration = Duration::from_secs(10);
-
-/// What a login saw and how it ended.
-#[derive(Debug)]
-struct LoginResult {
-    code: i32,
-    prompts: Vec<String>,
-    errors: Vec<String>,
-}
 
 /// Runs one `sshd` login as `user` from `rhost`; `answer` gives the reply to each prompt.
 fn login(
     pam: &PamConfDir,
     user: &str,
     rhost: Option<&str>,
-    mut answer: impl FnMut(&str) -> String + 'static,
+    answer: impl FnMut(&str) -> String + 'static,
 ) -> LoginResult {
-    let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
-    let record = Arc::clone(&seen);
-    let conv = move |message: &Message| {
-        let mut seen = record.lock().unwrap();
-        match message.style {
-            MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => {
-                seen.0.push(message.text.clone());
-                Some(answer(&message.text))
-            }
-            MessageStyle::ErrorMsg | MessageStyle::TextInfo => {
-                seen.1.push(message.text.clone());
-                None
-            }
-        }
-    };
-    let mut tx = Transaction::start("sshd", user, pam.path(), conv).expect("pam_start");
-    if let Some(rhost) = rhost {
-        tx.set_rhost(rhost).expect("set rhost");
-    }
-    let code = tx.authenticate();
-    drop(tx);
-    let (prompts, errors) = seen.lock().unwrap().clone();
-    LoginResult {
-        code,
-        prompts,
-        errors,
-    }
-}
-
-/// Answers the prompt with the code from the newest mail (waiting for it to arrive).
-fn mailed_code(reader: MailReader) -> impl FnMut(&str) -> String {
-    move |_| {
-        let mails = reader.wait_for(1, MAIL_WAIT);
-        mails.last().expect("a mail with the code").code()
-    }
-}
-
-fn never_prompted(prompt: &str) -> String {
-    panic!("no prompt expected, got {prompt:?}")
+    login_with(pam, "sshd", user, rhost, answer)
 }
 
 /// otpd with every user required to give a code, mailed to `USER@example.test`, and `mail`
@@ -190,7 +142,7 @@ fn starttls_with_a_private_ca_and_auth_delivers_and_everything_after_ehlo_is_enc
             &auth_and_ca(&pw, &ca.ca_cert()),
         )],
     ));
-    let result = login(&pam, "alice", None, mailed_code(smtp.reader()));
+    let result = login(&pam, "alice", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     assert_eq!(smtp.messages().len(), 1);
     let seen = commands(&smtp);
@@ -218,7 +170,12 @@ fn implicit_tls_with_auth_delivers() {
             &auth_and_ca(&pw, &ca.ca_cert()),
         )],
     ));
-    let result = login(&pam, "bob", Some("192.0.2.5"), mailed_code(smtp.reader()));
+    let result = login(
+        &pam,
+        "bob",
+        Some("192.0.2.5"),
+        mailed_code(smtp.reader(), 1),
+    );
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     assert_eq!(smtp.last().rcpt_tos, vec!["bob@example.test".to_string()]);
     assert!(commands(&smtp).iter().all(|c| c.ends_with("tls=1")));
@@ -228,7 +185,7 @@ fn implicit_tls_with_auth_delivers() {
 fn plain_smtp_to_loopback_delivers_with_a_warning_at_start() {
     let smtp = SmtpCapture::start();
     let (otpd, pam) = start(&mail("", &[server("local", smtp.port, "none", "")]));
-    let result = login(&pam, "carol", None, mailed_code(smtp.reader()));
+    let result = login(&pam, "carol", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     assert!(otpd.log().contains("security = \"none\""), "{}", otpd.log());
 }
@@ -348,7 +305,7 @@ fn a_dead_port_then_a_451_server_then_a_good_one_delivers_exactly_one_message() 
             server("good", good.port, "none", ""),
         ],
     ));
-    let result = login(&pam, "grace", None, mailed_code(good.reader()));
+    let result = login(&pam, "grace", None, mailed_code(good.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(good.messages().len(), 1);
@@ -443,7 +400,7 @@ fn without_servers_mail_goes_through_a_real_sendmail_program() {
         &pam,
         "ivan",
         Some("198.51.100.7"),
-        mailed_code(smtp.reader()),
+        mailed_code(smtp.reader(), 1),
     );
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     let mail = smtp.last();
@@ -463,7 +420,7 @@ fn a_remote_host_carrying_smtp_commands_gives_exactly_one_message_with_them_neut
     let smtp = SmtpCapture::start();
     let (_otpd, pam) = start(&mail("", &[server("local", smtp.port, "none", "")]));
     let rhost = "evil\r\n.\r\nMAIL FROM:<attacker@evil.test>\r\nRCPT TO:<victim@evil.test>\r\nDATA\r\nSubject: pwned\n.\n";
-    let result = login(&pam, "judy", Some(rhost), mailed_code(smtp.reader()));
+    let result = login(&pam, "judy", Some(rhost), mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     std::thread::sleep(Duration::from_millis(300));
     let mails = smtp.messages();
@@ -596,7 +553,7 @@ fn a_utf8_subject_and_body_arrive_intact() {
         ),
         &[server("local", smtp.port, "none", "")],
     ));
-    let result = login(&pam, "ayse", None, mailed_code(smtp.reader()));
+    let result = login(&pam, "ayse", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     let mail = smtp.last();
     let host = nix_hostname();
@@ -656,7 +613,7 @@ fn a_profile_gets_its_own_subject_and_html_escapes_untrusted_values() {
         &pam,
         "boss",
         Some("<img src=x>"),
-        mailed_code(reader.clone()),
+        mailed_code(reader.clone(), 1),
     );
     assert_eq!(libpam::code_name(r.code), "PAM_SUCCESS", "{r:?}");
     let mail = smtp.last();
@@ -710,7 +667,7 @@ fn a_dkim_signed_code_mail_verifies_against_the_published_key() {
         mail("", &[server("local", smtp.port, "none", "")]),
         key.display()
     ));
-    let result = login(&pam, "kim", None, mailed_code(smtp.reader()));
+    let result = login(&pam, "kim", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
     let eml = std::fs::read_dir(smtp.mail_dir())
         .unwrap()

@@ -10,21 +10,20 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::secret::SecretString;
+use common::text::mask_email;
 use common::wire::{LoginContext, Request, Response};
 use common::wire_admin::{AdminRequest, AdminResponse, SelfAction};
-use e2e_tests::libpam::{self, Message, MessageStyle, Transaction};
+use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::paths;
-use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::programs::answers::wrong;
+use e2e_tests::programs::users::TestUser;
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use serde_json::Value;
-
-const MAIL_WAIT: Duration = Duration::from_secs(10);
 
 /// Optional mode (only enrolled users need a code), addresses from a template, and limits
 /// loose enough that a test's many logins are never capped or reused.
@@ -54,44 +53,13 @@ fn setup() -> Setup {
     setup_with(optional)
 }
 
-/// How a login went.
-#[derive(Debug)]
-struct Login {
-    result: &'static str,
-    prompts: Vec<String>,
-    errors: Vec<String>,
-}
-
 /// A login through PAM; `answer` replies to each prompt.
-fn login(s: &Setup, user: &str, mut answer: impl FnMut(&str) -> String + 'static) -> Login {
-    let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
-    let record = Arc::clone(&seen);
-    let conv = move |m: &Message| {
-        let mut seen = record.lock().unwrap();
-        match m.style {
-            MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => {
-                seen.0.push(m.text.clone());
-                Some(answer(&m.text))
-            }
-            MessageStyle::ErrorMsg | MessageStyle::TextInfo => {
-                seen.1.push(m.text.clone());
-                None
-            }
-        }
-    };
-    let mut tx = Transaction::start("sshd", user, s.pam.path(), conv).expect("pam_start");
-    let code = tx.authenticate();
-    drop(tx);
-    let (prompts, errors) = seen.lock().unwrap().clone();
-    Login {
-        result: libpam::code_name(code),
-        prompts,
-        errors,
-    }
+fn login(s: &Setup, user: &str, answer: impl FnMut(&str) -> String + 'static) -> LoginResult {
+    login_with(&s.pam, "sshd", user, None, answer)
 }
 
 /// A login answered with the code of the mail number `nth` (1-based) once it arrives.
-fn login_with_mailed_code(s: &Setup, user: &str, nth: usize) -> Login {
+fn login_with_mailed_code(s: &Setup, user: &str, nth: usize) -> LoginResult {
     let reader = s.smtp.reader();
     login(s, user, move |_| {
         let mails = reader.wait_for(nth, MAIL_WAIT);
@@ -101,8 +69,8 @@ fn login_with_mailed_code(s: &Setup, user: &str, nth: usize) -> Login {
 }
 
 /// A login that must not be asked for anything.
-fn login_without_prompt(s: &Setup, user: &str) -> Login {
-    login(s, user, |p| panic!("no prompt expected, got {p:?}"))
+fn login_without_prompt(s: &Setup, user: &str) -> LoginResult {
+    login(s, user, never_prompted)
 }
 
 /// otpctl's exit status and output.
@@ -166,51 +134,6 @@ fn command(who: Option<(u32, u32)>, s: &Setup, args: &[&str]) -> Command {
 
 const NOBODY: (u32, u32) = (65534, 65534);
 
-/// A real Unix account for self-service, named uniquely and removed when dropped.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn create() -> TestUser {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "otpt{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let status = Command::new("useradd")
-            .args([
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-            ])
-            .arg(&name)
-            .status()
-            .expect("run useradd");
-        assert!(status.success(), "useradd {name} failed");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").arg(flag).arg(&name).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        TestUser { name, uid, gid }
-    }
-
-    fn who(&self) -> (u32, u32) {
-        (self.uid, self.gid)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
-
 /// Runs a self-service command as `user`, answering its code prompt with `answer(code)` once
 /// the mail number `nth` arrives; `None` closes standard input without answering.
 fn self_service(
@@ -234,23 +157,17 @@ fn self_service(
     ran(child.wait_with_output().unwrap())
 }
 
-fn wrong(code: &str) -> String {
-    code.chars()
-        .map(|c| if c == '0' { '1' } else { '0' })
-        .collect()
-}
-
 #[test]
 fn an_added_and_enabled_user_is_asked_for_a_code_mailed_to_the_address_on_file() {
     let s = setup();
-    assert_eq!(login_without_prompt(&s, "zoe").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "zoe").name(), "PAM_SUCCESS");
     let r = ctl(
         &s,
         &["user", "add", "zoe", "--email", "zoe@corp.test", "--enable"],
     );
     assert_eq!(r.status, 0, "{r:?}");
     let l = login_with_mailed_code(&s, "zoe", 1);
-    assert_eq!(l.result, "PAM_SUCCESS", "{l:?}");
+    assert_eq!(l.name(), "PAM_SUCCESS", "{l:?}");
     assert!(
         l.prompts[0].starts_with("Code sent to z***@c***.test"),
         "{l:?}"
@@ -265,17 +182,17 @@ fn user_disable_and_remove_turn_the_code_off_for_the_next_login() {
         &s,
         &["user", "add", "yan", "--email", "yan@corp.test", "--enable"],
     );
-    assert_eq!(login_with_mailed_code(&s, "yan", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "yan", 1).name(), "PAM_SUCCESS");
     let r = ctl(&s, &["user", "disable", "yan"]);
     assert_eq!(
         (r.status, r.stdout.trim()),
         (0, "The login code is off for yan.")
     );
-    assert_eq!(login_without_prompt(&s, "yan").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "yan").name(), "PAM_SUCCESS");
     ctl(&s, &["user", "enable", "yan"]);
-    assert_eq!(login_with_mailed_code(&s, "yan", 2).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "yan", 2).name(), "PAM_SUCCESS");
     assert_eq!(ctl(&s, &["user", "remove", "yan"]).status, 0);
-    assert_eq!(login_without_prompt(&s, "yan").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "yan").name(), "PAM_SUCCESS");
     let gone = ctl(&s, &["user", "remove", "yan"]);
     assert_eq!(gone.status, 5, "{gone:?}");
 }
@@ -289,11 +206,11 @@ fn set_email_and_set_protocols_change_the_next_login() {
     );
     let r = ctl(&s, &["user", "set-email", "xia", "new@corp.test"]);
     assert_eq!(r.status, 0, "{r:?}");
-    assert_eq!(login_with_mailed_code(&s, "xia", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "xia", 1).name(), "PAM_SUCCESS");
     assert_eq!(s.smtp.last().rcpt_tos, ["new@corp.test"]);
     let r = ctl(&s, &["user", "set-protocols", "xia", "ftp"]);
     assert_eq!(r.status, 0, "{r:?}");
-    assert_eq!(login_without_prompt(&s, "xia").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "xia").name(), "PAM_SUCCESS");
     let bad = ctl(&s, &["user", "set-email", "xia", "not an address"]);
     assert_eq!(bad.status, 1, "{bad:?}");
     assert!(bad.stderr.contains("not a valid address"), "{bad:?}");
@@ -314,9 +231,9 @@ fn unlock_clears_a_lockout_so_the_next_login_gets_a_code() {
     let failed = login(&s, "wes", move |_| {
         wrong(&reader.wait_for(1, MAIL_WAIT)[0].code())
     });
-    assert_ne!(failed.result, "PAM_SUCCESS", "{failed:?}");
+    assert_ne!(failed.name(), "PAM_SUCCESS", "{failed:?}");
     let locked = login_without_prompt(&s, "wes");
-    assert_ne!(locked.result, "PAM_SUCCESS", "{locked:?}");
+    assert_ne!(locked.name(), "PAM_SUCCESS", "{locked:?}");
     assert!(
         locked.errors[0].starts_with("Too many wrong codes"),
         "{locked:?}"
@@ -330,7 +247,7 @@ fn unlock_clears_a_lockout_so_the_next_login_gets_a_code() {
     let r = ctl(&s, &["user", "unlock", "wes"]);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.stdout.contains("Cleared the lockout"), "{r:?}");
-    assert_eq!(login_with_mailed_code(&s, "wes", 2).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "wes", 2).name(), "PAM_SUCCESS");
 }
 
 #[test]
@@ -399,7 +316,7 @@ fn a_non_admin_cannot_list_change_or_unlock_others() {
         );
     }
     assert_eq!(ctl(&s, &["user", "show", "tia", "--json"]).json(), before);
-    assert_eq!(login_with_mailed_code(&s, "tia", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "tia", 1).name(), "PAM_SUCCESS");
     assert_eq!(s.smtp.messages().len(), 1, "a refused test-mail was sent");
     let refusals = ctl(&s, &["audit", "--event", "admin_refused", "--json"]).json();
     assert_eq!(refusals["rows"].as_array().unwrap().len(), 8);
@@ -426,7 +343,7 @@ fn a_member_of_the_admin_group_may_run_admin_commands() {
 fn self_enable_needs_the_mailed_code_and_then_logins_ask_for_one() {
     let s = setup();
     let user = TestUser::create();
-    assert_eq!(login_without_prompt(&s, &user.name).result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
 
     let wrong_try = self_service(&s, &user, &["enable"], 1, |code| Some(wrong(&code)));
     assert_eq!(wrong_try.status, 1, "{wrong_try:?}");
@@ -438,25 +355,25 @@ fn self_enable_needs_the_mailed_code_and_then_logins_ask_for_one() {
         s.smtp.last().rcpt_tos,
         [format!("{}@example.test", user.name)]
     );
-    assert_eq!(login_without_prompt(&s, &user.name).result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
 
     let no_answer = self_service(&s, &user, &["enable"], 2, |_| None);
     assert_eq!(no_answer.status, 1, "{no_answer:?}");
-    assert_eq!(login_without_prompt(&s, &user.name).result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
 
     let right = self_service(&s, &user, &["enable"], 3, Some);
     assert_eq!(right.status, 0, "{right:?}");
     assert!(right.stderr.contains("A code was sent to"), "{right:?}");
     assert!(right.stdout.contains("now on"), "{right:?}");
     assert_eq!(
-        login_with_mailed_code(&s, &user.name, 4).result,
+        login_with_mailed_code(&s, &user.name, 4).name(),
         "PAM_SUCCESS"
     );
 
     let status = ctl_as(user.who(), &s, &["status", "--json"]).json();
     let me = &status["status"]["user"];
     assert_eq!(me["enabled"], true);
-    assert_eq!(me["address"], "o***@e***.test");
+    assert_eq!(me["address"], mask_email(&user.email()));
 }
 
 #[test]
@@ -530,7 +447,7 @@ fn self_disable_needs_a_code_and_is_refused_when_the_policy_forbids_it() {
     ctl(&s, &["user", "enable", &user.name]);
     let r = self_service(&s, &user, &["disable"], 1, Some);
     assert_eq!(r.status, 0, "{r:?}");
-    assert_eq!(login_without_prompt(&s, &user.name).result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
 
     ctl(&s, &["user", "enable", &user.name]);
     let text = s.otpd.config_text().replace(
@@ -550,7 +467,7 @@ fn self_disable_needs_a_code_and_is_refused_when_the_policy_forbids_it() {
         "a refused disable mailed a code"
     );
     assert_eq!(
-        login_with_mailed_code(&s, &user.name, 2).result,
+        login_with_mailed_code(&s, &user.name, 2).name(),
         "PAM_SUCCESS"
     );
 }
@@ -563,7 +480,7 @@ fn self_protocols_narrowing_needs_a_code_and_applies_to_logins() {
     let r = self_service(&s, &user, &["protocols", "sftp"], 1, Some);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.stdout.contains("enrolled for sftp"), "{r:?}");
-    assert_eq!(login_without_prompt(&s, &user.name).result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
     let unknown = ctl_as(user.who(), &s, &["protocols", "shh"]);
     assert_eq!(unknown.status, 1, "{unknown:?}");
     assert!(unknown.stderr.contains("unknown protocol"), "{unknown:?}");
@@ -597,12 +514,12 @@ fn import_with_bad_lines_changes_nothing_without_partial() {
     assert_eq!(r.status, 1, "{r:?}");
     assert!(r.stderr.contains("line 2:"), "{r:?}");
     assert_eq!(ctl(&s, &["user", "show", "rita"]).status, 5);
-    assert_eq!(login_without_prompt(&s, "rita").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "rita").name(), "PAM_SUCCESS");
 
     let r = ctl(&s, &["import", file, "--partial", "--json"]);
     assert_eq!(r.status, 1, "{r:?}");
     assert_eq!(r.json()["imported"], 2, "{r:?}");
-    assert_eq!(login_with_mailed_code(&s, "rita", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "rita", 1).name(), "PAM_SUCCESS");
     assert_eq!(s.smtp.last().rcpt_tos, ["rita@corp.test"]);
 }
 
@@ -626,7 +543,7 @@ fn an_import_and_a_list_larger_than_one_frame_go_through_in_parts() {
     assert_eq!(users.len(), 3000);
     assert_eq!(users[2999]["name"], "bulk2999");
     assert_eq!(
-        login_with_mailed_code(&s, "bulk1234", 1).result,
+        login_with_mailed_code(&s, "bulk1234", 1).name(),
         "PAM_SUCCESS"
     );
 }
@@ -639,13 +556,13 @@ fn enable_all_turns_the_code_on_for_every_user_with_an_address() {
     });
     ctl(&s, &["user", "add", "pia", "--email", "pia@corp.test"]);
     ctl(&s, &["user", "set-protocols", "oli", "ssh"]);
-    assert_eq!(login_without_prompt(&s, "pia").result, "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "pia").name(), "PAM_SUCCESS");
     let r = ctl(&s, &["enable", "--all"]);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.stdout.contains("for 1 user(s): pia"), "{r:?}");
     assert!(r.stdout.contains("skipped oli: no address"), "{r:?}");
-    assert_eq!(login_with_mailed_code(&s, "pia", 1).result, "PAM_SUCCESS");
-    assert_eq!(login_without_prompt(&s, "oli").result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "pia", 1).name(), "PAM_SUCCESS");
+    assert_eq!(login_without_prompt(&s, "oli").name(), "PAM_SUCCESS");
 }
 
 #[test]
@@ -655,7 +572,7 @@ fn audit_filters_by_user_event_and_time() {
         &s,
         &["user", "add", "ned", "--email", "ned@corp.test", "--enable"],
     );
-    assert_eq!(login_with_mailed_code(&s, "ned", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "ned", 1).name(), "PAM_SUCCESS");
     let rows = ctl(&s, &["audit", "--user", "ned", "--since", "1h", "--json"]).json()["rows"]
         .as_array()
         .unwrap()
@@ -680,7 +597,7 @@ fn status_shows_the_daemon_to_admins_and_their_own_account_to_users() {
         &s,
         &["user", "add", "max", "--email", "max@corp.test", "--enable"],
     );
-    assert_eq!(login_with_mailed_code(&s, "max", 1).result, "PAM_SUCCESS");
+    assert_eq!(login_with_mailed_code(&s, "max", 1).name(), "PAM_SUCCESS");
     let admin = ctl(&s, &["status", "--json"]).json();
     let st = &admin["status"];
     assert_eq!(st["users"], 1);

@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::programs::answers::{MAIL_WAIT, is_code_prompt, person};
+use e2e_tests::programs::answers::{is_code_prompt, person};
 use e2e_tests::programs::nginx::{HttpRequest, Nginx};
 use e2e_tests::programs::ssh_client::{Method, SshClient};
 use e2e_tests::programs::sshd::{self, Sshd};
 use e2e_tests::programs::users::TestUser;
 use e2e_tests::programs::vsftpd::Vsftpd;
 use e2e_tests::programs::{self, panic_module, stacks};
-use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
 fn mail_count_after_a_moment(smtp: &SmtpCapture) -> usize {
     std::thread::sleep(Duration::from_millis(500));

@@ -10,9 +10,7 @@ use std::time::Duration;
 use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::smtp::SmtpCapture;
-
-const MAIL_WAIT: Duration = Duration::from_secs(10);
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
 fn ftp(user: &str, rhost: &str) -> LoginContext {
     LoginContext {

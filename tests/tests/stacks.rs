@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use e2e_tests::libpam::{self, Message, MessageStyle, Transaction};
+use e2e_tests::libpam;
+use e2e_tests::login::login_with;
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::paths;
+use e2e_tests::programs::answers;
 use e2e_tests::smtp::{MailReader, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 
@@ -65,20 +67,12 @@ fn run(world: &World, stack: &str, protocol: &str, password: Password, answer: A
     world.pam.service(&service, &text);
     let reader: MailReader = world.smtp.reader();
     let before = reader.messages().len();
-    let conv = move |message: &Message| match message.style {
-        MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => Some(match answer {
-            Answer::RightCode => reader
-                .wait_for(before + 1, Duration::from_secs(10))
-                .last()
-                .unwrap()
-                .code(),
-            Answer::WrongCode => "not-the-code".to_string(),
-        }),
-        _ => None,
-    };
     let user = format!("stacker{before}");
-    let mut tx = Transaction::start(&service, &user, world.pam.path(), conv).unwrap();
-    tx.authenticate()
+    let result = login_with(&world.pam, &service, &user, None, move |_| match answer {
+        Answer::RightCode => answers::mailed_code(&reader, before + 1),
+        Answer::WrongCode => "not-the-code".to_string(),
+    });
+    result.code
 }
 
 fn passes(code: i32) -> bool {

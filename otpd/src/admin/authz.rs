@@ -58,32 +58,7 @@ pub(crate) fn require_admin(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminRes
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct FakeAccounts;
-
-    impl Accounts for FakeAccounts {
-        fn user_name(&self, uid: u32) -> Option<String> {
-            match uid {
-                1000 => Some("alice".into()),
-                1001 => Some("bob".into()),
-                _ => None,
-            }
-        }
-        fn uid_of(&self, _name: &str) -> Option<u32> {
-            None
-        }
-        fn groups_of(&self, user: &str) -> Vec<String> {
-            match user {
-                "alice" => vec!["alice".into(), "otpadmin".into()],
-                _ => vec![user.into()],
-            }
-        }
-    }
-
-    fn caller(uid: u32) -> Caller {
-        Caller { uid, gid: uid }
-    }
+    use crate::test_support::{FakeAccounts, caller};
 
     #[test]
     fn root_is_always_an_admin() {

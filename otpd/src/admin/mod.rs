@@ -60,13 +60,20 @@ pub(crate) struct Ctx<'a> {
     pub now: i64,
 }
 
+impl<'a> Ctx<'a> {
+    /// A request from `caller`, starting now with the config in force now.
+    pub(crate) fn new(shared: &'a Shared, caller: Caller) -> Ctx<'a> {
+        Ctx {
+            shared,
+            active: shared.active(),
+            caller,
+            now: shared.clock.now(),
+        }
+    }
+}
+
 fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminResponse {
-    let ctx = Ctx {
-        shared,
-        active: shared.active(),
-        caller,
-        now: shared.clock.now(),
-    };
+    let ctx = Ctx::new(shared, caller);
     // Requests a user may make about their own account.
     match request {
         AdminRequest::Status => return status::status(&ctx),

@@ -1,8 +1,7 @@
 //! Audit rows and log lines for otpctl's changes, in the same `key=value` shape as the login
 //! events, so fail2ban filters and `otpctl audit` see admin actions too.
 
-use common::text::escape_for_log;
-
+use crate::audit::value;
 use crate::caller::Caller;
 use crate::store::{AuditRecord, Store};
 
@@ -41,26 +40,5 @@ pub fn note(
     };
     if let Err(e) = store.record_audit(&row) {
         tracing::error!("cannot write audit row for {event}: {e}");
-    }
-}
-
-/// One token: control characters, spaces and `=` escaped.
-fn value(raw: &str) -> String {
-    if raw.is_empty() {
-        return "-".to_string();
-    }
-    escape_for_log(raw)
-        .replace(' ', "\\x20")
-        .replace('=', "\\x3d")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_stay_one_token() {
-        assert_eq!(value("a b=c\nd"), "a\\x20b\\x3dc\\x0ad");
-        assert_eq!(value(""), "-");
     }
 }

@@ -20,7 +20,7 @@ use super::{Ctx, record, refused, store_failed};
 use crate::accounts::Accounts;
 use crate::caller::Caller;
 use crate::handler::{MAX_ANSWER_LEN, limits_of};
-use crate::mail::CodeMail;
+use crate::mail::{CodeMail, Values};
 use crate::policy;
 use crate::state::{Active, Shared};
 use crate::store::{IssueOutcome, IssueRequest, Store, UserRecord, VerifyOutcome};
@@ -253,15 +253,17 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
         }
     };
     let mail = CodeMail {
-        to: &pending.address,
-        user: &pending.name,
-        code: &pending.code,
-        host: &shared.hostname,
-        service: record::SERVICE,
-        protocol: &pending.purpose,
-        rhost: None,
-        issued_at: pending.issued_at,
-        expires_at: pending.expires_at,
+        values: Values {
+            to: &pending.address,
+            user: &pending.name,
+            code: &pending.code,
+            host: &shared.hostname,
+            service: record::SERVICE,
+            protocol: &pending.purpose,
+            rhost: None,
+            issued_at: pending.issued_at,
+            expires_at: pending.expires_at,
+        },
         overrides: &settings_for(
             &pending.active.config,
             shared.accounts.as_ref(),
@@ -326,12 +328,7 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
 }
 
 fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
-    let ctx = Ctx {
-        shared,
-        active: shared.active(),
-        caller,
-        now: shared.clock.now(),
-    };
+    let ctx = Ctx::new(shared, caller);
     let name = match caller_name(&ctx) {
         Ok(name) => name,
         Err(refusal) => return Step::Done(refusal),
@@ -411,12 +408,7 @@ pub fn confirm(
     challenge: &str,
     code: &SecretString,
 ) -> AdminResponse {
-    let ctx = Ctx {
-        shared,
-        active: shared.active(),
-        caller,
-        now: shared.clock.now(),
-    };
+    let ctx = Ctx::new(shared, caller);
     let name = match caller_name(&ctx) {
         Ok(name) => name,
         Err(refusal) => return refusal,
@@ -503,29 +495,7 @@ fn minutes(secs: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    #[derive(Debug)]
-    struct NoAccounts;
-
-    impl Accounts for NoAccounts {
-        fn user_name(&self, _uid: u32) -> Option<String> {
-            None
-        }
-        fn uid_of(&self, _name: &str) -> Option<u32> {
-            None
-        }
-        fn groups_of(&self, _user: &str) -> Vec<String> {
-            Vec::new()
-        }
-    }
-
-    fn config(extra: &str) -> Config {
-        let text = format!(
-            "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
-        );
-        Config::parse(&text, Path::new("test.toml")).unwrap()
-    }
+    use crate::test_support::{NoAccounts, config};
 
     #[test]
     fn codes_for_changes_are_bound_to_a_purpose_no_login_protocol_has() {

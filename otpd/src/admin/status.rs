@@ -1,9 +1,7 @@
 //! `status` and `audit`: admins see the daemon and every row; a user sees their own account
 //! and their own rows.
 
-use common::wire_admin::{
-    AdminResponse, AuditRow, DaemonStatus, MailServerStatus, RefuseReason, SelfStatus,
-};
+use common::wire_admin::{AdminResponse, DaemonStatus, MailServerStatus, RefuseReason, SelfStatus};
 
 use super::authz::caller_is_admin;
 use super::self_service::{caller_name, may_disable};
@@ -128,17 +126,7 @@ pub fn audit(ctx: &Ctx<'_>, mut filter: AuditFilter) -> AdminResponse {
         Ok(rows) => rows,
         Err(e) => return store_failed(&e),
     };
-    let (rows, more) = super::page(rows.into_iter().map(|r| AuditRow {
-        id: r.id,
-        time: r.time,
-        event: r.event,
-        user: r.user,
-        service: r.service,
-        protocol: r.protocol,
-        rhost: r.rhost,
-        caller_uid: r.caller_uid,
-        detail: r.detail,
-    }));
+    let (rows, more) = super::page(rows);
     let more_before = if more {
         rows.last().map(|r| (r.time, r.id))
     } else {

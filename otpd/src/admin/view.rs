@@ -137,29 +137,7 @@ pub fn check_protocols(list: &[String], enabled: Option<&Config>) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    #[derive(Debug)]
-    struct NoAccounts;
-
-    impl Accounts for NoAccounts {
-        fn user_name(&self, _uid: u32) -> Option<String> {
-            None
-        }
-        fn uid_of(&self, _name: &str) -> Option<u32> {
-            None
-        }
-        fn groups_of(&self, _user: &str) -> Vec<String> {
-            Vec::new()
-        }
-    }
-
-    fn config(extra: &str) -> Config {
-        let text = format!(
-            "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
-        );
-        Config::parse(&text, Path::new("test.toml")).unwrap()
-    }
+    use crate::test_support::{NoAccounts, config};
 
     fn record(enabled: bool, protocols: Option<Vec<&str>>) -> UserRecord {
         UserRecord {

@@ -191,8 +191,9 @@ pub struct DoctorArgs {
     /// The PAM service directory [env: OTPCTL_PAM_DIR] [default: /etc/pam.d]
     #[arg(long, value_name = "DIR")]
     pub pam_dir: Option<PathBuf>,
-    /// The installed module [env: OTPCTL_PAM_MODULE]
-    /// [default: /lib/<arch>-linux-gnu/security/pam_otp_email.so]
+    /// The installed module [env: OTPCTL_PAM_MODULE] [default: pam_otp_email.so in the first of
+    /// /lib/<arch>-linux-gnu/security, /usr/lib/<arch>-linux-gnu/security, /usr/lib64/security
+    /// and /lib64/security that holds it]
     #[arg(long, value_name = "PATH")]
     pub module: Option<PathBuf>,
     /// The command that prints sshd's effective config [env: OTPCTL_SSHD_COMMAND]

@@ -8,7 +8,6 @@
 //! Addresses go through lettre's checked parser only.
 
 use common::config::{EmailAddress, MessageOverrides, MessageTemplates};
-use common::secret::SecretString;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
@@ -17,27 +16,11 @@ use zeroize::Zeroizing;
 use super::dkim::Dkim;
 use super::render::{self, Values};
 
-/// What a code mail says.
+/// What a code mail says: the facts its templates can show, and the profile's own wording.
 #[derive(Debug)]
 pub struct CodeMail<'a> {
-    /// Recipient.
-    pub to: &'a EmailAddress,
-    /// The login's user name.
-    pub user: &'a str,
-    /// The code itself.
-    pub code: &'a SecretString,
-    /// This machine's name.
-    pub host: &'a str,
-    /// The PAM service.
-    pub service: &'a str,
-    /// The protocol the code is for.
-    pub protocol: &'a str,
-    /// Where the login comes from, if known.
-    pub rhost: Option<&'a str>,
-    /// When the code was issued (Unix seconds).
-    pub issued_at: i64,
-    /// When it expires (Unix seconds).
-    pub expires_at: i64,
+    /// The recipient, the code and the login it is for: what `{variables}` become.
+    pub values: Values<'a>,
     /// The subject and bodies the login's profile replaces (`Settings::message`).
     pub overrides: &'a MessageOverrides,
 }
@@ -109,24 +92,14 @@ impl Sender {
 /// Builds the code mail.
 pub fn code_mail(sender: &Sender, mail: &CodeMail<'_>) -> Result<Outgoing, MessageError> {
     let templates = sender.templates.with(mail.overrides);
-    let values = Values {
-        code: mail.code,
-        to: mail.to,
-        user: mail.user,
-        host: mail.host,
-        service: mail.service,
-        protocol: mail.protocol,
-        rhost: mail.rhost,
-        issued_at: mail.issued_at,
-        expires_at: mail.expires_at,
-    };
+    let values = &mail.values;
     let subject = values.render_plain(&templates.subject);
     let text = Zeroizing::new(values.render_plain(&templates.text));
     let html = Zeroizing::new(values.render_html(&templates.html));
     let body = MultiPart::alternative()
         .singlepart(part(ContentType::TEXT_PLAIN, &text)?)
         .singlepart(part(ContentType::TEXT_HTML, &html)?);
-    finish(sender, mail.to, subject, body)
+    finish(sender, values.to, subject, body)
 }
 
 /// Builds the admin's test message for the server `server` on host `host`.
@@ -232,22 +205,11 @@ mod tests {
     }
 
     fn send(user: &str, rhost: Option<&str>, overrides: &MessageOverrides) -> String {
-        let to = EmailAddress::parse("alice@example.com").unwrap();
-        let code = SecretString::new("123456".into());
-        let mail = CodeMail {
-            to: &to,
-            user,
-            code: &code,
-            host: "box1",
-            service: "sshd",
-            protocol: "ssh",
-            rhost,
-            issued_at: 1_795_351_500,
-            expires_at: 1_795_352_100,
-            overrides,
-        };
-        let out = code_mail(&sender(MessageTemplates::default()), &mail).unwrap();
-        String::from_utf8(out.bytes.to_vec()).unwrap()
+        render::tests::with(user, rhost, |values| {
+            let mail = CodeMail { values, overrides };
+            let out = code_mail(&sender(MessageTemplates::default()), &mail).unwrap();
+            String::from_utf8(out.bytes.to_vec()).unwrap()
+        })
     }
 
     /// The decoded text of every quoted-printable part.

@@ -33,6 +33,7 @@ use lettre::transport::smtp::extension::ClientId;
 use crate::clock::{Clock, SystemClock};
 
 pub use message::{CodeMail, MessageError, Sender};
+pub use render::Values;
 
 use dkim::{Dkim, DkimError};
 use failover::Server;

@@ -103,14 +103,20 @@ pub fn escape_html(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use common::config::MessageTemplates;
 
-    fn with<T>(user: &str, rhost: Option<&str>, f: impl FnOnce(&Values<'_>) -> T) -> T {
+    /// The values of a code mail for `user` from `rhost` (code 123456 to alice@example.com,
+    /// sshd on box1, valid 10 minutes from 2026-11-22 12:45:00 UTC), handed to `f`.
+    pub(in crate::mail) fn with<T>(
+        user: &str,
+        rhost: Option<&str>,
+        f: impl FnOnce(Values<'_>) -> T,
+    ) -> T {
         let code = SecretString::new("123456".into());
         let to = EmailAddress::parse("alice@example.com").unwrap();
-        f(&Values {
+        f(Values {
             code: &code,
             to: &to,
             user,

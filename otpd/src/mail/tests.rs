@@ -55,15 +55,17 @@ async fn send_code(mailer: &Mailer) -> Result<String, MailFailure> {
     let overrides = MessageOverrides::default();
     mailer
         .send(&CodeMail {
-            to: &to,
-            user: "alice",
-            code: &code,
-            host: "box1",
-            service: "sshd",
-            protocol: "ssh",
-            rhost: Some("192.0.2.1"),
-            issued_at: 1_800_000_000,
-            expires_at: 1_800_000_600,
+            values: Values {
+                to: &to,
+                user: "alice",
+                code: &code,
+                host: "box1",
+                service: "sshd",
+                protocol: "ssh",
+                rhost: Some("192.0.2.1"),
+                issued_at: 1_800_000_000,
+                expires_at: 1_800_000_600,
+            },
             overrides: &overrides,
         })
         .await

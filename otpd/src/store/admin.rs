@@ -1,9 +1,10 @@
 //! What `otpctl` needs beyond a single login: listing users, clearing a lockout, counts for
 //! the status, bulk changes in one transaction, and filtered audit rows.
 
+use common::wire_admin::AuditRow;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, StoredAudit, UserRecord};
+use super::{Store, StoreError, UserRecord};
 
 /// Numbers for `otpctl status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,7 +142,7 @@ impl Store {
     }
 
     /// Audit rows matching `filter`, newest first.
-    pub fn audit_filtered(&self, filter: &AuditFilter) -> Result<Vec<StoredAudit>, StoreError> {
+    pub fn audit_filtered(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, time, event, user, service, protocol, rhost, caller_uid, detail
@@ -161,7 +162,7 @@ impl Store {
                 before_id
             ],
             |row| {
-                Ok(StoredAudit {
+                Ok(AuditRow {
                     id: row.get(0)?,
                     time: row.get(1)?,
                     event: row.get(2)?,

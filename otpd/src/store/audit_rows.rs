@@ -1,9 +1,11 @@
 //! Audit rows: one per auth event, kept for the configured retention and shown by `otpctl`.
-//! The caller decides what an event is; no code ever reaches this table.
+//! The caller decides what an event is; no code ever reaches this table. Rows are read back as
+//! the wire's [`AuditRow`], which `otpctl audit` shows as it is.
 
+use common::wire_admin::AuditRow;
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{AuditFilter, Store, StoreError};
 
 /// An event to record. Borrowed, so the handler can record without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -24,29 +26,6 @@ pub struct AuditRecord<'a> {
     pub caller_uid: Option<u32>,
     /// Free text (e.g. why a mail failed); never a code.
     pub detail: Option<&'a str>,
-}
-
-/// An audit row as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAudit {
-    /// Row id, increasing in insertion order.
-    pub id: i64,
-    /// Unix time of the event.
-    pub time: i64,
-    /// The event name.
-    pub event: String,
-    /// The login name.
-    pub user: Option<String>,
-    /// The PAM service.
-    pub service: Option<String>,
-    /// The login protocol.
-    pub protocol: Option<String>,
-    /// The remote host.
-    pub rhost: Option<String>,
-    /// The uid of the process that asked the daemon.
-    pub caller_uid: Option<u32>,
-    /// Free text.
-    pub detail: Option<String>,
 }
 
 impl Store {
@@ -70,27 +49,14 @@ impl Store {
         Ok(())
     }
 
-    /// Rows at or after `since`, newest first, at most `limit` of them.
-    pub fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<StoredAudit>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, time, event, user, service, protocol, rhost, caller_uid, detail
-             FROM audit WHERE time >= ?1 ORDER BY time DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![since, limit], |row| {
-            Ok(StoredAudit {
-                id: row.get(0)?,
-                time: row.get(1)?,
-                event: row.get(2)?,
-                user: row.get(3)?,
-                service: row.get(4)?,
-                protocol: row.get(5)?,
-                rhost: row.get(6)?,
-                caller_uid: row.get(7)?,
-                detail: row.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    /// Rows at or after `since`, newest first, at most `limit` of them: the unfiltered case
+    /// of [`Store::audit_filtered`].
+    pub fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.audit_filtered(&AuditFilter {
+            since,
+            limit,
+            ..AuditFilter::default()
+        })
     }
 }
 

@@ -37,7 +37,7 @@ use crate::code::CodeError;
 use crate::server_key::ServerKey;
 
 pub use admin::{AuditFilter, MailHistory, UserCounts};
-pub use audit_rows::{AuditRecord, StoredAudit};
+pub use audit_rows::AuditRecord;
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;

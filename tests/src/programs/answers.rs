@@ -1,11 +1,6 @@
 //! Answering prompts the way a person does: the password, then the code from the newest mail.
 
-use std::time::Duration;
-
-use crate::smtp::MailReader;
-
-/// How long a code may take to arrive by mail.
-pub const MAIL_WAIT: Duration = Duration::from_secs(10);
+use crate::smtp::{MAIL_WAIT, MailReader};
 
 /// Whether `prompt` asks for the password (pam_unix's `Password: `).
 pub fn is_password_prompt(prompt: &str) -> bool {

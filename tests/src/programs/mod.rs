@@ -21,6 +21,7 @@
 //! [`serial`] first: they run one at a time, which also keeps the two cores free for the servers.
 
 pub mod answers;
+pub mod lab;
 pub mod nginx;
 pub mod pam_wrapper;
 pub mod panic_module;

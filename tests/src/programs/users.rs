@@ -64,6 +64,11 @@ impl TestUser {
         }
     }
 
+    /// The uid and gid, to run a command as this user.
+    pub fn who(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     /// The address the test otpd configs give this user.
     pub fn email(&self) -> String {
         format!("{}@example.test", self.name)

@@ -10,7 +10,7 @@ mod mail;
 mod pam;
 mod sshd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::client::DEFAULT_SOCKET;
 use common::config::{Config, DEFAULT_STATE_DIR};
@@ -148,12 +148,40 @@ impl Paths {
     }
 }
 
-/// Where Debian installs PAM modules for this architecture.
+/// The module's file name in a PAM module directory.
+const MODULE_FILE: &str = "pam_otp_email.so";
+
+/// The directories PAM modules live in, relative to `/`, in the order doctor looks: Debian's
+/// multiarch directory (`/lib`, and `/usr/lib` where `/usr` is not merged), then the `lib64`
+/// directories of Fedora, RHEL and SUSE.
+pub fn module_dirs() -> [String; 4] {
+    let arch = std::env::consts::ARCH;
+    [
+        format!("lib/{arch}-linux-gnu/security"),
+        format!("usr/lib/{arch}-linux-gnu/security"),
+        "usr/lib64/security".to_string(),
+        "lib64/security".to_string(),
+    ]
+}
+
+/// Where the module is installed on the system under `root` (`/` but in tests): the first of
+/// [`module_dirs`] that holds it. When none does, the first of those directories that exists
+/// (or Debian's when none does), so the finding names the place the module belongs in.
+pub fn find_module(root: &Path) -> PathBuf {
+    let dirs = module_dirs().map(|dir| root.join(dir));
+    let installed = dirs
+        .iter()
+        .map(|dir| dir.join(MODULE_FILE))
+        .find(|p| p.exists());
+    installed.unwrap_or_else(|| {
+        let dir = dirs.iter().find(|dir| dir.is_dir()).unwrap_or(&dirs[0]);
+        dir.join(MODULE_FILE)
+    })
+}
+
+/// Where the module is installed on this machine (see [`find_module`]).
 pub fn default_module_path() -> PathBuf {
-    PathBuf::from(format!(
-        "/lib/{}-linux-gnu/security/pam_otp_email.so",
-        std::env::consts::ARCH
-    ))
+    find_module(Path::new("/"))
 }
 
 /// Runs every check and prints the findings.
@@ -317,5 +345,56 @@ fn send_test(conn: &Conn, reachable: bool, to: &str) -> Vec<Finding> {
             format!("cannot send a test message: {e}"),
             "start otpd, then run doctor again",
         )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// `root` with the module installed in `dir` (one of [`module_dirs`]).
+    fn install(root: &Path, dir: &str) -> PathBuf {
+        fs::create_dir_all(root.join(dir)).unwrap();
+        let path = root.join(dir).join(MODULE_FILE);
+        fs::write(&path, b"module").unwrap();
+        path
+    }
+
+    #[test]
+    fn the_module_is_found_in_each_pam_directory() {
+        for dir in module_dirs() {
+            let root = tempfile::tempdir().unwrap();
+            let path = install(root.path(), &dir);
+            assert_eq!(find_module(root.path()), path, "{dir}");
+        }
+    }
+
+    #[test]
+    fn the_first_directory_that_holds_the_module_wins() {
+        let root = tempfile::tempdir().unwrap();
+        let [debian, usr_multiarch, usr_lib64, lib64] = module_dirs();
+        install(root.path(), &lib64);
+        let usr = install(root.path(), &usr_lib64);
+        assert_eq!(find_module(root.path()), usr);
+        let multiarch = install(root.path(), &usr_multiarch);
+        assert_eq!(find_module(root.path()), multiarch);
+        let first = install(root.path(), &debian);
+        assert_eq!(find_module(root.path()), first);
+    }
+
+    #[test]
+    fn a_missing_module_is_looked_for_in_the_pam_directory_the_system_has() {
+        let root = tempfile::tempdir().unwrap();
+        let [debian, _, usr_lib64, _] = module_dirs();
+        assert_eq!(
+            find_module(root.path()),
+            root.path().join(&debian).join(MODULE_FILE)
+        );
+        fs::create_dir_all(root.path().join(&usr_lib64)).unwrap();
+        assert_eq!(
+            find_module(root.path()),
+            root.path().join(&usr_lib64).join(MODULE_FILE)
+        );
     }
 }

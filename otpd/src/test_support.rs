@@ -1,0 +1,70 @@
+//! Fixtures shared by otpd's unit tests: a config built around a minimal `[mail]` section, and
+//! account databases that stand in for NSS so caller and admin checks run without real users.
+
+use std::path::Path;
+
+use common::config::Config;
+
+use crate::accounts::Accounts;
+use crate::caller::Caller;
+
+/// `extra` (any sections the test is about) followed by the smallest `[mail]` a config needs:
+/// one plain-text server on loopback, which nothing in a unit test ever connects to.
+pub fn config(extra: &str) -> Config {
+    let text = format!(
+        "{extra}\n[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n"
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+/// A caller whose primary group has the number of its uid, as `useradd` usually makes it.
+pub fn caller(uid: u32) -> Caller {
+    Caller { uid, gid: uid }
+}
+
+/// An account database with nobody in it: no names, no uids, no groups.
+#[derive(Debug)]
+pub struct NoAccounts;
+
+impl Accounts for NoAccounts {
+    fn user_name(&self, _uid: u32) -> Option<String> {
+        None
+    }
+    fn uid_of(&self, _name: &str) -> Option<u32> {
+        None
+    }
+    fn groups_of(&self, _user: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A few accounts: `alice` (1000, also in `otpadmin`), `bob` (1001, also in `webdav`) and
+/// `www-data` (33). Every user is in the group of their own name; other uids have no name.
+#[derive(Debug)]
+pub struct FakeAccounts;
+
+impl Accounts for FakeAccounts {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        match uid {
+            1000 => Some("alice".into()),
+            1001 => Some("bob".into()),
+            33 => Some("www-data".into()),
+            _ => None,
+        }
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        match name {
+            "alice" => Some(1000),
+            "bob" => Some(1001),
+            "www-data" => Some(33),
+            _ => None,
+        }
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        match user {
+            "alice" => vec!["alice".into(), "otpadmin".into()],
+            "bob" => vec!["bob".into(), "webdav".into()],
+            _ => vec![user.into()],
+        }
+    }
+}
