@@ -139,8 +139,9 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        let mode = retry_while_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        })?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::JournalMode(mode));
         }
@@ -163,6 +164,25 @@ impl Store {
     /// up to [`BUSY_TIMEOUT`] for it.
     fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
         Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+}
+
+/// Retries `step` while SQLite answers SQLITE_BUSY, for up to [`BUSY_TIMEOUT`]. Switching a
+/// fresh file to WAL needs an exclusive lock, and SQLite reports a clash there at once instead of
+/// calling the busy handler, so two connections opening a new database together would otherwise
+/// fail for no reason.
+fn retry_while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
