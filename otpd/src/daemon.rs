@@ -94,6 +94,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     notify("READY=1");
 
     let purger = tokio::spawn(purge_periodically(Arc::clone(&shared)));
+    let audit_writer = tokio::spawn(flush_audit_periodically(Arc::clone(&shared)));
     let reloader = {
         let shared = Arc::clone(&shared);
         let path = config_path.clone();
@@ -113,6 +114,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     server::serve(listener, Arc::clone(&shared), shutdown).await;
     reloader.abort();
     purger.abort();
+    audit_writer.abort();
+    if let Err(e) = shared.store().flush_audit() {
+        tracing::error!("cannot write the last audit rows: {e}");
+    }
     if let Err(e) = std::fs::remove_file(&daemon.socket) {
         tracing::warn!("cannot remove {}: {e}", daemon.socket.display());
     }
@@ -154,6 +159,23 @@ fn reload(shared: &Shared, path: &Path) {
         Err(e) => tracing::error!("reload refused, the previous config stays in force: {e}"),
     }
     notify("READY=1");
+}
+
+/// How often recorded audit rows are written (they are also written every
+/// [`crate::store::AUDIT_BATCH`] rows and before every audit read).
+const AUDIT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Writes recorded audit rows a few times a second, off the login path.
+async fn flush_audit_periodically(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(AUDIT_FLUSH_INTERVAL).await;
+        let shared = Arc::clone(&shared);
+        match tokio::task::spawn_blocking(move || shared.store().flush_audit()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot write audit rows (kept for the next try): {e}"),
+            Err(e) => tracing::error!("audit writer task failed: {e}"),
+        }
+    }
 }
 
 /// Deletes expired codes, old send records and old audit rows, on the configured schedule.

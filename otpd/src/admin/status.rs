@@ -22,7 +22,7 @@ pub fn status(ctx: &Ctx<'_>) -> AdminResponse {
 }
 
 fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
-    let store = ctx.shared.store();
+    let mut store = ctx.shared.store();
     let (counts, live) = match (store.user_counts(ctx.now), store.live_codes(ctx.now)) {
         (Ok(counts), Ok(live)) => (counts, live),
         (Err(e), _) | (_, Err(e)) => return store_failed(&e),

@@ -142,7 +142,8 @@ impl Store {
     }
 
     /// Audit rows matching `filter`, newest first.
-    pub fn audit_filtered(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    pub fn audit_filtered(&mut self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        self.flush_audit()?;
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, time, event, user, service, protocol, rhost, caller_uid, detail
@@ -180,7 +181,8 @@ impl Store {
 
     /// What the server `name` last did, from the `mailed` and `mail_failed` audit rows (a
     /// failure's detail names each server it tried as `NAME: error`).
-    pub fn mail_history(&self, name: &str) -> Result<MailHistory, StoreError> {
+    pub fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
+        self.flush_audit()?;
         let last_ok_at: Option<i64> = self
             .conn
             .prepare_cached(
@@ -324,7 +326,7 @@ mod tests {
             limit,
             before: None,
         };
-        let events = |f: AuditFilter| -> Vec<(i64, String)> {
+        let events = |store: &mut Store, f: AuditFilter| -> Vec<(i64, String)> {
             store
                 .audit_filtered(&f)
                 .unwrap()
@@ -332,20 +334,23 @@ mod tests {
                 .map(|r| (r.time, r.event))
                 .collect()
         };
-        assert_eq!(events(filter(Some("alice"), None, 0, 10)).len(), 2);
         assert_eq!(
-            events(filter(None, Some("issued"), 0, 10)),
+            events(&mut store, filter(Some("alice"), None, 0, 10)).len(),
+            2
+        );
+        assert_eq!(
+            events(&mut store, filter(None, Some("issued"), 0, 10)),
             [(T0 + 2, "issued".to_string()), (T0, "issued".to_string())]
         );
-        assert_eq!(events(filter(None, None, T0 + 1, 10)).len(), 2);
-        assert_eq!(events(filter(None, None, 0, 1)).len(), 1);
+        assert_eq!(events(&mut store, filter(None, None, T0 + 1, 10)).len(), 2);
+        assert_eq!(events(&mut store, filter(None, None, 0, 1)).len(), 1);
         let first = store.audit_filtered(&filter(None, None, 0, 1)).unwrap();
         let next = AuditFilter {
             before: Some((first[0].time, first[0].id)),
             ..filter(None, None, 0, 10)
         };
         assert_eq!(
-            events(next),
+            events(&mut store, next),
             [(T0 + 1, "verified".to_string()), (T0, "issued".to_string())]
         );
     }

@@ -37,7 +37,7 @@ use crate::code::CodeError;
 use crate::server_key::ServerKey;
 
 pub use admin::{AuditFilter, MailHistory, UserCounts};
-pub use audit_rows::AuditRecord;
+pub use audit_rows::{AUDIT_BATCH, AuditRecord};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
@@ -112,6 +112,8 @@ pub struct Store {
     conn: Connection,
     key: ServerKey,
     path: PathBuf,
+    /// Audit rows recorded but not yet written; see `audit_rows`.
+    pending_audit: Vec<audit_rows::PendingAudit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -156,6 +158,7 @@ impl Store {
             conn,
             key,
             path: path.to_path_buf(),
+            pending_audit: Vec::new(),
         })
     }
 

@@ -36,6 +36,7 @@ impl Store {
         now: i64,
         audit_retention_secs: i64,
     ) -> Result<PurgeCounts, StoreError> {
+        self.flush_audit()?;
         let tx = Self::immediate(&mut self.conn)?;
         let code_cutoff = now.saturating_sub(CLOSED_CODE_KEEP_SECS);
         let codes = tx.execute(
