@@ -11,5 +11,6 @@ pub mod frame;
 pub mod secret;
 pub mod service;
 pub mod text;
+pub mod timefmt;
 pub mod wire;
 pub mod wire_admin;

@@ -23,7 +23,6 @@ pub mod server_key;
 pub mod state;
 pub mod store;
 pub mod systemd;
-pub mod timefmt;
 
 #[cfg(test)]
 pub(crate) mod test_support;

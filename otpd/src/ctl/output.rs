@@ -4,7 +4,7 @@
 use common::wire_admin::{AuditRow, DaemonStatus, MailTestResult, SelfStatus, UserView};
 use serde::Serialize;
 
-use crate::timefmt;
+use common::timefmt;
 
 /// Renders rows under headers, columns padded to the widest cell, two spaces apart. Control
 /// characters in cells are escaped so hostile values cannot break the table.

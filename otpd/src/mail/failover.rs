@@ -13,7 +13,7 @@ use super::message::Outgoing;
 use super::smtp::{AttemptError, SmtpTarget};
 use super::{Attempt, MailFailure};
 use crate::clock::Clock;
-use crate::timefmt;
+use common::timefmt;
 
 /// A server and its breaker.
 #[derive(Debug)]

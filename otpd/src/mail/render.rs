@@ -9,7 +9,7 @@ use common::config::{EmailAddress, MessageTemplate, TemplateVar};
 use common::secret::SecretString;
 use common::text::{mask_email, strip_for_mail};
 
-use crate::timefmt;
+use common::timefmt;
 
 /// The longest user name, service, protocol or host written into a mail, in characters.
 pub const MAX_VALUE_CHARS: usize = 128;

@@ -1,4 +1,4 @@
-//! Unix seconds as RFC 3339 UTC text for mails and audit output, without a date library.
+//! Unix seconds as UTC text for mails, otpctl and reports, without a date library.
 
 /// Formats `secs` as `2026-11-22 13:05:00 UTC`.
 pub fn utc(secs: i64) -> String {
@@ -37,5 +37,6 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_795_351_500), "2026-11-22 12:45:00 UTC");
+        assert_eq!(utc(1_767_225_599), "2025-12-31 23:59:59 UTC");
     }
 }
