@@ -1,7 +1,7 @@
 //! Answers one request: decides, issues, mails and verifies.
 //!
-//! Database work runs on blocking threads; only the mail send is awaited on the runtime, outside
-//! the store lock, so a slow mail server never holds up other logins' database work.
+//! Database work runs under `block_in_place`; only the mail send is awaited on the runtime,
+//! outside the store lock, so a slow mail server never holds up other logins' database work.
 
 use std::sync::Arc;
 
@@ -15,9 +15,7 @@ use crate::caller::{Caller, may_act_for};
 use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{
-    IssueOutcome, IssueRequest, Limits, SecretLogin, Store, StoreError, VerifyOutcome,
-};
+use crate::store::{IssueOutcome, IssueRequest, Limits, Store, StoreError, VerifyOutcome};
 use rand::TryRngCore;
 
 /// The longest answer otpd compares; longer ones are wrong without a lookup.
@@ -107,12 +105,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
     let shared = Arc::clone(shared);
     blocking(move || {
         let now = shared.clock.now();
-        let protocol = pending.needed.protocol.as_str();
-        let subject = Subject {
-            login: &login,
-            protocol: Some(protocol),
-            caller_uid: caller.uid,
-        };
+        let subject = code_subject(&login, &pending.needed, caller);
         let mut store = shared.store();
         match sent {
             Ok(server) => {
@@ -153,25 +146,13 @@ fn prepare_begin(
         Ok(needed) => needed,
         Err(response) => return BeginStep::Done(response),
     };
-    let protocol_name = Some(needed.protocol.as_str());
-    let subject = |protocol| Subject {
-        login,
-        protocol,
-        caller_uid: caller.uid,
-    };
     let limits = limits_of(&needed.settings);
-    let request = IssueRequest {
-        user: &login.user,
-        protocol: needed.protocol.as_str(),
-        service: &login.service,
-        rhost: login.rhost.as_deref(),
-    };
     let mut rng = rand::rngs::OsRng.unwrap_err();
-    let outcome = match store.issue(&request, &limits, now, &mut rng) {
+    let outcome = match store.issue(&code_request(login, &needed), &limits, now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
     };
-    let subject = subject(protocol_name);
+    let subject = code_subject(login, &needed, caller);
     match outcome {
         IssueOutcome::Issued {
             challenge,
@@ -321,9 +302,9 @@ fn for_needed_code(
     }
 }
 
-/// The store's view of a single-secret login.
-fn secret_login<'a>(login: &'a LoginContext, needed: &CodeNeeded) -> SecretLogin<'a> {
-    SecretLogin {
+/// The store's view of a login that needs a code.
+fn code_request<'a>(login: &'a LoginContext, needed: &CodeNeeded) -> IssueRequest<'a> {
+    IssueRequest {
         user: &login.user,
         protocol: needed.protocol.as_str(),
         service: &login.service,
@@ -340,7 +321,7 @@ fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
         OnSkip::Answer,
         |store, needed, now| {
             let limits = limits_of(&needed.settings);
-            match store.expects_code(&secret_login(login, needed), &limits, now) {
+            match store.expects_code(&code_request(login, needed), &limits, now) {
                 Ok(expects_code) => Response::Probe {
                     code_length: needed.settings.code_length,
                     expects_code,
@@ -366,14 +347,14 @@ fn verify_appended(
         |store, needed, now| {
             let mut rng = rand::rngs::OsRng.unwrap_err();
             let outcome = store.verify_appended(
-                &secret_login(login, needed),
+                &code_request(login, needed),
                 &bounded(code),
                 &limits_of(&needed.settings),
                 secs(needed.settings.reuse_window),
                 now,
                 &mut rng,
             );
-            verdict(store, now, verified_subject(login, needed, caller), outcome)
+            verdict(store, now, code_subject(login, needed, caller), outcome)
         },
     )
 }
@@ -401,12 +382,13 @@ fn answer(
                 &limits_of(&needed.settings),
                 now,
             );
-            verdict(store, now, verified_subject(login, needed, caller), outcome)
+            verdict(store, now, code_subject(login, needed, caller), outcome)
         },
     )
 }
 
-fn verified_subject<'a>(
+/// The audit subject of a login whose code is issued, mailed or checked.
+fn code_subject<'a>(
     login: &'a LoginContext,
     needed: &'a CodeNeeded,
     caller: Caller,

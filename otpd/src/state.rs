@@ -84,7 +84,8 @@ impl Shared {
             .store(self.clock.now(), Ordering::Relaxed);
     }
 
-    /// Exclusive access to the store. Callers run on blocking threads (`spawn_blocking`).
+    /// Exclusive access to the store. Callers run off the async workers (`block_in_place` or
+    /// `spawn_blocking`), since SQLite and NSS calls block.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         // Every store operation is a transaction, so a panic mid-way left nothing half-written.
         match self.store.lock() {

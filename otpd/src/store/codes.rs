@@ -12,8 +12,8 @@ use super::{Limits, Store, StoreError, lockouts, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
-/// A request for a code: who is logging in, by which protocol, through which PAM service, from
-/// where.
+/// A login a code is issued for, or (single-secret protocols) checked against: who, by which
+/// protocol, through which PAM service, from where.
 #[derive(Debug, Clone, Copy)]
 pub struct IssueRequest<'a> {
     /// The login name.

@@ -41,7 +41,6 @@ pub use audit_rows::{AUDIT_BATCH, AuditRecord};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
-pub use single_secret::SecretLogin;
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

@@ -11,21 +11,8 @@ use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codes::{host, latest_live, verify_in};
-use super::{Limits, Store, StoreError, VerifyOutcome, lockouts};
+use super::{IssueRequest, Limits, Store, StoreError, VerifyOutcome, lockouts};
 use crate::code;
-
-/// A single-secret login: who, by which protocol, through which PAM service, from where.
-#[derive(Debug, Clone, Copy)]
-pub struct SecretLogin<'a> {
-    /// The login name.
-    pub user: &'a str,
-    /// The protocol the code must have been issued for.
-    pub protocol: &'a str,
-    /// The PAM service: grants hold for one service only.
-    pub service: &'a str,
-    /// The remote host: grants hold for one host only.
-    pub rhost: Option<&'a str>,
-}
 
 impl Store {
     /// True when this login's secret is expected to end with a code: the user has a live code
@@ -33,7 +20,7 @@ impl Store {
     /// nothing.
     pub fn expects_code(
         &self,
-        login: &SecretLogin,
+        login: &IssueRequest,
         limits: &Limits,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -49,7 +36,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)] // One login's facts plus the rules that apply.
     pub fn verify_appended<R: CryptoRng + RngCore>(
         &mut self,
-        login: &SecretLogin,
+        login: &IssueRequest,
         code: &SecretString,
         limits: &Limits,
         reuse_secs: i64,
@@ -106,7 +93,7 @@ impl Store {
 }
 
 /// What a grant's MAC is bound to besides the code: the user, service and host it holds for.
-fn grant_label(login: &SecretLogin) -> String {
+fn grant_label(login: &IssueRequest) -> String {
     format!(
         "reuse\0{}\0{}\0{}",
         login.user,
@@ -119,7 +106,7 @@ fn grant_label(login: &SecretLogin) -> String {
 type Grant = (Vec<u8>, Vec<u8>);
 
 /// The salt and MAC of the grant in force for this login, if any.
-fn grant(conn: &Connection, login: &SecretLogin, now: i64) -> Result<Option<Grant>, StoreError> {
+fn grant(conn: &Connection, login: &IssueRequest, now: i64) -> Result<Option<Grant>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT salt, mac FROM reuse_grants
@@ -139,14 +126,13 @@ fn grant(conn: &Connection, login: &SecretLogin, now: i64) -> Result<Option<Gran
 
 #[cfg(test)]
 mod tests {
-    use super::super::IssueRequest;
     use super::super::test_support::*;
     use super::*;
 
     const WINDOW: i64 = 300;
 
-    fn ftp_login(rhost: Option<&str>) -> SecretLogin<'_> {
-        SecretLogin {
+    fn ftp_login(rhost: Option<&str>) -> IssueRequest<'_> {
+        IssueRequest {
             user: "alice",
             protocol: "ftp",
             service: "vsftpd",
@@ -173,7 +159,7 @@ mod tests {
 
     fn verify(
         store: &mut Store,
-        login: &SecretLogin,
+        login: &IssueRequest,
         code: &SecretString,
         now: i64,
     ) -> VerifyOutcome {
@@ -204,7 +190,7 @@ mod tests {
     fn a_code_for_another_protocol_is_not_expected_and_not_accepted() {
         let (_dir, mut store) = open_store();
         let code = issue_ftp(&mut store, T0);
-        let http = SecretLogin {
+        let http = IssueRequest {
             protocol: "http",
             ..ftp_login(None)
         };
@@ -260,7 +246,7 @@ mod tests {
             verify(&mut store, &other_host, &code, T0 + 2),
             VerifyOutcome::Dead
         );
-        let other_service = SecretLogin {
+        let other_service = IssueRequest {
             service: "proftpd",
             ..login
         };
