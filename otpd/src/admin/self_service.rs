@@ -19,7 +19,7 @@ use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
 use crate::accounts::Accounts;
 use crate::caller::Caller;
-use crate::handler::{MAX_ANSWER_LEN, limits_of};
+use crate::handler::{bounded, limits_of};
 use crate::mail::{CodeMail, Values};
 use crate::policy;
 use crate::state::{Active, Shared};
@@ -429,18 +429,12 @@ pub fn confirm(
         shared.accounts.as_ref(),
         &name,
     ));
-    let empty = SecretString::new(String::new());
-    let code = if code.len() > MAX_ANSWER_LEN {
-        &empty
-    } else {
-        code
-    };
     let outcome = store.verify(
         challenge,
         &name,
         &purpose(action),
         None,
-        code,
+        &bounded(code),
         &limits,
         ctx.now,
     );
