@@ -17,6 +17,7 @@ pub mod files;
 pub mod handler;
 pub mod logging;
 pub mod mail;
+pub mod os_random;
 pub mod policy;
 pub mod server;
 pub mod server_key;

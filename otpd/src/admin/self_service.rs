@@ -13,7 +13,6 @@ use common::config::{Config, EmailAddress, Settings};
 use common::secret::SecretString;
 use common::text::mask_email;
 use common::wire_admin::{AdminResponse, RefuseReason, SelfAction};
-use rand::TryRngCore;
 
 use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
@@ -360,7 +359,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         service: record::SERVICE,
         rhost: None,
     };
-    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let mut rng = crate::os_random::BatchedOsRng::new();
     let outcome = match store.issue(&request, &limits, ctx.now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return Step::Done(store_failed(&e)),
