@@ -149,26 +149,26 @@ mod tests {
         }
     }
 
-    /// Rows in the file, as another connection sees them.
-    fn rows_on_disk(dir: &tempfile::TempDir) -> i64 {
-        rusqlite::Connection::open(dir.path().join("otpd.db"))
-            .unwrap()
+    /// Rows written to the database so far; rows still pending in memory are not counted.
+    fn rows_on_disk(store: &Store) -> i64 {
+        store
+            .conn
             .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
             .unwrap()
     }
 
     #[test]
     fn rows_are_written_in_batches_and_on_flush() {
-        let (dir, mut store) = open_store();
+        let (_dir, mut store) = open_store();
         store.record_audit(&event(T0, "issued")).unwrap();
-        assert_eq!(rows_on_disk(&dir), 0, "one row is not written on its own");
+        assert_eq!(rows_on_disk(&store), 0, "one row is not written on its own");
         store.flush_audit().unwrap();
-        assert_eq!(rows_on_disk(&dir), 1);
+        assert_eq!(rows_on_disk(&store), 1);
         for t in 0..AUDIT_BATCH as i64 {
             store.record_audit(&event(T0 + t, "verified")).unwrap();
         }
         assert_eq!(
-            rows_on_disk(&dir),
+            rows_on_disk(&store),
             1 + AUDIT_BATCH as i64,
             "a full batch is written"
         );
@@ -186,7 +186,11 @@ mod tests {
         let (dir, mut store) = open_store();
         store.record_audit(&event(T0, "issued")).unwrap();
         drop(store);
-        assert_eq!(rows_on_disk(&dir), 1);
+        let count: i64 = rusqlite::Connection::open(dir.path().join("otpd.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
     }
 
     #[test]

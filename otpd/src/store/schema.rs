@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn a_fresh_database_gets_the_current_version() {
-        let (dir, _store) = open_store();
+        let (dir, store) = open_store();
+        drop(store);
         assert_eq!(CURRENT_VERSION, 2);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
@@ -161,6 +162,7 @@ mod tests {
         drop(store);
         let store = Store::open(&dir.path().join("otpd.db"), key()).unwrap();
         assert!(store.user("alice").unwrap().is_some());
+        drop(store);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 
