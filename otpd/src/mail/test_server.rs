@@ -25,6 +25,9 @@ pub struct Script {
     pub end: Option<&'static str>,
     /// Drop every connection right after accepting it.
     pub hang_up: bool,
+    /// Close a connection after this many messages, without a word, as a server does to a
+    /// client idle past its timeout.
+    pub close_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -37,6 +40,7 @@ impl Default for Script {
             rcpt: "250 ok",
             end: Some("250 2.0.0 queued"),
             hang_up: false,
+            close_after: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl TestServer {
             return;
         }
         let _ = write.write_all(&say("220 test.invalid ESMTP".into())).await;
+        let mut taken = 0;
         while let Ok(Some(line)) = lines.next_line().await {
             self.commands.lock().unwrap().push(line.clone());
             let verb = line
@@ -145,6 +150,11 @@ impl TestServer {
                         message.push(body_line);
                     }
                     self.messages.lock().unwrap().push(message.join("\n"));
+                    taken += 1;
+                    if script.close_after == Some(taken) {
+                        let _ = write.write_all(&say("250 2.0.0 queued".into())).await;
+                        return;
+                    }
                     match script.end {
                         Some(reply) => reply.to_string(),
                         None => {

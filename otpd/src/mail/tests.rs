@@ -274,7 +274,35 @@ async fn a_burst_of_messages_reuses_one_connection() {
     }
     assert_eq!(good.messages().len(), 5);
     assert_eq!(good.connections(), 1);
-    assert!(good.commands().iter().filter(|c| *c == "RSET").count() >= 4);
+    assert_eq!(
+        good.commands()
+            .iter()
+            .filter(|c| *c == "RSET" || *c == "NOOP")
+            .count(),
+        0,
+        "a pooled connection is not probed before use"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_replaced_and_nothing_is_sent_twice() {
+    let closing = TestServer::start(Script {
+        close_after: Some(1),
+        ..Script::default()
+    })
+    .await;
+    let (mailer, _) = mailer(&server("closing", closing.port, ""));
+    for _ in 0..3 {
+        send_code(&mailer).await.unwrap();
+        // Let the server's close reach the client, as an idle timeout would.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(closing.messages().len(), 3, "each code mailed exactly once");
+    assert_eq!(
+        closing.connections(),
+        3,
+        "each dropped connection was replaced"
+    );
 }
 
 #[tokio::test]
