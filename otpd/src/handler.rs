@@ -1,7 +1,7 @@
 //! Answers one request: decides, issues, mails and verifies.
 //!
-//! Database work runs under `block_in_place`; only the mail send is awaited on the runtime,
-//! outside the store lock, so a slow mail server never holds up other logins' database work.
+//! Database work runs inline, in short transactions; only the mail send is awaited, outside the
+//! store lock, so a slow mail server never holds up other logins.
 
 use std::sync::Arc;
 
@@ -16,7 +16,6 @@ use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{IssueOutcome, IssueRequest, Limits, Store, StoreError, VerifyOutcome};
-use rand::TryRngCore;
 
 /// The longest answer otpd compares; longer ones are wrong without a lookup.
 pub const MAX_ANSWER_LEN: usize = 64;
@@ -29,13 +28,9 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
         },
         Request::Begin { login } => begin(shared, caller, login, Mode::First).await,
         Request::Resend { login } => begin(shared, caller, login, Mode::Resend).await,
-        Request::Probe { login } => {
-            let shared = Arc::clone(shared);
-            blocking(move || probe(&shared, caller, &login)).await
-        }
+        Request::Probe { login } => guarded(|| probe(shared, caller, &login)),
         Request::Verify { login, code } => {
-            let shared = Arc::clone(shared);
-            blocking(move || verify_appended(&shared, caller, &login, &code)).await
+            guarded(|| verify_appended(shared, caller, &login, &code))
         }
         Request::Admin { request } => Response::Admin {
             response: crate::admin::handle(shared, caller, request).await,
@@ -44,10 +39,7 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             login,
             challenge,
             code,
-        } => {
-            let shared = Arc::clone(shared);
-            blocking(move || answer(&shared, caller, &login, &challenge, &code)).await
-        }
+        } => guarded(|| answer(shared, caller, &login, &challenge, &code)),
     }
 }
 
@@ -77,11 +69,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
         return Response::Error { message };
     }
     let active = shared.active();
-    let login = Arc::new(login);
-    let step = {
-        let (shared, active, login) = (Arc::clone(shared), Arc::clone(&active), Arc::clone(&login));
-        run_blocking(move || prepare_begin(&shared, &active, caller, &login, mode)).await
-    };
+    let step = run_guarded(|| prepare_begin(shared, &active, caller, &login, mode));
     let pending = match step {
         Ok(BeginStep::Done(response)) => return response,
         Ok(BeginStep::Mail(pending)) => pending,
@@ -102,8 +90,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
         overrides: &pending.needed.settings.message,
     };
     let sent = active.mailer.send(&mail).await;
-    let shared = Arc::clone(shared);
-    blocking(move || {
+    guarded(|| {
         let now = shared.clock.now();
         let subject = code_subject(&login, &pending.needed, caller);
         let mut store = shared.store();
@@ -130,7 +117,6 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
             }
         }
     })
-    .await
 }
 
 fn prepare_begin(
@@ -147,7 +133,7 @@ fn prepare_begin(
         Err(response) => return BeginStep::Done(response),
     };
     let limits = limits_of(&needed.settings);
-    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let mut rng = crate::os_random::BatchedOsRng::new();
     let outcome = match store.issue(&code_request(login, &needed), &limits, now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
@@ -345,7 +331,7 @@ fn verify_appended(
         login,
         OnSkip::Refuse,
         |store, needed, now| {
-            let mut rng = rand::rngs::OsRng.unwrap_err();
+            let mut rng = crate::os_random::BatchedOsRng::new();
             let outcome = store.verify_appended(
                 &code_request(login, needed),
                 &bounded(code),
@@ -538,26 +524,22 @@ fn minutes_until(until: i64, now: i64) -> i64 {
 }
 
 /// Runs store work; a panic there becomes an "unavailable" answer.
-async fn blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response {
-    match run_blocking(work).await {
+fn guarded(work: impl FnOnce() -> Response) -> Response {
+    match run_guarded(work) {
         Ok(response) | Err(response) => response,
     }
 }
 
-/// Runs store work (one short SQLite transaction, and NSS lookups) on this worker thread with
-/// `block_in_place`, which first moves the worker's other tasks elsewhere, so nothing waits
-/// behind it. Handing the work to a blocking-pool thread instead cost a login 100 to 200 µs of
-/// thread wake-ups (measured with `bench/run`).
-async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)))
-        .map_err(|_| {
-            tracing::error!("request work panicked; answering unavailable");
-            Response::Unavailable {
-                message: "The login code service has an internal error.".into(),
-            }
-        })
+/// Runs store work (one short SQLite transaction, and NSS lookups) right here on the runtime's
+/// thread, catching a panic. It is not handed to another thread: on this workload a thread
+/// hand-off (`spawn_blocking`, `block_in_place`) cost more than the work itself (bench/).
+fn run_guarded<T>(work: impl FnOnce() -> T) -> Result<T, Response> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| {
+        tracing::error!("request work panicked; answering unavailable");
+        Response::Unavailable {
+            message: "The login code service has an internal error.".into(),
+        }
+    })
 }
 
 #[cfg(test)]

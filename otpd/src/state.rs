@@ -84,8 +84,9 @@ impl Shared {
             .store(self.clock.now(), Ordering::Relaxed);
     }
 
-    /// Exclusive access to the store. Callers run off the async workers (`block_in_place` or
-    /// `spawn_blocking`), since SQLite and NSS calls block.
+    /// Exclusive access to the store. Login requests use it inline on the runtime's one thread
+    /// (short transactions on a file only otpd opens); admin work that may take longer uses
+    /// `spawn_blocking`.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         // Every store operation is a transaction, so a panic mid-way left nothing half-written.
         match self.store.lock() {
