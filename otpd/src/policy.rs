@@ -69,6 +69,19 @@ pub fn settings_for<'c>(
     config.settings_for(user, &groups, protocol)
 }
 
+/// Why a login is skipped for its protocol alone, whoever the user is: an unknown service or a
+/// protocol that is not enabled. [`decide`] asks this first; the handler asks it before looking
+/// the user up, so such a login costs no database read.
+pub fn protocol_skip(config: &Config, protocol: Option<Protocol>) -> Option<SkipReason> {
+    match protocol {
+        None => Some(SkipReason::UnknownService),
+        Some(protocol) if !config.enabled_protocols.contains(&protocol) => {
+            Some(SkipReason::ProtocolNotEnabled)
+        }
+        Some(_) => None,
+    }
+}
+
 /// Decides what a login needs.
 pub fn decide(
     config: &Config,
@@ -77,12 +90,12 @@ pub fn decide(
     record: Option<&UserRecord>,
     groups: impl FnOnce() -> Vec<String>,
 ) -> Decision {
+    if let Some(reason) = protocol_skip(config, protocol) {
+        return Decision::Skip(reason);
+    }
     let Some(protocol) = protocol else {
         return Decision::Skip(SkipReason::UnknownService);
     };
-    if !config.enabled_protocols.contains(&protocol) {
-        return Decision::Skip(SkipReason::ProtocolNotEnabled);
-    }
     let (profile, settings) = settings_for(config, &login.user, protocol, groups);
     match settings.mode {
         Mode::Off => return Decision::Skip(SkipReason::ModeOff),
