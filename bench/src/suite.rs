@@ -267,7 +267,32 @@ pub fn profile(logins: u64, log: &mut dyn Write) -> Result<(Duration, Duration),
     }
     let skip = started.elapsed();
     let _ = writeln!(log, "{logins} skip transactions in {skip:?}");
+    let pings = ping_times(&setup, logins)?;
+    let _ = writeln!(
+        log,
+        "{logins} bare Ping requests to otpd (the module's client, no libpam): p50 {:.0} µs",
+        crate::stats::micros(pings.p50)
+    );
     // A clean stop, so a profiler wrapped around otpd writes its results.
     setup.otpd.stop();
     Ok((serial, skip))
+}
+
+/// Times `count` bare `Ping` requests through the client the module uses: what one request and
+/// answer with otpd costs on this machine, with no PAM and no policy around it.
+fn ping_times(setup: &Setup, count: u64) -> Result<Summary, BenchError> {
+    // otpd runs as root here, and root is always trusted.
+    let options = common::client::ClientOptions {
+        socket: setup.otpd.socket.clone(),
+        timeout: Duration::from_secs(5),
+        trusted_daemon_uids: Vec::new(),
+    };
+    let mut times = Vec::new();
+    for _ in 0..count {
+        let started = Instant::now();
+        common::client::call(&options, &common::wire::Request::Ping)
+            .map_err(|e| BenchError::Check(format!("ping: {e}")))?;
+        times.push(started.elapsed());
+    }
+    Summary::of(&mut times).ok_or_else(|| BenchError::Check("no ping was timed".into()))
 }

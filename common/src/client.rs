@@ -6,13 +6,15 @@
 //! on a socket path it managed to take over.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+use zeroize::Zeroizing;
 
 use crate::frame::{self, FrameError};
 use crate::wire::{Request, Response};
@@ -68,8 +70,9 @@ pub fn call(options: &ClientOptions, request: &Request) -> Result<Response, Clie
         deadline,
         timeout: options.timeout,
     };
-    frame::write_frame(&mut conn, request).map_err(|e| conn.classify(e))?;
-    frame::read_frame(&mut conn).map_err(|e| conn.classify(e))
+    let frame = frame::encode(request)?;
+    conn.write_all(&frame)?;
+    conn.read_response()
 }
 
 /// Connects without blocking past the deadline: a Unix socket whose backlog is full makes a
@@ -104,9 +107,9 @@ fn connect_before(
             Err(e) => return Err(connect_error(e.into())),
         }
     }
-    let stream = UnixStream::from(fd);
-    stream.set_nonblocking(false).map_err(connect_error)?;
-    Ok(stream)
+    // The socket stays non-blocking: reads and writes wait in poll(2) for what is left of the
+    // deadline, so a call costs no timeout setup per read.
+    Ok(UnixStream::from(fd))
 }
 
 fn check_daemon_peer(stream: &UnixStream, options: &ClientOptions) -> Result<(), ClientError> {
@@ -126,56 +129,68 @@ fn check_daemon_peer(stream: &UnixStream, options: &ClientOptions) -> Result<(),
     }
 }
 
-/// A stream whose every read and write is bounded by what is left of one overall deadline.
+/// A non-blocking stream whose every wait is bounded by what is left of one overall deadline.
 struct DeadlineStream {
     stream: UnixStream,
     deadline: Instant,
     timeout: Duration,
 }
 
+/// Bytes read per `read` call; most responses fit in one.
+const READ_CHUNK: usize = 4096;
+
 impl DeadlineStream {
-    fn remaining(&self) -> std::io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(std::io::ErrorKind::TimedOut.into())
-        } else {
-            Ok(left)
-        }
-    }
-
-    /// Turns a timed-out socket error into [`ClientError::Timeout`].
-    fn classify(&self, error: FrameError) -> ClientError {
-        match error {
-            FrameError::Io(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                ) =>
-            {
-                ClientError::Timeout(self.timeout)
+    /// Waits until the socket is ready for `events` or the deadline passes.
+    fn wait_for(&self, events: PollFlags) -> Result<(), ClientError> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(self.timeout));
             }
-            other => ClientError::Frame(other),
+            // Rounded up, so a wait never ends just before the deadline and spins.
+            let millis = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.stream.as_fd(), events)];
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(ClientError::Frame(FrameError::Io(e.into()))),
+            }
         }
     }
-}
 
-impl Read for DeadlineStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.remaining()?;
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), ClientError> {
+        while !bytes.is_empty() {
+            match self.stream.write(bytes) {
+                Ok(0) => return Err(ClientError::Frame(FrameError::Closed)),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.wait_for(PollFlags::POLLOUT)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ClientError::Frame(FrameError::Io(e))),
+            }
+        }
+        Ok(())
     }
-}
 
-impl Write for DeadlineStream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let left = self.remaining()?;
-        self.stream.set_write_timeout(Some(left))?;
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
+    /// Reads until one whole response frame is in; usually a single `read`.
+    fn read_response(&mut self) -> Result<Response, ClientError> {
+        let mut received = Zeroizing::new(Vec::with_capacity(READ_CHUNK));
+        let mut chunk = Zeroizing::new([0u8; READ_CHUNK]);
+        loop {
+            if let Some((response, _)) = frame::try_decode(&received)? {
+                return Ok(response);
+            }
+            match self.stream.read(chunk.as_mut()) {
+                Ok(0) => return Err(ClientError::Frame(FrameError::Closed)),
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.wait_for(PollFlags::POLLIN)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ClientError::Frame(FrameError::Io(e))),
+            }
+        }
     }
 }
 

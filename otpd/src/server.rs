@@ -101,8 +101,9 @@ async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
     let span = tracing::info_span!("conn", uid = caller.uid);
     async move {
         let timeout = shared.active().config.daemon.request_timeout;
+        let mut received = Received::new();
         loop {
-            let request = match read_request(&mut stream, timeout).await {
+            let request = match received.next_request(&mut stream, timeout).await {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(error) => {
@@ -134,32 +135,53 @@ enum ReadError {
     Timeout(Duration),
 }
 
-/// Reads one request; `Ok(None)` when the client closed the connection between requests.
-async fn read_request(
-    stream: &mut UnixStream,
-    timeout: Duration,
-) -> Result<Option<Request>, ReadError> {
-    let work = async {
-        let mut header = [0u8; HEADER_LEN];
-        match stream.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(FrameError::Io(e)),
+/// Bytes read from one connection and not yet used: a whole request usually arrives in one
+/// read, header and body together, and a client may send the next request before the answer.
+struct Received {
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl Received {
+    fn new() -> Received {
+        // Room for the largest frame up front, so the buffer never reallocates and leaves an
+        // unwiped copy of a request (which may carry a code) behind.
+        Received {
+            bytes: Zeroizing::new(Vec::with_capacity(HEADER_LEN + frame::MAX_PAYLOAD)),
         }
-        let len = frame::parse_header(&header)?;
-        let mut payload = Zeroizing::new(vec![0u8; len]);
-        stream.read_exact(&mut payload).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                FrameError::Closed
-            } else {
-                FrameError::Io(e)
+    }
+
+    /// Reads the next request; `Ok(None)` when the client closed the connection between
+    /// requests.
+    async fn next_request(
+        &mut self,
+        stream: &mut UnixStream,
+        timeout: Duration,
+    ) -> Result<Option<Request>, ReadError> {
+        let work = async {
+            loop {
+                if let Some((request, used)) = frame::try_decode(&self.bytes)? {
+                    self.bytes.drain(..used);
+                    return Ok(Some(request));
+                }
+                // A frame is at most the capacity (the header check caps its length) and whole
+                // frames are taken out above, so there is always room: the buffer never grows.
+                let read = stream
+                    .read_buf(&mut *self.bytes)
+                    .await
+                    .map_err(FrameError::Io)?;
+                if read == 0 {
+                    return if self.bytes.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(FrameError::Closed)
+                    };
+                }
             }
-        })?;
-        frame::decode_payload(&payload).map(Some)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(ReadError::Timeout(timeout)),
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ReadError::Timeout(timeout)),
+        }
     }
 }
 
