@@ -17,6 +17,7 @@ pub mod render;
 pub mod secret_file;
 pub mod sendmail;
 pub mod smtp;
+pub mod smtp_client;
 pub mod tls;
 
 #[cfg(test)]
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{EmailAddress, MailConfig, MailTransport, Security, SmtpServer};
-use lettre::transport::smtp::extension::ClientId;
 
 use crate::clock::{Clock, SystemClock};
 
@@ -163,7 +163,7 @@ impl Mailer {
                 Transport::Sendmail(Sendmail::new(path).map_err(MailSetupError::Sendmail)?)
             }
             MailTransport::Smtp => {
-                let hello = ClientId::default();
+                let hello = hello_name();
                 let servers = config
                     .servers
                     .iter()
@@ -295,9 +295,24 @@ fn unknown_server(name: &str, names: &str) -> TestResult {
     }
 }
 
+/// The EHLO name when a server sets none: this machine's host name, as a domain must be given
+/// (RFC 5321 4.1.1.1); `localhost` when it has none that fits.
+fn hello_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// One server: its TLS parameters, its password read and checked now, and a warning when
 /// codes would cross the wire in clear text.
-fn smtp_server(server: &SmtpServer, hello: &ClientId) -> Result<Server, MailSetupError> {
+fn smtp_server(server: &SmtpServer, hello: &str) -> Result<Server, MailSetupError> {
     let tls = match server.security {
         Security::None => {
             if server.is_loopback() {

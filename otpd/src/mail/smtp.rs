@@ -1,23 +1,21 @@
 //! One SMTP server: opening a connection (TCP, TLS or STARTTLS, AUTH), one mail transaction,
 //! and a few idle connections kept for the next message.
 //!
-//! lettre's connection API is driven step by step rather than through its all-in-one
-//! transport, because failover needs to know *where* a send failed: a refused AUTH or a 4xx
-//! moves on to the next server, a 5xx for the recipient stops, and silence after the message
-//! was handed over stops too, since it may have been delivered and a second server would make
-//! it arrive twice. Every error names its step and quotes the server's reply.
+//! Failover needs to know *where* a send failed: a refused AUTH or a 4xx moves on to the next
+//! server, a 5xx for the recipient stops, and silence after the message was handed over stops
+//! too, since it may have been delivered and a second server would make it arrive twice. Every
+//! error names its step and quotes the server's reply. The protocol itself is in
+//! `smtp_client.rs`.
 
-use std::error::Error as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::config::{Security, SmtpServer};
 use common::secret::SecretString;
 use common::text::escape_for_log;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension};
+
+use super::smtp_client::{self, Session, SmtpError, Stream};
+use super::tls::TlsClient;
 
 use super::message::Outgoing;
 
@@ -38,9 +36,6 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest server reply quoted in an error; replies come from the network.
 const MAX_REPLY_CHARS: usize = 300;
-
-/// AUTH mechanisms otpd speaks, in order of preference.
-const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
 
 /// The step of a delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,19 +152,15 @@ impl AttemptError {
         }
     }
 
-    /// Classifies a lettre error at `step`; `what` says what was being done.
-    fn from_smtp(step: Step, what: &str, e: &lettre::transport::smtp::Error) -> AttemptError {
-        let tls = tls_failure(e);
-        let failure = if tls.is_some() {
-            Failure::Tls
-        } else if e.is_permanent() {
-            Failure::Permanent
-        } else if e.is_transient() {
-            Failure::Transient
-        } else if e.is_timeout() {
-            Failure::Timeout
-        } else {
-            Failure::Network
+    /// Classifies an SMTP error at `step`; `what` says what was being done.
+    fn from_smtp(step: Step, what: &str, e: &SmtpError) -> AttemptError {
+        let failure = match e {
+            SmtpError::Tls(_) => Failure::Tls,
+            SmtpError::Refused(reply) if reply.code >= 500 => Failure::Permanent,
+            SmtpError::Refused(reply) if reply.is_transient() => Failure::Transient,
+            SmtpError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+            // An unexpected positive code, a broken connection, bytes that are no reply.
+            SmtpError::Refused(_) | SmtpError::Io(_) | SmtpError::Malformed(_) => Failure::Network,
         };
         let step = if failure == Failure::Tls && step == Step::Connect {
             // Implicit TLS: the handshake is part of connecting, but it is a TLS failure.
@@ -178,9 +169,7 @@ impl AttemptError {
             step
         };
         let text = match (failure, step) {
-            (Failure::Tls, _) => {
-                format!("TLS failed: {}", escape_for_log(&tls.unwrap_or_default()))
-            }
+            (Failure::Tls, _) => format!("TLS failed: {}", reply_text(e)),
             (Failure::Network | Failure::Timeout, Step::Message) => format!(
                 "the connection broke after the message was sent ({}); it may have been delivered, so no other server is tried",
                 reply_text(e)
@@ -201,41 +190,16 @@ pub fn format_secs(d: Duration) -> String {
 }
 
 /// The reply code and text (or the network error) of `e`, escaped and capped.
-fn reply_text(e: &lettre::transport::smtp::Error) -> String {
-    let detail = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
-    let text = match e.status() {
-        Some(code) => format!("{code} {detail}"),
-        None => detail,
-    };
-    escape_for_log(text.trim())
+fn reply_text(e: &SmtpError) -> String {
+    escape_for_log(e.to_string().trim())
         .chars()
         .take(MAX_REPLY_CHARS)
         .collect()
 }
 
-/// The rustls error somewhere in `e`'s chain, as text: lettre reports a failed handshake as a
-/// connection error wrapped in another, so neither the kind nor the outer text tells.
-fn tls_failure(e: &lettre::transport::smtp::Error) -> Option<String> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(err) = current {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(tls) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls.to_string());
-        }
-        current = err.source();
-    }
-    e.is_tls().then(|| reply_text(e))
-}
-
 /// A connection and how much it has been used.
 struct Pooled {
-    conn: AsyncSmtpConnection,
+    conn: Session,
     since: Instant,
     sent: u32,
 }
@@ -249,9 +213,10 @@ pub struct SmtpTarget {
     security: Security,
     /// One attempt's limit.
     pub timeout: Duration,
-    tls: Option<TlsParameters>,
+    tls: Option<TlsClient>,
     auth: Option<(String, SecretString)>,
-    hello: ClientId,
+    /// The EHLO argument: a domain, or an address literal such as `[192.0.2.1]`.
+    hello: String,
     idle: Mutex<Vec<Pooled>>,
 }
 
@@ -272,17 +237,17 @@ impl SmtpTarget {
     /// goes with `server.auth`; `hello` is the EHLO name when the server sets none.
     pub fn new(
         server: &SmtpServer,
-        tls: Option<TlsParameters>,
+        tls: Option<TlsClient>,
         password: Option<SecretString>,
-        hello: &ClientId,
+        hello: &str,
     ) -> SmtpTarget {
         let hello = match &server.hello_name {
             Some(name) => match name.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(ip)) => ClientId::Ipv4(ip),
-                Ok(std::net::IpAddr::V6(ip)) => ClientId::Ipv6(ip),
-                Err(_) => ClientId::Domain(name.clone()),
+                Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
+                Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+                Err(_) => name.clone(),
             },
-            None => hello.clone(),
+            None => hello.to_string(),
         };
         SmtpTarget {
             name: server.name.clone(),
@@ -344,7 +309,7 @@ impl SmtpTarget {
         if pooled {
             self.checkin(pooled_conn);
         } else {
-            let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled_conn.conn.command(Quit)).await;
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled_conn.conn.quit()).await;
         }
         Ok(())
     }
@@ -352,46 +317,38 @@ impl SmtpTarget {
     /// Connects, upgrades, logs in.
     async fn open(&self, step: &mut Step) -> Result<Pooled, AttemptError> {
         *step = Step::Connect;
-        let implicit_tls = match self.security {
-            Security::Tls => Some(self.tls_parameters()?),
-            Security::Starttls | Security::None => None,
-        };
-        let connect_failed = |e: &lettre::transport::smtp::Error| {
+        let connect_failed = |e: &SmtpError| {
             AttemptError::from_smtp(
                 Step::Connect,
                 &format!("cannot connect to {}:{}", self.host, self.port),
                 e,
             )
         };
-        let mut conn = match implicit_tls {
-            // lettre sets up implicit TLS only on a socket it opens itself, so Nagle's
-            // algorithm stays on there (see `connect_tcp`).
-            Some(tls) => AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(self.timeout),
-                &self.hello,
-                Some(tls),
-                None,
-            )
-            .await
-            .map_err(|e| connect_failed(&e))?,
-            None => {
-                let stream = self.connect_tcp().await?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+        let tcp = self.connect_tcp().await?;
+        let stream = match self.security {
+            Security::Tls => {
+                let tls = self.tls_client()?;
+                Stream::tls(tcp, &tls.connector, tls.server_name.clone())
                     .await
                     .map_err(|e| connect_failed(&e))?
             }
+            Security::Starttls | Security::None => Stream::Plain(tcp),
         };
+        let mut conn = Session::start(stream, &self.hello)
+            .await
+            .map_err(|e| connect_failed(&e))?;
         if self.security == Security::Starttls {
             *step = Step::Tls;
-            if !conn.server_info().supports_feature(Extension::StartTls) {
-                conn.abort().await;
+            if !conn.features.starttls {
+                conn.quit().await;
                 return Err(AttemptError::missing(
                     Step::Tls,
                     "the server does not offer STARTTLS, which security = \"starttls\" requires; nothing was sent in clear".into(),
                 ));
             }
-            conn.starttls(self.tls_parameters()?, &self.hello)
+            let tls = self.tls_client()?;
+            conn = conn
+                .starttls(&tls.connector, tls.server_name.clone(), &self.hello)
                 .await
                 .map_err(|e| AttemptError::from_smtp(Step::Tls, "STARTTLS refused", &e))?;
             if !conn.is_encrypted() {
@@ -403,16 +360,15 @@ impl SmtpTarget {
         }
         if let Some((user, password)) = &self.auth {
             *step = Step::Auth;
-            if conn.server_info().get_auth_mechanism(&MECHANISMS).is_none() {
-                conn.abort().await;
+            if !(conn.features.auth_plain || conn.features.auth_login) {
+                conn.quit().await;
                 return Err(AttemptError::missing(
                     Step::Auth,
                     "the server offers no AUTH PLAIN or LOGIN (many offer AUTH only over TLS)"
                         .into(),
                 ));
             }
-            let credentials = Credentials::new(user.clone(), password.expose().to_string());
-            conn.auth(&MECHANISMS, &credentials).await.map_err(|e| {
+            conn.auth(user, password).await.map_err(|e| {
                 AttemptError::from_smtp(
                     Step::Auth,
                     &format!("AUTH as {:?} refused", escape_for_log(user)),
@@ -427,10 +383,10 @@ impl SmtpTarget {
         })
     }
 
-    /// A TCP connection to the server with Nagle's algorithm off. lettre writes the message
-    /// and the closing `.` line separately; with Nagle on, that small last write waits for
-    /// the server's delayed ACK of the message, 40 ms on Linux, on every mail sent over a
-    /// pooled connection (the benchmark in bench/ measured it as the whole login's latency).
+    /// A TCP connection to the server with Nagle's algorithm off, for every security mode. A
+    /// small write that follows another (a command after a message) would otherwise wait for
+    /// the server's delayed ACK, 40 ms on Linux; with lettre's client that was the whole
+    /// login's latency in bench/.
     async fn connect_tcp(&self) -> Result<tokio::net::TcpStream, AttemptError> {
         let failed = |failure: Failure, detail: String| AttemptError {
             step: Step::Connect,
@@ -462,8 +418,8 @@ impl SmtpTarget {
         Err(last)
     }
 
-    fn tls_parameters(&self) -> Result<TlsParameters, AttemptError> {
-        self.tls.clone().ok_or_else(|| {
+    fn tls_client(&self) -> Result<&TlsClient, AttemptError> {
+        self.tls.as_ref().ok_or_else(|| {
             AttemptError::missing(Step::Tls, "no TLS parameters were prepared".into())
         })
     }
@@ -485,7 +441,7 @@ impl SmtpTarget {
 
     /// Keeps `conn` for the next message unless it is worn out or the pool is full.
     fn checkin(&self, mut conn: Pooled) {
-        if conn.sent >= MAX_MESSAGES_PER_CONNECTION || conn.conn.has_broken() {
+        if conn.sent >= MAX_MESSAGES_PER_CONNECTION || conn.conn.broken {
             return;
         }
         conn.since = Instant::now();
@@ -502,36 +458,40 @@ impl SmtpTarget {
     }
 }
 
-/// MAIL FROM, RCPT TO, DATA and the message, each step recorded in `step`. The bytes come from
-/// a checked [`lettre::Message`]; lettre dot-stuffs them. `sender_within` bounds the wait for
-/// the MAIL FROM reply on a reused connection, which may have died while idle.
+/// MAIL FROM, RCPT TO, DATA (pipelined when offered) and the message, each step recorded in
+/// `step`. The bytes come from a checked [`lettre::Message`] and are dot-stuffed here.
+/// `sender_within` bounds the wait for the first reply on a reused connection, which may have
+/// died while idle.
 async fn transaction(
-    conn: &mut AsyncSmtpConnection,
+    conn: &mut Session,
     out: &Outgoing,
     step: &mut Step,
     sender_within: Option<Duration>,
 ) -> Result<(), AttemptError> {
     *step = Step::Sender;
-    let mail = conn.command(Mail::new(out.envelope.from().cloned(), vec![]));
-    let reply = match sender_within {
-        Some(limit) => tokio::time::timeout(limit, mail)
-            .await
-            .map_err(|_| AttemptError::timeout(Step::Sender, limit))?,
-        None => mail.await,
-    };
-    reply.map_err(|e| AttemptError::from_smtp(Step::Sender, "sender refused", &e))?;
-    *step = Step::Recipient;
-    for to in out.envelope.to() {
-        conn.command(Rcpt::new(to.clone(), vec![]))
-            .await
-            .map_err(|e| AttemptError::from_smtp(Step::Recipient, "recipient refused", &e))?;
+    let from = out
+        .envelope
+        .from()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let to: Vec<String> = out.envelope.to().iter().map(ToString::to_string).collect();
+    let envelope = conn.envelope(&from, &to, sender_within).await;
+    if let Err((index, e)) = envelope {
+        let (step_at, what) = match index {
+            0 => (Step::Sender, "sender refused"),
+            i if i <= to.len() => (Step::Recipient, "recipient refused"),
+            _ => (Step::Data, "DATA refused"),
+        };
+        *step = step_at;
+        return Err(match e {
+            SmtpError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                AttemptError::timeout(step_at, sender_within.unwrap_or_default())
+            }
+            e => AttemptError::from_smtp(step_at, what, &e),
+        });
     }
-    *step = Step::Data;
-    conn.command(Data)
-        .await
-        .map_err(|e| AttemptError::from_smtp(Step::Data, "DATA refused", &e))?;
     *step = Step::Message;
-    conn.message(&out.bytes)
+    conn.message(&smtp_client::dot_stuffed(&out.bytes))
         .await
         .map_err(|e| AttemptError::from_smtp(Step::Message, "message refused", &e))?;
     Ok(())
@@ -595,14 +555,14 @@ mod tests {
     }
 
     /// Regression: with Nagle on, every pooled mail waited 40 ms for the server's delayed ACK
-    /// before lettre's closing `.` line went out.
+    /// before the closing `.` line went out (implicit TLS too, while lettre opened that socket).
     #[tokio::test]
-    async fn plain_and_starttls_connections_have_nagle_off() {
+    async fn connections_have_nagle_off_in_every_security_mode() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .unwrap();
         let port = listener.local_addr().unwrap().port();
-        for security in [Security::None, Security::Starttls] {
+        for security in [Security::None, Security::Starttls, Security::Tls] {
             let server = SmtpServer {
                 name: "local".into(),
                 host: "127.0.0.1".into(),
@@ -613,7 +573,7 @@ mod tests {
                 hello_name: None,
                 timeout: Duration::from_secs(5),
             };
-            let target = SmtpTarget::new(&server, None, None, &ClientId::Domain("h".into()));
+            let target = SmtpTarget::new(&server, None, None, "h");
             let stream = target.connect_tcp().await.unwrap();
             assert!(stream.nodelay().unwrap(), "{security:?}");
         }
@@ -637,7 +597,7 @@ mod tests {
             hello_name: None,
             timeout: Duration::from_secs(5),
         };
-        let target = SmtpTarget::new(&server, None, None, &ClientId::Domain("h".into()));
+        let target = SmtpTarget::new(&server, None, None, "h");
         let e = target.connect_tcp().await.unwrap_err();
         assert_eq!((e.step, e.failure), (Step::Connect, Failure::Network));
         assert!(

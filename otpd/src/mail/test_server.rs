@@ -51,6 +51,8 @@ pub struct TestServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     connections: Arc<AtomicUsize>,
+    /// Commands that arrived with the next one already behind them: pipelined.
+    pipelined: Arc<AtomicUsize>,
     commands: Arc<Mutex<Vec<String>>>,
     messages: Arc<Mutex<Vec<String>>>,
 }
@@ -62,6 +64,7 @@ impl TestServer {
         let server = TestServer {
             port: listener.local_addr().unwrap().port(),
             connections: Arc::default(),
+            pipelined: Arc::default(),
             commands: Arc::default(),
             messages: Arc::default(),
         };
@@ -96,6 +99,11 @@ impl TestServer {
         self.commands.lock().unwrap().clone()
     }
 
+    /// Commands received with another command already waiting behind them.
+    pub fn pipelined(&self) -> usize {
+        self.pipelined.load(Ordering::SeqCst)
+    }
+
     /// Every message received (the lines between DATA and the final dot).
     pub fn messages(&self) -> Vec<String> {
         self.messages.lock().unwrap().clone()
@@ -117,6 +125,9 @@ impl TestServer {
         let _ = write.write_all(&say("220 test.invalid ESMTP".into())).await;
         let mut taken = 0;
         while let Ok(Some(line)) = lines.next_line().await {
+            if !lines.get_ref().buffer().is_empty() {
+                self.pipelined.fetch_add(1, Ordering::SeqCst);
+            }
             self.commands.lock().unwrap().push(line.clone());
             let verb = line
                 .split_whitespace()

@@ -101,8 +101,18 @@ async fn a_dead_server_and_a_451_are_skipped_and_exactly_one_message_arrives() {
 
 #[tokio::test]
 async fn a_refused_recipient_stops_failover() {
+    a_refused_recipient_stops_failover_with(Vec::new()).await;
+}
+
+#[tokio::test]
+async fn a_refused_recipient_stops_failover_when_pipelined() {
+    a_refused_recipient_stops_failover_with(vec!["PIPELINING"]).await;
+}
+
+async fn a_refused_recipient_stops_failover_with(extensions: Vec<&'static str>) {
     let refusing = TestServer::start(Script {
         rcpt: "550 5.1.1 no such user",
+        extensions,
         ..Script::default()
     })
     .await;
@@ -282,6 +292,27 @@ async fn a_burst_of_messages_reuses_one_connection() {
         0,
         "a pooled connection is not probed before use"
     );
+}
+
+#[tokio::test]
+async fn with_pipelining_mail_rcpt_and_data_go_out_together() {
+    let server_with = |extensions| Script {
+        extensions,
+        ..Script::default()
+    };
+    let pipelining = TestServer::start(server_with(vec!["PIPELINING"])).await;
+    let (piped, _) = mailer(&server("p", pipelining.port, ""));
+    for _ in 0..2 {
+        send_code(&piped).await.unwrap();
+    }
+    assert_eq!(pipelining.messages().len(), 2);
+    assert!(pipelining.messages()[1].contains("424242"));
+    // MAIL and RCPT of each message had the next command right behind them.
+    assert_eq!(pipelining.pipelined(), 4, "{:?}", pipelining.commands());
+    let plain = TestServer::start(server_with(Vec::new())).await;
+    let (one_by_one, _) = mailer(&server("q", plain.port, ""));
+    send_code(&one_by_one).await.unwrap();
+    assert_eq!(plain.pipelined(), 0, "no PIPELINING offered, none used");
 }
 
 #[tokio::test]

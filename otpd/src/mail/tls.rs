@@ -2,8 +2,12 @@
 //! system's CA store plus the server's optional `ca_file` (a private CA). There is no switch to
 //! skip verification: a server whose certificate does not check out gets no code.
 
+use std::sync::Arc;
+
 use common::config::SmtpServer;
-use lettre::transport::smtp::client::{Certificate, TlsParameters, TlsVersion};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
 
 /// Why a server's TLS settings could not be prepared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,32 +19,69 @@ pub struct TlsSetupError {
     pub reason: String,
 }
 
-/// The TLS parameters for `server`: its host name is the name the certificate must carry.
-pub fn parameters(server: &SmtpServer) -> Result<TlsParameters, TlsSetupError> {
+/// What a TLS connection to one server needs: the verifying connector and the name the
+/// certificate must carry.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// rustls with the trusted roots, TLS 1.2 or 1.3.
+    pub connector: TlsConnector,
+    /// The server's host name (or IP address) as configured.
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS client for `server`: its host name is the name the certificate must carry.
+pub fn parameters(server: &SmtpServer) -> Result<TlsClient, TlsSetupError> {
     let fail = |reason: String| TlsSetupError {
         server: server.name.clone(),
         reason,
     };
-    let mut builder =
-        TlsParameters::builder(server.host.clone()).set_min_tls_version(TlsVersion::Tlsv12);
+    let server_name = ServerName::try_from(server.host.clone())
+        .map_err(|e| fail(format!("{:?} is not a host name: {e}", server.host)))?;
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the system store holds but rustls cannot parse are skipped, as every
+    // rustls client does; a store with none usable is caught below.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
     if let Some(ca_file) = &server.ca_file {
         let show = ca_file.display();
         let pem = std::fs::read(ca_file).map_err(|e| fail(format!("ca_file {show}: {e}")))?;
-        if !pem
-            .windows(b"-----BEGIN CERTIFICATE-----".len())
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-        {
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("ca_file {show}: {e}")))?;
+        if certificates.is_empty() {
             return Err(fail(format!(
                 "ca_file {show} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
             )));
         }
-        let certificate =
-            Certificate::from_pem(&pem).map_err(|e| fail(format!("ca_file {show}: {e}")))?;
-        builder = builder.add_root_certificate(certificate);
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| fail(format!("ca_file {show}: {e}")))?;
+        }
     }
-    builder
-        .build_rustls()
-        .map_err(|e| fail(format!("cannot set up TLS: {e}")))
+    if roots.is_empty() {
+        return Err(fail(
+            "no trusted certificate: the system store is empty and no ca_file is set".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| fail(format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsClient {
+        connector: TlsConnector::from(Arc::new(config)),
+        server_name,
+    })
 }
 
 #[cfg(test)]
@@ -66,7 +107,10 @@ mod tests {
     #[test]
     fn the_system_store_alone_is_enough_to_set_up() {
         let p = parameters(&server(None)).unwrap();
-        assert_eq!(p.domain(), "smtp.example.com");
+        assert_eq!(
+            p.server_name,
+            ServerName::try_from("smtp.example.com").unwrap()
+        );
     }
 
     #[test]
