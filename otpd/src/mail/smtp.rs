@@ -266,6 +266,21 @@ impl SmtpTarget {
         }
     }
 
+    /// Opens a connection as a delivery would (TCP, TLS or STARTTLS, EHLO, AUTH when a
+    /// password was given) within `budget`, then says QUIT: what `otpctl doctor` checks.
+    pub async fn check_connection(&self, budget: Duration) -> Result<(), AttemptError> {
+        let mut step = Step::Connect;
+        let opened = tokio::time::timeout(budget, self.open(&mut step)).await;
+        match opened {
+            Ok(Ok(mut pooled)) => {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled.conn.quit()).await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AttemptError::timeout(step, budget)),
+        }
+    }
+
     /// Delivers `out` within `budget`: over an idle connection when `pooled` and one is
     /// alive, else over a new one. A test mail passes `pooled = false` so that connect, TLS
     /// and AUTH are really exercised.

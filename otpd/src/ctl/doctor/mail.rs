@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use common::config::{MailConfig, MailTransport, Security, SmtpServer};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use super::Finding;
+use crate::mail::smtp::{Failure, SmtpTarget};
+use crate::mail::tls;
 
 /// The longest one server check may take, whatever its configured timeout.
 const MAX_CHECK: Duration = Duration::from_secs(15);
@@ -55,6 +54,8 @@ fn sendmail(path: &std::path::Path) -> Finding {
     }
 }
 
+/// Connects, sets up TLS as configured and says EHLO, with otpd's own SMTP client; no AUTH
+/// (doctor does not read the password) and no mail.
 async fn check_server(server: &SmtpServer) -> Finding {
     let what = format!(
         "mail server {} ({}:{}, {})",
@@ -63,19 +64,23 @@ async fn check_server(server: &SmtpServer) -> Finding {
         server.port,
         server.security.as_str()
     );
-    let transport = match transport(server) {
-        Ok(transport) => transport,
-        Err(e) => {
-            return Finding::problem(
-                "mail",
-                format!("{what}: {e}"),
-                "fix ca_file in this [[mail.servers]] entry",
-            );
-        }
+    let tls = match server.security {
+        Security::None => None,
+        Security::Starttls | Security::Tls => match tls::parameters(server) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                return Finding::problem(
+                    "mail",
+                    format!("{what}: {}", e.reason),
+                    "fix ca_file in this [[mail.servers]] entry",
+                );
+            }
+        },
     };
+    let target = SmtpTarget::new(server, tls, None, "localhost");
     let limit = server.timeout.min(MAX_CHECK);
-    match tokio::time::timeout(limit, transport.test_connection()).await {
-        Ok(Ok(true)) => Finding::ok(
+    match target.check_connection(limit).await {
+        Ok(()) => Finding::ok(
             "mail",
             match server.security {
                 Security::None => format!("{what} answers (plain text)"),
@@ -87,64 +92,27 @@ async fn check_server(server: &SmtpServer) -> Finding {
                 }
             },
         ),
-        Ok(Ok(false)) => Finding::problem(
-            "mail",
-            format!("{what} connected but did not answer NOOP"),
-            "check the server's logs",
-        ),
-        Ok(Err(e)) => Finding::problem(
-            "mail",
-            format!("{what}: {e}"),
-            fix_for(&e.to_string(), server),
-        ),
-        Err(_) => Finding::problem(
-            "mail",
-            format!("{what}: no answer within {limit:?}"),
-            "check the host and port, and that a firewall lets otpd's machine reach it",
-        ),
+        Err(e) => Finding::problem("mail", format!("{what}: {e}"), fix_for(e.failure, server)),
     }
 }
 
-fn fix_for(error: &str, server: &SmtpServer) -> String {
-    let lower = error.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        format!(
+fn fix_for(failure: Failure, server: &SmtpServer) -> String {
+    match failure {
+        Failure::Tls => format!(
             "the server's certificate must be valid for {} and trusted: set ca_file for a private CA, or fix the server's certificate",
             server.host
-        )
-    } else if lower.contains("refused") {
-        format!(
-            "nothing listens on {}:{}: start the mail server or correct host/port",
+        ),
+        Failure::Network => format!(
+            "nothing answers on {}:{}: start the mail server or correct host/port",
             server.host, server.port
-        )
-    } else {
-        "check host, port and security of this [[mail.servers]] entry".to_string()
-    }
-}
-
-fn transport(server: &SmtpServer) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host)
-        .port(server.port)
-        .timeout(Some(server.timeout.min(MAX_CHECK)));
-    if let Some(name) = &server.hello_name {
-        builder = builder.hello_name(ClientId::Domain(name.clone()));
-    }
-    let tls = |wrap: fn(TlsParameters) -> Tls| -> Result<Tls, String> {
-        let mut params = TlsParameters::builder(server.host.clone());
-        if let Some(ca) = &server.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            params = params.add_root_certificate(cert);
+        ),
+        Failure::Timeout => {
+            "check the host and port, and that a firewall lets otpd's machine reach it".into()
         }
-        Ok(wrap(params.build().map_err(|e| e.to_string())?))
-    };
-    builder = match server.security {
-        Security::None => builder,
-        Security::Starttls => builder.tls(tls(Tls::Required)?),
-        Security::Tls => builder.tls(tls(Tls::Wrapper)?),
-    };
-    Ok(builder.build())
+        Failure::Missing | Failure::Transient | Failure::Permanent => {
+            "check host, port and security of this [[mail.servers]] entry".to_string()
+        }
+    }
 }
 
 #[cfg(test)]
