@@ -46,6 +46,14 @@ impl Run {
     pub fn cpu_per_login(&self) -> Duration {
         self.cpu / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
     }
+
+    /// Adds `other`'s logins, time and CPU to this run: blocks of one scenario run apart.
+    pub fn absorb(&mut self, other: Run) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+        self.warmups += other.warmups;
+        self.cpu += other.cpu;
+    }
 }
 
 /// Runs `loops` threads; each does `warmup` untimed logins, waits for the others, then timed
@@ -167,6 +175,22 @@ mod tests {
             .flat_map(|loop_index| (0..7).map(move |i| (loop_index, i)))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn absorbing_a_block_adds_its_logins_time_and_cpu() {
+        let block = |ms: u64| Run {
+            latencies: vec![Duration::from_millis(ms); 2],
+            elapsed: Duration::from_millis(10 * ms),
+            warmups: 1,
+            cpu: Duration::from_millis(ms),
+        };
+        let mut run = block(1);
+        run.absorb(block(3));
+        assert_eq!(run.logins(), 4);
+        assert_eq!(run.elapsed, Duration::from_millis(40));
+        assert_eq!((run.warmups, run.cpu), (2, Duration::from_millis(4)));
+        assert_eq!(run.cpu_per_login(), Duration::from_millis(1));
     }
 
     #[test]

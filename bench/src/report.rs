@@ -307,7 +307,8 @@ code out of the message, the conversation answers with it, otpd verifies. **pam_
 `pam_oath.so usersfile=... window=20 digits=6`, one HOTP usersfile per loop, the conversation \
 answers with HOTP computed in-process (RFC 4226); pam_oath reads, checks and rewrites its \
 usersfile on every login.\n\
-- Serial: one loop, one login after another. Concurrent: N loops at once for a fixed time; \
+- Serial: one loop, one login after another, in 10 blocks with ours and pam_oath's taking \
+turns, so drift in the machine's speed weighs on both alike. Concurrent: N loops at once for a fixed time; \
 logins per second is all logins over the wall-clock time. Each of our loops logs in as its own \
 user (a fresh user every {per_user} logins, far below the send caps, which are set to their \
 maxima with no resend cooldown). Ratios are ours divided by pam_oath's.\n\

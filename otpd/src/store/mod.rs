@@ -47,6 +47,9 @@ pub use users::UserRecord;
 /// queue behind each other instead of failing a login because someone else was writing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// WAL pages after which SQLite checkpoints (see [`Store::open`]).
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
 /// Why a store operation failed. Every one of them fails the login closed ("unavailable").
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -157,6 +160,11 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Deleted MACs, emails and audit rows are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // Copy the WAL back into the database every 10,000 pages (up to 40 MiB of WAL) rather
+        // than SQLite's 1,000: a login writes about 11 pages, so a checkpoint (two fsyncs and
+        // the copy) stalled one login in 90 for milliseconds (serial p99 about 5 ms in
+        // bench/, 1.4 ms with this), and a rarer checkpoint copies each hot page once.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn,
@@ -304,6 +312,7 @@ mod tests {
         };
         assert_eq!(get("journal_mode"), "wal");
         assert_eq!(get("locking_mode"), "exclusive");
+        assert_eq!(get("wal_autocheckpoint"), WAL_CHECKPOINT_PAGES.to_string());
         assert_eq!(get("synchronous"), "1");
         assert_eq!(get("busy_timeout"), "5000");
         assert_eq!(get("foreign_keys"), "1");
