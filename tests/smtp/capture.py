@@ -79,6 +79,16 @@ class Capture:
         return "250 OK captured"
 
 
+class PipeliningCapture(Capture):
+    """Capture that also offers PIPELINING (RFC 2920) in its EHLO reply. aiosmtpd reads
+    commands one line at a time from its buffer, so it serves pipelined groups; it just does
+    not say so by default."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+
 class LoggingSMTP(SMTP):
     """aiosmtpd's server, noting each command verb and whether TLS was on when it came."""
 
@@ -140,9 +150,11 @@ async def main():
     parser.add_argument("--auth-user")
     parser.add_argument("--auth-password")
     parser.add_argument("--auth-plaintext", action="store_true")
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING")
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
-    handler = Capture(args.out_dir, args.reply_code, args.keep_refused, args.show)
+    kind = PipeliningCapture if args.pipelining else Capture
+    handler = kind(args.out_dir, args.reply_code, args.keep_refused, args.show)
 
     context = None
     if args.starttls or args.implicit_tls:

@@ -129,8 +129,20 @@ fn appears_below(dir: &Path, needle: &[u8]) -> bool {
 
 #[test]
 fn starttls_with_a_private_ca_and_auth_delivers_and_everything_after_ehlo_is_encrypted() {
+    starttls_with_auth_delivers_encrypted(&[]);
+}
+
+/// The same with a server that offers PIPELINING: MAIL, RCPT and DATA go out in one TLS write.
+#[test]
+fn a_pipelining_server_under_starttls_and_auth_gets_the_same_encrypted_delivery() {
+    starttls_with_auth_delivers_encrypted(&["--pipelining"]);
+}
+
+fn starttls_with_auth_delivers_encrypted(extra: &[&str]) {
     let ca = TestCa::new("otpd test CA");
-    let smtp = capture(&tls_auth_flags(&ca, "--starttls", "pass word"));
+    let mut flags = tls_auth_flags(&ca, "--starttls", "pass word");
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let smtp = capture(&flags);
     let dir = tempfile::tempdir().unwrap();
     let pw = password_file(dir.path(), "pass word");
     let (otpd, pam) = start(&mail(
