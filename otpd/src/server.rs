@@ -141,13 +141,30 @@ struct Received {
     bytes: Zeroizing<Vec<u8>>,
 }
 
+/// Room a connection's buffer starts with: every login request fits.
+const FIRST_READ: usize = 4096;
+
 impl Received {
     fn new() -> Received {
-        // Room for the largest frame up front, so the buffer never reallocates and leaves an
-        // unwiped copy of a request (which may carry a code) behind.
         Received {
-            bytes: Zeroizing::new(Vec::with_capacity(HEADER_LEN + frame::MAX_PAYLOAD)),
+            bytes: Zeroizing::new(Vec::with_capacity(FIRST_READ)),
         }
+    }
+
+    /// Makes room for the whole frame whose header is at the front, if it is larger than the
+    /// buffer: a new buffer of the exact size, the old one wiped as it is dropped, so no copy
+    /// of a request (which may carry a code) is left behind by a reallocation.
+    fn make_room(&mut self) -> Result<(), FrameError> {
+        let Some(header) = self.bytes.first_chunk::<HEADER_LEN>() else {
+            return Ok(());
+        };
+        let needed = HEADER_LEN + frame::parse_header(header)?;
+        if needed > self.bytes.capacity() {
+            let mut larger = Zeroizing::new(Vec::with_capacity(needed));
+            larger.extend_from_slice(&self.bytes);
+            self.bytes = larger;
+        }
+        Ok(())
     }
 
     /// Reads the next request; `Ok(None)` when the client closed the connection between
@@ -163,8 +180,9 @@ impl Received {
                     self.bytes.drain(..used);
                     return Ok(Some(request));
                 }
-                // A frame is at most the capacity (the header check caps its length) and whole
-                // frames are taken out above, so there is always room: the buffer never grows.
+                // With room for the frame at the front (its length is capped by the header
+                // check), reading never makes the buffer grow by itself.
+                self.make_room()?;
                 let read = stream
                     .read_buf(&mut *self.bytes)
                     .await

@@ -92,6 +92,33 @@ fn malformed_and_oversized_frames_get_an_error_and_otpd_keeps_serving() {
     assert!(smtp.messages().is_empty());
 }
 
+/// A Ping frame whose JSON carries `padding` spaces, so its size can be chosen.
+fn padded_ping(padding: usize) -> Vec<u8> {
+    let json = format!("{{\"op\":\"ping\"{}}}", " ".repeat(padding));
+    let mut bytes = header(json.len() as u32);
+    bytes.extend_from_slice(json.as_bytes());
+    bytes
+}
+
+#[test]
+fn a_large_request_arrives_whole_and_requests_sent_together_are_each_answered() {
+    let smtp = SmtpCapture::start();
+    let otpd = Otpd::start(&TestConfig::required(smtp.port));
+    // Larger than otpd's first read (4 KiB) and close to the 64 KiB limit, then a small one
+    // right behind it in the same write.
+    let mut bytes = padded_ping(60_000);
+    bytes.extend_from_slice(&padded_ping(0));
+    let mut stream = UnixStream::connect(&otpd.socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(&bytes).unwrap();
+    for _ in 0..2 {
+        let reply: Response = frame::read_frame(&mut stream).unwrap();
+        assert!(matches!(reply, Response::Pong { .. }), "{reply:?}");
+    }
+}
+
 #[test]
 fn check_config_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
