@@ -214,7 +214,7 @@ impl Session {
         server_name: rustls::pki_types::ServerName<'static>,
         hello: &str,
     ) -> Result<Session, SmtpError> {
-        self.command("STARTTLS\r\n").await?;
+        self.expect_after("STARTTLS\r\n", 220).await?;
         if !self.pending.is_empty() {
             // Bytes after the 220 were sent in clear and could be an attacker's injection.
             return Err(SmtpError::Malformed(
@@ -248,13 +248,13 @@ impl Session {
             token.extend_from_slice(user.as_bytes());
             token.push(0);
             token.extend_from_slice(password.expose().as_bytes());
-            let line = Zeroizing::new(format!("AUTH PLAIN {}\r\n", BASE64.encode(&*token)));
+            let line = secret_line("AUTH PLAIN ", &token);
             self.expect_after(&line, 235).await.map(|_| ())
         } else {
             self.expect_after("AUTH LOGIN\r\n", 334).await?;
             self.expect_after(&format!("{}\r\n", BASE64.encode(user)), 334)
                 .await?;
-            let line = Zeroizing::new(format!("{}\r\n", BASE64.encode(password.expose())));
+            let line = secret_line("", password.expose().as_bytes());
             self.expect_after(&line, 235).await.map(|_| ())
         }
     }
@@ -442,6 +442,18 @@ impl Session {
             self.pending.extend_from_slice(&chunk[..read]);
         }
     }
+}
+
+/// `prefix`, `secret` in base64 and CRLF, in a string wiped on drop and sized up front so no
+/// unwiped copy is left by a reallocation.
+fn secret_line(prefix: &str, secret: &[u8]) -> Zeroizing<String> {
+    let mut line = Zeroizing::new(String::with_capacity(
+        prefix.len() + secret.len().div_ceil(3) * 4 + 2,
+    ));
+    line.push_str(prefix);
+    BASE64.encode_string(secret, &mut line);
+    line.push_str("\r\n");
+    line
 }
 
 /// Splits `250-text` / `250 text` / `250` into code, whether it is the last line, and text.

@@ -2,6 +2,8 @@
 //! the script says, counts connections and keeps every command and message it received.
 //! (The end-to-end tests use a real server, aiosmtpd; this one can misbehave on cue.)
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +19,8 @@ pub struct Script {
     pub extensions: Vec<&'static str>,
     /// The reply to AUTH.
     pub auth: &'static str,
+    /// What is written back to STARTTLS, CRLF between lines (the server never starts TLS).
+    pub starttls: &'static str,
     /// The reply to MAIL FROM.
     pub mail: &'static str,
     /// The reply to RCPT TO.
@@ -36,6 +40,7 @@ impl Default for Script {
             greet: true,
             extensions: Vec::new(),
             auth: "235 2.7.0 ok",
+            starttls: "454 4.7.0 TLS not available",
             mail: "250 ok",
             rcpt: "250 ok",
             end: Some("250 2.0.0 queued"),
@@ -53,6 +58,8 @@ pub struct TestServer {
     connections: Arc<AtomicUsize>,
     /// Commands that arrived with the next one already behind them: pipelined.
     pipelined: Arc<AtomicUsize>,
+    /// Each login as `mechanism user password`, decoded.
+    logins: Arc<Mutex<Vec<String>>>,
     commands: Arc<Mutex<Vec<String>>>,
     messages: Arc<Mutex<Vec<String>>>,
 }
@@ -65,6 +72,7 @@ impl TestServer {
             port: listener.local_addr().unwrap().port(),
             connections: Arc::default(),
             pipelined: Arc::default(),
+            logins: Arc::default(),
             commands: Arc::default(),
             messages: Arc::default(),
         };
@@ -97,6 +105,11 @@ impl TestServer {
     /// Every command line received, in order.
     pub fn commands(&self) -> Vec<String> {
         self.commands.lock().unwrap().clone()
+    }
+
+    /// Every AUTH as `MECHANISM user password`, decoded from base64.
+    pub fn logins(&self) -> Vec<String> {
+        self.logins.lock().unwrap().clone()
     }
 
     /// Commands received with another command already waiting behind them.
@@ -143,7 +156,32 @@ impl TestServer {
                     text.push_str("\r\n250 8BITMIME");
                     text
                 }
-                "AUTH" => script.auth.to_string(),
+                "AUTH" => {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let decode = |b64: &str| {
+                        String::from_utf8(BASE64.decode(b64).unwrap_or_default())
+                            .unwrap_or_default()
+                    };
+                    let login = match words.get(1).map(|m| m.to_ascii_uppercase()).as_deref() {
+                        Some("PLAIN") => {
+                            let token = decode(words.get(2).unwrap_or(&""));
+                            format!("PLAIN {}", token.replace('\0', " ").trim_start())
+                        }
+                        Some("LOGIN") => {
+                            let mut answers = Vec::new();
+                            for prompt in ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6"] {
+                                let _ = write.write_all(&say(prompt.into())).await;
+                                let answer = lines.next_line().await.ok().flatten();
+                                answers.push(decode(&answer.unwrap_or_default()));
+                            }
+                            format!("LOGIN {}", answers.join(" "))
+                        }
+                        _ => "unknown".into(),
+                    };
+                    self.logins.lock().unwrap().push(login);
+                    script.auth.to_string()
+                }
+                "STARTTLS" => script.starttls.to_string(),
                 "MAIL" => script.mail.to_string(),
                 "RCPT" => script.rcpt.to_string(),
                 "RSET" | "NOOP" => "250 ok".to_string(),

@@ -201,6 +201,42 @@ async fn a_refused_login_moves_on_to_the_next_server_with_the_servers_reply() {
     );
 }
 
+/// A server offering `mechanisms` with AUTH for user otp, password `p4ss word`.
+async fn login_with(mechanisms: &'static str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "p4ss word\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let relay = TestServer::start(Script {
+        extensions: vec![mechanisms],
+        ..Script::default()
+    })
+    .await;
+    let (mailer, _) = mailer(&server(
+        "relay",
+        relay.port,
+        &format!(
+            "username = \"otp\"\npassword_file = \"{}\"",
+            password.display()
+        ),
+    ));
+    assert_eq!(send_code(&mailer).await.unwrap(), "relay");
+    assert_eq!(relay.messages().len(), 1);
+    relay.logins()
+}
+
+#[tokio::test]
+async fn auth_plain_is_preferred_and_login_is_used_when_it_is_the_only_one() {
+    assert_eq!(
+        login_with("AUTH LOGIN PLAIN").await,
+        vec!["PLAIN otp p4ss word".to_string()]
+    );
+    assert_eq!(
+        login_with("AUTH LOGIN").await,
+        vec!["LOGIN otp p4ss word".to_string()]
+    );
+}
+
 #[tokio::test]
 async fn starttls_that_is_not_offered_is_a_failure_and_nothing_is_sent_in_clear() {
     let plain = TestServer::start(Script::default()).await;
@@ -223,6 +259,32 @@ async fn starttls_that_is_not_offered_is_a_failure_and_nothing_is_sent_in_clear(
         "{commands:?}"
     );
     assert!(plain.messages().is_empty());
+}
+
+/// STARTTLS command injection (CVE-2011-0411 and kin): anything the server sends after its
+/// 220, before the handshake, came in clear and may be an attacker's; it must not be read as
+/// a reply inside TLS.
+#[tokio::test]
+async fn bytes_after_the_starttls_go_ahead_are_refused_before_any_handshake() {
+    let injecting = TestServer::start(Script {
+        extensions: vec!["STARTTLS"],
+        starttls: "220 2.0.0 go ahead\r\n250 2.1.0 injected",
+        ..Script::default()
+    })
+    .await;
+    let (mailer, _) = mailer(&format!(
+        "[[mail.servers]]\nname = \"inject\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n",
+        injecting.port
+    ));
+    let failure = send_code(&mailer).await.unwrap_err();
+    assert!(
+        failure.attempts[0]
+            .error
+            .contains("the server sent data after agreeing to STARTTLS"),
+        "{failure}"
+    );
+    assert!(injecting.messages().is_empty());
+    assert!(injecting.commands().iter().all(|c| !c.starts_with("MAIL")));
 }
 
 #[tokio::test]
