@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod files;
 pub mod handler;
+pub mod in_flight;
 pub mod logging;
 pub mod mail;
 pub mod os_random;

@@ -115,7 +115,9 @@ async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
                     return;
                 }
             };
+            let working = crate::in_flight::Request::start();
             let response = handler::handle(&shared, caller, request).await;
+            drop(working);
             if let Err(e) = write_response(&mut stream, &response).await {
                 tracing::info!("cannot write response: {e}");
                 return;
