@@ -44,8 +44,9 @@ pub fn issue_live_codes(
 
 /// Issues codes `first`, `first + step`, ... below `total` on one connection.
 fn issue_share(socket: &Path, first: usize, step: usize, total: usize) -> Result<(), BenchError> {
-    let mut stream = UnixStream::connect(socket).map_err(BenchError::io(socket))?;
     for n in (first..total).step_by(step.max(1)) {
+        // One request per connection, as the module and otpctl send them.
+        let mut stream = UnixStream::connect(socket).map_err(BenchError::io(socket))?;
         let request = Request::Begin {
             login: LoginContext {
                 user: bulk_user(n),

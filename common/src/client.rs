@@ -141,7 +141,7 @@ struct DeadlineStream {
 /// and on a VM waking a sleeping process on another CPU costs an inter-processor interrupt,
 /// 20 to 30 µs here (bench/: a bare Ping took 73 µs across CPUs, 22 to 31 µs on one).
 /// `sched_yield` lets anything else runnable have the CPU meanwhile.
-const SPIN_FOR_ANSWER: Duration = Duration::from_micros(60);
+const SPIN_FOR_ANSWER: Duration = Duration::from_micros(100);
 
 /// Bytes read per `read` call; most responses fit in one.
 const READ_CHUNK: usize = 4096;

@@ -4,6 +4,8 @@
 //! big-endian) followed by a JSON payload. The length is checked against [`MAX_PAYLOAD`] before
 //! anything is allocated, and "need more bytes" ([`try_decode`] returning `Ok(None)`) is kept apart
 //! from "bad frame" (an error), so a slow writer is never mistaken for a malicious one.
+//!
+//! A connection carries one request and its answer; otpd closes it after answering.
 
 use std::io::{Read, Write};
 

@@ -1,5 +1,10 @@
-//! The socket server: accepts connections up to a cap, reads framed requests with a deadline,
-//! and drains in-flight requests on shutdown.
+//! The socket server: accepts connections up to a cap, reads one framed request per connection
+//! with a deadline, answers it and closes, and drains in-flight requests on shutdown.
+//!
+//! One request per connection is what every client sends (the module, otpctl). Closing right
+//! after the answer, instead of waiting for the client to close, spares both sides a wake-up:
+//! otpd is not woken for the client's close, and the client's close wakes nobody (skip path
+//! 95 → 86 µs added in an interleaved A/B in bench/).
 //!
 //! A malformed, oversized or unknown request gets an error reply and the connection is closed;
 //! the daemon keeps serving everyone else.
@@ -101,27 +106,23 @@ async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
     let span = tracing::info_span!("conn", uid = caller.uid);
     async move {
         let timeout = shared.active().config.daemon.request_timeout;
-        let mut received = Received::new();
-        loop {
-            let request = match received.next_request(&mut stream, timeout).await {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::info!("bad request: {error}");
-                    let reply = Response::Error {
-                        message: error.to_string(),
-                    };
-                    let _ = write_response(&mut stream, &reply).await;
-                    return;
-                }
-            };
-            let working = crate::in_flight::Request::start();
-            let response = handler::handle(&shared, caller, request).await;
-            drop(working);
-            if let Err(e) = write_response(&mut stream, &response).await {
-                tracing::info!("cannot write response: {e}");
+        let request = match Received::new().request(&mut stream, timeout).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::info!("bad request: {error}");
+                let reply = Response::Error {
+                    message: error.to_string(),
+                };
+                let _ = write_response(&mut stream, &reply).await;
                 return;
             }
+        };
+        let working = crate::in_flight::Request::start();
+        let response = handler::handle(&shared, caller, request).await;
+        drop(working);
+        if let Err(e) = write_response(&mut stream, &response).await {
+            tracing::info!("cannot write response: {e}");
         }
     }
     .instrument(span)
@@ -137,8 +138,8 @@ enum ReadError {
     Timeout(Duration),
 }
 
-/// Bytes read from one connection and not yet used: a whole request usually arrives in one
-/// read, header and body together, and a client may send the next request before the answer.
+/// The bytes of a connection's request: usually all of it in one read, header and body
+/// together.
 struct Received {
     bytes: Zeroizing<Vec<u8>>,
 }
@@ -169,17 +170,15 @@ impl Received {
         Ok(())
     }
 
-    /// Reads the next request; `Ok(None)` when the client closed the connection between
-    /// requests.
-    async fn next_request(
+    /// Reads the request; `Ok(None)` when the client closed without sending anything.
+    async fn request(
         &mut self,
         stream: &mut UnixStream,
         timeout: Duration,
     ) -> Result<Option<Request>, ReadError> {
         let work = async {
             loop {
-                if let Some((request, used)) = frame::try_decode(&self.bytes)? {
-                    self.bytes.drain(..used);
+                if let Some((request, _)) = frame::try_decode(&self.bytes)? {
                     return Ok(Some(request));
                 }
                 // With room for the frame at the front (its length is capped by the header
