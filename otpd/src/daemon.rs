@@ -63,7 +63,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let daemon = config.daemon.clone();
     files::prepare_state_dir(&daemon.state_dir)?;
     let key = ServerKey::load_or_create(&daemon.state_dir)?;
-    let store = Store::open(&daemon.state_dir.join(DATABASE_FILE), key)?;
+    let database = daemon.state_dir.join(DATABASE_FILE);
+    let store = Store::open(&database, key)?;
+    if let Err(e) = crate::store::wal_flush::spawn(&database) {
+        // Only checkpoints get slower without it.
+        tracing::warn!("cannot start the WAL flushing thread: {e}");
+    }
     let mailer = Mailer::new(&config.mail)?;
     let hostname = nix::unistd::gethostname()
         .ok()

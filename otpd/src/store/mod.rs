@@ -20,6 +20,7 @@ pub mod schema;
 mod sends;
 mod single_secret;
 mod users;
+pub mod wal_flush;
 
 #[cfg(test)]
 mod test_support;
