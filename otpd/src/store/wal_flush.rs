@@ -61,9 +61,15 @@ mod tests {
         let database = dir.path().join("otpd.db");
         spawn(&database).unwrap();
         std::thread::sleep(EVERY * 3);
-        assert!(thread_names().iter().any(|n| n == "wal-flush"), "no WAL yet");
+        assert!(
+            thread_names().iter().any(|n| n == "wal-flush"),
+            "no WAL yet"
+        );
         std::fs::write(dir.path().join("otpd.db-wal"), b"frames").unwrap();
         std::thread::sleep(EVERY * 3);
-        assert!(thread_names().iter().any(|n| n == "wal-flush"), "WAL flushed");
+        assert!(
+            thread_names().iter().any(|n| n == "wal-flush"),
+            "WAL flushed"
+        );
     }
 }
