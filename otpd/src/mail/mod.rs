@@ -18,6 +18,7 @@ pub mod secret_file;
 pub mod sendmail;
 pub mod smtp;
 pub mod smtp_client;
+pub mod smtp_text;
 pub mod tls;
 
 #[cfg(test)]

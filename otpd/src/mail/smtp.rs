@@ -14,7 +14,8 @@ use common::config::{Security, SmtpServer};
 use common::secret::SecretString;
 use common::text::escape_for_log;
 
-use super::smtp_client::{self, Session, SmtpError, Stream};
+use super::smtp_client::{Session, SmtpError, Stream};
+use super::smtp_text::dot_stuffed;
 use super::tls::TlsClient;
 
 use super::message::Outgoing;
@@ -506,7 +507,7 @@ async fn transaction(
         });
     }
     *step = Step::Message;
-    conn.message(&smtp_client::dot_stuffed(&out.bytes))
+    conn.message(&dot_stuffed(&out.bytes))
         .await
         .map_err(|e| AttemptError::from_smtp(Step::Message, "message refused", &e))?;
     Ok(())
