@@ -15,7 +15,6 @@ use common::secret::SecretString;
 use common::text::escape_for_log;
 
 use super::smtp_client::{Session, SmtpError, Stream};
-use super::smtp_text::dot_stuffed;
 use super::tls::TlsClient;
 
 use super::message::Outgoing;
@@ -307,8 +306,7 @@ impl SmtpTarget {
         if let Some(mut reused) = pooled.then(|| self.checkout()).flatten() {
             match transaction(&mut reused.conn, out, step, Some(REUSE_TIMEOUT)).await {
                 Ok(()) => {
-                    reused.sent += 1;
-                    self.checkin(reused);
+                    self.done_with(reused, pooled).await;
                     return Ok(());
                 }
                 // The server dropped or broke the idle connection before it took anything:
@@ -319,15 +317,20 @@ impl SmtpTarget {
                 Err(e) => return Err(e),
             }
         }
-        let mut pooled_conn = self.open(step).await?;
-        transaction(&mut pooled_conn.conn, out, step, None).await?;
-        pooled_conn.sent += 1;
-        if pooled {
-            self.checkin(pooled_conn);
-        } else {
-            let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled_conn.conn.quit()).await;
-        }
+        let mut fresh = self.open(step).await?;
+        transaction(&mut fresh.conn, out, step, None).await?;
+        self.done_with(fresh, pooled).await;
         Ok(())
+    }
+
+    /// After a message went out over `conn`: back to the pool when `pooled`, else QUIT.
+    async fn done_with(&self, mut conn: Pooled, pooled: bool) {
+        conn.sent += 1;
+        if pooled {
+            self.checkin(conn);
+        } else {
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.conn.quit()).await;
+        }
     }
 
     /// Connects, upgrades, logs in.
@@ -475,7 +478,7 @@ impl SmtpTarget {
 }
 
 /// MAIL FROM, RCPT TO, DATA (pipelined when offered) and the message, each step recorded in
-/// `step`. The bytes come from a checked [`lettre::Message`] and are dot-stuffed here.
+/// `step`. The bytes come from a checked [`lettre::Message`]; the session dot-stuffs them.
 /// `sender_within` bounds the wait for the first reply on a reused connection, which may have
 /// died while idle.
 async fn transaction(
@@ -507,7 +510,7 @@ async fn transaction(
         });
     }
     *step = Step::Message;
-    conn.message(&dot_stuffed(&out.bytes))
+    conn.message(&out.bytes)
         .await
         .map_err(|e| AttemptError::from_smtp(Step::Message, "message refused", &e))?;
     Ok(())

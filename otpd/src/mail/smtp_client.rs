@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use zeroize::Zeroizing;
 
-use super::smtp_text::{Features, Reply, parse_reply_line, secret_line};
+use super::smtp_text::{Features, Reply, dot_stuffed, parse_reply_line, secret_line};
 
 /// How long otpd polls for a server's reply before it lets the runtime sleep (see
 /// [`Stream::poll_for_reply`]).
@@ -149,14 +149,19 @@ pub struct Session {
 }
 
 impl Session {
-    /// Reads the greeting on `stream` and says EHLO as `hello`.
-    pub async fn start(stream: Stream, hello: &str) -> Result<Session, SmtpError> {
-        let mut session = Session {
+    /// A session on `stream` before anything was read from it.
+    fn on(stream: Stream) -> Session {
+        Session {
             stream,
             pending: Vec::new(),
             features: Features::default(),
             broken: false,
-        };
+        }
+    }
+
+    /// Reads the greeting on `stream` and says EHLO as `hello`.
+    pub async fn start(stream: Stream, hello: &str) -> Result<Session, SmtpError> {
+        let mut session = Session::on(stream);
         session.expect(220).await?;
         session.ehlo(hello).await?;
         Ok(session)
@@ -186,13 +191,7 @@ impl Session {
         let Stream::Plain(tcp) = self.stream else {
             return Err(SmtpError::Malformed("STARTTLS inside TLS".into()));
         };
-        let stream = Stream::tls(tcp, connector, server_name).await?;
-        let mut session = Session {
-            stream,
-            pending: Vec::new(),
-            features: Features::default(),
-            broken: false,
-        };
+        let mut session = Session::on(Stream::tls(tcp, connector, server_name).await?);
         session.ehlo(hello).await?;
         Ok(session)
     }
@@ -284,12 +283,10 @@ impl Session {
         }
     }
 
-    /// The message (already dot-stuffed, CRLF line ends) and the final dot, in one write, and
-    /// the server's verdict.
-    pub async fn message(&mut self, stuffed: &[u8]) -> Result<(), SmtpError> {
-        let mut bytes = Zeroizing::new(Vec::with_capacity(stuffed.len() + 5));
-        bytes.extend_from_slice(stuffed);
-        if !stuffed.ends_with(b"\r\n") {
+    /// The message, dot-stuffed, and the final dot, in one write, and the server's verdict.
+    pub async fn message(&mut self, message: &[u8]) -> Result<(), SmtpError> {
+        let mut bytes = dot_stuffed(message);
+        if !bytes.ends_with(b"\r\n") {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b".\r\n");

@@ -108,8 +108,9 @@ pub fn parse_reply_line(line: &str) -> Option<(u16, bool, String)> {
 /// `message` with CRLF line ends and every line that starts with a dot given a second one
 /// (RFC 5321 4.5.2), so no line of the message can end the DATA early.
 pub fn dot_stuffed(message: &[u8]) -> Zeroizing<Vec<u8>> {
-    // At most every byte doubles: sized so the copy (it holds the code) never reallocates.
-    let mut out = Zeroizing::new(Vec::with_capacity(message.len() * 2));
+    // At most every byte doubles, and the end of the data (CRLF . CRLF) may follow: sized so
+    // the copy (it holds the code) never reallocates.
+    let mut out = Zeroizing::new(Vec::with_capacity(message.len() * 2 + 5));
     let mut at_line_start = true;
     let mut previous = 0u8;
     for &byte in message {
