@@ -298,7 +298,7 @@ fn unknown_server(name: &str, names: &str) -> TestResult {
 
 /// The EHLO name when a server sets none: this machine's host name, as a domain must be given
 /// (RFC 5321 4.1.1.1); `localhost` when it has none that fits.
-fn hello_name() -> String {
+pub(crate) fn hello_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())

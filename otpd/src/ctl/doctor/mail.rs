@@ -77,7 +77,8 @@ async fn check_server(server: &SmtpServer) -> Finding {
             }
         },
     };
-    let target = SmtpTarget::new(server, tls, None, "localhost");
+    // The EHLO name otpd itself would give.
+    let target = SmtpTarget::new(server, tls, None, &crate::mail::hello_name());
     let limit = server.timeout.min(MAX_CHECK);
     match target.check_connection(limit).await {
         Ok(()) => Finding::ok(
