@@ -157,12 +157,17 @@ async fn silence_after_the_message_stops_failover_so_the_code_cannot_arrive_twic
     assert_eq!(good.connections(), 0);
 }
 
+/// The server lines for AUTH as otp with `password`, kept in a private file in `dir`.
+fn auth_as_otp(dir: &tempfile::TempDir, password: &str) -> String {
+    let file = dir.path().join("pw");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    format!("username = \"otp\"\npassword_file = \"{}\"", file.display())
+}
+
 #[tokio::test]
 async fn a_refused_login_moves_on_to_the_next_server_with_the_servers_reply() {
     let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "wrong\n").unwrap();
-    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
     let auth = TestServer::start(Script {
         extensions: vec!["AUTH PLAIN LOGIN"],
         auth: "535 5.7.8 Authentication credentials invalid",
@@ -172,14 +177,7 @@ async fn a_refused_login_moves_on_to_the_next_server_with_the_servers_reply() {
     let good = TestServer::start(Script::default()).await;
     let (mailer, _) = mailer(&format!(
         "{}{}",
-        server(
-            "auth",
-            auth.port,
-            &format!(
-                "username = \"otp\"\npassword_file = \"{}\"",
-                password.display()
-            )
-        ),
+        server("auth", auth.port, &auth_as_otp(&dir, "wrong")),
         server("good", good.port, "")
     ));
     assert_eq!(send_code(&mailer).await.unwrap(), "good");
@@ -204,9 +202,6 @@ async fn a_refused_login_moves_on_to_the_next_server_with_the_servers_reply() {
 /// A server offering `mechanisms` with AUTH for user otp, password `p4ss word`.
 async fn login_with(mechanisms: &'static str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "p4ss word\n").unwrap();
-    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
     let relay = TestServer::start(Script {
         extensions: vec![mechanisms],
         ..Script::default()
@@ -215,10 +210,7 @@ async fn login_with(mechanisms: &'static str) -> Vec<String> {
     let (mailer, _) = mailer(&server(
         "relay",
         relay.port,
-        &format!(
-            "username = \"otp\"\npassword_file = \"{}\"",
-            password.display()
-        ),
+        &auth_as_otp(&dir, "p4ss word"),
     ));
     assert_eq!(send_code(&mailer).await.unwrap(), "relay");
     assert_eq!(relay.messages().len(), 1);
