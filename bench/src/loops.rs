@@ -18,8 +18,8 @@ pub enum Until {
     Time(Duration),
 }
 
-/// The logins of a run.
-#[derive(Debug, Clone)]
+/// The logins of a run (none by default, to absorb blocks into).
+#[derive(Debug, Clone, Default)]
 pub struct Run {
     /// Every measured login's latency, all loops together.
     pub latencies: Vec<Duration>,
