@@ -18,12 +18,14 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --seconds S      seconds per side of each concurrent scenario (default 5)
   --skip N         timed transactions per skip-path stack (default 3000)
   --live-codes N   live codes for otpd's memory measurement (default 100000)
-  --profile N      only our side, for a profiler: N serial logins, then N skip transactions";
+  --profile N      only our side, for a profiler: N serial logins, then N skip transactions
+  --profile-loops L  with --profile: the N logins run in L concurrent loops (default 1)";
 
 /// What the command line asked for.
 struct Cli {
     options: Options,
     profile: Option<u64>,
+    profile_loops: usize,
     out: Option<PathBuf>,
     command: String,
 }
@@ -32,6 +34,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
         options: Options::default(),
         profile: None,
+        profile_loops: 1,
         out: None,
         command: "otp-bench".into(),
     };
@@ -56,6 +59,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--serial" => cli.options.serial = number(value()?)? as u64,
             "--profile" => cli.profile = Some(number(value()?)? as u64),
+            "--profile-loops" => cli.profile_loops = number(value()?)?.max(1),
             "--skip" => cli.options.skip = number(value()?)?,
             "--live-codes" => cli.options.live_codes = number(value()?)?,
             "--seconds" => {
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), BenchError> {
     if let Some(logins) = cli.profile {
-        suite::profile(logins, &mut std::io::stderr())?;
+        suite::profile(logins, cli.profile_loops, &mut std::io::stderr())?;
         return Ok(());
     }
     let results = suite::run(&cli.options, &mut std::io::stderr())?;

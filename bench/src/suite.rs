@@ -244,15 +244,20 @@ fn probes(setup: &Setup) -> Result<(Footprint, Footprint, Footprint), BenchError
 }
 
 /// Only our side, for profiling otpd (under perf, or callgrind through a wrapper): `logins`
-/// serial whole logins, then `logins` skip-path transactions, each phase announced on `log`
-/// with otpd's pid so a profiler can attach. Returns the two phases' wall-clock times.
-pub fn profile(logins: u64, log: &mut dyn Write) -> Result<(Duration, Duration), BenchError> {
+/// whole logins in `loops` concurrent loops, then `logins` skip-path transactions, each phase
+/// announced on `log` with otpd's pid so a profiler can attach. Returns the two phases' times.
+pub fn profile(
+    logins: u64,
+    loops: usize,
+    log: &mut dyn Write,
+) -> Result<(Duration, Duration), BenchError> {
     let mut setup = Setup::start()?;
     let _ = writeln!(log, "otpd pid {}", setup.otpd.pid());
     let started = Instant::now();
-    scenarios::run_ours(&setup, "p", 1, 0, Until::Count(logins))?;
+    let per_loop = logins.div_ceil(loops as u64);
+    scenarios::run_ours(&setup, "p", loops, 0, Until::Count(per_loop))?;
     let serial = started.elapsed();
-    let _ = writeln!(log, "{logins} serial logins in {serial:?}");
+    let _ = writeln!(log, "{logins} logins in {loops} loop(s) in {serial:?}");
     let started = Instant::now();
     for _ in 0..logins {
         crate::login::login(
