@@ -23,8 +23,10 @@ pub const SALT_LEN: usize = 16;
 pub const MAC_LEN: usize = 32;
 /// Random bytes in a challenge id: 128 bits, unguessable.
 pub const CHALLENGE_BYTES: usize = 16;
-/// Length of a challenge id as lower-case hex.
-pub const CHALLENGE_HEX_LEN: usize = CHALLENGE_BYTES * 2;
+/// Hex digits of the time prefix of a challenge id: milliseconds since 1970 in 48 bits.
+const TIME_PREFIX_HEX_LEN: usize = 12;
+/// Length of a challenge id as lower-case hex: the time prefix, then the random part.
+pub const CHALLENGE_HEX_LEN: usize = TIME_PREFIX_HEX_LEN + CHALLENGE_BYTES * 2;
 
 /// Bytes at or above this are redrawn: 250 is the largest multiple of 10 that fits in a byte,
 /// so `byte % 10` over `0..250` gives every digit exactly 25 times. `random_range` would do
@@ -71,18 +73,37 @@ fn random_digit<R: CryptoRng + RngCore>(rng: &mut R) -> u8 {
     }
 }
 
-/// A fresh challenge id: 128 random bits as lower-case hex. It names a code in the store and
-/// travels to the module and back; it is not secret, but it must not be guessable, or someone
-/// could answer (and burn) another login's code.
-pub fn new_challenge_id<R: CryptoRng + RngCore>(rng: &mut R) -> String {
+/// A fresh challenge id: the time of issue in milliseconds (12 hex digits), then 128 random
+/// bits, all lower-case hex. It names a code in the store and travels to the module and back;
+/// it is not secret, but it must not be guessable, or someone could answer (and burn) another
+/// login's code: the random part sees to that.
+///
+/// The time prefix is there for the database: ids issued one after another sort next to each
+/// other, so the index pages a login writes are the last few instead of one anywhere in the
+/// index. A checkpoint then copies a handful of pages, not one per login (bench/README.md). The
+/// issue time it reveals is no secret: the prompt shows when the code expires.
+pub fn new_challenge_id<R: CryptoRng + RngCore>(rng: &mut R, issued_ms: u64) -> String {
+    let mut hex = String::with_capacity(CHALLENGE_HEX_LEN);
+    for shift in (0..TIME_PREFIX_HEX_LEN).rev() {
+        // Masked to one nibble, so the cast keeps every bit that matters.
+        hex.push(hex_digit((issued_ms >> (shift * 4) & 0x0f) as u8));
+    }
     let mut bytes = [0u8; CHALLENGE_BYTES];
     rng.fill_bytes(&mut bytes);
-    let mut hex = String::with_capacity(CHALLENGE_HEX_LEN);
     for b in bytes {
         hex.push(hex_digit(b >> 4));
         hex.push(hex_digit(b & 0x0f));
     }
     hex
+}
+
+/// Milliseconds since 1970 by the system clock, for the order of challenge ids only (no rule
+/// depends on it; a clock set back only costs locality). 0 if the clock is before 1970.
+pub fn millis_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn hex_digit(nibble: u8) -> char {
@@ -241,21 +262,39 @@ mod tests {
     }
 
     #[test]
-    fn challenge_ids_are_32_lower_hex_chars_and_distinct() {
+    fn challenge_ids_are_44_lower_hex_chars_and_distinct_in_the_same_millisecond() {
         let mut rng = rng();
-        let a = new_challenge_id(&mut rng);
-        let b = new_challenge_id(&mut rng);
+        let a = new_challenge_id(&mut rng, 1_700_000_000_000);
+        let b = new_challenge_id(&mut rng, 1_700_000_000_000);
+        assert_eq!(CHALLENGE_HEX_LEN, 44);
         assert_eq!(a.len(), CHALLENGE_HEX_LEN);
         assert!(a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
         assert_ne!(a, b);
     }
 
     #[test]
-    fn challenge_hex_encodes_every_nibble() {
+    fn challenge_ids_start_with_the_time_and_hex_encode_every_nibble() {
         let mut script = Script((0u8..16).map(|i| i * 0x11).collect());
         assert_eq!(
-            new_challenge_id(&mut script),
-            "00112233445566778899aabbccddeeff"
+            new_challenge_id(&mut script, 0x0123_4567_89ab),
+            "0123456789ab00112233445566778899aabbccddeeff"
+        );
+    }
+
+    #[test]
+    fn later_challenge_ids_sort_after_earlier_ones_whatever_their_random_part() {
+        let earlier = new_challenge_id(&mut Script(vec![0xff; CHALLENGE_BYTES]), 1_000);
+        let later = new_challenge_id(&mut Script(vec![0x00; CHALLENGE_BYTES]), 1_001);
+        assert!(earlier < later, "{earlier} vs {later}");
+    }
+
+    #[test]
+    fn the_clock_gives_milliseconds_since_1970() {
+        // 2023-11-14 and 2100-01-01, in milliseconds: a seconds or microseconds clock fails.
+        let now = millis_now();
+        assert!(
+            (1_700_000_000_000..4_102_444_800_000).contains(&now),
+            "{now}"
         );
     }
 

@@ -146,7 +146,7 @@ impl Store {
         )?
         .execute(params![req.user, now])?;
 
-        let challenge = code::new_challenge_id(rng);
+        let challenge = code::new_challenge_id(rng, code::millis_now());
         let secret = code::generate_code(rng, limits.code_length)?;
         let salt = code::new_salt(rng);
         let mac = code::code_mac(&self.key, &salt, &challenge, secret.expose())?;
