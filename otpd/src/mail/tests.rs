@@ -349,6 +349,22 @@ async fn a_burst_of_messages_reuses_one_connection() {
 }
 
 #[tokio::test]
+async fn a_connection_is_replaced_after_its_message_limit_with_a_quit_and_not_before() {
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&server("good", good.port, ""));
+    let limit = super::smtp::MAX_MESSAGES_PER_CONNECTION as usize;
+    for _ in 0..limit {
+        send_code(&mailer).await.unwrap();
+    }
+    assert_eq!(good.connections(), 1);
+    let quits = || good.commands().iter().filter(|c| *c == "QUIT").count();
+    assert_eq!(quits(), 1, "the worn-out connection says goodbye");
+    send_code(&mailer).await.unwrap();
+    assert_eq!(good.connections(), 2);
+    assert_eq!(good.messages().len(), limit + 1);
+}
+
+#[tokio::test]
 async fn with_pipelining_mail_rcpt_and_data_go_out_together() {
     let server_with = |extensions| Script {
         extensions,
