@@ -7,6 +7,7 @@
 pub mod bulk;
 pub mod cpu;
 pub mod error;
+pub mod floor;
 pub mod hotp;
 pub mod login;
 pub mod loops;

@@ -158,7 +158,7 @@ fn rows(results: &Results) -> Vec<Row> {
     );
     rows.push(cpu_row("Serial", serial));
     for c in &results.concurrent {
-        let gated = c.loops == 4;
+        let gated = c.loops == crate::suite::GATED_LOOPS;
         let r = c.ours.per_second / c.oath.per_second.max(f64::EPSILON);
         rows.push(Row {
             measure: format!("{} loops: logins per second", c.loops),
@@ -296,6 +296,9 @@ pub fn markdown(results: &Results, machine: &Machine, command: &str) -> String {
         results.elapsed.as_secs_f64()
     );
     out.push_str(&table(results));
+    if let Some(section) = budget_section(results, machine.cores) {
+        out.push_str(&section);
+    }
     let skip = (&results.skip_with_module, &results.skip_permit_alone);
     let _ = write!(
         out,
@@ -347,6 +350,37 @@ pam_permit alone ({base} KiB).\n",
         let _ = writeln!(out, "- {check}");
     }
     out
+}
+
+/// The CPU the throughput target leaves a login on this machine, set against the floor the run
+/// measured under the same loops: the part of a login no work of otpd's can remove.
+fn budget_section(results: &Results, cores: usize) -> Option<String> {
+    let floor = results.floor?;
+    let gated = results.concurrent.iter().find(|c| c.loops == floor.loops)?;
+    let rate = THROUGHPUT_TARGET * gated.oath.per_second;
+    let budget = Duration::from_secs_f64(cores as f64 / rate.max(f64::EPSILON));
+    let verdict = if floor.login() > budget {
+        "over"
+    } else {
+        "within"
+    };
+    Some(format!(
+        "\n## The {loops}-loop target against this machine\n\n\
+{THROUGHPUT_TARGET}× pam_oath's rate is {rate:.0} logins per second; on {cores} cores that \
+leaves at most {budget} of CPU per login, for every process together. Measured in the same \
+run under the same {loops} loops: a PAM transaction with pam_permit alone cost {transaction}, \
+and one bare request to otpd (connect, check otpd's uid, `Ping`, answer; both sides) \
+{request}. A login of ours makes one transaction and two requests before otpd issues, stores, \
+mails or checks anything: a floor of {floor_login}, {verdict} the budget. A whole login of \
+ours cost {ours}, pam_oath's {oath}.\n",
+        loops = floor.loops,
+        budget = us(budget),
+        transaction = us(floor.transaction),
+        request = us(floor.request),
+        floor_login = us(floor.login()),
+        ours = us(gated.ours.cpu_per_login),
+        oath = us(gated.oath.cpu_per_login),
+    ))
 }
 
 /// The current time as `YYYY-MM-DD HH:MM UTC`.

@@ -120,7 +120,7 @@ pub fn run_oath(setup: &Setup, loops: usize, warmup: u64, until: Until) -> Resul
 
 /// The processes whose CPU time a login costs: this one (the PAM application with the module,
 /// and the SMTP sink) and otpd (idle during pam_oath's runs, watched there too for symmetry).
-fn watched(setup: &Setup) -> [Process; 2] {
+pub fn watched(setup: &Setup) -> [Process; 2] {
     [
         Process::Current,
         Process::Pid(u32::try_from(setup.otpd.pid()).unwrap_or_default()),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::bulk;
 use crate::error::BenchError;
+use crate::floor::{self, Floor};
 use crate::hotp;
 use crate::loops::{Run, Until};
 use crate::memory::{self, Process};
@@ -41,6 +42,8 @@ impl Default for Options {
     }
 }
 
+/// The loops of the throughput target, and of the floor measured against it.
+pub const GATED_LOOPS: usize = 4;
 /// Untimed logins per loop before each scenario.
 const WARMUP: u64 = 20;
 /// Connections the bulk load uses.
@@ -88,6 +91,8 @@ pub struct Results {
     pub serial: Concurrent,
     /// The concurrent scenarios.
     pub concurrent: Vec<Concurrent>,
+    /// The floor of a login under the gated loops, when that scenario ran.
+    pub floor: Option<Floor>,
     /// Skip path: our module then pam_permit.
     pub skip_with_module: Summary,
     /// Skip path baseline: pam_permit alone.
@@ -155,6 +160,16 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     }
     let after_burst = memory::rss_kib(otpd_pid)?;
 
+    let floor = match options.concurrency.contains(&GATED_LOOPS) {
+        true => {
+            say(format!(
+                "floor: {GATED_LOOPS} loops of pam_permit, then of bare requests"
+            ));
+            Some(floor::measure(&setup, GATED_LOOPS, WARMUP, time)?)
+        }
+        false => None,
+    };
+
     say(format!("issuing {} live codes", options.live_codes));
     setup.mailbox.set_discard(true);
     let mails_before = setup.mailbox.delivered();
@@ -182,6 +197,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     Ok(Results {
         serial,
         concurrent,
+        floor,
         skip_with_module: summary(skip.with_module)?,
         skip_permit_alone: summary(skip.permit_alone)?,
         otpd: OtpdMemory {
@@ -284,12 +300,7 @@ pub fn profile(
 /// Times `count` bare `Ping` requests through the client the module uses: what one request and
 /// answer with otpd costs on this machine, with no PAM and no policy around it.
 fn ping_times(setup: &Setup, count: u64) -> Result<Summary, BenchError> {
-    // otpd runs as root here, and root is always trusted.
-    let options = common::client::ClientOptions {
-        socket: setup.otpd.socket.clone(),
-        timeout: Duration::from_secs(5),
-        trusted_daemon_uids: Vec::new(),
-    };
+    let options = crate::floor::client_options(setup);
     let mut times = Vec::new();
     for _ in 0..count {
         let started = Instant::now();
