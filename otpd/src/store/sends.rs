@@ -80,8 +80,13 @@ pub(super) fn record(
 
 /// Forgets the send of `challenge`: its mail failed, so it must not use up the user's caps.
 pub(super) fn forget(conn: &Connection, challenge: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM sends WHERE challenge = ?1")?
-        .execute(params![challenge])?;
+    // Through the code's user, so the lookup uses the user's sends (`sends_by_user`) instead
+    // of scanning them all: there is no index on the challenge (schema version 3).
+    conn.prepare_cached(
+        "DELETE FROM sends
+         WHERE user = (SELECT user FROM codes WHERE challenge = ?1) AND challenge = ?1",
+    )?
+    .execute(params![challenge])?;
     Ok(())
 }
 
