@@ -20,7 +20,7 @@ use super::tls::TlsClient;
 use super::message::Outgoing;
 
 /// Idle connections kept per server; a burst of logins reuses them instead of opening one each.
-const MAX_IDLE: usize = 4;
+pub(super) const MAX_IDLE: usize = 4;
 
 /// How long an idle connection is kept; servers drop idle clients after a few minutes.
 const MAX_IDLE_TIME: Duration = Duration::from_secs(30);
@@ -310,7 +310,7 @@ impl SmtpTarget {
         if let Some(mut reused) = pooled.then(|| self.checkout()).flatten() {
             match transaction(&mut reused.conn, out, step, Some(REUSE_TIMEOUT)).await {
                 Ok(()) => {
-                    self.done_with(reused, pooled).await;
+                    self.done_with(reused, pooled);
                     return Ok(());
                 }
                 // The server dropped or broke the idle connection before it took anything:
@@ -323,13 +323,14 @@ impl SmtpTarget {
         }
         let mut fresh = self.open(step).await?;
         transaction(&mut fresh.conn, out, step, None).await?;
-        self.done_with(fresh, pooled).await;
+        self.done_with(fresh, pooled);
         Ok(())
     }
 
     /// After a message went out over `conn`: back to the pool when `pooled` and it is kept,
-    /// else QUIT, so the server logs a clean end rather than a lost connection.
-    async fn done_with(&self, mut conn: Pooled, pooled: bool) {
+    /// else QUIT, so the server logs a clean end rather than a lost connection. The QUIT runs
+    /// as its own task: the message is delivered, and the login need not wait for a goodbye.
+    fn done_with(&self, mut conn: Pooled, pooled: bool) {
         conn.sent += 1;
         let unkept = if pooled {
             self.checkin(conn)
@@ -337,7 +338,9 @@ impl SmtpTarget {
             Some(conn)
         };
         if let Some(mut conn) = unkept.filter(|c| !c.conn.broken) {
-            let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.conn.quit()).await;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.conn.quit()).await;
+            });
         }
     }
 

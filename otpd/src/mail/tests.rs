@@ -358,10 +358,53 @@ async fn a_connection_is_replaced_after_its_message_limit_with_a_quit_and_not_be
     }
     assert_eq!(good.connections(), 1);
     let quits = || good.commands().iter().filter(|c| *c == "QUIT").count();
+    // The QUIT is its own task, after the send returned.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while quits() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(quits(), 1, "the worn-out connection says goodbye");
     send_code(&mailer).await.unwrap();
     assert_eq!(good.connections(), 2);
     assert_eq!(good.messages().len(), limit + 1);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_pool_say_quit_and_the_pool_keeps_its_size() {
+    let good = TestServer::start(Script::default()).await;
+    let (mailer, _) = mailer(&server("good", good.port, ""));
+    // Six at once: six connections, of which the pool keeps MAX_IDLE.
+    let sent = tokio::join!(
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+    );
+    for result in [sent.0, sent.1, sent.2, sent.3, sent.4, sent.5] {
+        result.unwrap();
+    }
+    assert_eq!(good.connections(), 6);
+    let extra = 6 - super::smtp::MAX_IDLE;
+    let quits = || good.commands().iter().filter(|c| *c == "QUIT").count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while quits() < extra && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(quits(), extra);
+    // The MAX_IDLE kept ones carry the next MAX_IDLE messages at once, without a new connection.
+    let again = tokio::join!(
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+        send_code(&mailer),
+    );
+    assert_eq!(super::smtp::MAX_IDLE, 4);
+    for result in [again.0, again.1, again.2, again.3] {
+        result.unwrap();
+    }
+    assert_eq!(good.connections(), 6);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use super::{Store, StoreError};
 /// How long a code row is kept after it expired. One used, superseded or killed earlier stays as
 /// long: purging by expiry alone needs no index on the close time, which every login would
 /// write (schema version 3).
-pub const CLOSED_CODE_KEEP_SECS: i64 = 3600;
+pub const CODE_KEEP_SECS: i64 = 3600;
 
 /// How many rows each purge step removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,8 +31,9 @@ pub struct PurgeCounts {
 }
 
 impl Store {
-    /// Deletes, in one transaction: codes that expired more than an hour before `now`; sends that have left the daily window; lockout rows with no failures counted and
-    /// no lock in force; audit rows older than `audit_retention_secs`; expired reuse grants.
+    /// Deletes, in one transaction: codes that expired more than an hour before `now`; sends
+    /// that have left the daily window; lockout rows with no failures counted and no lock in
+    /// force; audit rows older than `audit_retention_secs`; expired reuse grants.
     pub fn purge(
         &mut self,
         now: i64,
@@ -40,7 +41,7 @@ impl Store {
     ) -> Result<PurgeCounts, StoreError> {
         self.flush_audit()?;
         let tx = Self::immediate(&mut self.conn)?;
-        let code_cutoff = now.saturating_sub(CLOSED_CODE_KEEP_SECS);
+        let code_cutoff = now.saturating_sub(CODE_KEEP_SECS);
         let codes = tx.execute(
             "DELETE FROM codes WHERE expires_at < ?1",
             params![code_cutoff],
