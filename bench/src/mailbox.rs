@@ -1,20 +1,31 @@
 //! Where the SMTP sink leaves each message's code for the login waiting on it, keyed by
 //! recipient: every benchmark loop logs in as its own user, so it waits on its own address and
 //! never takes another loop's code.
+//!
+//! Each recipient has its own condition variable, so a delivery wakes only the login waiting for
+//! that address. With one for all, every mail woke every waiting loop (15 of 16 for nothing at
+//! 16 loops), and the harness's own wake-ups were counted as the login's CPU.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A message as the sink handed it over: the code it carried, or `None` when it had none.
 pub type Delivered = Option<String>;
 
-/// Codes by recipient, oldest first.
+/// One recipient's messages, oldest first, and the signal that one arrived.
+#[derive(Debug, Default)]
+struct Inbox {
+    messages: VecDeque<Delivered>,
+    arrived: Arc<Condvar>,
+}
+
+/// Codes by recipient.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    queues: Mutex<HashMap<String, VecDeque<Delivered>>>,
-    arrived: Condvar,
+    /// Keyed by the lower-cased address. Every inbox's condition variable waits on this mutex.
+    inboxes: Mutex<HashMap<String, Inbox>>,
     /// Every message accepted, kept or not.
     delivered: AtomicU64,
     /// Messages without a code in them.
@@ -38,11 +49,10 @@ impl Mailbox {
         if self.discard.load(Ordering::Relaxed) {
             return;
         }
-        self.lock()
-            .entry(recipient.to_ascii_lowercase())
-            .or_default()
-            .push_back(code);
-        self.arrived.notify_all();
+        let mut inboxes = self.lock();
+        let inbox = inboxes.entry(recipient.to_ascii_lowercase()).or_default();
+        inbox.messages.push_back(code);
+        inbox.arrived.notify_all();
     }
 
     /// Takes the oldest message for `recipient`, waiting up to `timeout` for one; `None` when
@@ -50,16 +60,18 @@ impl Mailbox {
     pub fn take(&self, recipient: &str, timeout: Duration) -> Option<Delivered> {
         let key = recipient.to_ascii_lowercase();
         let deadline = Instant::now() + timeout;
-        let mut queues = self.lock();
+        let mut inboxes = self.lock();
         loop {
-            if let Some(found) = queues.get_mut(&key).and_then(VecDeque::pop_front) {
+            let inbox = inboxes.entry(key.clone()).or_default();
+            if let Some(found) = inbox.messages.pop_front() {
                 return Some(found);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }
-            queues = match self.arrived.wait_timeout(queues, left) {
+            let arrived = Arc::clone(&inbox.arrived);
+            inboxes = match arrived.wait_timeout(inboxes, left) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -78,7 +90,7 @@ impl Mailbox {
 
     /// How many messages are waiting, over all recipients.
     pub fn waiting(&self) -> usize {
-        self.lock().values().map(VecDeque::len).sum()
+        self.lock().values().map(|inbox| inbox.messages.len()).sum()
     }
 
     /// Only count messages from now on (`true`), or keep them again (`false`).
@@ -86,9 +98,9 @@ impl Mailbox {
         self.discard.store(discard, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Delivered>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Inbox>> {
         // A panic while holding the lock cannot leave a queue half-updated.
-        match self.queues.lock() {
+        match self.inboxes.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -125,6 +137,23 @@ mod tests {
         let got = mailbox.take("late@example.test", Duration::from_secs(5));
         thread.join().unwrap();
         assert_eq!(got, Some(Some("424242".into())));
+    }
+
+    #[test]
+    fn waiting_logins_each_get_the_mail_for_their_own_address() {
+        let mailbox = Arc::new(Mailbox::new());
+        let waiters: Vec<_> = ["x@example.test", "y@example.test"]
+            .into_iter()
+            .map(|who| {
+                let mailbox = Arc::clone(&mailbox);
+                std::thread::spawn(move || mailbox.take(who, Duration::from_secs(5)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        mailbox.deliver("Y@example.test", Some("2".into()));
+        mailbox.deliver("x@example.test", Some("1".into()));
+        let got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(got, [Some(Some("1".into())), Some(Some("2".into()))]);
     }
 
     #[test]
