@@ -54,6 +54,7 @@ pub enum StartError {
 
 /// Runs otpd with the config at `config_path` until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
+    forbid_core_dumps();
     let config = Config::load(&config_path)?;
     if nix::unistd::geteuid().is_root() {
         tracing::warn!(
@@ -207,5 +208,29 @@ async fn purge_periodically(shared: Arc<Shared>) {
 fn notify(state: &str) {
     if let Err(e) = systemd::notify(state) {
         tracing::warn!("sd_notify {state}: {e}");
+    }
+}
+
+/// Makes the process non-dumpable before it reads any secret: a crash writes no core file, and
+/// no other process of the same user may ptrace it or read its memory through /proc. otpd
+/// wipes its own copies of codes and passwords, but libraries keep copies it cannot reach (lettre
+/// builds a code mail through several buffers; SQLite and tokio copy what passes through them),
+/// and freed memory keeps them until it is reused. The unit also sets `LimitCORE=0`.
+pub fn forbid_core_dumps() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(
+            "cannot make otpd non-dumpable (a crash may write its memory to a core file): {e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_forbidding_core_dumps_the_process_is_not_dumpable() {
+        forbid_core_dumps();
+        assert_eq!(nix::sys::prctl::get_dumpable(), Ok(false));
     }
 }
