@@ -101,7 +101,6 @@ CREATE TABLE reuse_grants (
 CREATE INDEX reuse_grants_by_expiry ON reuse_grants (expires_at);
 ";
 
-/// The migrations, oldest first. Append only: a shipped migration never changes.
 /// Version 3: fewer index pages per login.
 ///
 /// A login wrote 14 WAL pages (bench/README.md), four of them for indexes no login reads:
@@ -133,6 +132,7 @@ ALTER TABLE sends_v3 RENAME TO sends;
 CREATE INDEX sends_by_user ON sends (user, sent_at);
 ";
 
+/// The migrations, oldest first. Append only: a shipped migration never changes.
 const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build creates and understands.
