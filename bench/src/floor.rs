@@ -43,6 +43,13 @@ pub fn client_options(setup: &Setup) -> ClientOptions {
     }
 }
 
+/// One bare `Ping` to otpd through the module's client.
+pub fn ping(options: &ClientOptions) -> Result<(), BenchError> {
+    client::call(options, &Request::Ping)
+        .map(|_| ())
+        .map_err(|e| BenchError::Check(format!("ping: {e}")))
+}
+
 /// Measures both parts with `loops` loops, each for `until`.
 pub fn measure(
     setup: &Setup,
@@ -62,11 +69,7 @@ pub fn measure(
         )
     })?;
     let options = client_options(setup);
-    let requests = loops::run_loops(loops, warmup, until, &watch, &|_, _| {
-        client::call(&options, &Request::Ping)
-            .map(|_| ())
-            .map_err(|e| BenchError::Check(format!("ping: {e}")))
-    })?;
+    let requests = loops::run_loops(loops, warmup, until, &watch, &|_, _| ping(&options))?;
     Ok(Floor {
         loops,
         transaction: transactions.cpu_per_login(),

@@ -300,12 +300,11 @@ pub fn profile(
 /// Times `count` bare `Ping` requests through the client the module uses: what one request and
 /// answer with otpd costs on this machine, with no PAM and no policy around it.
 fn ping_times(setup: &Setup, count: u64) -> Result<Summary, BenchError> {
-    let options = crate::floor::client_options(setup);
+    let options = floor::client_options(setup);
     let mut times = Vec::new();
     for _ in 0..count {
         let started = Instant::now();
-        common::client::call(&options, &common::wire::Request::Ping)
-            .map_err(|e| BenchError::Check(format!("ping: {e}")))?;
+        floor::ping(&options)?;
         times.push(started.elapsed());
     }
     Summary::of(&mut times).ok_or_else(|| BenchError::Check("no ping was timed".into()))
