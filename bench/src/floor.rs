@@ -76,3 +76,18 @@ pub fn measure(
         request: requests.cpu_per_login(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_floor_is_one_transaction_and_two_requests() {
+        let floor = Floor {
+            loops: 4,
+            transaction: Duration::from_micros(20),
+            request: Duration::from_micros(15),
+        };
+        assert_eq!(floor.login(), Duration::from_micros(50));
+    }
+}

@@ -358,7 +358,7 @@ fn budget_section(results: &Results, cores: usize) -> Option<String> {
     let floor = results.floor?;
     let gated = results.concurrent.iter().find(|c| c.loops == floor.loops)?;
     let rate = THROUGHPUT_TARGET * gated.oath.per_second;
-    let budget = Duration::from_secs_f64(cores as f64 / rate.max(f64::EPSILON));
+    let budget = cpu_per_login_at(rate, cores);
     let verdict = if floor.login() > budget {
         "over"
     } else {
@@ -383,6 +383,12 @@ ours cost {ours}, pam_oath's {oath}.\n",
     ))
 }
 
+/// The CPU time a login may cost, over all processes, for `cores` fully busy cores to carry
+/// `logins_per_second`.
+fn cpu_per_login_at(logins_per_second: f64, cores: usize) -> Duration {
+    Duration::from_secs_f64(cores as f64 / logins_per_second.max(f64::EPSILON))
+}
+
 /// The current time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
     let secs = SystemTime::now()
@@ -400,6 +406,12 @@ mod tests {
         assert_eq!(thousands(100_000), "100,000");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
+    }
+
+    #[test]
+    fn the_budget_is_the_cores_shared_out_over_the_logins() {
+        assert_eq!(cpu_per_login_at(10_000.0, 2), Duration::from_micros(200));
+        assert_eq!(cpu_per_login_at(4_000.0, 1), Duration::from_micros(250));
     }
 
     #[test]
