@@ -221,9 +221,9 @@ fn needs_code(
         message: e.to_string(),
     })?;
     let protocol_name = protocol.map(|p| p.as_str());
-    let record = match policy::protocol_skip(config, protocol) {
-        Some(_) => None,
-        None => store.user(&login.user).map_err(|e| internal_error(&e))?,
+    let record = match policy::enabled_protocol(config, protocol) {
+        Err(_) => None,
+        Ok(_) => store.user(&login.user).map_err(|e| internal_error(&e))?,
     };
     let decision = policy::decide(config, login, protocol, record.as_ref(), || {
         shared.accounts.groups_of(&login.user)

@@ -69,16 +69,20 @@ pub fn settings_for<'c>(
     config.settings_for(user, &groups, protocol)
 }
 
-/// Why a login is skipped for its protocol alone, whoever the user is: an unknown service or a
-/// protocol that is not enabled. [`decide`] asks this first; the handler asks it before looking
-/// the user up, so such a login costs no database read.
-pub fn protocol_skip(config: &Config, protocol: Option<Protocol>) -> Option<SkipReason> {
+/// The login's protocol when it is one that needs a code, or why the login is skipped for its
+/// protocol alone, whoever the user is: an unknown service or a protocol that is not enabled.
+/// [`decide`] asks this first; the handler asks it before looking the user up, so such a login
+/// costs no database read.
+pub fn enabled_protocol(
+    config: &Config,
+    protocol: Option<Protocol>,
+) -> Result<Protocol, SkipReason> {
     match protocol {
-        None => Some(SkipReason::UnknownService),
+        None => Err(SkipReason::UnknownService),
         Some(protocol) if !config.enabled_protocols.contains(&protocol) => {
-            Some(SkipReason::ProtocolNotEnabled)
+            Err(SkipReason::ProtocolNotEnabled)
         }
-        Some(_) => None,
+        Some(protocol) => Ok(protocol),
     }
 }
 
@@ -90,11 +94,9 @@ pub fn decide(
     record: Option<&UserRecord>,
     groups: impl FnOnce() -> Vec<String>,
 ) -> Decision {
-    if let Some(reason) = protocol_skip(config, protocol) {
-        return Decision::Skip(reason);
-    }
-    let Some(protocol) = protocol else {
-        return Decision::Skip(SkipReason::UnknownService);
+    let protocol = match enabled_protocol(config, protocol) {
+        Ok(protocol) => protocol,
+        Err(reason) => return Decision::Skip(reason),
     };
     let (profile, settings) = settings_for(config, &login.user, protocol, groups);
     match settings.mode {
