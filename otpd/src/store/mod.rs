@@ -2,8 +2,8 @@
 //!
 //! Every rule (single use, expiry, attempts, cooldown, send caps, lockouts) is checked and
 //! updated inside one `BEGIN IMMEDIATE` transaction per request, so the rules hold across
-//! connections, processes and restarts: two logins racing on the same code cannot both win,
-//! and a restart forgets nothing. Time is passed in as unix seconds so the rules are tested
+//! concurrent requests and restarts: two logins racing on the same code cannot both win, and a
+//! restart forgets nothing. Time is passed in as unix seconds so the rules are tested
 //! without sleeping.
 //!
 //! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
@@ -108,9 +108,9 @@ pub enum StoreError {
 
 /// One connection to the state database, holding the server key that MACs codes.
 ///
-/// Each `Store` is one SQLite connection. Several may be open on the same file (in this or
-/// other processes); the rules hold across them because every check-and-update is one
-/// immediate transaction.
+/// Each `Store` is one SQLite connection, and it holds the file for itself while it is open
+/// (see [`Store::open`]): a second `Store` on the same file, in this or another process, waits
+/// for it to close. Every check-and-update is one immediate transaction.
 pub struct Store {
     conn: Connection,
     key: ServerKey,
@@ -130,7 +130,8 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating with mode 0600 if missing) the database at `path`, takes it for this
-    /// process alone (`locking_mode=EXCLUSIVE`), sets WAL journaling, `synchronous=NORMAL`, a 5 s busy timeout and foreign keys, and migrates the schema.
+    /// connection alone (`locking_mode=EXCLUSIVE`), sets WAL journaling, `synchronous=NORMAL`,
+    /// a 5 s busy timeout and foreign keys, and migrates the schema.
     ///
     /// An existing file is refused if it is a symlink, not a regular file, owned by another
     /// uid, or has any group or other permission bit; a schema newer than this build knows is
