@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 /// a few rejected bytes.
 const BATCH: usize = 64;
 
-/// A [`CryptoRng`] over OS randomness fetched [`BATCH`] bytes at a time. Make one per request;
+/// A [`CryptoRng`] over OS randomness fetched `BATCH` bytes at a time. Make one per request;
 /// do not keep it around, so bytes never sit in memory longer than the request.
 pub struct BatchedOsRng {
     batch: Zeroizing<[u8; BATCH]>,

@@ -72,7 +72,7 @@ impl Store {
     }
 
     /// Writes the recorded rows in one transaction. On failure they stay queued for the next
-    /// flush (at most [`MAX_PENDING_AUDIT`] of them).
+    /// flush (at most `MAX_PENDING_AUDIT` of them).
     pub fn flush_audit(&mut self) -> Result<(), StoreError> {
         if self.pending_audit.is_empty() {
             return Ok(());

@@ -4,7 +4,7 @@
 //! With `synchronous=NORMAL` SQLite never syncs the WAL until it checkpoints, and then fsyncs
 //! everything written since (up to 12 MiB, see `Store::open`) inside one login's commit, while
 //! the whole one-thread runtime waits. bench/ measured that as the 4-loop p99 (11 ms). A thread
-//! here calls `fdatasync` on its own descriptor of the WAL every [`EVERY`]: data reaches the
+//! here calls `fdatasync` on its own descriptor of the WAL every `EVERY`: data reaches the
 //! disk sooner than SQLite asks, which is always safe, and the checkpoint's own fsync is short.
 
 use std::fs::File;
