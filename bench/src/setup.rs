@@ -65,7 +65,7 @@ pub struct Setup {
     /// pam_oath's usersfiles.
     oath_dir: tempfile::TempDir,
     // Declared last so it is dropped after otpd stopped mailing.
-    _sink: SmtpSink,
+    sink: SmtpSink,
 }
 
 impl Setup {
@@ -113,13 +113,18 @@ impl Setup {
             module,
             pam_oath,
             oath_dir,
-            _sink: sink,
+            sink,
         };
         for index in 0..MAX_LOOPS {
             setup.write_oath_stack(&oath_service(index), &oath_user(index), index)?;
         }
         setup.write_oath_stack(OATH_PROBE_SERVICE, OATH_PROBE_USER, MAX_LOOPS)?;
         Ok(setup)
+    }
+
+    /// The port of the SMTP sink otpd mails to.
+    pub fn sink_port(&self) -> u16 {
+        self.sink.port()
     }
 
     /// The PAM config directory.

@@ -163,7 +163,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     let floor = match options.concurrency.contains(&GATED_LOOPS) {
         true => {
             say(format!(
-                "floor: {GATED_LOOPS} loops of pam_permit, then of bare requests"
+                "floor: {GATED_LOOPS} loops of pam_permit, bare requests, bare mails, bare writes"
             ));
             Some(floor::measure(&setup, GATED_LOOPS, WARMUP, time)?)
         }
