@@ -29,6 +29,8 @@ pub struct Run {
     pub warmups: u64,
     /// CPU time the watched processes used while the loops were timed.
     pub cpu: Duration,
+    /// The part of `cpu` used by watched processes other than this one (otpd).
+    pub cpu_elsewhere: Duration,
 }
 
 impl Run {
@@ -44,7 +46,16 @@ impl Run {
 
     /// CPU time of the watched processes per measured login.
     pub fn cpu_per_login(&self) -> Duration {
-        self.cpu / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
+        self.per_login(self.cpu)
+    }
+
+    /// CPU time of the watched processes other than this one (otpd) per measured login.
+    pub fn cpu_elsewhere_per_login(&self) -> Duration {
+        self.per_login(self.cpu_elsewhere)
+    }
+
+    fn per_login(&self, cpu: Duration) -> Duration {
+        cpu / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
     }
 
     /// Adds `other`'s logins, time and CPU to this run: blocks of one scenario run apart.
@@ -53,6 +64,7 @@ impl Run {
         self.elapsed += other.elapsed;
         self.warmups += other.warmups;
         self.cpu += other.cpu;
+        self.cpu_elsewhere += other.cpu_elsewhere;
     }
 }
 
@@ -80,9 +92,19 @@ where
             slot.get_or_insert(error);
         }
     };
-    let cpu_now =
-        || -> Result<Duration, BenchError> { watch.iter().map(|p| cpu::cpu_time(*p)).sum() };
-    let mut cpu_before = Ok(Duration::ZERO);
+    // (all watched, those other than this process)
+    let cpu_now = || -> Result<(Duration, Duration), BenchError> {
+        let mut sums = (Duration::ZERO, Duration::ZERO);
+        for &process in watch {
+            let used = cpu::cpu_time(process)?;
+            sums.0 += used;
+            if process != Process::Current {
+                sums.1 += used;
+            }
+        }
+        Ok(sums)
+    };
+    let mut cpu_before = Ok((Duration::ZERO, Duration::ZERO));
     let (latencies, elapsed) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..loops)
             .map(|index| {
@@ -136,12 +158,13 @@ where
     if let Some(error) = first_error.lock().ok().and_then(|mut slot| slot.take()) {
         return Err(error);
     }
-    let cpu = cpu_now()?.saturating_sub(cpu_before?);
+    let (before, after) = (cpu_before?, cpu_now()?);
     Ok(Run {
         latencies,
         elapsed,
         warmups: warmup * loops as u64,
-        cpu,
+        cpu: after.0.saturating_sub(before.0),
+        cpu_elsewhere: after.1.saturating_sub(before.1),
     })
 }
 
@@ -184,6 +207,7 @@ mod tests {
             elapsed: Duration::from_millis(10 * ms),
             warmups: 1,
             cpu: Duration::from_millis(ms),
+            cpu_elsewhere: Duration::from_micros(500 * ms),
         };
         let mut run = block(1);
         run.absorb(block(3));
@@ -191,6 +215,31 @@ mod tests {
         assert_eq!(run.elapsed, Duration::from_millis(40));
         assert_eq!((run.warmups, run.cpu), (2, Duration::from_millis(4)));
         assert_eq!(run.cpu_per_login(), Duration::from_millis(1));
+        assert_eq!(run.cpu_elsewhere_per_login(), Duration::from_micros(500));
+    }
+
+    #[test]
+    fn cpu_elsewhere_counts_only_the_other_processes() {
+        let parent = Process::Pid(std::os::unix::process::parent_id());
+        let run = run_loops(
+            1,
+            0,
+            Until::Count(1),
+            &[Process::Current, parent],
+            &|_, _| {
+                let start = Instant::now();
+                let mut x: u64 = 0;
+                while start.elapsed() < Duration::from_millis(100) {
+                    x = x.wrapping_add(std::hint::black_box(1));
+                }
+                std::hint::black_box(x);
+                Ok(())
+            },
+        )
+        .unwrap();
+        // This process spun for 100 ms; the parent (cargo or a shell) sat waiting.
+        assert!(run.cpu >= Duration::from_millis(50), "{:?}", run.cpu);
+        assert!(run.cpu_elsewhere < run.cpu / 2, "{run:?}");
     }
 
     #[test]

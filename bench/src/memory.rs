@@ -3,7 +3,7 @@
 use crate::error::BenchError;
 
 /// Which process to read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Process {
     /// This process.
     Current,

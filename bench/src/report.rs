@@ -380,7 +380,8 @@ four-line message after the 354; client and sink, which reads the code out): {ma
 - the two SQLite transactions, storing a code and using it up (one table, WAL, otpd's \
 pragmas): {store}.\n\n\
 Together a floor of {floor_login}, {verdict}. A whole login of ours cost {ours}, pam_oath's \
-{oath}.\n",
+{oath}. Of ours, otpd used {otpd}; it serves requests on one thread, so that alone caps it \
+at about {otpd_cap:.0} logins per second.\n",
         loops = floor.loops,
         budget = us(budget),
         transaction = us(floor.transaction),
@@ -390,6 +391,13 @@ Together a floor of {floor_login}, {verdict}. A whole login of ours cost {ours},
         floor_login = us(floor.login()),
         ours = us(gated.ours.cpu_per_login),
         oath = us(gated.oath.cpu_per_login),
+        otpd = us(gated.ours.otpd_cpu_per_login),
+        otpd_cap = 1.0
+            / gated
+                .ours
+                .otpd_cpu_per_login
+                .as_secs_f64()
+                .max(f64::EPSILON),
     ))
 }
 

@@ -58,6 +58,8 @@ pub struct Throughput {
     pub latency: Summary,
     /// CPU time per login, this process and otpd together.
     pub cpu_per_login: Duration,
+    /// The part of it otpd used.
+    pub otpd_cpu_per_login: Duration,
 }
 
 /// One scenario (serial is one loop), both sides.
@@ -219,6 +221,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
 fn throughput(run: Run) -> Result<Throughput, BenchError> {
     let per_second = run.per_second();
     let cpu_per_login = run.cpu_per_login();
+    let otpd_cpu_per_login = run.cpu_elsewhere_per_login();
     let mut latencies = run.latencies;
     let latency = Summary::of(&mut latencies)
         .ok_or_else(|| BenchError::Check("no logins were timed".into()))?;
@@ -226,6 +229,7 @@ fn throughput(run: Run) -> Result<Throughput, BenchError> {
         per_second,
         latency,
         cpu_per_login,
+        otpd_cpu_per_login,
     })
 }
 
