@@ -376,7 +376,7 @@ way and nothing else:\n\n\
 - one bare request to otpd (connect, check otpd's uid, `Ping`, answer; both sides): \
 {request}, twice;\n\
 - one SMTP transaction to the sink on a kept connection (envelope pipelined in one write, a \
-four-line message after the 354; client and sink, which reads the code out): {mail};\n\
+message of three headers and one line after the 354; client and sink, which reads the code out): {mail};\n\
 - the two SQLite transactions, storing a code and using it up (one table, WAL, otpd's \
 pragmas): {store}.\n\n\
 Together a floor of {floor_login}, {verdict}. A whole login of ours cost {ours}, pam_oath's \

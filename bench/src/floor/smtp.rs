@@ -1,8 +1,8 @@
 //! The least a login's mail can cost: one SMTP transaction to the benchmark's sink over a
 //! connection kept open, sent the cheapest way SMTP allows. The envelope (MAIL, RCPT, DATA)
 //! goes in one write, as PIPELINING permits, and the message in a second one after the
-//! server's 354, which no extension lets a client skip (RFC 2920 ends a pipelined group at
-//! DATA). The message is the smallest that still carries a code the sink can read: no MIME
+//! server's 354: RFC 2920 ends a pipelined group at DATA, and BDAT (RFC 3030) would still
+//! wait for the MAIL and RCPT replies. The message is the smallest that still carries a code the sink can read: no MIME
 //! parts, no encodings, no Date or Message-ID. A blocking socket, so no event loop either.
 
 use std::io::{self, BufRead, BufReader, Write};
