@@ -29,9 +29,9 @@ pub struct Floor {
     /// One bare request to otpd through the module's client (connect, check otpd's uid,
     /// `Ping`, answer), on both sides.
     pub request: Duration,
-    /// One bare SMTP transaction to the sink on a kept connection ([`smtp`]), client and sink.
+    /// One bare SMTP transaction to the sink on a kept connection (`floor/smtp.rs`), client and sink.
     pub mail: Duration,
-    /// A login's two bare SQLite transactions, store and use up a code ([`store`]).
+    /// A login's two bare SQLite transactions, store and use up a code (`floor/store.rs`).
     pub store: Duration,
 }
 
