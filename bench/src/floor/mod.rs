@@ -82,7 +82,10 @@ pub fn measure(
     let mails = measure_mail(setup, loops, warmup, until)?;
     let database = store::BareStore::open()?;
     let stores = loops::run_loops(loops, warmup, until, &watch, &|index, iteration| {
-        database.login(&format!("floor-{index}-{iteration}"), &recipient(index))
+        database.login(
+            &format!("floor-{index}-{iteration}"),
+            &format!("floor{index}"),
+        )
     })?;
     Ok(Floor {
         loops,
