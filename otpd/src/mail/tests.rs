@@ -38,8 +38,13 @@ fn config(mail: &str) -> MailConfig {
 
 /// A `[[mail.servers]]` entry for a loopback port.
 fn server(name: &str, port: u16, extra: &str) -> String {
+    server_with(name, port, "none", &format!("timeout_seconds = 2\n{extra}"))
+}
+
+/// A `[[mail.servers]]` entry for a loopback port with `security`, then `extra` lines.
+fn server_with(name: &str, port: u16, security: &str, extra: &str) -> String {
     format!(
-        "[[mail.servers]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_seconds = 2\n{extra}\n"
+        "[[mail.servers]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n{extra}\n"
     )
 }
 
@@ -232,10 +237,7 @@ async fn auth_plain_is_preferred_and_login_is_used_when_it_is_the_only_one() {
 #[tokio::test]
 async fn starttls_that_is_not_offered_is_a_failure_and_nothing_is_sent_in_clear() {
     let plain = TestServer::start(Script::default()).await;
-    let (mailer, _) = mailer(&format!(
-        "[[mail.servers]]\nname = \"tls-only\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n",
-        plain.port
-    ));
+    let (mailer, _) = mailer(&server_with("tls-only", plain.port, "starttls", ""));
     let failure = send_code(&mailer).await.unwrap_err();
     assert!(
         failure.attempts[0]
@@ -264,10 +266,7 @@ async fn bytes_after_the_starttls_go_ahead_are_refused_before_any_handshake() {
         ..Script::default()
     })
     .await;
-    let (mailer, _) = mailer(&format!(
-        "[[mail.servers]]\nname = \"inject\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n",
-        injecting.port
-    ));
+    let (mailer, _) = mailer(&server_with("inject", injecting.port, "starttls", ""));
     let failure = send_code(&mailer).await.unwrap_err();
     assert!(
         failure.attempts[0]
