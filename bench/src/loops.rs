@@ -81,7 +81,7 @@ pub fn run_loops<F>(
     login: &F,
 ) -> Result<Run, BenchError>
 where
-    F: Fn(usize, u64) -> Result<(), BenchError> + Sync,
+    F: Fn(usize, u64) -> Result<(), BenchError> + Sync + ?Sized,
 {
     let start_line = Barrier::new(loops + 1);
     let stop = AtomicBool::new(false);

@@ -379,7 +379,9 @@ way and nothing else:\n\n\
 message of three headers and one line after the 354; client and sink, which reads the code out): {mail};\n\
 - the two SQLite transactions, storing a code and using it up (one table, WAL, otpd's \
 pragmas): {store}.\n\n\
-Together a floor of {floor_login}, {verdict}. A whole login of ours cost {ours}, pam_oath's \
+Together a floor of {floor_login}, {verdict}. Run one after another in each loop, as a \
+login does them, these bare steps made {bare_rate:.0} logins per second ({bare_ratio}× \
+pam_oath's rate) at {bare_cpu} of CPU each: {bare_verdict}. A whole login of ours cost {ours}, pam_oath's \
 {oath}. Of ours, otpd used {otpd}; it serves requests on one thread, so that alone caps it \
 at about {otpd_cap:.0} logins per second.\n",
         loops = floor.loops,
@@ -389,6 +391,10 @@ at about {otpd_cap:.0} logins per second.\n",
         mail = us(floor.mail),
         store = us(floor.store),
         floor_login = us(floor.login()),
+        bare_rate = floor.bare_logins.per_second,
+        bare_ratio = ratio(floor.bare_logins.per_second, gated.oath.per_second),
+        bare_cpu = us(floor.bare_logins.cpu_per_login),
+        bare_verdict = bare_verdict(floor.bare_logins.per_second, rate),
         ours = us(gated.ours.cpu_per_login),
         oath = us(gated.oath.cpu_per_login),
         otpd = us(gated.ours.otpd_cpu_per_login),
@@ -399,6 +405,22 @@ at about {otpd_cap:.0} logins per second.\n",
                 .as_secs_f64()
                 .max(f64::EPSILON),
     ))
+}
+
+/// Whether bare logins, which do a login's steps and nothing else, reached the target's rate.
+fn bare_verdict(bare_per_second: f64, target_per_second: f64) -> String {
+    let share = 100.0 * bare_per_second / target_per_second.max(f64::EPSILON);
+    if bare_per_second < target_per_second {
+        format!(
+            "{share:.0} % of the target rate, so a login that did only these steps, the \
+cheapest way, would miss the target on this machine"
+        )
+    } else {
+        format!(
+            "{share:.0} % of the target rate; what a login of ours does beyond these steps \
+has to fit in the difference"
+        )
+    }
 }
 
 /// The CPU time a login may cost, over all processes, for `cores` fully busy cores to carry
@@ -430,6 +452,16 @@ mod tests {
     fn the_budget_is_the_cores_shared_out_over_the_logins() {
         assert_eq!(cpu_per_login_at(10_000.0, 2), Duration::from_micros(200));
         assert_eq!(cpu_per_login_at(4_000.0, 1), Duration::from_micros(250));
+    }
+
+    #[test]
+    fn bare_logins_below_the_target_rate_are_said_to_miss_it() {
+        let below = bare_verdict(9_000.0, 12_000.0);
+        assert!(below.starts_with("75 % of the target rate"), "{below}");
+        assert!(below.contains("would miss the target"), "{below}");
+        let above = bare_verdict(15_000.0, 12_000.0);
+        assert!(above.starts_with("125 % of the target rate"), "{above}");
+        assert!(!above.contains("miss"), "{above}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod smtp;
 mod store;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::client::{self, ClientOptions};
@@ -19,7 +20,8 @@ use crate::loops::{self, Until};
 use crate::scenarios;
 use crate::setup::{self, Setup};
 
-/// The parts of the floor, each in CPU time of the benchmark process and otpd together.
+/// The parts of the floor, each in CPU time of the benchmark process and otpd together, and the
+/// same bare steps run as whole logins.
 #[derive(Debug, Clone, Copy)]
 pub struct Floor {
     /// Concurrent loops it was measured with.
@@ -33,6 +35,18 @@ pub struct Floor {
     pub mail: Duration,
     /// A login's two bare SQLite transactions, store and use up a code (`floor/store.rs`).
     pub store: Duration,
+    /// Every step above, one after another in each loop as a login does them.
+    pub bare_logins: BareLogins,
+}
+
+/// What the bare steps did when each loop ran them in a login's order: the rate a login made
+/// of nothing else reaches on this machine, waits between the steps included.
+#[derive(Debug, Clone, Copy)]
+pub struct BareLogins {
+    /// Bare logins over the wall-clock time of the run, all loops together.
+    pub per_second: f64,
+    /// CPU time of the benchmark process and otpd per bare login.
+    pub cpu_per_login: Duration,
 }
 
 impl Floor {
@@ -59,60 +73,87 @@ pub fn ping(options: &ClientOptions) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Check(format!("ping: {e}")))
 }
 
-/// Measures every part with `loops` loops, each for `until`.
+/// Measures every part with `loops` loops, each for `until`, then all parts as whole logins.
 pub fn measure(
     setup: &Setup,
     loops: usize,
     warmup: u64,
     until: Until,
 ) -> Result<Floor, BenchError> {
+    let steps = Steps::new(setup, loops)?;
     let watch = scenarios::watched(setup);
-    let transactions = loops::run_loops(loops, warmup, until, &watch, &|index, _| {
-        let rhost = format!("192.0.2.{}", index + 1);
-        login(
-            setup.confdir(),
-            setup::PERMIT_SERVICE,
-            "floor",
-            &rhost,
-            |_| None,
-        )
-    })?;
-    let options = client_options(setup);
-    let requests = loops::run_loops(loops, warmup, until, &watch, &|_, _| ping(&options))?;
-    let mails = measure_mail(setup, loops, warmup, until)?;
-    let database = store::BareStore::open()?;
-    let stores = loops::run_loops(loops, warmup, until, &watch, &|index, iteration| {
-        database.login(
-            &format!("floor-{index}-{iteration}"),
-            &format!("floor{index}"),
-        )
-    })?;
+    let run = |step: &(dyn Fn(usize, u64) -> Result<(), BenchError> + Sync)| {
+        loops::run_loops(loops, warmup, until, &watch, step)
+    };
+    let transactions = run(&|index, _| steps.transaction(index))?;
+    let requests = run(&|_, _| steps.request())?;
+    let mails = run(&|index, iteration| steps.mail(index, iteration))?;
+    let stores = run(&|index, _| steps.store(index))?;
+    let whole = run(&|index, iteration| steps.login(index, iteration))?;
     Ok(Floor {
         loops,
         transaction: transactions.cpu_per_login(),
         request: requests.cpu_per_login(),
         mail: mails.cpu_per_login(),
         store: stores.cpu_per_login(),
+        bare_logins: BareLogins {
+            per_second: whole.per_second(),
+            cpu_per_login: whole.cpu_per_login(),
+        },
     })
 }
 
-/// Each loop mails its own recipient over its own connection and takes the code out of the
-/// mailbox, as a login's conversation does, so the sink's parsing and delivery count too.
-fn measure_mail(
-    setup: &Setup,
-    loops: usize,
-    warmup: u64,
-    until: Until,
-) -> Result<loops::Run, BenchError> {
-    let connections = (0..loops)
-        .map(|_| smtp::BareSmtp::connect(setup.sink_port()).map(Mutex::new))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(BenchError::io("floor: connect to the SMTP sink"))?;
-    let watch = scenarios::watched(setup);
-    loops::run_loops(loops, warmup, until, &watch, &|index, iteration| {
+/// The bare steps, with what they need: the client options, one SMTP connection per loop and
+/// a database of their own.
+struct Steps<'a> {
+    setup: &'a Setup,
+    options: ClientOptions,
+    connections: Vec<Mutex<smtp::BareSmtp>>,
+    database: store::BareStore,
+    /// The next challenge number: every store call of every run writes a new one.
+    challenges: AtomicU64,
+}
+
+impl<'a> Steps<'a> {
+    fn new(setup: &'a Setup, loops: usize) -> Result<Steps<'a>, BenchError> {
+        let connections = (0..loops)
+            .map(|_| smtp::BareSmtp::connect(setup.sink_port()).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BenchError::io("floor: connect to the SMTP sink"))?;
+        Ok(Steps {
+            setup,
+            options: client_options(setup),
+            connections,
+            database: store::BareStore::open()?,
+            challenges: AtomicU64::new(0),
+        })
+    }
+
+    /// A PAM transaction through pam_permit alone.
+    fn transaction(&self, index: usize) -> Result<(), BenchError> {
+        let rhost = format!("192.0.2.{}", index + 1);
+        login(
+            self.setup.confdir(),
+            setup::PERMIT_SERVICE,
+            "floor",
+            &rhost,
+            |_| None,
+        )
+    }
+
+    /// One bare request to otpd.
+    fn request(&self) -> Result<(), BenchError> {
+        ping(&self.options)
+    }
+
+    /// Loop `index` mails its own recipient over its own connection and takes the code out of
+    /// the mailbox, as a login's conversation does, so the sink's parsing and delivery count
+    /// too.
+    fn mail(&self, index: usize, iteration: u64) -> Result<(), BenchError> {
         let to = recipient(index);
         let code = format!("{:06}", iteration % 1_000_000);
-        let mut smtp = connections
+        let mut smtp = self
+            .connections
             .get(index)
             .ok_or_else(|| {
                 BenchError::Check(format!("floor mail: no connection for loop {index}"))
@@ -121,13 +162,30 @@ fn measure_mail(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         smtp.send(&to, &code)
             .map_err(|e| BenchError::Check(format!("floor mail: {e}")))?;
-        match setup.mailbox.take(&to, Duration::from_secs(5)) {
+        match self.setup.mailbox.take(&to, Duration::from_secs(5)) {
             Some(Some(got)) if got == code => Ok(()),
             other => Err(BenchError::Check(format!(
                 "floor mail to {to}: sent {code}, the mailbox had {other:?}"
             ))),
         }
-    })
+    }
+
+    /// A login's two bare database transactions, under a challenge no other call uses.
+    fn store(&self, index: usize) -> Result<(), BenchError> {
+        let challenge = self.challenges.fetch_add(1, Ordering::Relaxed);
+        self.database
+            .login(&format!("floor-{challenge}"), &format!("floor{index}"))
+    }
+
+    /// Every step in a login's order: the transaction, a request (Begin), the mail, a request
+    /// (Answer) and the store writes.
+    fn login(&self, index: usize, iteration: u64) -> Result<(), BenchError> {
+        self.transaction(index)?;
+        self.request()?;
+        self.mail(index, iteration)?;
+        self.request()?;
+        self.store(index)
+    }
 }
 
 /// The recipient of loop `index`'s floor mails.
@@ -147,6 +205,10 @@ mod tests {
             request: Duration::from_micros(15),
             mail: Duration::from_micros(40),
             store: Duration::from_micros(30),
+            bare_logins: BareLogins {
+                per_second: 1000.0,
+                cpu_per_login: Duration::from_micros(150),
+            },
         };
         assert_eq!(floor.login(), Duration::from_micros(120));
     }
