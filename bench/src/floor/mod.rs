@@ -212,4 +212,19 @@ mod tests {
         };
         assert_eq!(floor.login(), Duration::from_micros(120));
     }
+
+    /// Against the real sink and otpd (run as root, with libpam-oath installed, as the
+    /// benchmark itself): the mail step's run and the bare logins' run each mail once per
+    /// iteration, so a bare login that skipped its mail would leave the count short.
+    #[test]
+    fn a_measured_floor_mails_once_per_mail_step_and_once_per_bare_login() {
+        let setup = Setup::start().unwrap();
+        let before = setup.mailbox.delivered();
+        let floor = measure(&setup, 2, 1, Until::Count(3)).unwrap();
+        // 2 loops × (1 warm-up + 3 timed), for the mail run and for the bare logins.
+        assert_eq!(setup.mailbox.delivered() - before, 2 * 4 * 2);
+        // CPU times come in clock ticks, too coarse for so few logins to assert on.
+        assert!(floor.bare_logins.per_second > 0.0, "{floor:?}");
+        assert_eq!(floor.loops, 2);
+    }
 }
