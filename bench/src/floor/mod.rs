@@ -2,7 +2,10 @@
 //! to otpd (Begin, then Answer), one SMTP transaction and two database transactions, each done
 //! the cheapest way and nothing else (no policy, codes, audit or composed mail). It is measured
 //! under the same concurrent loops as the logins, so the report can set it against the CPU
-//! budget a throughput target leaves per login.
+//! budget a throughput target leaves per login. Each step is measured apart, then all of them
+//! one after another as bare logins: strung together they cost more than their sum, because
+//! every hand-off between processes wakes one, and that rate is what a login made of nothing
+//! else reaches on this machine.
 
 mod smtp;
 mod store;
