@@ -1,6 +1,7 @@
 //! Fills otpd with live codes through its wire protocol: `Request::Begin` for many distinct
-//! users over a few long-lived connections, so otpd does exactly the work a login does (decide,
-//! issue, mail, audit) and the memory measured is what that work leaves behind.
+//! users from a few threads, one connection per request as the module makes them, so otpd does
+//! exactly the work a login does (decide, issue, mail, audit) and the memory measured is what
+//! that work leaves behind.
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -16,7 +17,8 @@ pub fn bulk_user(n: usize) -> String {
     format!("bulk{n:06}")
 }
 
-/// Issues `total` codes over `connections` concurrent connections and returns how long it took.
+/// Issues `total` codes from `connections` threads, each with one connection open at a time,
+/// and returns how long it took.
 /// Every answer must be a prompt: anything else means a code was not issued.
 pub fn issue_live_codes(
     socket: &Path,

@@ -328,8 +328,8 @@ otpd, then pam_permit) against pam_permit alone, {n} transactions each, alternat
 of 100: p50 {with} against {alone} (means {with_mean} and {alone_mean}).\n\
 - otpd's resident size (VmRSS) idle after start, after the concurrent scenarios, and after \
 {codes} `Begin` requests for distinct users through the wire protocol (so every one is a live, \
-mailed code: issued, audited and mailed exactly as for a login; {rate:.0} per second over {conns} \
-connections). Peak over the run (VmHWM): {peak:.1} MiB.\n\
+mailed code: issued, audited and mailed exactly as for a login; {rate:.0} per second from {conns} \
+threads, one connection per request as the module makes them). Peak over the run (VmHWM): {peak:.1} MiB.\n\
 - Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
 runs one whole login with it; the second row subtracts what the same login path costs with \
 pam_permit alone ({base} KiB).\n",
@@ -341,7 +341,7 @@ pam_permit alone ({base} KiB).\n",
         alone_mean = us(skip.1.mean),
         codes = thousands(results.live_codes),
         rate = results.live_codes as f64 / results.bulk_time.as_secs_f64().max(f64::EPSILON),
-        conns = 8,
+        conns = crate::suite::BULK_CONNECTIONS,
         peak = mib(results.otpd.peak),
         base = results.probe_baseline.login_delta(),
     );

@@ -46,8 +46,8 @@ impl Default for Options {
 pub const GATED_LOOPS: usize = 4;
 /// Untimed logins per loop before each scenario.
 const WARMUP: u64 = 20;
-/// Connections the bulk load uses.
-const BULK_CONNECTIONS: usize = 8;
+/// Threads the bulk load issues from, each with one connection open at a time.
+pub const BULK_CONNECTIONS: usize = 8;
 
 /// Throughput, latency and CPU cost of one side of a scenario.
 #[derive(Debug, Clone, Copy)]
