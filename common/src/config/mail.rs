@@ -18,7 +18,9 @@ use super::error::{Invalid, Location};
 use super::raw::{RawMail, Text};
 
 pub use self::dkim::DkimSettings;
-pub use self::server::{Security, SmtpAuth, SmtpServer};
+pub use self::server::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION, Security, SmtpAuth, SmtpServer,
+};
 pub use self::template::{
     DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT, MessageOverrides, MessageTemplate,
     MessageTemplates, TemplateVar,

@@ -27,9 +27,10 @@ pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_L
 pub use self::daemon::{DEFAULT_STATE_DIR, DaemonConfig, TrustedCaller};
 pub use self::error::{ConfigError, Location};
 pub use self::mail::{
-    DEFAULT_HTML, DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT,
-    DkimSettings, MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates,
-    Security, SmtpAuth, SmtpServer, TemplateVar,
+    DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,
+    DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT, DkimSettings,
+    MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates, Security,
+    SmtpAuth, SmtpServer, TemplateVar,
 };
 pub use self::policy::Policy;
 pub use self::settings::{Mode, Settings};

@@ -133,4 +133,6 @@ pub(super) struct RawServer {
     pub ca_file: Option<Text>,
     pub hello_name: Option<Text>,
     pub timeout_seconds: Option<Int>,
+    pub max_connections: Option<Int>,
+    pub max_messages_per_connection: Option<Int>,
 }

@@ -87,6 +87,8 @@ fn a_minimal_config_gets_every_default() {
             ca_file: None,
             hello_name: None,
             timeout: Duration::from_secs(10),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            max_messages_per_connection: crate::config::DEFAULT_MAX_MESSAGES_PER_CONNECTION,
         }]
     );
 }

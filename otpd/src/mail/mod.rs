@@ -12,7 +12,9 @@
 pub mod breaker;
 pub mod dkim;
 pub mod failover;
+pub mod hello;
 pub mod message;
+pub mod pool;
 pub mod render;
 pub mod secret_file;
 pub mod sendmail;
@@ -164,11 +166,14 @@ impl Mailer {
                 Transport::Sendmail(Sendmail::new(path).map_err(MailSetupError::Sendmail)?)
             }
             MailTransport::Smtp => {
-                let hello = hello_name();
+                let hello = hello::fully_qualified_name();
+                if hello.is_none() {
+                    tracing::warn!("{}", hello::NOT_QUALIFIED);
+                }
                 let servers = config
                     .servers
                     .iter()
-                    .map(|server| smtp_server(server, &hello))
+                    .map(|server| smtp_server(server, hello.as_deref()))
                     .collect::<Result<Vec<_>, _>>()?;
                 Transport::Smtp(servers)
             }
@@ -296,24 +301,9 @@ fn unknown_server(name: &str, names: &str) -> TestResult {
     }
 }
 
-/// The EHLO name when a server sets none: this machine's host name, as a domain must be given
-/// (RFC 5321 4.1.1.1); `localhost` when it has none that fits.
-pub(crate) fn hello_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .filter(|name| {
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        })
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 /// One server: its TLS parameters, its password read and checked now, and a warning when
 /// codes would cross the wire in clear text.
-fn smtp_server(server: &SmtpServer, hello: &str) -> Result<Server, MailSetupError> {
+fn smtp_server(server: &SmtpServer, hello: Option<&str>) -> Result<Server, MailSetupError> {
     let tls = match server.security {
         Security::None => {
             if server.is_loopback() {

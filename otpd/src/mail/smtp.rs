@@ -1,5 +1,5 @@
 //! One SMTP server: opening a connection (TCP, TLS or STARTTLS, AUTH), one mail transaction,
-//! and a few idle connections kept for the next message.
+//! and its connections held in a [`Pool`] within the server's limits.
 //!
 //! Failover needs to know *where* a send failed: a refused AUTH or a 4xx moves on to the next
 //! server, a 5xx for the recipient stops, and silence after the message was handed over stops
@@ -7,33 +7,21 @@
 //! error names its step and quotes the server's reply. The protocol itself is in
 //! `smtp_client.rs`.
 
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::config::{Security, SmtpServer};
 use common::secret::SecretString;
 use common::text::escape_for_log;
 
+use super::message::Outgoing;
+use super::pool::{Connection, Lease, Leased, Limits, Pool};
 use super::smtp_client::{Session, SmtpError, Stream};
 use super::tls::TlsClient;
 
-use super::message::Outgoing;
-
-/// Idle connections kept per server; a burst of logins reuses them instead of opening one each.
-/// Each is held for at most [`MAX_IDLE_TIME`], a small share of a mail server's connection
-/// slots (Postfix serves 100 at once by default). With 4, the 16-loop benchmark opened a new
-/// connection for most mails (A/B at 16 loops: 4,540-4,650 -> 5,040-5,380 logins/s).
-pub(super) const MAX_IDLE: usize = 16;
-
-/// How long an idle connection is kept; servers drop idle clients after a few minutes.
-const MAX_IDLE_TIME: Duration = Duration::from_secs(30);
-
-/// Messages sent over one connection before it is closed (with QUIT) and a fresh one opened.
-/// It bounds a session's life without paying a new TCP, TLS and AUTH setup every few logins:
-/// 1,000 is Exim's own per-connection cap (`smtp_accept_max_per_connection`); Postfix has none.
-/// A server that stops earlier refuses MAIL FROM, and the message goes over a fresh connection.
-/// At 50, the 4-loop benchmark opened about 70 connections a second.
-pub(super) const MAX_MESSAGES_PER_CONNECTION: u32 = 1000;
+/// How long an idle connection is kept for the next message before the pool's timer closes
+/// it. Short, because each held connection takes one of the server's process slots, and a
+/// login burst is over in seconds; servers themselves wait minutes before dropping a client.
+pub(super) const IDLE_TIME: Duration = Duration::from_secs(10);
 
 /// How long a reused connection may take to answer MAIL FROM before a fresh one is opened.
 const REUSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,6 +35,8 @@ const MAX_REPLY_CHARS: usize = 300;
 /// The step of a delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Waiting for one of the server's `max_connections` to be free.
+    Wait,
     /// TCP connect, implicit TLS, greeting and EHLO.
     Connect,
     /// The TLS handshake (implicit TLS) or the STARTTLS upgrade.
@@ -66,6 +56,7 @@ pub enum Step {
 impl Step {
     fn describe(self) -> &'static str {
         match self {
+            Step::Wait => "waiting for a free connection",
             Step::Connect => "connecting",
             Step::Tls => "setting up TLS",
             Step::Auth => "AUTH",
@@ -92,6 +83,9 @@ pub enum Failure {
     Missing,
     /// No answer in time.
     Timeout,
+    /// Every one of the server's connections stayed busy until the deadline: otpd's own limit,
+    /// not the server's fault.
+    Busy,
 }
 
 /// Why one attempt at one server failed.
@@ -123,15 +117,37 @@ impl AttemptError {
         }
     }
 
-    /// True when the failure says the server is unwell (counted by the breaker); a refused
-    /// recipient or message says nothing bad about the server.
+    /// True when the failure says the server is unreachable or broken (counted by the
+    /// breaker). "Try later" (any 4xx: a full server, a rate limit, a greeting of 421) is
+    /// backpressure, and a busy pool is otpd's own limit: a burst of logins must never shut a
+    /// working server out. A refused recipient or message says nothing bad about the server.
     pub fn blames_server(&self) -> bool {
-        let refused_for_good = matches!(self.step, Step::Recipient | Step::Data | Step::Message)
-            && self.failure == Failure::Permanent;
-        !refused_for_good
+        match self.failure {
+            Failure::Transient | Failure::Busy => false,
+            Failure::Permanent => {
+                !matches!(self.step, Step::Recipient | Step::Data | Step::Message)
+            }
+            Failure::Network | Failure::Tls | Failure::Missing | Failure::Timeout => true,
+        }
+    }
+
+    /// True when the same server may take the message a little later: it pushed back (4xx or
+    /// a busy pool) before it had the message.
+    pub fn is_backpressure(&self) -> bool {
+        matches!(self.failure, Failure::Transient | Failure::Busy)
     }
 
     fn timeout(step: Step, budget: Duration) -> AttemptError {
+        if step == Step::Wait {
+            return AttemptError {
+                step,
+                failure: Failure::Busy,
+                text: format!(
+                    "every connection to the server stayed busy for {}",
+                    format_secs(budget)
+                ),
+            };
+        }
         let text = if step == Step::Message {
             format!(
                 "no answer within {} after the message was sent; it may have been delivered, so no other server is tried",
@@ -204,11 +220,14 @@ fn reply_text(e: &SmtpError) -> String {
         .collect()
 }
 
-/// A connection and how much it has been used.
-struct Pooled {
-    conn: Session,
-    since: Instant,
-    sent: u32,
+impl Connection for Session {
+    fn reusable(&self) -> bool {
+        !self.broken
+    }
+
+    fn close(self) -> impl std::future::Future<Output = ()> + Send {
+        Session::close(self)
+    }
 }
 
 /// One configured SMTP server, ready to connect.
@@ -222,9 +241,10 @@ pub struct SmtpTarget {
     pub timeout: Duration,
     tls: Option<TlsClient>,
     auth: Option<(String, SecretString)>,
-    /// The EHLO argument: a domain, or an address literal such as `[192.0.2.1]`.
-    hello: String,
-    idle: Mutex<Vec<Pooled>>,
+    /// The EHLO argument: a fully-qualified domain or an address literal such as
+    /// `[192.0.2.1]`; `None` sends the literal of each connection's own local address.
+    hello: Option<String>,
+    pool: Pool<Session>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -241,20 +261,20 @@ impl std::fmt::Debug for SmtpTarget {
 
 impl SmtpTarget {
     /// A target for `server`. `tls` is required for `tls` and `starttls` security; `password`
-    /// goes with `server.auth`; `hello` is the EHLO name when the server sets none.
+    /// goes with `server.auth`; `hello` is this machine's fully-qualified name, used when the
+    /// server sets no `hello_name` (without either, EHLO carries an address literal).
     pub fn new(
         server: &SmtpServer,
         tls: Option<TlsClient>,
         password: Option<SecretString>,
-        hello: &str,
+        hello: Option<&str>,
     ) -> SmtpTarget {
         let hello = match &server.hello_name {
             Some(name) => match name.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
-                Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
-                Err(_) => name.clone(),
+                Ok(ip) => Some(address_literal(ip)),
+                Err(_) => Some(name.clone()),
             },
-            None => hello.to_string(),
+            None => hello.map(str::to_string),
         };
         SmtpTarget {
             name: server.name.clone(),
@@ -269,7 +289,11 @@ impl SmtpTarget {
                 .zip(password)
                 .map(|(auth, password)| (auth.username.clone(), password)),
             hello,
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(Limits {
+                max_open: usize::try_from(server.max_connections).unwrap_or(usize::MAX),
+                max_messages: server.max_messages_per_connection,
+                idle_time: IDLE_TIME,
+            }),
         }
     }
 
@@ -279,8 +303,8 @@ impl SmtpTarget {
         let mut step = Step::Connect;
         let opened = tokio::time::timeout(budget, self.open(&mut step)).await;
         match opened {
-            Ok(Ok(mut pooled)) => {
-                let _ = tokio::time::timeout(QUIT_TIMEOUT, pooled.conn.quit()).await;
+            Ok(Ok(conn)) => {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.close()).await;
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -289,7 +313,8 @@ impl SmtpTarget {
     }
 
     /// Delivers `out` within `budget`: over an idle connection when `pooled` and one is
-    /// alive, else over a new one. A test mail passes `pooled = false` so that connect, TLS
+    /// alive, else over a new one, waiting for a free connection while all
+    /// `max_connections` are busy. A test mail passes `pooled = false` so that connect, TLS
     /// and AUTH are really exercised.
     pub async fn deliver(
         &self,
@@ -297,7 +322,7 @@ impl SmtpTarget {
         budget: Duration,
         pooled: bool,
     ) -> Result<(), AttemptError> {
-        let mut step = Step::Connect;
+        let mut step = Step::Wait;
         match tokio::time::timeout(budget, self.deliver_steps(out, pooled, &mut step)).await {
             Ok(result) => result,
             Err(_) => Err(AttemptError::timeout(step, budget)),
@@ -310,45 +335,43 @@ impl SmtpTarget {
         pooled: bool,
         step: &mut Step,
     ) -> Result<(), AttemptError> {
-        if let Some(mut reused) = pooled.then(|| self.checkout()).flatten() {
-            match transaction(&mut reused.conn, out, step, Some(REUSE_TIMEOUT)).await {
-                Ok(()) => {
-                    self.done_with(reused, pooled);
-                    return Ok(());
+        loop {
+            *step = Step::Wait;
+            let slot = match self.pool.lease(pooled).await {
+                Lease::Fresh(slot) => slot,
+                Lease::Reused(mut reused) => {
+                    let result =
+                        transaction(&mut reused.conn, out, step, Some(REUSE_TIMEOUT)).await;
+                    // A 421 at MAIL on a kept connection is the server closing it (its idle
+                    // timeout), not a refusal of this message.
+                    let dead = matches!(&result, Err(e) if e.step == Step::Sender
+                        && (!e.is_backpressure() || !reused.conn.reusable()));
+                    if result.is_ok() {
+                        reused.sent += 1;
+                    }
+                    self.pool.give_back(reused, !dead);
+                    if dead {
+                        // The server dropped or broke the idle connection before it took
+                        // anything: nothing was sent, so the message tries the next one.
+                        tracing::debug!("a pooled connection failed at MAIL FROM; reconnecting");
+                        continue;
+                    }
+                    return result;
                 }
-                // The server dropped or broke the idle connection before it took anything:
-                // nothing was sent, so the message goes over a fresh connection.
-                Err(e) if e.step == Step::Sender => {
-                    tracing::debug!("a pooled connection failed at MAIL FROM ({e}); reconnecting");
-                }
-                Err(e) => return Err(e),
+            };
+            let conn = self.open(step).await?;
+            let mut fresh = Leased::new(conn, slot);
+            let result = transaction(&mut fresh.conn, out, step, None).await;
+            if result.is_ok() {
+                fresh.sent += 1;
             }
-        }
-        let mut fresh = self.open(step).await?;
-        transaction(&mut fresh.conn, out, step, None).await?;
-        self.done_with(fresh, pooled);
-        Ok(())
-    }
-
-    /// After a message went out over `conn`: back to the pool when `pooled` and it is kept,
-    /// else QUIT, so the server logs a clean end rather than a lost connection. The QUIT runs
-    /// as its own task: the message is delivered, and the login need not wait for a goodbye.
-    fn done_with(&self, mut conn: Pooled, pooled: bool) {
-        conn.sent += 1;
-        let unkept = if pooled {
-            self.checkin(conn)
-        } else {
-            Some(conn)
-        };
-        if let Some(mut conn) = unkept.filter(|c| !c.conn.broken) {
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.conn.quit()).await;
-            });
+            self.pool.give_back(fresh, pooled);
+            return result;
         }
     }
 
     /// Connects, upgrades, logs in.
-    async fn open(&self, step: &mut Step) -> Result<Pooled, AttemptError> {
+    async fn open(&self, step: &mut Step) -> Result<Session, AttemptError> {
         *step = Step::Connect;
         let connect_failed = |e: &SmtpError| {
             AttemptError::from_smtp(
@@ -358,6 +381,11 @@ impl SmtpTarget {
             )
         };
         let tcp = self.connect_tcp().await?;
+        let hello = match (&self.hello, tcp.local_addr()) {
+            (Some(name), _) => name.clone(),
+            (None, Ok(local)) => address_literal(local.ip()),
+            (None, Err(e)) => return Err(connect_failed(&SmtpError::Io(e))),
+        };
         let stream = match self.security {
             Security::Tls => {
                 let tls = self.tls_client()?;
@@ -367,13 +395,13 @@ impl SmtpTarget {
             }
             Security::Starttls | Security::None => Stream::Plain(tcp),
         };
-        let mut conn = Session::start(stream, &self.hello)
+        let mut conn = Session::start(stream, &hello)
             .await
             .map_err(|e| connect_failed(&e))?;
         if self.security == Security::Starttls {
             *step = Step::Tls;
             if !conn.features.starttls {
-                conn.quit().await;
+                conn.close().await;
                 return Err(AttemptError::missing(
                     Step::Tls,
                     "the server does not offer STARTTLS, which security = \"starttls\" requires; nothing was sent in clear".into(),
@@ -381,7 +409,7 @@ impl SmtpTarget {
             }
             let tls = self.tls_client()?;
             conn = conn
-                .starttls(&tls.connector, tls.server_name.clone(), &self.hello)
+                .starttls(&tls.connector, tls.server_name.clone(), &hello)
                 .await
                 .map_err(|e| AttemptError::from_smtp(Step::Tls, "STARTTLS refused", &e))?;
             if !conn.is_encrypted() {
@@ -394,26 +422,24 @@ impl SmtpTarget {
         if let Some((user, password)) = &self.auth {
             *step = Step::Auth;
             if !(conn.features.auth_plain || conn.features.auth_login) {
-                conn.quit().await;
+                conn.close().await;
                 return Err(AttemptError::missing(
                     Step::Auth,
                     "the server offers no AUTH PLAIN or LOGIN (many offer AUTH only over TLS)"
                         .into(),
                 ));
             }
-            conn.auth(user, password).await.map_err(|e| {
-                AttemptError::from_smtp(
+            if let Err(e) = conn.auth(user, password).await {
+                let refused = AttemptError::from_smtp(
                     Step::Auth,
                     &format!("AUTH as {:?} refused", escape_for_log(user)),
                     &e,
-                )
-            })?;
+                );
+                conn.close().await;
+                return Err(refused);
+            }
         }
-        Ok(Pooled {
-            conn,
-            since: Instant::now(),
-            sent: 0,
-        })
+        Ok(conn)
     }
 
     /// A TCP connection to the server with Nagle's algorithm off, for every security mode. A
@@ -457,41 +483,22 @@ impl SmtpTarget {
         })
     }
 
-    /// The newest idle connection not idle for too long, if any. It is not probed with RSET
-    /// or NOOP first: that round trip cost every login 40 to 60 µs (bench/), and a connection
-    /// the server dropped shows itself at MAIL FROM, where nothing has been sent yet and
-    /// [`Self::deliver`] moves to a fresh connection. A connection is pooled only after a
-    /// finished transaction, so the session is already at its initial state (RFC 5321 4.1.4).
-    fn checkout(&self) -> Option<Pooled> {
-        let mut idle = lock(&self.idle);
-        while let Some(candidate) = idle.pop() {
-            if candidate.since.elapsed() <= MAX_IDLE_TIME {
-                return Some(candidate);
-            }
-        }
-        None
-    }
-
-    /// Keeps `conn` for the next message unless it is worn out or broken or the pool is full;
-    /// returns it when it was not kept.
-    fn checkin(&self, mut conn: Pooled) -> Option<Pooled> {
-        if conn.sent >= MAX_MESSAGES_PER_CONNECTION || conn.conn.broken {
-            return Some(conn);
-        }
-        conn.since = Instant::now();
-        let mut idle = lock(&self.idle);
-        idle.retain(|c| c.since.elapsed() <= MAX_IDLE_TIME);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-            None
-        } else {
-            Some(conn)
-        }
-    }
-
     /// Idle connections now held (for tests and status).
     pub fn idle_connections(&self) -> usize {
-        lock(&self.idle).len()
+        self.pool.idle()
+    }
+
+    /// Connections now open, busy and idle (for tests and status).
+    pub fn open_connections(&self) -> usize {
+        self.pool.open()
+    }
+}
+
+/// An IP address as EHLO takes it (RFC 5321 4.1.3): `[192.0.2.1]`, `[IPv6:2001:db8::1]`.
+pub fn address_literal(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V6(ip) => format!("[IPv6:{ip}]"),
     }
 }
 
@@ -532,13 +539,6 @@ async fn transaction(
         .await
         .map_err(|e| AttemptError::from_smtp(Step::Message, "message refused", &e))?;
     Ok(())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves a plain list, still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -584,9 +584,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_recipient_does_not_count_against_the_server() {
+    fn only_an_unreachable_or_broken_server_is_blamed_not_a_refusal_or_try_later() {
         assert!(!error(Step::Recipient, Failure::Permanent).blames_server());
-        assert!(error(Step::Recipient, Failure::Transient).blames_server());
+        for step in [Step::Connect, Step::Sender, Step::Recipient, Step::Message] {
+            assert!(!error(step, Failure::Transient).blames_server(), "{step:?}");
+        }
+        assert!(!error(Step::Wait, Failure::Busy).blames_server());
+        assert!(error(Step::Connect, Failure::Network).blames_server());
+        assert!(error(Step::Tls, Failure::Tls).blames_server());
         assert!(error(Step::Auth, Failure::Permanent).blames_server());
         assert!(error(Step::Message, Failure::Timeout).blames_server());
     }
@@ -609,8 +614,10 @@ mod tests {
                 ca_file: None,
                 hello_name: None,
                 timeout: Duration::from_secs(5),
+                max_connections: common::config::DEFAULT_MAX_CONNECTIONS,
+                max_messages_per_connection: common::config::DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             };
-            let target = SmtpTarget::new(&server, None, None, "h");
+            let target = SmtpTarget::new(&server, None, None, Some("h.example"));
             let stream = target.connect_tcp().await.unwrap();
             assert!(stream.nodelay().unwrap(), "{security:?}");
         }
@@ -633,8 +640,10 @@ mod tests {
             ca_file: None,
             hello_name: None,
             timeout: Duration::from_secs(5),
+            max_connections: common::config::DEFAULT_MAX_CONNECTIONS,
+            max_messages_per_connection: common::config::DEFAULT_MAX_MESSAGES_PER_CONNECTION,
         };
-        let target = SmtpTarget::new(&server, None, None, "h");
+        let target = SmtpTarget::new(&server, None, None, Some("h.example"));
         let e = target.connect_tcp().await.unwrap_err();
         assert_eq!((e.step, e.failure), (Step::Connect, Failure::Network));
         assert!(

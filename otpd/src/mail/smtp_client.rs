@@ -102,6 +102,14 @@ impl Stream {
         }
     }
 
+    /// TLS close_notify (for TLS) and the TCP half-close.
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+        }
+    }
+
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(bytes).await,
@@ -247,9 +255,12 @@ impl Session {
                     .await
                     .map_err(|e| (index, e))?;
                 let within = if index == 0 { first_within } else { None };
-                self.expect_within(expected(index), within)
-                    .await
-                    .map_err(|e| (index, e))?;
+                if let Err(e) = self.expect_within(expected(index), within).await {
+                    if matches!(e, SmtpError::Refused(_)) {
+                        self.reset_after_refusal(&e).await;
+                    }
+                    return Err((index, e));
+                }
             }
             return Ok(());
         }
@@ -258,28 +269,47 @@ impl Session {
             .map_err(|e| (0, e))?;
         // Every reply is read, so the session stays in step; the first failure is reported.
         let mut first_failure = None;
+        let mut data_accepted = false;
         for index in 0..commands.len() {
             let within = if index == 0 { first_within } else { None };
             let result = self.expect_within(expected(index), within).await;
             match result {
-                Ok(_) => {}
+                Ok(_) => data_accepted = index == commands.len() - 1,
+                // A server that refuses and then hangs up (Exim's 550 at RCPT, a 421 at MAIL)
+                // meant its refusal: that reply counts, not the close that followed it.
                 Err(e @ (SmtpError::Io(_) | SmtpError::Malformed(_) | SmtpError::Tls(_))) => {
                     self.broken = true;
-                    return Err((first_failure.map_or(index, |(i, _)| i), e));
+                    return Err(first_failure.unwrap_or((index, e)));
                 }
                 Err(e) => {
                     first_failure.get_or_insert((index, e));
                 }
             }
         }
-        match first_failure {
-            None => Ok(()),
-            Some(failure) => {
-                // A 354 after a refused MAIL or RCPT would leave the server waiting for a
-                // message that must not be sent: the session is given up.
-                self.broken = true;
-                Err(failure)
-            }
+        let Some(failure) = first_failure else {
+            return Ok(());
+        };
+        if data_accepted {
+            // A 354 after a refused MAIL or RCPT leaves the server waiting for a message that
+            // must not be sent: the session is given up.
+            self.broken = true;
+        } else {
+            self.reset_after_refusal(&failure.1).await;
+        }
+        Err(failure)
+    }
+
+    /// After a refused command the session is still in step: RSET clears the transaction
+    /// (RFC 5321 4.1.1.5) so the connection can carry the next message, rather than being
+    /// dropped half-way, which servers log as a lost connection. A 421 means the server is
+    /// closing the connection itself: nothing more is said on it.
+    async fn reset_after_refusal(&mut self, refusal: &SmtpError) {
+        if refusal.reply().is_some_and(|r| r.code == 421) {
+            self.broken = true;
+            return;
+        }
+        if self.expect_after("RSET\r\n", 250).await.is_err() {
+            self.broken = true;
         }
     }
 
@@ -291,12 +321,25 @@ impl Session {
         }
         bytes.extend_from_slice(b".\r\n");
         self.write(&bytes).await?;
-        self.expect(250).await.map(|_| ())
+        let verdict = self.expect(250).await.map(|_| ());
+        if let Err(e) = &verdict {
+            // The final reply ends the transaction either way (RFC 5321 4.1.1.4); only a 421
+            // also ends the session.
+            if e.reply().is_some_and(|r| r.code == 421) {
+                self.broken = true;
+            }
+        }
+        verdict
     }
 
-    /// Says QUIT and reads the answer; errors do not matter any more.
-    pub async fn quit(&mut self) {
-        let _ = self.expect_after("QUIT\r\n", 221).await;
+    /// Ends the session properly: QUIT (unless the session broke half-way, where QUIT could be
+    /// taken for message text), then TLS close_notify and the TCP close, so the server logs a
+    /// clean end rather than a lost connection. Errors do not matter any more.
+    pub async fn close(mut self) {
+        if !self.broken {
+            let _ = self.expect_after("QUIT\r\n", 221).await;
+        }
+        let _ = self.stream.shutdown().await;
     }
 
     /// Sends `command` and reads its reply, which must be positive.

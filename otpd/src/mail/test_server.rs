@@ -32,6 +32,14 @@ pub struct Script {
     /// Close a connection after this many messages, without a word, as a server does to a
     /// client idle past its timeout.
     pub close_after: Option<usize>,
+    /// The scripted MAIL and RCPT replies apply to this many of each command only (counted
+    /// over all connections); later ones get `250 ok`, as from a rate limit that has passed.
+    pub refuse_first: Option<usize>,
+    /// Hang up right after a 5xx reply to MAIL or RCPT, as Exim's ACL `drop` does.
+    pub close_after_refusal: bool,
+    /// Connections served at once; more are greeted with a 421 and closed, as by Exim at
+    /// `smtp_accept_max`.
+    pub max_sessions: Option<usize>,
 }
 
 impl Default for Script {
@@ -46,6 +54,9 @@ impl Default for Script {
             end: Some("250 2.0.0 queued"),
             hang_up: false,
             close_after: None,
+            refuse_first: None,
+            close_after_refusal: false,
+            max_sessions: None,
         }
     }
 }
@@ -62,6 +73,10 @@ pub struct TestServer {
     logins: Arc<Mutex<Vec<String>>>,
     commands: Arc<Mutex<Vec<String>>>,
     messages: Arc<Mutex<Vec<String>>>,
+    /// Sessions open now, and the most that were ever open at once.
+    sessions: Arc<Mutex<(usize, usize)>>,
+    /// MAIL and RCPT commands seen, for `refuse_first`.
+    envelopes: Arc<Mutex<(usize, usize)>>,
 }
 
 impl TestServer {
@@ -75,6 +90,8 @@ impl TestServer {
             logins: Arc::default(),
             commands: Arc::default(),
             messages: Arc::default(),
+            sessions: Arc::default(),
+            envelopes: Arc::default(),
         };
         let shared = server.clone();
         tokio::spawn(async move {
@@ -85,7 +102,23 @@ impl TestServer {
                     continue;
                 }
                 let (shared, script) = (shared.clone(), script.clone());
-                tokio::spawn(async move { shared.serve(stream, &script).await });
+                tokio::spawn(async move {
+                    let over_limit = {
+                        let mut sessions = shared.sessions.lock().unwrap();
+                        sessions.0 += 1;
+                        sessions.1 = sessions.1.max(sessions.0);
+                        script.max_sessions.is_some_and(|max| sessions.0 > max)
+                    };
+                    if over_limit {
+                        let mut stream = stream;
+                        let _ = stream
+                            .write_all(b"421 4.3.2 Too many concurrent SMTP connections\r\n")
+                            .await;
+                    } else {
+                        shared.serve(stream, &script).await;
+                    }
+                    shared.sessions.lock().unwrap().0 -= 1;
+                });
             }
         });
         server
@@ -100,6 +133,11 @@ impl TestServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most sessions that were open at once.
+    pub fn most_at_once(&self) -> usize {
+        self.sessions.lock().unwrap().1
     }
 
     /// Every command line received, in order.
@@ -137,6 +175,8 @@ impl TestServer {
         }
         let _ = write.write_all(&say("220 test.invalid ESMTP".into())).await;
         let mut taken = 0;
+        // Whether the transaction under way has a recipient that was accepted.
+        let mut has_recipient = false;
         while let Ok(Some(line)) = lines.next_line().await {
             if !lines.get_ref().buffer().is_empty() {
                 self.pipelined.fetch_add(1, Ordering::SeqCst);
@@ -182,9 +222,38 @@ impl TestServer {
                     script.auth.to_string()
                 }
                 "STARTTLS" => script.starttls.to_string(),
-                "MAIL" => script.mail.to_string(),
-                "RCPT" => script.rcpt.to_string(),
-                "RSET" | "NOOP" => "250 ok".to_string(),
+                "MAIL" | "RCPT" => {
+                    let seen = {
+                        let mut envelopes = self.envelopes.lock().unwrap();
+                        let count = if verb == "MAIL" {
+                            &mut envelopes.0
+                        } else {
+                            &mut envelopes.1
+                        };
+                        *count += 1;
+                        *count
+                    };
+                    let scripted = if verb == "MAIL" {
+                        script.mail
+                    } else {
+                        script.rcpt
+                    };
+                    let reply = if script.refuse_first.is_some_and(|first| seen > first) {
+                        "250 ok"
+                    } else {
+                        scripted
+                    };
+                    if verb == "RCPT" && reply.starts_with('2') {
+                        has_recipient = true;
+                    }
+                    reply.to_string()
+                }
+                // As Postfix and Exim do: DATA without an accepted recipient is refused.
+                "DATA" if !has_recipient => "554 5.5.1 Error: no valid recipients".to_string(),
+                "RSET" | "NOOP" => {
+                    has_recipient = false;
+                    "250 ok".to_string()
+                }
                 "QUIT" => {
                     let _ = write.write_all(&say("221 bye".into())).await;
                     return;
@@ -199,6 +268,7 @@ impl TestServer {
                         message.push(body_line);
                     }
                     self.messages.lock().unwrap().push(message.join("\n"));
+                    has_recipient = false;
                     taken += 1;
                     if script.close_after == Some(taken) {
                         let _ = write.write_all(&say("250 2.0.0 queued".into())).await;
@@ -214,7 +284,11 @@ impl TestServer {
                 }
                 _ => "500 unknown command".to_string(),
             };
-            if write.write_all(&say(reply)).await.is_err() {
+            let hang_up = reply.starts_with("421")
+                || (script.close_after_refusal
+                    && reply.starts_with('5')
+                    && matches!(verb.as_str(), "MAIL" | "RCPT"));
+            if write.write_all(&say(reply)).await.is_err() || hang_up {
                 return;
             }
         }

@@ -101,6 +101,8 @@ mod tests {
             ca_file,
             hello_name: None,
             timeout: Duration::from_secs(5),
+            max_connections: common::config::DEFAULT_MAX_CONNECTIONS,
+            max_messages_per_connection: common::config::DEFAULT_MAX_MESSAGES_PER_CONNECTION,
         }
     }
 

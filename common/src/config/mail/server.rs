@@ -15,6 +15,18 @@ use super::super::raw::{RawServer, Text};
 /// The longest SMTP user name; it is sent base64-encoded in one AUTH line.
 const MAX_USERNAME: usize = 256;
 
+/// Connections otpd holds open to one server at most, busy and idle together. Small, because
+/// local MTAs count connections per client: Exim refuses the 21st at its default
+/// `smtp_accept_max = 20` (and fewer per host with `smtp_accept_max_per_host`), and a refused
+/// connection is a failed login. Four connections carry hundreds of pipelined mails a second.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+
+/// Messages sent over one connection before otpd says QUIT and opens a fresh one. Exim's
+/// default `smtp_accept_queue_per_connection = 10` queues every further message of a
+/// connection for the next queue run (every 30 minutes on Debian) instead of delivering it, and
+/// a queued code expires unread; 10 stays within that.
+pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 10;
+
 /// One SMTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpServer {
@@ -35,6 +47,11 @@ pub struct SmtpServer {
     pub hello_name: Option<String>,
     /// How long one delivery attempt to this server may take.
     pub timeout: Duration,
+    /// Connections open to this server at once, at most; a send that finds none free waits
+    /// for one inside its deadline instead of opening another.
+    pub max_connections: u32,
+    /// Messages over one connection before it is closed and a fresh one opened.
+    pub max_messages_per_connection: u32,
 }
 
 /// SMTP AUTH credentials. The password stays in its own file, readable by otpd alone, so the
@@ -162,6 +179,14 @@ impl SmtpServer {
             .as_ref()
             .map(|v| self::host("hello_name", v))
             .transpose()?;
+        let max_connections = match &server.max_connections {
+            Some(v) => check::cap("max_connections", v, 1, 100)?,
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
+        let max_messages_per_connection = match &server.max_messages_per_connection {
+            Some(v) => check::cap("max_messages_per_connection", v, 1, 1000)?,
+            None => DEFAULT_MAX_MESSAGES_PER_CONNECTION,
+        };
         let smtp = SmtpServer {
             name,
             host,
@@ -171,6 +196,8 @@ impl SmtpServer {
             ca_file,
             hello_name,
             timeout,
+            max_connections,
+            max_messages_per_connection,
         };
         Ok((smtp, name_value.span()))
     }
@@ -351,6 +378,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.starts_with("username must be"), "{}", e.message);
+    }
+
+    #[test]
+    fn connections_and_messages_per_connection_default_to_what_exim_accepts() {
+        let s = server("host = \"h\"\nsecurity = \"tls\"").unwrap();
+        assert_eq!((s.max_connections, s.max_messages_per_connection), (4, 10));
+        let s = server(
+            "host = \"h\"\nsecurity = \"tls\"\nmax_connections = 1\nmax_messages_per_connection = 1000",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.max_connections, s.max_messages_per_connection),
+            (1, 1000)
+        );
+        for bad in [
+            "max_connections = 0",
+            "max_connections = 101",
+            "max_messages_per_connection = 0",
+            "max_messages_per_connection = 1001",
+        ] {
+            let e = server(&format!("host = \"h\"\nsecurity = \"tls\"\n{bad}")).unwrap_err();
+            assert!(e.message.contains("between"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

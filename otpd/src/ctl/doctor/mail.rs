@@ -29,10 +29,24 @@ pub fn check(mail: &MailConfig) -> Vec<Finding> {
             )];
         }
     };
-    mail.servers
+    let hello = crate::mail::hello::fully_qualified_name();
+    let mut findings: Vec<Finding> = mail
+        .servers
         .iter()
-        .map(|server| runtime.block_on(check_server(server)))
-        .collect()
+        .map(|server| runtime.block_on(check_server(server, hello.as_deref())))
+        .collect();
+    findings.extend(
+        crate::mail::hello::warnings(mail, hello.as_deref())
+            .into_iter()
+            .map(|warning| {
+                Finding::warning(
+                    "mail",
+                    warning,
+                    "mail servers that check EHLO names refuse a name without a domain",
+                )
+            }),
+    );
+    findings
 }
 
 fn sendmail(path: &std::path::Path) -> Finding {
@@ -56,7 +70,7 @@ fn sendmail(path: &std::path::Path) -> Finding {
 
 /// Connects, sets up TLS as configured and says EHLO, with otpd's own SMTP client; no AUTH
 /// (doctor does not read the password) and no mail.
-async fn check_server(server: &SmtpServer) -> Finding {
+async fn check_server(server: &SmtpServer, hello: Option<&str>) -> Finding {
     let what = format!(
         "mail server {} ({}:{}, {})",
         server.name,
@@ -78,7 +92,7 @@ async fn check_server(server: &SmtpServer) -> Finding {
         },
     };
     // The EHLO name otpd itself would give.
-    let target = SmtpTarget::new(server, tls, None, &crate::mail::hello_name());
+    let target = SmtpTarget::new(server, tls, None, hello);
     let limit = server.timeout.min(MAX_CHECK);
     match target.check_connection(limit).await {
         Ok(()) => Finding::ok(
@@ -110,7 +124,7 @@ fn fix_for(failure: Failure, server: &SmtpServer) -> String {
         Failure::Timeout => {
             "check the host and port, and that a firewall lets otpd's machine reach it".into()
         }
-        Failure::Missing | Failure::Transient | Failure::Permanent => {
+        Failure::Missing | Failure::Transient | Failure::Permanent | Failure::Busy => {
             "check host, port and security of this [[mail.servers]] entry".to_string()
         }
     }
@@ -124,7 +138,7 @@ mod tests {
 
     fn config(port: u16) -> MailConfig {
         let text = format!(
-            "[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_seconds = 3\n"
+            "[mail]\nfrom = \"otp@example.com\"\n[[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_seconds = 3\nhello_name = \"box.example.com\"\n"
         );
         common::config::Config::parse(&text, Path::new("t.toml"))
             .unwrap()
