@@ -22,7 +22,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.check_config {
         return match Config::load(&args.config) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(config) => {
+                for warning in otpd::ctl::check_config::warnings(&config) {
+                    eprintln!("{}: warning: {warning}", args.config.display());
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE

@@ -15,6 +15,19 @@ struct Report {
     error: Option<String>,
     mail_servers: Vec<String>,
     protocols: Vec<String>,
+    /// What is valid but likely to fail at a real mail server (an EHLO name without a domain).
+    warnings: Vec<String>,
+}
+
+/// The warnings about a valid config: the EHLO names strict mail servers refuse.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let found = crate::mail::hello::fully_qualified_name();
+    match config.mail.transport {
+        common::config::MailTransport::Smtp => {
+            crate::mail::hello::warnings(&config.mail, found.as_deref())
+        }
+        common::config::MailTransport::Sendmail { .. } => Vec::new(),
+    }
 }
 
 /// Checks `path`: 0 when valid, 1 with `FILE:LINE:COLUMN: message` otherwise.
@@ -31,6 +44,7 @@ pub fn run(path: &Path, json: bool, io: &mut Io<'_>) -> Exit {
                 .iter()
                 .map(|p| p.as_str().to_string())
                 .collect(),
+            warnings: warnings(config),
         },
         Err(e) => Report {
             file: path.display().to_string(),
@@ -38,6 +52,7 @@ pub fn run(path: &Path, json: bool, io: &mut Io<'_>) -> Exit {
             error: Some(e.to_string()),
             mail_servers: Vec::new(),
             protocols: Vec::new(),
+            warnings: Vec::new(),
         },
     };
     if json {
@@ -45,6 +60,9 @@ pub fn run(path: &Path, json: bool, io: &mut Io<'_>) -> Exit {
     } else if let Some(error) = &report.error {
         io.err(error);
     } else {
+        for warning in &report.warnings {
+            io.err(&format!("{}: warning: {warning}", report.file));
+        }
         io.out(&format!(
             "{}: valid ({} mail server(s): {}; protocols needing a code: {})",
             report.file,
@@ -90,6 +108,20 @@ mod tests {
         );
         assert_eq!(exit, Exit::Ok);
         assert!(out.contains("valid (1 mail server(s): relay"), "{out}");
+    }
+
+    #[test]
+    fn a_hello_name_without_a_domain_is_valid_with_a_warning() {
+        let (exit, _, err) = check(
+            "[mail]\nfrom = \"a@example.com\"\n[[mail.servers]]\nname = \"relay\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\nhello_name = \"vm\"\n",
+        );
+        assert_eq!(exit, Exit::Ok);
+        assert!(
+            err.contains(
+                "otpd.toml: warning: mail server relay: hello_name \"vm\" is not fully qualified"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
