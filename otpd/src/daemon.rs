@@ -118,6 +118,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         notify("STOPPING=1");
     };
     server::serve(listener, Arc::clone(&shared), shutdown).await;
+    shared.active().mailer.close_idle().await;
     reloader.abort();
     purger.abort();
     audit_writer.abort();

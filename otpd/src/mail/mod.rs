@@ -269,6 +269,15 @@ impl Mailer {
         }
     }
 
+    /// Says goodbye on every idle SMTP connection, so the servers log clean ends: at shutdown.
+    pub async fn close_idle(&self) {
+        if let Transport::Smtp(servers) = &self.transport {
+            for server in servers {
+                server.target.close_idle().await;
+            }
+        }
+    }
+
     /// Each SMTP server's recent history since start or the last reload, in config order;
     /// empty with the sendmail transport.
     pub fn server_health(&self) -> Vec<ServerHealth> {

@@ -228,6 +228,18 @@ impl<C: Connection> Pool<C> {
         }
     }
 
+    /// Closes every idle connection now and waits until each has said goodbye (or given up
+    /// after a second): at shutdown, so the server logs clean ends rather than lost
+    /// connections.
+    pub async fn close_idle(&self) {
+        let idle = std::mem::take(&mut self.inner.lock().idle);
+        let mut closing = tokio::task::JoinSet::new();
+        for idle in idle {
+            closing.spawn(close(idle.conn));
+        }
+        while closing.join_next().await.is_some() {}
+    }
+
     /// Connections idle now.
     pub fn idle(&self) -> usize {
         self.inner.lock().idle.len()
@@ -252,11 +264,14 @@ impl<C> Inner<C> {
 /// new connection never pushes the count past the limit while an old one is closing. No
 /// login waits for it.
 fn close_in_background<C: Connection>(leased: Leased<C>) {
+    tokio::spawn(close(leased));
+}
+
+/// Closes `leased` within [`CLOSE_TIMEOUT`], then frees its slot.
+async fn close<C: Connection>(leased: Leased<C>) {
     let Leased { conn, slot, .. } = leased;
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
-        drop(slot);
-    });
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
+    drop(slot);
 }
 
 /// The idle timer: sleeps until the oldest idle connection has been idle for `idle_time`,
@@ -418,6 +433,19 @@ mod tests {
         let lease = tokio::time::timeout(Duration::from_secs(2), pool.lease(false)).await;
         assert!(matches!(lease, Ok(Lease::Fresh(_))), "{lease:?}");
         assert_eq!((closed.load(Ordering::SeqCst), pool.open()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_every_idle_connection_is_closed_before_it_returns() {
+        let pool = Pool::new(limits(4, 100));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let a = take(&pool, &closed, 1).await;
+        let b = take(&pool, &closed, 2).await;
+        pool.give_back(a, true);
+        pool.give_back(b, true);
+        pool.close_idle().await;
+        assert_eq!(closed.load(Ordering::SeqCst), 2);
+        assert_eq!((pool.idle(), pool.open()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -483,6 +483,11 @@ impl SmtpTarget {
         })
     }
 
+    /// Closes the idle connections properly (at shutdown).
+    pub async fn close_idle(&self) {
+        self.pool.close_idle().await;
+    }
+
     /// Idle connections now held (for tests and status).
     pub fn idle_connections(&self) -> usize {
         self.pool.idle()
