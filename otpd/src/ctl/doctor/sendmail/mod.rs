@@ -48,16 +48,15 @@ enum Mta {
 
 /// Checks the MTA behind `path` against otpd's service; `from` is `[mail] from`.
 pub fn check(path: &Path, from: &str, host: &dyn Host) -> Vec<Finding> {
-    let mta = identify(path, host);
-    if mta == Mta::Other {
-        return Vec::new();
-    }
-    let service = unit::service(host);
-    match mta {
+    match identify(path, host) {
         Mta::Postfix { postdrop, mode } => {
+            let service = unit::service(host);
             vec![postfix(path, &postdrop, mode, host, service.as_ref())]
         }
-        Mta::Exim { binary } => vec![exim(path, &binary, from, host, service.as_ref())],
+        Mta::Exim { binary } => {
+            let service = unit::service(host);
+            vec![exim(path, &binary, from, host, service.as_ref())]
+        }
         Mta::Other => Vec::new(),
     }
 }
