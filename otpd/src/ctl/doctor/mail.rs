@@ -15,7 +15,13 @@ const MAX_CHECK: Duration = Duration::from_secs(15);
 /// Checks the configured transport.
 pub fn check(mail: &MailConfig) -> Vec<Finding> {
     if let MailTransport::Sendmail { path } = &mail.transport {
-        return vec![sendmail(path)];
+        let mut findings = vec![sendmail(path)];
+        findings.extend(super::sendmail::check(
+            path,
+            mail.from.as_str(),
+            &super::sendmail::System,
+        ));
+        return findings;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

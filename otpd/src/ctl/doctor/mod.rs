@@ -8,6 +8,7 @@
 mod files;
 mod mail;
 mod pam;
+mod sendmail;
 mod sshd;
 
 use std::path::{Path, PathBuf};
