@@ -13,7 +13,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -92,18 +91,16 @@ impl Daemon {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Waits until both ports accept a connection; false when the daemon exited first or did
-    /// not listen in time.
+    /// Waits until both ports are listening; false when the daemon exited first or did not
+    /// listen in time. It never connects: a probe connection would show up in the MTA's log as
+    /// a client that left without QUIT, which is what the tests look for.
     fn wait_listening(&mut self, ports: Ports) -> bool {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if !self.is_running() {
                 return false;
             }
-            if [ports.smtp, ports.smtps]
-                .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
-            {
+            if is_listening(ports.smtp) && is_listening(ports.smtps) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -148,6 +145,20 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether a socket listens on 127.0.0.1:`port`, from the kernel's table (/proc/net/tcp:
+/// local address `0100007F:PORT` in hex, state `0A`, LISTEN).
+fn is_listening(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+        })
 }
 
 /// Two loopback ports that were free a moment ago.
