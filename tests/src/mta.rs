@@ -331,7 +331,8 @@ impl Postfix {
 }
 
 /// main.cf: Debian's defaults except what a private instance needs (its own directories, a log
-/// file, TLS with the test certificate, SASL AUTH only over TLS, relaying to the capture).
+/// file, TLS with the test certificate, SASL AUTH only over TLS, relaying to the capture, and no
+/// aliases: nothing is delivered locally, and Debian's default names an /etc/aliases.db and NIS).
 fn main_cf(dir: &Path, capture_port: u16, extra: &[&str]) -> String {
     let d = dir.display();
     let mut text = format!(
@@ -352,7 +353,8 @@ fn main_cf(dir: &Path, capture_port: u16, extra: &[&str]) -> String {
          smtpd_sasl_type = cyrus\n\
          smtpd_sasl_path = smtpd\n\
          cyrus_sasl_config_path = {d}/conf/sasl\n\
-         smtpd_sasl_local_domain = {SASL_REALM}\n"
+         smtpd_sasl_local_domain = {SASL_REALM}\n\
+         alias_maps =\n"
     );
     for line in extra {
         text.push_str(line);
