@@ -25,7 +25,7 @@ use e2e_tests::stack::PamConfDir;
 const BURST: usize = 200;
 /// How long the whole burst may take until every code is at the capture: "at once" for a
 /// person, with room for two busy cores.
-const BURST_DEADLINE: Duration = Duration::from_secs(15);
+const BURST_DEADLINE: Duration = Duration::from_secs(10);
 /// How long an MTA may take to empty its queue after the last code arrived.
 const QUEUE_DRAIN: Duration = Duration::from_secs(5);
 /// Longer than otpd keeps an idle pooled connection, so by then it has closed them all.
@@ -556,6 +556,11 @@ fn a_rate_limiting_postfix_with_a_fallback_behind_it_delivers_all_200_codes_exac
         "postfix took {via_postfix} in its minute"
     );
     let log = postfix.log();
+    let limited = lines_with(&log, &["rate limit exceeded", " 450 "]);
+    eprintln!(
+        "postfix at its limit: {:#?}",
+        &limited[..limited.len().min(2)]
+    );
     assert!(
         log.contains("Message delivery request rate limit exceeded"),
         "the limit was reached:\n{log}"
@@ -659,4 +664,9 @@ fn a_550_to_rcpt_then_close_fails_the_login_with_the_reply_and_no_other_server_i
     );
     assert!(std::fs::read_to_string(next.mail_dir().join("commands.log")).is_err());
     assert!(capture.messages().is_empty());
+    assert!(
+        exim.log().contains("closed by DROP in ACL"),
+        "{}",
+        exim.log()
+    );
 }
