@@ -1,11 +1,13 @@
 //! Test support for the end-to-end tests: the libpam driver and one login through it, a real
-//! otpd process, a real SMTP server capturing mail, and PAM service directories.
+//! otpd process, a real SMTP server capturing mail, private Postfix and Exim instances relaying
+//! to it, and PAM service directories.
 //!
 //! Test support may panic: a panic is how a test reports a broken precondition.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod libpam;
 pub mod login;
+pub mod mta;
 pub mod otpd;
 pub mod paths;
 pub mod programs;
