@@ -223,6 +223,14 @@ fn chown(path: &Path, user: &str) {
     run(Command::new("chown").arg(user).arg(path));
 }
 
+/// Writes `dir/sendmail`, a shell script running `exec_line` with the caller's arguments.
+fn sendmail_wrapper(dir: &Path, exec_line: &str) -> PathBuf {
+    let path = dir.join("sendmail");
+    fs::write(&path, format!("#!/bin/sh\n{exec_line}\n")).expect("write the sendmail wrapper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
 /// Waits up to `timeout` until `queue_len` says 0; returns the last count.
 fn wait_queue_empty(queue_len: impl Fn() -> usize, timeout: Duration) -> usize {
     let deadline = Instant::now() + timeout;
@@ -301,6 +309,17 @@ impl Postfix {
     /// The CA that signed the server certificate, for otpd's `ca_file`.
     pub fn ca_cert(&self) -> PathBuf {
         self.ca.ca_cert()
+    }
+
+    /// A `sendmail` program for this instance: Postfix's own `/usr/sbin/sendmail` pointed at
+    /// its config directory (a private instance needs `-C`; only root may use one that the
+    /// default main.cf does not list in `alternate_config_directories`).
+    pub fn sendmail(&self) -> PathBuf {
+        let conf = self.dir.path().join("conf");
+        sendmail_wrapper(
+            self.dir.path(),
+            &format!("exec /usr/sbin/sendmail -C {} \"$@\"", conf.display()),
+        )
     }
 
     /// Messages in the queue (`postqueue -j`: one JSON line per message).
@@ -511,6 +530,21 @@ impl Exim {
     /// The CA that signed the server certificate, for otpd's `ca_file`.
     pub fn ca_cert(&self) -> PathBuf {
         self.ca.ca_cert()
+    }
+
+    /// A `sendmail` program for this instance: the Exim binary (which is its own sendmail) with
+    /// this instance's config (only root keeps Exim's privileges with `-C` outside Debian's
+    /// TRUSTED_CONFIG_LIST, /etc/exim4/trusted_configs).
+    pub fn sendmail(&self) -> PathBuf {
+        let conf = self.dir.path().join("exim.conf");
+        sendmail_wrapper(
+            self.dir.path(),
+            &format!(
+                "exec {} -C {} \"$@\"",
+                Exim::binary().display(),
+                conf.display()
+            ),
+        )
     }
 
     /// Messages in the queue (`exim -bpc` on this instance's config).

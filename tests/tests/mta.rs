@@ -47,6 +47,21 @@ fn start(servers: &[String]) -> (Otpd, PamConfDir) {
     (otpd, pam)
 }
 
+/// otpd as [`start`] does, handing mail to the program `sendmail` instead of SMTP servers.
+fn start_with_sendmail(sendmail: &Path) -> (Otpd, PamConfDir) {
+    let otpd = Otpd::start_with_text(|socket, state_dir| {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\n\n[mail]\nfrom = \"otp@example.test\"\ntransport = \"sendmail\"\nsendmail_path = \"{}\"\n",
+            socket.display(),
+            state_dir.display(),
+            sendmail.display()
+        )
+    });
+    let pam = PamConfDir::new();
+    pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
+    (otpd, pam)
+}
+
 /// One `[[mail.servers]]` entry on 127.0.0.1, with otpd's defaults for everything else.
 fn server(name: &str, port: u16, security: &str, extra: &str) -> String {
     format!(
@@ -566,6 +581,62 @@ fn a_rate_limiting_postfix_with_a_fallback_behind_it_delivers_all_200_codes_exac
         "the limit was reached:\n{log}"
     );
     assert_eq!(postfix.wait_queue_empty(QUEUE_DRAIN), 0);
+}
+
+// --- the sendmail transport ---
+
+/// otpd runs as root here: a private MTA instance only accepts a sendmail with its own config
+/// from root (see [`Postfix::sendmail`], [`Exim::sendmail`]).
+#[test]
+fn the_sendmail_transport_delivers_through_postfixs_and_exims_own_sendmail_with_the_envelope_sender()
+ {
+    let (pf_capture, ex_capture) = (SmtpCapture::start(), SmtpCapture::start());
+    let postfix = Postfix::start(&pf_capture, &[]);
+    let exim = Exim::start(&ex_capture, &[]);
+    let book = Arc::new(CodeBook::new(&[&pf_capture, &ex_capture]));
+    for (mta, sendmail, capture) in [
+        ("postfix", postfix.sendmail(), &pf_capture),
+        ("exim", exim.sendmail(), &ex_capture),
+    ] {
+        let (otpd, pam) = start_with_sendmail(&sendmail);
+        let user = format!("sm{mta}");
+        let result = login(&pam, &user, &book);
+        assert_eq!(
+            result.name(),
+            "PAM_SUCCESS",
+            "{mta}: {result:?}\notpd:\n{}",
+            otpd.log()
+        );
+        let mail = capture.last();
+        assert_eq!(mail.rcpt_tos, vec![format!("{user}@example.test")]);
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                std::fs::read_dir(capture.mail_dir())
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .find(|p| p.extension().is_some_and(|x| x == "json"))
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            record["mail_from"], "otp@example.test",
+            "{mta}: -f was honoured"
+        );
+    }
+    assert!(
+        postfix.log().contains("uid=0 from=<otp@example.test>"),
+        "{}",
+        postfix.log()
+    );
+    assert!(
+        exim.log().contains("<= otp@example.test U=root P=local"),
+        "{}",
+        exim.log()
+    );
+    assert_eq!(postfix.wait_queue_empty(QUEUE_DRAIN), 0);
+    assert_eq!(exim.wait_queue_empty(QUEUE_DRAIN), 0);
 }
 
 // --- refusals ---
