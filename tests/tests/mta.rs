@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
-use e2e_tests::mta::{AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Postfix};
+use e2e_tests::mta::{
+    AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Postfix, SystemView, UnprivilegedOtpd,
+};
 use e2e_tests::otpd::Otpd;
+use e2e_tests::programs::users::TestUser;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 
@@ -637,6 +640,102 @@ fn the_sendmail_transport_delivers_through_postfixs_and_exims_own_sendmail_with_
     );
     assert_eq!(postfix.wait_queue_empty(QUEUE_DRAIN), 0);
     assert_eq!(exim.wait_queue_empty(QUEUE_DRAIN), 0);
+}
+
+/// otpd as its own unprivileged user, as packaged, handing codes to the machine's MTA through
+/// `sendmail` (in a mount namespace where the private instance is the machine's MTA).
+fn unprivileged_sendmail_login(
+    daemon_user: &TestUser,
+    view: &SystemView,
+    sendmail: &Path,
+    capture: &SmtpCapture,
+) -> (LoginResult, serde_json::Value, String) {
+    let otpd = UnprivilegedOtpd::start(view, daemon_user.who(), |socket, state_dir| {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\n\n[mail]\nfrom = \"otp@example.test\"\ntransport = \"sendmail\"\nsendmail_path = \"{}\"\n",
+            socket.display(),
+            state_dir.display(),
+            sendmail.display()
+        )
+    });
+    let pam = PamConfDir::new();
+    pam.otp_then_permit(
+        "sshd",
+        &otpd.socket,
+        &format!(
+            "timeout=30 mail_timeout=30 daemon_user={}",
+            daemon_user.name
+        ),
+    );
+    let book = Arc::new(CodeBook::new(&[capture]));
+    let result = login(&pam, "unpriv", &book);
+    let record = std::fs::read_dir(capture.mail_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .unwrap_or_default();
+    (result, record, otpd.log())
+}
+
+#[test]
+fn an_unprivileged_otpd_delivers_through_postfixs_sendmail_as_the_configured_sender() {
+    let capture = SmtpCapture::start();
+    let postfix = Postfix::start(&capture, &[]);
+    let (result, mail, log) = unprivileged_sendmail_login(
+        &TestUser::create(),
+        &postfix.system_view(),
+        Path::new("/usr/sbin/sendmail"),
+        &capture,
+    );
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(mail["mail_from"], "otp@example.test", "{mail:#}");
+    assert_eq!(
+        mail["headers"]["Sender"],
+        serde_json::Value::Null,
+        "{mail:#}"
+    );
+}
+
+/// Exim ignores `-f` from a caller that is not in its `trusted_users` (nor allowed by
+/// `untrusted_set_sender`), and Debian's configuration trusts nobody but root and Debian-exim:
+/// the envelope sender becomes `USER@qualify_domain` and a `Sender:` header is added, so
+/// bounces, SPF and DMARC no longer follow `[mail] from`. With otpd's user in `trusted_users`,
+/// the sender is kept.
+#[test]
+fn an_unprivileged_otpd_gets_its_codes_through_exims_sendmail_with_the_sender_kept_only_when_exim_trusts_it()
+ {
+    let daemon_user = TestUser::create();
+    let capture = SmtpCapture::start();
+    let exim = Exim::start(&capture, &[]);
+    let (result, mail, log) =
+        unprivileged_sendmail_login(&daemon_user, &exim.system_view(), &Exim::binary(), &capture);
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(
+        mail["mail_from"],
+        format!("{}@exim.test", daemon_user.name),
+        "{mail:#}"
+    );
+    assert!(
+        mail["headers"]["Sender"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<{}@exim.test>", daemon_user.name)),
+        "{mail:#}"
+    );
+    drop(exim);
+    let capture = SmtpCapture::start();
+    let trusted = format!("trusted_users = {}", daemon_user.name);
+    let exim = Exim::start(&capture, &[&trusted]);
+    let (result, mail, log) =
+        unprivileged_sendmail_login(&daemon_user, &exim.system_view(), &Exim::binary(), &capture);
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(mail["mail_from"], "otp@example.test", "{mail:#}");
+    assert_eq!(
+        mail["headers"]["Sender"],
+        serde_json::Value::Null,
+        "{mail:#}"
+    );
 }
 
 // --- refusals ---
