@@ -34,35 +34,35 @@ const QUEUE_DRAIN: Duration = Duration::from_secs(5);
 /// Longer than otpd keeps an idle pooled connection, so by then it has closed them all.
 const IDLE_WAIT: Duration = Duration::from_secs(15);
 
-/// otpd with every user required to give a code, mailed to `USER@example.test` through
-/// `servers`; a PAM stack for `sshd` that waits up to 30 s for otpd.
-fn start(servers: &[String]) -> (Otpd, PamConfDir) {
-    let otpd = Otpd::start_with_text(|socket, state_dir| {
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\nresend_cooldown_seconds = 0\n\n[mail]\nfrom = \"otp@example.test\"\n\n{}",
-            socket.display(),
-            state_dir.display(),
-            servers.concat()
-        )
-    });
+/// otpd's whole config: every user required to give a code, mailed to `USER@example.test`,
+/// and `mail` (the `[mail]` keys after `from`, then any `[[mail.servers]]`).
+fn config(socket: &Path, state_dir: &Path, mail: &str) -> String {
+    format!(
+        "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\nresend_cooldown_seconds = 0\n\n[mail]\nfrom = \"otp@example.test\"\n{mail}",
+        socket.display(),
+        state_dir.display(),
+    )
+}
+
+/// The `[mail]` keys that hand codes to the program `path`.
+fn sendmail(path: &Path) -> String {
+    format!(
+        "transport = \"sendmail\"\nsendmail_path = \"{}\"\n",
+        path.display()
+    )
+}
+
+/// otpd on [`config`] with `mail`, and a PAM stack for `sshd` that waits up to 30 s for it.
+fn start_with(mail: &str) -> (Otpd, PamConfDir) {
+    let otpd = Otpd::start_with_text(|socket, state_dir| config(socket, state_dir, mail));
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
     (otpd, pam)
 }
 
-/// otpd as [`start`] does, handing mail to the program `sendmail` instead of SMTP servers.
-fn start_with_sendmail(sendmail: &Path) -> (Otpd, PamConfDir) {
-    let otpd = Otpd::start_with_text(|socket, state_dir| {
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\n\n[mail]\nfrom = \"otp@example.test\"\ntransport = \"sendmail\"\nsendmail_path = \"{}\"\n",
-            socket.display(),
-            state_dir.display(),
-            sendmail.display()
-        )
-    });
-    let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
-    (otpd, pam)
+/// otpd mailing through `servers`, tried in order.
+fn start(servers: &[String]) -> (Otpd, PamConfDir) {
+    start_with(&format!("\n{}", servers.concat()))
 }
 
 /// One `[[mail.servers]]` entry on 127.0.0.1, with otpd's defaults for everything else.
@@ -403,7 +403,7 @@ fn after_logins_and_an_idle_pause_neither_mta_logs_a_connection_otpd_dropped() {
     let postfix = Postfix::start(&pf_capture, &[]);
     let exim = Exim::start(&ex_capture, &[]);
     let dir = tempfile::tempdir().unwrap();
-    // Plain, STARTTLS and implicit TLS: a TLS session must also end with close_notify.
+    // STARTTLS and implicit TLS: a TLS session must also end with close_notify.
     let (mut pf_otpd, pf_pam) = start(&[server(
         "postfix",
         postfix.ports.smtps,
@@ -597,11 +597,11 @@ fn the_sendmail_transport_delivers_through_postfixs_and_exims_own_sendmail_with_
     let postfix = Postfix::start(&pf_capture, &[]);
     let exim = Exim::start(&ex_capture, &[]);
     let book = Arc::new(CodeBook::new(&[&pf_capture, &ex_capture]));
-    for (mta, sendmail, capture) in [
+    for (mta, program, capture) in [
         ("postfix", postfix.sendmail(), &pf_capture),
         ("exim", exim.sendmail(), &ex_capture),
     ] {
-        let (otpd, pam) = start_with_sendmail(&sendmail);
+        let (otpd, pam) = start_with(&sendmail(&program));
         let user = format!("sm{mta}");
         let result = login(&pam, &user, &book);
         assert_eq!(
@@ -647,16 +647,11 @@ fn the_sendmail_transport_delivers_through_postfixs_and_exims_own_sendmail_with_
 fn unprivileged_sendmail_login(
     daemon_user: &TestUser,
     view: &SystemView,
-    sendmail: &Path,
+    program: &Path,
     capture: &SmtpCapture,
 ) -> (LoginResult, serde_json::Value, String) {
     let otpd = UnprivilegedOtpd::start(view, daemon_user.who(), |socket, state_dir| {
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\n\n[mail]\nfrom = \"otp@example.test\"\ntransport = \"sendmail\"\nsendmail_path = \"{}\"\n",
-            socket.display(),
-            state_dir.display(),
-            sendmail.display()
-        )
+        config(socket, state_dir, &sendmail(program))
     });
     let pam = PamConfDir::new();
     pam.otp_then_permit(
