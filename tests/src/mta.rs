@@ -223,6 +223,14 @@ fn chown(path: &Path, user: &str) {
     run(Command::new("chown").arg(user).arg(path));
 }
 
+/// Writes `dir/sendmail`, a shell script running `exec_line` with the caller's arguments.
+fn sendmail_wrapper(dir: &Path, exec_line: &str) -> PathBuf {
+    let path = dir.join("sendmail");
+    fs::write(&path, format!("#!/bin/sh\n{exec_line}\n")).expect("write the sendmail wrapper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
 /// Waits up to `timeout` until `queue_len` says 0; returns the last count.
 fn wait_queue_empty(queue_len: impl Fn() -> usize, timeout: Duration) -> usize {
     let deadline = Instant::now() + timeout;
@@ -301,6 +309,17 @@ impl Postfix {
     /// The CA that signed the server certificate, for otpd's `ca_file`.
     pub fn ca_cert(&self) -> PathBuf {
         self.ca.ca_cert()
+    }
+
+    /// A `sendmail` program for this instance: Postfix's own `/usr/sbin/sendmail` pointed at
+    /// its config directory (a private instance needs `-C`; only root may use one that the
+    /// default main.cf does not list in `alternate_config_directories`).
+    pub fn sendmail(&self) -> PathBuf {
+        let conf = self.dir.path().join("conf");
+        sendmail_wrapper(
+            self.dir.path(),
+            &format!("exec /usr/sbin/sendmail -C {} \"$@\"", conf.display()),
+        )
     }
 
     /// Messages in the queue (`postqueue -j`: one JSON line per message).
@@ -513,6 +532,21 @@ impl Exim {
         self.ca.ca_cert()
     }
 
+    /// A `sendmail` program for this instance: the Exim binary (which is its own sendmail) with
+    /// this instance's config (only root keeps Exim's privileges with `-C` outside Debian's
+    /// TRUSTED_CONFIG_LIST, /etc/exim4/trusted_configs).
+    pub fn sendmail(&self) -> PathBuf {
+        let conf = self.dir.path().join("exim.conf");
+        sendmail_wrapper(
+            self.dir.path(),
+            &format!(
+                "exec {} -C {} \"$@\"",
+                Exim::binary().display(),
+                conf.display()
+            ),
+        )
+    }
+
     /// Messages in the queue (`exim -bpc` on this instance's config).
     pub fn queue_len(&self) -> usize {
         let out = run(Command::new(Exim::binary())
@@ -622,6 +656,129 @@ login:
   server_set_id = $auth1
   server_advertise_condition = ${if eq{$tls_in_cipher}{}{}{*}}
 "#;
+
+// --- an MTA as the machine's own, for an unprivileged otpd ---
+
+/// An MTA instance seen as the machine's own MTA, inside a private mount namespace: its config
+/// directory bound onto the system path the MTA's setuid/setgid helpers read (Postfix's
+/// postdrop reads /etc/postfix/main.cf; Exim reads /etc/exim4/exim4.conf). Outside the
+/// namespace nothing changes. A private config given with `-C` will not do for a process that
+/// is not root: postdrop refuses a config directory the default main.cf does not list, and Exim
+/// gives up its privileges (and so cannot write its spool) for any caller but root or its own
+/// user, whatever /etc/exim4/trusted_configs says.
+#[derive(Debug)]
+pub struct SystemView {
+    /// The directory bound onto `target`.
+    source: PathBuf,
+    /// The system config directory.
+    target: &'static str,
+}
+
+impl Postfix {
+    /// This instance as the system's Postfix: its config directory on /etc/postfix.
+    pub fn system_view(&self) -> SystemView {
+        SystemView {
+            source: self.dir.path().join("conf"),
+            target: "/etc/postfix",
+        }
+    }
+}
+
+impl Exim {
+    /// This instance as the system's Exim: its config as /etc/exim4/exim4.conf, the first
+    /// config file compiled into Debian's binary (/etc/exim4 is created by tests/install-deps
+    /// as the mount point).
+    pub fn system_view(&self) -> SystemView {
+        let etc = self.dir.path().join("etc-exim4");
+        fs::create_dir_all(&etc).expect("mkdir");
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::copy(self.dir.path().join("exim.conf"), etc.join("exim4.conf")).expect("copy config");
+        SystemView {
+            source: etc,
+            target: "/etc/exim4",
+        }
+    }
+}
+
+impl SystemView {
+    /// `program` with `args`, run as `uid`:`gid` (no supplementary groups) in a new mount
+    /// namespace where this MTA's config is at its system path.
+    pub fn command(&self, uid: u32, gid: u32, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount --bind \"$1\" \"$2\" && uid=$3 gid=$4 && shift 4 && \
+                 exec setpriv --reuid=\"$uid\" --regid=\"$gid\" --clear-groups -- \"$@\"",
+            )
+            .arg("sh")
+            .arg(&self.source)
+            .arg(self.target)
+            .arg(uid.to_string())
+            .arg(gid.to_string())
+            .arg(program)
+            .args(args);
+        command
+    }
+}
+
+/// otpd run as an unprivileged user (as its package runs it) in a [`SystemView`].
+#[derive(Debug)]
+pub struct UnprivilegedOtpd {
+    daemon: Daemon,
+    dir: tempfile::TempDir,
+    /// otpd's socket.
+    pub socket: PathBuf,
+}
+
+impl UnprivilegedOtpd {
+    /// Starts otpd as `uid`:`gid` with the config `render` writes from the socket path and the
+    /// state directory, in a directory that user owns, and waits until it answers a ping.
+    pub fn start(
+        view: &SystemView,
+        (uid, gid): (u32, u32),
+        render: impl FnOnce(&Path, &Path) -> String,
+    ) -> UnprivilegedOtpd {
+        let dir = shared_tempdir();
+        let socket = dir.path().join("run/otpd.sock");
+        let config = dir.path().join("otpd.toml");
+        fs::write(&config, render(&socket, &dir.path().join("state"))).expect("write config");
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        std::os::unix::fs::chown(&config, Some(uid), Some(gid)).expect("chown");
+        let otpd = crate::paths::binary("otpd");
+        let config_arg = config.display().to_string();
+        let command = view.command(uid, gid, &otpd, &["--config", &config_arg]);
+        let mut started = UnprivilegedOtpd {
+            daemon: Daemon::spawn("otpd", command, &dir.path().join("otpd.log"), true),
+            dir,
+            socket,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let options = common::client::ClientOptions {
+                socket: started.socket.clone(),
+                timeout: Duration::from_secs(5),
+                trusted_daemon_uids: vec![uid],
+            };
+            if let Ok(common::wire::Response::Pong { .. }) =
+                common::client::call(&options, &common::wire::Request::Ping)
+            {
+                return started;
+            }
+            assert!(
+                started.daemon.is_running() && Instant::now() < deadline,
+                "otpd did not start; its log:\n{}",
+                started.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything otpd logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("otpd.log")).unwrap_or_default()
+    }
+}
 
 // --- reading codes from several captures at once ---
 

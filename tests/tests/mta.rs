@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
-use e2e_tests::mta::{AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Postfix};
+use e2e_tests::mta::{
+    AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Postfix, SystemView, UnprivilegedOtpd,
+};
 use e2e_tests::otpd::Otpd;
+use e2e_tests::programs::users::TestUser;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 
@@ -31,20 +34,35 @@ const QUEUE_DRAIN: Duration = Duration::from_secs(5);
 /// Longer than otpd keeps an idle pooled connection, so by then it has closed them all.
 const IDLE_WAIT: Duration = Duration::from_secs(15);
 
-/// otpd with every user required to give a code, mailed to `USER@example.test` through
-/// `servers`; a PAM stack for `sshd` that waits up to 30 s for otpd.
-fn start(servers: &[String]) -> (Otpd, PamConfDir) {
-    let otpd = Otpd::start_with_text(|socket, state_dir| {
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\nresend_cooldown_seconds = 0\n\n[mail]\nfrom = \"otp@example.test\"\n\n{}",
-            socket.display(),
-            state_dir.display(),
-            servers.concat()
-        )
-    });
+/// otpd's whole config: every user required to give a code, mailed to `USER@example.test`,
+/// and `mail` (the `[mail]` keys after `from`, then any `[[mail.servers]]`).
+fn config(socket: &Path, state_dir: &Path, mail: &str) -> String {
+    format!(
+        "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[directory]\nemail_template = \"{{user}}@example.test\"\n\n[defaults]\nmode = \"required\"\nresend_cooldown_seconds = 0\n\n[mail]\nfrom = \"otp@example.test\"\n{mail}",
+        socket.display(),
+        state_dir.display(),
+    )
+}
+
+/// The `[mail]` keys that hand codes to the program `path`.
+fn sendmail(path: &Path) -> String {
+    format!(
+        "transport = \"sendmail\"\nsendmail_path = \"{}\"\n",
+        path.display()
+    )
+}
+
+/// otpd on [`config`] with `mail`, and a PAM stack for `sshd` that waits up to 30 s for it.
+fn start_with(mail: &str) -> (Otpd, PamConfDir) {
+    let otpd = Otpd::start_with_text(|socket, state_dir| config(socket, state_dir, mail));
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "timeout=30 mail_timeout=30");
     (otpd, pam)
+}
+
+/// otpd mailing through `servers`, tried in order.
+fn start(servers: &[String]) -> (Otpd, PamConfDir) {
+    start_with(&format!("\n{}", servers.concat()))
 }
 
 /// One `[[mail.servers]]` entry on 127.0.0.1, with otpd's defaults for everything else.
@@ -385,7 +403,7 @@ fn after_logins_and_an_idle_pause_neither_mta_logs_a_connection_otpd_dropped() {
     let postfix = Postfix::start(&pf_capture, &[]);
     let exim = Exim::start(&ex_capture, &[]);
     let dir = tempfile::tempdir().unwrap();
-    // Plain, STARTTLS and implicit TLS: a TLS session must also end with close_notify.
+    // STARTTLS and implicit TLS: a TLS session must also end with close_notify.
     let (mut pf_otpd, pf_pam) = start(&[server(
         "postfix",
         postfix.ports.smtps,
@@ -566,6 +584,153 @@ fn a_rate_limiting_postfix_with_a_fallback_behind_it_delivers_all_200_codes_exac
         "the limit was reached:\n{log}"
     );
     assert_eq!(postfix.wait_queue_empty(QUEUE_DRAIN), 0);
+}
+
+// --- the sendmail transport ---
+
+/// otpd runs as root here: a private MTA instance only accepts a sendmail with its own config
+/// from root (see [`Postfix::sendmail`], [`Exim::sendmail`]).
+#[test]
+fn the_sendmail_transport_delivers_through_postfixs_and_exims_own_sendmail_with_the_envelope_sender()
+ {
+    let (pf_capture, ex_capture) = (SmtpCapture::start(), SmtpCapture::start());
+    let postfix = Postfix::start(&pf_capture, &[]);
+    let exim = Exim::start(&ex_capture, &[]);
+    let book = Arc::new(CodeBook::new(&[&pf_capture, &ex_capture]));
+    for (mta, program, capture) in [
+        ("postfix", postfix.sendmail(), &pf_capture),
+        ("exim", exim.sendmail(), &ex_capture),
+    ] {
+        let (otpd, pam) = start_with(&sendmail(&program));
+        let user = format!("sm{mta}");
+        let result = login(&pam, &user, &book);
+        assert_eq!(
+            result.name(),
+            "PAM_SUCCESS",
+            "{mta}: {result:?}\notpd:\n{}",
+            otpd.log()
+        );
+        let mail = capture.last();
+        assert_eq!(mail.rcpt_tos, vec![format!("{user}@example.test")]);
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                std::fs::read_dir(capture.mail_dir())
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .find(|p| p.extension().is_some_and(|x| x == "json"))
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            record["mail_from"], "otp@example.test",
+            "{mta}: -f was honoured"
+        );
+    }
+    assert!(
+        postfix.log().contains("uid=0 from=<otp@example.test>"),
+        "{}",
+        postfix.log()
+    );
+    assert!(
+        exim.log().contains("<= otp@example.test U=root P=local"),
+        "{}",
+        exim.log()
+    );
+    assert_eq!(postfix.wait_queue_empty(QUEUE_DRAIN), 0);
+    assert_eq!(exim.wait_queue_empty(QUEUE_DRAIN), 0);
+}
+
+/// otpd as its own unprivileged user, as packaged, handing codes to the machine's MTA through
+/// `sendmail` (in a mount namespace where the private instance is the machine's MTA).
+fn unprivileged_sendmail_login(
+    daemon_user: &TestUser,
+    view: &SystemView,
+    program: &Path,
+    capture: &SmtpCapture,
+) -> (LoginResult, serde_json::Value, String) {
+    let otpd = UnprivilegedOtpd::start(view, daemon_user.who(), |socket, state_dir| {
+        config(socket, state_dir, &sendmail(program))
+    });
+    let pam = PamConfDir::new();
+    pam.otp_then_permit(
+        "sshd",
+        &otpd.socket,
+        &format!(
+            "timeout=30 mail_timeout=30 daemon_user={}",
+            daemon_user.name
+        ),
+    );
+    let book = Arc::new(CodeBook::new(&[capture]));
+    let result = login(&pam, "unpriv", &book);
+    let record = std::fs::read_dir(capture.mail_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .unwrap_or_default();
+    (result, record, otpd.log())
+}
+
+#[test]
+fn an_unprivileged_otpd_delivers_through_postfixs_sendmail_as_the_configured_sender() {
+    let capture = SmtpCapture::start();
+    let postfix = Postfix::start(&capture, &[]);
+    let (result, mail, log) = unprivileged_sendmail_login(
+        &TestUser::create(),
+        &postfix.system_view(),
+        Path::new("/usr/sbin/sendmail"),
+        &capture,
+    );
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(mail["mail_from"], "otp@example.test", "{mail:#}");
+    assert_eq!(
+        mail["headers"]["Sender"],
+        serde_json::Value::Null,
+        "{mail:#}"
+    );
+}
+
+/// Exim ignores `-f` from a caller that is not in its `trusted_users` (nor allowed by
+/// `untrusted_set_sender`), and Debian's configuration trusts nobody but root and Debian-exim:
+/// the envelope sender becomes `USER@qualify_domain` and a `Sender:` header is added, so
+/// bounces, SPF and DMARC no longer follow `[mail] from`. With otpd's user in `trusted_users`,
+/// the sender is kept.
+#[test]
+fn an_unprivileged_otpd_gets_its_codes_through_exims_sendmail_with_the_sender_kept_only_when_exim_trusts_it()
+ {
+    let daemon_user = TestUser::create();
+    let capture = SmtpCapture::start();
+    let exim = Exim::start(&capture, &[]);
+    let (result, mail, log) =
+        unprivileged_sendmail_login(&daemon_user, &exim.system_view(), &Exim::binary(), &capture);
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(
+        mail["mail_from"],
+        format!("{}@exim.test", daemon_user.name),
+        "{mail:#}"
+    );
+    assert!(
+        mail["headers"]["Sender"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<{}@exim.test>", daemon_user.name)),
+        "{mail:#}"
+    );
+    drop(exim);
+    let capture = SmtpCapture::start();
+    let trusted = format!("trusted_users = {}", daemon_user.name);
+    let exim = Exim::start(&capture, &[&trusted]);
+    let (result, mail, log) =
+        unprivileged_sendmail_login(&daemon_user, &exim.system_view(), &Exim::binary(), &capture);
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\notpd:\n{log}");
+    assert_eq!(mail["mail_from"], "otp@example.test", "{mail:#}");
+    assert_eq!(
+        mail["headers"]["Sender"],
+        serde_json::Value::Null,
+        "{mail:#}"
+    );
 }
 
 // --- refusals ---
