@@ -206,6 +206,13 @@ fn shared_tempdir() -> tempfile::TempDir {
     dir
 }
 
+/// A directory the MTAs' unprivileged users can traverse, whatever the process's umask (a
+/// process that loaded pam_oath runs with 0177, which would leave it without search rights).
+fn shared_dir(path: &Path) {
+    fs::create_dir(path).expect("mkdir");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 fn run(command: &mut Command) -> String {
     let out = command
         .output()
@@ -265,8 +272,7 @@ impl Postfix {
         let conf = d.join("conf");
         let data = d.join("data");
         for sub in [&conf, &d.join("queue"), &data] {
-            fs::create_dir(sub).expect("mkdir");
-            fs::set_permissions(sub, fs::Permissions::from_mode(0o755)).expect("chmod");
+            shared_dir(sub);
         }
         chown(&data, "postfix");
         fs::copy(ca.server_cert(), conf.join("cert.pem")).expect("copy cert");
@@ -411,7 +417,7 @@ fn master_cf(ports: Ports) -> String {
 
 /// Cyrus SASL for smtpd: `smtpd.conf` and a sasldb holding the test account.
 fn sasldb(dir: &Path) {
-    fs::create_dir(dir).expect("mkdir sasl");
+    shared_dir(dir);
     let db = dir.join("sasldb2");
     fs::write(
         dir.join("smtpd.conf"),
@@ -495,7 +501,7 @@ impl Exim {
         let ca = TestCa::new("exim test CA");
         let d = dir.path();
         for sub in ["spool", "log"] {
-            fs::create_dir(d.join(sub)).expect("mkdir");
+            shared_dir(&d.join(sub));
             chown(&d.join(sub), "Debian-exim:Debian-exim");
         }
         fs::copy(ca.server_cert(), d.join("cert.pem")).expect("copy cert");
