@@ -5,6 +5,7 @@
 //! `bench/results.md` as one markdown table ([`report`]).
 
 pub mod bulk;
+pub mod burst;
 pub mod cpu;
 pub mod error;
 pub mod floor;

@@ -18,6 +18,7 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --seconds S      seconds per side of each concurrent scenario (default 5)
   --skip N         timed transactions per skip-path stack (default 3000)
   --live-codes N   live codes for otpd's memory measurement (default 100000)
+  --burst N        logins at once through real Postfix and Exim (default 200; 0: none)
   --profile N      only our side, for a profiler: N serial logins, then N skip transactions
   --profile-loops L  with --profile: the N logins run in L concurrent loops (default 1)";
 
@@ -55,12 +56,14 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     skip: 300,
                     live_codes: 2000,
                     concurrency: vec![4, 16],
+                    burst: otp_bench::burst::LOGINS,
                 };
             }
             "--serial" => cli.options.serial = number(value()?)? as u64,
             "--profile" => cli.profile = Some(number(value()?)? as u64),
             "--profile-loops" => cli.profile_loops = number(value()?)?.max(1),
             "--skip" => cli.options.skip = number(value()?)?,
+            "--burst" => cli.options.burst = number(value()?)?,
             "--live-codes" => cli.options.live_codes = number(value()?)?,
             "--seconds" => {
                 let text = value()?;

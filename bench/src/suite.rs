@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::bulk;
+use crate::burst::{self, Burst, Mta};
 use crate::error::BenchError;
 use crate::floor::{self, Floor};
 use crate::hotp;
@@ -28,6 +29,8 @@ pub struct Options {
     pub live_codes: usize,
     /// The concurrent loop counts.
     pub concurrency: Vec<usize>,
+    /// Logins at once in each burst through a real MTA (0: no bursts).
+    pub burst: usize,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             skip: 3000,
             live_codes: 100_000,
             concurrency: vec![4, 16],
+            burst: crate::burst::LOGINS,
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Results {
     pub probe_ours: Footprint,
     /// Probe: pam_oath and one HOTP login.
     pub probe_oath: Footprint,
+    /// The bursts through Postfix and Exim.
+    pub bursts: Vec<Burst>,
     /// The consistency checks that passed.
     pub checks: Vec<String>,
     /// How long the whole run took.
@@ -129,6 +135,27 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     let idle = memory::rss_kib(otpd_pid)?;
     say(format!("otpd idle: {idle} KiB"));
 
+    // First, before pam_oath is loaded into this process: its library leaves the umask at
+    // 0177, and the MTAs' private directories would not be traversable.
+    let mut bursts = Vec::new();
+    let mut burst_checks = Vec::new();
+    if options.burst > 0 {
+        for mta in [Mta::Postfix, Mta::Exim] {
+            say(format!(
+                "burst: {} logins at once through {}",
+                options.burst,
+                mta.name()
+            ));
+            let burst = burst::run(mta, options.burst, &setup.module)?;
+            burst_checks.push(format!(
+                "burst through {}: {} logins, no address mailed twice",
+                mta.name(),
+                burst.logins
+            ));
+            bursts.push(burst);
+        }
+    }
+
     say("module memory probes".into());
     let (probe_baseline, probe_ours, probe_oath) = probes(&setup)?;
 
@@ -138,7 +165,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     ));
     let skip = scenarios::run_skip(&setup, options.skip)?;
 
-    let mut checks = Vec::new();
+    let mut checks = burst_checks;
     say(format!("serial: {} logins each", options.serial));
     let (serial_ours, serial_oath) = serial_in_blocks(&setup, options.serial, &mut checks)?;
     let serial = Concurrent {
@@ -213,6 +240,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         probe_baseline,
         probe_ours,
         probe_oath,
+        bursts,
         checks,
         elapsed: started.elapsed(),
     })
