@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::config::{Config, ConfigError};
+use common::text::escape_for_log;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -55,7 +56,7 @@ pub enum StartError {
 /// Runs otpd with the config at `config_path` until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     forbid_core_dumps();
-    let config = Config::load(&config_path)?;
+    let config = Config::load_with_files(&config_path)?;
     if nix::unistd::geteuid().is_root() {
         tracing::warn!(
             "running as root; otpd needs no privileges and should run as its own user (otpd)"
@@ -106,7 +107,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         let path = config_path.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                reload(&shared, &path);
+                reload(&shared, &path).await;
             }
         })
     };
@@ -144,14 +145,15 @@ fn bind(socket: &Path) -> Result<UnixListener, StartError> {
 }
 
 /// Loads the config again; on any error the running config stays.
-fn reload(shared: &Shared, path: &Path) {
+///
+/// Reading the config and its named files and building the mailer run on a blocking thread:
+/// otpd serves every login on one thread, and a slow disk or a file that misbehaves must not
+/// stall them. Only the finished result is swapped in.
+async fn reload(shared: &Shared, path: &Path) {
     notify("RELOADING=1");
-    let result = Config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|config| {
-            let mailer = Mailer::new(&config.mail).map_err(|e| e.to_string())?;
-            Ok(Active { config, mailer })
-        });
+    let owned = path.to_path_buf();
+    let built = tokio::task::spawn_blocking(move || build_active(&owned)).await;
+    let result = built.unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
     match result {
         Ok(active) => {
             let old = shared.active();
@@ -161,11 +163,21 @@ fn reload(shared: &Shared, path: &Path) {
                 tracing::warn!("socket and state_dir changes take effect only after a restart");
             }
             shared.replace_active(active);
-            tracing::info!("reloaded {}", path.display());
+            tracing::info!("reloaded {}", escape_for_log(&path.display().to_string()));
         }
-        Err(e) => tracing::error!("reload refused, the previous config stays in force: {e}"),
+        Err(e) => tracing::error!(
+            "reload refused, the previous config stays in force: {}",
+            escape_for_log(&e)
+        ),
     }
     notify("READY=1");
+}
+
+/// The config at `path`, its named files checked, and a mailer built from it.
+fn build_active(path: &Path) -> Result<Active, String> {
+    let config = Config::load_with_files(path).map_err(|e| e.to_string())?;
+    let mailer = Mailer::new(&config.mail).map_err(|e| e.to_string())?;
+    Ok(Active { config, mailer })
 }
 
 /// How often recorded audit rows are written (they are also written every

@@ -21,7 +21,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.check_config {
-        return match Config::load(&args.config) {
+        return match Config::load_with_files(&args.config) {
             Ok(config) => {
                 for warning in otpd::ctl::check_config::warnings(&config) {
                     eprintln!("{}: warning: {warning}", args.config.display());

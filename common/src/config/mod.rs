@@ -10,11 +10,13 @@
 //! anything: the daemon refuses to start, and a reload keeps the old configuration.
 
 mod address;
+pub mod admin_file;
 mod check;
 mod daemon;
 mod error;
 mod glob;
 mod mail;
+mod named_files;
 mod policy;
 mod raw;
 mod settings;
@@ -84,6 +86,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         Config::parse(&text, path)
+    }
+
+    /// [`Config::load`], and then checks the files the mailer will read (`password_file`,
+    /// `ca_file`, the DKIM `key_file`) as the daemon would: for `otpd` itself (start, reload,
+    /// `--check-config`), which must read them, unlike `otpctl` run by an ordinary user.
+    pub fn load_with_files(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+        let config = Config::parse(&text, path)?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::at(path, &text, Invalid::from(e)))?;
+        named_files::check(&raw).map_err(|invalid| ConfigError::at(path, &text, invalid))?;
+        Ok(config)
     }
 
     /// Checks `text`, the contents of the file at `path` (used in messages only).

@@ -4,16 +4,10 @@
 //! The main config may be world-readable; these files must not be. A password file that other
 //! users can read is a password other users have, so otpd stops rather than use it.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::config::admin_file::{self, AdminFileKind};
 use common::secret::SecretString;
-use zeroize::Zeroizing;
-
-/// The largest secret file read (a 4096-bit RSA key in PEM is about 3.3 KiB).
-const MAX_SECRET_FILE: u64 = 16 * 1024;
 
 /// Why a secret file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,43 +19,18 @@ pub struct SecretFileError {
     pub reason: String,
 }
 
-/// Reads the whole file at `path` after checking, on the opened file itself (so the check and
-/// the read see the same file), that it is a regular file owned by root or by this process's
-/// user, with no permission bits for group or others.
+/// Reads the whole file at `path` through [`admin_file::read`]: a regular file (never a FIFO or
+/// device, which would hang or exhaust otpd), checked on the opened file itself, owned by root
+/// or by otpd's user, with no permission bits for group or others, at most 16 KiB.
 pub fn read_private(path: &Path) -> Result<SecretString, SecretFileError> {
-    let fail = |reason: String| SecretFileError {
+    let bytes = admin_file::read(path, AdminFileKind::Secret).map_err(|e| SecretFileError {
+        path: e.path,
+        reason: e.reason,
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| SecretFileError {
         path: path.display().to_string(),
-        reason,
-    };
-    let mut file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot stat: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(fail(format!(
-            "owned by uid {}; it must belong to root or to otpd's user (uid {me})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(fail(format!(
-            "mode {:o} lets group or others in; it holds a secret, so use chmod 600 (or 400)",
-            meta.mode() & 0o7777
-        )));
-    }
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.by_ref()
-        .take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(fail(format!("longer than {MAX_SECRET_FILE} bytes")));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| fail("not UTF-8 text".into()))?;
+        reason: "not UTF-8 text".into(),
+    })?;
     Ok(SecretString::new(text.to_string()))
 }
 

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use common::config::admin_file::{self, AdminFileKind};
+
 use common::config::SmtpServer;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -52,7 +54,10 @@ pub fn parameters(server: &SmtpServer) -> Result<TlsClient, TlsSetupError> {
     roots.add_parsable_certificates(native.certs);
     if let Some(ca_file) = &server.ca_file {
         let show = ca_file.display();
-        let pem = std::fs::read(ca_file).map_err(|e| fail(format!("ca_file {show}: {e}")))?;
+        // Bounded and checked like every file the admin names: /dev/zero or a FIFO here once
+        // passed the config check and then exhausted or hung otpd at start.
+        let pem = admin_file::read(ca_file, AdminFileKind::CaBundle)
+            .map_err(|e| fail(format!("ca_file {e}")))?;
         let certificates = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| fail(format!("ca_file {show}: {e}")))?;
@@ -126,5 +131,22 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.reason.starts_with("ca_file"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_over_one_mebibyte_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, vec![b'x'; 1024 * 1024 + 1]).unwrap();
+        let e = parameters(&server(Some(path))).err().unwrap();
+        assert!(e.reason.contains("longer than 1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_device_as_ca_file_is_refused_instead_of_read_forever() {
+        let e = parameters(&server(Some(PathBuf::from("/dev/zero"))))
+            .err()
+            .unwrap();
+        assert!(e.reason.contains("is a device"), "{e}");
     }
 }

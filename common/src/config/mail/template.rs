@@ -7,13 +7,11 @@
 //! Rendering only asks for the value of each variable; otpd strips, caps and (in HTML)
 //! escapes the values, because they come from the login and the login is untrusted.
 
-use std::fs::File;
-use std::io::Read;
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::super::admin_file::{self, AdminFileKind};
 use super::super::check;
 use super::super::error::{Invalid, Location};
 use super::super::raw::{RawSettings, Text};
@@ -391,32 +389,12 @@ fn locate(value: &Text, config_text: Option<&str>, e: &TemplateError) -> usize {
     span.start
 }
 
-/// Reads a template file: a regular file, at most 64 KiB of UTF-8, that neither group nor
-/// others may write (whoever can change it can change what every user is told).
+/// Reads a template file through [`admin_file::read`]: a regular file, at most 64 KiB of UTF-8,
+/// that neither group nor others may write (whoever can change it can change what every user is
+/// told), owned by root or otpd's user, and never a FIFO or device that would hang the reader.
 fn read_template_file(path: &Path) -> Result<String, String> {
-    let show = path.display();
-    let mut file = File::open(path).map_err(|e| format!("cannot open {show}: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {show}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{show} is not a regular file"));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{show} has mode {:o}, which lets group or others change it; use 0644 or stricter",
-            meta.mode() & 0o7777
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.by_ref()
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {show}: {e}"))?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(format!("{show} is longer than {MAX_BODY_BYTES} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| format!("{show} is not UTF-8 text"))
+    let bytes = admin_file::read(path, AdminFileKind::Template).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// The subject and both bodies of the code mail. Shared, not copied: every login's settings
@@ -652,7 +630,7 @@ mod tests {
     fn a_template_file_is_read_and_its_errors_name_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("code.txt");
-        let mut f = File::create(&path).unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
         f.write_all("Kod: {code}\nKullanıcı: {user}\n".as_bytes())
             .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -689,7 +667,8 @@ mod tests {
         let (v, text) = value("\"@/nonexistent/otpd/code.txt\"");
         let e = from_value(&v, TemplateKind::Html, Some(&text)).unwrap_err();
         assert!(
-            e.message.starts_with("html_template: cannot open"),
+            e.message
+                .starts_with("html_template: /nonexistent/otpd/code.txt: cannot open"),
             "{}",
             e.message
         );
