@@ -13,7 +13,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::accounts::SystemAccounts;
-use crate::clock::SystemClock;
+use crate::clock::SteadyClock;
 use crate::files::{self, FileError};
 use crate::mail::{MailSetupError, Mailer};
 use crate::server;
@@ -79,7 +79,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let shared = Arc::new(Shared::new(
         Active { config, mailer },
         store,
-        Arc::new(SystemClock),
+        Arc::new(SteadyClock::new()),
         Arc::new(SystemAccounts),
         hostname,
     ));

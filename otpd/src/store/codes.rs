@@ -88,6 +88,7 @@ struct CodeRow {
     protocol: String,
     salt: Vec<u8>,
     mac: Vec<u8>,
+    issued_at: i64,
     expires_at: i64,
     attempts: i64,
     live: bool,
@@ -226,7 +227,10 @@ impl Store {
     pub fn live_codes(&self, now: i64) -> Result<u64, StoreError> {
         let count: i64 = self
             .conn
-            .prepare_cached("SELECT count(*) FROM codes WHERE state = 'live' AND expires_at > ?1")?
+            .prepare_cached(
+                "SELECT count(*) FROM codes
+                 WHERE state = 'live' AND issued_at <= ?1 AND expires_at > ?1",
+            )?
             .query_row(params![now], |row| row.get(0))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -253,7 +257,7 @@ pub(super) fn verify_in(
     let max_attempts = i64::from(limits.max_attempts);
     let outcome = match find(tx, challenge)? {
         None => VerifyOutcome::Dead,
-        Some(row) if !row.live || now >= row.expires_at || row.attempts >= max_attempts => {
+        Some(row) if !row.live || !within_validity(&row, now) || row.attempts >= max_attempts => {
             if row.live {
                 close(tx, challenge, "dead", now)?;
             }
@@ -301,7 +305,8 @@ pub(super) fn latest_live(
     Ok(conn
         .prepare_cached(
             "SELECT challenge, protocol, issued_at, expires_at FROM codes
-             WHERE user = ?1 AND state = 'live' AND expires_at > ?2 AND attempts < ?3
+             WHERE user = ?1 AND state = 'live' AND issued_at <= ?2 AND expires_at > ?2
+               AND attempts < ?3
              ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         )?
         .query_row(params![user, now, i64::from(limits.max_attempts)], |row| {
@@ -315,10 +320,18 @@ pub(super) fn latest_live(
         .optional()?)
 }
 
+/// A code is valid from its issue time up to, not including, its expiry. Checking only the
+/// expiry let a clock stepped back stretch a code: one issued at 10:00 for 10 minutes was
+/// accepted at 10:11 after the clock was stepped back an hour. A code issued "in the future" of
+/// `now` is one the clock was stepped back across, and is refused (the user asks for another).
+fn within_validity(row: &CodeRow, now: i64) -> bool {
+    (row.issued_at..row.expires_at).contains(&now)
+}
+
 fn find(conn: &Connection, challenge: &str) -> Result<Option<CodeRow>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT user, protocol, salt, mac, expires_at, attempts, state = 'live'
+            "SELECT user, protocol, salt, mac, issued_at, expires_at, attempts, state = 'live'
              FROM codes WHERE challenge = ?1",
         )?
         .query_row(params![challenge], |row| {
@@ -327,9 +340,10 @@ fn find(conn: &Connection, challenge: &str) -> Result<Option<CodeRow>, StoreErro
                 protocol: row.get(1)?,
                 salt: row.get(2)?,
                 mac: row.get(3)?,
-                expires_at: row.get(4)?,
-                attempts: row.get(5)?,
-                live: row.get(6)?,
+                issued_at: row.get(4)?,
+                expires_at: row.get(5)?,
+                attempts: row.get(6)?,
+                live: row.get(7)?,
             })
         })
         .optional()?)
@@ -425,6 +439,40 @@ mod tests {
             answer(&mut store, &o, "alice", "ssh", &limits, T0 + 2),
             VerifyOutcome::Dead
         );
+    }
+
+    #[test]
+    fn a_code_is_refused_after_the_clock_is_stepped_back_past_its_issue_time() {
+        // The issue's report: 11 minutes after a 10-minute code was issued, the clock was
+        // stepped back an hour, and the code was accepted.
+        let (_dir, mut store) = open_store();
+        let limits = relaxed();
+        let o = issue(&mut store, "alice", "ssh", &limits, T0);
+        let stepped_back = T0 + 11 * 60 - 3600;
+        assert_eq!(
+            answer(&mut store, &o, "alice", "ssh", &limits, stepped_back),
+            VerifyOutcome::Dead
+        );
+        // Dead for good: the clock coming back does not revive it.
+        assert_eq!(
+            answer(&mut store, &o, "alice", "ssh", &limits, T0 + 1),
+            VerifyOutcome::Dead
+        );
+    }
+
+    #[test]
+    fn a_code_issued_after_now_is_neither_reused_nor_counted_live() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            resend_cooldown_secs: 300,
+            ..relaxed()
+        };
+        issue(&mut store, "alice", "ssh", &limits, T0);
+        assert_eq!(store.live_codes(T0 - 1).unwrap(), 0);
+        // Inside the cooldown the live code would be handed out again; before its issue time
+        // it must not be.
+        let again = issue(&mut store, "alice", "ssh", &limits, T0 - 3600);
+        assert!(!matches!(again, IssueOutcome::Reused { .. }), "{again:?}");
     }
 
     #[test]
