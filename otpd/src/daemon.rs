@@ -13,7 +13,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::accounts::SystemAccounts;
-use crate::clock::SteadyClock;
+use crate::clock::{Clock, SteadyClock};
 use crate::files::{self, FileError};
 use crate::mail::{MailSetupError, Mailer};
 use crate::server;
@@ -71,7 +71,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         // Only checkpoints get slower without it.
         tracing::warn!("cannot start the WAL flushing thread: {e}");
     }
-    let mailer = Mailer::new(&config.mail)?;
+    // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
+    let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
+    let mailer = Mailer::with_clock(&config.mail, Arc::clone(&clock))?;
     let hostname = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -79,7 +81,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let shared = Arc::new(Shared::new(
         Active { config, mailer },
         store,
-        Arc::new(SteadyClock::new()),
+        clock,
         Arc::new(SystemAccounts),
         hostname,
     ));
@@ -152,7 +154,8 @@ fn bind(socket: &Path) -> Result<UnixListener, StartError> {
 async fn reload(shared: &Shared, path: &Path) {
     notify("RELOADING=1");
     let owned = path.to_path_buf();
-    let built = tokio::task::spawn_blocking(move || build_active(&owned)).await;
+    let clock = Arc::clone(&shared.clock);
+    let built = tokio::task::spawn_blocking(move || build_active(&owned, clock)).await;
     let result = built.unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
     match result {
         Ok(active) => {
@@ -174,9 +177,9 @@ async fn reload(shared: &Shared, path: &Path) {
 }
 
 /// The config at `path`, its named files checked, and a mailer built from it.
-fn build_active(path: &Path) -> Result<Active, String> {
+fn build_active(path: &Path, clock: Arc<dyn Clock>) -> Result<Active, String> {
     let config = Config::load_with_files(path).map_err(|e| e.to_string())?;
-    let mailer = Mailer::new(&config.mail).map_err(|e| e.to_string())?;
+    let mailer = Mailer::with_clock(&config.mail, clock).map_err(|e| e.to_string())?;
     Ok(Active { config, mailer })
 }
 

@@ -20,6 +20,8 @@ pub struct Otpd {
     pub socket: PathBuf,
     /// The config file otpd was started with.
     pub config_path: PathBuf,
+    /// Extra environment for the otpd process (e.g. libfaketime's `LD_PRELOAD`).
+    env: Vec<(String, String)>,
 }
 
 /// The config of a test otpd: its `[daemon]` extras and the rest of the file, around the fixed
@@ -65,6 +67,19 @@ impl Otpd {
     /// Starts otpd with the whole config file written by `render` from the socket path and the
     /// state directory (for tests that need their own `[mail]`), and waits for a ping.
     pub fn start_with_text(render: impl FnOnce(&Path, &Path) -> String) -> Otpd {
+        Otpd::start_with_text_and_env(render, &[])
+    }
+
+    /// [`Otpd::start`] with extra environment variables for the otpd process: the clock tests
+    /// run it under libfaketime.
+    pub fn start_with_env(config: &TestConfig, env: &[(&str, &str)]) -> Otpd {
+        Otpd::start_with_text_and_env(|socket, state_dir| config.render(socket, state_dir), env)
+    }
+
+    fn start_with_text_and_env(
+        render: impl FnOnce(&Path, &Path) -> String,
+        env: &[(&str, &str)],
+    ) -> Otpd {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other uids (the caller tests) must reach the socket below this directory.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -76,6 +91,10 @@ impl Otpd {
             dir,
             socket,
             config_path,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         otpd.spawn();
         otpd
@@ -109,6 +128,7 @@ impl Otpd {
         let child = Command::new(paths::binary("otpd"))
             .arg("--config")
             .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use common::config::{EmailAddress, MailConfig, MailTransport, Security, SmtpServer};
 
-use crate::clock::{Clock, SteadyClock};
+use crate::clock::{Clock, SystemClock};
 
 pub use message::{CodeMail, MessageError, Sender};
 pub use render::Values;
@@ -141,7 +141,7 @@ impl Mailer {
     /// Prepares the transport the config names, reading password and key files and checking
     /// CA files and the sendmail program now. SMTP connections are opened on first use.
     pub fn new(config: &MailConfig) -> Result<Mailer, MailSetupError> {
-        Mailer::with_clock(config, Arc::new(SteadyClock::new()))
+        Mailer::with_clock(config, Arc::new(SystemClock))
     }
 
     /// [`Mailer::new`] with the clock the breaker reads, so tests need not sleep.
