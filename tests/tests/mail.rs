@@ -525,7 +525,7 @@ fn a_config_address_with_cr_lf_is_refused_at_start_with_its_position() {
 }
 
 #[test]
-fn a_password_file_others_can_read_stops_otpd_at_start() {
+fn a_password_file_others_can_read_stops_otpd_at_start_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
     let pw = password_file(dir.path(), "secret");
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -534,7 +534,7 @@ fn a_password_file_others_can_read_stops_otpd_at_start() {
         pw.display()
     ));
     assert!(
-        stderr.contains("mail server relay: password_file"),
+        stderr.contains("otpd.toml:12:17: password_file"),
         "{stderr}"
     );
     assert!(stderr.contains("chmod 600"), "{stderr}");
