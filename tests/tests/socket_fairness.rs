@@ -239,7 +239,9 @@ fn a_user_flooding_the_socket_with_slow_connections_cannot_deny_root_logins() {
     let log = otpd.log();
     let refusal_lines: Vec<&str> = log.lines().filter(|l| l.contains("refused ")).collect();
     assert!(
-        refusal_lines.iter().any(|l| l.contains("most from uid 65534")),
+        refusal_lines
+            .iter()
+            .any(|l| l.contains("most from uid 65534")),
         "{log}"
     );
     assert!(refusal_lines.len() <= 2, "{refusal_lines:#?}");
