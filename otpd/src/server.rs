@@ -124,9 +124,7 @@ impl Gate {
         let now = Instant::now();
         let active = shared.active();
         let daemon = &active.config.daemon;
-        let standing =
-            self.standings
-                .of(caller.uid, &daemon.trusted_callers, &*shared.accounts, now);
+        let standing = self.standings.of(caller, daemon, &*shared.accounts, now);
         match self
             .ledger
             .admit(caller.uid, standing, &Limits::of(daemon), now)

@@ -12,7 +12,8 @@
 //!   connection is one request), plus `user_request_burst`.
 //!
 //! Root and trusted callers are held only to `max_connections`, the bound on memory and file
-//! descriptors.
+//! descriptors. Members of `admin_group` are held to the first two rules but not to the rate:
+//! otpctl asks for a long audit log or user list one page per request, as fast as otpd answers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +28,9 @@ use super::token_bucket::TokenBucket;
 pub(crate) enum Standing {
     /// Root or a trusted caller: only `max_connections` applies.
     Privileged,
+    /// A member of `admin_group`: their own connections and the shared part apply, the
+    /// request rate does not.
+    Admin,
     /// Anyone else.
     Unprivileged,
 }
@@ -144,6 +148,8 @@ impl Ledger {
             if !bucket.take(limits.rate, limits.burst, now) {
                 return Err(Refusal::UserRate);
             }
+        }
+        if standing != Standing::Privileged {
             if counts.per_uid.get(&uid).copied().unwrap_or(0) >= limits.per_user {
                 return Err(Refusal::UserCap);
             }
@@ -155,7 +161,7 @@ impl Ledger {
             return Err(Refusal::Full);
         }
         counts.total += 1;
-        if standing == Standing::Unprivileged {
+        if standing != Standing::Privileged {
             counts.unprivileged += 1;
             *counts.per_uid.entry(uid).or_insert(0) += 1;
         }
@@ -186,7 +192,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
-        if self.standing == Standing::Unprivileged {
+        if self.standing != Standing::Privileged {
             counts.unprivileged = counts.unprivileged.saturating_sub(1);
             if let Some(open) = counts.per_uid.get_mut(&self.uid) {
                 *open = open.saturating_sub(1);
@@ -291,6 +297,34 @@ mod tests {
             .collect();
         assert_eq!(ledger.open(), (20, 0));
         drop(held);
+    }
+
+    #[test]
+    fn an_admin_is_held_to_its_own_connections_and_the_shared_part_but_not_the_rate() {
+        let ledger = Ledger::default();
+        let limits = limits(
+            "max_connections = 4\nreserved_connections = 1\nmax_connections_per_user = 2\nuser_requests_per_second = 1\nuser_request_burst = 1",
+        );
+        let now = Instant::now();
+        for _ in 0..50 {
+            drop(ledger.admit(1000, Standing::Admin, &limits, now).unwrap());
+        }
+        let _a = ledger.admit(1000, Standing::Admin, &limits, now).unwrap();
+        let _b = ledger.admit(1000, Standing::Admin, &limits, now).unwrap();
+        assert_eq!(
+            ledger
+                .admit(1000, Standing::Admin, &limits, now)
+                .unwrap_err(),
+            Refusal::UserCap
+        );
+        let _c = ledger.admit(1001, Standing::Admin, &limits, now).unwrap();
+        assert_eq!(
+            ledger
+                .admit(1002, Standing::Admin, &limits, now)
+                .unwrap_err(),
+            Refusal::SharedFull
+        );
+        assert!(ledger.admit(0, Standing::Privileged, &limits, now).is_ok());
     }
 
     #[test]

@@ -1,47 +1,54 @@
-//! Whether a peer uid is root or a trusted caller, for the fair share at accept time.
+//! Whether a peer uid is root, a trusted caller or an admin, for the fair share at accept time.
 //!
-//! Root needs no lookup. Other uids need one only when `trusted_callers` is set, and the answer
-//! is kept for a minute: an unprivileged user opening connections in a loop must not turn each
+//! Root needs no lookup. Other uids need one only when `trusted_callers` or `admin_group` is
+//! set, and the answer is kept for a minute: an unprivileged user opening connections in a loop must not turn each
 //! one into an NSS lookup (LDAP, sssd) on the thread that serves everyone.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::config::TrustedCaller;
+use common::config::{DaemonConfig, TrustedCaller};
 use tokio::time::Instant;
 
 use super::fair_share::Standing;
 use crate::accounts::Accounts;
-use crate::caller;
+use crate::admin::authz;
+use crate::caller::{self, Caller};
 
 /// How long a looked-up standing is trusted; a change of group membership counts after this.
 const KEEP_FOR: Duration = Duration::from_secs(60);
 
-/// Standings looked up recently, for the `trusted_callers` they were looked up under.
+/// Standings looked up recently, for the `trusted_callers` and `admin_group` they were looked
+/// up under.
 #[derive(Debug, Default)]
 pub(crate) struct Standings {
     trusted: Vec<TrustedCaller>,
+    admin_group: Option<String>,
     known: HashMap<u32, (Standing, Instant)>,
 }
 
 impl Standings {
-    /// The standing of `uid` under `trusted`.
+    /// The standing of `caller` under `daemon`'s `trusted_callers` and `admin_group`.
     pub(crate) fn of(
         &mut self,
-        uid: u32,
-        trusted: &[TrustedCaller],
+        caller: Caller,
+        daemon: &DaemonConfig,
         accounts: &dyn Accounts,
         now: Instant,
     ) -> Standing {
+        let uid = caller.uid;
         if uid == 0 {
             return Standing::Privileged;
         }
-        if trusted.is_empty() {
+        let trusted = daemon.trusted_callers.as_slice();
+        let admin_group = daemon.admin_group.as_deref();
+        if trusted.is_empty() && admin_group.is_none() {
             return Standing::Unprivileged;
         }
-        if self.trusted != trusted {
-            // A reload changed the list: nothing looked up before still holds.
+        if self.trusted != trusted || self.admin_group.as_deref() != admin_group {
+            // A reload changed who is trusted: nothing looked up before still holds.
             self.trusted = trusted.to_vec();
+            self.admin_group = admin_group.map(str::to_string);
             self.known.clear();
         }
         if let Some((standing, at)) = self.known.get(&uid) {
@@ -51,6 +58,8 @@ impl Standings {
         }
         let standing = if caller::is_trusted(uid, trusted, accounts) {
             Standing::Privileged
+        } else if authz::is_admin(caller, admin_group, accounts) {
+            Standing::Admin
         } else {
             Standing::Unprivileged
         };
@@ -70,7 +79,12 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::test_support::FakeAccounts;
+    use crate::test_support::{FakeAccounts, caller, config};
+
+    /// `[daemon]` with `lines`.
+    fn daemon(lines: &str) -> DaemonConfig {
+        config(&format!("[daemon]\n{lines}")).daemon
+    }
 
     /// [`FakeAccounts`] that counts its lookups.
     #[derive(Debug, Default)]
@@ -93,32 +107,40 @@ mod tests {
 
     #[test]
     fn root_and_trusted_callers_are_privileged_and_others_not() {
-        let trusted = [
-            TrustedCaller::User("www-data".into()),
-            TrustedCaller::Group("webdav".into()),
-        ];
+        let daemon = daemon("trusted_callers = [\"www-data\", \"@webdav\"]");
         let mut standings = Standings::default();
         let now = Instant::now();
-        let of = |s: &mut Standings, uid| s.of(uid, &trusted, &FakeAccounts, now);
-        assert_eq!(of(&mut standings, 0), Standing::Privileged);
-        assert_eq!(of(&mut standings, 33), Standing::Privileged);
-        assert_eq!(of(&mut standings, 1001), Standing::Privileged);
-        assert_eq!(of(&mut standings, 1000), Standing::Unprivileged);
-        assert_eq!(of(&mut standings, 65534), Standing::Unprivileged);
+        let mut of = |uid| standings.of(caller(uid), &daemon, &FakeAccounts, now);
+        assert_eq!(of(0), Standing::Privileged);
+        assert_eq!(of(33), Standing::Privileged);
+        assert_eq!(of(1001), Standing::Privileged);
+        assert_eq!(of(1000), Standing::Unprivileged);
+        assert_eq!(of(65534), Standing::Unprivileged);
+    }
+
+    #[test]
+    fn members_of_the_admin_group_are_admins() {
+        let daemon = daemon("admin_group = \"otpadmin\"");
+        let mut standings = Standings::default();
+        let now = Instant::now();
+        let mut of = |uid| standings.of(caller(uid), &daemon, &FakeAccounts, now);
+        assert_eq!(of(1000), Standing::Admin);
+        assert_eq!(of(1001), Standing::Unprivileged);
+        assert_eq!(of(0), Standing::Privileged);
     }
 
     #[test]
     fn a_uid_is_looked_up_once_a_minute_however_often_it_connects() {
-        let trusted = [TrustedCaller::User("www-data".into())];
+        let daemon = daemon("trusted_callers = [\"www-data\"]\nadmin_group = \"otpadmin\"");
         let accounts = Counting::default();
         let mut standings = Standings::default();
         let t0 = Instant::now();
         for _ in 0..100 {
-            standings.of(1000, &trusted, &accounts, t0);
+            standings.of(caller(1001), &daemon, &accounts, t0);
         }
         let after_one_minute = accounts.0.load(Ordering::Relaxed);
-        assert!(after_one_minute <= 3, "{after_one_minute} lookups");
-        standings.of(1000, &trusted, &accounts, t0 + KEEP_FOR);
+        assert!(after_one_minute <= 4, "{after_one_minute} lookups");
+        standings.of(caller(1001), &daemon, &accounts, t0 + KEEP_FOR);
         assert!(accounts.0.load(Ordering::Relaxed) > after_one_minute);
     }
 
@@ -127,8 +149,9 @@ mod tests {
         let accounts = Counting::default();
         let mut standings = Standings::default();
         let now = Instant::now();
-        standings.of(0, &[TrustedCaller::User("www-data".into())], &accounts, now);
-        standings.of(1000, &[], &accounts, now);
+        let listed = daemon("trusted_callers = [\"www-data\"]\nadmin_group = \"otpadmin\"");
+        standings.of(caller(0), &listed, &accounts, now);
+        standings.of(caller(1000), &daemon(""), &accounts, now);
         assert_eq!(accounts.0.load(Ordering::Relaxed), 0);
     }
 
@@ -136,14 +159,14 @@ mod tests {
     fn a_changed_trusted_list_is_looked_up_again() {
         let mut standings = Standings::default();
         let now = Instant::now();
-        let before = [TrustedCaller::User("bob".into())];
-        let after = [TrustedCaller::User("alice".into())];
+        let before = daemon("trusted_callers = [\"bob\"]");
+        let after = daemon("trusted_callers = [\"alice\"]");
         assert_eq!(
-            standings.of(1000, &before, &FakeAccounts, now),
+            standings.of(caller(1000), &before, &FakeAccounts, now),
             Standing::Unprivileged
         );
         assert_eq!(
-            standings.of(1000, &after, &FakeAccounts, now),
+            standings.of(caller(1000), &after, &FakeAccounts, now),
             Standing::Privileged
         );
     }
