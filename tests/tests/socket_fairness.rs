@@ -18,9 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_tests::libpam;
-use e2e_tests::login::login_with;
+use e2e_tests::login::{LoginResult, login_with};
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
+use e2e_tests::smtp::{MAIL_WAIT, MailReader, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 
 /// Slow connections the attacker keeps open (more than the default `max_connections`, 256).
@@ -173,6 +173,28 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// One root login as `user`, answered with the code of the next mail; how it ended and how long
+/// it took.
+fn timed_login(pam: &PamConfDir, reader: &MailReader, user: &str) -> (LoginResult, Duration) {
+    let reader = reader.clone();
+    let mails_before = reader.messages().len();
+    let start = Instant::now();
+    let result = login_with(pam, "sshd", user, Some("192.0.2.15"), move |_| {
+        reader
+            .wait_for(mails_before + 1, MAIL_WAIT)
+            .last()
+            .map(|mail| mail.code())
+            .unwrap_or_default()
+    });
+    (result, start.elapsed())
+}
+
+fn sorted_times(results: &[(LoginResult, Duration)]) -> Vec<Duration> {
+    let mut times: Vec<Duration> = results.iter().map(|(_, t)| *t).collect();
+    times.sort();
+    times
+}
+
 #[test]
 fn a_user_flooding_the_socket_with_slow_connections_cannot_deny_root_logins() {
     let smtp = SmtpCapture::start();
@@ -181,29 +203,17 @@ fn a_user_flooding_the_socket_with_slow_connections_cannot_deny_root_logins() {
     pam.otp_then_permit("sshd", &otpd.socket, "timeout=3");
     let reader = smtp.reader();
 
+    // A few logins without the attack, for comparison.
+    let quiet: Vec<_> = (0..5)
+        .map(|i| timed_login(&pam, &reader, &format!("quiet{i}")))
+        .collect();
     let (results, attack) = under_attack(&otpd.socket, || {
         let first = Instant::now();
         (0..LOGINS)
             .map(|i| {
                 let due = first + LOGIN_EVERY * u32::try_from(i).unwrap();
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                let reader = reader.clone();
-                let mails_before = reader.messages().len();
-                let start = Instant::now();
-                let result = login_with(
-                    &pam,
-                    "sshd",
-                    &format!("fair{i:02}"),
-                    Some("192.0.2.15"),
-                    move |_| {
-                        reader
-                            .wait_for(mails_before + 1, MAIL_WAIT)
-                            .last()
-                            .map(|mail| mail.code())
-                            .unwrap_or_default()
-                    },
-                );
-                (result, start.elapsed())
+                timed_login(&pam, &reader, &format!("fair{i:02}"))
             })
             .collect::<Vec<_>>()
     });
@@ -212,15 +222,17 @@ fn a_user_flooding_the_socket_with_slow_connections_cannot_deny_root_logins() {
         .iter()
         .filter(|(r, _)| libpam::code_name(r.code) == "PAM_SUCCESS")
         .count();
-    let mut times: Vec<Duration> = results.iter().map(|(_, t)| *t).collect();
-    times.sort();
+    let times = sorted_times(&results);
+    let quiet_times = sorted_times(&quiet);
     println!(
         "socket fairness: {passed} of {LOGINS} root logins passed during the attack; \
-         p50 {:?}, p99 {:?}, max {:?}; attacker (uid nobody, {ATTACK_CONNECTIONS} slow \
-         connections): {}",
+         p50 {:?}, p99 {:?}, max {:?} (without the attack: p50 {:?}, max {:?}); attacker (uid \
+         nobody, {ATTACK_CONNECTIONS} slow connections): {}",
         quantile(&times, 0.50),
         quantile(&times, 0.99),
         times.last().unwrap(),
+        quantile(&quiet_times, 0.50),
+        quiet_times.last().unwrap(),
         attack.line
     );
     let failed: Vec<_> = results
