@@ -35,9 +35,26 @@ pub fn may_act_for(
     let Some(caller_name) = caller_name else {
         return false;
     };
+    is_listed(caller.uid, &caller_name, trusted, accounts)
+}
+
+/// True when `uid` is root or one of the `trusted_callers`: such callers act for other users,
+/// so the socket's fair share never holds them to one user's part.
+pub fn is_trusted(uid: u32, trusted: &[TrustedCaller], accounts: &dyn Accounts) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    match accounts.user_name(uid) {
+        Some(name) => is_listed(uid, &name, trusted, accounts),
+        None => false,
+    }
+}
+
+/// True when the user `name` (uid `uid`) is in `trusted`, by name or by group.
+fn is_listed(uid: u32, name: &str, trusted: &[TrustedCaller], accounts: &dyn Accounts) -> bool {
     trusted.iter().any(|entry| match entry {
-        TrustedCaller::User(name) => accounts.uid_of(name) == Some(caller.uid),
-        TrustedCaller::Group(group) => accounts.groups_of(&caller_name).contains(group),
+        TrustedCaller::User(user) => accounts.uid_of(user) == Some(uid),
+        TrustedCaller::Group(group) => accounts.groups_of(name).iter().any(|g| g == group),
     })
 }
 
@@ -67,6 +84,19 @@ mod tests {
         assert!(may_act_for(caller(33), "alice", &trusted, &FakeAccounts));
         assert!(may_act_for(caller(1001), "alice", &trusted, &FakeAccounts));
         assert!(!may_act_for(caller(1000), "bob", &trusted, &FakeAccounts));
+    }
+
+    #[test]
+    fn trusted_means_root_or_listed_by_name_or_group() {
+        let trusted = [
+            TrustedCaller::User("www-data".into()),
+            TrustedCaller::Group("webdav".into()),
+        ];
+        assert!(is_trusted(0, &[], &FakeAccounts));
+        assert!(is_trusted(33, &trusted, &FakeAccounts));
+        assert!(is_trusted(1001, &trusted, &FakeAccounts));
+        assert!(!is_trusted(1000, &trusted, &FakeAccounts));
+        assert!(!is_trusted(4242, &trusted, &FakeAccounts));
     }
 
     #[test]

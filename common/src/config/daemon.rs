@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::check::{self, DAY, MINUTE, SECOND};
 use super::error::Invalid;
-use super::raw::{RawDaemon, Text};
+use super::raw::{Int, RawDaemon, Text};
 use crate::service::Protocol;
 
 /// Where otpd keeps its SQLite database and server secret when `state_dir` is not set.
@@ -26,8 +26,11 @@ pub struct DaemonConfig {
     /// The protocol for PAM services `[services]` does not name. `None` means such logins are
     /// not protected by a code: listing services is the admin's explicit choice.
     pub default_protocol: Option<Protocol>,
-    /// Concurrent connections served; more wait to be accepted.
+    /// Connections served at once, from everyone together; more are refused with a short
+    /// error, so a flood cannot exhaust memory or file descriptors.
     pub max_connections: usize,
+    /// How much of the socket unprivileged callers may take, and how fast.
+    pub fair_share: FairShare,
     /// How long a connection may take to send its request.
     pub request_timeout: Duration,
     /// How often expired codes and stale counters are deleted.
@@ -35,6 +38,31 @@ pub struct DaemonConfig {
     /// How long audit rows are kept.
     pub audit_retention: Duration,
 }
+
+/// The socket's fair share. Its mode is 0666, so every local user may connect; these keep one
+/// unprivileged user (or several) from using up the connections root (sshd running the module)
+/// and the trusted callers need to log people in. Root and trusted callers are exempt from all
+/// of them but `max_connections` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FairShare {
+    /// Of `max_connections`, how many unprivileged callers can never take, all of them together:
+    /// a login through sshd always finds a free connection even when every other local user
+    /// holds as many as they may.
+    pub reserved_connections: usize,
+    /// Connections one unprivileged uid may have open at once. A client that sends its request
+    /// slowly holds only these, never anyone else's.
+    pub max_connections_per_user: usize,
+    /// Requests (connections) per second one unprivileged uid may sustain; more get a short
+    /// error reply. A person running otpctl or unlocking a screen needs a handful.
+    pub user_requests_per_second: u32,
+    /// Requests one unprivileged uid may make at once above that rate after a quiet spell.
+    pub user_request_burst: u32,
+}
+
+/// Per-uid connections when `max_connections_per_user` is not set: more than a person's
+/// otpctl and screen locker ever open at once, few enough that 31 users fit in the default
+/// unprivileged share.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 8;
 
 /// A non-root caller allowed to act for other users.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +76,10 @@ pub enum TrustedCaller {
 impl DaemonConfig {
     /// Checks `[daemon]`; a missing section gives all the defaults.
     pub(super) fn from_raw(raw: &RawDaemon) -> Result<DaemonConfig, Invalid> {
+        let max_connections = match &raw.max_connections {
+            Some(v) => check::cap("max_connections", v, 1, 10_000)?,
+            None => 256,
+        };
         Ok(DaemonConfig {
             socket: match &raw.socket {
                 Some(v) => check::socket_path(v)?,
@@ -73,10 +105,8 @@ impl DaemonConfig {
                 .as_ref()
                 .map(check::protocol)
                 .transpose()?,
-            max_connections: match &raw.max_connections {
-                Some(v) => check::cap("max_connections", v, 1, 10_000)?,
-                None => 256,
-            },
+            max_connections,
+            fair_share: fair_share(raw, max_connections)?,
             request_timeout: match &raw.request_timeout_seconds {
                 Some(v) => check::duration("request_timeout_seconds", v, 1, 60, SECOND)?,
                 None => SECOND * 10,
@@ -90,6 +120,50 @@ impl DaemonConfig {
                 None => DAY * 90,
             },
         })
+    }
+}
+
+/// `[daemon]`'s fair-share keys; the reserve is checked against `max_connections`, since a
+/// reserve of all of it would lock every unprivileged user out.
+fn fair_share(raw: &RawDaemon, max_connections: usize) -> Result<FairShare, Invalid> {
+    Ok(FairShare {
+        reserved_connections: match &raw.reserved_connections {
+            Some(v) => reserved_connections(v, max_connections)?,
+            None => default_reserve(max_connections),
+        },
+        max_connections_per_user: match &raw.max_connections_per_user {
+            Some(v) => check::cap("max_connections_per_user", v, 1, 10_000)?,
+            None => DEFAULT_MAX_CONNECTIONS_PER_USER,
+        },
+        user_requests_per_second: match &raw.user_requests_per_second {
+            Some(v) => check::cap("user_requests_per_second", v, 1, 10_000)?,
+            None => 20,
+        },
+        user_request_burst: match &raw.user_request_burst {
+            Some(v) => check::cap("user_request_burst", v, 1, 10_000)?,
+            None => 10,
+        },
+    })
+}
+
+/// A quarter of `max_connections` (64 of the default 256), so the reserve follows the cap when
+/// an admin changes only that; never all of it.
+fn default_reserve(max_connections: usize) -> usize {
+    (max_connections / 4).min(max_connections.saturating_sub(1))
+}
+
+/// `0..max_connections`: 0 turns the reserve off (one uid is still held to its own cap).
+fn reserved_connections(value: &Int, max_connections: usize) -> Result<usize, Invalid> {
+    let got = *value.get_ref();
+    match usize::try_from(got) {
+        Ok(n) if n < max_connections => Ok(n),
+        _ => Err(Invalid::new(
+            value.span(),
+            format!(
+                "reserved_connections must be between 0 and {} (less than max_connections, {max_connections}), got {got}",
+                max_connections.saturating_sub(1)
+            ),
+        )),
     }
 }
 
@@ -124,6 +198,15 @@ mod tests {
         assert_eq!(d.admin_group, None);
         assert_eq!(d.default_protocol, None);
         assert_eq!(d.max_connections, 256);
+        assert_eq!(
+            d.fair_share,
+            FairShare {
+                reserved_connections: 64,
+                max_connections_per_user: 8,
+                user_requests_per_second: 20,
+                user_request_burst: 10,
+            }
+        );
         assert_eq!(d.request_timeout, Duration::from_secs(10));
         assert_eq!(d.purge_interval, Duration::from_secs(3600));
         assert_eq!(d.audit_retention, Duration::from_secs(90 * 86_400));
@@ -152,6 +235,55 @@ mod tests {
         assert!(daemon("purge_interval_minutes = 1441").is_err());
         assert!(daemon("audit_retention_days = 3651").is_err());
         assert!(daemon("audit_retention_days = 0").is_err());
+    }
+
+    #[test]
+    fn fair_share_keys_are_ranged_and_refuse_zero_as_unlimited() {
+        assert!(daemon("max_connections_per_user = 0").is_err());
+        assert!(daemon("max_connections_per_user = 10001").is_err());
+        assert!(daemon("user_requests_per_second = 0").is_err());
+        assert!(daemon("user_request_burst = 0").is_err());
+        let d = daemon(
+            "max_connections_per_user = 2\nuser_requests_per_second = 5\nuser_request_burst = 3",
+        )
+        .unwrap();
+        assert_eq!(d.fair_share.max_connections_per_user, 2);
+        assert_eq!(d.fair_share.user_requests_per_second, 5);
+        assert_eq!(d.fair_share.user_request_burst, 3);
+    }
+
+    #[test]
+    fn the_reserve_follows_max_connections_and_never_takes_all_of_it() {
+        let d = daemon("max_connections = 40").unwrap();
+        assert_eq!(d.fair_share.reserved_connections, 10);
+        assert_eq!(
+            daemon("max_connections = 1")
+                .unwrap()
+                .fair_share
+                .reserved_connections,
+            0
+        );
+        assert_eq!(
+            daemon("max_connections = 40\nreserved_connections = 0")
+                .unwrap()
+                .fair_share
+                .reserved_connections,
+            0
+        );
+        assert_eq!(
+            daemon("max_connections = 40\nreserved_connections = 39")
+                .unwrap()
+                .fair_share
+                .reserved_connections,
+            39
+        );
+        let e = daemon("max_connections = 40\nreserved_connections = 40").unwrap_err();
+        assert!(
+            e.message.contains("less than max_connections"),
+            "{}",
+            e.message
+        );
+        assert!(daemon("reserved_connections = -1").is_err());
     }
 
     #[test]

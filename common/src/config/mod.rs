@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
-pub use self::daemon::{DEFAULT_STATE_DIR, DaemonConfig, TrustedCaller};
+pub use self::daemon::{
+    DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_STATE_DIR, DaemonConfig, FairShare, TrustedCaller,
+};
 pub use self::error::{ConfigError, Location};
 pub use self::mail::{
     DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,

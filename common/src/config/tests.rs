@@ -172,6 +172,17 @@ fn an_out_of_range_number_names_its_range() {
 }
 
 #[test]
+fn a_reserve_of_all_connections_points_at_the_reserve() {
+    let (line, column, message) =
+        error_in("[daemon]\nmax_connections = 16\nreserved_connections = 16");
+    assert_eq!((line, column), (3, 24));
+    assert_eq!(
+        message,
+        "reserved_connections must be between 0 and 15 (less than max_connections, 16), got 16"
+    );
+}
+
+#[test]
 fn a_zero_cap_is_an_error_not_unlimited() {
     let (line, column, message) = error_in("[defaults]\nmax_sends_per_hour = 0");
     assert_eq!((line, column), (2, 22));

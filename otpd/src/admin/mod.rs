@@ -5,7 +5,7 @@
 //! requests act only on the account whose uid is calling. Store work runs on blocking threads;
 //! mail sends are awaited outside the store lock, as in [`crate::handler`].
 
-mod authz;
+pub(crate) mod authz;
 mod bulk;
 mod mail_test;
 mod record;

@@ -1,0 +1,271 @@
+//! The server in-process on a socket in a temporary directory, with real connections.
+//!
+//! All test connections come from this process, so the peer lookup is injected: each client
+//! binds its end to a path that names the uid it stands for (`uid-1000-7`), and the server
+//! reads that instead of SO_PEERCRED.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::frame;
+use common::wire::{Request, Response};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+
+use super::serve_with;
+use crate::caller::Caller;
+use crate::clock::SystemClock;
+use crate::mail::Mailer;
+use crate::server_key::ServerKey;
+use crate::state::{Active, Shared};
+use crate::store::Store;
+use crate::test_support::{FakeAccounts, config};
+
+/// A server running on the test's runtime until dropped.
+struct Server {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    next_client: AtomicUsize,
+}
+
+impl Server {
+    /// Starts a server whose `[daemon]` section has `daemon` in it.
+    fn start(daemon: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("otpd.sock");
+        let config = config(&format!("[daemon]\n{daemon}"));
+        let store = Store::open(
+            &dir.path().join("otpd.db"),
+            ServerKey::from_bytes([0x4d; 32]),
+        )
+        .unwrap();
+        let mailer = Mailer::new(&config.mail).unwrap();
+        let shared = Arc::new(Shared::new(
+            Active { config, mailer },
+            store,
+            Arc::new(SystemClock),
+            Arc::new(FakeAccounts),
+            "test".into(),
+        ));
+        let listener = UnixListener::bind(&socket).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve_with(
+            listener,
+            shared,
+            async move {
+                let _ = stopped.await;
+            },
+            uid_named_by_client,
+        ));
+        Server {
+            dir,
+            socket,
+            stop: Some(stop),
+            next_client: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new connection that stands for `uid`.
+    fn connect_as(&self, uid: u32) -> UnixStream {
+        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let own = self.dir.path().join(format!("uid-{uid}-{n}"));
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &UnixAddr::new(&own).unwrap(),
+        )
+        .unwrap();
+        socket::connect(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &UnixAddr::new(&self.socket).unwrap(),
+        )
+        .unwrap();
+        let std_stream = std::os::unix::net::UnixStream::from(fd);
+        std_stream.set_nonblocking(true).unwrap();
+        UnixStream::from_std(std_stream).unwrap()
+    }
+
+    /// A connection held open without a request, as a slow client holds it.
+    fn hold_as(&self, uid: u32) -> UnixStream {
+        self.connect_as(uid)
+    }
+
+    /// One ping as `uid`: the answer.
+    async fn ping_as(&self, uid: u32) -> Response {
+        let mut stream = self.connect_as(uid);
+        // A refused connection may be closed before the request is written; its answer is
+        // still there to read.
+        let _ = stream
+            .write_all(&frame::encode(&Request::Ping).unwrap())
+            .await;
+        answer(&mut stream).await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The uid in the file name the client bound its end to.
+fn uid_named_by_client(stream: &UnixStream) -> io::Result<Caller> {
+    let addr = stream.peer_addr()?;
+    let uid = addr
+        .as_pathname()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').nth(1))
+        .and_then(|uid| uid.parse().ok())
+        .ok_or_else(|| io::Error::other("test client without a uid name"))?;
+    Ok(Caller { uid, gid: uid })
+}
+
+/// The one framed answer on `stream`, within a few seconds; `None` when it closed without one.
+/// A refused client that had sent its request sees a reset once the answer is read, since
+/// otpd closed without reading it; the answer comes first all the same.
+async fn answer(stream: &mut UnixStream) -> Option<Response> {
+    let mut bytes = Vec::new();
+    loop {
+        if let Some((response, _)) = frame::try_decode(&bytes).unwrap() {
+            return Some(response);
+        }
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_buf(&mut bytes))
+            .await
+            .unwrap();
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The refusal text on a connection otpd closed at once, or `None` for one it is still serving
+/// (waiting for its request). Call after a ping that was accepted later: the server decides in
+/// accept order, so by then it has decided about `stream` too.
+async fn refusal_of(stream: &mut UnixStream) -> Option<String> {
+    match tokio::time::timeout(Duration::from_millis(200), stream.readable()).await {
+        Err(_) => None,
+        Ok(_) => match answer(stream).await {
+            Some(Response::Error { message }) => Some(message),
+            other => panic!("a refusal has an error reply, got {other:?}"),
+        },
+    }
+}
+
+fn is_pong(response: &Response) -> bool {
+    matches!(response, Response::Pong { .. })
+}
+
+#[tokio::test]
+async fn a_uid_at_its_cap_is_refused_while_root_and_other_users_still_get_through() {
+    let server = Server::start("max_connections_per_user = 3");
+    let mut held: Vec<UnixStream> = (0..3).map(|_| server.hold_as(1000)).collect();
+    let mut over = server.hold_as(1000);
+    assert!(is_pong(&server.ping_as(0).await), "root gets through");
+    assert!(is_pong(&server.ping_as(1001).await), "another user too");
+    for stream in &mut held {
+        assert_eq!(refusal_of(stream).await, None, "the first 3 are served");
+    }
+    assert_eq!(
+        refusal_of(&mut over).await.as_deref(),
+        Some("too many connections to otpd from your user")
+    );
+    // Its own next request is refused too, until one of its connections closes.
+    assert!(!is_pong(&server.ping_as(1000).await));
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(is_pong(&server.ping_as(1000).await));
+}
+
+#[tokio::test]
+async fn reserved_capacity_holds_when_unprivileged_connections_fill_the_rest() {
+    let server = Server::start(
+        "max_connections = 10\nreserved_connections = 3\nmax_connections_per_user = 4",
+    );
+    // 7 unprivileged connections fill the unprivileged share, from two users.
+    let mut unprivileged: Vec<UnixStream> = (0..4)
+        .map(|_| server.hold_as(1000))
+        .chain((0..3).map(|_| server.hold_as(1001)))
+        .collect();
+    let mut third_user = server.hold_as(1002);
+    let mut second_user_more = server.hold_as(1001);
+    // Root takes two of the reserve with slow connections and still pings in the third.
+    let mut root_held: Vec<UnixStream> = (0..2).map(|_| server.hold_as(0)).collect();
+    assert!(is_pong(&server.ping_as(0).await), "the reserve is root's");
+    for stream in unprivileged.iter_mut().chain(root_held.iter_mut()) {
+        assert_eq!(refusal_of(stream).await, None);
+    }
+    for stream in [&mut third_user, &mut second_user_more] {
+        assert_eq!(
+            refusal_of(stream).await.as_deref(),
+            Some("otpd is at its connection limit")
+        );
+    }
+    // With all 10 taken (9 held, and a tenth held now), even root is refused: the cap on
+    // memory and descriptors holds for everyone.
+    let _tenth = server.hold_as(0);
+    assert!(!is_pong(&server.ping_as(0).await));
+}
+
+#[tokio::test]
+async fn a_trusted_caller_is_exempt_from_the_per_user_cap_and_rate() {
+    let server = Server::start(
+        "trusted_callers = [\"www-data\"]\nmax_connections_per_user = 1\nuser_request_burst = 1\nuser_requests_per_second = 1",
+    );
+    let _held: Vec<UnixStream> = (0..5).map(|_| server.hold_as(33)).collect();
+    for _ in 0..5 {
+        assert!(is_pong(&server.ping_as(33).await));
+    }
+}
+
+#[tokio::test]
+async fn a_uid_over_its_request_rate_gets_a_short_error_and_others_do_not() {
+    let server = Server::start("user_requests_per_second = 1\nuser_request_burst = 3");
+    for _ in 0..3 {
+        assert!(is_pong(&server.ping_as(1000).await));
+    }
+    assert_eq!(
+        server.ping_as(1000).await,
+        Response::Error {
+            message: "too many requests to otpd from your user; try again shortly".into()
+        }
+    );
+    assert!(is_pong(&server.ping_as(1001).await));
+    assert!(is_pong(&server.ping_as(0).await));
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_at_the_deadline_and_its_place_comes_back() {
+    let server = Server::start("request_timeout_seconds = 1\nmax_connections_per_user = 1");
+    let mut slow = server.hold_as(1000);
+    slow.write_all(&frame::encode(&Request::Ping).unwrap()[..3])
+        .await
+        .unwrap();
+    assert!(
+        !is_pong(&server.ping_as(1000).await),
+        "its one place is taken"
+    );
+    match answer(&mut slow).await {
+        Some(Response::Error { message }) => {
+            assert!(message.contains("not complete within"), "{message}")
+        }
+        other => panic!("a slow client is told why it was cut off, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(is_pong(&server.ping_as(1000).await));
+}
