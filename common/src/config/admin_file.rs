@@ -5,9 +5,11 @@
 //! An admin's slip must not hang or exhaust otpd: a FIFO blocks `open` and `read` until someone
 //! writes to it (and a reload reading one stalls every login), `/dev/zero` never ends, and a
 //! file another user owns or can write lets that user change what otpd trusts or tells users.
-//! So the file is opened with `O_NOFOLLOW | O_NONBLOCK` (a FIFO opens at once, a symlink is not
-//! followed), every check is made on the opened descriptor (no window between check and read),
-//! and the read stops one byte past the limit.
+//! So the file is opened with `O_NONBLOCK` (a FIFO opens at once), every check is made on the
+//! opened descriptor, which is the file a symlink leads to (no window between check and read),
+//! and the read stops one byte past the limit. A symlink to a good file is fine (Debian's
+//! `/etc/ssl/certs` is made of them); a symlink to a FIFO or a device is refused like the FIFO or
+//! device itself.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -134,16 +136,13 @@ pub fn read(path: &Path, kind: AdminFileKind) -> Result<Zeroizing<Vec<u8>>, Admi
     Ok(bytes)
 }
 
-/// Opens without following a final symlink and without blocking on a FIFO or device.
+/// Opens without blocking on a FIFO or device.
 fn open(path: &Path) -> Result<File, String> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => {
-                "is a symbolic link; name the file itself (otpd does not follow links here)".into()
-            }
             Some(nix::libc::ENXIO) => "is a socket; it must be a regular file".into(),
             _ => format!("cannot open: {e}"),
         })
@@ -216,15 +215,21 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_is_refused_even_to_a_good_file() {
+    fn a_symlink_to_a_good_file_is_read_and_one_to_a_device_or_fifo_is_refused() {
         let (dir, path) = file(b"x", 0o644);
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        let e = read(&link, AdminFileKind::Template).unwrap_err();
-        assert!(e.reason.contains("symbolic link"), "{e}");
+        assert_eq!(read(&link, AdminFileKind::Template).unwrap().as_slice(), b"x");
+        let device_link = dir.path().join("device-link");
+        std::os::unix::fs::symlink("/dev/zero", &device_link).unwrap();
+        let e = read(&device_link, AdminFileKind::CaBundle).unwrap_err();
+        assert!(e.reason.contains("device"), "{e}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let fifo_link = dir.path().join("fifo-link");
-        std::os::unix::fs::symlink("/dev/zero", &fifo_link).unwrap();
-        assert!(read(&fifo_link, AdminFileKind::CaBundle).is_err());
+        std::os::unix::fs::symlink(&fifo, &fifo_link).unwrap();
+        let e = read(&fifo_link, AdminFileKind::Template).unwrap_err();
+        assert!(e.reason.contains("FIFO"), "{e}");
     }
 
     #[test]
