@@ -39,6 +39,10 @@ pub fn note(
         detail,
     };
     if let Err(e) = store.record_audit(&row) {
-        tracing::error!("cannot write audit row for {event}: {e}");
+        tracing::error!(
+            "cannot write audit row for {}: {}",
+            value(event),
+            common::text::escape_for_log(&e.to_string())
+        );
     }
 }
