@@ -7,6 +7,7 @@
 use common::text::escape_for_log;
 use common::wire::LoginContext;
 
+use crate::caller::Origin;
 use crate::store::{AuditRecord, Store};
 
 /// What happened.
@@ -64,6 +65,8 @@ pub struct Subject<'a> {
     pub protocol: Option<&'a str>,
     /// The uid of the process that asked.
     pub caller_uid: u32,
+    /// Whether the login's `rhost` is the caller's report or `local`.
+    pub origin: Origin,
 }
 
 /// Records `event` in the database and the log. A failure to write the row is logged, never
@@ -87,7 +90,11 @@ pub fn record(
         detail,
     };
     if let Err(e) = store.record_audit(&row) {
-        tracing::error!("cannot write audit row for {}: {e}", event.as_str());
+        tracing::error!(
+            "cannot write audit row for {}: {}",
+            event.as_str(),
+            escape_for_log(&e.to_string())
+        );
     }
 }
 
@@ -109,15 +116,14 @@ pub fn log_line(event: Event, subject: Subject<'_>, detail: Option<&str>) -> Str
     line
 }
 
-/// Escapes a value so it stays one token: control characters, spaces and `=` are written as
-/// `\xNN`. An empty value is written `-`. Every audit log line, otpctl's included, uses it.
+/// A value as one token: [`escape_for_log`] (which leaves no line break, control, hidden
+/// character or `=`), and spaces written `\x20`. An empty value is written `-`. Every audit
+/// log line, otpctl's included, uses it.
 pub(crate) fn value(raw: &str) -> String {
     if raw.is_empty() {
         return "-".to_string();
     }
-    escape_for_log(raw)
-        .replace(' ', "\\x20")
-        .replace('=', "\\x3d")
+    escape_for_log(raw).replace(' ', "\\x20")
 }
 
 #[cfg(test)]
@@ -145,6 +151,7 @@ mod tests {
                 login: &login,
                 protocol: Some("ssh"),
                 caller_uid: 0,
+                origin: Origin::Reported,
             },
             None,
         );
