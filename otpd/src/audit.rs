@@ -3,12 +3,18 @@
 //! The log line is written for fail2ban and friends (`event=wrong_code ... rhost=<HOST>`); every
 //! value is escaped so an attacker-chosen user name or host cannot forge a second line or a
 //! second key. Neither the row nor the line ever contains a code.
+//!
+//! A local caller (one whose reported origin is not believed, see [`crate::caller`]) can cause
+//! events as fast as it can connect; beyond a small rate its events of one kind are counted and
+//! summarised instead of written one by one (`store::audit_rate`), and the table is kept under
+//! `[daemon] audit_max_rows`, so no local user can fill the disk with rows or log lines.
 
 use common::text::escape_for_log;
 use common::wire::LoginContext;
 
-use crate::caller::Origin;
-use crate::store::{AuditRecord, Store};
+use crate::caller::{LOCAL_ORIGIN, Origin};
+use crate::state::Shared;
+use crate::store::{Admission, AuditRecord, RateKey, Store, StoreError, Suppressed};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub enum Event {
     Skipped,
     /// The caller may not act for the user it named.
     RefusedCaller,
+    /// A summary: more events of one kind from one local uid than are written one by one.
+    Suppressed,
 }
 
 impl Event {
@@ -52,6 +60,7 @@ impl Event {
             Event::RateLimited => "rate_limited",
             Event::Skipped => "skipped",
             Event::RefusedCaller => "refused_caller",
+            Event::Suppressed => "suppressed",
         }
     }
 }
@@ -65,12 +74,16 @@ pub struct Subject<'a> {
     pub protocol: Option<&'a str>,
     /// The uid of the process that asked.
     pub caller_uid: u32,
-    /// Whether the login's `rhost` is the caller's report or `local`.
+    /// Whether the login's `rhost` is the caller's report or [`LOCAL_ORIGIN`]; local callers'
+    /// events are rate-limited.
     pub origin: Origin,
 }
 
 /// Records `event` in the database and the log. A failure to write the row is logged, never
 /// fatal to the login's outcome: the log line has been written already.
+///
+/// A local caller's events beyond the rate are only counted (see the module's doc); when the
+/// previous window of the same kind ended with some counted, its summary is written first.
 pub fn record(
     store: &mut Store,
     now: i64,
@@ -78,10 +91,28 @@ pub fn record(
     subject: Subject<'_>,
     detail: Option<&str>,
 ) {
-    tracing::info!(target: "otpd::audit", "{}", log_line(event, subject, detail));
+    if subject.origin == Origin::Local {
+        let key = RateKey {
+            caller_uid: subject.caller_uid,
+            kind: event.as_str(),
+        };
+        let (admission, ended) = store.admit_audit(key, now);
+        if let Some(summary) = ended {
+            record_summary(store, now, summary);
+        }
+        if admission == Admission::Counted {
+            return;
+        }
+    }
+    write(store, now, event.as_str(), subject, detail);
+}
+
+/// Writes the row and the line of one event.
+fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail: Option<&str>) {
+    tracing::info!(target: "otpd::audit", "{}", line_of(event, subject, detail));
     let row = AuditRecord {
         time: now,
-        event: event.as_str(),
+        event,
         user: Some(&subject.login.user),
         service: Some(&subject.login.service),
         protocol: subject.protocol,
@@ -91,18 +122,103 @@ pub fn record(
     };
     if let Err(e) = store.record_audit(&row) {
         tracing::error!(
-            "cannot write audit row for {}: {}",
-            event.as_str(),
+            "cannot write audit row for {event}: {}",
             escape_for_log(&e.to_string())
         );
     }
 }
 
-/// The `key=value` line for an event.
-pub fn log_line(event: Event, subject: Subject<'_>, detail: Option<&str>) -> String {
+/// The row and line saying how many events of one kind a local uid caused beyond the rate:
+/// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
+fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
+    if summary.key.kind == BAD_REQUEST {
+        tracing::info!(
+            target: BAD_REQUEST_TARGET,
+            "bad request: {} more from uid {} since {} not logged one by one",
+            summary.count,
+            summary.key.caller_uid,
+            common::timefmt::utc(summary.since)
+        );
+        return;
+    }
+    let login = LoginContext {
+        user: String::new(),
+        service: String::new(),
+        rhost: Some(LOCAL_ORIGIN.to_string()),
+        tty: None,
+        protocol: None,
+    };
+    let subject = Subject {
+        login: &login,
+        protocol: None,
+        caller_uid: summary.key.caller_uid,
+        origin: Origin::Local,
+    };
+    let detail = format!("{}:{}", summary.key.kind, summary.count);
+    write(
+        store,
+        now,
+        Event::Suppressed.as_str(),
+        subject,
+        Some(&detail),
+    );
+}
+
+/// The rate key of malformed requests: logged (no row), counted like local callers' events.
+const BAD_REQUEST: &str = "bad_request";
+
+/// Bad requests are the server's lines, not audit events: only audit lines carry the
+/// `otpd::audit` target.
+const BAD_REQUEST_TARGET: &str = "otpd::server";
+
+/// Logs a request that could not be read, for any caller. The error quotes the request (serde
+/// repeats unknown variant and field names as sent), so it is escaped like every outside text;
+/// beyond the rate a uid's bad requests are only counted, and summarised once a window.
+pub fn bad_request(shared: &Shared, caller_uid: u32, error: &dyn std::fmt::Display) {
+    let now = shared.clock.now();
+    let mut store = shared.store();
+    let key = RateKey {
+        caller_uid,
+        kind: BAD_REQUEST,
+    };
+    let (admission, ended) = store.admit_audit(key, now);
+    if let Some(summary) = ended {
+        record_summary(&mut store, now, summary);
+    }
+    if admission == Admission::Individually {
+        tracing::info!(
+            target: BAD_REQUEST_TARGET,
+            "bad request: {}",
+            escape_for_log(&error.to_string())
+        );
+    }
+}
+
+/// The periodic audit work, off the login path: writes the summaries of rate windows that
+/// ended, the waiting rows, and keeps the table under `[daemon] audit_max_rows`, saying so in
+/// the log when it deletes rows. With `closing` (at shutdown), summarises every open window.
+pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
+    let now = shared.clock.now();
+    let max_rows = shared.active().config.daemon.audit_max_rows;
+    let mut store = shared.store();
+    for summary in store.ended_audit_windows(now, closing) {
+        record_summary(&mut store, now, summary);
+    }
+    if let Some(trimmed) = store.trim_audit(max_rows)? {
+        tracing::warn!(
+            "audit rows over [daemon] audit_max_rows = {max_rows}: deleted the {} oldest; rows from {} on are kept",
+            trimmed.deleted,
+            common::timefmt::utc(trimmed.oldest_kept)
+        );
+    }
+    Ok(())
+}
+
+/// The `key=value` line for an event named `event`.
+fn line_of(event: &str, subject: Subject<'_>, detail: Option<&str>) -> String {
     let mut line = format!(
         "event={} user={} service={} protocol={} rhost={} caller_uid={}",
-        event.as_str(),
+        event,
         value(&subject.login.user),
         value(&subject.login.service),
         value(subject.protocol.unwrap_or("-")),
@@ -145,8 +261,8 @@ mod tests {
             tty: None,
             protocol: None,
         };
-        let line = log_line(
-            Event::WrongCode,
+        let line = line_of(
+            Event::WrongCode.as_str(),
             Subject {
                 login: &login,
                 protocol: Some("ssh"),

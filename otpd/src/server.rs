@@ -110,7 +110,7 @@ async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(error) => {
-                tracing::info!("bad request: {error}");
+                crate::audit::bad_request(&shared, caller.uid, &error);
                 let reply = Response::Error {
                     message: error.to_string(),
                 };
