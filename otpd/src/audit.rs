@@ -113,8 +113,9 @@ fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail:
     let row = AuditRecord {
         time: now,
         event,
-        user: Some(&subject.login.user),
-        service: Some(&subject.login.service),
+        // A summary names no user or service: the row says NULL, the line `-`.
+        user: Some(subject.login.user.as_str()).filter(|u| !u.is_empty()),
+        service: Some(subject.login.service.as_str()).filter(|s| !s.is_empty()),
         protocol: subject.protocol,
         rhost: subject.login.rhost.as_deref(),
         caller_uid: Some(subject.caller_uid),
@@ -245,6 +246,59 @@ pub(crate) fn value(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server_key::ServerKey;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn wrong_answers(store: &mut Store, n: usize, caller_uid: u32, origin: Origin) {
+        let login = LoginContext {
+            user: "nobody".into(),
+            service: "sshd".into(),
+            rhost: Some(LOCAL_ORIGIN.into()),
+            tty: None,
+            protocol: None,
+        };
+        let subject = Subject {
+            login: &login,
+            protocol: Some("ssh"),
+            caller_uid,
+            origin,
+        };
+        for _ in 0..n {
+            record(store, T0, Event::WrongCode, subject, None);
+        }
+    }
+
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32]));
+        (dir, store.unwrap())
+    }
+
+    #[test]
+    fn a_local_callers_flood_is_written_ten_times_then_summarised_once() {
+        let (_dir, mut store) = open_store();
+        wrong_answers(&mut store, 1000, 65534, Origin::Local);
+        assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 10);
+        for summary in store.ended_audit_windows(T0 + 60, false) {
+            record_summary(&mut store, T0 + 60, summary);
+        }
+        let rows = store.audit_since(0, 10_000).unwrap();
+        assert_eq!(rows.len(), 11);
+        assert_eq!(rows[0].event, "suppressed");
+        assert_eq!(rows[0].detail.as_deref(), Some("wrong_code:990"));
+        assert_eq!(rows[0].caller_uid, Some(65534));
+        assert_eq!(rows[0].rhost.as_deref(), Some(LOCAL_ORIGIN));
+        assert_eq!(rows[0].user, None);
+    }
+
+    #[test]
+    fn root_and_trusted_callers_events_are_all_written_for_fail2ban() {
+        let (_dir, mut store) = open_store();
+        wrong_answers(&mut store, 100, 0, Origin::Reported);
+        assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 100);
+        assert!(store.ended_audit_windows(T0 + 60, true).is_empty());
+    }
 
     #[test]
     fn values_stay_one_token() {
