@@ -131,7 +131,7 @@ fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail:
 
 /// The row and line saying how many events of one kind a local uid caused beyond the rate:
 /// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
-fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
+pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
     if summary.key.kind == BAD_REQUEST {
         tracing::info!(
             target: BAD_REQUEST_TARGET,
