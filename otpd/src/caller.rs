@@ -11,6 +11,11 @@
 //! its own account: whatever remote host it names is a claim nobody checked, and believing it
 //! let uid nobody lock `203.0.113.77` out for every user and write audit lines that fail2ban
 //! counted against that address. Its `rhost` and `tty` are recorded as [`LOCAL_ORIGIN`].
+//!
+//! The other fields such a caller sends implicate nobody else: `user` must be its own name,
+//! and `service` and `protocol` only choose which of its own profiles applies and are shown in
+//! its own audit lines (with `rhost=local` and its `caller_uid`); its reuse grants are those of
+//! a login without a remote host, so they serve only its own account.
 
 use common::config::TrustedCaller;
 use common::wire::LoginContext;

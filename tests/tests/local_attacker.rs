@@ -22,7 +22,7 @@ const FORGED: &str = "2026-12-06T21:00:00.000000Z  INFO otpd::audit: event=wrong
 /// Sends frames to otpd's socket as whoever runs it. argv: socket, mode, and per mode:
 /// `raw` reads one JSON payload per stdin line (as a JSON string: any bytes) and prints one
 /// JSON response per line; `flood SECONDS USER` sends a mix of refusable requests for that
-/// long and prints how many it sent.
+/// long and prints how many it sent; `answers N` sends N wrong answers for N users.
 const CLIENT: &str = r#"
 import json, socket, struct, sys, time
 
@@ -60,6 +60,10 @@ elif mode == "flood":
         call(path, shapes[sent % len(shapes)])
         sent += 1
     print(sent)
+elif mode == "answers":
+    for i in range(int(sys.argv[3])):
+        login = {"user": "u%d" % i, "service": "sshd", "rhost": None, "tty": None, "protocol": None}
+        call(path, json.dumps({"op": "answer", "login": login, "challenge": "none", "code": "0"}).encode())
 "#;
 
 const NOBODY: &str = "nobody";
@@ -388,4 +392,23 @@ fn a_flood_by_nobody_leaves_audit_rows_and_log_lines_within_their_caps() {
     // logged at most 10 times in a minute plus one summary; a few lines of start-up.
     assert!(rows <= 40, "{rows} audit rows");
     assert!(lines <= 60, "{lines} log lines:\n{log}");
+}
+
+#[test]
+fn an_audit_table_over_its_cap_is_trimmed_with_a_warning() {
+    let smtp = SmtpCapture::start();
+    let mut config = TestConfig::required(smtp.port);
+    config.daemon = "audit_max_rows = 1000".into();
+    let mut otpd = Otpd::start(&config);
+    // Root's events are never rate limited (fail2ban needs each one): 1,500 code_dead rows.
+    client(&otpd, false, &["answers", "1500"], "");
+    let log = settled_log(&otpd);
+    assert!(otpd.stop());
+    let rows = audit_rows(&otpd);
+    println!("1500 events with audit_max_rows = 1000 -> {rows} rows");
+    assert!(rows <= 1000, "{rows} rows");
+    assert!(
+        log.contains("audit rows over [daemon] audit_max_rows = 1000: deleted the"),
+        "{log}"
+    );
 }
