@@ -380,8 +380,11 @@ fn a_flood_by_nobody_leaves_audit_rows_and_log_lines_within_their_caps() {
     let rows = audit_rows(&otpd);
     let bytes = state_bytes(&otpd).saturating_sub(bytes_before);
     println!(
-        "flood: {sent} requests in {:.1}s -> {rows} audit rows, {lines} log lines, {} KiB more in the state dir",
+        "flood: {sent} requests in {:.1}s -> {rows} audit rows, {lines} log lines ({} KiB), state dir {} KiB -> {} KiB ({} KiB more)",
         took.as_secs_f64(),
+        log.len() / 1024,
+        bytes_before / 1024,
+        state_bytes(&otpd) / 1024,
         bytes / 1024
     );
     assert!(

@@ -125,11 +125,14 @@ impl Store {
     pub fn trim_audit(&mut self, max_rows: u64) -> Result<Option<Trimmed>, StoreError> {
         self.flush_audit()?;
         let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        let tx = Self::immediate(&mut self.conn)?;
+        // A plain read first: this runs a few times a second and almost always finds nothing
+        // to do, so it takes no write lock for that. Only otpd writes the table, and it holds
+        // the store for this whole call, so the span cannot change before the delete.
         let (first, last): (Option<i64>, Option<i64>) =
-            tx.query_row("SELECT min(id), max(id) FROM audit", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
+            self.conn
+                .query_row("SELECT min(id), max(id) FROM audit", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(None);
         };
@@ -138,6 +141,7 @@ impl Store {
             return Ok(None);
         }
         let keep = (max_rows / 10 * 9).max(1);
+        let tx = Self::immediate(&mut self.conn)?;
         let deleted = tx.execute("DELETE FROM audit WHERE id <= ?1", params![last - keep])?;
         let oldest_kept: i64 = tx.query_row(
             "SELECT coalesce(min(time), 0) FROM audit WHERE id > ?1",
