@@ -132,14 +132,7 @@ fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail:
 /// The row and line saying how many events of one kind a local uid caused beyond the rate:
 /// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
 pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
-    if summary.key.kind == BAD_REQUEST {
-        tracing::info!(
-            target: BAD_REQUEST_TARGET,
-            "bad request: {} more from uid {} since {} not logged one by one",
-            summary.count,
-            summary.key.caller_uid,
-            common::timefmt::utc(summary.since)
-        );
+    if crate::peer_lines::summarise(&summary) {
         return;
     }
     let login = LoginContext {
@@ -163,36 +156,6 @@ pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
         subject,
         Some(&detail),
     );
-}
-
-/// The rate key of malformed requests: logged (no row), counted like local callers' events.
-const BAD_REQUEST: &str = "bad_request";
-
-/// Bad requests are the server's lines, not audit events: only audit lines carry the
-/// `otpd::audit` target.
-const BAD_REQUEST_TARGET: &str = "otpd::server";
-
-/// Logs a request that could not be read, for any caller. The error quotes the request (serde
-/// repeats unknown variant and field names as sent), so it is escaped like every outside text;
-/// beyond the rate a uid's bad requests are only counted, and summarised once a window.
-pub fn bad_request(shared: &Shared, caller_uid: u32, error: &dyn std::fmt::Display) {
-    let now = shared.clock.now();
-    let mut store = shared.store();
-    let key = RateKey {
-        caller_uid,
-        kind: BAD_REQUEST,
-    };
-    let (admission, ended) = store.admit_audit(key, now);
-    if let Some(summary) = ended {
-        record_summary(&mut store, now, summary);
-    }
-    if admission == Admission::Individually {
-        tracing::info!(
-            target: BAD_REQUEST_TARGET,
-            "bad request: {}",
-            escape_for_log(&error.to_string())
-        );
-    }
 }
 
 /// The periodic audit work, off the login path: writes the summaries of rate windows that

@@ -110,7 +110,12 @@ async fn serve_connection(mut stream: UnixStream, shared: Arc<Shared>) {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(error) => {
-                crate::audit::bad_request(&shared, caller.uid, &error);
+                crate::peer_lines::log(
+                    &shared,
+                    caller.uid,
+                    crate::peer_lines::PeerTrouble::BadRequest,
+                    &error,
+                );
                 let reply = Response::Error {
                     message: error.to_string(),
                 };
