@@ -3,11 +3,18 @@
 //! The log line is written for fail2ban and friends (`event=wrong_code ... rhost=<HOST>`); every
 //! value is escaped so an attacker-chosen user name or host cannot forge a second line or a
 //! second key. Neither the row nor the line ever contains a code.
+//!
+//! A local caller (one whose reported origin is not believed, see [`crate::caller`]) can cause
+//! events as fast as it can connect; beyond a small rate its events of one kind are counted and
+//! summarised instead of written one by one (`store::audit_rate`), and the table is kept under
+//! `[daemon] audit_max_rows`, so no local user can fill the disk with rows or log lines.
 
 use common::text::escape_for_log;
 use common::wire::LoginContext;
 
-use crate::store::{AuditRecord, Store};
+use crate::caller::{LOCAL_ORIGIN, Origin};
+use crate::state::Shared;
+use crate::store::{Admission, AuditRecord, RateKey, Store, StoreError, Suppressed};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +41,8 @@ pub enum Event {
     Skipped,
     /// The caller may not act for the user it named.
     RefusedCaller,
+    /// A summary: more events of one kind from one local uid than are written one by one.
+    Suppressed,
 }
 
 impl Event {
@@ -51,6 +60,7 @@ impl Event {
             Event::RateLimited => "rate_limited",
             Event::Skipped => "skipped",
             Event::RefusedCaller => "refused_caller",
+            Event::Suppressed => "suppressed",
         }
     }
 }
@@ -64,10 +74,16 @@ pub struct Subject<'a> {
     pub protocol: Option<&'a str>,
     /// The uid of the process that asked.
     pub caller_uid: u32,
+    /// Whether the login's `rhost` is the caller's report or [`LOCAL_ORIGIN`]; local callers'
+    /// events are rate-limited.
+    pub origin: Origin,
 }
 
 /// Records `event` in the database and the log. A failure to write the row is logged, never
 /// fatal to the login's outcome: the log line has been written already.
+///
+/// A local caller's events beyond the rate are only counted (see the module's doc); when the
+/// previous window of the same kind ended with some counted, its summary is written first.
 pub fn record(
     store: &mut Store,
     now: i64,
@@ -75,27 +91,98 @@ pub fn record(
     subject: Subject<'_>,
     detail: Option<&str>,
 ) {
-    tracing::info!(target: "otpd::audit", "{}", log_line(event, subject, detail));
+    if subject.origin == Origin::Local {
+        let key = RateKey {
+            caller_uid: subject.caller_uid,
+            kind: event.as_str(),
+        };
+        let (admission, ended) = store.admit_audit(key, now);
+        if let Some(summary) = ended {
+            record_summary(store, now, summary);
+        }
+        if admission == Admission::Counted {
+            return;
+        }
+    }
+    write(store, now, event.as_str(), subject, detail);
+}
+
+/// Writes the row and the line of one event.
+fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail: Option<&str>) {
+    tracing::info!(target: "otpd::audit", "{}", line_of(event, subject, detail));
     let row = AuditRecord {
         time: now,
-        event: event.as_str(),
-        user: Some(&subject.login.user),
-        service: Some(&subject.login.service),
+        event,
+        // A summary names no user or service: the row says NULL, the line `-`.
+        user: Some(subject.login.user.as_str()).filter(|u| !u.is_empty()),
+        service: Some(subject.login.service.as_str()).filter(|s| !s.is_empty()),
         protocol: subject.protocol,
         rhost: subject.login.rhost.as_deref(),
         caller_uid: Some(subject.caller_uid),
         detail,
     };
     if let Err(e) = store.record_audit(&row) {
-        tracing::error!("cannot write audit row for {}: {e}", event.as_str());
+        tracing::error!(
+            "cannot write audit row for {event}: {}",
+            escape_for_log(&e.to_string())
+        );
     }
 }
 
-/// The `key=value` line for an event.
-pub fn log_line(event: Event, subject: Subject<'_>, detail: Option<&str>) -> String {
+/// The row and line saying how many events of one kind a local uid caused beyond the rate:
+/// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
+pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
+    if crate::peer_lines::summarise(&summary) {
+        return;
+    }
+    let login = LoginContext {
+        user: String::new(),
+        service: String::new(),
+        rhost: Some(LOCAL_ORIGIN.to_string()),
+        tty: None,
+        protocol: None,
+    };
+    let subject = Subject {
+        login: &login,
+        protocol: None,
+        caller_uid: summary.key.caller_uid,
+        origin: Origin::Local,
+    };
+    let detail = format!("{}:{}", summary.key.kind, summary.count);
+    write(
+        store,
+        now,
+        Event::Suppressed.as_str(),
+        subject,
+        Some(&detail),
+    );
+}
+
+/// The periodic audit work, off the login path: writes the summaries of rate windows that
+/// ended, the waiting rows, and keeps the table under `[daemon] audit_max_rows`, saying so in
+/// the log when it deletes rows. With `closing` (at shutdown), summarises every open window.
+pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
+    let now = shared.clock.now();
+    let max_rows = shared.active().config.daemon.audit_max_rows;
+    let mut store = shared.store();
+    for summary in store.ended_audit_windows(now, closing) {
+        record_summary(&mut store, now, summary);
+    }
+    if let Some(trimmed) = store.trim_audit(max_rows)? {
+        tracing::warn!(
+            "audit rows over [daemon] audit_max_rows = {max_rows}: deleted the {} oldest; rows from {} on are kept",
+            trimmed.deleted,
+            common::timefmt::utc(trimmed.oldest_kept)
+        );
+    }
+    Ok(())
+}
+
+/// The `key=value` line for an event named `event`.
+fn line_of(event: &str, subject: Subject<'_>, detail: Option<&str>) -> String {
     let mut line = format!(
         "event={} user={} service={} protocol={} rhost={} caller_uid={}",
-        event.as_str(),
+        event,
         value(&subject.login.user),
         value(&subject.login.service),
         value(subject.protocol.unwrap_or("-")),
@@ -109,20 +196,72 @@ pub fn log_line(event: Event, subject: Subject<'_>, detail: Option<&str>) -> Str
     line
 }
 
-/// Escapes a value so it stays one token: control characters, spaces and `=` are written as
-/// `\xNN`. An empty value is written `-`. Every audit log line, otpctl's included, uses it.
+/// A value as one token: [`escape_for_log`] (which leaves no line break, control, hidden
+/// character or `=`), and spaces written `\x20`. An empty value is written `-`. Every audit
+/// log line, otpctl's included, uses it.
 pub(crate) fn value(raw: &str) -> String {
     if raw.is_empty() {
         return "-".to_string();
     }
-    escape_for_log(raw)
-        .replace(' ', "\\x20")
-        .replace('=', "\\x3d")
+    escape_for_log(raw).replace(' ', "\\x20")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server_key::ServerKey;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn wrong_answers(store: &mut Store, n: usize, caller_uid: u32, origin: Origin) {
+        let login = LoginContext {
+            user: "nobody".into(),
+            service: "sshd".into(),
+            rhost: Some(LOCAL_ORIGIN.into()),
+            tty: None,
+            protocol: None,
+        };
+        let subject = Subject {
+            login: &login,
+            protocol: Some("ssh"),
+            caller_uid,
+            origin,
+        };
+        for _ in 0..n {
+            record(store, T0, Event::WrongCode, subject, None);
+        }
+    }
+
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32]));
+        (dir, store.unwrap())
+    }
+
+    #[test]
+    fn a_local_callers_flood_is_written_ten_times_then_summarised_once() {
+        let (_dir, mut store) = open_store();
+        wrong_answers(&mut store, 1000, 65534, Origin::Local);
+        assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 10);
+        for summary in store.ended_audit_windows(T0 + 60, false) {
+            record_summary(&mut store, T0 + 60, summary);
+        }
+        let rows = store.audit_since(0, 10_000).unwrap();
+        assert_eq!(rows.len(), 11);
+        assert_eq!(rows[0].event, "suppressed");
+        assert_eq!(rows[0].detail.as_deref(), Some("wrong_code:990"));
+        assert_eq!(rows[0].caller_uid, Some(65534));
+        assert_eq!(rows[0].rhost.as_deref(), Some(LOCAL_ORIGIN));
+        assert_eq!(rows[0].user, None);
+    }
+
+    #[test]
+    fn root_and_trusted_callers_events_are_all_written_for_fail2ban() {
+        let (_dir, mut store) = open_store();
+        wrong_answers(&mut store, 100, 0, Origin::Reported);
+        assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 100);
+        assert!(store.ended_audit_windows(T0 + 60, true).is_empty());
+    }
 
     #[test]
     fn values_stay_one_token() {
@@ -139,12 +278,13 @@ mod tests {
             tty: None,
             protocol: None,
         };
-        let line = log_line(
-            Event::WrongCode,
+        let line = line_of(
+            Event::WrongCode.as_str(),
             Subject {
                 login: &login,
                 protocol: Some("ssh"),
                 caller_uid: 0,
+                origin: Origin::Reported,
             },
             None,
         );

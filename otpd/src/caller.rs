@@ -4,8 +4,21 @@
 //! Root and the `[daemon] trusted_callers` (users, or `@groups`, such as a web server that runs PAM
 //! for HTTP logins) may act for any user. Anyone else may act only for their own user name, so a
 //! local user cannot make otpd mail codes to, or guess codes of, somebody else.
+//!
+//! The same peers decide whose word on a login's origin is believed. Root and the trusted
+//! callers run PAM for logins that come from elsewhere (sshd, a web server), so their
+//! `rhost` and `tty` are what PAM reported. Anyone else is a process on this machine asking for
+//! its own account: whatever remote host it names is a claim nobody checked, and believing it
+//! let uid nobody lock `203.0.113.77` out for every user and write audit lines that fail2ban
+//! counted against that address. Its `rhost` and `tty` are recorded as [`LOCAL_ORIGIN`].
+//!
+//! The other fields such a caller sends implicate nobody else: `user` must be its own name,
+//! and `service` and `protocol` only choose which of its own profiles applies and are shown in
+//! its own audit lines (with `rhost=local` and its `caller_uid`); its reuse grants are those of
+//! a login without a remote host, so they serve only its own account.
 
 use common::config::TrustedCaller;
+use common::wire::LoginContext;
 
 use crate::accounts::Accounts;
 
@@ -16,6 +29,21 @@ pub struct Caller {
     pub uid: u32,
     /// The peer process's gid.
     pub gid: u32,
+}
+
+/// The `rhost` and `tty` recorded for a login whose caller may not vouch for its origin: in the
+/// audit row and line (`rhost=local`) and in the code mail. Such a login never counts against,
+/// nor clears, any remote host's lockout, and its reuse grants are those of a login without a
+/// remote host.
+pub const LOCAL_ORIGIN: &str = "local";
+
+/// Whether a login's reported origin is believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Root or a trusted caller reported it: `rhost` and `tty` are PAM's.
+    Reported,
+    /// Anyone else: `rhost` and `tty` were replaced by [`LOCAL_ORIGIN`].
+    Local,
 }
 
 /// True when `caller` may act for the user `user`.
@@ -29,13 +57,27 @@ pub fn may_act_for(
         return true;
     }
     let caller_name = accounts.user_name(caller.uid);
-    if caller_name.as_deref() == Some(user) {
-        return true;
+    match caller_name {
+        Some(name) => name == user || is_listed(caller.uid, &name, trusted, accounts),
+        None => false,
     }
-    let Some(caller_name) = caller_name else {
-        return false;
-    };
-    is_listed(caller.uid, &caller_name, trusted, accounts)
+}
+
+/// The origin of a login from `caller`, and the login as otpd will use it: unchanged for root
+/// and the trusted callers, with `rhost` and `tty` set to [`LOCAL_ORIGIN`] for anyone else
+/// (whatever they claimed, or nothing).
+pub fn believed(
+    caller: Caller,
+    mut login: LoginContext,
+    trusted: &[TrustedCaller],
+    accounts: &dyn Accounts,
+) -> (LoginContext, Origin) {
+    if is_trusted(caller.uid, trusted, accounts) {
+        return (login, Origin::Reported);
+    }
+    login.rhost = Some(LOCAL_ORIGIN.to_string());
+    login.tty = Some(LOCAL_ORIGIN.to_string());
+    (login, Origin::Local)
 }
 
 /// True when `uid` is root or one of the `trusted_callers`: such callers act for other users,
@@ -84,6 +126,54 @@ mod tests {
         assert!(may_act_for(caller(33), "alice", &trusted, &FakeAccounts));
         assert!(may_act_for(caller(1001), "alice", &trusted, &FakeAccounts));
         assert!(!may_act_for(caller(1000), "bob", &trusted, &FakeAccounts));
+    }
+
+    fn claimed(rhost: Option<&str>) -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: rhost.map(String::from),
+            tty: Some("pts/3".into()),
+            protocol: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_users_claimed_rhost_and_tty_are_recorded_as_local() {
+        for rhost in [Some("203.0.113.77"), None, Some("")] {
+            let (login, origin) = believed(caller(1000), claimed(rhost), &[], &FakeAccounts);
+            assert_eq!(origin, Origin::Local);
+            assert_eq!(login.rhost.as_deref(), Some(LOCAL_ORIGIN));
+            assert_eq!(login.tty.as_deref(), Some(LOCAL_ORIGIN));
+            assert_eq!(
+                (login.user.as_str(), login.service.as_str()),
+                ("alice", "sshd")
+            );
+        }
+    }
+
+    #[test]
+    fn root_and_trusted_callers_report_the_origin_as_pam_gave_it() {
+        let trusted = [
+            TrustedCaller::User("www-data".into()),
+            TrustedCaller::Group("webdav".into()),
+        ];
+        for uid in [0, 33, 1001] {
+            let (login, origin) = believed(
+                caller(uid),
+                claimed(Some("192.0.2.7")),
+                &trusted,
+                &FakeAccounts,
+            );
+            assert_eq!(origin, Origin::Reported, "uid {uid}");
+            assert_eq!(login, claimed(Some("192.0.2.7")), "uid {uid}");
+        }
+        let (_, origin) = believed(caller(4242), claimed(None), &trusted, &FakeAccounts);
+        assert_eq!(
+            origin,
+            Origin::Local,
+            "a uid without a name vouches for nothing"
+        );
     }
 
     #[test]

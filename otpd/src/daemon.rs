@@ -69,7 +69,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let store = Store::open(&database, key)?;
     if let Err(e) = crate::store::wal_flush::spawn(&database) {
         // Only checkpoints get slower without it.
-        tracing::warn!("cannot start the WAL flushing thread: {e}");
+        tracing::warn!(
+            "cannot start the WAL flushing thread: {}",
+            escape_for_log(&e.to_string())
+        );
     }
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
@@ -98,7 +101,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     tracing::info!(
         "otpd {} listening on {}",
         env!("CARGO_PKG_VERSION"),
-        daemon.socket.display()
+        escape_for_log(&daemon.socket.display().to_string())
     );
     notify("READY=1");
 
@@ -125,11 +128,18 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     reloader.abort();
     purger.abort();
     audit_writer.abort();
-    if let Err(e) = shared.store().flush_audit() {
-        tracing::error!("cannot write the last audit rows: {e}");
+    if let Err(e) = crate::audit::settle(&shared, true) {
+        tracing::error!(
+            "cannot write the last audit rows: {}",
+            escape_for_log(&e.to_string())
+        );
     }
     if let Err(e) = std::fs::remove_file(&daemon.socket) {
-        tracing::warn!("cannot remove {}: {e}", daemon.socket.display());
+        tracing::warn!(
+            "cannot remove {}: {}",
+            escape_for_log(&daemon.socket.display().to_string()),
+            escape_for_log(&e.to_string())
+        );
     }
     tracing::info!("otpd stopped");
     Ok(())
@@ -187,14 +197,18 @@ fn build_active(path: &Path, clock: Arc<dyn Clock>) -> Result<Active, String> {
 /// [`crate::store::AUDIT_BATCH`] rows and before every audit read).
 const AUDIT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Writes recorded audit rows a few times a second, off the login path.
+/// Writes recorded audit rows a few times a second, off the login path, with the summaries of
+/// rate windows that ended, and trims the table to its cap (`audit::settle`).
 async fn flush_audit_periodically(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(AUDIT_FLUSH_INTERVAL).await;
         let shared = Arc::clone(&shared);
-        match tokio::task::spawn_blocking(move || shared.store().flush_audit()).await {
+        match tokio::task::spawn_blocking(move || crate::audit::settle(&shared, false)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("cannot write audit rows (kept for the next try): {e}"),
+            Ok(Err(e)) => tracing::error!(
+                "cannot write audit rows (kept for the next try): {}",
+                escape_for_log(&e.to_string())
+            ),
             Err(e) => tracing::error!("audit writer task failed: {e}"),
         }
     }
@@ -215,7 +229,7 @@ async fn purge_periodically(shared: Arc<Shared>) {
         .await;
         match result {
             Ok(Ok(counts)) => tracing::info!("purged {counts:?}"),
-            Ok(Err(e)) => tracing::error!("purge failed: {e}"),
+            Ok(Err(e)) => tracing::error!("purge failed: {}", escape_for_log(&e.to_string())),
             Err(e) => tracing::error!("purge task failed: {e}"),
         }
     }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use common::config::Settings;
 use common::secret::SecretString;
-use common::text::{MAX_FIELD_LEN, mask_email};
+use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
 use common::wire::{DenyReason, LoginContext, Request, Response};
 
 use crate::audit::{self, Event, Subject};
-use crate::caller::{Caller, may_act_for};
+use crate::caller::{self, Caller, Origin, may_act_for};
 use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
@@ -26,11 +26,21 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
-        Request::Begin { login } => begin(shared, caller, login, Mode::First).await,
-        Request::Resend { login } => begin(shared, caller, login, Mode::Resend).await,
-        Request::Probe { login } => guarded(|| probe(shared, caller, &login)),
+        Request::Begin { login } => {
+            let (asker, login) = Asker::of(shared, caller, login);
+            begin(shared, asker, login, Mode::First).await
+        }
+        Request::Resend { login } => {
+            let (asker, login) = Asker::of(shared, caller, login);
+            begin(shared, asker, login, Mode::Resend).await
+        }
+        Request::Probe { login } => {
+            let (asker, login) = Asker::of(shared, caller, login);
+            guarded(|| probe(shared, asker, &login))
+        }
         Request::Verify { login, code } => {
-            guarded(|| verify_appended(shared, caller, &login, &code))
+            let (asker, login) = Asker::of(shared, caller, login);
+            guarded(|| verify_appended(shared, asker, &login, &code))
         }
         Request::Admin { request } => Response::Admin {
             response: crate::admin::handle(shared, caller, request).await,
@@ -39,7 +49,40 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             login,
             challenge,
             code,
-        } => guarded(|| answer(shared, caller, &login, &challenge, &code)),
+        } => {
+            let (asker, login) = Asker::of(shared, caller, login);
+            guarded(|| answer(shared, asker, &login, &challenge, &code))
+        }
+    }
+}
+
+/// Who asked for a login request, and whether otpd believes the origin it reported.
+#[derive(Debug, Clone, Copy)]
+struct Asker {
+    caller: Caller,
+    origin: Origin,
+}
+
+impl Asker {
+    /// The asker of `login`, and the login with its `rhost` and `tty` as otpd believes them
+    /// (see [`caller::believed`]): everything after this sees only the believed ones.
+    fn of(shared: &Shared, caller: Caller, login: LoginContext) -> (Asker, LoginContext) {
+        let (login, origin) = caller::believed(
+            caller,
+            login,
+            &shared.active().config.daemon.trusted_callers,
+            shared.accounts.as_ref(),
+        );
+        (Asker { caller, origin }, login)
+    }
+
+    /// The remote host the store counts failures against and binds grants to: the reported
+    /// one, or none for a local caller (its `local` never counts as a host).
+    fn remote_host<'a>(&self, login: &'a LoginContext) -> Option<&'a str> {
+        match self.origin {
+            Origin::Reported => login.rhost.as_deref(),
+            Origin::Local => None,
+        }
     }
 }
 
@@ -64,12 +107,12 @@ enum BeginStep {
     Mail(Box<PendingMail>),
 }
 
-async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: Mode) -> Response {
+async fn begin(shared: &Arc<Shared>, asker: Asker, login: LoginContext, mode: Mode) -> Response {
     if let Err(message) = check_fields(&login) {
         return Response::Error { message };
     }
     let active = shared.active();
-    let step = run_guarded(|| prepare_begin(shared, &active, caller, &login, mode));
+    let step = run_guarded(|| prepare_begin(shared, &active, asker, &login, mode));
     let pending = match step {
         Ok(BeginStep::Done(response)) => return response,
         Ok(BeginStep::Mail(pending)) => pending,
@@ -92,7 +135,7 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
     let sent = active.mailer.send(&mail).await;
     guarded(|| {
         let now = shared.clock.now();
-        let subject = code_subject(&login, &pending.needed, caller);
+        let subject = code_subject(&login, &pending.needed, asker);
         let mut store = shared.store();
         match sent {
             Ok(server) => {
@@ -107,7 +150,10 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
             }
             Err(failure) => {
                 if let Err(e) = store.invalidate(&pending.challenge) {
-                    tracing::error!("cannot invalidate an unmailed code: {e}");
+                    tracing::error!(
+                        "cannot invalidate an unmailed code: {}",
+                        escape_for_log(&e.to_string())
+                    );
                 }
                 let detail = failure.to_string();
                 audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
@@ -122,23 +168,23 @@ async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: 
 fn prepare_begin(
     shared: &Shared,
     active: &Active,
-    caller: Caller,
+    asker: Asker,
     login: &LoginContext,
     mode: Mode,
 ) -> BeginStep {
     let now = shared.clock.now();
     let mut store = shared.store();
-    let needed = match needs_code(shared, active, &mut store, caller, login, now) {
+    let needed = match needs_code(shared, active, &mut store, asker, login, now) {
         Ok(needed) => needed,
         Err(response) => return BeginStep::Done(response),
     };
     let limits = limits_of(&needed.settings);
     let mut rng = crate::os_random::BatchedOsRng::new();
-    let outcome = match store.issue(&code_request(login, &needed), &limits, now, &mut rng) {
+    let outcome = match store.issue(&code_request(login, &needed, asker), &limits, now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
     };
-    let subject = code_subject(login, &needed, caller);
+    let subject = code_subject(login, &needed, asker);
     match outcome {
         IssueOutcome::Issued {
             challenge,
@@ -198,7 +244,7 @@ fn needs_code(
     shared: &Shared,
     active: &Active,
     store: &mut Store,
-    caller: Caller,
+    asker: Asker,
     login: &LoginContext,
     now: i64,
 ) -> Result<CodeNeeded, Response> {
@@ -206,10 +252,11 @@ fn needs_code(
     let subject = |protocol| Subject {
         login,
         protocol,
-        caller_uid: caller.uid,
+        caller_uid: asker.caller.uid,
+        origin: asker.origin,
     };
     if !may_act_for(
-        caller,
+        asker.caller,
         &login.user,
         &config.daemon.trusted_callers,
         shared.accounts.as_ref(),
@@ -271,7 +318,7 @@ enum OnSkip {
 /// (fields, caller, protocol, policy); otherwise answers what those checks said.
 fn for_needed_code(
     shared: &Shared,
-    caller: Caller,
+    asker: Asker,
     login: &LoginContext,
     on_skip: OnSkip,
     work: impl FnOnce(&mut Store, &CodeNeeded, i64) -> Response,
@@ -282,7 +329,7 @@ fn for_needed_code(
     let active = shared.active();
     let now = shared.clock.now();
     let mut store = shared.store();
-    match needs_code(shared, &active, &mut store, caller, login, now) {
+    match needs_code(shared, &active, &mut store, asker, login, now) {
         Ok(needed) => work(&mut store, &needed, now),
         Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
             message: "this login needs no code".into(),
@@ -292,25 +339,29 @@ fn for_needed_code(
 }
 
 /// The store's view of a login that needs a code.
-fn code_request<'a>(login: &'a LoginContext, needed: &CodeNeeded) -> IssueRequest<'a> {
+fn code_request<'a>(
+    login: &'a LoginContext,
+    needed: &CodeNeeded,
+    asker: Asker,
+) -> IssueRequest<'a> {
     IssueRequest {
         user: &login.user,
         protocol: needed.protocol.as_str(),
         service: &login.service,
-        rhost: login.rhost.as_deref(),
+        rhost: asker.remote_host(login),
     }
 }
 
 /// Single-secret protocols: does the login need a code, and does its secret carry one?
-fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
+fn probe(shared: &Shared, asker: Asker, login: &LoginContext) -> Response {
     for_needed_code(
         shared,
-        caller,
+        asker,
         login,
         OnSkip::Answer,
         |store, needed, now| {
             let limits = limits_of(&needed.settings);
-            match store.expects_code(&code_request(login, needed), &limits, now) {
+            match store.expects_code(&code_request(login, needed, asker), &limits, now) {
                 Ok(expects_code) => Response::Probe {
                     code_length: needed.settings.code_length,
                     expects_code,
@@ -324,26 +375,26 @@ fn probe(shared: &Shared, caller: Caller, login: &LoginContext) -> Response {
 /// Single-secret protocols: checks the code that came appended to the password.
 fn verify_appended(
     shared: &Shared,
-    caller: Caller,
+    asker: Asker,
     login: &LoginContext,
     code: &SecretString,
 ) -> Response {
     for_needed_code(
         shared,
-        caller,
+        asker,
         login,
         OnSkip::Refuse,
         |store, needed, now| {
             let mut rng = crate::os_random::BatchedOsRng::new();
             let outcome = store.verify_appended(
-                &code_request(login, needed),
+                &code_request(login, needed, asker),
                 &bounded(code),
                 &limits_of(&needed.settings),
                 secs(needed.settings.reuse_window),
                 now,
                 &mut rng,
             );
-            verdict(store, now, code_subject(login, needed, caller), outcome)
+            verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
 }
@@ -351,14 +402,14 @@ fn verify_appended(
 /// Checks an interactive answer to `challenge`.
 fn answer(
     shared: &Shared,
-    caller: Caller,
+    asker: Asker,
     login: &LoginContext,
     challenge: &str,
     code: &SecretString,
 ) -> Response {
     for_needed_code(
         shared,
-        caller,
+        asker,
         login,
         OnSkip::Refuse,
         |store, needed, now| {
@@ -366,26 +417,23 @@ fn answer(
                 challenge,
                 &login.user,
                 needed.protocol.as_str(),
-                login.rhost.as_deref(),
+                asker.remote_host(login),
                 &bounded(code),
                 &limits_of(&needed.settings),
                 now,
             );
-            verdict(store, now, code_subject(login, needed, caller), outcome)
+            verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
 }
 
 /// The audit subject of a login whose code is issued, mailed or checked.
-fn code_subject<'a>(
-    login: &'a LoginContext,
-    needed: &'a CodeNeeded,
-    caller: Caller,
-) -> Subject<'a> {
+fn code_subject<'a>(login: &'a LoginContext, needed: &'a CodeNeeded, asker: Asker) -> Subject<'a> {
     Subject {
         login,
         protocol: Some(needed.protocol.as_str()),
-        caller_uid: caller.uid,
+        caller_uid: asker.caller.uid,
+        origin: asker.origin,
     }
 }
 
@@ -515,7 +563,7 @@ fn refused_caller() -> Response {
 }
 
 fn internal_error(error: &dyn std::fmt::Display) -> Response {
-    tracing::error!("store error: {error}");
+    tracing::error!("store error: {}", escape_for_log(&error.to_string()));
     Response::Unavailable {
         message: "The login code service has an internal error.".into(),
     }

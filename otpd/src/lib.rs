@@ -19,6 +19,7 @@ pub mod in_flight;
 pub mod logging;
 pub mod mail;
 pub mod os_random;
+pub mod peer_lines;
 pub mod policy;
 pub mod server;
 pub mod server_key;

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     match runtime.block_on(otpd::daemon::run(args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", common::text::escape_for_log(&e.to_string()));
             eprintln!("otpd: {e}");
             ExitCode::FAILURE
         }

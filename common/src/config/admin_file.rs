@@ -219,7 +219,10 @@ mod tests {
         let (dir, path) = file(b"x", 0o644);
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert_eq!(read(&link, AdminFileKind::Template).unwrap().as_slice(), b"x");
+        assert_eq!(
+            read(&link, AdminFileKind::Template).unwrap().as_slice(),
+            b"x"
+        );
         let device_link = dir.path().join("device-link");
         std::os::unix::fs::symlink("/dev/zero", &device_link).unwrap();
         let e = read(&device_link, AdminFileKind::CaBundle).unwrap_err();

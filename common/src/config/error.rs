@@ -139,7 +139,9 @@ fn in_toml_words(message: &str) -> String {
         .replace("a sequence", "an array")
         .replace("type: sequence", "type: array")
         .replace("a map", "a table")
-        .replace("type: map", "type: table");
+        .replace("type: map", "type: table")
+        // `=` is escaped in every logged text (it could forge a `key=value`); say it in words.
+        .replace("`=`", "an equals sign");
     while let Some(start) = words.find("struct Raw") {
         let rest = words.get(start + "struct ".len()..).unwrap_or_default();
         let name_len = rest
@@ -153,6 +155,14 @@ fn in_toml_words(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_equals_sign_is_named_in_words_not_escaped() {
+        assert_eq!(
+            in_toml_words("expected `.`, `=`"),
+            "expected `.`, an equals sign"
+        );
+    }
 
     fn at(line: usize, column: usize) -> Location {
         Location { line, column }

@@ -46,6 +46,8 @@ pub(super) struct RawDaemon {
     pub request_timeout_seconds: Option<Int>,
     pub purge_interval_minutes: Option<Int>,
     pub audit_retention_days: Option<Int>,
+    // Audit size (issue #15, disk filling): kept as their own group of keys.
+    pub audit_max_rows: Option<Int>,
 }
 
 /// `[protocols]`.

@@ -64,7 +64,10 @@ pub async fn run(
                 .collect(),
         },
         Err(e) => {
-            tracing::error!("test-mail task failed: {e}");
+            tracing::error!(
+                "test-mail task failed: {}",
+                common::text::escape_for_log(&e.to_string())
+            );
             refused(RefuseReason::Failed, "otpd had an internal error".into())
         }
     }

@@ -180,7 +180,10 @@ pub(crate) fn refused(reason: RefuseReason, message: String) -> AdminResponse {
 
 /// A store failure: logged here, a generic message for the person.
 pub(crate) fn store_failed(error: &dyn std::fmt::Display) -> AdminResponse {
-    tracing::error!("store error in an otpctl request: {error}");
+    tracing::error!(
+        "store error in an otpctl request: {}",
+        common::text::escape_for_log(&error.to_string())
+    );
     refused(
         RefuseReason::Failed,
         "otpd's database failed; see otpd's log (journalctl -u otpd)".into(),
@@ -190,7 +193,10 @@ pub(crate) fn store_failed(error: &dyn std::fmt::Display) -> AdminResponse {
 /// Runs store work on a blocking thread; a panic there becomes a refusal.
 async fn blocking(work: impl FnOnce() -> AdminResponse + Send + 'static) -> AdminResponse {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        tracing::error!("otpctl request task failed: {e}");
+        tracing::error!(
+            "otpctl request task failed: {}",
+            common::text::escape_for_log(&e.to_string())
+        );
         refused(RefuseReason::Failed, "otpd had an internal error".into())
     })
 }

@@ -247,7 +247,10 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
         Ok(Step::Done(response)) => return response,
         Ok(Step::Mail(pending)) => pending,
         Err(e) => {
-            tracing::error!("self-service task failed: {e}");
+            tracing::error!(
+                "self-service task failed: {}",
+                common::text::escape_for_log(&e.to_string())
+            );
             return refused(RefuseReason::Failed, "otpd had an internal error".into());
         }
     };
@@ -301,7 +304,10 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
             }
             Err(failure) => {
                 if let Err(e) = store.invalidate(&pending.challenge) {
-                    tracing::error!("cannot invalidate an unmailed code: {e}");
+                    tracing::error!(
+                        "cannot invalidate an unmailed code: {}",
+                        common::text::escape_for_log(&e.to_string())
+                    );
                 }
                 let detail = failure.to_string();
                 record::note(
@@ -321,7 +327,10 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
         }
     });
     finish.await.unwrap_or_else(|e| {
-        tracing::error!("self-service task failed: {e}");
+        tracing::error!(
+            "self-service task failed: {}",
+            common::text::escape_for_log(&e.to_string())
+        );
         refused(RefuseReason::Failed, "otpd had an internal error".into())
     })
 }

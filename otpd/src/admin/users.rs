@@ -107,7 +107,7 @@ pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
 fn change(
     ctx: &Ctx<'_>,
     user: &str,
-    event: &str,
+    event: &'static str,
     edit: impl FnOnce(&mut UserRecord) -> String,
 ) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
@@ -132,7 +132,7 @@ fn save(
     ctx: &Ctx<'_>,
     store: &mut Store,
     new: &UserRecord,
-    event: &str,
+    event: &'static str,
     message: String,
 ) -> AdminResponse {
     match store.upsert_user(new) {

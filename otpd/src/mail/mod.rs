@@ -318,14 +318,14 @@ fn smtp_server(server: &SmtpServer, hello: Option<&str>) -> Result<Server, MailS
             if server.is_loopback() {
                 tracing::warn!(
                     "mail server {}: security = \"none\": codes go to {} in clear text (loopback only)",
-                    server.name,
-                    server.host
+                    common::text::escape_for_log(&server.name),
+                    common::text::escape_for_log(&server.host)
                 );
             } else {
                 tracing::warn!(
                     "mail server {}: security = \"none\" with insecure_plaintext: codes cross the network to {} in clear text",
-                    server.name,
-                    server.host
+                    common::text::escape_for_log(&server.name),
+                    common::text::escape_for_log(&server.host)
                 );
             }
             None

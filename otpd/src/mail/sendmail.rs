@@ -290,7 +290,10 @@ impl Group {
             // ESRCH (the group is already gone) is the outcome we want anyway.
             if let Err(e) = killpg(pgid, Signal::SIGKILL) {
                 if e != nix::errno::Errno::ESRCH {
-                    tracing::warn!("sendmail: cannot kill process group {pgid}: {e}");
+                    tracing::warn!(
+                        "sendmail: cannot kill process group {pgid}: {}",
+                        escape_for_log(&e.to_string())
+                    );
                 }
             }
         }

@@ -31,7 +31,12 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(error) => {
-                tracing::info!("bad request: {error}");
+                crate::peer_lines::log(
+                    &shared,
+                    caller.uid,
+                    crate::peer_lines::PeerTrouble::BadRequest,
+                    &error,
+                );
                 let reply = Response::Error {
                     message: error.to_string(),
                 };
@@ -43,7 +48,12 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
         let response = handler::handle(&shared, caller, request).await;
         drop(working);
         if let Err(e) = write_response(&mut stream, &response, timeout).await {
-            tracing::info!("cannot write response: {e}");
+            crate::peer_lines::log(
+                &shared,
+                caller.uid,
+                crate::peer_lines::PeerTrouble::LeftEarly,
+                &e,
+            );
         }
     }
     .instrument(span)

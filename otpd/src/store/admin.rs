@@ -134,7 +134,10 @@ impl Store {
             }
             Err(e) => {
                 if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
-                    tracing::error!("rollback after a failed bulk change: {rollback}");
+                    tracing::error!(
+                        "rollback after a failed bulk change: {}",
+                        common::text::escape_for_log(&rollback.to_string())
+                    );
                 }
                 Err(e)
             }

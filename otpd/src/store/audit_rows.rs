@@ -5,6 +5,7 @@
 use common::wire_admin::AuditRow;
 use rusqlite::params;
 
+use super::audit_rate::{Admission, RateKey, Suppressed};
 use super::{AuditFilter, Store, StoreError};
 
 /// An event to record. Borrowed, so the handler can record without allocating.
@@ -34,6 +35,15 @@ pub const AUDIT_BATCH: usize = 64;
 /// The most rows kept waiting when writing keeps failing; older ones are dropped (their log
 /// lines were written when they happened).
 const MAX_PENDING_AUDIT: usize = 10_000;
+
+/// Rows deleted by [`Store::trim_audit`] to bring the table back under its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    /// How many rows were deleted, oldest first.
+    pub deleted: usize,
+    /// The time of the oldest row kept (unix seconds).
+    pub oldest_kept: i64,
+}
 
 /// An audit row waiting to be written.
 #[derive(Debug, Clone)]
@@ -87,6 +97,62 @@ impl Store {
             Err(_) => {}
         }
         result
+    }
+
+    /// Counts one event of `key` at `now` against its rate (see `audit_rate`): whether to write
+    /// it, and the summary of the key's previous window if that ended with events counted.
+    pub fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {
+        self.audit_rate.admit(key, now)
+    }
+
+    /// The summaries of rate windows that ended by `now`; with `all`, of every window (at
+    /// shutdown).
+    pub fn ended_audit_windows(&mut self, now: i64, all: bool) -> Vec<Suppressed> {
+        if all {
+            self.audit_rate.close_all()
+        } else {
+            self.audit_rate.ended(now)
+        }
+    }
+
+    /// Keeps at most `max_rows` audit rows: when there are more, deletes the oldest down to
+    /// nine tenths of the cap (so trimming, and its log line, happens once per tenth of the
+    /// cap, not once per batch). Writes the waiting rows first.
+    ///
+    /// Rows are counted by their ids: they are only ever deleted oldest first (here and by the
+    /// retention purge), so the id span is an upper bound of the count, found in two index
+    /// lookups instead of a scan.
+    pub fn trim_audit(&mut self, max_rows: u64) -> Result<Option<Trimmed>, StoreError> {
+        self.flush_audit()?;
+        let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
+        // A plain read first: this runs a few times a second and almost always finds nothing
+        // to do, so it takes no write lock for that. Only otpd writes the table, and it holds
+        // the store for this whole call, so the span cannot change before the delete.
+        let (first, last): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(id), max(id) FROM audit", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(None);
+        };
+        // The span holds `last - first + 1` ids.
+        if last - first < max_rows {
+            return Ok(None);
+        }
+        let keep = (max_rows / 10 * 9).max(1);
+        let tx = Self::immediate(&mut self.conn)?;
+        let deleted = tx.execute("DELETE FROM audit WHERE id <= ?1", params![last - keep])?;
+        let oldest_kept: i64 = tx.query_row(
+            "SELECT coalesce(min(time), 0) FROM audit WHERE id > ?1",
+            params![last - keep],
+            |row| row.get(0),
+        )?;
+        tx.commit()?;
+        Ok(Some(Trimmed {
+            deleted,
+            oldest_kept,
+        }))
     }
 
     /// Rows at or after `since`, newest first, at most `limit` of them: the unfiltered case
@@ -237,6 +303,33 @@ mod tests {
             .map(|r| r.time)
             .collect();
         assert_eq!(times, [T0 + 4, T0 + 3]);
+    }
+
+    #[test]
+    fn trimming_keeps_at_most_the_cap_deleting_the_oldest_first() {
+        let (_dir, mut store) = open_store();
+        for t in 0..1000 {
+            store.record_audit(&event(T0 + t, "issued")).unwrap();
+        }
+        assert_eq!(
+            store.trim_audit(1000).unwrap(),
+            None,
+            "at the cap: nothing to do"
+        );
+        store.record_audit(&event(T0 + 1000, "issued")).unwrap();
+        let trimmed = store.trim_audit(1000).unwrap().unwrap();
+        assert_eq!(trimmed.deleted, 1001 - 900);
+        assert_eq!(trimmed.oldest_kept, T0 + 101);
+        assert_eq!(rows_on_disk(&store), 900);
+        let newest = store.audit_since(0, 1).unwrap();
+        assert_eq!(newest[0].time, T0 + 1000, "the newest rows are kept");
+        assert_eq!(store.trim_audit(1000).unwrap(), None);
+    }
+
+    #[test]
+    fn trimming_an_empty_table_does_nothing() {
+        let (_dir, mut store) = open_store();
+        assert_eq!(store.trim_audit(1000).unwrap(), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! `users`, `audit_rows` and `purge`.
 
 mod admin;
+mod audit_rate;
 mod audit_rows;
 mod codes;
 mod limits;
@@ -38,7 +39,8 @@ use crate::code::CodeError;
 use crate::server_key::ServerKey;
 
 pub use admin::{AuditFilter, MailHistory, UserCounts};
-pub use audit_rows::{AUDIT_BATCH, AuditRecord};
+pub use audit_rate::{Admission, RateKey, Suppressed};
+pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
@@ -117,6 +119,8 @@ pub struct Store {
     path: PathBuf,
     /// Audit rows recorded but not yet written; see `audit_rows`.
     pending_audit: Vec<audit_rows::PendingAudit>,
+    /// Which events of local callers are written one by one; see `audit_rate`.
+    audit_rate: audit_rate::Throttle,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,6 +178,7 @@ impl Store {
             key,
             path: path.to_path_buf(),
             pending_audit: Vec::new(),
+            audit_rate: audit_rate::Throttle::default(),
         })
     }
 

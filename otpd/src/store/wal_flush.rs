@@ -35,7 +35,11 @@ fn flush_forever(wal_path: &Path) {
         }
         if let Some(file) = &wal {
             if let Err(e) = file.sync_data() {
-                tracing::debug!("cannot flush {}: {e}", wal_path.display());
+                tracing::debug!(
+                    "cannot flush {}: {}",
+                    common::text::escape_for_log(&wal_path.display().to_string()),
+                    common::text::escape_for_log(&e.to_string())
+                );
                 wal = None;
             }
         }
