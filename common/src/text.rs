@@ -19,11 +19,21 @@ pub const MAX_FIELD_LEN: usize = 256;
 ///
 /// ASCII characters are written `\xNN` (`a\nb` becomes `a\x0ab`), others `\u{NNNN}`.
 pub fn escape_for_log(value: &str) -> String {
+    escape(value, true)
+}
+
+/// [`escape_for_log`] for a value shown in a table on a terminal (otpctl), where `=` adds no
+/// key: everything else that could end, hide or reorder the text is escaped the same way.
+pub fn escape_for_terminal(value: &str) -> String {
+    escape(value, false)
+}
+
+fn escape(value: &str, equals: bool) -> String {
     let mut out = String::with_capacity(value.len());
     for ch in value.chars() {
         if ch == '\\' {
             out.push_str("\\\\");
-        } else if ch == '=' || (ch.is_ascii() && ch.is_ascii_control()) {
+        } else if (equals && ch == '=') || (ch.is_ascii() && ch.is_ascii_control()) {
             out.push_str(&format!("\\x{:02x}", u32::from(ch)));
         } else if is_hidden_or_breaking(ch) {
             out.push_str(&format!("\\u{{{:04x}}}", u32::from(ch)));
@@ -131,6 +141,14 @@ mod tests {
             "x event\\x3dverified rhost\\x3d1.2.3.4"
         );
         assert!(!breaks_log_line("a=b c\\d"), "= and \\ do not break a line");
+    }
+
+    #[test]
+    fn on_a_terminal_equals_signs_stay_and_line_breaks_are_still_escaped() {
+        assert_eq!(
+            escape_for_terminal("attempts_left=2\nfake\u{2028}"),
+            "attempts_left=2\\x0afake\\u{2028}"
+        );
     }
 
     #[test]

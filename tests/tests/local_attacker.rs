@@ -150,10 +150,20 @@ fn settled_log(otpd: &Otpd) -> String {
     }
 }
 
+/// `config` with the socket's per-user request rate at its highest: these tests measure what
+/// reaches the audit layer from one local user; the socket's own limits, which refuse most of a
+/// flood before it gets that far, are tested in socket_fairness.rs.
+fn unthrottled(mut config: TestConfig) -> TestConfig {
+    config
+        .daemon
+        .push_str("\nuser_requests_per_second = 10000\nuser_request_burst = 10000\n");
+    config
+}
+
 #[test]
 fn rhost_claims_by_nobody_neither_lock_out_the_host_nor_name_it_in_the_audit() {
     let smtp = SmtpCapture::start();
-    let otpd = Otpd::start(&TestConfig::required(smtp.port));
+    let otpd = Otpd::start(&unthrottled(TestConfig::required(smtp.port)));
     // Nobody's own account needs a code (the template gives everyone an address), so wrong
     // answers reach the lockout counters: twenty of them used to lock the claimed host.
     let begin = serde_json::json!({"op": "begin", "login": login(NOBODY, FRAMED_HOST)});
@@ -200,7 +210,7 @@ fn rhost_claims_by_nobody_neither_lock_out_the_host_nor_name_it_in_the_audit() {
 fn a_host_lockout_still_counts_what_root_reports() {
     // The other side of the rule above: a trusted caller's rhost is believed and counted.
     let smtp = SmtpCapture::start();
-    let otpd = Otpd::start(&TestConfig::required(smtp.port));
+    let otpd = Otpd::start(&unthrottled(TestConfig::required(smtp.port)));
     for _ in 0..20 {
         let wrong = Request::Answer {
             login: LoginContext {
@@ -252,7 +262,7 @@ const BREAKS: [&str; 9] = [
 #[test]
 fn log_forging_payloads_produce_no_forged_line() {
     let smtp = SmtpCapture::start();
-    let otpd = Otpd::start(&TestConfig::required(smtp.port));
+    let otpd = Otpd::start(&unthrottled(TestConfig::required(smtp.port)));
     let before = otpd.log();
     // serde_json quotes an unknown variant and an unknown field as they were sent. Nobody
     // sends one shape, root the other: each uid's first ten bad requests in a minute are
@@ -366,7 +376,7 @@ fn state_bytes(otpd: &Otpd) -> u64 {
 #[test]
 fn a_flood_by_nobody_leaves_audit_rows_and_log_lines_within_their_caps() {
     let smtp = SmtpCapture::start();
-    let mut otpd = Otpd::start(&TestConfig::required(smtp.port));
+    let mut otpd = Otpd::start(&unthrottled(TestConfig::required(smtp.port)));
     let (lines_before, bytes_before) = (otpd.log().lines().count(), state_bytes(&otpd));
     let started = Instant::now();
     let sent: u64 = as_nobody(&otpd, &["flood", "10", NOBODY], "")
@@ -402,7 +412,7 @@ fn an_audit_table_over_its_cap_is_trimmed_with_a_warning() {
     let smtp = SmtpCapture::start();
     let mut config = TestConfig::required(smtp.port);
     config.daemon = "audit_max_rows = 1000".into();
-    let mut otpd = Otpd::start(&config);
+    let mut otpd = Otpd::start(&unthrottled(config));
     // Root's events are never rate limited (fail2ban needs each one): 1,500 code_dead rows.
     client(&otpd, false, &["answers", "1500"], "");
     let log = settled_log(&otpd);

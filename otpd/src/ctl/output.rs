@@ -52,7 +52,7 @@ pub fn block(pairs: &[(&str, String)]) -> String {
 
 /// Escapes control characters in a value shown on a terminal.
 fn cell(value: &str) -> String {
-    common::text::escape_for_log(value)
+    common::text::escape_for_terminal(value)
 }
 
 /// `2026-11-22 12:45:00 UTC`, or `-`.
