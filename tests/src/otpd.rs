@@ -182,6 +182,16 @@ impl Otpd {
         assert_eq!(rc, 0, "kill failed");
     }
 
+    /// otpd's audit lines for `event`, with the audit escapes for spaces and `=` undone so a
+    /// test can read them.
+    pub fn events(&self, event: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&format!("event={event} ")))
+            .map(|l| l.replace("\\x20", " ").replace("\\x3d", "="))
+            .collect()
+    }
+
     /// Stops otpd with SIGTERM and waits for it; returns its exit status success.
     pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {

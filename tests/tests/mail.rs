@@ -103,15 +103,6 @@ fn commands(smtp: &SmtpCapture) -> Vec<String> {
         .collect()
 }
 
-/// otpd's log lines for `event`, with the audit escapes for spaces and `=` undone.
-fn events(otpd: &Otpd, event: &str) -> Vec<String> {
-    otpd.log()
-        .lines()
-        .filter(|l| l.contains(&format!("event={event} ")))
-        .map(|l| l.replace("\\x20", " ").replace("\\x3d", "="))
-        .collect()
-}
-
 /// True when `needle` appears in any file below `dir`.
 fn appears_below(dir: &Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().any(|entry| {
@@ -164,7 +155,7 @@ fn starttls_with_auth_delivers_encrypted(extra: &[&str]) {
         assert!(seen.contains(&format!("{verb} tls=1")), "{verb}: {seen:?}");
         assert!(!seen.contains(&format!("{verb} tls=0")), "{verb}: {seen:?}");
     }
-    assert!(events(&otpd, "mailed")[0].contains("detail=relay"));
+    assert!(otpd.events("mailed")[0].contains("detail=relay"));
 }
 
 #[test]
@@ -224,7 +215,7 @@ fn a_wrong_password_fails_the_login_with_a_clear_auth_error_and_sends_nothing() 
         "{result:?}"
     );
     assert!(result.errors[0].contains("could not be sent"), "{result:?}");
-    let failed = events(&otpd, "mail_failed");
+    let failed = otpd.events("mail_failed");
     assert!(
         failed[0].contains(
             "relay: AUTH as \"otp\" refused: 535 5.7.8 Authentication credentials invalid"
@@ -250,7 +241,7 @@ fn a_server_without_starttls_is_refused_under_starttls_and_nothing_is_sent_in_cl
     ));
     let result = login(&pam, "erin", None, never_prompted);
     assert_ne!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
-    let failed = events(&otpd, "mail_failed");
+    let failed = otpd.events("mail_failed");
     assert!(
         failed[0].contains("relay: the server does not offer STARTTLS"),
         "{failed:?}"
@@ -277,7 +268,7 @@ fn a_certificate_from_an_untrusted_ca_is_refused_in_both_tls_modes() {
     ));
     let result = login(&pam, "frank", None, never_prompted);
     assert_ne!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
-    let failed = &events(&otpd, "mail_failed")[0];
+    let failed = &otpd.events("mail_failed")[0];
     assert!(
         failed.contains("starttls: TLS failed: invalid peer certificate: UnknownIssuer"),
         "{failed}"
@@ -330,7 +321,7 @@ fn a_dead_port_then_a_451_server_then_a_good_one_delivers_exactly_one_message() 
         1,
         "the 451 server was tried once"
     );
-    assert!(events(&otpd, "mailed")[0].contains("detail=good"));
+    assert!(otpd.events("mailed")[0].contains("detail=good"));
 }
 
 #[test]
@@ -357,7 +348,7 @@ fn when_every_server_fails_the_login_fails_within_the_deadline_and_no_code_is_on
         "{result:?}"
     );
     assert!(took < Duration::from_secs(6), "the login took {took:?}");
-    let failed = &events(&otpd, "mail_failed")[0];
+    let failed = &otpd.events("mail_failed")[0];
     assert!(
         failed.contains("dead: cannot connect to 127.0.0.1:"),
         "{failed}"
@@ -422,7 +413,7 @@ fn without_servers_mail_goes_through_a_real_sendmail_program() {
         "{}",
         mail.text
     );
-    assert!(events(&otpd, "mailed")[0].contains("detail=sendmail"));
+    assert!(otpd.events("mailed")[0].contains("detail=sendmail"));
 }
 
 // --- injection ---
@@ -471,7 +462,7 @@ fn a_user_name_carrying_smtp_commands_gets_no_address_so_no_mail_and_no_smtp_ses
     std::thread::sleep(Duration::from_millis(300));
     assert!(smtp.messages().is_empty());
     assert!(commands(&smtp).is_empty(), "no SMTP session at all");
-    let skipped = events(&otpd, "skipped");
+    let skipped = otpd.events("skipped");
     assert!(
         skipped[0].contains("user=eve\\x0d\\x0a.\\x0d\\x0aMAIL FROM:<attacker@evil.test>"),
         "{skipped:?}"

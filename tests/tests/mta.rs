@@ -99,15 +99,6 @@ fn every_security_mode(
     ]
 }
 
-/// otpd's log lines for `event`, with the audit escapes for spaces and `=` undone.
-fn events(otpd: &Otpd, event: &str) -> Vec<String> {
-    otpd.log()
-        .lines()
-        .filter(|l| l.contains(&format!("event={event} ")))
-        .map(|l| l.replace("\\x20", " ").replace("\\x3d", "="))
-        .collect()
-}
-
 /// One `sshd` login as `user`, answering with the code mailed to `USER@example.test`.
 fn login(pam: &PamConfDir, user: &str, book: &Arc<CodeBook>) -> LoginResult {
     let book = Arc::clone(book);
@@ -306,7 +297,7 @@ fn assert_burst_delivered_at_once(burst: &Burst, book: &CodeBook, otpd: &Otpd, m
         burst.failed.is_empty(),
         "{}\notpd mail failures: {:#?}\nMTA log problems: {:#?}",
         describe(&burst.failed),
-        events(otpd, "mail_failed")
+        otpd.events("mail_failed")
             .iter()
             .take(5)
             .collect::<Vec<_>>(),
@@ -357,7 +348,7 @@ fn twenty_logins_in_a_row_through_exim_on_pooled_connections_are_all_delivered_a
             i + 1,
             exim.queue_len(),
             lines_with(&exim.log(), &["no immediate delivery"]).join("\n"),
-            events(&otpd, "mailed").len()
+            otpd.events("mailed").len()
         );
     }
     let log = exim.log();
@@ -501,7 +492,7 @@ fn a_postfix_that_rejects_non_fqdn_helo_names_accepts_otpds_default_ehlo_name() 
         result.name(),
         "PAM_SUCCESS",
         "{result:?}\notpd: {:?}\npostfix: {:?}",
-        events(&otpd, "mail_failed"),
+        otpd.events("mail_failed"),
         lines_with(&postfix.log(), &["reject"])
     );
 }
@@ -532,7 +523,7 @@ fn two_hundred_with_a_fallback(
         burst.failed.is_empty(),
         "{}\notpd: {:#?}\n{first}: {:#?}",
         describe(&burst.failed),
-        events(&otpd, "mail_failed")
+        otpd.events("mail_failed")
             .iter()
             .take(5)
             .collect::<Vec<_>>(),
@@ -765,7 +756,7 @@ fn a_421_then_close_fails_the_login_cleanly_alone_and_fails_over_to_the_next_ser
     let (otpd, pam) = start(&[server("busy", exim.ports.smtp, "none", "")]);
     let result = login_with(&pam, "sshd", "alone", None, never_prompted);
     assert_eq!(result.name(), "PAM_AUTHINFO_UNAVAIL", "{result:?}");
-    let failed = events(&otpd, "mail_failed");
+    let failed = otpd.events("mail_failed");
     assert!(
         failed
             .iter()
@@ -785,7 +776,7 @@ fn a_421_then_close_fails_the_login_cleanly_alone_and_fails_over_to_the_next_ser
     assert_eq!(next.messages().len(), 1);
     assert!(capture.messages().is_empty());
     assert!(
-        events(&otpd, "mailed")[0].contains("detail=next"),
+        otpd.events("mailed")[0].contains("detail=next"),
         "{}",
         otpd.log()
     );
@@ -820,7 +811,7 @@ fn a_550_to_rcpt_then_close_fails_the_login_with_the_reply_and_no_other_server_i
         exim.log()
     );
     assert_eq!(result.name(), "PAM_AUTHINFO_UNAVAIL", "{result:?}");
-    let failed = events(&otpd, "mail_failed");
+    let failed = otpd.events("mail_failed");
     assert!(
         failed
             .iter()

@@ -35,15 +35,6 @@ fn start(mail: &str) -> (Otpd, PamConfDir) {
     (otpd, pam)
 }
 
-/// otpd's audit lines for `event`, unescaped enough to read.
-fn events(otpd: &Otpd, event: &str) -> Vec<String> {
-    otpd.log()
-        .lines()
-        .filter(|l| l.contains(&format!("event={event} ")))
-        .map(|l| l.replace("\\x20", " ").replace("\\x3d", "="))
-        .collect()
-}
-
 /// The processes that still run (zombies are dead) with `MAIL_CONFIG=config` in their
 /// environment, as `pid comm`: the wrapper's sendmail and the postdrop it starts, whichever
 /// process group they are in.
@@ -137,7 +128,7 @@ fn postfix_sendmail_under_no_new_privs_fails_the_login_within_the_deadline_and_l
         left.is_empty(),
         "still running after the deadline: {left:?}"
     );
-    let failed = &events(&otpd, "mail_failed")[0];
+    let failed = &otpd.events("mail_failed")[0];
     assert!(failed.contains("did not finish within 3.0s"), "{failed}");
     assert!(
         failed.contains("postdrop: warning: mail_queue_enter: create file maildrop/"),
