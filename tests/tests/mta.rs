@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::mta::{
-    AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Postfix, SystemView, UnprivilegedOtpd,
+    AUTH_PASSWORD, AUTH_USER, CodeBook, Exim, EximConfig, Ports, Postfix, SystemView,
+    UnprivilegedOtpd,
 };
 use e2e_tests::otpd::Otpd;
 use e2e_tests::programs::users::TestUser;
@@ -199,30 +200,39 @@ const EXIM_BAD_SESSION: &[&str] = &[
 
 // --- every security mode, both MTAs ---
 
+/// One login through the MTA on `ports` in each security mode, each mailed exactly once to
+/// the capture behind `book`; `mta_log` is shown when one fails.
+fn a_login_in_every_security_mode(
+    prefix: &str,
+    ports: Ports,
+    ca: &Path,
+    book: &Arc<CodeBook>,
+    mta_log: &dyn Fn() -> String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, entry) in every_security_mode(ports.smtp, ports.smtps, ca, dir.path()) {
+        let (otpd, pam) = start(&[entry]);
+        let user = format!("{prefix}{mode}");
+        let result = login(&pam, &user, book);
+        assert_eq!(
+            result.name(),
+            "PAM_SUCCESS",
+            "{mode}: {result:?}\notpd:\n{}\n{prefix} MTA:\n{}",
+            otpd.log(),
+            mta_log()
+        );
+        assert_eq!(book.counts()[&format!("{user}@example.test")], 1, "{mode}");
+    }
+}
+
 #[test]
 fn postfix_delivers_a_code_over_plain_loopback_starttls_with_auth_and_implicit_tls_with_auth() {
     let capture = SmtpCapture::start();
     let postfix = Postfix::start(&capture, &[]);
-    let dir = tempfile::tempdir().unwrap();
     let book = Arc::new(CodeBook::new(&[&capture]));
-    for (mode, entry) in every_security_mode(
-        postfix.ports.smtp,
-        postfix.ports.smtps,
-        &postfix.ca_cert(),
-        dir.path(),
-    ) {
-        let (otpd, pam) = start(&[entry]);
-        let user = format!("pf{mode}");
-        let result = login(&pam, &user, &book);
-        assert_eq!(
-            result.name(),
-            "PAM_SUCCESS",
-            "{mode}: {result:?}\notpd:\n{}\npostfix:\n{}",
-            otpd.log(),
-            postfix.log()
-        );
-        assert_eq!(book.counts()[&format!("{user}@example.test")], 1, "{mode}");
-    }
+    a_login_in_every_security_mode("pf", postfix.ports, &postfix.ca_cert(), &book, &|| {
+        postfix.log()
+    });
     let log = postfix.log();
     assert_eq!(
         log.matches(&format!("sasl_username={AUTH_USER}@")).count(),
@@ -236,26 +246,8 @@ fn postfix_delivers_a_code_over_plain_loopback_starttls_with_auth_and_implicit_t
 fn exim_delivers_a_code_over_plain_loopback_starttls_with_auth_and_implicit_tls_with_auth() {
     let capture = SmtpCapture::start();
     let exim = Exim::start(&capture, &[]);
-    let dir = tempfile::tempdir().unwrap();
     let book = Arc::new(CodeBook::new(&[&capture]));
-    for (mode, entry) in every_security_mode(
-        exim.ports.smtp,
-        exim.ports.smtps,
-        &exim.ca_cert(),
-        dir.path(),
-    ) {
-        let (otpd, pam) = start(&[entry]);
-        let user = format!("ex{mode}");
-        let result = login(&pam, &user, &book);
-        assert_eq!(
-            result.name(),
-            "PAM_SUCCESS",
-            "{mode}: {result:?}\notpd:\n{}\nexim:\n{}",
-            otpd.log(),
-            exim.log()
-        );
-        assert_eq!(book.counts()[&format!("{user}@example.test")], 1, "{mode}");
-    }
+    a_login_in_every_security_mode("ex", exim.ports, &exim.ca_cert(), &book, &|| exim.log());
     let log = exim.log();
     let received: Vec<&str> = log.lines().filter(|l| l.contains(" <= ")).collect();
     assert_eq!(received.len(), 3, "{log}");
