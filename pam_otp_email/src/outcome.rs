@@ -103,12 +103,13 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    const EVERY_SKIP: [SkipReason; 5] = [
+    const EVERY_SKIP: [SkipReason; 6] = [
         SkipReason::ProtocolNotEnabled,
         SkipReason::UnknownService,
         SkipReason::ModeOff,
         SkipReason::NotEnrolled,
         SkipReason::NoAddress,
+        SkipReason::BreakGlass,
     ];
 
     /// Every outcome with the code it must give. The `match` in the test makes adding a variant
