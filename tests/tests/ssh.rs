@@ -385,6 +385,10 @@ fn dead_port() -> u16 {
 }
 
 fn glass_lab(stack: fn(&str) -> String) -> GlassLab {
+    glass_lab_with(stack, sshd::PASSWORD_THEN_CODE)
+}
+
+fn glass_lab_with(stack: fn(&str) -> String, sshd_config: &str) -> GlassLab {
     assert!(
         std::path::Path::new(LIBFAKETIME).exists(),
         "{LIBFAKETIME} is missing: run tests/install-deps (package faketime)"
@@ -403,11 +407,7 @@ fn glass_lab(stack: fn(&str) -> String) -> GlassLab {
     let config = e2e_tests::otpd::TestConfig::required(dead_port());
     let otpd = e2e_tests::otpd::Otpd::start_with_env(&config, &env);
     let user = e2e_tests::programs::users::TestUser::create();
-    let sshd = Sshd::start(
-        "sshd",
-        &stack(&stacks::otp(&otpd.socket, "")),
-        sshd::PASSWORD_THEN_CODE,
-    );
+    let sshd = Sshd::start("sshd", &stack(&stacks::otp(&otpd.socket, "")), sshd_config);
     let client = SshClient::new(&sshd);
     GlassLab {
         client,
@@ -594,4 +594,22 @@ fn an_unprivileged_user_cannot_grant_a_break_glass() {
     );
     let (_, list) = lab.ctl_as(None, &["breakglass", "list"]);
     assert!(list.contains("No break-glass grant holds."), "{list}");
+}
+
+/// Key then code with the code-only stack: the grant's skip is the stack's only answer, and
+/// libpam fails a stack in which nothing answered. A break-glass never authenticates anyone by
+/// itself; this setup needs another way in while mail is down (a password method, the console).
+#[test]
+fn a_break_glass_grant_does_not_open_a_stack_in_which_the_code_is_the_only_line() {
+    let lab = glass_lab_with(stacks::code_only, sshd::KEY_THEN_CODE);
+    lab.user.authorize_key(&lab.client.public_key());
+    lab.ctl(&["breakglass", "grant", &lab.user.name, "--minutes", "5"]);
+    let out = lab.client.ssh(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        WHOAMI,
+        |_| "000000".into(),
+    );
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_used"), 1, "{}", lab.otpd.log());
 }
