@@ -172,7 +172,7 @@ pub fn expire_all(store: &mut Store, now: i64) {
 }
 
 /// The warning and the audit event of a grant's expiry, found (and deleted) at `now`.
-fn note_expired(store: &mut Store, now: i64, grant: &BreakGlass) {
+pub fn note_expired(store: &mut Store, now: i64, grant: &BreakGlass) {
     tracing::warn!(
         "break-glass expired: user {} needs login codes again (granted by uid {}, ended {})",
         escape_for_log(&grant.user),

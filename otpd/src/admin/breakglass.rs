@@ -8,7 +8,7 @@ use common::wire_admin::{AdminResponse, BreakGlassView, RefuseReason};
 
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
-use crate::breakglass::{Cidr, MAX_MINUTES, record_admin};
+use crate::breakglass::{Cidr, MAX_MINUTES, note_expired, record_admin};
 use crate::store::BreakGlass;
 
 /// Refuses (and records the refusal) unless the caller is root.
@@ -120,7 +120,15 @@ pub(super) fn revoke(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
                 user: None,
             }
         }
-        _ => refused(
+        // The row is gone now: its expiry is logged here or never.
+        Some(expired) => {
+            note_expired(&mut store, ctx.now, &expired);
+            refused(
+                RefuseReason::NotFound,
+                format!("{user}'s break-glass grant had already expired"),
+            )
+        }
+        None => refused(
             RefuseReason::NotFound,
             format!("{user} has no break-glass grant"),
         ),
@@ -266,5 +274,28 @@ mod tests {
         ));
         assert_eq!(events(&shared, "breakglass_granted"), 1);
         assert_eq!(events(&shared, "breakglass_revoked"), 1);
+    }
+
+    #[test]
+    fn revoking_an_expired_grant_logs_its_expiry_once_and_says_it_had_expired() {
+        let (_dir, shared) = daemon();
+        let ctx = Ctx::new(&shared, caller(0));
+        let expired = BreakGlass {
+            user: "root".into(),
+            cidr: None,
+            granted_by: 0,
+            granted_at: ctx.now - 120,
+            expires_at: ctx.now - 60,
+        };
+        shared.store().grant_breakglass(&expired).unwrap();
+        let answer = revoke(&ctx, "root");
+        assert!(
+            matches!(&answer, AdminResponse::Refused { reason: RefuseReason::NotFound, message } if message.contains("already expired")),
+            "{answer:?}"
+        );
+        assert_eq!(events(&shared, "breakglass_expired"), 1);
+        assert_eq!(events(&shared, "breakglass_revoked"), 0);
+        crate::breakglass::expire_all(&mut shared.store(), ctx.now);
+        assert_eq!(events(&shared, "breakglass_expired"), 1);
     }
 }
