@@ -9,7 +9,7 @@ use common::wire_admin::{AdminResponse, BreakGlassView, RefuseReason};
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
 use crate::breakglass::{Cidr, MAX_MINUTES, note_expired, record_admin};
-use crate::store::BreakGlass;
+use crate::store::{BreakGlass, BreakGlassLookup};
 
 /// Refuses (and records the refusal) unless the caller is root.
 fn require_root(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminResponse> {
@@ -57,6 +57,12 @@ pub(super) fn grant(ctx: &Ctx<'_>, user: &str, minutes: u32, from: Option<&str>)
         expires_at: ctx.now.saturating_add(i64::from(minutes) * 60),
     };
     let mut store = ctx.shared.store();
+    // An expired grant about to be replaced has its expiry logged first: never, otherwise.
+    match store.breakglass_for(user, ctx.now) {
+        Ok(BreakGlassLookup::Expired(expired)) => note_expired(&mut store, ctx.now, &expired),
+        Ok(_) => {}
+        Err(e) => return store_failed(&e),
+    }
     if let Err(e) = store.grant_breakglass(&grant) {
         return store_failed(&e);
     }
@@ -297,5 +303,25 @@ mod tests {
         assert_eq!(events(&shared, "breakglass_revoked"), 0);
         crate::breakglass::expire_all(&mut shared.store(), ctx.now);
         assert_eq!(events(&shared, "breakglass_expired"), 1);
+    }
+
+    #[test]
+    fn a_new_grant_replacing_an_expired_one_logs_the_old_ones_expiry_first() {
+        let (_dir, shared) = daemon();
+        let ctx = Ctx::new(&shared, caller(0));
+        let expired = BreakGlass {
+            user: "root".into(),
+            cidr: None,
+            granted_by: 0,
+            granted_at: ctx.now - 120,
+            expires_at: ctx.now - 60,
+        };
+        shared.store().grant_breakglass(&expired).unwrap();
+        assert!(matches!(
+            grant(&ctx, "root", 5, None),
+            AdminResponse::Done { .. }
+        ));
+        assert_eq!(events(&shared, "breakglass_expired"), 1);
+        assert_eq!(events(&shared, "breakglass_granted"), 1);
     }
 }
