@@ -85,6 +85,10 @@ pub enum SkipReason {
     NotEnrolled,
     /// No address is known for the user (`mode = "required"` covers users who have one).
     NoAddress,
+    /// Root armed a break-glass grant for the user (`otpctl breakglass grant`, issue #16): the
+    /// code step is passed over while mail is down. Like every skip it is PAM_IGNORE, so the
+    /// password (or whatever else the stack asks) still decides alone.
+    BreakGlass,
 }
 
 /// Why an answer or a login was refused.

@@ -133,6 +133,23 @@ pub enum AdminRequest {
         /// What the caller typed. Never logged.
         code: SecretString,
     },
+    /// Root only (not the admin group): let `user`'s logins pass the code step for `minutes`
+    /// (1 to 240), optionally only from remote hosts in `from` (a CIDR network).
+    BreakGlassGrant {
+        /// The login name.
+        user: String,
+        /// How long the grant holds.
+        minutes: u32,
+        /// Only logins whose believed remote host is in this network.
+        from: Option<String>,
+    },
+    /// Root only: end `user`'s grant now.
+    BreakGlassRevoke {
+        /// The login name.
+        user: String,
+    },
+    /// Admin: the grants that hold now.
+    BreakGlassList,
 }
 
 /// A change a user makes to their own account.
@@ -255,6 +272,27 @@ pub enum AdminResponse {
         /// What to do about it, for the person.
         message: String,
     },
+    /// The break-glass grants that hold now, by user name.
+    BreakGlass {
+        /// The grants.
+        grants: Vec<BreakGlassView>,
+    },
+}
+
+/// One break-glass grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassView {
+    /// The user whose logins pass the code step.
+    pub user: String,
+    /// The network the login must come from; `None`: anywhere.
+    pub from: Option<String>,
+    /// The uid that granted it.
+    pub granted_by: u32,
+    /// When (unix seconds).
+    pub granted_at: i64,
+    /// When it stops holding (unix seconds).
+    pub expires_at: i64,
 }
 
 /// Why an admin or self-service request was refused.
@@ -373,6 +411,9 @@ pub struct DaemonStatus {
     pub live_codes: u64,
     /// The configured mail servers, in order, with their last result.
     pub mail_servers: Vec<MailServerStatus>,
+    /// Break-glass grants that hold now.
+    #[serde(default)]
+    pub breakglass: Vec<BreakGlassView>,
 }
 
 /// One mail server in the status.

@@ -43,6 +43,14 @@ pub enum Event {
     RefusedCaller,
     /// A summary: more events of one kind from one local uid than are written one by one.
     Suppressed,
+    /// Root granted a break-glass (issue #16); the detail says for how long and from where.
+    BreakglassGranted,
+    /// A login passed the code step under a break-glass grant.
+    BreakglassUsed,
+    /// Root ended a break-glass grant before its expiry.
+    BreakglassRevoked,
+    /// A break-glass grant reached its expiry (logged once, when found expired).
+    BreakglassExpired,
 }
 
 impl Event {
@@ -61,6 +69,10 @@ impl Event {
             Event::Skipped => "skipped",
             Event::RefusedCaller => "refused_caller",
             Event::Suppressed => "suppressed",
+            Event::BreakglassGranted => "breakglass_granted",
+            Event::BreakglassUsed => "breakglass_used",
+            Event::BreakglassRevoked => "breakglass_revoked",
+            Event::BreakglassExpired => "breakglass_expired",
         }
     }
 }

@@ -224,7 +224,9 @@ async fn purge_periodically(shared: Arc<Shared>) {
             let retention = shared.active().config.daemon.audit_retention.as_secs();
             let now = shared.clock.now();
             let retention = i64::try_from(retention).unwrap_or(i64::MAX);
-            shared.store().purge(now, retention)
+            let mut store = shared.store();
+            crate::breakglass::expire_all(&mut store, now);
+            store.purge(now, retention)
         })
         .await;
         match result {

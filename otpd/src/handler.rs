@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::config::Settings;
 use common::secret::SecretString;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
-use common::wire::{DenyReason, LoginContext, Request, Response};
+use common::wire::{DenyReason, LoginContext, Request, Response, SkipReason};
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
@@ -287,6 +287,20 @@ fn needs_code(
                 Some(detail),
             );
             Err(Response::Skip { reason })
+        }
+        Decision::NoUsableAddress | Decision::Code(_)
+            if crate::breakglass::check_login(
+                store,
+                now,
+                login,
+                protocol_name,
+                asker.caller.uid,
+                asker.origin,
+            ) =>
+        {
+            Err(Response::Skip {
+                reason: SkipReason::BreakGlass,
+            })
         }
         Decision::NoUsableAddress => {
             audit::record(
@@ -602,6 +616,142 @@ mod tests {
         assert_eq!(minutes_until(600, 0), 10);
         assert_eq!(minutes_until(601, 0), 11);
         assert_eq!(minutes_until(0, 10), 1);
+    }
+
+    /// Break-glass (issue #16): a clock the test moves.
+    #[derive(Debug, Default)]
+    struct FakeClock(std::sync::atomic::AtomicI64);
+
+    impl crate::clock::Clock for FakeClock {
+        fn now(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const T0: i64 = 1_700_000_000;
+
+    /// A daemon whose sshd logins need a code (every user has an address), on `clock`.
+    fn breakglass_daemon(clock: Arc<FakeClock>) -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::config(
+            "[protocols]\nenabled = [\"ssh\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
+        );
+        let store = Store::open(
+            &dir.path().join("otpd.db"),
+            crate::server_key::ServerKey::from_bytes([0x4d; 32]),
+        )
+        .unwrap();
+        let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
+        let shared = Arc::new(Shared::new(
+            Active { config, mailer },
+            store,
+            clock,
+            Arc::new(crate::test_support::FakeAccounts),
+            "test".into(),
+        ));
+        (dir, shared)
+    }
+
+    fn ssh_login(user: &str, rhost: &str) -> LoginContext {
+        LoginContext {
+            user: user.into(),
+            service: "sshd".into(),
+            rhost: Some(rhost.into()),
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    /// What begin's checks answer for `login` asked by `uid`: `None` when a code would be
+    /// mailed, else the answer.
+    fn checks(shared: &Shared, uid: u32, login: LoginContext) -> Option<Response> {
+        let (asker, login) = Asker::of(shared, crate::test_support::caller(uid), login);
+        let active = shared.active();
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        needs_code(shared, &active, &mut store, asker, &login, now).err()
+    }
+
+    fn grant(shared: &Shared, user: &str, minutes: i64, cidr: Option<&str>) {
+        let now = shared.clock.now();
+        let grant = crate::store::BreakGlass {
+            user: user.into(),
+            cidr: cidr.map(str::to_string),
+            granted_by: 0,
+            granted_at: now,
+            expires_at: now + minutes * 60,
+        };
+        shared.store().grant_breakglass(&grant).unwrap();
+    }
+
+    fn audit_count(shared: &Shared, event: &str) -> usize {
+        let mut store = shared.store();
+        let filter = crate::store::AuditFilter {
+            user: None,
+            event: Some(event.into()),
+            since: 0,
+            limit: 100,
+            before: None,
+        };
+        store.audit_filtered(&filter).unwrap().len()
+    }
+
+    const BREAK_GLASS: Option<Response> = Some(Response::Skip {
+        reason: SkipReason::BreakGlass,
+    });
+
+    #[test]
+    fn a_live_grant_skips_the_code_step_with_break_glass_and_audits_each_use() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        grant(&shared, "root", 5, None);
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "192.0.2.1")),
+            BREAK_GLASS
+        );
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "198.51.100.1")),
+            BREAK_GLASS
+        );
+        // Only the granted user.
+        assert_eq!(checks(&shared, 0, ssh_login("alice", "192.0.2.1")), None);
+        assert_eq!(audit_count(&shared, "breakglass_used"), 2);
+    }
+
+    #[test]
+    fn a_grant_ends_at_its_expiry_and_the_expiry_is_audited_once() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        grant(&shared, "root", 1, None);
+        clock.0.store(T0 + 59, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "192.0.2.1")),
+            BREAK_GLASS
+        );
+        clock.0.store(T0 + 60, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        crate::breakglass::expire_all(&mut shared.store(), T0 + 120);
+        assert_eq!(audit_count(&shared, "breakglass_expired"), 1);
+    }
+
+    #[test]
+    fn a_restricted_grant_needs_a_believed_rhost_inside_its_network() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        grant(&shared, "bob", 5, Some("192.0.2.0/24"));
+        assert_eq!(
+            checks(&shared, 0, ssh_login("bob", "192.0.2.9")),
+            BREAK_GLASS
+        );
+        assert_eq!(checks(&shared, 0, ssh_login("bob", "198.51.100.1")), None);
+        // bob himself (uid 1001) is a local caller: his reported rhost is not believed.
+        assert_eq!(checks(&shared, 1001, ssh_login("bob", "192.0.2.9")), None);
+        assert_eq!(audit_count(&shared, "breakglass_used"), 1);
     }
 
     #[test]

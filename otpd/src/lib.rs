@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod breakglass;
 pub mod caller;
 pub mod clock;
 pub mod code;

@@ -19,6 +19,9 @@ _otpctl() {
             otpctl,audit)
                 cmd="otpctl__subcmd__audit"
                 ;;
+            otpctl,breakglass)
+                cmd="otpctl__subcmd__breakglass"
+                ;;
             otpctl,check-config)
                 cmd="otpctl__subcmd__check__subcmd__config"
                 ;;
@@ -52,8 +55,35 @@ _otpctl() {
             otpctl,user)
                 cmd="otpctl__subcmd__user"
                 ;;
+            otpctl__subcmd__breakglass,grant)
+                cmd="otpctl__subcmd__breakglass__subcmd__grant"
+                ;;
+            otpctl__subcmd__breakglass,help)
+                cmd="otpctl__subcmd__breakglass__subcmd__help"
+                ;;
+            otpctl__subcmd__breakglass,list)
+                cmd="otpctl__subcmd__breakglass__subcmd__list"
+                ;;
+            otpctl__subcmd__breakglass,revoke)
+                cmd="otpctl__subcmd__breakglass__subcmd__revoke"
+                ;;
+            otpctl__subcmd__breakglass__subcmd__help,grant)
+                cmd="otpctl__subcmd__breakglass__subcmd__help__subcmd__grant"
+                ;;
+            otpctl__subcmd__breakglass__subcmd__help,help)
+                cmd="otpctl__subcmd__breakglass__subcmd__help__subcmd__help"
+                ;;
+            otpctl__subcmd__breakglass__subcmd__help,list)
+                cmd="otpctl__subcmd__breakglass__subcmd__help__subcmd__list"
+                ;;
+            otpctl__subcmd__breakglass__subcmd__help,revoke)
+                cmd="otpctl__subcmd__breakglass__subcmd__help__subcmd__revoke"
+                ;;
             otpctl__subcmd__help,audit)
                 cmd="otpctl__subcmd__help__subcmd__audit"
+                ;;
+            otpctl__subcmd__help,breakglass)
+                cmd="otpctl__subcmd__help__subcmd__breakglass"
                 ;;
             otpctl__subcmd__help,check-config)
                 cmd="otpctl__subcmd__help__subcmd__check__subcmd__config"
@@ -87,6 +117,15 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help,user)
                 cmd="otpctl__subcmd__help__subcmd__user"
+                ;;
+            otpctl__subcmd__help__subcmd__breakglass,grant)
+                cmd="otpctl__subcmd__help__subcmd__breakglass__subcmd__grant"
+                ;;
+            otpctl__subcmd__help__subcmd__breakglass,list)
+                cmd="otpctl__subcmd__help__subcmd__breakglass__subcmd__list"
+                ;;
+            otpctl__subcmd__help__subcmd__breakglass,revoke)
+                cmd="otpctl__subcmd__help__subcmd__breakglass__subcmd__revoke"
                 ;;
             otpctl__subcmd__help__subcmd__user,add)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__add"
@@ -182,7 +221,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols audit status test-mail check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +269,188 @@ _otpctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass)
+            opts="-h --socket --config --json --timeout --help grant revoke list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__grant)
+            opts="-h --minutes --from --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --minutes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__help)
+            opts="grant revoke list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__help__subcmd__grant)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__list)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__breakglass__subcmd__revoke)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -400,7 +621,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user import enable disable protocols audit status test-mail check-config doctor generate-docs help"
+            opts="user import enable disable protocols audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -416,6 +637,62 @@ _otpctl() {
         otpctl__subcmd__help__subcmd__audit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__breakglass)
+            opts="grant revoke list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__breakglass__subcmd__grant)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__breakglass__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__breakglass__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -359,3 +359,257 @@ fn sftp_with_a_wrong_code_fetches_nothing() {
     assert!(!out.succeeded(), "{}", lab.report(&out));
     assert!(!fetched.exists(), "a file was fetched without the code");
 }
+
+// Break-glass (issue #16): root arms a time-boxed grant while mail is down. Each lab points otpd
+// at a dead SMTP port, so without a grant every login fails at the code step; otpd runs under
+// libfaketime (offset +0 until a test moves it) so a grant can be expired for real.
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// sshd and otpd with no mail server. Fields drop in order: the client and sshd stop before the
+/// user is deleted; the serial lock goes last.
+struct GlassLab {
+    client: SshClient,
+    sshd: Sshd,
+    otpd: e2e_tests::otpd::Otpd,
+    user: e2e_tests::programs::users::TestUser,
+    offset_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// A TCP port on loopback that nothing listens on.
+fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn glass_lab(stack: fn(&str) -> String) -> GlassLab {
+    glass_lab_with(stack, sshd::PASSWORD_THEN_CODE)
+}
+
+fn glass_lab_with(stack: fn(&str) -> String, sshd_config: &str) -> GlassLab {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: run tests/install-deps (package faketime)"
+    );
+    let serial = e2e_tests::programs::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let offset_file = dir.path().join("faketime");
+    fs::write(&offset_file, "+0").unwrap();
+    let file = offset_file.display().to_string();
+    let env = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", file.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let config = e2e_tests::otpd::TestConfig::required(dead_port());
+    let otpd = e2e_tests::otpd::Otpd::start_with_env(&config, &env);
+    let user = e2e_tests::programs::users::TestUser::create();
+    let sshd = Sshd::start("sshd", &stack(&stacks::otp(&otpd.socket, "")), sshd_config);
+    let client = SshClient::new(&sshd);
+    GlassLab {
+        client,
+        sshd,
+        otpd,
+        user,
+        offset_file,
+        _dir: dir,
+        _serial: serial,
+    }
+}
+
+impl GlassLab {
+    /// `otpctl ARGS` as root, or as `who` (uid, gid) through setpriv; its status and output.
+    fn ctl_as(&self, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String) {
+        let mut cmd = match who {
+            None => std::process::Command::new(e2e_tests::paths::binary("otpctl")),
+            Some((uid, gid)) => {
+                let mut c = std::process::Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .args(["--clear-groups", "--"])
+                    .arg(e2e_tests::paths::binary("otpctl"));
+                c
+            }
+        };
+        let out = cmd
+            .arg("--socket")
+            .arg(&self.otpd.socket)
+            .arg("--config")
+            .arg(&self.otpd.config_path)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let (status, text) = self.ctl_as(None, args);
+        assert_eq!(status, 0, "otpctl {args:?}: {text}");
+    }
+
+    /// A login over keyboard-interactive answering the password prompt with `password`; any
+    /// other prompt (a code prompt) gets a wrong answer.
+    fn login(&self, password: &str) -> SshOutcome {
+        self.client
+            .ssh(&self.user.name, Method::KeyboardInteractive, WHOAMI, |p| {
+                if is_password_prompt(p) {
+                    password.to_string()
+                } else {
+                    "000000".into()
+                }
+            })
+    }
+
+    fn logged_in(&self, out: &SshOutcome) -> bool {
+        out.succeeded() && out.stdout.trim() == format!("logged-in-as-{}", self.user.name)
+    }
+
+    fn events(&self, event: &str) -> usize {
+        self.otpd
+            .log()
+            .matches(&format!("event={event} user={}", self.user.name))
+            .count()
+    }
+
+    fn report(&self, out: &SshOutcome) -> String {
+        format!(
+            "{out:#?}\n--- sshd log ---\n{}\n--- otpd log ---\n{}",
+            self.sshd.log(),
+            self.otpd.log()
+        )
+    }
+}
+
+#[test]
+fn while_mail_is_down_a_break_glass_grant_lets_the_password_alone_log_in_until_revoked() {
+    let lab = glass_lab(stacks::password_then_code);
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "mail is down: {}", lab.report(&out));
+
+    lab.ctl(&["breakglass", "grant", &lab.user.name, "--minutes", "5"]);
+    let out = lab.login(&lab.user.password);
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 0, "{}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_granted"), 1, "{}", lab.otpd.log());
+    assert_eq!(lab.events("breakglass_used"), 1, "{}", lab.otpd.log());
+    assert!(lab.otpd.log().contains("WARN"), "{}", lab.otpd.log());
+    let (_, status) = lab.ctl_as(None, &["status"]);
+    assert!(status.contains(&lab.user.name), "{status}");
+
+    lab.ctl(&["breakglass", "revoke", &lab.user.name]);
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "revoked: {}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_revoked"), 1, "{}", lab.otpd.log());
+}
+
+/// pam_unix `optional` instead of `requisite`: the stack goes on to our module after a wrong
+/// password, and libpam counts the password only when nothing else answered. The grant's skip
+/// (PAM_IGNORE) answers nothing, so the password alone still decides; a success from the code
+/// step would have let a wrong password in.
+fn password_optional_then_code(otp: &str) -> String {
+    let documented = stacks::password_then_code(otp);
+    documented.replacen("auth requisite pam_unix.so", "auth optional pam_unix.so", 1)
+}
+
+#[test]
+fn a_break_glass_grant_never_makes_a_wrong_password_right_even_when_the_password_line_is_optional()
+{
+    let lab = glass_lab(password_optional_then_code);
+    lab.ctl(&["breakglass", "grant", &lab.user.name, "--minutes", "5"]);
+    let out = lab.login("not-the-password");
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    let out = lab.login(&lab.user.password);
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_break_glass_grant_from_another_network_does_not_apply_and_one_from_loopback_does() {
+    let lab = glass_lab(stacks::password_then_code);
+    lab.ctl(&[
+        "breakglass",
+        "grant",
+        &lab.user.name,
+        "--minutes",
+        "5",
+        "--from",
+        "192.0.2.0/24",
+    ]);
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_used"), 0, "{}", lab.otpd.log());
+    lab.ctl(&[
+        "breakglass",
+        "grant",
+        &lab.user.name,
+        "--minutes",
+        "5",
+        "--from",
+        "127.0.0.0/8",
+    ]);
+    let out = lab.login(&lab.user.password);
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_break_glass_grant_survives_an_otpd_restart_and_ends_at_its_expiry_logged_once() {
+    let mut lab = glass_lab(stacks::password_then_code);
+    lab.ctl(&["breakglass", "grant", &lab.user.name, "--minutes", "1"]);
+    lab.otpd.restart();
+    let out = lab.login(&lab.user.password);
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    // Two minutes later (otpd counts from the wall clock it starts on: restart it there).
+    fs::write(&lab.offset_file, "+120").unwrap();
+    lab.otpd.restart();
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "expired: {}", lab.report(&out));
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "expired: {}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_expired"), 1, "{}", lab.otpd.log());
+}
+
+#[test]
+fn an_unprivileged_user_cannot_grant_a_break_glass() {
+    let lab = glass_lab(stacks::password_then_code);
+    let (status, text) = lab.ctl_as(
+        Some((65534, 65534)),
+        &["breakglass", "grant", &lab.user.name, "--minutes", "5"],
+    );
+    assert_ne!(status, 0, "{text}");
+    assert!(text.contains("root only"), "{text}");
+    let out = lab.login(&lab.user.password);
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert!(
+        lab.otpd.log().contains("event=admin_refused"),
+        "{}",
+        lab.otpd.log()
+    );
+    let (_, list) = lab.ctl_as(None, &["breakglass", "list"]);
+    assert!(list.contains("No break-glass grant holds."), "{list}");
+}
+
+/// Key then code with the code-only stack: the grant's skip is the stack's only answer, and
+/// libpam fails a stack in which nothing answered. A break-glass never authenticates anyone by
+/// itself; this setup needs another way in while mail is down (a password method, the console).
+#[test]
+fn a_break_glass_grant_does_not_open_a_stack_in_which_the_code_is_the_only_line() {
+    let lab = glass_lab_with(stacks::code_only, sshd::KEY_THEN_CODE);
+    lab.user.authorize_key(&lab.client.public_key());
+    lab.ctl(&["breakglass", "grant", &lab.user.name, "--minutes", "5"]);
+    let out = lab.client.ssh(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        WHOAMI,
+        |_| "000000".into(),
+    );
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert_eq!(lab.events("breakglass_used"), 1, "{}", lab.otpd.log());
+}

@@ -6,6 +6,7 @@
 //! mail sends are awaited outside the store lock, as in [`crate::handler`].
 
 pub(crate) mod authz;
+mod breakglass;
 mod bulk;
 mod mail_test;
 mod record;
@@ -24,6 +25,7 @@ use crate::state::{Active, Shared};
 use crate::store::AuditFilter;
 
 pub use authz::is_admin;
+pub use record::SERVICE;
 
 /// Answers `request` from `caller`.
 pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: AdminRequest) -> AdminResponse {
@@ -93,6 +95,13 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
             };
             return status::audit(&ctx, filter);
         }
+        // Root only, checked inside.
+        AdminRequest::BreakGlassGrant {
+            user,
+            minutes,
+            from,
+        } => return breakglass::grant(&ctx, &user, minutes, from.as_deref()),
+        AdminRequest::BreakGlassRevoke { user } => return breakglass::revoke(&ctx, &user),
         _ => {}
     }
     if let Err(refusal) = authz::require_admin(&ctx, request_name(&request)) {
@@ -125,7 +134,10 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
             dry_run,
         } => bulk::import(&ctx, &rows, partial, dry_run),
         AdminRequest::EnableAll { group } => bulk::enable_all(&ctx, group.as_deref()),
+        AdminRequest::BreakGlassList => breakglass::list(&ctx),
         AdminRequest::Status
+        | AdminRequest::BreakGlassGrant { .. }
+        | AdminRequest::BreakGlassRevoke { .. }
         | AdminRequest::Audit { .. }
         | AdminRequest::TestMail { .. }
         | AdminRequest::SelfStart { .. }
@@ -154,6 +166,9 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::Status => "status",
         AdminRequest::TestMail { .. } => "test-mail",
         AdminRequest::SelfStart { .. } | AdminRequest::SelfConfirm { .. } => "self-service",
+        AdminRequest::BreakGlassGrant { .. } => "breakglass grant",
+        AdminRequest::BreakGlassRevoke { .. } => "breakglass revoke",
+        AdminRequest::BreakGlassList => "breakglass list",
     }
 }
 

@@ -60,6 +60,11 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             skipped_until: live.and_then(|h| h.skipped_until),
         });
     }
+    drop(store);
+    let breakglass = match super::breakglass::views(ctx) {
+        Ok(views) => views,
+        Err(refusal) => return refusal,
+    };
     AdminResponse::Status {
         status: Box::new(DaemonStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -72,6 +77,7 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             locked: counts.locked,
             live_codes: live,
             mail_servers,
+            breakglass,
         }),
     }
 }

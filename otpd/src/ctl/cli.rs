@@ -102,6 +102,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         server: Option<String>,
     },
+    /// Root: let a user log in without the code while mail is down (grant, revoke, list).
+    #[command(subcommand)]
+    Breakglass(BreakglassCommand),
     /// Check a config file without otpd: exit 0 when valid, else FILE:LINE:COLUMN: message.
     CheckConfig {
         /// The file [default: --config].
@@ -183,6 +186,31 @@ pub enum UserCommand {
         #[arg(long)]
         locked: bool,
     },
+}
+
+/// `otpctl breakglass ...`: a time-boxed, audited way in when codes cannot be mailed.
+#[derive(Debug, Subcommand)]
+pub enum BreakglassCommand {
+    /// Root only: for N minutes, USER's logins pass the code step (the password is still
+    /// asked). Logged at warning level and audited at grant, on every use and at expiry.
+    Grant {
+        /// The login name.
+        user: String,
+        /// How long, from 1 to 240 minutes.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=240))]
+        minutes: u32,
+        /// Only logins from remote hosts in this network (e.g. 192.0.2.0/24), as reported by
+        /// sshd or a trusted caller; local logins never match.
+        #[arg(long, value_name = "CIDR")]
+        from: Option<String>,
+    },
+    /// Root only: end USER's grant now.
+    Revoke {
+        /// The login name.
+        user: String,
+    },
+    /// Admin: the grants that hold now.
+    List,
 }
 
 /// `otpctl doctor`: every path it inspects can be pointed elsewhere.

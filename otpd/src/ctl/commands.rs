@@ -5,7 +5,7 @@ use std::path::Path;
 use common::secret::SecretString;
 use common::wire_admin::{AdminRequest, AdminResponse, SelfAction};
 
-use super::cli::{Command, UserCommand};
+use super::cli::{BreakglassCommand, Command, UserCommand};
 use super::connect::{CallError, Conn};
 use super::{Exit, Io, import, output, paging, since};
 
@@ -104,6 +104,19 @@ fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest
             }
         }
         Command::Status => AdminRequest::Status,
+        Command::Breakglass(BreakglassCommand::Grant {
+            user,
+            minutes,
+            from,
+        }) => AdminRequest::BreakGlassGrant {
+            user: user.clone(),
+            minutes: *minutes,
+            from: from.clone(),
+        },
+        Command::Breakglass(BreakglassCommand::Revoke { user }) => {
+            AdminRequest::BreakGlassRevoke { user: user.clone() }
+        }
+        Command::Breakglass(BreakglassCommand::List) => AdminRequest::BreakGlassList,
         Command::TestMail { address, server } => AdminRequest::TestMail {
             to: address.clone(),
             server: server.clone(),
@@ -287,6 +300,10 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
         }
         AdminResponse::CodeSent { sent_to, .. } => {
             io.out(&format!("A code was sent to {sent_to}."));
+            Exit::Ok
+        }
+        AdminResponse::BreakGlass { grants } => {
+            io.out(&output::breakglass(grants));
             Exit::Ok
         }
     }

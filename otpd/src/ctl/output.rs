@@ -1,7 +1,9 @@
 //! Human output: aligned tables and `key  value` blocks, times in UTC. JSON output is the wire
 //! answer itself, so scripts see exactly the fields otpd sent.
 
-use common::wire_admin::{AuditRow, DaemonStatus, MailTestResult, SelfStatus, UserView};
+use common::wire_admin::{
+    AuditRow, BreakGlassView, DaemonStatus, MailTestResult, SelfStatus, UserView,
+};
 use serde::Serialize;
 
 use common::timefmt;
@@ -228,10 +230,35 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
             vec![m.name.clone(), m.address.clone(), m.security.clone(), last]
         })
         .collect();
-    format!(
+    let mut out = format!(
         "{head}\n\nmail servers:\n{}",
         table(&["NAME", "ADDRESS", "SECURITY", "LAST RESULT"], &rows)
-    )
+    );
+    if !s.breakglass.is_empty() {
+        out.push_str("\n\nbreak-glass grants (logins pass the code step):\n");
+        out.push_str(&breakglass(&s.breakglass));
+    }
+    out
+}
+
+/// Break-glass grants that hold now.
+pub fn breakglass(grants: &[BreakGlassView]) -> String {
+    if grants.is_empty() {
+        return "No break-glass grant holds.".to_string();
+    }
+    let rows: Vec<Vec<String>> = grants
+        .iter()
+        .map(|g| {
+            vec![
+                g.user.clone(),
+                g.from.clone().unwrap_or_else(|| "anywhere".into()),
+                timefmt::utc(g.expires_at),
+                timefmt::utc(g.granted_at),
+                g.granted_by.to_string(),
+            ]
+        })
+        .collect();
+    table(&["USER", "FROM", "UNTIL", "GRANTED", "BY UID"], &rows)
 }
 
 /// A user's own status.

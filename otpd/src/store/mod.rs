@@ -13,6 +13,7 @@
 mod admin;
 mod audit_rate;
 mod audit_rows;
+mod breakglass;
 mod codes;
 mod limits;
 mod lockouts;
@@ -41,6 +42,7 @@ use crate::server_key::ServerKey;
 pub use admin::{AuditFilter, MailHistory, UserCounts};
 pub use audit_rate::{Admission, RateKey, Suppressed};
 pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
+pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;

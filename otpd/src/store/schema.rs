@@ -132,8 +132,26 @@ ALTER TABLE sends_v3 RENAME TO sends;
 CREATE INDEX sends_by_user ON sends (user, sent_at);
 ";
 
+/// Version 5 (break-glass, issue #16; numbered after the recovery codes' V4, and renumbered
+/// to follow it when both are merged): grants that let a user's logins pass the code step
+/// while mail is down.
+///
+/// One row per user: a new grant replaces the old one. `cidr` is NULL for a grant from
+/// anywhere, else the network the reported remote host must be in. A row is deleted when it is
+/// revoked, or when it is found expired (by a login's check or the periodic purge), which is
+/// when its expiry is logged: once, since the row is gone after.
+const V5_BREAKGLASS: &str = "
+CREATE TABLE breakglass (
+    user       TEXT PRIMARY KEY NOT NULL CHECK (user <> ''),
+    cidr       TEXT,
+    granted_by INTEGER NOT NULL,
+    granted_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL CHECK (expires_at > granted_at)
+) WITHOUT ROWID;
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V5_BREAKGLASS];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -182,7 +200,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 3);
+        assert_eq!(CURRENT_VERSION, 4);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 

@@ -1,0 +1,282 @@
+//! Break-glass (issue #16): whether a stored grant lets this login pass the code step, and the
+//! network restriction (`--from CIDR`) it may carry ([`covers`], pure), and the log lines and
+//! audit events of its use and expiry ([`check_login`], [`expire_all`]), all at warning level.
+//!
+//! A grant that holds makes otpd answer the login's begin with
+//! [`common::wire::SkipReason::BreakGlass`], which the module maps to PAM_IGNORE like every
+//! skip: the code step then counts for nothing, and the rest of the stack (the password module
+//! first, in the documented stacks) alone decides. A grant therefore can never turn a failed or
+//! skipped password into a success, which `Response::Success` (PAM_SUCCESS) could, e.g. in a
+//! stack where the code line is `sufficient`.
+
+use std::net::IpAddr;
+
+use common::text::escape_for_log;
+use common::timefmt;
+use common::wire::LoginContext;
+
+use crate::audit::{self, Event, Subject};
+use crate::caller::Origin;
+use crate::store::{BreakGlass, BreakGlassLookup, Store};
+
+/// The longest grant, in minutes (four hours).
+pub const MAX_MINUTES: u32 = 240;
+
+/// A network: an address and a prefix length, host bits ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a `--from` value is not a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a network: write ADDRESS/PREFIX (192.0.2.0/24, 2001:db8::/32) or one address"
+)]
+pub struct BadCidr(pub String);
+
+impl Cidr {
+    /// Parses `ADDRESS/PREFIX` or a single address (a /32 or /128).
+    pub fn parse(text: &str) -> Result<Cidr, BadCidr> {
+        let bad = || BadCidr(text.to_string());
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| bad())?
+            }
+            Some(_) => return Err(bad()),
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { network, prefix })
+    }
+
+    /// True when `address` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, address) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Whether a live grant restricted to `cidr` (`None`: anywhere) covers a login whose remote host
+/// is `rhost` with `origin`. Under a restriction only a believed report counts
+/// ([`Origin::Reported`], from root or a trusted caller), and only an IP address: a host name
+/// or a local caller's `local` never matches. A stored restriction that no longer parses
+/// matches nothing.
+pub fn covers(cidr: Option<&str>, origin: Origin, rhost: Option<&str>) -> bool {
+    let Some(cidr) = cidr else {
+        return true;
+    };
+    let Ok(cidr) = Cidr::parse(cidr) else {
+        return false;
+    };
+    if origin != Origin::Reported {
+        return false;
+    }
+    rhost
+        .and_then(|h| h.parse::<IpAddr>().ok())
+        .is_some_and(|address| cidr.contains(address))
+}
+
+/// A login that needs a code: true when a live grant for its user covers it, in which case its
+/// use is logged and audited. An expired grant found here is deleted and its expiry logged.
+/// A store failure counts as no grant (the login then asks for a code, failing closed).
+pub fn check_login(
+    store: &mut Store,
+    now: i64,
+    login: &LoginContext,
+    protocol: Option<&str>,
+    caller_uid: u32,
+    origin: Origin,
+) -> bool {
+    let grant = match store.breakglass_for(&login.user, now) {
+        Ok(BreakGlassLookup::Live(grant)) => grant,
+        Ok(BreakGlassLookup::None) => return false,
+        Ok(BreakGlassLookup::Expired(grant)) => {
+            note_expired(store, now, &grant);
+            return false;
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot read break-glass grants: {}",
+                escape_for_log(&e.to_string())
+            );
+            return false;
+        }
+    };
+    if !covers(grant.cidr.as_deref(), origin, login.rhost.as_deref()) {
+        return false;
+    }
+    tracing::warn!(
+        "break-glass used: user {} passes the code step (service {}, rhost {}); the grant ends {}",
+        escape_for_log(&login.user),
+        escape_for_log(&login.service),
+        escape_for_log(login.rhost.as_deref().unwrap_or("-")),
+        timefmt::utc(grant.expires_at)
+    );
+    let detail = format!("until={}", timefmt::utc(grant.expires_at));
+    let subject = Subject {
+        login,
+        protocol,
+        caller_uid,
+        origin,
+    };
+    audit::record(store, now, Event::BreakglassUsed, subject, Some(&detail));
+    true
+}
+
+/// The periodic purge's step: deletes every grant expired at `now` and logs each expiry.
+pub fn expire_all(store: &mut Store, now: i64) {
+    match store.expire_breakglass(now) {
+        Ok(expired) => {
+            for grant in &expired {
+                note_expired(store, now, grant);
+            }
+        }
+        Err(e) => tracing::error!(
+            "cannot expire break-glass grants: {}",
+            escape_for_log(&e.to_string())
+        ),
+    }
+}
+
+/// The warning and the audit event of a grant's expiry, found (and deleted) at `now`.
+pub fn note_expired(store: &mut Store, now: i64, grant: &BreakGlass) {
+    tracing::warn!(
+        "break-glass expired: user {} needs login codes again (granted by uid {}, ended {})",
+        escape_for_log(&grant.user),
+        grant.granted_by,
+        timefmt::utc(grant.expires_at)
+    );
+    let detail = format!("ended={}", timefmt::utc(grant.expires_at));
+    record_admin(
+        store,
+        now,
+        Event::BreakglassExpired,
+        &grant.user,
+        grant.granted_by,
+        &detail,
+    );
+}
+
+/// The audit event of a change to a grant, made by `caller_uid` (for an expiry, the granter).
+pub fn record_admin(
+    store: &mut Store,
+    now: i64,
+    event: Event,
+    user: &str,
+    caller_uid: u32,
+    detail: &str,
+) {
+    let login = LoginContext {
+        user: user.to_string(),
+        service: crate::admin::SERVICE.to_string(),
+        rhost: None,
+        tty: None,
+        protocol: None,
+    };
+    let subject = Subject {
+        login: &login,
+        protocol: None,
+        caller_uid,
+        // Root's changes: written one by one, never rate limited.
+        origin: Origin::Reported,
+    };
+    audit::record(store, now, event, subject, Some(detail));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            Cidr::parse("192.0.2.7/24").unwrap().to_string(),
+            "192.0.2.7/24"
+        );
+        assert_eq!(
+            Cidr::parse("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7/32"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        for bad in [
+            "",
+            "192.0.2.0/33",
+            "192.0.2.0/",
+            "192.0.2.0/+8",
+            "example.com/8",
+            "::/129",
+            "10.0.0.0/8/8",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_network_contains_its_addresses_and_no_others() {
+        let net = Cidr::parse("192.0.2.0/24").unwrap();
+        assert!(net.contains("192.0.2.255".parse().unwrap()));
+        assert!(net.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!net.contains("192.0.3.1".parse().unwrap()));
+        assert!(!net.contains("2001:db8::1".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_grant_without_a_network_covers_every_login() {
+        assert!(covers(None, Origin::Local, Some("local")));
+        assert!(covers(None, Origin::Reported, None));
+    }
+
+    #[test]
+    fn a_restricted_grant_covers_only_believed_addresses_inside_its_network() {
+        let net = Some("192.0.2.0/24");
+        assert!(covers(net, Origin::Reported, Some("192.0.2.10")));
+        assert!(!covers(net, Origin::Reported, Some("198.51.100.1")));
+        assert!(!covers(net, Origin::Reported, None));
+        assert!(!covers(net, Origin::Reported, Some("host.example.com")));
+        // A local caller's origin is never believed, whatever it reported.
+        assert!(!covers(net, Origin::Local, Some("192.0.2.10")));
+        assert!(!covers(net, Origin::Local, Some("local")));
+        assert!(!covers(Some("0.0.0.0/0"), Origin::Local, Some("local")));
+    }
+}
