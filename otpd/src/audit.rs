@@ -43,6 +43,9 @@ pub enum Event {
     RefusedCaller,
     /// A summary: more events of one kind from one local uid than are written one by one.
     Suppressed,
+    /// The login needed a code, but authenticated with an SSH key `[[exemptions]]` lists for
+    /// the user (the detail is its fingerprint): no code.
+    Exempt,
 }
 
 impl Event {
@@ -61,6 +64,7 @@ impl Event {
             Event::Skipped => "skipped",
             Event::RefusedCaller => "refused_caller",
             Event::Suppressed => "suppressed",
+            Event::Exempt => "exempt",
         }
     }
 }

@@ -186,7 +186,12 @@ fn rhost_claims_by_nobody_neither_lock_out_the_host_nor_name_it_in_the_audit() {
         tty: Some("ssh".into()),
         protocol: None,
     };
-    let reply = otpd.call(&Request::Begin { login: alice }).unwrap();
+    let reply = otpd
+        .call(&Request::Begin {
+            login: alice,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     assert!(
         matches!(reply, Response::Prompt { .. }),
         "the claimed host was locked out: {reply:?}"
@@ -232,7 +237,12 @@ fn a_host_lockout_still_counts_what_root_reports() {
         tty: None,
         protocol: None,
     };
-    let reply = otpd.call(&Request::Begin { login: alice }).unwrap();
+    let reply = otpd
+        .call(&Request::Begin {
+            login: alice,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     assert!(
         matches!(
             reply,
@@ -301,7 +311,11 @@ fn log_forging_payloads_produce_no_forged_line() {
             tty: Some(forged),
             protocol: None,
         };
-        otpd.call(&Request::Begin { login: hostile }).unwrap();
+        otpd.call(&Request::Begin {
+            login: hostile,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     }
 
     let log = settled_log(&otpd);
