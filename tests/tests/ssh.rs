@@ -2,7 +2,8 @@
 //! real OpenSSH `ssh` and `sftp` clients log in over keyboard-interactive, answering with the
 //! code from the captured mail. Covers the two sshd setups the README documents (password then
 //! code, key then code), SFTP through a second sshd with its own PAM service, the `tries`
-//! limit and the empty answer that asks for a resend.
+//! limit and the empty answer that asks for a resend; and `[[exemptions]]`: a listed key logs in
+//! without a code, no other key, password or forged environment does.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -358,4 +359,118 @@ fn sftp_with_a_wrong_code_fetches_nothing() {
     );
     assert!(!out.succeeded(), "{}", lab.report(&out));
     assert!(!fetched.exists(), "a file was fetched without the code");
+}
+
+// --- [[exemptions]]: automation bound to a key (issue #16) ---
+
+/// The README's key-then-code setup for exemptions: sshd exposes the key to PAM, and the stack
+/// lets a login our module skips stand on the key.
+const KEY_THEN_CODE_EXPOSED: Setup<'static> = Setup {
+    stack: stacks::code_after_key,
+    sshd_config: sshd::KEY_THEN_CODE_EXPOSED,
+    ..KEY_THEN_CODE
+};
+
+/// Lists `fingerprint` in `[[exemptions]]` for the lab's user, through a reload.
+fn exempt(lab: &Lab, fingerprint: &str) {
+    let text = format!(
+        "{}\n[[exemptions]]\nuser = \"{}\"\nssh_key_fingerprints = [\"{fingerprint}\"]\n",
+        lab.otpd.config_text(),
+        lab.user.name
+    );
+    lab.otpd.reload_with(&text);
+    assert!(
+        !lab.otpd.log().contains("reload refused"),
+        "{}",
+        lab.otpd.log()
+    );
+}
+
+#[test]
+fn a_key_listed_in_exemptions_logs_in_without_a_code_or_a_mail() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    lab.user.authorize_key(&lab.client.public_key());
+    let fingerprint = lab.client.key_fingerprint();
+    exempt(&lab, &fingerprint);
+    let out = lab.ssh(Method::KeyThenKeyboardInteractive, |prompt| {
+        panic!("an exempt key is asked nothing: {prompt:?}")
+    });
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert!(out.prompts.is_empty(), "{}", lab.report(&out));
+    lab.assert_no_code_was_mailed();
+    assert!(lab.logged("exempt"), "{}", lab.report(&out));
+    assert!(lab.otpd.log().contains(&fingerprint), "{}", lab.otpd.log());
+}
+
+#[test]
+fn another_key_of_the_same_user_is_asked_for_the_code() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user.authorize_key(&listed.public_key());
+    lab.user.authorize_key(&other.public_key());
+    exempt(&lab, &listed.key_fingerprint());
+    let reader = lab.smtp.reader();
+    let out = other.ssh(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        WHOAMI,
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_password_login_of_a_user_with_an_exempt_key_is_asked_for_the_code() {
+    let lab = lab(Setup {
+        sshd_config: sshd::PASSWORD_THEN_CODE_EXPOSED,
+        ..PASSWORD_THEN_CODE
+    });
+    lab.user.authorize_key(&lab.client.public_key());
+    exempt(&lab, &lab.client.key_fingerprint());
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        person(&lab.user.password, lab.smtp.reader(), 1),
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_client_setting_ssh_auth_info_with_setenv_changes_nothing() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user.authorize_key(&other.public_key());
+    exempt(&lab, &listed.key_fingerprint());
+    // The exempt key's line, as sshd would have written it had that key authenticated.
+    let listed_line = listed.public_key();
+    let listed_key: Vec<&str> = listed_line.split_whitespace().take(2).collect();
+    let forged = format!("SetEnv=SSH_AUTH_INFO_0=\"publickey {}\"", listed_key.join(" "));
+    let reader = lab.smtp.reader();
+    let out = other.ssh_with_options(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        &[&forged],
+        "echo \"forged=$SSH_AUTH_INFO_0\"",
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(out.succeeded(), "{}", lab.report(&out));
+    assert!(
+        out.stdout
+            .contains(&format!("forged=publickey {}", listed_key.join(" "))),
+        "sshd accepted the variable into the session: {}",
+        lab.report(&out)
+    );
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
 }
