@@ -452,7 +452,10 @@ fn a_client_setting_ssh_auth_info_with_setenv_changes_nothing() {
     // The exempt key's line, as sshd would have written it had that key authenticated.
     let listed_line = listed.public_key();
     let listed_key: Vec<&str> = listed_line.split_whitespace().take(2).collect();
-    let forged = format!("SetEnv=SSH_AUTH_INFO_0=\"publickey {}\"", listed_key.join(" "));
+    let forged = format!(
+        "SetEnv=SSH_AUTH_INFO_0=\"publickey {}\"",
+        listed_key.join(" ")
+    );
     let reader = lab.smtp.reader();
     let out = other.ssh_with_options(
         &lab.user.name,
