@@ -539,6 +539,7 @@ fn the_example_config_parses_and_shows_the_real_defaults() {
     assert_eq!(c.services, minimal.services);
     assert!(c.profiles.is_empty());
     assert!(c.policies.is_empty());
+    assert!(c.exemptions.is_empty());
     assert_eq!(c.mail.servers[0].port, 25);
 }
 
@@ -560,6 +561,8 @@ fn the_examples_commented_out_in_the_example_config_parse_too() {
     assert!(c.directory.email_template.is_some());
     assert!(!c.profiles.is_empty());
     assert!(!c.policies.is_empty());
+    assert!(c.policies.iter().any(|p| !p.rhost_networks().is_empty()));
+    assert!(!c.exemptions.is_empty());
     assert!(c.mail.servers.len() > 1);
 }
 
