@@ -477,3 +477,39 @@ fn a_client_setting_ssh_auth_info_with_setenv_changes_nothing() {
     assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
     assert!(!lab.logged("exempt"), "{}", lab.report(&out));
 }
+
+// --- trusted networks (issue #16), with real source addresses: 127.0.0.2 is loopback too ---
+
+#[test]
+fn a_trusted_network_logs_in_with_the_password_alone_and_other_hosts_need_the_code() {
+    let lab = lab(Setup {
+        defaults: "\n[profiles.mgmt]\nmode = \"off\"\n\n[[policies]]\nmatch_rhost = [\"127.0.0.2/32\"]\nprofile = \"mgmt\"\n",
+        ..PASSWORD_THEN_CODE
+    });
+    let password = lab.user.password.clone();
+    let inside = lab.client.ssh_with_options(
+        &lab.user.name,
+        Method::KeyboardInteractive,
+        &["BindAddress=127.0.0.2"],
+        WHOAMI,
+        move |prompt| {
+            assert!(is_password_prompt(prompt), "only the password: {prompt:?}");
+            password.clone()
+        },
+    );
+    assert!(lab.logged_in(&inside), "{}", lab.report(&inside));
+    assert_eq!(code_prompts(&inside), 0, "{}", lab.report(&inside));
+    assert!(
+        lab.sshd.log().contains("from 127.0.0.2"),
+        "{}",
+        lab.report(&inside)
+    );
+    lab.assert_no_code_was_mailed();
+
+    let outside = lab.ssh(
+        Method::KeyboardInteractive,
+        person(&lab.user.password, lab.smtp.reader(), 1),
+    );
+    assert!(lab.logged_in(&outside), "{}", lab.report(&outside));
+    assert_eq!(code_prompts(&outside), 1, "{}", lab.report(&outside));
+}
