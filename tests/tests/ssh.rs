@@ -407,8 +407,8 @@ fn another_key_of_the_same_user_is_asked_for_the_code() {
     let lab = lab(KEY_THEN_CODE_EXPOSED);
     let listed = &lab.client;
     let other = SshClient::new(&lab.sshd);
-    lab.user.authorize_key(&listed.public_key());
-    lab.user.authorize_key(&other.public_key());
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
     exempt(&lab, &listed.key_fingerprint());
     let reader = lab.smtp.reader();
     let out = other.ssh(
@@ -447,7 +447,8 @@ fn a_client_setting_ssh_auth_info_with_setenv_changes_nothing() {
     let lab = lab(KEY_THEN_CODE_EXPOSED);
     let listed = &lab.client;
     let other = SshClient::new(&lab.sshd);
-    lab.user.authorize_key(&other.public_key());
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
     exempt(&lab, &listed.key_fingerprint());
     // The exempt key's line, as sshd would have written it had that key authenticated.
     let listed_line = listed.public_key();
@@ -512,4 +513,46 @@ fn a_trusted_network_logs_in_with_the_password_alone_and_other_hosts_need_the_co
     );
     assert!(lab.logged_in(&outside), "{}", lab.report(&outside));
     assert_eq!(code_prompts(&outside), 1, "{}", lab.report(&outside));
+}
+
+#[test]
+fn offering_the_exempt_public_key_without_its_private_key_exempts_nothing() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
+    exempt(&lab, &listed.key_fingerprint());
+    // The listed key is public: anyone may offer it. Offered first, without its private key, it
+    // is accepted as a candidate by sshd but never signs; the other key authenticates.
+    let dir = tempfile::tempdir().unwrap();
+    let public_only = dir.path().join("listed.pub");
+    fs::write(&public_only, listed.public_key()).unwrap();
+    let identity = format!("IdentityFile={}", public_only.display());
+    let reader = lab.smtp.reader();
+    let out = other.ssh_with_options(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        &[&identity],
+        WHOAMI,
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+    let fingerprint = listed.key_fingerprint();
+    let log = lab.sshd.log();
+    assert!(
+        log.contains(&format!("Accepted key ED25519 {fingerprint}")),
+        "the listed key was offered: {}",
+        lab.report(&out)
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("Partial publickey") && l.contains(&fingerprint)),
+        "the listed key never authenticated: {log}"
+    );
 }
