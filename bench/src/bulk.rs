@@ -57,6 +57,7 @@ fn issue_share(socket: &Path, first: usize, step: usize, total: usize) -> Result
                 tty: None,
                 protocol: None,
             },
+            ssh_keys: Vec::new(),
         };
         let response: Response = frame::write_frame(&mut stream, &request)
             .and_then(|()| frame::read_frame(&mut stream))

@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretString;
 
+/// The most SSH keys a begin request carries; a module drops the rest (fewer keys can only
+/// exempt fewer logins).
+pub const MAX_SSH_KEYS: usize = 8;
+
+/// The longest `TYPE BASE64` key line a begin request carries: room for a 16384-bit RSA key.
+pub const MAX_SSH_KEY_LEN: usize = 4096;
+
 /// Who is logging in, as the PAM module read it from the PAM items. All of it is untrusted: otpd
 /// caps lengths and escapes it before logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +39,12 @@ pub enum Request {
     Begin {
         /// The login.
         login: LoginContext,
+        /// The public keys sshd says the login authenticated with, as `TYPE BASE64` (the
+        /// `publickey` lines of `SSH_AUTH_INFO_0` from the PAM environment). otpd believes them
+        /// only from root or a trusted caller, and checks them against `[[exemptions]]`. Absent
+        /// from modules that predate it, and left out when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ssh_keys: Vec<String>,
     },
     /// The person typed an answer to the prompt of `challenge`.
     Answer {
@@ -89,6 +102,8 @@ pub enum SkipReason {
     /// code step is passed over while mail is down. Like every skip it is PAM_IGNORE, so the
     /// password (or whatever else the stack asks) still decides alone.
     BreakGlass,
+    /// The login authenticated with an SSH key listed in `[[exemptions]]` for the user.
+    Exempt,
 }
 
 /// Why an answer or a login was refused.
@@ -223,5 +238,28 @@ mod tests {
         };
         let bytes = serde_json::to_vec(&resp).unwrap();
         assert_eq!(serde_json::from_slice::<Response>(&bytes).unwrap(), resp);
+    }
+
+    #[test]
+    fn a_begin_without_ssh_keys_is_what_older_modules_send() {
+        let old = br#"{"op":"begin","login":{"user":"a","service":"s","rhost":null,"tty":null,"protocol":null}}"#;
+        match serde_json::from_slice::<Request>(old).unwrap() {
+            Request::Begin { ssh_keys, .. } => assert!(ssh_keys.is_empty()),
+            other => panic!("unexpected {other:?}"),
+        }
+        let none = Request::Begin {
+            login: login(),
+            ssh_keys: Vec::new(),
+        };
+        let text = serde_json::to_string(&none).unwrap();
+        assert!(!text.contains("ssh_keys"), "{text}");
+        let some = Request::Begin {
+            login: login(),
+            ssh_keys: vec!["ssh-ed25519 AAAA".into()],
+        };
+        let back: Request = serde_json::from_slice(&serde_json::to_vec(&some).unwrap()).unwrap();
+        assert!(
+            matches!(back, Request::Begin { ssh_keys, .. } if ssh_keys == ["ssh-ed25519 AAAA"])
+        );
     }
 }

@@ -51,6 +51,9 @@ pub enum Event {
     BreakglassRevoked,
     /// A break-glass grant reached its expiry (logged once, when found expired).
     BreakglassExpired,
+    /// The login needed a code, but authenticated with an SSH key `[[exemptions]]` lists for
+    /// the user (the detail is its fingerprint): no code.
+    Exempt,
 }
 
 impl Event {
@@ -73,6 +76,7 @@ impl Event {
             Event::BreakglassUsed => "breakglass_used",
             Event::BreakglassRevoked => "breakglass_revoked",
             Event::BreakglassExpired => "breakglass_expired",
+            Event::Exempt => "exempt",
         }
     }
 }

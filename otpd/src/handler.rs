@@ -8,7 +8,9 @@ use std::sync::Arc;
 use common::config::Settings;
 use common::secret::SecretString;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
-use common::wire::{DenyReason, LoginContext, Request, Response, SkipReason};
+use common::wire::{
+    DenyReason, LoginContext, MAX_SSH_KEY_LEN, MAX_SSH_KEYS, Request, Response, SkipReason,
+};
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
@@ -26,9 +28,9 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
-        Request::Begin { login } => {
+        Request::Begin { login, ssh_keys } => {
             let (asker, login) = Asker::of(shared, caller, login);
-            begin(shared, asker, login, Mode::First).await
+            begin(shared, asker, login, Mode::First(&ssh_keys)).await
         }
         Request::Resend { login } => {
             let (asker, login) = Asker::of(shared, caller, login);
@@ -84,6 +86,20 @@ impl Asker {
             Origin::Local => None,
         }
     }
+
+    /// The remote host as an address, for `match_rhost`: only a believed one.
+    fn remote_address(&self, login: &LoginContext) -> Option<std::net::IpAddr> {
+        self.remote_host(login).and_then(|host| host.parse().ok())
+    }
+
+    /// The SSH keys of a begin as otpd believes them: those root or a trusted caller reported
+    /// (sshd's `SSH_AUTH_INFO_0`), none from anyone else, whose word vouches for nothing.
+    fn believed_keys<'k>(&self, ssh_keys: &'k [String]) -> &'k [String] {
+        match self.origin {
+            Origin::Reported => ssh_keys,
+            Origin::Local => &[],
+        }
+    }
 }
 
 /// A code issued and waiting to be mailed.
@@ -95,10 +111,11 @@ struct PendingMail {
     needed: CodeNeeded,
 }
 
-/// Whether a begin is the login's first request or the person asked for a new code.
+/// Whether a begin is the login's first request (with the SSH keys the module reported) or the
+/// person asked for a new code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    First,
+enum Mode<'k> {
+    First(&'k [String]),
     Resend,
 }
 
@@ -107,9 +124,19 @@ enum BeginStep {
     Mail(Box<PendingMail>),
 }
 
-async fn begin(shared: &Arc<Shared>, asker: Asker, login: LoginContext, mode: Mode) -> Response {
+async fn begin(
+    shared: &Arc<Shared>,
+    asker: Asker,
+    login: LoginContext,
+    mode: Mode<'_>,
+) -> Response {
     if let Err(message) = check_fields(&login) {
         return Response::Error { message };
+    }
+    if let Mode::First(ssh_keys) = mode {
+        if let Err(message) = check_ssh_keys(ssh_keys) {
+            return Response::Error { message };
+        }
     }
     let active = shared.active();
     let step = run_guarded(|| prepare_begin(shared, &active, asker, &login, mode));
@@ -170,7 +197,7 @@ fn prepare_begin(
     active: &Active,
     asker: Asker,
     login: &LoginContext,
-    mode: Mode,
+    mode: Mode<'_>,
 ) -> BeginStep {
     let now = shared.clock.now();
     let mut store = shared.store();
@@ -178,6 +205,19 @@ fn prepare_begin(
         Ok(needed) => needed,
         Err(response) => return BeginStep::Done(response),
     };
+    if let Mode::First(ssh_keys) = mode {
+        let fingerprints = crate::ssh_key::fingerprints(asker.believed_keys(ssh_keys));
+        if let Some(fingerprint) = active
+            .config
+            .exempting_fingerprint(&login.user, &fingerprints)
+        {
+            let subject = code_subject(login, &needed, asker);
+            audit::record(&mut store, now, Event::Exempt, subject, Some(fingerprint));
+            return BeginStep::Done(Response::Skip {
+                reason: SkipReason::Exempt,
+            });
+        }
+    }
     let limits = limits_of(&needed.settings);
     let mut rng = crate::os_random::BatchedOsRng::new();
     let outcome = match store.issue(&code_request(login, &needed, asker), &limits, now, &mut rng) {
@@ -272,7 +312,8 @@ fn needs_code(
         Err(_) => None,
         Ok(_) => store.user(&login.user).map_err(|e| internal_error(&e))?,
     };
-    let decision = policy::decide(config, login, protocol, record.as_ref(), || {
+    let rhost = asker.remote_address(login);
+    let decision = policy::decide(config, login, rhost, protocol, record.as_ref(), || {
         shared.accounts.groups_of(&login.user)
     });
     match decision {
@@ -537,6 +578,18 @@ fn check_fields(login: &LoginContext) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses more SSH keys than [`MAX_SSH_KEYS`] or longer ones than [`MAX_SSH_KEY_LEN`]; the
+/// module never sends such a list.
+fn check_ssh_keys(ssh_keys: &[String]) -> Result<(), String> {
+    if ssh_keys.len() > MAX_SSH_KEYS {
+        return Err(format!("more than {MAX_SSH_KEYS} ssh_keys"));
+    }
+    if ssh_keys.iter().any(|k| k.len() > MAX_SSH_KEY_LEN) {
+        return Err(format!("an ssh key is longer than {MAX_SSH_KEY_LEN} bytes"));
+    }
+    Ok(())
+}
+
 /// The prompt for a code mailed to `address`. With `wait` (seconds until a new code may be
 /// sent), it tells a person who asked for a new code too early to use the one already sent.
 fn prompt(
@@ -768,5 +821,160 @@ mod tests {
         assert!(check_fields(&login).is_ok());
         login.rhost = Some("h".repeat(MAX_FIELD_LEN + 1));
         assert!(check_fields(&login).is_err());
+    }
+
+    // --- exemptions and trusted networks (issue #16), through `handle` in-process ---
+
+    use crate::clock::SystemClock;
+    use crate::mail::Mailer;
+    use crate::server_key::ServerKey;
+    use crate::state::Active;
+    use crate::test_support::{FakeAccounts, caller, config};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use common::wire::SkipReason;
+
+    /// An ed25519 public key line whose 32 key bytes are all `byte`.
+    fn key_line(byte: u8) -> String {
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[byte; 32]);
+        format!("ssh-ed25519 {}", STANDARD.encode(blob))
+    }
+
+    /// otpd with `extra` in its config, every login required to give a code mailed to
+    /// `USER@example.com` through a server that refuses connections, and `www-data` trusted.
+    fn shared_with(extra: &str) -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&format!(
+            "[daemon]\ntrusted_callers = [\"www-data\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{{user}}@example.com\"\n{extra}"
+        ));
+        let store =
+            Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32])).unwrap();
+        let mailer = Mailer::new(&config.mail).unwrap();
+        let shared = Arc::new(Shared::new(
+            Active { config, mailer },
+            store,
+            Arc::new(SystemClock),
+            Arc::new(FakeAccounts),
+            "test".into(),
+        ));
+        (dir, shared)
+    }
+
+    fn alice_from(rhost: &str) -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some(rhost.into()),
+            tty: Some("ssh".into()),
+            protocol: None,
+        }
+    }
+
+    async fn begin_as(shared: &Arc<Shared>, uid: u32, rhost: &str, keys: &[String]) -> Response {
+        let request = Request::Begin {
+            login: alice_from(rhost),
+            ssh_keys: keys.to_vec(),
+        };
+        handle(shared, caller(uid), request).await
+    }
+
+    fn exempt() -> Response {
+        Response::Skip {
+            reason: SkipReason::Exempt,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listed_key_skips_the_code_only_when_root_or_a_trusted_caller_reports_it() {
+        let listed = key_line(0xa1);
+        let fingerprint = crate::ssh_key::fingerprint(&listed).unwrap();
+        let (_dir, shared) = shared_with(&format!(
+            "[[exemptions]]\nuser = \"alice\"\nssh_key_fingerprints = [\"{fingerprint}\"]"
+        ));
+        let other = key_line(0xb2);
+        for uid in [0, 33] {
+            assert_eq!(
+                begin_as(&shared, uid, "192.0.2.7", std::slice::from_ref(&listed)).await,
+                exempt()
+            );
+            assert_eq!(
+                begin_as(&shared, uid, "192.0.2.7", &[other.clone(), listed.clone()]).await,
+                exempt(),
+                "any key that authenticated"
+            );
+            let not_listed =
+                begin_as(&shared, uid, "192.0.2.7", std::slice::from_ref(&other)).await;
+            assert!(
+                !matches!(not_listed, Response::Skip { .. }),
+                "{not_listed:?}"
+            );
+            let none = begin_as(&shared, uid, "192.0.2.7", &[]).await;
+            assert!(!matches!(none, Response::Skip { .. }), "{none:?}");
+        }
+        // alice herself, through the socket: her word vouches for nothing.
+        let claimed = begin_as(&shared, 1000, "192.0.2.7", std::slice::from_ref(&listed)).await;
+        assert!(!matches!(claimed, Response::Skip { .. }), "{claimed:?}");
+        let mut store = shared.store();
+        store.flush_audit().unwrap();
+        let rows: Vec<_> = store
+            .audit_since(0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event == "exempt")
+            .collect();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert!(
+            rows.iter()
+                .all(|r| r.detail.as_deref() == Some(fingerprint.as_str())),
+            "{rows:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exemption_is_for_its_user_only() {
+        let listed = key_line(0xa1);
+        let fingerprint = crate::ssh_key::fingerprint(&listed).unwrap();
+        let (_dir, shared) = shared_with(&format!(
+            "[[exemptions]]\nuser = \"deploy\"\nssh_key_fingerprints = [\"{fingerprint}\"]"
+        ));
+        let reply = begin_as(&shared, 0, "192.0.2.7", &[listed]).await;
+        assert!(!matches!(reply, Response::Skip { .. }), "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn too_many_or_too_long_ssh_keys_are_a_bad_request() {
+        let (_dir, shared) = shared_with("");
+        let many = vec![key_line(1); MAX_SSH_KEYS + 1];
+        assert!(matches!(
+            begin_as(&shared, 0, "192.0.2.7", &many).await,
+            Response::Error { .. }
+        ));
+        let long = vec!["x".repeat(MAX_SSH_KEY_LEN + 1)];
+        assert!(matches!(
+            begin_as(&shared, 0, "192.0.2.7", &long).await,
+            Response::Error { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_trusted_network_skips_the_code_only_for_a_host_root_or_a_trusted_caller_reports() {
+        let (_dir, shared) = shared_with(
+            "[profiles.mgmt]\nmode = \"off\"\n[[policies]]\nmatch_rhost = [\"10.0.0.0/8\"]\nprofile = \"mgmt\"",
+        );
+        let mode_off = Response::Skip {
+            reason: SkipReason::ModeOff,
+        };
+        assert_eq!(begin_as(&shared, 0, "10.1.2.3", &[]).await, mode_off);
+        assert_eq!(begin_as(&shared, 33, "10.1.2.3", &[]).await, mode_off);
+        assert_eq!(begin_as(&shared, 0, "::ffff:10.1.2.3", &[]).await, mode_off);
+        let outside = begin_as(&shared, 0, "192.0.2.7", &[]).await;
+        assert!(!matches!(outside, Response::Skip { .. }), "{outside:?}");
+        // The same host claimed by alice through the socket is not believed.
+        let claimed = begin_as(&shared, 1000, "10.1.2.3", &[]).await;
+        assert!(!matches!(claimed, Response::Skip { .. }), "{claimed:?}");
     }
 }

@@ -24,6 +24,7 @@ pub mod peer_lines;
 pub mod policy;
 pub mod server;
 pub mod server_key;
+pub mod ssh_key;
 pub mod state;
 pub mod store;
 pub mod systemd;

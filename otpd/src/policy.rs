@@ -5,6 +5,8 @@
 //! `[[policies]]` rule); the profile's mode; and, for users who need a code, their address, taken
 //! only from admin-controlled sources (otpd's user table, then `[directory] email_template`).
 
+use std::net::IpAddr;
+
 use common::config::{Config, EmailAddress, Mode, Settings};
 use common::service::Protocol;
 use common::wire::{LoginContext, SkipReason};
@@ -61,12 +63,24 @@ pub fn settings_for<'c>(
     protocol: Protocol,
     groups: impl FnOnce() -> Vec<String>,
 ) -> (&'c str, &'c Settings) {
+    settings_for_login(config, user, None, protocol, groups)
+}
+
+/// [`settings_for`] a login from `rhost`, the remote host otpd believes (never one a local
+/// caller claimed): policies with `match_rhost` match only such a host.
+pub fn settings_for_login<'c>(
+    config: &'c Config,
+    user: &str,
+    rhost: Option<IpAddr>,
+    protocol: Protocol,
+    groups: impl FnOnce() -> Vec<String>,
+) -> (&'c str, &'c Settings) {
     let groups = if config.policies_need_groups() {
         groups()
     } else {
         Vec::new()
     };
-    config.settings_for(user, &groups, protocol)
+    config.settings_for_login(user, &groups, protocol, rhost)
 }
 
 /// The login's protocol when it is one that needs a code, or why the login is skipped for its
@@ -86,10 +100,12 @@ pub fn enabled_protocol(
     }
 }
 
-/// Decides what a login needs.
+/// Decides what a login needs. `rhost` is the remote host otpd believes (see
+/// `caller::believed`), `None` for a local caller whatever it claimed.
 pub fn decide(
     config: &Config,
     login: &LoginContext,
+    rhost: Option<IpAddr>,
     protocol: Option<Protocol>,
     record: Option<&UserRecord>,
     groups: impl FnOnce() -> Vec<String>,
@@ -98,7 +114,7 @@ pub fn decide(
         Ok(protocol) => protocol,
         Err(reason) => return Decision::Skip(reason),
     };
-    let (profile, settings) = settings_for(config, &login.user, protocol, groups);
+    let (profile, settings) = settings_for_login(config, &login.user, rhost, protocol, groups);
     match settings.mode {
         Mode::Off => return Decision::Skip(SkipReason::ModeOff),
         Mode::Optional if !enrolled_for(record, protocol) => {
@@ -175,7 +191,7 @@ mod tests {
 
     fn decide_for(config: &Config, login: &LoginContext, record: Option<&UserRecord>) -> Decision {
         let protocol = login_protocol(config, login).unwrap();
-        decide(config, login, protocol, record, Vec::new)
+        decide(config, login, None, protocol, record, Vec::new)
     }
 
     #[test]
@@ -284,5 +300,29 @@ mod tests {
             decide_for(&c, &login("alice", "sshd"), None),
             Decision::Code(_)
         ));
+    }
+
+    #[test]
+    fn a_trusted_network_turns_codes_off_only_for_a_believed_rhost_inside_it() {
+        let c = config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"\n[profiles.mgmt]\nmode = \"off\"\n[[policies]]\nmatch_rhost = [\"10.0.0.0/8\"]\nprofile = \"mgmt\"",
+        );
+        let l = login("alice", "sshd");
+        let from = |rhost: Option<&str>| {
+            decide(
+                &c,
+                &l,
+                rhost.map(|r| r.parse().unwrap()),
+                Some(Protocol::Ssh),
+                None,
+                Vec::new,
+            )
+        };
+        assert!(matches!(
+            from(Some("10.1.2.3")),
+            Decision::Skip(SkipReason::ModeOff)
+        ));
+        assert!(matches!(from(Some("192.0.2.1")), Decision::Code(_)));
+        assert!(matches!(from(None), Decision::Code(_)));
     }
 }

@@ -1,6 +1,7 @@
 //! The module's only unsafe code: what pam-bindings does not wrap safely.
 //!
 //! - `pam_syslog`, which pam-bindings does not wrap at all;
+//! - `pam_getenv`, likewise, to read `SSH_AUTH_INFO_0` from the PAM environment;
 //! - `pam_set_item(PAM_AUTHTOK)`, because pam-bindings' `AuthTok` item has no public constructor;
 //! - reading the stash back with `get_data`, which is unsafe because libpam cannot tell which
 //!   type was stored. The key is private to this file and [`store_stash`] is the only code that
@@ -8,7 +9,7 @@
 //!
 //! Everything else reaches libpam through pam-bindings' safe `PamHandle` methods.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 
 use pam::constants::PamResultCode;
 use pam::items::ItemType;
@@ -28,6 +29,11 @@ unsafe extern "C" {
     /// `<security/pam_modules.h>`. For string items libpam stores its own copy (and wipes the
     /// old PAM_AUTHTOK before freeing it).
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+
+    /// `const char *pam_getenv(pam_handle_t *pamh, const char *name);` from
+    /// `<security/pam_appl.h>`: the value of `name` in the PAM environment (not the process's),
+    /// or NULL. The pointer is libpam's, valid until the PAM environment changes.
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
 }
 
 /// The module data key of the stash. The version is part of it so that two different builds
@@ -54,6 +60,23 @@ pub fn syslog(pamh: &PamHandle, level: LogLevel, message: &str) {
     // NUL-terminated C string that outlives the call, matching that one conversion. pam_syslog
     // keeps neither pointer after it returns.
     unsafe { pam_syslog(pamh, priority, c"%s".as_ptr(), text.as_ptr()) }
+}
+
+/// The variable `name` of the PAM environment (`pam_getenv`), where sshd with `ExposeAuthInfo
+/// yes` puts `SSH_AUTH_INFO_0`. Never the process environment, which a client's `SetEnv` may
+/// fill. A value that is not UTF-8 counts as absent.
+pub fn pam_env(pamh: &PamHandle, name: &CStr) -> Option<String> {
+    // SAFETY: `pamh` is the live handle of this hook call; libpam's pam_getenv only reads the
+    // handle (its prototype lacks `const` for history's sake), so passing a pointer derived from
+    // a shared reference is sound. `name` is a NUL-terminated string alive for the call.
+    let value = unsafe { pam_getenv(std::ptr::from_ref(pamh).cast_mut(), name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, so it points to a NUL-terminated string in libpam's environment list,
+    // which nothing changes before this copy is made (the handle is borrowed for the call).
+    let text = unsafe { CStr::from_ptr(value) };
+    text.to_str().ok().map(str::to_owned)
 }
 
 /// Sets PAM_AUTHTOK to `secret`, for a password module later in the stack. Our copy of the

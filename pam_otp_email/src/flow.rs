@@ -25,7 +25,7 @@ use common::client::ClientError;
 use common::secret::SecretString;
 use common::service::Protocol;
 use common::text::escape_for_log;
-use common::wire::{LoginContext, Request, Response};
+use common::wire::{LoginContext, MAX_SSH_KEY_LEN, MAX_SSH_KEYS, Request, Response};
 
 use crate::args::DEFAULT_TRIES;
 use crate::outcome::Outcome;
@@ -91,6 +91,10 @@ pub trait LoginHandle {
     fn rhost(&self) -> Option<String>;
     /// PAM_TTY, if the application set it.
     fn tty(&self) -> Option<String>;
+    /// `SSH_AUTH_INFO_0` of the PAM environment, which sshd with `ExposeAuthInfo yes` sets to
+    /// the methods that authenticated the login so far. Never read from the process
+    /// environment: a client's `SetEnv` can put anything there.
+    fn ssh_auth_info(&self) -> Option<String>;
     /// Shows `text` as a prompt and returns what was typed, as bytes (a password need not be
     /// UTF-8); `Ok(None)` when the application answered without any text.
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError>;
@@ -106,6 +110,24 @@ pub trait LoginHandle {
     fn stash(&mut self, stash: Stash) -> Result<(), StoreError>;
     /// Takes what an earlier line stashed and clears it, so one stash serves one login only.
     fn take_stash(&mut self) -> Result<Option<Stash>, StoreError>;
+}
+
+/// The public keys in sshd's `SSH_AUTH_INFO_0`, as `TYPE BASE64`: one per `publickey` line
+/// (`publickey ssh-ed25519 AAAA...`). Other methods are left out, and so are lines too long to
+/// send and keys beyond [`MAX_SSH_KEYS`]: fewer keys can only exempt fewer logins.
+pub fn ssh_keys(auth_info: &str) -> Vec<String> {
+    auth_info
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            if fields.next() != Some("publickey") {
+                return None;
+            }
+            let key = format!("{} {}", fields.next()?, fields.next()?);
+            (key.len() <= MAX_SSH_KEY_LEN).then_some(key)
+        })
+        .take(MAX_SSH_KEYS)
+        .collect()
 }
 
 /// One request to otpd and its answer.
@@ -584,5 +606,35 @@ mod tests {
             &FakeDaemon::default(),
             &settings,
         );
+    }
+
+    #[test]
+    fn ssh_keys_are_the_publickey_lines_of_ssh_auth_info() {
+        let info = "publickey ssh-ed25519 AAAAkeyA\npassword\nkeyboard-interactive\npublickey ssh-ed25519-cert-v01@openssh.com AAAAcert extra fields\npublickey\npublickey ssh-rsa\n  publickey ecdsa-sha2-nistp256 AAAAkeyC  \n";
+        assert_eq!(
+            ssh_keys(info),
+            [
+                "ssh-ed25519 AAAAkeyA",
+                "ssh-ed25519-cert-v01@openssh.com AAAAcert",
+                "ecdsa-sha2-nistp256 AAAAkeyC",
+            ]
+        );
+        assert!(ssh_keys("").is_empty());
+        assert!(ssh_keys("publickeyx ssh-ed25519 AAAA").is_empty());
+    }
+
+    #[test]
+    fn ssh_keys_leaves_out_keys_too_long_or_too_many_to_send() {
+        let long = format!(
+            "publickey ssh-rsa {}\npublickey ssh-ed25519 AAAAok",
+            "A".repeat(MAX_SSH_KEY_LEN)
+        );
+        assert_eq!(ssh_keys(&long), ["ssh-ed25519 AAAAok"]);
+        let many: String = (0..MAX_SSH_KEYS + 3)
+            .map(|n| format!("publickey ssh-ed25519 AAAA{n}\n"))
+            .collect();
+        let keys = ssh_keys(&many);
+        assert_eq!(keys.len(), MAX_SSH_KEYS);
+        assert_eq!(keys[0], "ssh-ed25519 AAAA0");
     }
 }

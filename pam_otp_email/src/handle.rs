@@ -60,6 +60,11 @@ impl LoginHandle for PamLogin<'_> {
         Some(item.to_string_lossy().into_owned())
     }
 
+    /// From the PAM environment only (`pam_getenv`); see [`ffi::pam_env`].
+    fn ssh_auth_info(&self) -> Option<String> {
+        ffi::pam_env(self.pamh, c"SSH_AUTH_INFO_0")
+    }
+
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError> {
         let conv = self.conv().ok_or(ConvError::Failed)?;
         let style = if echo {

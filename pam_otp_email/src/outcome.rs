@@ -103,13 +103,14 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    const EVERY_SKIP: [SkipReason; 6] = [
+    const EVERY_SKIP: [SkipReason; 7] = [
         SkipReason::ProtocolNotEnabled,
         SkipReason::UnknownService,
         SkipReason::ModeOff,
         SkipReason::NotEnrolled,
         SkipReason::NoAddress,
         SkipReason::BreakGlass,
+        SkipReason::Exempt,
     ];
 
     /// Every outcome with the code it must give. The `match` in the test makes adding a variant
@@ -193,7 +194,7 @@ mod tests {
     #[test]
     fn every_outcome_maps_to_its_documented_pam_code() {
         let table = expected_table();
-        assert_eq!(table.len(), 27, "one row per outcome and reason");
+        assert_eq!(table.len(), 28, "one row per outcome and reason");
         for (outcome, code) in table {
             assert!(covered(outcome));
             assert_eq!(pam_code(outcome), code, "{outcome:?}");

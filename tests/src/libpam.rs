@@ -727,7 +727,7 @@ mod tests {
         let requests = otpd.requests();
         assert_eq!(requests.len(), 2, "{requests:?}");
         match &requests[0] {
-            Request::Begin { login } => {
+            Request::Begin { login, .. } => {
                 assert_eq!(login.user, "alice");
                 assert_eq!(login.service, "sshd");
                 assert_eq!(login.rhost.as_deref(), Some("192.0.2.9"));

@@ -96,7 +96,13 @@ impl Setup {
 #[test]
 fn a_live_code_is_refused_after_the_clock_is_stepped_back_past_its_issue_time() {
     let mut s = setup(false);
-    let reply = s.otpd.call(&Request::Begin { login: alice() }).unwrap();
+    let reply = s
+        .otpd
+        .call(&Request::Begin {
+            login: alice(),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     let Response::Prompt { challenge, .. } = reply else {
         panic!("{reply:?}");
     };

@@ -81,7 +81,12 @@ fn malformed_and_oversized_frames_get_an_error_and_otpd_keeps_serving() {
         user: "x".repeat(10_000),
         ..login("x")
     };
-    let reply = otpd.call(&Request::Begin { login: huge_user }).unwrap();
+    let reply = otpd
+        .call(&Request::Begin {
+            login: huge_user,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     assert!(is_error(&reply), "{reply:?}");
 
     assert!(matches!(
@@ -192,6 +197,7 @@ fn a_bad_config_on_reload_keeps_the_old_one_running() {
     let reply = otpd
         .call(&Request::Begin {
             login: login("kim"),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     assert!(matches!(reply, Response::Prompt { .. }), "{reply:?}");
@@ -202,6 +208,7 @@ fn a_bad_config_on_reload_keeps_the_old_one_running() {
     let reply = otpd
         .call(&Request::Begin {
             login: login("lou"),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     assert!(matches!(reply, Response::Skip { .. }), "{reply:?}");
@@ -224,6 +231,7 @@ fn a_hundred_parallel_right_answers_give_exactly_one_success() {
     let Response::Prompt { challenge, .. } = otpd
         .call(&Request::Begin {
             login: login("mia"),
+            ssh_keys: Vec::new(),
         })
         .unwrap()
     else {
@@ -262,6 +270,7 @@ fn no_code_reaches_the_disk() {
     let reply = otpd
         .call(&Request::Begin {
             login: login("ned"),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     assert!(matches!(reply, Response::Prompt { .. }));

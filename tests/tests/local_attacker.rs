@@ -1,6 +1,7 @@
 //! A local user (uid `nobody`) talking to a real otpd over its socket, as an attacker would:
 //! claiming remote hosts it does not come from, sending payloads built to forge log lines, and
-//! flooding refusals. Each test states what such a user must not achieve.
+//! flooding refusals, claiming SSH keys or a trusted network (issue #16). Each test states what
+//! such a user must not achieve.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -186,7 +187,12 @@ fn rhost_claims_by_nobody_neither_lock_out_the_host_nor_name_it_in_the_audit() {
         tty: Some("ssh".into()),
         protocol: None,
     };
-    let reply = otpd.call(&Request::Begin { login: alice }).unwrap();
+    let reply = otpd
+        .call(&Request::Begin {
+            login: alice,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     assert!(
         matches!(reply, Response::Prompt { .. }),
         "the claimed host was locked out: {reply:?}"
@@ -232,7 +238,12 @@ fn a_host_lockout_still_counts_what_root_reports() {
         tty: None,
         protocol: None,
     };
-    let reply = otpd.call(&Request::Begin { login: alice }).unwrap();
+    let reply = otpd
+        .call(&Request::Begin {
+            login: alice,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     assert!(
         matches!(
             reply,
@@ -301,7 +312,11 @@ fn log_forging_payloads_produce_no_forged_line() {
             tty: Some(forged),
             protocol: None,
         };
-        otpd.call(&Request::Begin { login: hostile }).unwrap();
+        otpd.call(&Request::Begin {
+            login: hostile,
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
     }
 
     let log = settled_log(&otpd);
@@ -424,4 +439,72 @@ fn an_audit_table_over_its_cap_is_trimmed_with_a_warning() {
         log.contains("audit rows over [daemon] audit_max_rows = 1000: deleted the"),
         "{log}"
     );
+}
+
+// --- issue #16: what only root and trusted callers are believed about ---
+
+/// A fresh ed25519 key: its `TYPE BASE64` line and its fingerprint as `ssh-keygen -lf` prints it.
+fn ssh_key() -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let line: Vec<&str> = public.split_whitespace().take(2).collect();
+    let out = Command::new("ssh-keygen")
+        .args(["-E", "sha256", "-lf"])
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let fingerprint = printed.split_whitespace().nth(1).unwrap().to_string();
+    (line.join(" "), fingerprint)
+}
+
+#[test]
+fn a_trusted_network_claimed_by_nobody_still_needs_the_code() {
+    let smtp = SmtpCapture::start();
+    let mut config = TestConfig::required(smtp.port);
+    config.body.push_str(
+        "\n[profiles.mgmt]\nmode = \"off\"\n\n[[policies]]\nmatch_rhost = [\"10.0.0.0/8\"]\nprofile = \"mgmt\"\n",
+    );
+    let otpd = Otpd::start(&config);
+    let begin = serde_json::json!({"op": "begin", "login": login(NOBODY, "10.1.2.3")}).to_string();
+    let claimed = raw_as_nobody(&otpd, std::slice::from_ref(&begin));
+    assert_eq!(claimed[0]["result"], "prompt", "{claimed:?}");
+    let reported = raw_as(&otpd, false, &[begin]);
+    assert_eq!(reported[0]["result"], "skip", "{reported:?}");
+    assert_eq!(reported[0]["reason"], "mode_off", "{reported:?}");
+}
+
+#[test]
+fn ssh_keys_claimed_by_nobody_exempt_nothing() {
+    let smtp = SmtpCapture::start();
+    let (key, fingerprint) = ssh_key();
+    let mut config = TestConfig::required(smtp.port);
+    config.body.push_str(&format!(
+        "\n[[exemptions]]\nuser = \"{NOBODY}\"\nssh_key_fingerprints = [\"{fingerprint}\"]\n"
+    ));
+    let otpd = Otpd::start(&config);
+    let begin = serde_json::json!({
+        "op": "begin", "login": login(NOBODY, "192.0.2.7"), "ssh_keys": [key]
+    })
+    .to_string();
+    let claimed = raw_as_nobody(&otpd, std::slice::from_ref(&begin));
+    assert_eq!(claimed[0]["result"], "prompt", "{claimed:?}");
+    let reported = raw_as(&otpd, false, &[begin]);
+    assert_eq!(reported[0]["result"], "skip", "{reported:?}");
+    assert_eq!(reported[0]["reason"], "exempt", "{reported:?}");
+    let log = settled_log(&otpd);
+    let exempt: Vec<&str> = audit_lines(&log)
+        .into_iter()
+        .filter(|l| l.contains("event=exempt"))
+        .collect();
+    assert_eq!(exempt.len(), 1, "{log}");
+    assert!(exempt[0].contains("caller_uid=0"), "{log}");
+    assert!(exempt[0].contains(&fingerprint), "{log}");
 }

@@ -318,6 +318,7 @@ fn an_issued_code_survives_an_otpd_restart() {
         .otpd
         .call(&common::wire::Request::Begin {
             login: login.clone(),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     let common::wire::Response::Prompt { challenge, .. } = begin else {

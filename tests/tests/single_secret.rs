@@ -55,6 +55,7 @@ fn a_probe_expects_a_code_only_after_one_was_mailed_and_mails_nothing() {
     let begin = otpd
         .call(&Request::Begin {
             login: login.clone(),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     assert!(matches!(begin, Response::Prompt { .. }), "{begin:?}");
@@ -75,6 +76,7 @@ fn an_appended_code_is_verified_and_then_reused_within_the_window_by_the_same_cl
     let login = ftp("pete", "192.0.2.21");
     otpd.call(&Request::Begin {
         login: login.clone(),
+        ssh_keys: Vec::new(),
     })
     .unwrap();
     let code = smtp.wait_for(1, MAIL_WAIT).last().unwrap().code();
@@ -108,6 +110,7 @@ fn a_wrong_appended_code_is_denied() {
     let login = ftp("quinn", "192.0.2.22");
     otpd.call(&Request::Begin {
         login: login.clone(),
+        ssh_keys: Vec::new(),
     })
     .unwrap();
     let code = smtp.wait_for(1, MAIL_WAIT).last().unwrap().code();
@@ -130,6 +133,7 @@ fn a_window_of_zero_leaves_no_reuse() {
     let login = ftp("rita", "192.0.2.23");
     otpd.call(&Request::Begin {
         login: login.clone(),
+        ssh_keys: Vec::new(),
     })
     .unwrap();
     let code = smtp.wait_for(1, MAIL_WAIT).last().unwrap().code();
@@ -154,6 +158,7 @@ fn a_resend_inside_the_cooldown_mails_nothing_and_says_when_a_new_code_can_come(
     let first = otpd
         .call(&Request::Begin {
             login: login.clone(),
+            ssh_keys: Vec::new(),
         })
         .unwrap();
     let Response::Prompt { challenge, .. } = first else {
@@ -198,6 +203,7 @@ fn a_resend_after_the_cooldown_mails_a_new_code() {
     };
     otpd.call(&Request::Begin {
         login: login.clone(),
+        ssh_keys: Vec::new(),
     })
     .unwrap();
     let again = otpd.call(&Request::Resend { login }).unwrap();

@@ -2,7 +2,8 @@
 //! real OpenSSH `ssh` and `sftp` clients log in over keyboard-interactive, answering with the
 //! code from the captured mail. Covers the two sshd setups the README documents (password then
 //! code, key then code), SFTP through a second sshd with its own PAM service, the `tries`
-//! limit and the empty answer that asks for a resend.
+//! limit and the empty answer that asks for a resend; and `[[exemptions]]`: a listed key logs in
+//! without a code, no other key, password or forged environment does.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -612,4 +613,200 @@ fn a_break_glass_grant_does_not_open_a_stack_in_which_the_code_is_the_only_line(
     );
     assert!(!out.succeeded(), "{}", lab.report(&out));
     assert_eq!(lab.events("breakglass_used"), 1, "{}", lab.otpd.log());
+}
+
+// --- [[exemptions]]: automation bound to a key (issue #16) ---
+
+/// The README's key-then-code setup for exemptions: sshd exposes the key to PAM, and the stack
+/// lets a login our module skips stand on the key.
+const KEY_THEN_CODE_EXPOSED: Setup<'static> = Setup {
+    stack: stacks::code_after_key,
+    sshd_config: sshd::KEY_THEN_CODE_EXPOSED,
+    ..KEY_THEN_CODE
+};
+
+/// Lists `fingerprint` in `[[exemptions]]` for the lab's user, through a reload.
+fn exempt(lab: &Lab, fingerprint: &str) {
+    let text = format!(
+        "{}\n[[exemptions]]\nuser = \"{}\"\nssh_key_fingerprints = [\"{fingerprint}\"]\n",
+        lab.otpd.config_text(),
+        lab.user.name
+    );
+    lab.otpd.reload_with(&text);
+    assert!(
+        !lab.otpd.log().contains("reload refused"),
+        "{}",
+        lab.otpd.log()
+    );
+}
+
+#[test]
+fn a_key_listed_in_exemptions_logs_in_without_a_code_or_a_mail() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    lab.user.authorize_key(&lab.client.public_key());
+    let fingerprint = lab.client.key_fingerprint();
+    exempt(&lab, &fingerprint);
+    let out = lab.ssh(Method::KeyThenKeyboardInteractive, |prompt| {
+        panic!("an exempt key is asked nothing: {prompt:?}")
+    });
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert!(out.prompts.is_empty(), "{}", lab.report(&out));
+    lab.assert_no_code_was_mailed();
+    assert!(lab.logged("exempt"), "{}", lab.report(&out));
+    assert!(lab.otpd.log().contains(&fingerprint), "{}", lab.otpd.log());
+}
+
+#[test]
+fn another_key_of_the_same_user_is_asked_for_the_code() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
+    exempt(&lab, &listed.key_fingerprint());
+    let reader = lab.smtp.reader();
+    let out = other.ssh(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        WHOAMI,
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_password_login_of_a_user_with_an_exempt_key_is_asked_for_the_code() {
+    let lab = lab(Setup {
+        sshd_config: sshd::PASSWORD_THEN_CODE_EXPOSED,
+        ..PASSWORD_THEN_CODE
+    });
+    lab.user.authorize_key(&lab.client.public_key());
+    exempt(&lab, &lab.client.key_fingerprint());
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        person(&lab.user.password, lab.smtp.reader(), 1),
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+}
+
+#[test]
+fn a_client_setting_ssh_auth_info_with_setenv_changes_nothing() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
+    exempt(&lab, &listed.key_fingerprint());
+    // The exempt key's line, as sshd would have written it had that key authenticated.
+    let listed_line = listed.public_key();
+    let listed_key: Vec<&str> = listed_line.split_whitespace().take(2).collect();
+    let forged = format!(
+        "SetEnv=SSH_AUTH_INFO_0=\"publickey {}\"",
+        listed_key.join(" ")
+    );
+    let reader = lab.smtp.reader();
+    let out = other.ssh_with_options(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        &[&forged],
+        "echo \"forged=$SSH_AUTH_INFO_0\"",
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(out.succeeded(), "{}", lab.report(&out));
+    assert!(
+        out.stdout
+            .contains(&format!("forged=publickey {}", listed_key.join(" "))),
+        "sshd accepted the variable into the session: {}",
+        lab.report(&out)
+    );
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+}
+
+// --- trusted networks (issue #16), with real source addresses: 127.0.0.2 is loopback too ---
+
+#[test]
+fn a_trusted_network_logs_in_with_the_password_alone_and_other_hosts_need_the_code() {
+    let lab = lab(Setup {
+        defaults: "\n[profiles.mgmt]\nmode = \"off\"\n\n[[policies]]\nmatch_rhost = [\"127.0.0.2/32\"]\nprofile = \"mgmt\"\n",
+        ..PASSWORD_THEN_CODE
+    });
+    let password = lab.user.password.clone();
+    let inside = lab.client.ssh_with_options(
+        &lab.user.name,
+        Method::KeyboardInteractive,
+        &["BindAddress=127.0.0.2"],
+        WHOAMI,
+        move |prompt| {
+            assert!(is_password_prompt(prompt), "only the password: {prompt:?}");
+            password.clone()
+        },
+    );
+    assert!(lab.logged_in(&inside), "{}", lab.report(&inside));
+    assert_eq!(code_prompts(&inside), 0, "{}", lab.report(&inside));
+    assert!(
+        lab.sshd.log().contains("from 127.0.0.2"),
+        "{}",
+        lab.report(&inside)
+    );
+    lab.assert_no_code_was_mailed();
+
+    let outside = lab.ssh(
+        Method::KeyboardInteractive,
+        person(&lab.user.password, lab.smtp.reader(), 1),
+    );
+    assert!(lab.logged_in(&outside), "{}", lab.report(&outside));
+    assert_eq!(code_prompts(&outside), 1, "{}", lab.report(&outside));
+}
+
+#[test]
+fn offering_the_exempt_public_key_without_its_private_key_exempts_nothing() {
+    let lab = lab(KEY_THEN_CODE_EXPOSED);
+    let listed = &lab.client;
+    let other = SshClient::new(&lab.sshd);
+    lab.user
+        .authorize_keys(&[&listed.public_key(), &other.public_key()]);
+    exempt(&lab, &listed.key_fingerprint());
+    // The listed key is public: anyone may offer it. Offered first, without its private key, it
+    // is accepted as a candidate by sshd but never signs; the other key authenticates.
+    let dir = tempfile::tempdir().unwrap();
+    let public_only = dir.path().join("listed.pub");
+    fs::write(&public_only, listed.public_key()).unwrap();
+    let identity = format!("IdentityFile={}", public_only.display());
+    let reader = lab.smtp.reader();
+    let out = other.ssh_with_options(
+        &lab.user.name,
+        Method::KeyThenKeyboardInteractive,
+        &[&identity],
+        WHOAMI,
+        |prompt| {
+            assert!(is_code_prompt(prompt), "{prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert!(!lab.logged("exempt"), "{}", lab.report(&out));
+    let fingerprint = listed.key_fingerprint();
+    let log = lab.sshd.log();
+    assert!(
+        log.contains(&format!("Accepted key ED25519 {fingerprint}")),
+        "the listed key was offered: {}",
+        lab.report(&out)
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("Partial publickey") && l.contains(&fingerprint)),
+        "the listed key never authenticated: {log}"
+    );
 }

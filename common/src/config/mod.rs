@@ -14,15 +14,18 @@ pub mod admin_file;
 mod check;
 mod daemon;
 mod error;
+mod exemption;
 mod glob;
 mod mail;
 mod named_files;
+mod network;
 mod policy;
 mod raw;
 mod settings;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
@@ -30,12 +33,14 @@ pub use self::daemon::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_STATE_DIR, DaemonConfig, FairShare, TrustedCaller,
 };
 pub use self::error::{ConfigError, Location};
+pub use self::exemption::Exemption;
 pub use self::mail::{
     DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,
     DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT, DkimSettings,
     MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates, Security,
     SmtpAuth, SmtpServer, TemplateVar,
 };
+pub use self::network::Network;
 pub use self::policy::Policy;
 pub use self::settings::{Mode, Settings};
 pub use self::template::EmailTemplate;
@@ -72,6 +77,8 @@ pub struct Config {
     pub policies: Vec<Policy>,
     /// `[mail]`.
     pub mail: MailConfig,
+    /// `[[exemptions]]`: users whose logins with a listed SSH key need no code.
+    pub exemptions: Vec<Exemption>,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -137,6 +144,12 @@ impl Config {
             ));
         };
         let mail = MailConfig::from_raw(mail, text)?;
+        let exemptions = raw
+            .exemptions
+            .iter()
+            .flatten()
+            .map(Exemption::from_raw)
+            .collect::<Result<_, _>>()?;
         Ok(Config {
             source: path.to_path_buf(),
             daemon,
@@ -146,6 +159,7 @@ impl Config {
             profiles,
             policies,
             mail,
+            exemptions,
             services,
         })
     }
@@ -159,22 +173,49 @@ impl Config {
             .or(self.daemon.default_protocol)
     }
 
+    /// The first fingerprint in `fingerprints` that an `[[exemptions]]` entry lists for `user`.
+    pub fn exempting_fingerprint<'f>(
+        &self,
+        user: &str,
+        fingerprints: &'f [String],
+    ) -> Option<&'f str> {
+        let listed = |fp: &&String| {
+            self.exemptions
+                .iter()
+                .any(|e| e.user == user && e.ssh_key_fingerprints.contains(fp.as_str()))
+        };
+        fingerprints.iter().find(listed).map(String::as_str)
+    }
+
     /// True when some policy matches on groups, so callers look groups up only when needed.
     pub fn policies_need_groups(&self) -> bool {
         self.policies.iter().any(Policy::needs_groups)
     }
 
     /// The settings for a login: the first matching policy's profile, else the defaults.
-    /// Returns the profile's name (or [`DEFAULTS_PROFILE`]) for logs and audit rows.
+    /// Returns the profile's name (or [`DEFAULTS_PROFILE`]) for logs and audit rows. Policies
+    /// with `match_rhost` never match here; see [`Config::settings_for_login`].
     pub fn settings_for(
         &self,
         user: &str,
         groups: &[String],
         protocol: Protocol,
     ) -> (&str, &Settings) {
+        self.settings_for_login(user, groups, protocol, None)
+    }
+
+    /// [`Config::settings_for`] for a login whose remote host otpd believes is `rhost` (`None`
+    /// when there is none, or when the caller may not vouch for it).
+    pub fn settings_for_login(
+        &self,
+        user: &str,
+        groups: &[String],
+        protocol: Protocol,
+        rhost: Option<IpAddr>,
+    ) -> (&str, &Settings) {
         self.policies
             .iter()
-            .find(|p| p.matches(user, groups, protocol))
+            .find(|p| p.matches_login(user, groups, protocol, rhost))
             .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
                 (p.profile.as_str(), p.settings())
             })

@@ -1,6 +1,8 @@
-//! `[[policies]]`: which profile applies to a login, decided by user, group and protocol.
+//! `[[policies]]`: which profile applies to a login, decided by user, group, protocol and (only
+//! for remote hosts otpd believes) the remote host's network.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use regex::{Regex, RegexBuilder};
 use toml::Spanned;
@@ -8,6 +10,7 @@ use toml::Spanned;
 use super::check;
 use super::error::Invalid;
 use super::glob;
+use super::network::{self, Network};
 use super::raw::{RawPolicy, Text};
 use super::settings::Settings;
 use crate::service::Protocol;
@@ -23,6 +26,8 @@ pub struct Policy {
     user: Option<UserMatcher>,
     group: Option<String>,
     protocols: Option<BTreeSet<Protocol>>,
+    /// `match_rhost`: the believed remote host must lie in one of these networks.
+    rhost: Option<Vec<Network>>,
     /// The name of the `[profiles.NAME]` this policy selects.
     pub profile: String,
     /// That profile's settings, resolved at load time so a match can never miss its profile.
@@ -39,8 +44,31 @@ enum UserMatcher {
 }
 
 impl Policy {
-    /// True when this policy applies to `user`, a member of `groups`, logging in by `protocol`.
+    /// True when this policy applies to `user`, a member of `groups`, logging in by `protocol`
+    /// from no known remote host (so a policy with `match_rhost` does not).
     pub fn matches(&self, user: &str, groups: &[String], protocol: Protocol) -> bool {
+        self.matches_login(user, groups, protocol, None)
+    }
+
+    /// [`Policy::matches`] for a login from `rhost`, the remote host otpd believes (`None` when
+    /// there is none or its caller may not vouch for one).
+    pub fn matches_login(
+        &self,
+        user: &str,
+        groups: &[String],
+        protocol: Protocol,
+        rhost: Option<IpAddr>,
+    ) -> bool {
+        let rhost_ok = match (&self.rhost, rhost) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(networks), Some(ip)) => networks.iter().any(|n| n.contains(ip)),
+        };
+        rhost_ok && self.matches_account(user, groups, protocol)
+    }
+
+    /// The matchers other than `match_rhost`.
+    fn matches_account(&self, user: &str, groups: &[String], protocol: Protocol) -> bool {
         let user_ok = match &self.user {
             None => true,
             Some(UserMatcher::Glob(re) | UserMatcher::Regex(re)) => re.is_match(user),
@@ -59,6 +87,11 @@ impl Policy {
     /// True when the policy looks at groups, which costs a directory lookup to answer.
     pub fn needs_groups(&self) -> bool {
         self.group.is_some()
+    }
+
+    /// `match_rhost`'s networks, if the policy has them (for `otpctl doctor`).
+    pub fn rhost_networks(&self) -> &[Network] {
+        self.rhost.as_deref().unwrap_or(&[])
     }
 
     /// The settings of [`Policy::profile`].
@@ -93,6 +126,11 @@ impl Policy {
             .as_ref()
             .map(protocol_set)
             .transpose()?;
+        let rhost = policy
+            .match_rhost
+            .as_ref()
+            .map(network::networks)
+            .transpose()?;
         let Some(profile) = &policy.profile else {
             return Err(Invalid::new(
                 raw.span(),
@@ -106,6 +144,7 @@ impl Policy {
             user,
             group,
             protocols,
+            rhost,
             profile: profile.get_ref().clone(),
             settings: settings.clone(),
         })
@@ -261,5 +300,30 @@ mod tests {
     fn an_empty_protocol_list_is_refused() {
         let e = policy("match_protocol = []\nprofile = \"admins\"").unwrap_err();
         assert!(e.message.contains("would match nothing"));
+    }
+
+    #[test]
+    fn match_rhost_matches_only_a_remote_host_inside_its_networks() {
+        let p = policy("match_rhost = [\"10.0.0.0/8\", \"fd00:1::/48\"]\nprofile = \"admins\"")
+            .unwrap();
+        let ip = |t: &str| Some(t.parse().unwrap());
+        assert!(p.matches_login("bob", &[], Protocol::Ssh, ip("10.9.8.7")));
+        assert!(p.matches_login("bob", &[], Protocol::Ssh, ip("fd00:1::5")));
+        assert!(!p.matches_login("bob", &[], Protocol::Ssh, ip("192.0.2.1")));
+        assert!(
+            !p.matches_login("bob", &[], Protocol::Ssh, None),
+            "no believed remote host matches no network"
+        );
+        assert!(!p.matches("bob", &[], Protocol::Ssh));
+        assert_eq!(p.rhost_networks().len(), 2);
+    }
+
+    #[test]
+    fn match_rhost_names_the_bad_network() {
+        let e = policy("match_rhost = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\nprofile = \"admins\"")
+            .unwrap_err();
+        assert!(e.message.starts_with("match_rhost: "), "{}", e.message);
+        let e = policy("match_rhost = []\nprofile = \"admins\"").unwrap_err();
+        assert!(e.message.contains("would match nothing"), "{}", e.message);
     }
 }

@@ -27,6 +27,7 @@ pub(super) struct RawConfig {
     pub profiles: Option<BTreeMap<Text, RawSettings>>,
     pub policies: Option<Vec<Spanned<RawPolicy>>>,
     pub mail: Option<Spanned<RawMail>>,
+    pub exemptions: Option<Vec<Spanned<RawExemption>>>,
 }
 
 /// `[daemon]`.
@@ -95,8 +96,18 @@ pub(super) struct RawPolicy {
     pub match_user_regex: Option<Text>,
     pub match_group: Option<Text>,
     pub match_protocol: Option<Spanned<Vec<Text>>>,
+    pub match_rhost: Option<Spanned<Vec<Text>>>,
     /// Optional here only so that a missing one gets our message rather than serde's.
     pub profile: Option<Text>,
+}
+
+/// One `[[exemptions]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExemption {
+    /// Optional here only so that a missing one gets our message rather than serde's.
+    pub user: Option<Text>,
+    pub ssh_key_fingerprints: Option<Spanned<Vec<Text>>>,
 }
 
 /// `[mail]`.

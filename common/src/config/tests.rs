@@ -539,6 +539,7 @@ fn the_example_config_parses_and_shows_the_real_defaults() {
     assert_eq!(c.services, minimal.services);
     assert!(c.profiles.is_empty());
     assert!(c.policies.is_empty());
+    assert!(c.exemptions.is_empty());
     assert_eq!(c.mail.servers[0].port, 25);
 }
 
@@ -560,5 +561,130 @@ fn the_examples_commented_out_in_the_example_config_parse_too() {
     assert!(c.directory.email_template.is_some());
     assert!(!c.profiles.is_empty());
     assert!(!c.policies.is_empty());
+    assert!(c.policies.iter().any(|p| !p.rhost_networks().is_empty()));
+    assert!(!c.exemptions.is_empty());
     assert!(c.mail.servers.len() > 1);
+}
+
+// --- exemptions and trusted networks (issue #16) ---
+
+const DEPLOY_KEY: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+
+#[test]
+fn an_exemption_lists_a_users_key_fingerprints() {
+    let config = with_mail(&format!(
+        "[[exemptions]]\nuser = \"deploy\"\nssh_key_fingerprints = [\"{DEPLOY_KEY}\"]\n"
+    ));
+    let keys = [
+        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+        DEPLOY_KEY.to_string(),
+    ];
+    assert_eq!(
+        config.exempting_fingerprint("deploy", &keys),
+        Some(DEPLOY_KEY)
+    );
+    assert_eq!(config.exempting_fingerprint("deploy", &keys[..1]), None);
+    assert_eq!(
+        config.exempting_fingerprint("alice", &keys),
+        None,
+        "another user"
+    );
+    assert_eq!(config.exempting_fingerprint("deploy", &[]), None);
+    assert!(with_mail("").exemptions.is_empty());
+}
+
+#[test]
+fn a_bad_fingerprint_points_at_it_and_shows_the_format() {
+    for (bad, says) in [
+        (
+            "MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48",
+            "only SHA256",
+        ),
+        (
+            "uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+            "must start with SHA256:",
+        ),
+        (
+            "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2",
+            "43 base64 characters, got 42",
+        ),
+        (
+            "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s=",
+            "got 44",
+        ),
+        (
+            "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3t-2s",
+            "must be base64",
+        ),
+        (
+            "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2t",
+            "last character",
+        ),
+    ] {
+        let (line, column, message) = error_in(&format!(
+            "[[exemptions]]\nuser = \"deploy\"\nssh_key_fingerprints = [\"{DEPLOY_KEY}\", \"{bad}\"]"
+        ));
+        assert_eq!((line, column), (3, 79), "{bad}: {message}");
+        assert!(message.contains(says), "{bad}: {message}");
+        assert!(message.contains("ssh-keygen -lf"), "{message}");
+    }
+}
+
+#[test]
+fn an_exemption_needs_a_user_and_at_least_one_key() {
+    let (line, _, message) = error_in(&format!(
+        "[[exemptions]]\nssh_key_fingerprints = [\"{DEPLOY_KEY}\"]"
+    ));
+    assert_eq!(line, 1);
+    assert!(message.contains("has no user"), "{message}");
+    let (line, column, message) =
+        error_in("[[exemptions]]\nuser = \"deploy\"\nssh_key_fingerprints = []");
+    assert_eq!((line, column), (3, 24));
+    assert!(message.contains("would exempt nothing"), "{message}");
+    let (line, _, message) = error_in("[[exemptions]]\nuser = \"deploy\"");
+    assert_eq!(line, 1);
+    assert!(message.contains("has no ssh_key_fingerprints"), "{message}");
+    let (line, column, _) = error_in(&format!(
+        "[[exemptions]]\nuser = \"de ploy\"\nssh_key_fingerprints = [\"{DEPLOY_KEY}\"]"
+    ));
+    assert_eq!((line, column), (2, 8));
+    let (line, _, message) = error_in(&format!(
+        "[[exemptions]]\nuser = \"deploy\"\nfingerprints = [\"{DEPLOY_KEY}\"]"
+    ));
+    assert_eq!(line, 3);
+    assert!(message.contains("ssh_key_fingerprints"), "{message}");
+}
+
+#[test]
+fn a_trusted_network_policy_applies_only_to_remote_hosts_inside_it() {
+    let config = with_mail(
+        "[profiles.mgmt]\nmode = \"off\"\n[[policies]]\nmatch_rhost = [\"10.0.0.0/8\"]\nprofile = \"mgmt\"\n",
+    );
+    let at = |rhost: Option<&str>| {
+        config
+            .settings_for_login(
+                "alice",
+                &[],
+                Protocol::Ssh,
+                rhost.map(|r| r.parse().unwrap()),
+            )
+            .0
+            .to_string()
+    };
+    assert_eq!(at(Some("10.1.2.3")), "mgmt");
+    assert_eq!(at(Some("192.0.2.1")), DEFAULTS_PROFILE);
+    assert_eq!(at(None), DEFAULTS_PROFILE);
+    assert_eq!(
+        config.settings_for("alice", &[], Protocol::Ssh).0,
+        DEFAULTS_PROFILE
+    );
+}
+
+#[test]
+fn a_bad_trusted_network_points_at_it() {
+    let (line, column, message) = error_in(
+        "[profiles.mgmt]\n[[policies]]\nmatch_rhost = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\nprofile = \"mgmt\"",
+    );
+    assert_eq!((line, column), (3, 30));
+    assert!(message.contains("host bits"), "{message}");
 }

@@ -71,7 +71,7 @@ pub fn code_required_for(
             tty: None,
             protocol: Some(protocol.as_str().to_string()),
         };
-        let decision = policy::decide(config, &login, Some(*protocol), record, || {
+        let decision = policy::decide(config, &login, None, Some(*protocol), record, || {
             groups
                 .get_or_insert_with(|| accounts.groups_of(name))
                 .clone()

@@ -29,6 +29,8 @@ pub(super) struct FakeHandle {
     pub(super) service: Option<String>,
     pub(super) rhost: Option<String>,
     pub(super) tty: Option<String>,
+    /// `SSH_AUTH_INFO_0` in the PAM environment.
+    pub(super) ssh_auth_info: Option<String>,
     /// Answers to the prompts still to come, in order.
     pub(super) prompts: VecDeque<Answer>,
     /// Every prompt text shown.
@@ -149,6 +151,9 @@ impl LoginHandle for FakeHandle {
     fn tty(&self) -> Option<String> {
         self.tty.clone()
     }
+    fn ssh_auth_info(&self) -> Option<String> {
+        self.ssh_auth_info.clone()
+    }
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError> {
         let answer = self
             .prompts
@@ -233,7 +238,7 @@ impl FakeDaemon {
     pub(super) fn begin(self, response: Response) -> Self {
         let expected = self.login.clone();
         self.then(move |request| match request {
-            Request::Begin { login } => {
+            Request::Begin { login, .. } => {
                 assert_eq!(login, &expected);
                 Ok(response)
             }

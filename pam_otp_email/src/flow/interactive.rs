@@ -38,8 +38,11 @@ struct Challenge {
 impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
     /// Begins the login and, when otpd asks for a code, prompts for it.
     pub(super) fn interactive(&mut self, login: LoginContext) -> Outcome {
+        let ssh_keys = super::ssh_keys(&self.handle.ssh_auth_info().unwrap_or_default());
+        self.debug(|| format!("ssh keys from SSH_AUTH_INFO_0: {}", ssh_keys.len()));
         let request = Request::Begin {
             login: login.clone(),
+            ssh_keys,
         };
         match self.call("begin", &request) {
             Ok(Response::Skip { reason }) => Outcome::Skipped(reason),
@@ -220,6 +223,7 @@ mod tests {
             SkipReason::ModeOff,
             SkipReason::NotEnrolled,
             SkipReason::NoAddress,
+            SkipReason::Exempt,
         ] {
             let mut handle = FakeHandle::ssh_login();
             let daemon = FakeDaemon::default().begin(Response::Skip { reason });
@@ -568,5 +572,48 @@ mod tests {
         run_scripted(&mut handle, &daemon, &Settings::default());
         assert_eq!(handle.authtok_sets, 0);
         assert_eq!(handle.authtok.as_deref(), Some(&b"hunter2"[..]));
+    }
+
+    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyA";
+    const KEY_B: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYKeyB";
+
+    #[test]
+    fn the_keys_sshd_put_in_the_pam_environment_go_with_begin() {
+        let mut handle = FakeHandle {
+            ssh_auth_info: Some(format!("publickey {KEY_A}\npublickey {KEY_B}\n")),
+            ..FakeHandle::ssh_login()
+        };
+        let daemon = FakeDaemon::default().then(|request| match request {
+            Request::Begin { ssh_keys, .. } => {
+                assert_eq!(ssh_keys, &[KEY_A, KEY_B]);
+                Ok(Response::Skip {
+                    reason: SkipReason::Exempt,
+                })
+            }
+            other => panic!("expected begin, got {other:?}"),
+        });
+        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
+        assert_eq!(outcome, Outcome::Skipped(SkipReason::Exempt));
+        assert!(handle.prompts_shown.is_empty());
+    }
+
+    #[test]
+    fn without_ssh_auth_info_begin_carries_no_keys() {
+        for info in [None, Some("password\n"), Some("keyboard-interactive\n")] {
+            let mut handle = FakeHandle {
+                ssh_auth_info: info.map(String::from),
+                ..FakeHandle::ssh_login()
+            };
+            let daemon = FakeDaemon::default().then(|request| match request {
+                Request::Begin { ssh_keys, .. } => {
+                    assert!(ssh_keys.is_empty(), "{ssh_keys:?}");
+                    Ok(Response::Skip {
+                        reason: SkipReason::ModeOff,
+                    })
+                }
+                other => panic!("expected begin, got {other:?}"),
+            });
+            run_scripted(&mut handle, &daemon, &Settings::default());
+        }
     }
 }

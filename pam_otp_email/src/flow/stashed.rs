@@ -44,7 +44,13 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
     /// mails a code when one is needed, and fail this login telling the person so.
     pub(super) fn begin_after_password(&mut self, login: LoginContext) -> Outcome {
         self.debug(|| "the password came without a code: beginning".to_owned());
-        match self.call("begin", &Request::Begin { login }) {
+        match self.call(
+            "begin",
+            &Request::Begin {
+                login,
+                ssh_keys: Vec::new(),
+            },
+        ) {
             Ok(Response::Prompt { prompt, .. }) => {
                 self.handle.error_message(&mailed_message(&prompt));
                 Outcome::CodeMailed

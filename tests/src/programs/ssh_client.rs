@@ -77,6 +77,22 @@ impl SshClient {
         }
     }
 
+    /// The client key's fingerprint as `ssh-keygen -lf` prints it (`SHA256:...`).
+    pub fn key_fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .args(["-E", "sha256", "-lf"])
+            .arg(self.key.with_extension("pub"))
+            .output()
+            .expect("run ssh-keygen -lf");
+        assert!(out.status.success(), "ssh-keygen -lf failed");
+        let printed = String::from_utf8_lossy(&out.stdout);
+        printed
+            .split_whitespace()
+            .nth(1)
+            .expect("ssh-keygen -lf prints BITS FINGERPRINT COMMENT (TYPE)")
+            .to_string()
+    }
+
     /// The client's public key line, for [`super::users::TestUser::authorize_key`].
     pub fn public_key(&self) -> String {
         fs::read_to_string(self.key.with_extension("pub")).expect("read the public key")
@@ -90,8 +106,23 @@ impl SshClient {
         command: &str,
         answer: impl FnMut(&str) -> String,
     ) -> SshOutcome {
+        self.ssh_with_options(user, method, &[], command, answer)
+    }
+
+    /// [`SshClient::ssh`] with `extra` client options (`-o`), e.g. `SetEnv=NAME=value`.
+    pub fn ssh_with_options(
+        &self,
+        user: &str,
+        method: Method,
+        extra: &[&str],
+        command: &str,
+        answer: impl FnMut(&str) -> String,
+    ) -> SshOutcome {
         let mut ssh = Command::new("ssh");
         ssh.arg("-p").arg(self.port.to_string());
+        for option in extra {
+            ssh.arg("-o").arg(option);
+        }
         self.options(&mut ssh, method);
         ssh.arg(format!("{user}@127.0.0.1")).arg(command);
         self.drive(ssh, answer)

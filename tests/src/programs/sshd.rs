@@ -23,6 +23,16 @@ const PRIVSEP_DIR: &str = "/run/sshd";
 pub const PASSWORD_THEN_CODE: &str = "AuthenticationMethods keyboard-interactive:pam\n";
 /// Key then code: the key first, then keyboard-interactive for the code.
 pub const KEY_THEN_CODE: &str = "AuthenticationMethods publickey,keyboard-interactive:pam\n";
+/// Key then code, with sshd telling PAM which key authenticated (`SSH_AUTH_INFO_0` in the PAM
+/// environment), as the README's `[[exemptions]]` setup has it. `AcceptEnv` lets a client try to
+/// set the same variable with `SetEnv`, which must change nothing.
+pub const KEY_THEN_CODE_EXPOSED: &str = "AuthenticationMethods publickey,keyboard-interactive:pam\n\
+                                         ExposeAuthInfo yes\n\
+                                         AcceptEnv SSH_AUTH_INFO_0\n";
+/// Password then code, with `ExposeAuthInfo` and the same `AcceptEnv`.
+pub const PASSWORD_THEN_CODE_EXPOSED: &str = "AuthenticationMethods keyboard-interactive:pam\n\
+                                              ExposeAuthInfo yes\n\
+                                              AcceptEnv SSH_AUTH_INFO_0\n";
 /// SSH's `password` method alone, which the README warns against: sshd answers every PAM prompt
 /// with the one password, so it cannot carry a code.
 pub const PASSWORD_ONLY: &str = "PasswordAuthentication yes\n\

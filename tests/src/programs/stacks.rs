@@ -36,6 +36,14 @@ pub fn code_only(otp: &str) -> String {
     format!("auth required {otp}\n{NON_AUTH}")
 }
 
+/// Key then code where some logins need no code (an `[[exemptions]]` key, `mode = "off"`): our
+/// module answers PAM_IGNORE for those, and pam_permit lets the key sshd already checked stand.
+/// Safe only with `AuthenticationMethods publickey,keyboard-interactive:pam`, which runs this
+/// stack after the key and never alone.
+pub fn code_after_key(otp: &str) -> String {
+    format!("auth required {otp}\nauth required pam_permit.so\n{NON_AUTH}")
+}
+
 /// Single-secret protocols (FTP, HTTP Basic, WebDAV): the first instance (`split`) reads the
 /// secret and hands the password part on, pam_unix checks it, the second instance checks the
 /// code part or, when there is none, mails a code and fails.

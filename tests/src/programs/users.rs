@@ -85,11 +85,20 @@ impl TestUser {
     /// Authorizes `public_key` (one OpenSSH public key line) in `~/.ssh/authorized_keys`, with
     /// the ownership and modes sshd's StrictModes insists on.
     pub fn authorize_key(&self, public_key: &str) {
+        self.authorize_keys(&[public_key]);
+    }
+
+    /// Makes `~/.ssh/authorized_keys` hold exactly `public_keys`, one a line.
+    pub fn authorize_keys(&self, public_keys: &[&str]) {
         let ssh = self.home.join(".ssh");
         fs::create_dir_all(&ssh).expect("mkdir ~/.ssh");
         set_owned(&ssh, self.uid, self.gid, 0o700);
         let keys = ssh.join("authorized_keys");
-        fs::write(&keys, format!("{}\n", public_key.trim())).expect("write authorized_keys");
+        let lines: String = public_keys
+            .iter()
+            .map(|k| format!("{}\n", k.trim()))
+            .collect();
+        fs::write(&keys, lines).expect("write authorized_keys");
         set_owned(&keys, self.uid, self.gid, 0o600);
     }
 }

@@ -7,6 +7,7 @@
 
 mod files;
 mod mail;
+mod networks;
 mod pam;
 mod sendmail;
 mod sshd;
@@ -261,6 +262,7 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
     findings.extend(files::state(&state_dir));
     if let Some(config) = &config {
         findings.extend(mail::check(&config.mail));
+        findings.extend(networks::check(config));
     }
     if let Some(to) = &args.send_to {
         findings.extend(send_test(&conn, reachable, to));
