@@ -133,6 +133,12 @@ pub enum AdminRequest {
         /// What the caller typed. Never logged.
         code: SecretString,
     },
+    /// Admin: create a new set of recovery codes for a user, replacing the old set. The codes
+    /// answer any login prompt in place of the mailed code, each once.
+    UserRecoveryCodes {
+        /// The login name.
+        user: String,
+    },
 }
 
 /// A change a user makes to their own account.
@@ -255,6 +261,13 @@ pub enum AdminResponse {
         /// What to do about it, for the person.
         message: String,
     },
+    /// A new set of recovery codes: the only time they are shown.
+    RecoveryCodes {
+        /// The login name.
+        user: String,
+        /// The codes, formatted `abcde-fghjk`. Never logged.
+        codes: Vec<SecretString>,
+    },
 }
 
 /// Why an admin or self-service request was refused.
@@ -303,6 +316,9 @@ pub struct UserView {
     pub code_required_for: Vec<String>,
     /// Until when the user is locked out (unix seconds), if locked.
     pub locked_until: Option<i64>,
+    /// How many of the user's recovery codes are unused; `None` where not looked up (lists).
+    #[serde(default)]
+    pub recovery_codes_left: Option<u32>,
 }
 
 /// A bad import line.

@@ -43,6 +43,12 @@ pub enum Event {
     RefusedCaller,
     /// A summary: more events of one kind from one local uid than are written one by one.
     Suppressed,
+    /// A recovery code answered a login prompt; the detail says how many are left.
+    RecoveryUsed,
+    /// The code mail failed and the login was asked for a recovery code instead.
+    RecoveryOffered,
+    /// An admin created a new set of recovery codes for the user.
+    RecoveryCodesCreated,
 }
 
 impl Event {
@@ -61,6 +67,9 @@ impl Event {
             Event::Skipped => "skipped",
             Event::RefusedCaller => "refused_caller",
             Event::Suppressed => "suppressed",
+            Event::RecoveryUsed => "recovery_used",
+            Event::RecoveryOffered => "recovery_offered",
+            Event::RecoveryCodesCreated => "recovery_codes_created",
         }
     }
 }

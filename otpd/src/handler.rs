@@ -149,16 +149,34 @@ async fn begin(shared: &Arc<Shared>, asker: Asker, login: LoginContext, mode: Mo
                 )
             }
             Err(failure) => {
-                if let Err(e) = store.invalidate(&pending.challenge) {
-                    tracing::error!(
-                        "cannot invalidate an unmailed code: {}",
-                        escape_for_log(&e.to_string())
-                    );
-                }
                 let detail = failure.to_string();
                 audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
-                Response::Unavailable {
-                    message: "The login code could not be sent. Try again later.".into(),
+                // The unmailed code dies, unless the user has recovery codes: then its
+                // challenge answers to one of them only (fail closed without them).
+                match store.recovery_fallback(&pending.challenge) {
+                    Ok(Some(left)) => {
+                        let detail = format!("left={left}");
+                        audit::record(
+                            &mut store,
+                            now,
+                            Event::RecoveryOffered,
+                            subject,
+                            Some(&detail),
+                        );
+                        recovery_prompt(&pending.challenge, left)
+                    }
+                    Ok(None) => Response::Unavailable {
+                        message: "The login code could not be sent. Try again later.".into(),
+                    },
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot invalidate an unmailed code: {}",
+                            escape_for_log(&e.to_string())
+                        );
+                        Response::Unavailable {
+                            message: "The login code could not be sent. Try again later.".into(),
+                        }
+                    }
                 }
             }
         }
@@ -413,7 +431,7 @@ fn answer(
         login,
         OnSkip::Refuse,
         |store, needed, now| {
-            let outcome = store.verify(
+            let outcome = store.verify_answer(
                 challenge,
                 &login.user,
                 needed.protocol.as_str(),
@@ -476,6 +494,15 @@ fn verdict(
         Ok(VerifyOutcome::LockedOut { until }) => {
             audit::record(store, now, Event::Locked, subject, None);
             locked(until, now)
+        }
+        Ok(VerifyOutcome::RecoveryUsed { left }) => {
+            let detail = format!("left={left}");
+            audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
+            Response::SuccessWithNotice {
+                message: format!(
+                    "Recovery code accepted; it cannot be used again. {left} recovery codes left."
+                ),
+            }
         }
         Err(e) => internal_error(&e),
     }
@@ -541,6 +568,17 @@ fn prompt(
             "{notice}Code sent to {} (valid {} min): ",
             mask_email(address.as_str()),
             minutes_until(expires_at, now)
+        ),
+    }
+}
+
+/// The prompt of a login whose code mail failed, for a user with `left` recovery codes: the
+/// challenge now answers only to one of them.
+fn recovery_prompt(challenge: &str, left: u32) -> Response {
+    Response::Prompt {
+        challenge: challenge.to_string(),
+        prompt: format!(
+            "The login code could not be mailed. Enter a recovery code instead ({left} left): "
         ),
     }
 }

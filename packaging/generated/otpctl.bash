@@ -100,6 +100,9 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__user,list)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__list"
                 ;;
+            otpctl__subcmd__help__subcmd__user,recovery-codes)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl__subcmd__help__subcmd__user,remove)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__remove"
                 ;;
@@ -130,6 +133,9 @@ _otpctl() {
             otpctl__subcmd__user,list)
                 cmd="otpctl__subcmd__user__subcmd__list"
                 ;;
+            otpctl__subcmd__user,recovery-codes)
+                cmd="otpctl__subcmd__user__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl__subcmd__user,remove)
                 cmd="otpctl__subcmd__user__subcmd__remove"
                 ;;
@@ -159,6 +165,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__user__subcmd__help,list)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__list"
+                ;;
+            otpctl__subcmd__user__subcmd__help,recovery-codes)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__recovery__subcmd__codes"
                 ;;
             otpctl__subcmd__user__subcmd__help,remove)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__remove"
@@ -568,7 +577,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols enable disable unlock remove show list"
+            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -624,6 +633,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__recovery__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -816,7 +839,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -928,7 +951,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols enable disable unlock remove show list help"
+            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -998,6 +1021,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__recovery__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1083,6 +1120,32 @@ _otpctl() {
             ;;
         otpctl__subcmd__user__subcmd__list)
             opts="-h --enabled --locked --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__recovery__subcmd__codes)
+            opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -125,6 +125,7 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
             dry_run,
         } => bulk::import(&ctx, &rows, partial, dry_run),
         AdminRequest::EnableAll { group } => bulk::enable_all(&ctx, group.as_deref()),
+        AdminRequest::UserRecoveryCodes { user } => users::recovery_codes(&ctx, &user),
         AdminRequest::Status
         | AdminRequest::Audit { .. }
         | AdminRequest::TestMail { .. }
@@ -154,6 +155,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::Status => "status",
         AdminRequest::TestMail { .. } => "test-mail",
         AdminRequest::SelfStart { .. } | AdminRequest::SelfConfirm { .. } => "self-service",
+        AdminRequest::UserRecoveryCodes { .. } => "user recovery-codes",
     }
 }
 

@@ -475,6 +475,12 @@ pub fn confirm(
             record::note(&mut store, ctx.now, "locked", Some(&name), caller, None);
             locked(until, ctx.now)
         }
+        // `Store::verify` takes no recovery code (only login prompts do); should one ever be
+        // reported here, nothing is applied.
+        Ok(VerifyOutcome::RecoveryUsed { .. }) => refused(
+            RefuseReason::WrongCode,
+            "Wrong code; nothing was changed.".into(),
+        ),
         Err(e) => store_failed(&e),
     }
 }

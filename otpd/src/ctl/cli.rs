@@ -174,6 +174,15 @@ pub enum UserCommand {
         /// The login name.
         user: String,
     },
+    /// Create a new set of 10 single-use recovery codes for a user, replacing the old set.
+    ///
+    /// Each code answers one login prompt in place of the mailed code, and is the way in when
+    /// no mail can be sent. The codes are shown this once; otpd keeps only their MACs. `user
+    /// show` says how many are left.
+    RecoveryCodes {
+        /// The login name.
+        user: String,
+    },
     /// List users otpd knows.
     List {
         /// Only users with the code turned on.

@@ -147,6 +147,9 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
         UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
         UserCommand::Remove { user } => AdminRequest::UserRemove { user: user.clone() },
         UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
+        UserCommand::RecoveryCodes { user } => {
+            AdminRequest::UserRecoveryCodes { user: user.clone() }
+        }
         UserCommand::List { enabled, locked } => AdminRequest::UserList {
             enabled_only: *enabled,
             locked_only: *locked,
@@ -287,6 +290,10 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
         }
         AdminResponse::CodeSent { sent_to, .. } => {
             io.out(&format!("A code was sent to {sent_to}."));
+            Exit::Ok
+        }
+        AdminResponse::RecoveryCodes { user, codes } => {
+            io.out(&output::recovery_codes(user, codes));
             Exit::Ok
         }
     }

@@ -17,6 +17,7 @@ mod codes;
 mod limits;
 mod lockouts;
 mod purge;
+mod recovery;
 pub mod schema;
 mod sends;
 mod single_secret;
@@ -44,6 +45,7 @@ pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
+pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

@@ -121,6 +121,10 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         };
         match self.call("answer", &request) {
             Ok(Response::Success) => Next::Done(Outcome::Success),
+            Ok(Response::SuccessWithNotice { message }) => {
+                self.handle.error_message(&message);
+                Next::Done(Outcome::Success)
+            }
             Ok(Response::Denied {
                 reason: DenyReason::WrongCode,
                 message,
