@@ -635,6 +635,155 @@ fn run_guarded<T>(work: impl FnOnce() -> T) -> Result<T, Response> {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
+    use common::wire::Request;
+
+    use crate::clock::SystemClock;
+    use crate::mail::Mailer;
+    use crate::server_key::ServerKey;
+    use crate::state::{Active, Shared};
+    use crate::test_support::{FakeAccounts, caller};
+
+    /// otpd requiring a code of everyone, its only mail server on a loopback port where
+    /// nothing listens: every code mail fails.
+    fn relay_down() -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[directory]\nemail_template = \"{user}@example.test\"\n\
+                    [defaults]\nmode = \"required\"\n\
+                    [mail]\nfrom = \"otp@example.com\"\n\
+                    [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
+                    security = \"none\"\ntimeout_seconds = 2\n";
+        let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let store = Store::open(
+            &dir.path().join("otpd.db"),
+            ServerKey::from_bytes([0x4d; 32]),
+        )
+        .unwrap();
+        let mailer = Mailer::new(&config.mail).unwrap();
+        let shared = Arc::new(Shared::new(
+            Active { config, mailer },
+            store,
+            Arc::new(SystemClock),
+            Arc::new(FakeAccounts),
+            "test".into(),
+        ));
+        (dir, shared)
+    }
+
+    fn alice() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.1".into()),
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    fn audited(shared: &Shared, event: &str) -> i64 {
+        let mut store = shared.store();
+        store.flush_audit().unwrap();
+        store.count_rows(&format!(
+            "SELECT count(*) FROM audit WHERE event = '{event}' AND user = 'alice'"
+        ))
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_user_with_recovery_codes_is_prompted_for_one_and_it_logs_in() {
+        let (_dir, shared) = relay_down();
+        let codes = shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let begun = handle(&shared, caller(0), Request::Begin { login: alice() }).await;
+        let Response::Prompt { challenge, prompt } = begun else {
+            panic!("not a prompt: {begun:?}");
+        };
+        assert_eq!(
+            prompt,
+            "The login code could not be mailed. Enter a recovery code instead (10 left): "
+        );
+        let answered = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge,
+                code: codes[2].clone(),
+            },
+        )
+        .await;
+        assert_eq!(
+            answered,
+            Response::SuccessWithNotice {
+                message: "Recovery code accepted; it cannot be used again. 9 recovery codes left."
+                    .into()
+            }
+        );
+        assert_eq!(audited(&shared, "mail_failed"), 1);
+        assert_eq!(audited(&shared, "recovery_offered"), 1);
+        assert_eq!(audited(&shared, "recovery_used"), 1);
+        assert_eq!(audited(&shared, "verified"), 0);
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_user_without_recovery_codes_gets_unavailable() {
+        let (_dir, shared) = relay_down();
+        let begun = handle(&shared, caller(0), Request::Begin { login: alice() }).await;
+        assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
+        assert_eq!(audited(&shared, "recovery_offered"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_recovery_code_is_a_wrong_code_and_the_prompt_still_takes_a_right_one() {
+        let (_dir, shared) = relay_down();
+        let codes = shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let Response::Prompt { challenge, .. } =
+            handle(&shared, caller(0), Request::Begin { login: alice() }).await
+        else {
+            panic!("no prompt");
+        };
+        let wrong = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge: challenge.clone(),
+                code: SecretString::new("zzzzz-zzzzz".into()),
+            },
+        )
+        .await;
+        assert!(
+            matches!(
+                wrong,
+                Response::Denied {
+                    reason: DenyReason::WrongCode,
+                    ..
+                }
+            ),
+            "{wrong:?}"
+        );
+        assert_eq!(audited(&shared, "wrong_code"), 1);
+        let right = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge,
+                code: codes[0].clone(),
+            },
+        )
+        .await;
+        assert!(
+            matches!(right, Response::SuccessWithNotice { .. }),
+            "{right:?}"
+        );
+    }
+
     #[test]
     fn minutes_round_up() {
         assert_eq!(minutes_until(600, 0), 10);

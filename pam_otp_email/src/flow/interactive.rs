@@ -195,6 +195,21 @@ mod tests {
     }
 
     #[test]
+    fn a_success_with_a_notice_logs_in_and_shows_the_notice() {
+        let notice = "Recovery code accepted; it cannot be used again. 9 recovery codes left.";
+        let mut handle = FakeHandle::ssh_login().answering(typed("abcde-fghjk"));
+        let daemon = FakeDaemon::default().begin(prompt()).answer(
+            "abcde-fghjk",
+            Response::SuccessWithNotice {
+                message: notice.into(),
+            },
+        );
+        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
+        assert_eq!(outcome, Outcome::Success);
+        assert_eq!(handle.errors_shown, vec![notice.to_owned()]);
+    }
+
+    #[test]
     fn the_code_prompt_hides_what_is_typed_unless_echo_is_set() {
         for echo in [false, true] {
             let mut handle = FakeHandle::ssh_login()
