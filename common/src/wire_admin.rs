@@ -154,6 +154,9 @@ pub enum SelfAction {
         /// Protocol names.
         protocols: Vec<String>,
     },
+    /// A new set of recovery codes for the caller, replacing the old set (proves the caller
+    /// reads the address's mail, as an admin's `user recovery-codes` needs no proof).
+    RecoveryCodes,
 }
 
 impl SelfAction {
@@ -163,6 +166,7 @@ impl SelfAction {
             SelfAction::Enable => "enable",
             SelfAction::Disable => "disable",
             SelfAction::Protocols { .. } => "protocols",
+            SelfAction::RecoveryCodes => "recovery-codes",
         }
     }
 }

@@ -43,6 +43,9 @@ _otpctl() {
             otpctl,protocols)
                 cmd="otpctl__subcmd__protocols"
                 ;;
+            otpctl,recovery-codes)
+                cmd="otpctl__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl,status)
                 cmd="otpctl__subcmd__status"
                 ;;
@@ -78,6 +81,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help,protocols)
                 cmd="otpctl__subcmd__help__subcmd__protocols"
+                ;;
+            otpctl__subcmd__help,recovery-codes)
+                cmd="otpctl__subcmd__help__subcmd__recovery__subcmd__codes"
                 ;;
             otpctl__subcmd__help,status)
                 cmd="otpctl__subcmd__help__subcmd__status"
@@ -191,7 +197,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols audit status test-mail check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols recovery-codes audit status test-mail check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +415,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user import enable disable protocols audit status test-mail check-config doctor generate-docs help"
+            opts="user import enable disable protocols recovery-codes audit status test-mail check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +541,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__protocols)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__recovery__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -757,6 +777,32 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__protocols)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__recovery__subcmd__codes)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

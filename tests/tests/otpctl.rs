@@ -405,6 +405,26 @@ fn a_non_admin_cannot_create_recovery_codes_even_for_themselves() {
 }
 
 #[test]
+fn a_user_replaces_their_own_recovery_codes_only_with_the_mailed_code() {
+    let s = setup();
+    let user = TestUser::create();
+    let wrong_answer = self_service(&s, &user, &["recovery-codes"], 1, |code| Some(wrong(&code)));
+    assert_ne!(wrong_answer.status, 0, "{wrong_answer:?}");
+    assert_eq!(
+        ctl(&s, &["user", "show", &user.name, "--json"]).json()["user"]["recovery_codes_left"],
+        0
+    );
+    let r = self_service(&s, &user, &["recovery-codes", "--json"], 2, Some);
+    assert_eq!(r.status, 0, "{r:?}");
+    let codes = r.json()["codes"].as_array().unwrap().len();
+    assert_eq!(codes, 10, "{r:?}");
+    assert_eq!(
+        ctl(&s, &["user", "show", &user.name, "--json"]).json()["user"]["recovery_codes_left"],
+        10
+    );
+}
+
+#[test]
 fn a_non_admin_cannot_list_change_or_unlock_others() {
     let s = setup();
     ctl(

@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(value_delimiter = ',', required = true, value_name = "PROTOCOLS")]
         protocols: Vec<String>,
     },
+    /// Create a new set of 10 single-use recovery codes for yourself, confirmed by a mailed
+    /// code; they replace your old set and let you log in when no code can be mailed.
+    RecoveryCodes,
     /// Read the audit log, newest first (admins: everyone's; users: their own).
     Audit {
         /// Only rows about this user.

@@ -77,6 +77,9 @@ fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest
         Command::Disable => AdminRequest::SelfStart {
             action: SelfAction::Disable,
         },
+        Command::RecoveryCodes => AdminRequest::SelfStart {
+            action: SelfAction::RecoveryCodes,
+        },
         Command::Protocols { protocols } => AdminRequest::SelfStart {
             action: SelfAction::Protocols {
                 protocols: protocols.clone(),
@@ -195,6 +198,7 @@ fn self_change(conn: &Conn, action: SelfAction, json: bool, io: &mut Io<'_>) -> 
             SelfAction::Enable => "turn on",
             SelfAction::Disable => "turn off",
             SelfAction::Protocols { .. } => "change the protocols of",
+            SelfAction::RecoveryCodes => "replace the recovery codes of",
         }
     );
     let _ = io.err.flush();
