@@ -12,6 +12,7 @@ use common::wire::{DenyReason, LoginContext, Request, Response};
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
+use crate::mail::message::RecoveryNotice;
 use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
@@ -51,7 +52,12 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             code,
         } => {
             let (asker, login) = Asker::of(shared, caller, login);
-            guarded(|| answer(shared, asker, &login, &challenge, &code))
+            let mut used = None;
+            let response = guarded(|| answer(shared, asker, &login, &challenge, &code, &mut used));
+            if let Some((to, left)) = used {
+                mail_recovery_notice(shared, login, to, left);
+            }
+            response
         }
     }
 }
@@ -417,13 +423,15 @@ fn verify_appended(
     )
 }
 
-/// Checks an interactive answer to `challenge`.
+/// Checks an interactive answer to `challenge`. When a recovery code answered it, `used` gets
+/// the user's address and the number of codes left, for the notice mail.
 fn answer(
     shared: &Shared,
     asker: Asker,
     login: &LoginContext,
     challenge: &str,
     code: &SecretString,
+    used: &mut Option<(common::config::EmailAddress, u32)>,
 ) -> Response {
     for_needed_code(
         shared,
@@ -440,9 +448,40 @@ fn answer(
                 &limits_of(&needed.settings),
                 now,
             );
+            if let Ok(VerifyOutcome::RecoveryUsed { left }) = outcome {
+                *used = Some((needed.address.clone(), left));
+            }
             verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
+}
+
+/// Mails the user that one of their recovery codes was used, in the background: the login does
+/// not wait for it, and while the relay is down it fails (logged) like the code mail did.
+fn mail_recovery_notice(
+    shared: &Arc<Shared>,
+    login: LoginContext,
+    to: common::config::EmailAddress,
+    left: u32,
+) {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let active = shared.active();
+        let notice = RecoveryNotice {
+            to: &to,
+            user: &login.user,
+            service: &login.service,
+            rhost: login.rhost.as_deref(),
+            left,
+        };
+        if let Err(failure) = active.mailer.send_recovery_notice(&notice).await {
+            tracing::warn!(
+                "cannot mail {} the notice of a used recovery code: {}",
+                escape_for_log(&login.user),
+                escape_for_log(&failure.to_string())
+            );
+        }
+    });
 }
 
 /// The audit subject of a login whose code is issued, mailed or checked.

@@ -345,6 +345,27 @@ fn recovery_codes_are_shown_once_answer_one_login_each_and_a_new_set_replaces_th
     );
     let replay = login_answering(&s, "rex", &codes[0]);
     assert_ne!(replay.name(), "PAM_SUCCESS", "{replay:?}");
+    // Mail works here: the user is told of the use, without the code.
+    let mails = s.smtp.wait_for(4, MAIL_WAIT);
+    let notice = mails
+        .iter()
+        .find(|m| m.text.contains("recovery code of rex was just used"))
+        .unwrap_or_else(|| panic!("no notice mail: {mails:#?}"));
+    assert_eq!(notice.rcpt_tos, ["rex@corp.test"]);
+    assert!(
+        notice.text.contains("9 recovery codes are left"),
+        "{}",
+        notice.text
+    );
+    assert!(
+        !notice
+            .text
+            .to_lowercase()
+            .contains(&codes[0].replace('-', ""))
+            && !notice.text.contains(&codes[0]),
+        "{}",
+        notice.text
+    );
 
     let shown = ctl(&s, &["user", "show", "rex", "--json"]).json();
     assert_eq!(shown["user"]["recovery_codes_left"], 9, "{shown}");
