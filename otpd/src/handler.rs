@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::config::Settings;
 use common::secret::SecretString;
+use common::service::Protocol;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
 use common::wire::{DenyReason, LoginContext, Request, Response};
 
@@ -157,9 +158,15 @@ async fn begin(shared: &Arc<Shared>, asker: Asker, login: LoginContext, mode: Mo
             Err(failure) => {
                 let detail = failure.to_string();
                 audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
-                // The unmailed code dies, unless the user has recovery codes: then its
-                // challenge answers to one of them only (fail closed without them).
-                match store.recovery_fallback(&pending.challenge) {
+                // The unmailed code dies, unless the login has a prompt and the user has
+                // recovery codes: then its challenge answers to one of them only (fail closed
+                // without them). Single-secret protocols have no prompt to type one at.
+                let fallback = if has_prompt(pending.needed.protocol) {
+                    store.recovery_fallback(&pending.challenge)
+                } else {
+                    store.invalidate(&pending.challenge).map(|()| None)
+                };
+                match fallback {
                     Ok(Some(left)) => {
                         let detail = format!("left={left}");
                         audit::record(
@@ -611,6 +618,12 @@ fn prompt(
     }
 }
 
+/// Whether logins by `protocol` answer a prompt (keyboard-interactive, su, login), where a
+/// recovery code can be typed; the others send the code appended to the password.
+fn has_prompt(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Ssh | Protocol::Sftp | Protocol::Console)
+}
+
 /// The prompt of a login whose code mail failed, for a user with `left` recovery codes: the
 /// challenge now answers only to one of them.
 fn recovery_prompt(challenge: &str, left: u32) -> Response {
@@ -764,6 +777,23 @@ mod tests {
         assert_eq!(audited(&shared, "recovery_offered"), 1);
         assert_eq!(audited(&shared, "recovery_used"), 1);
         assert_eq!(audited(&shared, "verified"), 0);
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_single_secret_login_is_not_offered_a_recovery_prompt() {
+        let (_dir, shared) = relay_down();
+        shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let ftp = LoginContext {
+            service: "vsftpd".into(),
+            protocol: Some("ftp".into()),
+            ..alice()
+        };
+        let begun = handle(&shared, caller(0), Request::Begin { login: ftp }).await;
+        assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
+        assert_eq!(audited(&shared, "recovery_offered"), 0);
     }
 
     #[tokio::test]
