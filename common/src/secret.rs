@@ -37,6 +37,16 @@ impl SecretString {
     }
 }
 
+/// Equal when the texts are, compared in constant time, so answers holding codes can be compared
+/// in tests without exposing them.
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other.expose())
+    }
+}
+
+impl Eq for SecretString {}
+
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")

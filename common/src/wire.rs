@@ -176,6 +176,12 @@ pub enum Response {
         /// otpd's version.
         version: String,
     },
+    /// Like [`Response::Success`], with a notice for the person, e.g. how many recovery codes
+    /// are left after one was used.
+    SuccessWithNotice {
+        /// For the person; never contains a code.
+        message: String,
+    },
 }
 
 #[cfg(test)]

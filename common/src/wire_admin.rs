@@ -150,6 +150,12 @@ pub enum AdminRequest {
     },
     /// Admin: the grants that hold now.
     BreakGlassList,
+    /// Admin: create a new set of recovery codes for a user, replacing the old set. The codes
+    /// answer any login prompt in place of the mailed code, each once.
+    UserRecoveryCodes {
+        /// The login name.
+        user: String,
+    },
 }
 
 /// A change a user makes to their own account.
@@ -165,6 +171,9 @@ pub enum SelfAction {
         /// Protocol names.
         protocols: Vec<String>,
     },
+    /// A new set of recovery codes for the caller, replacing the old set (proves the caller
+    /// reads the address's mail, as an admin's `user recovery-codes` needs no proof).
+    RecoveryCodes,
 }
 
 impl SelfAction {
@@ -174,6 +183,7 @@ impl SelfAction {
             SelfAction::Enable => "enable",
             SelfAction::Disable => "disable",
             SelfAction::Protocols { .. } => "protocols",
+            SelfAction::RecoveryCodes => "recovery-codes",
         }
     }
 }
@@ -277,6 +287,13 @@ pub enum AdminResponse {
         /// The grants.
         grants: Vec<BreakGlassView>,
     },
+    /// A new set of recovery codes: the only time they are shown.
+    RecoveryCodes {
+        /// The login name.
+        user: String,
+        /// The codes, formatted `abcde-fghjk`. Never logged.
+        codes: Vec<SecretString>,
+    },
 }
 
 /// One break-glass grant.
@@ -341,6 +358,9 @@ pub struct UserView {
     pub code_required_for: Vec<String>,
     /// Until when the user is locked out (unix seconds), if locked.
     pub locked_until: Option<i64>,
+    /// How many of the user's recovery codes are unused; `None` where not looked up (lists).
+    #[serde(default)]
+    pub recovery_codes_left: Option<u32>,
 }
 
 /// A bad import line.

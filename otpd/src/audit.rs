@@ -54,6 +54,12 @@ pub enum Event {
     /// The login needed a code, but authenticated with an SSH key `[[exemptions]]` lists for
     /// the user (the detail is its fingerprint): no code.
     Exempt,
+    /// A recovery code answered a login prompt; the detail says how many are left.
+    RecoveryUsed,
+    /// The code mail failed and the login was asked for a recovery code instead.
+    RecoveryOffered,
+    /// An admin created a new set of recovery codes for the user.
+    RecoveryCodesCreated,
 }
 
 impl Event {
@@ -77,6 +83,9 @@ impl Event {
             Event::BreakglassRevoked => "breakglass_revoked",
             Event::BreakglassExpired => "breakglass_expired",
             Event::Exempt => "exempt",
+            Event::RecoveryUsed => "recovery_used",
+            Event::RecoveryOffered => "recovery_offered",
+            Event::RecoveryCodesCreated => "recovery_codes_created",
         }
     }
 }

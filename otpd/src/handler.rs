@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::config::Settings;
 use common::secret::SecretString;
+use common::service::Protocol;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
 use common::wire::{
     DenyReason, LoginContext, MAX_SSH_KEY_LEN, MAX_SSH_KEYS, Request, Response, SkipReason,
@@ -14,6 +15,7 @@ use common::wire::{
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
+use crate::mail::message::RecoveryNotice;
 use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
@@ -53,7 +55,12 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             code,
         } => {
             let (asker, login) = Asker::of(shared, caller, login);
-            guarded(|| answer(shared, asker, &login, &challenge, &code))
+            let mut used = None;
+            let response = guarded(|| answer(shared, asker, &login, &challenge, &code, &mut used));
+            if let Some((to, left)) = used {
+                mail_recovery_notice(shared, login, to, left);
+            }
+            response
         }
     }
 }
@@ -176,16 +183,40 @@ async fn begin(
                 )
             }
             Err(failure) => {
-                if let Err(e) = store.invalidate(&pending.challenge) {
-                    tracing::error!(
-                        "cannot invalidate an unmailed code: {}",
-                        escape_for_log(&e.to_string())
-                    );
-                }
                 let detail = failure.to_string();
                 audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
-                Response::Unavailable {
-                    message: "The login code could not be sent. Try again later.".into(),
+                // The unmailed code dies, unless the login has a prompt and the user has
+                // recovery codes: then its challenge answers to one of them only (fail closed
+                // without them). Single-secret protocols have no prompt to type one at.
+                let fallback = if has_prompt(pending.needed.protocol) {
+                    store.recovery_fallback(&pending.challenge)
+                } else {
+                    store.invalidate(&pending.challenge).map(|()| None)
+                };
+                match fallback {
+                    Ok(Some(left)) => {
+                        let detail = format!("left={left}");
+                        audit::record(
+                            &mut store,
+                            now,
+                            Event::RecoveryOffered,
+                            subject,
+                            Some(&detail),
+                        );
+                        recovery_prompt(&pending.challenge, left)
+                    }
+                    Ok(None) => Response::Unavailable {
+                        message: "The login code could not be sent. Try again later.".into(),
+                    },
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot invalidate an unmailed code: {}",
+                            escape_for_log(&e.to_string())
+                        );
+                        Response::Unavailable {
+                            message: "The login code could not be sent. Try again later.".into(),
+                        }
+                    }
                 }
             }
         }
@@ -454,13 +485,15 @@ fn verify_appended(
     )
 }
 
-/// Checks an interactive answer to `challenge`.
+/// Checks an interactive answer to `challenge`. When a recovery code answered it, `used` gets
+/// the user's address and the number of codes left, for the notice mail.
 fn answer(
     shared: &Shared,
     asker: Asker,
     login: &LoginContext,
     challenge: &str,
     code: &SecretString,
+    used: &mut Option<(common::config::EmailAddress, u32)>,
 ) -> Response {
     for_needed_code(
         shared,
@@ -468,7 +501,7 @@ fn answer(
         login,
         OnSkip::Refuse,
         |store, needed, now| {
-            let outcome = store.verify(
+            let outcome = store.verify_answer(
                 challenge,
                 &login.user,
                 needed.protocol.as_str(),
@@ -477,9 +510,40 @@ fn answer(
                 &limits_of(&needed.settings),
                 now,
             );
+            if let Ok(VerifyOutcome::RecoveryUsed { left }) = outcome {
+                *used = Some((needed.address.clone(), left));
+            }
             verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
+}
+
+/// Mails the user that one of their recovery codes was used, in the background: the login does
+/// not wait for it, and while the relay is down it fails (logged) like the code mail did.
+fn mail_recovery_notice(
+    shared: &Arc<Shared>,
+    login: LoginContext,
+    to: common::config::EmailAddress,
+    left: u32,
+) {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let active = shared.active();
+        let notice = RecoveryNotice {
+            to: &to,
+            user: &login.user,
+            service: &login.service,
+            rhost: login.rhost.as_deref(),
+            left,
+        };
+        if let Err(failure) = active.mailer.send_recovery_notice(&notice).await {
+            tracing::warn!(
+                "cannot mail {} the notice of a used recovery code: {}",
+                escape_for_log(&login.user),
+                escape_for_log(&failure.to_string())
+            );
+        }
+    });
 }
 
 /// The audit subject of a login whose code is issued, mailed or checked.
@@ -531,6 +595,15 @@ fn verdict(
         Ok(VerifyOutcome::LockedOut { until }) => {
             audit::record(store, now, Event::Locked, subject, None);
             locked(until, now)
+        }
+        Ok(VerifyOutcome::RecoveryUsed { left }) => {
+            let detail = format!("left={left}");
+            audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
+            Response::SuccessWithNotice {
+                message: format!(
+                    "Recovery code accepted; it cannot be used again. {left} recovery codes left."
+                ),
+            }
         }
         Err(e) => internal_error(&e),
     }
@@ -612,6 +685,23 @@ fn prompt(
     }
 }
 
+/// Whether logins by `protocol` answer a prompt (keyboard-interactive, su, login), where a
+/// recovery code can be typed; the others send the code appended to the password.
+fn has_prompt(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Ssh | Protocol::Sftp | Protocol::Console)
+}
+
+/// The prompt of a login whose code mail failed, for a user with `left` recovery codes: the
+/// challenge now answers only to one of them.
+fn recovery_prompt(challenge: &str, left: u32) -> Response {
+    Response::Prompt {
+        challenge: challenge.to_string(),
+        prompt: format!(
+            "The login code could not be mailed. Enter a recovery code instead ({left} left): "
+        ),
+    }
+}
+
 fn locked(until: i64, now: i64) -> Response {
     Response::Denied {
         reason: DenyReason::LockedOut,
@@ -663,6 +753,203 @@ fn run_guarded<T>(work: impl FnOnce() -> T) -> Result<T, Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+
+    use common::wire::Request;
+
+    use crate::clock::SystemClock;
+    use crate::mail::Mailer;
+    use crate::server_key::ServerKey;
+    use crate::state::{Active, Shared};
+    use crate::test_support::{FakeAccounts, caller};
+
+    /// otpd requiring a code of everyone, its only mail server on a loopback port where
+    /// nothing listens: every code mail fails.
+    fn relay_down() -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[directory]\nemail_template = \"{user}@example.test\"\n\
+                    [defaults]\nmode = \"required\"\n\
+                    [mail]\nfrom = \"otp@example.com\"\n\
+                    [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
+                    security = \"none\"\ntimeout_seconds = 2\n";
+        let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let store = Store::open(
+            &dir.path().join("otpd.db"),
+            ServerKey::from_bytes([0x4d; 32]),
+        )
+        .unwrap();
+        let mailer = Mailer::new(&config.mail).unwrap();
+        let shared = Arc::new(Shared::new(
+            Active { config, mailer },
+            store,
+            Arc::new(SystemClock),
+            Arc::new(FakeAccounts),
+            "test".into(),
+        ));
+        (dir, shared)
+    }
+
+    fn alice() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.1".into()),
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    fn audited(shared: &Shared, event: &str) -> i64 {
+        let mut store = shared.store();
+        store.flush_audit().unwrap();
+        store.count_rows(&format!(
+            "SELECT count(*) FROM audit WHERE event = '{event}' AND user = 'alice'"
+        ))
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_user_with_recovery_codes_is_prompted_for_one_and_it_logs_in() {
+        let (_dir, shared) = relay_down();
+        let codes = shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let begun = handle(
+            &shared,
+            caller(0),
+            Request::Begin {
+                login: alice(),
+                ssh_keys: Vec::new(),
+            },
+        )
+        .await;
+        let Response::Prompt { challenge, prompt } = begun else {
+            panic!("not a prompt: {begun:?}");
+        };
+        assert_eq!(
+            prompt,
+            "The login code could not be mailed. Enter a recovery code instead (10 left): "
+        );
+        let answered = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge,
+                code: codes[2].clone(),
+            },
+        )
+        .await;
+        assert_eq!(
+            answered,
+            Response::SuccessWithNotice {
+                message: "Recovery code accepted; it cannot be used again. 9 recovery codes left."
+                    .into()
+            }
+        );
+        assert_eq!(audited(&shared, "mail_failed"), 1);
+        assert_eq!(audited(&shared, "recovery_offered"), 1);
+        assert_eq!(audited(&shared, "recovery_used"), 1);
+        assert_eq!(audited(&shared, "verified"), 0);
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_single_secret_login_is_not_offered_a_recovery_prompt() {
+        let (_dir, shared) = relay_down();
+        shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let ftp = LoginContext {
+            service: "vsftpd".into(),
+            protocol: Some("ftp".into()),
+            ..alice()
+        };
+        let begun = handle(
+            &shared,
+            caller(0),
+            Request::Begin {
+                login: ftp,
+                ssh_keys: Vec::new(),
+            },
+        )
+        .await;
+        assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
+        assert_eq!(audited(&shared, "recovery_offered"), 0);
+    }
+
+    #[tokio::test]
+    async fn when_the_mail_fails_a_user_without_recovery_codes_gets_unavailable() {
+        let (_dir, shared) = relay_down();
+        let begun = handle(
+            &shared,
+            caller(0),
+            Request::Begin {
+                login: alice(),
+                ssh_keys: Vec::new(),
+            },
+        )
+        .await;
+        assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
+        assert_eq!(audited(&shared, "recovery_offered"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_recovery_code_is_a_wrong_code_and_the_prompt_still_takes_a_right_one() {
+        let (_dir, shared) = relay_down();
+        let codes = shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        let Response::Prompt { challenge, .. } = handle(
+            &shared,
+            caller(0),
+            Request::Begin {
+                login: alice(),
+                ssh_keys: Vec::new(),
+            },
+        )
+        .await
+        else {
+            panic!("no prompt");
+        };
+        let wrong = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge: challenge.clone(),
+                code: SecretString::new("zzzzz-zzzzz".into()),
+            },
+        )
+        .await;
+        assert!(
+            matches!(
+                wrong,
+                Response::Denied {
+                    reason: DenyReason::WrongCode,
+                    ..
+                }
+            ),
+            "{wrong:?}"
+        );
+        assert_eq!(audited(&shared, "wrong_code"), 1);
+        let right = handle(
+            &shared,
+            caller(0),
+            Request::Answer {
+                login: alice(),
+                challenge,
+                code: codes[0].clone(),
+            },
+        )
+        .await;
+        assert!(
+            matches!(right, Response::SuccessWithNotice { .. }),
+            "{right:?}"
+        );
+    }
 
     #[test]
     fn minutes_round_up() {
@@ -825,11 +1112,7 @@ mod tests {
 
     // --- exemptions and trusted networks (issue #16), through `handle` in-process ---
 
-    use crate::clock::SystemClock;
-    use crate::mail::Mailer;
-    use crate::server_key::ServerKey;
-    use crate::state::Active;
-    use crate::test_support::{FakeAccounts, caller, config};
+    use crate::test_support::config;
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use common::wire::SkipReason;

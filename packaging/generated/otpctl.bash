@@ -46,6 +46,9 @@ _otpctl() {
             otpctl,protocols)
                 cmd="otpctl__subcmd__protocols"
                 ;;
+            otpctl,recovery-codes)
+                cmd="otpctl__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl,status)
                 cmd="otpctl__subcmd__status"
                 ;;
@@ -109,6 +112,9 @@ _otpctl() {
             otpctl__subcmd__help,protocols)
                 cmd="otpctl__subcmd__help__subcmd__protocols"
                 ;;
+            otpctl__subcmd__help,recovery-codes)
+                cmd="otpctl__subcmd__help__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl__subcmd__help,status)
                 cmd="otpctl__subcmd__help__subcmd__status"
                 ;;
@@ -138,6 +144,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help__subcmd__user,list)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__list"
+                ;;
+            otpctl__subcmd__help__subcmd__user,recovery-codes)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__recovery__subcmd__codes"
                 ;;
             otpctl__subcmd__help__subcmd__user,remove)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__remove"
@@ -169,6 +178,9 @@ _otpctl() {
             otpctl__subcmd__user,list)
                 cmd="otpctl__subcmd__user__subcmd__list"
                 ;;
+            otpctl__subcmd__user,recovery-codes)
+                cmd="otpctl__subcmd__user__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl__subcmd__user,remove)
                 cmd="otpctl__subcmd__user__subcmd__remove"
                 ;;
@@ -199,6 +211,9 @@ _otpctl() {
             otpctl__subcmd__user__subcmd__help,list)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__list"
                 ;;
+            otpctl__subcmd__user__subcmd__help,recovery-codes)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__recovery__subcmd__codes"
+                ;;
             otpctl__subcmd__user__subcmd__help,remove)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__remove"
                 ;;
@@ -221,7 +236,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -621,7 +636,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user import enable disable protocols audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="user import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -816,6 +831,20 @@ _otpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpctl__subcmd__help__subcmd__recovery__subcmd__codes)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -845,7 +874,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols enable disable unlock remove show list"
+            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -901,6 +930,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__recovery__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1036,6 +1079,32 @@ _otpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpctl__subcmd__recovery__subcmd__codes)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpctl__subcmd__status)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1093,7 +1162,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1205,7 +1274,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols enable disable unlock remove show list help"
+            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1275,6 +1344,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__recovery__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1360,6 +1443,32 @@ _otpctl() {
             ;;
         otpctl__subcmd__user__subcmd__list)
             opts="-h --enabled --locked --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__recovery__subcmd__codes)
+            opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -331,6 +331,7 @@ fn kind(response: &Response) -> &'static str {
         Response::Probe { .. } => "probe",
         Response::Admin { .. } => "admin",
         Response::Pong { .. } => "pong",
+        Response::SuccessWithNotice { .. } => "success_with_notice",
     }
 }
 

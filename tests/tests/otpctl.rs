@@ -289,6 +289,162 @@ fn show_and_list_print_tables_and_json() {
     assert_eq!(unknown.status, 5, "{unknown:?}");
 }
 
+/// The codes of `otpctl user recovery-codes USER --json`, checked to be a whole new set.
+fn new_recovery_codes(s: &Setup, user: &str) -> Vec<String> {
+    let r = ctl(s, &["user", "recovery-codes", user, "--json"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let json = r.json();
+    assert_eq!(json["user"], user, "{r:?}");
+    let codes: Vec<String> = json["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10, "{r:?}");
+    codes
+}
+
+fn login_answering(s: &Setup, user: &str, answer: &str) -> LoginResult {
+    let answer = answer.to_string();
+    login(s, user, move |_| answer.clone())
+}
+
+#[test]
+fn recovery_codes_are_shown_once_answer_one_login_each_and_a_new_set_replaces_the_old() {
+    let s = setup();
+    ctl(
+        &s,
+        &["user", "add", "rex", "--email", "rex@corp.test", "--enable"],
+    );
+    let table = ctl(&s, &["user", "recovery-codes", "rex"]);
+    assert_eq!(table.status, 0, "{table:?}");
+    let printed: Vec<&str> = table.stdout.lines().skip(1).map(str::trim).collect();
+    assert_eq!(printed.len(), 10, "{table:?}");
+    assert!(
+        printed
+            .iter()
+            .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'),
+        "{table:?}"
+    );
+    // A second set replaces the first: the printed codes no longer work.
+    let codes = new_recovery_codes(&s, "rex");
+    let old = login_answering(&s, "rex", printed[0]);
+    assert_ne!(old.name(), "PAM_SUCCESS", "{old:?}");
+
+    // Typed in capitals without the dash, at the mailed code's prompt.
+    let typed = codes[0].replace('-', "").to_uppercase();
+    let used = login_answering(&s, "rex", &typed);
+    assert_eq!(used.name(), "PAM_SUCCESS", "{used:?}");
+    assert!(used.prompts[0].starts_with("Code sent to"), "{used:?}");
+    assert!(
+        used.errors
+            .iter()
+            .any(|e| e.contains("9 recovery codes left")),
+        "{used:?}"
+    );
+    let replay = login_answering(&s, "rex", &codes[0]);
+    assert_ne!(replay.name(), "PAM_SUCCESS", "{replay:?}");
+    // Mail works here: the user is told of the use, without the code.
+    let mails = s.smtp.wait_for(4, MAIL_WAIT);
+    let notice = mails
+        .iter()
+        .find(|m| m.text.contains("recovery code of rex was just used"))
+        .unwrap_or_else(|| panic!("no notice mail: {mails:#?}"));
+    assert_eq!(notice.rcpt_tos, ["rex@corp.test"]);
+    assert!(
+        notice.text.contains("9 recovery codes are left"),
+        "{}",
+        notice.text
+    );
+    assert!(
+        !notice
+            .text
+            .to_lowercase()
+            .contains(&codes[0].replace('-', ""))
+            && !notice.text.contains(&codes[0]),
+        "{}",
+        notice.text
+    );
+
+    let shown = ctl(&s, &["user", "show", "rex", "--json"]).json();
+    assert_eq!(shown["user"]["recovery_codes_left"], 9, "{shown}");
+    let human = ctl(&s, &["user", "show", "rex"]);
+    assert!(human.stdout.contains("9 left"), "{human:?}");
+    // Only MACs are stored: no code is in the state directory's files.
+    let state = s.otpd.config_path.parent().unwrap().join("state");
+    for entry in fs::read_dir(&state).unwrap() {
+        let bytes = fs::read(entry.unwrap().path()).unwrap_or_default();
+        for code in &codes {
+            let plain = code.replace('-', "");
+            assert!(
+                !bytes.windows(10).any(|w| w == plain.as_bytes()),
+                "a recovery code is stored in clear"
+            );
+        }
+    }
+    let audit = ctl(&s, &["audit", "--user", "rex", "--json"]).json();
+    let events: Vec<&str> = audit["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"recovery_used"), "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| **e == "recovery_codes_created")
+            .count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_non_admin_cannot_create_recovery_codes_even_for_themselves() {
+    let s = setup();
+    let user = TestUser::create();
+    ctl(
+        &s,
+        &[
+            "user",
+            "add",
+            &user.name,
+            "--email",
+            "x@corp.test",
+            "--enable",
+        ],
+    );
+    for who in [NOBODY, user.who()] {
+        let r = ctl_as(who, &s, &["user", "recovery-codes", &user.name]);
+        assert_eq!(r.status, 4, "{r:?}");
+        assert!(!r.stdout.contains('-'), "codes were printed: {r:?}");
+    }
+    let shown = ctl(&s, &["user", "show", &user.name, "--json"]).json();
+    assert_eq!(shown["user"]["recovery_codes_left"], 0, "{shown}");
+}
+
+#[test]
+fn a_user_replaces_their_own_recovery_codes_only_with_the_mailed_code() {
+    let s = setup();
+    let user = TestUser::create();
+    let wrong_answer = self_service(&s, &user, &["recovery-codes"], 1, |code| Some(wrong(&code)));
+    assert_ne!(wrong_answer.status, 0, "{wrong_answer:?}");
+    assert_eq!(
+        ctl(&s, &["user", "show", &user.name, "--json"]).json()["user"]["recovery_codes_left"],
+        0
+    );
+    let r = self_service(&s, &user, &["recovery-codes", "--json"], 2, Some);
+    assert_eq!(r.status, 0, "{r:?}");
+    let codes = r.json()["codes"].as_array().unwrap().len();
+    assert_eq!(codes, 10, "{r:?}");
+    assert_eq!(
+        ctl(&s, &["user", "show", &user.name, "--json"]).json()["user"]["recovery_codes_left"],
+        10
+    );
+}
+
 #[test]
 fn a_non_admin_cannot_list_change_or_unlock_others() {
     let s = setup();

@@ -810,3 +810,101 @@ fn offering_the_exempt_public_key_without_its_private_key_exempts_nothing() {
         "the listed key never authenticated: {log}"
     );
 }
+
+/// Creates a set of recovery codes for `user` as root would with `otpctl user recovery-codes`.
+fn recovery_codes(lab: &Lab, user: &str) -> Vec<String> {
+    let response = lab
+        .otpd
+        .call(&common::wire::Request::Admin {
+            request: common::wire_admin::AdminRequest::UserRecoveryCodes { user: user.into() },
+        })
+        .unwrap();
+    match response {
+        common::wire::Response::Admin {
+            response: common::wire_admin::AdminResponse::RecoveryCodes { codes, .. },
+        } => codes.iter().map(|c| c.expose().to_string()).collect(),
+        other => panic!("no recovery codes: {other:?}"),
+    }
+}
+
+/// Points every mail server of otpd at a port where nothing listens: no code can be mailed.
+fn kill_the_mail_relay(lab: &Lab) {
+    let text = lab.otpd.config_text();
+    let live = format!("port = {}", lab.smtp.port);
+    assert!(text.contains(&live), "{text}");
+    lab.otpd.reload_with(&text.replace(&live, "port = 1"));
+}
+
+/// Answers the password prompt with `password` and the code prompt with `code`.
+fn password_then(password: &str, code: &str) -> impl FnMut(&str) -> String {
+    let (password, code) = (password.to_string(), code.to_string());
+    move |prompt| {
+        if is_password_prompt(prompt) {
+            password.clone()
+        } else {
+            code.clone()
+        }
+    }
+}
+
+#[test]
+fn with_the_mail_relay_down_a_recovery_code_logs_in_once_over_keyboard_interactive() {
+    let lab = lab(PASSWORD_THEN_CODE);
+    let codes = recovery_codes(&lab, &lab.user.name);
+    kill_the_mail_relay(&lab);
+
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        password_then(&lab.user.password, &codes[0]),
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(out.prompts.len(), 2, "{}", lab.report(&out));
+    assert!(
+        out.prompts[1].ends_with(
+            "The login code could not be mailed. Enter a recovery code instead (10 left): "
+        ),
+        "{}",
+        lab.report(&out)
+    );
+    assert!(lab.logged("mail_failed"), "{}", lab.report(&out));
+    assert!(
+        lab.otpd
+            .log()
+            .contains(&format!("event=recovery_used user={}", lab.user.name)),
+        "{}",
+        lab.report(&out)
+    );
+    assert_eq!(lab.smtp.messages().len(), 0);
+
+    // The same code again: refused at every try, while the prompt offers the 9 others.
+    let again = lab.ssh(
+        Method::KeyboardInteractive,
+        password_then(&lab.user.password, &codes[0]),
+    );
+    assert!(!again.succeeded(), "{}", lab.report(&again));
+    assert!(
+        again.prompts[1].contains("could not be mailed") && again.prompts[1].contains("(9 left)"),
+        "{}",
+        lab.report(&again)
+    );
+    assert!(lab.logged("wrong_code"), "{}", lab.report(&again));
+}
+
+#[test]
+fn with_the_mail_relay_down_a_user_without_recovery_codes_is_refused_without_a_code_prompt() {
+    let lab = lab(PASSWORD_THEN_CODE);
+    kill_the_mail_relay(&lab);
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        password_then(&lab.user.password, "abcde-fghjk"),
+    );
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert!(
+        out.prompts
+            .iter()
+            .all(|p| !is_code_prompt(p) && !p.contains("recovery")),
+        "{}",
+        lab.report(&out)
+    );
+    assert!(lab.logged("mail_failed"), "{}", lab.report(&out));
+}

@@ -135,6 +135,7 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         } => bulk::import(&ctx, &rows, partial, dry_run),
         AdminRequest::EnableAll { group } => bulk::enable_all(&ctx, group.as_deref()),
         AdminRequest::BreakGlassList => breakglass::list(&ctx),
+        AdminRequest::UserRecoveryCodes { user } => users::recovery_codes(&ctx, &user),
         AdminRequest::Status
         | AdminRequest::BreakGlassGrant { .. }
         | AdminRequest::BreakGlassRevoke { .. }
@@ -169,6 +170,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::BreakGlassGrant { .. } => "breakglass grant",
         AdminRequest::BreakGlassRevoke { .. } => "breakglass revoke",
         AdminRequest::BreakGlassList => "breakglass list",
+        AdminRequest::UserRecoveryCodes { .. } => "user recovery-codes",
     }
 }
 

@@ -145,6 +145,8 @@ fn assess(
                 Ok(Need::Code)
             }
         }
+        // Always confirmed by a mailed code: whoever holds the codes can log in without mail.
+        SelfAction::RecoveryCodes => Ok(Need::Code),
     }
 }
 
@@ -183,6 +185,7 @@ fn apply(
             new.protocols = Some(list);
             ("self_protocols", message)
         }
+        SelfAction::RecoveryCodes => return new_recovery_codes(ctx, store, name),
     };
     if let Err(e) = store.upsert_user(&new) {
         return store_failed(&e);
@@ -197,6 +200,28 @@ fn apply(
         detail.as_deref(),
     );
     done(ctx, store, name, Some(&new), message)
+}
+
+/// The caller's new set of recovery codes, shown once; the old set no longer works.
+fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut Store, name: &str) -> AdminResponse {
+    let mut rng = crate::os_random::BatchedOsRng::new();
+    let codes = match store.new_recovery_codes(name, ctx.now, &mut rng) {
+        Ok(codes) => codes,
+        Err(e) => return store_failed(&e),
+    };
+    let detail = format!("count={}", codes.len());
+    record::note(
+        store,
+        ctx.now,
+        crate::audit::Event::RecoveryCodesCreated.as_str(),
+        Some(name),
+        ctx.caller,
+        Some(&detail),
+    );
+    AdminResponse::RecoveryCodes {
+        user: name.to_string(),
+        codes,
+    }
 }
 
 fn done(
@@ -475,6 +500,12 @@ pub fn confirm(
             record::note(&mut store, ctx.now, "locked", Some(&name), caller, None);
             locked(until, ctx.now)
         }
+        // `Store::verify` takes no recovery code (only login prompts do); should one ever be
+        // reported here, nothing is applied.
+        Ok(VerifyOutcome::RecoveryUsed { .. }) => refused(
+            RefuseReason::WrongCode,
+            "Wrong code; nothing was changed.".into(),
+        ),
         Err(e) => store_failed(&e),
     }
 }
@@ -505,6 +536,7 @@ mod tests {
             SelfAction::Enable,
             SelfAction::Disable,
             SelfAction::Protocols { protocols: vec![] },
+            SelfAction::RecoveryCodes,
         ] {
             let p = purpose(&action);
             assert!(common::service::Protocol::parse(&p).is_none(), "{p}");

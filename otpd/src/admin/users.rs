@@ -296,14 +296,50 @@ pub fn list(
 pub fn view_of(ctx: &Ctx<'_>, store: &Store, user: &str) -> Result<UserView, StoreError> {
     let record = store.user(user)?;
     let locked = store.user_locked_until(user, ctx.now)?;
-    Ok(view::user_view(
+    let mut view = view::user_view(
         &ctx.active.config,
         ctx.shared.accounts.as_ref(),
         user,
         record.as_ref(),
         locked,
         Address::Full,
-    ))
+    );
+    view.recovery_codes_left = Some(store.recovery_codes_left(user)?);
+    Ok(view)
+}
+
+/// `user recovery-codes`: a new set for a user otpd has a record of or who has an account
+/// here, replacing the old set. The codes are in the answer only; the store keeps MACs.
+pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    if let Err(message) = view::check_user_name(user) {
+        return refused(RefuseReason::Invalid, message);
+    }
+    let mut store = ctx.shared.store();
+    let known = match store.user(user) {
+        Ok(record) => record.is_some(),
+        Err(e) => return store_failed(&e),
+    };
+    if !known && ctx.shared.accounts.uid_of(user).is_none() {
+        return not_found(user);
+    }
+    let mut rng = crate::os_random::BatchedOsRng::new();
+    let codes = match store.new_recovery_codes(user, ctx.now, &mut rng) {
+        Ok(codes) => codes,
+        Err(e) => return store_failed(&e),
+    };
+    let detail = format!("count={}", codes.len());
+    record::note(
+        &mut store,
+        ctx.now,
+        crate::audit::Event::RecoveryCodesCreated.as_str(),
+        Some(user),
+        ctx.caller,
+        Some(&detail),
+    );
+    AdminResponse::RecoveryCodes {
+        user: user.to_string(),
+        codes,
+    }
 }
 
 fn not_found(user: &str) -> AdminResponse {

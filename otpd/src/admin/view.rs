@@ -50,6 +50,7 @@ pub fn user_view(
         protocols: record.and_then(|r| r.protocols.clone()),
         code_required_for: code_required_for(config, accounts, name, record),
         locked_until,
+        recovery_codes_left: None,
     }
 }
 

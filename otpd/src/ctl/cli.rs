@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(value_delimiter = ',', required = true, value_name = "PROTOCOLS")]
         protocols: Vec<String>,
     },
+    /// Create a new set of 10 single-use recovery codes for yourself, confirmed by a mailed
+    /// code; they replace your old set and let you log in when no code can be mailed.
+    RecoveryCodes,
     /// Read the audit log, newest first (admins: everyone's; users: their own).
     Audit {
         /// Only rows about this user.
@@ -174,6 +177,15 @@ pub enum UserCommand {
     },
     /// Show a user's record and effective state.
     Show {
+        /// The login name.
+        user: String,
+    },
+    /// Create a new set of 10 single-use recovery codes for a user, replacing the old set.
+    ///
+    /// Each code answers one login prompt in place of the mailed code, and is the way in when
+    /// no mail can be sent. The codes are shown this once; otpd keeps only their MACs. `user
+    /// show` says how many are left.
+    RecoveryCodes {
         /// The login name.
         user: String,
     },

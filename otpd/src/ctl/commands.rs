@@ -77,6 +77,9 @@ fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest
         Command::Disable => AdminRequest::SelfStart {
             action: SelfAction::Disable,
         },
+        Command::RecoveryCodes => AdminRequest::SelfStart {
+            action: SelfAction::RecoveryCodes,
+        },
         Command::Protocols { protocols } => AdminRequest::SelfStart {
             action: SelfAction::Protocols {
                 protocols: protocols.clone(),
@@ -160,6 +163,9 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
         UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
         UserCommand::Remove { user } => AdminRequest::UserRemove { user: user.clone() },
         UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
+        UserCommand::RecoveryCodes { user } => {
+            AdminRequest::UserRecoveryCodes { user: user.clone() }
+        }
         UserCommand::List { enabled, locked } => AdminRequest::UserList {
             enabled_only: *enabled,
             locked_only: *locked,
@@ -205,6 +211,7 @@ fn self_change(conn: &Conn, action: SelfAction, json: bool, io: &mut Io<'_>) -> 
             SelfAction::Enable => "turn on",
             SelfAction::Disable => "turn off",
             SelfAction::Protocols { .. } => "change the protocols of",
+            SelfAction::RecoveryCodes => "replace the recovery codes of",
         }
     );
     let _ = io.err.flush();
@@ -304,6 +311,10 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
         }
         AdminResponse::BreakGlass { grants } => {
             io.out(&output::breakglass(grants));
+            Exit::Ok
+        }
+        AdminResponse::RecoveryCodes { user, codes } => {
+            io.out(&output::recovery_codes(user, codes));
             Exit::Ok
         }
     }

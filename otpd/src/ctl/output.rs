@@ -121,7 +121,28 @@ pub fn user(u: &UserView) -> String {
             u.locked_until
                 .map_or_else(|| "not locked".into(), timefmt::utc),
         ),
+        (
+            "recovery codes",
+            u.recovery_codes_left
+                .map_or_else(|| "-".into(), |n| format!("{n} left")),
+        ),
     ])
+}
+
+/// A new set of recovery codes, one a line, with what to do with them.
+pub fn recovery_codes(user: &str, codes: &[common::secret::SecretString]) -> String {
+    let mut out = format!(
+        "New recovery codes for {}; the old ones no longer work. Each works once, at any login \
+         code prompt. They are shown only now: keep them somewhere safe.\n",
+        cell(user)
+    );
+    for code in codes {
+        out.push_str("  ");
+        out.push_str(code.expose());
+        out.push('\n');
+    }
+    out.pop();
+    out
 }
 
 /// Users as a table.

@@ -124,6 +124,55 @@ pub fn test_mail(
     finish(sender, to, format!("otpd test message from {host}"), body)
 }
 
+/// What a mail about a used recovery code says: whose, where, and how many are left.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryNotice<'a> {
+    /// The user's address.
+    pub to: &'a EmailAddress,
+    /// The login name.
+    pub user: &'a str,
+    /// The PAM service of the login.
+    pub service: &'a str,
+    /// Where the login came from, when known.
+    pub rhost: Option<&'a str>,
+    /// The user's recovery codes still unused.
+    pub left: u32,
+}
+
+/// Builds the mail that tells a user one of their recovery codes was just used. It never holds
+/// a code.
+pub fn recovery_notice_mail(
+    sender: &Sender,
+    host: &str,
+    notice: &RecoveryNotice<'_>,
+) -> Result<Outgoing, MessageError> {
+    let host = render::clean(host);
+    let from = notice
+        .rhost
+        .map(|r| format!(" from {}", render::clean(r)))
+        .unwrap_or_default();
+    let text = format!(
+        "A recovery code of {} was just used to log in to {host} ({}{from}).\n\n\
+         {} recovery codes are left. If this was not you, tell your administrator at once.\n",
+        render::clean(notice.user),
+        render::clean(notice.service),
+        notice.left
+    );
+    let html = format!(
+        "<p>{}</p>",
+        render::escape_html(&text).replace("\n\n", "</p><p>")
+    );
+    let body = MultiPart::alternative()
+        .singlepart(part(ContentType::TEXT_PLAIN, &text)?)
+        .singlepart(part(ContentType::TEXT_HTML, &html)?);
+    finish(
+        sender,
+        notice.to,
+        format!("A recovery code was used to log in to {host}"),
+        body,
+    )
+}
+
 fn finish(
     sender: &Sender,
     to: &EmailAddress,

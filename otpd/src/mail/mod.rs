@@ -23,6 +23,16 @@ pub mod smtp_client;
 pub mod smtp_text;
 pub mod tls;
 
+/// A message that could not be built, as a failure of the send.
+fn unbuilt(error: message::MessageError) -> MailFailure {
+    MailFailure {
+        attempts: vec![Attempt {
+            server: "-".into(),
+            error: error.to_string(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod test_server;
 #[cfg(test)]
@@ -194,18 +204,28 @@ impl Mailer {
     /// Sends `mail`, returning the name of the server that accepted it (`sendmail` for the
     /// local MTA). At most one server accepts it; see [`failover`].
     pub async fn send(&self, mail: &CodeMail<'_>) -> Result<String, MailFailure> {
-        let out = message::code_mail(&self.sender, mail).map_err(|e| MailFailure {
-            attempts: vec![Attempt {
-                server: "-".into(),
-                error: e.to_string(),
-            }],
-        })?;
+        let out = message::code_mail(&self.sender, mail).map_err(unbuilt)?;
+        self.deliver(&out).await
+    }
+
+    /// Tells a user that one of their recovery codes was used, like [`Mailer::send`].
+    pub async fn send_recovery_notice(
+        &self,
+        notice: &message::RecoveryNotice<'_>,
+    ) -> Result<String, MailFailure> {
+        let out =
+            message::recovery_notice_mail(&self.sender, &self.host, notice).map_err(unbuilt)?;
+        self.deliver(&out).await
+    }
+
+    /// Sends a built message through the configured transport.
+    async fn deliver(&self, out: &message::Outgoing) -> Result<String, MailFailure> {
         match &self.transport {
             Transport::Smtp(servers) => {
-                failover::send(servers, &out, self.total_timeout, self.clock.as_ref()).await
+                failover::send(servers, out, self.total_timeout, self.clock.as_ref()).await
             }
             Transport::Sendmail(program) => program
-                .send(&out, self.total_timeout)
+                .send(out, self.total_timeout)
                 .await
                 .map(|()| sendmail::NAME.to_string())
                 .map_err(|error| MailFailure {

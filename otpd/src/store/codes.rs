@@ -80,6 +80,22 @@ pub enum VerifyOutcome {
         /// Unix time when the lock ends.
         until: i64,
     },
+    /// One of the user's unused recovery codes answered the challenge: the login may proceed,
+    /// the recovery code and the challenge are now used.
+    RecoveryUsed {
+        /// The user's recovery codes still unused.
+        left: u32,
+    },
+}
+
+/// Whether an answer may be one of the user's recovery codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recovery {
+    /// A login prompt: a recovery code stands in for the mailed code.
+    Accepted,
+    /// Anything else (a self-service confirmation, a code appended to a password): only the
+    /// mailed code.
+    Refused,
 }
 
 /// The columns of a code row that verification needs.
@@ -92,6 +108,8 @@ struct CodeRow {
     expires_at: i64,
     attempts: i64,
     live: bool,
+    /// The mail failed: only a recovery code answers this challenge.
+    recovery_only: bool,
 }
 
 /// The user's newest code that can still be answered.
@@ -197,7 +215,50 @@ impl Store {
         limits.check()?;
         let tx = Self::immediate(&mut self.conn)?;
         let outcome = verify_in(
-            &tx, &self.key, challenge, user, protocol, rhost, code, limits, now,
+            &tx,
+            &self.key,
+            challenge,
+            user,
+            protocol,
+            rhost,
+            code,
+            limits,
+            now,
+            Recovery::Refused,
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// [`Store::verify`] for an answer at a login prompt: when the answer is not the mailed
+    /// code, one of the user's unused recovery codes also answers the challenge
+    /// ([`VerifyOutcome::RecoveryUsed`]), and a challenge whose mail failed answers only to
+    /// one. A wrong recovery code is a wrong code: it uses up an attempt and counts toward the
+    /// lockouts.
+    #[allow(clippy::too_many_arguments)] // The same login facts as `verify`.
+    pub fn verify_answer(
+        &mut self,
+        challenge: &str,
+        user: &str,
+        protocol: &str,
+        rhost: Option<&str>,
+        code: &SecretString,
+        limits: &Limits,
+        now: i64,
+    ) -> Result<VerifyOutcome, StoreError> {
+        limits.check()?;
+        let tx = Self::immediate(&mut self.conn)?;
+        let outcome = verify_in(
+            &tx,
+            &self.key,
+            challenge,
+            user,
+            protocol,
+            rhost,
+            code,
+            limits,
+            now,
+            Recovery::Accepted,
         )?;
         tx.commit()?;
         Ok(outcome)
@@ -249,6 +310,7 @@ pub(super) fn verify_in(
     code: &SecretString,
     limits: &Limits,
     now: i64,
+    recovery: Recovery,
 ) -> Result<VerifyOutcome, StoreError> {
     let rhost = host(rhost);
     if let Some(until) = lockouts::locked_until(tx, user, rhost, now)? {
@@ -265,12 +327,24 @@ pub(super) fn verify_in(
         }
         Some(row) => {
             let bound = row.user == user && row.protocol == protocol;
-            // A code of another user or protocol is wrong whatever was typed.
-            let right = bound && code::mac_matches(key, &row.salt, challenge, code, &row.mac)?;
+            // A code of another user or protocol is wrong whatever was typed. A challenge whose
+            // mail failed takes no mailed code: nobody received it.
+            let right = bound
+                && !row.recovery_only
+                && code::mac_matches(key, &row.salt, challenge, code, &row.mac)?;
+            let recovered = if bound && !right && recovery == Recovery::Accepted {
+                super::recovery::consume(tx, key, user, code, now)?
+            } else {
+                None
+            };
             if right {
                 close(tx, challenge, "used", now)?;
                 lockouts::reset(tx, user, rhost)?;
                 VerifyOutcome::Success
+            } else if let Some(left) = recovered {
+                close(tx, challenge, "used", now)?;
+                lockouts::reset(tx, user, rhost)?;
+                VerifyOutcome::RecoveryUsed { left }
             } else {
                 let attempts = row.attempts.saturating_add(1);
                 tx.prepare_cached("UPDATE codes SET attempts = ?2 WHERE challenge = ?1")?
@@ -285,7 +359,10 @@ pub(super) fn verify_in(
             }
         }
     };
-    let outcome = if outcome == VerifyOutcome::Success {
+    let outcome = if matches!(
+        outcome,
+        VerifyOutcome::Success | VerifyOutcome::RecoveryUsed { .. }
+    ) {
         outcome
     } else {
         match lockouts::record_failure(tx, user, rhost, limits, now)? {
@@ -306,7 +383,7 @@ pub(super) fn latest_live(
         .prepare_cached(
             "SELECT challenge, protocol, issued_at, expires_at FROM codes
              WHERE user = ?1 AND state = 'live' AND issued_at <= ?2 AND expires_at > ?2
-               AND attempts < ?3
+               AND attempts < ?3 AND recovery_only = 0
              ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         )?
         .query_row(params![user, now, i64::from(limits.max_attempts)], |row| {
@@ -331,7 +408,8 @@ fn within_validity(row: &CodeRow, now: i64) -> bool {
 fn find(conn: &Connection, challenge: &str) -> Result<Option<CodeRow>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT user, protocol, salt, mac, issued_at, expires_at, attempts, state = 'live'
+            "SELECT user, protocol, salt, mac, issued_at, expires_at, attempts, state = 'live',
+                    recovery_only
              FROM codes WHERE challenge = ?1",
         )?
         .query_row(params![challenge], |row| {
@@ -344,6 +422,7 @@ fn find(conn: &Connection, challenge: &str) -> Result<Option<CodeRow>, StoreErro
                 expires_at: row.get(5)?,
                 attempts: row.get(6)?,
                 live: row.get(7)?,
+                recovery_only: row.get(8)?,
             })
         })
         .optional()?)

@@ -18,6 +18,7 @@ mod codes;
 mod limits;
 mod lockouts;
 mod purge;
+mod recovery;
 pub mod schema;
 mod sends;
 mod single_secret;
@@ -46,6 +47,7 @@ pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
 pub use purge::PurgeCounts;
+pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

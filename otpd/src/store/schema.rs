@@ -132,8 +132,28 @@ ALTER TABLE sends_v3 RENAME TO sends;
 CREATE INDEX sends_by_user ON sends (user, sent_at);
 ";
 
-/// Version 5 (break-glass, issue #16; numbered after the recovery codes' V4, and renumbered
-/// to follow it when both are merged): grants that let a user's logins pass the code step
+/// Version 4: recovery codes (issue #16).
+///
+/// - `recovery_codes` holds a user's set of single-use codes as salted MACs, never the codes;
+///   `used_at` is set when one answers a login. A new set replaces the user's rows.
+/// - `codes.recovery_only` marks a challenge whose mail failed for a user with recovery codes:
+///   it stays live for its validity but answers only to a recovery code, and is never handed
+///   out again as "the code already sent".
+const V4: &str = "
+CREATE TABLE recovery_codes (
+    user       TEXT NOT NULL,
+    slot       INTEGER NOT NULL,
+    salt       BLOB NOT NULL CHECK (length(salt) = 16),
+    mac        BLOB NOT NULL CHECK (length(mac) = 32),
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    PRIMARY KEY (user, slot)
+) WITHOUT ROWID;
+ALTER TABLE codes ADD COLUMN recovery_only INTEGER NOT NULL DEFAULT 0
+    CHECK (recovery_only IN (0, 1));
+";
+
+/// Version 5 (break-glass, issue #16): grants that let a user's logins pass the code step
 /// while mail is down.
 ///
 /// One row per user: a new grant replaces the old one. `cidr` is NULL for a grant from
@@ -151,7 +171,7 @@ CREATE TABLE breakglass (
 ";
 
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V5_BREAKGLASS];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -200,7 +220,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 4);
+        assert_eq!(CURRENT_VERSION, 5);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 

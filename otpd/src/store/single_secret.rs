@@ -10,7 +10,7 @@ use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::codes::{host, latest_live, verify_in};
+use super::codes::{Recovery, host, latest_live, verify_in};
 use super::{IssueRequest, Limits, Store, StoreError, VerifyOutcome, lockouts};
 use crate::code;
 
@@ -70,6 +70,7 @@ impl Store {
             code,
             limits,
             now,
+            Recovery::Refused,
         )?;
         if outcome == VerifyOutcome::Success && reuse_secs > 0 {
             let salt = code::new_salt(rng);

@@ -84,12 +84,18 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the record for `name`; true if there was one.
+    /// Deletes the record for `name`, and the user's recovery codes with it; true if there
+    /// was a record.
     pub fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
-        let removed = self
-            .conn
+        let tx = Self::immediate(&mut self.conn)?;
+        let removed = tx
             .prepare_cached("DELETE FROM users WHERE name = ?1")?
             .execute(params![name])?;
+        if removed > 0 {
+            tx.prepare_cached("DELETE FROM recovery_codes WHERE user = ?1")?
+                .execute(params![name])?;
+        }
+        tx.commit()?;
         Ok(removed > 0)
     }
 }

@@ -124,6 +124,10 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         };
         match self.call("answer", &request) {
             Ok(Response::Success) => Next::Done(Outcome::Success),
+            Ok(Response::SuccessWithNotice { message }) => {
+                self.handle.error_message(&message);
+                Next::Done(Outcome::Success)
+            }
             Ok(Response::Denied {
                 reason: DenyReason::WrongCode,
                 message,
@@ -191,6 +195,21 @@ mod tests {
         assert_eq!(outcome, Outcome::Success);
         assert_eq!(handle.prompts_shown, vec![PROMPT.to_owned()]);
         assert!(handle.errors_shown.is_empty());
+    }
+
+    #[test]
+    fn a_success_with_a_notice_logs_in_and_shows_the_notice() {
+        let notice = "Recovery code accepted; it cannot be used again. 9 recovery codes left.";
+        let mut handle = FakeHandle::ssh_login().answering(typed("abcde-fghjk"));
+        let daemon = FakeDaemon::default().begin(prompt()).answer(
+            "abcde-fghjk",
+            Response::SuccessWithNotice {
+                message: notice.into(),
+            },
+        );
+        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
+        assert_eq!(outcome, Outcome::Success);
+        assert_eq!(handle.errors_shown, vec![notice.to_owned()]);
     }
 
     #[test]
