@@ -34,6 +34,21 @@ pub(crate) fn require_admin(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminRes
     if caller_is_admin(ctx) {
         return Ok(());
     }
+    let how = match &ctx.active.config.daemon.admin_group {
+        Some(group) => format!("root or members of the group {group:?}"),
+        None => "root (no admin_group is configured)".to_string(),
+    };
+    Err(refuse(
+        ctx,
+        command,
+        format!(
+            "`otpctl {command}` is for admins: only {how} may run it. For your own account use `otpctl status`, `otpctl enable` or `otpctl disable`."
+        ),
+    ))
+}
+
+/// Records `command` as refused to the caller (`admin_refused`) and answers with `message`.
+pub(crate) fn refuse(ctx: &Ctx<'_>, command: &str, message: String) -> AdminResponse {
     let mut store = ctx.shared.store();
     record::note(
         &mut store,
@@ -43,16 +58,7 @@ pub(crate) fn require_admin(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminRes
         ctx.caller,
         Some(command),
     );
-    let how = match &ctx.active.config.daemon.admin_group {
-        Some(group) => format!("root or members of the group {group:?}"),
-        None => "root (no admin_group is configured)".to_string(),
-    };
-    Err(refused(
-        RefuseReason::NotAllowed,
-        format!(
-            "`otpctl {command}` is for admins: only {how} may run it. For your own account use `otpctl status`, `otpctl enable` or `otpctl disable`."
-        ),
-    ))
+    refused(RefuseReason::NotAllowed, message)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use common::text::escape_for_log;
 use common::timefmt;
 use common::wire_admin::{AdminResponse, BreakGlassView, RefuseReason};
 
-use super::{Ctx, record, refused, store_failed};
+use super::{Ctx, refused, store_failed};
 use crate::audit::Event;
 use crate::breakglass::{Cidr, MAX_MINUTES, note_expired, record_admin};
 use crate::store::{BreakGlass, BreakGlassLookup};
@@ -16,17 +16,9 @@ fn require_root(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminResponse> {
     if ctx.caller.uid == 0 {
         return Ok(());
     }
-    let mut store = ctx.shared.store();
-    record::note(
-        &mut store,
-        ctx.now,
-        "admin_refused",
-        None,
-        ctx.caller,
-        Some(command),
-    );
-    Err(refused(
-        RefuseReason::NotAllowed,
+    Err(super::authz::refuse(
+        ctx,
+        command,
         format!("`otpctl {command}` is for root only (not the admin group)."),
     ))
 }

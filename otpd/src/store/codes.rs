@@ -212,22 +212,8 @@ impl Store {
         limits: &Limits,
         now: i64,
     ) -> Result<VerifyOutcome, StoreError> {
-        limits.check()?;
-        let tx = Self::immediate(&mut self.conn)?;
-        let outcome = verify_in(
-            &tx,
-            &self.key,
-            challenge,
-            user,
-            protocol,
-            rhost,
-            code,
-            limits,
-            now,
-            Recovery::Refused,
-        )?;
-        tx.commit()?;
-        Ok(outcome)
+        let login = (challenge, user, protocol, rhost);
+        self.verify_with(login, code, limits, now, Recovery::Refused)
     }
 
     /// [`Store::verify`] for an answer at a login prompt: when the answer is not the mailed
@@ -246,19 +232,23 @@ impl Store {
         limits: &Limits,
         now: i64,
     ) -> Result<VerifyOutcome, StoreError> {
+        let login = (challenge, user, protocol, rhost);
+        self.verify_with(login, code, limits, now, Recovery::Accepted)
+    }
+
+    /// One verify transaction; `login` is (challenge, user, protocol, rhost).
+    fn verify_with(
+        &mut self,
+        (challenge, user, protocol, rhost): (&str, &str, &str, Option<&str>),
+        code: &SecretString,
+        limits: &Limits,
+        now: i64,
+        recovery: Recovery,
+    ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let tx = Self::immediate(&mut self.conn)?;
         let outcome = verify_in(
-            &tx,
-            &self.key,
-            challenge,
-            user,
-            protocol,
-            rhost,
-            code,
-            limits,
-            now,
-            Recovery::Accepted,
+            &tx, &self.key, challenge, user, protocol, rhost, code, limits, now, recovery,
         )?;
         tx.commit()?;
         Ok(outcome)
