@@ -30,9 +30,21 @@ pub fn warnings(config: &Config) -> Vec<String> {
     }
 }
 
+/// Loads the config at `path` as far as this user can check it: as root, also the files the
+/// mailer will read (a FIFO, a device, a foreign-owned or oversized file is refused at its
+/// FILE:LINE:COLUMN, as `otpd --check-config` does); any other user cannot read otpd's secrets,
+/// so gets the config checks alone.
+pub fn load(path: &Path) -> Result<Config, common::config::ConfigError> {
+    if nix::unistd::geteuid().is_root() {
+        Config::load_with_files(path)
+    } else {
+        Config::load(path)
+    }
+}
+
 /// Checks `path`: 0 when valid, 1 with `FILE:LINE:COLUMN: message` otherwise.
 pub fn run(path: &Path, json: bool, io: &mut Io<'_>) -> Exit {
-    let result = Config::load(path);
+    let result = load(path);
     let report = match &result {
         Ok(config) => Report {
             file: path.display().to_string(),
@@ -122,6 +134,25 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn as_root_a_fifo_named_as_ca_file_is_refused_at_its_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (exit, _, err) = check(&format!(
+            "[mail]\nfrom = \"a@example.com\"\n[[mail.servers]]\nname = \"relay\"\nhost = \"smtp.example.com\"\nsecurity = \"tls\"\nhello_name = \"box.example.com\"\nca_file = \"{}\"\n",
+            fifo.display()
+        ));
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(exit, Exit::Failed, "{err}");
+            assert!(err.contains("otpd.toml:8:"), "{err}");
+            assert!(err.contains("FIFO"), "{err}");
+        } else {
+            // Another user cannot read otpd's files; the config alone is checked.
+            assert_eq!(exit, Exit::Ok, "{err}");
+        }
     }
 
     #[test]

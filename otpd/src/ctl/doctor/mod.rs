@@ -15,7 +15,7 @@ mod sshd;
 use std::path::{Path, PathBuf};
 
 use common::client::DEFAULT_SOCKET;
-use common::config::{Config, DEFAULT_STATE_DIR};
+use common::config::DEFAULT_STATE_DIR;
 use common::wire::{Request, Response};
 use common::wire_admin::{AdminRequest, AdminResponse};
 use serde::Serialize;
@@ -224,7 +224,7 @@ pub fn run(cli: &Cli, args: &DoctorArgs, io: &mut Io<'_>) -> Exit {
 /// Every check, in the order an admin would go.
 pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let config = match Config::load(&paths.config) {
+    let config = match super::check_config::load(&paths.config) {
         Ok(config) => {
             findings.push(Finding::ok(
                 "config",
