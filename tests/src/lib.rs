@@ -8,6 +8,7 @@
 pub mod libpam;
 pub mod login;
 pub mod mta;
+pub mod netns;
 pub mod otpd;
 pub mod paths;
 pub mod programs;

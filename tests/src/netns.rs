@@ -1,0 +1,237 @@
+//! Network namespaces with real source addresses, for tests of what otpd decides from the rhost
+//! sshd reports (`match_rhost`): a client in a namespace reaches a server in the root namespace
+//! over its own veth pair, so sshd sees the namespace's address, not loopback.
+//!
+//! Each [`Namespace`] is a veth pair: `198.18.N.1/24` on the root side (where the server
+//! listens), `198.18.N.2/24` on `eth0` inside (where the client connects from). 198.18.0.0/15 is
+//! the benchmarking range (RFC 2544): never routed, so nothing here can leave the machine. The
+//! namespace and the pair are removed on drop, also when the test panics.
+
+use std::fmt;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::programs::ssh_client::SshOutcome;
+use crate::programs::sshd::Sshd;
+
+/// How long one client run may take, prompts included.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why namespaces cannot be made here (`ip netns add` was refused): the test says so and skips.
+#[derive(Debug)]
+pub struct NotPermitted(pub String);
+
+impl fmt::Display for NotPermitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`ip netns add` is not permitted here: {}", self.0.trim())
+    }
+}
+
+/// A network namespace joined to the root namespace by a veth pair.
+#[derive(Debug)]
+pub struct Namespace {
+    /// The namespace name, for `ip netns exec` (`otpns-<role>-<pid>`).
+    pub name: String,
+    /// The root side's address: where a server listens for this namespace's clients.
+    pub server_addr: Ipv4Addr,
+    /// The namespace side's address: the source address of its connections.
+    pub client_addr: Ipv4Addr,
+    /// The root side of the veth pair.
+    host_link: String,
+}
+
+impl Namespace {
+    /// Creates `otpns-<role>-<pid>` on subnet `198.18.<subnet>.0/24`. Errs only when `ip netns
+    /// add` is refused for lack of privilege; any other failure is a broken test and panics
+    /// (after which drop removes what was made).
+    pub fn create(role: &str, subnet: u8) -> Result<Namespace, NotPermitted> {
+        let pid = std::process::id();
+        let name = format!("otpns-{role}-{pid}");
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip (iproute2)");
+        if !added.status.success() {
+            let why = String::from_utf8_lossy(&added.stderr).into_owned();
+            // Only a refusal skips; anything else (a name left over, a missing tool) is a
+            // broken test.
+            assert!(
+                why.contains("not permitted") || why.contains("Permission denied"),
+                "ip netns add {name} failed: {why}"
+            );
+            return Err(NotPermitted(why));
+        }
+        let role_letter = role.chars().next().unwrap_or('x');
+        let namespace = Namespace {
+            // Interface names have at most 15 characters: `otpv` + letter + `-` + pid fits.
+            host_link: format!("otpv{role_letter}-{pid}"),
+            name,
+            server_addr: Ipv4Addr::new(198, 18, subnet, 1),
+            client_addr: Ipv4Addr::new(198, 18, subnet, 2),
+        };
+        let host = namespace.host_link.as_str();
+        let server = format!("{}/24", namespace.server_addr);
+        let client = format!("{}/24", namespace.client_addr);
+        ip(&[
+            "link",
+            "add",
+            host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &namespace.name,
+        ]);
+        ip(&["addr", "add", &server, "dev", host]);
+        ip(&["link", "set", host, "up"]);
+        namespace.ip_inside(&["addr", "add", &client, "dev", "eth0"]);
+        namespace.ip_inside(&["link", "set", "eth0", "up"]);
+        namespace.ip_inside(&["link", "set", "lo", "up"]);
+        Ok(namespace)
+    }
+
+    /// `cmd` run inside this namespace (`ip netns exec NAME cmd`).
+    pub fn command(&self, cmd: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, cmd]);
+        command
+    }
+
+    fn ip_inside(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it the root end; the
+        // explicit delete covers a pair whose peer never reached the namespace.
+        for args in [
+            vec!["netns", "del", self.name.as_str()],
+            vec!["link", "del", self.host_link.as_str()],
+        ] {
+            let _ = Command::new("ip")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs `ip args`, panicking with its message when it fails.
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The real `ssh` client run inside a namespace (`ip netns exec NAME ssh ...`), logging in over
+/// keyboard-interactive to `sshd` at `addr:port`. Prompts go through the same askpass helper as
+/// [`crate::programs::ssh_client::SshClient`], which cannot take a command prefix.
+pub fn ssh_from(
+    namespace: &Namespace,
+    sshd: &Sshd,
+    port: u16,
+    user: &str,
+    command: &str,
+    mut answer: impl FnMut(&str) -> String,
+) -> SshOutcome {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = namespace.server_addr;
+    // The host key line names 127.0.0.1 and the loopback port; this client connects elsewhere.
+    let loopback_line = sshd.known_hosts_line();
+    let (_, key) = loopback_line.split_once(' ').expect("HOST KEY");
+    let known_hosts = dir.path().join("known_hosts");
+    fs::write(&known_hosts, format!("[{server}]:{port} {key}\n")).expect("write known_hosts");
+    let mut ssh = namespace.command("ssh");
+    ssh.arg("-F")
+        .arg("/dev/null")
+        .arg("-p")
+        .arg(port.to_string());
+    for option in [
+        "BatchMode=no".to_string(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "GlobalKnownHostsFile=/dev/null".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "UpdateHostKeys=no".into(),
+        "ConnectTimeout=10".into(),
+        "NumberOfPasswordPrompts=1".into(),
+        "IdentityAgent=none".into(),
+        "PreferredAuthentications=keyboard-interactive".into(),
+        "PubkeyAuthentication=no".into(),
+    ] {
+        ssh.arg("-o").arg(option);
+    }
+    ssh.arg(format!("{user}@{server}")).arg(command);
+
+    let talk = dir.path().join("talk");
+    fs::create_dir(&talk).expect("mkdir the askpass directory");
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    ssh.env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", dir.path())
+        .env("SSH_ASKPASS", askpass())
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("OTP_ASKPASS_DIR", &talk)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(fs::File::create(&stderr_path).expect("stderr file"));
+    let mut child = KillOnDrop(ssh.spawn().expect("run ip netns exec ssh"));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut prompts = Vec::new();
+    let status = loop {
+        let n = prompts.len() + 1;
+        if let Ok(prompt) = fs::read_to_string(talk.join(format!("prompt.{n}"))) {
+            let partial = talk.join(format!("answer.{n}.partial"));
+            fs::write(&partial, answer(&prompt)).expect("write the answer");
+            fs::rename(&partial, talk.join(format!("answer.{n}"))).expect("publish the answer");
+            prompts.push(prompt);
+            continue;
+        }
+        if let Some(status) = child.0.try_wait().expect("wait for the client") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ssh client did not finish; prompts so far: {prompts:?}; stderr: {}",
+            fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    SshOutcome {
+        exit_code: status.code(),
+        stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
+        prompts,
+    }
+}
+
+/// The askpass helper script the ssh tests use.
+fn askpass() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/askpass")
+}
+
+/// Kills a client left running when a test fails half-way (e.g. an assertion in `answer`).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
