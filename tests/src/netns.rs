@@ -10,15 +10,10 @@
 use std::fmt;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use crate::programs::ssh_client::SshOutcome;
 use crate::programs::sshd::Sshd;
-
-/// How long one client run may take, prompts included.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why namespaces cannot be made here (`ip netns add` was refused): the test says so and skips.
 #[derive(Debug)]
@@ -146,7 +141,7 @@ pub fn ssh_from(
     port: u16,
     user: &str,
     command: &str,
-    mut answer: impl FnMut(&str) -> String,
+    answer: impl FnMut(&str) -> String,
 ) -> SshOutcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = namespace.server_addr;
@@ -176,62 +171,5 @@ pub fn ssh_from(
     }
     ssh.arg(format!("{user}@{server}")).arg(command);
 
-    let talk = dir.path().join("talk");
-    fs::create_dir(&talk).expect("mkdir the askpass directory");
-    let stdout_path = dir.path().join("stdout");
-    let stderr_path = dir.path().join("stderr");
-    ssh.env_clear()
-        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("HOME", dir.path())
-        .env("SSH_ASKPASS", askpass())
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("OTP_ASKPASS_DIR", &talk)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
-        .stderr(fs::File::create(&stderr_path).expect("stderr file"));
-    let mut child = KillOnDrop(ssh.spawn().expect("run ip netns exec ssh"));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let mut prompts = Vec::new();
-    let status = loop {
-        let n = prompts.len() + 1;
-        if let Ok(prompt) = fs::read_to_string(talk.join(format!("prompt.{n}"))) {
-            let partial = talk.join(format!("answer.{n}.partial"));
-            fs::write(&partial, answer(&prompt)).expect("write the answer");
-            fs::rename(&partial, talk.join(format!("answer.{n}"))).expect("publish the answer");
-            prompts.push(prompt);
-            continue;
-        }
-        if let Some(status) = child.0.try_wait().expect("wait for the client") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ssh client did not finish; prompts so far: {prompts:?}; stderr: {}",
-            fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    SshOutcome {
-        exit_code: status.code(),
-        stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
-        prompts,
-    }
-}
-
-/// The askpass helper script the ssh tests use.
-fn askpass() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/askpass")
-}
-
-/// Kills a client left running when a test fails half-way (e.g. an assertion in `answer`).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    crate::programs::ssh_client::drive(ssh, dir.path(), &dir.path().join("talk"), answer)
 }

@@ -190,54 +190,63 @@ impl SshClient {
         }
     }
 
-    fn drive(&self, mut command: Command, mut answer: impl FnMut(&str) -> String) -> SshOutcome {
+    fn drive(&self, command: Command, answer: impl FnMut(&str) -> String) -> SshOutcome {
         let run = self.runs.get() + 1;
         self.runs.set(run);
         let talk = self.dir.path().join(format!("run{run}"));
-        fs::create_dir_all(&talk).expect("mkdir the askpass directory");
-        let stdout_path = talk.join("stdout");
-        let stderr_path = talk.join("stderr");
-        command
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("HOME", self.dir.path())
-            .env("SSH_ASKPASS", askpass())
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("OTP_ASKPASS_DIR", &talk)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).expect("stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("stderr file"));
-        let mut child = KillOnDrop(command.spawn().expect("run the OpenSSH client"));
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let mut prompts = Vec::new();
-        let status = loop {
-            let prompt_file = talk.join(format!("prompt.{}", prompts.len() + 1));
-            if let Ok(prompt) = fs::read_to_string(&prompt_file) {
-                let reply = answer(&prompt);
-                let n = prompts.len() + 1;
-                let answer_file = talk.join(format!("answer.{n}"));
-                let partial = talk.join(format!("answer.{n}.partial"));
-                fs::write(&partial, reply).expect("write the answer");
-                fs::rename(&partial, &answer_file).expect("publish the answer");
-                prompts.push(prompt);
-                continue;
-            }
-            if let Some(status) = child.0.try_wait().expect("wait for the client") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the ssh client did not finish; prompts so far: {prompts:?}; stderr: {}",
-                fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        SshOutcome {
-            exit_code: status.code(),
-            stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
-            stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
-            prompts,
+        drive(command, self.dir.path(), &talk, answer)
+    }
+}
+
+/// Runs an OpenSSH client `command` (ssh, sftp, or either behind `ip netns exec`) with `home`
+/// as its HOME, answering each prompt it shows through the askpass helper with `answer`; the
+/// prompts, answers and output go to `talk`.
+pub fn drive(
+    mut command: Command,
+    home: &Path,
+    talk: &Path,
+    mut answer: impl FnMut(&str) -> String,
+) -> SshOutcome {
+    fs::create_dir_all(talk).expect("mkdir the askpass directory");
+    let stdout_path = talk.join("stdout");
+    let stderr_path = talk.join("stderr");
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", home)
+        .env("SSH_ASKPASS", askpass())
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("OTP_ASKPASS_DIR", talk)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(fs::File::create(&stderr_path).expect("stderr file"));
+    let mut child = KillOnDrop(command.spawn().expect("run the OpenSSH client"));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut prompts = Vec::new();
+    let status = loop {
+        let n = prompts.len() + 1;
+        if let Ok(prompt) = fs::read_to_string(talk.join(format!("prompt.{n}"))) {
+            let partial = talk.join(format!("answer.{n}.partial"));
+            fs::write(&partial, answer(&prompt)).expect("write the answer");
+            fs::rename(&partial, talk.join(format!("answer.{n}"))).expect("publish the answer");
+            prompts.push(prompt);
+            continue;
         }
+        if let Some(status) = child.0.try_wait().expect("wait for the client") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ssh client did not finish; prompts so far: {prompts:?}; stderr: {}",
+            fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    SshOutcome {
+        exit_code: status.code(),
+        stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
+        prompts,
     }
 }
 
