@@ -809,10 +809,9 @@ mod tests {
     use common::wire::Request;
 
     use crate::clock::SystemClock;
-    use crate::mail::Mailer;
-    use crate::server_key::ServerKey;
-    use crate::state::{Active, Shared};
-    use crate::test_support::{FakeAccounts, caller};
+
+    use crate::state::Shared;
+    use crate::test_support::caller;
 
     /// otpd requiring a code of everyone, its only mail server on a loopback port where
     /// nothing listens: every code mail fails.
@@ -824,18 +823,10 @@ mod tests {
                     [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
                     security = \"none\"\ntimeout_seconds = 2\n";
         let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let store = Store::open(
-            &dir.path().join("otpd.db"),
-            ServerKey::from_bytes([0x4d; 32]),
-        )
-        .unwrap();
-        let mailer = Mailer::new(&config.mail).unwrap();
-        let shared = Arc::new(Shared::new(
-            Active { config, mailer },
-            store,
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
             Arc::new(SystemClock),
-            Arc::new(FakeAccounts),
-            "test".into(),
         ));
         (dir, shared)
     }
@@ -1026,19 +1017,7 @@ mod tests {
         let config = crate::test_support::config(
             "[protocols]\nenabled = [\"ssh\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"",
         );
-        let store = Store::open(
-            &dir.path().join("otpd.db"),
-            crate::server_key::ServerKey::from_bytes([0x4d; 32]),
-        )
-        .unwrap();
-        let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
-        let shared = Arc::new(Shared::new(
-            Active { config, mailer },
-            store,
-            clock,
-            Arc::new(crate::test_support::FakeAccounts),
-            "test".into(),
-        ));
+        let shared = Arc::new(crate::test_support::shared(dir.path(), config, clock));
         (dir, shared)
     }
 
@@ -1203,15 +1182,10 @@ mod tests {
         let config = config(&format!(
             "[daemon]\ntrusted_callers = [\"www-data\"]\n[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{{user}}@example.com\"\n{extra}"
         ));
-        let store =
-            Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32])).unwrap();
-        let mailer = Mailer::new(&config.mail).unwrap();
-        let shared = Arc::new(Shared::new(
-            Active { config, mailer },
-            store,
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
             Arc::new(SystemClock),
-            Arc::new(FakeAccounts),
-            "test".into(),
         ));
         (dir, shared)
     }

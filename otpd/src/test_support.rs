@@ -17,6 +17,28 @@ pub fn config(extra: &str) -> Config {
     Config::parse(&text, Path::new("test.toml")).unwrap()
 }
 
+/// An otpd's shared state for in-process tests: `config` with its mailer, a fresh store in
+/// `dir` keyed with a fixed server key, `clock`, and [`FakeAccounts`] for NSS.
+pub fn shared(
+    dir: &Path,
+    config: Config,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> crate::state::Shared {
+    let store = crate::store::Store::open(
+        &dir.join("otpd.db"),
+        crate::server_key::ServerKey::from_bytes([0x4d; 32]),
+    )
+    .unwrap();
+    let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
+    crate::state::Shared::new(
+        crate::state::Active { config, mailer },
+        store,
+        clock,
+        std::sync::Arc::new(FakeAccounts),
+        "test".into(),
+    )
+}
+
 /// A caller whose primary group has the number of its uid, as `useradd` usually makes it.
 pub fn caller(uid: u32) -> Caller {
     Caller { uid, gid: uid }

@@ -165,25 +165,15 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
-    use crate::mail::Mailer;
-    use crate::server_key::ServerKey;
-    use crate::state::{Active, Shared};
-    use crate::store::{AuditFilter, Store};
-    use crate::test_support::{FakeAccounts, caller, config};
+
+    use crate::state::Shared;
+    use crate::store::AuditFilter;
+    use crate::test_support::{caller, config};
 
     fn daemon() -> (tempfile::TempDir, Shared) {
         let dir = tempfile::tempdir().unwrap();
         let config = config("[daemon]\nadmin_group = \"otpadmin\"");
-        let store =
-            Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32])).unwrap();
-        let mailer = Mailer::new(&config.mail).unwrap();
-        let shared = Shared::new(
-            Active { config, mailer },
-            store,
-            Arc::new(SystemClock),
-            Arc::new(FakeAccounts),
-            "test".into(),
-        );
+        let shared = crate::test_support::shared(dir.path(), config, Arc::new(SystemClock));
         (dir, shared)
     }
 

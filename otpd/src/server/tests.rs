@@ -20,11 +20,7 @@ use tokio::sync::oneshot;
 use super::serve_with;
 use crate::caller::Caller;
 use crate::clock::SystemClock;
-use crate::mail::Mailer;
-use crate::server_key::ServerKey;
-use crate::state::{Active, Shared};
-use crate::store::Store;
-use crate::test_support::{FakeAccounts, config};
+use crate::test_support::config;
 
 /// A server running on the test's runtime until dropped.
 struct Server {
@@ -40,18 +36,10 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("otpd.sock");
         let config = config(&format!("[daemon]\n{daemon}"));
-        let store = Store::open(
-            &dir.path().join("otpd.db"),
-            ServerKey::from_bytes([0x4d; 32]),
-        )
-        .unwrap();
-        let mailer = Mailer::new(&config.mail).unwrap();
-        let shared = Arc::new(Shared::new(
-            Active { config, mailer },
-            store,
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
             Arc::new(SystemClock),
-            Arc::new(FakeAccounts),
-            "test".into(),
         ));
         let listener = UnixListener::bind(&socket).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
