@@ -177,8 +177,8 @@ impl Mailer {
             }
             MailTransport::Smtp => {
                 let hello = hello::fully_qualified_name();
-                if hello.is_none() {
-                    tracing::warn!("{}", hello::NOT_QUALIFIED);
+                for warning in hello::warnings(config, hello.as_deref()) {
+                    tracing::warn!("{warning}");
                 }
                 let servers = config
                     .servers
