@@ -849,6 +849,15 @@ mod tests {
         ))
     }
 
+    /// A Begin for `login` as sshd (root) sends it, with no SSH keys.
+    async fn begin_as_root(shared: &Arc<Shared>, login: LoginContext) -> Response {
+        let request = Request::Begin {
+            login,
+            ssh_keys: Vec::new(),
+        };
+        handle(shared, caller(0), request).await
+    }
+
     #[tokio::test]
     async fn when_the_mail_fails_a_user_with_recovery_codes_is_prompted_for_one_and_it_logs_in() {
         let (_dir, shared) = relay_down();
@@ -856,15 +865,7 @@ mod tests {
             .store()
             .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
             .unwrap();
-        let begun = handle(
-            &shared,
-            caller(0),
-            Request::Begin {
-                login: alice(),
-                ssh_keys: Vec::new(),
-            },
-        )
-        .await;
+        let begun = begin_as_root(&shared, alice()).await;
         let Response::Prompt { challenge, prompt } = begun else {
             panic!("not a prompt: {begun:?}");
         };
@@ -907,15 +908,7 @@ mod tests {
             protocol: Some("ftp".into()),
             ..alice()
         };
-        let begun = handle(
-            &shared,
-            caller(0),
-            Request::Begin {
-                login: ftp,
-                ssh_keys: Vec::new(),
-            },
-        )
-        .await;
+        let begun = begin_as_root(&shared, ftp).await;
         assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
         assert_eq!(audited(&shared, "recovery_offered"), 0);
     }
@@ -923,15 +916,7 @@ mod tests {
     #[tokio::test]
     async fn when_the_mail_fails_a_user_without_recovery_codes_gets_unavailable() {
         let (_dir, shared) = relay_down();
-        let begun = handle(
-            &shared,
-            caller(0),
-            Request::Begin {
-                login: alice(),
-                ssh_keys: Vec::new(),
-            },
-        )
-        .await;
+        let begun = begin_as_root(&shared, alice()).await;
         assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
         assert_eq!(audited(&shared, "recovery_offered"), 0);
     }
@@ -943,16 +928,7 @@ mod tests {
             .store()
             .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
             .unwrap();
-        let Response::Prompt { challenge, .. } = handle(
-            &shared,
-            caller(0),
-            Request::Begin {
-                login: alice(),
-                ssh_keys: Vec::new(),
-            },
-        )
-        .await
-        else {
+        let Response::Prompt { challenge, .. } = begin_as_root(&shared, alice()).await else {
             panic!("no prompt");
         };
         let wrong = handle(

@@ -264,18 +264,25 @@ mod tests {
         assert_eq!(events(&shared, "breakglass_revoked"), 1);
     }
 
+    /// Root's grant that ran out a minute before `now`.
+    fn expired_root_grant(now: i64) -> BreakGlass {
+        BreakGlass {
+            user: "root".into(),
+            cidr: None,
+            granted_by: 0,
+            granted_at: now - 120,
+            expires_at: now - 60,
+        }
+    }
+
     #[test]
     fn revoking_an_expired_grant_logs_its_expiry_once_and_says_it_had_expired() {
         let (_dir, shared) = daemon();
         let ctx = Ctx::new(&shared, caller(0));
-        let expired = BreakGlass {
-            user: "root".into(),
-            cidr: None,
-            granted_by: 0,
-            granted_at: ctx.now - 120,
-            expires_at: ctx.now - 60,
-        };
-        shared.store().grant_breakglass(&expired).unwrap();
+        shared
+            .store()
+            .grant_breakglass(&expired_root_grant(ctx.now))
+            .unwrap();
         let answer = revoke(&ctx, "root");
         assert!(
             matches!(&answer, AdminResponse::Refused { reason: RefuseReason::NotFound, message } if message.contains("already expired")),
@@ -291,14 +298,10 @@ mod tests {
     fn a_new_grant_replacing_an_expired_one_logs_the_old_ones_expiry_first() {
         let (_dir, shared) = daemon();
         let ctx = Ctx::new(&shared, caller(0));
-        let expired = BreakGlass {
-            user: "root".into(),
-            cidr: None,
-            granted_by: 0,
-            granted_at: ctx.now - 120,
-            expires_at: ctx.now - 60,
-        };
-        shared.store().grant_breakglass(&expired).unwrap();
+        shared
+            .store()
+            .grant_breakglass(&expired_root_grant(ctx.now))
+            .unwrap();
         assert!(matches!(
             grant(&ctx, "root", 5, None),
             AdminResponse::Done { .. }
