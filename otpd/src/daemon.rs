@@ -107,6 +107,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
 
     let purger = tokio::spawn(purge_periodically(Arc::clone(&shared)));
     let audit_writer = tokio::spawn(flush_audit_periodically(Arc::clone(&shared)));
+    let deliverer = tokio::spawn(crate::notices::deliver_forever(Arc::clone(&shared)));
     let reloader = {
         let shared = Arc::clone(&shared);
         let path = config_path.clone();
@@ -128,6 +129,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     reloader.abort();
     purger.abort();
     audit_writer.abort();
+    deliverer.abort();
     if let Err(e) = crate::audit::settle(&shared, true) {
         tracing::error!(
             "cannot write the last audit rows: {}",

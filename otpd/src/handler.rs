@@ -4,7 +4,6 @@
 //! store lock, so a slow mail server never holds up other logins.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::config::Settings;
 use common::secret::SecretString;
@@ -16,11 +15,12 @@ use common::wire::{
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
-use crate::mail::message::RecoveryNotice;
 use crate::mail::{CodeMail, Values};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{IssueOutcome, IssueRequest, Limits, Store, StoreError, VerifyOutcome};
+use crate::store::{
+    IssueOutcome, IssueRequest, Limits, NoticeTo, Store, StoreError, VerifyOutcome,
+};
 
 /// The longest answer otpd compares; longer ones are wrong without a lookup.
 pub const MAX_ANSWER_LEN: usize = 64;
@@ -56,10 +56,10 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             code,
         } => {
             let (asker, login) = Asker::of(shared, caller, login);
-            let mut used = None;
-            let response = guarded(|| answer(shared, asker, &login, &challenge, &code, &mut used));
-            if let Some((to, left)) = used {
-                mail_recovery_notice(shared, login, to, left);
+            let response = guarded(|| answer(shared, asker, &login, &challenge, &code));
+            if matches!(response, Response::SuccessWithNotice { .. }) {
+                // A recovery code was used: its notice is queued; wake the deliverer.
+                shared.notices_queued.notify_one();
             }
             response
         }
@@ -486,15 +486,14 @@ fn verify_appended(
     )
 }
 
-/// Checks an interactive answer to `challenge`. When a recovery code answered it, `used` gets
-/// the user's address and the number of codes left, for the notice mail.
+/// Checks an interactive answer to `challenge`. A recovery code that answers it queues the
+/// notice mail to the user's address in the same transaction (see [`crate::notices`]).
 fn answer(
     shared: &Shared,
     asker: Asker,
     login: &LoginContext,
     challenge: &str,
     code: &SecretString,
-    used: &mut Option<(common::config::EmailAddress, u32)>,
 ) -> Response {
     for_needed_code(
         shared,
@@ -510,90 +509,14 @@ fn answer(
                 &bounded(code),
                 &limits_of(&needed.settings),
                 now,
+                &NoticeTo {
+                    address: needed.address.as_str(),
+                    service: &login.service,
+                },
             );
-            if let Ok(VerifyOutcome::RecoveryUsed { left }) = outcome {
-                *used = Some((needed.address.clone(), left));
-            }
             verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
-}
-
-/// Mails the user that one of their recovery codes was used, in the background: the login does
-/// not wait for it. Recovery codes are used when the relay is down, so a failed notice is tried
-/// again, with growing pauses ([`NOTICE_RETRY`]), until mail works again or a day has passed; it
-/// lives in otpd's memory, so a restart meanwhile drops it (logged each time it fails).
-fn mail_recovery_notice(
-    shared: &Arc<Shared>,
-    login: LoginContext,
-    to: common::config::EmailAddress,
-    left: u32,
-) {
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let user = escape_for_log(&login.user);
-        let sent = retry_until_sent(NOTICE_RETRY, || {
-            let (shared, login, to) = (Arc::clone(&shared), login.clone(), to.clone());
-            let user = user.clone();
-            async move {
-                let active = shared.active();
-                let notice = RecoveryNotice {
-                    to: &to,
-                    user: &login.user,
-                    service: &login.service,
-                    rhost: login.rhost.as_deref(),
-                    left,
-                };
-                active
-                    .mailer
-                    .send_recovery_notice(&notice)
-                    .await
-                    .map(|_| ())
-                    .map_err(|failure| {
-                        tracing::warn!(
-                            "cannot mail {user} the notice of a used recovery code (tried again later): {}",
-                            escape_for_log(&failure.to_string())
-                        );
-                    })
-            }
-        })
-        .await;
-        if !sent {
-            tracing::warn!("gave up mailing {user} the notice of a used recovery code after a day");
-        }
-    });
-}
-
-/// The pauses between tries of a recovery-use notice: the first, the longest, and how long to
-/// keep trying in all.
-const NOTICE_RETRY: (Duration, Duration, Duration) = (
-    Duration::from_secs(60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(24 * 3600),
-);
-
-/// Calls `send` until it succeeds, pausing `first` and doubling up to `longest` between tries,
-/// for at most `total`; true when it was sent.
-async fn retry_until_sent<F, Fut>(
-    (first, longest, total): (Duration, Duration, Duration),
-    mut send: F,
-) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), ()>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut pause = first;
-    loop {
-        if send().await.is_ok() {
-            return true;
-        }
-        if started.elapsed() + pause > total {
-            return false;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(longest);
-    }
 }
 
 /// The audit subject of a login whose code is issued, mailed or checked.
@@ -1113,25 +1036,6 @@ mod tests {
         assert!(check_fields(&login).is_ok());
         login.rhost = Some("h".repeat(MAX_FIELD_LEN + 1));
         assert!(check_fields(&login).is_err());
-    }
-
-    /// Recovery codes are used while mail is down: the notice waits for mail to work again.
-    #[tokio::test(start_paused = true)]
-    async fn a_recovery_notice_is_tried_again_until_mail_works_and_given_up_after_its_total() {
-        let tries = std::sync::atomic::AtomicU32::new(0);
-        let started = tokio::time::Instant::now();
-        let sent = retry_until_sent(NOTICE_RETRY, || {
-            let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move { if n < 4 { Err(()) } else { Ok(()) } }
-        })
-        .await;
-        assert!(sent);
-        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 5);
-        // Pauses of 1, 2, 4 and 8 minutes before the fifth try.
-        assert_eq!(started.elapsed(), Duration::from_secs(15 * 60));
-        let never = retry_until_sent(NOTICE_RETRY, || async { Err(()) }).await;
-        assert!(!never);
-        assert!(started.elapsed() <= Duration::from_secs(15 * 60 + 24 * 3600));
     }
 
     // --- exemptions and trusted networks (issue #16), through `handle` in-process ---

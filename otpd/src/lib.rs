@@ -19,6 +19,7 @@ pub mod handler;
 pub mod in_flight;
 pub mod logging;
 pub mod mail;
+pub mod notices;
 pub mod os_random;
 pub mod peer_lines;
 pub mod policy;

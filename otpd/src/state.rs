@@ -35,6 +35,8 @@ pub struct Shared {
     pub started_at: i64,
     /// When the config in force was loaded (unix seconds), for `otpctl status`.
     config_loaded_at: AtomicI64,
+    /// Wakes the notice deliverer ([`crate::notices`]) when a notice was queued.
+    pub notices_queued: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -55,6 +57,7 @@ impl Shared {
             hostname,
             started_at: now,
             config_loaded_at: AtomicI64::new(now),
+            notices_queued: tokio::sync::Notify::new(),
         }
     }
 

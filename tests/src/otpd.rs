@@ -229,6 +229,11 @@ impl Otpd {
         panic!("otpd did not log a reload; log:\n{}", self.log());
     }
 
+    /// Replaces the config file without telling otpd: the text applies at the next start.
+    pub fn write_config(&self, text: &str) {
+        fs::write(&self.config_path, text).expect("write config");
+    }
+
     /// The config file's current text.
     pub fn config_text(&self) -> String {
         fs::read_to_string(&self.config_path).expect("read config")

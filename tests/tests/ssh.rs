@@ -891,6 +891,44 @@ fn with_the_mail_relay_down_a_recovery_code_logs_in_once_over_keyboard_interacti
 }
 
 #[test]
+fn the_notice_of_a_recovery_code_used_while_mail_was_down_is_mailed_after_a_restart() {
+    let mut lab = lab(PASSWORD_THEN_CODE);
+    let codes = recovery_codes(&lab, &lab.user.name);
+    let live_config = lab.otpd.config_text();
+    kill_the_mail_relay(&lab);
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        password_then(&lab.user.password, &codes[0]),
+    );
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    // The first try fails in the background, after the login.
+    let failed = format!("cannot mail {} the notice", lab.user.name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !lab.otpd.log().contains(&failed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(lab.otpd.log().contains(&failed), "{}", lab.otpd.log());
+
+    // otpd restarts with the relay back: the queued notice is mailed, once.
+    lab.base.otpd.stop();
+    lab.base.otpd.write_config(&live_config);
+    lab.base.otpd.restart();
+    let mails = lab.smtp.wait_for(1, e2e_tests::smtp::MAIL_WAIT);
+    assert_eq!(mails.len(), 1, "{}", lab.otpd.log());
+    assert_eq!(mails[0].rcpt_tos, vec![lab.user.email()]);
+    assert!(
+        mails[0].text.contains("9 recovery codes are left"),
+        "{}",
+        mails[0].text
+    );
+    assert!(
+        !mails[0].text.contains(&codes[0]),
+        "the notice holds no code"
+    );
+    assert_eq!(lab.settled_mail_count(), 1);
+}
+
+#[test]
 fn with_the_mail_relay_down_a_user_without_recovery_codes_is_refused_without_a_code_prompt() {
     let lab = lab(PASSWORD_THEN_CODE);
     kill_the_mail_relay(&lab);

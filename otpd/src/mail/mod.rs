@@ -34,7 +34,7 @@ fn unbuilt(error: message::MessageError) -> MailFailure {
 }
 
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,7 @@ use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, Store, StoreError, lockouts, sends};
+use super::{Limits, NoticeTo, Store, StoreError, lockouts, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
@@ -213,14 +213,15 @@ impl Store {
         now: i64,
     ) -> Result<VerifyOutcome, StoreError> {
         let login = (challenge, user, protocol, rhost);
-        self.verify_with(login, code, limits, now, Recovery::Refused)
+        self.verify_with(login, code, limits, now, None)
     }
 
     /// [`Store::verify`] for an answer at a login prompt: when the answer is not the mailed
     /// code, one of the user's unused recovery codes also answers the challenge
     /// ([`VerifyOutcome::RecoveryUsed`]), and a challenge whose mail failed answers only to
     /// one. A wrong recovery code is a wrong code: it uses up an attempt and counts toward the
-    /// lockouts.
+    /// lockouts. A used recovery code queues, in the same transaction, the notice that tells
+    /// the user of it at `notice` (see `notices`).
     #[allow(clippy::too_many_arguments)] // The same login facts as `verify`.
     pub fn verify_answer(
         &mut self,
@@ -231,25 +232,34 @@ impl Store {
         code: &SecretString,
         limits: &Limits,
         now: i64,
+        notice: &NoticeTo<'_>,
     ) -> Result<VerifyOutcome, StoreError> {
         let login = (challenge, user, protocol, rhost);
-        self.verify_with(login, code, limits, now, Recovery::Accepted)
+        self.verify_with(login, code, limits, now, Some(notice))
     }
 
-    /// One verify transaction; `login` is (challenge, user, protocol, rhost).
+    /// One verify transaction; `login` is (challenge, user, protocol, rhost). Recovery codes
+    /// answer only when there is somewhere to `notice` the user of their use.
     fn verify_with(
         &mut self,
         (challenge, user, protocol, rhost): (&str, &str, &str, Option<&str>),
         code: &SecretString,
         limits: &Limits,
         now: i64,
-        recovery: Recovery,
+        notice: Option<&NoticeTo<'_>>,
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
+        let recovery = match notice {
+            Some(_) => Recovery::Accepted,
+            None => Recovery::Refused,
+        };
         let tx = Self::immediate(&mut self.conn)?;
         let outcome = verify_in(
             &tx, &self.key, challenge, user, protocol, rhost, code, limits, now, recovery,
         )?;
+        if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (outcome, notice) {
+            super::notices::queue_recovery_used_in(&tx, to, (user, rhost), left, now)?;
+        }
         tx.commit()?;
         Ok(outcome)
     }

@@ -8,7 +8,7 @@
 //!
 //! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
-//! `users`, `audit_rows` and `purge`.
+//! `notices` (mails owed to users), `users`, `audit_rows` and `purge`.
 
 mod admin;
 mod audit_rate;
@@ -17,6 +17,7 @@ mod breakglass;
 mod codes;
 mod limits;
 mod lockouts;
+mod notices;
 mod purge;
 mod recovery;
 pub mod schema;
@@ -46,6 +47,7 @@ pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
+pub use notices::{NoticeTo, QueuedNotice};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use users::UserRecord;

@@ -190,7 +190,7 @@ fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{IssueOutcome, Limits, VerifyOutcome};
+    use super::super::{IssueOutcome, Limits, NoticeTo, VerifyOutcome};
     use super::*;
 
     fn relaxed() -> Limits {
@@ -224,6 +224,10 @@ mod tests {
                 &SecretString::new(typed.into()),
                 limits,
                 now,
+                &NoticeTo {
+                    address: "alice@example.test",
+                    service: "sshd",
+                },
             )
             .unwrap()
     }
@@ -274,6 +278,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_used_recovery_code_queues_its_notice_and_a_wrong_answer_queues_none() {
+        let (_dir, mut store) = open_store();
+        let limits = relaxed();
+        let codes = new_set(&mut store);
+        let challenge = challenge_of(&issued(&mut store, &limits, T0));
+        answer(&mut store, &challenge, "WRONG-WRONG", &limits, T0 + 1);
+        assert_eq!(store.queued_notices().unwrap(), 0);
+        answer(&mut store, &challenge, &codes[0], &limits, T0 + 2);
+        let queued = store.due_notices(T0 + 2, i64::MIN, 10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].user.as_str(), queued[0].address.as_str()),
+            ("alice", "alice@example.test")
+        );
+        assert_eq!((queued[0].recovery_left, queued[0].created_at), (9, T0 + 2));
     }
 
     #[test]

@@ -170,8 +170,30 @@ CREATE TABLE breakglass (
 ) WITHOUT ROWID;
 ";
 
+/// Version 6 (issue #16): mails owed to users, kept until a server accepts them.
+///
+/// A notice (today: one of the user's recovery codes was used) is queued in the same
+/// transaction as the event it tells of, and deleted once a server accepted it, so a mail
+/// outage or a restart delays it and never drops it. `next_try_at` is when the deliverer tries
+/// it next and `tries` counts its failed tries; `kind` names what it tells of.
+const V6_NOTICES: &str = "
+CREATE TABLE notices (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('recovery_used')),
+    user          TEXT NOT NULL,
+    address       TEXT NOT NULL,
+    service       TEXT NOT NULL,
+    rhost         TEXT,
+    recovery_left INTEGER NOT NULL CHECK (recovery_left >= 0),
+    created_at    INTEGER NOT NULL,
+    next_try_at   INTEGER NOT NULL,
+    tries         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notices_due ON notices (next_try_at);
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS, V6_NOTICES];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -220,7 +242,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 5);
+        assert_eq!(CURRENT_VERSION, 6);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 
@@ -280,6 +302,7 @@ mod tests {
                 "audit_by_time",
                 "codes_by_expiry",
                 "codes_live_by_user",
+                "notices_due",
                 "reuse_grants_by_expiry",
                 "sends_by_user"
             ]
