@@ -1,9 +1,11 @@
 //! The checks on root's effective sshd settings, which differ from everyone else's in one way
-//! that bites: sshd refuses keyboard-interactive to root unless `PermitRootLogin yes`, even
-//! after PAM said yes (it logs `Internal error: PAM auth succeeded when it should have
-//! failed`). Debian's default is `prohibit-password`, so a setup that makes everyone answer
-//! keyboard-interactive locks root out, and the usual cure (a `Match User root` block) can as
-//! easily let root in with its key alone.
+//! that bites: sshd refuses keyboard-interactive to root unless `PermitRootLogin yes`. It hands
+//! PAM a bogus answer in place of each one root types, so root's right code is refused, and
+//! when PAM says yes all the same (a stack that needs no code from root) it logs `Internal
+//! error: PAM auth succeeded when it should have failed`. Debian's default is
+//! `prohibit-password`, so a setup that makes everyone answer keyboard-interactive locks root
+//! out, and the usual cure (a `Match User root` block) can as easily let root in with its key
+//! alone.
 
 use super::super::Finding;
 use super::settings::{RootLogin, Settings, has_keyboard_interactive};
@@ -42,7 +44,7 @@ pub fn judge(root: &Settings, user: &Settings) -> Vec<Finding> {
         return vec![Finding::problem(
             "sshd",
             format!(
-                "root cannot log in over ssh: AuthenticationMethods {methods} makes root answer keyboard-interactive, which sshd refuses to root while PermitRootLogin is {value} (the login ends with `Connection closed`, sshd logs `Internal error: PAM auth succeeded when it should have failed`)"
+                "root cannot log in over ssh: AuthenticationMethods {methods} makes root answer keyboard-interactive, which sshd refuses to root while PermitRootLogin is {value}: it hands PAM a bogus answer in place of root's, so root's right code counts as a wrong one (and a stack that needs no code from root ends with `Internal error: PAM auth succeeded when it should have failed`)"
             ),
             format!(
                 "end /etc/ssh/sshd_config.d/otp-email.conf with the block of the shipped drop-in, {ROOT_MATCH_BLOCK}: root then needs its key and the code, and a password alone never logs root in"
