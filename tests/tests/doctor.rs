@@ -158,3 +158,87 @@ fn a_root_block_with_the_key_alone_is_a_warning_for_everyone_giving_the_code() {
         "{f:#?}"
     );
 }
+
+/// common-auth as `pam-auth-update --enable otp-email` leaves it on Debian, with the profile
+/// shipped in packaging/pam-configs/otp-email.
+fn common_auth_with_the_profile() -> String {
+    let profile = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/pam-configs/otp-email"),
+    )
+    .unwrap();
+    let line = profile
+        .lines()
+        .find(|l| l.contains("pam_otp_email.so"))
+        .expect("the profile's auth line")
+        .trim();
+    format!(
+        "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\tpam_deny.so\nauth\trequired\tpam_permit.so\nauth\t{line}\n"
+    )
+}
+
+/// Debian 12's own /etc/pam.d/vsftpd.
+const DEBIAN_VSFTPD: &str = "# Standard behaviour for ftpd(8).\n\
+auth\trequired\tpam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n\
+\n\
+# Note: vsftpd handles anonymous logins on its own. Do not enable pam_ftp.so.\n\
+\n\
+# Standard pam includes\n\
+@include common-account\n\
+@include common-session\n\
+@include common-auth\n\
+auth\trequired\tpam_shells.so\n";
+
+/// The pam findings of doctor over a pam.d holding the profile's common-auth and `services`.
+fn pam_findings(services: &[(&str, &str)]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("common-auth"),
+        common_auth_with_the_profile(),
+    )
+    .unwrap();
+    for (name, text) in services {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    findings("pam", &["--pam-dir", dir.path().to_str().unwrap()])
+}
+
+#[test]
+fn debians_vsftpd_through_common_auth_with_the_profile_is_a_problem() {
+    let f = pam_findings(&[("vsftpd", DEBIAN_VSFTPD)]);
+    let problems = at_level(&f, "problem");
+    assert_eq!(problems.len(), 1, "{f:#?}");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("vsftpd speaks ftp"),
+        "{f:#?}"
+    );
+    assert!(
+        problems[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("pam_otp_email.so split"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn the_shipped_single_secret_stacks_are_accepted_next_to_the_profile() {
+    let read = |name: &str| fs::read_to_string(example(&format!("pam.d/{name}"))).unwrap();
+    let (vsftpd, nginx, apache2) = (read("vsftpd"), read("nginx"), read("apache2"));
+    let f = pam_findings(&[
+        ("vsftpd", &vsftpd),
+        ("nginx", &nginx),
+        ("apache2", &apache2),
+    ]);
+    assert!(at_level(&f, "problem").is_empty(), "{f:#?}");
+    assert!(at_level(&f, "warning").is_empty(), "{f:#?}");
+    for service in ["vsftpd (ftp", "nginx (http", "apache2 (http"] {
+        assert!(
+            f.iter()
+                .any(|f| f["message"].as_str().unwrap().starts_with(service)),
+            "{service}: {f:#?}"
+        );
+    }
+}
