@@ -61,6 +61,11 @@ struct SshdConfig {
 
 impl SshdConfig {
     fn including(drop_in: &str) -> SshdConfig {
+        SshdConfig::including_with(drop_in, sshd::DEBIAN_ROOT_DEFAULT)
+    }
+
+    /// The drop-in Included, then `main` (global lines of sshd_config).
+    fn including_with(drop_in: &str, main: &str) -> SshdConfig {
         sshd::ensure_privsep_dir();
         let dir = tempfile::tempdir().unwrap();
         let host_key = dir.path().join("host_ed25519");
@@ -72,7 +77,7 @@ impl SshdConfig {
                 "Include {}\nHostKey {}\n{}",
                 dir.path().join("otp-email.conf").display(),
                 host_key.display(),
-                sshd::DEBIAN_ROOT_DEFAULT
+                main
             ),
         )
         .unwrap();
@@ -241,4 +246,19 @@ fn the_shipped_single_secret_stacks_are_accepted_next_to_the_profile() {
             "{service}: {f:#?}"
         );
     }
+}
+
+#[test]
+fn the_shipped_root_block_under_a_global_permitrootlogin_no_is_a_warning() {
+    let f = SshdConfig::including_with(&shipped_drop_in(), "PermitRootLogin no\n").doctor();
+    assert!(at_level(&f, "problem").is_empty(), "{f:#?}");
+    let warnings = at_level(&f, "warning");
+    assert_eq!(warnings.len(), 1, "{f:#?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("although sshd_config says PermitRootLogin no"),
+        "{f:#?}"
+    );
 }

@@ -1,5 +1,6 @@
 //! sshd's effective settings, asked of sshd itself (`sshd -T -C ...`) once for an ordinary user
 //! and once for root: `Match` blocks can make the two differ, and root is where they usually do.
+//! Once more without `-C`, for the global settings a Match block may override.
 //! This file only runs the command; what its output means is decided in the files below, over
 //! plain text, so the tests need no sshd.
 
@@ -17,27 +18,32 @@ use settings::Settings;
 const CONNECTION: &str = "host=localhost,addr=127.0.0.1";
 
 /// Runs `command` (through `sh -c`, with `-C user=...,host=localhost,addr=127.0.0.1` appended)
-/// for an ordinary user and for root, and checks what it printed.
+/// for an ordinary user and for root, and without `-C`, and checks what it printed.
 pub fn check(command: &str) -> Vec<Finding> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let user = ordinary_user(&passwd);
-    let everyone = match effective(command, &user) {
-        Ok(settings) => settings,
-        Err(finding) => return vec![finding],
-    };
-    let root = match effective(command, "root") {
+    let asked = effective(command, Some(&user)).and_then(|everyone| {
+        let root = effective(command, Some("root"))?;
+        let global = effective(command, None)?;
+        Ok((everyone, root, global))
+    });
+    let (everyone, root, global) = match asked {
         Ok(settings) => settings,
         Err(finding) => return vec![finding],
     };
     let mut findings = everyone::judge(&everyone);
     findings.extend(root::judge(&root, &everyone));
+    findings.extend(root::overrides(&root, &global));
     findings
 }
 
-/// The settings sshd applies to `user`'s connection from [`CONNECTION`], or the finding that
-/// says why there are none.
-fn effective(command: &str, user: &str) -> Result<Settings, Finding> {
-    let full = format!("{command} -C user={user},{CONNECTION}");
+/// The settings sshd applies to `user`'s connection from [`CONNECTION`] (the global settings
+/// when `None`), or the finding that says why there are none.
+fn effective(command: &str, user: Option<&str>) -> Result<Settings, Finding> {
+    let full = match user {
+        Some(user) => format!("{command} -C user={user},{CONNECTION}"),
+        None => command.to_string(),
+    };
     let output = Command::new("/bin/sh")
         .arg("-c")
         .arg(&full)
@@ -55,8 +61,18 @@ fn effective(command: &str, user: &str) -> Result<Settings, Finding> {
             format!("`{command}`: not found; sshd is not installed, skipped the sshd checks"),
         ));
     }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Missing privilege separation directory") {
+        // Debian's ssh service creates /run/sshd when it starts: sshd does not run here.
+        return Err(Finding::skipped(
+            "sshd",
+            format!(
+                "`{full}`: {}; sshd is not running, skipped the sshd checks",
+                stderr.trim()
+            ),
+        ));
+    }
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(Finding::problem(
             "sshd",
             format!("`{full}` failed ({}): {}", output.status, stderr.trim()),
@@ -120,6 +136,12 @@ mod tests {
         assert_eq!(
             levels(&check("echo bad config >&2; exit 255; :")),
             [Level::Problem]
+        );
+        assert_eq!(
+            levels(&check(
+                "echo 'Missing privilege separation directory: /run/sshd' >&2; exit 255; :"
+            )),
+            [Level::Skipped]
         );
     }
 

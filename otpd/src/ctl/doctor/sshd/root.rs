@@ -70,6 +70,23 @@ pub fn judge(root: &Settings, user: &Settings) -> Vec<Finding> {
     )]
 }
 
+/// A warning when a Match block lets root in although the global settings say
+/// `PermitRootLogin no`: the shipped drop-in's root block does exactly that, and an admin who
+/// meant to keep root out should know.
+pub fn overrides(root: &Settings, global: &Settings) -> Vec<Finding> {
+    if global.root_login() != Some(RootLogin::No) || root.root_login() == Some(RootLogin::No) {
+        return Vec::new();
+    }
+    vec![Finding::warning(
+        "sshd",
+        format!(
+            "root may log in over ssh (AuthenticationMethods {}) although sshd_config says PermitRootLogin no: a Match block that applies to root (such as the shipped drop-in's `Match User root`) overrides it",
+            root.methods_text()
+        ),
+        "to keep root out, delete that Match block; to let root in with its key and the code, set the global PermitRootLogin to prohibit-password so the file says what happens",
+    )]
+}
+
 /// The ways root may complete a login that never pass through keyboard-interactive.
 fn ways_without_code(root: &Settings, login: &RootLogin) -> Vec<String> {
     let usable = |method: &str| {
@@ -182,6 +199,19 @@ mod tests {
         let f = judged(&root_with("no", "publickey,keyboard-interactive:pam"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].level, Level::Ok);
+    }
+
+    #[test]
+    fn a_match_block_letting_root_in_past_a_global_no_is_a_warning() {
+        let global = Settings::parse("permitrootlogin no\n");
+        let shipped = root_with("yes", "publickey,keyboard-interactive:pam");
+        let f = overrides(&shipped, &global);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].level, Level::Warning);
+        assert!(f[0].message.contains("PermitRootLogin no"), "{f:?}");
+        assert!(overrides(&root_with("no", "any"), &global).is_empty());
+        let debian = Settings::parse("permitrootlogin without-password\n");
+        assert!(overrides(&shipped, &debian).is_empty());
     }
 
     #[test]
