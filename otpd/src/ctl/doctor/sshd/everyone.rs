@@ -4,6 +4,10 @@
 use super::super::Finding;
 use super::settings::{Settings, has_keyboard_interactive};
 
+/// What a fix that makes everyone answer keyboard-interactive must add, or root is locked out
+/// (see `root.rs`).
+const ROOT_TOO: &str = "root then needs the `Match User root` block that ends the shipped drop-in (/usr/share/doc/pam-otp-email/examples/sshd_config.d/otp-email.conf)";
+
 /// Findings for the settings sshd applies to an ordinary user.
 pub fn judge(s: &Settings) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -37,7 +41,7 @@ pub fn judge(s: &Settings) -> Vec<Finding> {
         None => out.push(Finding::warning(
             "sshd",
             "AuthenticationMethods any: a public-key login succeeds without PAM's auth stack and is never asked for a code",
-            "set `AuthenticationMethods publickey,keyboard-interactive keyboard-interactive` (keys plus code, or password plus code)",
+            format!("set `AuthenticationMethods publickey,keyboard-interactive keyboard-interactive` (keys plus code, or password plus code); {ROOT_TOO}"),
         )),
         Some(lists) => {
             let lacking: Vec<String> = lists
@@ -59,7 +63,7 @@ pub fn judge(s: &Settings) -> Vec<Finding> {
                         "AuthenticationMethods {methods}: {} never asks for the code",
                         lacking.join(" and ")
                     ),
-                    "add keyboard-interactive to every list, e.g. `AuthenticationMethods publickey,keyboard-interactive`",
+                    format!("add keyboard-interactive to every list, e.g. `AuthenticationMethods publickey,keyboard-interactive`; {ROOT_TOO}"),
                 ));
             }
         }
