@@ -946,3 +946,140 @@ fn with_the_mail_relay_down_a_user_without_recovery_codes_is_refused_without_a_c
     );
     assert!(lab.logged("mail_failed"), "{}", lab.report(&out));
 }
+
+/// Root logging in with a key under Debian's `PermitRootLogin prohibit-password`, and
+/// `match_block` (the shipped drop-in's, or none) at the end of sshd_config. Root's keys are read
+/// from the returned directory, never from root's home.
+fn root_lab(match_block: &str) -> (Lab, tempfile::TempDir) {
+    root_lab_with(match_block, stacks::code_only, "")
+}
+
+/// [`root_lab`] with another PAM stack and lines added to otpd's config.
+fn root_lab_with(
+    match_block: &str,
+    stack: fn(&str) -> String,
+    otpd_lines: &str,
+) -> (Lab, tempfile::TempDir) {
+    let base = LabBase::start(otpd_lines);
+    let keys = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}{}{}{match_block}",
+        sshd::KEY_THEN_CODE,
+        sshd::DEBIAN_ROOT_DEFAULT,
+        sshd::authorized_keys_in(keys.path())
+    );
+    let stack = stack(&stacks::otp(&base.otpd.socket, ""));
+    let sshd = Sshd::start("sshd", &stack, &config);
+    let client = SshClient::new(&sshd);
+    fs::write(
+        keys.path().join("authorized_keys_root"),
+        client.public_key(),
+    )
+    .unwrap();
+    (Lab { client, sshd, base }, keys)
+}
+
+#[test]
+fn root_logs_in_with_its_key_and_the_mailed_code_through_the_shipped_match_block() {
+    let (lab, _keys) = root_lab(sshd::ROOT_KEY_AND_CODE);
+    let reader = lab.smtp.reader();
+    let out = lab.client.ssh(
+        "root",
+        Method::KeyThenKeyboardInteractive,
+        WHOAMI,
+        |prompt| {
+            assert!(is_code_prompt(prompt), "only the code is asked: {prompt:?}");
+            mailed_code(&reader, 1)
+        },
+    );
+    assert!(
+        out.succeeded() && out.stdout.trim() == "logged-in-as-root",
+        "{}",
+        lab.report(&out)
+    );
+    assert_eq!(code_prompts(&out), 1, "{}", lab.report(&out));
+    assert_eq!(lab.smtp.last().rcpt_tos, vec!["root@example.test"]);
+    let log = lab.sshd.log();
+    assert!(log.contains("Partial publickey for root"), "{log}");
+    assert!(
+        log.contains("Accepted keyboard-interactive/pam for root"),
+        "{log}"
+    );
+}
+
+#[test]
+fn without_the_match_block_prohibit_password_refuses_roots_right_code() {
+    // Issue 17: the drop-in without its Match block, under Debian's default for root. sshd
+    // refuses keyboard-interactive to root: it hands PAM a bogus answer in place of each one
+    // root types, so the right code counts as a wrong one.
+    let (lab, _keys) = root_lab("");
+    let reader = lab.smtp.reader();
+    let out = lab
+        .client
+        .ssh("root", Method::KeyThenKeyboardInteractive, WHOAMI, |_| {
+            mailed_code(&reader, 1)
+        });
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert!(out.stdout.is_empty(), "{}", lab.report(&out));
+    let otpd = lab.otpd.log();
+    assert!(
+        otpd.contains("event=wrong_code user=root") && !otpd.contains("event=verified"),
+        "{}",
+        lab.report(&out)
+    );
+    assert!(
+        lab.sshd
+            .log()
+            .contains("Failed keyboard-interactive/pam for root"),
+        "{}",
+        lab.report(&out)
+    );
+}
+
+#[test]
+fn without_the_match_block_root_needing_no_code_ends_in_sshds_internal_error() {
+    // Issue 17 as reported: PAM says yes for root without a prompt (ssh needs no code here, and
+    // pam_permit lets the key stand), and sshd, which refuses keyboard-interactive to root under
+    // prohibit-password, ends the connection.
+    let (lab, _keys) = root_lab_with(
+        "",
+        stacks::code_after_key,
+        "\n[protocols]\nenabled = [\"ftp\"]\n",
+    );
+    let out = lab
+        .client
+        .ssh("root", Method::KeyThenKeyboardInteractive, WHOAMI, |p| {
+            panic!("no prompt expected: {p:?}")
+        });
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    assert!(
+        lab.sshd
+            .log()
+            .contains("Internal error: PAM auth succeeded when it should have failed"),
+        "{}",
+        lab.report(&out)
+    );
+    assert!(
+        lab.otpd.log().contains("event=skipped user=root"),
+        "{}",
+        lab.report(&out)
+    );
+
+    // The same with the shipped Match block: root's key is enough when no code is needed.
+    drop(lab);
+    let (lab, _keys) = root_lab_with(
+        sshd::ROOT_KEY_AND_CODE,
+        stacks::code_after_key,
+        "\n[protocols]\nenabled = [\"ftp\"]\n",
+    );
+    let out = lab
+        .client
+        .ssh("root", Method::KeyThenKeyboardInteractive, WHOAMI, |p| {
+            panic!("no prompt expected: {p:?}")
+        });
+    assert!(
+        out.succeeded() && out.stdout.trim() == "logged-in-as-root",
+        "{}",
+        lab.report(&out)
+    );
+}

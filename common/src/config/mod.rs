@@ -173,6 +173,13 @@ impl Config {
             .or(self.daemon.default_protocol)
     }
 
+    /// The protocol `[services]` or the built-in map names for a PAM service, without `[daemon]
+    /// default_protocol`: `otpctl doctor` asks this of every file in pam.d, and most of those
+    /// (common-auth, other) are stacks that services include, not services.
+    pub fn mapped_protocol(&self, service: &str) -> Option<Protocol> {
+        self.services.get(service).copied()
+    }
+
     /// The first fingerprint in `fingerprints` that an `[[exemptions]]` entry lists for `user`.
     pub fn exempting_fingerprint<'f>(
         &self,

@@ -513,6 +513,9 @@ fn default_protocol_covers_unknown_services_only() {
     assert_eq!(c.protocol_for_service("cups"), Some(Protocol::Http));
     assert_eq!(c.protocol_for_service("my-ftp"), Some(Protocol::Ftp));
     assert_eq!(c.protocol_for_service("sshd"), Some(Protocol::Ssh));
+    assert_eq!(c.mapped_protocol("cups"), None);
+    assert_eq!(c.mapped_protocol("my-ftp"), Some(Protocol::Ftp));
+    assert_eq!(c.mapped_protocol("vsftpd"), Some(Protocol::Ftp));
 }
 
 #[test]

@@ -236,8 +236,9 @@ pub struct DoctorArgs {
     /// and /lib64/security that holds it]
     #[arg(long, value_name = "PATH")]
     pub module: Option<PathBuf>,
-    /// The command that prints sshd's effective config [env: OTPCTL_SSHD_COMMAND]
-    /// [default: sshd -T]
+    /// The command that prints sshd's effective config; doctor appends `-C
+    /// user=USER,host=localhost,addr=127.0.0.1` and runs it for root and for an ordinary user,
+    /// e.g. `sshd -T -f /etc/ssh/sshd_config.new` [env: OTPCTL_SSHD_COMMAND] [default: sshd -T]
     #[arg(long, value_name = "COMMAND")]
     pub sshd_command: Option<String>,
     /// Also send a real test message to ADDRESS through each server (needs otpd).

@@ -41,6 +41,25 @@ pub const PASSWORD_ONLY: &str = "PasswordAuthentication yes\n\
 /// An SFTP-only server (the `sshd-sftp` setup).
 pub const SFTP_ONLY: &str = "AuthenticationMethods keyboard-interactive:pam\n\
                              ForceCommand internal-sftp\n";
+/// Debian's default for root: keys only. sshd then refuses keyboard-interactive to root, even
+/// after PAM said yes.
+pub const DEBIAN_ROOT_DEFAULT: &str = "PermitRootLogin prohibit-password\n";
+/// The block the shipped drop-in (packaging/doc/examples/sshd_config.d/otp-email.conf) ends
+/// with: root gives its key and the code. [`Sshd::start`] moves it after the common settings,
+/// where a Match block must stand.
+pub const ROOT_KEY_AND_CODE: &str = "Match User root\n\
+                                     \x20   PermitRootLogin yes\n\
+                                     \x20   AuthenticationMethods publickey,keyboard-interactive:pam\n";
+
+/// sshd_config lines that read every user's authorized keys from `dir` (`authorized_keys_USER`)
+/// instead of their home, so a test can let root in with a test key without touching root's
+/// own files. `StrictModes no` because `dir` lies under the world-writable /tmp.
+pub fn authorized_keys_in(dir: &Path) -> String {
+    format!(
+        "AuthorizedKeysFile {}/authorized_keys_%u\nStrictModes no\n",
+        dir.display()
+    )
+}
 
 /// A running sshd.
 #[derive(Debug)]
@@ -57,6 +76,8 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd as `service` with `pam_stack` as its PAM service file and `config` (e.g.
     /// [`KEY_THEN_CODE`]) ahead of the common settings: sshd keeps the first value it reads.
+    /// From its first `Match` line on, `config` goes after them instead (e.g.
+    /// [`ROOT_KEY_AND_CODE`]): a Match block runs to the end of the file.
     pub fn start(service: &str, pam_stack: &str, config: &str) -> Sshd {
         ensure_privsep_dir();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -104,8 +125,9 @@ impl Sshd {
 }
 
 fn render_config(port: u16, host_key: &Path, extra: &str) -> String {
+    let (global, matches) = split_at_match(extra);
     format!(
-        "{extra}\n\
+        "{global}\n\
          ListenAddress 127.0.0.1:{port}\n\
          HostKey {}\n\
          PidFile none\n\
@@ -121,9 +143,23 @@ fn render_config(port: u16, host_key: &Path, extra: &str) -> String {
          AllowTcpForwarding no\n\
          AllowAgentForwarding no\n\
          Subsystem sftp internal-sftp\n\
-         LogLevel DEBUG1\n",
+         LogLevel DEBUG1\n\
+         {matches}",
         host_key.display()
     )
+}
+
+/// `config` split before its first `Match` line: the global lines, then the Match blocks.
+fn split_at_match(config: &str) -> (&str, &str) {
+    let mut at = 0;
+    for line in config.split_inclusive('\n') {
+        let keyword = line.split_whitespace().next().unwrap_or("");
+        if keyword.eq_ignore_ascii_case("match") {
+            return config.split_at(at);
+        }
+        at += line.len();
+    }
+    (config, "")
 }
 
 /// Generates an ed25519 key pair without a passphrase (`path` and `path.pub`).
@@ -146,12 +182,29 @@ pub fn keygen(path: &Path) -> PathBuf {
     path.with_extension("pub")
 }
 
-/// sshd refuses to start without its privilege separation directory, which Debian's ssh service
-/// creates at boot; create it the same way when no ssh service ever ran here.
-fn ensure_privsep_dir() {
+/// sshd refuses to start (and `sshd -T` to print anything) without its privilege separation
+/// directory, which Debian's ssh service creates at boot; create it the same way when no ssh
+/// service ever ran here.
+pub fn ensure_privsep_dir() {
     let dir = Path::new(PRIVSEP_DIR);
     if !dir.is_dir() {
         fs::create_dir_all(dir).expect("create /run/sshd");
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod /run/sshd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_match_block_goes_after_the_common_settings() {
+        let extra = format!("{KEY_THEN_CODE}{DEBIAN_ROOT_DEFAULT}{ROOT_KEY_AND_CODE}");
+        let config = render_config(2222, Path::new("/k"), &extra);
+        let at = |text: &str| config.find(text).unwrap();
+        assert!(at("PermitRootLogin prohibit-password") < at("PermitRootLogin no"));
+        assert!(at("LogLevel DEBUG1") < at("Match User root"), "{config}");
+        assert!(config.ends_with(ROOT_KEY_AND_CODE), "{config}");
+        assert_eq!(split_at_match(KEY_THEN_CODE), (KEY_THEN_CODE, ""));
     }
 }

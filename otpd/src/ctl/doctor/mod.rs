@@ -268,7 +268,11 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
         findings.extend(send_test(&conn, reachable, to));
     }
     findings.extend(files::module(&paths.module));
-    findings.extend(pam::check(&paths.pam_dir));
+    let protocol_of = |service: &str| match &config {
+        Some(config) => config.mapped_protocol(service),
+        None => pam::builtin_protocol(service),
+    };
+    findings.extend(pam::check(&paths.pam_dir, &protocol_of));
     findings.extend(sshd::check(&paths.sshd_command));
     findings
 }
