@@ -1083,3 +1083,54 @@ fn without_the_match_block_root_needing_no_code_ends_in_sshds_internal_error() {
         lab.report(&out)
     );
 }
+
+/// Issue #16's first promise: with every mail server dead, root still gets in, with its key and
+/// a recovery code, through real sshd and the shipped Match block; the same code never again.
+#[test]
+fn with_every_mail_server_dead_root_logs_in_with_its_key_and_a_recovery_code_once() {
+    let (lab, _keys) = root_lab(sshd::ROOT_KEY_AND_CODE);
+    let codes = recovery_codes(&lab, "root");
+    kill_the_mail_relay(&lab);
+
+    let out = lab
+        .client
+        .ssh("root", Method::KeyThenKeyboardInteractive, WHOAMI, |_| {
+            codes[0].clone()
+        });
+    assert!(
+        out.succeeded() && out.stdout.trim() == "logged-in-as-root",
+        "{}",
+        lab.report(&out)
+    );
+    assert_eq!(out.prompts.len(), 1, "{}", lab.report(&out));
+    assert!(
+        out.prompts[0].ends_with(
+            "The login code could not be mailed. Enter a recovery code instead (10 left): "
+        ),
+        "{}",
+        lab.report(&out)
+    );
+    assert!(
+        lab.otpd.log().contains("event=recovery_used user=root"),
+        "{}",
+        lab.report(&out)
+    );
+
+    let again = lab
+        .client
+        .ssh("root", Method::KeyThenKeyboardInteractive, WHOAMI, |_| {
+            codes[0].clone()
+        });
+    assert!(!again.succeeded(), "{}", lab.report(&again));
+    assert!(
+        again.prompts[0].contains("could not be mailed") && again.prompts[0].contains("(9 left)"),
+        "{}",
+        lab.report(&again)
+    );
+    assert!(
+        lab.otpd.log().contains("event=wrong_code user=root"),
+        "{}",
+        lab.report(&again)
+    );
+    assert_eq!(lab.smtp.messages().len(), 0);
+}
