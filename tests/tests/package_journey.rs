@@ -329,4 +329,82 @@ fn the_admins_day_with_the_installed_package() {
         "the unlocked address lets bob in: {}",
         journey.report(&out)
     );
+
+    // doctor over the machine's own /etc/pam.d, with the profile in common-auth: Debian's
+    // vsftpd reaches the module without `split` (a problem); the shipped split stack does not.
+    let vsftpd = PamFile::take("vsftpd");
+    fs::write(VSFTPD_DEBIAN_PATH, DEBIAN_VSFTPD).unwrap();
+    let problems = doctor_pam_problems();
+    assert!(
+        problems.iter().any(|p| p.starts_with("vsftpd speaks ftp")),
+        "{problems:#?}"
+    );
+    fs::copy(format!("{EXAMPLES}/pam.d/vsftpd"), VSFTPD_DEBIAN_PATH).unwrap();
+    let problems = doctor_pam_problems();
+    assert!(
+        !problems.iter().any(|p| p.starts_with("vsftpd")),
+        "{problems:#?}"
+    );
+    drop(vsftpd);
+}
+
+const VSFTPD_DEBIAN_PATH: &str = "/etc/pam.d/vsftpd";
+
+/// Debian 12's own /etc/pam.d/vsftpd, as the vsftpd package installs it.
+const DEBIAN_VSFTPD: &str = "# Standard behaviour for ftpd(8).\n\
+auth\trequired\tpam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n\
+\n\
+# Note: vsftpd handles anonymous logins on its own. Do not enable pam_ftp.so.\n\
+\n\
+# Standard pam includes\n\
+@include common-account\n\
+@include common-session\n\
+@include common-auth\n\
+auth\trequired\tpam_shells.so\n";
+
+/// A file in /etc/pam.d the journey replaces for a while: put back (or removed, when there was
+/// none) on drop.
+struct PamFile {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl PamFile {
+    fn take(service: &str) -> PamFile {
+        let path = Path::new("/etc/pam.d").join(service);
+        let before = fs::read(&path).ok();
+        PamFile { path, before }
+    }
+}
+
+impl Drop for PamFile {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(bytes) => fs::write(&self.path, bytes).expect("restore the pam.d file"),
+            None => {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// The messages of the problems `otpctl doctor` finds in the pam check, on this machine.
+fn doctor_pam_problems() -> Vec<String> {
+    let out = Command::new(OTPCTL)
+        .args(["--json", "doctor"])
+        .output()
+        .expect("run otpctl doctor");
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    all.as_array()
+        .expect("a list of findings")
+        .iter()
+        .filter(|f| f["check"] == "pam" && f["level"] == "problem")
+        .map(|f| f["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
