@@ -244,21 +244,90 @@ mod tests {
         holder.join().unwrap();
     }
 
+    /// The environment variable that makes [`impostor_daemon`] listen, at the path it holds.
+    const IMPOSTOR_SOCKET: &str = "OTP_IMPOSTOR_SOCKET";
+
+    /// The impostor daemon of the test below, run by it as a process of its own so that it can
+    /// have another uid than the test: listens at `$OTP_IMPOSTOR_SOCKET`, writes `ready`, then
+    /// `received N` with the bytes its first connection sent before closing.
     #[test]
-    fn untrusted_daemon_uid_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fake.sock");
-        let _listener = UnixListener::bind(&path).unwrap();
-        let mut opts = options(path, 500);
-        opts.trusted_daemon_uids.clear();
-        let me = nix::unistd::getuid().as_raw();
-        let result = call(&opts, &Request::Ping);
-        if me == 0 {
-            // Root is always trusted; the silent listener then times out instead.
-            assert!(matches!(result, Err(ClientError::Timeout(_))));
-        } else {
-            assert!(matches!(result, Err(ClientError::UntrustedDaemon { .. })));
+    #[ignore = "the impostor daemon that a_daemon_run_by_an_untrusted_user_is_refused_... runs"]
+    fn impostor_daemon() {
+        use std::io::{Read, Write};
+        let path = std::env::var_os(IMPOSTOR_SOCKET).expect("OTP_IMPOSTOR_SOCKET");
+        let listener = UnixListener::bind(path).unwrap();
+        let mut out = std::io::stdout();
+        writeln!(out, "ready").unwrap();
+        out.flush().unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut received = Vec::new();
+        let _ = conn.read_to_end(&mut received);
+        writeln!(out, "received {}", received.len()).unwrap();
+    }
+
+    /// The test binary running [`impostor_daemon`] at `socket` as `uid`.
+    fn start_impostor(socket: &std::path::Path, uid: u32) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "client::tests::impostor_daemon", "--ignored"])
+            .args(["--nocapture", "--test-threads=1", "--quiet"])
+            .env(IMPOSTOR_SOCKET, socket)
+            .stdout(std::process::Stdio::piped());
+        if uid != nix::unistd::getuid().as_raw() {
+            command.uid(uid).gid(uid);
         }
+        command.spawn().unwrap()
+    }
+
+    /// Reads the impostor's output up to a line starting with `prefix`; returns that line.
+    fn impostor_says(out: &mut impl std::io::BufRead, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "the impostor ended");
+            if line.starts_with(prefix) {
+                return line.trim().to_string();
+            }
+        }
+    }
+
+    /// The module's client must not talk to a daemon it does not trust. In CI the test runs as
+    /// root, which the client always trusts, so the impostor runs as `nobody`.
+    #[test]
+    fn a_daemon_run_by_an_untrusted_user_is_refused_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        let impostor = if root {
+            65534
+        } else {
+            nix::unistd::getuid().as_raw()
+        };
+        if root {
+            let nobody = nix::unistd::Uid::from_raw(impostor);
+            let nogroup = nix::unistd::Gid::from_raw(impostor);
+            nix::unistd::chown(dir.path(), Some(nobody), Some(nogroup)).unwrap();
+        }
+        let path = dir.path().join("impostor.sock");
+        let mut child = start_impostor(&path, impostor);
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        impostor_says(&mut out, "ready");
+
+        let mut opts = options(path, 3_000);
+        opts.trusted_daemon_uids = vec![impostor.wrapping_add(1)];
+        let started = Instant::now();
+        let result = call(&opts, &Request::Ping);
+        assert!(
+            matches!(result, Err(ClientError::UntrustedDaemon { uid, .. }) if uid == impostor),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused at once"
+        );
+        assert_eq!(impostor_says(&mut out, "received"), "received 0");
+        assert!(child.wait().unwrap().success());
     }
 
     #[test]
