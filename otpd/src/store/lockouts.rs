@@ -1,10 +1,16 @@
 //! Lockouts: consecutive wrong answers per user and per remote host.
 //!
-//! Each failed verify adds one to the user's counter and, when the login has a remote host, to
-//! the host's. Reaching the limit sets `locked_until = now + lockout_secs` and starts the count
-//! again from zero; the lock ends by itself when `now` passes it, with no cleanup. A success
-//! clears both counters. A new code does not: otherwise an attacker could request a fresh code
-//! before every guess and never be locked out.
+//! Each failed verify adds one to the user's counter and, when the login comes from a remote
+//! IP address, to that address's. Reaching the limit sets `locked_until = now + lockout_secs`
+//! and starts the count again from zero; the lock ends by itself when `now` passes it, with no
+//! cleanup. A success clears both counters. A new code does not: otherwise an attacker could
+//! request a fresh code before every guess and never be locked out.
+//!
+//! Only an IP address is a host here. A missing remote host, an empty one, `localhost` or a
+//! name sshd resolved (`UseDNS yes`) would otherwise be one shared counter: every console and
+//! `su` login, or every client behind one name, locked out together by one user's typos.
+
+use std::net::IpAddr;
 
 use rusqlite::{Connection, params};
 
@@ -12,6 +18,14 @@ use super::{Limits, StoreError};
 
 const USER: &str = "user";
 const HOST: &str = "host";
+
+/// The host counter a login's remote host counts against: its address in canonical form
+/// (`2001:DB8::1` and `2001:db8::1` are one host, `::ffff:192.0.2.7` is `192.0.2.7`), or
+/// `None` when it is not an IP address.
+pub(super) fn host_key(rhost: Option<&str>) -> Option<String> {
+    let address: IpAddr = rhost?.trim().parse().ok()?;
+    Some(address.to_canonical().to_string())
+}
 
 /// Until when the user or the host is locked out, or `None` if neither is. With both locked,
 /// the later time, since the login can proceed only when both locks have ended.
@@ -27,7 +41,7 @@ pub(super) fn locked_until(
              WHERE locked_until > ?3
                AND ((kind = 'user' AND subject = ?1) OR (kind = 'host' AND subject = ?2))",
         )?
-        .query_row(params![user, rhost, now], |row| row.get(0))?;
+        .query_row(params![user, host_key(rhost), now], |row| row.get(0))?;
     Ok(until)
 }
 
@@ -41,8 +55,8 @@ pub(super) fn record_failure(
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     let user_lock = count(conn, USER, user, limits.max_user_failures, limits, now)?;
-    let host_lock = match rhost {
-        Some(host) => count(conn, HOST, host, limits.max_host_failures, limits, now)?,
+    let host_lock = match host_key(rhost) {
+        Some(host) => count(conn, HOST, &host, limits.max_host_failures, limits, now)?,
         None => None,
     };
     // `None` orders before any `Some`, so this is the later lock if either locked.
@@ -84,7 +98,7 @@ pub(super) fn reset(conn: &Connection, user: &str, rhost: Option<&str>) -> Resul
         "DELETE FROM lockouts
          WHERE (kind = 'user' AND subject = ?1) OR (kind = 'host' AND subject = ?2)",
     )?
-    .execute(params![user, rhost])?;
+    .execute(params![user, host_key(rhost)])?;
     Ok(())
 }
 
@@ -349,5 +363,48 @@ mod tests {
             verify(&mut store, "x", "alice", None, &wrong(), &limits, T0),
             VerifyOutcome::LockedOut { .. }
         ));
+    }
+
+    #[test]
+    fn only_ip_addresses_count_as_hosts_so_local_and_named_logins_share_no_counter() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 1,
+            ..strict()
+        };
+        // One failure each would lock a host at once; none of these is one.
+        for (user, rhost) in [
+            ("alice", None),
+            ("bob", Some("")),
+            ("carol", Some("localhost")),
+            ("dave", Some("office-nat.example.com")),
+            ("erin", Some("local")),
+        ] {
+            verify(&mut store, "x", user, rhost, &wrong(), &limits, T0);
+        }
+        assert_eq!(
+            store.count_rows("SELECT count(*) FROM lockouts WHERE kind = 'host'"),
+            0
+        );
+        for rhost in [None, Some("localhost"), Some("office-nat.example.com")] {
+            assert!(matches!(
+                issue(&mut store, "frank", rhost, &limits, T0 + 1),
+                IssueOutcome::Issued { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn spellings_of_one_address_count_against_one_host() {
+        assert_eq!(
+            super::host_key(Some("2001:DB8::1")),
+            super::host_key(Some("2001:db8:0::1"))
+        );
+        assert_eq!(
+            super::host_key(Some("::ffff:192.0.2.7")).as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(super::host_key(Some("host.example")), None);
     }
 }
