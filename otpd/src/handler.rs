@@ -292,7 +292,8 @@ fn prepare_begin(
             BeginStep::Done(prompt(&needed.address, expires_at, now, &challenge, wait))
         }
         IssueOutcome::RateLimited { retry_after } => {
-            let detail = format!("retry_after={retry_after}");
+            // Seconds from now, like every duration otpd logs: a raw unix time read as one.
+            let detail = format!("retry_after_seconds={}", (retry_after - now).max(0));
             audit::record(&mut store, now, Event::RateLimited, subject, Some(&detail));
             BeginStep::Done(Response::Denied {
                 reason: DenyReason::RateLimited,
@@ -1132,6 +1133,49 @@ mod tests {
         let never = retry_until_sent(NOTICE_RETRY, || async { Err(()) }).await;
         assert!(!never);
         assert!(started.elapsed() <= Duration::from_secs(15 * 60 + 24 * 3600));
+    }
+
+    /// Issue #17: the audit line said `retry_after=1796461369`, a unix time read as a wait.
+    #[tokio::test]
+    async fn a_rate_limited_login_is_audited_with_the_seconds_to_wait_not_a_timestamp() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        let limits = limits_of(&shared.active().config.defaults);
+        // The hourly cap (5) filled by logins a minute apart, the oldest 300 s ago.
+        for minute in 0..5 {
+            let request = IssueRequest {
+                user: "alice",
+                protocol: "ssh",
+                service: "sshd",
+                rhost: None,
+            };
+            let at = T0 - 300 + 60 * minute;
+            shared
+                .store()
+                .issue(&request, &limits, at, &mut rand::rng())
+                .unwrap();
+        }
+        let answer = begin_as_root(&shared, ssh_login("alice", "192.0.2.1")).await;
+        assert!(
+            matches!(
+                answer,
+                Response::Denied {
+                    reason: DenyReason::RateLimited,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        let mut store = shared.store();
+        store.flush_audit().unwrap();
+        assert_eq!(
+            store.count_rows(
+                "SELECT count(*) FROM audit
+                 WHERE event = 'rate_limited' AND detail = 'retry_after_seconds=3300'"
+            ),
+            1
+        );
     }
 
     // --- exemptions and trusted networks (issue #16), through `handle` in-process ---
