@@ -156,6 +156,13 @@ pub enum AdminRequest {
         /// The login name.
         user: String,
     },
+    /// Admin: the remote addresses with failures counted or a lock in force.
+    HostList,
+    /// Admin: clear a remote address's lockout and failure count.
+    HostUnlock {
+        /// The IP address, as the audit's `rhost` shows it.
+        address: String,
+    },
 }
 
 /// A change a user makes to their own account.
@@ -294,6 +301,28 @@ pub enum AdminResponse {
         /// The codes, formatted `abcde-fghjk`. Never logged.
         codes: Vec<SecretString>,
     },
+    /// Remote addresses with failures counted or a lock in force, locked ones first.
+    Hosts {
+        /// The addresses.
+        hosts: Vec<HostView>,
+    },
+}
+
+/// One remote address's failure counter, as `otpctl host list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostView {
+    /// The IP address.
+    pub address: String,
+    /// Consecutive wrong answers from it since its last lock or success.
+    pub failures: u32,
+    /// When its lock ends (unix seconds), if it is locked.
+    pub locked_until: Option<i64>,
+    /// Seconds from otpd's now until the lock ends, if it is locked: a duration computed where
+    /// the lock is kept, so a client with a wrong clock still shows the right one.
+    pub locked_seconds_left: Option<i64>,
+    /// When its counter last changed (unix seconds).
+    pub updated_at: i64,
 }
 
 /// One break-glass grant.

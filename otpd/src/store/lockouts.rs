@@ -12,9 +12,9 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, StoreError};
+use super::{Limits, Store, StoreError};
 
 const USER: &str = "user";
 const HOST: &str = "host";
@@ -100,6 +100,78 @@ pub(super) fn reset(conn: &Connection, user: &str, rhost: Option<&str>) -> Resul
     )?
     .execute(params![user, host_key(rhost)])?;
     Ok(())
+}
+
+/// One counter as an admin sees it: a host's, or a user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockout {
+    /// The address (hosts) or login name (users).
+    pub subject: String,
+    /// Consecutive failures counted since the last lock or success.
+    pub failures: u32,
+    /// When the lock ends, if one is in force.
+    pub locked_until: Option<i64>,
+    /// When the counter last changed (unix seconds).
+    pub updated_at: i64,
+}
+
+impl Store {
+    /// Every remote address with failures counted or a lock in force at `now`, locked ones
+    /// first (the longest lock first), then by failures: the order an admin reads them in.
+    pub fn host_lockouts(&self, now: i64) -> Result<Vec<Lockout>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT subject, failures, locked_until, updated_at FROM lockouts
+                 WHERE kind = 'host' AND (failures > 0 OR locked_until > ?1)
+                 ORDER BY coalesce(locked_until > ?1, 0) DESC, locked_until DESC,
+                          failures DESC, subject",
+            )?
+            .query_map(params![now], |row| lockout_of(row, now))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Clears the lock and failure count of the host `address` (any spelling of it). Returns
+    /// what there was to clear, `None` when the address had neither a lock in force nor
+    /// failures counted.
+    pub fn unlock_host(&mut self, address: &str, now: i64) -> Result<Option<Lockout>, StoreError> {
+        let Some(key) = host_key(Some(address)) else {
+            return Ok(None);
+        };
+        let tx = Self::immediate(&mut self.conn)?;
+        let was = clear(&tx, HOST, &key, now)?;
+        tx.commit()?;
+        Ok(was)
+    }
+}
+
+/// Deletes the counter of `kind` for `subject`, and returns it when it held failures or a lock
+/// in force at `now` (an expired lock with no failures is nothing to clear).
+pub(super) fn clear(
+    conn: &Connection,
+    kind: &str,
+    subject: &str,
+    now: i64,
+) -> Result<Option<Lockout>, StoreError> {
+    let was = conn
+        .prepare_cached(
+            "DELETE FROM lockouts WHERE kind = ?1 AND subject = ?2
+             RETURNING subject, failures, locked_until, updated_at",
+        )?
+        .query_row(params![kind, subject], |row| lockout_of(row, now))
+        .optional()?;
+    Ok(was.filter(|l| l.failures > 0 || l.locked_until.is_some()))
+}
+
+/// A row as a [`Lockout`], with a lock that ended before `now` left out.
+fn lockout_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Lockout> {
+    let locked_until: Option<i64> = row.get(2)?;
+    Ok(Lockout {
+        subject: row.get(0)?,
+        failures: u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+        locked_until: locked_until.filter(|&until| until > now),
+        updated_at: row.get(3)?,
+    })
 }
 
 #[cfg(test)]
@@ -406,5 +478,63 @@ mod tests {
             Some("192.0.2.7")
         );
         assert_eq!(super::host_key(Some("host.example")), None);
+    }
+
+    #[test]
+    fn host_lockouts_lists_locked_addresses_first_with_their_counts() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 2,
+            ..strict()
+        };
+        verify(&mut store, "x", "alice", HOST_A, &wrong(), &limits, T0);
+        verify(&mut store, "x", "bob", HOST_A, &wrong(), &limits, T0 + 1);
+        verify(&mut store, "x", "carol", HOST_B, &wrong(), &limits, T0 + 2);
+        let hosts = store.host_lockouts(T0 + 3).unwrap();
+        assert_eq!(
+            hosts,
+            vec![
+                super::Lockout {
+                    subject: "192.0.2.7".into(),
+                    failures: 0,
+                    locked_until: Some(T0 + 901),
+                    updated_at: T0 + 1,
+                },
+                super::Lockout {
+                    subject: "198.51.100.9".into(),
+                    failures: 1,
+                    locked_until: None,
+                    updated_at: T0 + 2,
+                },
+            ]
+        );
+        // An ended lock with nothing counted is not listed.
+        assert_eq!(store.host_lockouts(T0 + 901).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unlocking_a_host_lets_its_users_in_and_says_what_it_cleared() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 1,
+            ..strict()
+        };
+        verify(&mut store, "x", "alice", HOST_A, &wrong(), &limits, T0);
+        assert!(matches!(
+            issue(&mut store, "bob", HOST_A, &limits, T0 + 1),
+            IssueOutcome::LockedOut { .. }
+        ));
+        let cleared = store.unlock_host("192.0.2.7", T0 + 1).unwrap().unwrap();
+        assert_eq!(cleared.locked_until, Some(T0 + 900));
+        assert!(matches!(
+            issue(&mut store, "bob", HOST_A, &limits, T0 + 2),
+            IssueOutcome::Issued { .. }
+        ));
+        // Nothing left to clear, an unknown address, and a name are all "nothing".
+        assert_eq!(store.unlock_host("192.0.2.7", T0 + 3).unwrap(), None);
+        assert_eq!(store.unlock_host("203.0.113.1", T0 + 3).unwrap(), None);
+        assert_eq!(store.unlock_host("host.example", T0 + 3).unwrap(), None);
     }
 }

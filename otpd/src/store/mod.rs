@@ -46,6 +46,7 @@ pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
+pub use lockouts::Lockout;
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use users::UserRecord;
