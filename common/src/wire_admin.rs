@@ -163,6 +163,12 @@ pub enum AdminRequest {
         /// The IP address, as the audit's `rhost` shows it.
         address: String,
     },
+    /// Admin: forget the codes mailed to a user (the hourly and daily caps start again),
+    /// close their unused codes and clear their lockout.
+    UserReset {
+        /// The login name.
+        user: String,
+    },
 }
 
 /// A change a user makes to their own account.

@@ -163,6 +163,9 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__user,remove)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__remove"
                 ;;
+            otpctl__subcmd__help__subcmd__user,reset)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__reset"
+                ;;
             otpctl__subcmd__help__subcmd__user,set-email)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__email"
                 ;;
@@ -214,6 +217,9 @@ _otpctl() {
             otpctl__subcmd__user,remove)
                 cmd="otpctl__subcmd__user__subcmd__remove"
                 ;;
+            otpctl__subcmd__user,reset)
+                cmd="otpctl__subcmd__user__subcmd__reset"
+                ;;
             otpctl__subcmd__user,set-email)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__email"
                 ;;
@@ -246,6 +252,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__user__subcmd__help,remove)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__remove"
+                ;;
+            otpctl__subcmd__user__subcmd__help,reset)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__reset"
                 ;;
             otpctl__subcmd__user__subcmd__help,set-email)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__email"
@@ -946,7 +955,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list"
+            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1030,6 +1039,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1368,7 +1391,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show recovery-codes list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1480,7 +1503,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list help"
+            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1578,6 +1601,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1700,6 +1737,32 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__remove)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__reset)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

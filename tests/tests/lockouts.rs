@@ -181,3 +181,51 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
     let (_, again, _) = ctl(&o, None, &["host", "unlock", OFFICE]);
     assert!(again.contains("was not locked out"), "{again}");
 }
+
+/// Issue #17: after five test logins the user got "Too many codes were sent. Try again in 60
+/// minutes." and `otpctl user unlock` did not help.
+#[test]
+fn user_reset_lets_a_capped_user_get_a_code_again() {
+    let o = office("resend_cooldown_seconds = 0\n");
+    for nth in 1..=5 {
+        let login = right_code(&o, "erin", nth);
+        assert_eq!(login.name(), "PAM_SUCCESS", "login {nth}: {login:?}");
+    }
+    let capped = refused_at_once(&o, "erin");
+    assert_eq!(capped.name(), "PAM_AUTH_ERR", "{capped:?}");
+    assert!(
+        capped.errors[0].starts_with("Too many codes were sent."),
+        "{capped:?}"
+    );
+    // The audit says how long to wait, in seconds.
+    let limited = o.otpd.events("rate_limited");
+    let seconds: i64 = limited[0]
+        .split("detail=retry_after_seconds=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{limited:?}"));
+    assert!((3500..=3600).contains(&seconds), "{limited:?}");
+
+    let (status, out, _) = ctl(&o, None, &["user", "unlock", "erin"]);
+    assert_eq!(status, 0);
+    assert!(out.contains("otpctl user reset erin"), "{out}");
+    assert_eq!(refused_at_once(&o, "erin").name(), "PAM_AUTH_ERR");
+
+    let (status, out, err) = ctl(&o, None, &["user", "reset", "erin"]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.starts_with(
+            "Reset erin: forgot the 5 code(s) mailed in the last day (5 in the last hour)"
+        ),
+        "{out}"
+    );
+    let audited = o.otpd.events("user_reset");
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert!(
+        audited[0].contains("detail=sends_hour=5 sends_day=5 codes_closed=0"),
+        "{audited:?}"
+    );
+    let again = right_code(&o, "erin", 6);
+    assert_eq!(again.name(), "PAM_SUCCESS", "{again:?}");
+}

@@ -11,6 +11,7 @@ mod bulk;
 mod hosts;
 mod mail_test;
 mod record;
+mod reset;
 mod self_service;
 mod status;
 mod users;
@@ -139,6 +140,7 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         AdminRequest::UserRecoveryCodes { user } => users::recovery_codes(&ctx, &user),
         AdminRequest::HostList => hosts::list(&ctx),
         AdminRequest::HostUnlock { address } => hosts::unlock(&ctx, &address),
+        AdminRequest::UserReset { user } => reset::reset(&ctx, &user),
         AdminRequest::Status
         | AdminRequest::BreakGlassGrant { .. }
         | AdminRequest::BreakGlassRevoke { .. }
@@ -176,6 +178,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::UserRecoveryCodes { .. } => "user recovery-codes",
         AdminRequest::HostList => "host list",
         AdminRequest::HostUnlock { .. } => "host unlock",
+        AdminRequest::UserReset { .. } => "user reset",
     }
 }
 

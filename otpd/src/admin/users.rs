@@ -186,7 +186,9 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let message = if was {
         format!("Cleared the lockout and failure count of {user}.")
     } else {
-        format!("{user} was not locked out and had no failures counted.")
+        format!(
+            "{user} was not locked out and had no failures counted. If {user} is still refused, the address they log in from may be locked out (`otpctl host list`), or the mail caps reached (`otpctl user reset {user}`)."
+        )
     };
     AdminResponse::Done {
         message,

@@ -39,7 +39,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Admin: manage one user (add, set-email, enable, disable, unlock, remove, show, list).
+    /// Admin: manage one user (add, set-email, enable, disable, unlock, reset, remove, show,
+    /// list).
     #[command(subcommand)]
     User(UserCommand),
     /// Admin: the remote addresses counted for wrong codes, and their lockouts (list, unlock).
@@ -170,6 +171,16 @@ pub enum UserCommand {
     },
     /// Clear a user's lockout and failure count.
     Unlock {
+        /// The login name.
+        user: String,
+    },
+    /// Give a user a clean slate: forget the codes mailed to them (the hourly and daily mail
+    /// caps start again), close their unused codes and clear their lockout.
+    ///
+    /// For a user who reached max_sends_per_hour or max_sends_per_day (after test logins, or a
+    /// mail that never arrived). The lockout of the address they log in from is left alone:
+    /// see `otpctl host unlock`. Audited as user_reset with what was cleared.
+    Reset {
         /// The login name.
         user: String,
     },

@@ -165,6 +165,7 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
         UserCommand::Enable { user } => AdminRequest::UserEnable { user: user.clone() },
         UserCommand::Disable { user } => AdminRequest::UserDisable { user: user.clone() },
         UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+        UserCommand::Reset { user } => AdminRequest::UserReset { user: user.clone() },
         UserCommand::Remove { user } => AdminRequest::UserRemove { user: user.clone() },
         UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
         UserCommand::RecoveryCodes { user } => {

@@ -163,6 +163,15 @@ pub(super) fn clear(
     Ok(was.filter(|l| l.failures > 0 || l.locked_until.is_some()))
 }
 
+/// Clears a user's lock and failure count; see [`clear`].
+pub(super) fn clear_user(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+) -> Result<Option<Lockout>, StoreError> {
+    clear(conn, USER, user, now)
+}
+
 /// A row as a [`Lockout`], with a lock that ended before `now` left out.
 fn lockout_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Lockout> {
     let locked_until: Option<i64> = row.get(2)?;

@@ -8,7 +8,7 @@
 //!
 //! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
-//! `users`, `audit_rows` and `purge`.
+//! `reset` (an admin's reset of one user), `users`, `audit_rows` and `purge`.
 
 mod admin;
 mod audit_rate;
@@ -19,6 +19,7 @@ mod limits;
 mod lockouts;
 mod purge;
 mod recovery;
+mod reset;
 pub mod schema;
 mod sends;
 mod single_secret;
@@ -49,6 +50,8 @@ pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
+pub use reset::UserReset;
+pub use sends::Forgotten;
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

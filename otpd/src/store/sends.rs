@@ -90,6 +90,39 @@ pub(super) fn forget(conn: &Connection, challenge: &str) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The sends an admin's reset took back: how many counted in the hour and in the day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Sends that counted against `max_sends_per_hour`.
+    pub hour: u32,
+    /// Sends that counted against `max_sends_per_day` (the hour's included).
+    pub day: u32,
+}
+
+/// Forgets every send to `user`, so both caps start again from zero; returns what counted at
+/// `now`. Used by an admin's reset, never by a login.
+pub(super) fn forget_user(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+) -> Result<Forgotten, StoreError> {
+    let (hour, day): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(sent_at > ?2), 0), coalesce(sum(sent_at > ?3), 0)
+             FROM sends WHERE user = ?1",
+        )?
+        .query_row(
+            params![user, now.saturating_sub(HOUR), now.saturating_sub(DAY)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    conn.prepare_cached("DELETE FROM sends WHERE user = ?1")?
+        .execute(params![user])?;
+    Ok(Forgotten {
+        hour: u32::try_from(hour).unwrap_or(u32::MAX),
+        day: u32::try_from(day).unwrap_or(u32::MAX),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
