@@ -309,8 +309,11 @@ pub enum AdminResponse {
     },
     /// Remote addresses with failures counted or a lock in force, locked ones first.
     Hosts {
-        /// The addresses.
+        /// The addresses, as many as fit in one answer.
         hosts: Vec<HostView>,
+        /// How many more there are that did not fit (the shortest locks and fewest failures):
+        /// many addresses at once is itself worth knowing.
+        left_out: u64,
     },
 }
 

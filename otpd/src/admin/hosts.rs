@@ -16,8 +16,10 @@ pub fn list(ctx: &Ctx<'_>) -> AdminResponse {
     let store = ctx.shared.store();
     match store.host_lockouts(ctx.now) {
         Ok(rows) => {
+            let total = rows.len();
             let (hosts, _) = super::page(rows.iter().map(|row| view(row, ctx.now)));
-            AdminResponse::Hosts { hosts }
+            let left_out = u64::try_from(total - hosts.len()).unwrap_or(u64::MAX);
+            AdminResponse::Hosts { hosts, left_out }
         }
         Err(e) => store_failed(&e),
     }
@@ -137,10 +139,10 @@ mod tests {
         let (_dir, shared) = daemon();
         lock_host(&shared, "192.0.2.7");
         let listed = super::super::handle(&shared, caller(0), AdminRequest::HostList).await;
-        let AdminResponse::Hosts { hosts } = listed else {
+        let AdminResponse::Hosts { hosts, left_out } = listed else {
             panic!("{listed:?}");
         };
-        assert_eq!(hosts.len(), 1);
+        assert_eq!((hosts.len(), left_out), (1, 0));
         assert_eq!(hosts[0].address, "192.0.2.7");
         let left = hosts[0].locked_seconds_left.unwrap();
         assert!((890..=900).contains(&left), "{left}");

@@ -322,8 +322,8 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
             io.out(&output::recovery_codes(user, codes));
             Exit::Ok
         }
-        AdminResponse::Hosts { hosts } => {
-            io.out(&output::hosts(hosts));
+        AdminResponse::Hosts { hosts, left_out } => {
+            io.out(&output::hosts(hosts, *left_out));
             Exit::Ok
         }
     }

@@ -262,8 +262,8 @@ pub fn breakglass(grants: &[BreakGlassView]) -> String {
     table(&["USER", "FROM", "UNTIL", "GRANTED", "BY UID"], &rows)
 }
 
-/// Remote addresses with failures counted or a lock in force.
-pub fn hosts(hosts: &[HostView]) -> String {
+/// Remote addresses with failures counted or a lock in force, and how many did not fit.
+pub fn hosts(hosts: &[HostView], left_out: u64) -> String {
     if hosts.is_empty() {
         return "No remote address has wrong codes counted or a lockout.".to_string();
     }
@@ -284,7 +284,13 @@ pub fn hosts(hosts: &[HostView]) -> String {
             ]
         })
         .collect();
-    table(&["ADDRESS", "FAILURES", "LOCKED", "LAST CHANGE"], &rows)
+    let mut out = table(&["ADDRESS", "FAILURES", "LOCKED", "LAST CHANGE"], &rows);
+    if left_out > 0 {
+        out.push_str(&format!(
+            "\n... and {left_out} more address(es) with shorter locks or fewer failures"
+        ));
+    }
+    out
 }
 
 /// A user's own status.
@@ -335,22 +341,25 @@ mod tests {
 
     #[test]
     fn host_locks_show_how_long_they_still_hold() {
-        let shown = hosts(&[
-            HostView {
-                address: "192.0.2.7".into(),
-                failures: 0,
-                locked_until: Some(1_700_000_840),
-                locked_seconds_left: Some(840),
-                updated_at: 1_700_000_000,
-            },
-            HostView {
-                address: "2001:db8::1".into(),
-                failures: 3,
-                locked_until: None,
-                locked_seconds_left: None,
-                updated_at: 1_700_000_000,
-            },
-        ]);
+        let shown = hosts(
+            &[
+                HostView {
+                    address: "192.0.2.7".into(),
+                    failures: 0,
+                    locked_until: Some(1_700_000_840),
+                    locked_seconds_left: Some(840),
+                    updated_at: 1_700_000_000,
+                },
+                HostView {
+                    address: "2001:db8::1".into(),
+                    failures: 3,
+                    locked_until: None,
+                    locked_seconds_left: None,
+                    updated_at: 1_700_000_000,
+                },
+            ],
+            2,
+        );
         let lines: Vec<&str> = shown.lines().collect();
         assert!(lines[0].starts_with("ADDRESS"), "{shown}");
         assert!(

@@ -118,8 +118,9 @@ pub struct Lockout {
 impl Store {
     /// Every remote address with failures counted or a lock in force at `now`, locked ones
     /// first (the longest lock first), then by failures: the order an admin reads them in.
+    /// Rows an older otpd kept for host names are left out: they no longer count or lock.
     pub fn host_lockouts(&self, now: i64) -> Result<Vec<Lockout>, StoreError> {
-        Ok(self
+        let rows: Vec<Lockout> = self
             .conn
             .prepare_cached(
                 "SELECT subject, failures, locked_until, updated_at FROM lockouts
@@ -128,7 +129,11 @@ impl Store {
                           failures DESC, subject",
             )?
             .query_map(params![now], |row| lockout_of(row, now))?
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| host_key(Some(&row.subject)).as_deref() == Some(row.subject.as_str()))
+            .collect())
     }
 
     /// Clears the lock and failure count of the host `address` (any spelling of it). Returns
@@ -519,6 +524,16 @@ mod tests {
             ]
         );
         // An ended lock with nothing counted is not listed.
+        assert_eq!(store.host_lockouts(T0 + 901).unwrap().len(), 1);
+        // Nor a host name an older otpd counted: it counts and locks nothing now.
+        store
+            .conn
+            .execute(
+                "INSERT INTO lockouts (kind, subject, failures, updated_at)
+                 VALUES ('host', 'office.example', 7, ?1)",
+                [T0],
+            )
+            .unwrap();
         assert_eq!(store.host_lockouts(T0 + 901).unwrap().len(), 1);
     }
 
