@@ -399,6 +399,20 @@ pub struct UserView {
     /// How many of the user's recovery codes are unused; `None` where not looked up (lists).
     #[serde(default)]
     pub recovery_codes_left: Option<u32>,
+    /// Codes mailed to the user in the last hour and the last 24 hours, which count against
+    /// `max_sends_per_hour` and `max_sends_per_day`; `None` where not looked up (lists).
+    #[serde(default)]
+    pub mailed: Option<MailedCounts>,
+}
+
+/// Codes mailed to one user, by window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailedCounts {
+    /// In the last hour.
+    pub last_hour: u32,
+    /// In the last 24 hours (the hour's included).
+    pub last_day: u32,
 }
 
 /// A bad import line.

@@ -207,17 +207,30 @@ fn user_reset_lets_a_capped_user_get_a_code_again() {
         .unwrap_or_else(|| panic!("{limited:?}"));
     assert!((3500..=3600).contains(&seconds), "{limited:?}");
 
+    // The admin sees why: the codes counted against the caps.
+    let (_, shown, _) = ctl(&o, None, &["user", "show", "erin"]);
+    assert!(
+        shown.contains("codes mailed     5 in the last hour, 5 in the last day"),
+        "{shown}"
+    );
+
     let (status, out, _) = ctl(&o, None, &["user", "unlock", "erin"]);
     assert_eq!(status, 0);
     assert!(out.contains("otpctl user reset erin"), "{out}");
     assert_eq!(refused_at_once(&o, "erin").name(), "PAM_AUTH_ERR");
 
-    let (status, out, err) = ctl(&o, None, &["user", "reset", "erin"]);
+    let (status, out, err) = ctl(&o, None, &["user", "reset", "erin", "--json"]);
     assert_eq!(status, 0, "{out}{err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
     assert!(
-        out.starts_with(
+        done["message"].as_str().unwrap().starts_with(
             "Reset erin: forgot the 5 code(s) mailed in the last day (5 in the last hour)"
         ),
+        "{out}"
+    );
+    assert_eq!(
+        done["user"]["mailed"],
+        serde_json::json!({"last_hour": 0, "last_day": 0}),
         "{out}"
     );
     let audited = o.otpd.events("user_reset");

@@ -83,12 +83,12 @@ fn message(user: &str, done: &UserReset, now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Forgotten, Lockout};
+    use crate::store::{Lockout, SendCounts};
 
     #[test]
     fn the_answer_and_the_audit_say_what_was_cleared_in_seconds_not_timestamps() {
         let done = UserReset {
-            sends: Forgotten { hour: 5, day: 7 },
+            sends: SendCounts { hour: 5, day: 7 },
             codes_closed: 1,
             lockout: Some(Lockout {
                 subject: "bob".into(),

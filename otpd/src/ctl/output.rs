@@ -106,6 +106,18 @@ pub fn user(u: &UserView) -> String {
             u.recovery_codes_left
                 .map_or_else(|| "-".into(), |n| format!("{n} left")),
         ),
+        (
+            "codes mailed",
+            u.mailed.map_or_else(
+                || "-".into(),
+                |m| {
+                    format!(
+                        "{} in the last hour, {} in the last day",
+                        m.last_hour, m.last_day
+                    )
+                },
+            ),
+        ),
     ])
 }
 

@@ -51,7 +51,7 @@ pub use lockouts::Lockout;
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use reset::UserReset;
-pub use sends::Forgotten;
+pub use sends::SendCounts;
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

@@ -9,14 +9,14 @@
 use rusqlite::params;
 
 use super::lockouts::{self, Lockout};
-use super::sends::{self, Forgotten};
+use super::sends::{self, SendCounts};
 use super::{Store, StoreError};
 
 /// What a reset cleared, so the admin is told exactly that.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserReset {
     /// The sends that no longer count against the caps.
-    pub sends: Forgotten,
+    pub sends: SendCounts,
     /// Unused codes closed: within the resend cooldown the next login would otherwise be
     /// handed the old code again, which may be the one that never arrived.
     pub codes_closed: u32,
@@ -86,7 +86,7 @@ mod tests {
             IssueOutcome::RateLimited { .. }
         ));
         let reset = store.reset_user("alice", T0 + 200).unwrap();
-        assert_eq!(reset.sends, Forgotten { hour: 2, day: 2 });
+        assert_eq!(reset.sends, SendCounts { hour: 2, day: 2 });
         assert_eq!(reset.codes_closed, 1);
         assert_eq!(reset.lockout, None);
         assert!(matches!(

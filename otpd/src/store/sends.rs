@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, StoreError};
+use super::{Limits, Store, StoreError};
 
 /// The hourly window, seconds.
 pub(super) const HOUR: i64 = 3600;
@@ -90,9 +90,10 @@ pub(super) fn forget(conn: &Connection, challenge: &str) -> Result<(), StoreErro
     Ok(())
 }
 
-/// The sends an admin's reset took back: how many counted in the hour and in the day.
+/// A user's sends that count against the caps at some time: what `otpctl user show` shows
+/// and what an admin's reset takes back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Forgotten {
+pub struct SendCounts {
     /// Sends that counted against `max_sends_per_hour`.
     pub hour: u32,
     /// Sends that counted against `max_sends_per_day` (the hour's included).
@@ -105,7 +106,15 @@ pub(super) fn forget_user(
     conn: &Connection,
     user: &str,
     now: i64,
-) -> Result<Forgotten, StoreError> {
+) -> Result<SendCounts, StoreError> {
+    let counted = counts(conn, user, now)?;
+    conn.prepare_cached("DELETE FROM sends WHERE user = ?1")?
+        .execute(params![user])?;
+    Ok(counted)
+}
+
+/// The sends to `user` in the hour and the day before `now`.
+fn counts(conn: &Connection, user: &str, now: i64) -> Result<SendCounts, StoreError> {
     let (hour, day): (i64, i64) = conn
         .prepare_cached(
             "SELECT coalesce(sum(sent_at > ?2), 0), coalesce(sum(sent_at > ?3), 0)
@@ -115,12 +124,17 @@ pub(super) fn forget_user(
             params![user, now.saturating_sub(HOUR), now.saturating_sub(DAY)],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-    conn.prepare_cached("DELETE FROM sends WHERE user = ?1")?
-        .execute(params![user])?;
-    Ok(Forgotten {
+    Ok(SendCounts {
         hour: u32::try_from(hour).unwrap_or(u32::MAX),
         day: u32::try_from(day).unwrap_or(u32::MAX),
     })
+}
+
+impl Store {
+    /// The codes mailed to `user` that count against the caps at `now`.
+    pub fn sends_counted(&self, user: &str, now: i64) -> Result<SendCounts, StoreError> {
+        counts(&self.conn, user, now)
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +272,26 @@ mod tests {
             issue_at(&mut store, &limits, T0 + 60),
             IssueOutcome::Issued { .. }
         ));
+    }
+
+    #[test]
+    fn the_counts_shown_to_admins_follow_the_windows() {
+        let (_dir, mut store) = open_store();
+        let limits = capped(100, 100);
+        for t in [0, 100, 2 * HOUR] {
+            issue_at(&mut store, &limits, T0 + t);
+        }
+        assert_eq!(
+            store.sends_counted("alice", T0 + 2 * HOUR + 1).unwrap(),
+            SendCounts { hour: 1, day: 3 }
+        );
+        assert_eq!(
+            store.sends_counted("alice", T0 + DAY + 50).unwrap(),
+            SendCounts { hour: 0, day: 2 }
+        );
+        assert_eq!(
+            store.sends_counted("bob", T0).unwrap(),
+            SendCounts::default()
+        );
     }
 }
