@@ -304,8 +304,7 @@ fn prepare_begin(
             })
         }
         IssueOutcome::LockedOut { until } => {
-            audit::record(&mut store, now, Event::Locked, subject, None);
-            BeginStep::Done(locked(until, now))
+            BeginStep::Done(refuse_locked(&mut store, subject, until, now))
         }
     }
 }
@@ -643,10 +642,7 @@ fn verdict(
                 message: "This code is no longer valid. Log in again for a new one.".into(),
             }
         }
-        Ok(VerifyOutcome::LockedOut { until }) => {
-            audit::record(store, now, Event::Locked, subject, None);
-            locked(until, now)
-        }
+        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now),
         Ok(VerifyOutcome::RecoveryUsed { left }) => {
             let detail = format!("left={left}");
             audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
@@ -753,11 +749,28 @@ fn recovery_prompt(challenge: &str, left: u32) -> Response {
     }
 }
 
-fn locked(until: i64, now: i64) -> Response {
+/// Audits a login refused by a lockout, ending at `until`, and answers it. The audit says which
+/// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
+/// and for how many seconds; the message tells a user refused for their address's failures
+/// that it was not their own typing, so they ask an admin for `otpctl host unlock`.
+fn refuse_locked(store: &mut Store, subject: Subject<'_>, until: i64, now: i64) -> Response {
+    let by = match store.user_locked_until(&subject.login.user, now) {
+        Ok(Some(user_until)) if user_until >= until => "user",
+        Ok(Some(_)) => "user,host",
+        Ok(None) => "host",
+        Err(_) => "unknown",
+    };
+    let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
+    audit::record(store, now, Event::Locked, subject, Some(&detail));
+    let whose = if by == "host" {
+        " from this address"
+    } else {
+        ""
+    };
     Response::Denied {
         reason: DenyReason::LockedOut,
         message: format!(
-            "Too many wrong codes. Try again in {} minutes.",
+            "Too many wrong codes{whose}. Try again in {} minutes.",
             minutes_until(until, now)
         ),
     }

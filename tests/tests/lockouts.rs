@@ -142,7 +142,32 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
     // alice locks herself out (two failures), carol's one more locks the address.
     assert!(locked_out(&wrong_codes(&o, "alice")));
     assert!(locked_out(&wrong_codes(&o, "carol")));
-    assert!(locked_out(&refused_at_once(&o, "dave")));
+    let dave = refused_at_once(&o, "dave");
+    assert!(locked_out(&dave), "{dave:?}");
+    // dave typed nothing wrong: he is told it is his address, and the audit says so.
+    assert!(
+        dave.errors[0].starts_with("Too many wrong codes from this address."),
+        "{dave:?}"
+    );
+    let locks = o.otpd.events("locked");
+    let by = |user: &str| {
+        locks
+            .iter()
+            .find(|l| l.contains(&format!(" user={user} ")))
+            .unwrap_or_else(|| panic!("no lock of {user}: {locks:?}"))
+            .split("detail=")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        by("alice").starts_with("by=user locked_seconds_left="),
+        "{locks:?}"
+    );
+    assert!(
+        by("dave").starts_with("by=host locked_seconds_left="),
+        "{locks:?}"
+    );
 
     let listed = hosts(&o);
     assert_eq!(listed.len(), 1, "{listed:?}");
