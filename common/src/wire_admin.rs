@@ -486,6 +486,9 @@ pub struct DaemonStatus {
     /// Break-glass grants that hold now.
     #[serde(default)]
     pub breakglass: Vec<BreakGlassView>,
+    /// Remote addresses locked out now (`otpctl host list`): each refuses all its users.
+    #[serde(default)]
+    pub locked_hosts: u64,
 }
 
 /// One mail server in the status.

@@ -96,6 +96,14 @@ fn hosts(o: &Office) -> Vec<Value> {
     answer["hosts"].as_array().unwrap().clone()
 }
 
+/// `otpctl status`'s count of addresses locked out now.
+fn locked_hosts(o: &Office) -> u64 {
+    let (status, out, err) = ctl(o, None, &["status", "--json"]);
+    assert_eq!(status, 0, "{out}{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    answer["status"]["locked_hosts"].as_u64().unwrap()
+}
+
 /// Whether a login ended on a lockout (after its wrong answers, or before any prompt).
 fn locked_out(result: &LoginResult) -> bool {
     result.name() == "PAM_MAXTRIES"
@@ -180,6 +188,8 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
         "{table}"
     );
 
+    assert_eq!(locked_hosts(&o), 1);
+
     let nobody = ctl(&o, Some((65534, 65534)), &["host", "unlock", OFFICE]);
     assert_eq!(nobody.0, 4, "{nobody:?}");
     assert!(locked_out(&refused_at_once(&o, "dave")));
@@ -199,6 +209,7 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
         "{audited:?}"
     );
 
+    assert_eq!(locked_hosts(&o), 0);
     let dave = right_code(&o, "dave", 3);
     assert_eq!(dave.name(), "PAM_SUCCESS", "{dave:?}");
     // alice's own lock holds: an address unlock forgives only the address.

@@ -208,6 +208,7 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         ("users", s.users.to_string()),
         ("enabled", s.enabled.to_string()),
         ("locked", s.locked.to_string()),
+        ("locked hosts", s.locked_hosts.to_string()),
         ("live codes", s.live_codes.to_string()),
     ]);
     let rows: Vec<Vec<String>> = s

@@ -136,6 +136,18 @@ impl Store {
             .collect())
     }
 
+    /// How many remote addresses are locked out at `now`, for the status: a lock there refuses
+    /// every user behind the address.
+    pub fn locked_hosts(&self, now: i64) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM lockouts WHERE kind = 'host' AND locked_until > ?1",
+            )?
+            .query_row(params![now], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Clears the lock and failure count of the host `address` (any spelling of it). Returns
     /// what there was to clear, `None` when the address had neither a lock in force nor
     /// failures counted.
@@ -550,6 +562,8 @@ mod tests {
             issue(&mut store, "bob", HOST_A, &limits, T0 + 1),
             IssueOutcome::LockedOut { .. }
         ));
+        assert_eq!(store.locked_hosts(T0 + 1).unwrap(), 1);
+        assert_eq!(store.locked_hosts(T0 + 900).unwrap(), 0);
         let cleared = store.unlock_host("192.0.2.7", T0 + 1).unwrap().unwrap();
         assert_eq!(cleared.locked_until, Some(T0 + 900));
         assert!(matches!(
