@@ -40,6 +40,7 @@ pub fn note_host(
     write(store, now, event, None, Some(rhost), caller, detail);
 }
 
+/// One row and one log line, with the keys in the order of the login events' lines.
 fn write(
     store: &mut Store,
     now: i64,

@@ -125,7 +125,7 @@ impl Store {
             .prepare_cached(
                 "SELECT subject, failures, locked_until, updated_at FROM lockouts
                  WHERE kind = 'host' AND (failures > 0 OR locked_until > ?1)
-                 ORDER BY coalesce(locked_until > ?1, 0) DESC, locked_until DESC,
+                 ORDER BY CASE WHEN locked_until > ?1 THEN locked_until ELSE 0 END DESC,
                           failures DESC, subject",
             )?
             .query_map(params![now], |row| lockout_of(row, now))?
@@ -138,14 +138,14 @@ impl Store {
 
     /// How many remote addresses are locked out at `now`, for the status: a lock there refuses
     /// every user behind the address.
+    /// Counted from the same rows as [`Store::host_lockouts`], so the two always agree.
     pub fn locked_hosts(&self, now: i64) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT count(*) FROM lockouts WHERE kind = 'host' AND locked_until > ?1",
-            )?
-            .query_row(params![now], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        let locked = self
+            .host_lockouts(now)?
+            .iter()
+            .filter(|row| row.locked_until.is_some())
+            .count();
+        Ok(u64::try_from(locked).unwrap_or(u64::MAX))
     }
 
     /// Clears the lock and failure count of the host `address` (any spelling of it). Returns
@@ -547,6 +547,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.host_lockouts(T0 + 901).unwrap().len(), 1);
+        assert_eq!(store.locked_hosts(T0 + 3).unwrap(), 1);
+    }
+
+    #[test]
+    fn unlocked_addresses_are_listed_by_failures_whatever_their_old_lock_time() {
+        let (_dir, mut store) = open_store();
+        let limits = Limits {
+            max_user_failures: 100,
+            max_host_failures: 3,
+            ..strict()
+        };
+        for t in 0..3 {
+            verify(&mut store, "x", "alice", HOST_A, &wrong(), &limits, T0 + t);
+        }
+        verify(&mut store, "x", "bob", HOST_A, &wrong(), &limits, T0 + 950);
+        for t in 0..2 {
+            verify(&mut store, "x", "carol", HOST_B, &wrong(), &limits, T0 + t);
+        }
+        let order: Vec<(String, u32)> = store
+            .host_lockouts(T0 + 951)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.subject, l.failures))
+            .collect();
+        assert_eq!(order, [("198.51.100.9".into(), 2), ("192.0.2.7".into(), 1)]);
     }
 
     #[test]
