@@ -1,4 +1,5 @@
-//! Unix seconds as UTC text for mails, otpctl and reports, without a date library.
+//! Unix seconds as UTC text for mails, otpctl and reports, without a date library, and
+//! spans of seconds as the short durations otpd's answers and otpctl's tables show.
 
 /// Formats `secs` as `2026-11-22 13:05:00 UTC`.
 pub fn utc(secs: i64) -> String {
@@ -11,6 +12,27 @@ pub fn utc(secs: i64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// Formats a span of seconds as `3d 4h 5m`, `2h 5m`, `12m 3s` or `42s` (negative: `0s`): how
+/// long a lock or cap still holds reads better than the raw time it ends.
+pub fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h}h {m}m")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

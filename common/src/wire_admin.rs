@@ -156,6 +156,19 @@ pub enum AdminRequest {
         /// The login name.
         user: String,
     },
+    /// Admin: the remote addresses with failures counted or a lock in force.
+    HostList,
+    /// Admin: clear a remote address's lockout and failure count.
+    HostUnlock {
+        /// The IP address, as the audit's `rhost` shows it.
+        address: String,
+    },
+    /// Admin: forget the codes mailed to a user (the hourly and daily caps start again),
+    /// close their unused codes and clear their lockout.
+    UserReset {
+        /// The login name.
+        user: String,
+    },
 }
 
 /// A change a user makes to their own account.
@@ -294,6 +307,31 @@ pub enum AdminResponse {
         /// The codes, formatted `abcde-fghjk`. Never logged.
         codes: Vec<SecretString>,
     },
+    /// Remote addresses with failures counted or a lock in force, locked ones first.
+    Hosts {
+        /// The addresses, as many as fit in one answer.
+        hosts: Vec<HostView>,
+        /// How many more there are that did not fit (the shortest locks and fewest failures):
+        /// many addresses at once is itself worth knowing.
+        left_out: u64,
+    },
+}
+
+/// One remote address's failure counter, as `otpctl host list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostView {
+    /// The IP address.
+    pub address: String,
+    /// Consecutive wrong answers from it since its last lock or success.
+    pub failures: u32,
+    /// When its lock ends (unix seconds), if it is locked.
+    pub locked_until: Option<i64>,
+    /// Seconds from otpd's now until the lock ends, if it is locked: a duration computed where
+    /// the lock is kept, so a client with a wrong clock still shows the right one.
+    pub locked_seconds_left: Option<i64>,
+    /// When its counter last changed (unix seconds).
+    pub updated_at: i64,
 }
 
 /// One break-glass grant.
@@ -361,6 +399,20 @@ pub struct UserView {
     /// How many of the user's recovery codes are unused; `None` where not looked up (lists).
     #[serde(default)]
     pub recovery_codes_left: Option<u32>,
+    /// Codes mailed to the user in the last hour and the last 24 hours, which count against
+    /// `max_sends_per_hour` and `max_sends_per_day`; `None` where not looked up (lists).
+    #[serde(default)]
+    pub mailed: Option<MailedCounts>,
+}
+
+/// Codes mailed to one user, by window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailedCounts {
+    /// In the last hour.
+    pub last_hour: u32,
+    /// In the last 24 hours (the hour's included).
+    pub last_day: u32,
 }
 
 /// A bad import line.
@@ -434,6 +486,9 @@ pub struct DaemonStatus {
     /// Break-glass grants that hold now.
     #[serde(default)]
     pub breakglass: Vec<BreakGlassView>,
+    /// Remote addresses locked out now (`otpctl host list`): each refuses all its users.
+    #[serde(default)]
+    pub locked_hosts: u64,
 }
 
 /// One mail server in the status.

@@ -292,7 +292,8 @@ fn prepare_begin(
             BeginStep::Done(prompt(&needed.address, expires_at, now, &challenge, wait))
         }
         IssueOutcome::RateLimited { retry_after } => {
-            let detail = format!("retry_after={retry_after}");
+            // Seconds from now, like every duration otpd logs: a raw unix time read as one.
+            let detail = format!("retry_after_seconds={}", (retry_after - now).max(0));
             audit::record(&mut store, now, Event::RateLimited, subject, Some(&detail));
             BeginStep::Done(Response::Denied {
                 reason: DenyReason::RateLimited,
@@ -303,8 +304,7 @@ fn prepare_begin(
             })
         }
         IssueOutcome::LockedOut { until } => {
-            audit::record(&mut store, now, Event::Locked, subject, None);
-            BeginStep::Done(locked(until, now))
+            BeginStep::Done(refuse_locked(&mut store, subject, until, now))
         }
     }
 }
@@ -565,10 +565,7 @@ fn verdict(
                 message: "This code is no longer valid. Log in again for a new one.".into(),
             }
         }
-        Ok(VerifyOutcome::LockedOut { until }) => {
-            audit::record(store, now, Event::Locked, subject, None);
-            locked(until, now)
-        }
+        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now),
         Ok(VerifyOutcome::RecoveryUsed { left }) => {
             let detail = format!("left={left}");
             audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
@@ -675,11 +672,28 @@ fn recovery_prompt(challenge: &str, left: u32) -> Response {
     }
 }
 
-fn locked(until: i64, now: i64) -> Response {
+/// Audits a login refused by a lockout, ending at `until`, and answers it. The audit says which
+/// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
+/// and for how many seconds; the message tells a user refused for their address's failures
+/// that it was not their own typing, so they ask an admin for `otpctl host unlock`.
+fn refuse_locked(store: &mut Store, subject: Subject<'_>, until: i64, now: i64) -> Response {
+    let by = match store.user_locked_until(&subject.login.user, now) {
+        Ok(Some(user_until)) if user_until >= until => "user",
+        Ok(Some(_)) => "user,host",
+        Ok(None) => "host",
+        Err(_) => "unknown",
+    };
+    let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
+    audit::record(store, now, Event::Locked, subject, Some(&detail));
+    let whose = if by == "host" {
+        " from this address"
+    } else {
+        ""
+    };
     Response::Denied {
         reason: DenyReason::LockedOut,
         message: format!(
-            "Too many wrong codes. Try again in {} minutes.",
+            "Too many wrong codes{whose}. Try again in {} minutes.",
             minutes_until(until, now)
         ),
     }
@@ -1036,6 +1050,49 @@ mod tests {
         assert!(check_fields(&login).is_ok());
         login.rhost = Some("h".repeat(MAX_FIELD_LEN + 1));
         assert!(check_fields(&login).is_err());
+    }
+
+    /// Issue #17: the audit line said `retry_after=1796461369`, a unix time read as a wait.
+    #[tokio::test]
+    async fn a_rate_limited_login_is_audited_with_the_seconds_to_wait_not_a_timestamp() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        let limits = limits_of(&shared.active().config.defaults);
+        // The hourly cap (5) filled by logins a minute apart, the oldest 300 s ago.
+        for minute in 0..5 {
+            let request = IssueRequest {
+                user: "alice",
+                protocol: "ssh",
+                service: "sshd",
+                rhost: None,
+            };
+            let at = T0 - 300 + 60 * minute;
+            shared
+                .store()
+                .issue(&request, &limits, at, &mut rand::rng())
+                .unwrap();
+        }
+        let answer = begin_as_root(&shared, ssh_login("alice", "192.0.2.1")).await;
+        assert!(
+            matches!(
+                answer,
+                Response::Denied {
+                    reason: DenyReason::RateLimited,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        let mut store = shared.store();
+        store.flush_audit().unwrap();
+        assert_eq!(
+            store.count_rows(
+                "SELECT count(*) FROM audit
+                 WHERE event = 'rate_limited' AND detail = 'retry_after_seconds=3300'"
+            ),
+            1
+        );
     }
 
     // --- exemptions and trusted networks (issue #16), through `handle` in-process ---

@@ -40,6 +40,9 @@ _otpctl() {
             otpctl,help)
                 cmd="otpctl__subcmd__help"
                 ;;
+            otpctl,host)
+                cmd="otpctl__subcmd__host"
+                ;;
             otpctl,import)
                 cmd="otpctl__subcmd__import"
                 ;;
@@ -106,6 +109,9 @@ _otpctl() {
             otpctl__subcmd__help,help)
                 cmd="otpctl__subcmd__help__subcmd__help"
                 ;;
+            otpctl__subcmd__help,host)
+                cmd="otpctl__subcmd__help__subcmd__host"
+                ;;
             otpctl__subcmd__help,import)
                 cmd="otpctl__subcmd__help__subcmd__import"
                 ;;
@@ -133,6 +139,12 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__breakglass,revoke)
                 cmd="otpctl__subcmd__help__subcmd__breakglass__subcmd__revoke"
                 ;;
+            otpctl__subcmd__help__subcmd__host,list)
+                cmd="otpctl__subcmd__help__subcmd__host__subcmd__list"
+                ;;
+            otpctl__subcmd__help__subcmd__host,unlock)
+                cmd="otpctl__subcmd__help__subcmd__host__subcmd__unlock"
+                ;;
             otpctl__subcmd__help__subcmd__user,add)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__add"
                 ;;
@@ -151,6 +163,9 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__user,remove)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__remove"
                 ;;
+            otpctl__subcmd__help__subcmd__user,reset)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__reset"
+                ;;
             otpctl__subcmd__help__subcmd__user,set-email)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__email"
                 ;;
@@ -162,6 +177,24 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help__subcmd__user,unlock)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__unlock"
+                ;;
+            otpctl__subcmd__host,help)
+                cmd="otpctl__subcmd__host__subcmd__help"
+                ;;
+            otpctl__subcmd__host,list)
+                cmd="otpctl__subcmd__host__subcmd__list"
+                ;;
+            otpctl__subcmd__host,unlock)
+                cmd="otpctl__subcmd__host__subcmd__unlock"
+                ;;
+            otpctl__subcmd__host__subcmd__help,help)
+                cmd="otpctl__subcmd__host__subcmd__help__subcmd__help"
+                ;;
+            otpctl__subcmd__host__subcmd__help,list)
+                cmd="otpctl__subcmd__host__subcmd__help__subcmd__list"
+                ;;
+            otpctl__subcmd__host__subcmd__help,unlock)
+                cmd="otpctl__subcmd__host__subcmd__help__subcmd__unlock"
                 ;;
             otpctl__subcmd__user,add)
                 cmd="otpctl__subcmd__user__subcmd__add"
@@ -183,6 +216,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__user,remove)
                 cmd="otpctl__subcmd__user__subcmd__remove"
+                ;;
+            otpctl__subcmd__user,reset)
+                cmd="otpctl__subcmd__user__subcmd__reset"
                 ;;
             otpctl__subcmd__user,set-email)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__email"
@@ -217,6 +253,9 @@ _otpctl() {
             otpctl__subcmd__user__subcmd__help,remove)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__remove"
                 ;;
+            otpctl__subcmd__user__subcmd__help,reset)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__reset"
+                ;;
             otpctl__subcmd__user__subcmd__help,set-email)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__email"
                 ;;
@@ -236,7 +275,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user host import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -636,7 +675,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="user host import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -803,6 +842,48 @@ _otpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpctl__subcmd__help__subcmd__host)
+            opts="list unlock"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__host__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__host__subcmd__unlock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpctl__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -874,7 +955,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list"
+            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -971,6 +1052,20 @@ _otpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__email)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1020,6 +1115,140 @@ _otpctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host)
+            opts="-h --socket --config --json --timeout --help list unlock help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__help)
+            opts="list unlock help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__help__subcmd__unlock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__list)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__host__subcmd__unlock)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1162,7 +1391,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock remove show recovery-codes list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1274,7 +1503,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols enable disable unlock remove show recovery-codes list help"
+            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1372,6 +1601,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1494,6 +1737,32 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__remove)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__reset)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

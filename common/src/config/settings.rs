@@ -48,8 +48,8 @@ impl fmt::Display for Mode {
     }
 }
 
-/// The rules for issuing and checking codes. Every value is within its documented range, and
-/// `max_sends_per_day >= max_sends_per_hour`.
+/// The rules for issuing and checking codes. Every value is within its documented range,
+/// `max_sends_per_day >= max_sends_per_hour` and `max_host_failures >= max_user_failures`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Whether a code is needed at all.
@@ -69,7 +69,10 @@ pub struct Settings {
     pub max_sends_per_day: u32,
     /// Consecutive wrong answers per user (1 to 1000) before the user is locked out.
     pub max_user_failures: u32,
-    /// Consecutive wrong answers from one remote host (1 to 10000) before it is locked out.
+    /// Consecutive wrong answers from one remote IP address (1 to 10000, and at least
+    /// `max_user_failures`) before it is locked out. Many users share an address (an office
+    /// behind NAT), so a host lock must take many users' typos or one guesser trying many
+    /// accounts, never one user's lockout: one user's typos lock only that user.
     pub max_host_failures: u32,
     /// How long a lockout lasts, 1 to 1440 minutes.
     pub lockout: Duration,
@@ -96,7 +99,9 @@ impl Default for Settings {
             max_sends_per_hour: 5,
             max_sends_per_day: 20,
             max_user_failures: 20,
-            max_host_failures: 20,
+            // Five users' worth of lockouts: well above one user's, so one user locks only
+            // themselves, and still low enough to stop one address guessing across accounts.
+            max_host_failures: 100,
             lockout: MINUTE * 15,
             reuse_window: SECOND * 300,
             allow_user_disable: true,
@@ -163,6 +168,22 @@ impl Settings {
                 ),
             ));
         }
+        if s.max_host_failures < s.max_user_failures {
+            // As above: one of the two keys is set here.
+            let span = raw
+                .max_host_failures
+                .as_ref()
+                .or(raw.max_user_failures.as_ref())
+                .map(|v| v.span())
+                .unwrap_or_default();
+            return Err(Invalid::new(
+                span,
+                format!(
+                    "max_host_failures ({}) must be at least max_user_failures ({}): otherwise one user's wrong codes lock out everyone behind the same address",
+                    s.max_host_failures, s.max_user_failures
+                ),
+            ));
+        }
         Ok(s)
     }
 }
@@ -184,7 +205,7 @@ mod tests {
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.resend_cooldown, Duration::from_secs(60));
         assert_eq!((s.max_sends_per_hour, s.max_sends_per_day), (5, 20));
-        assert_eq!((s.max_user_failures, s.max_host_failures), (20, 20));
+        assert_eq!((s.max_user_failures, s.max_host_failures), (20, 100));
         assert_eq!(s.lockout, Duration::from_secs(900));
     }
 
@@ -223,8 +244,8 @@ mod tests {
             ("resend_cooldown_seconds", 0, 3600, ""),
             ("max_sends_per_hour", 1, 1000, "max_sends_per_day = 10000"),
             ("max_sends_per_day", 1, 10_000, "max_sends_per_hour = 1"),
-            ("max_user_failures", 1, 1000, ""),
-            ("max_host_failures", 1, 10_000, ""),
+            ("max_user_failures", 1, 1000, "max_host_failures = 10000"),
+            ("max_host_failures", 1, 10_000, "max_user_failures = 1"),
             ("lockout_minutes", 1, 1440, ""),
         ];
         let base = Settings::default();
@@ -258,5 +279,25 @@ mod tests {
             .overlay(&raw("max_sends_per_hour = 30"))
             .unwrap_err();
         assert_eq!(e.span, 21..23);
+    }
+
+    #[test]
+    fn a_host_limit_below_the_user_limit_is_refused_even_when_inherited() {
+        let e = Settings::default()
+            .overlay(&raw("max_host_failures = 19"))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "max_host_failures (19) must be at least max_user_failures (20): otherwise one user's wrong codes lock out everyone behind the same address"
+        );
+        let e = Settings::default()
+            .overlay(&raw("max_user_failures = 101"))
+            .unwrap_err();
+        assert_eq!(e.span, 20..23);
+        assert!(
+            Settings::default()
+                .overlay(&raw("max_user_failures = 100"))
+                .is_ok()
+        );
     }
 }

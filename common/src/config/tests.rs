@@ -70,7 +70,7 @@ fn a_minimal_config_gets_every_default() {
     assert_eq!(c.defaults.max_sends_per_hour, 5);
     assert_eq!(c.defaults.max_sends_per_day, 20);
     assert_eq!(c.defaults.max_user_failures, 20);
-    assert_eq!(c.defaults.max_host_failures, 20);
+    assert_eq!(c.defaults.max_host_failures, 100);
     assert_eq!(c.defaults.lockout, Duration::from_secs(15 * 60));
     assert!(c.profiles.is_empty());
     assert!(c.policies.is_empty());
@@ -213,6 +213,17 @@ fn a_profile_whose_day_cap_falls_below_the_inherited_hour_cap_is_refused() {
     assert_eq!(
         message,
         "max_sends_per_day (9) must be at least max_sends_per_hour (10)"
+    );
+}
+
+#[test]
+fn a_profile_whose_host_limit_falls_below_the_user_limit_points_at_the_host_limit() {
+    let (line, column, message) =
+        error_in("[defaults]\nmax_user_failures = 30\n[profiles.p]\nmax_host_failures = 10");
+    assert_eq!((line, column), (4, 21));
+    assert!(
+        message.starts_with("max_host_failures (10) must be at least max_user_failures (30)"),
+        "{message}"
     );
 }
 

@@ -8,8 +8,10 @@
 pub(crate) mod authz;
 mod breakglass;
 mod bulk;
+mod hosts;
 mod mail_test;
 mod record;
+mod reset;
 mod self_service;
 mod status;
 mod users;
@@ -136,6 +138,9 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         AdminRequest::EnableAll { group } => bulk::enable_all(&ctx, group.as_deref()),
         AdminRequest::BreakGlassList => breakglass::list(&ctx),
         AdminRequest::UserRecoveryCodes { user } => users::recovery_codes(&ctx, &user),
+        AdminRequest::HostList => hosts::list(&ctx),
+        AdminRequest::HostUnlock { address } => hosts::unlock(&ctx, &address),
+        AdminRequest::UserReset { user } => reset::reset(&ctx, &user),
         AdminRequest::Status
         | AdminRequest::BreakGlassGrant { .. }
         | AdminRequest::BreakGlassRevoke { .. }
@@ -171,6 +176,9 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::BreakGlassRevoke { .. } => "breakglass revoke",
         AdminRequest::BreakGlassList => "breakglass list",
         AdminRequest::UserRecoveryCodes { .. } => "user recovery-codes",
+        AdminRequest::HostList => "host list",
+        AdminRequest::HostUnlock { .. } => "host unlock",
+        AdminRequest::UserReset { .. } => "user reset",
     }
 }
 

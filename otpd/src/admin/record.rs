@@ -24,6 +24,32 @@ pub fn note(
     caller: Caller,
     detail: Option<&str>,
 ) {
+    write(store, now, event, user, None, caller, detail);
+}
+
+/// Records `event` about the remote address `rhost` (`otpctl host unlock`), with the address
+/// in the `rhost` column and key, where `otpctl audit` and log readers look for hosts.
+pub fn note_host(
+    store: &mut Store,
+    now: i64,
+    event: &'static str,
+    rhost: &str,
+    caller: Caller,
+    detail: Option<&str>,
+) {
+    write(store, now, event, None, Some(rhost), caller, detail);
+}
+
+/// One row and one log line, with the keys in the order of the login events' lines.
+fn write(
+    store: &mut Store,
+    now: i64,
+    event: &'static str,
+    user: Option<&str>,
+    rhost: Option<&str>,
+    caller: Caller,
+    detail: Option<&str>,
+) {
     if caller.uid != 0 && UNBOUNDED.contains(&event) {
         let key = RateKey {
             caller_uid: caller.uid,
@@ -38,10 +64,14 @@ pub fn note(
         }
     }
     let mut line = format!(
-        "event={event} user={} service={SERVICE} caller_uid={}",
-        value(user.unwrap_or("-")),
-        caller.uid
+        "event={event} user={} service={SERVICE}",
+        value(user.unwrap_or("-"))
     );
+    if let Some(rhost) = rhost {
+        line.push_str(" rhost=");
+        line.push_str(&value(rhost));
+    }
+    line.push_str(&format!(" caller_uid={}", caller.uid));
     if let Some(detail) = detail {
         line.push_str(" detail=");
         line.push_str(&value(detail));
@@ -53,7 +83,7 @@ pub fn note(
         user,
         service: Some(SERVICE),
         protocol: None,
-        rhost: None,
+        rhost,
         caller_uid: Some(caller.uid),
         detail,
     };

@@ -27,6 +27,10 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
         (Ok(counts), Ok(live)) => (counts, live),
         (Err(e), _) | (_, Err(e)) => return store_failed(&e),
     };
+    let locked_hosts = match store.locked_hosts(ctx.now) {
+        Ok(hosts) => hosts,
+        Err(e) => return store_failed(&e),
+    };
     let config = &ctx.active.config;
     let health = ctx.active.mailer.server_health();
     let mut mail_servers = Vec::with_capacity(config.mail.servers.len());
@@ -78,6 +82,7 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             live_codes: live,
             mail_servers,
             breakglass,
+            locked_hosts,
         }),
     }
 }

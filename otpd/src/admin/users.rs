@@ -1,6 +1,6 @@
 //! Admin commands on one user, and the user list.
 
-use common::wire_admin::{AdminResponse, RefuseReason, UserView};
+use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
 use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
@@ -186,7 +186,9 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let message = if was {
         format!("Cleared the lockout and failure count of {user}.")
     } else {
-        format!("{user} was not locked out and had no failures counted.")
+        format!(
+            "{user} was not locked out and had no failures counted. If {user} is still refused, the address they log in from may be locked out (`otpctl host list`), or the mail caps reached (`otpctl user reset {user}`)."
+        )
     };
     AdminResponse::Done {
         message,
@@ -217,7 +219,9 @@ pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     }
 }
 
-/// `user show`: known when the user has a record, is locked out, or has an account here.
+/// `user show`: known when the user has a record, is locked out, was mailed codes that still
+/// count against the caps (a user without a record gets codes through the `[directory]`
+/// template, and an admin asked to reset one should see them), or has an account here.
 pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let store = ctx.shared.store();
     let known = match store.user(user) {
@@ -225,7 +229,10 @@ pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
         Err(e) => return store_failed(&e),
     };
     let locked = store.user_locked_until(user, ctx.now).ok().flatten();
-    if !known && locked.is_none() && ctx.shared.accounts.uid_of(user).is_none() {
+    let mailed = store
+        .sends_counted(user, ctx.now)
+        .is_ok_and(|sent| sent.day > 0);
+    if !known && locked.is_none() && !mailed && ctx.shared.accounts.uid_of(user).is_none() {
         return not_found(user);
     }
     match view_of(ctx, &store, user) {
@@ -305,6 +312,11 @@ pub fn view_of(ctx: &Ctx<'_>, store: &Store, user: &str) -> Result<UserView, Sto
         Address::Full,
     );
     view.recovery_codes_left = Some(store.recovery_codes_left(user)?);
+    let sent = store.sends_counted(user, ctx.now)?;
+    view.mailed = Some(MailedCounts {
+        last_hour: sent.hour,
+        last_day: sent.day,
+    });
     Ok(view)
 }
 

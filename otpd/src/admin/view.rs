@@ -51,6 +51,7 @@ pub fn user_view(
         code_required_for: code_required_for(config, accounts, name, record),
         locked_until,
         recovery_codes_left: None,
+        mailed: None,
     }
 }
 

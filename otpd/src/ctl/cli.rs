@@ -39,9 +39,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Admin: manage one user (add, set-email, enable, disable, unlock, remove, show, list).
+    /// Admin: manage one user (add, set-email, enable, disable, unlock, reset, remove, show,
+    /// list).
     #[command(subcommand)]
     User(UserCommand),
+    /// Admin: the remote addresses counted for wrong codes, and their lockouts (list, unlock).
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Admin: create or replace users from a CSV file of `user,email[,enabled[,protocols]]`.
     ///
     /// Every line is checked first. With any bad line nothing is imported (each bad line is
@@ -170,6 +174,16 @@ pub enum UserCommand {
         /// The login name.
         user: String,
     },
+    /// Give a user a clean slate: forget the codes mailed to them (the hourly and daily mail
+    /// caps start again), close their unused codes and clear their lockout.
+    ///
+    /// For a user who reached max_sends_per_hour or max_sends_per_day (after test logins, or a
+    /// mail that never arrived). The lockout of the address they log in from is left alone:
+    /// see `otpctl host unlock`. Audited as user_reset with what was cleared.
+    Reset {
+        /// The login name.
+        user: String,
+    },
     /// Delete a user's record.
     Remove {
         /// The login name.
@@ -197,6 +211,21 @@ pub enum UserCommand {
         /// Only users locked out now.
         #[arg(long)]
         locked: bool,
+    },
+}
+
+/// `otpctl host ...`: failures are counted per remote IP address too, so that one address
+/// guessing across many accounts is stopped; a host lock refuses every user from it.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// The addresses with wrong codes counted or a lockout in force, locked ones first, with
+    /// how long each lock still holds.
+    List,
+    /// Clear an address's lockout and failure count, so its users can log in again (audited
+    /// as host_unlocked).
+    Unlock {
+        /// The IP address, as `host list` and the audit's rhost show it.
+        address: String,
     },
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use common::secret::SecretString;
 use common::wire_admin::{AdminRequest, AdminResponse, SelfAction};
 
-use super::cli::{BreakglassCommand, Command, UserCommand};
+use super::cli::{BreakglassCommand, Command, HostCommand, UserCommand};
 use super::connect::{CallError, Conn};
 use super::{Exit, Io, import, output, paging, since};
 
@@ -44,6 +44,10 @@ pub fn run(conn: &Conn, command: &Command, json: bool, io: &mut Io<'_>) -> Exit 
 fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest>, Exit> {
     Ok(Some(match command {
         Command::User(user) => user_request(user, io)?,
+        Command::Host(HostCommand::List) => AdminRequest::HostList,
+        Command::Host(HostCommand::Unlock { address }) => AdminRequest::HostUnlock {
+            address: address.clone(),
+        },
         Command::Import { file, partial } => {
             let text = read_file(file, io)?;
             let (rows, problems) = import::parse(&text);
@@ -161,6 +165,7 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
         UserCommand::Enable { user } => AdminRequest::UserEnable { user: user.clone() },
         UserCommand::Disable { user } => AdminRequest::UserDisable { user: user.clone() },
         UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+        UserCommand::Reset { user } => AdminRequest::UserReset { user: user.clone() },
         UserCommand::Remove { user } => AdminRequest::UserRemove { user: user.clone() },
         UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
         UserCommand::RecoveryCodes { user } => {
@@ -315,6 +320,10 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
         }
         AdminResponse::RecoveryCodes { user, codes } => {
             io.out(&output::recovery_codes(user, codes));
+            Exit::Ok
+        }
+        AdminResponse::Hosts { hosts, left_out } => {
+            io.out(&output::hosts(hosts, *left_out));
             Exit::Ok
         }
     }

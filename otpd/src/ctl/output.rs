@@ -2,11 +2,11 @@
 //! answer itself, so scripts see exactly the fields otpd sent.
 
 use common::wire_admin::{
-    AuditRow, BreakGlassView, DaemonStatus, MailTestResult, SelfStatus, UserView,
+    AuditRow, BreakGlassView, DaemonStatus, HostView, MailTestResult, SelfStatus, UserView,
 };
 use serde::Serialize;
 
-use common::timefmt;
+use common::timefmt::{self, duration};
 
 /// Renders rows under headers, columns padded to the widest cell, two spaces apart. Control
 /// characters in cells are escaped so hostile values cannot break the table.
@@ -62,26 +62,6 @@ pub fn time(secs: Option<i64>) -> String {
     secs.map_or_else(|| "-".to_string(), timefmt::utc)
 }
 
-/// `3d 4h 5m`, `12m 3s`, `42s`.
-pub fn duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (d, h, m, s) = (
-        secs / 86_400,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    if d > 0 {
-        format!("{d}d {h}h {m}m")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 fn yes(value: bool) -> String {
     if value { "yes" } else { "no" }.to_string()
 }
@@ -125,6 +105,18 @@ pub fn user(u: &UserView) -> String {
             "recovery codes",
             u.recovery_codes_left
                 .map_or_else(|| "-".into(), |n| format!("{n} left")),
+        ),
+        (
+            "codes mailed",
+            u.mailed.map_or_else(
+                || "-".into(),
+                |m| {
+                    format!(
+                        "{} in the last hour, {} in the last day",
+                        m.last_hour, m.last_day
+                    )
+                },
+            ),
         ),
     ])
 }
@@ -216,6 +208,7 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         ("users", s.users.to_string()),
         ("enabled", s.enabled.to_string()),
         ("locked", s.locked.to_string()),
+        ("locked hosts", s.locked_hosts.to_string()),
         ("live codes", s.live_codes.to_string()),
     ]);
     let rows: Vec<Vec<String>> = s
@@ -282,6 +275,37 @@ pub fn breakglass(grants: &[BreakGlassView]) -> String {
     table(&["USER", "FROM", "UNTIL", "GRANTED", "BY UID"], &rows)
 }
 
+/// Remote addresses with failures counted or a lock in force, and how many did not fit.
+pub fn hosts(hosts: &[HostView], left_out: u64) -> String {
+    if hosts.is_empty() {
+        return "No remote address has wrong codes counted or a lockout.".to_string();
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let locked = match (h.locked_seconds_left, h.locked_until) {
+                (Some(left), Some(until)) => {
+                    format!("for {} (until {})", duration(left), timefmt::utc(until))
+                }
+                _ => "no".to_string(),
+            };
+            vec![
+                h.address.clone(),
+                h.failures.to_string(),
+                locked,
+                timefmt::utc(h.updated_at),
+            ]
+        })
+        .collect();
+    let mut out = table(&["ADDRESS", "FAILURES", "LOCKED", "LAST CHANGE"], &rows);
+    if left_out > 0 {
+        out.push_str(&format!(
+            "\n... and {left_out} more address(es) with shorter locks or fewer failures"
+        ));
+    }
+    out
+}
+
 /// A user's own status.
 pub fn self_status(s: &SelfStatus) -> String {
     format!(
@@ -326,6 +350,39 @@ mod tests {
         assert_eq!(lines[0], "A           B");
         assert_eq!(lines[1], "long-value  x");
         assert_eq!(lines[2], "y\\x0az      w");
+    }
+
+    #[test]
+    fn host_locks_show_how_long_they_still_hold() {
+        let shown = hosts(
+            &[
+                HostView {
+                    address: "192.0.2.7".into(),
+                    failures: 0,
+                    locked_until: Some(1_700_000_840),
+                    locked_seconds_left: Some(840),
+                    updated_at: 1_700_000_000,
+                },
+                HostView {
+                    address: "2001:db8::1".into(),
+                    failures: 3,
+                    locked_until: None,
+                    locked_seconds_left: None,
+                    updated_at: 1_700_000_000,
+                },
+            ],
+            2,
+        );
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].starts_with("ADDRESS"), "{shown}");
+        assert!(
+            lines[1].contains("for 14m 0s (until 2023-11-14 22:27:20 UTC)"),
+            "{shown}"
+        );
+        assert!(
+            lines[2].contains("  3  ") && lines[2].contains("  no  "),
+            "{shown}"
+        );
     }
 
     #[test]

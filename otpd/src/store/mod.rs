@@ -8,7 +8,8 @@
 //!
 //! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
-//! `notices` (mails owed to users), `users`, `audit_rows` and `purge`.
+//! `notices` (mails owed to users), `reset` (an admin's reset of one user), `users`,
+//! `audit_rows` and `purge`.
 
 mod admin;
 mod audit_rate;
@@ -20,6 +21,7 @@ mod lockouts;
 mod notices;
 mod purge;
 mod recovery;
+mod reset;
 pub mod schema;
 mod sends;
 mod single_secret;
@@ -47,9 +49,12 @@ pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
+pub use lockouts::Lockout;
 pub use notices::{NoticeTo, QueuedNotice};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
+pub use reset::UserReset;
+pub use sends::SendCounts;
 pub use users::UserRecord;
 
 /// How long a request waits for another connection's transaction before giving up. Requests

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, StoreError};
+use super::{Limits, Store, StoreError};
 
 /// The hourly window, seconds.
 pub(super) const HOUR: i64 = 3600;
@@ -88,6 +88,53 @@ pub(super) fn forget(conn: &Connection, challenge: &str) -> Result<(), StoreErro
     )?
     .execute(params![challenge])?;
     Ok(())
+}
+
+/// A user's sends that count against the caps at some time: what `otpctl user show` shows
+/// and what an admin's reset takes back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendCounts {
+    /// Sends that counted against `max_sends_per_hour`.
+    pub hour: u32,
+    /// Sends that counted against `max_sends_per_day` (the hour's included).
+    pub day: u32,
+}
+
+/// Forgets every send to `user`, so both caps start again from zero; returns what counted at
+/// `now`. Used by an admin's reset, never by a login.
+pub(super) fn forget_user(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+) -> Result<SendCounts, StoreError> {
+    let counted = counts(conn, user, now)?;
+    conn.prepare_cached("DELETE FROM sends WHERE user = ?1")?
+        .execute(params![user])?;
+    Ok(counted)
+}
+
+/// The sends to `user` in the hour and the day before `now`.
+fn counts(conn: &Connection, user: &str, now: i64) -> Result<SendCounts, StoreError> {
+    let (hour, day): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(sent_at > ?2), 0), coalesce(sum(sent_at > ?3), 0)
+             FROM sends WHERE user = ?1",
+        )?
+        .query_row(
+            params![user, now.saturating_sub(HOUR), now.saturating_sub(DAY)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    Ok(SendCounts {
+        hour: u32::try_from(hour).unwrap_or(u32::MAX),
+        day: u32::try_from(day).unwrap_or(u32::MAX),
+    })
+}
+
+impl Store {
+    /// The codes mailed to `user` that count against the caps at `now`.
+    pub fn sends_counted(&self, user: &str, now: i64) -> Result<SendCounts, StoreError> {
+        counts(&self.conn, user, now)
+    }
 }
 
 #[cfg(test)]
@@ -225,5 +272,26 @@ mod tests {
             issue_at(&mut store, &limits, T0 + 60),
             IssueOutcome::Issued { .. }
         ));
+    }
+
+    #[test]
+    fn the_counts_shown_to_admins_follow_the_windows() {
+        let (_dir, mut store) = open_store();
+        let limits = capped(100, 100);
+        for t in [0, 100, 2 * HOUR] {
+            issue_at(&mut store, &limits, T0 + t);
+        }
+        assert_eq!(
+            store.sends_counted("alice", T0 + 2 * HOUR + 1).unwrap(),
+            SendCounts { hour: 1, day: 3 }
+        );
+        assert_eq!(
+            store.sends_counted("alice", T0 + DAY + 50).unwrap(),
+            SendCounts { hour: 0, day: 2 }
+        );
+        assert_eq!(
+            store.sends_counted("bob", T0).unwrap(),
+            SendCounts::default()
+        );
     }
 }
