@@ -48,6 +48,7 @@ pub mod flow;
 mod handle;
 pub mod outcome;
 mod quiet_panic;
+pub mod refusal_log;
 pub mod secret;
 
 use std::ffi::CStr;
