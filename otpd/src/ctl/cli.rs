@@ -139,6 +139,10 @@ pub enum UserCommand {
         /// Only these protocols, separated by commas [default: all].
         #[arg(long, value_delimiter = ',', value_name = "PROTOCOLS")]
         protocols: Option<Vec<String>>,
+        /// Add the user although the name is no account on this host (yet), e.g. one that will
+        /// come from a directory; without it such a name is refused as a likely typo.
+        #[arg(long)]
+        no_account: bool,
     },
     /// Set or replace a user's address.
     SetEmail {
