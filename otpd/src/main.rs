@@ -9,7 +9,7 @@ use common::config::Config;
 
 /// Issues, mails and verifies one-time login codes for pam_otp_email.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The config file.
     #[arg(long, default_value = "/etc/otpd/otpd.toml")]

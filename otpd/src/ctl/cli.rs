@@ -17,7 +17,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/otpd/otpd.toml";
 /// own state and turn the code on or off for themselves; a code mailed to the address on file
 /// confirms each such change. Users never set their own address.
 #[derive(Debug, Parser)]
-#[command(name = "otpctl", version, about, long_about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "otpctl", version, long_about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// otpd's socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]
     #[arg(long, global = true, value_name = "PATH")]
