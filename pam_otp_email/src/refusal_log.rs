@@ -92,7 +92,7 @@ fn reason(outcome: Outcome, tries: u8) -> Option<(LogLevel, String)> {
         ),
         Outcome::ConversationFailed => (
             Notice,
-            "the application's conversation failed (the client may have gone away)",
+            "the application's conversation failed; the client may have gone away",
         ),
         Outcome::NoUser => (Notice, "PAM has no user name"),
         Outcome::NoService => (Error, "PAM has no service name"),
