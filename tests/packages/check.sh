@@ -355,6 +355,10 @@ expect_stat /var/lib/otpd/secret.key 600 otpd otpd
 [ -f /var/lib/otpd/otpd.db ] || fail "no database at /var/lib/otpd/otpd.db"
 [ "$(stat -c %U /var/lib/otpd/otpd.db)" = otpd ] || fail "otpd.db is not owned by otpd"
 ok "socket 0666, secret.key 0600, otpd.db, all owned by otpd"
+# Plaintext SMTP to 127.0.0.1 (the packaged config's way) never leaves the machine: no warning
+# about it on every start.
+grep -q 'clear text' "$tmp/otpd.log" && { cat "$tmp/otpd.log" >&2; fail "otpd warns about plaintext SMTP to loopback"; }
+ok "no plaintext warning for SMTP to 127.0.0.1"
 
 # --- logins through the profile -----------------------------------------------------------
 step "pam-auth-update --enable otp-email"
