@@ -127,11 +127,14 @@ stage() {
     done
 }
 
-# inline FILE: the file with its @PAM_REFERENCES@ and @SYSUSERS@ placeholders filled in.
+# inline FILE: the file with its @PAM_REFERENCES@, @STOP_OTPD@ and @SYSUSERS@ placeholders
+# filled in.
 inline() {
-    awk -v refs="$here/scripts/pam-references.sh" -v sysusers="$here/systemd/otpd.sysusers" '
+    awk -v refs="$here/scripts/pam-references.sh" -v stop="$here/scripts/stop-otpd.sh" \
+        -v sysusers="$here/systemd/otpd.sysusers" '
         function cat(file,   line) { while ((getline line < file) > 0) print line; close(file) }
         /^#?@PAM_REFERENCES@$/ { cat(refs); next }
+        /^#?@STOP_OTPD@$/ { cat(stop); next }
         /^@SYSUSERS@$/ { cat(sysusers); next }
         { print }' "$1"
 }

@@ -28,6 +28,12 @@ pub enum AdminRequest {
         enabled: bool,
         /// Protocols the user is enrolled for; `None` means all enabled protocols.
         protocols: Option<Vec<String>>,
+        /// The name is not an account on this host (yet), and the admin means it (a user who
+        /// will only exist once a directory is set up). Without it a name NSS does not know is
+        /// refused: a typo would otherwise become a record no login ever uses. Left out of the
+        /// frame when false, so an older otpd still understands every other `user add`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_account: bool,
     },
     /// Admin: set (or replace) a user's address, creating the record when missing.
     UserSetEmail {

@@ -1,5 +1,6 @@
 //! `otpd`: the daemon. Parses arguments and hands over to [`otpd::daemon::run`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,12 +9,13 @@ use common::config::Config;
 
 /// Issues, mails and verifies one-time login codes for pam_otp_email.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The config file.
     #[arg(long, default_value = "/etc/otpd/otpd.toml")]
     config: PathBuf,
-    /// Check the config file and exit: 0 when valid, 1 with FILE:LINE:COLUMN: message otherwise.
+    /// Check the config file and exit: 0 and `OK: FILE` when valid, 1 with FILE:LINE:COLUMN:
+    /// message otherwise.
     #[arg(long)]
     check_config: bool,
 }
@@ -26,6 +28,9 @@ fn main() -> ExitCode {
                 for warning in otpd::ctl::check_config::warnings(&config) {
                     eprintln!("{}: warning: {warning}", args.config.display());
                 }
+                // Said on success too: silence after a check reads like "nothing was checked".
+                // A closed stdout does not make the file invalid: the exit status still says so.
+                let _ = writeln!(std::io::stdout(), "OK: {}", args.config.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {

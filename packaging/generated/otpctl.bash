@@ -1417,7 +1417,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__add)
-            opts="-h --email --enable --protocols --socket --config --json --timeout --help"
+            opts="-h --email --enable --protocols --no-account --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -68,6 +68,7 @@ complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subc
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l enable -d 'Turn the code on at once'
+complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l no-account -d 'Add the user although the name is no account on this host (yet), e.g. one that will come from a directory; without it such a name is refused as a likely typo'
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -l json -d 'Print JSON instead of tables (every command that prints something)'
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c otpctl -n "__fish_otpctl_using_subcommand user; and __fish_seen_subcommand_from set-email" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F

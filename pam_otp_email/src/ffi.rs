@@ -49,6 +49,7 @@ type Stored = Option<Stash>;
 pub fn syslog(pamh: &PamHandle, level: LogLevel, message: &str) {
     let priority = match level {
         LogLevel::Error => libc::LOG_ERR,
+        LogLevel::Notice => libc::LOG_NOTICE,
         LogLevel::Debug => libc::LOG_DEBUG,
     };
     // Callers escape their text already; a NUL would only cut the line short, so show it instead.

@@ -29,6 +29,7 @@ use common::wire::{LoginContext, MAX_SSH_KEY_LEN, MAX_SSH_KEYS, Request, Respons
 
 use crate::args::DEFAULT_TRIES;
 use crate::outcome::Outcome;
+use crate::refusal_log::{self, Who};
 use crate::secret::SecretBytes;
 
 pub use split::{MAX_SECRET_LEN, PASSWORD_PROMPT, split_secret};
@@ -65,6 +66,9 @@ pub struct StoreError {
 pub enum LogLevel {
     /// Something the admin must fix (otpd unreachable, a confused daemon). Always logged.
     Error,
+    /// The person was refused (wrong code, locked out). Always logged, as pam_unix logs a wrong
+    /// password.
+    Notice,
     /// A step of the flow, logged only with the `debug` module argument.
     Debug,
 }
@@ -100,7 +104,8 @@ pub trait LoginHandle {
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<SecretBytes>, ConvError>;
     /// Shows `text` as an error message. Failure is ignored: the login fails anyway.
     fn error_message(&mut self, text: &str);
-    /// Writes one line to syslog. `text` is already escaped and never contains a code.
+    /// Writes one line to syslog (LOG_AUTHPRIV). `text` is already escaped and never contains a
+    /// code.
     fn log(&self, level: LogLevel, text: &str);
     /// PAM_AUTHTOK, when the application or an earlier module set it.
     fn authtok(&self) -> Option<SecretBytes>;
@@ -179,6 +184,8 @@ pub fn run<H: LoginHandle, D: Daemon>(handle: &mut H, daemon: &D, settings: &Set
         handle,
         daemon,
         settings,
+        who: Who::default(),
+        detail: None,
     };
     let outcome = if settings.split {
         flow.split()
@@ -186,6 +193,11 @@ pub fn run<H: LoginHandle, D: Daemon>(handle: &mut H, daemon: &D, settings: &Set
         flow.login()
     };
     flow.debug(|| format!("outcome: {outcome:?}"));
+    if let Some((level, line)) =
+        refusal_log::line(outcome, &flow.who, flow.detail.as_deref(), settings.tries)
+    {
+        flow.handle.log(level, &line);
+    }
     outcome
 }
 
@@ -204,6 +216,11 @@ struct Flow<'a, H, D> {
     handle: &'a mut H,
     daemon: &'a D,
     settings: &'a Settings,
+    /// Who is logging in, for the one line a refusal logs ([`refusal_log`]).
+    who: Who,
+    /// What otpd or the client said when the login could not go on, for that same line. Kept
+    /// here instead of logged at once so that a refusal is one line, not two.
+    detail: Option<String>,
 }
 
 impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
@@ -227,19 +244,23 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
 
     /// Who is logging in, from the PAM items and the `protocol=` argument.
     fn context(&mut self) -> Result<LoginContext, Outcome> {
-        let Some(user) = self.handle.user().filter(|u| !u.is_empty()) else {
+        let user = self.handle.user().filter(|u| !u.is_empty());
+        self.who = Who {
+            user: user.clone(),
+            service: self.handle.service(),
+            rhost: self.handle.rhost(),
+        };
+        let Some(user) = user else {
             self.debug(|| "no user name: refusing".to_owned());
             return Err(Outcome::NoUser);
         };
-        let Some(service) = self.handle.service() else {
-            self.handle
-                .log(LogLevel::Error, "PAM gave no service name: refusing");
+        let Some(service) = self.who.service.clone() else {
             return Err(Outcome::NoService);
         };
         let login = LoginContext {
             user,
             service,
-            rhost: self.handle.rhost(),
+            rhost: self.who.rhost.clone(),
             tty: self.handle.tty(),
             protocol: self.settings.protocol.map(|p| p.as_str().to_owned()),
         };
@@ -256,58 +277,53 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         Ok(login)
     }
 
-    /// Every answer that is not a way forward: shows otpd's message where there is one. Anything
-    /// unexpected (e.g. a skip after a prompt was shown) is a protocol error, never a skip.
+    /// Every answer that is not a way forward: shows otpd's message where there is one, and
+    /// keeps it for the refusal's log line (it never holds a code). Anything unexpected (e.g. a
+    /// skip after a prompt was shown) is a protocol error, never a skip.
     fn refused(&mut self, step: &str, response: Response) -> Outcome {
         match response {
             Response::Denied { reason, message } => {
                 self.handle.error_message(&message);
+                self.detail = Some(format!("otpd: {message}"));
                 Outcome::Denied(reason)
             }
             Response::Unavailable { message } => {
                 self.handle.error_message(&message);
+                self.detail = Some(format!("otpd: {message}"));
                 Outcome::Unavailable
             }
             Response::Error { message } => {
-                self.handle.log(
-                    LogLevel::Error,
-                    &format!(
-                        "otpd refused the {step} request: {}",
-                        escape_for_log(&message)
-                    ),
-                );
+                self.detail = Some(format!("otpd refused the {step} request: {message}"));
                 Outcome::DaemonError
             }
             other => {
-                self.handle.log(
-                    LogLevel::Error,
-                    &format!(
-                        "otpd answered {step} with {}, which does not fit",
-                        kind(&other)
-                    ),
-                );
+                self.detail = Some(format!(
+                    "otpd answered {step} with {}, which does not fit",
+                    kind(&other)
+                ));
                 Outcome::ProtocolError
             }
         }
     }
 
-    /// One call to otpd; a failure is logged (the admin must know) and becomes the outcome. The
-    /// name of the request is logged with `debug`, never its fields.
-    fn call(&self, step: &str, request: &Request) -> Result<Response, Outcome> {
-        let response = self.daemon.call(request).map_err(|error| {
-            self.handle.log(
-                LogLevel::Error,
-                &escape_for_log(&format!("cannot ask otpd ({step}): {error}")),
-            );
-            Outcome::from_client_error(&error)
-        })?;
+    /// One call to otpd; a failure becomes the outcome, and its cause the detail of the
+    /// refusal's log line (the admin must know). The name of the request is logged with
+    /// `debug`, never its fields.
+    fn call(&mut self, step: &str, request: &Request) -> Result<Response, Outcome> {
+        let response = match self.daemon.call(request) {
+            Ok(response) => response,
+            Err(error) => {
+                self.detail = Some(format!("cannot ask otpd ({step}): {error}"));
+                return Err(Outcome::from_client_error(&error));
+            }
+        };
         self.debug(|| format!("otpd answered {step} with {}", kind(&response)));
         Ok(response)
     }
 
     /// libpam would not keep PAM_AUTHTOK or the stash: the admin must know, the login fails.
-    fn store_failed(&self, error: StoreError) -> Outcome {
-        self.handle.log(LogLevel::Error, &error.to_string());
+    fn store_failed(&mut self, error: StoreError) -> Outcome {
+        self.detail = Some(error.to_string());
         Outcome::PamStoreFailed
     }
 
@@ -569,6 +585,87 @@ mod tests {
         for (_, line) in handle.logs.borrow().iter() {
             assert!(!line.contains('\n'), "{line:?}");
         }
+    }
+
+    /// Regression: a refused login left no line in auth.log, only sshd's "Connection closed by
+    /// authenticating user"; the reason was in otpd's journal alone.
+    #[test]
+    fn a_wrong_code_logs_one_notice_naming_the_login_but_never_the_code() {
+        let mut handle = FakeHandle::ssh_login()
+            .answering(typed("111111"))
+            .answering(typed("222222"))
+            .answering(typed("333333"));
+        let wrong = || denied(DenyReason::WrongCode, "Wrong code.");
+        let daemon = FakeDaemon::default()
+            .begin(prompt())
+            .answer("111111", wrong())
+            .answer("222222", wrong())
+            .answer("333333", wrong());
+        let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
+        assert_eq!(outcome, Outcome::TriesExhausted);
+        let lines = handle.logs.borrow().clone();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one line per login, not per answer: {lines:?}"
+        );
+        let (level, line) = &lines[0];
+        assert_eq!(*level, LogLevel::Notice);
+        assert_eq!(
+            line,
+            "login refused: user=alice service=sshd rhost=192.0.2.7: no right code in 3 tries"
+        );
+        handle.assert_logs_never_contain(&["111111", "222222", "333333", CHALLENGE]);
+    }
+
+    #[test]
+    fn a_lockout_is_logged_with_otpds_minutes() {
+        let mut handle = FakeHandle::ssh_login();
+        let daemon = FakeDaemon::default().begin(denied(
+            DenyReason::LockedOut,
+            "Too many wrong codes. Try again in 15 minutes.",
+        ));
+        run_scripted(&mut handle, &daemon, &Settings::default());
+        let lines = handle.logged(LogLevel::Notice);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("user=alice"), "{lines:?}");
+        assert!(lines[0].contains("locked out"), "{lines:?}");
+        assert!(lines[0].contains("Try again in 15 minutes."), "{lines:?}");
+    }
+
+    #[test]
+    fn an_unreachable_otpd_is_one_error_line_naming_the_login_and_the_cause() {
+        let mut handle = FakeHandle::ssh_login();
+        let daemon = FakeDaemon::default().then(|_| Err(client_errors()[0].0()));
+        assert_eq!(
+            run_scripted(&mut handle, &daemon, &Settings::default()),
+            Outcome::DaemonUnreachable
+        );
+        let lines = handle.logs.borrow().clone();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0].0, LogLevel::Error);
+        assert!(
+            lines[0]
+                .1
+                .starts_with("login not checked, refused: user=alice service=sshd rhost=192.0.2.7: otpd unreachable ("),
+            "{lines:?}"
+        );
+        assert!(lines[0].1.contains("/run/otpd/otpd.sock"), "{lines:?}");
+    }
+
+    #[test]
+    fn mail_that_could_not_be_sent_is_logged_in_otpds_words() {
+        let mut handle = FakeHandle::ssh_login();
+        let daemon = FakeDaemon::default().begin(Response::Unavailable {
+            message: "The login code could not be sent. Try again later.".into(),
+        });
+        assert_eq!(
+            run_scripted(&mut handle, &daemon, &Settings::default()),
+            Outcome::Unavailable
+        );
+        let lines = handle.logged(LogLevel::Error);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("could not be sent"), "{lines:?}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! tested with fakes; its end is turned into a PAM code by [`outcome::pam_code`] alone.
 //!
 //! The module never generates, stores or compares codes, prints nothing, and opens no file or
-//! connection besides otpd's socket.
+//! connection besides otpd's socket. It writes one syslog line (LOG_AUTHPRIV, so auth.log) for
+//! each login it refuses or cannot check, saying who and why ([`refusal_log`]); with `debug`,
+//! one per step.
 //!
 //! # Interactive logins (sshd keyboard-interactive, su, login)
 //!
@@ -48,6 +50,7 @@ pub mod flow;
 mod handle;
 pub mod outcome;
 mod quiet_panic;
+pub mod refusal_log;
 pub mod secret;
 
 use std::ffi::CStr;

@@ -13,16 +13,23 @@
 # package, and checks that the PAM stack works and nothing is left. It puts everything back on
 # exit, also on failure. Steps:
 #   1. lintian (no errors) and rpmlint (no errors, with packaging/rpm/rpmlint.toml);
-#   2. dpkg -i: files, owners, modes, user, profile registered but not enabled;
+#   2. dpkg -i: files, owners, modes, user, profile registered but not enabled, the next steps
+#      printed;
 #   3. systemd-analyze verify, and security (fails above 2.0) on the installed unit;
 #   4. otpd started as the unit's ExecStart, as the otpd user, in the directories systemd
 #      would create; READY=1 over NOTIFY_SOCKET;
 #   5. pam-auth-update --enable otp-email, then pamtester logins through common-auth: right
-#      code (success), wrong code (denied), wrong password (denied, nothing mailed);
-#   6. dpkg -i again (upgrade): the profile stays enabled and the config stays; then a reload
-#      as the unit's ExecReload does it;
-#   7. dpkg -r is refused while a hand-written pam.d line names the module;
-#   8. SIGTERM: otpd drains and exits 0; dpkg -r: the stack works with the password alone;
+#      code (success), wrong codes (denied), wrong password (denied, nothing mailed); a
+#      datagram socket at /dev/log (when there is none) catches the module's authpriv line for
+#      the refusal, and later for an outage, without the code;
+#   6. dpkg -i again (upgrade): the profile stays enabled and the config stays, nothing printed;
+#      then a reload as the unit's ExecReload does it;
+#   7. dpkg -r is refused while a hand-written pam.d line loads the module (by name or path),
+#      not for a line naming another build's pam_otp_email.so;
+#   8. SIGTERM: otpd drains and exits 0; a login then fails and says otpd is unreachable; otpd
+#      started without systemd exactly as packaging/README.md documents it; dpkg -r stops it
+#      (and the prerm's stop leaves a process that is not otpd alone); the stack works with the
+#      password alone;
 #   9. dpkg -P: no file, user, profile, state or unit link left; common-* as before;
 #  10. the .rpm in a scratch root (rpm --root --nodeps --noscripts): paths, owners, modes,
 #      %config(noreplace), scriptlet syntax.
@@ -35,6 +42,8 @@ package=pam-otp-email
 test_user=otpd-pkgtest
 service=otpd-pkgtest
 manual_service=otpd-pkgtest-manual
+path_service=otpd-pkgtest-path
+other_build_service=otpd-pkgtest-other-build
 unit=/usr/lib/systemd/system/otpd.service
 module=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/security/pam_otp_email.so
 max_exposure=2.0
@@ -75,16 +84,25 @@ runtime_created=0
 otpd_pid=
 smtp_pid=
 notify_pid=
+syslog_pid=
+syslog_created=0
+manual_otpd_pid=
+decoy_pid=
 rpm_root=
 
 cleanup() {
     local status=$?
     set +e
     exec 3>&- 2>/dev/null
-    for pid in $otpd_pid $smtp_pid $notify_pid; do
+    if [ -f /run/otpd/otpd.pid ] && [ "$(readlink "/proc/$(cat /run/otpd/otpd.pid)/exe" 2>/dev/null)" = /usr/sbin/otpd ]; then
+        kill "$(cat /run/otpd/otpd.pid)" 2>/dev/null
+    fi
+    for pid in $otpd_pid $manual_otpd_pid $smtp_pid $notify_pid $syslog_pid $decoy_pid; do
         kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
-    rm -f "/etc/pam.d/$service" "/etc/pam.d/$manual_service"
+    [ "$syslog_created" = 1 ] && rm -f /dev/log
+    rm -f "/etc/pam.d/$service" "/etc/pam.d/$manual_service" "/etc/pam.d/$path_service" \
+        "/etc/pam.d/$other_build_service"
     if [ "$installed_by_us" = 1 ] && dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null | grep -qv '^not-installed$'; then
         echo "cleanup: purging $package" >&2
         dpkg -P "$package" >/dev/null 2>&1 || echo "cleanup: dpkg -P $package failed" >&2
@@ -180,7 +198,14 @@ ok "no rpmlint errors"
 # --- install ------------------------------------------------------------------------------
 step "dpkg -i"
 installed_by_us=1
-dpkg -i "$deb" || fail "dpkg -i $deb failed"
+dpkg -i "$deb" > "$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "dpkg -i $deb failed"; }
+sed 's/^/   | /' "$tmp/install.log"
+for next in 'edit /etc/otpd/otpd.toml' 'otpctl doctor' 'for sshd' 'WITHOUT SYSTEMD'; do
+    grep -qF "$next" "$tmp/install.log" || fail "the installation does not print the next step '$next'"
+done
+ok "the next steps are printed"
+[ "$(dpkg-deb -f "$deb" Recommends)" = 'default-mta | mail-transport-agent' ] ||
+    fail "the .deb does not recommend an MTA: Recommends: $(dpkg-deb -f "$deb" Recommends)"
 
 # expect_stat PATH MODE OWNER GROUP
 expect_stat() {
@@ -330,6 +355,10 @@ expect_stat /var/lib/otpd/secret.key 600 otpd otpd
 [ -f /var/lib/otpd/otpd.db ] || fail "no database at /var/lib/otpd/otpd.db"
 [ "$(stat -c %U /var/lib/otpd/otpd.db)" = otpd ] || fail "otpd.db is not owned by otpd"
 ok "socket 0666, secret.key 0600, otpd.db, all owned by otpd"
+# Plaintext SMTP to 127.0.0.1 (the packaged config's way) never leaves the machine: no warning
+# about it on every start.
+grep -q 'clear text' "$tmp/otpd.log" && { cat "$tmp/otpd.log" >&2; fail "otpd warns about plaintext SMTP to loopback"; }
+ok "no plaintext warning for SMTP to 127.0.0.1"
 
 # --- logins through the profile -----------------------------------------------------------
 step "pam-auth-update --enable otp-email"
@@ -355,9 +384,82 @@ EOF
 
 mail_count() { find "$mail_dir" -name '*.json' | wc -l; }
 
+# The module's syslog lines: glibc's syslog(3) sends them as datagrams to /dev/log. With no
+# syslog daemon here (CI), a socket bound there catches them, one datagram a line as sent
+# ("<PRI>TIMESTAMP TAG: TEXT"). A /dev/log that exists already belongs to the machine's logger
+# and is left alone; the syslog checks are then skipped.
+syslog_log="$tmp/syslog.log"
+if [ ! -e /dev/log ] && [ ! -L /dev/log ]; then
+    /usr/bin/python3 -u -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+os.chmod("/dev/log", 0o666)
+print("LISTENING", flush=True)
+with open(sys.argv[1], "a") as out:
+    while True:
+        line = s.recv(65536).decode(errors="replace").rstrip("\0\n")
+        out.write(line.replace("\n", "\\n") + "\n")
+        out.flush()
+' "$syslog_log" > "$tmp/syslog.out" 2>&1 &
+    syslog_pid=$!
+    syslog_created=1
+    for _ in $(seq 50); do
+        grep -q LISTENING "$tmp/syslog.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q LISTENING "$tmp/syslog.out" || fail "cannot listen on /dev/log: $(cat "$tmp/syslog.out")"
+    ok "catching syslog on /dev/log"
+else
+    echo "   note: /dev/log exists (a syslog daemon runs here): the module's syslog lines are not checked"
+fi
+touch "$syslog_log"
+
+# module_lines: sets module_log to what the module logged since the last call (pam_syslog's
+# tag names it). Not for $(...): the count of lines seen must survive the call.
+syslog_seen=0
+module_log=
+module_lines() {
+    local total
+    total=$(wc -l < "$syslog_log")
+    module_log=$(tail -n +"$((syslog_seen + 1))" "$syslog_log" | head -n "$((total - syslog_seen))" |
+        grep 'pam_otp_email(' || true)
+    syslog_seen=$total
+}
+
+# expect_module_line PRIORITY TEXT [SECRET...]: the module logged exactly one line since the
+# last check, at syslog priority PRIORITY (facility authpriv = 10, so 80 + severity), holding
+# TEXT and none of the SECRETs. Skipped when /dev/log is the machine's.
+expect_module_line() {
+    local priority=$1 text=$2 lines secret
+    shift 2
+    [ "$syslog_created" = 1 ] || return 0
+    # pamtester has exited, so the datagram was sent; give the catcher a moment to write it.
+    for _ in $(seq 20); do
+        [ "$(wc -l < "$syslog_log")" -gt "$syslog_seen" ] && tail -n +"$((syslog_seen + 1))" "$syslog_log" |
+            grep -q 'pam_otp_email(' && break
+        sleep 0.1
+    done
+    module_lines
+    lines=$module_log
+    [ -n "$lines" ] || fail "the module logged nothing to syslog (expected <$priority> ...$text...)"
+    printf '%s\n' "$lines" | sed 's/^/   syslog| /'
+    [ "$(printf '%s\n' "$lines" | wc -l)" -eq 1 ] || fail "the module logged more than one line"
+    case "$lines" in
+        "<$priority>"*) ;;
+        *) fail "the module's line is not at priority <$priority> (authpriv)" ;;
+    esac
+    printf '%s' "$lines" | grep -qF -- "$text" || fail "the module's line does not say '$text'"
+    for secret in "$@"; do
+        [ -z "$secret" ] && continue
+        printf '%s' "$lines" | grep -qF -- "$secret" && fail "the module's syslog line holds the code $secret"
+    done
+    ok "syslog: one authpriv line <$priority> saying '$text'"
+}
+
 # login PASSWORD ANSWER: runs pamtester for $service as $test_user, answers the password,
-# then (ANSWER = right or wrong) the code from the next mail, or nothing (ANSWER = none).
-# Sets login_status and login_code.
+# then (ANSWER = right) the code from the next mail, (ANSWER = wrong) a wrong code at each of
+# the module's 3 prompts, or nothing (ANSWER = none). Sets login_status and login_code.
 login_seq=0
 login() {
     local password=$1 answer=$2 before fifo pid mail code
@@ -389,6 +491,18 @@ print(re.search(r"Your login code is: ([0-9]+)", mail["text"]).group(1))
                 code=$(printf '%0*d' "${#code}" $(((10#$code + 1) % 10 ** ${#code})))
             fi
             printf '%s\n' "$code" >&3 || true
+            # The next wrong code only once the module has refused the last one and asks again:
+            # pamtester reads each answer with one read(2), so two at once would be one answer.
+            if [ "$answer" = wrong ]; then
+                for refused in 1 2; do
+                    for _ in $(seq 100); do
+                        [ "$(grep -c 'Wrong code' "$tmp/pamtester.$login_seq.log")" -ge "$refused" ] && break
+                        kill -0 "$pid" 2>/dev/null || break
+                        sleep 0.1
+                    done
+                    printf '%s\n' "$code" >&3 || true
+                done
+            fi
         fi
     fi
     exec 3>&-
@@ -402,12 +516,17 @@ login "$password" right
 [ -n "$login_code" ] || fail "no code was mailed to $test_user@example.test"
 [ "$login_status" -eq 0 ] || fail "the login with the right code failed (pamtester exit $login_status)"
 ok "mailed code $login_code accepted"
+module_lines
+[ -z "$module_log" ] || fail "a successful login made the module log to syslog: $module_log"
 
 step "login with a wrong code"
 login "$password" wrong
 [ -n "$login_code" ] || fail "no code was mailed for the second login"
 [ "$login_status" -ne 0 ] || fail "a wrong code was accepted"
 ok "wrong code refused"
+wrong_code=$(printf '%0*d' "${#login_code}" $(((10#$login_code + 1) % 10 ** ${#login_code})))
+expect_module_line 85 "login refused: user=$test_user service=$service rhost=-: no right code in 3 tries" \
+    "$login_code" "$wrong_code"
 
 step "login with a wrong password"
 before=$(mail_count)
@@ -419,7 +538,9 @@ ok "wrong password refused before the module, nothing mailed"
 
 # --- upgrade ------------------------------------------------------------------------------
 step "dpkg -i again (upgrade): the second factor stays"
-dpkg -i "$deb" || fail "reinstalling $deb failed"
+dpkg -i "$deb" > "$tmp/upgrade.log" 2>&1 || { cat "$tmp/upgrade.log"; fail "reinstalling $deb failed"; }
+sed 's/^/   | /' "$tmp/upgrade.log"
+grep -qF 'otpctl doctor' "$tmp/upgrade.log" && fail "the upgrade printed the first installation's next steps again"
 grep -q 'pam_otp_email\.so' /etc/pam.d/common-auth || fail "the upgrade took the profile out of common-auth"
 cmp -s /etc/otpd/otpd.toml "$tmp/test-config.toml" || fail "the upgrade replaced the changed /etc/otpd/otpd.toml"
 expect_stat /etc/otpd/otpd.toml 640 root otpd
@@ -443,21 +564,28 @@ kill -0 "$otpd_pid" 2>/dev/null || fail "otpd died on reload"
 ok "RELOADING=1, then READY=1 again"
 
 # --- removal ------------------------------------------------------------------------------
-step "dpkg -r refused while a hand-written pam.d line names the module"
+step "dpkg -r refused while a hand-written pam.d line loads the module"
 printf 'auth required pam_otp_email.so\n' > "/etc/pam.d/$manual_service"
+printf 'auth required %s\n' "$module" > "/etc/pam.d/$path_service"
+# Another build's module, which removing this package does not take away: no reason to refuse.
+printf 'auth required /opt/other/pam_otp_email.so\n' > "/etc/pam.d/$other_build_service"
 if dpkg -r "$package" > "$tmp/refused.log" 2>&1; then
     cat "$tmp/refused.log"
     fail "dpkg -r removed the package although /etc/pam.d/$manual_service names the module"
 fi
 sed 's/^/   | /' "$tmp/refused.log"
 grep -q "/etc/pam.d/$manual_service" "$tmp/refused.log" || fail "the refusal does not name /etc/pam.d/$manual_service"
+grep -q "/etc/pam.d/$path_service" "$tmp/refused.log" ||
+    fail "the refusal does not name /etc/pam.d/$path_service (the module by its installed path)"
+grep -q "/etc/pam.d/$other_build_service" "$tmp/refused.log" &&
+    fail "the refusal names /etc/pam.d/$other_build_service, which loads another build's module"
 # dpkg keeps the package installed (status "installed"; only the selection says "remove").
 [ "$(dpkg-query -W -f='${db:Status-Status}' "$package")" = installed ] ||
     fail "after the refused removal $package is '$(dpkg-query -W -f='${db:Status-Status}' "$package")', not installed"
 [ -f "$module" ] || fail "the refused removal deleted the module"
 grep -q 'pam_otp_email\.so' /etc/pam.d/common-auth || fail "the refused removal took the profile out"
-rm -f "/etc/pam.d/$manual_service"
-ok "refused, nothing changed"
+rm -f "/etc/pam.d/$manual_service" "/etc/pam.d/$path_service"
+ok "refused for the module by name and by path, not for another build's; nothing changed"
 
 step "SIGTERM: otpd drains and exits"
 kill -TERM "$otpd_pid"
@@ -469,8 +597,70 @@ otpd_pid=
 grep -q '^STOPPING=1' "$tmp/notify.log" || fail "otpd sent no STOPPING=1"
 ok "exit 0, socket removed, STOPPING=1"
 
-step "dpkg -r"
+step "login while otpd is down: refused, and syslog says why"
+login "$password" none
+[ "$login_status" -ne 0 ] || fail "a login went through while otpd was down"
+expect_module_line 83 "login not checked, refused: user=$test_user service=$service rhost=-: otpd unreachable"
+
+step "otpd without systemd, exactly as packaging/README.md documents it"
+start_command=$(sed -n '/^    # otpd without systemd/,/^$/p' packaging/README.md | sed 's/^    //')
+printf '%s\n' "$start_command" | sed 's/^/   | /'
+printf '%s\n' "$start_command" | grep -q 'setpriv' || fail "no start command found in packaging/README.md"
+man -l /usr/share/man/man8/otpd.8.gz 2>/dev/null | grep -qF "$(printf '%s\n' "$start_command" | grep -F 'sh -c')" ||
+    fail "otpd(8) does not show the same start command as packaging/README.md"
+bash -c "$start_command" > "$tmp/otpd-manual.log" 2>&1 &
+manual_otpd_pid=$!
+for _ in $(seq 150); do
+    [ -S /run/otpd/otpd.sock ] && [ -s /run/otpd/otpd.pid ] && break
+    kill -0 "$manual_otpd_pid" 2>/dev/null || { cat "$tmp/otpd-manual.log" >&2; fail "otpd started by hand exited"; }
+    sleep 0.1
+done
+[ -S /run/otpd/otpd.sock ] || { cat "$tmp/otpd-manual.log" >&2; fail "otpd started by hand made no socket"; }
+hand_pid=$(cat /run/otpd/otpd.pid)
+[ "$(readlink "/proc/$hand_pid/exe")" = /usr/sbin/otpd ] || fail "/run/otpd/otpd.pid ($hand_pid) is not otpd"
+[ "$(ps -o user= -p "$hand_pid")" = otpd ] || fail "otpd started by hand runs as $(ps -o user= -p "$hand_pid"), not otpd"
+login "$password" right
+if [ -z "$login_code" ] || [ "$login_status" -ne 0 ]; then
+    cat "$tmp/otpd-manual.log" >&2
+    fail "the login through otpd started by hand failed"
+fi
+ok "pid $hand_pid as otpd, socket and pidfile, login with code $login_code"
+
+step "the prerm's stop leaves a process that is not otpd alone"
+# A stale pidfile whose number now belongs to another process: that process must live on.
+sleep 300 &
+decoy_pid=$!
+mkdir -p "$tmp/stale"
+echo "$decoy_pid" > "$tmp/stale/otpd.pid"
+(
+    # shellcheck source=../../packaging/scripts/stop-otpd.sh
+    . packaging/scripts/stop-otpd.sh
+    stop_hand_started_otpd "$tmp/stale/otpd.pid"
+)
+kill -0 "$decoy_pid" 2>/dev/null || fail "stopping otpd by a stale pidfile killed an unrelated process"
+[ ! -e "$tmp/stale/otpd.pid" ] || fail "the stale pidfile was not removed"
+kill "$decoy_pid"
+wait "$decoy_pid" 2>/dev/null || true
+ok "pid $decoy_pid (sleep) in the pidfile: not signalled, pidfile removed"
+decoy_pid=
+
+step "dpkg -r (with another build's pam.d line, and otpd running without systemd)"
 dpkg -r "$package" || fail "dpkg -r $package failed"
+# The prerm waits for otpd to exit; a removal that did not stop it leaves it running, from
+# a deleted file by now ("/usr/sbin/otpd (deleted)"). A zombie has no exe link.
+hand_running() { readlink "/proc/$hand_pid/exe" 2>/dev/null | grep -q '^/usr/sbin/otpd'; }
+for _ in $(seq 50); do
+    hand_running || break
+    sleep 0.1
+done
+hand_running && fail "dpkg -r left otpd started without systemd (pid $hand_pid) running"
+manual_status=0
+wait "$manual_otpd_pid" || manual_status=$?
+manual_otpd_pid=
+[ "$manual_status" -eq 0 ] || { cat "$tmp/otpd-manual.log" >&2; fail "otpd started by hand exited $manual_status at removal, not 0"; }
+[ ! -e /run/otpd/otpd.pid ] || fail "the removal left /run/otpd/otpd.pid"
+ok "the removal stopped otpd (pid $hand_pid, exit 0) and was not refused for another build's line"
+rm -f "/etc/pam.d/$other_build_service"
 grep -rl 'pam_otp_email' /etc/pam.d && fail "a pam.d file still names the module after removal"
 [ ! -e "$module" ] || fail "$module is still there after removal"
 [ ! -e /usr/sbin/otpd ] || fail "/usr/sbin/otpd is still there after removal"
@@ -563,4 +753,7 @@ for tag in PREIN POSTIN PREUN POSTUN; do
     sh -n "$tmp/scriptlet.$tag" || fail "rpm: the $tag scriptlet is not valid sh"
 done
 grep -q 'pam_references' "$tmp/scriptlet.PREUN" || fail "rpm: %preun does not check PAM files before erase"
+grep -q 'stop_hand_started_otpd' "$tmp/scriptlet.PREUN" || fail "rpm: %preun does not stop an otpd started by hand"
+grep -q 'otpctl doctor' "$tmp/scriptlet.POSTIN" || fail "rpm: %post prints no next steps"
+rpm -qp --recommends "$rpm_file" 2>/dev/null | grep -qx smtpdaemon || fail "rpm: no weak dependency on an MTA (Recommends: smtpdaemon)"
 ok "scriptlets present and valid sh"

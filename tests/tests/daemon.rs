@@ -169,6 +169,11 @@ fn check_config_names_file_line_and_column() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("OK: {}\n", good.display()),
+        "a valid file is confirmed, not met with silence"
+    );
 }
 
 #[test]

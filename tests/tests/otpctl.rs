@@ -163,7 +163,15 @@ fn an_added_and_enabled_user_is_asked_for_a_code_mailed_to_the_address_on_file()
     assert_eq!(login_without_prompt(&s, "zoe").name(), "PAM_SUCCESS");
     let r = ctl(
         &s,
-        &["user", "add", "zoe", "--email", "zoe@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "zoe",
+            "--no-account",
+            "--email",
+            "zoe@corp.test",
+            "--enable",
+        ],
     );
     assert_eq!(r.status, 0, "{r:?}");
     let l = login_with_mailed_code(&s, "zoe", 1);
@@ -180,7 +188,15 @@ fn user_disable_and_remove_turn_the_code_off_for_the_next_login() {
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "yan", "--email", "yan@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "yan",
+            "--no-account",
+            "--email",
+            "yan@corp.test",
+            "--enable",
+        ],
     );
     assert_eq!(login_with_mailed_code(&s, "yan", 1).name(), "PAM_SUCCESS");
     let r = ctl(&s, &["user", "disable", "yan"]);
@@ -202,7 +218,15 @@ fn set_email_and_set_protocols_change_the_next_login() {
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "xia", "--email", "old@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "xia",
+            "--no-account",
+            "--email",
+            "old@corp.test",
+            "--enable",
+        ],
     );
     let r = ctl(&s, &["user", "set-email", "xia", "new@corp.test"]);
     assert_eq!(r.status, 0, "{r:?}");
@@ -225,7 +249,15 @@ fn unlock_clears_a_lockout_so_the_next_login_gets_a_code() {
     });
     ctl(
         &s,
-        &["user", "add", "wes", "--email", "wes@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "wes",
+            "--no-account",
+            "--email",
+            "wes@corp.test",
+            "--enable",
+        ],
     );
     let reader = s.smtp.reader();
     let failed = login(&s, "wes", move |_| {
@@ -259,6 +291,7 @@ fn show_and_list_print_tables_and_json() {
             "user",
             "add",
             "vic",
+            "--no-account",
             "--email",
             "vic@corp.test",
             "--protocols",
@@ -267,7 +300,15 @@ fn show_and_list_print_tables_and_json() {
     );
     ctl(
         &s,
-        &["user", "add", "una", "--email", "una@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "una",
+            "--no-account",
+            "--email",
+            "una@corp.test",
+            "--enable",
+        ],
     );
     let table = ctl(&s, &["user", "list"]);
     assert_eq!(table.status, 0, "{table:?}");
@@ -315,7 +356,15 @@ fn recovery_codes_are_shown_once_answer_one_login_each_and_a_new_set_replaces_th
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "rex", "--email", "rex@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "rex",
+            "--no-account",
+            "--email",
+            "rex@corp.test",
+            "--enable",
+        ],
     );
     let table = ctl(&s, &["user", "recovery-codes", "rex"]);
     assert_eq!(table.status, 0, "{table:?}");
@@ -450,7 +499,15 @@ fn a_non_admin_cannot_list_change_or_unlock_others() {
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "tia", "--email", "tia@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "tia",
+            "--no-account",
+            "--email",
+            "tia@corp.test",
+            "--enable",
+        ],
     );
     let before = ctl(&s, &["user", "show", "tia", "--json"]).json();
     for args in [
@@ -488,7 +545,14 @@ fn a_member_of_the_admin_group_may_run_admin_commands() {
     let r = ctl_as(
         admin.who(),
         &s,
-        &["user", "add", "sam", "--email", "sam@corp.test"],
+        &[
+            "user",
+            "add",
+            "sam",
+            "--no-account",
+            "--email",
+            "sam@corp.test",
+        ],
     );
     assert_eq!(r.status, 0, "{r:?}");
     let list = ctl_as(admin.who(), &s, &["user", "list", "--json"]).json();
@@ -710,7 +774,17 @@ fn enable_all_turns_the_code_on_for_every_user_with_an_address() {
         body: "[defaults]\nmode = \"optional\"\nresend_cooldown_seconds = 0\n".into(),
         ..optional(port)
     });
-    ctl(&s, &["user", "add", "pia", "--email", "pia@corp.test"]);
+    ctl(
+        &s,
+        &[
+            "user",
+            "add",
+            "pia",
+            "--no-account",
+            "--email",
+            "pia@corp.test",
+        ],
+    );
     ctl(&s, &["user", "set-protocols", "oli", "ssh"]);
     assert_eq!(login_without_prompt(&s, "pia").name(), "PAM_SUCCESS");
     let r = ctl(&s, &["enable", "--all"]);
@@ -726,7 +800,15 @@ fn audit_filters_by_user_event_and_time() {
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "ned", "--email", "ned@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "ned",
+            "--no-account",
+            "--email",
+            "ned@corp.test",
+            "--enable",
+        ],
     );
     assert_eq!(login_with_mailed_code(&s, "ned", 1).name(), "PAM_SUCCESS");
     let rows = ctl(&s, &["audit", "--user", "ned", "--since", "1h", "--json"]).json()["rows"]
@@ -751,7 +833,15 @@ fn status_shows_the_daemon_to_admins_and_their_own_account_to_users() {
     let s = setup();
     ctl(
         &s,
-        &["user", "add", "max", "--email", "max@corp.test", "--enable"],
+        &[
+            "user",
+            "add",
+            "max",
+            "--no-account",
+            "--email",
+            "max@corp.test",
+            "--enable",
+        ],
     );
     assert_eq!(login_with_mailed_code(&s, "max", 1).name(), "PAM_SUCCESS");
     let admin = ctl(&s, &["status", "--json"]).json();

@@ -115,7 +115,8 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
             email,
             enabled,
             protocols,
-        } => users::add(&ctx, &user, &email, enabled, protocols),
+            no_account,
+        } => users::add(&ctx, &user, &email, enabled, protocols, no_account),
         AdminRequest::UserSetEmail { user, email } => users::set_email(&ctx, &user, &email),
         AdminRequest::UserSetProtocols { user, protocols } => {
             users::set_protocols(&ctx, &user, protocols)

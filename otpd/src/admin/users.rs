@@ -6,16 +6,28 @@ use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
 use crate::store::{Store, StoreError, UserRecord};
 
-/// `user add`: refused when the user already has a record.
+/// `user add`: refused when the user already has a record, and, unless `no_account`, when the
+/// name is no account on this host (NSS), so that a typo does not become a record that no login
+/// ever matches while the real user goes without a code.
 pub fn add(
     ctx: &Ctx<'_>,
     user: &str,
     email: &str,
     enabled: bool,
     protocols: Option<Vec<String>>,
+    no_account: bool,
 ) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
+    }
+    // Looked up before the store is locked: NSS may be slow (LDAP, SSSD).
+    if !no_account && ctx.shared.accounts.uid_of(user).is_none() {
+        return refused(
+            RefuseReason::NotFound,
+            format!(
+                "{user} is not an account on this host (getent passwd {user} finds nothing); check the name, or add --no-account if the user will only exist later (e.g. from a directory)"
+            ),
+        );
     }
     let email = match view::check_email(email) {
         Ok(email) => email,
@@ -361,4 +373,82 @@ fn not_found(user: &str) -> AdminResponse {
             "otpd has no record of {user}; add one with `otpctl user add {user} --email ADDRESS`"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use common::wire_admin::AdminRequest;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::state::Shared;
+    use crate::test_support::{caller, config};
+
+    /// An otpd whose accounts are [`crate::test_support::FakeAccounts`]: alice and bob exist,
+    /// carol does not.
+    fn daemon() -> (tempfile::TempDir, Shared) {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = crate::test_support::shared(dir.path(), config(""), Arc::new(SystemClock));
+        (dir, shared)
+    }
+
+    fn add_as_root(shared: &Shared, user: &str, no_account: bool) -> AdminResponse {
+        let ctx = Ctx::new(shared, caller(0));
+        add(&ctx, user, "x@example.com", true, None, no_account)
+    }
+
+    /// Regression: `otpctl user add carol` silently made a record for a name that is no
+    /// account, so a typo left the real user without a code and nobody noticed.
+    #[test]
+    fn a_name_that_is_no_account_is_refused_and_nothing_is_stored() {
+        let (_dir, shared) = daemon();
+        let answer = add_as_root(&shared, "carol", false);
+        let AdminResponse::Refused { reason, message } = answer else {
+            panic!("carol was added: {answer:?}");
+        };
+        assert_eq!(reason, RefuseReason::NotFound);
+        assert!(message.contains("not an account"), "{message}");
+        assert!(message.contains("--no-account"), "{message}");
+        assert!(shared.store().user("carol").unwrap().is_none());
+    }
+
+    #[test]
+    fn no_account_adds_a_user_that_will_only_exist_later() {
+        let (_dir, shared) = daemon();
+        let answer = add_as_root(&shared, "carol", true);
+        assert!(matches!(answer, AdminResponse::Done { .. }), "{answer:?}");
+        assert!(shared.store().user("carol").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_account_is_added_without_being_told() {
+        let (_dir, shared) = daemon();
+        let answer = add_as_root(&shared, "alice", false);
+        assert!(matches!(answer, AdminResponse::Done { .. }), "{answer:?}");
+    }
+
+    /// An otpd from before `no_account` refuses unknown fields: a plain `user add` must not send
+    /// the field, and a request without it means "must be an account".
+    #[test]
+    fn no_account_is_only_on_the_wire_when_set() {
+        let plain = AdminRequest::UserAdd {
+            user: "alice".into(),
+            email: "a@example.com".into(),
+            enabled: false,
+            protocols: None,
+            no_account: false,
+        };
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("no_account"), "{text}");
+        let back: AdminRequest = serde_json::from_str(&text).unwrap();
+        assert!(matches!(
+            back,
+            AdminRequest::UserAdd {
+                no_account: false,
+                ..
+            }
+        ));
+    }
 }

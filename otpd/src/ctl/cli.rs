@@ -17,7 +17,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/otpd/otpd.toml";
 /// own state and turn the code on or off for themselves; a code mailed to the address on file
 /// confirms each such change. Users never set their own address.
 #[derive(Debug, Parser)]
-#[command(name = "otpctl", version, about, long_about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "otpctl", version, long_about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// otpd's socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]
     #[arg(long, global = true, value_name = "PATH")]
@@ -143,6 +143,10 @@ pub enum UserCommand {
         /// Only these protocols, separated by commas [default: all].
         #[arg(long, value_delimiter = ',', value_name = "PROTOCOLS")]
         protocols: Option<Vec<String>>,
+        /// Add the user although the name is no account on this host (yet), e.g. one that will
+        /// come from a directory; without it such a name is refused as a likely typo.
+        #[arg(long)]
+        no_account: bool,
     },
     /// Set or replace a user's address.
     SetEmail {

@@ -141,11 +141,13 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
             email,
             enable,
             protocols,
+            no_account,
         } => AdminRequest::UserAdd {
             user: user.clone(),
             email: email.clone(),
             enabled: *enable,
             protocols: protocols.clone(),
+            no_account: *no_account,
         },
         UserCommand::SetEmail { user, email } => AdminRequest::UserSetEmail {
             user: user.clone(),

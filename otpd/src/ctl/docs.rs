@@ -89,6 +89,20 @@ mod tests {
         }
     }
 
+    /// Regression: NAME read `otpctl \- The pam_otp_email daemon: issues, mails and verifies
+    /// one\-time codes; and otpctl.`, the otpd crate's description, which `about` without a
+    /// value takes; the page's NAME is otpctl's own summary, the doc comment's first line.
+    #[test]
+    fn the_man_pages_name_line_says_what_otpctl_does() {
+        let page = String::from_utf8(man(Cli::command(), "otpctl").unwrap()).unwrap();
+        let name = page
+            .lines()
+            .skip_while(|line| *line != ".SH NAME")
+            .nth(1)
+            .unwrap();
+        assert_eq!(name, "otpctl \\- Manage emailed login codes through otpd");
+    }
+
     #[test]
     fn the_man_page_documents_the_exit_statuses() {
         let page = String::from_utf8(man(Cli::command(), "otpctl").unwrap()).unwrap();

@@ -330,26 +330,30 @@ fn unknown_server(name: &str, names: &str) -> TestResult {
     }
 }
 
+/// The warning for a server that gets codes in clear text, or `None`. Plaintext to a loopback
+/// address never leaves the machine (the packaged config sends to the local MTA on 127.0.0.1),
+/// so it is not warned about: a warning on every start that points at no risk teaches admins to
+/// ignore the log. Plaintext to any other host needs `insecure_plaintext = true` and is warned
+/// about every time.
+fn plaintext_warning(server: &SmtpServer) -> Option<String> {
+    if server.security != Security::None || server.is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "mail server {}: security = \"none\" with insecure_plaintext: codes cross the network to {} in clear text",
+        common::text::escape_for_log(&server.name),
+        common::text::escape_for_log(&server.host)
+    ))
+}
+
 /// One server: its TLS parameters, its password read and checked now, and a warning when
 /// codes would cross the wire in clear text.
 fn smtp_server(server: &SmtpServer, hello: Option<&str>) -> Result<Server, MailSetupError> {
+    if let Some(warning) = plaintext_warning(server) {
+        tracing::warn!("{warning}");
+    }
     let tls = match server.security {
-        Security::None => {
-            if server.is_loopback() {
-                tracing::warn!(
-                    "mail server {}: security = \"none\": codes go to {} in clear text (loopback only)",
-                    common::text::escape_for_log(&server.name),
-                    common::text::escape_for_log(&server.host)
-                );
-            } else {
-                tracing::warn!(
-                    "mail server {}: security = \"none\" with insecure_plaintext: codes cross the network to {} in clear text",
-                    common::text::escape_for_log(&server.name),
-                    common::text::escape_for_log(&server.host)
-                );
-            }
-            None
-        }
+        Security::None => None,
         Security::Starttls | Security::Tls => Some(tls::parameters(server)?),
     };
     let password = server

@@ -749,3 +749,23 @@ async fn a_message_is_seven_bit_and_carries_the_code_once_per_part() {
         2
     );
 }
+
+#[test]
+fn plaintext_to_loopback_is_not_warned_about_on_every_start() {
+    for host in ["127.0.0.1", "::1", "localhost"] {
+        let mail = config(&format!(
+            "[[mail.servers]]\nname = \"local\"\nhost = \"{host}\"\nsecurity = \"none\"\n"
+        ));
+        assert_eq!(plaintext_warning(&mail.servers[0]), None, "{host}");
+    }
+}
+
+#[test]
+fn plaintext_to_another_host_is_warned_about() {
+    let mail = config(
+        "[[mail.servers]]\nname = \"relay\"\nhost = \"192.0.2.25\"\nsecurity = \"none\"\ninsecure_plaintext = true\n",
+    );
+    let warning = plaintext_warning(&mail.servers[0]).expect("a warning for a remote host");
+    assert!(warning.contains("192.0.2.25"), "{warning}");
+    assert!(warning.contains("clear text"), "{warning}");
+}

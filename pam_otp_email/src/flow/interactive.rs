@@ -62,16 +62,25 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
     /// Prompts up to `tries=` times.
     fn prompts(&mut self, login: &LoginContext, mut challenge: Challenge) -> Outcome {
         let tries = self.settings.tries.max(1);
+        // Wrong answers so far, for the log line when the person gives up (sshd's client closes
+        // the connection): "the conversation failed" alone hides that a wrong code came first.
+        let mut wrong: u8 = 0;
         for try_number in 1..=tries {
             let last = try_number == tries;
             let typed = match self.handle.prompt(&challenge.prompt, self.settings.echo) {
                 Ok(typed) => typed,
                 Err(ConvError::Failed) => {
                     self.debug(|| "the conversation failed at the prompt".to_owned());
+                    if wrong > 0 {
+                        let plural = if wrong == 1 { "" } else { "s" };
+                        self.detail = Some(format!("after {wrong} wrong code{plural}"));
+                    }
                     return Outcome::ConversationFailed;
                 }
             };
-            let next = match read(typed) {
+            let typed = read(typed);
+            let answered = !matches!(typed, Typed::Nothing);
+            let next = match typed {
                 // On the last try a new code could never be typed: none is mailed.
                 Typed::Nothing if last => {
                     self.debug(|| "empty answer on the last try: no new code".to_owned());
@@ -91,8 +100,11 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 }
                 Typed::Code(code) => self.answer(login, &challenge.id, code),
             };
-            if let Next::Done(outcome) = next {
-                return outcome;
+            match next {
+                Next::Done(outcome) => return outcome,
+                // An answer that did not end the login was a wrong one.
+                Next::Retry if answered => wrong = wrong.saturating_add(1),
+                Next::Retry => {}
             }
         }
         self.debug(|| format!("all {tries} tries used"));
@@ -502,6 +514,41 @@ mod tests {
             .answer("000000", wrong());
         let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
         assert_eq!(outcome, Outcome::ConversationFailed);
+    }
+
+    /// What sshd shows when a person types a wrong code and then closes the connection: the
+    /// log line says the wrong code came first, not only that the conversation failed.
+    #[test]
+    fn giving_up_after_wrong_codes_is_logged_with_how_many() {
+        let mut handle = FakeHandle::ssh_login()
+            .answering(typed("000000"))
+            .answering(typed(""))
+            .answering(typed("111111"))
+            .answering(Err(ConvError::Failed));
+        let daemon = FakeDaemon::default()
+            .begin(prompt())
+            .answer("000000", wrong())
+            .resend(prompt())
+            .answer("111111", wrong());
+        let outcome = run_scripted(&mut handle, &daemon, &tries(4));
+        assert_eq!(outcome, Outcome::ConversationFailed);
+        let lines = handle.logged(LogLevel::Notice);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("the client may have gone away (after 2 wrong codes)"),
+            "{lines:?}"
+        );
+        handle.assert_logs_never_contain(&["000000", "111111"]);
+    }
+
+    #[test]
+    fn giving_up_at_the_first_prompt_mentions_no_wrong_code() {
+        let mut handle = FakeHandle::ssh_login().answering(Err(ConvError::Failed));
+        let daemon = FakeDaemon::default().begin(prompt());
+        run_scripted(&mut handle, &daemon, &Settings::default());
+        let lines = handle.logged(LogLevel::Notice);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(!lines[0].contains("wrong"), "{lines:?}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use common::secret::SecretString;
 use common::wire::{Request, Response};
 
-use super::{ConvError, Daemon, Flow, LogLevel, LoginHandle, MAX_ANSWER_LEN, Stash};
+use super::{ConvError, Daemon, Flow, LoginHandle, MAX_ANSWER_LEN, Stash};
 use crate::outcome::Outcome;
 use crate::secret::SecretBytes;
 
@@ -95,10 +95,9 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
     /// Splits the secret as otpd's probe says, sets PAM_AUTHTOK and stashes the code part.
     fn hand_on(&mut self, secret: &SecretBytes, code_length: usize, expects_code: bool) -> Outcome {
         if !(1..=MAX_ANSWER_LEN).contains(&code_length) {
-            self.handle.log(
-                LogLevel::Error,
-                &format!("otpd's probe says codes have {code_length} digits, which cannot be"),
-            );
+            self.detail = Some(format!(
+                "otpd's probe says codes have {code_length} digits, which cannot be"
+            ));
             return Outcome::ProtocolError;
         }
         let (password, code) = split_secret(secret.as_bytes(), code_length, expects_code);
