@@ -21,7 +21,9 @@
 #   5. pam-auth-update --enable otp-email, then pamtester logins through common-auth: right
 #      code (success), wrong codes (denied), wrong password (denied, nothing mailed); a
 #      datagram socket at /dev/log (when there is none) catches the module's authpriv line for
-#      the refusal, and later for an outage, without the code;
+#      the refusal, and later for an outage, without the code; then the admin's day
+#      (tests/tests/package_journey.rs): local Postfix, Debian's sshd with the shipped drop-in
+#      (root's key and code), two users behind one address, user reset, host unlock, doctor;
 #   6. dpkg -i again (upgrade): the profile stays enabled and the config stays, nothing printed;
 #      then a reload as the unit's ExecReload does it;
 #   7. dpkg -r is refused while a hand-written pam.d line loads the module (by name or path),
@@ -535,6 +537,23 @@ login "not-$password" none
 sleep 1
 [ "$(mail_count)" -eq "$before" ] || fail "a wrong password made otpd mail a code"
 ok "wrong password refused before the module, nothing mailed"
+
+# The admin's day (tests/tests/package_journey.rs) against what dpkg installed and this otpd:
+# a local Postfix, Debian's sshd with its default PermitRootLogin and the shipped drop-in (root:
+# key and code), two users behind one address, otpctl user reset and host unlock through real
+# logins, doctor on Debian's vsftpd and on the split stack. It puts the config back and reloads.
+step "the admin's day: Postfix, sshd, root, lockouts, reset, unlock, doctor"
+if [ -z "${OTP_SKIP_JOURNEY:-}" ]; then
+    if ! OTP_JOURNEY_OTPD_PID=$otpd_pid OTP_JOURNEY_OTPD_LOG="$tmp/otpd.log" \
+        cargo test -q -p e2e-tests --test package_journey -- --ignored --nocapture 2>&1 |
+        sed 's/^/   | /'; then
+        fail "the admin's day failed (tests/tests/package_journey.rs)"
+    fi
+    cmp -s /etc/otpd/otpd.toml "$tmp/test-config.toml" || fail "the journey did not put the config back"
+    ok "root logged in with key and code; lockouts, reset, unlock and doctor as documented"
+else
+    ok "skipped (OTP_SKIP_JOURNEY is set)"
+fi
 
 # --- upgrade ------------------------------------------------------------------------------
 step "dpkg -i again (upgrade): the second factor stays"
