@@ -184,8 +184,8 @@ pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
 }
 
 /// The periodic audit work, off the login path: writes the summaries of rate windows that
-/// ended, the waiting rows, and keeps the table under `[daemon] audit_max_rows`, saying so in
-/// the log when it deletes rows. With `closing` (at shutdown), summarises every open window.
+/// ended, and keeps the table under `[daemon] audit_max_rows`, saying so in the log when it
+/// deletes rows. With `closing` (at shutdown), summarises every open window.
 pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
     let now = shared.clock.now();
     let max_rows = shared.active().config.daemon.audit_max_rows;

@@ -106,7 +106,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     notify("READY=1");
 
     let purger = tokio::spawn(purge_periodically(Arc::clone(&shared)));
-    let audit_writer = tokio::spawn(flush_audit_periodically(Arc::clone(&shared)));
+    let audit_upkeep = tokio::spawn(settle_audit_periodically(Arc::clone(&shared)));
     let deliverer = tokio::spawn(crate::notices::deliver_forever(Arc::clone(&shared)));
     let reloader = {
         let shared = Arc::clone(&shared);
@@ -128,11 +128,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     shared.active().mailer.close_idle().await;
     reloader.abort();
     purger.abort();
-    audit_writer.abort();
+    audit_upkeep.abort();
     deliverer.abort();
     if let Err(e) = crate::audit::settle(&shared, true) {
         tracing::error!(
-            "cannot write the last audit rows: {}",
+            "cannot write the last audit summaries: {}",
             escape_for_log(&e.to_string())
         );
     }
@@ -195,23 +195,22 @@ fn build_active(path: &Path, clock: Arc<dyn Clock>) -> Result<Active, String> {
     Ok(Active { config, mailer })
 }
 
-/// How often recorded audit rows are written (they are also written every
-/// [`crate::store::AUDIT_BATCH`] rows and before every audit read).
-const AUDIT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the audit upkeep runs: the summaries of local callers' rate windows that ended,
+/// and the table kept under its cap. Rows themselves are written when they happen.
+const AUDIT_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Writes recorded audit rows a few times a second, off the login path, with the summaries of
-/// rate windows that ended, and trims the table to its cap (`audit::settle`).
-async fn flush_audit_periodically(shared: Arc<Shared>) {
+/// Runs the audit upkeep (`audit::settle`) every [`AUDIT_UPKEEP_INTERVAL`], off the login path.
+async fn settle_audit_periodically(shared: Arc<Shared>) {
     loop {
-        tokio::time::sleep(AUDIT_FLUSH_INTERVAL).await;
+        tokio::time::sleep(AUDIT_UPKEEP_INTERVAL).await;
         let shared = Arc::clone(&shared);
         match tokio::task::spawn_blocking(move || crate::audit::settle(&shared, false)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(
-                "cannot write audit rows (kept for the next try): {}",
+                "cannot keep the audit table under its cap: {}",
                 escape_for_log(&e.to_string())
             ),
-            Err(e) => tracing::error!("audit writer task failed: {e}"),
+            Err(e) => tracing::error!("audit upkeep task failed: {e}"),
         }
     }
 }

@@ -779,8 +779,7 @@ mod tests {
     }
 
     fn audited(shared: &Shared, event: &str) -> i64 {
-        let mut store = shared.store();
-        store.flush_audit().unwrap();
+        let store = shared.store();
         store.count_rows(&format!(
             "SELECT count(*) FROM audit WHERE event = '{event}' AND user = 'alice'"
         ))
@@ -1084,8 +1083,7 @@ mod tests {
             ),
             "{answer:?}"
         );
-        let mut store = shared.store();
-        store.flush_audit().unwrap();
+        let store = shared.store();
         assert_eq!(
             store.count_rows(
                 "SELECT count(*) FROM audit
@@ -1182,7 +1180,6 @@ mod tests {
         let claimed = begin_as(&shared, 1000, "192.0.2.7", std::slice::from_ref(&listed)).await;
         assert!(!matches!(claimed, Response::Skip { .. }), "{claimed:?}");
         let mut store = shared.store();
-        store.flush_audit().unwrap();
         let rows: Vec<_> = store
             .audit_since(0, 1000)
             .unwrap()

@@ -315,3 +315,51 @@ fn the_state_files_are_private() {
             .is_ok()
     );
 }
+
+/// The audit trail is what a security product exists to keep: a verify's row is on disk when
+/// its answer goes out, so `kill -9` right after it loses nothing.
+#[test]
+fn kill_9_right_after_a_verify_keeps_its_audit_row() {
+    let smtp = SmtpCapture::start();
+    let mut otpd = Otpd::start(&TestConfig::required(smtp.port));
+    let Response::Prompt { challenge, .. } = otpd
+        .call(&Request::Begin {
+            login: login("noor"),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap()
+    else {
+        panic!("expected a prompt");
+    };
+    let code = smtp.wait_for(1, MAIL_WAIT).last().unwrap().code();
+    let answered = otpd
+        .call(&Request::Answer {
+            login: login("noor"),
+            challenge,
+            code: SecretString::new(code),
+        })
+        .unwrap();
+    assert_eq!(answered, Response::Success);
+    otpd.signal(libc::SIGKILL);
+    assert!(!otpd.stop(), "otpd was killed, not stopped");
+
+    otpd.restart();
+    let response = otpd
+        .call(&Request::Admin {
+            request: common::wire_admin::AdminRequest::Audit {
+                user: Some("noor".into()),
+                event: Some("verified".into()),
+                since: None,
+                limit: 10,
+                before: None,
+            },
+        })
+        .unwrap();
+    let Response::Admin {
+        response: common::wire_admin::AdminResponse::Audit { rows, .. },
+    } = response
+    else {
+        panic!("no audit rows: {response:?}");
+    };
+    assert_eq!(rows.len(), 1, "{rows:?}\n{}", otpd.log());
+}

@@ -129,8 +129,7 @@ mod tests {
     }
 
     fn rows(shared: &Shared, sql: &str) -> i64 {
-        let mut store = shared.store();
-        store.flush_audit().unwrap();
+        let store = shared.store();
         store.count_rows(sql)
     }
 

@@ -178,8 +178,7 @@ mod handler_tests {
             "{message}"
         );
         assert!(matches!(issue(), IssueOutcome::Issued { .. }));
-        let mut store = shared.store();
-        store.flush_audit().unwrap();
+        let store = shared.store();
         assert_eq!(
             store.count_rows(
                 "SELECT count(*) FROM audit WHERE event = 'user_reset' AND user = 'bob'

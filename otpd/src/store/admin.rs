@@ -146,7 +146,6 @@ impl Store {
 
     /// Audit rows matching `filter`, newest first.
     pub fn audit_filtered(&mut self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-        self.flush_audit()?;
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, time, event, user, service, protocol, rhost, caller_uid, detail
@@ -185,7 +184,6 @@ impl Store {
     /// What the server `name` last did, from the `mailed` and `mail_failed` audit rows (a
     /// failure's detail names each server it tried as `NAME: error`).
     pub fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
-        self.flush_audit()?;
         let last_ok_at: Option<i64> = self
             .conn
             .prepare_cached(

@@ -29,13 +29,6 @@ pub struct AuditRecord<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// How many recorded rows are written together at the latest.
-pub const AUDIT_BATCH: usize = 64;
-
-/// The most rows kept waiting when writing keeps failing; older ones are dropped (their log
-/// lines were written when they happened).
-const MAX_PENDING_AUDIT: usize = 10_000;
-
 /// Rows deleted by [`Store::trim_audit`] to bring the table back under its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trimmed {
@@ -45,58 +38,26 @@ pub struct Trimmed {
     pub oldest_kept: i64,
 }
 
-/// An audit row waiting to be written.
-#[derive(Debug, Clone)]
-pub(super) struct PendingAudit {
-    time: i64,
-    event: String,
-    user: Option<String>,
-    service: Option<String>,
-    protocol: Option<String>,
-    rhost: Option<String>,
-    caller_uid: Option<u32>,
-    detail: Option<String>,
-}
-
 impl Store {
-    /// Records one audit row. Rows are written in batches (one transaction for up to
-    /// [`AUDIT_BATCH`] rows, or when [`Store::flush_audit`] runs: the daemon calls it a few times
-    /// a second, and every audit read and `Drop` flushes first), because a commit per event cost
-    /// a login about 140 µs. A crash loses at most the last fraction of a second of rows; every
-    /// event's log line was already written when it happened.
+    /// Writes one audit row, in its own transaction, before the caller answers: a crash or a
+    /// `kill -9` after the answer has gone out cannot lose the row of what was answered.
     pub fn record_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.pending_audit.push(PendingAudit {
-            time: record.time,
-            event: record.event.to_string(),
-            user: record.user.map(String::from),
-            service: record.service.map(String::from),
-            protocol: record.protocol.map(String::from),
-            rhost: record.rhost.map(String::from),
-            caller_uid: record.caller_uid,
-            detail: record.detail.map(String::from),
-        });
-        if self.pending_audit.len() >= AUDIT_BATCH {
-            self.flush_audit()?;
-        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit (time, event, user, service, protocol, rhost, caller_uid, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                record.time,
+                record.event,
+                record.user,
+                record.service,
+                record.protocol,
+                record.rhost,
+                record.caller_uid,
+                record.detail
+            ])?;
         Ok(())
-    }
-
-    /// Writes the recorded rows in one transaction. On failure they stay queued for the next
-    /// flush (at most `MAX_PENDING_AUDIT` of them).
-    pub fn flush_audit(&mut self) -> Result<(), StoreError> {
-        if self.pending_audit.is_empty() {
-            return Ok(());
-        }
-        let result = write_rows(&mut self.conn, &self.pending_audit);
-        match result {
-            Ok(()) => self.pending_audit.clear(),
-            Err(_) if self.pending_audit.len() > MAX_PENDING_AUDIT => {
-                let excess = self.pending_audit.len() - MAX_PENDING_AUDIT;
-                self.pending_audit.drain(..excess);
-            }
-            Err(_) => {}
-        }
-        result
     }
 
     /// Counts one event of `key` at `now` against its rate (see `audit_rate`): whether to write
@@ -117,13 +78,12 @@ impl Store {
 
     /// Keeps at most `max_rows` audit rows: when there are more, deletes the oldest down to
     /// nine tenths of the cap (so trimming, and its log line, happens once per tenth of the
-    /// cap, not once per batch). Writes the waiting rows first.
+    /// cap, not once per settle).
     ///
     /// Rows are counted by their ids: they are only ever deleted oldest first (here and by the
     /// retention purge), so the id span is an upper bound of the count, found in two index
     /// lookups instead of a scan.
     pub fn trim_audit(&mut self, max_rows: u64) -> Result<Option<Trimmed>, StoreError> {
-        self.flush_audit()?;
         let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
         // A plain read first: this runs a few times a second and almost always finds nothing
         // to do, so it takes no write lock for that. Only otpd writes the table, and it holds
@@ -166,37 +126,6 @@ impl Store {
     }
 }
 
-fn write_rows(conn: &mut rusqlite::Connection, rows: &[PendingAudit]) -> Result<(), StoreError> {
-    let tx = Store::immediate(conn)?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO audit (time, event, user, service, protocol, rhost, caller_uid, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for row in rows {
-            insert.execute(params![
-                row.time,
-                row.event,
-                row.user,
-                row.service,
-                row.protocol,
-                row.rhost,
-                row.caller_uid,
-                row.detail
-            ])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-impl Drop for Store {
-    /// Writes rows still waiting, so a clean shutdown loses none.
-    fn drop(&mut self) {
-        let _ = self.flush_audit();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
@@ -215,7 +144,7 @@ mod tests {
         }
     }
 
-    /// Rows written to the database so far; rows still pending in memory are not counted.
+    /// Rows in the database file, as another connection sees them.
     fn rows_on_disk(store: &Store) -> i64 {
         store
             .conn
@@ -224,39 +153,11 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_written_in_batches_and_on_flush() {
+    fn a_recorded_row_is_committed_at_once() {
         let (_dir, mut store) = open_store();
-        store.record_audit(&event(T0, "issued")).unwrap();
-        assert_eq!(rows_on_disk(&store), 0, "one row is not written on its own");
-        store.flush_audit().unwrap();
+        store.record_audit(&event(T0, "verified")).unwrap();
         assert_eq!(rows_on_disk(&store), 1);
-        for t in 0..AUDIT_BATCH as i64 {
-            store.record_audit(&event(T0 + t, "verified")).unwrap();
-        }
-        assert_eq!(
-            rows_on_disk(&store),
-            1 + AUDIT_BATCH as i64,
-            "a full batch is written"
-        );
-    }
-
-    #[test]
-    fn reading_the_audit_log_sees_every_recorded_row() {
-        let (_dir, mut store) = open_store();
-        store.record_audit(&event(T0, "issued")).unwrap();
-        assert_eq!(store.audit_since(0, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn dropping_the_store_writes_what_is_waiting() {
-        let (dir, mut store) = open_store();
-        store.record_audit(&event(T0, "issued")).unwrap();
-        drop(store);
-        let count: i64 = rusqlite::Connection::open(dir.path().join("otpd.db"))
-            .unwrap()
-            .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(count, 1);
+        assert!(store.conn.is_autocommit(), "no transaction is left open");
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::server_key::ServerKey;
 
 pub use admin::{AuditFilter, MailHistory, UserCounts};
 pub use audit_rate::{Admission, RateKey, Suppressed};
-pub use audit_rows::{AUDIT_BATCH, AuditRecord, Trimmed};
+pub use audit_rows::{AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use limits::Limits;
@@ -128,8 +128,6 @@ pub struct Store {
     conn: Connection,
     key: ServerKey,
     path: PathBuf,
-    /// Audit rows recorded but not yet written; see `audit_rows`.
-    pending_audit: Vec<audit_rows::PendingAudit>,
     /// Which events of local callers are written one by one; see `audit_rate`.
     audit_rate: audit_rate::Throttle,
 }
@@ -188,7 +186,6 @@ impl Store {
             conn,
             key,
             path: path.to_path_buf(),
-            pending_audit: Vec::new(),
             audit_rate: audit_rate::Throttle::default(),
         })
     }

@@ -39,7 +39,6 @@ impl Store {
         now: i64,
         audit_retention_secs: i64,
     ) -> Result<PurgeCounts, StoreError> {
-        self.flush_audit()?;
         let tx = Self::immediate(&mut self.conn)?;
         let code_cutoff = now.saturating_sub(CODE_KEEP_SECS);
         let codes = tx.execute(
