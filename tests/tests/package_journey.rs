@@ -179,11 +179,12 @@ impl Journey {
         fs::write(Path::new(KEYS_DIR).join(user), self.client.public_key()).expect("write keys");
     }
 
-    /// Logs `user` in with the key, answering each code prompt with the code of the next mail
-    /// to `user` (made wrong when `right` is false).
+    /// Logs `user` in with the key, answering each code prompt with the code of the newest mail
+    /// to `user` since the login began (made wrong when `right` is false). A prompt after a
+    /// wrong answer asks again for the same code, so it gets the same mail's.
     fn login(&self, user: &str, right: bool) -> SshOutcome {
         let reader = self.capture.reader();
-        let mut seen = reader.messages().len();
+        let before = reader.messages().len();
         let to = format!("{user}@example.test");
         self.client.ssh(
             user,
@@ -191,11 +192,12 @@ impl Journey {
             WHOAMI,
             move |prompt| {
                 assert!(is_code_prompt(prompt), "only codes are asked: {prompt:?}");
-                let mails = reader.wait_for(seen + 1, MAIL_WAIT);
-                assert!(mails.len() > seen, "no code mail for {prompt:?}");
-                seen = mails.len();
-                let mail = &mails[seen - 1];
-                assert_eq!(mail.rcpt_tos, vec![to.clone()]);
+                let mails = reader.wait_for(before + 1, MAIL_WAIT);
+                let mail = mails[before..]
+                    .iter()
+                    .rev()
+                    .find(|m| m.rcpt_tos == vec![to.clone()])
+                    .unwrap_or_else(|| panic!("no code mail to {to} for {prompt:?}"));
                 if right {
                     mail.code()
                 } else {
