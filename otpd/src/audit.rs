@@ -110,7 +110,7 @@ pub struct Subject<'a> {
 /// A local caller's events beyond the rate are only counted (see the module's doc); when the
 /// previous window of the same kind ended with some counted, its summary is written first.
 pub fn record(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     event: Event,
     subject: Subject<'_>,
@@ -133,7 +133,7 @@ pub fn record(
 }
 
 /// Writes the row and the line of one event.
-fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail: Option<&str>) {
+fn write(store: &mut dyn Store, now: i64, event: &str, subject: Subject<'_>, detail: Option<&str>) {
     tracing::info!(target: "otpd::audit", "{}", line_of(event, subject, detail));
     let row = AuditRecord {
         time: now,
@@ -156,7 +156,7 @@ fn write(store: &mut Store, now: i64, event: &str, subject: Subject<'_>, detail:
 
 /// The row and line saying how many events of one kind a local uid caused beyond the rate:
 /// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
-pub(crate) fn record_summary(store: &mut Store, now: i64, summary: Suppressed) {
+pub(crate) fn record_summary(store: &mut dyn Store, now: i64, summary: Suppressed) {
     if crate::peer_lines::summarise(&summary) {
         return;
     }
@@ -238,7 +238,7 @@ mod tests {
 
     const T0: i64 = 1_700_000_000;
 
-    fn wrong_answers(store: &mut Store, n: usize, caller_uid: u32, origin: Origin) {
+    fn wrong_answers(store: &mut dyn Store, n: usize, caller_uid: u32, origin: Origin) {
         let login = LoginContext {
             user: "nobody".into(),
             service: "sshd".into(),
@@ -257,9 +257,12 @@ mod tests {
         }
     }
 
-    fn open_store() -> (tempfile::TempDir, Store) {
+    fn open_store() -> (tempfile::TempDir, crate::store::SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("otpd.db"), ServerKey::from_bytes([7; 32]));
+        let store = crate::store::SqliteStore::open(
+            &dir.path().join("otpd.db"),
+            ServerKey::from_bytes([7; 32]),
+        );
         (dir, store.unwrap())
     }
 

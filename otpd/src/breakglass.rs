@@ -113,7 +113,7 @@ pub fn covers(cidr: Option<&str>, origin: Origin, rhost: Option<&str>) -> bool {
 /// use is logged and audited. An expired grant found here is deleted and its expiry logged.
 /// A store failure counts as no grant (the login then asks for a code, failing closed).
 pub fn check_login(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     login: &LoginContext,
     protocol: Option<&str>,
@@ -157,7 +157,7 @@ pub fn check_login(
 }
 
 /// The periodic purge's step: deletes every grant expired at `now` and logs each expiry.
-pub fn expire_all(store: &mut Store, now: i64) {
+pub fn expire_all(store: &mut dyn Store, now: i64) {
     match store.expire_breakglass(now) {
         Ok(expired) => {
             for grant in &expired {
@@ -172,7 +172,7 @@ pub fn expire_all(store: &mut Store, now: i64) {
 }
 
 /// The warning and the audit event of a grant's expiry, found (and deleted) at `now`.
-pub fn note_expired(store: &mut Store, now: i64, grant: &BreakGlass) {
+pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) {
     tracing::warn!(
         "break-glass expired: user {} needs login codes again (granted by uid {}, ended {})",
         escape_for_log(&grant.user),
@@ -192,7 +192,7 @@ pub fn note_expired(store: &mut Store, now: i64, grant: &BreakGlass) {
 
 /// The audit event of a change to a grant, made by `caller_uid` (for an expiry, the granter).
 pub fn record_admin(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     event: Event,
     user: &str,

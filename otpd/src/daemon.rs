@@ -19,7 +19,7 @@ use crate::mail::{MailSetupError, Mailer};
 use crate::server;
 use crate::server_key::{KeyError, ServerKey};
 use crate::state::{Active, Shared};
-use crate::store::{Store, StoreError};
+use crate::store::{SqliteStore, StoreError};
 use crate::systemd;
 
 /// The database file inside the state directory.
@@ -66,7 +66,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     files::prepare_state_dir(&daemon.state_dir)?;
     let key = ServerKey::load_or_create(&daemon.state_dir)?;
     let database = daemon.state_dir.join(DATABASE_FILE);
-    let store = Store::open(&database, key)?;
+    let store = SqliteStore::open(&database, key)?;
     if let Err(e) = crate::store::wal_flush::spawn(&database) {
         // Only checkpoints get slower without it.
         tracing::warn!(
@@ -83,7 +83,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         .unwrap_or_else(|| "localhost".to_string());
     let shared = Arc::new(Shared::new(
         Active { config, mailer },
-        store,
+        Box::new(store),
         clock,
         Arc::new(SystemAccounts),
         hostname,

@@ -315,7 +315,7 @@ fn prepare_begin(
 fn needs_code(
     shared: &Shared,
     active: &Active,
-    store: &mut Store,
+    store: &mut dyn Store,
     asker: Asker,
     login: &LoginContext,
     now: i64,
@@ -408,7 +408,7 @@ fn for_needed_code(
     asker: Asker,
     login: &LoginContext,
     on_skip: OnSkip,
-    work: impl FnOnce(&mut Store, &CodeNeeded, i64) -> Response,
+    work: impl FnOnce(&mut dyn Store, &CodeNeeded, i64) -> Response,
 ) -> Response {
     if let Err(message) = check_fields(login) {
         return Response::Error { message };
@@ -540,7 +540,7 @@ pub(crate) fn bounded(code: &SecretString) -> SecretString {
 
 /// Audits a verification and words the answer for the person.
 fn verdict(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     subject: Subject<'_>,
     outcome: Result<VerifyOutcome, StoreError>,
@@ -676,7 +676,7 @@ fn recovery_prompt(challenge: &str, left: u32) -> Response {
 /// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
 /// and for how many seconds; the message tells a user refused for their address's failures
 /// that it was not their own typing, so they ask an admin for `otpctl host unlock`.
-fn refuse_locked(store: &mut Store, subject: Subject<'_>, until: i64, now: i64) -> Response {
+fn refuse_locked(store: &mut dyn Store, subject: Subject<'_>, until: i64, now: i64) -> Response {
     let by = match store.user_locked_until(&subject.login.user, now) {
         Ok(Some(user_until)) if user_until >= until => "user",
         Ok(Some(_)) => "user,host",

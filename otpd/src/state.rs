@@ -24,7 +24,7 @@ pub struct Active {
 #[derive(Debug)]
 pub struct Shared {
     active: RwLock<Arc<Active>>,
-    store: Mutex<Store>,
+    store: Mutex<Box<dyn Store + Send>>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Account lookups (NSS).
@@ -43,7 +43,7 @@ impl Shared {
     /// Bundles the daemon's state.
     pub fn new(
         active: Active,
-        store: Store,
+        store: Box<dyn Store + Send>,
         clock: Arc<dyn Clock>,
         accounts: Arc<dyn Accounts>,
         hostname: String,
@@ -90,7 +90,7 @@ impl Shared {
     /// Exclusive access to the store. Login requests use it inline on the runtime's one thread
     /// (short transactions on a file only otpd opens); admin work that may take longer uses
     /// `spawn_blocking`.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn Store + Send>> {
         // Every store operation is a transaction, so a panic mid-way left nothing half-written.
         match self.store.lock() {
             Ok(guard) => guard,

@@ -24,7 +24,7 @@ pub fn shared(
     config: Config,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
 ) -> crate::state::Shared {
-    let store = crate::store::Store::open(
+    let store = crate::store::SqliteStore::open(
         &dir.join("otpd.db"),
         crate::server_key::ServerKey::from_bytes([0x4d; 32]),
     )
@@ -32,7 +32,7 @@ pub fn shared(
     let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
     crate::state::Shared::new(
         crate::state::Active { config, mailer },
-        store,
+        Box::new(store),
         clock,
         std::sync::Arc::new(FakeAccounts),
         "test".into(),

@@ -17,7 +17,7 @@ const UNBOUNDED: [&str; 4] = ["admin_refused", "wrong_code", "code_dead", "locke
 /// Records `event` about `user` by `caller`, in the database and the log. A failed row is
 /// logged, never fatal: the change itself already happened (or was refused).
 pub fn note(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     event: &'static str,
     user: Option<&str>,
@@ -30,7 +30,7 @@ pub fn note(
 /// Records `event` about the remote address `rhost` (`otpctl host unlock`), with the address
 /// in the `rhost` column and key, where `otpctl audit` and log readers look for hosts.
 pub fn note_host(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     event: &'static str,
     rhost: &str,
@@ -42,7 +42,7 @@ pub fn note_host(
 
 /// One row and one log line, with the keys in the order of the login events' lines.
 fn write(
-    store: &mut Store,
+    store: &mut dyn Store,
     now: i64,
     event: &'static str,
     user: Option<&str>,
@@ -105,7 +105,7 @@ mod tests {
     fn rows_after(events: &[(&'static str, u32)], times: usize) -> usize {
         let dir = tempfile::tempdir().unwrap();
         let key = ServerKey::from_bytes([7; 32]);
-        let mut store = Store::open(&dir.path().join("otpd.db"), key).unwrap();
+        let mut store = crate::store::SqliteStore::open(&dir.path().join("otpd.db"), key).unwrap();
         for (event, uid) in events {
             for _ in 0..times {
                 note(&mut store, 1_700_000_000, event, None, caller(*uid), None);

@@ -85,7 +85,7 @@ enum Need {
 /// Decides whether `action` is allowed and whether it needs a code.
 fn assess(
     ctx: &Ctx<'_>,
-    store: &Store,
+    store: &dyn Store,
     name: &str,
     action: &SelfAction,
     record: Option<&UserRecord>,
@@ -153,7 +153,7 @@ fn assess(
 /// Makes the change and records it.
 fn apply(
     ctx: &Ctx<'_>,
-    store: &mut Store,
+    store: &mut dyn Store,
     name: &str,
     action: &SelfAction,
     record: Option<UserRecord>,
@@ -203,7 +203,7 @@ fn apply(
 }
 
 /// The caller's new set of recovery codes, shown once; the old set no longer works.
-fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut Store, name: &str) -> AdminResponse {
+fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut dyn Store, name: &str) -> AdminResponse {
     let mut rng = crate::os_random::BatchedOsRng::new();
     let codes = match store.new_recovery_codes(name, ctx.now, &mut rng) {
         Ok(codes) => codes,
@@ -226,7 +226,7 @@ fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut Store, name: &str) -> AdminResp
 
 fn done(
     ctx: &Ctx<'_>,
-    store: &Store,
+    store: &dyn Store,
     name: &str,
     record: Option<&UserRecord>,
     message: String,

@@ -142,7 +142,7 @@ fn change(
 
 fn save(
     ctx: &Ctx<'_>,
-    store: &mut Store,
+    store: &mut dyn Store,
     new: &UserRecord,
     event: &'static str,
     message: String,
@@ -312,7 +312,7 @@ pub fn list(
 }
 
 /// The admin's view of `user` now.
-pub fn view_of(ctx: &Ctx<'_>, store: &Store, user: &str) -> Result<UserView, StoreError> {
+pub fn view_of(ctx: &Ctx<'_>, store: &dyn Store, user: &str) -> Result<UserView, StoreError> {
     let record = store.user(user)?;
     let locked = store.user_locked_until(user, ctx.now)?;
     let mut view = view::user_view(

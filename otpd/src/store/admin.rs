@@ -4,7 +4,7 @@
 use common::wire_admin::AuditRow;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, UserRecord};
+use super::{SqliteStore, StoreError, UserRecord};
 
 /// Numbers for `otpctl status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-impl Store {
+impl SqliteStore {
     /// Every user record, sorted by name.
     pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let names: Vec<String> = self
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use common::secret::SecretString;
 
-    fn lock(store: &mut Store, user: &str) {
+    fn lock(store: &mut SqliteStore, user: &str) {
         let limits = super::super::Limits {
             max_user_failures: 1,
             ..limits()
@@ -327,7 +327,7 @@ mod tests {
             limit,
             before: None,
         };
-        let events = |store: &mut Store, f: AuditFilter| -> Vec<(i64, String)> {
+        let events = |store: &mut SqliteStore, f: AuditFilter| -> Vec<(i64, String)> {
             store
                 .audit_filtered(&f)
                 .unwrap()

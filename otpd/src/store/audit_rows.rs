@@ -6,7 +6,7 @@ use common::wire_admin::AuditRow;
 use rusqlite::params;
 
 use super::audit_rate::{Admission, RateKey, Suppressed};
-use super::{AuditFilter, Store, StoreError};
+use super::{AuditFilter, SqliteStore, StoreError};
 
 /// An event to record. Borrowed, so the handler can record without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct AuditRecord<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// Rows deleted by [`Store::trim_audit`] to bring the table back under its cap.
+/// Rows deleted by [`SqliteStore::trim_audit`] to bring the table back under its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trimmed {
     /// How many rows were deleted, oldest first.
@@ -38,7 +38,7 @@ pub struct Trimmed {
     pub oldest_kept: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Writes one audit row, in its own transaction, before the caller answers: a crash or a
     /// `kill -9` after the answer has gone out cannot lose the row of what was answered.
     pub fn record_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
@@ -116,7 +116,7 @@ impl Store {
     }
 
     /// Rows at or after `since`, newest first, at most `limit` of them: the unfiltered case
-    /// of [`Store::audit_filtered`].
+    /// of [`SqliteStore::audit_filtered`].
     pub fn audit_since(&mut self, since: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         self.audit_filtered(&AuditFilter {
             since,
@@ -145,7 +145,7 @@ mod tests {
     }
 
     /// Rows in the database file, as another connection sees them.
-    fn rows_on_disk(store: &Store) -> i64 {
+    fn rows_on_disk(store: &SqliteStore) -> i64 {
         store
             .conn
             .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))

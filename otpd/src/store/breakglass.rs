@@ -7,7 +7,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One grant, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ fn of_row(row: &Row<'_>) -> rusqlite::Result<BreakGlass> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores `grant`, replacing the user's previous one. Returns the replaced grant when it
     /// still held.
     pub fn grant_breakglass(
@@ -232,10 +232,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
         {
-            let mut store = Store::open(&path, key()).unwrap();
+            let mut store = SqliteStore::open(&path, key()).unwrap();
             store.grant_breakglass(&grant("root", 5)).unwrap();
         }
-        let mut store = Store::open(&path, key()).unwrap();
+        let mut store = SqliteStore::open(&path, key()).unwrap();
         assert_eq!(
             store.breakglass_for("root", T0 + 1).unwrap(),
             BreakGlassLookup::Live(grant("root", 5))

@@ -8,7 +8,7 @@ use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, NoticeTo, Store, StoreError, lockouts, sends};
+use super::{Limits, NoticeTo, SqliteStore, StoreError, lockouts, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
@@ -125,7 +125,7 @@ pub(super) fn host(rhost: Option<&str>) -> Option<&str> {
     rhost.filter(|h| !h.is_empty())
 }
 
-impl Store {
+impl SqliteStore {
     /// Issues a code for a login, or says why not.
     ///
     /// In order: a lockout of the user or host refuses; a live code for the same user and
@@ -216,7 +216,7 @@ impl Store {
         self.verify_with(login, code, limits, now, None)
     }
 
-    /// [`Store::verify`] for an answer at a login prompt: when the answer is not the mailed
+    /// [`SqliteStore::verify`] for an answer at a login prompt: when the answer is not the mailed
     /// code, one of the user's unused recovery codes also answers the challenge
     /// ([`VerifyOutcome::RecoveryUsed`]), and a challenge whose mail failed answers only to
     /// one. A wrong recovery code is a wrong code: it uses up an attempt and counts toward the
@@ -297,7 +297,7 @@ impl Store {
     }
 }
 
-/// [`Store::verify`] inside a transaction the caller commits, so single-secret verification can
+/// [`SqliteStore::verify`] inside a transaction the caller commits, so single-secret verification can
 /// run the same rules after finding the challenge itself.
 #[allow(clippy::too_many_arguments)] // One login's facts; grouping them would only rename them.
 pub(super) fn verify_in(
@@ -442,7 +442,7 @@ mod tests {
     use super::*;
 
     fn answer(
-        store: &mut Store,
+        store: &mut SqliteStore,
         outcome: &IssueOutcome,
         user: &str,
         protocol: &str,
@@ -463,7 +463,7 @@ mod tests {
     }
 
     fn wrong_answer(
-        store: &mut Store,
+        store: &mut SqliteStore,
         challenge: &str,
         limits: &Limits,
         now: i64,
@@ -482,7 +482,7 @@ mod tests {
     }
 
     fn issue(
-        store: &mut Store,
+        store: &mut SqliteStore,
         user: &str,
         protocol: &str,
         limits: &Limits,

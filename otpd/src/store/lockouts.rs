@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, Store, StoreError};
+use super::{Limits, SqliteStore, StoreError};
 
 const USER: &str = "user";
 const HOST: &str = "host";
@@ -115,7 +115,7 @@ pub struct Lockout {
     pub updated_at: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Every remote address with failures counted or a lock in force at `now`, locked ones
     /// first (the longest lock first), then by failures: the order an admin reads them in.
     /// Rows an older otpd kept for host names are left out: they no longer count or lock.
@@ -138,7 +138,7 @@ impl Store {
 
     /// How many remote addresses are locked out at `now`, for the status: a lock there refuses
     /// every user behind the address.
-    /// Counted from the same rows as [`Store::host_lockouts`], so the two always agree.
+    /// Counted from the same rows as [`SqliteStore::host_lockouts`], so the two always agree.
     pub fn locked_hosts(&self, now: i64) -> Result<u64, StoreError> {
         let locked = self
             .host_lockouts(now)?
@@ -203,7 +203,7 @@ fn lockout_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Lockout> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{IssueOutcome, Limits, Store, VerifyOutcome};
+    use super::super::{IssueOutcome, Limits, SqliteStore, VerifyOutcome};
     use common::secret::SecretString;
 
     const HOST_A: Option<&str> = Some("192.0.2.7");
@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn verify(
-        store: &mut Store,
+        store: &mut SqliteStore,
         challenge: &str,
         user: &str,
         rhost: Option<&str>,
@@ -240,7 +240,7 @@ mod tests {
     }
 
     fn issue(
-        store: &mut Store,
+        store: &mut SqliteStore,
         user: &str,
         rhost: Option<&str>,
         limits: &Limits,

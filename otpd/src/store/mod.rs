@@ -1,12 +1,17 @@
-//! The daemon's state in SQLite: codes (as MACs), sends, failure counters, users and audit rows.
+//! The daemon's state: codes (as MACs), sends, failure counters, users and audit rows.
 //!
-//! Every rule (single use, expiry, attempts, cooldown, send caps, lockouts) is checked and
-//! updated inside one `BEGIN IMMEDIATE` transaction per request, so the rules hold across
+//! [`Store`] (in `interface`) is what the rest of otpd sees: the product's rules as operations,
+//! each atomic, with time and randomness passed in. [`SqliteStore`] is the embedded default
+//! behind it (`sqlite` maps the interface onto its methods); another backend implements the same
+//! trait and is held to the same rules by the conformance suite.
+//!
+//! In SQLite every rule (single use, expiry, attempts, cooldown, send caps, lockouts) is checked
+//! and updated inside one `BEGIN IMMEDIATE` transaction per request, so the rules hold across
 //! concurrent requests and restarts: two logins racing on the same code cannot both win, and a
 //! restart forgets nothing. Time is passed in as unix seconds so the rules are tested
 //! without sleeping.
 //!
-//! The work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
+//! The SQLite work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
 //! `notices` (mails owed to users), `reset` (an admin's reset of one user), `users`,
 //! `audit_rows` and `purge`.
@@ -16,6 +21,7 @@ mod audit_rate;
 mod audit_rows;
 mod breakglass;
 mod codes;
+mod interface;
 mod limits;
 mod lockouts;
 mod notices;
@@ -25,6 +31,7 @@ mod reset;
 pub mod schema;
 mod sends;
 mod single_secret;
+mod sqlite;
 mod users;
 pub mod wal_flush;
 
@@ -48,6 +55,7 @@ pub use audit_rate::{Admission, RateKey, Suppressed};
 pub use audit_rows::{AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
+pub use interface::Store;
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{NoticeTo, QueuedNotice};
@@ -61,7 +69,7 @@ pub use users::UserRecord;
 /// queue behind each other instead of failing a login because someone else was writing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// WAL pages after which SQLite checkpoints (see [`Store::open`]).
+/// WAL pages after which SQLite checkpoints (see [`SqliteStore::open`]).
 const WAL_CHECKPOINT_PAGES: i64 = 3_000;
 
 /// Why a store operation failed. Every one of them fails the login closed ("unavailable").
@@ -121,10 +129,10 @@ pub enum StoreError {
 
 /// One connection to the state database, holding the server key that MACs codes.
 ///
-/// Each `Store` is one SQLite connection, and it holds the file for itself while it is open
-/// (see [`Store::open`]): a second `Store` on the same file, in this or another process, waits
+/// Each `SqliteStore` is one SQLite connection, and it holds the file for itself while it is open
+/// (see [`SqliteStore::open`]): a second `SqliteStore` on the same file, in this or another process, waits
 /// for it to close. Every check-and-update is one immediate transaction.
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
     key: ServerKey,
     path: PathBuf,
@@ -132,16 +140,16 @@ pub struct Store {
     audit_rate: audit_rate::Throttle,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating with mode 0600 if missing) the database at `path`, takes it for this
     /// connection alone (`locking_mode=EXCLUSIVE`), sets WAL journaling, `synchronous=NORMAL`,
     /// a 5 s busy timeout and foreign keys, and migrates the schema.
@@ -149,7 +157,7 @@ impl Store {
     /// An existing file is refused if it is a symlink, not a regular file, owned by another
     /// uid, or has any group or other permission bit; a schema newer than this build knows is
     /// refused with [`StoreError::NewerSchema`].
-    pub fn open(path: &Path, key: ServerKey) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, key: ServerKey) -> Result<SqliteStore, StoreError> {
         prepare_file(path)?;
         // SQLITE_OPEN_NOFOLLOW: a symlink swapped in after our check is still refused.
         // No SQLITE_OPEN_CREATE: the file was created (or checked) above.
@@ -182,7 +190,7 @@ impl Store {
         // that 30 ms, since the fsync then flushes 40 MiB of WAL at once).
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             key,
             path: path.to_path_buf(),
@@ -277,7 +285,7 @@ mod tests {
     fn a_new_database_file_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
-        let mut store = Store::open(&path, key()).unwrap();
+        let mut store = SqliteStore::open(&path, key()).unwrap();
         // Write something so the -wal file exists too.
         store
             .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
@@ -338,9 +346,9 @@ mod tests {
     fn a_database_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
-        drop(Store::open(&path, key()).unwrap());
+        drop(SqliteStore::open(&path, key()).unwrap());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = Store::open(&path, key()).unwrap_err();
+        let err = SqliteStore::open(&path, key()).unwrap_err();
         assert!(matches!(err, StoreError::UnsafeFile { .. }), "{err:?}");
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
@@ -349,10 +357,10 @@ mod tests {
     fn a_symlinked_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.db");
-        drop(Store::open(&real, key()).unwrap());
+        drop(SqliteStore::open(&real, key()).unwrap());
         let link = dir.path().join("otpd.db");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let err = Store::open(&link, key()).unwrap_err();
+        let err = SqliteStore::open(&link, key()).unwrap_err();
         assert!(matches!(err, StoreError::UnsafeFile { .. }), "{err:?}");
     }
 
@@ -361,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
         std::fs::create_dir(&path).unwrap();
-        assert!(Store::open(&path, key()).is_err());
+        assert!(SqliteStore::open(&path, key()).is_err());
     }
 
     #[test]
@@ -433,12 +441,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
         for user in ["alice", "bob"] {
-            let mut store = Store::open(&path, key()).unwrap();
+            let mut store = SqliteStore::open(&path, key()).unwrap();
             store
                 .issue(&request(user, "ssh"), &limits(), T0, &mut rng())
                 .unwrap();
         }
-        let store = Store::open(&path, key()).unwrap();
+        let store = SqliteStore::open(&path, key()).unwrap();
         let codes: i64 = store
             .conn
             .query_row("SELECT count(*) FROM codes", [], |row| row.get(0))

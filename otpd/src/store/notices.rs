@@ -3,12 +3,12 @@
 //! A notice is queued inside the transaction of the event it tells of (today: a recovery code
 //! was used, which happens when mail is down), so it exists exactly when the event does. The
 //! deliverer (`crate::notices`) takes the due ones, and deletes each once a server accepted it,
-//! or puts it off with [`Store::put_off_notice`]. Nothing about it lives only in otpd's memory:
+//! or puts it off with [`SqliteStore::put_off_notice`]. Nothing about it lives only in otpd's memory:
 //! a restart while mail is down delays the notice, it does not drop it.
 
 use rusqlite::{Connection, Row, params};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// Where a notice of a login goes: the user's address and the login's PAM service.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +73,7 @@ pub(super) fn queue_recovery_used_in(
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Up to `limit` notices due at `now` whose id is above `after_id`, oldest first.
     pub fn due_notices(
         &mut self,
@@ -125,8 +125,8 @@ mod tests {
         service: "sshd",
     };
 
-    fn queue(store: &mut Store, user: &str, now: i64) {
-        let tx = Store::immediate(&mut store.conn).unwrap();
+    fn queue(store: &mut SqliteStore, user: &str, now: i64) {
+        let tx = SqliteStore::immediate(&mut store.conn).unwrap();
         queue_recovery_used_in(&tx, &TO, (user, Some("192.0.2.1")), 7, now).unwrap();
         tx.commit().unwrap();
     }
@@ -186,7 +186,7 @@ mod tests {
         let (dir, mut store) = open_store();
         queue(&mut store, "alice", T0);
         drop(store);
-        let mut store = Store::open(&dir.path().join("otpd.db"), key()).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("otpd.db"), key()).unwrap();
         assert_eq!(store.due_notices(T0, i64::MIN, 10).unwrap().len(), 1);
     }
 }

@@ -8,7 +8,7 @@
 use rusqlite::params;
 
 use super::sends::DAY;
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// How long a code row is kept after it expired. One used, superseded or killed earlier stays as
 /// long: purging by expiry alone needs no index on the close time, which every login would
@@ -30,7 +30,7 @@ pub struct PurgeCounts {
     pub grants: usize,
 }
 
-impl Store {
+impl SqliteStore {
     /// Deletes, in one transaction: codes that expired more than an hour before `now`; sends
     /// that have left the daily window; lockout rows with no failures counted and no lock in
     /// force; audit rows older than `audit_retention_secs`; expired reuse grants.
@@ -90,7 +90,7 @@ mod tests {
             max_sends_per_day: 2,
             ..limits()
         };
-        let issue = |store: &mut super::super::Store, now| {
+        let issue = |store: &mut super::super::SqliteStore, now| {
             store
                 .issue(&request("alice", "ssh"), &limits, now, &mut rng())
                 .unwrap()

@@ -10,7 +10,7 @@ use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, params};
 use zeroize::Zeroizing;
 
-use super::{Store, StoreError, sends};
+use super::{SqliteStore, StoreError, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
@@ -29,7 +29,7 @@ pub const ALPHABET: &[u8; 31] = b"abcdefghjkmnpqrstuvwxyz23456789";
 /// symbol is equally likely.
 const REJECTION_BOUND: u8 = 248;
 
-impl Store {
+impl SqliteStore {
     /// Replaces `user`'s recovery codes with a new set and returns the codes, formatted for
     /// the person (`abcde-fghjk`). The only copies: the store keeps MACs.
     pub fn new_recovery_codes<R: CryptoRng + RngCore>(
@@ -69,7 +69,7 @@ impl Store {
     /// Mail of the code issued as `challenge` failed. When its user has unused recovery codes,
     /// the challenge stays live but now answers only to a recovery code (the mailed code never
     /// reached anyone), and the number left is returned; otherwise the code dies, as
-    /// [`Store::invalidate`] does. Either way its send is taken back.
+    /// [`SqliteStore::invalidate`] does. Either way its send is taken back.
     pub fn recovery_fallback(&mut self, challenge: &str) -> Result<Option<u32>, StoreError> {
         let tx = Self::immediate(&mut self.conn)?;
         let user: Option<String> = rusqlite::OptionalExtension::optional(
@@ -202,14 +202,14 @@ mod tests {
         }
     }
 
-    fn issued(store: &mut Store, limits: &Limits, now: i64) -> IssueOutcome {
+    fn issued(store: &mut SqliteStore, limits: &Limits, now: i64) -> IssueOutcome {
         store
             .issue(&request("alice", "ssh"), limits, now, &mut rng())
             .unwrap()
     }
 
     fn answer(
-        store: &mut Store,
+        store: &mut SqliteStore,
         challenge: &str,
         typed: &str,
         limits: &Limits,
@@ -232,7 +232,7 @@ mod tests {
             .unwrap()
     }
 
-    fn new_set(store: &mut Store) -> Vec<String> {
+    fn new_set(store: &mut SqliteStore) -> Vec<String> {
         store
             .new_recovery_codes("alice", T0, &mut rng())
             .unwrap()

@@ -10,7 +10,7 @@ use rusqlite::params;
 
 use super::lockouts::{self, Lockout};
 use super::sends::{self, SendCounts};
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// What a reset cleared, so the admin is told exactly that.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl UserReset {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Forgets `user`'s sends, closes their unused codes and clears their lockout, all or
     /// nothing. The audit rows and the recovery codes stay as they are.
     pub fn reset_user(&mut self, user: &str, now: i64) -> Result<UserReset, StoreError> {
@@ -70,7 +70,7 @@ mod tests {
         }
     }
 
-    fn issue(store: &mut Store, user: &str, now: i64) -> IssueOutcome {
+    fn issue(store: &mut SqliteStore, user: &str, now: i64) -> IssueOutcome {
         store
             .issue(&request(user, "ssh"), &capped(), now, &mut rng())
             .unwrap()

@@ -229,7 +229,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{Store, StoreError};
+    use super::super::{SqliteStore, StoreError};
     use super::*;
 
     fn version_of(path: &std::path::Path) -> i64 {
@@ -251,7 +251,7 @@ mod tests {
         let (dir, mut store) = open_store();
         store.upsert_user(&user_record("alice")).unwrap();
         drop(store);
-        let store = Store::open(&dir.path().join("otpd.db"), key()).unwrap();
+        let store = SqliteStore::open(&dir.path().join("otpd.db"), key()).unwrap();
         assert!(store.user("alice").unwrap().is_some());
         drop(store);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
@@ -277,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpd.db");
         version_2_database(&path);
-        let store = Store::open(&path, key()).unwrap();
+        let store = SqliteStore::open(&path, key()).unwrap();
         assert_eq!(
             store.count_rows("SELECT count(*) FROM codes WHERE challenge = 'c1'"),
             1
@@ -315,7 +315,7 @@ mod tests {
     }
 
     /// What SQLite plans for `sql`, one line per step.
-    fn plan(store: &Store, sql: &str) -> String {
+    fn plan(store: &SqliteStore, sql: &str) -> String {
         store
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -380,7 +380,7 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", CURRENT_VERSION + 1)
             .unwrap();
-        let err = Store::open(&path, key()).unwrap_err();
+        let err = SqliteStore::open(&path, key()).unwrap_err();
         match &err {
             StoreError::NewerSchema { found, known } => {
                 assert_eq!((*found, *known), (CURRENT_VERSION + 1, CURRENT_VERSION));
@@ -405,7 +405,7 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", -3)
             .unwrap();
-        let err = Store::open(&path, key()).unwrap_err();
+        let err = SqliteStore::open(&path, key()).unwrap_err();
         assert!(
             matches!(err, StoreError::ForeignSchema { found: -3 }),
             "{err:?}"
@@ -418,7 +418,7 @@ mod tests {
         let path = dir.path().join("otpd.db");
         // Version 0 with a clashing table: migration 1 fails half-way through.
         let store_path = path.clone();
-        drop(Store::open(&store_path, key()).unwrap());
+        drop(SqliteStore::open(&store_path, key()).unwrap());
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(
@@ -429,7 +429,7 @@ mod tests {
                 conn.execute_batch(&format!("DROP TABLE {table};")).unwrap();
             }
         }
-        assert!(Store::open(&path, key()).is_err());
+        assert!(SqliteStore::open(&path, key()).is_err());
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
             .query_row(

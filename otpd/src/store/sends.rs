@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Limits, Store, StoreError};
+use super::{Limits, SqliteStore, StoreError};
 
 /// The hourly window, seconds.
 pub(super) const HOUR: i64 = 3600;
@@ -130,7 +130,7 @@ fn counts(conn: &Connection, user: &str, now: i64) -> Result<SendCounts, StoreEr
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// The codes mailed to `user` that count against the caps at `now`.
     pub fn sends_counted(&self, user: &str, now: i64) -> Result<SendCounts, StoreError> {
         counts(&self.conn, user, now)
@@ -152,7 +152,7 @@ mod tests {
         }
     }
 
-    fn issue_at(store: &mut super::super::Store, limits: &Limits, now: i64) -> IssueOutcome {
+    fn issue_at(store: &mut super::super::SqliteStore, limits: &Limits, now: i64) -> IssueOutcome {
         store
             .issue(&request("alice", "ssh"), limits, now, &mut rng())
             .unwrap()

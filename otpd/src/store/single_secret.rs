@@ -11,10 +11,10 @@ use rand::{CryptoRng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codes::{Recovery, host, latest_live, verify_in};
-use super::{IssueRequest, Limits, Store, StoreError, VerifyOutcome, lockouts};
+use super::{IssueRequest, Limits, SqliteStore, StoreError, VerifyOutcome, lockouts};
 use crate::code;
 
-impl Store {
+impl SqliteStore {
     /// True when this login's secret is expected to end with a code: the user has a live code
     /// for this protocol, or a reuse grant holds for this user, service and host. Changes
     /// nothing.
@@ -141,7 +141,7 @@ mod tests {
         }
     }
 
-    fn issue_ftp(store: &mut Store, now: i64) -> SecretString {
+    fn issue_ftp(store: &mut SqliteStore, now: i64) -> SecretString {
         let outcome = store
             .issue(
                 &IssueRequest {
@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn verify(
-        store: &mut Store,
+        store: &mut SqliteStore,
         login: &IssueRequest,
         code: &SecretString,
         now: i64,

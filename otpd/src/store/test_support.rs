@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::TempDir;
 
-use super::{IssueOutcome, IssueRequest, Limits, Store, UserRecord};
+use super::{IssueOutcome, IssueRequest, Limits, SqliteStore, UserRecord};
 use crate::server_key::ServerKey;
 
 /// A fixed "now" far from zero, so `now - window` never goes negative in the tests.
@@ -19,9 +19,9 @@ pub fn key() -> ServerKey {
 }
 
 /// A store on a new file `otpd.db` in a temporary directory.
-pub fn open_store() -> (TempDir, Store) {
+pub fn open_store() -> (TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("otpd.db"), key()).expect("open store");
+    let store = SqliteStore::open(&dir.path().join("otpd.db"), key()).expect("open store");
     (dir, store)
 }
 
@@ -99,7 +99,7 @@ pub fn user_record(name: &str) -> UserRecord {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The single integer a test query returns.
     pub fn count_rows(&self, sql: &str) -> i64 {
         self.conn

@@ -4,7 +4,7 @@
 use common::service::Protocol;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One user's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl UserRecord {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The record for `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let row: Option<(Option<String>, bool, Option<String>)> = self

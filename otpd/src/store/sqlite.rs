@@ -1,0 +1,238 @@
+//! SQLite behind the [`Store`] interface: the embedded default backend.
+//!
+//! Each operation is one of [`SqliteStore`]'s methods (in `codes`, `lockouts`, `users`, ...),
+//! each one `BEGIN IMMEDIATE` transaction; this file only maps the interface onto them, so the
+//! SQLite code reads the same whether it is called through `dyn Store` or directly (its own
+//! unit tests do that, and look at its tables).
+
+use common::secret::SecretString;
+use common::wire_admin::AuditRow;
+use rand::CryptoRng;
+
+use super::{
+    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest,
+    Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey, SendCounts,
+    SqliteStore, Store, StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset,
+    VerifyOutcome,
+};
+
+impl Store for SqliteStore {
+    fn issue(
+        &mut self,
+        req: &IssueRequest<'_>,
+        limits: &Limits,
+        now: i64,
+        mut rng: &mut dyn CryptoRng,
+    ) -> Result<IssueOutcome, StoreError> {
+        SqliteStore::issue(self, req, limits, now, &mut rng)
+    }
+
+    fn verify(
+        &mut self,
+        challenge: &str,
+        user: &str,
+        protocol: &str,
+        rhost: Option<&str>,
+        code: &SecretString,
+        limits: &Limits,
+        now: i64,
+    ) -> Result<VerifyOutcome, StoreError> {
+        SqliteStore::verify(self, challenge, user, protocol, rhost, code, limits, now)
+    }
+
+    fn verify_answer(
+        &mut self,
+        challenge: &str,
+        user: &str,
+        protocol: &str,
+        rhost: Option<&str>,
+        code: &SecretString,
+        limits: &Limits,
+        now: i64,
+        notice: &NoticeTo<'_>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        SqliteStore::verify_answer(
+            self, challenge, user, protocol, rhost, code, limits, now, notice,
+        )
+    }
+
+    fn invalidate(&mut self, challenge: &str) -> Result<(), StoreError> {
+        SqliteStore::invalidate(self, challenge)
+    }
+
+    fn live_codes(&self, now: i64) -> Result<u64, StoreError> {
+        SqliteStore::live_codes(self, now)
+    }
+
+    fn expects_code(
+        &self,
+        login: &IssueRequest<'_>,
+        limits: &Limits,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        SqliteStore::expects_code(self, login, limits, now)
+    }
+
+    fn verify_appended(
+        &mut self,
+        login: &IssueRequest<'_>,
+        code: &SecretString,
+        limits: &Limits,
+        reuse_secs: i64,
+        now: i64,
+        mut rng: &mut dyn CryptoRng,
+    ) -> Result<VerifyOutcome, StoreError> {
+        SqliteStore::verify_appended(self, login, code, limits, reuse_secs, now, &mut rng)
+    }
+
+    fn new_recovery_codes(
+        &mut self,
+        user: &str,
+        now: i64,
+        mut rng: &mut dyn CryptoRng,
+    ) -> Result<Vec<SecretString>, StoreError> {
+        SqliteStore::new_recovery_codes(self, user, now, &mut rng)
+    }
+
+    fn recovery_codes_left(&self, user: &str) -> Result<u32, StoreError> {
+        SqliteStore::recovery_codes_left(self, user)
+    }
+
+    fn recovery_fallback(&mut self, challenge: &str) -> Result<Option<u32>, StoreError> {
+        SqliteStore::recovery_fallback(self, challenge)
+    }
+
+    fn sends_counted(&self, user: &str, now: i64) -> Result<SendCounts, StoreError> {
+        SqliteStore::sends_counted(self, user, now)
+    }
+
+    fn locked_users(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        SqliteStore::locked_users(self, now)
+    }
+
+    fn user_locked_until(&self, user: &str, now: i64) -> Result<Option<i64>, StoreError> {
+        SqliteStore::user_locked_until(self, user, now)
+    }
+
+    fn unlock_user(&mut self, user: &str, now: i64) -> Result<bool, StoreError> {
+        SqliteStore::unlock_user(self, user, now)
+    }
+
+    fn host_lockouts(&self, now: i64) -> Result<Vec<Lockout>, StoreError> {
+        SqliteStore::host_lockouts(self, now)
+    }
+
+    fn locked_hosts(&self, now: i64) -> Result<u64, StoreError> {
+        SqliteStore::locked_hosts(self, now)
+    }
+
+    fn unlock_host(&mut self, address: &str, now: i64) -> Result<Option<Lockout>, StoreError> {
+        SqliteStore::unlock_host(self, address, now)
+    }
+
+    fn reset_user(&mut self, user: &str, now: i64) -> Result<UserReset, StoreError> {
+        SqliteStore::reset_user(self, user, now)
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        SqliteStore::user(self, name)
+    }
+
+    fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
+        SqliteStore::upsert_user(self, record)
+    }
+
+    fn upsert_users(&mut self, records: &[UserRecord]) -> Result<(), StoreError> {
+        SqliteStore::upsert_users(self, records)
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        SqliteStore::remove_user(self, name)
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        SqliteStore::list_users(self)
+    }
+
+    fn user_counts(&self, now: i64) -> Result<UserCounts, StoreError> {
+        SqliteStore::user_counts(self, now)
+    }
+
+    fn grant_breakglass(&mut self, grant: &BreakGlass) -> Result<Option<BreakGlass>, StoreError> {
+        SqliteStore::grant_breakglass(self, grant)
+    }
+
+    fn revoke_breakglass(&mut self, user: &str) -> Result<Option<BreakGlass>, StoreError> {
+        SqliteStore::revoke_breakglass(self, user)
+    }
+
+    fn breakglass_for(&mut self, user: &str, now: i64) -> Result<BreakGlassLookup, StoreError> {
+        SqliteStore::breakglass_for(self, user, now)
+    }
+
+    fn expire_breakglass(&mut self, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
+        SqliteStore::expire_breakglass(self, now)
+    }
+
+    fn live_breakglass(&self, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
+        SqliteStore::live_breakglass(self, now)
+    }
+
+    fn due_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QueuedNotice>, StoreError> {
+        SqliteStore::due_notices(self, now, after_id, limit)
+    }
+
+    fn forget_notice(&mut self, id: i64) -> Result<(), StoreError> {
+        SqliteStore::forget_notice(self, id)
+    }
+
+    fn put_off_notice(&mut self, id: i64, next_try_at: i64) -> Result<(), StoreError> {
+        SqliteStore::put_off_notice(self, id, next_try_at)
+    }
+
+    fn queued_notices(&mut self) -> Result<u64, StoreError> {
+        SqliteStore::queued_notices(self)
+    }
+
+    fn record_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
+        SqliteStore::record_audit(self, record)
+    }
+
+    fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {
+        SqliteStore::admit_audit(self, key, now)
+    }
+
+    fn ended_audit_windows(&mut self, now: i64, all: bool) -> Vec<Suppressed> {
+        SqliteStore::ended_audit_windows(self, now, all)
+    }
+
+    fn trim_audit(&mut self, max_rows: u64) -> Result<Option<Trimmed>, StoreError> {
+        SqliteStore::trim_audit(self, max_rows)
+    }
+
+    fn audit_since(&mut self, since: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        SqliteStore::audit_since(self, since, limit)
+    }
+
+    fn audit_filtered(&mut self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        SqliteStore::audit_filtered(self, filter)
+    }
+
+    fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
+        SqliteStore::mail_history(self, name)
+    }
+
+    fn purge(&mut self, now: i64, audit_retention_secs: i64) -> Result<PurgeCounts, StoreError> {
+        SqliteStore::purge(self, now, audit_retention_secs)
+    }
+
+    #[cfg(test)]
+    fn count_rows(&self, sql: &str) -> i64 {
+        SqliteStore::count_rows(self, sql)
+    }
+}
