@@ -192,7 +192,7 @@ pub trait Store: std::fmt::Debug {
     /// Deletes the user's grant; returns it, live or not, when there was one.
     fn revoke_breakglass(&mut self, user: &str) -> Result<Option<BreakGlass>, StoreError>;
 
-    /// The user's grant at `now` (it holds in `[granted_at, expires_at)`). An expired one is
+    /// The user's grant at `now` (it holds while `now < expires_at`). An expired one is
     /// deleted and returned as [`BreakGlassLookup::Expired`], once.
     fn breakglass_for(&mut self, user: &str, now: i64) -> Result<BreakGlassLookup, StoreError>;
 

@@ -21,6 +21,8 @@ mod audit_rate;
 mod audit_rows;
 mod breakglass;
 mod codes;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod interface;
 mod limits;
 mod lockouts;

@@ -236,3 +236,18 @@ impl Store for SqliteStore {
         SqliteStore::count_rows(self, sql)
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    use super::super::test_support::key;
+    use super::SqliteStore;
+
+    /// An empty store in a new temporary directory.
+    fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("otpd.db"), key()).expect("open store");
+        (dir, store)
+    }
+
+    crate::store_conformance_tests!(fresh);
+}

@@ -1,0 +1,1048 @@
+//! The store conformance suite: the product's rules, checked through [`Store`] alone.
+//!
+//! Every backend must pass it. Each rule is a function over a fresh, empty `&mut dyn Store`,
+//! with every time given explicitly (the injected clock is the `now` argument), and a seeded
+//! random generator; it panics when the backend breaks the rule.
+//! [`store_conformance_tests!`](crate::store_conformance_tests)
+//! turns the whole list into one `#[test]` per rule for a backend, given a function that
+//! opens an empty store:
+//!
+//! ```ignore
+//! #[cfg(test)]
+//! mod conformance {
+//!     fn fresh() -> (tempfile::TempDir, SqliteStore) { /* an empty store */ }
+//!     crate::store_conformance_tests!(fresh); // otpd::... from another crate
+//! }
+//! ```
+//!
+//! The first value `fresh` returns is kept alive for the test (a temp dir, a database
+//! schema); the second is the store. The suite is compiled for tests and with the
+//! `conformance` feature, never into the release binary.
+//!
+//! What it does not check: concurrency between two handles on one shared database (a backend
+//! test must race its own connections; SQLite's races live in `store::tests`), and the audit
+//! rate throttle, which is memory, not storage.
+
+// Test code: a failed assertion is how a rule reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use common::secret::SecretString;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{
+    AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest, Limits,
+    NoticeTo, RECOVERY_SET_SIZE, SendCounts, Store, UserRecord, VerifyOutcome,
+};
+
+/// A fixed "now" far from zero.
+pub const T0: i64 = 1_700_000_000;
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+
+/// Limits with every rule on and room to exercise it; rules change what they test.
+pub fn limits() -> Limits {
+    Limits {
+        code_length: 6,
+        valid_secs: 600,
+        max_attempts: 5,
+        resend_cooldown_secs: 30,
+        max_sends_per_hour: 10,
+        max_sends_per_day: 50,
+        max_user_failures: 10,
+        max_host_failures: 50,
+        lockout_secs: 900,
+    }
+}
+
+/// The same sequence of codes on every run.
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(18)
+}
+
+fn login<'a>(user: &'a str, rhost: Option<&'a str>) -> IssueRequest<'a> {
+    IssueRequest {
+        user,
+        protocol: "ssh",
+        service: "sshd",
+        rhost,
+    }
+}
+
+/// Issues a code that must be issued; its challenge and code.
+fn issued(
+    store: &mut dyn Store,
+    req: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+    rng: &mut StdRng,
+) -> (String, SecretString) {
+    match store.issue(req, limits, now, rng).unwrap() {
+        IssueOutcome::Issued {
+            challenge, code, ..
+        } => (challenge, code),
+        other => panic!("expected a new code at {now}, got {other:?}"),
+    }
+}
+
+/// Another code of the same length: every digit moved by one.
+fn wrong(code: &SecretString) -> SecretString {
+    let other = code
+        .expose()
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_digit((d + 1) % 10, 10).unwrap(),
+            None => c,
+        })
+        .collect();
+    SecretString::new(other)
+}
+
+/// Answers `challenge` as `req`'s user, protocol and host.
+fn answer(
+    store: &mut dyn Store,
+    challenge: &str,
+    req: &IssueRequest<'_>,
+    code: &SecretString,
+    limits: &Limits,
+    now: i64,
+) -> VerifyOutcome {
+    store
+        .verify(
+            challenge,
+            req.user,
+            req.protocol,
+            req.rhost,
+            code,
+            limits,
+            now,
+        )
+        .unwrap()
+}
+
+/// Issues a code for `req` and answers it wrongly at `now`.
+fn fail_once(
+    store: &mut dyn Store,
+    req: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+    rng: &mut StdRng,
+) -> VerifyOutcome {
+    let (challenge, code) = issued(store, req, limits, now, rng);
+    answer(store, &challenge, req, &wrong(&code), limits, now)
+}
+
+const NOTICE: NoticeTo<'static> = NoticeTo {
+    address: "alice@example.org",
+    service: "sshd",
+};
+
+/// A right code answers once; the second answer finds the code dead.
+pub fn a_code_answers_once(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 1),
+        VerifyOutcome::Success
+    );
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 2),
+        VerifyOutcome::Dead,
+        "a used code is dead"
+    );
+    assert_eq!(
+        answer(store, "no-such-challenge", &alice, &code, &limits, T0 + 3),
+        VerifyOutcome::Dead
+    );
+}
+
+/// A code answers from its issue time up to, not including, `issued_at + valid_secs`.
+pub fn a_code_is_valid_from_its_issue_until_its_expiry(store: &mut dyn Store) {
+    let (limits, mut rng) = (limits(), rng());
+    let expires = T0 + limits.valid_secs;
+    for (user, at, expected) in [
+        ("alice", T0, VerifyOutcome::Success),
+        ("bob", expires - 1, VerifyOutcome::Success),
+        ("carol", expires, VerifyOutcome::Dead),
+        ("dave", T0 - 1, VerifyOutcome::Dead),
+    ] {
+        let req = login(user, None);
+        match store.issue(&req, &limits, T0, &mut rng).unwrap() {
+            IssueOutcome::Issued {
+                challenge,
+                code,
+                expires_at,
+            } => {
+                assert_eq!(expires_at, expires);
+                let got = answer(store, &challenge, &req, &code, &limits, at);
+                assert_eq!(got, expected, "{user} answering at {at}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Each wrong answer uses up one of `max_attempts`; the last one kills the code.
+pub fn a_code_takes_at_most_max_attempts_answers(store: &mut dyn Store) {
+    let limits = Limits {
+        max_attempts: 3,
+        ..limits()
+    };
+    let (mut rng, alice) = (rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    for left in [2, 1, 0] {
+        assert_eq!(
+            answer(store, &challenge, &alice, &wrong(&code), &limits, T0 + 1),
+            VerifyOutcome::Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 2),
+        VerifyOutcome::Dead,
+        "the right code after the last attempt"
+    );
+}
+
+/// A code answers only its own user and protocol; another's answer is wrong and costs an
+/// attempt.
+pub fn a_code_answers_only_its_user_and_protocol(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    let bob = login("bob", None);
+    assert_eq!(
+        answer(store, &challenge, &bob, &code, &limits, T0 + 1),
+        VerifyOutcome::Wrong { attempts_left: 4 }
+    );
+    let by_ftp = IssueRequest {
+        protocol: "ftp",
+        ..alice
+    };
+    assert_eq!(
+        answer(store, &challenge, &by_ftp, &code, &limits, T0 + 1),
+        VerifyOutcome::Wrong { attempts_left: 3 }
+    );
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 2),
+        VerifyOutcome::Success
+    );
+}
+
+/// A new code for a user kills the user's older ones.
+pub fn a_new_code_supersedes_the_old_one(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (old, old_code) = issued(store, &alice, &limits, T0, &mut rng);
+    let after_cooldown = T0 + limits.resend_cooldown_secs;
+    let (new, new_code) = issued(store, &alice, &limits, after_cooldown, &mut rng);
+    assert_ne!(old, new);
+    assert_eq!(
+        answer(store, &old, &alice, &old_code, &limits, after_cooldown + 1),
+        VerifyOutcome::Dead
+    );
+    assert_eq!(
+        answer(store, &new, &alice, &new_code, &limits, after_cooldown + 2),
+        VerifyOutcome::Success
+    );
+}
+
+/// Within the resend cooldown a login gets the live code again and nothing is sent; from its
+/// end on, a new code. Another protocol does not reuse it.
+pub fn within_the_cooldown_the_mailed_code_is_reused(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    let last = T0 + limits.resend_cooldown_secs - 1;
+    match store.issue(&alice, &limits, last, &mut rng).unwrap() {
+        IssueOutcome::Reused {
+            challenge: again,
+            issued_at,
+            expires_at,
+        } => {
+            assert_eq!(again, challenge);
+            assert_eq!(issued_at, T0);
+            assert_eq!(expires_at, T0 + limits.valid_secs);
+        }
+        other => panic!("expected the code again, got {other:?}"),
+    }
+    assert_eq!(
+        store.sends_counted("alice", last).unwrap(),
+        SendCounts { hour: 1, day: 1 },
+        "a reuse sends nothing"
+    );
+    let (fresh, _) = issued(store, &alice, &limits, last + 1, &mut rng);
+    assert_ne!(fresh, challenge);
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, last + 2),
+        VerifyOutcome::Dead
+    );
+    let by_ftp = IssueRequest {
+        protocol: "ftp",
+        ..alice
+    };
+    issued(store, &by_ftp, &limits, last + 3, &mut rng);
+}
+
+/// Sends count in a sliding hour and a sliding day; a reached cap refuses until the send
+/// that must leave the window has left it.
+pub fn the_hourly_and_daily_send_caps_hold(store: &mut dyn Store) {
+    let limits = Limits {
+        resend_cooldown_secs: 0,
+        max_sends_per_hour: 3,
+        max_sends_per_day: 5,
+        ..limits()
+    };
+    let (mut rng, alice) = (rng(), login("alice", None));
+    for at in [T0, T0 + 1, T0 + 2] {
+        issued(store, &alice, &limits, at, &mut rng);
+    }
+    assert!(matches!(
+        store.issue(&alice, &limits, T0 + 3, &mut rng).unwrap(),
+        IssueOutcome::RateLimited { retry_after } if retry_after == T0 + HOUR
+    ));
+    issued(store, &alice, &limits, T0 + HOUR, &mut rng);
+    issued(store, &alice, &limits, T0 + HOUR + 1, &mut rng);
+    assert_eq!(
+        store.sends_counted("alice", T0 + HOUR + 2).unwrap(),
+        SendCounts { hour: 2, day: 5 }
+    );
+    assert!(matches!(
+        store.issue(&alice, &limits, T0 + HOUR + 2, &mut rng).unwrap(),
+        IssueOutcome::RateLimited { retry_after } if retry_after == T0 + DAY
+    ));
+    issued(store, &alice, &limits, T0 + DAY, &mut rng);
+    // Caps are per user.
+    issued(store, &login("bob", None), &limits, T0 + 3, &mut rng);
+}
+
+/// A code whose mail failed is dead and its send no longer counts.
+pub fn a_failed_mail_kills_the_code_and_gives_back_its_send(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    store.invalidate(&challenge).unwrap();
+    assert_eq!(
+        store.sends_counted("alice", T0 + 1).unwrap(),
+        SendCounts::default()
+    );
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 1),
+        VerifyOutcome::Dead
+    );
+    assert_eq!(store.live_codes(T0 + 1).unwrap(), 0);
+    // Not reused within the cooldown either: nobody received it.
+    issued(store, &alice, &limits, T0 + 2, &mut rng);
+}
+
+/// `max_user_failures` wrong answers in a row lock the user out for `lockout_secs`: no code
+/// is issued or accepted, the right one included, until the lock ends.
+pub fn wrong_answers_lock_the_user_out_until_the_lock_ends(store: &mut dyn Store) {
+    let limits = Limits {
+        max_user_failures: 3,
+        max_attempts: 10,
+        ..limits()
+    };
+    let (mut rng, alice) = (rng(), login("alice", None));
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    for at in [T0 + 1, T0 + 2] {
+        assert!(matches!(
+            answer(store, &challenge, &alice, &wrong(&code), &limits, at),
+            VerifyOutcome::Wrong { .. }
+        ));
+    }
+    let until = T0 + 3 + limits.lockout_secs;
+    assert_eq!(
+        answer(store, &challenge, &alice, &wrong(&code), &limits, T0 + 3),
+        VerifyOutcome::LockedOut { until }
+    );
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 4),
+        VerifyOutcome::LockedOut { until },
+        "not even the right code"
+    );
+    assert!(matches!(
+        store.issue(&alice, &limits, T0 + 4, &mut rng).unwrap(),
+        IssueOutcome::LockedOut { until: u } if u == until
+    ));
+    assert_eq!(
+        store.user_locked_until("alice", T0 + 4).unwrap(),
+        Some(until)
+    );
+    assert_eq!(
+        store.locked_users(T0 + 4).unwrap(),
+        vec![("alice".to_string(), until)]
+    );
+    assert_eq!(store.user_counts(T0 + 4).unwrap().locked, 1);
+    assert_eq!(store.user_locked_until("bob", T0 + 4).unwrap(), None);
+    // The lock ends by itself.
+    assert_eq!(store.user_locked_until("alice", until).unwrap(), None);
+    let (challenge, code) = issued(store, &alice, &limits, until, &mut rng);
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, until + 1),
+        VerifyOutcome::Success
+    );
+}
+
+/// A success clears the user's count of failures; a new code does not.
+pub fn a_success_clears_the_users_failures_and_a_new_code_does_not(store: &mut dyn Store) {
+    let limits = Limits {
+        max_user_failures: 3,
+        resend_cooldown_secs: 0,
+        ..limits()
+    };
+    let (mut rng, alice) = (rng(), login("alice", None));
+    fail_once(store, &alice, &limits, T0, &mut rng);
+    fail_once(store, &alice, &limits, T0 + 1, &mut rng);
+    let (challenge, code) = issued(store, &alice, &limits, T0 + 2, &mut rng);
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 2),
+        VerifyOutcome::Success
+    );
+    assert!(matches!(
+        fail_once(store, &alice, &limits, T0 + 3, &mut rng),
+        VerifyOutcome::Wrong { .. }
+    ));
+    assert!(matches!(
+        fail_once(store, &alice, &limits, T0 + 4, &mut rng),
+        VerifyOutcome::Wrong { .. }
+    ));
+    assert!(
+        matches!(
+            fail_once(store, &alice, &limits, T0 + 5, &mut rng),
+            VerifyOutcome::LockedOut { .. }
+        ),
+        "new codes in between did not reset the count"
+    );
+}
+
+/// Wrong answers from one IP address, whatever the user, lock the address out (in any
+/// spelling of it), and nothing else; a remote host that is not an IP address never locks.
+pub fn wrong_answers_lock_out_an_ip_address_and_only_an_ip_address(store: &mut dyn Store) {
+    let limits = Limits {
+        max_host_failures: 3,
+        max_user_failures: 100,
+        resend_cooldown_secs: 0,
+        ..limits()
+    };
+    let mut rng = rng();
+    let from = Some("192.0.2.7");
+    for (user, at) in [("u1", T0), ("u2", T0 + 1)] {
+        assert!(matches!(
+            fail_once(store, &login(user, from), &limits, at, &mut rng),
+            VerifyOutcome::Wrong { .. }
+        ));
+    }
+    let until = T0 + 2 + limits.lockout_secs;
+    assert_eq!(
+        fail_once(store, &login("u3", from), &limits, T0 + 2, &mut rng),
+        VerifyOutcome::LockedOut { until }
+    );
+    for spelling in ["192.0.2.7", "::ffff:192.0.2.7"] {
+        assert!(
+            matches!(
+                store.issue(&login("u4", Some(spelling)), &limits, T0 + 3, &mut rng).unwrap(),
+                IssueOutcome::LockedOut { until: u } if u == until
+            ),
+            "{spelling}"
+        );
+    }
+    issued(
+        store,
+        &login("u4", Some("2001:db8::1")),
+        &limits,
+        T0 + 3,
+        &mut rng,
+    );
+    issued(store, &login("u5", None), &limits, T0 + 3, &mut rng);
+    assert_eq!(store.locked_hosts(T0 + 3).unwrap(), 1);
+    let hosts = store.host_lockouts(T0 + 3).unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0].subject, "192.0.2.7");
+    assert_eq!(hosts[0].locked_until, Some(until));
+    assert_eq!(store.locked_users(T0 + 3).unwrap(), vec![]);
+    assert_eq!(store.locked_hosts(until).unwrap(), 0, "the lock ends");
+
+    for (i, user) in ["n1", "n2", "n3", "n4", "n5"].into_iter().enumerate() {
+        let at = T0 + 10 + i64::try_from(i).unwrap();
+        for rhost in [Some("attacker.example"), Some(""), None] {
+            assert!(
+                matches!(
+                    fail_once(store, &login(user, rhost), &limits, at, &mut rng),
+                    VerifyOutcome::Wrong { .. }
+                ),
+                "{rhost:?}"
+            );
+        }
+    }
+    assert_eq!(
+        store.host_lockouts(T0 + 20).unwrap().len(),
+        1,
+        "still only one"
+    );
+}
+
+/// A success from an address clears that address's count of failures.
+pub fn a_success_clears_the_hosts_failures(store: &mut dyn Store) {
+    let limits = Limits {
+        max_host_failures: 3,
+        ..limits()
+    };
+    let mut rng = rng();
+    let from = Some("198.51.100.4");
+    fail_once(store, &login("u1", from), &limits, T0, &mut rng);
+    fail_once(store, &login("u2", from), &limits, T0 + 1, &mut rng);
+    let u3 = login("u3", from);
+    let (challenge, code) = issued(store, &u3, &limits, T0 + 2, &mut rng);
+    assert_eq!(
+        answer(store, &challenge, &u3, &code, &limits, T0 + 2),
+        VerifyOutcome::Success
+    );
+    for (user, at) in [("u4", T0 + 3), ("u5", T0 + 4)] {
+        assert!(matches!(
+            fail_once(store, &login(user, from), &limits, at, &mut rng),
+            VerifyOutcome::Wrong { .. }
+        ));
+    }
+}
+
+/// An admin's unlock of a user leaves the hosts locked, and the other way round; each says
+/// whether there was anything to clear.
+pub fn an_admin_unlocks_users_and_hosts_separately(store: &mut dyn Store) {
+    let limits = Limits {
+        max_host_failures: 1,
+        max_user_failures: 1,
+        resend_cooldown_secs: 0,
+        ..limits()
+    };
+    let mut rng = rng();
+    let alice = login("alice", Some("203.0.113.9"));
+    assert!(matches!(
+        fail_once(store, &alice, &limits, T0, &mut rng),
+        VerifyOutcome::LockedOut { .. }
+    ));
+    assert!(store.unlock_user("alice", T0 + 1).unwrap());
+    assert!(!store.unlock_user("alice", T0 + 1).unwrap(), "nothing left");
+    assert_eq!(store.user_locked_until("alice", T0 + 1).unwrap(), None);
+    assert!(
+        matches!(
+            store.issue(&alice, &limits, T0 + 1, &mut rng).unwrap(),
+            IssueOutcome::LockedOut { .. }
+        ),
+        "the host is still locked"
+    );
+    issued(store, &login("alice", None), &limits, T0 + 1, &mut rng);
+
+    let cleared = store.unlock_host("203.0.113.9", T0 + 2).unwrap().unwrap();
+    assert_eq!(cleared.subject, "203.0.113.9");
+    assert_eq!(cleared.locked_until, Some(T0 + limits.lockout_secs));
+    assert_eq!(store.unlock_host("203.0.113.9", T0 + 2).unwrap(), None);
+    assert_eq!(store.locked_hosts(T0 + 2).unwrap(), 0);
+    issued(
+        store,
+        &login("bob", Some("203.0.113.9")),
+        &limits,
+        T0 + 2,
+        &mut rng,
+    );
+}
+
+/// An admin's reset forgets the user's sends, closes their live code and clears their
+/// failures, and reports exactly that; recovery codes stay.
+pub fn an_admin_reset_forgets_sends_closes_codes_and_clears_failures(store: &mut dyn Store) {
+    let limits = Limits {
+        resend_cooldown_secs: 600,
+        max_sends_per_hour: 2,
+        ..limits()
+    };
+    let (mut rng, alice) = (rng(), login("alice", None));
+    store.new_recovery_codes("alice", T0, &mut rng).unwrap();
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    answer(store, &challenge, &alice, &wrong(&code), &limits, T0 + 1);
+
+    let reset = store.reset_user("alice", T0 + 2).unwrap();
+    assert_eq!(reset.sends, SendCounts { hour: 1, day: 1 });
+    assert_eq!(reset.codes_closed, 1);
+    let lockout = reset.lockout.expect("the failure was counted");
+    assert_eq!(lockout.failures, 1);
+    assert_eq!(
+        store.sends_counted("alice", T0 + 2).unwrap(),
+        SendCounts::default()
+    );
+    assert_eq!(
+        answer(store, &challenge, &alice, &code, &limits, T0 + 3),
+        VerifyOutcome::Dead
+    );
+    // A new code, not the old one again, although the cooldown has not passed.
+    issued(store, &alice, &limits, T0 + 4, &mut rng);
+    assert_eq!(
+        store.recovery_codes_left("alice").unwrap(),
+        u32::try_from(RECOVERY_SET_SIZE).unwrap()
+    );
+    assert!(store.reset_user("nobody", T0 + 5).unwrap().is_empty());
+}
+
+fn record(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.to_string(),
+        email: Some(format!("{name}@example.org")),
+        enabled: true,
+        protocols: None,
+    }
+}
+
+/// User records are created, read, replaced, listed by name and removed; an invalid record is
+/// refused, and a batch with one is written not at all.
+pub fn enrolment_records_are_kept_as_given(store: &mut dyn Store) {
+    assert_eq!(store.user("alice").unwrap(), None);
+    store.upsert_user(&record("bob")).unwrap();
+    store.upsert_user(&record("alice")).unwrap();
+    assert_eq!(store.user("alice").unwrap(), Some(record("alice")));
+
+    let changed = UserRecord {
+        email: None,
+        enabled: false,
+        protocols: Some(vec![]),
+        ..record("alice")
+    };
+    store.upsert_user(&changed).unwrap();
+    assert_eq!(
+        store.user("alice").unwrap(),
+        Some(changed.clone()),
+        "no protocols is not all protocols"
+    );
+    let listed = store.list_users().unwrap();
+    assert_eq!(listed, vec![changed, record("bob")]);
+    let counts = store.user_counts(T0).unwrap();
+    assert_eq!((counts.users, counts.enabled), (2, 1));
+
+    assert!(store.upsert_user(&record("")).is_err());
+    let typo = UserRecord {
+        protocols: Some(vec!["shh".into()]),
+        ..record("carol")
+    };
+    assert!(store.upsert_user(&typo).is_err());
+    assert!(store.upsert_users(&[record("dave"), typo]).is_err());
+    assert_eq!(store.user("dave").unwrap(), None, "all or nothing");
+    store
+        .upsert_users(&[record("dave"), record("erin")])
+        .unwrap();
+    assert_eq!(store.list_users().unwrap().len(), 4);
+
+    assert!(store.remove_user("bob").unwrap());
+    assert!(!store.remove_user("bob").unwrap());
+    assert_eq!(store.user("bob").unwrap(), None);
+}
+
+/// A recovery code answers a login prompt once, queues a notice of its use, and is never
+/// taken where a mailed code alone is meant; a new set replaces the old.
+pub fn recovery_codes_answer_once(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (
+        Limits {
+            resend_cooldown_secs: 0,
+            ..limits()
+        },
+        rng(),
+        login("alice", None),
+    );
+    let old_set = store.new_recovery_codes("alice", T0, &mut rng).unwrap();
+    let set = store.new_recovery_codes("alice", T0, &mut rng).unwrap();
+    let full = u32::try_from(RECOVERY_SET_SIZE).unwrap();
+    assert_eq!(set.len(), RECOVERY_SET_SIZE);
+    assert_eq!(store.recovery_codes_left("alice").unwrap(), full);
+
+    let prompt = |store: &mut dyn Store, challenge: &str, code: &SecretString, now| {
+        store
+            .verify_answer(challenge, "alice", "ssh", None, code, &limits, now, &NOTICE)
+            .unwrap()
+    };
+    let (challenge, _) = issued(store, &alice, &limits, T0 + 1, &mut rng);
+    assert!(matches!(
+        prompt(store, &challenge, &old_set[0], T0 + 1),
+        VerifyOutcome::Wrong { .. }
+    ));
+    assert!(
+        matches!(
+            answer(store, &challenge, &alice, &set[0], &limits, T0 + 1),
+            VerifyOutcome::Wrong { .. }
+        ),
+        "verify takes no recovery code"
+    );
+    assert_eq!(
+        prompt(store, &challenge, &set[0], T0 + 2),
+        VerifyOutcome::RecoveryUsed { left: full - 1 }
+    );
+    assert_eq!(store.queued_notices().unwrap(), 1);
+    assert_eq!(store.recovery_codes_left("alice").unwrap(), full - 1);
+
+    let (challenge, _) = issued(store, &alice, &limits, T0 + 3, &mut rng);
+    assert!(
+        matches!(
+            prompt(store, &challenge, &set[0], T0 + 3),
+            VerifyOutcome::Wrong { .. }
+        ),
+        "a used recovery code"
+    );
+    assert_eq!(
+        prompt(store, &challenge, &set[1], T0 + 4),
+        VerifyOutcome::RecoveryUsed { left: full - 2 }
+    );
+}
+
+/// When a code's mail fails and the user has recovery codes, the challenge answers only to a
+/// recovery code; without any, the code dies. Either way the send is given back.
+pub fn a_failed_mail_leaves_the_challenge_to_recovery_codes(store: &mut dyn Store) {
+    let (limits, mut rng) = (limits(), rng());
+    let alice = login("alice", None);
+    let set = store.new_recovery_codes("alice", T0, &mut rng).unwrap();
+    let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+    let full = u32::try_from(RECOVERY_SET_SIZE).unwrap();
+    assert_eq!(store.recovery_fallback(&challenge).unwrap(), Some(full));
+    assert_eq!(
+        store.sends_counted("alice", T0).unwrap(),
+        SendCounts::default()
+    );
+    let prompt = |store: &mut dyn Store, code: &SecretString, now| {
+        store
+            .verify_answer(
+                &challenge, "alice", "ssh", None, code, &limits, now, &NOTICE,
+            )
+            .unwrap()
+    };
+    assert!(
+        matches!(prompt(store, &code, T0 + 1), VerifyOutcome::Wrong { .. }),
+        "nobody received the mailed code"
+    );
+    assert_eq!(
+        prompt(store, &set[3], T0 + 2),
+        VerifyOutcome::RecoveryUsed { left: full - 1 }
+    );
+
+    let bob = login("bob", None);
+    let (challenge, code) = issued(store, &bob, &limits, T0, &mut rng);
+    assert_eq!(store.recovery_fallback(&challenge).unwrap(), None);
+    assert_eq!(
+        answer(store, &challenge, &bob, &code, &limits, T0 + 1),
+        VerifyOutcome::Dead
+    );
+}
+
+/// A notice waits until it is due, can be put off, and is gone once forgotten.
+pub fn a_notice_waits_until_it_is_delivered(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let set = store.new_recovery_codes("alice", T0, &mut rng).unwrap();
+    let (challenge, _) = issued(store, &alice, &limits, T0, &mut rng);
+    store
+        .verify_answer(
+            &challenge,
+            "alice",
+            "ssh",
+            None,
+            &set[0],
+            &limits,
+            T0 + 1,
+            &NOTICE,
+        )
+        .unwrap();
+    let due = store.due_notices(T0 + 1, 0, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    let notice = &due[0];
+    assert_eq!(
+        (notice.user.as_str(), notice.address.as_str(), notice.tries),
+        ("alice", "alice@example.org", 0)
+    );
+    assert_eq!(
+        notice.recovery_left,
+        u32::try_from(RECOVERY_SET_SIZE).unwrap() - 1
+    );
+    store.put_off_notice(notice.id, T0 + 100).unwrap();
+    assert!(store.due_notices(T0 + 99, 0, 10).unwrap().is_empty());
+    let again = store.due_notices(T0 + 100, 0, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].tries, 1);
+    assert!(
+        store
+            .due_notices(T0 + 100, notice.id, 10)
+            .unwrap()
+            .is_empty()
+    );
+    store.forget_notice(notice.id).unwrap();
+    assert_eq!(store.queued_notices().unwrap(), 0);
+}
+
+/// A code appended to the password answers once under the usual rules, and a success leaves
+/// a grant that takes the same code again for `reuse_secs` from the same host and service.
+pub fn an_appended_code_answers_once_and_leaves_a_reuse_grant(store: &mut dyn Store) {
+    let (limits, mut rng) = (limits(), rng());
+    let ftp = IssueRequest {
+        user: "alice",
+        protocol: "ftp",
+        service: "vsftpd",
+        rhost: Some("192.0.2.1"),
+    };
+    assert!(!store.expects_code(&ftp, &limits, T0).unwrap());
+    let (_, code) = issued(store, &ftp, &limits, T0, &mut rng);
+    assert!(store.expects_code(&ftp, &limits, T0).unwrap());
+    let appended = |store: &mut dyn Store,
+                    req: &IssueRequest<'_>,
+                    code: &SecretString,
+                    now,
+                    rng: &mut StdRng| {
+        store
+            .verify_appended(req, code, &limits, 60, now, rng)
+            .unwrap()
+    };
+    assert_eq!(
+        appended(store, &ftp, &wrong(&code), T0 + 1, &mut rng),
+        VerifyOutcome::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        appended(store, &ftp, &code, T0 + 2, &mut rng),
+        VerifyOutcome::Success
+    );
+    assert_eq!(
+        appended(store, &ftp, &code, T0 + 61, &mut rng),
+        VerifyOutcome::Success,
+        "the grant"
+    );
+    let elsewhere = IssueRequest {
+        rhost: Some("192.0.2.2"),
+        ..ftp
+    };
+    assert_eq!(
+        appended(store, &elsewhere, &code, T0 + 3, &mut rng),
+        VerifyOutcome::Dead,
+        "a grant holds for its host only"
+    );
+    assert!(!store.expects_code(&ftp, &limits, T0 + 62).unwrap());
+    assert_eq!(
+        appended(store, &ftp, &code, T0 + 62, &mut rng),
+        VerifyOutcome::Dead,
+        "used, and the grant is over"
+    );
+}
+
+fn grant(user: &str, granted_at: i64, expires_at: i64) -> BreakGlass {
+    BreakGlass {
+        user: user.to_string(),
+        cidr: Some("192.0.2.0/24".into()),
+        granted_by: 0,
+        granted_at,
+        expires_at,
+    }
+}
+
+/// A break-glass grant holds until its expiry, then is reported expired exactly once; a new
+/// grant replaces the old, and a revoked one is gone.
+pub fn a_break_glass_grant_holds_until_it_expires(store: &mut dyn Store) {
+    let alice = grant("alice", T0, T0 + 300);
+    assert_eq!(store.grant_breakglass(&alice).unwrap(), None);
+    assert_eq!(
+        store.breakglass_for("alice", T0 + 299).unwrap(),
+        BreakGlassLookup::Live(alice.clone())
+    );
+    assert_eq!(
+        store.live_breakglass(T0 + 299).unwrap(),
+        vec![alice.clone()]
+    );
+    assert_eq!(
+        store.breakglass_for("alice", T0 + 300).unwrap(),
+        BreakGlassLookup::Expired(alice.clone())
+    );
+    assert_eq!(
+        store.breakglass_for("alice", T0 + 301).unwrap(),
+        BreakGlassLookup::None,
+        "reported once"
+    );
+
+    let bob = grant("bob", T0, T0 + 100);
+    store.grant_breakglass(&bob).unwrap();
+    let longer = grant("bob", T0 + 50, T0 + 500);
+    assert_eq!(store.grant_breakglass(&longer).unwrap(), Some(bob));
+    let carol = grant("carol", T0, T0 + 200);
+    store.grant_breakglass(&carol).unwrap();
+    assert_eq!(store.expire_breakglass(T0 + 200).unwrap(), vec![carol]);
+    assert_eq!(store.expire_breakglass(T0 + 200).unwrap(), vec![]);
+    assert_eq!(
+        store.live_breakglass(T0 + 200).unwrap(),
+        vec![longer.clone()]
+    );
+    assert_eq!(store.revoke_breakglass("bob").unwrap(), Some(longer));
+    assert_eq!(store.revoke_breakglass("bob").unwrap(), None);
+    assert_eq!(
+        store.breakglass_for("bob", T0 + 201).unwrap(),
+        BreakGlassLookup::None
+    );
+}
+
+fn audit<'a>(time: i64, event: &'a str, user: &'a str) -> AuditRecord<'a> {
+    AuditRecord {
+        time,
+        event,
+        user: Some(user),
+        service: Some("sshd"),
+        protocol: Some("ssh"),
+        rhost: Some("192.0.2.1"),
+        caller_uid: Some(0),
+        detail: Some("why"),
+    }
+}
+
+/// Audit rows are kept as recorded and read back newest first, by time, user and event.
+pub fn audit_rows_are_kept_and_read_back(store: &mut dyn Store) {
+    store.record_audit(&audit(T0, "issued", "alice")).unwrap();
+    store
+        .record_audit(&audit(T0 + 1, "verified", "alice"))
+        .unwrap();
+    store
+        .record_audit(&audit(T0 + 2, "wrong_code", "bob"))
+        .unwrap();
+
+    let rows = store.audit_since(T0 + 1, 10).unwrap();
+    let seen: Vec<_> = rows.iter().map(|r| (r.time, r.event.as_str())).collect();
+    assert_eq!(seen, vec![(T0 + 2, "wrong_code"), (T0 + 1, "verified")]);
+    let row = &rows[1];
+    assert_eq!(row.user.as_deref(), Some("alice"));
+    assert_eq!(row.service.as_deref(), Some("sshd"));
+    assert_eq!(row.protocol.as_deref(), Some("ssh"));
+    assert_eq!(row.rhost.as_deref(), Some("192.0.2.1"));
+    assert_eq!(row.caller_uid, Some(0));
+    assert_eq!(row.detail.as_deref(), Some("why"));
+    assert!(rows[0].id > rows[1].id, "ids grow with insertion");
+    assert_eq!(store.audit_since(0, 1).unwrap().len(), 1, "the limit");
+
+    let filtered = |store: &mut dyn Store, user: Option<&str>, event: Option<&str>| {
+        store
+            .audit_filtered(&AuditFilter {
+                user: user.map(String::from),
+                event: event.map(String::from),
+                since: 0,
+                limit: 10,
+                before: None,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.time)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(filtered(store, Some("alice"), None), vec![T0 + 1, T0]);
+    assert_eq!(filtered(store, None, Some("wrong_code")), vec![T0 + 2]);
+    assert_eq!(
+        filtered(store, Some("bob"), Some("issued")),
+        Vec::<i64>::new()
+    );
+}
+
+/// Trimming keeps at most the cap, deleting the oldest rows.
+pub fn trimming_the_audit_deletes_the_oldest_rows(store: &mut dyn Store) {
+    for i in 0..20 {
+        store
+            .record_audit(&audit(T0 + i, "issued", "alice"))
+            .unwrap();
+    }
+    let trimmed = store.trim_audit(10).unwrap().expect("over the cap");
+    let kept = store.audit_since(0, 100).unwrap();
+    assert!(kept.len() <= 10, "{}", kept.len());
+    assert_eq!(trimmed.deleted, 20 - kept.len());
+    assert_eq!(kept[0].time, T0 + 19, "the newest stays");
+    assert_eq!(trimmed.oldest_kept, kept[kept.len() - 1].time);
+    assert_eq!(store.trim_audit(10).unwrap(), None);
+}
+
+/// Purge deletes codes long expired, sends out of the daily window, empty lockout rows and
+/// audit rows past retention, and nothing a rule still needs.
+pub fn purge_deletes_only_what_is_old(store: &mut dyn Store) {
+    let limits = Limits {
+        max_user_failures: 1,
+        max_host_failures: 5,
+        ..limits()
+    };
+    let mut rng = rng();
+    let now = T0 + 2 * DAY;
+    // Old: alice's code and send; eve's ended lock.
+    issued(store, &login("alice", None), &limits, T0, &mut rng);
+    assert!(matches!(
+        fail_once(store, &login("eve", None), &limits, T0, &mut rng),
+        VerifyOutcome::LockedOut { .. }
+    ));
+    // Still needed: bob's code and send, carol's lock in force, a host's failure count.
+    let bob = login("bob", None);
+    let (challenge, code) = issued(store, &bob, &limits, now - 10, &mut rng);
+    assert!(matches!(
+        fail_once(
+            store,
+            &login("carol", Some("192.0.2.50")),
+            &limits,
+            now - 5,
+            &mut rng
+        ),
+        VerifyOutcome::LockedOut { .. }
+    ));
+    store
+        .record_audit(&audit(now - 5000, "issued", "alice"))
+        .unwrap();
+    store
+        .record_audit(&audit(now - 10, "issued", "bob"))
+        .unwrap();
+
+    let purged = store.purge(now, 1000).unwrap();
+    assert_eq!(purged.codes, 2, "alice's and eve's codes");
+    assert_eq!(purged.sends, 2, "alice's and eve's sends");
+    assert_eq!(purged.lockouts, 1, "eve's ended lock");
+    assert_eq!(purged.audit, 1);
+
+    assert_eq!(
+        store.sends_counted("bob", now).unwrap(),
+        SendCounts { hour: 1, day: 1 }
+    );
+    assert!(store.user_locked_until("carol", now).unwrap().is_some());
+    let hosts = store.host_lockouts(now).unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0].failures, 1);
+    assert_eq!(store.audit_since(0, 10).unwrap().len(), 1);
+    assert_eq!(
+        answer(store, &challenge, &bob, &code, &limits, now),
+        VerifyOutcome::Success
+    );
+    assert_eq!(store.purge(now, 1000).unwrap().audit, 0);
+}
+
+/// One `#[test]` per conformance rule for a backend. `$fresh` is a function (or closure)
+/// returning `(keep, store)`: `keep` lives as long as the test (a temp dir, say), `store` is an
+/// empty store of the backend.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fresh:expr) => {
+        $crate::store_conformance_tests!(@rules $fresh;
+            a_code_answers_once,
+            a_code_is_valid_from_its_issue_until_its_expiry,
+            a_code_takes_at_most_max_attempts_answers,
+            a_code_answers_only_its_user_and_protocol,
+            a_new_code_supersedes_the_old_one,
+            within_the_cooldown_the_mailed_code_is_reused,
+            the_hourly_and_daily_send_caps_hold,
+            a_failed_mail_kills_the_code_and_gives_back_its_send,
+            wrong_answers_lock_the_user_out_until_the_lock_ends,
+            a_success_clears_the_users_failures_and_a_new_code_does_not,
+            wrong_answers_lock_out_an_ip_address_and_only_an_ip_address,
+            a_success_clears_the_hosts_failures,
+            an_admin_unlocks_users_and_hosts_separately,
+            an_admin_reset_forgets_sends_closes_codes_and_clears_failures,
+            enrolment_records_are_kept_as_given,
+            recovery_codes_answer_once,
+            a_failed_mail_leaves_the_challenge_to_recovery_codes,
+            a_notice_waits_until_it_is_delivered,
+            an_appended_code_answers_once_and_leaves_a_reuse_grant,
+            a_break_glass_grant_holds_until_it_expires,
+            audit_rows_are_kept_and_read_back,
+            trimming_the_audit_deletes_the_oldest_rows,
+            purge_deletes_only_what_is_old,
+        );
+    };
+    (@rules $fresh:expr; $($rule:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $rule() {
+                let (_keep, mut store) = ($fresh)();
+                $crate::store::conformance::$rule(&mut store);
+            }
+        )*
+    };
+}
