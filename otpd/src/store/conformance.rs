@@ -928,6 +928,56 @@ pub fn audit_rows_are_kept_and_read_back(store: &mut dyn Store) {
         filtered(store, Some("bob"), Some("issued")),
         Vec::<i64>::new()
     );
+
+    // Paging: the rows older than the last one shown.
+    let newest = &store.audit_since(0, 1).unwrap()[0];
+    let page = store
+        .audit_filtered(&AuditFilter {
+            since: 0,
+            limit: 10,
+            before: Some((newest.time, newest.id)),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    let times: Vec<_> = page.iter().map(|r| r.time).collect();
+    assert_eq!(times, vec![T0 + 1, T0]);
+}
+
+/// A mail server's last success and last failure are read back from the audit rows: a
+/// success names the server in its detail, a failure names each server tried as `NAME: error`.
+pub fn a_mail_servers_history_is_read_back_from_the_audit_rows(store: &mut dyn Store) {
+    let row = |time, event, detail| AuditRecord {
+        detail: Some(detail),
+        ..audit(time, event, "alice")
+    };
+    store.record_audit(&row(T0, "mailed", "relay_1")).unwrap();
+    store
+        .record_audit(&row(T0 + 1, "mailed", "relayX1"))
+        .unwrap();
+    store
+        .record_audit(&row(
+            T0 + 2,
+            "mail_failed",
+            "relay_1: refused; backup: timeout",
+        ))
+        .unwrap();
+    store
+        .record_audit(&row(T0 + 3, "mail_failed", "relayX1: refused"))
+        .unwrap();
+    let history = store.mail_history("relay_1").unwrap();
+    assert_eq!(history.last_ok_at, Some(T0));
+    assert_eq!(
+        history.last_failure,
+        Some((T0 + 2, "relay_1: refused; backup: timeout".to_string())),
+        "not relayX1's failure: the name is matched as it is"
+    );
+    let backup = store.mail_history("backup").unwrap();
+    assert_eq!(backup.last_ok_at, None);
+    assert_eq!(backup.last_failure.map(|(time, _)| time), Some(T0 + 2));
+    assert_eq!(
+        store.mail_history("unknown").unwrap(),
+        super::MailHistory::default()
+    );
 }
 
 /// Trimming keeps at most the cap, deleting the oldest rows.
@@ -1032,6 +1082,7 @@ macro_rules! store_conformance_tests {
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             audit_rows_are_kept_and_read_back,
+            a_mail_servers_history_is_read_back_from_the_audit_rows,
             trimming_the_audit_deletes_the_oldest_rows,
             purge_deletes_only_what_is_old,
         );
