@@ -19,12 +19,17 @@
 //! schema); the second is the store. The suite is compiled for tests and with the
 //! `conformance` feature, never into the release binary.
 //!
-//! What it does not check: concurrency between two handles on one shared database (a backend
-//! test must race its own connections; SQLite's races live in `store::tests`), and the audit
-//! rate throttle, which is memory, not storage.
+//! Atomicity is checked by racing: the `racing_*` rules take several [`Handle`]s on one
+//! backing store (for SQLite, the one connection behind a mutex, as otpd shares it; for a
+//! shared database, one connection each, as several otpd would have) and start the same
+//! operation on all of them at once; [`store_conformance_race_tests!`](crate::store_conformance_race_tests)
+//! makes their `#[test]`s. Not checked here: the audit rate throttle, which is memory, not
+//! storage.
 
 // Test code: a failed assertion is how a rule reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Barrier;
 
 use common::secret::SecretString;
 use rand::SeedableRng;
@@ -1052,6 +1057,149 @@ pub fn purge_deletes_only_what_is_old(store: &mut dyn Store) {
         VerifyOutcome::Success
     );
     assert_eq!(store.purge(now, 1000).unwrap().audit, 0);
+}
+
+/// One handle on the backing store under test: runs the work it is given on a `Store` that
+/// shares its state with every other handle from the same factory.
+pub type Handle = Box<dyn FnMut(&mut dyn FnMut(&mut dyn Store)) + Send>;
+
+/// Runs `work` on `handle` and returns what it returned.
+fn on<T>(handle: &mut Handle, work: impl FnOnce(&mut dyn Store) -> T) -> T {
+    let mut work = Some(work);
+    let mut out = None;
+    handle(&mut |store| {
+        if let Some(work) = work.take() {
+            out = Some(work(store));
+        }
+    });
+    out.expect("the handle ran the work")
+}
+
+/// Starts `work` on every handle at once, one thread each, telling it its number; the
+/// results in handle order.
+fn race<T: Send>(handles: Vec<Handle>, work: &(dyn Fn(&mut dyn Store, u64) -> T + Sync)) -> Vec<T> {
+    let barrier = Barrier::new(handles.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = handles
+            .into_iter()
+            .zip(0..)
+            .map(|(mut handle, racer)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    on(&mut handle, |store| work(store, racer))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a racing thread panicked"))
+            .collect()
+    })
+}
+
+/// How many racers each `racing_*` rule starts.
+pub const RACERS: usize = 16;
+
+/// Sixteen answers with the right code at once: exactly one succeeds.
+pub fn racing_answers_to_one_code_give_exactly_one_success(mut handles: Vec<Handle>) {
+    let limits = Limits {
+        max_user_failures: 100,
+        ..limits()
+    };
+    let alice = login("alice", None);
+    let (challenge, code) = on(&mut handles[0], |store| {
+        issued(store, &alice, &limits, T0, &mut rng())
+    });
+    let outcomes = race(handles, &|store, _| {
+        answer(store, &challenge, &alice, &code, &limits, T0 + 1)
+    });
+    let successes = outcomes
+        .iter()
+        .filter(|o| **o == VerifyOutcome::Success)
+        .count();
+    assert_eq!(successes, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, VerifyOutcome::Success | VerifyOutcome::Dead)),
+        "{outcomes:?}"
+    );
+}
+
+/// Sixteen logins at once for a user with five sends left this hour: exactly five codes.
+pub fn racing_issues_never_exceed_the_send_cap(handles: Vec<Handle>) {
+    let limits = Limits {
+        resend_cooldown_secs: 0,
+        max_sends_per_hour: 5,
+        ..limits()
+    };
+    let alice = login("alice", None);
+    // Each racer its own seed: the same seed would draw the same challenge id.
+    let outcomes = race(handles, &|store, racer| {
+        let mut rng = StdRng::seed_from_u64(racer);
+        store.issue(&alice, &limits, T0, &mut rng).unwrap()
+    });
+    let issued = outcomes
+        .iter()
+        .filter(|o| matches!(o, IssueOutcome::Issued { .. }))
+        .count();
+    let limited = outcomes
+        .iter()
+        .filter(|o| matches!(o, IssueOutcome::RateLimited { .. }))
+        .count();
+    assert_eq!((issued, limited), (5, RACERS - 5), "{outcomes:?}");
+}
+
+/// Sixteen wrong answers at once for a user locked at five failures: exactly four are told
+/// "wrong", and the rest find the user locked out.
+pub fn racing_wrong_answers_lock_at_exactly_the_limit(mut handles: Vec<Handle>) {
+    let limits = Limits {
+        max_user_failures: 5,
+        max_attempts: 100,
+        ..limits()
+    };
+    let alice = login("alice", None);
+    let (challenge, code) = on(&mut handles[0], |store| {
+        issued(store, &alice, &limits, T0, &mut rng())
+    });
+    let bad = wrong(&code);
+    let outcomes = race(handles, &|store, _| {
+        answer(store, &challenge, &alice, &bad, &limits, T0 + 1)
+    });
+    let wrongs = outcomes
+        .iter()
+        .filter(|o| matches!(o, VerifyOutcome::Wrong { .. }))
+        .count();
+    let until = T0 + 1 + limits.lockout_secs;
+    let locked = outcomes
+        .iter()
+        .filter(|o| **o == VerifyOutcome::LockedOut { until })
+        .count();
+    assert_eq!((wrongs, locked), (4, RACERS - 4), "{outcomes:?}");
+}
+
+/// One `#[test]` per `racing_*` rule for a backend. `$handles` is a function (or closure)
+/// taking a number `n` and returning `(keep, handles)`: `n` [`Handle`]s on one new, empty
+/// backing store, and what must live as long as the test.
+#[macro_export]
+macro_rules! store_conformance_race_tests {
+    ($handles:expr) => {
+        $crate::store_conformance_race_tests!(@rules $handles;
+            racing_answers_to_one_code_give_exactly_one_success,
+            racing_issues_never_exceed_the_send_cap,
+            racing_wrong_answers_lock_at_exactly_the_limit,
+        );
+    };
+    (@rules $handles:expr; $($rule:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $rule() {
+                let (_keep, handles) = ($handles)($crate::store::conformance::RACERS);
+                $crate::store::conformance::$rule(handles);
+            }
+        )*
+    };
 }
 
 /// One `#[test]` per conformance rule for a backend. `$fresh` is a function (or closure)

@@ -239,8 +239,11 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod conformance {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::conformance::Handle;
     use super::super::test_support::key;
-    use super::SqliteStore;
+    use super::{SqliteStore, Store};
 
     /// An empty store in a new temporary directory.
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -250,4 +253,21 @@ mod conformance {
     }
 
     crate::store_conformance_tests!(fresh);
+
+    /// `n` handles on one new store: its one connection behind a mutex, as otpd shares it.
+    fn handles(n: usize) -> (tempfile::TempDir, Vec<Handle>) {
+        let (dir, store) = fresh();
+        let shared = Arc::new(Mutex::new(store));
+        let handles = (0..n)
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                Box::new(move |work: &mut dyn FnMut(&mut dyn Store)| {
+                    work(&mut *shared.lock().expect("not poisoned"))
+                }) as Handle
+            })
+            .collect();
+        (dir, handles)
+    }
+
+    crate::store_conformance_race_tests!(handles);
 }
