@@ -19,10 +19,10 @@
 //! itself a `Store` (see the forwarding impl at the end): callers pass `&mut guard` where
 //! `&mut dyn Store` is wanted, as they passed `&mut Store` before there was an interface.
 
-use common::secret::SecretString;
-use common::wire_admin::AuditRow;
 use std::ops::DerefMut;
 
+use common::secret::SecretString;
+use common::wire_admin::AuditRow;
 use rand::CryptoRng;
 
 use super::{
@@ -33,6 +33,10 @@ use super::{
 
 /// The daemon's state behind its rules: codes, sends, lockouts, enrolment, recovery codes,
 /// break-glass grants, notices and audit rows. Every error fails the login closed.
+///
+/// A backend is held to these rules by the conformance suite (`store::conformance`, built for
+/// tests and with the `conformance` feature): `store_conformance_tests!` and
+/// `store_conformance_race_tests!` give it one test per rule.
 pub trait Store: std::fmt::Debug {
     // --- Codes: issue, verify, resend, invalidate ---
 
