@@ -16,7 +16,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod files;
 pub mod handler;
-pub mod in_flight;
 pub mod logging;
 pub mod mail;
 pub mod notices;

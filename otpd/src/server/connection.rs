@@ -44,9 +44,7 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
                 return;
             }
         };
-        let working = crate::in_flight::Request::start();
         let response = handler::handle(&shared, caller, request).await;
-        drop(working);
         if let Err(e) = write_response(&mut stream, &response, timeout).await {
             crate::peer_lines::log(
                 &shared,
