@@ -19,7 +19,6 @@ pub mod handler;
 pub mod logging;
 pub mod mail;
 pub mod notices;
-pub mod os_random;
 pub mod peer_lines;
 pub mod policy;
 pub mod server;
