@@ -136,13 +136,6 @@ struct DeadlineStream {
     timeout: Duration,
 }
 
-/// How long the client polls for an answer, yielding the CPU between tries, before it sleeps
-/// in poll(2). otpd answers most requests within this; a caller still awake needs no wake-up,
-/// and on a VM waking a sleeping process on another CPU costs an inter-processor interrupt,
-/// 20 to 30 µs here (bench/: a bare Ping took 73 µs across CPUs, 22 to 31 µs on one).
-/// `sched_yield` lets anything else runnable have the CPU meanwhile.
-const SPIN_FOR_ANSWER: Duration = Duration::from_micros(100);
-
 /// Bytes read per `read` call; most responses fit in one.
 const READ_CHUNK: usize = 4096;
 
@@ -180,26 +173,21 @@ impl DeadlineStream {
         Ok(())
     }
 
-    /// Reads until one whole response frame is in; usually a single `read`.
+    /// Reads until one whole response frame is in; usually one wait and a single `read`. The
+    /// wait comes first: otpd has rarely answered yet when the request has just gone out.
     fn read_response(&mut self) -> Result<Response, ClientError> {
         let mut received = Zeroizing::new(Vec::with_capacity(READ_CHUNK));
         let mut chunk = Zeroizing::new([0u8; READ_CHUNK]);
-        let stop_spinning = Instant::now() + SPIN_FOR_ANSWER;
         loop {
             if let Some((response, _)) = frame::try_decode(&received)? {
                 return Ok(response);
             }
+            self.wait_for(PollFlags::POLLIN)?;
             match self.stream.read(chunk.as_mut()) {
                 Ok(0) => return Err(ClientError::Frame(FrameError::Closed)),
                 Ok(n) => received.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() < stop_spinning.min(self.deadline) {
-                        // Still awake when the answer comes: otpd need not wake us.
-                        std::thread::yield_now();
-                    } else {
-                        self.wait_for(PollFlags::POLLIN)?;
-                    }
-                }
+                // Readiness without data (a spurious wake-up): wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ClientError::Frame(FrameError::Io(e))),
             }

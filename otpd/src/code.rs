@@ -7,7 +7,8 @@
 
 use common::secret::SecretString;
 use hmac::{Hmac, Mac};
-use rand::{CryptoRng, RngCore};
+use rand::rngs::OsRng;
+use rand::{CryptoRng, RngCore, TryRngCore, rand_core::UnwrapErr};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -27,6 +28,14 @@ pub const CHALLENGE_BYTES: usize = 16;
 const TIME_PREFIX_HEX_LEN: usize = 12;
 /// Length of a challenge id as lower-case hex: the time prefix, then the random part.
 pub const CHALLENGE_HEX_LEN: usize = TIME_PREFIX_HEX_LEN + CHALLENGE_BYTES * 2;
+
+/// The generator production passes to the functions here: every code, salt and challenge id
+/// comes straight from the OS (`getrandom`). It panics, as `rand`'s own generators do, when the
+/// OS cannot give randomness: there is no safe code to issue then, and a login's handler
+/// catches the panic and answers "unavailable".
+pub fn os_rng() -> UnwrapErr<OsRng> {
+    OsRng.unwrap_err()
+}
 
 /// Bytes at or above this are redrawn: 250 is the largest multiple of 10 that fits in a byte,
 /// so `byte % 10` over `0..250` gives every digit exactly 25 times. `random_range` would do

@@ -67,13 +67,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let key = ServerKey::load_or_create(&daemon.state_dir)?;
     let database = daemon.state_dir.join(DATABASE_FILE);
     let store = SqliteStore::open(&database, key)?;
-    if let Err(e) = crate::store::wal_flush::spawn(&database) {
-        // Only checkpoints get slower without it.
-        tracing::warn!(
-            "cannot start the WAL flushing thread: {}",
-            escape_for_log(&e.to_string())
-        );
-    }
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let mailer = Mailer::with_clock(&config.mail, Arc::clone(&clock))?;

@@ -251,7 +251,7 @@ fn prepare_begin(
         }
     }
     let limits = limits_of(&needed.settings);
-    let mut rng = crate::os_random::BatchedOsRng::new();
+    let mut rng = crate::code::os_rng();
     let outcome = match store.issue(&code_request(login, &needed, asker), &limits, now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
@@ -472,7 +472,7 @@ fn verify_appended(
         login,
         OnSkip::Refuse,
         |store, needed, now| {
-            let mut rng = crate::os_random::BatchedOsRng::new();
+            let mut rng = crate::code::os_rng();
             let outcome = store.verify_appended(
                 &code_request(login, needed, asker),
                 &bounded(code),

@@ -41,8 +41,7 @@ fn main() -> ExitCode {
     }
     otpd::logging::init();
     // One thread: a request is a few tens of microseconds of work, and handing it between
-    // worker threads cost more than the work (futex wake-ups; bench/ measured 4 concurrent
-    // loops at 1378 logins/s with the multi-threaded runtime, 1860 with this one).
+    // worker threads cost more than the work (futex wake-ups; bench/README.md, "One thread").
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -185,12 +185,14 @@ fn implicit_tls_with_auth_delivers() {
 }
 
 #[test]
-fn plain_smtp_to_loopback_delivers_with_a_warning_at_start() {
+fn plain_smtp_to_loopback_delivers_without_a_warning_at_start() {
+    // Plain text to a relay on this machine never crosses a network (issue #17: the packaged
+    // config warned on every start); the unit tests keep the warning for other hosts.
     let smtp = SmtpCapture::start();
     let (otpd, pam) = start(&mail("", &[server("local", smtp.port, "none", "")]));
     let result = login(&pam, "carol", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
-    assert!(otpd.log().contains("security = \"none\""), "{}", otpd.log());
+    assert!(!otpd.log().contains("security = \"none\""), "{}", otpd.log());
 }
 
 #[test]

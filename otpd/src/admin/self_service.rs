@@ -204,7 +204,7 @@ fn apply(
 
 /// The caller's new set of recovery codes, shown once; the old set no longer works.
 fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut dyn Store, name: &str) -> AdminResponse {
-    let mut rng = crate::os_random::BatchedOsRng::new();
+    let mut rng = crate::code::os_rng();
     let codes = match store.new_recovery_codes(name, ctx.now, &mut rng) {
         Ok(codes) => codes,
         Err(e) => return store_failed(&e),
@@ -393,7 +393,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         service: record::SERVICE,
         rhost: None,
     };
-    let mut rng = crate::os_random::BatchedOsRng::new();
+    let mut rng = crate::code::os_rng();
     let outcome = match store.issue(&request, &limits, ctx.now, &mut rng) {
         Ok(outcome) => outcome,
         Err(e) => return Step::Done(store_failed(&e)),

@@ -346,7 +346,7 @@ pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if !known && ctx.shared.accounts.uid_of(user).is_none() {
         return not_found(user);
     }
-    let mut rng = crate::os_random::BatchedOsRng::new();
+    let mut rng = crate::code::os_rng();
     let codes = match store.new_recovery_codes(user, ctx.now, &mut rng) {
         Ok(codes) => codes,
         Err(e) => return store_failed(&e),

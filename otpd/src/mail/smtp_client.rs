@@ -10,13 +10,11 @@
 //! signs the messages. Where a step fails is kept, because failover depends on it (see
 //! `smtp.rs`).
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::secret::SecretString;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -24,10 +22,6 @@ use tokio_rustls::client::TlsStream;
 use zeroize::Zeroizing;
 
 use super::smtp_text::{Features, Reply, dot_stuffed, parse_reply_line, secret_line};
-
-/// How long otpd polls for a server's reply before it lets the runtime sleep (see
-/// [`Stream::poll_for_reply`]).
-const SPIN_FOR_REPLY: Duration = Duration::from_micros(80);
 
 /// The longest reply line accepted; RFC 5321 allows 512 octets, servers send a little more.
 const MAX_REPLY_LINE: usize = 4096;
@@ -72,33 +66,9 @@ pub enum Stream {
 
 impl Stream {
     async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if crate::in_flight::alone() {
-            self.poll_for_reply();
-        }
         match self {
             Stream::Plain(s) => s.read(buf).await,
             Stream::Tls(s) => s.read(buf).await,
-        }
-    }
-
-    /// Polls the socket for up to [`SPIN_FOR_REPLY`], yielding the CPU between tries, before
-    /// the runtime would put otpd to sleep. A nearby server (a local MTA) replies within that,
-    /// and a process still awake needs no wake-up: on a VM that is an inter-processor
-    /// interrupt, 20 to 30 µs (bench/). Only done while no other request waits on this
-    /// one-thread runtime, so it never delays anyone.
-    fn poll_for_reply(&self) {
-        let tcp = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
-        };
-        let stop = std::time::Instant::now() + SPIN_FOR_REPLY;
-        loop {
-            let mut fds = [PollFd::new(tcp.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, PollTimeout::ZERO).unwrap_or(1);
-            if ready != 0 || std::time::Instant::now() >= stop {
-                return;
-            }
-            std::thread::yield_now();
         }
     }
 

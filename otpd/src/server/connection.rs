@@ -2,8 +2,7 @@
 //!
 //! One request per connection is what every client sends (the module, otpctl). Closing right
 //! after the answer, instead of waiting for the client to close, spares both sides a wake-up:
-//! otpd is not woken for the client's close, and the client's close wakes nobody (skip path
-//! 95 → 86 µs added in an interleaved A/B in bench/).
+//! otpd is not woken for the client's close, and the client's close wakes nobody.
 //!
 //! A malformed, oversized or unknown request gets an error reply and the connection is closed;
 //! the daemon keeps serving everyone else.
@@ -44,9 +43,7 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
                 return;
             }
         };
-        let working = crate::in_flight::Request::start();
         let response = handler::handle(&shared, caller, request).await;
-        drop(working);
         if let Err(e) = write_response(&mut stream, &response, timeout).await {
             crate::peer_lines::log(
                 &shared,

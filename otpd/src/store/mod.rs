@@ -35,7 +35,6 @@ mod sends;
 mod single_secret;
 mod sqlite;
 mod users;
-pub mod wal_flush;
 
 #[cfg(test)]
 mod test_support;
@@ -169,9 +168,9 @@ impl SqliteStore {
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // otpd is the database's only user, so it holds the file lock for as long as it runs:
-        // SQLite then takes no POSIX lock per transaction (twelve fcntl calls per login,
-        // strace in bench/) and keeps the WAL index in memory instead of a -shm file. A second
-        // otpd on the same file is refused (SQLITE_BUSY) instead of sharing it.
+        // SQLite then takes no POSIX lock per transaction and keeps the WAL index in memory
+        // instead of a -shm file. A second otpd on the same file is refused (SQLITE_BUSY)
+        // instead of sharing it.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         let mode = retry_while_busy(|| {
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
@@ -186,10 +185,12 @@ impl SqliteStore {
         // Deleted MACs, emails and audit rows are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         // Copy the WAL back into the database every 3,000 pages (12 MiB of WAL) rather than
-        // SQLite's 1,000: a login writes about 11 pages, and the checkpoint runs inside a
-        // login's commit. At 1,000 pages one login in 90 waited for it (serial p99 4.2 ms in
-        // bench/); at 3,000, p99 is 1.3 ms and the worst single login 13 ms (10,000 pages made
-        // that 30 ms, since the fsync then flushes 40 MiB of WAL at once).
+        // SQLite's 1,000: a login writes about ten pages, and the checkpoint runs inside a
+        // login's commit, so fewer checkpoints mean fewer logins that wait for one. Much more
+        // would make that one wait long, since its fsync then flushes all the WAL written since
+        // the last one (bench/README.md, "WAL checkpoints", has the measurements). Nothing else
+        // flushes the WAL: at the rate people log in, the kernel's own writeback has put the
+        // WAL on disk long before the next checkpoint, whose fsync then finds little to write.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {

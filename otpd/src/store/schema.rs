@@ -103,7 +103,8 @@ CREATE INDEX reuse_grants_by_expiry ON reuse_grants (expires_at);
 
 /// Version 3: fewer index pages per login.
 ///
-/// A login wrote 14 WAL pages (bench/README.md), four of them for indexes no login reads:
+/// Of the WAL pages a login wrote, four were for indexes no login reads (bench/README.md,
+/// "Schema version 3"):
 /// - `codes_by_close` served only the purge, which now removes a code an hour after it
 ///   expires, used or not (a used code's row stays at most its validity longer);
 /// - `codes_by_user` held every code of the user, with its state; only live codes are looked
