@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use common::config::Settings;
 use common::secret::SecretString;
 use common::service::Protocol;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
@@ -15,15 +14,13 @@ use common::wire::{
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
+use crate::delivery::{self, Delivered, OnFailure, Settlement};
 use crate::mail::{CodeMail, Values};
+use crate::off_thread::Lost;
 use crate::policy::{self, CodeNeeded, Decision};
+use crate::rules::{bounded, limits_of, secs};
 use crate::state::{Active, Shared};
-use crate::store::{
-    IssueOutcome, IssueRequest, Limits, NoticeTo, Store, StoreError, VerifyOutcome,
-};
-
-/// The longest answer otpd compares; longer ones are wrong without a lookup.
-pub const MAX_ANSWER_LEN: usize = 64;
+use crate::store::{IssueOutcome, IssueRequest, NoticeTo, Store, StoreError, VerifyOutcome};
 
 /// Answers `request` from `caller`.
 pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
@@ -167,61 +164,58 @@ async fn begin(
         },
         overrides: &pending.needed.settings.message,
     };
-    let sent = active.mailer.send(&mail).await;
-    guarded(|| {
-        let now = shared.clock.now();
-        let subject = code_subject(&login, &pending.needed, asker);
-        let mut store = shared.store();
-        match sent {
-            Ok(server) => {
-                audit::record(&mut store, now, Event::Mailed, subject, Some(&server));
-                prompt(
-                    &pending.needed.address,
-                    pending.expires_at,
-                    now,
-                    &pending.challenge,
-                    None,
-                )
-            }
-            Err(failure) => {
-                let detail = failure.to_string();
-                audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
-                // The unmailed code dies, unless the login has a prompt and the user has
-                // recovery codes: then its challenge answers to one of them only (fail closed
-                // without them). Single-secret protocols have no prompt to type one at.
-                let fallback = if has_prompt(pending.needed.protocol) {
-                    store.recovery_fallback(&pending.challenge)
-                } else {
-                    store.invalidate(&pending.challenge).map(|()| None)
-                };
-                match fallback {
-                    Ok(Some(left)) => {
-                        let detail = format!("left={left}");
-                        audit::record(
-                            &mut store,
-                            now,
-                            Event::RecoveryOffered,
-                            subject,
-                            Some(&detail),
-                        );
-                        recovery_prompt(&pending.challenge, left)
-                    }
-                    Ok(None) => Response::Unavailable {
-                        message: "The login code could not be sent. Try again later.".into(),
-                    },
-                    Err(e) => {
-                        tracing::error!(
-                            "cannot invalidate an unmailed code: {}",
-                            escape_for_log(&e.to_string())
-                        );
-                        Response::Unavailable {
-                            message: "The login code could not be sent. Try again later.".into(),
-                        }
-                    }
+    // The unmailed code dies, unless the login has a prompt and the user has recovery codes:
+    // then its challenge answers to one of them only (fail closed without them). Single-secret
+    // protocols have no prompt to type one at.
+    let on_failure = if has_prompt(pending.needed.protocol) {
+        OnFailure::OfferRecovery
+    } else {
+        OnFailure::Invalidate
+    };
+    let protocol = pending.needed.protocol;
+    let audited = login.clone();
+    let delivered = delivery::deliver(
+        shared,
+        &active.mailer,
+        &mail,
+        &pending.challenge,
+        on_failure,
+        move |store, now, settlement| {
+            let subject = Subject {
+                login: &audited,
+                protocol: Some(protocol.as_str()),
+                caller_uid: asker.caller.uid,
+                origin: asker.origin,
+            };
+            match settlement {
+                Settlement::Mailed { server } => {
+                    audit::record(store, now, Event::Mailed, subject, Some(server));
+                }
+                Settlement::MailFailed { detail } => {
+                    audit::record(store, now, Event::MailFailed, subject, Some(detail));
+                }
+                Settlement::RecoveryOffered { left } => {
+                    let detail = format!("left={left}");
+                    audit::record(store, now, Event::RecoveryOffered, subject, Some(&detail));
                 }
             }
-        }
-    })
+        },
+    )
+    .await;
+    match delivered {
+        Ok(Delivered::Mailed) => prompt(
+            &pending.needed.address,
+            pending.expires_at,
+            shared.clock.now(),
+            &pending.challenge,
+            None,
+        ),
+        Ok(Delivered::Recovery { left }) => recovery_prompt(&pending.challenge, left),
+        Ok(Delivered::Failed) => Response::Unavailable {
+            message: "The login code could not be sent. Try again later.".into(),
+        },
+        Err(Lost) => lost(),
+    }
 }
 
 fn prepare_begin(
@@ -251,8 +245,12 @@ fn prepare_begin(
         }
     }
     let limits = limits_of(&needed.settings);
-    let mut rng = crate::os_random::BatchedOsRng::new();
-    let outcome = match store.issue(&code_request(login, &needed, asker), &limits, now, &mut rng) {
+    let outcome = match delivery::issue(
+        &mut store,
+        &code_request(login, &needed, asker),
+        &limits,
+        now,
+    ) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
     };
@@ -529,15 +527,6 @@ fn code_subject<'a>(login: &'a LoginContext, needed: &'a CodeNeeded, asker: Aske
     }
 }
 
-/// An over-long answer is wrong without being hashed (an empty one simply never matches).
-pub(crate) fn bounded(code: &SecretString) -> SecretString {
-    if code.len() > MAX_ANSWER_LEN {
-        SecretString::default()
-    } else {
-        code.clone()
-    }
-}
-
 /// Audits a verification and words the answer for the person.
 fn verdict(
     store: &mut Store,
@@ -577,26 +566,6 @@ fn verdict(
         }
         Err(e) => internal_error(&e),
     }
-}
-
-/// The store's view of a profile's settings.
-pub fn limits_of(settings: &Settings) -> Limits {
-    Limits {
-        code_length: settings.code_length,
-        valid_secs: secs(settings.valid),
-        max_attempts: settings.max_attempts,
-        resend_cooldown_secs: secs(settings.resend_cooldown),
-        max_sends_per_hour: settings.max_sends_per_hour,
-        max_sends_per_day: settings.max_sends_per_day,
-        max_user_failures: settings.max_user_failures,
-        max_host_failures: settings.max_host_failures,
-        lockout_secs: secs(settings.lockout),
-    }
-}
-
-/// Whole seconds of a configured duration, as the store counts time.
-fn secs(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Refuses logins whose fields are empty or longer than [`MAX_FIELD_LEN`]; they are untrusted.
@@ -731,10 +700,15 @@ fn guarded(work: impl FnOnce() -> Response) -> Response {
 fn run_guarded<T>(work: impl FnOnce() -> T) -> Result<T, Response> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| {
         tracing::error!("request work panicked; answering unavailable");
-        Response::Unavailable {
-            message: "The login code service has an internal error.".into(),
-        }
+        lost()
     })
+}
+
+/// The answer to a request whose work was lost to a panic.
+fn lost() -> Response {
+    Response::Unavailable {
+        message: "The login code service has an internal error.".into(),
+    }
 }
 
 #[cfg(test)]
