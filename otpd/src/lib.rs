@@ -15,6 +15,7 @@ pub mod code;
 pub mod ctl;
 pub mod daemon;
 pub mod delivery;
+pub mod directory;
 pub mod files;
 pub mod handler;
 pub mod in_flight;

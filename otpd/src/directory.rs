@@ -1,0 +1,170 @@
+//! Where otpd learns about a user: the places an admin keeps users, behind one interface, so a
+//! network directory (LDAP) can join them later without touching the login path.
+//!
+//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address)
+//! and NSS ([`Nss`]: groups). The address template needs no lookup: the policy applies it to
+//! what these found. Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
+//! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
+//! [`DEADLINE`]. A slow source delays only the login that asked it.
+
+use std::time::Duration;
+
+use common::text::escape_for_log;
+
+use crate::accounts::Accounts;
+use crate::off_thread::{self, Lost};
+use crate::state::Shared;
+use crate::store::{StoreError, UserRecord};
+
+/// How long a login waits for its facts. Past it the login is "unavailable" (fail closed), and
+/// the log says which user's lookup was slow.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the directories know about a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFacts {
+    /// The user's row in otpd's own table, if it has one.
+    pub record: Option<UserRecord>,
+    /// The user's groups, when asked for (only policies that match groups need them).
+    pub groups: Vec<String>,
+}
+
+/// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
+/// decision will read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wanted {
+    /// The user's row in otpd's table.
+    pub record: bool,
+    /// The user's groups.
+    pub groups: bool,
+}
+
+/// A directory could not answer; the login fails closed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// otpd's own table could not be read.
+    #[error("otpd's user table: {0}")]
+    Table(#[from] StoreError),
+}
+
+/// One source of facts about users. Lookups may block; they run off the runtime's thread.
+pub trait Directory {
+    /// Adds to `facts` what this source knows of `user` among `wanted`.
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError>;
+}
+
+/// otpd's own user table (`otpctl user ...`), read in its own short store transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTable<'a>(pub &'a Shared);
+
+impl Directory for LocalTable<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.record {
+            facts.record = self.0.store().user(user)?;
+        }
+        Ok(())
+    }
+}
+
+/// The system's accounts (NSS: passwd, group, and whatever sssd serves through them).
+#[derive(Debug, Clone, Copy)]
+pub struct Nss<'a>(pub &'a dyn Accounts);
+
+impl Directory for Nss<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.groups {
+            facts.groups = self.0.groups_of(user);
+        }
+        Ok(())
+    }
+}
+
+/// The facts `sources` know of `user`, asked in order.
+pub fn look_up(
+    sources: &[&dyn Directory],
+    user: &str,
+    wanted: Wanted,
+) -> Result<UserFacts, DirectoryError> {
+    let mut facts = UserFacts::default();
+    for source in sources {
+        source.look_up(user, wanted, &mut facts)?;
+    }
+    Ok(facts)
+}
+
+/// Why facts were not resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Past [`DEADLINE`].
+    Late,
+    /// The lookup panicked.
+    Lost,
+}
+
+/// Runs the lookups of `work` on a blocking thread and waits at most `deadline` for them; the
+/// runtime's thread serves other connections meanwhile. A late lookup is logged with `user`
+/// and left to finish on its own (a blocking call cannot be cancelled): its answer is dropped.
+pub async fn within_deadline<T, F>(deadline: Duration, user: &str, work: F) -> Result<T, Unresolved>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::time::timeout(deadline, off_thread::run(work)).await {
+        Ok(Ok(facts)) => Ok(facts),
+        Ok(Err(Lost)) => Err(Unresolved::Lost),
+        Err(_) => {
+            tracing::error!(
+                "looking up user={} took longer than {} s; the login is unavailable",
+                escape_for_log(user),
+                deadline.as_secs()
+            );
+            Err(Unresolved::Late)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::FakeAccounts;
+
+    #[test]
+    fn nss_answers_groups_only_when_they_are_wanted() {
+        let nss = Nss(&FakeAccounts);
+        let none = look_up(&[&nss], "alice", Wanted::default()).unwrap();
+        assert!(none.groups.is_empty());
+        let wanted = Wanted {
+            record: false,
+            groups: true,
+        };
+        let some = look_up(&[&nss], "alice", wanted).unwrap();
+        assert_eq!(some.groups, ["alice", "otpadmin"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_past_the_deadline_is_unresolved_and_the_runtime_is_not_held() {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let late = tokio::spawn(within_deadline(DEADLINE, "slow", move || {
+            let _ = held.recv();
+        }));
+        tokio::task::yield_now().await;
+        tokio::time::advance(DEADLINE + Duration::from_millis(1)).await;
+        assert_eq!(late.await.unwrap(), Err(Unresolved::Late));
+        release.send(()).unwrap();
+    }
+}
