@@ -27,6 +27,7 @@ use crate::test_support::{FakeAccounts, config};
 struct Server {
     dir: tempfile::TempDir,
     socket: PathBuf,
+    shared: Arc<crate::state::Shared>,
     stop: Option<oneshot::Sender<()>>,
     next_client: AtomicUsize,
 }
@@ -51,7 +52,7 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(serve_with(
             listener,
-            shared,
+            Arc::clone(&shared),
             async move {
                 let _ = stopped.await;
             },
@@ -60,6 +61,7 @@ impl Server {
         Server {
             dir,
             socket,
+            shared,
             stop: Some(stop),
             next_client: AtomicUsize::new(0),
         }
@@ -286,11 +288,11 @@ async fn a_slow_client_is_cut_off_at_the_deadline_and_its_place_comes_back() {
 
 /// A directory (NSS) whose group lookups for one user take [`SLOW_LOOKUP`] of real time, as a
 /// stalled sssd or LDAP server would; everyone else's answer at once. It says when the slow
-/// lookup has started.
+/// lookup started.
 #[derive(Debug)]
 struct SlowFor {
     user: &'static str,
-    started: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    started: std::sync::Mutex<Option<oneshot::Sender<std::time::Instant>>>,
 }
 
 const SLOW_LOOKUP: Duration = Duration::from_secs(2);
@@ -305,7 +307,7 @@ impl Accounts for SlowFor {
     fn groups_of(&self, user: &str) -> Vec<String> {
         if user == self.user {
             if let Some(started) = self.started.lock().unwrap().take() {
-                let _ = started.send(());
+                let _ = started.send(std::time::Instant::now());
             }
             std::thread::sleep(SLOW_LOOKUP);
         }
@@ -334,11 +336,12 @@ async fn a_slow_directory_for_one_user_does_not_delay_another_users_login() {
         let server = Arc::clone(&server);
         tokio::spawn(async move { server.begin_for("slow").await })
     };
-    lookup_started.await.unwrap();
+    let lookup_began = lookup_started.await.unwrap();
 
     let asked = std::time::Instant::now();
     let other = server.begin_for("alice").await;
     let latency = asked.elapsed();
+    let since_lookup_began = lookup_began.elapsed();
     let mode_off = Response::Skip {
         reason: common::wire::SkipReason::ModeOff,
     };
@@ -347,6 +350,52 @@ async fn a_slow_directory_for_one_user_does_not_delay_another_users_login() {
         latency < SLOW_LOOKUP / 4,
         "alice waited {latency:?} for the slow user's lookup"
     );
-    assert!(!waiting.is_finished(), "the slow lookup ended first");
+    assert!(
+        since_lookup_began < SLOW_LOOKUP,
+        "alice was answered only {since_lookup_began:?} after the slow lookup began"
+    );
+    assert!(!waiting.is_finished(), "the slow login ended first");
     assert_eq!(waiting.await.unwrap(), mode_off);
+}
+
+/// Issue #18: a login's store work ran inline on the runtime's only thread, so a login waiting
+/// for the store's lock (held by a purge or a bulk import) stopped every connection.
+#[tokio::test(start_paused = true)]
+async fn a_login_waiting_for_a_busy_store_does_not_stop_the_server() {
+    const HOLD: Duration = Duration::from_secs(2);
+    let server = Arc::new(Server::start_with(
+        "[defaults]\nmode = \"off\"",
+        Arc::new(FakeAccounts),
+    ));
+    let (locked, store_locked) = oneshot::channel();
+    let purge = {
+        let shared = Arc::clone(&server.shared);
+        std::thread::spawn(move || {
+            let _store = shared.store();
+            let _ = locked.send(std::time::Instant::now());
+            std::thread::sleep(HOLD);
+        })
+    };
+    let lock_taken = store_locked.await.unwrap();
+    let waiting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.begin_for("alice").await })
+    };
+    // Give the begin time to reach the store and wait there.
+    while lock_taken.elapsed() < Duration::from_millis(300) {
+        tokio::task::yield_now().await;
+    }
+    assert!(is_pong(&server.ping_as(1000).await));
+    let answered = lock_taken.elapsed();
+    assert!(
+        answered < HOLD,
+        "a ping was answered only {answered:?} after the store was locked"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "the begin did not wait for the store"
+    );
+    purge.join().unwrap();
+    let skipped = waiting.await.unwrap();
+    assert!(matches!(skipped, Response::Skip { .. }), "{skipped:?}");
 }
