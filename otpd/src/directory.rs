@@ -94,6 +94,48 @@ impl Directory for Nss<'_> {
     }
 }
 
+/// NSS with one user's groups looked up in advance, for work that then runs under the store
+/// lock: asking it for that user's groups costs no lookup (anything else is asked of NSS).
+#[derive(Debug)]
+pub struct GroupsKnown<'a> {
+    accounts: &'a dyn Accounts,
+    user: String,
+    groups: Vec<String>,
+}
+
+impl<'a> GroupsKnown<'a> {
+    /// Looks `user`'s groups up now when `needed` (some policy matches groups), else knows
+    /// them as none.
+    pub fn look_up(accounts: &'a dyn Accounts, user: &str, needed: bool) -> GroupsKnown<'a> {
+        let groups = if needed {
+            accounts.groups_of(user)
+        } else {
+            Vec::new()
+        };
+        GroupsKnown {
+            accounts,
+            user: user.to_string(),
+            groups,
+        }
+    }
+}
+
+impl Accounts for GroupsKnown<'_> {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        self.accounts.user_name(uid)
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        self.accounts.uid_of(name)
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        if user == self.user {
+            self.groups.clone()
+        } else {
+            self.accounts.groups_of(user)
+        }
+    }
+}
+
 /// The facts `sources` know of `user`, asked in order.
 pub fn look_up(
     sources: &[&dyn Directory],
@@ -154,6 +196,15 @@ mod tests {
         };
         let some = look_up(&[&nss], "alice", wanted).unwrap();
         assert_eq!(some.groups, ["alice", "otpadmin"]);
+    }
+
+    #[test]
+    fn known_groups_are_those_looked_up_before() {
+        let known = GroupsKnown::look_up(&FakeAccounts, "bob", true);
+        assert_eq!(known.groups_of("bob"), ["bob", "webdav"]);
+        assert_eq!(known.groups_of("alice"), ["alice", "otpadmin"]);
+        let unneeded = GroupsKnown::look_up(&FakeAccounts, "bob", false);
+        assert!(unneeded.groups_of("bob").is_empty());
     }
 
     #[tokio::test(start_paused = true)]

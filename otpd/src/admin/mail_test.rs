@@ -22,6 +22,7 @@ pub async fn run(
             shared,
             active: Arc::clone(&active),
             caller,
+            accounts: shared.accounts.as_ref(),
             now: shared.clock.now(),
         };
         if let Err(refusal) = authz::require_admin(&ctx, "test-mail") {

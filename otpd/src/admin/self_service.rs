@@ -19,6 +19,7 @@ use super::{Ctx, record, refused, store_failed};
 use crate::accounts::Accounts;
 use crate::caller::Caller;
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
+use crate::directory::GroupsKnown;
 use crate::mail::{CodeMail, Values};
 use crate::off_thread::Lost;
 use crate::policy;
@@ -93,7 +94,7 @@ fn assess(
     record: Option<&UserRecord>,
 ) -> Result<Need, AdminResponse> {
     let config = &ctx.active.config;
-    let accounts = ctx.shared.accounts.as_ref();
+    let accounts = ctx.accounts;
     let enabled = record.is_some_and(|r| r.enabled);
     match action {
         SelfAction::Enable if enabled => Ok(Need::Nothing(done(
@@ -238,7 +239,7 @@ fn done(
         message,
         user: Some(Box::new(view::user_view(
             &ctx.active.config,
-            ctx.shared.accounts.as_ref(),
+            ctx.accounts,
             name,
             record,
             locked,
@@ -345,6 +346,12 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         Ok(name) => name,
         Err(refusal) => return Step::Done(refusal),
     };
+    let needs_groups = ctx.active.config.policies_need_groups();
+    let known = GroupsKnown::look_up(shared.accounts.as_ref(), &name, needs_groups);
+    let ctx = Ctx {
+        accounts: &known,
+        ..ctx
+    };
     let mut store = shared.store();
     let record = match store.user(&name) {
         Ok(record) => record,
@@ -364,7 +371,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
                 .into(),
         ));
     };
-    let settings = settings_for(config, shared.accounts.as_ref(), &name);
+    let settings = settings_for(config, ctx.accounts, &name);
     let limits = limits_of(settings);
     let purpose = purpose(action);
     let request = IssueRequest {
@@ -426,6 +433,12 @@ pub fn confirm(
         Ok(name) => name,
         Err(refusal) => return refusal,
     };
+    let needs_groups = ctx.active.config.policies_need_groups();
+    let known = GroupsKnown::look_up(shared.accounts.as_ref(), &name, needs_groups);
+    let ctx = Ctx {
+        accounts: &known,
+        ..ctx
+    };
     let mut store = shared.store();
     let record = match store.user(&name) {
         Ok(record) => record,
@@ -437,11 +450,7 @@ pub fn confirm(
         Ok(Need::Nothing(response)) => return response,
         Ok(Need::ApplyNow | Need::Code) => {}
     }
-    let limits = limits_of(settings_for(
-        &ctx.active.config,
-        shared.accounts.as_ref(),
-        &name,
-    ));
+    let limits = limits_of(settings_for(&ctx.active.config, ctx.accounts, &name));
     let outcome = store.verify(
         challenge,
         &name,
