@@ -1,14 +1,15 @@
 //! Where otpd learns about a user: the places an admin keeps users, behind one interface, so a
 //! network directory (LDAP) can join them later without touching the login path.
 //!
-//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address)
-//! and NSS ([`Nss`]: groups). The address template needs no lookup: the policy applies it to
-//! what these found. Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
+//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address),
+//! the `[directory] email_template` ([`AddressTemplate`]: an address for users the table has
+//! none for) and NSS ([`Nss`]: groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
 //! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
 //! [`DEADLINE`]. A slow source delays only the login that asked it.
 
 use std::time::Duration;
 
+use common::config::{Config, EmailAddress};
 use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
@@ -25,6 +26,8 @@ pub const DEADLINE: Duration = Duration::from_secs(5);
 pub struct UserFacts {
     /// The user's row in otpd's own table, if it has one.
     pub record: Option<UserRecord>,
+    /// Where the user's codes go, from the first source that has one.
+    pub address: Option<EmailAddress>,
     /// The user's groups, when asked for (only policies that match groups need them).
     pub groups: Vec<String>,
 }
@@ -33,7 +36,7 @@ pub struct UserFacts {
 /// decision will read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wanted {
-    /// The user's row in otpd's table.
+    /// The user's row in otpd's table and their address.
     pub record: bool,
     /// The user's groups.
     pub groups: bool,
@@ -71,6 +74,37 @@ impl Directory for LocalTable<'_> {
     ) -> Result<(), DirectoryError> {
         if wanted.record {
             facts.record = self.0.store().user(user)?;
+            if facts.address.is_none() {
+                facts.address = facts
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.email.as_deref())
+                    .and_then(|e| EmailAddress::parse(e).ok());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `[directory] email_template`: an address for every user name, for users no source
+/// before it had one for.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressTemplate<'a>(pub &'a Config);
+
+impl Directory for AddressTemplate<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.record && facts.address.is_none() {
+            facts.address = self
+                .0
+                .directory
+                .email_template
+                .as_ref()
+                .and_then(|t| t.address_for(user));
         }
         Ok(())
     }
@@ -196,6 +230,31 @@ mod tests {
         };
         let some = look_up(&[&nss], "alice", wanted).unwrap();
         assert_eq!(some.groups, ["alice", "otpadmin"]);
+    }
+
+    #[test]
+    fn the_template_gives_an_address_only_to_users_without_one() {
+        let config =
+            crate::test_support::config("[directory]\nemail_template = \"{user}@example.com\"");
+        let wanted = Wanted {
+            record: true,
+            groups: false,
+        };
+        let template = AddressTemplate(&config);
+        let from_template = look_up(&[&template], "alice", wanted).unwrap();
+        assert_eq!(
+            from_template.address.as_ref().map(EmailAddress::as_str),
+            Some("alice@example.com")
+        );
+        let mut on_file = UserFacts {
+            address: Some(EmailAddress::parse("a@corp.example").unwrap()),
+            ..UserFacts::default()
+        };
+        template.look_up("alice", wanted, &mut on_file).unwrap();
+        assert_eq!(
+            on_file.address.as_ref().map(EmailAddress::as_str),
+            Some("a@corp.example")
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
 use crate::directory::{
-    self, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts, Wanted,
+    self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
+    Wanted,
 };
 use crate::mail::{CodeMail, Values};
 use crate::off_thread::{self, Lost};
@@ -336,6 +337,7 @@ fn needs_code(
         rhost,
         protocol,
         facts.user.record.as_ref(),
+        facts.user.address.clone(),
         || facts.user.groups.clone(),
     );
     match decision {
@@ -487,7 +489,11 @@ fn look_up_facts(
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
     };
-    let sources: [&dyn Directory; 2] = [&LocalTable(shared), &Nss(accounts)];
+    let sources: [&dyn Directory; 3] = [
+        &LocalTable(shared),
+        &AddressTemplate(config),
+        &Nss(accounts),
+    ];
     let user = directory::look_up(&sources, &login.user, wanted)?;
     Ok(Facts {
         asker,
