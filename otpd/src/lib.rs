@@ -1,8 +1,10 @@
 //! otpd: issues, mails and verifies one-time codes for the pam_otp_email module.
 //!
 //! `main.rs` only parses arguments; [`daemon::run`] starts the pieces: [`server`] reads framed
-//! requests, [`handler`] answers them using [`policy`] (who needs a code), [`store`] (codes and
-//! rules in SQLite), [`mail`] (delivery) and [`audit`] (rows and log lines).
+//! requests, [`handler`] dispatches them (admin ones to [`admin`]) and answers logins using
+//! [`directory`] (the user's facts, resolved first), [`policy`] (who needs a code), [`store`]
+//! (codes and rules in SQLite), [`delivery`] (issue, mail, settle) and [`audit`] (rows and log
+//! lines). [`layering`] keeps that path one-way.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
