@@ -947,6 +947,63 @@ mod tests {
         );
     }
 
+    /// NSS whose group lookup for `stuck` does not return until the test lets it.
+    #[derive(Debug)]
+    struct StuckLookup(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl crate::accounts::Accounts for StuckLookup {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            crate::test_support::FakeAccounts.user_name(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            crate::test_support::FakeAccounts.uid_of(name)
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "stuck" {
+                let _ = self.0.lock().unwrap().recv();
+            }
+            crate::test_support::FakeAccounts.groups_of(user)
+        }
+    }
+
+    /// Issue #18: a lookup that never answers must not keep the login waiting, nor let it in.
+    #[tokio::test(start_paused = true)]
+    async fn a_login_whose_directory_misses_the_deadline_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"\n\
+             [profiles.wheel]\nmode = \"off\"\n[[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        );
+        let (release, stuck) = std::sync::mpsc::channel();
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+            Arc::new(StuckLookup(std::sync::Mutex::new(stuck))),
+        ));
+        let login = LoginContext {
+            user: "stuck".into(),
+            ..alice()
+        };
+        let begun = tokio::spawn(async move { begin_as_root(&shared, login).await });
+        tokio::task::yield_now().await;
+        tokio::time::advance(crate::directory::DEADLINE + std::time::Duration::from_secs(1)).await;
+        for _ in 0..100 {
+            if begun.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let answered_in_time = begun.is_finished();
+        release.send(()).unwrap();
+        assert!(answered_in_time, "the login still waits for its lookup");
+        let answer = begun.await.unwrap();
+        assert!(
+            matches!(&answer, Response::Unavailable { message } if message.contains("in time")),
+            "{answer:?}"
+        );
+    }
+
     #[test]
     fn minutes_round_up() {
         assert_eq!(minutes_until(600, 0), 10);
