@@ -72,11 +72,8 @@ impl InstalledOtpd {
         let before = self.log().len();
         fs::write(CONFIG, text).expect("write the config");
         // SAFETY: kill(2) with a pid and a signal number has no memory effects.
-        assert_eq!(
-            unsafe { libc::kill(self.pid, libc::SIGHUP) },
-            0,
-            "SIGHUP otpd"
-        );
+        let sent = unsafe { libc::kill(self.pid, libc::SIGHUP) };
+        assert_eq!(sent, 0, "SIGHUP otpd");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let log = self.log();
