@@ -71,11 +71,16 @@ struct Asker {
 impl Asker {
     /// The asker of `login`, and the login with its `rhost` and `tty` as otpd believes them
     /// (see [`caller::believed`]): everything after this sees only the believed ones.
-    fn of(shared: &Shared, caller: Caller, login: LoginContext) -> (Asker, LoginContext) {
+    fn of(
+        shared: &Shared,
+        active: &Active,
+        caller: Caller,
+        login: LoginContext,
+    ) -> (Asker, LoginContext) {
         let (login, origin) = caller::believed(
             caller,
             login,
-            &shared.active().config.daemon.trusted_callers,
+            &active.config.daemon.trusted_callers,
             shared.accounts.as_ref(),
         );
         (Asker { caller, origin }, login)
@@ -475,7 +480,7 @@ fn look_up_facts(
 ) -> Result<Facts, DirectoryError> {
     let config = &active.config;
     let accounts = shared.accounts.as_ref();
-    let (asker, login) = Asker::of(shared, caller, login);
+    let (asker, login) = Asker::of(shared, active, caller, login);
     let may_act = may_act_for(
         caller,
         &login.user,
