@@ -201,7 +201,7 @@ pub fn record_admin(
 ) {
     let login = LoginContext {
         user: user.to_string(),
-        service: crate::admin::SERVICE.to_string(),
+        service: crate::rules::OTPCTL_SERVICE.to_string(),
         rhost: None,
         tty: None,
         protocol: None,

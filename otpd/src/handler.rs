@@ -1,11 +1,15 @@
-//! Answers one request: decides, issues, mails and verifies.
+//! Dispatches one request (admin requests to [`crate::admin`]) and answers the login ones: one
+//! forward path, facts -> policy -> store -> delivery -> answer.
 //!
-//! Database work runs inline, in short transactions; only the mail send is awaited, outside the
-//! store lock, so a slow mail server never holds up other logins.
+//! The login's facts (may the caller act for the user, the user's row and groups) are resolved
+//! first, on a blocking thread and within [`directory::DEADLINE`], with no store transaction
+//! open; the decision over them is pure ([`policy`]); the store work then runs in short
+//! transactions, also on a blocking thread; only the mail send is awaited, outside the store
+//! lock. The runtime's thread only reads and answers connections, so neither a slow directory,
+//! a busy store nor a slow mail server holds up other logins.
 
 use std::sync::Arc;
 
-use common::config::Settings;
 use common::secret::SecretString;
 use common::service::Protocol;
 use common::text::{MAX_FIELD_LEN, escape_for_log, mask_email};
@@ -15,15 +19,17 @@ use common::wire::{
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{self, Caller, Origin, may_act_for};
-use crate::mail::{CodeMail, Values};
-use crate::policy::{self, CodeNeeded, Decision};
-use crate::state::{Active, Shared};
-use crate::store::{
-    IssueOutcome, IssueRequest, Limits, NoticeTo, Store, StoreError, VerifyOutcome,
+use crate::delivery::{self, Delivered, OnFailure, Settlement};
+use crate::directory::{
+    self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
+    Wanted,
 };
-
-/// The longest answer otpd compares; longer ones are wrong without a lookup.
-pub const MAX_ANSWER_LEN: usize = 64;
+use crate::mail::{CodeMail, Values};
+use crate::off_thread::{self, Lost};
+use crate::policy::{self, CodeNeeded, Decision};
+use crate::rules::{bounded, limits_of, secs};
+use crate::state::{Active, Shared};
+use crate::store::{IssueOutcome, IssueRequest, NoticeTo, Store, StoreError, VerifyOutcome};
 
 /// Answers `request` from `caller`.
 pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
@@ -32,21 +38,11 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
         Request::Begin { login, ssh_keys } => {
-            let (asker, login) = Asker::of(shared, caller, login);
-            begin(shared, asker, login, Mode::First(&ssh_keys)).await
+            begin(shared, caller, login, Mode::First(ssh_keys)).await
         }
-        Request::Resend { login } => {
-            let (asker, login) = Asker::of(shared, caller, login);
-            begin(shared, asker, login, Mode::Resend).await
-        }
-        Request::Probe { login } => {
-            let (asker, login) = Asker::of(shared, caller, login);
-            guarded(|| probe(shared, asker, &login))
-        }
-        Request::Verify { login, code } => {
-            let (asker, login) = Asker::of(shared, caller, login);
-            guarded(|| verify_appended(shared, asker, &login, &code))
-        }
+        Request::Resend { login } => begin(shared, caller, login, Mode::Resend).await,
+        Request::Probe { login } => probe(shared, caller, login).await,
+        Request::Verify { login, code } => verify_appended(shared, caller, login, code).await,
         Request::Admin { request } => Response::Admin {
             response: crate::admin::handle(shared, caller, request).await,
         },
@@ -55,8 +51,7 @@ pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> R
             challenge,
             code,
         } => {
-            let (asker, login) = Asker::of(shared, caller, login);
-            let response = guarded(|| answer(shared, asker, &login, &challenge, &code));
+            let response = answer(shared, caller, login, challenge, code).await;
             if matches!(response, Response::SuccessWithNotice { .. }) {
                 // A recovery code was used: its notice is queued; wake the deliverer.
                 shared.notices_queued.notify_one();
@@ -76,11 +71,16 @@ struct Asker {
 impl Asker {
     /// The asker of `login`, and the login with its `rhost` and `tty` as otpd believes them
     /// (see [`caller::believed`]): everything after this sees only the believed ones.
-    fn of(shared: &Shared, caller: Caller, login: LoginContext) -> (Asker, LoginContext) {
+    fn of(
+        shared: &Shared,
+        active: &Active,
+        caller: Caller,
+        login: LoginContext,
+    ) -> (Asker, LoginContext) {
         let (login, origin) = caller::believed(
             caller,
             login,
-            &shared.active().config.daemon.trusted_callers,
+            &active.config.daemon.trusted_callers,
             shared.accounts.as_ref(),
         );
         (Asker { caller, origin }, login)
@@ -121,9 +121,9 @@ struct PendingMail {
 
 /// Whether a begin is the login's first request (with the SSH keys the module reported) or the
 /// person asked for a new code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode<'k> {
-    First(&'k [String]),
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    First(Vec<String>),
     Resend,
 }
 
@@ -132,27 +132,30 @@ enum BeginStep {
     Mail(Box<PendingMail>),
 }
 
-async fn begin(
-    shared: &Arc<Shared>,
-    asker: Asker,
-    login: LoginContext,
-    mode: Mode<'_>,
-) -> Response {
+async fn begin(shared: &Arc<Shared>, caller: Caller, login: LoginContext, mode: Mode) -> Response {
     if let Err(message) = check_fields(&login) {
         return Response::Error { message };
     }
-    if let Mode::First(ssh_keys) = mode {
+    if let Mode::First(ssh_keys) = &mode {
         if let Err(message) = check_ssh_keys(ssh_keys) {
             return Response::Error { message };
         }
     }
     let active = shared.active();
-    let step = run_guarded(|| prepare_begin(shared, &active, asker, &login, mode));
+    let facts = match resolve_facts(shared, &active, caller, login).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let step = {
+        let (shared, active, facts) = (Arc::clone(shared), Arc::clone(&active), facts.clone());
+        off_thread::run(move || prepare_begin(&shared, &active, &facts, &mode)).await
+    };
     let pending = match step {
         Ok(BeginStep::Done(response)) => return response,
         Ok(BeginStep::Mail(pending)) => pending,
-        Err(response) => return response,
+        Err(Lost) => return lost(),
     };
+    let Facts { asker, login, .. } = facts;
     let mail = CodeMail {
         values: Values {
             to: &pending.needed.address,
@@ -167,73 +170,67 @@ async fn begin(
         },
         overrides: &pending.needed.settings.message,
     };
-    let sent = active.mailer.send(&mail).await;
-    guarded(|| {
-        let now = shared.clock.now();
-        let subject = code_subject(&login, &pending.needed, asker);
-        let mut store = shared.store();
-        match sent {
-            Ok(server) => {
-                audit::record(&mut store, now, Event::Mailed, subject, Some(&server));
-                prompt(
-                    &pending.needed.address,
-                    pending.expires_at,
-                    now,
-                    &pending.challenge,
-                    None,
-                )
-            }
-            Err(failure) => {
-                let detail = failure.to_string();
-                audit::record(&mut store, now, Event::MailFailed, subject, Some(&detail));
-                // The unmailed code dies, unless the login has a prompt and the user has
-                // recovery codes: then its challenge answers to one of them only (fail closed
-                // without them). Single-secret protocols have no prompt to type one at.
-                let fallback = if has_prompt(pending.needed.protocol) {
-                    store.recovery_fallback(&pending.challenge)
-                } else {
-                    store.invalidate(&pending.challenge).map(|()| None)
-                };
-                match fallback {
-                    Ok(Some(left)) => {
-                        let detail = format!("left={left}");
-                        audit::record(
-                            &mut store,
-                            now,
-                            Event::RecoveryOffered,
-                            subject,
-                            Some(&detail),
-                        );
-                        recovery_prompt(&pending.challenge, left)
-                    }
-                    Ok(None) => Response::Unavailable {
-                        message: "The login code could not be sent. Try again later.".into(),
-                    },
-                    Err(e) => {
-                        tracing::error!(
-                            "cannot invalidate an unmailed code: {}",
-                            escape_for_log(&e.to_string())
-                        );
-                        Response::Unavailable {
-                            message: "The login code could not be sent. Try again later.".into(),
-                        }
-                    }
+    // The unmailed code dies, unless the login has a prompt and the user has recovery codes:
+    // then its challenge answers to one of them only (fail closed without them). Single-secret
+    // protocols have no prompt to type one at.
+    let on_failure = if has_prompt(pending.needed.protocol) {
+        OnFailure::OfferRecovery
+    } else {
+        OnFailure::Invalidate
+    };
+    let protocol = pending.needed.protocol;
+    let audited = login.clone();
+    let delivered = delivery::deliver(
+        shared,
+        &active.mailer,
+        &mail,
+        &pending.challenge,
+        on_failure,
+        move |store, now, settlement| {
+            let subject = Subject {
+                login: &audited,
+                protocol: Some(protocol.as_str()),
+                caller_uid: asker.caller.uid,
+                origin: asker.origin,
+            };
+            match settlement {
+                Settlement::Mailed { server } => {
+                    audit::record(store, now, Event::Mailed, subject, Some(server));
+                }
+                Settlement::MailFailed { detail } => {
+                    audit::record(store, now, Event::MailFailed, subject, Some(detail));
+                }
+                Settlement::RecoveryOffered { left } => {
+                    let detail = format!("left={left}");
+                    audit::record(store, now, Event::RecoveryOffered, subject, Some(&detail));
                 }
             }
-        }
-    })
+        },
+    )
+    .await;
+    match delivered {
+        Ok(Delivered::Mailed) => prompt(
+            &pending.needed.address,
+            pending.expires_at,
+            shared.clock.now(),
+            &pending.challenge,
+            None,
+        ),
+        Ok(Delivered::Recovery { left }) => recovery_prompt(&pending.challenge, left),
+        Ok(Delivered::Failed) => Response::Unavailable {
+            message: "The login code could not be sent. Try again later.".into(),
+        },
+        Err(Lost) => lost(),
+    }
 }
 
-fn prepare_begin(
-    shared: &Shared,
-    active: &Active,
-    asker: Asker,
-    login: &LoginContext,
-    mode: Mode<'_>,
-) -> BeginStep {
+/// Begin's store work, on a blocking thread: the decision over `facts`, then the code issued
+/// (or reused, refused) in the store.
+fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -> BeginStep {
+    let (asker, login) = (facts.asker, &facts.login);
     let now = shared.clock.now();
     let mut store = shared.store();
-    let needed = match needs_code(shared, active, &mut store, asker, login, now) {
+    let needed = match needs_code(active, &mut store, facts, now) {
         Ok(needed) => needed,
         Err(response) => return BeginStep::Done(response),
     };
@@ -251,8 +248,12 @@ fn prepare_begin(
         }
     }
     let limits = limits_of(&needed.settings);
-    let mut rng = crate::code::os_rng();
-    let outcome = match store.issue(&code_request(login, &needed, asker), &limits, now, &mut rng) {
+    let outcome = match delivery::issue(
+        &mut **store,
+        &code_request(login, &needed, asker),
+        &limits,
+        now,
+    ) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
     };
@@ -285,7 +286,7 @@ fn prepare_begin(
         } => {
             audit::record(&mut store, now, Event::Reused, subject, None);
             // Asked for a new code inside the cooldown: say when one can be sent.
-            let wait = (mode == Mode::Resend).then(|| {
+            let wait = (*mode == Mode::Resend).then(|| {
                 let cooldown = limits.resend_cooldown_secs;
                 (issued_at.saturating_add(cooldown) - now).max(1)
             });
@@ -309,17 +310,16 @@ fn prepare_begin(
     }
 }
 
-/// The checks every code request starts with: the caller may act for the user, the login's
-/// protocol, the policy. `Ok` when a code is needed; otherwise the response to give (skip,
-/// refusal, error), already audited.
+/// The checks every code request starts with, over its resolved `facts`: the caller may act
+/// for the user, the login's protocol, the policy. `Ok` when a code is needed; otherwise the
+/// response to give (skip, refusal, error), already audited. No lookup happens here.
 fn needs_code(
-    shared: &Shared,
     active: &Active,
     store: &mut dyn Store,
-    asker: Asker,
-    login: &LoginContext,
+    facts: &Facts,
     now: i64,
 ) -> Result<CodeNeeded, Response> {
+    let (asker, login) = (facts.asker, &facts.login);
     let config = &active.config;
     let subject = |protocol| Subject {
         login,
@@ -327,12 +327,7 @@ fn needs_code(
         caller_uid: asker.caller.uid,
         origin: asker.origin,
     };
-    if !may_act_for(
-        asker.caller,
-        &login.user,
-        &config.daemon.trusted_callers,
-        shared.accounts.as_ref(),
-    ) {
+    if !facts.may_act {
         audit::record(store, now, Event::RefusedCaller, subject(None), None);
         return Err(refused_caller());
     }
@@ -340,14 +335,16 @@ fn needs_code(
         message: e.to_string(),
     })?;
     let protocol_name = protocol.map(|p| p.as_str());
-    let record = match policy::enabled_protocol(config, protocol) {
-        Err(_) => None,
-        Ok(_) => store.user(&login.user).map_err(|e| internal_error(&e))?,
-    };
     let rhost = asker.remote_address(login);
-    let decision = policy::decide(config, login, rhost, protocol, record.as_ref(), || {
-        shared.accounts.groups_of(&login.user)
-    });
+    let decision = policy::decide(
+        config,
+        login,
+        rhost,
+        protocol,
+        facts.user.record.as_ref(),
+        facts.user.address.clone(),
+        || facts.user.groups.clone(),
+    );
     match decision {
         Decision::Skip(reason) => {
             let detail = serde_json::to_string(&reason).unwrap_or_default();
@@ -401,28 +398,114 @@ enum OnSkip {
     Refuse,
 }
 
-/// Runs `work` for a login that needs a code, under the store lock, after the common checks
-/// (fields, caller, protocol, policy); otherwise answers what those checks said.
-fn for_needed_code(
-    shared: &Shared,
-    asker: Asker,
-    login: &LoginContext,
+/// Runs `work` for a login that needs a code, after the common checks (fields, facts, caller,
+/// protocol, policy), in one store transaction on a blocking thread; otherwise answers what
+/// those checks said.
+async fn for_needed_code(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: LoginContext,
     on_skip: OnSkip,
-    work: impl FnOnce(&mut dyn Store, &CodeNeeded, i64) -> Response,
+    work: impl FnOnce(&mut dyn Store, &Facts, &CodeNeeded, i64) -> Response + Send + 'static,
 ) -> Response {
-    if let Err(message) = check_fields(login) {
+    if let Err(message) = check_fields(&login) {
         return Response::Error { message };
     }
     let active = shared.active();
-    let now = shared.clock.now();
-    let mut store = shared.store();
-    match needs_code(shared, &active, &mut store, asker, login, now) {
-        Ok(needed) => work(&mut store, &needed, now),
-        Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
-            message: "this login needs no code".into(),
-        },
-        Err(response) => response,
+    let facts = match resolve_facts(shared, &active, caller, login).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let shared = Arc::clone(shared);
+    let done = off_thread::run(move || {
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        match needs_code(&active, &mut store, &facts, now) {
+            Ok(needed) => work(&mut store, &facts, &needed, now),
+            Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
+                message: "this login needs no code".into(),
+            },
+            Err(response) => response,
+        }
+    })
+    .await;
+    done.unwrap_or_else(|Lost| lost())
+}
+
+/// What a login request is decided on, resolved before any store transaction.
+#[derive(Debug, Clone)]
+struct Facts {
+    /// Who asked.
+    asker: Asker,
+    /// The login, with its origin as otpd believes it.
+    login: LoginContext,
+    /// Whether the asker may act for the login's user.
+    may_act: bool,
+    /// What the directories know of the user (only what the decision will read).
+    user: UserFacts,
+}
+
+/// Resolves a login's facts on a blocking thread within [`directory::DEADLINE`]: past it, or on
+/// a directory error, the login is unavailable (fail closed).
+async fn resolve_facts(
+    shared: &Arc<Shared>,
+    active: &Arc<Active>,
+    caller: Caller,
+    login: LoginContext,
+) -> Result<Facts, Response> {
+    let user = login.user.clone();
+    let (shared, active) = (Arc::clone(shared), Arc::clone(active));
+    let resolved = directory::within_deadline(directory::DEADLINE, &user, move || {
+        look_up_facts(&shared, &active, caller, login)
+    })
+    .await;
+    match resolved {
+        Ok(Ok(facts)) => Ok(facts),
+        Ok(Err(e)) => Err(internal_error(&e)),
+        Err(Unresolved::Lost) => Err(lost()),
+        Err(Unresolved::Late) => Err(Response::Unavailable {
+            message:
+                "The login code service could not look up your account in time. Try again later."
+                    .into(),
+        }),
     }
+}
+
+/// The lookups behind [`resolve_facts`]; they block.
+fn look_up_facts(
+    shared: &Shared,
+    active: &Active,
+    caller: Caller,
+    login: LoginContext,
+) -> Result<Facts, DirectoryError> {
+    let config = &active.config;
+    let accounts = shared.accounts.as_ref();
+    let (asker, login) = Asker::of(shared, active, caller, login);
+    let may_act = may_act_for(
+        caller,
+        &login.user,
+        &config.daemon.trusted_callers,
+        accounts,
+    );
+    // Only a login the decision gets as far as the user for needs the user's facts.
+    let protocol = policy::login_protocol(config, &login).ok().flatten();
+    let reaches_user = may_act && policy::enabled_protocol(config, protocol).is_ok();
+    let wanted = Wanted {
+        record: reaches_user,
+        groups: reaches_user && config.policies_need_groups(),
+    };
+    let sources: [&dyn Directory; 3] = [
+        &LocalTable(shared),
+        &AddressTemplate(config),
+        &Nss(accounts),
+    ];
+    let user = directory::look_up(&sources, &login.user, wanted)?;
+    Ok(Facts {
+        asker,
+        login,
+        may_act,
+        user,
+    })
 }
 
 /// The store's view of a login that needs a code.
@@ -440,15 +523,16 @@ fn code_request<'a>(
 }
 
 /// Single-secret protocols: does the login need a code, and does its secret carry one?
-fn probe(shared: &Shared, asker: Asker, login: &LoginContext) -> Response {
+async fn probe(shared: &Arc<Shared>, caller: Caller, login: LoginContext) -> Response {
     for_needed_code(
         shared,
-        asker,
+        caller,
         login,
         OnSkip::Answer,
-        |store, needed, now| {
+        |store, facts, needed, now| {
             let limits = limits_of(&needed.settings);
-            match store.expects_code(&code_request(login, needed, asker), &limits, now) {
+            let request = code_request(&facts.login, needed, facts.asker);
+            match store.expects_code(&request, &limits, now) {
                 Ok(expects_code) => Response::Probe {
                     code_length: needed.settings.code_length,
                     expects_code,
@@ -457,25 +541,27 @@ fn probe(shared: &Shared, asker: Asker, login: &LoginContext) -> Response {
             }
         },
     )
+    .await
 }
 
 /// Single-secret protocols: checks the code that came appended to the password.
-fn verify_appended(
-    shared: &Shared,
-    asker: Asker,
-    login: &LoginContext,
-    code: &SecretString,
+async fn verify_appended(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: LoginContext,
+    code: SecretString,
 ) -> Response {
     for_needed_code(
         shared,
-        asker,
+        caller,
         login,
         OnSkip::Refuse,
-        |store, needed, now| {
+        move |store, facts, needed, now| {
+            let (login, asker) = (&facts.login, facts.asker);
             let mut rng = crate::code::os_rng();
             let outcome = store.verify_appended(
                 &code_request(login, needed, asker),
-                &bounded(code),
+                &bounded(&code),
                 &limits_of(&needed.settings),
                 secs(needed.settings.reuse_window),
                 now,
@@ -484,29 +570,31 @@ fn verify_appended(
             verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
+    .await
 }
 
 /// Checks an interactive answer to `challenge`. A recovery code that answers it queues the
 /// notice mail to the user's address in the same transaction (see [`crate::notices`]).
-fn answer(
-    shared: &Shared,
-    asker: Asker,
-    login: &LoginContext,
-    challenge: &str,
-    code: &SecretString,
+async fn answer(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: LoginContext,
+    challenge: String,
+    code: SecretString,
 ) -> Response {
     for_needed_code(
         shared,
-        asker,
+        caller,
         login,
         OnSkip::Refuse,
-        |store, needed, now| {
+        move |store, facts, needed, now| {
+            let (login, asker) = (&facts.login, facts.asker);
             let outcome = store.verify_answer(
-                challenge,
+                &challenge,
                 &login.user,
                 needed.protocol.as_str(),
                 asker.remote_host(login),
-                &bounded(code),
+                &bounded(&code),
                 &limits_of(&needed.settings),
                 now,
                 &NoticeTo {
@@ -517,6 +605,7 @@ fn answer(
             verdict(store, now, code_subject(login, needed, asker), outcome)
         },
     )
+    .await
 }
 
 /// The audit subject of a login whose code is issued, mailed or checked.
@@ -526,15 +615,6 @@ fn code_subject<'a>(login: &'a LoginContext, needed: &'a CodeNeeded, asker: Aske
         protocol: Some(needed.protocol.as_str()),
         caller_uid: asker.caller.uid,
         origin: asker.origin,
-    }
-}
-
-/// An over-long answer is wrong without being hashed (an empty one simply never matches).
-pub(crate) fn bounded(code: &SecretString) -> SecretString {
-    if code.len() > MAX_ANSWER_LEN {
-        SecretString::default()
-    } else {
-        code.clone()
     }
 }
 
@@ -577,26 +657,6 @@ fn verdict(
         }
         Err(e) => internal_error(&e),
     }
-}
-
-/// The store's view of a profile's settings.
-pub fn limits_of(settings: &Settings) -> Limits {
-    Limits {
-        code_length: settings.code_length,
-        valid_secs: secs(settings.valid),
-        max_attempts: settings.max_attempts,
-        resend_cooldown_secs: secs(settings.resend_cooldown),
-        max_sends_per_hour: settings.max_sends_per_hour,
-        max_sends_per_day: settings.max_sends_per_day,
-        max_user_failures: settings.max_user_failures,
-        max_host_failures: settings.max_host_failures,
-        lockout_secs: secs(settings.lockout),
-    }
-}
-
-/// Whole seconds of a configured duration, as the store counts time.
-fn secs(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Refuses logins whose fields are empty or longer than [`MAX_FIELD_LEN`]; they are untrusted.
@@ -718,23 +778,11 @@ fn minutes_until(until: i64, now: i64) -> i64 {
     ((until - now + 59) / 60).max(1)
 }
 
-/// Runs store work; a panic there becomes an "unavailable" answer.
-fn guarded(work: impl FnOnce() -> Response) -> Response {
-    match run_guarded(work) {
-        Ok(response) | Err(response) => response,
+/// The answer to a request whose work was lost to a panic.
+fn lost() -> Response {
+    Response::Unavailable {
+        message: "The login code service has an internal error.".into(),
     }
-}
-
-/// Runs store work (one short SQLite transaction, and NSS lookups) right here on the runtime's
-/// thread, catching a panic. It is not handed to another thread: on this workload a thread
-/// hand-off (`spawn_blocking`, `block_in_place`) cost more than the work itself (bench/).
-fn run_guarded<T>(work: impl FnOnce() -> T) -> Result<T, Response> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| {
-        tracing::error!("request work panicked; answering unavailable");
-        Response::Unavailable {
-            message: "The login code service has an internal error.".into(),
-        }
-    })
 }
 
 #[cfg(test)]
@@ -904,6 +952,63 @@ mod tests {
         );
     }
 
+    /// NSS whose group lookup for `stuck` does not return until the test lets it.
+    #[derive(Debug)]
+    struct StuckLookup(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl crate::accounts::Accounts for StuckLookup {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            crate::test_support::FakeAccounts.user_name(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            crate::test_support::FakeAccounts.uid_of(name)
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "stuck" {
+                let _ = self.0.lock().unwrap().recv();
+            }
+            crate::test_support::FakeAccounts.groups_of(user)
+        }
+    }
+
+    /// Issue #18: a lookup that never answers must not keep the login waiting, nor let it in.
+    #[tokio::test(start_paused = true)]
+    async fn a_login_whose_directory_misses_the_deadline_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"\n\
+             [profiles.wheel]\nmode = \"off\"\n[[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        );
+        let (release, stuck) = std::sync::mpsc::channel();
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+            Arc::new(StuckLookup(std::sync::Mutex::new(stuck))),
+        ));
+        let login = LoginContext {
+            user: "stuck".into(),
+            ..alice()
+        };
+        let begun = tokio::spawn(async move { begin_as_root(&shared, login).await });
+        tokio::task::yield_now().await;
+        tokio::time::advance(crate::directory::DEADLINE + std::time::Duration::from_secs(1)).await;
+        for _ in 0..100 {
+            if begun.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let answered_in_time = begun.is_finished();
+        release.send(()).unwrap();
+        assert!(answered_in_time, "the login still waits for its lookup");
+        let answer = begun.await.unwrap();
+        assert!(
+            matches!(&answer, Response::Unavailable { message } if message.contains("in time")),
+            "{answer:?}"
+        );
+    }
+
     #[test]
     fn minutes_round_up() {
         assert_eq!(minutes_until(600, 0), 10);
@@ -946,11 +1051,12 @@ mod tests {
     /// What begin's checks answer for `login` asked by `uid`: `None` when a code would be
     /// mailed, else the answer.
     fn checks(shared: &Shared, uid: u32, login: LoginContext) -> Option<Response> {
-        let (asker, login) = Asker::of(shared, crate::test_support::caller(uid), login);
         let active = shared.active();
+        let facts =
+            look_up_facts(shared, &active, crate::test_support::caller(uid), login).unwrap();
         let now = shared.clock.now();
         let mut store = shared.store();
-        needs_code(shared, &active, &mut store, asker, &login, now).err()
+        needs_code(&active, &mut store, &facts, now).err()
     }
 
     fn grant(shared: &Shared, user: &str, minutes: i64, cidr: Option<&str>) {

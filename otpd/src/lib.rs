@@ -1,8 +1,10 @@
 //! otpd: issues, mails and verifies one-time codes for the pam_otp_email module.
 //!
 //! `main.rs` only parses arguments; [`daemon::run`] starts the pieces: [`server`] reads framed
-//! requests, [`handler`] answers them using [`policy`] (who needs a code), [`store`] (codes and
-//! rules in SQLite), [`mail`] (delivery) and [`audit`] (rows and log lines).
+//! requests, [`handler`] dispatches them (admin ones to [`admin`]) and answers logins using
+//! [`directory`] (the user's facts, resolved first), [`policy`] (who needs a code), [`store`]
+//! (codes and rules in SQLite), [`delivery`] (issue, mail, settle) and [`audit`] (rows and log
+//! lines). [`layering`] keeps that path one-way.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -14,13 +16,18 @@ pub mod clock;
 pub mod code;
 pub mod ctl;
 pub mod daemon;
+pub mod delivery;
+pub mod directory;
 pub mod files;
 pub mod handler;
+pub mod layering;
 pub mod logging;
 pub mod mail;
 pub mod notices;
+pub mod off_thread;
 pub mod peer_lines;
 pub mod policy;
+pub mod rules;
 pub mod server;
 pub mod server_key;
 pub mod ssh_key;

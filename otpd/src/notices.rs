@@ -17,6 +17,7 @@ use common::config::EmailAddress;
 use common::text::escape_for_log;
 
 use crate::mail::message::RecoveryNotice;
+use crate::off_thread::{self, Lost};
 use crate::state::Shared;
 use crate::store::QueuedNotice;
 
@@ -53,7 +54,7 @@ pub async fn deliver_forever(shared: Arc<Shared>) {
 }
 
 /// Tries every notice due now, up to [`BATCH`]; returns how many it took.
-pub async fn deliver_due(shared: &Shared) -> usize {
+pub async fn deliver_due(shared: &Arc<Shared>) -> usize {
     deliver(shared, None, i64::MIN).await.count
 }
 
@@ -65,12 +66,19 @@ struct Taken {
 
 /// Tries up to [`BATCH`] notices with an id above `after_id`, due by `until` (by now when
 /// `None`).
-async fn deliver(shared: &Shared, until: Option<i64>, after_id: i64) -> Taken {
+async fn deliver(shared: &Arc<Shared>, until: Option<i64>, after_id: i64) -> Taken {
     let until = until.unwrap_or_else(|| shared.clock.now());
-    let due = shared.store().due_notices(until, after_id, BATCH);
+    let reading = Arc::clone(shared);
+    let due = off_thread::run(move || reading.store().due_notices(until, after_id, BATCH)).await;
     let due = match due {
-        Ok(due) => due,
-        Err(e) => {
+        Ok(Ok(due)) => due,
+        Err(Lost) => {
+            return Taken {
+                count: 0,
+                last_id: None,
+            };
+        }
+        Ok(Err(e)) => {
             tracing::error!(
                 "cannot read the queued notices: {}",
                 escape_for_log(&e.to_string())
@@ -83,7 +91,9 @@ async fn deliver(shared: &Shared, until: Option<i64>, after_id: i64) -> Taken {
     };
     for notice in &due {
         let sent = send(shared, notice).await;
-        settle(shared, notice, sent);
+        let (settling, notice) = (Arc::clone(shared), notice.clone());
+        // A lost settlement leaves the notice queued: it is tried again.
+        let _ = off_thread::run(move || settle(&settling, &notice, sent)).await;
     }
     Taken {
         count: due.len(),

@@ -101,13 +101,16 @@ pub fn enabled_protocol(
 }
 
 /// Decides what a login needs. `rhost` is the remote host otpd believes (see
-/// `caller::believed`), `None` for a local caller whatever it claimed.
+/// `caller::believed`), `None` for a local caller whatever it claimed. `record` and `address`
+/// are what the directories found for the user (see `directory`; [`address_for`] when only
+/// the record is at hand).
 pub fn decide(
     config: &Config,
     login: &LoginContext,
     rhost: Option<IpAddr>,
     protocol: Option<Protocol>,
     record: Option<&UserRecord>,
+    address: Option<EmailAddress>,
     groups: impl FnOnce() -> Vec<String>,
 ) -> Decision {
     let protocol = match enabled_protocol(config, protocol) {
@@ -122,7 +125,6 @@ pub fn decide(
         }
         Mode::Optional | Mode::Required => {}
     }
-    let address = address_for(config, &login.user, record);
     match (address, settings.mode) {
         (Some(address), _) => Decision::Code(CodeNeeded {
             protocol,
@@ -147,7 +149,8 @@ fn enrolled_for(record: Option<&UserRecord>, protocol: Protocol) -> bool {
     })
 }
 
-/// The user's address: otpd's user table first, then the directory template.
+/// The user's address: otpd's user table first, then the directory template (the order in
+/// which a login asks `directory::LocalTable` and `directory::AddressTemplate`).
 pub fn address_for(
     config: &Config,
     user: &str,
@@ -191,7 +194,8 @@ mod tests {
 
     fn decide_for(config: &Config, login: &LoginContext, record: Option<&UserRecord>) -> Decision {
         let protocol = login_protocol(config, login).unwrap();
-        decide(config, login, None, protocol, record, Vec::new)
+        let address = address_for(config, &login.user, record);
+        decide(config, login, None, protocol, record, address, Vec::new)
     }
 
     #[test]
@@ -315,6 +319,7 @@ mod tests {
                 rhost.map(|r| r.parse().unwrap()),
                 Some(Protocol::Ssh),
                 None,
+                address_for(&c, "alice", None),
                 Vec::new,
             )
         };

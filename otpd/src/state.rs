@@ -87,9 +87,8 @@ impl Shared {
             .store(self.clock.now(), Ordering::Relaxed);
     }
 
-    /// Exclusive access to the store. Login requests use it inline on the runtime's one thread
-    /// (short transactions on a file only otpd opens); admin work that may take longer uses
-    /// `spawn_blocking`.
+    /// Exclusive access to the store. Blocks while another transaction holds it, so it is only
+    /// taken on a blocking thread ([`crate::off_thread`]), never on the runtime's.
     pub fn store(&self) -> MutexGuard<'_, Box<dyn Store + Send>> {
         // Every store operation is a transaction, so a panic mid-way left nothing half-written.
         match self.store.lock() {

@@ -24,6 +24,16 @@ pub fn shared(
     config: Config,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
 ) -> crate::state::Shared {
+    shared_with_accounts(dir, config, clock, std::sync::Arc::new(FakeAccounts))
+}
+
+/// [`shared`] with `accounts` standing in for NSS.
+pub fn shared_with_accounts(
+    dir: &Path,
+    config: Config,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    accounts: std::sync::Arc<dyn Accounts>,
+) -> crate::state::Shared {
     let store = crate::store::SqliteStore::open(
         &dir.join("otpd.db"),
         crate::server_key::ServerKey::from_bytes([0x4d; 32]),
@@ -34,7 +44,7 @@ pub fn shared(
         crate::state::Active { config, mailer },
         Box::new(store),
         clock,
-        std::sync::Arc::new(FakeAccounts),
+        accounts,
         "test".into(),
     )
 }

@@ -192,7 +192,11 @@ fn plain_smtp_to_loopback_delivers_without_a_warning_at_start() {
     let (otpd, pam) = start(&mail("", &[server("local", smtp.port, "none", "")]));
     let result = login(&pam, "carol", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
-    assert!(!otpd.log().contains("security = \"none\""), "{}", otpd.log());
+    assert!(
+        !otpd.log().contains("security = \"none\""),
+        "{}",
+        otpd.log()
+    );
 }
 
 #[test]

@@ -118,7 +118,7 @@ mod tests {
     fn lock_host(shared: &Shared, rhost: &str) {
         let limits = Limits {
             max_host_failures: 1,
-            ..crate::handler::limits_of(&shared.active().config.defaults)
+            ..crate::rules::limits_of(&shared.active().config.defaults)
         };
         let now = shared.clock.now();
         let wrong = SecretString::new("x".into());

@@ -17,15 +17,26 @@ pub async fn run(
     server: Option<&str>,
 ) -> AdminResponse {
     let active = shared.active();
-    {
-        let ctx = Ctx {
-            shared,
-            active: Arc::clone(&active),
-            caller,
-            now: shared.clock.now(),
-        };
-        if let Err(refusal) = authz::require_admin(&ctx, "test-mail") {
-            return refusal;
+    // The check looks the caller's groups up and may audit a refusal: off the runtime's thread.
+    let checked = {
+        let (shared, active) = (Arc::clone(shared), Arc::clone(&active));
+        crate::off_thread::run(move || {
+            let ctx = Ctx {
+                shared: &shared,
+                active,
+                caller,
+                accounts: shared.accounts.as_ref(),
+                now: shared.clock.now(),
+            };
+            authz::require_admin(&ctx, "test-mail")
+        })
+        .await
+    };
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => return refusal,
+        Err(crate::off_thread::Lost) => {
+            return refused(RefuseReason::Failed, "otpd had an internal error".into());
         }
     }
     let to = match super::view::check_email(to) {

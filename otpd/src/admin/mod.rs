@@ -22,6 +22,7 @@ use std::sync::Arc;
 use common::wire_admin::{AdminRequest, AdminResponse, PAGE_BYTES, RefuseReason};
 use serde::Serialize;
 
+use crate::accounts::Accounts;
 use crate::caller::Caller;
 use crate::state::{Active, Shared};
 use crate::store::AuditFilter;
@@ -60,6 +61,8 @@ pub(crate) struct Ctx<'a> {
     pub active: Arc<Active>,
     /// Who is asking (SO_PEERCRED).
     pub caller: Caller,
+    /// Account lookups: NSS, or what was looked up before the store lock was taken.
+    pub accounts: &'a dyn Accounts,
     /// The request's time (unix seconds), read once from the injected clock.
     pub now: i64,
 }
@@ -71,6 +74,7 @@ impl<'a> Ctx<'a> {
             shared,
             active: shared.active(),
             caller,
+            accounts: shared.accounts.as_ref(),
             now: shared.clock.now(),
         }
     }

@@ -6,7 +6,7 @@ use crate::caller::Caller;
 use crate::store::{Admission, AuditRecord, RateKey, Store};
 
 /// The service name otpctl's rows carry.
-pub const SERVICE: &str = "otpctl";
+pub use crate::rules::OTPCTL_SERVICE as SERVICE;
 
 /// otpctl events any local user can cause as often as they like: refused admin commands and
 /// wrong or dead answers to a self-service code. From callers other than root they are rate

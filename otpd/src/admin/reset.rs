@@ -131,7 +131,7 @@ mod handler_tests {
         let shared = Arc::new(shared(dir.path(), config(""), Arc::new(SystemClock)));
         let limits = crate::store::Limits {
             resend_cooldown_secs: 0,
-            ..crate::handler::limits_of(&shared.active().config.defaults)
+            ..crate::rules::limits_of(&shared.active().config.defaults)
         };
         let request = IssueRequest {
             user: "bob",

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use common::config::{Config, EmailAddress, Settings};
+use common::config::{Config, EmailAddress, MessageOverrides, Settings};
 use common::secret::SecretString;
 use common::text::mask_email;
 use common::wire_admin::{AdminResponse, RefuseReason, SelfAction};
@@ -18,9 +18,12 @@ use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
 use crate::accounts::Accounts;
 use crate::caller::Caller;
-use crate::handler::{bounded, limits_of};
+use crate::delivery::{self, Delivered, OnFailure, Settlement};
+use crate::directory::GroupsKnown;
 use crate::mail::{CodeMail, Values};
+use crate::off_thread::Lost;
 use crate::policy;
+use crate::rules::{bounded, limits_of};
 use crate::state::{Active, Shared};
 use crate::store::{IssueOutcome, IssueRequest, Store, UserRecord, VerifyOutcome};
 
@@ -91,7 +94,7 @@ fn assess(
     record: Option<&UserRecord>,
 ) -> Result<Need, AdminResponse> {
     let config = &ctx.active.config;
-    let accounts = ctx.shared.accounts.as_ref();
+    let accounts = ctx.accounts;
     let enabled = record.is_some_and(|r| r.enabled);
     match action {
         SelfAction::Enable if enabled => Ok(Need::Nothing(done(
@@ -236,7 +239,7 @@ fn done(
         message,
         user: Some(Box::new(view::user_view(
             &ctx.active.config,
-            ctx.shared.accounts.as_ref(),
+            ctx.accounts,
             name,
             record,
             locked,
@@ -254,6 +257,8 @@ struct Pending {
     code: SecretString,
     issued_at: i64,
     expires_at: i64,
+    /// The subject and bodies of the user's profile, looked up with the limits.
+    overrides: MessageOverrides,
     active: Arc<Active>,
 }
 
@@ -291,73 +296,48 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
             issued_at: pending.issued_at,
             expires_at: pending.expires_at,
         },
-        overrides: &settings_for(
-            &pending.active.config,
-            shared.accounts.as_ref(),
-            &pending.name,
-        )
-        .message,
+        overrides: &pending.overrides,
     };
-    let sent = pending.active.mailer.send(&mail).await;
-    let shared = Arc::clone(shared);
-    let finish = tokio::task::spawn_blocking(move || {
-        let now = shared.clock.now();
-        let mut store = shared.store();
-        match sent {
-            Ok(server) => {
+    let (name, purpose) = (pending.name.clone(), pending.purpose.clone());
+    let delivered = delivery::deliver(
+        shared,
+        &pending.active.mailer,
+        &mail,
+        &pending.challenge,
+        OnFailure::Invalidate,
+        move |store, now, settlement| match settlement {
+            Settlement::Mailed { server } => {
                 record::note(
-                    &mut store,
+                    store,
                     now,
                     "self_code_sent",
-                    Some(&pending.name),
+                    Some(&name),
                     caller,
-                    Some(&pending.purpose),
+                    Some(&purpose),
                 );
-                record::note(
-                    &mut store,
-                    now,
-                    "mailed",
-                    Some(&pending.name),
-                    caller,
-                    Some(&server),
-                );
-                AdminResponse::CodeSent {
-                    challenge: pending.challenge.clone(),
-                    sent_to: mask_email(pending.address.as_str()),
-                    expires_at: pending.expires_at,
-                }
+                record::note(store, now, "mailed", Some(&name), caller, Some(server));
             }
-            Err(failure) => {
-                if let Err(e) = store.invalidate(&pending.challenge) {
-                    tracing::error!(
-                        "cannot invalidate an unmailed code: {}",
-                        common::text::escape_for_log(&e.to_string())
-                    );
-                }
-                let detail = failure.to_string();
-                record::note(
-                    &mut store,
-                    now,
-                    "mail_failed",
-                    Some(&pending.name),
-                    caller,
-                    Some(&detail),
-                );
-                refused(
-                    RefuseReason::Failed,
-                    "The code could not be mailed. Try again later, or ask your administrator (`otpctl doctor`)."
-                        .into(),
-                )
+            Settlement::MailFailed { detail } => {
+                record::note(store, now, "mail_failed", Some(&name), caller, Some(detail));
             }
-        }
-    });
-    finish.await.unwrap_or_else(|e| {
-        tracing::error!(
-            "self-service task failed: {}",
-            common::text::escape_for_log(&e.to_string())
-        );
-        refused(RefuseReason::Failed, "otpd had an internal error".into())
-    })
+            // Never offered for a self-service code (see `OnFailure::Invalidate`).
+            Settlement::RecoveryOffered { .. } => {}
+        },
+    )
+    .await;
+    match delivered {
+        Ok(Delivered::Mailed) => AdminResponse::CodeSent {
+            challenge: pending.challenge.clone(),
+            sent_to: mask_email(pending.address.as_str()),
+            expires_at: pending.expires_at,
+        },
+        Ok(Delivered::Failed | Delivered::Recovery { .. }) => refused(
+            RefuseReason::Failed,
+            "The code could not be mailed. Try again later, or ask your administrator (`otpctl doctor`)."
+                .into(),
+        ),
+        Err(Lost) => refused(RefuseReason::Failed, "otpd had an internal error".into()),
+    }
 }
 
 fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
@@ -365,6 +345,12 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
     let name = match caller_name(&ctx) {
         Ok(name) => name,
         Err(refusal) => return Step::Done(refusal),
+    };
+    let needs_groups = ctx.active.config.policies_need_groups();
+    let known = GroupsKnown::look_up(shared.accounts.as_ref(), &name, needs_groups);
+    let ctx = Ctx {
+        accounts: &known,
+        ..ctx
     };
     let mut store = shared.store();
     let record = match store.user(&name) {
@@ -385,7 +371,8 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
                 .into(),
         ));
     };
-    let limits = limits_of(settings_for(config, shared.accounts.as_ref(), &name));
+    let settings = settings_for(config, ctx.accounts, &name);
+    let limits = limits_of(settings);
     let purpose = purpose(action);
     let request = IssueRequest {
         user: &name,
@@ -393,8 +380,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         service: record::SERVICE,
         rhost: None,
     };
-    let mut rng = crate::code::os_rng();
-    let outcome = match store.issue(&request, &limits, ctx.now, &mut rng) {
+    let outcome = match delivery::issue(&mut **store, &request, &limits, ctx.now) {
         Ok(outcome) => outcome,
         Err(e) => return Step::Done(store_failed(&e)),
     };
@@ -411,6 +397,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
             code,
             issued_at: ctx.now,
             expires_at,
+            overrides: settings.message.clone(),
             active: Arc::clone(&ctx.active),
         })),
         IssueOutcome::Reused {
@@ -446,6 +433,12 @@ pub fn confirm(
         Ok(name) => name,
         Err(refusal) => return refusal,
     };
+    let needs_groups = ctx.active.config.policies_need_groups();
+    let known = GroupsKnown::look_up(shared.accounts.as_ref(), &name, needs_groups);
+    let ctx = Ctx {
+        accounts: &known,
+        ..ctx
+    };
     let mut store = shared.store();
     let record = match store.user(&name) {
         Ok(record) => record,
@@ -457,11 +450,7 @@ pub fn confirm(
         Ok(Need::Nothing(response)) => return response,
         Ok(Need::ApplyNow | Need::Code) => {}
     }
-    let limits = limits_of(settings_for(
-        &ctx.active.config,
-        shared.accounts.as_ref(),
-        &name,
-    ));
+    let limits = limits_of(settings_for(&ctx.active.config, ctx.accounts, &name));
     let outcome = store.verify(
         challenge,
         &name,

@@ -73,11 +73,20 @@ pub fn code_required_for(
             tty: None,
             protocol: Some(protocol.as_str().to_string()),
         };
-        let decision = policy::decide(config, &login, None, Some(*protocol), record, || {
-            groups
-                .get_or_insert_with(|| accounts.groups_of(name))
-                .clone()
-        });
+        let address = policy::address_for(config, name, record);
+        let decision = policy::decide(
+            config,
+            &login,
+            None,
+            Some(*protocol),
+            record,
+            address,
+            || {
+                groups
+                    .get_or_insert_with(|| accounts.groups_of(name))
+                    .clone()
+            },
+        );
         if matches!(decision, Decision::Code(_) | Decision::NoUsableAddress) {
             out.push(protocol.as_str().to_string());
         }

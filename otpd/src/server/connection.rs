@@ -19,7 +19,16 @@ use zeroize::Zeroizing;
 
 use crate::caller::Caller;
 use crate::handler;
+use crate::peer_lines::PeerTrouble;
 use crate::state::Shared;
+
+/// Logs a peer's `trouble`. Its rate accounting is a store transaction, so it runs off the
+/// runtime's thread.
+async fn log_peer(shared: &Arc<Shared>, uid: u32, trouble: PeerTrouble, detail: String) {
+    let shared = Arc::clone(shared);
+    let _ = crate::off_thread::run(move || crate::peer_lines::log(&shared, uid, trouble, &detail))
+        .await;
+}
 
 /// Reads one request from an admitted connection, answers it and closes.
 pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Shared>) {
@@ -30,12 +39,13 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(error) => {
-                crate::peer_lines::log(
+                log_peer(
                     &shared,
                     caller.uid,
-                    crate::peer_lines::PeerTrouble::BadRequest,
-                    &error,
-                );
+                    PeerTrouble::BadRequest,
+                    error.to_string(),
+                )
+                .await;
                 let reply = Response::Error {
                     message: error.to_string(),
                 };
@@ -45,12 +55,7 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
         };
         let response = handler::handle(&shared, caller, request).await;
         if let Err(e) = write_response(&mut stream, &response, timeout).await {
-            crate::peer_lines::log(
-                &shared,
-                caller.uid,
-                crate::peer_lines::PeerTrouble::LeftEarly,
-                &e,
-            );
+            log_peer(&shared, caller.uid, PeerTrouble::LeftEarly, e.to_string()).await;
         }
     }
     .instrument(span)

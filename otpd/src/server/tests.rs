@@ -18,14 +18,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
 use super::serve_with;
+use crate::accounts::Accounts;
 use crate::caller::Caller;
 use crate::clock::SystemClock;
-use crate::test_support::config;
+use crate::test_support::{FakeAccounts, config};
 
 /// A server running on the test's runtime until dropped.
 struct Server {
     dir: tempfile::TempDir,
     socket: PathBuf,
+    shared: Arc<crate::state::Shared>,
     stop: Option<oneshot::Sender<()>>,
     next_client: AtomicUsize,
 }
@@ -33,19 +35,24 @@ struct Server {
 impl Server {
     /// Starts a server whose `[daemon]` section has `daemon` in it.
     fn start(daemon: &str) -> Server {
+        Server::start_with(&format!("[daemon]\n{daemon}"), Arc::new(FakeAccounts))
+    }
+
+    /// Starts a server with the config `text` and `accounts` standing in for NSS.
+    fn start_with(text: &str, accounts: Arc<dyn Accounts>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("otpd.sock");
-        let config = config(&format!("[daemon]\n{daemon}"));
-        let shared = Arc::new(crate::test_support::shared(
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
             dir.path(),
-            config,
+            config(text),
             Arc::new(SystemClock),
+            accounts,
         ));
         let listener = UnixListener::bind(&socket).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(serve_with(
             listener,
-            shared,
+            Arc::clone(&shared),
             async move {
                 let _ = stopped.await;
             },
@@ -54,6 +61,7 @@ impl Server {
         Server {
             dir,
             socket,
+            shared,
             stop: Some(stop),
             next_client: AtomicUsize::new(0),
         }
@@ -83,6 +91,26 @@ impl Server {
         let std_stream = std::os::unix::net::UnixStream::from(fd);
         std_stream.set_nonblocking(true).unwrap();
         UnixStream::from_std(std_stream).unwrap()
+    }
+
+    /// One begin for `user` as sshd (root) sends it: the answer.
+    async fn begin_for(&self, user: &str) -> Response {
+        let mut stream = self.connect_as(0);
+        let request = Request::Begin {
+            login: common::wire::LoginContext {
+                user: user.into(),
+                service: "sshd".into(),
+                rhost: Some("192.0.2.7".into()),
+                tty: Some("ssh".into()),
+                protocol: None,
+            },
+            ssh_keys: Vec::new(),
+        };
+        stream
+            .write_all(&frame::encode(&request).unwrap())
+            .await
+            .unwrap();
+        answer(&mut stream).await.unwrap()
     }
 
     /// A connection held open without a request, as a slow client holds it.
@@ -256,4 +284,118 @@ async fn a_slow_client_is_cut_off_at_the_deadline_and_its_place_comes_back() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(is_pong(&server.ping_as(1000).await));
+}
+
+/// A directory (NSS) whose group lookups for one user take [`SLOW_LOOKUP`] of real time, as a
+/// stalled sssd or LDAP server would; everyone else's answer at once. It says when the slow
+/// lookup started.
+#[derive(Debug)]
+struct SlowFor {
+    user: &'static str,
+    started: std::sync::Mutex<Option<oneshot::Sender<std::time::Instant>>>,
+}
+
+const SLOW_LOOKUP: Duration = Duration::from_secs(2);
+
+impl Accounts for SlowFor {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        FakeAccounts.user_name(uid)
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        FakeAccounts.uid_of(name)
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        if user == self.user {
+            if let Some(started) = self.started.lock().unwrap().take() {
+                let _ = started.send(std::time::Instant::now());
+            }
+            std::thread::sleep(SLOW_LOOKUP);
+        }
+        FakeAccounts.groups_of(user)
+    }
+}
+
+/// Issue #18: a lookup was made under the store lock on the runtime's only thread, so one slow
+/// directory answer stopped every login. Time is paused, so no deadline or timeout fires by
+/// itself; the slow lookup really takes 2 s, and alice's begin must not wait for it.
+#[tokio::test(start_paused = true)]
+async fn a_slow_directory_for_one_user_does_not_delay_another_users_login() {
+    let (started, lookup_started) = oneshot::channel();
+    let directory = Arc::new(SlowFor {
+        user: "slow",
+        started: std::sync::Mutex::new(Some(started)),
+    });
+    // Every profile is off, but a policy matches a group: each login looks its user's groups
+    // up, then decides (skip) and audits it in the store.
+    let server = Arc::new(Server::start_with(
+        "[defaults]\nmode = \"off\"\n[profiles.wheel]\nmode = \"off\"\n\
+         [[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        directory,
+    ));
+    let waiting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.begin_for("slow").await })
+    };
+    let lookup_began = lookup_started.await.unwrap();
+
+    let asked = std::time::Instant::now();
+    let other = server.begin_for("alice").await;
+    let latency = asked.elapsed();
+    let since_lookup_began = lookup_began.elapsed();
+    let mode_off = Response::Skip {
+        reason: common::wire::SkipReason::ModeOff,
+    };
+    assert_eq!(other, mode_off);
+    assert!(
+        latency < SLOW_LOOKUP / 4,
+        "alice waited {latency:?} for the slow user's lookup"
+    );
+    assert!(
+        since_lookup_began < SLOW_LOOKUP,
+        "alice was answered only {since_lookup_began:?} after the slow lookup began"
+    );
+    assert!(!waiting.is_finished(), "the slow login ended first");
+    assert_eq!(waiting.await.unwrap(), mode_off);
+}
+
+/// Issue #18: a login's store work ran inline on the runtime's only thread, so a login waiting
+/// for the store's lock (held by a purge or a bulk import) stopped every connection.
+#[tokio::test(start_paused = true)]
+async fn a_login_waiting_for_a_busy_store_does_not_stop_the_server() {
+    const HOLD: Duration = Duration::from_secs(2);
+    let server = Arc::new(Server::start_with(
+        "[defaults]\nmode = \"off\"",
+        Arc::new(FakeAccounts),
+    ));
+    let (locked, store_locked) = oneshot::channel();
+    let purge = {
+        let shared = Arc::clone(&server.shared);
+        std::thread::spawn(move || {
+            let _store = shared.store();
+            let _ = locked.send(std::time::Instant::now());
+            std::thread::sleep(HOLD);
+        })
+    };
+    let lock_taken = store_locked.await.unwrap();
+    let waiting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.begin_for("alice").await })
+    };
+    // Give the begin time to reach the store and wait there.
+    while lock_taken.elapsed() < Duration::from_millis(300) {
+        tokio::task::yield_now().await;
+    }
+    assert!(is_pong(&server.ping_as(1000).await));
+    let answered = lock_taken.elapsed();
+    assert!(
+        answered < HOLD,
+        "a ping was answered only {answered:?} after the store was locked"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "the begin did not wait for the store"
+    );
+    purge.join().unwrap();
+    let skipped = waiting.await.unwrap();
+    assert!(matches!(skipped, Response::Skip { .. }), "{skipped:?}");
 }

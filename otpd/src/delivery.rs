@@ -1,0 +1,131 @@
+//! The one issue -> deliver -> settle sequence, for login codes and self-service codes alike:
+//! the code is issued in a store transaction, mailed with no lock held, and the outcome settled
+//! in a second transaction (audited as mailed or failed; a failed code is invalidated, or turned
+//! into a recovery-code prompt when the caller allows that).
+
+use std::sync::Arc;
+
+use common::text::escape_for_log;
+
+use crate::mail::{CodeMail, Mailer};
+use crate::off_thread::{self, Lost};
+use crate::state::Shared;
+use crate::store::{IssueOutcome, IssueRequest, Limits, Store, StoreError};
+
+/// Issues (or reuses) a code for `request` under `limits`, from the OS random generator.
+pub fn issue(
+    store: &mut dyn Store,
+    request: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+) -> Result<IssueOutcome, StoreError> {
+    store.issue(request, limits, now, &mut crate::code::os_rng())
+}
+
+/// What becomes of a code whose mail failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// It dies.
+    Invalidate,
+    /// Its challenge answers to one of the user's recovery codes, if they have any (the login
+    /// has a prompt to type one at); otherwise it dies.
+    OfferRecovery,
+}
+
+/// A step of the settlement, for the caller to audit in its own vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement<'a> {
+    /// A server accepted the mail.
+    Mailed {
+        /// Which one.
+        server: &'a str,
+    },
+    /// No server accepted it.
+    MailFailed {
+        /// Why, for the audit.
+        detail: &'a str,
+    },
+    /// After a failure, the challenge now answers to a recovery code.
+    RecoveryOffered {
+        /// How many the user has left.
+        left: u32,
+    },
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The code is on its way.
+    Mailed,
+    /// The mail failed; the challenge answers to one of `left` recovery codes.
+    Recovery {
+        /// Recovery codes left.
+        left: u32,
+    },
+    /// The mail failed and the code is dead (or could not be killed: logged).
+    Failed,
+}
+
+/// Mails `mail` (whose code answers `challenge`) with no lock held, then settles the outcome in
+/// one store transaction off the runtime's thread, calling `audit` for each step.
+pub async fn deliver<A>(
+    shared: &Arc<Shared>,
+    mailer: &Mailer,
+    mail: &CodeMail<'_>,
+    challenge: &str,
+    on_failure: OnFailure,
+    audit: A,
+) -> Result<Delivered, Lost>
+where
+    A: FnMut(&mut dyn Store, i64, Settlement<'_>) + Send + 'static,
+{
+    let sent = mailer
+        .send(mail)
+        .await
+        .map_err(|failure| failure.to_string());
+    let shared = Arc::clone(shared);
+    let challenge = challenge.to_string();
+    off_thread::run(move || {
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        settle(&mut store, now, sent, &challenge, on_failure, audit)
+    })
+    .await
+}
+
+/// Audits a send's outcome and, after a failure, kills the code or offers recovery.
+fn settle(
+    store: &mut dyn Store,
+    now: i64,
+    sent: Result<String, String>,
+    challenge: &str,
+    on_failure: OnFailure,
+    mut audit: impl FnMut(&mut dyn Store, i64, Settlement<'_>),
+) -> Delivered {
+    let detail = match sent {
+        Ok(server) => {
+            audit(store, now, Settlement::Mailed { server: &server });
+            return Delivered::Mailed;
+        }
+        Err(detail) => detail,
+    };
+    audit(store, now, Settlement::MailFailed { detail: &detail });
+    let fallback = match on_failure {
+        OnFailure::OfferRecovery => store.recovery_fallback(challenge),
+        OnFailure::Invalidate => store.invalidate(challenge).map(|()| None),
+    };
+    match fallback {
+        Ok(Some(left)) => {
+            audit(store, now, Settlement::RecoveryOffered { left });
+            Delivered::Recovery { left }
+        }
+        Ok(None) => Delivered::Failed,
+        Err(e) => {
+            tracing::error!(
+                "cannot invalidate an unmailed code: {}",
+                escape_for_log(&e.to_string())
+            );
+            Delivered::Failed
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Where otpd learns about a user: the places an admin keeps users, behind one interface, so a
+//! network directory (LDAP) can join them later without touching the login path.
+//!
+//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address),
+//! the `[directory] email_template` ([`AddressTemplate`]: an address for users the table has
+//! none for) and NSS ([`Nss`]: groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
+//! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
+//! [`DEADLINE`]. A slow source delays only the login that asked it.
+
+use std::time::Duration;
+
+use common::config::{Config, EmailAddress};
+use common::text::escape_for_log;
+
+use crate::accounts::Accounts;
+use crate::off_thread::{self, Lost};
+use crate::state::Shared;
+use crate::store::{StoreError, UserRecord};
+
+/// How long a login waits for its facts. Past it the login is "unavailable" (fail closed), and
+/// the log says which user's lookup was slow.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the directories know about a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFacts {
+    /// The user's row in otpd's own table, if it has one.
+    pub record: Option<UserRecord>,
+    /// Where the user's codes go, from the first source that has one.
+    pub address: Option<EmailAddress>,
+    /// The user's groups, when asked for (only policies that match groups need them).
+    pub groups: Vec<String>,
+}
+
+/// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
+/// decision will read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wanted {
+    /// The user's row in otpd's table and their address.
+    pub record: bool,
+    /// The user's groups.
+    pub groups: bool,
+}
+
+/// A directory could not answer; the login fails closed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// otpd's own table could not be read.
+    #[error("otpd's user table: {0}")]
+    Table(#[from] StoreError),
+}
+
+/// One source of facts about users. Lookups may block; they run off the runtime's thread.
+pub trait Directory {
+    /// Adds to `facts` what this source knows of `user` among `wanted`.
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError>;
+}
+
+/// otpd's own user table (`otpctl user ...`), read in its own short store transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTable<'a>(pub &'a Shared);
+
+impl Directory for LocalTable<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.record {
+            facts.record = self.0.store().user(user)?;
+            if facts.address.is_none() {
+                facts.address = facts
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.email.as_deref())
+                    .and_then(|e| EmailAddress::parse(e).ok());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `[directory] email_template`: an address for every user name, for users no source
+/// before it had one for.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressTemplate<'a>(pub &'a Config);
+
+impl Directory for AddressTemplate<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.record && facts.address.is_none() {
+            facts.address = self
+                .0
+                .directory
+                .email_template
+                .as_ref()
+                .and_then(|t| t.address_for(user));
+        }
+        Ok(())
+    }
+}
+
+/// The system's accounts (NSS: passwd, group, and whatever sssd serves through them).
+#[derive(Debug, Clone, Copy)]
+pub struct Nss<'a>(pub &'a dyn Accounts);
+
+impl Directory for Nss<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.groups {
+            facts.groups = self.0.groups_of(user);
+        }
+        Ok(())
+    }
+}
+
+/// NSS with one user's groups looked up in advance, for work that then runs under the store
+/// lock: asking it for that user's groups costs no lookup (anything else is asked of NSS).
+#[derive(Debug)]
+pub struct GroupsKnown<'a> {
+    accounts: &'a dyn Accounts,
+    user: String,
+    groups: Vec<String>,
+}
+
+impl<'a> GroupsKnown<'a> {
+    /// Looks `user`'s groups up now when `needed` (some policy matches groups), else knows
+    /// them as none.
+    pub fn look_up(accounts: &'a dyn Accounts, user: &str, needed: bool) -> GroupsKnown<'a> {
+        let groups = if needed {
+            accounts.groups_of(user)
+        } else {
+            Vec::new()
+        };
+        GroupsKnown {
+            accounts,
+            user: user.to_string(),
+            groups,
+        }
+    }
+}
+
+impl Accounts for GroupsKnown<'_> {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        self.accounts.user_name(uid)
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        self.accounts.uid_of(name)
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        if user == self.user {
+            self.groups.clone()
+        } else {
+            self.accounts.groups_of(user)
+        }
+    }
+}
+
+/// The facts `sources` know of `user`, asked in order.
+pub fn look_up(
+    sources: &[&dyn Directory],
+    user: &str,
+    wanted: Wanted,
+) -> Result<UserFacts, DirectoryError> {
+    let mut facts = UserFacts::default();
+    for source in sources {
+        source.look_up(user, wanted, &mut facts)?;
+    }
+    Ok(facts)
+}
+
+/// Why facts were not resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Past [`DEADLINE`].
+    Late,
+    /// The lookup panicked.
+    Lost,
+}
+
+/// Runs the lookups of `work` on a blocking thread and waits at most `deadline` for them; the
+/// runtime's thread serves other connections meanwhile. A late lookup is logged with `user`
+/// and left to finish on its own (a blocking call cannot be cancelled): its answer is dropped.
+pub async fn within_deadline<T, F>(deadline: Duration, user: &str, work: F) -> Result<T, Unresolved>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::time::timeout(deadline, off_thread::run(work)).await {
+        Ok(Ok(facts)) => Ok(facts),
+        Ok(Err(Lost)) => Err(Unresolved::Lost),
+        Err(_) => {
+            tracing::error!(
+                "looking up user={} took longer than {} s; the login is unavailable",
+                escape_for_log(user),
+                deadline.as_secs()
+            );
+            Err(Unresolved::Late)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::FakeAccounts;
+
+    #[test]
+    fn nss_answers_groups_only_when_they_are_wanted() {
+        let nss = Nss(&FakeAccounts);
+        let none = look_up(&[&nss], "alice", Wanted::default()).unwrap();
+        assert!(none.groups.is_empty());
+        let wanted = Wanted {
+            record: false,
+            groups: true,
+        };
+        let some = look_up(&[&nss], "alice", wanted).unwrap();
+        assert_eq!(some.groups, ["alice", "otpadmin"]);
+    }
+
+    #[test]
+    fn the_template_gives_an_address_only_to_users_without_one() {
+        let config =
+            crate::test_support::config("[directory]\nemail_template = \"{user}@example.com\"");
+        let wanted = Wanted {
+            record: true,
+            groups: false,
+        };
+        let template = AddressTemplate(&config);
+        let from_template = look_up(&[&template], "alice", wanted).unwrap();
+        assert_eq!(
+            from_template.address.as_ref().map(EmailAddress::as_str),
+            Some("alice@example.com")
+        );
+        let mut on_file = UserFacts {
+            address: Some(EmailAddress::parse("a@corp.example").unwrap()),
+            ..UserFacts::default()
+        };
+        template.look_up("alice", wanted, &mut on_file).unwrap();
+        assert_eq!(
+            on_file.address.as_ref().map(EmailAddress::as_str),
+            Some("a@corp.example")
+        );
+    }
+
+    #[test]
+    fn known_groups_are_those_looked_up_before() {
+        let known = GroupsKnown::look_up(&FakeAccounts, "bob", true);
+        assert_eq!(known.groups_of("bob"), ["bob", "webdav"]);
+        assert_eq!(known.groups_of("alice"), ["alice", "otpadmin"]);
+        let unneeded = GroupsKnown::look_up(&FakeAccounts, "bob", false);
+        assert!(unneeded.groups_of("bob").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_past_the_deadline_is_unresolved_and_the_runtime_is_not_held() {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let late = tokio::spawn(within_deadline(DEADLINE, "slow", move || {
+            let _ = held.recv();
+        }));
+        tokio::task::yield_now().await;
+        tokio::time::advance(DEADLINE + Duration::from_millis(1)).await;
+        assert_eq!(late.await.unwrap(), Err(Unresolved::Late));
+        release.send(()).unwrap();
+    }
+}
