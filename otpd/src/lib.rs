@@ -1,6 +1,6 @@
 //! otpd: issues, mails and verifies one-time codes for the pam_otp_email module.
 //!
-//! `main.rs` only parses arguments; [`daemon::run`] starts the pieces: [`server`] reads framed
+//! `main.rs` only parses arguments; [`lifecycle::run`] starts the pieces: [`server`] reads framed
 //! requests, [`handler`] dispatches them (admin ones to [`admin`]) and answers logins using
 //! [`directory`] (the user's facts, resolved first), [`policy`] (who needs a code), [`store`]
 //! (codes and rules in SQLite), [`delivery`] (issue, mail, settle) and [`audit`] (rows and log
@@ -15,12 +15,12 @@ pub mod caller;
 pub mod clock;
 pub mod code;
 pub mod ctl;
-pub mod daemon;
 pub mod delivery;
 pub mod directory;
 pub mod files;
 pub mod handler;
 pub mod layering;
+pub mod lifecycle;
 pub mod logging;
 pub mod mail;
 pub mod notices;

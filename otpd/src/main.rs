@@ -1,4 +1,4 @@
-//! `otpd`: the daemon. Parses arguments and hands over to [`otpd::daemon::run`].
+//! `otpd`: the daemon. Parses arguments and hands over to [`otpd::lifecycle::run`].
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(otpd::daemon::run(args.config)) {
+    match runtime.block_on(otpd::lifecycle::run(args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{}", common::text::escape_for_log(&e.to_string()));

@@ -54,7 +54,7 @@ pub enum ConvError {
 /// libpam would not keep something the next lines of the stack need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("libpam could not store the {item} (PAM error {code})")]
-pub struct StoreError {
+pub struct PamItemError {
     /// What could not be stored, for syslog.
     pub item: &'static str,
     /// libpam's return code.
@@ -110,11 +110,11 @@ pub trait LoginHandle {
     /// PAM_AUTHTOK, when the application or an earlier module set it.
     fn authtok(&self) -> Option<SecretBytes>;
     /// Sets PAM_AUTHTOK, for a password module after us (`use_first_pass`).
-    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), StoreError>;
+    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), PamItemError>;
     /// Leaves `stash` for a later line of this module in the same transaction, replacing any.
-    fn stash(&mut self, stash: Stash) -> Result<(), StoreError>;
+    fn stash(&mut self, stash: Stash) -> Result<(), PamItemError>;
     /// Takes what an earlier line stashed and clears it, so one stash serves one login only.
-    fn take_stash(&mut self) -> Result<Option<Stash>, StoreError>;
+    fn take_stash(&mut self) -> Result<Option<Stash>, PamItemError>;
 }
 
 /// The public keys in sshd's `SSH_AUTH_INFO_0`, as `TYPE BASE64`: one per `publickey` line
@@ -322,7 +322,7 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
     }
 
     /// libpam would not keep PAM_AUTHTOK or the stash: the admin must know, the login fails.
-    fn store_failed(&mut self, error: StoreError) -> Outcome {
+    fn store_failed(&mut self, error: PamItemError) -> Outcome {
         self.detail = Some(error.to_string());
         Outcome::PamStoreFailed
     }

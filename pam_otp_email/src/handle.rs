@@ -7,7 +7,7 @@ use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::PamHandle;
 
 use crate::ffi;
-use crate::flow::{ConvError, LogLevel, LoginHandle, Stash, StoreError};
+use crate::flow::{ConvError, LogLevel, LoginHandle, PamItemError, Stash};
 use crate::secret::SecretBytes;
 
 /// The handle of the login libpam is running.
@@ -99,20 +99,20 @@ impl LoginHandle for PamLogin<'_> {
         Some(SecretBytes::from_slice(item.as_bytes()))
     }
 
-    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), StoreError> {
-        ffi::set_authtok(self.pamh, secret).map_err(|code| StoreError {
+    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), PamItemError> {
+        ffi::set_authtok(self.pamh, secret).map_err(|code| PamItemError {
             item: "password (PAM_AUTHTOK)",
             code,
         })
     }
 
-    fn stash(&mut self, stash: Stash) -> Result<(), StoreError> {
+    fn stash(&mut self, stash: Stash) -> Result<(), PamItemError> {
         ffi::store_stash(self.pamh, Some(stash)).map_err(stash_error)
     }
 
     /// Clears only when something was stashed, so a stack without a split line never writes
     /// module data.
-    fn take_stash(&mut self) -> Result<Option<Stash>, StoreError> {
+    fn take_stash(&mut self) -> Result<Option<Stash>, PamItemError> {
         let Some(stash) = ffi::stashed(self.pamh) else {
             return Ok(None);
         };
@@ -121,8 +121,8 @@ impl LoginHandle for PamLogin<'_> {
     }
 }
 
-fn stash_error(code: pam::constants::PamResultCode) -> StoreError {
-    StoreError {
+fn stash_error(code: pam::constants::PamResultCode) -> PamItemError {
+    PamItemError {
         item: "stash (module data)",
         code: code as i32,
     }

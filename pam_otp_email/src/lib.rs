@@ -44,10 +44,10 @@
 //! PAM_IGNORE from both lines, never PAM_SUCCESS: pam_unix alone decides for them.
 
 pub mod args;
-pub mod daemon;
 mod ffi;
 pub mod flow;
 mod handle;
+pub mod otpd_client;
 pub mod outcome;
 mod quiet_panic;
 pub mod refusal_log;
@@ -59,9 +59,9 @@ use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 
 use crate::args::Args;
-use crate::daemon::Otpd;
 use crate::flow::{LogLevel, Settings};
 use crate::handle::PamLogin;
+use crate::otpd_client::Otpd;
 use crate::outcome::{Outcome, pam_code};
 
 /// The module, as registered with pam-bindings.

@@ -3,8 +3,8 @@
 //! servers in `[[mail.servers]]`, tried in order.
 
 mod dkim;
+mod message_template;
 mod server;
-mod template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,12 +18,12 @@ use super::error::{Invalid, Location};
 use super::raw::{RawMail, Text};
 
 pub use self::dkim::DkimSettings;
-pub use self::server::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION, Security, SmtpAuth, SmtpServer,
-};
-pub use self::template::{
+pub use self::message_template::{
     DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT, MessageOverrides, MessageTemplate,
     MessageTemplates, TemplateVar,
+};
+pub use self::server::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION, Security, SmtpAuth, SmtpServer,
 };
 
 /// The longest sender display name; it goes into a header.

@@ -10,6 +10,7 @@
 //! anything: the daemon refuses to start, and a reload keeps the old configuration.
 
 mod address;
+mod address_template;
 pub mod admin_file;
 mod check;
 mod daemon;
@@ -22,13 +23,13 @@ mod network;
 mod policy;
 mod raw;
 mod settings;
-mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
+pub use self::address_template::EmailTemplate;
 pub use self::daemon::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_STATE_DIR, DaemonConfig, FairShare, TrustedCaller,
 };
@@ -43,7 +44,6 @@ pub use self::mail::{
 pub use self::network::Network;
 pub use self::policy::Policy;
 pub use self::settings::{Mode, Settings};
-pub use self::template::EmailTemplate;
 pub use crate::service::Protocol;
 
 use self::error::Invalid;

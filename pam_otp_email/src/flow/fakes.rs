@@ -9,7 +9,7 @@ use common::client::ClientError;
 use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 
-use super::{ConvError, Daemon, LogLevel, LoginHandle, Settings, Stash, StoreError, run};
+use super::{ConvError, Daemon, LogLevel, LoginHandle, PamItemError, Settings, Stash, run};
 use crate::outcome::Outcome;
 use crate::secret::SecretBytes;
 
@@ -131,8 +131,8 @@ impl FakeHandle {
     }
 }
 
-fn refused(item: &'static str) -> StoreError {
-    StoreError {
+fn refused(item: &'static str) -> PamItemError {
+    PamItemError {
         item,
         code: 5, // PAM_BUF_ERR
     }
@@ -172,7 +172,7 @@ impl LoginHandle for FakeHandle {
     fn authtok(&self) -> Option<SecretBytes> {
         self.authtok.as_deref().map(SecretBytes::from_slice)
     }
-    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), StoreError> {
+    fn set_authtok(&mut self, secret: &[u8]) -> Result<(), PamItemError> {
         if self.refuse_authtok {
             return Err(refused("password"));
         }
@@ -180,14 +180,14 @@ impl LoginHandle for FakeHandle {
         self.authtok_sets += 1;
         Ok(())
     }
-    fn stash(&mut self, stash: Stash) -> Result<(), StoreError> {
+    fn stash(&mut self, stash: Stash) -> Result<(), PamItemError> {
         if self.refuse_stash {
             return Err(refused("stash"));
         }
         self.stash = Some(stash);
         Ok(())
     }
-    fn take_stash(&mut self) -> Result<Option<Stash>, StoreError> {
+    fn take_stash(&mut self) -> Result<Option<Stash>, PamItemError> {
         if self.refuse_take {
             return Err(refused("stash"));
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::Finding;
 use crate::ctl::connect::DAEMON_USER;
-use crate::daemon::DATABASE_FILE;
+use crate::lifecycle::DATABASE_FILE;
 use crate::server_key::KEY_FILE;
 
 /// The uids that may own otpd's files and socket: root and the `otpd` account.
