@@ -4,6 +4,7 @@
 //! test command builds the workspace first (see README).
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// `target/<profile>/`, found from the running test binary.
 pub fn target_dir() -> PathBuf {
@@ -36,4 +37,21 @@ pub fn module() -> PathBuf {
 /// The SMTP capture server script.
 pub fn capture_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("smtp/capture.py")
+}
+
+/// The built `otpctl`, run as root (`None`) or as the uid:gid `who` through `setpriv` with no
+/// supplementary groups, as an unprivileged user would run it.
+pub fn otpctl_as(who: Option<(u32, u32)>) -> Command {
+    match who {
+        None => Command::new(binary("otpctl")),
+        Some((uid, gid)) => {
+            let mut command = Command::new("setpriv");
+            command
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .args(["--clear-groups", "--"])
+                .arg(binary("otpctl"));
+            command
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use e2e_tests::paths;
-use e2e_tests::programs::sshd;
+use e2e_tests::programs::{sshd, stacks};
 use serde_json::Value;
 
 /// A file shipped in packaging/doc/examples.
@@ -181,18 +181,6 @@ fn common_auth_with_the_profile() -> String {
     )
 }
 
-/// Debian 12's own /etc/pam.d/vsftpd.
-const DEBIAN_VSFTPD: &str = "# Standard behaviour for ftpd(8).\n\
-auth\trequired\tpam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n\
-\n\
-# Note: vsftpd handles anonymous logins on its own. Do not enable pam_ftp.so.\n\
-\n\
-# Standard pam includes\n\
-@include common-account\n\
-@include common-session\n\
-@include common-auth\n\
-auth\trequired\tpam_shells.so\n";
-
 /// The pam findings of doctor over a pam.d holding the profile's common-auth and `services`.
 fn pam_findings(services: &[(&str, &str)]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +197,7 @@ fn pam_findings(services: &[(&str, &str)]) -> Vec<Value> {
 
 #[test]
 fn debians_vsftpd_through_common_auth_with_the_profile_is_a_problem() {
-    let f = pam_findings(&[("vsftpd", DEBIAN_VSFTPD)]);
+    let f = pam_findings(&[("vsftpd", stacks::DEBIAN_VSFTPD)]);
     let problems = at_level(&f, "problem");
     assert_eq!(problems.len(), 1, "{f:#?}");
     assert!(

@@ -6,7 +6,7 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
@@ -61,17 +61,7 @@ fn refused_at_once(o: &Office, user: &str) -> LoginResult {
 /// `otpctl ARGS` against this otpd, as root or as the uid:gid `who`: exit status and stdout,
 /// stderr.
 fn ctl(o: &Office, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = match who {
-        None => Command::new(paths::binary("otpctl")),
-        Some((uid, gid)) => {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .args(["--clear-groups", "--"])
-                .arg(paths::binary("otpctl"));
-            c
-        }
-    };
+    let mut cmd = paths::otpctl_as(who);
     let out = cmd
         .arg("--socket")
         .arg(&o.otpd.socket)

@@ -113,17 +113,7 @@ fn ctl_as(who: (u32, u32), s: &Setup, args: &[&str]) -> Ran {
 }
 
 fn command(who: Option<(u32, u32)>, s: &Setup, args: &[&str]) -> Command {
-    let mut cmd = match who {
-        None => Command::new(paths::binary("otpctl")),
-        Some((uid, gid)) => {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .args(["--clear-groups", "--"])
-                .arg(paths::binary("otpctl"));
-            c
-        }
-    };
+    let mut cmd = paths::otpctl_as(who);
     cmd.arg("--socket").arg(&s.otpd.socket);
     if !args.contains(&"--config") {
         cmd.arg("--config").arg(&s.otpd.config_path);

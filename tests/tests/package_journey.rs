@@ -28,6 +28,7 @@ use e2e_tests::mta::Postfix;
 use e2e_tests::programs::answers::{is_code_prompt, wrong};
 use e2e_tests::programs::ssh_client::{Method, SshClient, SshOutcome};
 use e2e_tests::programs::sshd::Sshd;
+use e2e_tests::programs::stacks;
 use e2e_tests::programs::users::TestUser;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
@@ -329,7 +330,7 @@ fn the_admins_day_with_the_installed_package() {
     // doctor over the machine's own /etc/pam.d, with the profile in common-auth: Debian's
     // vsftpd reaches the module without `split` (a problem); the shipped split stack does not.
     let vsftpd = PamFile::take("vsftpd");
-    fs::write(VSFTPD_DEBIAN_PATH, DEBIAN_VSFTPD).unwrap();
+    fs::write(VSFTPD_DEBIAN_PATH, stacks::DEBIAN_VSFTPD).unwrap();
     let problems = doctor_pam_problems();
     assert!(
         problems.iter().any(|p| p.starts_with("vsftpd speaks ftp")),
@@ -345,18 +346,6 @@ fn the_admins_day_with_the_installed_package() {
 }
 
 const VSFTPD_DEBIAN_PATH: &str = "/etc/pam.d/vsftpd";
-
-/// Debian 12's own /etc/pam.d/vsftpd, as the vsftpd package installs it.
-const DEBIAN_VSFTPD: &str = "# Standard behaviour for ftpd(8).\n\
-auth\trequired\tpam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n\
-\n\
-# Note: vsftpd handles anonymous logins on its own. Do not enable pam_ftp.so.\n\
-\n\
-# Standard pam includes\n\
-@include common-account\n\
-@include common-session\n\
-@include common-auth\n\
-auth\trequired\tpam_shells.so\n";
 
 /// A file in /etc/pam.d the journey replaces for a while: put back (or removed, when there was
 /// none) on drop.

@@ -70,3 +70,16 @@ pub fn only_for_user(user: &str, line: &str, rest: &str) -> String {
         "auth [success=1 default=ignore] pam_succeed_if.so quiet user != {user}\n{line}\n{rest}"
     )
 }
+
+/// Debian 12's own /etc/pam.d/vsftpd, as the vsftpd package installs it: the password through
+/// common-auth, which under the otp-email profile also reaches the module (without `split`).
+pub const DEBIAN_VSFTPD: &str = "# Standard behaviour for ftpd(8).\n\
+auth\trequired\tpam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n\
+\n\
+# Note: vsftpd handles anonymous logins on its own. Do not enable pam_ftp.so.\n\
+\n\
+# Standard pam includes\n\
+@include common-account\n\
+@include common-session\n\
+@include common-auth\n\
+auth\trequired\tpam_shells.so\n";
