@@ -123,17 +123,27 @@ impl SqliteStore {
     }
 
     /// Creates or replaces every record in one transaction: all of them, or (on any error,
-    /// such as an invalid record) none.
+    /// such as an invalid record) none. Inside [`SqliteStore::in_one_transaction`] it is a
+    /// savepoint of that transaction.
     pub fn upsert_users(&mut self, records: &[UserRecord]) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let (begin, commit, rollback) = if self.conn.is_autocommit() {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            (
+                "SAVEPOINT upsert_users",
+                "RELEASE upsert_users",
+                "ROLLBACK TO upsert_users; RELEASE upsert_users",
+            )
+        };
+        self.conn.execute_batch(begin)?;
         let result = records.iter().try_for_each(|r| self.upsert_user(r));
         match result {
             Ok(()) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.conn.execute_batch(commit)?;
                 Ok(())
             }
             Err(e) => {
-                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
+                if let Err(rollback) = self.conn.execute_batch(rollback) {
                     tracing::error!(
                         "rollback after a failed bulk change: {}",
                         common::text::escape_for_log(&rollback.to_string())

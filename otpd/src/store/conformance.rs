@@ -890,6 +890,49 @@ fn audit<'a>(time: i64, event: &'a str, user: &'a str) -> AuditRecord<'a> {
     }
 }
 
+/// A decision and its audit row made in one transaction are both kept, and an operation that
+/// fails inside it (here a refused enrolment) takes back only its own writes.
+pub fn a_decision_and_its_audit_row_commit_together(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let mut challenge = None;
+    store
+        .in_one_transaction(&mut |store| {
+            challenge = Some(issued(store, &alice, &limits, T0, &mut rng).0);
+            store.record_audit(&audit(T0, "issued", "alice")).unwrap();
+            let bad = UserRecord {
+                name: String::new(),
+                ..record("nobody")
+            };
+            assert!(store.upsert_user(&bad).is_err());
+        })
+        .unwrap();
+    assert!(challenge.is_some());
+    assert_eq!(store.live_codes(T0).unwrap(), 1);
+    assert_eq!(store.audit_since(T0, 10).unwrap().len(), 1);
+}
+
+/// When the work of one transaction dies half-way (a panic; for a crash the database's own
+/// journal does the same), neither the decision nor its audit row is kept, and the store
+/// still works after.
+pub fn a_transaction_that_dies_keeps_neither_the_decision_nor_its_row(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = store.in_one_transaction(&mut |store| {
+            issued(store, &alice, &limits, T0, &mut rng);
+            store.record_audit(&audit(T0, "issued", "alice")).unwrap();
+            panic!("the work dies before its end");
+        });
+    }));
+    assert!(died.is_err());
+    assert_eq!(store.live_codes(T0).unwrap(), 0, "the code was taken back");
+    assert!(
+        store.audit_since(0, 10).unwrap().is_empty(),
+        "so was its row"
+    );
+    issued(store, &alice, &limits, T0 + 1, &mut rng);
+    assert_eq!(store.live_codes(T0 + 1).unwrap(), 1);
+}
+
 /// Audit rows are kept as recorded and read back newest first, by time, user and event.
 pub fn audit_rows_are_kept_and_read_back(store: &mut dyn Store) {
     store.record_audit(&audit(T0, "issued", "alice")).unwrap();
@@ -1229,6 +1272,8 @@ macro_rules! store_conformance_tests {
             a_notice_waits_until_it_is_delivered,
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
+            a_decision_and_its_audit_row_commit_together,
+            a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,
             audit_rows_are_kept_and_read_back,
             a_mail_servers_history_is_read_back_from_the_audit_rows,
             trimming_the_audit_deletes_the_oldest_rows,

@@ -38,6 +38,18 @@ use super::{
 /// tests and with the `conformance` feature): `store_conformance_tests!` and
 /// `store_conformance_race_tests!` give it one test per rule.
 pub trait Store: std::fmt::Debug {
+    // --- One decision, one transaction ---
+
+    /// Runs `work` as one transaction: every operation it calls and every audit row it
+    /// records commit together, or (after a crash, or a panic in `work`) not at all, so no
+    /// decision is ever stored without the row that records it. An operation that fails inside
+    /// it takes back only its own writes; the rest still commits. Called inside another
+    /// `in_one_transaction`, `work` simply joins the outer one.
+    fn in_one_transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Store),
+    ) -> Result<(), StoreError>;
+
     // --- Codes: issue, verify, resend, invalidate ---
 
     /// Issues a code for a login, or says why not. In order: a lockout of the user or of the
@@ -271,6 +283,13 @@ where
     T: DerefMut + std::fmt::Debug,
     T::Target: Store,
 {
+    fn in_one_transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Store),
+    ) -> Result<(), StoreError> {
+        (**self).in_one_transaction(work)
+    }
+
     fn issue(
         &mut self,
         req: &IssueRequest<'_>,

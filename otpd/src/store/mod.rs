@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::libc;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Savepoint, Transaction, TransactionBehavior};
 
 use crate::code::CodeError;
 use crate::server_key::ServerKey;
@@ -204,8 +204,75 @@ impl SqliteStore {
     /// Starts the one transaction a request runs in. `IMMEDIATE` takes the write lock at the
     /// start, so what the request reads cannot change before it writes; other connections wait
     /// up to [`BUSY_TIMEOUT`] for it.
-    fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
-        Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    ///
+    /// Inside [`SqliteStore::in_one_transaction`] it is a savepoint of that transaction
+    /// instead: the operation's writes then commit with the others, and its failure takes back
+    /// only its own.
+    fn immediate(conn: &mut Connection) -> Result<Unit<'_>, StoreError> {
+        if conn.is_autocommit() {
+            Ok(Unit::Own(conn.transaction_with_behavior(
+                TransactionBehavior::Immediate,
+            )?))
+        } else {
+            Ok(Unit::Nested(conn.savepoint()?))
+        }
+    }
+
+    /// See [`Store::in_one_transaction`]. SQLite: `BEGIN IMMEDIATE`, `work`, `COMMIT`; a
+    /// panic in `work` rolls back and goes on unwinding.
+    pub fn in_one_transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Store),
+    ) -> Result<(), StoreError> {
+        if !self.conn.is_autocommit() {
+            work(self);
+            return Ok(());
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
+        match worked {
+            Ok(()) => {
+                let committed = self.conn.execute_batch("COMMIT");
+                if committed.is_err() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Ok(committed?)
+            }
+            Err(panic) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+}
+
+/// One operation's unit of work: a transaction of its own, or a savepoint inside the
+/// transaction [`SqliteStore::in_one_transaction`] opened. Either reads and writes as the
+/// connection and commits (or, dropped, rolls back) the operation's writes.
+pub(super) enum Unit<'c> {
+    Own(Transaction<'c>),
+    Nested(Savepoint<'c>),
+}
+
+impl std::ops::Deref for Unit<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Unit::Own(tx) => tx,
+            Unit::Nested(savepoint) => savepoint,
+        }
+    }
+}
+
+impl Unit<'_> {
+    /// Commits the operation's writes (into the outer transaction, when nested).
+    pub(super) fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Unit::Own(tx) => tx.commit()?,
+            Unit::Nested(savepoint) => savepoint.commit()?,
+        }
+        Ok(())
     }
 }
 

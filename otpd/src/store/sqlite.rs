@@ -17,6 +17,13 @@ use super::{
 };
 
 impl Store for SqliteStore {
+    fn in_one_transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Store),
+    ) -> Result<(), StoreError> {
+        SqliteStore::in_one_transaction(self, work)
+    }
+
     fn issue(
         &mut self,
         req: &IssueRequest<'_>,
