@@ -1,7 +1,7 @@
 //! The layers a request passes through, top to bottom, and the rule that keeps them a one-way
 //! path: a module names only modules below it, so dispatch is never reached from below.
 //!
-//! 1. `daemon` starts the pieces; `ctl` is otpctl's side and talks to otpd over its socket.
+//! 1. `lifecycle` starts the pieces; `ctl` is otpctl's side and talks to otpd over its socket.
 //! 2. `server` (peer credentials, fair share, framing) hands each request to
 //! 3. `handler`, the dispatcher and login handler, which sends admin requests to
 //! 4. `admin`; and both use
@@ -18,7 +18,7 @@ mod tests {
 
     /// The modules that are layers of their own, and their depth (lower is higher up).
     const UPPER: [(&str, u8); 5] = [
-        ("daemon", 1),
+        ("lifecycle", 1),
         ("ctl", 1),
         ("server", 2),
         ("handler", 3),
