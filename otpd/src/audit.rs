@@ -1,5 +1,10 @@
 //! Audit events: a row in the database and a `key=value` line in the log for each.
 //!
+//! [`Event`] is the one vocabulary of audit events, logins' and otpctl's alike: [`record`]
+//! writes a login's, `admin::record` an otpctl command's. Their names are what fail2ban filters
+//! and `otpctl audit --event` match, and README.md's "Audit" section lists them (a test holds
+//! the two together).
+//!
 //! The log line is written for fail2ban and friends (`event=wrong_code ... rhost=<HOST>`); every
 //! value is escaped so an attacker-chosen user name or host cannot forge a second line or a
 //! second key. Neither the row nor the line ever contains a code.
@@ -60,6 +65,42 @@ pub enum Event {
     RecoveryOffered,
     /// An admin created a new set of recovery codes for the user.
     RecoveryCodesCreated,
+    /// A caller other than root or an admin ran an admin command; the detail names it.
+    AdminRefused,
+    /// `otpctl user add`.
+    UserAdded,
+    /// `otpctl user set-email`.
+    UserEmailSet,
+    /// `otpctl user set-protocols`.
+    UserProtocolsSet,
+    /// `otpctl user enable`.
+    UserEnabled,
+    /// `otpctl user disable`.
+    UserDisabled,
+    /// `otpctl user unlock`: the user's lockout and failure count were cleared.
+    UserUnlocked,
+    /// `otpctl user remove`.
+    UserRemoved,
+    /// `otpctl user reset`; the detail says what it cleared, even when that was nothing.
+    UserReset,
+    /// `otpctl user import`; the detail says how many.
+    UsersImported,
+    /// Many users enabled by one admin command; the detail says how many.
+    UsersEnabled,
+    /// `otpctl host unlock`; the address is in the `rhost` column.
+    HostUnlocked,
+    /// `otpctl enable`: a user turned their own login code on.
+    SelfEnabled,
+    /// `otpctl disable`: a user turned their own login code off.
+    SelfDisabled,
+    /// `otpctl protocols`: a user changed the protocols they are enrolled for.
+    SelfProtocols,
+    /// A self-service confirmation code was mailed; the detail says what it is for.
+    SelfCodeSent,
+    /// `otpctl test-mail`: one server accepted the test mail (the detail names it).
+    TestMailOk,
+    /// `otpctl test-mail`: one server refused it or could not be reached.
+    TestMailFailed,
 }
 
 impl Event {
@@ -86,7 +127,38 @@ impl Event {
             Event::RecoveryUsed => "recovery_used",
             Event::RecoveryOffered => "recovery_offered",
             Event::RecoveryCodesCreated => "recovery_codes_created",
+            Event::AdminRefused => "admin_refused",
+            Event::UserAdded => "user_added",
+            Event::UserEmailSet => "user_email_set",
+            Event::UserProtocolsSet => "user_protocols_set",
+            Event::UserEnabled => "user_enabled",
+            Event::UserDisabled => "user_disabled",
+            Event::UserUnlocked => "user_unlocked",
+            Event::UserRemoved => "user_removed",
+            Event::UserReset => "user_reset",
+            Event::UsersImported => "users_imported",
+            Event::UsersEnabled => "users_enabled",
+            Event::HostUnlocked => "host_unlocked",
+            Event::SelfEnabled => "self_enabled",
+            Event::SelfDisabled => "self_disabled",
+            Event::SelfProtocols => "self_protocols",
+            Event::SelfCodeSent => "self_code_sent",
+            Event::TestMailOk => "test_mail_ok",
+            Event::TestMailFailed => "test_mail_failed",
         }
+    }
+
+    /// Whether any local user can cause this event through otpctl as often as they like:
+    /// refused admin commands and wrong or dead answers to a self-service code (and the
+    /// lockout they lead to). From callers other than root, otpctl's rows of these are rate
+    /// limited like a local caller's login events (`store::audit_rate`). The other otpctl
+    /// events are changes made by root or an admin, or bounded by the mail caps, and are
+    /// always written one by one.
+    pub fn unbounded(self) -> bool {
+        matches!(
+            self,
+            Event::AdminRefused | Event::WrongCode | Event::CodeDead | Event::Locked
+        )
     }
 }
 
@@ -235,6 +307,7 @@ pub(crate) fn value(raw: &str) -> String {
 mod tests {
     use super::*;
     use crate::server_key::ServerKey;
+    use std::path::Path;
 
     const T0: i64 = 1_700_000_000;
 
@@ -289,6 +362,134 @@ mod tests {
         wrong_answers(&mut store, 100, 0, Origin::Reported);
         assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 100);
         assert!(store.ended_audit_windows(T0 + 60, true).is_empty());
+    }
+
+    /// Every event. The `match` in `place` makes a new variant a compile error until it has
+    /// a place, and then a test failure until it is listed here.
+    const EVERY: [Event; 38] = [
+        Event::Issued,
+        Event::Reused,
+        Event::Mailed,
+        Event::MailFailed,
+        Event::Verified,
+        Event::WrongCode,
+        Event::CodeDead,
+        Event::Locked,
+        Event::RateLimited,
+        Event::Skipped,
+        Event::RefusedCaller,
+        Event::Suppressed,
+        Event::BreakglassGranted,
+        Event::BreakglassUsed,
+        Event::BreakglassRevoked,
+        Event::BreakglassExpired,
+        Event::Exempt,
+        Event::RecoveryUsed,
+        Event::RecoveryOffered,
+        Event::RecoveryCodesCreated,
+        Event::AdminRefused,
+        Event::UserAdded,
+        Event::UserEmailSet,
+        Event::UserProtocolsSet,
+        Event::UserEnabled,
+        Event::UserDisabled,
+        Event::UserUnlocked,
+        Event::UserRemoved,
+        Event::UserReset,
+        Event::UsersImported,
+        Event::UsersEnabled,
+        Event::HostUnlocked,
+        Event::SelfEnabled,
+        Event::SelfDisabled,
+        Event::SelfProtocols,
+        Event::SelfCodeSent,
+        Event::TestMailOk,
+        Event::TestMailFailed,
+    ];
+
+    fn place(event: Event) -> usize {
+        match event {
+            Event::Issued => 0,
+            Event::Reused => 1,
+            Event::Mailed => 2,
+            Event::MailFailed => 3,
+            Event::Verified => 4,
+            Event::WrongCode => 5,
+            Event::CodeDead => 6,
+            Event::Locked => 7,
+            Event::RateLimited => 8,
+            Event::Skipped => 9,
+            Event::RefusedCaller => 10,
+            Event::Suppressed => 11,
+            Event::BreakglassGranted => 12,
+            Event::BreakglassUsed => 13,
+            Event::BreakglassRevoked => 14,
+            Event::BreakglassExpired => 15,
+            Event::Exempt => 16,
+            Event::RecoveryUsed => 17,
+            Event::RecoveryOffered => 18,
+            Event::RecoveryCodesCreated => 19,
+            Event::AdminRefused => 20,
+            Event::UserAdded => 21,
+            Event::UserEmailSet => 22,
+            Event::UserProtocolsSet => 23,
+            Event::UserEnabled => 24,
+            Event::UserDisabled => 25,
+            Event::UserUnlocked => 26,
+            Event::UserRemoved => 27,
+            Event::UserReset => 28,
+            Event::UsersImported => 29,
+            Event::UsersEnabled => 30,
+            Event::HostUnlocked => 31,
+            Event::SelfEnabled => 32,
+            Event::SelfDisabled => 33,
+            Event::SelfProtocols => 34,
+            Event::SelfCodeSent => 35,
+            Event::TestMailOk => 36,
+            Event::TestMailFailed => 37,
+        }
+    }
+
+    /// The event names README.md's "Audit" section lists: every backquoted word of the list
+    /// that starts at "- logins:" and ends at the first blank line.
+    fn documented_names() -> std::collections::BTreeSet<String> {
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let text = std::fs::read_to_string(readme).unwrap();
+        let section = text.split("\n## Audit\n").nth(1).unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        let list = section.split("\n- logins:").nth(1).unwrap();
+        let list = list.split("\n\n").next().unwrap();
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_event_has_one_name_of_its_own_and_the_readme_lists_them_all() {
+        let mut listed = [false; EVERY.len()];
+        for event in EVERY {
+            listed[place(event)] = true;
+        }
+        assert!(listed.iter().all(|l| *l), "EVERY misses an event");
+        let names: std::collections::BTreeSet<String> =
+            EVERY.iter().map(|e| e.as_str().to_string()).collect();
+        assert_eq!(names.len(), EVERY.len(), "two events share a name");
+        assert_eq!(names, documented_names(), "README.md's Audit section");
+    }
+
+    #[test]
+    fn only_refusals_and_wrong_or_dead_answers_are_unbounded() {
+        let unbounded: Vec<&str> = EVERY
+            .iter()
+            .filter(|e| e.unbounded())
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(
+            unbounded,
+            ["wrong_code", "code_dead", "locked", "admin_refused"]
+        );
     }
 
     #[test]

@@ -1,42 +1,53 @@
 //! The layers a request passes through, top to bottom, and the rule that keeps them a one-way
-//! path: a module names only modules below it, so dispatch is never reached from below.
+//! path: a module names only modules below it, never one above it or beside it, so dispatch is
+//! never reached from below and the login handler and admin never reach each other.
 //!
-//! 1. `lifecycle` starts the pieces; `ctl` is otpctl's side and talks to otpd over its socket.
+//! 0. `ctl` is otpctl's side: it talks to otpd over its socket (and reads `lifecycle`'s names).
+//! 1. `lifecycle` starts the pieces;
 //! 2. `server` (peer credentials, fair share, framing) hands each request to
-//! 3. `handler`, the dispatcher and login handler, which sends admin requests to
-//! 4. `admin`; and both use
+//! 3. `dispatch`, which sends login requests to
+//! 4. `login`, the login handler, and admin requests to `admin`; and both use
 //! 5. everything else: `rules`, `delivery`, `directory`, `policy`, `store`, `mail`, `audit`...
 //!
 //! What both the login handler and admin need (the rules' helpers, the issue -> deliver ->
-//! settle sequence) lives in layer 5, never in one of them for the other to import. Tests are
-//! exempt: they may drive the whole daemon through `handler::handle`. The test below reads the
-//! sources and fails on a `crate::<upper>` or `super::<upper>` path that points up.
+//! settle sequence, the audit vocabulary) lives in layer 5, never in one of them for the other
+//! to import. Tests are exempt: they may drive the whole daemon through `dispatch::handle`. The
+//! test below reads the sources and fails on a `crate::<module>` or `super::<module>` path that
+//! points up or sideways.
 
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
 
     /// The modules that are layers of their own, and their depth (lower is higher up).
-    const UPPER: [(&str, u8); 5] = [
+    const UPPER: [(&str, u8); 6] = [
+        ("ctl", 0),
         ("lifecycle", 1),
-        ("ctl", 1),
         ("server", 2),
-        ("handler", 3),
+        ("dispatch", 3),
+        ("login", 4),
         ("admin", 4),
     ];
 
-    /// The depth of the file at `path` (relative to `src/`).
-    fn depth_of(path: &Path) -> u8 {
+    /// The depth of the everything-else layer.
+    const BELOW: u8 = 5;
+
+    /// The top-level module of the file at `path` (relative to `src/`).
+    fn module_of(path: &Path) -> &str {
         let first = path
             .components()
             .next()
             .and_then(|c| c.as_os_str().to_str())
             .unwrap_or("");
-        let module = first.trim_end_matches(".rs");
+        first.trim_end_matches(".rs")
+    }
+
+    /// The depth of `module`.
+    fn depth_of(module: &str) -> u8 {
         UPPER
             .iter()
             .find(|(name, _)| *name == module)
-            .map_or(5, |(_, depth)| *depth)
+            .map_or(BELOW, |(_, depth)| *depth)
     }
 
     fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -55,16 +66,18 @@ mod tests {
         text.split("#[cfg(test)]").next().unwrap_or(text)
     }
 
-    /// Every path in `code` that names an upper module deeper than or level with `depth` is
-    /// fine; this lists those that point up: `(line, module)`.
-    fn upward_paths(code: &str, depth: u8) -> Vec<(usize, &'static str)> {
+    /// The paths in `code`, the source of a file in `module`, that name an upper module above
+    /// it or beside it (another module of its depth): `(line, module named)`. Its own module
+    /// and those below it are fine.
+    fn upward_paths(code: &str, module: &str) -> Vec<(usize, &'static str)> {
+        let depth = depth_of(module);
         let mut found = Vec::new();
         for (n, line) in code.lines().enumerate() {
             if line.trim_start().starts_with("//") {
                 continue;
             }
             for (name, upper) in UPPER {
-                if upper >= depth {
+                if upper > depth || name == module {
                     continue;
                 }
                 let named = ["crate::", "super::"].iter().any(|prefix| {
@@ -95,7 +108,7 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(file).unwrap();
-            for (line, name) in upward_paths(non_test(&text), depth_of(relative)) {
+            for (line, name) in upward_paths(non_test(&text), module_of(relative)) {
                 upward.push(format!("{}:{line} names {name}", relative.display()));
             }
         }
@@ -104,10 +117,33 @@ mod tests {
 
     #[test]
     fn the_check_sees_an_import_from_the_dispatcher() {
-        let code = "use crate::handler::{bounded, limits_of};\nuse crate::store::Store;\n";
-        assert_eq!(upward_paths(code, 4), vec![(1, "handler")]);
-        assert_eq!(upward_paths("crate::admin::SERVICE", 5), vec![(1, "admin")]);
-        assert!(upward_paths("use crate::handler_like::X;", 5).is_empty());
-        assert!(upward_paths("use crate::admin::authz;", 2).is_empty());
+        let code = "use crate::dispatch::handle;\nuse crate::store::Store;\n";
+        assert_eq!(upward_paths(code, "admin"), vec![(1, "dispatch")]);
+        assert_eq!(upward_paths(code, "login"), vec![(1, "dispatch")]);
+        assert_eq!(
+            upward_paths("crate::admin::SERVICE", "store"),
+            vec![(1, "admin")]
+        );
+        assert!(upward_paths("use crate::dispatch_like::X;", "store").is_empty());
+        assert!(upward_paths("use crate::admin::authz;", "server").is_empty());
+        assert!(upward_paths("crate::login::begin(", "dispatch").is_empty());
+        assert!(upward_paths("use crate::lifecycle::DATABASE_FILE;", "ctl").is_empty());
+    }
+
+    #[test]
+    fn the_check_sees_the_login_handler_and_admin_reach_each_other() {
+        assert_eq!(
+            upward_paths("use crate::admin::record;", "login"),
+            vec![(1, "admin")]
+        );
+        assert_eq!(
+            upward_paths("crate::login::Mode::Resend", "admin"),
+            vec![(1, "login")]
+        );
+        assert!(upward_paths("use crate::login::Mode;", "login").is_empty());
+        assert_eq!(
+            upward_paths("crate::ctl::run()", "daemon"),
+            vec![(1, "ctl")]
+        );
     }
 }

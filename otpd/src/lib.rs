@@ -1,10 +1,11 @@
 //! otpd: issues, mails and verifies one-time codes for the pam_otp_email module.
 //!
-//! `main.rs` only parses arguments; [`lifecycle::run`] starts the pieces: [`server`] reads framed
-//! requests, [`handler`] dispatches them (admin ones to [`admin`]) and answers logins using
-//! [`directory`] (the user's facts, resolved first), [`policy`] (who needs a code), [`store`]
-//! (codes and rules in SQLite), [`delivery`] (issue, mail, settle) and [`audit`] (rows and log
-//! lines). [`layering`] keeps that path one-way.
+//! `main.rs` only parses arguments; [`lifecycle::run`] starts the pieces: [`server`] reads
+//! framed requests, [`dispatch`] sends each to [`login`] (the module's requests) or [`admin`]
+//! (otpctl's), and both use [`directory`] (the user's facts, resolved first), [`policy`] (who
+//! needs a code), [`store`] (the rules behind one interface; SQLite embedded), [`delivery`]
+//! (issue, mail, settle) and [`audit`] (rows and log lines, one vocabulary of events).
+//! [`layering`] keeps that path one-way.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -17,11 +18,12 @@ pub mod code;
 pub mod ctl;
 pub mod delivery;
 pub mod directory;
+pub mod dispatch;
 pub mod files;
-pub mod handler;
 pub mod layering;
 pub mod lifecycle;
 pub mod logging;
+pub mod login;
 pub mod mail;
 pub mod notices;
 pub mod off_thread;

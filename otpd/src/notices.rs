@@ -229,7 +229,7 @@ mod tests {
             ssh_keys: Vec::new(),
         };
         let Response::Prompt { challenge, .. } =
-            crate::handler::handle(shared, caller(0), begin).await
+            crate::dispatch::handle(shared, caller(0), begin).await
         else {
             panic!("no recovery prompt");
         };
@@ -238,7 +238,7 @@ mod tests {
             challenge,
             code: SecretString::new(codes[0].expose().to_string()),
         };
-        let answered = crate::handler::handle(shared, caller(0), answer).await;
+        let answered = crate::dispatch::handle(shared, caller(0), answer).await;
         assert!(
             matches!(answered, Response::SuccessWithNotice { .. }),
             "{answered:?}"

@@ -5,6 +5,7 @@ use common::wire_admin::{AdminResponse, RefuseReason};
 
 use super::{Ctx, record, refused};
 use crate::accounts::Accounts;
+use crate::audit::Event;
 use crate::caller::Caller;
 
 /// True when `caller` may run admin commands.
@@ -53,7 +54,7 @@ pub(crate) fn refuse(ctx: &Ctx<'_>, command: &str, message: String) -> AdminResp
     record::note(
         &mut store,
         ctx.now,
-        "admin_refused",
+        Event::AdminRefused,
         None,
         ctx.caller,
         Some(command),

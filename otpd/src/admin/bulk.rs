@@ -6,6 +6,7 @@ use nix::unistd::Group;
 
 use super::view;
 use super::{Ctx, record, refused, store_failed};
+use crate::audit::Event;
 use crate::policy;
 use crate::store::{StoreError, UserRecord};
 
@@ -50,7 +51,7 @@ pub fn import(ctx: &Ctx<'_>, rows: &[ImportRow], partial: bool, dry_run: bool) -
     record::note(
         &mut store,
         ctx.now,
-        "users_imported",
+        Event::UsersImported,
         None,
         ctx.caller,
         Some(&detail),
@@ -146,7 +147,7 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
     record::note(
         &mut store,
         ctx.now,
-        "users_enabled",
+        Event::UsersEnabled,
         None,
         ctx.caller,
         Some(&detail),

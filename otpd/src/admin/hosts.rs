@@ -9,6 +9,7 @@ use common::timefmt;
 use common::wire_admin::{AdminResponse, HostView, RefuseReason};
 
 use super::{Ctx, record, refused, store_failed};
+use crate::audit::Event;
 use crate::store::Lockout;
 
 /// `host list`.
@@ -49,7 +50,7 @@ pub fn unlock(ctx: &Ctx<'_>, address: &str) -> AdminResponse {
     record::note_host(
         &mut store,
         ctx.now,
-        "host_unlocked",
+        Event::HostUnlocked,
         &shown,
         ctx.caller,
         Some(&detail),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use common::wire_admin::{AdminResponse, MailTestResult, RefuseReason};
 
 use super::{Ctx, authz, record, refused};
+use crate::audit::Event;
 use crate::caller::Caller;
 use crate::state::Shared;
 
@@ -51,8 +52,8 @@ pub async fn run(
         let mut store = shared.store();
         for result in &results {
             let (event, detail) = match &result.outcome {
-                Ok(()) => ("test_mail_ok", result.server.clone()),
-                Err(error) => ("test_mail_failed", format!("{}: {error}", result.server)),
+                Ok(()) => (Event::TestMailOk, result.server.clone()),
+                Err(error) => (Event::TestMailFailed, format!("{}: {error}", result.server)),
             };
             record::note(&mut store, now, event, None, caller, Some(&detail));
         }

@@ -3,7 +3,7 @@
 //! Every request is authorized here, from the peer's credentials, before anything is read or
 //! changed: admin requests need root or a member of `[daemon] admin_group`; self-service
 //! requests act only on the account whose uid is calling. Store work runs on blocking threads;
-//! mail sends are awaited outside the store lock, as in [`crate::handler`].
+//! mail sends are awaited outside the store lock, as in [`crate::login`].
 
 pub(crate) mod authz;
 mod breakglass;

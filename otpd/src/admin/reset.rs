@@ -6,6 +6,7 @@ use common::wire_admin::{AdminResponse, RefuseReason};
 
 use super::users::view_of;
 use super::{Ctx, record, refused, store_failed, view};
+use crate::audit::Event;
 use crate::store::UserReset;
 
 /// `user reset`: audited as `user_reset` with what it cleared, even when that was nothing.
@@ -21,7 +22,7 @@ pub fn reset(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     record::note(
         &mut store,
         ctx.now,
-        "user_reset",
+        Event::UserReset,
         Some(user),
         ctx.caller,
         Some(&detail(&done, ctx.now)),

@@ -17,6 +17,7 @@ use common::wire_admin::{AdminResponse, RefuseReason, SelfAction};
 use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
 use crate::accounts::Accounts;
+use crate::audit::Event;
 use crate::caller::Caller;
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
 use crate::directory::GroupsKnown;
@@ -171,14 +172,14 @@ fn apply(
         SelfAction::Enable => {
             new.enabled = true;
             (
-                "self_enabled",
+                Event::SelfEnabled,
                 "The login code is now on for you.".to_string(),
             )
         }
         SelfAction::Disable => {
             new.enabled = false;
             (
-                "self_disabled",
+                Event::SelfDisabled,
                 "The login code is now off for you.".to_string(),
             )
         }
@@ -186,7 +187,7 @@ fn apply(
             let list = view::check_protocols(protocols, None).unwrap_or_default();
             let message = format!("You are now enrolled for {}.", list.join(", "));
             new.protocols = Some(list);
-            ("self_protocols", message)
+            (Event::SelfProtocols, message)
         }
         SelfAction::RecoveryCodes => return new_recovery_codes(ctx, store, name),
     };
@@ -216,7 +217,7 @@ fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut dyn Store, name: &str) -> Admin
     record::note(
         store,
         ctx.now,
-        crate::audit::Event::RecoveryCodesCreated.as_str(),
+        Event::RecoveryCodesCreated,
         Some(name),
         ctx.caller,
         Some(&detail),
@@ -310,15 +311,22 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
                 record::note(
                     store,
                     now,
-                    "self_code_sent",
+                    Event::SelfCodeSent,
                     Some(&name),
                     caller,
                     Some(&purpose),
                 );
-                record::note(store, now, "mailed", Some(&name), caller, Some(server));
+                record::note(store, now, Event::Mailed, Some(&name), caller, Some(server));
             }
             Settlement::MailFailed { detail } => {
-                record::note(store, now, "mail_failed", Some(&name), caller, Some(detail));
+                record::note(
+                    store,
+                    now,
+                    Event::MailFailed,
+                    Some(&name),
+                    caller,
+                    Some(detail),
+                );
             }
             // Never offered for a self-service code (see `OnFailure::Invalidate`).
             Settlement::RecoveryOffered { .. } => {}
@@ -467,7 +475,7 @@ pub fn confirm(
             record::note(
                 &mut store,
                 ctx.now,
-                "wrong_code",
+                Event::WrongCode,
                 Some(&name),
                 caller,
                 Some(&detail),
@@ -478,7 +486,14 @@ pub fn confirm(
             )
         }
         Ok(VerifyOutcome::Dead) => {
-            record::note(&mut store, ctx.now, "code_dead", Some(&name), caller, None);
+            record::note(
+                &mut store,
+                ctx.now,
+                Event::CodeDead,
+                Some(&name),
+                caller,
+                None,
+            );
             refused(
                 RefuseReason::WrongCode,
                 "This code is no longer valid; nothing was changed. Run the command again for a new one."
@@ -486,7 +501,14 @@ pub fn confirm(
             )
         }
         Ok(VerifyOutcome::LockedOut { until }) => {
-            record::note(&mut store, ctx.now, "locked", Some(&name), caller, None);
+            record::note(
+                &mut store,
+                ctx.now,
+                Event::Locked,
+                Some(&name),
+                caller,
+                None,
+            );
             locked(until, ctx.now)
         }
         // `Store::verify` takes no recovery code (only login prompts do); should one ever be

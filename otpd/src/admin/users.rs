@@ -4,6 +4,7 @@ use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
 use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
+use crate::audit::Event;
 use crate::store::{Store, StoreError, UserRecord};
 
 /// `user add`: refused when the user already has a record, and, unless `no_account`, when the
@@ -63,7 +64,7 @@ pub fn add(
         ctx,
         &mut store,
         &new,
-        "user_added",
+        Event::UserAdded,
         format!("Added {user}."),
     )
 }
@@ -74,7 +75,7 @@ pub fn set_email(ctx: &Ctx<'_>, user: &str, email: &str) -> AdminResponse {
         Ok(email) => email,
         Err(message) => return refused(RefuseReason::Invalid, message),
     };
-    change(ctx, user, "user_email_set", |r| {
+    change(ctx, user, Event::UserEmailSet, |r| {
         r.email = Some(email.as_str().to_string());
         format!("The address of {user} is now {}.", email.as_str())
     })
@@ -89,7 +90,7 @@ pub fn set_protocols(ctx: &Ctx<'_>, user: &str, protocols: Option<Vec<String>>) 
         Ok(protocols) => protocols,
         Err(message) => return refused(RefuseReason::Invalid, message),
     };
-    change(ctx, user, "user_protocols_set", |r| {
+    change(ctx, user, Event::UserProtocolsSet, |r| {
         let shown = protocols
             .as_ref()
             .map_or("all protocols".to_string(), |p| p.join(","));
@@ -101,9 +102,9 @@ pub fn set_protocols(ctx: &Ctx<'_>, user: &str, protocols: Option<Vec<String>>) 
 /// `user enable` and `user disable`.
 pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
     let event = if enabled {
-        "user_enabled"
+        Event::UserEnabled
     } else {
-        "user_disabled"
+        Event::UserDisabled
     };
     change(ctx, user, event, |r| {
         r.enabled = enabled;
@@ -119,7 +120,7 @@ pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
 fn change(
     ctx: &Ctx<'_>,
     user: &str,
-    event: &'static str,
+    event: Event,
     edit: impl FnOnce(&mut UserRecord) -> String,
 ) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
@@ -144,7 +145,7 @@ fn save(
     ctx: &Ctx<'_>,
     store: &mut dyn Store,
     new: &UserRecord,
-    event: &'static str,
+    event: Event,
     message: String,
 ) -> AdminResponse {
     match store.upsert_user(new) {
@@ -190,7 +191,7 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     record::note(
         &mut store,
         ctx.now,
-        "user_unlocked",
+        Event::UserUnlocked,
         Some(user),
         ctx.caller,
         None,
@@ -216,7 +217,7 @@ pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
             record::note(
                 &mut store,
                 ctx.now,
-                "user_removed",
+                Event::UserRemoved,
                 Some(user),
                 ctx.caller,
                 None,
@@ -355,7 +356,7 @@ pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     record::note(
         &mut store,
         ctx.now,
-        crate::audit::Event::RecoveryCodesCreated.as_str(),
+        Event::RecoveryCodesCreated,
         Some(user),
         ctx.caller,
         Some(&detail),

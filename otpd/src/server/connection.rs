@@ -18,7 +18,7 @@ use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::caller::Caller;
-use crate::handler;
+use crate::dispatch;
 use crate::peer_lines::PeerTrouble;
 use crate::state::Shared;
 
@@ -53,7 +53,7 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
                 return;
             }
         };
-        let response = handler::handle(&shared, caller, request).await;
+        let response = dispatch::handle(&shared, caller, request).await;
         if let Err(e) = write_response(&mut stream, &response, timeout).await {
             log_peer(&shared, caller.uid, PeerTrouble::LeftEarly, e.to_string()).await;
         }

@@ -1,0 +1,138 @@
+//! Sends each request where it belongs: the module's login requests to [`crate::login`],
+//! otpctl's to [`crate::admin`]. Nothing else happens here, and nothing below calls back up:
+//! this is the only module that reaches both (see [`crate::layering`]).
+
+use std::sync::Arc;
+
+use common::wire::{Request, Response};
+
+use crate::caller::Caller;
+use crate::login::{self, Mode};
+use crate::state::Shared;
+
+/// Answers `request` from `caller`.
+pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
+    match request {
+        Request::Ping => Response::Pong {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        Request::Begin { login, ssh_keys } => {
+            login::begin(shared, caller, login, Mode::First(ssh_keys)).await
+        }
+        Request::Resend { login } => login::begin(shared, caller, login, Mode::Resend).await,
+        Request::Probe { login } => login::probe(shared, caller, login).await,
+        Request::Verify { login, code } => {
+            login::verify_appended(shared, caller, login, code).await
+        }
+        Request::Admin { request } => Response::Admin {
+            response: crate::admin::handle(shared, caller, request).await,
+        },
+        Request::Answer {
+            login,
+            challenge,
+            code,
+        } => {
+            let response = login::answer(shared, caller, login, challenge, code).await;
+            if matches!(response, Response::SuccessWithNotice { .. }) {
+                // A recovery code was used: its notice is queued; wake the deliverer.
+                shared.notices_queued.notify_one();
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    use common::secret::SecretString;
+    use common::wire::LoginContext;
+
+    use crate::clock::SystemClock;
+    use crate::test_support::caller;
+
+    /// otpd requiring a code of everyone, its only mail server a loopback port where nothing
+    /// listens, and alice with recovery codes: every begin is offered a recovery prompt.
+    fn relay_down() -> (tempfile::TempDir, Arc<Shared>, Vec<SecretString>) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[directory]\nemail_template = \"{user}@example.test\"\n\
+                    [defaults]\nmode = \"required\"\n\
+                    [mail]\nfrom = \"otp@example.com\"\n\
+                    [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
+                    security = \"none\"\ntimeout_seconds = 2\n";
+        let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+        ));
+        let codes = shared
+            .store()
+            .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
+            .unwrap();
+        (dir, shared, codes)
+    }
+
+    fn alice() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.1".into()),
+            tty: None,
+            protocol: None,
+        }
+    }
+
+    /// Whether the notice deliverer has been woken (and takes the wake-up).
+    async fn deliverer_woken(shared: &Shared) -> bool {
+        let wait = shared.notices_queued.notified();
+        tokio::time::timeout(Duration::from_millis(50), wait)
+            .await
+            .is_ok()
+    }
+
+    /// Alice's answer `code` to a recovery prompt, through the dispatcher.
+    async fn answer_with(shared: &Arc<Shared>, code: SecretString) -> Response {
+        let begin = Request::Begin {
+            login: alice(),
+            ssh_keys: Vec::new(),
+        };
+        let Response::Prompt { challenge, .. } = handle(shared, caller(0), begin).await else {
+            panic!("no recovery prompt");
+        };
+        let answer = Request::Answer {
+            login: alice(),
+            challenge,
+            code,
+        };
+        handle(shared, caller(0), answer).await
+    }
+
+    #[tokio::test]
+    async fn a_used_recovery_code_wakes_the_notice_deliverer_and_a_wrong_one_does_not() {
+        let (_dir, shared, codes) = relay_down();
+        let wrong = answer_with(&shared, SecretString::new("zzzzz-zzzzz".into())).await;
+        assert!(matches!(wrong, Response::Denied { .. }), "{wrong:?}");
+        assert!(!deliverer_woken(&shared).await);
+        let used = answer_with(&shared, codes[0].clone()).await;
+        assert!(
+            matches!(used, Response::SuccessWithNotice { .. }),
+            "{used:?}"
+        );
+        assert!(deliverer_woken(&shared).await);
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_with_otpds_version() {
+        let (_dir, shared, _) = relay_down();
+        assert_eq!(
+            handle(&shared, caller(1000), Request::Ping).await,
+            Response::Pong {
+                version: env!("CARGO_PKG_VERSION").to_string()
+            }
+        );
+    }
+}

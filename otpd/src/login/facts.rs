@@ -1,0 +1,160 @@
+//! A login's facts (who asked and whether it may act for the user, the user's row, address and
+//! groups), resolved before any store transaction: on a blocking thread, within
+//! [`directory::DEADLINE`], from the directories in their order.
+
+use std::sync::Arc;
+
+use common::wire::{LoginContext, Response};
+
+use super::asker::Asker;
+use super::wording::{internal_error, lost};
+use crate::caller::{Caller, may_act_for};
+use crate::directory::{
+    self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
+    Wanted,
+};
+use crate::policy;
+use crate::state::{Active, Shared};
+
+/// What a login request is decided on, resolved before any store transaction.
+#[derive(Debug, Clone)]
+pub(super) struct Facts {
+    /// Who asked.
+    pub(super) asker: Asker,
+    /// The login, with its origin as otpd believes it.
+    pub(super) login: LoginContext,
+    /// Whether the asker may act for the login's user.
+    pub(super) may_act: bool,
+    /// What the directories know of the user (only what the decision will read).
+    pub(super) user: UserFacts,
+}
+
+/// Resolves a login's facts on a blocking thread within [`directory::DEADLINE`]: past it, or on
+/// a directory error, the login is unavailable (fail closed).
+pub(super) async fn resolve_facts(
+    shared: &Arc<Shared>,
+    active: &Arc<Active>,
+    caller: Caller,
+    login: LoginContext,
+) -> Result<Facts, Response> {
+    let user = login.user.clone();
+    let (shared, active) = (Arc::clone(shared), Arc::clone(active));
+    let resolved = directory::within_deadline(directory::DEADLINE, &user, move || {
+        look_up_facts(&shared, &active, caller, login)
+    })
+    .await;
+    match resolved {
+        Ok(Ok(facts)) => Ok(facts),
+        Ok(Err(e)) => Err(internal_error(&e)),
+        Err(Unresolved::Lost) => Err(lost()),
+        Err(Unresolved::Late) => Err(Response::Unavailable {
+            message:
+                "The login code service could not look up your account in time. Try again later."
+                    .into(),
+        }),
+    }
+}
+
+/// The lookups behind [`resolve_facts`]; they block.
+pub(super) fn look_up_facts(
+    shared: &Shared,
+    active: &Active,
+    caller: Caller,
+    login: LoginContext,
+) -> Result<Facts, DirectoryError> {
+    let config = &active.config;
+    let accounts = shared.accounts.as_ref();
+    let (asker, login) = Asker::of(shared, active, caller, login);
+    let may_act = may_act_for(
+        caller,
+        &login.user,
+        &config.daemon.trusted_callers,
+        accounts,
+    );
+    // Only a login the decision gets as far as the user for needs the user's facts.
+    let protocol = policy::login_protocol(config, &login).ok().flatten();
+    let reaches_user = may_act && policy::enabled_protocol(config, protocol).is_ok();
+    let wanted = Wanted {
+        record: reaches_user,
+        groups: reaches_user && config.policies_need_groups(),
+    };
+    let sources: [&dyn Directory; 3] = [
+        &LocalTable(shared),
+        &AddressTemplate(config),
+        &Nss(accounts),
+    ];
+    let user = directory::look_up(&sources, &login.user, wanted)?;
+    Ok(Facts {
+        asker,
+        login,
+        may_act,
+        user,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::Arc;
+
+    use crate::clock::SystemClock;
+    use crate::login::testing::{alice, begin_as_root};
+
+    /// NSS whose group lookup for `stuck` does not return until the test lets it.
+    #[derive(Debug)]
+    struct StuckLookup(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl crate::accounts::Accounts for StuckLookup {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            crate::test_support::FakeAccounts.user_name(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            crate::test_support::FakeAccounts.uid_of(name)
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "stuck" {
+                let _ = self.0.lock().unwrap().recv();
+            }
+            crate::test_support::FakeAccounts.groups_of(user)
+        }
+    }
+
+    /// Issue #18: a lookup that never answers must not keep the login waiting, nor let it in.
+    #[tokio::test(start_paused = true)]
+    async fn a_login_whose_directory_misses_the_deadline_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::config(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{user}@example.com\"\n\
+             [profiles.wheel]\nmode = \"off\"\n[[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        );
+        let (release, stuck) = std::sync::mpsc::channel();
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+            Arc::new(StuckLookup(std::sync::Mutex::new(stuck))),
+        ));
+        let login = LoginContext {
+            user: "stuck".into(),
+            ..alice()
+        };
+        let begun = tokio::spawn(async move { begin_as_root(&shared, login).await });
+        tokio::task::yield_now().await;
+        tokio::time::advance(crate::directory::DEADLINE + std::time::Duration::from_secs(1)).await;
+        for _ in 0..100 {
+            if begun.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let answered_in_time = begun.is_finished();
+        release.send(()).unwrap();
+        assert!(answered_in_time, "the login still waits for its lookup");
+        let answer = begun.await.unwrap();
+        assert!(
+            matches!(&answer, Response::Unavailable { message } if message.contains("in time")),
+            "{answer:?}"
+        );
+    }
+}

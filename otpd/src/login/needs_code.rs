@@ -1,0 +1,272 @@
+//! The checks every code request starts with (the caller may act for the user, the login's
+//! protocol, the policy, a break-glass grant) over the login's resolved facts, and the common
+//! path of the requests that check a code: fields, facts, these checks, then the request's
+//! own work in one store transaction on a blocking thread.
+
+use std::sync::Arc;
+
+use common::wire::{LoginContext, Response, SkipReason};
+
+use super::asker::Asker;
+use super::facts::{Facts, resolve_facts};
+use super::fields::check_fields;
+use super::wording::{lost, refused_caller};
+use crate::audit::{self, Event, Subject};
+use crate::caller::Caller;
+use crate::off_thread::{self, Lost};
+use crate::policy::{self, CodeNeeded, Decision};
+use crate::state::{Active, Shared};
+use crate::store::{IssueRequest, Store};
+
+/// The checks every code request starts with, over its resolved `facts`: the caller may act
+/// for the user, the login's protocol, the policy. `Ok` when a code is needed; otherwise the
+/// response to give (skip, refusal, error), already audited. No lookup happens here.
+pub(super) fn needs_code(
+    active: &Active,
+    store: &mut dyn Store,
+    facts: &Facts,
+    now: i64,
+) -> Result<CodeNeeded, Response> {
+    let (asker, login) = (facts.asker, &facts.login);
+    let config = &active.config;
+    let subject = |protocol| Subject {
+        login,
+        protocol,
+        caller_uid: asker.caller.uid,
+        origin: asker.origin,
+    };
+    if !facts.may_act {
+        audit::record(store, now, Event::RefusedCaller, subject(None), None);
+        return Err(refused_caller());
+    }
+    let protocol = policy::login_protocol(config, login).map_err(|e| Response::Error {
+        message: e.to_string(),
+    })?;
+    let protocol_name = protocol.map(|p| p.as_str());
+    let rhost = asker.remote_address(login);
+    let decision = policy::decide(
+        config,
+        login,
+        rhost,
+        protocol,
+        facts.user.record.as_ref(),
+        facts.user.address.clone(),
+        || facts.user.groups.clone(),
+    );
+    match decision {
+        Decision::Skip(reason) => {
+            let detail = serde_json::to_string(&reason).unwrap_or_default();
+            let detail = detail.trim_matches('"');
+            audit::record(
+                store,
+                now,
+                Event::Skipped,
+                subject(protocol_name),
+                Some(detail),
+            );
+            Err(Response::Skip { reason })
+        }
+        Decision::NoUsableAddress | Decision::Code(_)
+            if crate::breakglass::check_login(
+                store,
+                now,
+                login,
+                protocol_name,
+                asker.caller.uid,
+                asker.origin,
+            ) =>
+        {
+            Err(Response::Skip {
+                reason: SkipReason::BreakGlass,
+            })
+        }
+        Decision::NoUsableAddress => {
+            audit::record(
+                store,
+                now,
+                Event::MailFailed,
+                subject(protocol_name),
+                Some("no usable address for an enrolled user"),
+            );
+            Err(Response::Unavailable {
+                message: "No address is on file for your login code. Ask your administrator."
+                    .into(),
+            })
+        }
+        Decision::Code(needed) => Ok(needed),
+    }
+}
+
+/// What a request that checks or looks up a code does with a skipped login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnSkip {
+    /// Pass the skip on: the module answers PAM_IGNORE (probe).
+    Answer,
+    /// A login that needs no code has nothing to verify: an error, never a success.
+    Refuse,
+}
+
+/// Runs `work` for a login that needs a code, after the common checks (fields, facts, caller,
+/// protocol, policy), in one store transaction on a blocking thread; otherwise answers what
+/// those checks said.
+pub(super) async fn for_needed_code(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: LoginContext,
+    on_skip: OnSkip,
+    work: impl FnOnce(&mut dyn Store, &Facts, &CodeNeeded, i64) -> Response + Send + 'static,
+) -> Response {
+    if let Err(message) = check_fields(&login) {
+        return Response::Error { message };
+    }
+    let active = shared.active();
+    let facts = match resolve_facts(shared, &active, caller, login).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let shared = Arc::clone(shared);
+    let done = off_thread::run(move || {
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        match needs_code(&active, &mut store, &facts, now) {
+            Ok(needed) => work(&mut store, &facts, &needed, now),
+            Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
+                message: "this login needs no code".into(),
+            },
+            Err(response) => response,
+        }
+    })
+    .await;
+    done.unwrap_or_else(|Lost| lost())
+}
+
+/// The store's view of a login that needs a code.
+pub(super) fn code_request<'a>(
+    login: &'a LoginContext,
+    needed: &CodeNeeded,
+    asker: Asker,
+) -> IssueRequest<'a> {
+    IssueRequest {
+        user: &login.user,
+        protocol: needed.protocol.as_str(),
+        service: &login.service,
+        rhost: asker.remote_host(login),
+    }
+}
+
+/// The audit subject of a login whose code is issued, mailed or checked.
+pub(super) fn code_subject<'a>(
+    login: &'a LoginContext,
+    needed: &'a CodeNeeded,
+    asker: Asker,
+) -> Subject<'a> {
+    Subject {
+        login,
+        protocol: Some(needed.protocol.as_str()),
+        caller_uid: asker.caller.uid,
+        origin: asker.origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::Arc;
+
+    use crate::login::facts::look_up_facts;
+    use crate::login::testing::{FakeClock, T0, breakglass_daemon, ssh_login};
+
+    /// What begin's checks answer for `login` asked by `uid`: `None` when a code would be
+    /// mailed, else the answer.
+    fn checks(shared: &Shared, uid: u32, login: LoginContext) -> Option<Response> {
+        let active = shared.active();
+        let facts =
+            look_up_facts(shared, &active, crate::test_support::caller(uid), login).unwrap();
+        let now = shared.clock.now();
+        let mut store = shared.store();
+        needs_code(&active, &mut store, &facts, now).err()
+    }
+
+    fn grant(shared: &Shared, user: &str, minutes: i64, cidr: Option<&str>) {
+        let now = shared.clock.now();
+        let grant = crate::store::BreakGlass {
+            user: user.into(),
+            cidr: cidr.map(str::to_string),
+            granted_by: 0,
+            granted_at: now,
+            expires_at: now + minutes * 60,
+        };
+        shared.store().grant_breakglass(&grant).unwrap();
+    }
+
+    fn audit_count(shared: &Shared, event: &str) -> usize {
+        let mut store = shared.store();
+        let filter = crate::store::AuditFilter {
+            user: None,
+            event: Some(event.into()),
+            since: 0,
+            limit: 100,
+            before: None,
+        };
+        store.audit_filtered(&filter).unwrap().len()
+    }
+
+    const BREAK_GLASS: Option<Response> = Some(Response::Skip {
+        reason: SkipReason::BreakGlass,
+    });
+
+    #[test]
+    fn a_live_grant_skips_the_code_step_with_break_glass_and_audits_each_use() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        grant(&shared, "root", 5, None);
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "192.0.2.1")),
+            BREAK_GLASS
+        );
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "198.51.100.1")),
+            BREAK_GLASS
+        );
+        // Only the granted user.
+        assert_eq!(checks(&shared, 0, ssh_login("alice", "192.0.2.1")), None);
+        assert_eq!(audit_count(&shared, "breakglass_used"), 2);
+    }
+
+    #[test]
+    fn a_grant_ends_at_its_expiry_and_the_expiry_is_audited_once() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        grant(&shared, "root", 1, None);
+        clock.0.store(T0 + 59, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            checks(&shared, 0, ssh_login("root", "192.0.2.1")),
+            BREAK_GLASS
+        );
+        clock.0.store(T0 + 60, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        assert_eq!(checks(&shared, 0, ssh_login("root", "192.0.2.1")), None);
+        crate::breakglass::expire_all(&mut shared.store(), T0 + 120);
+        assert_eq!(audit_count(&shared, "breakglass_expired"), 1);
+    }
+
+    #[test]
+    fn a_restricted_grant_needs_a_believed_rhost_inside_its_network() {
+        let clock = Arc::new(FakeClock::default());
+        clock.0.store(T0, std::sync::atomic::Ordering::SeqCst);
+        let (_dir, shared) = breakglass_daemon(Arc::clone(&clock));
+        grant(&shared, "bob", 5, Some("192.0.2.0/24"));
+        assert_eq!(
+            checks(&shared, 0, ssh_login("bob", "192.0.2.9")),
+            BREAK_GLASS
+        );
+        assert_eq!(checks(&shared, 0, ssh_login("bob", "198.51.100.1")), None);
+        // bob himself (uid 1001) is a local caller: his reported rhost is not believed.
+        assert_eq!(checks(&shared, 1001, ssh_login("bob", "192.0.2.9")), None);
+        assert_eq!(audit_count(&shared, "breakglass_used"), 1);
+    }
+}

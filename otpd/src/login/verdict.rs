@@ -1,0 +1,80 @@
+//! What a checked code comes to: each outcome audited, and worded for the person.
+
+use common::wire::{DenyReason, Response};
+
+use super::wording::{internal_error, minutes_until};
+use crate::audit::{self, Event, Subject};
+use crate::store::{Store, StoreError, VerifyOutcome};
+
+/// Audits a verification and words the answer for the person.
+pub(super) fn verdict(
+    store: &mut dyn Store,
+    now: i64,
+    subject: Subject<'_>,
+    outcome: Result<VerifyOutcome, StoreError>,
+) -> Response {
+    match outcome {
+        Ok(VerifyOutcome::Success) => {
+            audit::record(store, now, Event::Verified, subject, None);
+            Response::Success
+        }
+        Ok(VerifyOutcome::Wrong { attempts_left }) => {
+            let detail = format!("attempts_left={attempts_left}");
+            audit::record(store, now, Event::WrongCode, subject, Some(&detail));
+            Response::Denied {
+                reason: DenyReason::WrongCode,
+                message: "Wrong code.".into(),
+            }
+        }
+        Ok(VerifyOutcome::Dead) => {
+            audit::record(store, now, Event::CodeDead, subject, None);
+            Response::Denied {
+                reason: DenyReason::CodeDead,
+                message: "This code is no longer valid. Log in again for a new one.".into(),
+            }
+        }
+        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now),
+        Ok(VerifyOutcome::RecoveryUsed { left }) => {
+            let detail = format!("left={left}");
+            audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
+            Response::SuccessWithNotice {
+                message: format!(
+                    "Recovery code accepted; it cannot be used again. {left} recovery codes left."
+                ),
+            }
+        }
+        Err(e) => internal_error(&e),
+    }
+}
+
+/// Audits a login refused by a lockout, ending at `until`, and answers it. The audit says which
+/// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
+/// and for how many seconds; the message tells a user refused for their address's failures
+/// that it was not their own typing, so they ask an admin for `otpctl host unlock`.
+pub(super) fn refuse_locked(
+    store: &mut dyn Store,
+    subject: Subject<'_>,
+    until: i64,
+    now: i64,
+) -> Response {
+    let by = match store.user_locked_until(&subject.login.user, now) {
+        Ok(Some(user_until)) if user_until >= until => "user",
+        Ok(Some(_)) => "user,host",
+        Ok(None) => "host",
+        Err(_) => "unknown",
+    };
+    let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
+    audit::record(store, now, Event::Locked, subject, Some(&detail));
+    let whose = if by == "host" {
+        " from this address"
+    } else {
+        ""
+    };
+    Response::Denied {
+        reason: DenyReason::LockedOut,
+        message: format!(
+            "Too many wrong codes{whose}. Try again in {} minutes.",
+            minutes_until(until, now)
+        ),
+    }
+}
