@@ -10,7 +10,7 @@ use common::text::escape_for_log;
 use crate::mail::{CodeMail, Mailer};
 use crate::off_thread::{self, Lost};
 use crate::state::Shared;
-use crate::store::{IssueOutcome, IssueRequest, Limits, Store, StoreError};
+use crate::store::{self, IssueOutcome, IssueRequest, Limits, Store, StoreError};
 
 /// Issues (or reuses) a code for `request` under `limits`, from the OS random generator.
 pub fn issue(
@@ -88,7 +88,17 @@ where
     off_thread::run(move || {
         let now = shared.clock.now();
         let mut store = shared.store();
-        settle(&mut store, now, sent, &challenge, on_failure, audit)
+        // The send's audit rows and what becomes of the code are stored together.
+        let settled = store::atomically(&mut store, |store| {
+            settle(store, now, sent, &challenge, on_failure, audit)
+        });
+        settled.unwrap_or_else(|e| {
+            tracing::error!(
+                "cannot store what became of a code mail: {}",
+                escape_for_log(&e.to_string())
+            );
+            Delivered::Failed
+        })
     })
     .await
 }

@@ -20,7 +20,7 @@ use crate::off_thread::{self, Lost};
 use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
-use crate::store::IssueOutcome;
+use crate::store::{self, IssueOutcome, Store};
 
 /// A code issued and waiting to be mailed.
 struct PendingMail {
@@ -142,12 +142,26 @@ pub async fn begin(
 }
 
 /// Begin's store work, on a blocking thread: the decision over `facts`, then the code issued
-/// (or reused, refused) in the store.
+/// (or reused, refused) in the store, with their audit rows, as one transaction.
 fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -> BeginStep {
-    let (asker, login) = (facts.asker, &facts.login);
     let now = shared.clock.now();
     let mut store = shared.store();
-    let needed = match needs_code(active, &mut store, facts, now) {
+    let prepared = store::atomically(&mut store, |store| {
+        prepare_in(store, active, facts, mode, now)
+    });
+    prepared.unwrap_or_else(|e| BeginStep::Done(internal_error(&e)))
+}
+
+/// [`prepare_begin`] inside its transaction.
+fn prepare_in(
+    store: &mut dyn Store,
+    active: &Active,
+    facts: &Facts,
+    mode: &Mode,
+    now: i64,
+) -> BeginStep {
+    let (asker, login) = (facts.asker, &facts.login);
+    let needed = match needs_code(active, store, facts, now) {
         Ok(needed) => needed,
         Err(response) => return BeginStep::Done(response),
     };
@@ -158,19 +172,14 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
             .exempting_fingerprint(&login.user, &fingerprints)
         {
             let subject = code_subject(login, &needed, asker);
-            audit::record(&mut store, now, Event::Exempt, subject, Some(fingerprint));
+            audit::record(store, now, Event::Exempt, subject, Some(fingerprint));
             return BeginStep::Done(Response::Skip {
                 reason: SkipReason::Exempt,
             });
         }
     }
     let limits = limits_of(&needed.settings);
-    let outcome = match delivery::issue(
-        &mut **store,
-        &code_request(login, &needed, asker),
-        &limits,
-        now,
-    ) {
+    let outcome = match delivery::issue(store, &code_request(login, &needed, asker), &limits, now) {
         Ok(outcome) => outcome,
         Err(e) => return BeginStep::Done(internal_error(&e)),
     };
@@ -181,13 +190,7 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
             code,
             expires_at,
         } => {
-            audit::record(
-                &mut store,
-                now,
-                Event::Issued,
-                subject,
-                Some(&needed.profile),
-            );
+            audit::record(store, now, Event::Issued, subject, Some(&needed.profile));
             BeginStep::Mail(Box::new(PendingMail {
                 challenge,
                 code,
@@ -201,7 +204,7 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
             issued_at,
             expires_at,
         } => {
-            audit::record(&mut store, now, Event::Reused, subject, None);
+            audit::record(store, now, Event::Reused, subject, None);
             // Asked for a new code inside the cooldown: say when one can be sent.
             let wait = (*mode == Mode::Resend).then(|| {
                 let cooldown = limits.resend_cooldown_secs;
@@ -212,7 +215,7 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
         IssueOutcome::RateLimited { retry_after } => {
             // Seconds from now, like every duration otpd logs: a raw unix time read as one.
             let detail = format!("retry_after_seconds={}", (retry_after - now).max(0));
-            audit::record(&mut store, now, Event::RateLimited, subject, Some(&detail));
+            audit::record(store, now, Event::RateLimited, subject, Some(&detail));
             BeginStep::Done(Response::Denied {
                 reason: DenyReason::RateLimited,
                 message: format!(
@@ -222,7 +225,7 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
             })
         }
         IssueOutcome::LockedOut { until } => {
-            BeginStep::Done(refuse_locked(&mut store, subject, until, now))
+            BeginStep::Done(refuse_locked(store, subject, until, now))
         }
     }
 }

@@ -10,13 +10,13 @@ use common::wire::{LoginContext, Response, SkipReason};
 use super::asker::Asker;
 use super::facts::{Facts, resolve_facts};
 use super::fields::check_fields;
-use super::wording::{lost, refused_caller};
+use super::wording::{internal_error, lost, refused_caller};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
 use crate::off_thread::{self, Lost};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{IssueRequest, Store};
+use crate::store::{self, IssueRequest, Store};
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
 /// for the user, the login's protocol, the policy. `Ok` when a code is needed; otherwise the
@@ -128,13 +128,17 @@ pub(super) async fn for_needed_code(
     let done = off_thread::run(move || {
         let now = shared.clock.now();
         let mut store = shared.store();
-        match needs_code(&active, &mut store, &facts, now) {
-            Ok(needed) => work(&mut store, &facts, &needed, now),
-            Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
-                message: "this login needs no code".into(),
-            },
-            Err(response) => response,
-        }
+        // The decision and its audit rows are stored together, or (commit failed) neither.
+        let decided = store::atomically(&mut store, |store| {
+            match needs_code(&active, store, &facts, now) {
+                Ok(needed) => work(store, &facts, &needed, now),
+                Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
+                    message: "this login needs no code".into(),
+                },
+                Err(response) => response,
+            }
+        });
+        decided.unwrap_or_else(|e| internal_error(&e))
     })
     .await;
     done.unwrap_or_else(|Lost| lost())

@@ -276,6 +276,23 @@ pub trait Store: std::fmt::Debug {
     fn count_rows(&self, sql: &str) -> i64;
 }
 
+/// Runs `work` as one transaction ([`Store::in_one_transaction`]) and returns what it
+/// returned: a request's decision and the audit rows that record it are stored together or not
+/// at all. `Err` when the transaction could not be committed: nothing `work` did was kept.
+pub fn atomically<R>(
+    store: &mut dyn Store,
+    work: impl FnOnce(&mut dyn Store) -> R,
+) -> Result<R, StoreError> {
+    let mut work = Some(work);
+    let mut result = None;
+    store.in_one_transaction(&mut |store| {
+        if let Some(work) = work.take() {
+            result = Some(work(store));
+        }
+    })?;
+    result.ok_or(StoreError::WorkNotRun)
+}
+
 /// A box or a lock guard over a store is a store: `&mut guard` (a `MutexGuard<Box<dyn Store +
 /// Send>>`) passes where `&mut dyn Store` is wanted. Every operation goes to the store inside.
 impl<T> Store for T

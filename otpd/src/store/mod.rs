@@ -56,7 +56,7 @@ pub use audit_rate::{Admission, RateKey, Suppressed};
 pub use audit_rows::{AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
-pub use interface::Store;
+pub use interface::{Store, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{NoticeTo, QueuedNotice};
@@ -117,6 +117,9 @@ pub enum StoreError {
         /// What is wrong, and what to fix.
         reason: String,
     },
+    /// A backend's `in_one_transaction` returned without running the work it was given.
+    #[error("the store did not run a transaction's work")]
+    WorkNotRun,
     /// The limits passed in cannot be enforced safely (e.g. a code length outside 6..=10).
     #[error("invalid limits: {0}")]
     InvalidLimits(&'static str),
