@@ -7,7 +7,7 @@ use common::secret::SecretString;
 use common::service::Protocol;
 use common::wire::{DenyReason, LoginContext, Response, SkipReason};
 
-use super::facts::{Facts, resolve_facts};
+use super::facts::{Facts, decide_with_facts};
 use super::fields::{check_fields, check_ssh_keys};
 use super::needs_code::{code_request, code_subject, needs_code};
 use super::verdict::refuse_locked;
@@ -16,7 +16,7 @@ use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
 use crate::mail::{CodeMail, Values};
-use crate::off_thread::{self, Lost};
+use crate::off_thread::Lost;
 use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
@@ -59,18 +59,14 @@ pub async fn begin(
         }
     }
     let active = shared.active();
-    let facts = match resolve_facts(shared, &active, caller, login).await {
-        Ok(facts) => facts,
-        Err(response) => return response,
-    };
-    let step = {
-        let (shared, active, facts) = (Arc::clone(shared), Arc::clone(&active), facts.clone());
-        off_thread::run(move || prepare_begin(&shared, &active, &facts, &mode)).await
-    };
-    let pending = match step {
-        Ok(BeginStep::Done(response)) => return response,
-        Ok(BeginStep::Mail(pending)) => pending,
-        Err(Lost) => return lost(),
+    let (store_of, settings) = (Arc::clone(shared), Arc::clone(&active));
+    let step = decide_with_facts(shared, &active, caller, login, move |facts| {
+        prepare_begin(&store_of, &settings, facts, &mode)
+    })
+    .await;
+    let (facts, pending) = match step {
+        Ok((_, BeginStep::Done(response))) | Err(response) => return response,
+        Ok((facts, BeginStep::Mail(pending))) => (facts, pending),
     };
     let Facts { asker, login, .. } = facts;
     let mail = CodeMail {

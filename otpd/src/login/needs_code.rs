@@ -8,12 +8,11 @@ use std::sync::Arc;
 use common::wire::{LoginContext, Response, SkipReason};
 
 use super::asker::Asker;
-use super::facts::{Facts, resolve_facts};
+use super::facts::{Facts, decide_with_facts};
 use super::fields::check_fields;
-use super::wording::{internal_error, lost, refused_caller};
+use super::wording::{internal_error, refused_caller};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
-use crate::off_thread::{self, Lost};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueRequest, Store};
@@ -120,18 +119,14 @@ pub(super) async fn for_needed_code(
         return Response::Error { message };
     }
     let active = shared.active();
-    let facts = match resolve_facts(shared, &active, caller, login).await {
-        Ok(facts) => facts,
-        Err(response) => return response,
-    };
-    let shared = Arc::clone(shared);
-    let done = off_thread::run(move || {
-        let now = shared.clock.now();
-        let mut store = shared.store();
+    let (store_of, settings) = (Arc::clone(shared), Arc::clone(&active));
+    let decided = decide_with_facts(shared, &active, caller, login, move |facts| {
+        let now = store_of.clock.now();
+        let mut store = store_of.store();
         // The decision and its audit rows are stored together, or (commit failed) neither.
         let decided = store::atomically(&mut store, |store| {
-            match needs_code(&active, store, &facts, now) {
-                Ok(needed) => work(store, &facts, &needed, now),
+            match needs_code(&settings, store, facts, now) {
+                Ok(needed) => work(store, facts, &needed, now),
                 Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
                     message: "this login needs no code".into(),
                 },
@@ -141,7 +136,9 @@ pub(super) async fn for_needed_code(
         decided.unwrap_or_else(|e| internal_error(&e))
     })
     .await;
-    done.unwrap_or_else(|Lost| lost())
+    match decided {
+        Ok((_, response)) | Err(response) => response,
+    }
 }
 
 /// The store's view of a login that needs a code.
