@@ -49,7 +49,6 @@ mod tests {
     use std::time::Duration;
 
     use common::secret::SecretString;
-    use common::wire::LoginContext;
 
     use crate::clock::SystemClock;
     use crate::test_support::caller;
@@ -58,17 +57,8 @@ mod tests {
     /// listens, and alice with recovery codes: every begin is offered a recovery prompt.
     fn relay_down() -> (tempfile::TempDir, Arc<Shared>, Vec<SecretString>) {
         let dir = tempfile::tempdir().unwrap();
-        let text = "[directory]\nemail_template = \"{user}@example.test\"\n\
-                    [defaults]\nmode = \"required\"\n\
-                    [mail]\nfrom = \"otp@example.com\"\n\
-                    [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
-                    security = \"none\"\ntimeout_seconds = 2\n";
-        let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let shared = Arc::new(crate::test_support::shared(
-            dir.path(),
-            config,
-            Arc::new(SystemClock),
-        ));
+        let shared =
+            crate::test_support::shared_mailing_through(dir.path(), 1, Arc::new(SystemClock));
         let codes = shared
             .store()
             .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
@@ -76,15 +66,7 @@ mod tests {
         (dir, shared, codes)
     }
 
-    fn alice() -> LoginContext {
-        LoginContext {
-            user: "alice".into(),
-            service: "sshd".into(),
-            rhost: Some("192.0.2.1".into()),
-            tty: None,
-            protocol: None,
-        }
-    }
+    use crate::test_support::alice;
 
     /// Whether the notice deliverer has been woken (and takes the wake-up).
     async fn deliverer_woken(shared: &Shared) -> bool {

@@ -175,7 +175,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use common::secret::SecretString;
-    use common::wire::{LoginContext, Request, Response};
+    use common::wire::{Request, Response};
 
     use super::*;
     use crate::clock::Clock;
@@ -196,27 +196,11 @@ mod tests {
 
     /// otpd's state mailing through `port`, requiring a code of everyone, at a hand clock.
     fn shared_mailing_to(dir: &std::path::Path, port: u16, clock: &Arc<HandClock>) -> Arc<Shared> {
-        let text = format!(
-            "[directory]\nemail_template = \"{{user}}@example.test\"\n\
-             [defaults]\nmode = \"required\"\n\
-             [mail]\nfrom = \"otp@example.com\"\n\
-             [[mail.servers]]\nname = \"relay\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-             security = \"none\"\ntimeout_seconds = 2\n"
-        );
-        let config = common::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
         let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-        Arc::new(crate::test_support::shared(dir, config, clock))
+        crate::test_support::shared_mailing_through(dir, port, clock)
     }
 
-    fn alice() -> LoginContext {
-        LoginContext {
-            user: "alice".into(),
-            service: "sshd".into(),
-            rhost: Some("192.0.2.1".into()),
-            tty: None,
-            protocol: None,
-        }
-    }
+    use crate::test_support::alice;
 
     /// Logs alice in with a recovery code while the relay is down, as sshd (root) would.
     async fn use_a_recovery_code(shared: &Arc<Shared>) {

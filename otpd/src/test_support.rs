@@ -100,3 +100,33 @@ impl Accounts for FakeAccounts {
         }
     }
 }
+
+/// otpd's shared state requiring a code of everyone (`USER@example.test`), mailing through
+/// one plain-text server on loopback `port` (port 1: nothing listens, every mail fails), at
+/// `clock`.
+pub fn shared_mailing_through(
+    dir: &Path,
+    port: u16,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> std::sync::Arc<crate::state::Shared> {
+    let text = format!(
+        "[directory]\nemail_template = \"{{user}}@example.test\"\n\
+         [defaults]\nmode = \"required\"\n\
+         [mail]\nfrom = \"otp@example.com\"\n\
+         [[mail.servers]]\nname = \"relay\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         security = \"none\"\ntimeout_seconds = 2\n"
+    );
+    let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+    std::sync::Arc::new(shared(dir, config, clock))
+}
+
+/// alice logging in over sshd from 192.0.2.1, as sshd reports it.
+pub fn alice() -> common::wire::LoginContext {
+    common::wire::LoginContext {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: Some("192.0.2.1".into()),
+        tty: None,
+        protocol: None,
+    }
+}

@@ -14,29 +14,11 @@ use crate::test_support::caller;
 /// nothing listens: every code mail fails.
 pub(super) fn relay_down() -> (tempfile::TempDir, Arc<Shared>) {
     let dir = tempfile::tempdir().unwrap();
-    let text = "[directory]\nemail_template = \"{user}@example.test\"\n\
-                [defaults]\nmode = \"required\"\n\
-                [mail]\nfrom = \"otp@example.com\"\n\
-                [[mail.servers]]\nname = \"dead\"\nhost = \"127.0.0.1\"\nport = 1\n\
-                security = \"none\"\ntimeout_seconds = 2\n";
-    let config = common::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-    let shared = Arc::new(crate::test_support::shared(
-        dir.path(),
-        config,
-        Arc::new(SystemClock),
-    ));
+    let shared = crate::test_support::shared_mailing_through(dir.path(), 1, Arc::new(SystemClock));
     (dir, shared)
 }
 
-pub(super) fn alice() -> LoginContext {
-    LoginContext {
-        user: "alice".into(),
-        service: "sshd".into(),
-        rhost: Some("192.0.2.1".into()),
-        tty: None,
-        protocol: None,
-    }
-}
+pub(super) use crate::test_support::alice;
 
 pub(super) fn audited(shared: &Shared, event: &str) -> i64 {
     let store = shared.store();
