@@ -192,15 +192,49 @@ pub enum Unresolved {
     Lost,
 }
 
+/// Directory lookups running at once, late ones included. A blocking lookup cannot be
+/// cancelled, so a hung NSS (sssd or LDAP down) keeps each late lookup's thread until it
+/// returns; without a bound, a local user asking in a loop would fill tokio's blocking pool with
+/// them and every login's store work would wait behind them. Past the bound a lookup waits for
+/// a free slot within its own deadline, and is late (the login unavailable) when none frees up.
+pub const MAX_LOOKUPS: usize = 16;
+
+/// The slots of [`MAX_LOOKUPS`], for the whole daemon.
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+
 /// Runs the lookups of `work` on a blocking thread and waits at most `deadline` for them; the
 /// runtime's thread serves other connections meanwhile. A late lookup is logged with `user`
 /// and left to finish on its own (a blocking call cannot be cancelled): its answer is dropped.
+/// At most [`MAX_LOOKUPS`] run at once.
 pub async fn within_deadline<T, F>(deadline: Duration, user: &str, work: F) -> Result<T, Unresolved>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    match tokio::time::timeout(deadline, off_thread::run(work)).await {
+    within_deadline_of(&LOOKUPS, deadline, user, work).await
+}
+
+/// [`within_deadline`] with the slots of `lookups`.
+async fn within_deadline_of<T, F>(
+    lookups: &'static tokio::sync::Semaphore,
+    deadline: Duration,
+    user: &str,
+    work: F,
+) -> Result<T, Unresolved>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let lookup = async {
+        let slot = lookups.acquire().await.map_err(|_| Lost)?;
+        // The slot goes with the thread: a late lookup holds it until it really ends.
+        off_thread::run(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+    };
+    match tokio::time::timeout(deadline, lookup).await {
         Ok(Ok(facts)) => Ok(facts),
         Ok(Err(Lost)) => Err(Unresolved::Lost),
         Err(_) => {
@@ -276,5 +310,50 @@ mod tests {
         tokio::time::advance(DEADLINE + Duration::from_millis(1)).await;
         assert_eq!(late.await.unwrap(), Err(Unresolved::Late));
         release.send(()).unwrap();
+    }
+
+    /// Lookups that hang hold their slots; once all are taken, a further lookup is late at its
+    /// deadline instead of starting another stuck thread, and other blocking work still runs.
+    #[tokio::test(start_paused = true)]
+    async fn hung_lookups_take_at_most_their_slots_of_the_blocking_pool() {
+        static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let mut hung = Vec::new();
+        for _ in 0..3 {
+            let (started, held) = (
+                std::sync::Arc::clone(&started),
+                std::sync::Arc::clone(&held),
+            );
+            hung.push(tokio::spawn(within_deadline_of(
+                &SLOTS,
+                DEADLINE,
+                "hung",
+                move || {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = held.lock().unwrap().recv();
+                },
+            )));
+        }
+        // The two with a slot are on their threads before the clock moves.
+        while started.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tokio::time::advance(DEADLINE + Duration::from_millis(1)).await;
+        let mut answers = Vec::new();
+        for lookup in hung {
+            answers.push(lookup.await.unwrap());
+        }
+        let other_work = off_thread::run(|| 7).await;
+        let threads_started = started.load(std::sync::atomic::Ordering::SeqCst);
+        // Let the hung threads end before any assertion, so a failure cannot hang the test.
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        assert_eq!(answers, vec![Err(Unresolved::Late); 3]);
+        assert_eq!(threads_started, 2, "the third lookup never got a thread");
+        assert_eq!(other_work, Ok(7), "other blocking work still runs");
     }
 }
