@@ -97,6 +97,9 @@ stage() {
     strip --remove-section=.comment --remove-section=.note --strip-unneeded "$dest$module_dir/pam_otp_email.so"
 
     install -D -m 0640 "$here/otpd.toml" "$dest/etc/otpd/otpd.toml"
+    # fail2ban's filter and jail (disabled); harmless where fail2ban is not installed.
+    install -D -m 0644 "$here/fail2ban/filter.d/otpd.conf" "$dest/etc/fail2ban/filter.d/otpd.conf"
+    install -D -m 0644 "$here/fail2ban/jail.d/otpd.conf" "$dest/etc/fail2ban/jail.d/otpd.conf"
     install -D -m 0644 "$here/systemd/otpd.service" "$dest/usr/lib/systemd/system/otpd.service"
     install -D -m 0644 "$here/systemd/otpd.sysusers" "$dest/usr/lib/sysusers.d/otpd.conf"
     install -D -m 0644 "$here/systemd/otpd.tmpfiles" "$dest/usr/lib/tmpfiles.d/otpd.conf"

@@ -226,6 +226,17 @@ expect_stat "$unit" 644 root root
 expect_stat /usr/lib/sysusers.d/otpd.conf 644 root root
 expect_stat /usr/lib/tmpfiles.d/otpd.conf 644 root root
 expect_stat /usr/share/pam-configs/otp-email 644 root root
+expect_stat /etc/fail2ban/filter.d/otpd.conf 644 root root
+expect_stat /etc/fail2ban/jail.d/otpd.conf 644 root root
+# fail2ban (installed by tests/install-deps) reads the shipped jail with the package's own
+# filter: enabled, it must load as the jail "otpd" (the test puts it back as it was).
+if command -v fail2ban-client >/dev/null; then
+    printf '[otpd]\nenabled = true\nbackend = polling\nlogpath = /dev/null\n' > /etc/fail2ban/jail.d/otpd.local
+    dump=$(fail2ban-client -d 2>&1 || true)
+    grep -qF "['add', 'otpd', 'polling']" <<<"$dump" ||
+        fail "fail2ban does not load the shipped otpd jail: $(tail -n 5 <<<"$dump")"
+    rm -f /etc/fail2ban/jail.d/otpd.local
+fi
 for page in man1/otpctl.1 man5/otpd.toml.5 man8/otpd.8 man8/pam_otp_email.8; do
     expect_stat "/usr/share/man/$page.gz" 644 root root
 done
