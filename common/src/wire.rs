@@ -104,6 +104,9 @@ pub enum SkipReason {
     BreakGlass,
     /// The login authenticated with an SSH key listed in `[[exemptions]]` for the user.
     Exempt,
+    /// The profile's `mode = "audit"` (a dry run): the login would have been asked for a code;
+    /// otpd recorded `would_ask` and sent nothing.
+    DryRun,
 }
 
 /// Why an answer or a login was refused.

@@ -101,6 +101,9 @@ pub enum Event {
     TestMailOk,
     /// `otpctl test-mail`: one server refused it or could not be reached.
     TestMailFailed,
+    /// A dry run (`mode = "audit"`): the login would have been asked for a code; nothing was
+    /// sent and it passed the code step. The detail names the profile.
+    WouldAsk,
 }
 
 impl Event {
@@ -145,6 +148,7 @@ impl Event {
             Event::SelfCodeSent => "self_code_sent",
             Event::TestMailOk => "test_mail_ok",
             Event::TestMailFailed => "test_mail_failed",
+            Event::WouldAsk => "would_ask",
         }
     }
 
@@ -366,7 +370,7 @@ mod tests {
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
     /// a place, and then a test failure until it is listed here.
-    const EVERY: [Event; 38] = [
+    const EVERY: [Event; 39] = [
         Event::Issued,
         Event::Reused,
         Event::Mailed,
@@ -405,6 +409,7 @@ mod tests {
         Event::SelfCodeSent,
         Event::TestMailOk,
         Event::TestMailFailed,
+        Event::WouldAsk,
     ];
 
     fn place(event: Event) -> usize {
@@ -447,6 +452,7 @@ mod tests {
             Event::SelfCodeSent => 35,
             Event::TestMailOk => 36,
             Event::TestMailFailed => 37,
+            Event::WouldAsk => 38,
         }
     }
 

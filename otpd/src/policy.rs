@@ -123,7 +123,8 @@ pub fn decide(
         Mode::Optional if !enrolled_for(record, protocol) => {
             return Decision::Skip(SkipReason::NotEnrolled);
         }
-        Mode::Optional | Mode::Required => {}
+        // A dry run decides as `required` does; the login handler records and skips it.
+        Mode::Optional | Mode::Required | Mode::Audit => {}
     }
     match (address, settings.mode) {
         (Some(address), _) => Decision::Code(CodeNeeded {
@@ -133,7 +134,7 @@ pub fn decide(
             address,
         }),
         // `required` covers everyone who has an address; a user without one is not enrolled.
-        (None, Mode::Required) => Decision::Skip(SkipReason::NoAddress),
+        (None, Mode::Required | Mode::Audit) => Decision::Skip(SkipReason::NoAddress),
         // The user turned codes on, so losing the address must not turn them off.
         (None, _) => Decision::NoUsableAddress,
     }

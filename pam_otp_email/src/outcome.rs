@@ -103,7 +103,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    const EVERY_SKIP: [SkipReason; 7] = [
+    const EVERY_SKIP: [SkipReason; 8] = [
         SkipReason::ProtocolNotEnabled,
         SkipReason::UnknownService,
         SkipReason::ModeOff,
@@ -111,6 +111,7 @@ mod tests {
         SkipReason::NoAddress,
         SkipReason::BreakGlass,
         SkipReason::Exempt,
+        SkipReason::DryRun,
     ];
 
     /// Every outcome with the code it must give. The `match` in the test makes adding a variant

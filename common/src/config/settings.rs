@@ -17,6 +17,9 @@ pub enum Mode {
     Optional,
     /// Ask every user who has an address.
     Required,
+    /// Dry run for a rollout: decide as `Required` would, record `would_ask` in the audit and
+    /// the log, but send nothing and let the login pass the code step (skip).
+    Audit,
 }
 
 impl Mode {
@@ -26,6 +29,7 @@ impl Mode {
             Mode::Off => "off",
             Mode::Optional => "optional",
             Mode::Required => "required",
+            Mode::Audit => "audit",
         }
     }
 
@@ -34,9 +38,12 @@ impl Mode {
             "off" => Ok(Mode::Off),
             "optional" => Ok(Mode::Optional),
             "required" => Ok(Mode::Required),
+            "audit" => Ok(Mode::Audit),
             other => Err(Invalid::new(
                 value.span(),
-                format!("mode must be \"off\", \"optional\" or \"required\", got {other:?}"),
+                format!(
+                    "mode must be \"off\", \"optional\", \"required\" or \"audit\", got {other:?}"
+                ),
             )),
         }
     }
@@ -230,7 +237,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.message,
-            "mode must be \"off\", \"optional\" or \"required\", got \"on\""
+            "mode must be \"off\", \"optional\", \"required\" or \"audit\", got \"on\""
         );
     }
 

@@ -9,7 +9,7 @@ use common::wire::{DenyReason, LoginContext, Response, SkipReason};
 
 use super::facts::{Facts, decide_with_facts};
 use super::fields::{check_fields, check_ssh_keys};
-use super::needs_code::{code_request, code_subject, needs_code};
+use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
 use super::verdict::refuse_locked;
 use super::wording::{internal_error, lost, minutes_until, prompt, recovery_prompt};
 use crate::audit::{self, Event, Subject};
@@ -173,6 +173,9 @@ fn prepare_in(
                 reason: SkipReason::Exempt,
             });
         }
+    }
+    if is_dry_run(&needed) {
+        return BeginStep::Done(would_ask(store, facts, &needed, now));
     }
     let limits = limits_of(&needed.settings);
     let outcome = match delivery::issue(store, &code_request(login, &needed, asker), &limits, now) {
@@ -450,5 +453,41 @@ mod tests {
         // The same host claimed by alice through the socket is not believed.
         let claimed = begin_as(&shared, 1000, "10.1.2.3", &[]).await;
         assert!(!matches!(claimed, Response::Skip { .. }), "{claimed:?}");
+    }
+
+    /// Issue #22: a dry-run profile decides as `required` would, records `would_ask` naming
+    /// the profile, issues and mails nothing, and skips; a user it would not ask (no address)
+    /// and an exempt key are not counted as asked.
+    #[tokio::test]
+    async fn a_dry_run_records_would_ask_sends_nothing_and_skips() {
+        let key = key_line(7);
+        let fingerprint = crate::ssh_key::fingerprint(&key).unwrap();
+        let (_dir, shared) = shared_with(&format!(
+            "[profiles.rollout]\nmode = \"audit\"\n[[policies]]\nmatch_user = \"alice\"\n\
+             profile = \"rollout\"\n[[exemptions]]\nuser = \"alice\"\nssh_key_fingerprints = [\"{fingerprint}\"]"
+        ));
+        let dry_run = Response::Skip {
+            reason: SkipReason::DryRun,
+        };
+        assert_eq!(begin_as(&shared, 0, "192.0.2.7", &[]).await, dry_run);
+        assert_eq!(audited(&shared, "would_ask"), 1);
+        assert_eq!(audited(&shared, "issued"), 0);
+        assert_eq!(audited(&shared, "mail_failed"), 0);
+        // The exempt key would have skipped the code under `required` too: not "would ask".
+        assert_eq!(begin_as(&shared, 0, "192.0.2.7", &[key]).await, exempt());
+        assert_eq!(audited(&shared, "would_ask"), 1);
+        let store = shared.store();
+        assert_eq!(
+            store.count_rows(
+                "SELECT count(*) FROM audit WHERE event = 'would_ask' AND detail = 'rollout' \
+                 AND user = 'alice' AND rhost = '192.0.2.7'"
+            ),
+            1
+        );
+        assert_eq!(
+            store.count_rows("SELECT count(*) FROM codes"),
+            0,
+            "a dry run issued a code"
+        );
     }
 }

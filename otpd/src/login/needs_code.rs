@@ -16,6 +16,7 @@ use crate::caller::Caller;
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueRequest, Store};
+use common::config::Mode;
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
 /// for the user, the login's protocol, the policy. `Ok` when a code is needed; otherwise the
@@ -126,6 +127,12 @@ pub(super) async fn for_needed_code(
         // The decision and its audit rows are stored together, or (commit failed) neither.
         let decided = store::atomically(&mut store, |store| {
             match needs_code(&settings, store, facts, now) {
+                Ok(needed) if is_dry_run(&needed) => match on_skip {
+                    OnSkip::Answer => would_ask(store, facts, &needed, now),
+                    OnSkip::Refuse => Response::Error {
+                        message: "this login needs no code (dry run)".into(),
+                    },
+                },
                 Ok(needed) => work(store, facts, &needed, now),
                 Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
                     message: "this login needs no code".into(),
@@ -138,6 +145,27 @@ pub(super) async fn for_needed_code(
     .await;
     match decided {
         Ok((_, response)) | Err(response) => response,
+    }
+}
+
+/// Whether the login's profile is a dry run (`mode = "audit"`): decided as `required`, but
+/// nothing is sent and the login passes the code step.
+pub(super) fn is_dry_run(needed: &CodeNeeded) -> bool {
+    needed.settings.mode == Mode::Audit
+}
+
+/// A dry run's answer to a login that would have been asked for a code: `would_ask` audited
+/// (naming the profile), nothing issued or mailed, and skip.
+pub(super) fn would_ask(
+    store: &mut dyn Store,
+    facts: &Facts,
+    needed: &CodeNeeded,
+    now: i64,
+) -> Response {
+    let subject = code_subject(&facts.login, needed, facts.asker);
+    audit::record(store, now, Event::WouldAsk, subject, Some(&needed.profile));
+    Response::Skip {
+        reason: SkipReason::DryRun,
     }
 }
 

@@ -255,6 +255,7 @@ mod tests {
             SkipReason::NotEnrolled,
             SkipReason::NoAddress,
             SkipReason::Exempt,
+            SkipReason::DryRun,
         ] {
             let mut handle = FakeHandle::ssh_login();
             let daemon = FakeDaemon::default().begin(Response::Skip { reason });
