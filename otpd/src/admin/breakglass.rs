@@ -9,7 +9,7 @@ use common::wire_admin::{AdminResponse, BreakGlassView, RefuseReason};
 use super::{Ctx, refused, store_failed};
 use crate::audit::Event;
 use crate::breakglass::{Cidr, MAX_MINUTES, note_expired, record_admin};
-use crate::store::{BreakGlass, BreakGlassLookup};
+use crate::store::{self, BreakGlass, BreakGlassLookup};
 
 /// Refuses (and records the refusal) unless the caller is root.
 fn require_root(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminResponse> {
@@ -48,35 +48,37 @@ pub(super) fn grant(ctx: &Ctx<'_>, user: &str, minutes: u32, from: Option<&str>)
         granted_at: ctx.now,
         expires_at: ctx.now.saturating_add(i64::from(minutes) * 60),
     };
+    let from_text = grant.cidr.as_deref().unwrap_or("anywhere");
     let mut store = ctx.shared.store();
-    // An expired grant about to be replaced has its expiry logged first: never, otherwise.
-    match store.breakglass_for(user, ctx.now) {
-        Ok(BreakGlassLookup::Expired(expired)) => note_expired(&mut store, ctx.now, &expired),
-        Ok(_) => {}
-        Err(e) => return store_failed(&e),
-    }
-    if let Err(e) = store.grant_breakglass(&grant) {
+    // The grant and its audit row are stored together, or neither is.
+    let granted = store::atomically(&mut store, |store| {
+        // An expired grant about to be replaced has its expiry logged first: never, otherwise.
+        if let BreakGlassLookup::Expired(expired) = store.breakglass_for(user, ctx.now)? {
+            note_expired(store, ctx.now, &expired)?;
+        }
+        store.grant_breakglass(&grant)?;
+        let detail = format!(
+            "minutes={minutes} from={from_text} until={}",
+            timefmt::utc(grant.expires_at)
+        );
+        record_admin(
+            store,
+            ctx.now,
+            Event::BreakglassGranted,
+            user,
+            ctx.caller.uid,
+            &detail,
+        )
+    });
+    if let Err(e) = granted {
         return store_failed(&e);
     }
-    let from_text = grant.cidr.as_deref().unwrap_or("anywhere");
     tracing::warn!(
         "break-glass granted: user {} passes the code step from {} until {} (uid {})",
         escape_for_log(user),
         escape_for_log(from_text),
         timefmt::utc(grant.expires_at),
         ctx.caller.uid
-    );
-    let detail = format!(
-        "minutes={minutes} from={from_text} until={}",
-        timefmt::utc(grant.expires_at)
-    );
-    record_admin(
-        &mut store,
-        ctx.now,
-        Event::BreakglassGranted,
-        user,
-        ctx.caller.uid,
-        &detail,
     );
     AdminResponse::Done {
         message: format!(
@@ -93,7 +95,28 @@ pub(super) fn revoke(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
         return refusal;
     }
     let mut store = ctx.shared.store();
-    let found = match store.revoke_breakglass(user) {
+    // The revocation and its audit row are stored together, or neither is.
+    let revoked = store::atomically(&mut store, |store| {
+        let found = store.revoke_breakglass(user)?;
+        match &found {
+            Some(grant) if grant.expires_at > ctx.now => {
+                let detail = format!("was_until={}", timefmt::utc(grant.expires_at));
+                record_admin(
+                    store,
+                    ctx.now,
+                    Event::BreakglassRevoked,
+                    user,
+                    ctx.caller.uid,
+                    &detail,
+                )?;
+            }
+            // The row is gone now: its expiry is logged here or never.
+            Some(expired) => note_expired(store, ctx.now, expired)?,
+            None => {}
+        }
+        Ok(found)
+    });
+    let found = match revoked {
         Ok(found) => found,
         Err(e) => return store_failed(&e),
     };
@@ -104,28 +127,15 @@ pub(super) fn revoke(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
                 escape_for_log(user),
                 ctx.caller.uid
             );
-            let detail = format!("was_until={}", timefmt::utc(grant.expires_at));
-            record_admin(
-                &mut store,
-                ctx.now,
-                Event::BreakglassRevoked,
-                user,
-                ctx.caller.uid,
-                &detail,
-            );
             AdminResponse::Done {
                 message: format!("Break-glass for {user} revoked."),
                 user: None,
             }
         }
-        // The row is gone now: its expiry is logged here or never.
-        Some(expired) => {
-            note_expired(&mut store, ctx.now, &expired);
-            refused(
-                RefuseReason::NotFound,
-                format!("{user}'s break-glass grant had already expired"),
-            )
-        }
+        Some(_) => refused(
+            RefuseReason::NotFound,
+            format!("{user}'s break-glass grant had already expired"),
+        ),
         None => refused(
             RefuseReason::NotFound,
             format!("{user} has no break-glass grant"),

@@ -5,7 +5,7 @@ use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 use super::view::{self, Address};
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{self, Store, StoreError, UserRecord};
 
 /// `user add`: refused when the user already has a record, and, unless `no_account`, when the
 /// name is no account on this host (NSS), so that a typo does not become a record that no login
@@ -148,20 +148,23 @@ fn save(
     event: Event,
     message: String,
 ) -> AdminResponse {
-    match store.upsert_user(new) {
+    let saved = store::atomically(store, |store| {
+        store.upsert_user(new)?;
+        let detail = describe(new);
+        record::note(
+            store,
+            ctx.now,
+            event,
+            Some(&new.name),
+            ctx.caller,
+            Some(&detail),
+        )
+    });
+    match saved {
         Ok(()) => {}
         Err(StoreError::InvalidUser(why)) => return refused(RefuseReason::Invalid, why),
         Err(e) => return store_failed(&e),
     }
-    let detail = describe(new);
-    record::note(
-        store,
-        ctx.now,
-        event,
-        Some(&new.name),
-        ctx.caller,
-        Some(&detail),
-    );
     match view_of(ctx, store, &new.name) {
         Ok(user) => AdminResponse::Done {
             message,
@@ -184,18 +187,22 @@ fn describe(r: &UserRecord) -> String {
 /// `user unlock`.
 pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mut store = ctx.shared.store();
-    let was = match store.unlock_user(user, ctx.now) {
+    let unlocked = store::atomically(&mut store, |store| {
+        let was = store.unlock_user(user, ctx.now)?;
+        record::note(
+            store,
+            ctx.now,
+            Event::UserUnlocked,
+            Some(user),
+            ctx.caller,
+            None,
+        )?;
+        Ok(was)
+    });
+    let was = match unlocked {
         Ok(was) => was,
         Err(e) => return store_failed(&e),
     };
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::UserUnlocked,
-        Some(user),
-        ctx.caller,
-        None,
-    );
     let message = if was {
         format!("Cleared the lockout and failure count of {user}.")
     } else {
@@ -212,21 +219,25 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 /// `user remove`.
 pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mut store = ctx.shared.store();
-    match store.remove_user(user) {
-        Ok(true) => {
+    let removed = store::atomically(&mut store, |store| {
+        let was = store.remove_user(user)?;
+        if was {
             record::note(
-                &mut store,
+                store,
                 ctx.now,
                 Event::UserRemoved,
                 Some(user),
                 ctx.caller,
                 None,
-            );
-            AdminResponse::Done {
-                message: format!("Removed the record of {user}."),
-                user: None,
-            }
+            )?;
         }
+        Ok(was)
+    });
+    match removed {
+        Ok(true) => AdminResponse::Done {
+            message: format!("Removed the record of {user}."),
+            user: None,
+        },
         Ok(false) => not_found(user),
         Err(e) => store_failed(&e),
     }
@@ -347,20 +358,17 @@ pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if !known && ctx.shared.accounts.uid_of(user).is_none() {
         return not_found(user);
     }
-    let mut rng = crate::code::os_rng();
-    let codes = match store.new_recovery_codes(user, ctx.now, &mut rng) {
+    let created = store::atomically(&mut store, |store| {
+        let codes = store.new_recovery_codes(user, ctx.now, &mut crate::code::os_rng())?;
+        let detail = format!("count={}", codes.len());
+        let event = Event::RecoveryCodesCreated;
+        record::note(store, ctx.now, event, Some(user), ctx.caller, Some(&detail))?;
+        Ok(codes)
+    });
+    let codes = match created {
         Ok(codes) => codes,
         Err(e) => return store_failed(&e),
     };
-    let detail = format!("count={}", codes.len());
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::RecoveryCodesCreated,
-        Some(user),
-        ctx.caller,
-        Some(&detail),
-    );
     AdminResponse::RecoveryCodes {
         user: user.to_string(),
         codes,
