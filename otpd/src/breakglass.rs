@@ -174,7 +174,9 @@ pub fn expire_all(store: &mut dyn Store, now: i64) {
     }
 }
 
-/// The warning and the audit event of a grant's expiry, found (and deleted) at `now`.
+/// The warning and the audit event of a grant's expiry, found (and deleted) at `now`. Like
+/// the grant's use it is found by a login (or the purge), so it is written as a login's event,
+/// with the granter's uid as the caller.
 pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) -> Result<(), StoreError> {
     tracing::warn!(
         "break-glass expired: user {} needs login codes again (granted by uid {}, ended {})",
@@ -183,27 +185,8 @@ pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) -> Resu
         timefmt::utc(grant.expires_at)
     );
     let detail = format!("ended={}", timefmt::utc(grant.expires_at));
-    record_admin(
-        store,
-        now,
-        Event::BreakglassExpired,
-        &grant.user,
-        grant.granted_by,
-        &detail,
-    )
-}
-
-/// The audit event of a change to a grant, made by `caller_uid` (for an expiry, the granter).
-pub fn record_admin(
-    store: &mut dyn Store,
-    now: i64,
-    event: Event,
-    user: &str,
-    caller_uid: u32,
-    detail: &str,
-) -> Result<(), StoreError> {
     let login = LoginContext {
-        user: user.to_string(),
+        user: grant.user.clone(),
         service: crate::rules::OTPCTL_SERVICE.to_string(),
         rhost: None,
         tty: None,
@@ -212,11 +195,12 @@ pub fn record_admin(
     let subject = Subject {
         login: &login,
         protocol: None,
-        caller_uid,
-        // Root's changes: written one by one, never rate limited.
+        caller_uid: grant.granted_by,
+        // Root's grant: written one by one, never rate limited.
         origin: Origin::Reported,
     };
-    audit::record(store, now, event, subject, Some(detail))
+    let event = Event::BreakglassExpired;
+    audit::record(store, now, event, subject, Some(&detail))
 }
 
 #[cfg(test)]

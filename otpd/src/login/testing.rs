@@ -32,13 +32,7 @@ pub(super) fn audit_down<T>(
     let limits = limits_of(&shared.active().config.defaults);
     let made = before(&mut shared.store(), &limits);
     drop(shared);
-    rusqlite::Connection::open(dir.path().join("otpd.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER audit_down BEFORE INSERT ON audit
-             BEGIN SELECT RAISE(ABORT, 'the audit table is down'); END",
-        )
-        .unwrap();
+    crate::test_support::refuse_audit_rows(dir.path());
     let shared = crate::test_support::shared_mailing_through(dir.path(), 1, Arc::new(SystemClock));
     (dir, shared, made)
 }
