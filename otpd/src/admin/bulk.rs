@@ -85,9 +85,11 @@ fn check_row(row: &ImportRow) -> Result<UserRecord, String> {
 /// `enable --all` (every user otpd has a record of) or `enable --group GROUP` (the group's
 /// members, and recorded users in it): the code goes on for each who has an address.
 pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
-    let accounts = ctx.shared.accounts.as_ref();
-    let mut store = ctx.shared.store();
-    let records = match store.list_users() {
+    let accounts = ctx.accounts;
+    // Who is in the group is asked of NSS with the store unlocked (NSS may be slow: LDAP,
+    // SSSD); the records are read again, locked, before they are changed.
+    let listed = ctx.shared.store().list_users();
+    let records = match listed {
         Ok(records) => records,
         Err(e) => return store_failed(&e),
     };
@@ -114,6 +116,11 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
     }
     candidates.sort();
     candidates.dedup();
+    let mut store = ctx.shared.store();
+    let records = match store.list_users() {
+        Ok(records) => records,
+        Err(e) => return store_failed(&e),
+    };
     let config = &ctx.active.config;
     let mut changed = Vec::new();
     let mut skipped = Vec::new();

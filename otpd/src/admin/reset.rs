@@ -14,6 +14,8 @@ pub fn reset(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let looked_up = view::LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
     let reset = store::atomically(&mut store, |store| {
         let done = store.reset_user(user, ctx.now)?;

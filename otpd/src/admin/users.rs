@@ -2,7 +2,7 @@
 
 use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
-use super::view::{self, Address};
+use super::view::{self, Address, LookedUp};
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
 use crate::store::{self, Store, StoreError, UserRecord};
@@ -22,7 +22,9 @@ pub fn add(
         return refused(RefuseReason::Invalid, message);
     }
     // Looked up before the store is locked: NSS may be slow (LDAP, SSSD).
-    if !no_account && ctx.shared.accounts.uid_of(user).is_none() {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
+    if !no_account && ctx.accounts.uid_of(user).is_none() {
         return refused(
             RefuseReason::NotFound,
             format!(
@@ -126,6 +128,8 @@ fn change(
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
     let mut current = match store.user(user) {
         Ok(Some(record)) => record,
@@ -186,6 +190,8 @@ fn describe(r: &UserRecord) -> String {
 
 /// `user unlock`.
 pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
     let unlocked = store::atomically(&mut store, |store| {
         let was = store.unlock_user(user, ctx.now)?;
@@ -247,6 +253,8 @@ pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 /// count against the caps (a user without a record gets codes through the `[directory]`
 /// template, and an admin asked to reset one should see them), or has an account here.
 pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let store = ctx.shared.store();
     let known = match store.user(user) {
         Ok(record) => record.is_some(),
@@ -256,7 +264,7 @@ pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mailed = store
         .sends_counted(user, ctx.now)
         .is_ok_and(|sent| sent.day > 0);
-    if !known && locked.is_none() && !mailed && ctx.shared.accounts.uid_of(user).is_none() {
+    if !known && locked.is_none() && !mailed && ctx.accounts.uid_of(user).is_none() {
         return not_found(user);
     }
     match view_of(ctx, &store, user) {
@@ -275,13 +283,17 @@ pub fn list(
     locked_only: bool,
     after: Option<&str>,
 ) -> AdminResponse {
-    let store = ctx.shared.store();
-    let (records, locked) = match (store.list_users(), store.locked_users(ctx.now)) {
+    let read = {
+        let store = ctx.shared.store();
+        (store.list_users(), store.locked_users(ctx.now))
+    };
+    let (records, locked) = match read {
         (Ok(records), Ok(locked)) => (records, locked),
         (Err(e), _) | (_, Err(e)) => return store_failed(&e),
     };
+    // The store is unlocked again: each view may ask NSS for the user's groups.
     let config = &ctx.active.config;
-    let accounts = ctx.shared.accounts.as_ref();
+    let accounts = ctx.accounts;
     let lock_of = |name: &str| locked.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
     let mut users: Vec<UserView> = records
         .iter()
@@ -323,13 +335,14 @@ pub fn list(
     AdminResponse::Users { users, more_after }
 }
 
-/// The admin's view of `user` now.
+/// The admin's view of `user` now. Called with the store locked, so `ctx.accounts` must know
+/// `user` already ([`Ctx::looking_up`]).
 pub fn view_of(ctx: &Ctx<'_>, store: &dyn Store, user: &str) -> Result<UserView, StoreError> {
     let record = store.user(user)?;
     let locked = store.user_locked_until(user, ctx.now)?;
     let mut view = view::user_view(
         &ctx.active.config,
-        ctx.shared.accounts.as_ref(),
+        ctx.accounts,
         user,
         record.as_ref(),
         locked,
@@ -350,12 +363,13 @@ pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let has_account = ctx.accounts.uid_of(user).is_some();
     let mut store = ctx.shared.store();
     let known = match store.user(user) {
         Ok(record) => record.is_some(),
         Err(e) => return store_failed(&e),
     };
-    if !known && ctx.shared.accounts.uid_of(user).is_none() {
+    if !known && !has_account {
         return not_found(user);
     }
     let created = store::atomically(&mut store, |store| {
@@ -406,6 +420,84 @@ mod tests {
     fn add_as_root(shared: &Shared, user: &str, no_account: bool) -> AdminResponse {
         let ctx = Ctx::new(shared, caller(0));
         add(&ctx, user, "x@example.com", true, None, no_account)
+    }
+
+    /// NSS whose group lookup for `stuck` says it started, then does not return until the
+    /// test lets it.
+    #[derive(Debug)]
+    struct StuckLookup {
+        started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl crate::accounts::Accounts for StuckLookup {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            crate::test_support::FakeAccounts.user_name(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            crate::test_support::FakeAccounts.uid_of(name)
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "stuck" {
+                let _ = self.started.lock().unwrap().send(());
+                let _ = self.release.lock().unwrap().recv();
+            }
+            crate::test_support::FakeAccounts.groups_of(user)
+        }
+    }
+
+    /// Issue #18: `user show` (like every admin view of a user) asked NSS for the user's groups
+    /// with the store locked, so a slow directory stopped every login.
+    #[test]
+    fn an_admin_request_waiting_for_nss_does_not_hold_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            "[profiles.wheel]\nmode = \"off\"\n[[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        );
+        let (started, lookup_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let accounts = StuckLookup {
+            started: std::sync::Mutex::new(started),
+            release: std::sync::Mutex::new(released),
+        };
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+            Arc::new(accounts),
+        ));
+        let stuck = UserRecord {
+            name: "stuck".into(),
+            email: Some("stuck@example.com".into()),
+            enabled: true,
+            protocols: None,
+        };
+        shared.store().upsert_user(&stuck).unwrap();
+        let admin = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || show(&Ctx::new(&shared, caller(0)), "stuck"))
+        };
+        lookup_started
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let (done, store_used) = std::sync::mpsc::channel();
+        let other = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let live = shared.store().live_codes(0).unwrap();
+                let _ = done.send(live);
+            })
+        };
+        let in_time = store_used.recv_timeout(std::time::Duration::from_secs(2));
+        release.send(()).unwrap();
+        assert_eq!(
+            in_time,
+            Ok(0),
+            "the store waited for the admin's NSS lookup"
+        );
+        other.join().unwrap();
+        let answer = admin.join().unwrap();
+        assert!(matches!(answer, AdminResponse::User { .. }), "{answer:?}");
     }
 
     /// Regression: `otpctl user add carol` silently made a record for a name that is no
