@@ -280,7 +280,8 @@ pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
     let max_rows = shared.active().config.daemon.audit_max_rows;
     let mut store = shared.store();
     for summary in store.ended_audit_windows(now, closing) {
-        record_summary(&mut store, now, summary)?;
+        // A summary that cannot be written is logged; the others and the trim still go on.
+        let _ = record_summary(&mut store, now, summary);
     }
     if let Some(trimmed) = store.trim_audit(max_rows)? {
         tracing::warn!(

@@ -133,7 +133,8 @@ pub(super) async fn for_needed_code(
     let decided = decide_with_facts(shared, &active, caller, login, move |facts| {
         let now = store_of.clock.now();
         let mut store = store_of.store();
-        // The decision and its audit rows are stored together, or (commit failed) neither.
+        // The decision and its audit rows are stored together, or (a row or the commit
+        // failed) neither.
         let decided = store::atomically(&mut store, |store| {
             match needs_code(&settings, store, facts, now)? {
                 Ok(needed) => work(store, facts, &needed, now),
