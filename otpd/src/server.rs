@@ -6,7 +6,7 @@
 //! gets a short error reply and is closed at once; refusals are counted and summed up in the
 //! log ([`refusal_log`]), never logged one by one.
 //!
-//! A non-root peer's standing (trusted caller, admin) may need an NSS lookup ([`standing`]):
+//! A non-root peer's standing (trusted caller, admin) may need an NSS lookup (`standing`):
 //! it runs on a blocking thread with a deadline while the accept loop goes on serving others,
 //! and the peer's connections wait for it.
 
