@@ -500,6 +500,28 @@ mod tests {
         assert!(matches!(answer, AdminResponse::User { .. }), "{answer:?}");
     }
 
+    /// Issue #18: a failed audit row was logged and swallowed, so the change was kept with no
+    /// row saying who made it.
+    #[test]
+    fn a_change_whose_audit_row_cannot_be_written_is_not_stored() {
+        let (dir, shared) = daemon();
+        drop(shared);
+        crate::test_support::refuse_audit_rows(dir.path());
+        let shared = crate::test_support::shared(dir.path(), config(""), Arc::new(SystemClock));
+        let answer = add_as_root(&shared, "alice", false);
+        assert!(
+            matches!(
+                answer,
+                AdminResponse::Refused {
+                    reason: RefuseReason::Failed,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        assert!(shared.store().user("alice").unwrap().is_none());
+    }
+
     /// Regression: `otpctl user add carol` silently made a record for a name that is no
     /// account, so a typo left the real user without a code and nobody noticed.
     #[test]
