@@ -180,8 +180,9 @@ pub struct Subject<'a> {
     pub origin: Origin,
 }
 
-/// Records `event` in the database and the log. A failure to write the row is logged, never
-/// fatal to the login's outcome: the log line has been written already.
+/// Records `event` in the database and the log. A row that cannot be written is an `Err`,
+/// for the caller to pass on: inside [`crate::store::atomically`] it takes back the decision
+/// the row records, so no decision is stored without its row (the login fails closed).
 ///
 /// A local caller's events beyond the rate are only counted (see the module's doc); when the
 /// previous window of the same kind ended with some counted, its summary is written first.
@@ -191,7 +192,7 @@ pub fn record(
     event: Event,
     subject: Subject<'_>,
     detail: Option<&str>,
-) {
+) -> Result<(), StoreError> {
     if subject.origin == Origin::Local {
         let key = RateKey {
             caller_uid: subject.caller_uid,
@@ -199,17 +200,23 @@ pub fn record(
         };
         let (admission, ended) = store.admit_audit(key, now);
         if let Some(summary) = ended {
-            record_summary(store, now, summary);
+            record_summary(store, now, summary)?;
         }
         if admission == Admission::Counted {
-            return;
+            return Ok(());
         }
     }
-    write(store, now, event.as_str(), subject, detail);
+    write(store, now, event.as_str(), subject, detail)
 }
 
 /// Writes the row and the line of one event.
-fn write(store: &mut dyn Store, now: i64, event: &str, subject: Subject<'_>, detail: Option<&str>) {
+fn write(
+    store: &mut dyn Store,
+    now: i64,
+    event: &str,
+    subject: Subject<'_>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
     tracing::info!(target: "otpd::audit", "{}", line_of(event, subject, detail));
     let row = AuditRecord {
         time: now,
@@ -222,19 +229,29 @@ fn write(store: &mut dyn Store, now: i64, event: &str, subject: Subject<'_>, det
         caller_uid: Some(subject.caller_uid),
         detail,
     };
-    if let Err(e) = store.record_audit(&row) {
-        tracing::error!(
-            "cannot write audit row for {event}: {}",
-            escape_for_log(&e.to_string())
-        );
-    }
+    store
+        .record_audit(&row)
+        .inspect_err(|e| row_failed(event, e))
+}
+
+/// Logs an audit row that could not be written (its log line was written already).
+pub(crate) fn row_failed(event: &str, error: &StoreError) {
+    tracing::error!(
+        "cannot write audit row for {}: {}",
+        value(event),
+        escape_for_log(&error.to_string())
+    );
 }
 
 /// The row and line saying how many events of one kind a local uid caused beyond the rate:
 /// `event=suppressed user=- service=- protocol=- rhost=local caller_uid=U detail=KIND:COUNT`.
-pub(crate) fn record_summary(store: &mut dyn Store, now: i64, summary: Suppressed) {
+pub(crate) fn record_summary(
+    store: &mut dyn Store,
+    now: i64,
+    summary: Suppressed,
+) -> Result<(), StoreError> {
     if crate::peer_lines::summarise(&summary) {
-        return;
+        return Ok(());
     }
     let login = LoginContext {
         user: String::new(),
@@ -256,7 +273,7 @@ pub(crate) fn record_summary(store: &mut dyn Store, now: i64, summary: Suppresse
         Event::Suppressed.as_str(),
         subject,
         Some(&detail),
-    );
+    )
 }
 
 /// The periodic audit work, off the login path: writes the summaries of rate windows that
@@ -267,7 +284,8 @@ pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
     let max_rows = shared.active().config.daemon.audit_max_rows;
     let mut store = shared.store();
     for summary in store.ended_audit_windows(now, closing) {
-        record_summary(&mut store, now, summary);
+        // A summary that cannot be written is logged; the others and the trim still go on.
+        let _ = record_summary(&mut store, now, summary);
     }
     if let Some(trimmed) = store.trim_audit(max_rows)? {
         tracing::warn!(
@@ -330,7 +348,7 @@ mod tests {
             origin,
         };
         for _ in 0..n {
-            record(store, T0, Event::WrongCode, subject, None);
+            record(store, T0, Event::WrongCode, subject, None).unwrap();
         }
     }
 
@@ -349,7 +367,7 @@ mod tests {
         wrong_answers(&mut store, 1000, 65534, Origin::Local);
         assert_eq!(store.audit_since(0, 10_000).unwrap().len(), 10);
         for summary in store.ended_audit_windows(T0 + 60, false) {
-            record_summary(&mut store, T0 + 60, summary);
+            record_summary(&mut store, T0 + 60, summary).unwrap();
         }
         let rows = store.audit_since(0, 10_000).unwrap();
         assert_eq!(rows.len(), 11);

@@ -17,7 +17,7 @@ use common::wire::LoginContext;
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::Origin;
-use crate::store::{BreakGlass, BreakGlassLookup, Store};
+use crate::store::{self, BreakGlass, BreakGlassLookup, Store, StoreError};
 
 /// The longest grant, in minutes (four hours).
 pub const MAX_MINUTES: u32 = 240;
@@ -111,7 +111,8 @@ pub fn covers(cidr: Option<&str>, origin: Origin, rhost: Option<&str>) -> bool {
 
 /// A login that needs a code: true when a live grant for its user covers it, in which case its
 /// use is logged and audited. An expired grant found here is deleted and its expiry logged.
-/// A store failure counts as no grant (the login then asks for a code, failing closed).
+/// A failure to read grants counts as no grant (the login then asks for a code, failing
+/// closed); an audit row that cannot be written is an `Err`, to fail the login's transaction.
 pub fn check_login(
     store: &mut dyn Store,
     now: i64,
@@ -119,24 +120,24 @@ pub fn check_login(
     protocol: Option<&str>,
     caller_uid: u32,
     origin: Origin,
-) -> bool {
+) -> Result<bool, StoreError> {
     let grant = match store.breakglass_for(&login.user, now) {
         Ok(BreakGlassLookup::Live(grant)) => grant,
-        Ok(BreakGlassLookup::None) => return false,
+        Ok(BreakGlassLookup::None) => return Ok(false),
         Ok(BreakGlassLookup::Expired(grant)) => {
-            note_expired(store, now, &grant);
-            return false;
+            note_expired(store, now, &grant)?;
+            return Ok(false);
         }
         Err(e) => {
             tracing::error!(
                 "cannot read break-glass grants: {}",
                 escape_for_log(&e.to_string())
             );
-            return false;
+            return Ok(false);
         }
     };
     if !covers(grant.cidr.as_deref(), origin, login.rhost.as_deref()) {
-        return false;
+        return Ok(false);
     }
     tracing::warn!(
         "break-glass used: user {} passes the code step (service {}, rhost {}); the grant ends {}",
@@ -152,27 +153,31 @@ pub fn check_login(
         caller_uid,
         origin,
     };
-    audit::record(store, now, Event::BreakglassUsed, subject, Some(&detail));
-    true
+    audit::record(store, now, Event::BreakglassUsed, subject, Some(&detail))?;
+    Ok(true)
 }
 
-/// The periodic purge's step: deletes every grant expired at `now` and logs each expiry.
+/// The periodic purge's step: deletes every grant expired at `now` and logs each expiry, in
+/// one transaction (an expiry whose row cannot be written stays for the next purge).
 pub fn expire_all(store: &mut dyn Store, now: i64) {
-    match store.expire_breakglass(now) {
-        Ok(expired) => {
-            for grant in &expired {
-                note_expired(store, now, grant);
-            }
+    let expired = store::atomically(store, |store| {
+        for grant in &store.expire_breakglass(now)? {
+            note_expired(store, now, grant)?;
         }
-        Err(e) => tracing::error!(
+        Ok(())
+    });
+    if let Err(e) = expired {
+        tracing::error!(
             "cannot expire break-glass grants: {}",
             escape_for_log(&e.to_string())
-        ),
+        );
     }
 }
 
-/// The warning and the audit event of a grant's expiry, found (and deleted) at `now`.
-pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) {
+/// The warning and the audit event of a grant's expiry, found (and deleted) at `now`. Like
+/// the grant's use it is found by a login (or the purge), so it is written as a login's event,
+/// with the granter's uid as the caller.
+pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) -> Result<(), StoreError> {
     tracing::warn!(
         "break-glass expired: user {} needs login codes again (granted by uid {}, ended {})",
         escape_for_log(&grant.user),
@@ -180,27 +185,8 @@ pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) {
         timefmt::utc(grant.expires_at)
     );
     let detail = format!("ended={}", timefmt::utc(grant.expires_at));
-    record_admin(
-        store,
-        now,
-        Event::BreakglassExpired,
-        &grant.user,
-        grant.granted_by,
-        &detail,
-    );
-}
-
-/// The audit event of a change to a grant, made by `caller_uid` (for an expiry, the granter).
-pub fn record_admin(
-    store: &mut dyn Store,
-    now: i64,
-    event: Event,
-    user: &str,
-    caller_uid: u32,
-    detail: &str,
-) {
     let login = LoginContext {
-        user: user.to_string(),
+        user: grant.user.clone(),
         service: crate::rules::OTPCTL_SERVICE.to_string(),
         rhost: None,
         tty: None,
@@ -209,11 +195,12 @@ pub fn record_admin(
     let subject = Subject {
         login: &login,
         protocol: None,
-        caller_uid,
-        // Root's changes: written one by one, never rate limited.
+        caller_uid: grant.granted_by,
+        // Root's grant: written one by one, never rate limited.
         origin: Origin::Reported,
     };
-    audit::record(store, now, event, subject, Some(detail));
+    let event = Event::BreakglassExpired;
+    audit::record(store, now, event, subject, Some(&detail))
 }
 
 #[cfg(test)]

@@ -67,7 +67,8 @@ pub enum Delivered {
 }
 
 /// Mails `mail` (whose code answers `challenge`) with no lock held, then settles the outcome in
-/// one store transaction off the runtime's thread, calling `audit` for each step.
+/// one store transaction off the runtime's thread, calling `audit` for each step. An audit row
+/// that cannot be written takes the settlement back, and the delivery counts as failed.
 pub async fn deliver<A>(
     shared: &Arc<Shared>,
     mailer: &Mailer,
@@ -77,7 +78,7 @@ pub async fn deliver<A>(
     audit: A,
 ) -> Result<Delivered, Lost>
 where
-    A: FnMut(&mut dyn Store, i64, Settlement<'_>) + Send + 'static,
+    A: FnMut(&mut dyn Store, i64, Settlement<'_>) -> Result<(), StoreError> + Send + 'static,
 {
     let sent = mailer
         .send(mail)
@@ -110,32 +111,32 @@ fn settle(
     sent: Result<String, String>,
     challenge: &str,
     on_failure: OnFailure,
-    mut audit: impl FnMut(&mut dyn Store, i64, Settlement<'_>),
-) -> Delivered {
+    mut audit: impl FnMut(&mut dyn Store, i64, Settlement<'_>) -> Result<(), StoreError>,
+) -> Result<Delivered, StoreError> {
     let detail = match sent {
         Ok(server) => {
-            audit(store, now, Settlement::Mailed { server: &server });
-            return Delivered::Mailed;
+            audit(store, now, Settlement::Mailed { server: &server })?;
+            return Ok(Delivered::Mailed);
         }
         Err(detail) => detail,
     };
-    audit(store, now, Settlement::MailFailed { detail: &detail });
+    audit(store, now, Settlement::MailFailed { detail: &detail })?;
     let fallback = match on_failure {
         OnFailure::OfferRecovery => store.recovery_fallback(challenge),
         OnFailure::Invalidate => store.invalidate(challenge).map(|()| None),
     };
     match fallback {
         Ok(Some(left)) => {
-            audit(store, now, Settlement::RecoveryOffered { left });
-            Delivered::Recovery { left }
+            audit(store, now, Settlement::RecoveryOffered { left })?;
+            Ok(Delivered::Recovery { left })
         }
-        Ok(None) => Delivered::Failed,
+        Ok(None) => Ok(Delivered::Failed),
         Err(e) => {
             tracing::error!(
                 "cannot invalidate an unmailed code: {}",
                 escape_for_log(&e.to_string())
             );
-            Delivered::Failed
+            Ok(Delivered::Failed)
         }
     }
 }

@@ -211,14 +211,31 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    within_deadline_of(&LOOKUPS, deadline, user, work).await
+    let resolved = within_deadline_of(&LOOKUPS, deadline, work).await;
+    if matches!(resolved, Err(Unresolved::Late)) {
+        tracing::error!(
+            "looking up user={} took longer than {} s; the login is unavailable",
+            escape_for_log(user),
+            deadline.as_secs()
+        );
+    }
+    resolved
 }
 
-/// [`within_deadline`] with the slots of `lookups`.
+/// [`within_deadline`] for a lookup that is no login's (a caller's standing, say), sharing
+/// its slots: the caller logs what a late answer means for it.
+pub async fn lookup_within<T, F>(deadline: Duration, work: F) -> Result<T, Unresolved>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    within_deadline_of(&LOOKUPS, deadline, work).await
+}
+
+/// [`lookup_within`] with the slots of `lookups`.
 async fn within_deadline_of<T, F>(
     lookups: &'static tokio::sync::Semaphore,
     deadline: Duration,
-    user: &str,
     work: F,
 ) -> Result<T, Unresolved>
 where
@@ -237,14 +254,7 @@ where
     match tokio::time::timeout(deadline, lookup).await {
         Ok(Ok(facts)) => Ok(facts),
         Ok(Err(Lost)) => Err(Unresolved::Lost),
-        Err(_) => {
-            tracing::error!(
-                "looking up user={} took longer than {} s; the login is unavailable",
-                escape_for_log(user),
-                deadline.as_secs()
-            );
-            Err(Unresolved::Late)
-        }
+        Err(_) => Err(Unresolved::Late),
     }
 }
 
@@ -329,7 +339,6 @@ mod tests {
             hung.push(tokio::spawn(within_deadline_of(
                 &SLOTS,
                 DEADLINE,
-                "hung",
                 move || {
                     started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let _ = held.lock().unwrap().recv();

@@ -57,7 +57,8 @@ pub fn log(shared: &Shared, caller_uid: u32, trouble: PeerTrouble, detail: &dyn 
     };
     let (admission, ended) = store.admit_audit(key, now);
     if let Some(summary) = ended {
-        crate::audit::record_summary(&mut store, now, summary);
+        // A row that cannot be written is logged there; this line is no decision to undo.
+        let _ = crate::audit::record_summary(&mut store, now, summary);
     }
     drop(store);
     if admission == Admission::Individually {

@@ -130,3 +130,44 @@ pub fn alice() -> common::wire::LoginContext {
         protocol: None,
     }
 }
+
+/// Makes the database `otpd.db` in `dir` (not open) refuse every audit row: a trigger aborts
+/// the insert, as a disk that fails only the audit table would.
+pub fn refuse_audit_rows(dir: &Path) {
+    rusqlite::Connection::open(dir.join("otpd.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit table is down'); END",
+        )
+        .unwrap();
+}
+
+/// The audit log lines (`otpd::audit`, from `event=` on) that `work` writes on this thread.
+pub fn audit_lines(work: impl FnOnce()) -> Vec<String> {
+    /// A log writer into a buffer the test reads after.
+    #[derive(Clone)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer(Default::default());
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter_map(|line| line.split_once("otpd::audit: ").map(|(_, e)| e.to_string()))
+        .collect()
+}

@@ -51,7 +51,9 @@ pub(crate) fn require_admin(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminRes
 /// Records `command` as refused to the caller (`admin_refused`) and answers with `message`.
 pub(crate) fn refuse(ctx: &Ctx<'_>, command: &str, message: String) -> AdminResponse {
     let mut store = ctx.shared.store();
-    record::note(
+    // Nothing was changed, so there is nothing to take back: a row that cannot be written is
+    // logged, and the refusal stands.
+    let _ = record::note(
         &mut store,
         ctx.now,
         Event::AdminRefused,

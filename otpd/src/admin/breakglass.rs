@@ -6,10 +6,10 @@ use common::text::escape_for_log;
 use common::timefmt;
 use common::wire_admin::{AdminResponse, BreakGlassView, RefuseReason};
 
-use super::{Ctx, refused, store_failed};
+use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
-use crate::breakglass::{Cidr, MAX_MINUTES, note_expired, record_admin};
-use crate::store::{BreakGlass, BreakGlassLookup};
+use crate::breakglass::{Cidr, MAX_MINUTES, note_expired};
+use crate::store::{self, BreakGlass, BreakGlassLookup};
 
 /// Refuses (and records the refusal) unless the caller is root.
 fn require_root(ctx: &Ctx<'_>, command: &str) -> Result<(), AdminResponse> {
@@ -48,35 +48,31 @@ pub(super) fn grant(ctx: &Ctx<'_>, user: &str, minutes: u32, from: Option<&str>)
         granted_at: ctx.now,
         expires_at: ctx.now.saturating_add(i64::from(minutes) * 60),
     };
+    let from_text = grant.cidr.as_deref().unwrap_or("anywhere");
     let mut store = ctx.shared.store();
-    // An expired grant about to be replaced has its expiry logged first: never, otherwise.
-    match store.breakglass_for(user, ctx.now) {
-        Ok(BreakGlassLookup::Expired(expired)) => note_expired(&mut store, ctx.now, &expired),
-        Ok(_) => {}
-        Err(e) => return store_failed(&e),
-    }
-    if let Err(e) = store.grant_breakglass(&grant) {
+    // The grant and its audit row are stored together, or neither is.
+    let granted = store::atomically(&mut store, |store| {
+        // An expired grant about to be replaced has its expiry logged first: never, otherwise.
+        if let BreakGlassLookup::Expired(expired) = store.breakglass_for(user, ctx.now)? {
+            note_expired(store, ctx.now, &expired)?;
+        }
+        store.grant_breakglass(&grant)?;
+        let detail = format!(
+            "minutes={minutes} from={from_text} until={}",
+            timefmt::utc(grant.expires_at)
+        );
+        let event = Event::BreakglassGranted;
+        record::note(store, ctx.now, event, Some(user), ctx.caller, Some(&detail))
+    });
+    if let Err(e) = granted {
         return store_failed(&e);
     }
-    let from_text = grant.cidr.as_deref().unwrap_or("anywhere");
     tracing::warn!(
         "break-glass granted: user {} passes the code step from {} until {} (uid {})",
         escape_for_log(user),
         escape_for_log(from_text),
         timefmt::utc(grant.expires_at),
         ctx.caller.uid
-    );
-    let detail = format!(
-        "minutes={minutes} from={from_text} until={}",
-        timefmt::utc(grant.expires_at)
-    );
-    record_admin(
-        &mut store,
-        ctx.now,
-        Event::BreakglassGranted,
-        user,
-        ctx.caller.uid,
-        &detail,
     );
     AdminResponse::Done {
         message: format!(
@@ -93,7 +89,22 @@ pub(super) fn revoke(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
         return refusal;
     }
     let mut store = ctx.shared.store();
-    let found = match store.revoke_breakglass(user) {
+    // The revocation and its audit row are stored together, or neither is.
+    let revoked = store::atomically(&mut store, |store| {
+        let found = store.revoke_breakglass(user)?;
+        match &found {
+            Some(grant) if grant.expires_at > ctx.now => {
+                let detail = format!("was_until={}", timefmt::utc(grant.expires_at));
+                let event = Event::BreakglassRevoked;
+                record::note(store, ctx.now, event, Some(user), ctx.caller, Some(&detail))?;
+            }
+            // The row is gone now: its expiry is logged here or never.
+            Some(expired) => note_expired(store, ctx.now, expired)?,
+            None => {}
+        }
+        Ok(found)
+    });
+    let found = match revoked {
         Ok(found) => found,
         Err(e) => return store_failed(&e),
     };
@@ -104,28 +115,15 @@ pub(super) fn revoke(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
                 escape_for_log(user),
                 ctx.caller.uid
             );
-            let detail = format!("was_until={}", timefmt::utc(grant.expires_at));
-            record_admin(
-                &mut store,
-                ctx.now,
-                Event::BreakglassRevoked,
-                user,
-                ctx.caller.uid,
-                &detail,
-            );
             AdminResponse::Done {
                 message: format!("Break-glass for {user} revoked."),
                 user: None,
             }
         }
-        // The row is gone now: its expiry is logged here or never.
-        Some(expired) => {
-            note_expired(&mut store, ctx.now, &expired);
-            refused(
-                RefuseReason::NotFound,
-                format!("{user}'s break-glass grant had already expired"),
-            )
-        }
+        Some(_) => refused(
+            RefuseReason::NotFound,
+            format!("{user}'s break-glass grant had already expired"),
+        ),
         None => refused(
             RefuseReason::NotFound,
             format!("{user} has no break-glass grant"),
@@ -262,6 +260,70 @@ mod tests {
         ));
         assert_eq!(events(&shared, "breakglass_granted"), 1);
         assert_eq!(events(&shared, "breakglass_revoked"), 1);
+    }
+
+    /// Issue #18: grants and revokes were audited through the login's writer, as a login by a
+    /// made-up subject; they are root's otpctl changes like any other.
+    #[test]
+    fn a_grant_and_a_revoke_are_audited_as_roots_otpctl_changes() {
+        let (_dir, shared) = daemon();
+        let ctx = Ctx::new(&shared, caller(0));
+        let lines = crate::test_support::audit_lines(|| {
+            assert!(matches!(
+                grant(&ctx, "bob", 5, Some("192.0.2.0/24")),
+                AdminResponse::Done { .. }
+            ));
+            assert!(matches!(revoke(&ctx, "bob"), AdminResponse::Done { .. }));
+        });
+        let until = timefmt::utc(ctx.now + 300);
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "event=breakglass_granted user=bob service=otpctl caller_uid=0 detail=minutes\\x3d5\\x20from\\x3d192.0.2.0/24\\x20until\\x3d{}",
+                    until.replace(' ', "\\x20")
+                ),
+                format!(
+                    "event=breakglass_revoked user=bob service=otpctl caller_uid=0 detail=was_until\\x3d{}",
+                    until.replace(' ', "\\x20")
+                ),
+            ]
+        );
+        let mut store = shared.store();
+        let rows = store.audit_since(0, 10).unwrap();
+        let events: Vec<_> = rows.iter().map(|r| r.event.as_str()).collect();
+        assert_eq!(events, ["breakglass_revoked", "breakglass_granted"]);
+        for row in &rows {
+            assert_eq!(row.user.as_deref(), Some("bob"), "{row:?}");
+            assert_eq!(row.service.as_deref(), Some("otpctl"), "{row:?}");
+            assert_eq!(row.caller_uid, Some(0), "{row:?}");
+            assert_eq!(
+                (row.protocol.as_deref(), row.rhost.as_deref()),
+                (None, None)
+            );
+        }
+    }
+
+    #[test]
+    fn a_grant_whose_audit_row_cannot_be_written_is_not_stored() {
+        let (dir, shared) = daemon();
+        drop(shared);
+        crate::test_support::refuse_audit_rows(dir.path());
+        let config = config("[daemon]\nadmin_group = \"otpadmin\"");
+        let shared = crate::test_support::shared(dir.path(), config, Arc::new(SystemClock));
+        let ctx = Ctx::new(&shared, caller(0));
+        let answer = grant(&ctx, "bob", 5, None);
+        assert!(
+            matches!(
+                answer,
+                AdminResponse::Refused {
+                    reason: RefuseReason::Failed,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        assert!(shared.store().live_breakglass(ctx.now).unwrap().is_empty());
     }
 
     /// Root's grant that ran out a minute before `now`.

@@ -8,7 +8,7 @@ use super::view;
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
 use crate::policy;
-use crate::store::{StoreError, UserRecord};
+use crate::store::{self, StoreError, UserRecord};
 
 /// `import`: every row is checked; with bad rows, nothing changes unless `partial`; with
 /// `dry_run`, nothing changes at all.
@@ -42,20 +42,23 @@ pub fn import(ctx: &Ctx<'_>, rows: &[ImportRow], partial: bool, dry_run: bool) -
     }
     let records: Vec<UserRecord> = good.into_iter().map(|(_, r)| r).collect();
     let mut store = ctx.shared.store();
-    match store.upsert_users(&records) {
+    let imported = store::atomically(&mut store, |store| {
+        store.upsert_users(&records)?;
+        let detail = format!("imported={} bad_lines={}", records.len(), problems.len());
+        record::note(
+            store,
+            ctx.now,
+            Event::UsersImported,
+            None,
+            ctx.caller,
+            Some(&detail),
+        )
+    });
+    match imported {
         Ok(()) => {}
         Err(StoreError::InvalidUser(why)) => return refused(RefuseReason::Invalid, why),
         Err(e) => return store_failed(&e),
     }
-    let detail = format!("imported={} bad_lines={}", records.len(), problems.len());
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::UsersImported,
-        None,
-        ctx.caller,
-        Some(&detail),
-    );
     AdminResponse::Imported {
         imported: records.len(),
         problems,
@@ -82,9 +85,11 @@ fn check_row(row: &ImportRow) -> Result<UserRecord, String> {
 /// `enable --all` (every user otpd has a record of) or `enable --group GROUP` (the group's
 /// members, and recorded users in it): the code goes on for each who has an address.
 pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
-    let accounts = ctx.shared.accounts.as_ref();
-    let mut store = ctx.shared.store();
-    let records = match store.list_users() {
+    let accounts = ctx.accounts;
+    // Who is in the group is asked of NSS with the store unlocked (NSS may be slow: LDAP,
+    // SSSD); the records are read again, locked, before they are changed.
+    let listed = ctx.shared.store().list_users();
+    let records = match listed {
         Ok(records) => records,
         Err(e) => return store_failed(&e),
     };
@@ -111,6 +116,11 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
     }
     candidates.sort();
     candidates.dedup();
+    let mut store = ctx.shared.store();
+    let records = match store.list_users() {
+        Ok(records) => records,
+        Err(e) => return store_failed(&e),
+    };
     let config = &ctx.active.config;
     let mut changed = Vec::new();
     let mut skipped = Vec::new();
@@ -140,18 +150,21 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
             }),
         }
     }
-    if let Err(e) = store.upsert_users(&changed) {
+    let enabled = store::atomically(&mut store, |store| {
+        store.upsert_users(&changed)?;
+        let detail = format!("group={} enabled={}", group.unwrap_or("-"), changed.len());
+        record::note(
+            store,
+            ctx.now,
+            Event::UsersEnabled,
+            None,
+            ctx.caller,
+            Some(&detail),
+        )
+    });
+    if let Err(e) = enabled {
         return store_failed(&e);
     }
-    let detail = format!("group={} enabled={}", group.unwrap_or("-"), changed.len());
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::UsersEnabled,
-        None,
-        ctx.caller,
-        Some(&detail),
-    );
     AdminResponse::EnabledAll {
         enabled: changed.into_iter().map(|r| r.name).collect(),
         skipped,

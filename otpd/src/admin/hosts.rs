@@ -10,7 +10,7 @@ use common::wire_admin::{AdminResponse, HostView, RefuseReason};
 
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
-use crate::store::Lockout;
+use crate::store::{self, Lockout};
 
 /// `host list`.
 pub fn list(ctx: &Ctx<'_>) -> AdminResponse {
@@ -39,22 +39,20 @@ pub fn unlock(ctx: &Ctx<'_>, address: &str) -> AdminResponse {
     };
     let shown = ip.to_canonical().to_string();
     let mut store = ctx.shared.store();
-    let was = match store.unlock_host(&shown, ctx.now) {
+    let unlocked = store::atomically(&mut store, |store| {
+        let was = store.unlock_host(&shown, ctx.now)?;
+        let detail = match &was {
+            Some(lockout) => cleared(lockout, ctx.now),
+            None => "nothing".to_string(),
+        };
+        let event = Event::HostUnlocked;
+        record::note_host(store, ctx.now, event, &shown, ctx.caller, Some(&detail))?;
+        Ok(was)
+    });
+    let was = match unlocked {
         Ok(was) => was,
         Err(e) => return store_failed(&e),
     };
-    let detail = match &was {
-        Some(lockout) => cleared(lockout, ctx.now),
-        None => "nothing".to_string(),
-    };
-    record::note_host(
-        &mut store,
-        ctx.now,
-        Event::HostUnlocked,
-        &shown,
-        ctx.caller,
-        Some(&detail),
-    );
     let message = match was {
         Some(Lockout {
             locked_until: Some(until),

@@ -78,6 +78,22 @@ impl<'a> Ctx<'a> {
             now: shared.clock.now(),
         }
     }
+
+    /// This request with `known` as its accounts: a user's account looked up before any store
+    /// lock is taken ([`view::LookedUp`]), so what runs under the lock asks `ctx.accounts` and
+    /// waits for no directory.
+    pub(crate) fn looking_up<'b>(&self, known: &'b view::LookedUp<'b>) -> Ctx<'b>
+    where
+        'a: 'b,
+    {
+        Ctx {
+            shared: self.shared,
+            active: Arc::clone(&self.active),
+            caller: self.caller,
+            accounts: known,
+            now: self.now,
+        }
+    }
 }
 
 fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminResponse {

@@ -1,15 +1,16 @@
 //! Audit rows and log lines for otpctl's changes, in the same `key=value` shape as the login
 //! events, so fail2ban filters and `otpctl audit` see admin actions too.
 
-use crate::audit::{Event, record_summary, value};
+use crate::audit::{Event, record_summary, row_failed, value};
 use crate::caller::Caller;
-use crate::store::{Admission, AuditRecord, RateKey, Store};
+use crate::store::{Admission, AuditRecord, RateKey, Store, StoreError};
 
 /// The service name otpctl's rows carry.
 pub use crate::rules::OTPCTL_SERVICE as SERVICE;
 
-/// Records `event` about `user` by `caller`, in the database and the log. A failed row is
-/// logged, never fatal: the change itself already happened (or was refused).
+/// Records `event` about `user` by `caller`, in the database and the log. A row that cannot
+/// be written is an `Err`: callers record a change in the change's own transaction
+/// ([`crate::store::atomically`]), so the change is not kept without its row.
 pub fn note(
     store: &mut dyn Store,
     now: i64,
@@ -17,8 +18,8 @@ pub fn note(
     user: Option<&str>,
     caller: Caller,
     detail: Option<&str>,
-) {
-    write(store, now, event, user, None, caller, detail);
+) -> Result<(), StoreError> {
+    write(store, now, event, user, None, caller, detail)
 }
 
 /// Records `event` about the remote address `rhost` (`otpctl host unlock`), with the address
@@ -30,8 +31,8 @@ pub fn note_host(
     rhost: &str,
     caller: Caller,
     detail: Option<&str>,
-) {
-    write(store, now, event, None, Some(rhost), caller, detail);
+) -> Result<(), StoreError> {
+    write(store, now, event, None, Some(rhost), caller, detail)
 }
 
 /// One row and one log line, with the keys in the order of the login events' lines.
@@ -43,7 +44,7 @@ fn write(
     rhost: Option<&str>,
     caller: Caller,
     detail: Option<&str>,
-) {
+) -> Result<(), StoreError> {
     // Events a local user can cause at will (`Event::unbounded`) are rate limited from
     // anyone but root.
     if caller.uid != 0 && event.unbounded() {
@@ -53,10 +54,10 @@ fn write(
         };
         let (admission, ended) = store.admit_audit(key, now);
         if let Some(summary) = ended {
-            record_summary(store, now, summary);
+            record_summary(store, now, summary)?;
         }
         if admission == Admission::Counted {
-            return;
+            return Ok(());
         }
     }
     let event = event.as_str();
@@ -84,13 +85,9 @@ fn write(
         caller_uid: Some(caller.uid),
         detail,
     };
-    if let Err(e) = store.record_audit(&row) {
-        tracing::error!(
-            "cannot write audit row for {}: {}",
-            value(event),
-            common::text::escape_for_log(&e.to_string())
-        );
-    }
+    store
+        .record_audit(&row)
+        .inspect_err(|e| row_failed(event, e))
 }
 
 #[cfg(test)]
@@ -105,7 +102,7 @@ mod tests {
         let mut store = crate::store::SqliteStore::open(&dir.path().join("otpd.db"), key).unwrap();
         for (event, uid) in events {
             for _ in 0..times {
-                note(&mut store, 1_700_000_000, *event, None, caller(*uid), None);
+                note(&mut store, 1_700_000_000, *event, None, caller(*uid), None).unwrap();
             }
         }
         store.audit_since(0, 100_000).unwrap().len()

@@ -7,26 +7,33 @@ use common::wire_admin::{AdminResponse, RefuseReason};
 use super::users::view_of;
 use super::{Ctx, record, refused, store_failed, view};
 use crate::audit::Event;
-use crate::store::UserReset;
+use crate::store::{self, UserReset};
 
 /// `user reset`: audited as `user_reset` with what it cleared, even when that was nothing.
 pub fn reset(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let looked_up = view::LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
-    let done = match store.reset_user(user, ctx.now) {
+    let reset = store::atomically(&mut store, |store| {
+        let done = store.reset_user(user, ctx.now)?;
+        let detail = detail(&done, ctx.now);
+        record::note(
+            store,
+            ctx.now,
+            Event::UserReset,
+            Some(user),
+            ctx.caller,
+            Some(&detail),
+        )?;
+        Ok(done)
+    });
+    let done = match reset {
         Ok(done) => done,
         Err(e) => return store_failed(&e),
     };
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::UserReset,
-        Some(user),
-        ctx.caller,
-        Some(&detail(&done, ctx.now)),
-    );
     AdminResponse::Done {
         message: message(user, &done, ctx.now),
         user: view_of(ctx, &store, user).ok().map(Box::new),

@@ -26,7 +26,9 @@ use crate::off_thread::Lost;
 use crate::policy;
 use crate::rules::{bounded, limits_of};
 use crate::state::{Active, Shared};
-use crate::store::{IssueOutcome, IssueRequest, Store, UserRecord, VerifyOutcome};
+use crate::store::{
+    self, IssueOutcome, IssueRequest, Store, StoreError, UserRecord, VerifyOutcome,
+};
 
 /// The store "protocol" a code for `action` is bound to.
 pub fn purpose(action: &SelfAction) -> String {
@@ -154,14 +156,15 @@ fn assess(
     }
 }
 
-/// Makes the change and records it.
+/// Makes the change and records it; for the caller to run in one transaction with the
+/// confirmation that allowed it, so neither is kept without the other's row.
 fn apply(
     ctx: &Ctx<'_>,
     store: &mut dyn Store,
     name: &str,
     action: &SelfAction,
     record: Option<UserRecord>,
-) -> AdminResponse {
+) -> Result<AdminResponse, StoreError> {
     let mut new = record.unwrap_or_else(|| UserRecord {
         name: name.to_string(),
         email: None,
@@ -191,9 +194,7 @@ fn apply(
         }
         SelfAction::RecoveryCodes => return new_recovery_codes(ctx, store, name),
     };
-    if let Err(e) = store.upsert_user(&new) {
-        return store_failed(&e);
-    }
+    store.upsert_user(&new)?;
     let detail = new.protocols.as_ref().map(|p| p.join(","));
     record::note(
         store,
@@ -202,17 +203,18 @@ fn apply(
         Some(name),
         ctx.caller,
         detail.as_deref(),
-    );
-    done(ctx, store, name, Some(&new), message)
+    )?;
+    Ok(done(ctx, store, name, Some(&new), message))
 }
 
 /// The caller's new set of recovery codes, shown once; the old set no longer works.
-fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut dyn Store, name: &str) -> AdminResponse {
+fn new_recovery_codes(
+    ctx: &Ctx<'_>,
+    store: &mut dyn Store,
+    name: &str,
+) -> Result<AdminResponse, StoreError> {
     let mut rng = crate::code::os_rng();
-    let codes = match store.new_recovery_codes(name, ctx.now, &mut rng) {
-        Ok(codes) => codes,
-        Err(e) => return store_failed(&e),
-    };
+    let codes = store.new_recovery_codes(name, ctx.now, &mut rng)?;
     let detail = format!("count={}", codes.len());
     record::note(
         store,
@@ -221,11 +223,11 @@ fn new_recovery_codes(ctx: &Ctx<'_>, store: &mut dyn Store, name: &str) -> Admin
         Some(name),
         ctx.caller,
         Some(&detail),
-    );
-    AdminResponse::RecoveryCodes {
+    )?;
+    Ok(AdminResponse::RecoveryCodes {
         user: name.to_string(),
         codes,
-    }
+    })
 }
 
 fn done(
@@ -315,21 +317,19 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
                     Some(&name),
                     caller,
                     Some(&purpose),
-                );
-                record::note(store, now, Event::Mailed, Some(&name), caller, Some(server));
+                )?;
+                record::note(store, now, Event::Mailed, Some(&name), caller, Some(server))
             }
-            Settlement::MailFailed { detail } => {
-                record::note(
-                    store,
-                    now,
-                    Event::MailFailed,
-                    Some(&name),
-                    caller,
-                    Some(detail),
-                );
-            }
+            Settlement::MailFailed { detail } => record::note(
+                store,
+                now,
+                Event::MailFailed,
+                Some(&name),
+                caller,
+                Some(detail),
+            ),
             // Never offered for a self-service code (see `OnFailure::Invalidate`).
-            Settlement::RecoveryOffered { .. } => {}
+            Settlement::RecoveryOffered { .. } => Ok(()),
         },
     )
     .await;
@@ -368,7 +368,12 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
     match assess(&ctx, &store, &name, action, record.as_ref()) {
         Err(refusal) => return Step::Done(refusal),
         Ok(Need::Nothing(response)) => return Step::Done(response),
-        Ok(Need::ApplyNow) => return Step::Done(apply(&ctx, &mut store, &name, action, record)),
+        Ok(Need::ApplyNow) => {
+            let applied = store::atomically(&mut store, |store| {
+                apply(&ctx, store, &name, action, record)
+            });
+            return Step::Done(applied.unwrap_or_else(|e| store_failed(&e)));
+        }
         Ok(Need::Code) => {}
     }
     let config = &ctx.active.config;
@@ -459,66 +464,52 @@ pub fn confirm(
         Ok(Need::ApplyNow | Need::Code) => {}
     }
     let limits = limits_of(settings_for(&ctx.active.config, ctx.accounts, &name));
-    let outcome = store.verify(
-        challenge,
-        &name,
-        &purpose(action),
-        None,
-        &bounded(code),
-        &limits,
-        ctx.now,
-    );
-    match outcome {
-        Ok(VerifyOutcome::Success) => apply(&ctx, &mut store, &name, action, record),
-        Ok(VerifyOutcome::Wrong { attempts_left }) => {
-            let detail = format!("attempts_left={attempts_left}");
-            record::note(
-                &mut store,
-                ctx.now,
-                Event::WrongCode,
-                Some(&name),
-                caller,
-                Some(&detail),
-            );
-            refused(
+    // The answer, its audit row and (when right) the change are stored together.
+    let checked = store::atomically(&mut store, |store| {
+        let outcome = store.verify(
+            challenge,
+            &name,
+            &purpose(action),
+            None,
+            &bounded(code),
+            &limits,
+            ctx.now,
+        );
+        let note = |store: &mut dyn Store, event, detail: Option<&str>| {
+            record::note(store, ctx.now, event, Some(&name), caller, detail)
+        };
+        Ok(match outcome {
+            Ok(VerifyOutcome::Success) => apply(&ctx, store, &name, action, record)?,
+            Ok(VerifyOutcome::Wrong { attempts_left }) => {
+                let detail = format!("attempts_left={attempts_left}");
+                note(store, Event::WrongCode, Some(&detail))?;
+                refused(
+                    RefuseReason::WrongCode,
+                    "Wrong code; nothing was changed.".into(),
+                )
+            }
+            Ok(VerifyOutcome::Dead) => {
+                note(store, Event::CodeDead, None)?;
+                refused(
+                    RefuseReason::WrongCode,
+                    "This code is no longer valid; nothing was changed. Run the command again for a new one."
+                        .into(),
+                )
+            }
+            Ok(VerifyOutcome::LockedOut { until }) => {
+                note(store, Event::Locked, None)?;
+                locked(until, ctx.now)
+            }
+            // `Store::verify` takes no recovery code (only login prompts do); should one ever be
+            // reported here, nothing is applied.
+            Ok(VerifyOutcome::RecoveryUsed { .. }) => refused(
                 RefuseReason::WrongCode,
                 "Wrong code; nothing was changed.".into(),
-            )
-        }
-        Ok(VerifyOutcome::Dead) => {
-            record::note(
-                &mut store,
-                ctx.now,
-                Event::CodeDead,
-                Some(&name),
-                caller,
-                None,
-            );
-            refused(
-                RefuseReason::WrongCode,
-                "This code is no longer valid; nothing was changed. Run the command again for a new one."
-                    .into(),
-            )
-        }
-        Ok(VerifyOutcome::LockedOut { until }) => {
-            record::note(
-                &mut store,
-                ctx.now,
-                Event::Locked,
-                Some(&name),
-                caller,
-                None,
-            );
-            locked(until, ctx.now)
-        }
-        // `Store::verify` takes no recovery code (only login prompts do); should one ever be
-        // reported here, nothing is applied.
-        Ok(VerifyOutcome::RecoveryUsed { .. }) => refused(
-            RefuseReason::WrongCode,
-            "Wrong code; nothing was changed.".into(),
-        ),
-        Err(e) => store_failed(&e),
-    }
+            ),
+            Err(e) => store_failed(&e),
+        })
+    });
+    checked.unwrap_or_else(|e| store_failed(&e))
 }
 
 fn locked(until: i64, now: i64) -> AdminResponse {

@@ -92,13 +92,17 @@ fn self_status(ctx: &Ctx<'_>) -> AdminResponse {
         Ok(name) => name,
         Err(refusal) => return refusal,
     };
-    let store = ctx.shared.store();
-    let (record, locked) = match (store.user(&name), store.user_locked_until(&name, ctx.now)) {
+    let read = {
+        let store = ctx.shared.store();
+        (store.user(&name), store.user_locked_until(&name, ctx.now))
+    };
+    let (record, locked) = match read {
         (Ok(record), Ok(locked)) => (record, locked),
         (Err(e), _) | (_, Err(e)) => return store_failed(&e),
     };
+    // The store is unlocked again: the view and the policy may ask NSS for groups.
     let config = &ctx.active.config;
-    let accounts = ctx.shared.accounts.as_ref();
+    let accounts = ctx.accounts;
     AdminResponse::SelfStatus {
         status: Box::new(SelfStatus {
             user: view::user_view(

@@ -2,10 +2,10 @@
 
 use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
-use super::view::{self, Address};
+use super::view::{self, Address, LookedUp};
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{self, Store, StoreError, UserRecord};
 
 /// `user add`: refused when the user already has a record, and, unless `no_account`, when the
 /// name is no account on this host (NSS), so that a typo does not become a record that no login
@@ -22,7 +22,9 @@ pub fn add(
         return refused(RefuseReason::Invalid, message);
     }
     // Looked up before the store is locked: NSS may be slow (LDAP, SSSD).
-    if !no_account && ctx.shared.accounts.uid_of(user).is_none() {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
+    if !no_account && ctx.accounts.uid_of(user).is_none() {
         return refused(
             RefuseReason::NotFound,
             format!(
@@ -126,6 +128,8 @@ fn change(
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
     let mut current = match store.user(user) {
         Ok(Some(record)) => record,
@@ -148,20 +152,23 @@ fn save(
     event: Event,
     message: String,
 ) -> AdminResponse {
-    match store.upsert_user(new) {
+    let saved = store::atomically(store, |store| {
+        store.upsert_user(new)?;
+        let detail = describe(new);
+        record::note(
+            store,
+            ctx.now,
+            event,
+            Some(&new.name),
+            ctx.caller,
+            Some(&detail),
+        )
+    });
+    match saved {
         Ok(()) => {}
         Err(StoreError::InvalidUser(why)) => return refused(RefuseReason::Invalid, why),
         Err(e) => return store_failed(&e),
     }
-    let detail = describe(new);
-    record::note(
-        store,
-        ctx.now,
-        event,
-        Some(&new.name),
-        ctx.caller,
-        Some(&detail),
-    );
     match view_of(ctx, store, &new.name) {
         Ok(user) => AdminResponse::Done {
             message,
@@ -183,19 +190,25 @@ fn describe(r: &UserRecord) -> String {
 
 /// `user unlock`.
 pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
-    let was = match store.unlock_user(user, ctx.now) {
+    let unlocked = store::atomically(&mut store, |store| {
+        let was = store.unlock_user(user, ctx.now)?;
+        record::note(
+            store,
+            ctx.now,
+            Event::UserUnlocked,
+            Some(user),
+            ctx.caller,
+            None,
+        )?;
+        Ok(was)
+    });
+    let was = match unlocked {
         Ok(was) => was,
         Err(e) => return store_failed(&e),
     };
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::UserUnlocked,
-        Some(user),
-        ctx.caller,
-        None,
-    );
     let message = if was {
         format!("Cleared the lockout and failure count of {user}.")
     } else {
@@ -212,21 +225,25 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 /// `user remove`.
 pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mut store = ctx.shared.store();
-    match store.remove_user(user) {
-        Ok(true) => {
+    let removed = store::atomically(&mut store, |store| {
+        let was = store.remove_user(user)?;
+        if was {
             record::note(
-                &mut store,
+                store,
                 ctx.now,
                 Event::UserRemoved,
                 Some(user),
                 ctx.caller,
                 None,
-            );
-            AdminResponse::Done {
-                message: format!("Removed the record of {user}."),
-                user: None,
-            }
+            )?;
         }
+        Ok(was)
+    });
+    match removed {
+        Ok(true) => AdminResponse::Done {
+            message: format!("Removed the record of {user}."),
+            user: None,
+        },
         Ok(false) => not_found(user),
         Err(e) => store_failed(&e),
     }
@@ -236,6 +253,8 @@ pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 /// count against the caps (a user without a record gets codes through the `[directory]`
 /// template, and an admin asked to reset one should see them), or has an account here.
 pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let store = ctx.shared.store();
     let known = match store.user(user) {
         Ok(record) => record.is_some(),
@@ -245,7 +264,7 @@ pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mailed = store
         .sends_counted(user, ctx.now)
         .is_ok_and(|sent| sent.day > 0);
-    if !known && locked.is_none() && !mailed && ctx.shared.accounts.uid_of(user).is_none() {
+    if !known && locked.is_none() && !mailed && ctx.accounts.uid_of(user).is_none() {
         return not_found(user);
     }
     match view_of(ctx, &store, user) {
@@ -264,13 +283,17 @@ pub fn list(
     locked_only: bool,
     after: Option<&str>,
 ) -> AdminResponse {
-    let store = ctx.shared.store();
-    let (records, locked) = match (store.list_users(), store.locked_users(ctx.now)) {
+    let read = {
+        let store = ctx.shared.store();
+        (store.list_users(), store.locked_users(ctx.now))
+    };
+    let (records, locked) = match read {
         (Ok(records), Ok(locked)) => (records, locked),
         (Err(e), _) | (_, Err(e)) => return store_failed(&e),
     };
+    // The store is unlocked again: each view may ask NSS for the user's groups.
     let config = &ctx.active.config;
-    let accounts = ctx.shared.accounts.as_ref();
+    let accounts = ctx.accounts;
     let lock_of = |name: &str| locked.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
     let mut users: Vec<UserView> = records
         .iter()
@@ -312,13 +335,14 @@ pub fn list(
     AdminResponse::Users { users, more_after }
 }
 
-/// The admin's view of `user` now.
+/// The admin's view of `user` now. Called with the store locked, so `ctx.accounts` must know
+/// `user` already ([`Ctx::looking_up`]).
 pub fn view_of(ctx: &Ctx<'_>, store: &dyn Store, user: &str) -> Result<UserView, StoreError> {
     let record = store.user(user)?;
     let locked = store.user_locked_until(user, ctx.now)?;
     let mut view = view::user_view(
         &ctx.active.config,
-        ctx.shared.accounts.as_ref(),
+        ctx.accounts,
         user,
         record.as_ref(),
         locked,
@@ -339,28 +363,26 @@ pub fn recovery_codes(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     if let Err(message) = view::check_user_name(user) {
         return refused(RefuseReason::Invalid, message);
     }
+    let has_account = ctx.accounts.uid_of(user).is_some();
     let mut store = ctx.shared.store();
     let known = match store.user(user) {
         Ok(record) => record.is_some(),
         Err(e) => return store_failed(&e),
     };
-    if !known && ctx.shared.accounts.uid_of(user).is_none() {
+    if !known && !has_account {
         return not_found(user);
     }
-    let mut rng = crate::code::os_rng();
-    let codes = match store.new_recovery_codes(user, ctx.now, &mut rng) {
+    let created = store::atomically(&mut store, |store| {
+        let codes = store.new_recovery_codes(user, ctx.now, &mut crate::code::os_rng())?;
+        let detail = format!("count={}", codes.len());
+        let event = Event::RecoveryCodesCreated;
+        record::note(store, ctx.now, event, Some(user), ctx.caller, Some(&detail))?;
+        Ok(codes)
+    });
+    let codes = match created {
         Ok(codes) => codes,
         Err(e) => return store_failed(&e),
     };
-    let detail = format!("count={}", codes.len());
-    record::note(
-        &mut store,
-        ctx.now,
-        Event::RecoveryCodesCreated,
-        Some(user),
-        ctx.caller,
-        Some(&detail),
-    );
     AdminResponse::RecoveryCodes {
         user: user.to_string(),
         codes,
@@ -398,6 +420,106 @@ mod tests {
     fn add_as_root(shared: &Shared, user: &str, no_account: bool) -> AdminResponse {
         let ctx = Ctx::new(shared, caller(0));
         add(&ctx, user, "x@example.com", true, None, no_account)
+    }
+
+    /// NSS whose group lookup for `stuck` says it started, then does not return until the
+    /// test lets it.
+    #[derive(Debug)]
+    struct StuckLookup {
+        started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl crate::accounts::Accounts for StuckLookup {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            crate::test_support::FakeAccounts.user_name(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            crate::test_support::FakeAccounts.uid_of(name)
+        }
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "stuck" {
+                let _ = self.started.lock().unwrap().send(());
+                let _ = self.release.lock().unwrap().recv();
+            }
+            crate::test_support::FakeAccounts.groups_of(user)
+        }
+    }
+
+    /// Issue #18: `user show` (like every admin view of a user) asked NSS for the user's groups
+    /// with the store locked, so a slow directory stopped every login.
+    #[test]
+    fn an_admin_request_waiting_for_nss_does_not_hold_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            "[profiles.wheel]\nmode = \"off\"\n[[policies]]\nmatch_group = \"wheel\"\nprofile = \"wheel\"",
+        );
+        let (started, lookup_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let accounts = StuckLookup {
+            started: std::sync::Mutex::new(started),
+            release: std::sync::Mutex::new(released),
+        };
+        let shared = Arc::new(crate::test_support::shared_with_accounts(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+            Arc::new(accounts),
+        ));
+        let stuck = UserRecord {
+            name: "stuck".into(),
+            email: Some("stuck@example.com".into()),
+            enabled: true,
+            protocols: None,
+        };
+        shared.store().upsert_user(&stuck).unwrap();
+        let admin = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || show(&Ctx::new(&shared, caller(0)), "stuck"))
+        };
+        lookup_started
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let (done, store_used) = std::sync::mpsc::channel();
+        let other = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let live = shared.store().live_codes(0).unwrap();
+                let _ = done.send(live);
+            })
+        };
+        let in_time = store_used.recv_timeout(std::time::Duration::from_secs(2));
+        release.send(()).unwrap();
+        assert_eq!(
+            in_time,
+            Ok(0),
+            "the store waited for the admin's NSS lookup"
+        );
+        other.join().unwrap();
+        let answer = admin.join().unwrap();
+        assert!(matches!(answer, AdminResponse::User { .. }), "{answer:?}");
+    }
+
+    /// Issue #18: a failed audit row was logged and swallowed, so the change was kept with no
+    /// row saying who made it.
+    #[test]
+    fn a_change_whose_audit_row_cannot_be_written_is_not_stored() {
+        let (dir, shared) = daemon();
+        drop(shared);
+        crate::test_support::refuse_audit_rows(dir.path());
+        let shared = crate::test_support::shared(dir.path(), config(""), Arc::new(SystemClock));
+        let answer = add_as_root(&shared, "alice", false);
+        assert!(
+            matches!(
+                answer,
+                AdminResponse::Refused {
+                    reason: RefuseReason::Failed,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        assert!(shared.store().user("alice").unwrap().is_none());
     }
 
     /// Regression: `otpctl user add carol` silently made a record for a name that is no

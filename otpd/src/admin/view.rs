@@ -20,6 +20,59 @@ pub enum Address {
     Masked,
 }
 
+/// One user's account facts (NSS), looked up before the store is locked: a slow directory
+/// (LDAP, SSSD) then holds up only this request, never the store that every login needs.
+/// Asked about that user, it answers from what it looked up; about anyone else, it asks the
+/// accounts it was made from.
+#[derive(Debug)]
+pub struct LookedUp<'a> {
+    accounts: &'a dyn Accounts,
+    user: String,
+    uid: Option<u32>,
+    /// Looked up only when some policy matches groups; known as none otherwise.
+    groups: Vec<String>,
+}
+
+impl<'a> LookedUp<'a> {
+    /// Looks up `user`'s uid, and their groups when a policy of `config` matches groups.
+    pub fn now(config: &Config, accounts: &'a dyn Accounts, user: &str) -> LookedUp<'a> {
+        let groups = if config.policies_need_groups() {
+            accounts.groups_of(user)
+        } else {
+            Vec::new()
+        };
+        LookedUp {
+            accounts,
+            user: user.to_string(),
+            uid: accounts.uid_of(user),
+            groups,
+        }
+    }
+}
+
+impl Accounts for LookedUp<'_> {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        match self.uid {
+            Some(known) if known == uid => Some(self.user.clone()),
+            _ => self.accounts.user_name(uid),
+        }
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        if name == self.user {
+            self.uid
+        } else {
+            self.accounts.uid_of(name)
+        }
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        if user == self.user {
+            self.groups.clone()
+        } else {
+            self.accounts.groups_of(user)
+        }
+    }
+}
+
 /// Builds the view of `name` from its record (if any) and the config.
 pub fn user_view(
     config: &Config,

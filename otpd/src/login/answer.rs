@@ -53,7 +53,7 @@ mod tests {
 
     use common::wire::DenyReason;
 
-    use crate::login::testing::{alice, audited, begin_as_root, relay_down};
+    use crate::login::testing::{alice, audit_down, audited, begin_as_root, relay_down};
     use crate::test_support::caller;
 
     #[tokio::test]
@@ -83,6 +83,39 @@ mod tests {
         assert_eq!(audited(&shared, "recovery_offered"), 1);
         assert_eq!(audited(&shared, "recovery_used"), 1);
         assert_eq!(audited(&shared, "verified"), 0);
+    }
+
+    /// Issue #18: a failed audit row was logged and swallowed, so the code was used up and the
+    /// login let in with no row saying so.
+    #[tokio::test]
+    async fn an_answer_whose_audit_row_cannot_be_written_uses_up_no_code_and_is_unavailable() {
+        let (_dir, shared, issued) = audit_down(|store, limits| {
+            let request = crate::store::IssueRequest {
+                user: "alice",
+                protocol: "ssh",
+                service: "sshd",
+                rhost: Some("192.0.2.1"),
+            };
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            store
+                .issue(&request, limits, now, &mut rand::rng())
+                .unwrap()
+        });
+        let crate::store::IssueOutcome::Issued {
+            challenge, code, ..
+        } = issued
+        else {
+            panic!("no code issued: {issued:?}");
+        };
+        let answered = answer(&shared, caller(0), alice(), challenge, code).await;
+        assert_eq!(
+            answered,
+            Response::Unavailable {
+                message: "The login code service has an internal error.".into()
+            }
+        );
+        let now = shared.clock.now();
+        assert_eq!(shared.store().live_codes(now).unwrap(), 1, "not used up");
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use crate::off_thread::Lost;
 use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
-use crate::store::{self, IssueOutcome, Store};
+use crate::store::{self, IssueOutcome, Store, StoreError};
 
 /// A code issued and waiting to be mailed.
 struct PendingMail {
@@ -108,14 +108,14 @@ pub async fn begin(
             };
             match settlement {
                 Settlement::Mailed { server } => {
-                    audit::record(store, now, Event::Mailed, subject, Some(server));
+                    audit::record(store, now, Event::Mailed, subject, Some(server))
                 }
                 Settlement::MailFailed { detail } => {
-                    audit::record(store, now, Event::MailFailed, subject, Some(detail));
+                    audit::record(store, now, Event::MailFailed, subject, Some(detail))
                 }
                 Settlement::RecoveryOffered { left } => {
                     let detail = format!("left={left}");
-                    audit::record(store, now, Event::RecoveryOffered, subject, Some(&detail));
+                    audit::record(store, now, Event::RecoveryOffered, subject, Some(&detail))
                 }
             }
         },
@@ -138,7 +138,8 @@ pub async fn begin(
 }
 
 /// Begin's store work, on a blocking thread: the decision over `facts`, then the code issued
-/// (or reused, refused) in the store, with their audit rows, as one transaction.
+/// (or reused, refused) in the store, with their audit rows, as one transaction: a row that
+/// cannot be written takes the decision back and answers an internal error.
 fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -> BeginStep {
     let now = shared.clock.now();
     let mut store = shared.store();
@@ -155,11 +156,11 @@ fn prepare_in(
     facts: &Facts,
     mode: &Mode,
     now: i64,
-) -> BeginStep {
+) -> Result<BeginStep, StoreError> {
     let (asker, login) = (facts.asker, &facts.login);
-    let needed = match needs_code(active, store, facts, now) {
+    let needed = match needs_code(active, store, facts, now)? {
         Ok(needed) => needed,
-        Err(response) => return BeginStep::Done(response),
+        Err(response) => return Ok(BeginStep::Done(response)),
     };
     if let Mode::First(ssh_keys) = mode {
         let fingerprints = crate::ssh_key::fingerprints(asker.believed_keys(ssh_keys));
@@ -168,28 +169,28 @@ fn prepare_in(
             .exempting_fingerprint(&login.user, &fingerprints)
         {
             let subject = code_subject(login, &needed, asker);
-            audit::record(store, now, Event::Exempt, subject, Some(fingerprint));
-            return BeginStep::Done(Response::Skip {
+            audit::record(store, now, Event::Exempt, subject, Some(fingerprint))?;
+            return Ok(BeginStep::Done(Response::Skip {
                 reason: SkipReason::Exempt,
-            });
+            }));
         }
     }
     if is_dry_run(&needed) {
-        return BeginStep::Done(would_ask(store, facts, &needed, now));
+        return Ok(BeginStep::Done(would_ask(store, facts, &needed, now)?));
     }
     let limits = limits_of(&needed.settings);
     let outcome = match delivery::issue(store, &code_request(login, &needed, asker), &limits, now) {
         Ok(outcome) => outcome,
-        Err(e) => return BeginStep::Done(internal_error(&e)),
+        Err(e) => return Ok(BeginStep::Done(internal_error(&e))),
     };
     let subject = code_subject(login, &needed, asker);
-    match outcome {
+    let step = match outcome {
         IssueOutcome::Issued {
             challenge,
             code,
             expires_at,
         } => {
-            audit::record(store, now, Event::Issued, subject, Some(&needed.profile));
+            audit::record(store, now, Event::Issued, subject, Some(&needed.profile))?;
             BeginStep::Mail(Box::new(PendingMail {
                 challenge,
                 code,
@@ -203,7 +204,7 @@ fn prepare_in(
             issued_at,
             expires_at,
         } => {
-            audit::record(store, now, Event::Reused, subject, None);
+            audit::record(store, now, Event::Reused, subject, None)?;
             // Asked for a new code inside the cooldown: say when one can be sent.
             let wait = (*mode == Mode::Resend).then(|| {
                 let cooldown = limits.resend_cooldown_secs;
@@ -214,7 +215,7 @@ fn prepare_in(
         IssueOutcome::RateLimited { retry_after } => {
             // Seconds from now, like every duration otpd logs: a raw unix time read as one.
             let detail = format!("retry_after_seconds={}", (retry_after - now).max(0));
-            audit::record(store, now, Event::RateLimited, subject, Some(&detail));
+            audit::record(store, now, Event::RateLimited, subject, Some(&detail))?;
             BeginStep::Done(Response::Denied {
                 reason: DenyReason::RateLimited,
                 message: format!(
@@ -224,9 +225,10 @@ fn prepare_in(
             })
         }
         IssueOutcome::LockedOut { until } => {
-            BeginStep::Done(refuse_locked(store, subject, until, now))
+            BeginStep::Done(refuse_locked(store, subject, until, now)?)
         }
-    }
+    };
+    Ok(step)
 }
 
 /// Whether logins by `protocol` answer a prompt (keyboard-interactive, su, login), where a
@@ -245,7 +247,8 @@ mod tests {
 
     use crate::clock::SystemClock;
     use crate::login::testing::{
-        FakeClock, T0, alice, audited, begin_as_root, breakglass_daemon, relay_down, ssh_login,
+        FakeClock, T0, alice, audit_down, audited, begin_as_root, breakglass_daemon, relay_down,
+        ssh_login,
     };
     use crate::state::Shared;
     use crate::store::IssueRequest;
@@ -268,6 +271,23 @@ mod tests {
         let begun = begin_as_root(&shared, ftp).await;
         assert!(matches!(begun, Response::Unavailable { .. }), "{begun:?}");
         assert_eq!(audited(&shared, "recovery_offered"), 0);
+    }
+
+    /// Issue #18: a failed audit row was logged and swallowed, so the code was issued (and
+    /// counted as a send) with no row saying so.
+    #[tokio::test]
+    async fn a_begin_whose_audit_row_cannot_be_written_issues_no_code_and_is_unavailable() {
+        let (_dir, shared, ()) = audit_down(|_, _| ());
+        let begun = begin_as_root(&shared, alice()).await;
+        assert_eq!(
+            begun,
+            Response::Unavailable {
+                message: "The login code service has an internal error.".into()
+            }
+        );
+        let store = shared.store();
+        assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
+        assert_eq!(store.count_rows("SELECT count(*) FROM sends"), 0);
     }
 
     #[tokio::test]

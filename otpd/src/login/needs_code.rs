@@ -15,18 +15,20 @@ use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{self, IssueRequest, Store};
+use crate::store::{self, IssueRequest, Store, StoreError};
 use common::config::Mode;
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
-/// for the user, the login's protocol, the policy. `Ok` when a code is needed; otherwise the
-/// response to give (skip, refusal, error), already audited. No lookup happens here.
+/// for the user, the login's protocol, the policy. `Ok(Ok(_))` when a code is needed;
+/// otherwise `Ok(Err(_))`, the response to give (skip, refusal, error), already audited. The
+/// outer `Err` is an audit row or grant that could not be stored, which fails the request's
+/// transaction. No lookup happens here.
 pub(super) fn needs_code(
     active: &Active,
     store: &mut dyn Store,
     facts: &Facts,
     now: i64,
-) -> Result<CodeNeeded, Response> {
+) -> Result<Result<CodeNeeded, Response>, StoreError> {
     let (asker, login) = (facts.asker, &facts.login);
     let config = &active.config;
     let subject = |protocol| Subject {
@@ -36,12 +38,17 @@ pub(super) fn needs_code(
         origin: asker.origin,
     };
     if !facts.may_act {
-        audit::record(store, now, Event::RefusedCaller, subject(None), None);
-        return Err(refused_caller());
+        audit::record(store, now, Event::RefusedCaller, subject(None), None)?;
+        return Ok(Err(refused_caller()));
     }
-    let protocol = policy::login_protocol(config, login).map_err(|e| Response::Error {
-        message: e.to_string(),
-    })?;
+    let protocol = match policy::login_protocol(config, login) {
+        Ok(protocol) => protocol,
+        Err(e) => {
+            return Ok(Err(Response::Error {
+                message: e.to_string(),
+            }));
+        }
+    };
     let protocol_name = protocol.map(|p| p.as_str());
     let rhost = asker.remote_address(login);
     let decision = policy::decide(
@@ -63,8 +70,8 @@ pub(super) fn needs_code(
                 Event::Skipped,
                 subject(protocol_name),
                 Some(detail),
-            );
-            Err(Response::Skip { reason })
+            )?;
+            Ok(Err(Response::Skip { reason }))
         }
         Decision::NoUsableAddress | Decision::Code(_)
             if crate::breakglass::check_login(
@@ -74,11 +81,11 @@ pub(super) fn needs_code(
                 protocol_name,
                 asker.caller.uid,
                 asker.origin,
-            ) =>
+            )? =>
         {
-            Err(Response::Skip {
+            Ok(Err(Response::Skip {
                 reason: SkipReason::BreakGlass,
-            })
+            }))
         }
         Decision::NoUsableAddress => {
             audit::record(
@@ -87,13 +94,13 @@ pub(super) fn needs_code(
                 Event::MailFailed,
                 subject(protocol_name),
                 Some("no usable address for an enrolled user"),
-            );
-            Err(Response::Unavailable {
+            )?;
+            Ok(Err(Response::Unavailable {
                 message: "No address is on file for your login code. Ask your administrator."
                     .into(),
-            })
+            }))
         }
-        Decision::Code(needed) => Ok(needed),
+        Decision::Code(needed) => Ok(Ok(needed)),
     }
 }
 
@@ -108,13 +115,16 @@ pub(super) enum OnSkip {
 
 /// Runs `work` for a login that needs a code, after the common checks (fields, facts, caller,
 /// protocol, policy), in one store transaction on a blocking thread; otherwise answers what
-/// those checks said.
+/// those checks said. An `Err` from `work` (or from the checks' audit rows) takes the whole
+/// transaction back and answers an internal error.
 pub(super) async fn for_needed_code(
     shared: &Arc<Shared>,
     caller: Caller,
     login: LoginContext,
     on_skip: OnSkip,
-    work: impl FnOnce(&mut dyn Store, &Facts, &CodeNeeded, i64) -> Response + Send + 'static,
+    work: impl FnOnce(&mut dyn Store, &Facts, &CodeNeeded, i64) -> Result<Response, StoreError>
+    + Send
+    + 'static,
 ) -> Response {
     if let Err(message) = check_fields(&login) {
         return Response::Error { message };
@@ -124,20 +134,21 @@ pub(super) async fn for_needed_code(
     let decided = decide_with_facts(shared, &active, caller, login, move |facts| {
         let now = store_of.clock.now();
         let mut store = store_of.store();
-        // The decision and its audit rows are stored together, or (commit failed) neither.
+        // The decision and its audit rows are stored together, or (a row or the commit
+        // failed) neither.
         let decided = store::atomically(&mut store, |store| {
-            match needs_code(&settings, store, facts, now) {
+            match needs_code(&settings, store, facts, now)? {
                 Ok(needed) if is_dry_run(&needed) => match on_skip {
                     OnSkip::Answer => would_ask(store, facts, &needed, now),
-                    OnSkip::Refuse => Response::Error {
+                    OnSkip::Refuse => Ok(Response::Error {
                         message: "this login needs no code (dry run)".into(),
-                    },
+                    }),
                 },
                 Ok(needed) => work(store, facts, &needed, now),
-                Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Response::Error {
+                Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Ok(Response::Error {
                     message: "this login needs no code".into(),
-                },
-                Err(response) => response,
+                }),
+                Err(response) => Ok(response),
             }
         });
         decided.unwrap_or_else(|e| internal_error(&e))
@@ -161,12 +172,12 @@ pub(super) fn would_ask(
     facts: &Facts,
     needed: &CodeNeeded,
     now: i64,
-) -> Response {
+) -> Result<Response, StoreError> {
     let subject = code_subject(&facts.login, needed, facts.asker);
-    audit::record(store, now, Event::WouldAsk, subject, Some(&needed.profile));
-    Response::Skip {
+    audit::record(store, now, Event::WouldAsk, subject, Some(&needed.profile))?;
+    Ok(Response::Skip {
         reason: SkipReason::DryRun,
-    }
+    })
 }
 
 /// The store's view of a login that needs a code.
@@ -214,7 +225,7 @@ mod tests {
             look_up_facts(shared, &active, crate::test_support::caller(uid), login).unwrap();
         let now = shared.clock.now();
         let mut store = shared.store();
-        needs_code(&active, &mut store, &facts, now).err()
+        needs_code(&active, &mut store, &facts, now).unwrap().err()
     }
 
     fn grant(shared: &Shared, user: &str, minutes: i64, cidr: Option<&str>) {

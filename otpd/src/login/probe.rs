@@ -21,13 +21,13 @@ pub async fn probe(shared: &Arc<Shared>, caller: Caller, login: LoginContext) ->
         |store, facts, needed, now| {
             let limits = limits_of(&needed.settings);
             let request = code_request(&facts.login, needed, facts.asker);
-            match store.expects_code(&request, &limits, now) {
+            Ok(match store.expects_code(&request, &limits, now) {
                 Ok(expects_code) => Response::Probe {
                     code_length: needed.settings.code_length,
                     expects_code,
                 },
                 Err(e) => internal_error(&e),
-            }
+            })
         },
     )
     .await

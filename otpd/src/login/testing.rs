@@ -7,7 +7,9 @@ use common::wire::{LoginContext, Response};
 
 use super::begin::{Mode, begin};
 use crate::clock::SystemClock;
+use crate::rules::limits_of;
 use crate::state::Shared;
+use crate::store::{Limits, Store};
 use crate::test_support::caller;
 
 /// otpd requiring a code of everyone, its only mail server on a loopback port where
@@ -19,6 +21,21 @@ pub(super) fn relay_down() -> (tempfile::TempDir, Arc<Shared>) {
 }
 
 pub(super) use crate::test_support::alice;
+
+/// [`relay_down`] whose database refuses every audit row (a trigger aborts the insert), after
+/// `before` ran on its store, under its default limits, with rows still allowed: a disk that
+/// fails only the audit table.
+pub(super) fn audit_down<T>(
+    before: impl FnOnce(&mut dyn Store, &Limits) -> T,
+) -> (tempfile::TempDir, Arc<Shared>, T) {
+    let (dir, shared) = relay_down();
+    let limits = limits_of(&shared.active().config.defaults);
+    let made = before(&mut shared.store(), &limits);
+    drop(shared);
+    crate::test_support::refuse_audit_rows(dir.path());
+    let shared = crate::test_support::shared_mailing_through(dir.path(), 1, Arc::new(SystemClock));
+    (dir, shared, made)
+}
 
 pub(super) fn audited(shared: &Shared, event: &str) -> i64 {
     let store = shared.store();

@@ -6,37 +6,38 @@ use super::wording::{internal_error, minutes_until};
 use crate::audit::{self, Event, Subject};
 use crate::store::{Store, StoreError, VerifyOutcome};
 
-/// Audits a verification and words the answer for the person.
+/// Audits a verification and words the answer for the person. `Err` when its audit row could
+/// not be written: the verification must then not be kept either.
 pub(super) fn verdict(
     store: &mut dyn Store,
     now: i64,
     subject: Subject<'_>,
     outcome: Result<VerifyOutcome, StoreError>,
-) -> Response {
-    match outcome {
+) -> Result<Response, StoreError> {
+    let response = match outcome {
         Ok(VerifyOutcome::Success) => {
-            audit::record(store, now, Event::Verified, subject, None);
+            audit::record(store, now, Event::Verified, subject, None)?;
             Response::Success
         }
         Ok(VerifyOutcome::Wrong { attempts_left }) => {
             let detail = format!("attempts_left={attempts_left}");
-            audit::record(store, now, Event::WrongCode, subject, Some(&detail));
+            audit::record(store, now, Event::WrongCode, subject, Some(&detail))?;
             Response::Denied {
                 reason: DenyReason::WrongCode,
                 message: "Wrong code.".into(),
             }
         }
         Ok(VerifyOutcome::Dead) => {
-            audit::record(store, now, Event::CodeDead, subject, None);
+            audit::record(store, now, Event::CodeDead, subject, None)?;
             Response::Denied {
                 reason: DenyReason::CodeDead,
                 message: "This code is no longer valid. Log in again for a new one.".into(),
             }
         }
-        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now),
+        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now)?,
         Ok(VerifyOutcome::RecoveryUsed { left }) => {
             let detail = format!("left={left}");
-            audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail));
+            audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail))?;
             Response::SuccessWithNotice {
                 message: format!(
                     "Recovery code accepted; it cannot be used again. {left} recovery codes left."
@@ -44,19 +45,21 @@ pub(super) fn verdict(
             }
         }
         Err(e) => internal_error(&e),
-    }
+    };
+    Ok(response)
 }
 
 /// Audits a login refused by a lockout, ending at `until`, and answers it. The audit says which
 /// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
 /// and for how many seconds; the message tells a user refused for their address's failures
-/// that it was not their own typing, so they ask an admin for `otpctl host unlock`.
+/// that it was not their own typing, so they ask an admin for `otpctl host unlock`. `Err` when
+/// the audit row could not be written.
 pub(super) fn refuse_locked(
     store: &mut dyn Store,
     subject: Subject<'_>,
     until: i64,
     now: i64,
-) -> Response {
+) -> Result<Response, StoreError> {
     let by = match store.user_locked_until(&subject.login.user, now) {
         Ok(Some(user_until)) if user_until >= until => "user",
         Ok(Some(_)) => "user,host",
@@ -64,17 +67,17 @@ pub(super) fn refuse_locked(
         Err(_) => "unknown",
     };
     let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
-    audit::record(store, now, Event::Locked, subject, Some(&detail));
+    audit::record(store, now, Event::Locked, subject, Some(&detail))?;
     let whose = if by == "host" {
         " from this address"
     } else {
         ""
     };
-    Response::Denied {
+    Ok(Response::Denied {
         reason: DenyReason::LockedOut,
         message: format!(
             "Too many wrong codes{whose}. Try again in {} minutes.",
             minutes_until(until, now)
         ),
-    }
+    })
 }

@@ -1,8 +1,9 @@
 //! Whether a peer uid is root, a trusted caller or an admin, for the fair share at accept time.
 //!
 //! Root needs no lookup. Other uids need one only when `trusted_callers` or `admin_group` is
-//! set, and the answer is kept for a minute: an unprivileged user opening connections in a loop must not turn each
-//! one into an NSS lookup (LDAP, sssd) on the thread that serves everyone.
+//! set, and the answer is kept for a minute: an unprivileged user opening connections in a loop
+//! must not turn each one into an NSS lookup (LDAP, sssd). The lookup itself ([`look_up`])
+//! blocks, so the server runs it off the runtime's thread, with a deadline.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,22 +29,22 @@ pub(crate) struct Standings {
 }
 
 impl Standings {
-    /// The standing of `caller` under `daemon`'s `trusted_callers` and `admin_group`.
-    pub(crate) fn of(
+    /// The standing of `caller` under `daemon`'s `trusted_callers` and `admin_group`, when it
+    /// needs no lookup: root, neither list set, or looked up less than a minute ago. `None`:
+    /// [`look_up`] it, then [`Standings::remember`] the answer.
+    pub(crate) fn known(
         &mut self,
         caller: Caller,
         daemon: &DaemonConfig,
-        accounts: &dyn Accounts,
         now: Instant,
-    ) -> Standing {
-        let uid = caller.uid;
-        if uid == 0 {
-            return Standing::Privileged;
+    ) -> Option<Standing> {
+        if caller.uid == 0 {
+            return Some(Standing::Privileged);
         }
         let trusted = daemon.trusted_callers.as_slice();
         let admin_group = daemon.admin_group.as_deref();
         if trusted.is_empty() && admin_group.is_none() {
-            return Standing::Unprivileged;
+            return Some(Standing::Unprivileged);
         }
         if self.trusted != trusted || self.admin_group.as_deref() != admin_group {
             // A reload changed who is trusted: nothing looked up before still holds.
@@ -51,26 +52,46 @@ impl Standings {
             self.admin_group = admin_group.map(str::to_string);
             self.known.clear();
         }
-        if let Some((standing, at)) = self.known.get(&uid) {
-            if now.saturating_duration_since(*at) < KEEP_FOR {
-                return *standing;
+        match self.known.get(&caller.uid) {
+            Some((standing, at)) if now.saturating_duration_since(*at) < KEEP_FOR => {
+                Some(*standing)
             }
+            _ => None,
         }
-        let standing = if caller::is_trusted(uid, trusted, accounts) {
-            Standing::Privileged
-        } else if authz::is_admin(caller, admin_group, accounts) {
-            Standing::Admin
-        } else {
-            Standing::Unprivileged
-        };
-        self.known.insert(uid, (standing, now));
-        standing
+    }
+
+    /// Keeps `standing`, looked up for `uid` under `daemon`, for a minute. An answer looked up
+    /// under lists that a reload has changed since is not kept.
+    pub(crate) fn remember(
+        &mut self,
+        uid: u32,
+        standing: Standing,
+        daemon: &DaemonConfig,
+        now: Instant,
+    ) {
+        if self.trusted == daemon.trusted_callers
+            && self.admin_group.as_deref() == daemon.admin_group.as_deref()
+        {
+            self.known.insert(uid, (standing, now));
+        }
     }
 
     /// Drops answers too old to be used again.
     pub(crate) fn forget_old(&mut self, now: Instant) {
         self.known
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < KEEP_FOR);
+    }
+}
+
+/// Looks the standing of `caller` up under `daemon`'s `trusted_callers` and `admin_group`.
+/// Blocks on NSS: run it off the runtime's thread.
+pub(crate) fn look_up(caller: Caller, daemon: &DaemonConfig, accounts: &dyn Accounts) -> Standing {
+    if caller::is_trusted(caller.uid, &daemon.trusted_callers, accounts) {
+        Standing::Privileged
+    } else if authz::is_admin(caller, daemon.admin_group.as_deref(), accounts) {
+        Standing::Admin
+    } else {
+        Standing::Unprivileged
     }
 }
 
@@ -84,6 +105,23 @@ mod tests {
     /// `[daemon]` with `lines`.
     fn daemon(lines: &str) -> DaemonConfig {
         config(&format!("[daemon]\n{lines}")).daemon
+    }
+
+    impl Standings {
+        /// What the server does: the known standing, else one looked up and remembered.
+        fn of(
+            &mut self,
+            caller: Caller,
+            daemon: &DaemonConfig,
+            accounts: &dyn Accounts,
+            now: Instant,
+        ) -> Standing {
+            self.known(caller, daemon, now).unwrap_or_else(|| {
+                let standing = look_up(caller, daemon, accounts);
+                self.remember(caller.uid, standing, daemon, now);
+                standing
+            })
+        }
     }
 
     /// [`FakeAccounts`] that counts its lookups.
@@ -153,6 +191,24 @@ mod tests {
         standings.of(caller(0), &listed, &accounts, now);
         standings.of(caller(1000), &daemon(""), &accounts, now);
         assert_eq!(accounts.0.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_answer_looked_up_before_a_reload_changed_the_lists_is_not_kept() {
+        let mut standings = Standings::default();
+        let now = Instant::now();
+        let before = daemon("trusted_callers = [\"alice\"]");
+        let after = daemon("trusted_callers = [\"bob\"]");
+        assert_eq!(standings.known(caller(1000), &before, now), None);
+        // The lookup under `before` is under way when the reload comes.
+        assert_eq!(standings.known(caller(1001), &after, now), None);
+        standings.remember(1000, Standing::Privileged, &before, now);
+        assert_eq!(standings.known(caller(1000), &after, now), None);
+        standings.remember(1000, Standing::Unprivileged, &after, now);
+        assert_eq!(
+            standings.known(caller(1000), &after, now),
+            Some(Standing::Unprivileged)
+        );
     }
 
     #[test]

@@ -399,3 +399,61 @@ async fn a_login_waiting_for_a_busy_store_does_not_stop_the_server() {
     let skipped = waiting.await.unwrap();
     assert!(matches!(skipped, Response::Skip { .. }), "{skipped:?}");
 }
+
+/// NSS whose answers about one uid take [`SLOW_LOOKUP`] of real time; it says when the slow
+/// lookup started.
+#[derive(Debug)]
+struct SlowUid {
+    uid: u32,
+    started: std::sync::Mutex<Option<oneshot::Sender<std::time::Instant>>>,
+}
+
+impl Accounts for SlowUid {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        if uid == self.uid {
+            if let Some(started) = self.started.lock().unwrap().take() {
+                let _ = started.send(std::time::Instant::now());
+            }
+            std::thread::sleep(SLOW_LOOKUP);
+        }
+        FakeAccounts.user_name(uid)
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        FakeAccounts.uid_of(name)
+    }
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        FakeAccounts.groups_of(user)
+    }
+}
+
+/// Issue #18: a non-root caller's standing (trusted caller, admin) was looked up in NSS on the
+/// runtime's only thread at accept time, so one slow answer stopped every other caller.
+#[tokio::test(start_paused = true)]
+async fn a_slow_lookup_of_one_callers_standing_does_not_delay_other_callers() {
+    let (started, lookup_started) = oneshot::channel();
+    let accounts = Arc::new(SlowUid {
+        uid: 1001,
+        started: std::sync::Mutex::new(Some(started)),
+    });
+    let server = Arc::new(Server::start_with(
+        "[daemon]\nadmin_group = \"otpadmin\"",
+        accounts,
+    ));
+    let waiting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.ping_as(1001).await })
+    };
+    let lookup_began = lookup_started.await.unwrap();
+    assert!(is_pong(&server.ping_as(1000).await), "alice is served");
+    assert!(is_pong(&server.ping_as(0).await), "root is served");
+    let since_lookup_began = lookup_began.elapsed();
+    assert!(
+        since_lookup_began < SLOW_LOOKUP / 2,
+        "other callers were served only {since_lookup_began:?} after bob's lookup began"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "bob was served before his lookup ended"
+    );
+    assert!(is_pong(&waiting.await.unwrap()), "and then bob is served");
+}

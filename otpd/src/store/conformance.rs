@@ -37,7 +37,7 @@ use rand::rngs::StdRng;
 
 use super::{
     AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest, Limits,
-    NoticeTo, RECOVERY_SET_SIZE, SendCounts, Store, UserRecord, VerifyOutcome,
+    NoticeTo, RECOVERY_SET_SIZE, SendCounts, Store, StoreError, UserRecord, VerifyOutcome,
 };
 
 /// A fixed "now" far from zero.
@@ -904,6 +904,7 @@ pub fn a_decision_and_its_audit_row_commit_together(store: &mut dyn Store) {
                 ..record("nobody")
             };
             assert!(store.upsert_user(&bad).is_err());
+            Ok(())
         })
         .unwrap();
     assert!(challenge.is_some());
@@ -924,6 +925,32 @@ pub fn a_transaction_that_dies_keeps_neither_the_decision_nor_its_row(store: &mu
         });
     }));
     assert!(died.is_err());
+    assert_eq!(store.live_codes(T0).unwrap(), 0, "the code was taken back");
+    assert!(
+        store.audit_since(0, 10).unwrap().is_empty(),
+        "so was its row"
+    );
+    issued(store, &alice, &limits, T0 + 1, &mut rng);
+    assert_eq!(store.live_codes(T0 + 1).unwrap(), 1);
+}
+
+/// When the work of one transaction fails (an audit row that could not be written, say),
+/// neither the decision nor its row is kept, and the failure is what the transaction returns.
+pub fn a_transaction_whose_work_fails_keeps_neither_the_decision_nor_its_row(
+    store: &mut dyn Store,
+) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let failed = store.in_one_transaction(&mut |store| {
+        issued(store, &alice, &limits, T0, &mut rng);
+        store.record_audit(&audit(T0, "issued", "alice"))?;
+        Err(StoreError::InvalidLimits(
+            "the work fails after its decision",
+        ))
+    });
+    assert!(
+        matches!(failed, Err(StoreError::InvalidLimits(_))),
+        "{failed:?}"
+    );
     assert_eq!(store.live_codes(T0).unwrap(), 0, "the code was taken back");
     assert!(
         store.audit_since(0, 10).unwrap().is_empty(),
@@ -1274,6 +1301,7 @@ macro_rules! store_conformance_tests {
             a_break_glass_grant_holds_until_it_expires,
             a_decision_and_its_audit_row_commit_together,
             a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,
+            a_transaction_whose_work_fails_keeps_neither_the_decision_nor_its_row,
             audit_rows_are_kept_and_read_back,
             a_mail_servers_history_is_read_back_from_the_audit_rows,
             trimming_the_audit_deletes_the_oldest_rows,

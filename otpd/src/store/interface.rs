@@ -41,13 +41,14 @@ pub trait Store: std::fmt::Debug {
     // --- One decision, one transaction ---
 
     /// Runs `work` as one transaction: every operation it calls and every audit row it
-    /// records commit together, or (after a crash, or a panic in `work`) not at all, so no
-    /// decision is ever stored without the row that records it. An operation that fails inside
-    /// it takes back only its own writes; the rest still commits. Called inside another
+    /// records commit together, or (when `work` returns `Err`, after a crash, or a panic in
+    /// `work`) not at all, so no decision is ever stored without the row that records it. An
+    /// operation that fails inside it takes back only its own writes; the rest still commits
+    /// unless `work` passes the error on. `work`'s `Err` is returned. Called inside another
     /// `in_one_transaction`, `work` simply joins the outer one.
     fn in_one_transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Store),
+        work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     // --- Codes: issue, verify, resend, invalidate ---
@@ -278,17 +279,19 @@ pub trait Store: std::fmt::Debug {
 
 /// Runs `work` as one transaction ([`Store::in_one_transaction`]) and returns what it
 /// returned: a request's decision and the audit rows that record it are stored together or not
-/// at all. `Err` when the transaction could not be committed: nothing `work` did was kept.
+/// at all. `Err` when `work` returned one (a row that could not be written, say) or the
+/// transaction could not be committed: nothing `work` did was kept.
 pub fn atomically<R>(
     store: &mut dyn Store,
-    work: impl FnOnce(&mut dyn Store) -> R,
+    work: impl FnOnce(&mut dyn Store) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
     let mut work = Some(work);
     let mut result = None;
     store.in_one_transaction(&mut |store| {
         if let Some(work) = work.take() {
-            result = Some(work(store));
+            result = Some(work(store)?);
         }
+        Ok(())
     })?;
     result.ok_or(StoreError::WorkNotRun)
 }
@@ -302,7 +305,7 @@ where
 {
     fn in_one_transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Store),
+        work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         (**self).in_one_transaction(work)
     }

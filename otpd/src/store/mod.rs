@@ -221,25 +221,29 @@ impl SqliteStore {
         }
     }
 
-    /// See [`Store::in_one_transaction`]. SQLite: `BEGIN IMMEDIATE`, `work`, `COMMIT`; a
-    /// panic in `work` rolls back and goes on unwinding.
+    /// See [`Store::in_one_transaction`]. SQLite: `BEGIN IMMEDIATE`, `work`, `COMMIT`; an
+    /// `Err` from `work` rolls back and is returned, a panic in `work` rolls back and goes on
+    /// unwinding.
     pub fn in_one_transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Store),
+        work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         if !self.conn.is_autocommit() {
-            work(self);
-            return Ok(());
+            return work(self);
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
         match worked {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 let committed = self.conn.execute_batch("COMMIT");
                 if committed.is_err() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
                 Ok(committed?)
+            }
+            Ok(Err(failed)) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(failed)
             }
             Err(panic) => {
                 let _ = self.conn.execute_batch("ROLLBACK");

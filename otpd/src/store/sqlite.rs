@@ -19,7 +19,7 @@ use super::{
 impl Store for SqliteStore {
     fn in_one_transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Store),
+        work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         SqliteStore::in_one_transaction(self, work)
     }
