@@ -495,6 +495,23 @@ pub struct DaemonStatus {
     /// Remote addresses locked out now (`otpctl host list`): each refuses all its users.
     #[serde(default)]
     pub locked_hosts: u64,
+    /// What a dry run (`mode = "audit"`) found lately; absent when no profile is a dry run and
+    /// none was lately.
+    #[serde(default)]
+    pub dry_run: Option<DryRunSummary>,
+}
+
+/// The logins a dry run (`mode = "audit"`) would have asked for a code (`would_ask` rows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunSummary {
+    /// Over how many days, back from now.
+    pub days: u32,
+    /// Logins that would have been asked.
+    pub logins: u64,
+    /// Distinct users among them.
+    pub users: u64,
+    /// The users asked most often, most first, with their counts.
+    pub top: Vec<(String, u64)>,
 }
 
 /// One mail server in the status.
