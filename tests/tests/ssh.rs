@@ -165,6 +165,36 @@ fn a_dry_run_logs_in_with_the_password_alone_and_records_who_would_have_been_ask
     assert!(status.contains(&lab.user.name), "{status}");
 }
 
+/// Issue #22: a profile in German: the prompt and the refusal arrive in German, their UTF-8
+/// intact, through sshd's keyboard-interactive and the real ssh client.
+#[test]
+fn a_german_profile_prompts_and_refuses_in_german() {
+    let lab = lab(Setup {
+        defaults: "language = \"de\"\n",
+        ..PASSWORD_THEN_CODE
+    });
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        wrong_codes(&lab.user.password, lab.smtp.reader()),
+    );
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    let expected = format!(
+        "Code gesendet an {} (gültig 10 Min.): ",
+        mask_email(&lab.user.email())
+    );
+    assert!(
+        out.prompts.iter().any(|p| p.ends_with(&expected)),
+        "{:?}\n{}",
+        out.prompts,
+        lab.report(&out)
+    );
+    assert!(
+        out.stderr.contains("Falscher Code."),
+        "{}",
+        lab.report(&out)
+    );
+}
+
 #[test]
 fn a_key_and_the_mailed_code_log_in_without_a_password_prompt() {
     let lab = lab(KEY_THEN_CODE);
