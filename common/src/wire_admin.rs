@@ -50,6 +50,14 @@ pub enum AdminRequest {
         /// The protocols; `None` means all enabled protocols.
         protocols: Option<Vec<String>>,
     },
+    /// Admin: set the language of a user's login texts (`None`: the profile's), creating the
+    /// record when missing.
+    UserSetLanguage {
+        /// The login name.
+        user: String,
+        /// An ISO 639-1 code otpd has texts in; `None` leaves it to the user's profile.
+        language: Option<String>,
+    },
     /// Admin: turn the code on for a user, creating the record when missing.
     UserEnable {
         /// The login name.

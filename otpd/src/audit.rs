@@ -73,6 +73,8 @@ pub enum Event {
     UserEmailSet,
     /// `otpctl user set-protocols`.
     UserProtocolsSet,
+    /// `otpctl user set-language`.
+    UserLanguageSet,
     /// `otpctl user enable`.
     UserEnabled,
     /// `otpctl user disable`.
@@ -134,6 +136,7 @@ impl Event {
             Event::UserAdded => "user_added",
             Event::UserEmailSet => "user_email_set",
             Event::UserProtocolsSet => "user_protocols_set",
+            Event::UserLanguageSet => "user_language_set",
             Event::UserEnabled => "user_enabled",
             Event::UserDisabled => "user_disabled",
             Event::UserUnlocked => "user_unlocked",
@@ -388,7 +391,7 @@ mod tests {
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
     /// a place, and then a test failure until it is listed here.
-    const EVERY: [Event; 39] = [
+    const EVERY: [Event; 40] = [
         Event::Issued,
         Event::Reused,
         Event::Mailed,
@@ -428,6 +431,7 @@ mod tests {
         Event::TestMailOk,
         Event::TestMailFailed,
         Event::WouldAsk,
+        Event::UserLanguageSet,
     ];
 
     fn place(event: Event) -> usize {
@@ -471,6 +475,7 @@ mod tests {
             Event::TestMailOk => 36,
             Event::TestMailFailed => 37,
             Event::WouldAsk => 38,
+            Event::UserLanguageSet => 39,
         }
     }
 

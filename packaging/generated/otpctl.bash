@@ -169,6 +169,9 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__user,set-email)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__email"
                 ;;
+            otpctl__subcmd__help__subcmd__user,set-language)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__language"
+                ;;
             otpctl__subcmd__help__subcmd__user,set-protocols)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__protocols"
                 ;;
@@ -223,6 +226,9 @@ _otpctl() {
             otpctl__subcmd__user,set-email)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__email"
                 ;;
+            otpctl__subcmd__user,set-language)
+                cmd="otpctl__subcmd__user__subcmd__set__subcmd__language"
+                ;;
             otpctl__subcmd__user,set-protocols)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__protocols"
                 ;;
@@ -258,6 +264,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__user__subcmd__help,set-email)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__email"
+                ;;
+            otpctl__subcmd__user__subcmd__help,set-language)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__language"
                 ;;
             otpctl__subcmd__user__subcmd__help,set-protocols)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__protocols"
@@ -955,7 +964,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list"
+            opts="add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1067,6 +1076,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__email)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__language)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1391,7 +1414,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1503,7 +1526,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols enable disable unlock reset remove show recovery-codes list help"
+            opts="add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1629,6 +1652,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__email)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__language)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1789,6 +1826,32 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__set__subcmd__email)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__set__subcmd__language)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

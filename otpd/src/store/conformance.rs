@@ -590,6 +590,7 @@ fn record(name: &str) -> UserRecord {
         email: Some(format!("{name}@example.org")),
         enabled: true,
         protocols: None,
+        language: None,
     }
 }
 
@@ -605,6 +606,7 @@ pub fn enrolment_records_are_kept_as_given(store: &mut dyn Store) {
         email: None,
         enabled: false,
         protocols: Some(vec![]),
+        language: Some(common::config::Language::German),
         ..record("alice")
     };
     store.upsert_user(&changed).unwrap();
