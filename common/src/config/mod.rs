@@ -17,6 +17,7 @@ mod daemon;
 mod error;
 mod exemption;
 mod glob;
+mod ldap;
 mod mail;
 mod named_files;
 mod network;
@@ -35,6 +36,9 @@ pub use self::daemon::{
 };
 pub use self::error::{ConfigError, Location};
 pub use self::exemption::Exemption;
+pub use self::ldap::{
+    GroupSearch, LdapBind, LdapSource, LdapTls, LdapUrl, USER_PLACEHOLDER, escape_filter_value,
+};
 pub use self::mail::{
     DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,
     DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT, DkimSettings,
@@ -47,7 +51,7 @@ pub use self::settings::{Mode, Settings};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;
-use self::raw::{RawConfig, RawDaemon, RawSettings, Text};
+use self::raw::{RawConfig, RawDaemon, RawDirectory, RawSettings, Text};
 use crate::service::DEFAULT_SERVICES;
 
 /// The name [`Config::settings_for`] reports when no policy matched; reserved, so no profile
@@ -88,6 +92,8 @@ pub struct Config {
 pub struct DirectoryConfig {
     /// `email_template`; `None` means only the user table gives addresses.
     pub email_template: Option<EmailTemplate>,
+    /// `[[directory.ldap]]` in file order: asked after otpd's table, before the template.
+    pub ldap: Vec<LdapSource>,
 }
 
 impl Config {
@@ -128,6 +134,7 @@ impl Config {
             .and_then(|d| d.email_template.as_ref())
             .map(EmailTemplate::from_raw)
             .transpose()?;
+        let ldap = ldap_sources(raw.directory.as_ref())?;
         let defaults = Settings::default()
             .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
         let profiles = profiles(raw.profiles.as_ref(), &defaults)?;
@@ -154,7 +161,10 @@ impl Config {
             source: path.to_path_buf(),
             daemon,
             enabled_protocols,
-            directory: DirectoryConfig { email_template },
+            directory: DirectoryConfig {
+                email_template,
+                ldap,
+            },
             defaults,
             profiles,
             policies,
@@ -251,6 +261,25 @@ fn services(raw: Option<&BTreeMap<Text, Text>>) -> Result<BTreeMap<String, Proto
         map.insert(service.clone(), check::protocol(protocol)?);
     }
     Ok(map)
+}
+
+/// Each `[[directory.ldap]]` source, with names unique so logs and audit rows tell them apart.
+fn ldap_sources(raw: Option<&RawDirectory>) -> Result<Vec<LdapSource>, Invalid> {
+    let mut sources: Vec<LdapSource> = Vec::new();
+    for entry in raw.iter().flat_map(|d| d.ldap.iter().flatten()) {
+        let (source, name_span) = LdapSource::from_raw(entry)?;
+        if sources.iter().any(|s| s.name == source.name) {
+            return Err(Invalid::new(
+                name_span,
+                format!(
+                    "a second LDAP source is named {:?}; names must be unique",
+                    source.name
+                ),
+            ));
+        }
+        sources.push(source);
+    }
+    Ok(sources)
 }
 
 /// Each `[profiles.NAME]` merged over the defaults.
