@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use common::text::escape_for_log;
 use common::wire::{LoginContext, Response};
 
 use super::asker::Asker;
@@ -46,7 +47,7 @@ pub(super) async fn resolve_facts(
     .await;
     match resolved {
         Ok(Ok(facts)) => Ok(facts),
-        Ok(Err(e)) => Err(internal_error(&e)),
+        Ok(Err(e)) => Err(unanswered(&e)),
         Err(Unresolved::Lost) => Err(lost()),
         Err(Unresolved::Late) => Err(Response::Unavailable {
             message:
@@ -87,16 +88,35 @@ pub(super) async fn decide_with_facts<T: Send + 'static>(
     .await;
     match done {
         Ok(Ok(both)) => Ok(both),
-        Ok(Err(e)) => Err(internal_error(&e)),
+        Ok(Err(e)) => Err(unanswered(&e)),
         Err(Lost) => Err(lost()),
     }
 }
 
+/// The answer to a login whose directories failed: unavailable (fail closed), worded for the
+/// user by what failed; the log says which source and why.
+fn unanswered(error: &DirectoryError) -> Response {
+    match error {
+        DirectoryError::Table(_) => internal_error(error),
+        DirectoryError::Ldap { .. } => {
+            tracing::error!(
+                "{}; the login is unavailable",
+                escape_for_log(&error.to_string())
+            );
+            Response::Unavailable {
+                message: "The login code service could not look up your account. Try again later."
+                    .into(),
+            }
+        }
+    }
+}
+
 /// Whether a login's facts can come without any lookup that may be slow: root asked (root may
-/// act for anyone and its report of the origin is believed, with no account lookup) and no
-/// policy matches groups, so only otpd's own table and the address template are read.
+/// act for anyone and its report of the origin is believed, with no account lookup), no policy
+/// matches groups and no LDAP source is configured, so only otpd's own table and the address
+/// template are read.
 fn facts_are_local(caller: Caller, active: &Active) -> bool {
-    caller.uid == 0 && !active.config.policies_need_groups()
+    caller.uid == 0 && !active.config.policies_need_groups() && active.ldap.is_empty()
 }
 
 /// The lookups behind [`resolve_facts`]; they block.
@@ -122,11 +142,14 @@ pub(super) fn look_up_facts(
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
     };
-    let sources: [&dyn Directory; 3] = [
-        &LocalTable(shared),
-        &AddressTemplate(config),
-        &Nss(accounts),
-    ];
+    // otpd's table (an admin's explicit choice), the LDAP sources in order, the template, NSS.
+    let table = LocalTable(shared);
+    let template = AddressTemplate(config);
+    let nss = Nss(accounts);
+    let mut sources: Vec<&dyn Directory> = vec![&table];
+    sources.extend(active.ldap.iter().map(|l| l as &dyn Directory));
+    sources.push(&template);
+    sources.push(&nss);
     let user = directory::look_up(&sources, &login.user, wanted)?;
     Ok(Facts {
         asker,
@@ -198,6 +221,33 @@ mod tests {
         let answer = begun.await.unwrap();
         assert!(
             matches!(&answer, Response::Unavailable { message } if message.contains("in time")),
+            "{answer:?}"
+        );
+    }
+
+    /// Issue #19: with the directory down the login fails closed; the template, asked after
+    /// the LDAP sources, never gives an address for a user the directory should know.
+    #[tokio::test]
+    async fn a_login_whose_ldap_servers_are_all_down_is_unavailable_not_mailed_to_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = crate::test_support::config(&format!(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{{user}}@example.com\"\n\
+             [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{closed}\"]\ntls = \"none\"\n\
+             base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1"
+        ));
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+        ));
+        let answer = begin_as_root(&shared, alice()).await;
+        assert!(
+            matches!(&answer, Response::Unavailable { message } if message.contains("could not look up your account")),
             "{answer:?}"
         );
     }

@@ -1,9 +1,10 @@
-//! Where otpd learns about a user: the places an admin keeps users, behind one interface, so a
-//! network directory (LDAP) can join them later without touching the login path.
+//! Where otpd learns about a user: the places an admin keeps users, behind one interface.
 //!
-//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address),
-//! the `[directory] email_template` ([`AddressTemplate`]: an address for users the table has
-//! none for) and NSS ([`Nss`]: groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
+//! The sources, in the order a login asks them: otpd's own user table ([`LocalTable`]:
+//! enrolment, protocols, address; an admin's explicit choice), the `[[directory.ldap]]` sources
+//! ([`LdapDirectory`]: address and groups), the `[directory] email_template`
+//! ([`AddressTemplate`]: an address for users no source before it had one for) and NSS ([`Nss`]:
+//! groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
 //! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
 //! [`DEADLINE`]. A slow source delays only the login that asked it.
 
@@ -17,6 +18,17 @@ use crate::off_thread::{self, Lost};
 use crate::state::Shared;
 use crate::store::{StoreError, UserRecord};
 
+mod cache;
+mod ldap;
+
+pub use self::cache::{Cache, Entry};
+pub use self::ldap::LdapDirectory;
+
+/// [`UserFacts::address_source`] for an address from otpd's own table.
+pub const FROM_TABLE: &str = "table";
+/// [`UserFacts::address_source`] for an address from the `email_template`.
+pub const FROM_TEMPLATE: &str = "template";
+
 /// How long a login waits for its facts. Past it the login is "unavailable" (fail closed), and
 /// the log says which user's lookup was slow.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -28,6 +40,9 @@ pub struct UserFacts {
     pub record: Option<UserRecord>,
     /// Where the user's codes go, from the first source that has one.
     pub address: Option<EmailAddress>,
+    /// Which source gave [`UserFacts::address`] ([`FROM_TABLE`], `ldap:NAME`,
+    /// [`FROM_TEMPLATE`]), for the audit row of the code mailed there.
+    pub address_source: Option<String>,
     /// The user's groups, when asked for (only policies that match groups need them).
     pub groups: Vec<String>,
 }
@@ -48,6 +63,14 @@ pub enum DirectoryError {
     /// otpd's own table could not be read.
     #[error("otpd's user table: {0}")]
     Table(#[from] StoreError),
+    /// No server of an LDAP source answered usably, and the cache held nothing fresh.
+    #[error("LDAP source {name}: {reason}")]
+    Ldap {
+        /// The source's name.
+        name: String,
+        /// What failed, server by server.
+        reason: String,
+    },
 }
 
 /// One source of facts about users. Lookups may block; they run off the runtime's thread.
@@ -80,6 +103,9 @@ impl Directory for LocalTable<'_> {
                     .as_ref()
                     .and_then(|r| r.email.as_deref())
                     .and_then(|e| EmailAddress::parse(e).ok());
+                if facts.address.is_some() {
+                    facts.address_source = Some(FROM_TABLE.into());
+                }
             }
         }
         Ok(())
@@ -105,6 +131,9 @@ impl Directory for AddressTemplate<'_> {
                 .email_template
                 .as_ref()
                 .and_then(|t| t.address_for(user));
+            if facts.address.is_some() {
+                facts.address_source = Some(FROM_TEMPLATE.into());
+            }
         }
         Ok(())
     }
@@ -122,7 +151,12 @@ impl Directory for Nss<'_> {
         facts: &mut UserFacts,
     ) -> Result<(), DirectoryError> {
         if wanted.groups {
-            facts.groups = self.0.groups_of(user);
+            // Added to the groups a directory before it found, not in their place.
+            for group in self.0.groups_of(user) {
+                if !facts.groups.contains(&group) {
+                    facts.groups.push(group);
+                }
+            }
         }
         Ok(())
     }
