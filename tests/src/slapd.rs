@@ -1,0 +1,250 @@
+//! A private OpenLDAP slapd for one test: its own `slapd.conf` and `mdb` database in a temp
+//! directory, listening on loopback only (plain `ldap://` with StartTLS, and `ldaps://`) with a
+//! certificate from a [`TestCa`], the `memberof` overlay on, and the fixture's users and groups
+//! added over LDAP (so the overlay fills `memberOf`). Stopped when dropped.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::programs::free_port;
+use crate::tls::TestCa;
+
+/// The directory's suffix, the search base of the tests' sources.
+pub const BASE: &str = "dc=example,dc=com";
+/// The DN otpd binds as (the database's root DN).
+pub const BIND_DN: &str = "cn=admin,dc=example,dc=com";
+/// Its password, as the tests' `bind_password_file` holds it.
+pub const BIND_PASSWORD: &str = "test-bind-secret";
+
+/// The users and groups every test directory holds. `alice` is in `ops` (a `groupOfNames`,
+/// so `memberOf`) and `devs` (a `posixGroup`, so `memberUid`); `bob` is in neither; three
+/// users have names with filter characters, and each has an address naming them.
+const FIXTURE: &str = "\
+dn: dc=example,dc=com
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=com
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=com
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=alice,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: A
+mail: alice@ldap.example.test
+
+dn: uid=bob,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: B
+mail: bob@ldap.example.test
+
+dn: cn=star,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: a*
+cn: star
+sn: S
+mail: star@ldap.example.test
+
+dn: cn=parens,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: a(b)
+cn: parens
+sn: P
+mail: parens@ldap.example.test
+
+dn: cn=backslash,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: a\\b
+cn: backslash
+sn: B
+mail: backslash@ldap.example.test
+
+dn: cn=ops,ou=groups,dc=example,dc=com
+objectClass: groupOfNames
+cn: ops
+member: uid=alice,ou=people,dc=example,dc=com
+
+dn: cn=devs,ou=groups,dc=example,dc=com
+objectClass: posixGroup
+cn: devs
+gidNumber: 20000
+memberUid: alice
+";
+
+/// A running slapd.
+#[derive(Debug)]
+pub struct Slapd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The plain port (StartTLS is offered there).
+    pub ldap_port: u16,
+    /// The LDAPS port.
+    pub ldaps_port: u16,
+}
+
+impl Slapd {
+    /// Starts slapd with `ca`'s server certificate and loads the fixture.
+    pub fn start(ca: &TestCa) -> Slapd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("data")).expect("data dir");
+        std::fs::write(d.join("slapd.conf"), conf(d, ca)).expect("write slapd.conf");
+        let (ldap_port, ldaps_port) = (free_port(), free_port());
+        let mut slapd = Slapd {
+            child: None,
+            dir,
+            ldap_port,
+            ldaps_port,
+        };
+        slapd.run();
+        slapd.add(FIXTURE);
+        slapd
+    }
+
+    /// `ldap://127.0.0.1:PORT`.
+    pub fn ldap_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.ldap_port)
+    }
+
+    /// `ldaps://127.0.0.1:PORT`.
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.ldaps_port)
+    }
+
+    /// Stops slapd (SIGTERM, then waits); its data stays for [`Slapd::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) with the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts slapd again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let urls = format!(
+            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
+            self.ldap_port, self.ldaps_port
+        );
+        // -d 0: in the foreground, so the test owns the process; no debug output.
+        let child = Command::new("/usr/sbin/slapd")
+            .args(["-d", "0", "-h", &urls, "-f"])
+            .arg(d.join("slapd.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("slapd.log")).expect("log"))
+            .spawn()
+            .expect("start slapd (is the slapd package installed? tests/install-deps)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.ldap_port)).is_err()
+            || TcpStream::connect(("127.0.0.1", self.ldaps_port)).is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not start: {}",
+                std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Adds `ldif` as the root DN over plain LDAP on loopback.
+    pub fn add(&self, ldif: &str) {
+        let file = self.dir.path().join("add.ldif");
+        std::fs::write(&file, ldif).expect("write ldif");
+        let out = Command::new("ldapadd")
+            .args([
+                "-x",
+                "-H",
+                &self.ldap_url(),
+                "-D",
+                BIND_DN,
+                "-w",
+                BIND_PASSWORD,
+                "-f",
+            ])
+            .arg(&file)
+            .output()
+            .expect("run ldapadd (is ldap-utils installed?)");
+        assert!(
+            out.status.success(),
+            "ldapadd failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A private file holding [`BIND_PASSWORD`], for `bind_password_file`.
+    pub fn password_file(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("bind-password");
+        std::fs::write(&path, format!("{BIND_PASSWORD}\n")).expect("write password");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The server's configuration: schemas for users, groups and posixGroup, one `mdb` database
+/// under [`BASE`] with [`BIND_DN`] as its root, the `memberof` overlay, TLS from `ca`, and
+/// read access for anyone (the tests bind or search anonymously).
+fn conf(dir: &Path, ca: &TestCa) -> String {
+    format!(
+        "include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+pidfile {dir}/slapd.pid
+argsfile {dir}/slapd.args
+TLSCACertificateFile {ca}
+TLSCertificateFile {cert}
+TLSCertificateKeyFile {key}
+database mdb
+maxsize 16777216
+suffix \"{BASE}\"
+rootdn \"{BIND_DN}\"
+rootpw {BIND_PASSWORD}
+directory {dir}/data
+overlay memberof
+access to * by * read
+",
+        dir = dir.display(),
+        ca = ca.ca_cert().display(),
+        cert = ca.server_cert().display(),
+        key = ca.server_key().display(),
+    )
+}
