@@ -113,7 +113,14 @@ impl LdapDirectory {
             }
         }
         let mut reasons = Vec::new();
+        let started = std::time::Instant::now();
         for url in &self.source.urls {
+            // Past the login's deadline nobody waits for the answer any more: stop, and give
+            // the lookup's slot back (see `super::MAX_LOOKUPS`).
+            if started.elapsed() >= super::DEADLINE {
+                reasons.push(format!("{}: not tried, past the deadline", url.url()));
+                break;
+            }
             match self.ask(url, user, groups) {
                 Ok(entry) => {
                     self.remember(user, entry.clone(), self.clock.now());
@@ -474,5 +481,31 @@ mod tests {
         assert_eq!(first_cn("ou=ops,dc=x"), None);
         assert_eq!(first_cn("cn=,dc=x"), None);
         assert_eq!(first_cn("not a dn"), None);
+    }
+
+    /// A late lookup keeps one of the few lookup slots until it returns: failover stops at the
+    /// login's deadline instead of trying every remaining silent server.
+    #[test]
+    fn failover_stops_at_the_login_deadline() {
+        let silent: Vec<std::net::TcpListener> = (0..8)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = silent
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let clock = Arc::new(HandClock(AtomicI64::new(T0)));
+        let ldap = LdapDirectory::new(&source(&ports), clock).unwrap();
+        let started = Instant::now();
+        let e = ldap
+            .look_up("alice", wanted(), &mut UserFacts::default())
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(e.to_string().contains("past the deadline"), "{e}");
+        assert!(
+            took < super::super::DEADLINE + Duration::from_secs(2),
+            "{took:?}"
+        );
+        drop(silent);
     }
 }
