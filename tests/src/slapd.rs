@@ -20,7 +20,8 @@ pub const BIND_PASSWORD: &str = "test-bind-secret";
 
 /// The users and groups every test directory holds. `alice` is in `ops` (a `groupOfNames`,
 /// so `memberOf`) and `devs` (a `posixGroup`, so `memberUid`); `bob` is in neither; three
-/// users have names with filter characters, and each has an address naming them.
+/// users have names with filter characters and one (`zoë`, base64 in LDIF) a non-ASCII one,
+/// each with an address naming them.
 const FIXTURE: &str = "\
 dn: dc=example,dc=com
 objectClass: dcObject
@@ -71,6 +72,13 @@ cn: backslash
 sn: B
 mail: backslash@ldap.example.test
 
+dn: cn=zoe,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid:: em/Dqw==
+cn: zoe
+sn: Z
+mail: zoe@ldap.example.test
+
 dn: cn=ops,ou=groups,dc=example,dc=com
 objectClass: groupOfNames
 cn: ops
@@ -92,11 +100,22 @@ pub struct Slapd {
     pub ldap_port: u16,
     /// The LDAPS port.
     pub ldaps_port: u16,
+    /// Whether TLS (LDAPS, StartTLS) is configured.
+    tls: bool,
 }
 
 impl Slapd {
     /// Starts slapd with `ca`'s server certificate and loads the fixture.
     pub fn start(ca: &TestCa) -> Slapd {
+        Slapd::start_with(Some(ca))
+    }
+
+    /// Starts slapd without any TLS: plain `ldap://` only, where StartTLS is refused.
+    pub fn start_without_tls() -> Slapd {
+        Slapd::start_with(None)
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Slapd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir(d.join("data")).expect("data dir");
@@ -107,6 +126,7 @@ impl Slapd {
             dir,
             ldap_port,
             ldaps_port,
+            tls: ca.is_some(),
         };
         slapd.run();
         slapd.add(FIXTURE);
@@ -146,25 +166,37 @@ impl Slapd {
         self.run();
     }
 
+    /// What slapd logged: its `stats` level, one line per connection, operation and result
+    /// (`BIND dn=...`, `EXT oid=...` for StartTLS).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
     fn run(&mut self) {
         let d = self.dir.path();
-        let urls = format!(
-            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
-            self.ldap_port, self.ldaps_port
-        );
-        // -d 0: in the foreground, so the test owns the process; no debug output.
+        let mut urls = format!("ldap://127.0.0.1:{}/", self.ldap_port);
+        if self.tls {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{}/", self.ldaps_port));
+        }
+        // -d stats: in the foreground, so the test owns the process, logging each operation
+        // to stderr (kept in slapd.log).
         let child = Command::new("/usr/sbin/slapd")
-            .args(["-d", "0", "-h", &urls, "-f"])
+            .args(["-d", "stats", "-h", &urls, "-f"])
             .arg(d.join("slapd.conf"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("slapd.log")).expect("log"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(d.join("slapd.log"))
+                    .expect("log"),
+            )
             .spawn()
             .expect("start slapd (is the slapd package installed? tests/install-deps)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.ldap_port)).is_err()
-            || TcpStream::connect(("127.0.0.1", self.ldaps_port)).is_err()
-        {
+        let up = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
+        while !up(self.ldap_port) || (self.tls && !up(self.ldaps_port)) {
             assert!(
                 Instant::now() < deadline,
                 "slapd did not start: {}",
@@ -217,9 +249,17 @@ impl Drop for Slapd {
 }
 
 /// The server's configuration: schemas for users, groups and posixGroup, one `mdb` database
-/// under [`BASE`] with [`BIND_DN`] as its root, the `memberof` overlay, TLS from `ca`, and
-/// read access for anyone (the tests bind or search anonymously).
-fn conf(dir: &Path, ca: &TestCa) -> String {
+/// under [`BASE`] with [`BIND_DN`] as its root, the `memberof` overlay, TLS from `ca` (none
+/// without), and read access for anyone (the tests bind or search anonymously).
+fn conf(dir: &Path, ca: Option<&TestCa>) -> String {
+    let tls = ca.map_or(String::new(), |ca| {
+        format!(
+            "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+            ca.ca_cert().display(),
+            ca.server_cert().display(),
+            ca.server_key().display()
+        )
+    });
     format!(
         "include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -230,10 +270,7 @@ moduleload back_mdb
 moduleload memberof
 pidfile {dir}/slapd.pid
 argsfile {dir}/slapd.args
-TLSCACertificateFile {ca}
-TLSCertificateFile {cert}
-TLSCertificateKeyFile {key}
-database mdb
+{tls}database mdb
 maxsize 16777216
 suffix \"{BASE}\"
 rootdn \"{BIND_DN}\"
@@ -243,8 +280,5 @@ overlay memberof
 access to * by * read
 ",
         dir = dir.display(),
-        ca = ca.ca_cert().display(),
-        cert = ca.server_cert().display(),
-        key = ca.server_key().display(),
     )
 }

@@ -150,6 +150,51 @@ fn a_server_whose_certificate_another_ca_signed_is_refused_and_the_login_is_unav
 }
 
 #[test]
+fn a_server_without_starttls_is_refused_before_the_bind_password_is_sent() {
+    let ca = TestCa::new("ldap-test-ca");
+    let plain = Slapd::start_without_tls();
+    let s = setup(&bound_to(&[plain.ldap_url()], &ca, &plain), "");
+    // Only what otpd sent, not the harness's own loading of the fixture.
+    let loaded = plain.log().len();
+    let result = login_with(&s.pam, "sshd", "bob", None, never_prompted);
+    assert_unavailable(&s, &result);
+    let seen = plain.log().split_off(loaded);
+    assert!(
+        seen.contains("oid=1.3.6.1.4.1.1466.20037"),
+        "no StartTLS asked:\n{seen}"
+    );
+    assert!(!seen.contains("BIND"), "a bind was sent in clear:\n{seen}");
+    assert!(
+        !seen.contains("SRCH"),
+        "a search was sent in clear:\n{seen}"
+    );
+}
+
+#[test]
+fn a_wrong_bind_password_makes_the_login_unavailable_and_the_log_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
+        &format!("{:?}", slapd.password_file().display().to_string()),
+        &format!("{:?}", wrong.path().display().to_string()),
+    );
+    let s = setup(&source, "");
+    let result = login_with(&s.pam, "sshd", "bob", None, never_prompted);
+    assert_unavailable(&s, &result);
+    let log = s.otpd.log();
+    assert!(log.contains("LDAP source corp"), "{log}");
+    assert!(
+        log.contains("49"),
+        "the invalidCredentials result code: {log}"
+    );
+    assert!(!log.contains("not-the-password"), "{log}");
+}
+
+#[test]
 fn user_names_with_filter_characters_find_only_themselves() {
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);
@@ -158,6 +203,7 @@ fn user_names_with_filter_characters_find_only_themselves() {
         ("a*", "star@ldap.example.test"),
         ("a(b)", "parens@ldap.example.test"),
         ("a\\b", "backslash@ldap.example.test"),
+        ("zoë", "zoe@ldap.example.test"),
     ]
     .into_iter()
     .enumerate()
@@ -166,7 +212,7 @@ fn user_names_with_filter_characters_find_only_themselves() {
         assert_mailed_to(&s, &result, address);
     }
     // "*" unescaped would match every entry; escaped it matches none, so the template answers.
-    let result = login(&s, "*", 4);
+    let result = login(&s, "*", 5);
     assert_mailed_to(&s, &result, "*@template.example.test");
 }
 
