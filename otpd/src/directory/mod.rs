@@ -15,7 +15,7 @@ use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
 use crate::off_thread::{self, Lost};
-use crate::state::Shared;
+use crate::state::{Active, Shared};
 use crate::store::{StoreError, UserRecord};
 
 mod cache;
@@ -215,6 +215,26 @@ pub fn look_up(
         source.look_up(user, wanted, &mut facts)?;
     }
     Ok(facts)
+}
+
+/// What every source knows of `user` among `wanted`, asked in a login's order: otpd's table
+/// (an admin's explicit choice), the LDAP sources of `active`, the template, then NSS. Every
+/// path that needs a user's address goes through here, so none can mail the template's address
+/// to a user the directory knows. Blocks: run it off the runtime's thread, before any lock.
+pub fn look_up_all(
+    shared: &Shared,
+    active: &Active,
+    user: &str,
+    wanted: Wanted,
+) -> Result<UserFacts, DirectoryError> {
+    let table = LocalTable(shared);
+    let template = AddressTemplate(&active.config);
+    let nss = Nss(shared.accounts.as_ref());
+    let mut sources: Vec<&dyn Directory> = vec![&table];
+    sources.extend(active.ldap.iter().map(|l| l as &dyn Directory));
+    sources.push(&template);
+    sources.push(&nss);
+    look_up(&sources, user, wanted)
 }
 
 /// Why facts were not resolved.

@@ -10,10 +10,7 @@ use common::wire::{LoginContext, Response};
 use super::asker::Asker;
 use super::wording::{internal_error, lost};
 use crate::caller::{Caller, may_act_for};
-use crate::directory::{
-    self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
-    Wanted,
-};
+use crate::directory::{self, DirectoryError, Unresolved, UserFacts, Wanted};
 use crate::off_thread::{self, Lost};
 use crate::policy;
 use crate::state::{Active, Shared};
@@ -142,15 +139,7 @@ pub(super) fn look_up_facts(
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
     };
-    // otpd's table (an admin's explicit choice), the LDAP sources in order, the template, NSS.
-    let table = LocalTable(shared);
-    let template = AddressTemplate(config);
-    let nss = Nss(accounts);
-    let mut sources: Vec<&dyn Directory> = vec![&table];
-    sources.extend(active.ldap.iter().map(|l| l as &dyn Directory));
-    sources.push(&template);
-    sources.push(&nss);
-    let user = directory::look_up(&sources, &login.user, wanted)?;
+    let user = directory::look_up_all(shared, active, &login.user, wanted)?;
     Ok(Facts {
         asker,
         login,
