@@ -3,7 +3,8 @@
 //! Order of questions: which protocol the login speaks (module argument, then `[services]`, then
 //! `default_protocol`); whether that protocol is enabled; which profile applies (first matching
 //! `[[policies]]` rule); the profile's mode; and, for users who need a code, their address, taken
-//! only from admin-controlled sources (otpd's user table, then `[directory] email_template`).
+//! only from admin-controlled sources (otpd's user table, the `[[directory.ldap]]` sources, then
+//! `[directory] email_template`; see `directory::look_up_all`).
 
 use std::net::IpAddr;
 
@@ -149,8 +150,9 @@ fn enrolled_for(record: Option<&UserRecord>, protocol: Protocol) -> bool {
     })
 }
 
-/// The user's address: otpd's user table first, then the directory template (the order in
-/// which a login asks `directory::LocalTable` and `directory::AddressTemplate`).
+/// The user's address from otpd's user table, then the directory template, without the LDAP
+/// sources (they need a network lookup; logins and self-service codes ask them through
+/// `directory::look_up_all`). For otpctl's views and imports only.
 pub fn address_for(
     config: &Config,
     user: &str,
