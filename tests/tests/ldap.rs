@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
+use e2e_tests::paths;
 use e2e_tests::slapd::{BASE, BIND_DN, Slapd};
 use e2e_tests::smtp::SmtpCapture;
 use e2e_tests::stack::PamConfDir;
@@ -273,4 +274,76 @@ fn a_server_that_accepts_and_never_answers_makes_the_login_unavailable_within_th
     // otpd's facts deadline is 5 s; the connect timeout ends it well before.
     assert!(took < Duration::from_secs(5), "took {took:?}");
     drop(silent);
+}
+
+/// The `ldap` findings of `otpctl doctor --json` over `s`'s config.
+fn doctor_ldap(s: &Setup) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new(paths::binary("otpctl"))
+        .arg("--config")
+        .arg(&s.otpd.config_path)
+        .args(["--timeout", "1", "--json", "doctor"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "ldap")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn otpctl_doctor_binds_to_each_ldap_server_and_names_the_one_that_is_down() {
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let urls = [slapd.ldaps_url(), format!("ldaps://127.0.0.1:{down}")];
+    let s = setup(&bound_to(&urls, &ca, &slapd), "");
+    let f = doctor_ldap(&s);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[0]["level"], "ok", "{f:#?}");
+    let ok = f[0]["message"].as_str().unwrap();
+    assert!(
+        ok.contains("ldaps verified, bound as cn=admin,dc=example,dc=com"),
+        "{ok}"
+    );
+    assert_eq!(f[1]["level"], "problem", "{f:#?}");
+    assert!(
+        f[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&down.to_string()),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn otpctl_doctor_says_a_bind_password_is_wrong() {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
+        &format!("{:?}", slapd.password_file().display().to_string()),
+        &format!("{:?}", wrong.path().display().to_string()),
+    );
+    let s = setup(&source, "");
+    let f = doctor_ldap(&s);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["level"], "problem", "{f:#?}");
+    assert!(f[0]["message"].as_str().unwrap().contains("49"), "{f:#?}");
 }

@@ -62,6 +62,14 @@ enum ServerFailure {
     Unusable(String),
 }
 
+impl ServerFailure {
+    fn into_reason(self) -> String {
+        match self {
+            ServerFailure::Down(reason) | ServerFailure::Unusable(reason) => reason,
+        }
+    }
+}
+
 impl From<ldap3::LdapError> for ServerFailure {
     fn from(error: ldap3::LdapError) -> ServerFailure {
         ServerFailure::Down(error.to_string())
@@ -164,19 +172,58 @@ impl LdapDirectory {
 
     /// One server: connect, bind, find the user, read the groups.
     fn ask(&self, url: &LdapUrl, user: &str, groups: bool) -> Result<Entry, ServerFailure> {
+        let mut conn = self.connect(url)?;
+        let found = self.search_user(&mut conn, user, groups);
+        // Best effort: the server forgets the connection either way when it closes.
+        let _ = conn.with_timeout(self.source.search_timeout).unbind();
+        found
+    }
+
+    /// What `otpctl doctor` reports of one server: connects (verifying its certificate), binds
+    /// and reads the search base, without looking anyone up.
+    pub fn check_server(&self, url: &LdapUrl) -> Result<(), String> {
+        let mut conn = self.connect(url).map_err(ServerFailure::into_reason)?;
+        let read = (|| {
+            self.bind(&mut conn)?;
+            conn.with_timeout(self.source.search_timeout)
+                .search(
+                    &self.source.base,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["1.1"],
+                )?
+                .success()?;
+            Ok::<_, ServerFailure>(())
+        })();
+        let _ = conn.with_timeout(self.source.search_timeout).unbind();
+        read.map_err(ServerFailure::into_reason)
+    }
+
+    /// The source this directory asks.
+    pub fn source(&self) -> &LdapSource {
+        &self.source
+    }
+
+    /// TCP, then TLS (ldaps) or StartTLS, all within the connect timeout; a failed StartTLS is
+    /// an error, never a plain connection.
+    fn connect(&self, url: &LdapUrl) -> Result<LdapConn, ServerFailure> {
         let mut settings = LdapConnSettings::new().set_conn_timeout(self.source.connect_timeout);
         if let Some(tls) = &self.tls {
             settings = settings
                 .set_config(Arc::clone(tls))
                 .set_starttls(self.source.tls == LdapTls::Starttls);
         }
-        // TCP, then TLS (ldaps) or StartTLS, all within the connect timeout; a failed StartTLS
-        // is an error, never a plain connection.
-        let mut conn = LdapConn::with_settings(settings, &url.url())?;
-        let found = self.search_user(&mut conn, user, groups);
-        // Best effort: the server forgets the connection either way when it closes.
-        let _ = conn.with_timeout(self.source.search_timeout).unbind();
-        found
+        Ok(LdapConn::with_settings(settings, &url.url())?)
+    }
+
+    /// Binds as `bind_dn` when the source has one; anonymous otherwise.
+    fn bind(&self, conn: &mut LdapConn) -> Result<(), ServerFailure> {
+        if let (Some(bind), Some(password)) = (&self.source.bind, &self.password) {
+            conn.with_timeout(self.source.search_timeout)
+                .simple_bind(&bind.dn, password.expose())?
+                .success()?;
+        }
+        Ok(())
     }
 
     fn search_user(
@@ -186,11 +233,7 @@ impl LdapDirectory {
         groups: bool,
     ) -> Result<Entry, ServerFailure> {
         let timeout = self.source.search_timeout;
-        if let (Some(bind), Some(password)) = (&self.source.bind, &self.password) {
-            conn.with_timeout(timeout)
-                .simple_bind(&bind.dn, password.expose())?
-                .success()?;
-        }
+        self.bind(conn)?;
         let mut attributes = vec![self.source.address_attribute.as_str()];
         if let (true, GroupSearch::Attribute(name)) = (groups, &self.source.groups) {
             attributes.push(name.as_str());
