@@ -28,11 +28,12 @@ pub struct Active {
 impl Active {
     /// `config` with its mailer and its LDAP sources, whose password and CA files are read now.
     pub fn build(config: Config, mailer: Mailer, clock: &Arc<dyn Clock>) -> Result<Active, String> {
+        let attributes: Vec<String> = config.policy_attributes().into_iter().collect();
         let ldap = config
             .directory
             .ldap
             .iter()
-            .map(|source| LdapDirectory::new(source, Arc::clone(clock)))
+            .map(|source| LdapDirectory::new(source, attributes.clone(), Arc::clone(clock)))
             .collect::<Result<_, _>>()?;
         Ok(Active {
             config,

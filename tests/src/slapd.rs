@@ -19,7 +19,8 @@ pub const BIND_DN: &str = "cn=admin,dc=example,dc=com";
 pub const BIND_PASSWORD: &str = "test-bind-secret";
 
 /// The users and groups every test directory holds. `alice` is in `ops` (a `groupOfNames`,
-/// so `memberOf`) and `devs` (a `posixGroup`, so `memberUid`); `bob` is in neither; three
+/// so `memberOf`) and `devs` (a `posixGroup`, so `memberUid`), department `Ops-1`; `bob` is in
+/// neither, department `Sales`; three
 /// users have names with filter characters and one (`zoë`, base64 in LDIF) a non-ASCII one,
 /// each with an address naming them.
 const FIXTURE: &str = "\
@@ -43,6 +44,7 @@ uid: alice
 cn: Alice
 sn: A
 mail: alice@ldap.example.test
+departmentNumber: Ops-1
 
 dn: uid=bob,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
@@ -50,6 +52,7 @@ uid: bob
 cn: Bob
 sn: B
 mail: bob@ldap.example.test
+departmentNumber: Sales
 
 dn: cn=star,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson

@@ -112,6 +112,19 @@ fn over_starttls_a_match_group_policy_sees_the_groups_from_member_of() {
 }
 
 #[test]
+fn a_department_policy_picks_its_profile_from_the_directory_attribute() {
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let s = setup(
+        &bound_to(&[slapd.ldaps_url()], &ca, &slapd),
+        "[profiles.ops]\nmode = \"off\"\n\n[[policies]]\nmatch_attribute = { departmentNumber = \"Ops*\" }\nprofile = \"ops\"",
+    );
+    let alice = login_with(&s.pam, "sshd", "alice", None, never_prompted);
+    assert_eq!(alice.name(), "PAM_SUCCESS", "{alice:?}\n{}", s.otpd.log());
+    assert_mailed_to(&s, &login(&s, "bob", 1), "bob@ldap.example.test");
+}
+
+#[test]
 fn posix_group_searches_give_groups_by_member_uid_to_anonymous_searches() {
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);

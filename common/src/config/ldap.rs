@@ -447,7 +447,7 @@ fn filter(value: &Text) -> Result<String, Invalid> {
 }
 
 /// An attribute name: a letter, then letters, digits and '-' (or a numeric OID).
-fn attribute(key: &str, value: &Text) -> Result<String, Invalid> {
+pub(super) fn attribute(key: &str, value: &Text) -> Result<String, Invalid> {
     let name = value.get_ref();
     let descr = name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');

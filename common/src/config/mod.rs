@@ -46,7 +46,7 @@ pub use self::mail::{
     SmtpAuth, SmtpServer, TemplateVar,
 };
 pub use self::network::Network;
-pub use self::policy::Policy;
+pub use self::policy::{Attributes, Policy};
 pub use self::settings::{Mode, Settings};
 pub use crate::service::Protocol;
 
@@ -209,6 +209,40 @@ impl Config {
         self.policies.iter().any(Policy::needs_groups)
     }
 
+    /// True when some policy matches directory attributes, which only LDAP sources give.
+    pub fn policies_need_attributes(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.attribute_names().next().is_some())
+    }
+
+    /// The directory attributes some policy matches (lower-case names), which LDAP lookups
+    /// read along with the address.
+    pub fn policy_attributes(&self) -> BTreeSet<String> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.attribute_names().map(str::to_string))
+            .collect()
+    }
+
+    /// [`Config::settings_for_login`] for a user whose directory attributes are `attributes`,
+    /// for policies with `match_attribute`.
+    pub fn settings_for_account(
+        &self,
+        user: &str,
+        groups: &[String],
+        attributes: &Attributes,
+        protocol: Protocol,
+        rhost: Option<IpAddr>,
+    ) -> (&str, &Settings) {
+        self.policies
+            .iter()
+            .find(|p| p.matches_with_attributes(user, groups, attributes, protocol, rhost))
+            .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
+                (p.profile.as_str(), p.settings())
+            })
+    }
+
     /// The settings for a login: the first matching policy's profile, else the defaults.
     /// Returns the profile's name (or [`DEFAULTS_PROFILE`]) for logs and audit rows. Policies
     /// with `match_rhost` never match here; see [`Config::settings_for_login`].
@@ -230,12 +264,7 @@ impl Config {
         protocol: Protocol,
         rhost: Option<IpAddr>,
     ) -> (&str, &Settings) {
-        self.policies
-            .iter()
-            .find(|p| p.matches_login(user, groups, protocol, rhost))
-            .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
-                (p.profile.as_str(), p.settings())
-            })
+        self.settings_for_account(user, groups, &Attributes::new(), protocol, rhost)
     }
 }
 

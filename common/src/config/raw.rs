@@ -120,6 +120,8 @@ pub(super) struct RawPolicy {
     pub match_group: Option<Text>,
     pub match_protocol: Option<Spanned<Vec<Text>>>,
     pub match_rhost: Option<Spanned<Vec<Text>>>,
+    /// `{ ATTRIBUTE = "GLOB", ... }` over the user's directory attributes.
+    pub match_attribute: Option<Spanned<BTreeMap<Text, Text>>>,
     /// Optional here only so that a missing one gets our message rather than serde's.
     pub profile: Option<Text>,
 }

@@ -363,7 +363,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
     // The address as a login finds it (table, LDAP, template), looked up before the store lock.
     let wanted = Wanted {
         record: true,
-        groups: false,
+        ..Wanted::default()
     };
     let address = match directory::look_up_all(shared, &ctx.active, &name, wanted) {
         Ok(facts) => facts.address,

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::config::Attributes;
+
 /// One source's answer about one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -16,6 +18,8 @@ pub enum Entry {
         /// The user's groups; `None` when they were not asked for, so a later login that needs
         /// them asks the server.
         groups: Option<Vec<String>>,
+        /// The attributes policies match (always read with the entry), lower-case names.
+        attributes: Attributes,
     },
     /// No entry matched the filter.
     Absent,
@@ -110,6 +114,7 @@ mod tests {
         Entry::Found {
             address: Some(address.into()),
             groups: None,
+            attributes: Attributes::new(),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct LdapDirectory {
     password: Option<SecretString>,
     /// The verifying TLS client; `None` only for `tls = "none"`.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The attributes policies match (`match_attribute`), read with every entry.
+    attributes: Vec<String>,
     cache: Mutex<Cache>,
     clock: Arc<dyn Clock>,
 }
@@ -77,8 +79,13 @@ impl From<ldap3::LdapError> for ServerFailure {
 }
 
 impl LdapDirectory {
-    /// Prepares `source`: reads its bind password file and its CA file.
-    pub fn new(source: &LdapSource, clock: Arc<dyn Clock>) -> Result<LdapDirectory, String> {
+    /// Prepares `source`: reads its bind password file and its CA file. `attributes` are the
+    /// ones policies match, read along with the address.
+    pub fn new(
+        source: &LdapSource,
+        attributes: Vec<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<LdapDirectory, String> {
         let fail = |reason: String| format!("LDAP source {}: {reason}", source.name);
         let password = source
             .bind
@@ -96,6 +103,7 @@ impl LdapDirectory {
             source: source.clone(),
             password,
             tls,
+            attributes,
             cache: Mutex::new(Cache::new(
                 source.cache_ttl,
                 source.negative_cache_ttl,
@@ -238,6 +246,7 @@ impl LdapDirectory {
         if let (true, GroupSearch::Attribute(name)) = (groups, &self.source.groups) {
             attributes.push(name.as_str());
         }
+        attributes.extend(self.attributes.iter().map(String::as_str));
         let filter = self.source.filter_for(user);
         let found = conn
             .with_timeout(timeout)
@@ -258,6 +267,12 @@ impl LdapDirectory {
         let address = values(&entry, &self.source.address_attribute)
             .first()
             .cloned();
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|name| (name.clone(), values(&entry, name).to_vec()))
+            .filter(|(_, values)| !values.is_empty())
+            .collect();
         let groups = if groups {
             Some(match &self.source.groups {
                 GroupSearch::Attribute(name) => values(&entry, name)
@@ -269,7 +284,11 @@ impl LdapDirectory {
         } else {
             None
         };
-        Ok(Entry::Found { address, groups })
+        Ok(Entry::Found {
+            address,
+            groups,
+            attributes,
+        })
     }
 
     /// The `cn` of every posixGroup that lists `user` as a `memberUid`.
@@ -298,12 +317,23 @@ impl Directory for LdapDirectory {
         facts: &mut UserFacts,
     ) -> Result<(), DirectoryError> {
         let needs_address = wanted.record && facts.address.is_none();
-        if !needs_address && !wanted.groups {
+        let needs_attributes = wanted.attributes && !self.attributes.is_empty();
+        if !needs_address && !wanted.groups && !needs_attributes {
             return Ok(());
         }
-        let Entry::Found { address, groups } = self.entry(user, wanted.groups)? else {
+        let Entry::Found {
+            address,
+            groups,
+            attributes,
+        } = self.entry(user, wanted.groups)?
+        else {
             return Ok(());
         };
+        if needs_attributes {
+            for (name, values) in attributes {
+                facts.attributes.entry(name).or_insert(values);
+            }
+        }
         if needs_address {
             match address.as_deref().map(EmailAddress::parse) {
                 Some(Ok(address)) => {
@@ -387,7 +417,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::time::{Duration, Instant};
 
-    use common::config::Config;
+    use common::config::{Attributes, Config};
 
     #[derive(Debug)]
     struct HandClock(AtomicI64);
@@ -427,13 +457,15 @@ mod tests {
         Wanted {
             record: true,
             groups: true,
+            attributes: true,
         }
     }
 
     #[test]
     fn every_server_down_and_nothing_cached_is_an_error_not_an_empty_answer() {
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
-        let ldap = LdapDirectory::new(&source(&[closed_port(), closed_port()]), clock).unwrap();
+        let ldap = LdapDirectory::new(&source(&[closed_port(), closed_port()]), Vec::new(), clock)
+            .unwrap();
         let mut facts = UserFacts::default();
         let e = ldap.look_up("alice", wanted(), &mut facts).unwrap_err();
         assert!(
@@ -448,6 +480,7 @@ mod tests {
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
         let ldap = LdapDirectory::new(
             &source(&[closed_port()]),
+            Vec::new(),
             Arc::clone(&clock) as Arc<dyn Clock>,
         )
         .unwrap();
@@ -456,6 +489,7 @@ mod tests {
             Entry::Found {
                 address: Some("alice@corp.example".into()),
                 groups: Some(vec!["ops".into()]),
+                attributes: Attributes::new(),
             },
             T0,
         );
@@ -475,7 +509,7 @@ mod tests {
     #[test]
     fn an_address_from_an_earlier_source_is_kept_and_no_server_is_asked_for_it() {
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
-        let ldap = LdapDirectory::new(&source(&[closed_port()]), clock).unwrap();
+        let ldap = LdapDirectory::new(&source(&[closed_port()]), Vec::new(), clock).unwrap();
         let mut facts = UserFacts {
             address: Some(EmailAddress::parse("a@table.example").unwrap()),
             address_source: Some(super::super::FROM_TABLE.into()),
@@ -483,7 +517,7 @@ mod tests {
         };
         let address_only = Wanted {
             record: true,
-            groups: false,
+            ..Wanted::default()
         };
         ldap.look_up("alice", address_only, &mut facts).unwrap();
         assert_eq!(facts.address_source.as_deref(), Some("table"));
@@ -496,7 +530,7 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
-        let ldap = LdapDirectory::new(&source(&[port]), clock).unwrap();
+        let ldap = LdapDirectory::new(&source(&[port]), Vec::new(), clock).unwrap();
         let started = Instant::now();
         let mut facts = UserFacts::default();
         assert!(ldap.look_up("alice", wanted(), &mut facts).is_err());
@@ -538,7 +572,7 @@ mod tests {
             .map(|l| l.local_addr().unwrap().port())
             .collect();
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
-        let ldap = LdapDirectory::new(&source(&ports), clock).unwrap();
+        let ldap = LdapDirectory::new(&source(&ports), Vec::new(), clock).unwrap();
         let started = Instant::now();
         let e = ldap
             .look_up("alice", wanted(), &mut UserFacts::default())

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use common::config::{Config, EmailAddress};
+use common::config::{Attributes, Config, EmailAddress};
 use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
@@ -45,6 +45,9 @@ pub struct UserFacts {
     pub address_source: Option<String>,
     /// The user's groups, when asked for (only policies that match groups need them).
     pub groups: Vec<String>,
+    /// The directory attributes policies match (`match_attribute`), lower-case names, when
+    /// asked for; the first source that has an attribute gives it.
+    pub attributes: Attributes,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
@@ -55,6 +58,8 @@ pub struct Wanted {
     pub record: bool,
     /// The user's groups.
     pub groups: bool,
+    /// The directory attributes that policies match.
+    pub attributes: bool,
 }
 
 /// A directory could not answer; the login fails closed.
@@ -313,8 +318,8 @@ mod tests {
         let none = look_up(&[&nss], "alice", Wanted::default()).unwrap();
         assert!(none.groups.is_empty());
         let wanted = Wanted {
-            record: false,
             groups: true,
+            ..Wanted::default()
         };
         let some = look_up(&[&nss], "alice", wanted).unwrap();
         assert_eq!(some.groups, ["alice", "otpadmin"]);
@@ -326,7 +331,7 @@ mod tests {
             crate::test_support::config("[directory]\nemail_template = \"{user}@example.com\"");
         let wanted = Wanted {
             record: true,
-            groups: false,
+            ..Wanted::default()
         };
         let template = AddressTemplate(&config);
         let from_template = look_up(&[&template], "alice", wanted).unwrap();

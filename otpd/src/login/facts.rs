@@ -138,6 +138,7 @@ pub(super) fn look_up_facts(
     let wanted = Wanted {
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
+        attributes: reaches_user && config.policies_need_attributes(),
     };
     let user = directory::look_up_all(shared, active, &login.user, wanted)?;
     Ok(Facts {

@@ -15,7 +15,7 @@ use crate::directory::LdapDirectory;
 pub fn check(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
     for source in &config.directory.ldap {
-        let ldap = match LdapDirectory::new(source, Arc::new(SystemClock)) {
+        let ldap = match LdapDirectory::new(source, Vec::new(), Arc::new(SystemClock)) {
             Ok(ldap) => ldap,
             Err(e) => {
                 findings.push(Finding::problem(
