@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::wire::{LoginContext, Request, Response};
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::paths;
@@ -268,6 +269,72 @@ fn with_every_server_stopped_the_cache_serves_until_its_ttl_then_the_login_is_un
     );
     let late = login_with(&s.pam, "sshd", "bob", None, never_prompted);
     assert_unavailable(&s, &late);
+}
+
+#[test]
+fn a_silent_directory_does_not_delay_a_login_whose_address_is_in_otpds_table() {
+    let ca = TestCa::new("ldap-test-ca");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let source = format!(
+        "urls = [\"ldaps://127.0.0.1:{port}\"]\nca_file = {:?}\nconnect_timeout_seconds = 4",
+        ca.ca_cert().display().to_string()
+    );
+    let s = setup(&source, "");
+    let added = std::process::Command::new(paths::binary("otpctl"))
+        .arg("--socket")
+        .arg(&s.otpd.socket)
+        .arg("--config")
+        .arg(&s.otpd.config_path)
+        .args([
+            "user",
+            "add",
+            "carol",
+            "--no-account",
+            "--email",
+            "carol@table.example.test",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    std::thread::scope(|scope| {
+        // bob's login waits for the silent server, on otpd's side of the socket.
+        let stuck = scope.spawn(|| {
+            let started = Instant::now();
+            let answer = s.otpd.call(&Request::Begin {
+                login: LoginContext {
+                    user: "bob".into(),
+                    service: "sshd".into(),
+                    rhost: None,
+                    tty: None,
+                    protocol: None,
+                },
+                ssh_keys: Vec::new(),
+            });
+            (answer, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let carol = login(&s, "carol", 1);
+        let carol_took = started.elapsed();
+        let (bob, bob_took) = stuck.join().unwrap();
+        assert_mailed_to(&s, &carol, "carol@table.example.test");
+        assert!(
+            carol_took < Duration::from_secs(2),
+            "carol waited {carol_took:?}"
+        );
+        assert!(
+            matches!(&bob, Ok(Response::Unavailable { .. })),
+            "{bob:?}\n{}",
+            s.otpd.log()
+        );
+        assert!(
+            bob_took >= Duration::from_secs(3),
+            "bob's lookup ended early: {bob_took:?}"
+        );
+    });
+    drop(silent);
 }
 
 #[test]
