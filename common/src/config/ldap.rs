@@ -119,6 +119,11 @@ pub enum GroupSearch {
     /// A search for `(&(objectClass=posixGroup)(memberUid=USER))` under the base; each group's
     /// `cn` is its name.
     Posix,
+    /// Active Directory's nested groups: a search for
+    /// `(member:1.2.840.113556.1.4.1941:=USER_DN)` (`LDAP_MATCHING_RULE_IN_CHAIN`) under the
+    /// base, which finds the groups the user is in directly and through other groups; each
+    /// group's `cn` is its name.
+    InChain,
 }
 
 impl LdapSource {
@@ -384,30 +389,34 @@ fn bind(raw: &Spanned<RawLdap>) -> Result<Option<LdapBind>, Invalid> {
     }
 }
 
-/// `group_search` (`"attribute"`, the default, or `"posix"`) and `group_attribute`.
+/// `group_search` (`"attribute"`, the default, `"posix"` or `"in_chain"`) and
+/// `group_attribute`.
 fn groups(raw: &Spanned<RawLdap>) -> Result<GroupSearch, Invalid> {
     let source = raw.get_ref();
-    let posix = match &source.group_search {
-        None => false,
+    let search = match &source.group_search {
+        None => None,
         Some(v) => match v.get_ref().as_str() {
-            "attribute" => false,
-            "posix" => true,
+            "attribute" => None,
+            "posix" => Some(GroupSearch::Posix),
+            "in_chain" => Some(GroupSearch::InChain),
             other => {
                 return Err(Invalid::new(
                     v.span(),
-                    format!("group_search must be \"attribute\" or \"posix\", got {other:?}"),
+                    format!(
+                        "group_search must be \"attribute\", \"posix\" or \"in_chain\", got {other:?}"
+                    ),
                 ));
             }
         },
     };
-    match (&source.group_attribute, posix) {
-        (Some(v), true) => Err(Invalid::new(
+    match (&source.group_attribute, search) {
+        (Some(v), Some(_)) => Err(Invalid::new(
             v.span(),
             "group_attribute is only used with group_search = \"attribute\"",
         )),
-        (Some(v), false) => Ok(GroupSearch::Attribute(attribute("group_attribute", v)?)),
-        (None, false) => Ok(GroupSearch::Attribute("memberOf".into())),
-        (None, true) => Ok(GroupSearch::Posix),
+        (Some(v), None) => Ok(GroupSearch::Attribute(attribute("group_attribute", v)?)),
+        (None, None) => Ok(GroupSearch::Attribute("memberOf".into())),
+        (None, Some(search)) => Ok(search),
     }
 }
 

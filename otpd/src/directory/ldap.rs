@@ -279,7 +279,8 @@ impl LdapDirectory {
                     .iter()
                     .filter_map(|dn| first_cn(dn))
                     .collect(),
-                GroupSearch::Posix => self.posix_groups(conn, user)?,
+                GroupSearch::Posix => self.group_search(conn, &posix_filter(user))?,
+                GroupSearch::InChain => self.group_search(conn, &in_chain_filter(&entry.dn))?,
             })
         } else {
             None
@@ -291,16 +292,16 @@ impl LdapDirectory {
         })
     }
 
-    /// The `cn` of every posixGroup that lists `user` as a `memberUid`.
-    fn posix_groups(&self, conn: &mut LdapConn, user: &str) -> Result<Vec<String>, ServerFailure> {
-        let filter = format!(
-            "(&(objectClass=posixGroup)(memberUid={}))",
-            escape_filter_value(user)
-        );
+    /// The `cn` of every group under the base that `filter` finds.
+    fn group_search(
+        &self,
+        conn: &mut LdapConn,
+        filter: &str,
+    ) -> Result<Vec<String>, ServerFailure> {
         let (entries, _) = conn
             .with_timeout(self.source.search_timeout)
             .with_search_options(SearchOptions::new().sizelimit(MAX_POSIX_GROUPS))
-            .search(&self.source.base, Scope::Subtree, &filter, vec!["cn"])?
+            .search(&self.source.base, Scope::Subtree, filter, vec!["cn"])?
             .success()?;
         Ok(entries
             .into_iter()
@@ -358,6 +359,24 @@ impl Directory for LdapDirectory {
         }
         Ok(())
     }
+}
+
+/// The posixGroups that list `user` as a `memberUid`.
+fn posix_filter(user: &str) -> String {
+    format!(
+        "(&(objectClass=posixGroup)(memberUid={}))",
+        escape_filter_value(user)
+    )
+}
+
+/// Active Directory's groups that hold the entry `dn`, directly or through other groups
+/// (`LDAP_MATCHING_RULE_IN_CHAIN`). The DN is escaped like a user name: a DN may hold `(`, `)`,
+/// `*` and `\`.
+fn in_chain_filter(dn: &str) -> String {
+    format!(
+        "(member:1.2.840.113556.1.4.1941:={})",
+        escape_filter_value(dn)
+    )
 }
 
 /// The values of `attribute` in `entry`, its name matched without regard to case (servers
@@ -540,6 +559,18 @@ mod tests {
             started.elapsed()
         );
         drop(silent);
+    }
+
+    #[test]
+    fn group_filters_escape_the_name_and_the_dn() {
+        assert_eq!(
+            posix_filter("a*"),
+            "(&(objectClass=posixGroup)(memberUid=a\\2a))"
+        );
+        assert_eq!(
+            in_chain_filter("CN=Smith\\, J (ops),OU=Users,DC=corp"),
+            "(member:1.2.840.113556.1.4.1941:=CN=Smith\\5c, J \\28ops\\29,OU=Users,DC=corp)"
+        );
     }
 
     #[test]

@@ -137,6 +137,8 @@ fn groups_come_from_an_attribute_or_a_posix_search() {
     let urls = "urls = [\"ldaps://a.example.com\"]\n";
     let s = source(&format!("{urls}group_search = \"posix\"")).unwrap();
     assert_eq!(s.groups, GroupSearch::Posix);
+    let s = source(&format!("{urls}group_search = \"in_chain\"")).unwrap();
+    assert_eq!(s.groups, GroupSearch::InChain);
     let s = source(&format!("{urls}group_attribute = \"isMemberOf\"")).unwrap();
     assert_eq!(s.groups, GroupSearch::Attribute("isMemberOf".into()));
     let e = refused(&format!(
