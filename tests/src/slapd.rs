@@ -131,9 +131,16 @@ impl Slapd {
             ldaps_port,
             tls: ca.is_some(),
         };
-        slapd.run();
-        slapd.add(FIXTURE);
-        slapd
+        // Another test may take a port between free_port and slapd's bind: try fresh ones.
+        for _ in 0..3 {
+            if slapd.run() {
+                slapd.add(FIXTURE);
+                return slapd;
+            }
+            slapd.stop();
+            (slapd.ldap_port, slapd.ldaps_port) = (free_port(), free_port());
+        }
+        panic!("slapd did not start listening; its log:\n{}", slapd.log());
     }
 
     /// `ldap://127.0.0.1:PORT`.
@@ -146,7 +153,7 @@ impl Slapd {
         format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }
 
-    /// Stops slapd (SIGTERM, then waits); its data stays for [`Slapd::restart`].
+    /// Stops slapd (SIGTERM, then waits).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) with the pid of a child we spawned and have not reaped.
@@ -163,19 +170,15 @@ impl Slapd {
         }
     }
 
-    /// Starts slapd again on the same ports and data.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.run();
-    }
-
     /// What slapd logged: its `stats` level, one line per connection, operation and result
     /// (`BIND dn=...`, `EXT oid=...` for StartTLS).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
-    fn run(&mut self) {
+    /// Starts slapd on its ports; true once it listens on them, false when it exited or did
+    /// not listen in time.
+    fn run(&mut self) -> bool {
         let d = self.dir.path();
         let mut urls = format!("ldap://127.0.0.1:{}/", self.ldap_port);
         if self.tls {
@@ -200,13 +203,16 @@ impl Slapd {
         let deadline = Instant::now() + Duration::from_secs(20);
         let up = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
         while !up(self.ldap_port) || (self.tls && !up(self.ldaps_port)) {
-            assert!(
-                Instant::now() < deadline,
-                "slapd did not start: {}",
-                std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        true
     }
 
     /// Adds `ldif` as the root DN over plain LDAP on loopback.
