@@ -427,3 +427,42 @@ fn otpctl_doctor_says_a_bind_password_is_wrong() {
     assert_eq!(f[0]["level"], "problem", "{f:#?}");
     assert!(f[0]["message"].as_str().unwrap().contains("49"), "{f:#?}");
 }
+
+/// `otpctl user show USER --json` over `s`'s otpd, as root.
+fn user_show(s: &Setup, user: &str) -> serde_json::Value {
+    let output = std::process::Command::new(paths::binary("otpctl"))
+        .arg("--socket")
+        .arg(&s.otpd.socket)
+        .arg("--config")
+        .arg(&s.otpd.config_path)
+        .args(["user", "show", user, "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    all["user"].clone()
+}
+
+#[test]
+fn otpctl_user_show_gives_the_directory_address_and_its_source_or_why_there_is_none() {
+    let ca = TestCa::new("ldap-test-ca");
+    let mut slapd = Slapd::start(&ca);
+    let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
+    let bob = user_show(&s, "bob");
+    assert_eq!(bob["address"], "bob@ldap.example.test", "{bob}");
+    assert_eq!(bob["address_source"], "ldap:corp", "{bob}");
+    // Unknown to the directory: the template, as a login would use it.
+    let nobody = user_show(&s, "root");
+    assert_eq!(nobody["address_source"], "template", "{nobody}");
+    slapd.stop();
+    let alice = user_show(&s, "alice");
+    assert!(alice["address"].is_null(), "{alice}");
+    let why = alice["address_source"].as_str().unwrap();
+    assert!(why.starts_with("unavailable: LDAP source corp"), "{why}");
+}
