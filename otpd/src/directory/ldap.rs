@@ -12,6 +12,11 @@
 //! The user name goes into the filter escaped by [`escape_filter_value`] (our own, not ldap3's
 //! `ldap_escape`, which leaves non-ASCII bytes unescaped), so a name holding `*`, `(`, `)` or
 //! `\` matches only itself. A filter matching more than one entry is an error, not a guess.
+//!
+//! Lookups run on a blocking thread (see `super::within_deadline`), so they use ldap3's
+//! synchronous client, one connection per lookup (its own small runtime, closed with it): the
+//! cache, not a connection pool, is what spares the servers, and nothing of a lookup that missed
+//! its deadline outlives its thread.
 
 use std::sync::{Arc, Mutex};
 
