@@ -135,6 +135,19 @@ impl Config {
             .map(EmailTemplate::from_raw)
             .transpose()?;
         let ldap = ldap_sources(raw.directory.as_ref())?;
+        if ldap.is_empty() {
+            // Only LDAP sources give attributes: such a policy could never match.
+            let unmatched = raw.policies.iter().flatten();
+            if let Some(table) = unmatched
+                .filter_map(|p| p.get_ref().match_attribute.as_ref())
+                .next()
+            {
+                return Err(Invalid::new(
+                    table.span(),
+                    "match_attribute needs a [[directory.ldap]] source: only LDAP sources give attributes, so this policy could never match",
+                ));
+            }
+        }
         let defaults = Settings::default()
             .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
         let profiles = profiles(raw.profiles.as_ref(), &defaults)?;

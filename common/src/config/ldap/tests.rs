@@ -197,3 +197,19 @@ fn user_names_are_escaped_per_rfc_4515() {
     let s = source("urls = [\"ldaps://a.example.com\"]").unwrap();
     assert_eq!(s.filter_for("*)(uid=*"), "(uid=\\2a\\29\\28uid=\\2a)");
 }
+
+#[test]
+fn match_attribute_without_an_ldap_source_is_refused_at_its_table() {
+    let text = "[profiles.ops]\nmode = \"off\"\n[[policies]]\nmatch_attribute = { department = \"Ops*\" }\nprofile = \"ops\"\n[mail]\nfrom = \"otp@example.com\"\n";
+    let e = Config::parse(text, Path::new("/o.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/o.toml:4:19: match_attribute needs a [[directory.ldap]] source"),
+        "{e}"
+    );
+    let with_source = format!(
+        "{text}[[directory.ldap]]\nname = \"corp\"\nurls = [\"ldaps://a.example.com\"]\nbase = \"dc=x\"\nfilter = \"(uid={{user}})\"\n"
+    );
+    Config::parse(&with_source, Path::new("/o.toml")).unwrap();
+}
