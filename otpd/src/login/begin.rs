@@ -196,7 +196,12 @@ fn prepare_in(
             code,
             expires_at,
         } => {
-            audit::record(store, now, Event::Issued, subject, Some(&needed.profile))?;
+            // The profile, and which source gave the address the code goes to.
+            let detail = match &facts.user.address_source {
+                Some(source) => format!("{} address_source={source}", needed.profile),
+                None => needed.profile.clone(),
+            };
+            audit::record(store, now, Event::Issued, subject, Some(&detail))?;
             BeginStep::Mail(Box::new(PendingMail {
                 challenge,
                 code,

@@ -60,7 +60,10 @@ pub(super) fn needs_code(
         protocol,
         facts.user.record.as_ref(),
         facts.user.address.clone(),
-        || facts.user.groups.clone(),
+        policy::Membership {
+            groups: || facts.user.groups.clone(),
+            attributes: &facts.user.attributes,
+        },
     );
     match decision {
         Decision::Skip(reason) => {
