@@ -272,6 +272,31 @@ fn with_every_server_stopped_the_cache_serves_until_its_ttl_then_the_login_is_un
     assert_unavailable(&s, &late);
 }
 
+/// `directory_down = "last_known"`: past the TTL, with every server down, the directory's last
+/// answer still serves, and the audit row of the code says it was the last known one.
+#[test]
+fn with_directory_down_last_known_the_last_answer_serves_past_the_ttl() {
+    let ca = TestCa::new("ldap-test-ca");
+    let mut slapd = Slapd::start(&ca);
+    let source = format!(
+        "{}\ncache_ttl_seconds = 1",
+        bound_to(&[slapd.ldaps_url()], &ca, &slapd)
+    );
+    let s = setup(&source, "directory_down = \"last_known\"");
+    assert_mailed_to(&s, &login(&s, "bob", 1), "bob@ldap.example.test");
+    slapd.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_mailed_to(&s, &login(&s, "bob", 2), "bob@ldap.example.test");
+    let log = s.otpd.log();
+    assert!(
+        log.contains("address_source\\x3dldap:corp\\x20directory\\x3dlast_known"),
+        "{log}"
+    );
+    // A user the directory never answered for has no last answer: unavailable.
+    let carol = login_with(&s.pam, "sshd", "carol", None, never_prompted);
+    assert_unavailable(&s, &carol);
+}
+
 #[test]
 fn a_silent_directory_does_not_delay_a_login_whose_address_is_in_otpds_table() {
     let ca = TestCa::new("ldap-test-ca");

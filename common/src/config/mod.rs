@@ -49,7 +49,7 @@ pub use self::mail::{
 };
 pub use self::network::Network;
 pub use self::policy::{Attributes, Policy};
-pub use self::settings::{Mode, Settings};
+pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;

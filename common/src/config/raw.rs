@@ -110,6 +110,7 @@ pub(super) struct RawSettings {
     pub reuse_window_seconds: Option<Int>,
     pub allow_user_disable: Option<bool>,
     pub language: Option<Text>,
+    pub directory_down: Option<Text>,
 }
 
 /// One `[[policies]]` entry.

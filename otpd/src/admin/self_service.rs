@@ -366,12 +366,17 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         record: true,
         ..Wanted::default()
     };
+    // A directory's last known answer (every server down) never serves a self-service code.
     let address = match directory::look_up_all(shared, &ctx.active, &name, wanted) {
-        Ok(facts) => facts.address,
-        Err(e) => {
+        Ok(facts) if facts.last_known.is_none() => facts.address,
+        unanswered => {
+            let why = match unanswered {
+                Err(e) => e.to_string(),
+                Ok(facts) => facts.last_known.unwrap_or_default(),
+            };
             tracing::error!(
                 "{}; the self-service code for user={} is not sent",
-                common::text::escape_for_log(&e.to_string()),
+                common::text::escape_for_log(&why),
                 common::text::escape_for_log(&name)
             );
             return Step::Done(refused(

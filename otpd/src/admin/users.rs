@@ -350,7 +350,14 @@ fn with_ldap_address(view: &mut UserView, directory: Option<Result<UserFacts, Di
         Some(Ok(facts)) => {
             if let (Some(address), Some(source)) = (facts.address, facts.address_source) {
                 view.address = Some(address.as_str().to_string());
-                view.address_source = source;
+                view.address_source = match facts.last_known {
+                    // The reason quotes the servers' own text: escaped before a terminal.
+                    Some(why) => format!(
+                        "{source} (last known answer: {})",
+                        common::text::escape_for_log(&why)
+                    ),
+                    None => source,
+                };
             }
         }
         Some(Err(e)) => {

@@ -57,6 +57,14 @@ impl Cache {
             .map(|(entry, _)| entry)
     }
 
+    /// The last answer about `user` still held, however old, with when it was stored: what a
+    /// profile with `directory_down = "last_known"` may be served while every server is down.
+    pub fn last_known(&self, user: &str) -> Option<(&Entry, i64)> {
+        self.entries
+            .get(user)
+            .map(|(entry, stored)| (entry, *stored))
+    }
+
     /// Keeps `entry` for `user` from `now`. When full, expired entries go first, then the
     /// oldest one.
     pub fn put(&mut self, user: &str, entry: Entry, now: i64) {
@@ -132,6 +140,18 @@ mod tests {
         assert_eq!(cache.get("ghost", 1059), Some(&Entry::Absent));
         assert_eq!(cache.get("ghost", 1060), None);
         assert_eq!(cache.get("bob", 1000), None);
+    }
+
+    #[test]
+    fn the_last_known_answer_outlives_its_ttl_until_it_is_evicted() {
+        let mut cache = cache();
+        cache.put("alice", found("a@example.com"), 1000);
+        assert_eq!(cache.get("alice", 5000), None);
+        assert_eq!(
+            cache.last_known("alice"),
+            Some((&found("a@example.com"), 1000))
+        );
+        assert_eq!(cache.last_known("bob"), None);
     }
 
     #[test]

@@ -124,13 +124,14 @@ impl LdapDirectory {
     }
 
     /// What the source says of `user`: from the cache when it holds a fresh answer (with groups
-    /// when `groups`), else from the first server that answers.
-    fn entry(&self, user: &str, groups: bool) -> Result<Entry, DirectoryError> {
+    /// when `groups`), else from the first server that answers. When none answers, the last
+    /// known answer past its TTL, with why it stands in (see [`UserFacts::last_known`]).
+    fn entry(&self, user: &str, groups: bool) -> Result<(Entry, Option<String>), DirectoryError> {
         let now = self.clock.now();
         if let Some(entry) = self.cached(user, now) {
             let complete = !groups || !matches!(entry, Entry::Found { groups: None, .. });
             if complete {
-                return Ok(entry);
+                return Ok((entry, None));
             }
         }
         let mut reasons = Vec::new();
@@ -145,7 +146,7 @@ impl LdapDirectory {
             match self.ask(url, user, groups) {
                 Ok(entry) => {
                     self.remember(user, entry.clone(), self.clock.now());
-                    return Ok(entry);
+                    return Ok((entry, None));
                 }
                 Err(ServerFailure::Down(reason)) => {
                     tracing::warn!(
@@ -162,7 +163,27 @@ impl LdapDirectory {
                 }
             }
         }
-        Err(self.failed(format!("no server answered ({})", reasons.join("; "))))
+        let reason = format!("no server answered ({})", reasons.join("; "));
+        match self.last_known(user) {
+            Some((entry @ Entry::Found { .. }, stored)) => {
+                let age = self.clock.now().saturating_sub(stored);
+                Ok((
+                    entry,
+                    Some(format!(
+                        "{}: {reason}; answer from {age} s ago",
+                        self.label()
+                    )),
+                ))
+            }
+            _ => Err(self.failed(reason)),
+        }
+    }
+
+    fn last_known(&self, user: &str) -> Option<(Entry, i64)> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .last_known(user)
+            .map(|(entry, stored)| (entry.clone(), stored))
     }
 
     fn failed(&self, reason: String) -> DirectoryError {
@@ -327,14 +348,18 @@ impl Directory for LdapDirectory {
         if !needs_address && !wanted.groups && !needs_attributes {
             return Ok(());
         }
+        let (entry, last_known) = self.entry(user, wanted.groups)?;
         let Entry::Found {
             address,
             groups,
             attributes,
-        } = self.entry(user, wanted.groups)?
+        } = entry
         else {
             return Ok(());
         };
+        if last_known.is_some() && facts.last_known.is_none() {
+            facts.last_known = last_known;
+        }
         if needs_attributes {
             for (name, values) in attributes {
                 facts.attributes.entry(name).or_insert(values);

@@ -48,6 +48,10 @@ pub struct UserFacts {
     /// The directory attributes policies match (`match_attribute`), lower-case names, when
     /// asked for; the first source that has an attribute gives it.
     pub attributes: Attributes,
+    /// Set when an LDAP source could not be asked and its last known answer, past its TTL,
+    /// stands in: why, and how old. A profile decides whether that may serve
+    /// (`directory_down`); by default the login is unavailable.
+    pub last_known: Option<String>,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
