@@ -525,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn with_every_server_down_a_cached_entry_serves_until_its_ttl_ends() {
+    fn with_every_server_down_a_cached_entry_serves_until_its_ttl_then_comes_as_the_last_known() {
         let clock = Arc::new(HandClock(AtomicI64::new(T0)));
         let ldap = LdapDirectory::new(
             &source(&[closed_port()]),
@@ -550,9 +550,19 @@ mod tests {
         );
         assert_eq!(facts.address_source.as_deref(), Some("ldap:corp"));
         assert_eq!(facts.groups, ["ops"]);
+        assert_eq!(facts.last_known, None, "a fresh answer");
+        // Past the TTL the last answer still comes, marked as such: the profile decides
+        // whether it serves (`directory_down`); a user never answered for is an error.
         clock.0.store(T0 + 60, Ordering::SeqCst);
         let mut facts = UserFacts::default();
-        assert!(ldap.look_up("alice", wanted(), &mut facts).is_err());
+        ldap.look_up("alice", wanted(), &mut facts).unwrap();
+        let why = facts.last_known.unwrap_or_default();
+        assert!(
+            why.starts_with("ldap:corp: no server answered") && why.ends_with("from 60 s ago"),
+            "{why}"
+        );
+        let mut facts = UserFacts::default();
+        assert!(ldap.look_up("bob", wanted(), &mut facts).is_err());
     }
 
     #[test]
