@@ -54,6 +54,14 @@ sn: B
 mail: bob@ldap.example.test
 departmentNumber: Sales
 
+dn: uid=dora,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: dora
+cn: Dora
+sn: D
+mail: dora@ldap.example.test
+preferredLanguage: de-DE
+
 dn: cn=star,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: a*

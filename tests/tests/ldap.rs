@@ -297,6 +297,22 @@ fn with_directory_down_last_known_the_last_answer_serves_past_the_ttl() {
     assert_unavailable(&s, &carol);
 }
 
+/// Issue #22: the user's `preferredLanguage` in the directory words their login texts.
+#[test]
+fn the_directorys_preferred_language_words_the_prompt() {
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
+    let dora = login(&s, "dora", 1);
+    assert_mailed_to(&s, &dora, "dora@ldap.example.test");
+    assert!(
+        dora.prompts[0].starts_with("Code gesendet an d***@l***.test (gültig 10 Min.): "),
+        "{dora:?}"
+    );
+    let bob = login(&s, "bob", 2);
+    assert!(bob.prompts[0].starts_with("Code sent to "), "{bob:?}");
+}
+
 #[test]
 fn a_silent_directory_does_not_delay_a_login_whose_address_is_in_otpds_table() {
     let ca = TestCa::new("ldap-test-ca");

@@ -42,6 +42,9 @@ pub struct LdapSource {
     pub filter: String,
     /// The attribute holding the address (`mail`).
     pub address_attribute: String,
+    /// The attribute holding the user's language for the login texts (`preferredLanguage`,
+    /// e.g. `de` or `de-DE`); a language otpd has no texts in leaves the profile's.
+    pub language_attribute: String,
     /// Where the user's groups come from.
     pub groups: GroupSearch,
     /// How long connecting (TCP, then TLS or StartTLS) to one server may take.
@@ -189,6 +192,10 @@ impl LdapSource {
             Some(v) => attribute("address_attribute", v)?,
             None => "mail".into(),
         };
+        let language_attribute = match &source.language_attribute {
+            Some(v) => attribute("language_attribute", v)?,
+            None => "preferredLanguage".into(),
+        };
         let groups = groups(raw)?;
         let seconds = |key: &str, value: &Option<super::raw::Int>, min, max, default: u64| {
             value.as_ref().map_or(Ok(SECOND * default as u32), |v| {
@@ -205,6 +212,7 @@ impl LdapSource {
                 base,
                 filter,
                 address_attribute,
+                language_attribute,
                 groups,
                 connect_timeout: seconds(
                     "connect_timeout_seconds",

@@ -79,6 +79,7 @@ pub(super) struct RawLdap {
     pub base: Option<Text>,
     pub filter: Option<Text>,
     pub address_attribute: Option<Text>,
+    pub language_attribute: Option<Text>,
     pub group_search: Option<Text>,
     pub group_attribute: Option<Text>,
     pub connect_timeout_seconds: Option<Int>,

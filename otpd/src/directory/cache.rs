@@ -20,6 +20,8 @@ pub enum Entry {
         groups: Option<Vec<String>>,
         /// The attributes policies match (always read with the entry), lower-case names.
         attributes: Attributes,
+        /// The language attribute's first value, if the entry had one.
+        language: Option<String>,
     },
     /// No entry matched the filter.
     Absent,
@@ -123,6 +125,7 @@ mod tests {
             address: Some(address.into()),
             groups: None,
             attributes: Attributes::new(),
+            language: None,
         }
     }
 

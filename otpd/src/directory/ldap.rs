@@ -21,7 +21,7 @@
 use std::sync::{Arc, Mutex};
 
 use common::config::{
-    EmailAddress, GroupSearch, LdapSource, LdapTls, LdapUrl, escape_filter_value,
+    EmailAddress, GroupSearch, Language, LdapSource, LdapTls, LdapUrl, escape_filter_value,
 };
 use common::secret::SecretString;
 use common::text::escape_for_log;
@@ -268,7 +268,10 @@ impl LdapDirectory {
     ) -> Result<Entry, ServerFailure> {
         let timeout = self.source.search_timeout;
         self.bind(conn)?;
-        let mut attributes = vec![self.source.address_attribute.as_str()];
+        let mut attributes = vec![
+            self.source.address_attribute.as_str(),
+            self.source.language_attribute.as_str(),
+        ];
         if let (true, GroupSearch::Attribute(name)) = (groups, &self.source.groups) {
             attributes.push(name.as_str());
         }
@@ -293,6 +296,9 @@ impl LdapDirectory {
         let address = values(&entry, &self.source.address_attribute)
             .first()
             .cloned();
+        let language = values(&entry, &self.source.language_attribute)
+            .first()
+            .cloned();
         let attributes = self
             .attributes
             .iter()
@@ -315,6 +321,7 @@ impl LdapDirectory {
             address,
             groups,
             attributes,
+            language,
         })
     }
 
@@ -353,10 +360,14 @@ impl Directory for LdapDirectory {
             address,
             groups,
             attributes,
+            language,
         } = entry
         else {
             return Ok(());
         };
+        if wanted.record && facts.language.is_none() {
+            facts.language = language.as_deref().and_then(Language::of);
+        }
         if last_known.is_some() && facts.last_known.is_none() {
             facts.last_known = last_known;
         }
@@ -539,6 +550,7 @@ mod tests {
                 address: Some("alice@corp.example".into()),
                 groups: Some(vec!["ops".into()]),
                 attributes: Attributes::new(),
+                language: Some("de-DE".into()),
             },
             T0,
         );
@@ -550,6 +562,7 @@ mod tests {
         );
         assert_eq!(facts.address_source.as_deref(), Some("ldap:corp"));
         assert_eq!(facts.groups, ["ops"]);
+        assert_eq!(facts.language, Some(Language::German));
         assert_eq!(facts.last_known, None, "a fresh answer");
         // Past the TTL the last answer still comes, marked as such: the profile decides
         // whether it serves (`directory_down`); a user never answered for is an error.

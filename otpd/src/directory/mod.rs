@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use common::config::{Attributes, Config, EmailAddress};
+use common::config::{Attributes, Config, EmailAddress, Language};
 use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
@@ -52,6 +52,9 @@ pub struct UserFacts {
     /// stands in: why, and how old. A profile decides whether that may serve
     /// (`directory_down`); by default the login is unavailable.
     pub last_known: Option<String>,
+    /// The user's language from a directory (`language_attribute`), when it is one otpd has
+    /// texts in; otpd's own table (`otpctl user set-language`) still comes first.
+    pub language: Option<Language>,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its

@@ -108,7 +108,14 @@ pub(super) fn needs_code(
                 message: Phrase::NoAddress.in_language(language),
             }))
         }
-        Decision::Code(needed) => Ok(Ok(needed)),
+        Decision::Code(mut needed) => {
+            // The directory's language for the user, where otpd's table sets none.
+            let from_table = facts.user.record.as_ref().and_then(|r| r.language);
+            if let (None, Some(language)) = (from_table, facts.user.language) {
+                needed.settings.language = language;
+            }
+            Ok(Ok(needed))
+        }
     }
 }
 

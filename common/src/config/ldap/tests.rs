@@ -26,6 +26,7 @@ fn an_ldaps_source_takes_the_documented_defaults() {
     assert_eq!(s.tls, LdapTls::Ldaps);
     assert_eq!(s.urls[0].url(), "ldaps://ldap.example.com:636");
     assert_eq!(s.address_attribute, "mail");
+    assert_eq!(s.language_attribute, "preferredLanguage");
     assert_eq!(s.groups, GroupSearch::Attribute("memberOf".into()));
     assert_eq!((s.bind, s.ca_file), (None, None));
     assert_eq!(s.connect_timeout, Duration::from_secs(2));
