@@ -141,6 +141,11 @@ pub enum Response {
         /// The prompt text, with the notice inside it (sshd shows info messages late), e.g.
         /// `Code sent to a***@e***.com (valid 10 min): `.
         prompt: String,
+        /// What the module shows, in the prompt's language, when the answer typed cannot be a
+        /// code at all (it says so without asking otpd); absent from an older otpd, when the
+        /// module shows its own English text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wrong_code: Option<String>,
     },
     /// The code was right; the login may go on.
     Success,

@@ -703,6 +703,7 @@ mod tests {
         Response::Prompt {
             challenge: "ch-1".into(),
             prompt: "Code sent to a***@e***.com (valid 10 min): ".into(),
+            wrong_code: None,
         }
     }
 
@@ -972,6 +973,7 @@ mod tests {
         let resent = Response::Prompt {
             challenge: "ch-2".into(),
             prompt: "No new code yet (possible in 40 s). Code sent to a***@e***.com: ".into(),
+            wrong_code: None,
         };
         let otpd = FakeOtpd::start(vec![prompt(), resent, wrong_code(), wrong_code()]);
         let dir = PamConfDir::new();

@@ -174,6 +174,7 @@ fn a_resend_inside_the_cooldown_mails_nothing_and_says_when_a_new_code_can_come(
         Response::Prompt {
             challenge: same,
             prompt,
+            ..
         } => {
             assert_eq!(same, challenge);
             assert!(

@@ -70,7 +70,10 @@ mod tests {
             .new_recovery_codes("alice", shared.clock.now(), &mut rand::rng())
             .unwrap();
         let begun = begin_as_root(&shared, alice()).await;
-        let Response::Prompt { challenge, prompt } = begun else {
+        let Response::Prompt {
+            challenge, prompt, ..
+        } = begun
+        else {
             panic!("not a prompt: {begun:?}");
         };
         assert_eq!(

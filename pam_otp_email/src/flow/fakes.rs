@@ -355,6 +355,7 @@ pub(super) fn prompt() -> Response {
     Response::Prompt {
         challenge: CHALLENGE.into(),
         prompt: PROMPT.into(),
+        wrong_code: None,
     }
 }
 

@@ -33,6 +33,18 @@ enum Next {
 struct Challenge {
     id: String,
     prompt: String,
+    /// otpd's words for an answer that cannot be a code, in the prompt's language.
+    wrong_code: Option<String>,
+}
+
+impl Challenge {
+    fn new(id: String, prompt: String, wrong_code: Option<String>) -> Challenge {
+        Challenge {
+            id,
+            prompt,
+            wrong_code,
+        }
+    }
 }
 
 impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
@@ -47,13 +59,11 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
         match self.call("begin", &request) {
             Ok(Response::Skip { reason }) => Outcome::Skipped(reason),
             Ok(Response::Success) => Outcome::Success,
-            Ok(Response::Prompt { challenge, prompt }) => self.prompts(
-                &login,
-                Challenge {
-                    id: challenge,
-                    prompt,
-                },
-            ),
+            Ok(Response::Prompt {
+                challenge,
+                prompt,
+                wrong_code,
+            }) => self.prompts(&login, Challenge::new(challenge, prompt, wrong_code)),
             Ok(other) => self.refused("begin", other),
             Err(outcome) => outcome,
         }
@@ -95,7 +105,11 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 },
                 Typed::Unusable(why) => {
                     self.debug(|| format!("the answer {why}: a wrong try, otpd is not asked"));
-                    self.handle.error_message(WRONG_CODE_MESSAGE);
+                    let message = challenge
+                        .wrong_code
+                        .as_deref()
+                        .unwrap_or(WRONG_CODE_MESSAGE);
+                    self.handle.error_message(message);
                     Next::Retry
                 }
                 Typed::Code(code) => self.answer(login, &challenge.id, code),
@@ -118,10 +132,11 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
             login: login.clone(),
         };
         match self.call("resend", &request)? {
-            Response::Prompt { challenge, prompt } => Ok(Challenge {
-                id: challenge,
+            Response::Prompt {
+                challenge,
                 prompt,
-            }),
+                wrong_code,
+            } => Ok(Challenge::new(challenge, prompt, wrong_code)),
             other => Err(self.refused("resend", other)),
         }
     }
@@ -183,6 +198,7 @@ mod tests {
         Response::Prompt {
             challenge: RESENT_CHALLENGE.into(),
             prompt: RESENT_PROMPT.into(),
+            wrong_code: None,
         }
     }
 
@@ -291,6 +307,7 @@ mod tests {
         let too_early = Response::Prompt {
             challenge: CHALLENGE.into(),
             prompt: TOO_EARLY_PROMPT.into(),
+            wrong_code: None,
         };
         let mut handle = FakeHandle::ssh_login()
             .answering(typed(""))
@@ -472,6 +489,22 @@ mod tests {
         let daemon = FakeDaemon::default().begin(prompt()).answer(exact, wrong());
         let outcome = run_scripted(&mut handle, &daemon, &tries(1));
         assert_eq!(outcome, Outcome::TriesExhausted);
+    }
+
+    /// Issue #22: an answer that cannot be a code is refused in otpd's words (the prompt's
+    /// language) when otpd gave them.
+    #[test]
+    fn an_unusable_answer_is_refused_in_the_words_otpd_gave_with_the_prompt() {
+        let mut handle = FakeHandle::ssh_login().answering(typed_bytes(b"\xc3"));
+        let german = Response::Prompt {
+            challenge: CHALLENGE.into(),
+            prompt: "Code gesendet an a***@e***.com (gültig 10 Min.): ".into(),
+            wrong_code: Some("Falscher Code.".into()),
+        };
+        let daemon = FakeDaemon::default().begin(german);
+        let outcome = run_scripted(&mut handle, &daemon, &tries(1));
+        assert_eq!(outcome, Outcome::TriesExhausted);
+        assert_eq!(handle.errors_shown, vec!["Falscher Code.".to_owned()]);
     }
 
     #[test]

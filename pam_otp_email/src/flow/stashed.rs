@@ -174,6 +174,7 @@ mod tests {
         let daemon = FakeDaemon::ftp().begin(Response::Prompt {
             challenge: CHALLENGE.into(),
             prompt: "Code sent to a***@e***.test (valid 10 min): ".into(),
+            wrong_code: None,
         });
         let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
         assert_eq!(outcome, Outcome::CodeMailed);

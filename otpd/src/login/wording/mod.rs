@@ -38,6 +38,7 @@ pub(super) fn prompt(
     Response::Prompt {
         challenge: challenge.to_string(),
         prompt: format!("{notice}{}", sent.in_language(language)),
+        wrong_code: Some(Phrase::WrongCode.in_language(language)),
     }
 }
 
@@ -47,6 +48,7 @@ pub(super) fn recovery_prompt(language: Language, challenge: &str, left: u32) ->
     Response::Prompt {
         challenge: challenge.to_string(),
         prompt: Phrase::RecoveryPrompt { left }.in_language(language),
+        wrong_code: Some(Phrase::WrongCode.in_language(language)),
     }
 }
 
