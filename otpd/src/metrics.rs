@@ -21,6 +21,7 @@ use std::time::Duration;
 use common::wire::SkipReason;
 
 use crate::audit::Event;
+use crate::state::{Active, Shared};
 
 /// Every skip reason, for the `reason` label: the series exist from the start.
 pub const SKIP_REASONS: [SkipReason; 8] = [
@@ -231,6 +232,27 @@ impl Metrics {
         let _ = writeln!(out, "otpd_start_time_seconds {}", gauges.start_time);
         out
     }
+}
+
+/// What `otpctl metrics` prints and the textfile holds: `shared`'s counters, each mail server
+/// of `active` up or not (by the mailer's health), and otpd's start time.
+pub fn exposition(shared: &Shared, active: &Active) -> String {
+    let health = active.mailer.server_health();
+    let servers = active
+        .config
+        .mail
+        .servers
+        .iter()
+        .map(|server| {
+            let live = health.iter().find(|h| h.name == server.name);
+            let up = live.is_none_or(|h| h.failures_in_a_row == 0);
+            (server.name.clone(), up)
+        })
+        .collect();
+    shared.metrics.render(&Gauges {
+        start_time: shared.started_at,
+        servers,
+    })
 }
 
 /// A skip reason's name, as the `skipped` row's detail writes it.

@@ -7,7 +7,6 @@ use super::authz::caller_is_admin;
 use super::self_service::{caller_name, may_disable};
 use super::view::{self, Address};
 use super::{Ctx, refused, store_failed};
-use crate::metrics::Gauges;
 use crate::store::AuditFilter;
 
 /// The most audit rows one request asks for (pages of them come back).
@@ -88,28 +87,10 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
     }
 }
 
-/// `metrics` (admins, checked by the caller): the counters, and each mail server's health and
-/// otpd's start time as gauges. Reads no store: the counters live in memory.
+/// `metrics` (admins, checked by the caller): the counters and gauges, from memory.
 pub fn metrics(ctx: &Ctx<'_>) -> AdminResponse {
-    let health = ctx.active.mailer.server_health();
-    let servers = ctx
-        .active
-        .config
-        .mail
-        .servers
-        .iter()
-        .map(|server| {
-            let live = health.iter().find(|h| h.name == server.name);
-            let up = live.is_none_or(|h| h.failures_in_a_row == 0);
-            (server.name.clone(), up)
-        })
-        .collect();
-    let gauges = Gauges {
-        start_time: ctx.shared.started_at,
-        servers,
-    };
     AdminResponse::Metrics {
-        text: ctx.shared.metrics.render(&gauges),
+        text: crate::metrics::exposition(ctx.shared, &ctx.active),
     }
 }
 
