@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
@@ -28,11 +29,17 @@ struct Site {
 /// otpd requiring a code for ssh, with ftp not enabled (its logins are skipped), and the module
 /// in sshd's and vsftpd's stacks.
 fn site() -> Site {
+    site_with("")
+}
+
+/// [`site`] with `sections` added to the config.
+fn site_with(sections: &str) -> Site {
     let smtp = SmtpCapture::start();
     let mut config = TestConfig::required(smtp.port);
     config
         .body
         .push_str("resend_cooldown_seconds = 0\n\n[protocols]\nenabled = [\"ssh\"]\n");
+    config.body.push_str(sections);
     let otpd = Otpd::start(&config);
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "");
@@ -80,6 +87,12 @@ fn ctl(s: &Site, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String, String
 fn checked_metrics(s: &Site) -> String {
     let (status, text, err) = ctl(s, None, &["metrics"]);
     assert_eq!(status, 0, "{text}{err}");
+    promtool_accepts(&text);
+    text
+}
+
+/// Asserts that `promtool check metrics` finds nothing wrong with `text`.
+fn promtool_accepts(text: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -100,7 +113,6 @@ fn checked_metrics(s: &Site) -> String {
         String::from_utf8_lossy(&verdict.stdout),
         String::from_utf8_lossy(&verdict.stderr)
     );
-    text
 }
 
 /// The value of the sample `series` (name and labels, as printed).
@@ -233,4 +245,45 @@ fn the_counters_survive_a_reload() {
         2
     );
     assert_counters_match_rows(&s, &after);
+}
+
+/// The textfile's text once `done` holds for it, within a few intervals.
+fn textfile_when(path: &std::path::Path, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the textfile never got there:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn otpd_writes_the_node_exporter_textfile_at_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otpd.prom");
+    let s = site_with(&format!(
+        "\n[metrics]\ntextfile = \"{}\"\ninterval_seconds = 1\n",
+        path.display()
+    ));
+    let first = textfile_when(&path, |t| t.contains("otpd_start_time_seconds"));
+    promtool_accepts(&first);
+    assert_eq!(event_counters(&first)["verified"], 0, "{first}");
+
+    assert_eq!(right_code(&s, "alice", 1).name(), "PAM_SUCCESS");
+    let later = textfile_when(&path, |t| {
+        event_counters(t).get("verified").copied() == Some(1)
+    });
+    promtool_accepts(&later);
+    assert_eq!(event_counters(&later), event_counters(&checked_metrics(&s)));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["otpd.prom"], "a temporary file stayed");
 }
