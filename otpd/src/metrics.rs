@@ -447,6 +447,30 @@ mod tests {
         assert!(text.contains("otpd_mail_delivery_seconds_sum 120.73"));
     }
 
+    /// The `match` makes a new skip reason a compile error until it has a place, and then a
+    /// test failure until [`SKIP_REASONS`] lists it.
+    fn place(reason: SkipReason) -> usize {
+        match reason {
+            SkipReason::ProtocolNotEnabled => 0,
+            SkipReason::UnknownService => 1,
+            SkipReason::ModeOff => 2,
+            SkipReason::NotEnrolled => 3,
+            SkipReason::NoAddress => 4,
+            SkipReason::BreakGlass => 5,
+            SkipReason::Exempt => 6,
+            SkipReason::DryRun => 7,
+        }
+    }
+
+    #[test]
+    fn every_skip_reason_has_a_series() {
+        let mut listed = [false; SKIP_REASONS.len()];
+        for reason in SKIP_REASONS {
+            listed[place(reason)] = true;
+        }
+        assert!(listed.iter().all(|l| *l), "SKIP_REASONS misses a reason");
+    }
+
     #[test]
     fn skip_reason_names_are_what_the_skipped_rows_say() {
         for reason in SKIP_REASONS {
