@@ -50,6 +50,14 @@ pub enum AdminRequest {
         /// The protocols; `None` means all enabled protocols.
         protocols: Option<Vec<String>>,
     },
+    /// Admin: set the language of a user's login texts (`None`: the profile's), creating the
+    /// record when missing.
+    UserSetLanguage {
+        /// The login name.
+        user: String,
+        /// An ISO 639-1 code otpd has texts in; `None` leaves it to the user's profile.
+        language: Option<String>,
+    },
     /// Admin: turn the code on for a user, creating the record when missing.
     UserEnable {
         /// The login name.
@@ -503,6 +511,23 @@ pub struct DaemonStatus {
     /// Remote addresses locked out now (`otpctl host list`): each refuses all its users.
     #[serde(default)]
     pub locked_hosts: u64,
+    /// What a dry run (`mode = "audit"`) found lately; absent when no profile is a dry run and
+    /// none was lately.
+    #[serde(default)]
+    pub dry_run: Option<DryRunSummary>,
+}
+
+/// The logins a dry run (`mode = "audit"`) would have asked for a code (`would_ask` rows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunSummary {
+    /// Over how many days, back from now.
+    pub days: u32,
+    /// Logins that would have been asked.
+    pub logins: u64,
+    /// Distinct users among them.
+    pub users: u64,
+    /// The users asked most often, most first, with their counts.
+    pub top: Vec<(String, u64)>,
 }
 
 /// One mail server in the status.

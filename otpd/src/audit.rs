@@ -73,6 +73,8 @@ pub enum Event {
     UserEmailSet,
     /// `otpctl user set-protocols`.
     UserProtocolsSet,
+    /// `otpctl user set-language`.
+    UserLanguageSet,
     /// `otpctl user enable`.
     UserEnabled,
     /// `otpctl user disable`.
@@ -108,7 +110,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order `otpctl metrics` lists them.
-    pub const ALL: [Event; 39] = [
+    pub const ALL: [Event; 40] = [
         Event::Issued,
         Event::Reused,
         Event::Mailed,
@@ -148,6 +150,7 @@ impl Event {
         Event::TestMailOk,
         Event::TestMailFailed,
         Event::WouldAsk,
+        Event::UserLanguageSet,
     ];
 
     /// The name used in audit rows and log lines.
@@ -177,6 +180,7 @@ impl Event {
             Event::UserAdded => "user_added",
             Event::UserEmailSet => "user_email_set",
             Event::UserProtocolsSet => "user_protocols_set",
+            Event::UserLanguageSet => "user_language_set",
             Event::UserEnabled => "user_enabled",
             Event::UserDisabled => "user_disabled",
             Event::UserUnlocked => "user_unlocked",
@@ -431,7 +435,7 @@ mod tests {
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
     /// a place, and then a test failure until it is listed in [`Event::ALL`].
-    const EVERY: [Event; 39] = Event::ALL;
+    const EVERY: [Event; 40] = Event::ALL;
 
     fn place(event: Event) -> usize {
         match event {
@@ -474,6 +478,7 @@ mod tests {
             Event::TestMailOk => 36,
             Event::TestMailFailed => 37,
             Event::WouldAsk => 38,
+            Event::UserLanguageSet => 39,
         }
     }
 

@@ -127,12 +127,19 @@ pub fn decide(
         Mode::Optional | Mode::Required | Mode::Audit => {}
     }
     match (address, settings.mode) {
-        (Some(address), _) => Decision::Code(CodeNeeded {
-            protocol,
-            profile: profile.to_string(),
-            settings: settings.clone(),
-            address,
-        }),
+        (Some(address), _) => {
+            let mut settings = settings.clone();
+            // The user's own language (`otpctl user set-language`) over the profile's.
+            if let Some(language) = record.and_then(|r| r.language) {
+                settings.language = language;
+            }
+            Decision::Code(CodeNeeded {
+                protocol,
+                profile: profile.to_string(),
+                settings,
+                address,
+            })
+        }
         // `required` covers everyone who has an address; a user without one is not enrolled.
         (None, Mode::Required | Mode::Audit) => Decision::Skip(SkipReason::NoAddress),
         // The user turned codes on, so losing the address must not turn them off.
@@ -190,6 +197,7 @@ mod tests {
             email: email.map(String::from),
             enabled: true,
             protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
+            language: None,
         }
     }
 

@@ -337,3 +337,52 @@ fn an_issued_code_survives_an_otpd_restart() {
         .unwrap();
     assert_eq!(answer, common::wire::Response::Success);
 }
+
+/// Issue #22: `otpctl user set-language` puts one user's login texts in their language over
+/// the profile's; `profile` gives them back the profile's.
+#[test]
+fn a_users_own_language_words_their_prompt_until_it_is_set_back_to_the_profiles() {
+    let s = setup();
+    let set = |language: &str| {
+        let out = e2e_tests::paths::otpctl_as(None)
+            .arg("--socket")
+            .arg(&s.otpd.socket)
+            .arg("--config")
+            .arg(&s.otpd.config_path)
+            .args(["user", "set-language", "--", "alice", language])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(set("fr").0);
+    let first = login_with(
+        &s.pam,
+        "sshd",
+        "alice",
+        None,
+        mailed_code(s.smtp.reader(), 1),
+    );
+    assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
+    assert!(
+        first.prompts[0].starts_with("Code envoyé à a***@e***.test (valable 10 min) : "),
+        "{first:?}"
+    );
+    let (ok, error) = set("pt");
+    assert!(!ok && error.contains("no login texts in \"pt\""), "{error}");
+    assert!(set("profile").0);
+    let second = login_with(
+        &s.pam,
+        "sshd",
+        "alice",
+        None,
+        mailed_code(s.smtp.reader(), 2),
+    );
+    assert!(
+        second.prompts[0].starts_with("Code sent to a***@e***.test"),
+        "{second:?}"
+    );
+    assert!(s.otpd.log().contains("event=user_language_set user=alice"));
+}

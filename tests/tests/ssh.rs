@@ -128,6 +128,73 @@ fn password_and_the_mailed_code_log_in_over_keyboard_interactive() {
     assert!(lab.logged("verified"), "{}", lab.report(&out));
 }
 
+/// Issue #22: a dry run (`mode = "audit"` for everyone, through a catch-all policy) asks no
+/// code and mails nothing: the password alone logs in, and the audit says who would have been
+/// asked; `otpctl status` sums it up.
+#[test]
+fn a_dry_run_logs_in_with_the_password_alone_and_records_who_would_have_been_asked() {
+    let lab = lab(Setup {
+        defaults: "[profiles.rollout]\nmode = \"audit\"\n[[policies]]\nprofile = \"rollout\"\n",
+        ..PASSWORD_THEN_CODE
+    });
+    let out = lab.ssh(Method::KeyboardInteractive, |prompt| {
+        assert!(is_password_prompt(prompt), "only the password: {prompt:?}");
+        lab.user.password.clone()
+    });
+    assert!(lab.logged_in(&out), "{}", lab.report(&out));
+    assert_eq!(out.prompts.len(), 1, "{}", lab.report(&out));
+    assert_eq!(lab.settled_mail_count(), 0, "a dry run mailed a code");
+    let would_ask = format!(
+        "event=would_ask user={} service=sshd protocol=ssh rhost=127.0.0.1 caller_uid=0 detail=rollout",
+        lab.user.name
+    );
+    assert!(lab.otpd.log().contains(&would_ask), "{}", lab.otpd.log());
+    let status = e2e_tests::paths::otpctl_as(None)
+        .arg("--socket")
+        .arg(&lab.otpd.socket)
+        .arg("--config")
+        .arg(&lab.otpd.config_path)
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("last 7 days: 1 logins of 1 users would have been asked for a code"),
+        "{status}"
+    );
+    assert!(status.contains(&lab.user.name), "{status}");
+}
+
+/// Issue #22: a profile in German: the prompt and the refusal arrive in German, their UTF-8
+/// intact, through sshd's keyboard-interactive and the real ssh client.
+#[test]
+fn a_german_profile_prompts_and_refuses_in_german() {
+    let lab = lab(Setup {
+        defaults: "language = \"de\"\n",
+        ..PASSWORD_THEN_CODE
+    });
+    let out = lab.ssh(
+        Method::KeyboardInteractive,
+        wrong_codes(&lab.user.password, lab.smtp.reader()),
+    );
+    assert!(!out.succeeded(), "{}", lab.report(&out));
+    let expected = format!(
+        "Code gesendet an {} (gültig 10 Min.): ",
+        mask_email(&lab.user.email())
+    );
+    assert!(
+        out.prompts.iter().any(|p| p.ends_with(&expected)),
+        "{:?}\n{}",
+        out.prompts,
+        lab.report(&out)
+    );
+    assert!(
+        out.stderr.contains("Falscher Code."),
+        "{}",
+        lab.report(&out)
+    );
+}
+
 #[test]
 fn a_key_and_the_mailed_code_log_in_without_a_password_prompt() {
     let lab = lab(KEY_THEN_CODE);

@@ -17,6 +17,7 @@ mod daemon;
 mod error;
 mod exemption;
 mod glob;
+mod language;
 mod mail;
 mod metrics;
 mod named_files;
@@ -36,6 +37,7 @@ pub use self::daemon::{
 };
 pub use self::error::{ConfigError, Location};
 pub use self::exemption::Exemption;
+pub use self::language::Language;
 pub use self::mail::{
     DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,
     DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT, DkimSettings,

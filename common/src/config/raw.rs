@@ -95,6 +95,7 @@ pub(super) struct RawSettings {
     pub html_template: Option<Text>,
     pub reuse_window_seconds: Option<Int>,
     pub allow_user_disable: Option<bool>,
+    pub language: Option<Text>,
 }
 
 /// One `[[policies]]` entry.

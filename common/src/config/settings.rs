@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::check::{self, MINUTE, SECOND};
 use super::error::Invalid;
+use super::language::Language;
 use super::mail::MessageOverrides;
 use super::raw::{RawSettings, Text};
 
@@ -92,6 +93,8 @@ pub struct Settings {
     pub allow_user_disable: bool,
     /// The code mail's subject and bodies for these users, over `[mail]`'s.
     pub message: MessageOverrides,
+    /// The language of the texts a login shows these users (prompts, refusals).
+    pub language: Language,
 }
 
 impl Default for Settings {
@@ -113,6 +116,7 @@ impl Default for Settings {
             reuse_window: SECOND * 300,
             allow_user_disable: true,
             message: MessageOverrides::default(),
+            language: Language::English,
         }
     }
 }
@@ -157,6 +161,9 @@ impl Settings {
         }
         if let Some(v) = raw.allow_user_disable {
             s.allow_user_disable = v;
+        }
+        if let Some(v) = &raw.language {
+            s.language = Language::from_raw(v)?;
         }
         s.message.overlay(raw)?;
         if s.max_sends_per_day < s.max_sends_per_hour {
@@ -228,6 +235,21 @@ mod tests {
         assert_eq!(s.resend_cooldown, Duration::ZERO);
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.lockout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_language_is_one_otpd_has_texts_in() {
+        let s = Settings::default()
+            .overlay(&raw("language = \"de\""))
+            .unwrap();
+        assert_eq!(s.language, Language::German);
+        let e = Settings::default()
+            .overlay(&raw("language = \"pt\""))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "language must be one of en, de, fr, es, tr, ja, got \"pt\""
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn check_row(row: &ImportRow) -> Result<UserRecord, String> {
         email: Some(email.as_str().to_string()),
         enabled: row.enabled.unwrap_or(false),
         protocols,
+        language: None,
     })
 }
 
@@ -147,6 +148,7 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
                 email: None,
                 enabled: true,
                 protocols: None,
+                language: None,
             }),
         }
     }

@@ -141,6 +141,9 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         AdminRequest::UserSetProtocols { user, protocols } => {
             users::set_protocols(&ctx, &user, protocols)
         }
+        AdminRequest::UserSetLanguage { user, language } => {
+            users::set_language(&ctx, &user, language.as_deref())
+        }
         AdminRequest::UserEnable { user } => users::set_enabled(&ctx, &user, true),
         AdminRequest::UserDisable { user } => users::set_enabled(&ctx, &user, false),
         AdminRequest::UserUnlock { user } => users::unlock(&ctx, &user),
@@ -182,6 +185,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::UserAdd { .. } => "user add",
         AdminRequest::UserSetEmail { .. } => "user set-email",
         AdminRequest::UserSetProtocols { .. } => "user set-protocols",
+        AdminRequest::UserSetLanguage { .. } => "user set-language",
         AdminRequest::UserEnable { .. } => "user enable",
         AdminRequest::UserDisable { .. } => "user disable",
         AdminRequest::UserUnlock { .. } => "user unlock",

@@ -170,6 +170,7 @@ fn apply(
         email: None,
         enabled: false,
         protocols: None,
+        language: None,
     });
     let (event, message) = match action {
         SelfAction::Enable => {

@@ -1,13 +1,17 @@
 //! `status` and `audit`: admins see the daemon and every row; a user sees their own account
 //! and their own rows.
 
-use common::wire_admin::{AdminResponse, DaemonStatus, MailServerStatus, RefuseReason, SelfStatus};
+use common::config::{Config, Mode};
+use common::wire_admin::{
+    AdminResponse, DaemonStatus, DryRunSummary, MailServerStatus, RefuseReason, SelfStatus,
+};
 
 use super::authz::caller_is_admin;
 use super::self_service::{caller_name, may_disable};
 use super::view::{self, Address};
 use super::{Ctx, refused, store_failed};
-use crate::store::AuditFilter;
+use crate::audit::Event;
+use crate::store::{AuditFilter, Store, StoreError};
 
 /// The most audit rows one request asks for (pages of them come back).
 pub const MAX_AUDIT_ROWS: usize = 100_000;
@@ -64,6 +68,10 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             skipped_until: live.and_then(|h| h.skipped_until),
         });
     }
+    let dry_run = match dry_run_summary(&mut store, config, ctx.now) {
+        Ok(summary) => summary,
+        Err(e) => return store_failed(&e),
+    };
     drop(store);
     let breakglass = match super::breakglass::views(ctx) {
         Ok(views) => views,
@@ -83,8 +91,35 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             mail_servers,
             breakglass,
             locked_hosts,
+            dry_run,
         }),
     }
+}
+
+/// Days back that `otpctl status` sums a dry run over.
+const DRY_RUN_DAYS: u32 = 7;
+
+/// Users named in the dry-run summary, at most.
+const DRY_RUN_TOP: usize = 10;
+
+/// The `would_ask` rows of the last [`DRY_RUN_DAYS`] days: shown when a profile is a dry run
+/// now, or was one lately.
+fn dry_run_summary(
+    store: &mut dyn Store,
+    config: &Config,
+    now: i64,
+) -> Result<Option<DryRunSummary>, StoreError> {
+    let since = now - i64::from(DRY_RUN_DAYS) * 86_400;
+    let tally = store.event_tally(Event::WouldAsk.as_str(), since, DRY_RUN_TOP)?;
+    let configured = std::iter::once(&config.defaults)
+        .chain(config.profiles.values())
+        .any(|settings| settings.mode == Mode::Audit);
+    Ok((configured || tally.rows > 0).then_some(DryRunSummary {
+        days: DRY_RUN_DAYS,
+        logins: tally.rows,
+        users: tally.users,
+        top: tally.top,
+    }))
 }
 
 /// `metrics` (admins, checked by the caller): the counters and gauges, from memory.

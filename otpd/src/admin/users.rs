@@ -1,5 +1,6 @@
 //! Admin commands on one user, and the user list.
 
+use common::config::Language;
 use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
 use super::view::{self, Address, LookedUp};
@@ -61,6 +62,7 @@ pub fn add(
         email: Some(email.as_str().to_string()),
         enabled,
         protocols,
+        language: None,
     };
     save(
         ctx,
@@ -101,6 +103,33 @@ pub fn set_protocols(ctx: &Ctx<'_>, user: &str, protocols: Option<Vec<String>>) 
     })
 }
 
+/// `user set-language`: a code otpd has texts in, or `None` for the profile's language.
+pub fn set_language(ctx: &Ctx<'_>, user: &str, language: Option<&str>) -> AdminResponse {
+    let language = match language {
+        None => None,
+        Some(code) => match Language::ALL.into_iter().find(|l| l.code() == code) {
+            Some(language) => Some(language),
+            None => {
+                let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
+                return refused(
+                    RefuseReason::Invalid,
+                    format!(
+                        "no login texts in {code:?}; the languages are {}",
+                        codes.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    change(ctx, user, Event::UserLanguageSet, |r| {
+        r.language = language;
+        match language {
+            Some(language) => format!("The login texts of {user} are now in {language}."),
+            None => format!("The login texts of {user} are now in the language of their profile."),
+        }
+    })
+}
+
 /// `user enable` and `user disable`.
 pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
     let event = if enabled {
@@ -138,6 +167,7 @@ fn change(
             email: None,
             enabled: false,
             protocols: None,
+            language: None,
         },
         Err(e) => return store_failed(&e),
     };
@@ -471,6 +501,7 @@ mod tests {
             email: Some("stuck@example.com".into()),
             enabled: true,
             protocols: None,
+            language: None,
         };
         shared.store().upsert_user(&stuck).unwrap();
         let admin = {

@@ -209,6 +209,7 @@ mod tests {
             email: Some("alice@corp.example".into()),
             enabled,
             protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
+            language: None,
         }
     }
 

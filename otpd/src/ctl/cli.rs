@@ -166,6 +166,14 @@ pub enum UserCommand {
         #[arg(value_delimiter = ',', required = true, value_name = "PROTOCOLS")]
         protocols: Vec<String>,
     },
+    /// Set the language of a user's login texts (en, de, fr, es, tr, ja), or `profile` for
+    /// the language of the user's profile.
+    SetLanguage {
+        /// The login name.
+        user: String,
+        /// A language code, or `profile`.
+        language: String,
+    },
     /// Turn the login code on for a user.
     Enable {
         /// The login name.

@@ -154,6 +154,10 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
             user: user.clone(),
             email: email.clone(),
         },
+        UserCommand::SetLanguage { user, language } => AdminRequest::UserSetLanguage {
+            user: user.clone(),
+            language: (language != "profile").then(|| language.clone()),
+        },
         UserCommand::SetProtocols { user, protocols } => {
             let all = protocols.iter().any(|p| p == "all");
             if all && protocols.len() > 1 {

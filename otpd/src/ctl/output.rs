@@ -248,6 +248,21 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         "{head}\n\nmail servers:\n{}",
         table(&["NAME", "ADDRESS", "SECURITY", "LAST RESULT"], &rows)
     );
+    if let Some(dry_run) = &s.dry_run {
+        out.push_str(&format!(
+            "\n\ndry run (mode = \"audit\"), last {} days: {} logins of {} users would have been asked for a code",
+            dry_run.days, dry_run.logins, dry_run.users
+        ));
+        if !dry_run.top.is_empty() {
+            let rows: Vec<Vec<String>> = dry_run
+                .top
+                .iter()
+                .map(|(user, n)| vec![user.clone(), n.to_string()])
+                .collect();
+            out.push_str(":\n");
+            out.push_str(&table(&["USER", "LOGINS"], &rows));
+        }
+    }
     if !s.breakglass.is_empty() {
         out.push_str("\n\nbreak-glass grants (logins pass the code step):\n");
         out.push_str(&breakglass(&s.breakglass));

@@ -41,7 +41,13 @@ pub async fn answer(
                     service: &login.service,
                 },
             );
-            verdict(store, now, code_subject(login, needed, asker), outcome)
+            verdict(
+                store,
+                now,
+                needed.settings.language,
+                code_subject(login, needed, asker),
+                outcome,
+            )
         },
     )
     .await

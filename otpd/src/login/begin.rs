@@ -11,7 +11,7 @@ use super::facts::{Facts, decide_with_facts};
 use super::fields::{check_fields, check_ssh_keys};
 use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
 use super::verdict::refuse_locked;
-use super::wording::{internal_error, lost, minutes_until, prompt, recovery_prompt};
+use super::wording::{Phrase, internal_error, lost, minutes_until, prompt, recovery_prompt};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
@@ -121,19 +121,21 @@ pub async fn begin(
         },
     )
     .await;
+    let language = pending.needed.settings.language;
     match delivered {
         Ok(Delivered::Mailed) => prompt(
+            language,
             &pending.needed.address,
             pending.expires_at,
             shared.clock.now(),
             &pending.challenge,
             None,
         ),
-        Ok(Delivered::Recovery { left }) => recovery_prompt(&pending.challenge, left),
+        Ok(Delivered::Recovery { left }) => recovery_prompt(language, &pending.challenge, left),
         Ok(Delivered::Failed) => Response::Unavailable {
-            message: "The login code could not be sent. Try again later.".into(),
+            message: Phrase::NotSent.in_language(language),
         },
-        Err(Lost) => lost(),
+        Err(Lost) => lost(language),
     }
 }
 
@@ -146,7 +148,8 @@ fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -
     let prepared = store::atomically(&mut store, |store| {
         prepare_in(store, active, facts, mode, now)
     });
-    prepared.unwrap_or_else(|e| BeginStep::Done(internal_error(&e)))
+    prepared
+        .unwrap_or_else(|e| BeginStep::Done(internal_error(active.config.defaults.language, &e)))
 }
 
 /// [`prepare_begin`] inside its transaction.
@@ -181,7 +184,10 @@ fn prepare_in(
     let limits = limits_of(&needed.settings);
     let outcome = match delivery::issue(store, &code_request(login, &needed, asker), &limits, now) {
         Ok(outcome) => outcome,
-        Err(e) => return Ok(BeginStep::Done(internal_error(&e))),
+        Err(e) => {
+            let language = needed.settings.language;
+            return Ok(BeginStep::Done(internal_error(language, &e)));
+        }
     };
     let subject = code_subject(login, &needed, asker);
     let step = match outcome {
@@ -210,7 +216,9 @@ fn prepare_in(
                 let cooldown = limits.resend_cooldown_secs;
                 (issued_at.saturating_add(cooldown) - now).max(1)
             });
-            BeginStep::Done(prompt(&needed.address, expires_at, now, &challenge, wait))
+            let language = needed.settings.language;
+            let prompt = prompt(language, &needed.address, expires_at, now, &challenge, wait);
+            BeginStep::Done(prompt)
         }
         IssueOutcome::RateLimited { retry_after } => {
             // Seconds from now, like every duration otpd logs: a raw unix time read as one.
@@ -218,14 +226,15 @@ fn prepare_in(
             audit::record(store, now, Event::RateLimited, subject, Some(&detail))?;
             BeginStep::Done(Response::Denied {
                 reason: DenyReason::RateLimited,
-                message: format!(
-                    "Too many codes were sent. Try again in {} minutes.",
-                    minutes_until(retry_after, now)
-                ),
+                message: Phrase::RateLimited {
+                    minutes: minutes_until(retry_after, now),
+                }
+                .in_language(needed.settings.language),
             })
         }
         IssueOutcome::LockedOut { until } => {
-            BeginStep::Done(refuse_locked(store, subject, until, now)?)
+            let language = needed.settings.language;
+            BeginStep::Done(refuse_locked(store, language, subject, until, now)?)
         }
     };
     Ok(step)

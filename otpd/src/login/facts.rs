@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::wire::{LoginContext, Response};
 
 use super::asker::Asker;
-use super::wording::{internal_error, lost};
+use super::wording::{Phrase, internal_error, lost};
 use crate::caller::{Caller, may_act_for};
 use crate::directory::{
     self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
@@ -39,6 +39,8 @@ pub(super) async fn resolve_facts(
     login: LoginContext,
 ) -> Result<Facts, Response> {
     let user = login.user.clone();
+    // No profile is chosen yet: its texts are in `[defaults]`' language.
+    let language = active.config.defaults.language;
     let (shared, active) = (Arc::clone(shared), Arc::clone(active));
     let resolved = directory::within_deadline(directory::DEADLINE, &user, move || {
         look_up_facts(&shared, &active, caller, login)
@@ -46,12 +48,10 @@ pub(super) async fn resolve_facts(
     .await;
     match resolved {
         Ok(Ok(facts)) => Ok(facts),
-        Ok(Err(e)) => Err(internal_error(&e)),
-        Err(Unresolved::Lost) => Err(lost()),
+        Ok(Err(e)) => Err(internal_error(language, &e)),
+        Err(Unresolved::Lost) => Err(lost(language)),
         Err(Unresolved::Late) => Err(Response::Unavailable {
-            message:
-                "The login code service could not look up your account in time. Try again later."
-                    .into(),
+            message: Phrase::LookupLate.in_language(language),
         }),
     }
 }
@@ -70,13 +70,14 @@ pub(super) async fn decide_with_facts<T: Send + 'static>(
     login: LoginContext,
     decide: impl FnOnce(&Facts) -> T + Send + 'static,
 ) -> Result<(Facts, T), Response> {
+    let language = active.config.defaults.language;
     if !facts_are_local(caller, active) {
         let facts = resolve_facts(shared, active, caller, login).await?;
         let resolved = facts.clone();
         let decided = off_thread::run(move || decide(&resolved)).await;
         return decided
             .map(|decided| (facts, decided))
-            .map_err(|Lost| lost());
+            .map_err(|Lost| lost(language));
     }
     let (shared, active) = (Arc::clone(shared), Arc::clone(active));
     let done = off_thread::run(move || {
@@ -87,8 +88,8 @@ pub(super) async fn decide_with_facts<T: Send + 'static>(
     .await;
     match done {
         Ok(Ok(both)) => Ok(both),
-        Ok(Err(e)) => Err(internal_error(&e)),
-        Err(Lost) => Err(lost()),
+        Ok(Err(e)) => Err(internal_error(language, &e)),
+        Err(Lost) => Err(lost(language)),
     }
 }
 

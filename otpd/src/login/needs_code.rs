@@ -10,7 +10,7 @@ use common::wire::{LoginContext, Response, SkipReason};
 use super::asker::Asker;
 use super::facts::{Facts, decide_with_facts};
 use super::fields::check_fields;
-use super::wording::{internal_error, refused_caller};
+use super::wording::{Phrase, internal_error, refused_caller};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
 use crate::policy::{self, CodeNeeded, Decision};
@@ -31,6 +31,8 @@ pub(super) fn needs_code(
 ) -> Result<Result<CodeNeeded, Response>, StoreError> {
     let (asker, login) = (facts.asker, &facts.login);
     let config = &active.config;
+    // The texts before a profile applies are in `[defaults]`' language.
+    let language = config.defaults.language;
     let subject = |protocol| Subject {
         login,
         protocol,
@@ -39,7 +41,7 @@ pub(super) fn needs_code(
     };
     if !facts.may_act {
         audit::record(store, now, Event::RefusedCaller, subject(None), None)?;
-        return Ok(Err(refused_caller()));
+        return Ok(Err(refused_caller(language)));
     }
     let protocol = match policy::login_protocol(config, login) {
         Ok(protocol) => protocol,
@@ -96,8 +98,7 @@ pub(super) fn needs_code(
                 Some("no usable address for an enrolled user"),
             )?;
             Ok(Err(Response::Unavailable {
-                message: "No address is on file for your login code. Ask your administrator."
-                    .into(),
+                message: Phrase::NoAddress.in_language(language),
             }))
         }
         Decision::Code(needed) => Ok(Ok(needed)),
@@ -151,7 +152,7 @@ pub(super) async fn for_needed_code(
                 Err(response) => Ok(response),
             }
         });
-        decided.unwrap_or_else(|e| internal_error(&e))
+        decided.unwrap_or_else(|e| internal_error(settings.config.defaults.language, &e))
     })
     .await;
     match decided {

@@ -26,7 +26,7 @@ pub async fn probe(shared: &Arc<Shared>, caller: Caller, login: LoginContext) ->
                     code_length: needed.settings.code_length,
                     expects_code,
                 },
-                Err(e) => internal_error(&e),
+                Err(e) => internal_error(needed.settings.language, &e),
             })
         },
     )

@@ -2,15 +2,17 @@
 
 use common::wire::{DenyReason, Response};
 
-use super::wording::{internal_error, minutes_until};
+use super::wording::{Phrase, internal_error, minutes_until};
 use crate::audit::{self, Event, Subject};
 use crate::store::{Store, StoreError, VerifyOutcome};
+use common::config::Language;
 
 /// Audits a verification and words the answer for the person. `Err` when its audit row could
 /// not be written: the verification must then not be kept either.
 pub(super) fn verdict(
     store: &mut dyn Store,
     now: i64,
+    language: Language,
     subject: Subject<'_>,
     outcome: Result<VerifyOutcome, StoreError>,
 ) -> Result<Response, StoreError> {
@@ -24,27 +26,27 @@ pub(super) fn verdict(
             audit::record(store, now, Event::WrongCode, subject, Some(&detail))?;
             Response::Denied {
                 reason: DenyReason::WrongCode,
-                message: "Wrong code.".into(),
+                message: Phrase::WrongCode.in_language(language),
             }
         }
         Ok(VerifyOutcome::Dead) => {
             audit::record(store, now, Event::CodeDead, subject, None)?;
             Response::Denied {
                 reason: DenyReason::CodeDead,
-                message: "This code is no longer valid. Log in again for a new one.".into(),
+                message: Phrase::CodeDead.in_language(language),
             }
         }
-        Ok(VerifyOutcome::LockedOut { until }) => refuse_locked(store, subject, until, now)?,
+        Ok(VerifyOutcome::LockedOut { until }) => {
+            refuse_locked(store, language, subject, until, now)?
+        }
         Ok(VerifyOutcome::RecoveryUsed { left }) => {
             let detail = format!("left={left}");
             audit::record(store, now, Event::RecoveryUsed, subject, Some(&detail))?;
             Response::SuccessWithNotice {
-                message: format!(
-                    "Recovery code accepted; it cannot be used again. {left} recovery codes left."
-                ),
+                message: Phrase::RecoveryAccepted { left }.in_language(language),
             }
         }
-        Err(e) => internal_error(&e),
+        Err(e) => internal_error(language, &e),
     };
     Ok(response)
 }
@@ -56,6 +58,7 @@ pub(super) fn verdict(
 /// the audit row could not be written.
 pub(super) fn refuse_locked(
     store: &mut dyn Store,
+    language: Language,
     subject: Subject<'_>,
     until: i64,
     now: i64,
@@ -68,16 +71,12 @@ pub(super) fn refuse_locked(
     };
     let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
     audit::record(store, now, Event::Locked, subject, Some(&detail))?;
-    let whose = if by == "host" {
-        " from this address"
-    } else {
-        ""
+    let locked = Phrase::Locked {
+        minutes: minutes_until(until, now),
+        from_address: by == "host",
     };
     Ok(Response::Denied {
         reason: DenyReason::LockedOut,
-        message: format!(
-            "Too many wrong codes{whose}. Try again in {} minutes.",
-            minutes_until(until, now)
-        ),
+        message: locked.in_language(language),
     })
 }

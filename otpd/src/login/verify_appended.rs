@@ -34,7 +34,13 @@ pub async fn verify_appended(
                 now,
                 &mut rng,
             );
-            verdict(store, now, code_subject(login, needed, asker), outcome)
+            verdict(
+                store,
+                now,
+                needed.settings.language,
+                code_subject(login, needed, asker),
+                outcome,
+            )
         },
     )
     .await

@@ -41,6 +41,18 @@ pub struct MailHistory {
     pub last_failure: Option<(i64, String)>,
 }
 
+/// How often one event happened since a time, and to whom: for `otpctl status`'s summary of a
+/// dry run (`would_ask`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventTally {
+    /// Rows of the event.
+    pub rows: u64,
+    /// Distinct users they name.
+    pub users: u64,
+    /// The users with the most rows, most first (then by name), at most the limit asked for.
+    pub top: Vec<(String, u64)>,
+}
+
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -193,6 +205,36 @@ impl SqliteStore {
 
     /// What the server `name` last did, from the `mailed` and `mail_failed` audit rows (a
     /// failure's detail names each server it tried as `NAME: error`).
+    pub fn event_tally(
+        &mut self,
+        event: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<EventTally, StoreError> {
+        let (rows, users): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), count(DISTINCT user) FROM audit WHERE event = ?1 AND time >= ?2",
+            )?
+            .query_row(params![event, since], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT user, count(*) AS n FROM audit
+             WHERE event = ?1 AND time >= ?2 AND user IS NOT NULL
+             GROUP BY user ORDER BY n DESC, user LIMIT ?3",
+        )?;
+        let top = stmt
+            .query_map(params![event, since, limit], |row| {
+                Ok((row.get::<_, String>(0)?, count(row.get(1)?)))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EventTally {
+            rows: count(rows),
+            users: count(users),
+            top,
+        })
+    }
+
     pub fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
         let last_ok_at: Option<i64> = self
             .conn

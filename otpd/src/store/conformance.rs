@@ -590,6 +590,7 @@ fn record(name: &str) -> UserRecord {
         email: Some(format!("{name}@example.org")),
         enabled: true,
         protocols: None,
+        language: None,
     }
 }
 
@@ -605,6 +606,7 @@ pub fn enrolment_records_are_kept_as_given(store: &mut dyn Store) {
         email: None,
         enabled: false,
         protocols: Some(vec![]),
+        language: Some(common::config::Language::German),
         ..record("alice")
     };
     store.upsert_user(&changed).unwrap();
@@ -1055,6 +1057,32 @@ pub fn a_mail_servers_history_is_read_back_from_the_audit_rows(store: &mut dyn S
     );
 }
 
+/// A tally counts one event's rows since a time, the distinct users, and ranks the users.
+pub fn an_event_is_tallied_since_a_time_by_user(store: &mut dyn Store) {
+    for (time, event, user) in [
+        (T0 - 10, "would_ask", "old"),
+        (T0, "would_ask", "bob"),
+        (T0 + 1, "would_ask", "alice"),
+        (T0 + 2, "would_ask", "bob"),
+        (T0 + 3, "verified", "carol"),
+        (T0 + 4, "would_ask", "dave"),
+    ] {
+        store.record_audit(&audit(time, event, user)).unwrap();
+    }
+    let tally = store.event_tally("would_ask", T0, 2).unwrap();
+    assert_eq!(tally.rows, 4);
+    assert_eq!(tally.users, 3);
+    assert_eq!(
+        tally.top,
+        vec![("bob".to_string(), 2), ("alice".to_string(), 1)],
+        "most first, then by name, at most the limit"
+    );
+    assert_eq!(
+        store.event_tally("exempt", T0, 2).unwrap(),
+        super::EventTally::default()
+    );
+}
+
 /// Trimming keeps at most the cap, deleting the oldest rows.
 pub fn trimming_the_audit_deletes_the_oldest_rows(store: &mut dyn Store) {
     for i in 0..20 {
@@ -1280,6 +1308,7 @@ macro_rules! store_conformance_tests {
     ($fresh:expr) => {
         $crate::store_conformance_tests!(@rules $fresh;
             a_code_answers_once,
+            an_event_is_tallied_since_a_time_by_user,
             a_code_is_valid_from_its_issue_until_its_expiry,
             a_code_takes_at_most_max_attempts_answers,
             a_code_answers_only_its_user_and_protocol,

@@ -27,9 +27,9 @@ use common::wire_admin::AuditRow;
 use rand::CryptoRng;
 
 use super::{
-    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest,
-    Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey, SendCounts,
-    StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset, VerifyOutcome,
+    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally, IssueOutcome,
+    IssueRequest, Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey,
+    SendCounts, StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
 use crate::metrics::Metrics;
 
@@ -269,6 +269,15 @@ pub trait Store: std::fmt::Debug {
 
     /// What the mail server `name` last did, read back from the audit rows.
     fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError>;
+
+    /// How many rows of `event` there are at or after `since`, for how many users, and the
+    /// `limit` users with the most.
+    fn event_tally(
+        &mut self,
+        event: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<EventTally, StoreError>;
 
     // --- Retention ---
 
@@ -528,6 +537,15 @@ where
 
     fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
         (**self).mail_history(name)
+    }
+
+    fn event_tally(
+        &mut self,
+        event: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<EventTally, StoreError> {
+        (**self).event_tally(event, since, limit)
     }
 
     fn purge(&mut self, now: i64, audit_retention_secs: i64) -> Result<PurgeCounts, StoreError> {

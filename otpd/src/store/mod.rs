@@ -51,7 +51,7 @@ use rusqlite::{Connection, OpenFlags, Savepoint, Transaction, TransactionBehavio
 use crate::code::CodeError;
 use crate::server_key::ServerKey;
 
-pub use admin::{AuditFilter, MailHistory, UserCounts};
+pub use admin::{AuditFilter, EventTally, MailHistory, UserCounts};
 pub use audit_rate::{Admission, RateKey, Suppressed};
 pub use audit_rows::{AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup};

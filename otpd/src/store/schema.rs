@@ -193,8 +193,14 @@ CREATE TABLE notices (
 CREATE INDEX notices_due ON notices (next_try_at);
 ";
 
+/// Version 7 (issue #22): the language of a user's login texts (`otpctl user set-language`),
+/// an ISO 639-1 code otpd has texts in; NULL leaves it to the user's profile.
+const V7_LANGUAGE: &str = "
+ALTER TABLE users ADD COLUMN language TEXT;
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS, V6_NOTICES];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS, V6_NOTICES, V7_LANGUAGE];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -243,7 +249,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 6);
+        assert_eq!(CURRENT_VERSION, 7);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 

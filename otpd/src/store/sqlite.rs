@@ -10,10 +10,10 @@ use common::wire_admin::AuditRow;
 use rand::CryptoRng;
 
 use super::{
-    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest,
-    Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey, SendCounts,
-    SqliteStore, Store, StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset,
-    VerifyOutcome,
+    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally, IssueOutcome,
+    IssueRequest, Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey,
+    SendCounts, SqliteStore, Store, StoreError, Suppressed, Trimmed, UserCounts, UserRecord,
+    UserReset, VerifyOutcome,
 };
 
 impl Store for SqliteStore {
@@ -236,6 +236,15 @@ impl Store for SqliteStore {
 
     fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
         SqliteStore::mail_history(self, name)
+    }
+
+    fn event_tally(
+        &mut self,
+        event: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<EventTally, StoreError> {
+        SqliteStore::event_tally(self, event, since, limit)
     }
 
     fn purge(&mut self, now: i64, audit_retention_secs: i64) -> Result<PurgeCounts, StoreError> {

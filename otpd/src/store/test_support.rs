@@ -96,6 +96,7 @@ pub fn user_record(name: &str) -> UserRecord {
         email: Some(format!("{name}@example.org")),
         enabled: true,
         protocols: None,
+        language: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Per-user records managed with `otpctl`: where to mail the code, whether the second factor
 //! is on, and for which protocols.
 
+use common::config::Language;
 use common::service::Protocol;
 use rusqlite::{OptionalExtension, params};
 
@@ -18,6 +19,8 @@ pub struct UserRecord {
     /// Protocols that require the code for this user; `None` means all enabled protocols.
     /// `Some` of an empty list is kept distinct from `None`: it means none.
     pub protocols: Option<Vec<String>>,
+    /// The language of the user's login texts; `None` leaves it to the user's profile.
+    pub language: Option<Language>,
 }
 
 impl UserRecord {
@@ -43,18 +46,23 @@ impl UserRecord {
 impl SqliteStore {
     /// The record for `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row: Option<(Option<String>, bool, Option<String>)> = self
+        type Row = (Option<String>, bool, Option<String>, Option<String>);
+        let row: Option<Row> = self
             .conn
-            .prepare_cached("SELECT email, enabled, protocols FROM users WHERE name = ?1")?
+            .prepare_cached(
+                "SELECT email, enabled, protocols, language FROM users WHERE name = ?1",
+            )?
             .query_row(params![name], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })
             .optional()?;
-        Ok(row.map(|(email, enabled, protocols)| UserRecord {
+        Ok(row.map(|(email, enabled, protocols, language)| UserRecord {
             name: name.to_string(),
             email,
             enabled,
             protocols: protocols.map(|list| split_protocols(&list)),
+            // Written only from a `Language`; a code this build has no texts in reads as none.
+            language: language.as_deref().and_then(Language::of),
         }))
     }
 
@@ -67,19 +75,22 @@ impl SqliteStore {
         let protocols = record.protocols.as_ref().map(|list| list.join(","));
         self.conn
             .prepare_cached(
-                "INSERT INTO users (name, email, enabled, protocols, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, unixepoch(), unixepoch())
+                "INSERT INTO users
+                     (name, email, enabled, protocols, language, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, unixepoch(), unixepoch())
                  ON CONFLICT (name) DO UPDATE SET
                      email = excluded.email,
                      enabled = excluded.enabled,
                      protocols = excluded.protocols,
+                     language = excluded.language,
                      updated_at = excluded.updated_at",
             )?
             .execute(params![
                 record.name,
                 record.email,
                 record.enabled,
-                protocols
+                protocols,
+                record.language.map(Language::code)
             ])?;
         Ok(())
     }

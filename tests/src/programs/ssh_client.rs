@@ -214,6 +214,9 @@ pub fn drive(
         .env_clear()
         .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
         .env("HOME", home)
+        // A UTF-8 locale, as a person's terminal has: in the C locale the client shows every
+        // byte of a non-ASCII prompt as an octal escape.
+        .env("LC_ALL", "C.UTF-8")
         .env("SSH_ASKPASS", askpass())
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("OTP_ASKPASS_DIR", talk)
