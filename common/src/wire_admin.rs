@@ -408,7 +408,8 @@ pub struct UserView {
     pub in_table: bool,
     /// The address codes go to (admins see it whole, users masked).
     pub address: Option<String>,
-    /// Where the address comes from: `table`, `template`, or `none`.
+    /// Where the address comes from: `table`, `ldap:NAME`, `template`, or `none`; with no
+    /// address, `unavailable: WHY` when an LDAP source could not be asked.
     pub address_source: String,
     /// Whether the user turned the code on (matters under `mode = "optional"`).
     pub enabled: bool,

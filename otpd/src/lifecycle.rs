@@ -43,6 +43,9 @@ pub enum StartError {
     /// The mailer could not be built.
     #[error("{0}")]
     Mail(#[from] MailSetupError),
+    /// An LDAP source's password or CA file could not be used.
+    #[error("{0}")]
+    Directory(String),
     /// The socket could not be bound or signals not installed.
     #[error("{what}: {source}")]
     Io {
@@ -74,8 +77,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".to_string());
+    let active = Active::build(config, mailer, &clock).map_err(StartError::Directory)?;
     let shared = Arc::new(Shared::new(
-        Active { config, mailer },
+        active,
         Box::new(store),
         clock,
         Arc::new(SystemAccounts),
@@ -188,8 +192,8 @@ async fn reload(shared: &Shared, path: &Path) {
 /// The config at `path`, its named files checked, and a mailer built from it.
 fn build_active(path: &Path, clock: Arc<dyn Clock>) -> Result<Active, String> {
     let config = Config::load_with_files(path).map_err(|e| e.to_string())?;
-    let mailer = Mailer::with_clock(&config.mail, clock).map_err(|e| e.to_string())?;
-    Ok(Active { config, mailer })
+    let mailer = Mailer::with_clock(&config.mail, Arc::clone(&clock)).map_err(|e| e.to_string())?;
+    Active::build(config, mailer, &clock)
 }
 
 /// How often the audit upkeep runs: the summaries of local callers' rate windows that ended,

@@ -3,11 +3,12 @@
 //! Order of questions: which protocol the login speaks (module argument, then `[services]`, then
 //! `default_protocol`); whether that protocol is enabled; which profile applies (first matching
 //! `[[policies]]` rule); the profile's mode; and, for users who need a code, their address, taken
-//! only from admin-controlled sources (otpd's user table, then `[directory] email_template`).
+//! only from admin-controlled sources (otpd's user table, the `[[directory.ldap]]` sources, then
+//! `[directory] email_template`; see `directory::look_up_all`).
 
 use std::net::IpAddr;
 
-use common::config::{Config, EmailAddress, Mode, Settings};
+use common::config::{Attributes, Config, EmailAddress, Mode, Settings};
 use common::service::Protocol;
 use common::wire::{LoginContext, SkipReason};
 
@@ -35,6 +36,16 @@ pub struct CodeNeeded {
     pub settings: Settings,
     /// Where the code goes.
     pub address: EmailAddress,
+}
+
+/// What the directories say the user belongs to, for policies that match it: the groups
+/// (looked up only when a policy matches groups) and the directory attributes.
+#[derive(Debug)]
+pub struct Membership<'a, G: FnOnce() -> Vec<String>> {
+    /// The user's groups, asked for only when needed.
+    pub groups: G,
+    /// The attributes `match_attribute` policies read (empty where no directory was asked).
+    pub attributes: &'a Attributes,
 }
 
 /// A `protocol=` module argument that names no protocol.
@@ -75,12 +86,25 @@ pub fn settings_for_login<'c>(
     protocol: Protocol,
     groups: impl FnOnce() -> Vec<String>,
 ) -> (&'c str, &'c Settings) {
+    settings_for_account(config, user, rhost, protocol, groups, &Attributes::new())
+}
+
+/// [`settings_for_login`] for a user whose directory attributes are `attributes`, which
+/// policies with `match_attribute` need (without them such a policy never matches).
+pub fn settings_for_account<'c>(
+    config: &'c Config,
+    user: &str,
+    rhost: Option<IpAddr>,
+    protocol: Protocol,
+    groups: impl FnOnce() -> Vec<String>,
+    attributes: &Attributes,
+) -> (&'c str, &'c Settings) {
     let groups = if config.policies_need_groups() {
         groups()
     } else {
         Vec::new()
     };
-    config.settings_for_login(user, &groups, protocol, rhost)
+    config.settings_for_account(user, &groups, attributes, protocol, rhost)
 }
 
 /// The login's protocol when it is one that needs a code, or why the login is skipped for its
@@ -111,13 +135,20 @@ pub fn decide(
     protocol: Option<Protocol>,
     record: Option<&UserRecord>,
     address: Option<EmailAddress>,
-    groups: impl FnOnce() -> Vec<String>,
+    membership: Membership<'_, impl FnOnce() -> Vec<String>>,
 ) -> Decision {
     let protocol = match enabled_protocol(config, protocol) {
         Ok(protocol) => protocol,
         Err(reason) => return Decision::Skip(reason),
     };
-    let (profile, settings) = settings_for_login(config, &login.user, rhost, protocol, groups);
+    let (profile, settings) = settings_for_account(
+        config,
+        &login.user,
+        rhost,
+        protocol,
+        membership.groups,
+        membership.attributes,
+    );
     match settings.mode {
         Mode::Off => return Decision::Skip(SkipReason::ModeOff),
         Mode::Optional if !enrolled_for(record, protocol) => {
@@ -157,8 +188,9 @@ fn enrolled_for(record: Option<&UserRecord>, protocol: Protocol) -> bool {
     })
 }
 
-/// The user's address: otpd's user table first, then the directory template (the order in
-/// which a login asks `directory::LocalTable` and `directory::AddressTemplate`).
+/// The user's address from otpd's user table, then the directory template, without the LDAP
+/// sources (they need a network lookup; logins and self-service codes ask them through
+/// `directory::look_up_all`). For otpctl's views and imports only.
 pub fn address_for(
     config: &Config,
     user: &str,
@@ -204,7 +236,18 @@ mod tests {
     fn decide_for(config: &Config, login: &LoginContext, record: Option<&UserRecord>) -> Decision {
         let protocol = login_protocol(config, login).unwrap();
         let address = address_for(config, &login.user, record);
-        decide(config, login, None, protocol, record, address, Vec::new)
+        decide(
+            config,
+            login,
+            None,
+            protocol,
+            record,
+            address,
+            Membership {
+                groups: Vec::new,
+                attributes: &Attributes::new(),
+            },
+        )
     }
 
     #[test]
@@ -329,7 +372,10 @@ mod tests {
                 Some(Protocol::Ssh),
                 None,
                 address_for(&c, "alice", None),
-                Vec::new,
+                Membership {
+                    groups: Vec::new,
+                    attributes: &Attributes::new(),
+                },
             )
         };
         assert!(matches!(

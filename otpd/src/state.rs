@@ -1,4 +1,5 @@
-//! What every connection shares: the active config and mailer (swapped together on reload), the
+//! What every connection shares: the active config, mailer and LDAP sources (swapped together on
+//! reload), the
 //! store, and the injected clock and account lookups.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -8,6 +9,7 @@ use common::config::Config;
 
 use crate::accounts::Accounts;
 use crate::clock::Clock;
+use crate::directory::LdapDirectory;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -19,6 +21,27 @@ pub struct Active {
     pub config: Config,
     /// Mail transports built from `config.mail`.
     pub mailer: Mailer,
+    /// The `[[directory.ldap]]` sources of `config`, in order, each with its cache (a reload
+    /// starts them empty).
+    pub ldap: Vec<LdapDirectory>,
+}
+
+impl Active {
+    /// `config` with its mailer and its LDAP sources, whose password and CA files are read now.
+    pub fn build(config: Config, mailer: Mailer, clock: &Arc<dyn Clock>) -> Result<Active, String> {
+        let attributes: Vec<String> = config.policy_attributes().into_iter().collect();
+        let ldap = config
+            .directory
+            .ldap
+            .iter()
+            .map(|source| LdapDirectory::new(source, attributes.clone(), Arc::clone(clock)))
+            .collect::<Result<_, _>>()?;
+        Ok(Active {
+            config,
+            mailer,
+            ldap,
+        })
+    }
 }
 
 /// The daemon's shared state.

@@ -40,13 +40,8 @@ pub fn shared_with_accounts(
     )
     .unwrap();
     let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
-    crate::state::Shared::new(
-        crate::state::Active { config, mailer },
-        Box::new(store),
-        clock,
-        accounts,
-        "test".into(),
-    )
+    let active = crate::state::Active::build(config, mailer, &clock).unwrap();
+    crate::state::Shared::new(active, Box::new(store), clock, accounts, "test".into())
 }
 
 /// A caller whose primary group has the number of its uid, as `useradd` usually makes it.

@@ -1,6 +1,6 @@
 //! Test support for the end-to-end tests: the libpam driver and one login through it, a real
 //! otpd process, a real SMTP server capturing mail, private Postfix and Exim instances relaying
-//! to it, and PAM service directories.
+//! to it, a private OpenLDAP slapd, and PAM service directories.
 //!
 //! Test support may panic: a panic is how a test reports a broken precondition.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -12,6 +12,7 @@ pub mod netns;
 pub mod otpd;
 pub mod paths;
 pub mod programs;
+pub mod slapd;
 pub mod smtp;
 pub mod stack;
 pub mod tls;

@@ -3,11 +3,13 @@
 //! Each check takes the spanned raw value and returns either the typed value or an [`Invalid`]
 //! pointing at it, with a message that says what is allowed.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::address::is_dns_label;
 use super::error::Invalid;
 use super::raw::{Int, Text};
 use crate::service::Protocol;
@@ -174,6 +176,30 @@ pub(super) fn label(what: &str, value: &Spanned<String>) -> Result<String, Inval
         ));
     }
     Ok(name.clone())
+}
+
+/// A host name (DNS labels, no trailing dot) or an IP address without brackets.
+pub(super) fn host(key: &str, value: &Text) -> Result<String, Invalid> {
+    let host = value.get_ref();
+    let is_name = host.len() <= 253 && host.split('.').all(is_dns_label);
+    if is_name || host.parse::<IpAddr>().is_ok() {
+        Ok(host.clone())
+    } else {
+        Err(Invalid::new(
+            value.span(),
+            format!(
+                "{key} must be a host name (letters, digits, '-' and dots) or an IP address without brackets, got {host:?}"
+            ),
+        ))
+    }
+}
+
+/// Hosts where a plain connection (SMTP, LDAP) never leaves the machine.
+pub(super) fn is_loopback(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 #[cfg(test)]

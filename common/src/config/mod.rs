@@ -18,6 +18,7 @@ mod error;
 mod exemption;
 mod glob;
 mod language;
+mod ldap;
 mod mail;
 mod metrics;
 mod named_files;
@@ -38,6 +39,9 @@ pub use self::daemon::{
 pub use self::error::{ConfigError, Location};
 pub use self::exemption::Exemption;
 pub use self::language::Language;
+pub use self::ldap::{
+    GroupSearch, LdapBind, LdapSource, LdapTls, LdapUrl, USER_PLACEHOLDER, escape_filter_value,
+};
 pub use self::mail::{
     DEFAULT_HTML, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION,
     DEFAULT_SENDMAIL_PATH, DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_TOTAL_TIMEOUT, DkimSettings,
@@ -46,12 +50,12 @@ pub use self::mail::{
 };
 pub use self::metrics::{DEFAULT_METRICS_INTERVAL, MetricsConfig};
 pub use self::network::Network;
-pub use self::policy::Policy;
-pub use self::settings::{Mode, Settings};
+pub use self::policy::{Attributes, Policy};
+pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;
-use self::raw::{RawConfig, RawDaemon, RawMetrics, RawSettings, Text};
+use self::raw::{RawConfig, RawDaemon, RawDirectory, RawMetrics, RawSettings, Text};
 use crate::service::DEFAULT_SERVICES;
 
 /// The name [`Config::settings_for`] reports when no policy matched; reserved, so no profile
@@ -94,6 +98,8 @@ pub struct Config {
 pub struct DirectoryConfig {
     /// `email_template`; `None` means only the user table gives addresses.
     pub email_template: Option<EmailTemplate>,
+    /// `[[directory.ldap]]` in file order: asked after otpd's table, before the template.
+    pub ldap: Vec<LdapSource>,
 }
 
 impl Config {
@@ -134,6 +140,20 @@ impl Config {
             .and_then(|d| d.email_template.as_ref())
             .map(EmailTemplate::from_raw)
             .transpose()?;
+        let ldap = ldap_sources(raw.directory.as_ref())?;
+        if ldap.is_empty() {
+            // Only LDAP sources give attributes: such a policy could never match.
+            let unmatched = raw.policies.iter().flatten();
+            if let Some(table) = unmatched
+                .filter_map(|p| p.get_ref().match_attribute.as_ref())
+                .next()
+            {
+                return Err(Invalid::new(
+                    table.span(),
+                    "match_attribute needs a [[directory.ldap]] source: only LDAP sources give attributes, so this policy could never match",
+                ));
+            }
+        }
         let defaults = Settings::default()
             .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
         let profiles = profiles(raw.profiles.as_ref(), &defaults)?;
@@ -162,7 +182,10 @@ impl Config {
             source: path.to_path_buf(),
             daemon,
             enabled_protocols,
-            directory: DirectoryConfig { email_template },
+            directory: DirectoryConfig {
+                email_template,
+                ldap,
+            },
             defaults,
             profiles,
             policies,
@@ -208,6 +231,40 @@ impl Config {
         self.policies.iter().any(Policy::needs_groups)
     }
 
+    /// True when some policy matches directory attributes, which only LDAP sources give.
+    pub fn policies_need_attributes(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.attribute_names().next().is_some())
+    }
+
+    /// The directory attributes some policy matches (lower-case names), which LDAP lookups
+    /// read along with the address.
+    pub fn policy_attributes(&self) -> BTreeSet<String> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.attribute_names().map(str::to_string))
+            .collect()
+    }
+
+    /// [`Config::settings_for_login`] for a user whose directory attributes are `attributes`,
+    /// for policies with `match_attribute`.
+    pub fn settings_for_account(
+        &self,
+        user: &str,
+        groups: &[String],
+        attributes: &Attributes,
+        protocol: Protocol,
+        rhost: Option<IpAddr>,
+    ) -> (&str, &Settings) {
+        self.policies
+            .iter()
+            .find(|p| p.matches_with_attributes(user, groups, attributes, protocol, rhost))
+            .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
+                (p.profile.as_str(), p.settings())
+            })
+    }
+
     /// The settings for a login: the first matching policy's profile, else the defaults.
     /// Returns the profile's name (or [`DEFAULTS_PROFILE`]) for logs and audit rows. Policies
     /// with `match_rhost` never match here; see [`Config::settings_for_login`].
@@ -229,12 +286,7 @@ impl Config {
         protocol: Protocol,
         rhost: Option<IpAddr>,
     ) -> (&str, &Settings) {
-        self.policies
-            .iter()
-            .find(|p| p.matches_login(user, groups, protocol, rhost))
-            .map_or((DEFAULTS_PROFILE, &self.defaults), |p| {
-                (p.profile.as_str(), p.settings())
-            })
+        self.settings_for_account(user, groups, &Attributes::new(), protocol, rhost)
     }
 }
 
@@ -260,6 +312,25 @@ fn services(raw: Option<&BTreeMap<Text, Text>>) -> Result<BTreeMap<String, Proto
         map.insert(service.clone(), check::protocol(protocol)?);
     }
     Ok(map)
+}
+
+/// Each `[[directory.ldap]]` source, with names unique so logs and audit rows tell them apart.
+fn ldap_sources(raw: Option<&RawDirectory>) -> Result<Vec<LdapSource>, Invalid> {
+    let mut sources: Vec<LdapSource> = Vec::new();
+    for entry in raw.iter().flat_map(|d| d.ldap.iter().flatten()) {
+        let (source, name_span) = LdapSource::from_raw(entry)?;
+        if sources.iter().any(|s| s.name == source.name) {
+            return Err(Invalid::new(
+                name_span,
+                format!(
+                    "a second LDAP source is named {:?}; names must be unique",
+                    source.name
+                ),
+            ));
+        }
+        sources.push(source);
+    }
+    Ok(sources)
 }
 
 /// Each `[profiles.NAME]` merged over the defaults.

@@ -1,5 +1,5 @@
 //! The files a valid config names for the mailer (`password_file`, `ca_file`, the DKIM
-//! `key_file`), checked where the daemon will read them, so that `otpd --check-config`, the
+//! `key_file`) and the LDAP sources (`bind_password_file`, `ca_file`), checked where the daemon will read them, so that `otpd --check-config`, the
 //! start and a reload refuse a FIFO, a device, a huge or a foreign file at the setting's
 //! `FILE:LINE:COLUMN` instead of the mailer failing (or hanging) later without a position.
 //!
@@ -11,8 +11,19 @@ use super::admin_file::{self, AdminFileKind};
 use super::error::Invalid;
 use super::raw::{RawConfig, Text};
 
-/// Checks every file `raw` names for the mailer; the first bad one is the error.
+/// Checks every file `raw` names for the LDAP sources and the mailer; the first bad one is the
+/// error.
 pub(super) fn check(raw: &RawConfig) -> Result<(), Invalid> {
+    let ldap = raw.directory.iter().flat_map(|d| d.ldap.iter().flatten());
+    for source in ldap {
+        let source = source.get_ref();
+        if let Some(file) = &source.bind_password_file {
+            one("bind_password_file", file, AdminFileKind::Secret)?;
+        }
+        if let Some(file) = &source.ca_file {
+            one("ca_file", file, AdminFileKind::CaBundle)?;
+        }
+    }
     let Some(mail) = &raw.mail else {
         return Ok(());
     };
@@ -92,6 +103,24 @@ mod tests {
         let path = config(dir.path(), &ca.display().to_string(), &secret);
         let e = Config::load_with_files(&path).unwrap_err();
         assert_eq!(e.location().unwrap().line, 7, "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load_with_files(&path).unwrap();
+    }
+
+    #[test]
+    fn a_readable_ldap_bind_password_file_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = good_secret(dir.path());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[mail]\nfrom = \"otp@example.com\"\n[[directory.ldap]]\nname = \"corp\"\nurls = [\"ldaps://ldap.example.com\"]\nbase = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nbind_dn = \"cn=otpd,dc=example,dc=com\"\nbind_password_file = \"{secret}\"\n"
+        );
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load_with_files(&path).unwrap_err();
+        assert_eq!(e.location().unwrap().line, 9, "{e}");
+        assert!(e.to_string().contains("bind_password_file"), "{e}");
         assert!(e.to_string().contains("chmod 600"), "{e}");
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         Config::load_with_files(&path).unwrap();

@@ -15,6 +15,9 @@ use super::raw::{RawPolicy, Text};
 use super::settings::Settings;
 use crate::service::Protocol;
 
+/// A user's directory attributes: lower-case names to their values.
+pub type Attributes = BTreeMap<String, Vec<String>>;
+
 /// Compiled size cap for a `match_user_regex`, well above any sane pattern; stops a pasted
 /// monster from costing memory on every reload.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -28,6 +31,9 @@ pub struct Policy {
     protocols: Option<BTreeSet<Protocol>>,
     /// `match_rhost`: the believed remote host must lie in one of these networks.
     rhost: Option<Vec<Network>>,
+    /// `match_attribute`: for each directory attribute (its name in lower case), a glob that
+    /// one of the user's values must match whole.
+    attributes: Vec<(String, Regex)>,
     /// The name of the `[profiles.NAME]` this policy selects.
     pub profile: String,
     /// That profile's settings, resolved at load time so a match can never miss its profile.
@@ -59,12 +65,36 @@ impl Policy {
         protocol: Protocol,
         rhost: Option<IpAddr>,
     ) -> bool {
+        self.matches_with_attributes(user, groups, &Attributes::new(), protocol, rhost)
+    }
+
+    /// [`Policy::matches_login`] for a user whose directory attributes are `attributes` (names
+    /// in lower case). A policy with `match_attribute` matches only when every attribute it
+    /// names has a value its glob matches; without the attributes (no directory asked), never.
+    pub fn matches_with_attributes(
+        &self,
+        user: &str,
+        groups: &[String],
+        attributes: &Attributes,
+        protocol: Protocol,
+        rhost: Option<IpAddr>,
+    ) -> bool {
         let rhost_ok = match (&self.rhost, rhost) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(networks), Some(ip)) => networks.iter().any(|n| n.contains(ip)),
         };
-        rhost_ok && self.matches_account(user, groups, protocol)
+        let attributes_ok = self.attributes.iter().all(|(name, glob)| {
+            attributes
+                .get(name)
+                .is_some_and(|values| values.iter().any(|v| glob.is_match(v)))
+        });
+        rhost_ok && attributes_ok && self.matches_account(user, groups, protocol)
+    }
+
+    /// The directory attributes this policy matches (names in lower case).
+    pub fn attribute_names(&self) -> impl Iterator<Item = &str> {
+        self.attributes.iter().map(|(name, _)| name.as_str())
     }
 
     /// The matchers other than `match_rhost`.
@@ -131,6 +161,12 @@ impl Policy {
             .as_ref()
             .map(network::networks)
             .transpose()?;
+        let attributes = policy
+            .match_attribute
+            .as_ref()
+            .map(attribute_globs)
+            .transpose()?
+            .unwrap_or_default();
         let Some(profile) = &policy.profile else {
             return Err(Invalid::new(
                 raw.span(),
@@ -145,10 +181,36 @@ impl Policy {
             group,
             protocols,
             rhost,
+            attributes,
             profile: profile.get_ref().clone(),
             settings: settings.clone(),
         })
     }
+}
+
+/// `match_attribute`: attribute names (kept in lower case: LDAP names are case-insensitive)
+/// with a glob each, as `match_user` has.
+fn attribute_globs(table: &Spanned<BTreeMap<Text, Text>>) -> Result<Vec<(String, Regex)>, Invalid> {
+    if table.get_ref().is_empty() {
+        return Err(Invalid::new(
+            table.span(),
+            "match_attribute is empty; name attributes, e.g. { department = \"Ops*\" }, or leave it out",
+        ));
+    }
+    table
+        .get_ref()
+        .iter()
+        .map(|(name, glob)| {
+            let name = super::ldap::attribute("a match_attribute name", name)?;
+            let glob = glob::compile(glob.get_ref()).map_err(|why| {
+                Invalid::new(
+                    glob.span(),
+                    format!("match_attribute {name} is not a valid glob: {why}"),
+                )
+            })?;
+            Ok((name.to_ascii_lowercase(), glob))
+        })
+        .collect()
 }
 
 fn user_glob(value: &Text) -> Result<Regex, Invalid> {
@@ -249,6 +311,46 @@ mod tests {
         assert!(!p.matches("adm-1", &groups(&["users"]), Protocol::Ssh));
         assert!(!p.matches("adm-1", &wheel, Protocol::Ftp));
         assert!(p.needs_groups());
+    }
+
+    #[test]
+    fn match_attribute_needs_every_named_attribute_to_have_a_matching_value() {
+        let p = policy(
+            "match_attribute = { departmentNumber = \"Ops*\", title = \"*Admin\" }\nprofile = \"admins\"",
+        )
+        .unwrap();
+        let names: Vec<&str> = p.attribute_names().collect();
+        assert_eq!(names, ["departmentnumber", "title"]);
+        let attributes = |pairs: &[(&str, &[&str])]| -> Attributes {
+            pairs
+                .iter()
+                .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+                .collect()
+        };
+        let ops_admin = attributes(&[
+            ("departmentnumber", &["Sales", "Ops-1"]),
+            ("title", &["Unix Admin"]),
+        ]);
+        assert!(p.matches_with_attributes("alice", &[], &ops_admin, Protocol::Ssh, None));
+        let ops_only = attributes(&[("departmentnumber", &["Ops-1"])]);
+        assert!(!p.matches_with_attributes("alice", &[], &ops_only, Protocol::Ssh, None));
+        let devops = attributes(&[("departmentnumber", &["DevOps"]), ("title", &["Admin"])]);
+        assert!(!p.matches_with_attributes("alice", &[], &devops, Protocol::Ssh, None));
+        // Without the directory's attributes such a policy never matches.
+        assert!(!p.matches("alice", &[], Protocol::Ssh));
+    }
+
+    #[test]
+    fn match_attribute_names_and_globs_are_checked() {
+        let e = policy("match_attribute = {}\nprofile = \"admins\"").unwrap_err();
+        assert!(
+            e.message.contains("match_attribute is empty"),
+            "{}",
+            e.message
+        );
+        let e =
+            policy("match_attribute = { \"dep t\" = \"x\" }\nprofile = \"admins\"").unwrap_err();
+        assert!(e.message.contains("attribute name"), "{}", e.message);
     }
 
     #[test]

@@ -72,6 +72,29 @@ pub(super) struct RawProtocols {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDirectory {
     pub email_template: Option<Text>,
+    pub ldap: Option<Vec<Spanned<RawLdap>>>,
+}
+
+/// One `[[directory.ldap]]` source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLdap {
+    pub name: Option<Text>,
+    pub urls: Option<Spanned<Vec<Text>>>,
+    pub tls: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub bind_dn: Option<Text>,
+    pub bind_password_file: Option<Text>,
+    pub base: Option<Text>,
+    pub filter: Option<Text>,
+    pub address_attribute: Option<Text>,
+    pub group_search: Option<Text>,
+    pub group_attribute: Option<Text>,
+    pub connect_timeout_seconds: Option<Int>,
+    pub search_timeout_seconds: Option<Int>,
+    pub cache_ttl_seconds: Option<Int>,
+    pub negative_cache_ttl_seconds: Option<Int>,
+    pub cache_size: Option<Int>,
 }
 
 /// `[defaults]` and each `[profiles.NAME]`: every key optional, so a profile states only what
@@ -96,6 +119,7 @@ pub(super) struct RawSettings {
     pub reuse_window_seconds: Option<Int>,
     pub allow_user_disable: Option<bool>,
     pub language: Option<Text>,
+    pub directory_down: Option<Text>,
 }
 
 /// One `[[policies]]` entry.
@@ -107,6 +131,8 @@ pub(super) struct RawPolicy {
     pub match_group: Option<Text>,
     pub match_protocol: Option<Spanned<Vec<Text>>>,
     pub match_rhost: Option<Spanned<Vec<Text>>>,
+    /// `{ ATTRIBUTE = "GLOB", ... }` over the user's directory attributes.
+    pub match_attribute: Option<Spanned<BTreeMap<Text, Text>>>,
     /// Optional here only so that a missing one gets our message rather than serde's.
     pub profile: Option<Text>,
 }

@@ -50,6 +50,31 @@ impl Mode {
     }
 }
 
+/// What a login gets when every LDAP server is down and the user's cached answer is past its
+/// TTL (`directory_down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DirectoryDown {
+    /// The login is unavailable (fail closed): the default.
+    #[default]
+    Unavailable,
+    /// The directory's last known answer about the user serves, however old; the audit row of
+    /// the code says so.
+    LastKnown,
+}
+
+impl DirectoryDown {
+    fn from_raw(value: &Text) -> Result<DirectoryDown, Invalid> {
+        match value.get_ref().as_str() {
+            "unavailable" => Ok(DirectoryDown::Unavailable),
+            "last_known" => Ok(DirectoryDown::LastKnown),
+            other => Err(Invalid::new(
+                value.span(),
+                format!("directory_down must be \"unavailable\" or \"last_known\", got {other:?}"),
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -95,6 +120,9 @@ pub struct Settings {
     pub message: MessageOverrides,
     /// The language of the texts a login shows these users (prompts, refusals).
     pub language: Language,
+    /// When the LDAP servers are all down and the cached answer is old: unavailable, or the
+    /// last known answer.
+    pub directory_down: DirectoryDown,
 }
 
 impl Default for Settings {
@@ -117,6 +145,7 @@ impl Default for Settings {
             allow_user_disable: true,
             message: MessageOverrides::default(),
             language: Language::English,
+            directory_down: DirectoryDown::Unavailable,
         }
     }
 }
@@ -164,6 +193,9 @@ impl Settings {
         }
         if let Some(v) = &raw.language {
             s.language = Language::from_raw(v)?;
+        }
+        if let Some(v) = &raw.directory_down {
+            s.directory_down = DirectoryDown::from_raw(v)?;
         }
         s.message.overlay(raw)?;
         if s.max_sends_per_day < s.max_sends_per_hour {
@@ -249,6 +281,23 @@ mod tests {
         assert_eq!(
             e.message,
             "language must be one of en, de, fr, es, tr, ja, got \"pt\""
+        );
+    }
+
+    #[test]
+    fn directory_down_is_unavailable_unless_last_known_is_chosen() {
+        assert_eq!(
+            Settings::default().directory_down,
+            DirectoryDown::Unavailable
+        );
+        let s = Settings::default()
+            .overlay(&raw("directory_down = \"last_known\""))
+            .unwrap();
+        assert_eq!(s.directory_down, DirectoryDown::LastKnown);
+        assert!(
+            Settings::default()
+                .overlay(&raw("directory_down = \"skip\""))
+                .is_err()
         );
     }
 

@@ -20,7 +20,7 @@ use crate::accounts::Accounts;
 use crate::audit::Event;
 use crate::caller::Caller;
 use crate::delivery::{self, Delivered, OnFailure, Settlement};
-use crate::directory::GroupsKnown;
+use crate::directory::{self, GroupsKnown, Wanted};
 use crate::mail::{CodeMail, Values};
 use crate::off_thread::Lost;
 use crate::policy;
@@ -361,6 +361,30 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         accounts: &known,
         ..ctx
     };
+    // The address as a login finds it (table, LDAP, template), looked up before the store lock.
+    let wanted = Wanted {
+        record: true,
+        ..Wanted::default()
+    };
+    // A directory's last known answer (every server down) never serves a self-service code.
+    let address = match directory::look_up_all(shared, &ctx.active, &name, wanted) {
+        Ok(facts) if facts.last_known.is_none() => facts.address,
+        unanswered => {
+            let why = match unanswered {
+                Err(e) => e.to_string(),
+                Ok(facts) => facts.last_known.unwrap_or_default(),
+            };
+            tracing::error!(
+                "{}; the self-service code for user={} is not sent",
+                common::text::escape_for_log(&why),
+                common::text::escape_for_log(&name)
+            );
+            return Step::Done(refused(
+                RefuseReason::Failed,
+                "Your address could not be looked up. Try again later.".into(),
+            ));
+        }
+    };
     let mut store = shared.store();
     let record = match store.user(&name) {
         Ok(record) => record,
@@ -378,7 +402,7 @@ fn prepare(shared: &Shared, caller: Caller, action: &SelfAction) -> Step {
         Ok(Need::Code) => {}
     }
     let config = &ctx.active.config;
-    let Some(address) = policy::address_for(config, &name, record.as_ref()) else {
+    let Some(address) = address else {
         return Step::Done(refused(
             RefuseReason::NoAddress,
             "No address is on file for you, so no code can be sent. Ask your administrator to set one (`otpctl user set-email`)."
@@ -563,5 +587,37 @@ mod tests {
     fn minutes_round_up() {
         assert_eq!(minutes(61), 2);
         assert_eq!(minutes(0), 1);
+    }
+
+    /// Issue #19: a self-service code goes where a login's would, so with the directory down it
+    /// is refused, never mailed to the template's address.
+    #[tokio::test]
+    async fn with_the_ldap_servers_down_no_self_service_code_goes_to_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = config(&format!(
+            "[directory]\nemail_template = \"{{user}}@example.com\"\n\
+             [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{closed}\"]\ntls = \"none\"\n\
+             base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1"
+        ));
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
+            Arc::new(crate::clock::SystemClock),
+        ));
+        let answer = start(
+            &shared,
+            crate::test_support::caller(1000),
+            SelfAction::Enable,
+        )
+        .await;
+        assert!(
+            matches!(&answer, AdminResponse::Refused { reason: RefuseReason::Failed, message } if message.contains("could not be looked up")),
+            "{answer:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 use super::view::{self, Address, LookedUp};
 use super::{Ctx, record, refused, store_failed};
 use crate::audit::Event;
+use crate::directory::{self, Directory, DirectoryError, UserFacts, Wanted};
 use crate::store::{self, Store, StoreError, UserRecord};
 
 /// `user add`: refused when the user already has a record, and, unless `no_account`, when the
@@ -283,8 +284,10 @@ pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 /// count against the caps (a user without a record gets codes through the `[directory]`
 /// template, and an admin asked to reset one should see them), or has an account here.
 pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    // NSS and the LDAP sources may be slow: asked before the store lock, as a login asks them.
     let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
     let ctx = &ctx.looking_up(&looked_up);
+    let directory = ldap_address(ctx, user);
     let store = ctx.shared.store();
     let known = match store.user(user) {
         Ok(record) => record.is_some(),
@@ -294,14 +297,77 @@ pub fn show(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
     let mailed = store
         .sends_counted(user, ctx.now)
         .is_ok_and(|sent| sent.day > 0);
-    if !known && locked.is_none() && !mailed && ctx.accounts.uid_of(user).is_none() {
+    // A directory that could not be asked may know the user: shown, with why there is no
+    // address, rather than "not found".
+    let in_directory = match &directory {
+        Some(Ok(facts)) => facts.address.is_some(),
+        Some(Err(_)) => true,
+        None => false,
+    };
+    if !known && !in_directory && locked.is_none() && !mailed && ctx.accounts.uid_of(user).is_none()
+    {
         return not_found(user);
     }
     match view_of(ctx, &store, user) {
-        Ok(user) => AdminResponse::User {
-            user: Box::new(user),
-        },
+        Ok(mut view) => {
+            with_ldap_address(&mut view, directory);
+            AdminResponse::User {
+                user: Box::new(view),
+            }
+        }
         Err(e) => store_failed(&e),
+    }
+}
+
+/// What the `[[directory.ldap]]` sources say of `user`'s address, in order; `None` when there
+/// are none.
+fn ldap_address(ctx: &Ctx<'_>, user: &str) -> Option<Result<UserFacts, DirectoryError>> {
+    if ctx.active.ldap.is_empty() || view::check_user_name(user).is_err() {
+        return None;
+    }
+    let sources: Vec<&dyn Directory> = ctx
+        .active
+        .ldap
+        .iter()
+        .map(|l| l as &dyn Directory)
+        .collect();
+    let wanted = Wanted {
+        record: true,
+        ..Wanted::default()
+    };
+    Some(directory::look_up(&sources, user, wanted))
+}
+
+/// Puts the directory's address in `view` where a login would use it: after otpd's table,
+/// before the template. A directory that cannot be asked leaves no address, as a login fails
+/// closed then.
+fn with_ldap_address(view: &mut UserView, directory: Option<Result<UserFacts, DirectoryError>>) {
+    if view.address_source == crate::directory::FROM_TABLE {
+        return;
+    }
+    match directory {
+        None => {}
+        Some(Ok(facts)) => {
+            if let (Some(address), Some(source)) = (facts.address, facts.address_source) {
+                view.address = Some(address.as_str().to_string());
+                view.address_source = match facts.last_known {
+                    // The reason quotes the servers' own text: escaped before a terminal.
+                    Some(why) => format!(
+                        "{source} (last known answer: {})",
+                        common::text::escape_for_log(&why)
+                    ),
+                    None => source,
+                };
+            }
+        }
+        Some(Err(e)) => {
+            view.address = None;
+            // The reason quotes the server's own text: escaped before it reaches a terminal.
+            view.address_source = format!(
+                "unavailable: {}",
+                common::text::escape_for_log(&e.to_string())
+            );
+        }
     }
 }
 

@@ -134,10 +134,14 @@ pub fn code_required_for(
             Some(*protocol),
             record,
             address,
-            || {
-                groups
-                    .get_or_insert_with(|| accounts.groups_of(name))
-                    .clone()
+            policy::Membership {
+                groups: || {
+                    groups
+                        .get_or_insert_with(|| accounts.groups_of(name))
+                        .clone()
+                },
+                // otpctl's view asks no LDAP server: `match_attribute` policies do not match.
+                attributes: &common::config::Attributes::new(),
             },
         );
         if matches!(decision, Decision::Code(_) | Decision::NoUsableAddress) {

@@ -87,6 +87,12 @@ pub fn json<T: Serialize>(value: &T) -> String {
 pub fn user(u: &UserView) -> String {
     let address = match &u.address {
         Some(a) => format!("{a} (from {})", u.address_source),
+        None if u.address_source.starts_with("unavailable") => {
+            format!(
+                "none, no code can be sent: the directory is {}",
+                u.address_source
+            )
+        }
         None => "none: no code can be sent".to_string(),
     };
     block(&[

@@ -196,7 +196,16 @@ fn prepare_in(
             code,
             expires_at,
         } => {
-            audit::record(store, now, Event::Issued, subject, Some(&needed.profile))?;
+            // The profile, and which source gave the address the code goes to.
+            let mut detail = match &facts.user.address_source {
+                Some(source) => format!("{} address_source={source}", needed.profile),
+                None => needed.profile.clone(),
+            };
+            // Served from the directory's last known answer (`directory_down = "last_known"`).
+            if facts.user.last_known.is_some() {
+                detail.push_str(" directory=last_known");
+            }
+            audit::record(store, now, Event::Issued, subject, Some(&detail))?;
             BeginStep::Mail(Box::new(PendingMail {
                 challenge,
                 code,

@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
+use common::config::Language;
+use common::text::escape_for_log;
 use common::wire::{LoginContext, Response};
 
 use super::asker::Asker;
 use super::wording::{Phrase, internal_error, lost};
 use crate::caller::{Caller, may_act_for};
-use crate::directory::{
-    self, AddressTemplate, Directory, DirectoryError, LocalTable, Nss, Unresolved, UserFacts,
-    Wanted,
-};
+use crate::directory::{self, DirectoryError, Unresolved, UserFacts, Wanted};
 use crate::off_thread::{self, Lost};
 use crate::policy;
 use crate::state::{Active, Shared};
@@ -48,7 +47,7 @@ pub(super) async fn resolve_facts(
     .await;
     match resolved {
         Ok(Ok(facts)) => Ok(facts),
-        Ok(Err(e)) => Err(internal_error(language, &e)),
+        Ok(Err(e)) => Err(unanswered(language, &e)),
         Err(Unresolved::Lost) => Err(lost(language)),
         Err(Unresolved::Late) => Err(Response::Unavailable {
             message: Phrase::LookupLate.in_language(language),
@@ -88,16 +87,34 @@ pub(super) async fn decide_with_facts<T: Send + 'static>(
     .await;
     match done {
         Ok(Ok(both)) => Ok(both),
-        Ok(Err(e)) => Err(internal_error(language, &e)),
+        Ok(Err(e)) => Err(unanswered(language, &e)),
         Err(Lost) => Err(lost(language)),
     }
 }
 
+/// The answer to a login whose directories failed: unavailable (fail closed), worded for the
+/// user by what failed; the log says which source and why.
+fn unanswered(language: Language, error: &DirectoryError) -> Response {
+    match error {
+        DirectoryError::Table(_) => internal_error(language, error),
+        DirectoryError::Ldap { .. } => {
+            tracing::error!(
+                "{}; the login is unavailable",
+                escape_for_log(&error.to_string())
+            );
+            Response::Unavailable {
+                message: Phrase::LookupFailed.in_language(language),
+            }
+        }
+    }
+}
+
 /// Whether a login's facts can come without any lookup that may be slow: root asked (root may
-/// act for anyone and its report of the origin is believed, with no account lookup) and no
-/// policy matches groups, so only otpd's own table and the address template are read.
+/// act for anyone and its report of the origin is believed, with no account lookup), no policy
+/// matches groups and no LDAP source is configured, so only otpd's own table and the address
+/// template are read.
 fn facts_are_local(caller: Caller, active: &Active) -> bool {
-    caller.uid == 0 && !active.config.policies_need_groups()
+    caller.uid == 0 && !active.config.policies_need_groups() && active.ldap.is_empty()
 }
 
 /// The lookups behind [`resolve_facts`]; they block.
@@ -122,13 +139,9 @@ pub(super) fn look_up_facts(
     let wanted = Wanted {
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
+        attributes: reaches_user && config.policies_need_attributes(),
     };
-    let sources: [&dyn Directory; 3] = [
-        &LocalTable(shared),
-        &AddressTemplate(config),
-        &Nss(accounts),
-    ];
-    let user = directory::look_up(&sources, &login.user, wanted)?;
+    let user = directory::look_up_all(shared, active, &login.user, wanted)?;
     Ok(Facts {
         asker,
         login,
@@ -199,6 +212,33 @@ mod tests {
         let answer = begun.await.unwrap();
         assert!(
             matches!(&answer, Response::Unavailable { message } if message.contains("in time")),
+            "{answer:?}"
+        );
+    }
+
+    /// Issue #19: with the directory down the login fails closed; the template, asked after
+    /// the LDAP sources, never gives an address for a user the directory should know.
+    #[tokio::test]
+    async fn a_login_whose_ldap_servers_are_all_down_is_unavailable_not_mailed_to_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = crate::test_support::config(&format!(
+            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{{user}}@example.com\"\n\
+             [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{closed}\"]\ntls = \"none\"\n\
+             base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1"
+        ));
+        let shared = Arc::new(crate::test_support::shared(
+            dir.path(),
+            config,
+            Arc::new(SystemClock),
+        ));
+        let answer = begin_as_root(&shared, alice()).await;
+        assert!(
+            matches!(&answer, Response::Unavailable { message } if message.contains("could not look up your account")),
             "{answer:?}"
         );
     }

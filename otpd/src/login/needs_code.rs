@@ -16,7 +16,8 @@ use crate::caller::Caller;
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueRequest, Store, StoreError};
-use common::config::Mode;
+use common::config::{DirectoryDown, Mode};
+use common::text::escape_for_log;
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
 /// for the user, the login's protocol, the policy. `Ok(Ok(_))` when a code is needed;
@@ -53,6 +54,9 @@ pub(super) fn needs_code(
     };
     let protocol_name = protocol.map(|p| p.as_str());
     let rhost = asker.remote_address(login);
+    if let Some(refusal) = refuse_last_known(config, facts, rhost, protocol) {
+        return Ok(Err(refusal));
+    }
     let decision = policy::decide(
         config,
         login,
@@ -60,7 +64,10 @@ pub(super) fn needs_code(
         protocol,
         facts.user.record.as_ref(),
         facts.user.address.clone(),
-        || facts.user.groups.clone(),
+        policy::Membership {
+            groups: || facts.user.groups.clone(),
+            attributes: &facts.user.attributes,
+        },
     );
     match decision {
         Decision::Skip(reason) => {
@@ -103,6 +110,40 @@ pub(super) fn needs_code(
         }
         Decision::Code(needed) => Ok(Ok(needed)),
     }
+}
+
+/// The answer to a login decided on a directory's last known answer (every server down, the
+/// cached one past its TTL) when its profile does not allow that (`directory_down =
+/// "unavailable"`, the default): unavailable, fail closed. `None` when the facts are fresh, the
+/// profile allows them, or the protocol alone decides.
+fn refuse_last_known(
+    config: &common::config::Config,
+    facts: &Facts,
+    rhost: Option<std::net::IpAddr>,
+    protocol: Option<common::service::Protocol>,
+) -> Option<Response> {
+    let why = facts.user.last_known.as_ref()?;
+    let protocol = policy::enabled_protocol(config, protocol).ok()?;
+    let (profile, settings) = policy::settings_for_account(
+        config,
+        &facts.login.user,
+        rhost,
+        protocol,
+        || facts.user.groups.clone(),
+        &facts.user.attributes,
+    );
+    if settings.directory_down == DirectoryDown::LastKnown {
+        return None;
+    }
+    tracing::error!(
+        "{}; profile {} has directory_down = \"unavailable\": the login of user={} is unavailable",
+        escape_for_log(why),
+        escape_for_log(profile),
+        escape_for_log(&facts.login.user)
+    );
+    Some(Response::Unavailable {
+        message: Phrase::LookupFailed.in_language(settings.language),
+    })
 }
 
 /// What a request that checks or looks up a code does with a skipped login.

@@ -2,6 +2,7 @@
 //! system's CA store plus the server's optional `ca_file` (a private CA). There is no switch to
 //! skip verification: a server whose certificate does not check out gets no code.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use common::config::admin_file::{self, AdminFileKind};
@@ -47,46 +48,53 @@ pub fn parameters(server: &SmtpServer) -> Result<TlsClient, TlsSetupError> {
     };
     let server_name = ServerName::try_from(server.host.clone())
         .map_err(|e| fail(format!("{:?} is not a host name: {e}", server.host)))?;
+    let config = verifying_config(server.ca_file.as_deref()).map_err(fail)?;
+    Ok(TlsClient {
+        connector: TlsConnector::from(config),
+        server_name,
+    })
+}
+
+/// A rustls client that verifies against the system's CA store plus `ca_file` (a private CA),
+/// TLS 1.2 or 1.3: the one trust setup of every server otpd talks to (SMTP, LDAP).
+pub fn verifying_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Certificates the system store holds but rustls cannot parse are skipped, as every
     // rustls client does; a store with none usable is caught below.
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
-    if let Some(ca_file) = &server.ca_file {
+    if let Some(ca_file) = ca_file {
         let show = ca_file.display();
         // Bounded and checked like every file the admin names: /dev/zero or a FIFO here once
         // passed the config check and then exhausted or hung otpd at start.
         let pem = admin_file::read(ca_file, AdminFileKind::CaBundle)
-            .map_err(|e| fail(format!("ca_file {e}")))?;
+            .map_err(|e| format!("ca_file {e}"))?;
         let certificates = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(format!("ca_file {show}: {e}")))?;
+            .map_err(|e| format!("ca_file {show}: {e}"))?;
         if certificates.is_empty() {
-            return Err(fail(format!(
+            return Err(format!(
                 "ca_file {show} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-            )));
+            ));
         }
         for certificate in certificates {
             roots
                 .add(certificate)
-                .map_err(|e| fail(format!("ca_file {show}: {e}")))?;
+                .map_err(|e| format!("ca_file {show}: {e}"))?;
         }
     }
     if roots.is_empty() {
-        return Err(fail(
+        return Err(
             "no trusted certificate: the system store is empty and no ca_file is set".into(),
-        ));
+        );
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| fail(format!("cannot set up TLS: {e}")))?
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsClient {
-        connector: TlsConnector::from(Arc::new(config)),
-        server_name,
-    })
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

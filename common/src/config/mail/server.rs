@@ -1,14 +1,12 @@
 //! One `[[mail.servers]]` entry: where, how protected, as whom.
 
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::super::address::is_dns_label;
-use super::super::check::{self, SECOND};
+use super::super::check::{self, SECOND, is_loopback};
 use super::super::error::Invalid;
 use super::super::raw::{RawServer, Text};
 
@@ -138,7 +136,7 @@ impl SmtpServer {
             .host
             .as_ref()
             .ok_or_else(|| missing("host", "add host = \"HOST NAME OR IP ADDRESS\""))?;
-        let host = host("host", host_value)?;
+        let host = check::host("host", host_value)?;
         let security_value = server.security.as_ref().ok_or_else(|| {
             missing(
                 "security",
@@ -177,7 +175,7 @@ impl SmtpServer {
         let hello_name = server
             .hello_name
             .as_ref()
-            .map(|v| self::host("hello_name", v))
+            .map(|v| check::host("hello_name", v))
             .transpose()?;
         let max_connections = match &server.max_connections {
             Some(v) => check::cap("max_connections", v, 1, 100)?,
@@ -232,30 +230,6 @@ fn auth(raw: &Spanned<RawServer>) -> Result<Option<SmtpAuth>, Invalid> {
                 password_file: check::absolute_path("password_file", file)?,
             }))
         }
-    }
-}
-
-/// A host name (DNS labels, no trailing dot) or an IP address without brackets.
-pub(super) fn host(key: &str, value: &Text) -> Result<String, Invalid> {
-    let host = value.get_ref();
-    let is_name = host.len() <= 253 && host.split('.').all(is_dns_label);
-    if is_name || host.parse::<IpAddr>().is_ok() {
-        Ok(host.clone())
-    } else {
-        Err(Invalid::new(
-            value.span(),
-            format!(
-                "{key} must be a host name (letters, digits, '-' and dots) or an IP address without brackets, got {host:?}"
-            ),
-        ))
-    }
-}
-
-/// Hosts where plain SMTP never leaves the machine.
-fn is_loopback(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 

@@ -6,6 +6,7 @@
 //! tests plant faults in temporary directories.
 
 mod files;
+mod ldap;
 mod mail;
 mod networks;
 mod pam;
@@ -52,7 +53,7 @@ impl Level {
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Which check: `config`, `otpd`, `socket`, `state`, `mail`, `module`, `pam`, `sshd`.
+    /// Which check: `config`, `otpd`, `socket`, `state`, `mail`, `ldap`, `module`, `pam`, `sshd`.
     pub check: &'static str,
     /// How bad.
     pub level: Level,
@@ -262,6 +263,7 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
     findings.extend(files::state(&state_dir));
     if let Some(config) = &config {
         findings.extend(mail::check(&config.mail));
+        findings.extend(ldap::check(config));
         findings.extend(networks::check(config));
     }
     if let Some(to) = &args.send_to {

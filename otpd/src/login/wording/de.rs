@@ -49,5 +49,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupLate => "Der Dienst für Anmeldecodes konnte Ihr Konto nicht rechtzeitig \
                                finden. Versuchen Sie es später erneut."
             .into(),
+        Phrase::LookupFailed => "Der Dienst für Anmeldecodes konnte Ihr Konto nicht finden. \
+                                 Versuchen Sie es später erneut."
+            .into(),
     }
 }

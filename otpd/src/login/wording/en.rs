@@ -41,5 +41,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupLate => {
             "The login code service could not look up your account in time. Try again later.".into()
         }
+        Phrase::LookupFailed => {
+            "The login code service could not look up your account. Try again later.".into()
+        }
     }
 }

@@ -51,5 +51,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupLate => "El servicio de códigos de inicio de sesión no pudo encontrar su \
                                cuenta a tiempo. Inténtelo más tarde."
             .into(),
+        Phrase::LookupFailed => "El servicio de códigos de inicio de sesión no pudo encontrar \
+                                 su cuenta. Inténtelo más tarde."
+            .into(),
     }
 }

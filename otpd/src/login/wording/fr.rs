@@ -51,5 +51,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupLate => "Le service des codes de connexion n'a pas pu trouver votre \
                                compte à temps. Réessayez plus tard."
             .into(),
+        Phrase::LookupFailed => "Le service des codes de connexion n'a pas pu trouver votre \
+                                 compte. Réessayez plus tard."
+            .into(),
     }
 }

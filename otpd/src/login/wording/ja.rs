@@ -44,5 +44,6 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
             format!("送信されたコードが多すぎます。{minutes} 分後に再度お試しください。")
         }
         Phrase::LookupLate => "ログインコードサービスが時間内にアカウントを確認できませんでした。しばらくしてから再度お試しください。".into(),
+        Phrase::LookupFailed => "ログインコードサービスがアカウントを確認できませんでした。しばらくしてから再度お試しください。".into(),
     }
 }

@@ -111,6 +111,7 @@ mod tests {
             },
             Phrase::RateLimited { minutes: 33 },
             Phrase::LookupLate,
+            Phrase::LookupFailed,
         ]
     }
 

@@ -35,6 +35,8 @@ pub enum Phrase<'a> {
     RateLimited { minutes: i64 },
     /// The user's facts did not come within the directory's deadline.
     LookupLate,
+    /// A directory (LDAP) could not be asked and had nothing cached.
+    LookupFailed,
 }
 
 impl Phrase<'_> {

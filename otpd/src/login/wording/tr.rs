@@ -39,5 +39,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupLate => {
             "Giriş kodu hizmeti hesabınızı zamanında bulamadı. Daha sonra tekrar deneyin.".into()
         }
+        Phrase::LookupFailed => {
+            "Giriş kodu hizmeti hesabınızı bulamadı. Daha sonra tekrar deneyin.".into()
+        }
     }
 }

@@ -1,21 +1,33 @@
-//! Where otpd learns about a user: the places an admin keeps users, behind one interface, so a
-//! network directory (LDAP) can join them later without touching the login path.
+//! Where otpd learns about a user: the places an admin keeps users, behind one interface.
 //!
-//! Today's sources are otpd's own user table ([`LocalTable`]: enrolment, protocols, address),
-//! the `[directory] email_template` ([`AddressTemplate`]: an address for users the table has
-//! none for) and NSS ([`Nss`]: groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
+//! The sources, in the order a login asks them: otpd's own user table ([`LocalTable`]:
+//! enrolment, protocols, address; an admin's explicit choice), the `[[directory.ldap]]` sources
+//! ([`LdapDirectory`]: address and groups), the `[directory] email_template`
+//! ([`AddressTemplate`]: an address for users no source before it had one for) and NSS ([`Nss`]:
+//! groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
 //! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
 //! [`DEADLINE`]. A slow source delays only the login that asked it.
 
 use std::time::Duration;
 
-use common::config::{Config, EmailAddress};
+use common::config::{Attributes, Config, EmailAddress};
 use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
 use crate::off_thread::{self, Lost};
-use crate::state::Shared;
+use crate::state::{Active, Shared};
 use crate::store::{StoreError, UserRecord};
+
+mod cache;
+mod ldap;
+
+pub use self::cache::{Cache, Entry};
+pub use self::ldap::LdapDirectory;
+
+/// [`UserFacts::address_source`] for an address from otpd's own table.
+pub const FROM_TABLE: &str = "table";
+/// [`UserFacts::address_source`] for an address from the `email_template`.
+pub const FROM_TEMPLATE: &str = "template";
 
 /// How long a login waits for its facts. Past it the login is "unavailable" (fail closed), and
 /// the log says which user's lookup was slow.
@@ -28,8 +40,18 @@ pub struct UserFacts {
     pub record: Option<UserRecord>,
     /// Where the user's codes go, from the first source that has one.
     pub address: Option<EmailAddress>,
+    /// Which source gave [`UserFacts::address`] ([`FROM_TABLE`], `ldap:NAME`,
+    /// [`FROM_TEMPLATE`]), for the audit row of the code mailed there.
+    pub address_source: Option<String>,
     /// The user's groups, when asked for (only policies that match groups need them).
     pub groups: Vec<String>,
+    /// The directory attributes policies match (`match_attribute`), lower-case names, when
+    /// asked for; the first source that has an attribute gives it.
+    pub attributes: Attributes,
+    /// Set when an LDAP source could not be asked and its last known answer, past its TTL,
+    /// stands in: why, and how old. A profile decides whether that may serve
+    /// (`directory_down`); by default the login is unavailable.
+    pub last_known: Option<String>,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
@@ -40,6 +62,8 @@ pub struct Wanted {
     pub record: bool,
     /// The user's groups.
     pub groups: bool,
+    /// The directory attributes that policies match.
+    pub attributes: bool,
 }
 
 /// A directory could not answer; the login fails closed.
@@ -48,6 +72,14 @@ pub enum DirectoryError {
     /// otpd's own table could not be read.
     #[error("otpd's user table: {0}")]
     Table(#[from] StoreError),
+    /// No server of an LDAP source answered usably, and the cache held nothing fresh.
+    #[error("LDAP source {name}: {reason}")]
+    Ldap {
+        /// The source's name.
+        name: String,
+        /// What failed, server by server.
+        reason: String,
+    },
 }
 
 /// One source of facts about users. Lookups may block; they run off the runtime's thread.
@@ -80,6 +112,9 @@ impl Directory for LocalTable<'_> {
                     .as_ref()
                     .and_then(|r| r.email.as_deref())
                     .and_then(|e| EmailAddress::parse(e).ok());
+                if facts.address.is_some() {
+                    facts.address_source = Some(FROM_TABLE.into());
+                }
             }
         }
         Ok(())
@@ -105,6 +140,9 @@ impl Directory for AddressTemplate<'_> {
                 .email_template
                 .as_ref()
                 .and_then(|t| t.address_for(user));
+            if facts.address.is_some() {
+                facts.address_source = Some(FROM_TEMPLATE.into());
+            }
         }
         Ok(())
     }
@@ -122,7 +160,12 @@ impl Directory for Nss<'_> {
         facts: &mut UserFacts,
     ) -> Result<(), DirectoryError> {
         if wanted.groups {
-            facts.groups = self.0.groups_of(user);
+            // Added to the groups a directory before it found, not in their place.
+            for group in self.0.groups_of(user) {
+                if !facts.groups.contains(&group) {
+                    facts.groups.push(group);
+                }
+            }
         }
         Ok(())
     }
@@ -181,6 +224,26 @@ pub fn look_up(
         source.look_up(user, wanted, &mut facts)?;
     }
     Ok(facts)
+}
+
+/// What every source knows of `user` among `wanted`, asked in a login's order: otpd's table
+/// (an admin's explicit choice), the LDAP sources of `active`, the template, then NSS. Every
+/// path that needs a user's address goes through here, so none can mail the template's address
+/// to a user the directory knows. Blocks: run it off the runtime's thread, before any lock.
+pub fn look_up_all(
+    shared: &Shared,
+    active: &Active,
+    user: &str,
+    wanted: Wanted,
+) -> Result<UserFacts, DirectoryError> {
+    let table = LocalTable(shared);
+    let template = AddressTemplate(&active.config);
+    let nss = Nss(shared.accounts.as_ref());
+    let mut sources: Vec<&dyn Directory> = vec![&table];
+    sources.extend(active.ldap.iter().map(|l| l as &dyn Directory));
+    sources.push(&template);
+    sources.push(&nss);
+    look_up(&sources, user, wanted)
 }
 
 /// Why facts were not resolved.
@@ -269,8 +332,8 @@ mod tests {
         let none = look_up(&[&nss], "alice", Wanted::default()).unwrap();
         assert!(none.groups.is_empty());
         let wanted = Wanted {
-            record: false,
             groups: true,
+            ..Wanted::default()
         };
         let some = look_up(&[&nss], "alice", wanted).unwrap();
         assert_eq!(some.groups, ["alice", "otpadmin"]);
@@ -282,7 +345,7 @@ mod tests {
             crate::test_support::config("[directory]\nemail_template = \"{user}@example.com\"");
         let wanted = Wanted {
             record: true,
-            groups: false,
+            ..Wanted::default()
         };
         let template = AddressTemplate(&config);
         let from_template = look_up(&[&template], "alice", wanted).unwrap();
