@@ -124,6 +124,8 @@ pub enum AdminRequest {
     },
     /// Admin: the daemon's state. A non-admin gets their own account's state instead.
     Status,
+    /// Admin: otpd's counters in Prometheus's text exposition format.
+    Metrics,
     /// Admin: send a test message through each configured server (or one of them).
     TestMail {
         /// The recipient.
@@ -287,6 +289,12 @@ pub enum AdminResponse {
     SelfStatus {
         /// The state.
         status: Box<SelfStatus>,
+    },
+    /// otpd's counters, ready to print: Prometheus's text exposition format (0.0.4), every
+    /// line ending in a line feed.
+    Metrics {
+        /// The exposition text.
+        text: String,
     },
     /// One result per server tried.
     MailTest {

@@ -25,6 +25,8 @@ pub mod lifecycle;
 pub mod logging;
 pub mod login;
 pub mod mail;
+pub mod metrics;
+pub mod metrics_textfile;
 pub mod notices;
 pub mod off_thread;
 pub mod peer_lines;

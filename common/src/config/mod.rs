@@ -20,6 +20,7 @@ mod glob;
 mod language;
 mod ldap;
 mod mail;
+mod metrics;
 mod named_files;
 mod network;
 mod policy;
@@ -47,13 +48,14 @@ pub use self::mail::{
     MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates, Security,
     SmtpAuth, SmtpServer, TemplateVar,
 };
+pub use self::metrics::{DEFAULT_METRICS_INTERVAL, MetricsConfig};
 pub use self::network::Network;
 pub use self::policy::{Attributes, Policy};
 pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;
-use self::raw::{RawConfig, RawDaemon, RawDirectory, RawSettings, Text};
+use self::raw::{RawConfig, RawDaemon, RawDirectory, RawMetrics, RawSettings, Text};
 use crate::service::DEFAULT_SERVICES;
 
 /// The name [`Config::settings_for`] reports when no policy matched; reserved, so no profile
@@ -85,6 +87,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[[exemptions]]`: users whose logins with a listed SSH key need no code.
     pub exemptions: Vec<Exemption>,
+    /// `[metrics]`: the node_exporter textfile otpd writes its counters to, if any.
+    pub metrics: MetricsConfig,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -172,6 +176,8 @@ impl Config {
             .flatten()
             .map(Exemption::from_raw)
             .collect::<Result<_, _>>()?;
+        let metrics =
+            MetricsConfig::from_raw(raw.metrics.as_ref().unwrap_or(&RawMetrics::default()))?;
         Ok(Config {
             source: path.to_path_buf(),
             daemon,
@@ -185,6 +191,7 @@ impl Config {
             policies,
             mail,
             exemptions,
+            metrics,
             services,
         })
     }

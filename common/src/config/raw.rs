@@ -28,6 +28,15 @@ pub(super) struct RawConfig {
     pub policies: Option<Vec<Spanned<RawPolicy>>>,
     pub mail: Option<Spanned<RawMail>>,
     pub exemptions: Option<Vec<Spanned<RawExemption>>>,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub textfile: Option<Text>,
+    pub interval_seconds: Option<Int>,
 }
 
 /// `[daemon]`.

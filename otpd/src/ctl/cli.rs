@@ -101,6 +101,9 @@ pub enum Command {
     },
     /// Admins: otpd's version, uptime, config, counts and mail servers. Users: their own state.
     Status,
+    /// Admins: otpd's counters in Prometheus's text format (audit events since otpd started,
+    /// mails per server, skips per reason, mail latency, mail servers up).
+    Metrics,
     /// Admin: send a test message through each configured mail server and show what each said.
     TestMail {
         /// The recipient.
