@@ -53,6 +53,20 @@ fn bound_to(urls: &[String], ca: &TestCa, slapd: &Slapd) -> String {
     )
 }
 
+/// [`bound_to`] the server, with a private password file holding the wrong password (kept
+/// while the returned file lives).
+fn bound_with_a_wrong_password(ca: &TestCa, slapd: &Slapd) -> (tempfile::NamedTempFile, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = bound_to(&[slapd.ldaps_url()], ca, slapd).replace(
+        &format!("{:?}", slapd.password_file().display().to_string()),
+        &format!("{:?}", wrong.path().display().to_string()),
+    );
+    (wrong, source)
+}
+
 /// A login by `user` answering with the code of the `nth` mail of the test.
 fn login(s: &Setup, user: &str, nth: usize) -> LoginResult {
     login_with(
@@ -187,16 +201,9 @@ fn a_server_without_starttls_is_refused_before_the_bind_password_is_sent() {
 
 #[test]
 fn a_wrong_bind_password_makes_the_login_unavailable_and_the_log_says_why() {
-    use std::os::unix::fs::PermissionsExt;
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);
-    let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
-    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
-        &format!("{:?}", slapd.password_file().display().to_string()),
-        &format!("{:?}", wrong.path().display().to_string()),
-    );
+    let (_wrong, source) = bound_with_a_wrong_password(&ca, &slapd);
     let s = setup(&source, "");
     let result = login_with(&s.pam, "sshd", "bob", None, never_prompted);
     assert_unavailable(&s, &result);
@@ -453,16 +460,9 @@ fn otpctl_doctor_binds_to_each_ldap_server_and_names_the_one_that_is_down() {
 
 #[test]
 fn otpctl_doctor_says_a_bind_password_is_wrong() {
-    use std::os::unix::fs::PermissionsExt;
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);
-    let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
-    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
-        &format!("{:?}", slapd.password_file().display().to_string()),
-        &format!("{:?}", wrong.path().display().to_string()),
-    );
+    let (_wrong, source) = bound_with_a_wrong_password(&ca, &slapd);
     let s = setup(&source, "");
     let f = doctor_ldap(&s);
     assert_eq!(f.len(), 1, "{f:#?}");

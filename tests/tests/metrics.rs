@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::paths;
 use e2e_tests::programs::answers::{mailed_code, wrong};
 use e2e_tests::smtp::SmtpCapture;
 use e2e_tests::stack::PamConfDir;
@@ -67,20 +66,7 @@ fn skipped(s: &Site, user: &str) -> LoginResult {
 
 /// `otpctl ARGS` as root, or as the uid:gid `who`: exit status, stdout, stderr.
 fn ctl(s: &Site, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String, String) {
-    let out = paths::otpctl_as(who)
-        .arg("--socket")
-        .arg(&s.otpd.socket)
-        .arg("--config")
-        .arg(&s.otpd.config_path)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    s.otpd.otpctl(who, args)
 }
 
 /// What the real `otpctl metrics` prints, checked by the real `promtool check metrics`.

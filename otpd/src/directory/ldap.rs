@@ -504,14 +504,7 @@ mod tests {
         config.directory.ldap.into_iter().next().unwrap()
     }
 
-    /// A loopback port where nothing listens (bound, then closed).
-    fn closed_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
+    use crate::test_support::closed_port;
 
     fn wanted() -> Wanted {
         Wanted {
