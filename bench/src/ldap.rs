@@ -276,3 +276,33 @@ pub fn run(setup: &Setup, logins: u64) -> Result<(LdapResults, String), BenchErr
         check,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_cold_login_searches_and_each_kind_has_its_own_address() {
+        assert_eq!(
+            [Kind::Cold, Kind::Cached, Kind::Table].map(Kind::searches),
+            [1, 0, 0]
+        );
+        assert_eq!(Kind::Cold.address(3), Kind::Cached.address(3));
+        assert_eq!(Kind::Table.address(3), "table3@table.example.test");
+        assert_eq!(Kind::Cached.source(), "address_source=ldap:bench");
+    }
+
+    /// Against a real slapd, sink and otpd (run as root, as the benchmark itself): every kind
+    /// is timed for each user, and the run's own checks (one search per cold login, none
+    /// otherwise, each address from its source) passed.
+    #[test]
+    fn a_small_run_times_every_kind_for_each_user() {
+        let setup = Setup::start().unwrap();
+        let before = setup.mailbox.delivered();
+        let (results, check) = run(&setup, 3).unwrap();
+        let counts = [results.cold, results.cached, results.table].map(|s| s.count);
+        assert_eq!(counts, [3, 3, 3]);
+        assert_eq!(setup.mailbox.delivered() - before, 3 * (3 + WARMUP));
+        assert!(check.contains("one slapd search each"), "{check}");
+    }
+}

@@ -547,6 +547,34 @@ mod tests {
     }
 
     #[test]
+    fn the_ldap_table_gives_each_kind_against_the_tables() {
+        let summary = |p50: u64, p99: u64| Summary {
+            count: 200,
+            p50: Duration::from_micros(p50),
+            p99: Duration::from_micros(p99),
+            max: Duration::from_micros(p99),
+            mean: Duration::from_micros(p50),
+        };
+        let ldap = LdapResults {
+            cold: summary(3000, 8000),
+            cached: summary(1100, 2000),
+            table: summary(1000, 4000),
+        };
+        let table = ldap_table(Some(&ldap));
+        assert!(
+            table.contains(
+                "| LDAP (slapd on loopback), cold | 200 | 3000 µs | 8000 µs | 3.00 | 2.00 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| LDAP, cached | 200 | 1100 µs | 2000 µs | 1.10 | 0.50 |"),
+            "{table}"
+        );
+        assert_eq!(ldap_table(None), "");
+    }
+
+    #[test]
     fn ratios_guard_against_a_zero_baseline() {
         assert_eq!(ratio(3.0, 1.5), "2.00");
         assert_eq!(ratio(3.0, 0.0), "—");
