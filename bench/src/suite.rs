@@ -1,5 +1,6 @@
-//! The whole benchmark in order: memory probes, skip path, serial and concurrent logins (ours
-//! then pam_oath's each time), otpd's memory after the burst and with many live codes.
+//! The whole benchmark in order: bursts through real MTAs, logins with the address from LDAP or
+//! otpd's table, memory probes, skip path, serial and concurrent logins (ours then pam_oath's
+//! each time), otpd's memory after the burst and with many live codes.
 
 use std::io::Write;
 use std::ops::Range;
