@@ -145,7 +145,12 @@ impl Config {
             // Only LDAP sources give attributes: such a policy could never match.
             let unmatched = raw.policies.iter().flatten();
             if let Some(table) = unmatched
-                .filter_map(|p| p.get_ref().match_attribute.as_ref())
+                .filter_map(|p| {
+                    let p = p.get_ref();
+                    p.match_attribute
+                        .as_ref()
+                        .or(p.match_attribute_regex.as_ref())
+                })
                 .next()
             {
                 return Err(Invalid::new(

@@ -134,6 +134,7 @@ pub(super) struct RawPolicy {
     pub match_rhost: Option<Spanned<Vec<Text>>>,
     /// `{ ATTRIBUTE = "GLOB", ... }` over the user's directory attributes.
     pub match_attribute: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub match_attribute_regex: Option<Spanned<BTreeMap<Text, Text>>>,
     /// Optional here only so that a missing one gets our message rather than serde's.
     pub profile: Option<Text>,
 }
