@@ -592,7 +592,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__doctor)
-            opts="-h --pam-dir --module --sshd-command --send-to --socket --config --json --timeout --help"
+            opts="-h --pam-dir --module --sshd-command --send-to --ldap-user --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,6 +611,10 @@ _otpctl() {
                     return 0
                     ;;
                 --send-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ldap-user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -256,6 +256,7 @@ complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l pam-dir -d 'The
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l module -d 'The installed module [env: OTPCTL_PAM_MODULE] [default: pam_otp_email.so in the first of /lib/<arch>-linux-gnu/security, /usr/lib/<arch>-linux-gnu/security, /usr/lib64/security and /lib64/security that holds it]' -r -F
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l sshd-command -d 'The command that prints sshd\'s effective config; doctor appends `-C user=USER,host=localhost,addr=127.0.0.1` and runs it for root and for an ordinary user, e.g. `sshd -T -f /etc/ssh/sshd_config.new` [env: OTPCTL_SSHD_COMMAND] [default: sshd -T]' -r
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l send-to -d 'Also send a real test message to ADDRESS through each server (needs otpd)' -r
+complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l ldap-user -d 'Also look USER up on each LDAP server as a login would (its filter, address and groups)' -r
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l socket -d 'otpd\'s socket [default: [daemon] socket from the config file, else /run/otpd/otpd.sock]' -r -F
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l config -d 'The config file: gives the socket path, and is what check-config and doctor check' -r -F
 complete -c otpctl -n "__fish_otpctl_using_subcommand doctor" -l timeout -d 'Seconds to wait for otpd (a command that mails waits for the mail server too)' -r

@@ -407,10 +407,16 @@ fn a_server_that_accepts_and_never_answers_makes_the_login_unavailable_within_th
 
 /// The `ldap` findings of `otpctl doctor --json` over `s`'s config.
 fn doctor_ldap(s: &Setup) -> Vec<serde_json::Value> {
+    doctor_ldap_with(s, &[])
+}
+
+/// [`doctor_ldap`] with `args` after `doctor`.
+fn doctor_ldap_with(s: &Setup, args: &[&str]) -> Vec<serde_json::Value> {
     let output = std::process::Command::new(paths::binary("otpctl"))
         .arg("--config")
         .arg(&s.otpd.config_path)
         .args(["--timeout", "1", "--json", "doctor"])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -454,6 +460,32 @@ fn otpctl_doctor_binds_to_each_ldap_server_and_names_the_one_that_is_down() {
             .as_str()
             .unwrap()
             .contains(&down.to_string()),
+        "{f:#?}"
+    );
+}
+
+/// `otpctl doctor --ldap-user`: the user looked up on each server as a login would, with the
+/// address and groups found, and a user the filter does not find is a problem.
+#[test]
+fn otpctl_doctor_looks_a_test_user_up_on_each_server() {
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
+    let f = doctor_ldap_with(&s, &["--ldap-user", "alice"]);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[1]["level"], "ok", "{f:#?}");
+    let found = f[1]["message"].as_str().unwrap();
+    assert!(
+        found.contains("user alice found with (uid=alice): address alice@ldap.example.test"),
+        "{found}"
+    );
+    let f = doctor_ldap_with(&s, &["--ldap-user", "nobody-here"]);
+    assert_eq!(f[1]["level"], "problem", "{f:#?}");
+    assert!(
+        f[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user nobody-here not found"),
         "{f:#?}"
     );
 }

@@ -288,4 +288,7 @@ pub struct DoctorArgs {
     /// Also send a real test message to ADDRESS through each server (needs otpd).
     #[arg(long, value_name = "ADDRESS")]
     pub send_to: Option<String>,
+    /// Also look USER up on each LDAP server as a login would (its filter, address and groups).
+    #[arg(long, value_name = "USER")]
+    pub ldap_user: Option<String>,
 }

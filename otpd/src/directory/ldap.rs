@@ -233,6 +233,38 @@ impl LdapDirectory {
         read.map_err(ServerFailure::into_reason)
     }
 
+    /// What `otpctl doctor --ldap-user USER` reports of one server: `user` looked up as a login
+    /// would (the filter, the address attribute, the groups), not from the cache. The entry's
+    /// values and the server's text are escaped: they go to a terminal; the filter and the user
+    /// are the admin's own.
+    pub fn check_user(&self, url: &LdapUrl, user: &str) -> Result<String, String> {
+        let filter = self.source.filter_for(user);
+        match self.ask(url, user, true) {
+            Ok(Entry::Found {
+                address, groups, ..
+            }) => {
+                let address = match &address {
+                    Some(a) => format!("address {}", escape_for_log(a)),
+                    None => format!("no {} value", self.source.address_attribute),
+                };
+                let groups: Vec<String> = groups
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|g| escape_for_log(g))
+                    .collect();
+                Ok(format!(
+                    "user {user} found with {filter}: {address}, groups [{}]",
+                    groups.join(", ")
+                ))
+            }
+            Ok(Entry::Absent) => Err(format!(
+                "user {user} not found with {filter} under {}",
+                self.source.base
+            )),
+            Err(failure) => Err(failure.into_reason()),
+        }
+    }
+
     /// The source this directory asks.
     pub fn source(&self) -> &LdapSource {
         &self.source
