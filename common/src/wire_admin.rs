@@ -426,6 +426,12 @@ pub struct UserView {
     /// `max_sends_per_hour` and `max_sends_per_day`; `None` where not looked up (lists).
     #[serde(default)]
     pub mailed: Option<MailedCounts>,
+    /// The groups the `[[directory.ldap]]` sources gave (`user show`; empty without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory_groups: Vec<String>,
+    /// The directory attributes policies match, as the sources gave them (`user show`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub directory_attributes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Codes mailed to one user, by window.

@@ -524,19 +524,27 @@ fn user_show(s: &Setup, user: &str) -> serde_json::Value {
 }
 
 #[test]
-fn otpctl_user_show_gives_the_directory_address_and_its_source_or_why_there_is_none() {
+fn otpctl_user_show_gives_the_directory_address_its_source_and_groups_or_why_there_is_none() {
     let ca = TestCa::new("ldap-test-ca");
     let mut slapd = Slapd::start(&ca);
     let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
     let bob = user_show(&s, "bob");
     assert_eq!(bob["address"], "bob@ldap.example.test", "{bob}");
     assert_eq!(bob["address_source"], "ldap:corp", "{bob}");
+    // What else the directory returned: the groups (from memberOf).
+    let alice = user_show(&s, "alice");
+    assert_eq!(
+        alice["directory_groups"],
+        serde_json::json!(["ops"]),
+        "{alice}"
+    );
     // Unknown to the directory: the template, as a login would use it.
     let nobody = user_show(&s, "root");
     assert_eq!(nobody["address_source"], "template", "{nobody}");
     slapd.stop();
-    let alice = user_show(&s, "alice");
-    assert!(alice["address"].is_null(), "{alice}");
-    let why = alice["address_source"].as_str().unwrap();
+    // A user the cache does not hold yet.
+    let dora = user_show(&s, "dora");
+    assert!(dora["address"].is_null(), "{dora}");
+    let why = dora["address_source"].as_str().unwrap();
     assert!(why.starts_with("unavailable: LDAP source corp"), "{why}");
 }
