@@ -200,6 +200,24 @@ fn otpctl_metrics_passes_promtool_and_its_counters_equal_the_audit_rows() {
         1
     );
     assert_eq!(sample(&text, "otpd_mail_delivery_seconds_count"), 2);
+    // Each login asked otpd: alice and bob a begin (bob's wrong answers answers), dave's skip
+    // a probe of the split ftp stack or a begin.
+    assert_eq!(
+        sample(
+            &text,
+            "otpd_login_request_seconds_count{request=\"answer\"}"
+        ),
+        counters["verified"] + counters["wrong_code"],
+        "{text}"
+    );
+    assert!(sample(&text, "otpd_login_request_seconds_count{request=\"begin\"}") >= 2);
+    assert!(sample(&text, "otpd_connections_total{outcome=\"admitted\"}") >= 5);
+    assert_eq!(
+        sample(&text, "otpd_connections_total{outcome=\"refused\"}"),
+        0
+    );
+    // otpctl's own connection is the one open while it asks.
+    assert_eq!(sample(&text, "otpd_connections_open"), 1, "{text}");
     assert_counters_match_rows(&s, &text);
 
     // Only root and admins see them; a refused caller's row is counted too.

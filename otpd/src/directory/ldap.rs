@@ -18,6 +18,7 @@
 //! cache, not a connection pool, is what spares the servers, and nothing of a lookup that missed
 //! its deadline outlives its thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::config::{
@@ -50,6 +51,8 @@ pub struct LdapDirectory {
     attributes: Vec<String>,
     cache: Mutex<Cache>,
     clock: Arc<dyn Clock>,
+    /// Whether the last lookup that asked the servers reached one (`otpd_directory_up`).
+    reachable: AtomicBool,
 }
 
 impl std::fmt::Debug for LdapDirectory {
@@ -115,7 +118,13 @@ impl LdapDirectory {
                 source.cache_size,
             )),
             clock,
+            reachable: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the last lookup that asked the servers reached one; true before any did.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// The source's name, as audit rows show it (`ldap:NAME`).
@@ -145,6 +154,7 @@ impl LdapDirectory {
             }
             match self.ask(url, user, groups) {
                 Ok(entry) => {
+                    self.reachable.store(true, Ordering::Relaxed);
                     self.remember(user, entry.clone(), self.clock.now());
                     return Ok((entry, None));
                 }
@@ -163,6 +173,7 @@ impl LdapDirectory {
                 }
             }
         }
+        self.reachable.store(false, Ordering::Relaxed);
         let reason = format!("no server answered ({})", reasons.join("; "));
         match self.last_known(user) {
             Some((entry @ Entry::Found { .. }, stored)) => {

@@ -201,6 +201,7 @@ mod tests {
         let text = metrics.render(&crate::metrics::Gauges {
             start_time: 0,
             servers: Vec::new(),
+            directories: Vec::new(),
         });
         let prefix = format!("otpd_audit_events_total{{event=\"{name}\"}} ");
         text.lines()

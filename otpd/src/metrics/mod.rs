@@ -13,10 +13,14 @@
 //! the mail servers' names in the config (at most [`MAX_SERVERS`] kept; more count as
 //! `other`). Every label value is escaped all the same.
 
+mod histogram;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+use self::histogram::Histogram;
 
 use common::wire::SkipReason;
 
@@ -44,13 +48,22 @@ const OTHER: &str = "other";
 /// The upper bounds (seconds) of the delivery latency histogram's buckets; `+Inf` follows.
 pub const DELIVERY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// The counters. Cheap to update: one short lock per stored audit row.
+/// The upper bounds (seconds) of the login request latency histogram's buckets: a request
+/// that mails a code waits for the mail server's acceptance.
+pub const REQUEST_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The login requests whose latency is measured, for the `request` label.
+pub const LOGIN_REQUESTS: [&str; 5] = ["begin", "resend", "answer", "probe", "verify"];
+
+/// The counters. Cheap to update: one short lock per stored audit row or request.
 #[derive(Debug, Default)]
 pub struct Metrics {
     counts: Mutex<Counts>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
     /// Rows per event name (only names of [`Event::ALL`]).
     events: BTreeMap<&'static str, u64>,
@@ -58,10 +71,32 @@ struct Counts {
     mailed: BTreeMap<String, u64>,
     /// `skipped` rows per reason (the row's detail).
     skipped: BTreeMap<&'static str, u64>,
-    /// Mail delivery attempts: count per bucket, then the sum and count.
-    delivery_buckets: [u64; DELIVERY_BUCKETS.len()],
-    delivery_sum: f64,
-    delivery_count: u64,
+    /// How long mail deliveries took.
+    delivery: Histogram,
+    /// How long each kind of login request took, from its frame read to its answer.
+    requests: BTreeMap<&'static str, Histogram>,
+    /// Connections admitted and refused by the socket's fair share, and open now.
+    admitted: u64,
+    refused: u64,
+    open: u64,
+}
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts {
+            events: BTreeMap::new(),
+            mailed: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            delivery: Histogram::new(&DELIVERY_BUCKETS),
+            requests: LOGIN_REQUESTS
+                .iter()
+                .map(|kind| (*kind, Histogram::new(&REQUEST_BUCKETS)))
+                .collect(),
+            admitted: 0,
+            refused: 0,
+            open: 0,
+        }
+    }
 }
 
 /// What `otpctl metrics` shows besides the counters: read when it asks.
@@ -72,6 +107,9 @@ pub struct Gauges {
     /// Each configured mail server's name and whether its last attempt succeeded (a server not
     /// tried yet counts as up).
     pub servers: Vec<(String, bool)>,
+    /// Each LDAP source (`ldap:NAME`) and whether its last lookup reached a server (a source
+    /// not asked yet counts as up).
+    pub directories: Vec<(String, bool)>,
 }
 
 impl Metrics {
@@ -112,18 +150,32 @@ impl Metrics {
 
     /// Notes how long one mail delivery took (every server tried, success or not).
     pub fn observe_delivery(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let mut counts = self.counts();
-        for (bound, count) in DELIVERY_BUCKETS
-            .iter()
-            .zip(counts.delivery_buckets.iter_mut())
-        {
-            if seconds <= *bound {
-                *count += 1;
-            }
+        self.counts().delivery.observe(took);
+    }
+
+    /// Notes how long one login request of `kind` (one of [`LOGIN_REQUESTS`]) took.
+    pub fn observe_request(&self, kind: &'static str, took: Duration) {
+        if let Some(histogram) = self.counts().requests.get_mut(kind) {
+            histogram.observe(took);
         }
-        counts.delivery_sum += seconds;
-        counts.delivery_count += 1;
+    }
+
+    /// Counts a connection the socket admitted (open until [`Metrics::connection_closed`]) or
+    /// refused.
+    pub fn connection(&self, admitted: bool) {
+        let mut counts = self.counts();
+        if admitted {
+            counts.admitted += 1;
+            counts.open += 1;
+        } else {
+            counts.refused += 1;
+        }
+    }
+
+    /// An admitted connection ended.
+    pub fn connection_closed(&self) {
+        let mut counts = self.counts();
+        counts.open = counts.open.saturating_sub(1);
     }
 
     /// The counters and `gauges` in Prometheus's text exposition format (version 0.0.4).
@@ -183,31 +235,43 @@ impl Metrics {
             "histogram",
             "How long mailing a code took, every server tried, delivered or not.",
         );
-        for (bound, n) in DELIVERY_BUCKETS.iter().zip(counts.delivery_buckets) {
-            let le = bound.to_string();
-            sample(
-                &mut out,
-                "otpd_mail_delivery_seconds_bucket",
-                &[("le", &le)],
-                n,
-            );
+        counts
+            .delivery
+            .render(&mut out, "otpd_mail_delivery_seconds", &[]);
+        family(
+            &mut out,
+            "otpd_login_request_seconds",
+            "histogram",
+            "How long login requests took, from the request read to its answer, by request.",
+        );
+        for (kind, histogram) in &counts.requests {
+            histogram.render(&mut out, "otpd_login_request_seconds", &[("request", kind)]);
         }
+        family(
+            &mut out,
+            "otpd_connections_total",
+            "counter",
+            "Connections to otpd's socket, admitted or refused by its fair share.",
+        );
         sample(
             &mut out,
-            "otpd_mail_delivery_seconds_bucket",
-            &[("le", "+Inf")],
-            counts.delivery_count,
+            "otpd_connections_total",
+            &[("outcome", "admitted")],
+            counts.admitted,
         );
-        let _ = writeln!(
-            out,
-            "otpd_mail_delivery_seconds_sum {}",
-            counts.delivery_sum
+        sample(
+            &mut out,
+            "otpd_connections_total",
+            &[("outcome", "refused")],
+            counts.refused,
         );
-        let _ = writeln!(
-            out,
-            "otpd_mail_delivery_seconds_count {}",
-            counts.delivery_count
+        family(
+            &mut out,
+            "otpd_connections_open",
+            "gauge",
+            "Connections to otpd's socket being served now.",
         );
+        sample(&mut out, "otpd_connections_open", &[], counts.open);
         drop(counts);
         family(
             &mut out,
@@ -220,6 +284,20 @@ impl Metrics {
                 &mut out,
                 "otpd_mail_server_up",
                 &[("server", server)],
+                u64::from(*up),
+            );
+        }
+        family(
+            &mut out,
+            "otpd_directory_up",
+            "gauge",
+            "1 when the LDAP source's last lookup reached a server or none was made since otpd started or reloaded, else 0.",
+        );
+        for (source, up) in &gauges.directories {
+            sample(
+                &mut out,
+                "otpd_directory_up",
+                &[("source", source)],
                 u64::from(*up),
             );
         }
@@ -249,9 +327,15 @@ pub fn exposition(shared: &Shared, active: &Active) -> String {
             (server.name.clone(), up)
         })
         .collect();
+    let directories = active
+        .ldap
+        .iter()
+        .map(|source| (source.label(), source.reachable()))
+        .collect();
     shared.metrics.render(&Gauges {
         start_time: shared.started_at,
         servers,
+        directories,
     })
 }
 
@@ -276,7 +360,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// One sample line: `name{label="value",...} n`.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], n: u64) {
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], n: impl std::fmt::Display) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -319,6 +403,7 @@ mod tests {
         Gauges {
             start_time: 1_700_000_000,
             servers: vec![("primary".into(), true), ("backup".into(), false)],
+            directories: vec![("ldap:corp".into(), false)],
         }
     }
 
@@ -419,6 +504,59 @@ mod tests {
     }
 
     #[test]
+    fn requests_connections_and_directories_have_their_series() {
+        let metrics = Metrics::default();
+        metrics.observe_request("begin", Duration::from_millis(3));
+        metrics.observe_request("made-up", Duration::from_millis(3));
+        metrics.connection(true);
+        metrics.connection(true);
+        metrics.connection(false);
+        metrics.connection_closed();
+        let text = metrics.render(&gauges());
+        assert_eq!(
+            line_of(
+                &text,
+                "otpd_login_request_seconds_bucket{request=\"begin\",le=\"0.0025\"}"
+            ),
+            "otpd_login_request_seconds_bucket{request=\"begin\",le=\"0.0025\"} 0"
+        );
+        assert_eq!(
+            line_of(
+                &text,
+                "otpd_login_request_seconds_bucket{request=\"begin\",le=\"0.005\"}"
+            ),
+            "otpd_login_request_seconds_bucket{request=\"begin\",le=\"0.005\"} 1"
+        );
+        assert_eq!(
+            line_of(
+                &text,
+                "otpd_login_request_seconds_count{request=\"answer\"}"
+            ),
+            "otpd_login_request_seconds_count{request=\"answer\"} 0"
+        );
+        assert!(
+            !text.contains("made-up"),
+            "only the known requests have series"
+        );
+        assert_eq!(
+            line_of(&text, "otpd_connections_total{outcome=\"admitted\"}"),
+            "otpd_connections_total{outcome=\"admitted\"} 2"
+        );
+        assert_eq!(
+            line_of(&text, "otpd_connections_total{outcome=\"refused\"}"),
+            "otpd_connections_total{outcome=\"refused\"} 1"
+        );
+        assert_eq!(
+            line_of(&text, "otpd_connections_open "),
+            "otpd_connections_open 1"
+        );
+        assert_eq!(
+            line_of(&text, "otpd_directory_up{source=\"ldap:corp\"}"),
+            "otpd_directory_up{source=\"ldap:corp\"} 0"
+        );
+    }
+
+    #[test]
     fn label_values_are_escaped_per_the_exposition_format() {
         assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label_value("a\nb"), "a\\nb");
@@ -426,6 +564,7 @@ mod tests {
         let text = Metrics::default().render(&Gauges {
             start_time: 0,
             servers: vec![("evil\"} 1\nfake_metric{x=\"".into(), true)],
+            directories: Vec::new(),
         });
         assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
         assert!(text.contains(r#"otpd_mail_server_up{server="evil\"} 1\nfake_metric{x=\""} 1"#));
