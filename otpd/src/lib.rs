@@ -26,6 +26,7 @@ pub mod logging;
 pub mod login;
 pub mod mail;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod metrics_textfile;
 pub mod notices;
 pub mod off_thread;

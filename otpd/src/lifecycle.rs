@@ -108,6 +108,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let textfile = tokio::spawn(crate::metrics_textfile::write_periodically(Arc::clone(
         &shared,
     )));
+    let metrics_listener =
+        shared.active().config.metrics.listen.map(|address| {
+            tokio::spawn(crate::metrics_listener::serve(Arc::clone(&shared), address))
+        });
     let reloader = {
         let shared = Arc::clone(&shared);
         let path = config_path.clone();
@@ -131,6 +135,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     audit_upkeep.abort();
     deliverer.abort();
     textfile.abort();
+    if let Some(listener) = metrics_listener {
+        listener.abort();
+    }
     if let Err(e) = crate::audit::settle(&shared, true) {
         tracing::error!(
             "cannot write the last audit summaries: {}",

@@ -292,11 +292,21 @@ fn with_directory_down_last_known_the_last_answer_serves_past_the_ttl() {
     let s = setup(&source, "directory_down = \"last_known\"");
     assert_mailed_to(&s, &login(&s, "bob", 1), "bob@ldap.example.test");
     let up = "otpd_directory_up{source=\"ldap:corp\"} ";
-    assert!(s.otpd.otpctl(None, &["metrics"]).1.contains(&format!("{up}1")));
+    assert!(
+        s.otpd
+            .otpctl(None, &["metrics"])
+            .1
+            .contains(&format!("{up}1"))
+    );
     slapd.stop();
     std::thread::sleep(Duration::from_secs(3));
     assert_mailed_to(&s, &login(&s, "bob", 2), "bob@ldap.example.test");
-    assert!(s.otpd.otpctl(None, &["metrics"]).1.contains(&format!("{up}0")));
+    assert!(
+        s.otpd
+            .otpctl(None, &["metrics"])
+            .1
+            .contains(&format!("{up}0"))
+    );
     let log = s.otpd.log();
     assert!(
         log.contains("address_source\\x3dldap:corp\\x20directory\\x3dlast_known"),

@@ -300,3 +300,40 @@ fn otpd_writes_the_node_exporter_textfile_at_its_interval() {
         .collect();
     assert_eq!(names, ["otpd.prom"], "a temporary file stayed");
 }
+
+/// `curl` for `url` with `args`: the HTTP status and the body.
+fn curl(url: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.to_string(), body.to_string())
+}
+
+/// `[metrics] listen`: the real curl reads from otpd's loopback port what `otpctl metrics`
+/// prints (promtool accepts it); other paths and methods are refused.
+#[test]
+fn otpd_serves_the_metrics_on_its_loopback_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = site_with(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    assert_eq!(right_code(&s, "alice", 1).name(), "PAM_SUCCESS");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (status, served) = curl(&url, &[]);
+    assert_eq!(status, "200", "{served}\n{}", s.otpd.log());
+    promtool_accepts(&served);
+    assert_eq!(
+        event_counters(&served),
+        event_counters(&checked_metrics(&s))
+    );
+    assert_eq!(event_counters(&served)["verified"], 1, "{served}");
+    assert_eq!(curl(&url, &["-X", "POST"]).0, "405");
+    assert_eq!(curl(&format!("http://127.0.0.1:{port}/"), &[]).0, "404");
+}

@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawMetrics {
     pub textfile: Option<Text>,
     pub interval_seconds: Option<Int>,
+    pub listen: Option<Text>,
 }
 
 /// `[daemon]`.

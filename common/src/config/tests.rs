@@ -726,6 +726,17 @@ fn a_metrics_textfile_node_exporter_would_not_read_is_refused() {
     let (line, _, message) = error_in("[metrics]\ninterval_seconds = 0\n");
     assert_eq!(line, 2);
     assert!(message.contains("between 1 and 3600"), "{message}");
-    let (_, _, message) = error_in("[metrics]\nlisten = \"127.0.0.1:9100\"\n");
-    assert!(message.contains("listen"), "{message}");
+}
+
+#[test]
+fn metrics_are_served_only_on_a_loopback_address() {
+    let c = with_mail("[metrics]\nlisten = \"127.0.0.1:9839\"\n");
+    assert_eq!(c.metrics.listen, "127.0.0.1:9839".parse().ok());
+    let c = with_mail("[metrics]\nlisten = \"[::1]:9839\"\n");
+    assert_eq!(c.metrics.listen, "[::1]:9839".parse().ok());
+    let (line, _, message) = error_in("[metrics]\nlisten = \"0.0.0.0:9839\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("must be a loopback address"), "{message}");
+    let (_, _, message) = error_in("[metrics]\nlisten = \"localhost:9839\"\n");
+    assert!(message.contains("an IP address and port"), "{message}");
 }
