@@ -146,6 +146,11 @@ pub enum Response {
         /// module shows its own English text.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wrong_code: Option<String>,
+        /// What the module adds, in the prompt's language, when a login that sends the code
+        /// after the password (FTP, HTTP) came with the password alone: how to log in now.
+        /// Absent from an older otpd, when the module adds its own English text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_in_again: Option<String>,
     },
     /// The code was right; the login may go on.
     Success,

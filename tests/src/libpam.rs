@@ -704,6 +704,7 @@ mod tests {
             challenge: "ch-1".into(),
             prompt: "Code sent to a***@e***.com (valid 10 min): ".into(),
             wrong_code: None,
+            log_in_again: None,
         }
     }
 
@@ -974,6 +975,7 @@ mod tests {
             challenge: "ch-2".into(),
             prompt: "No new code yet (possible in 40 s). Code sent to a***@e***.com: ".into(),
             wrong_code: None,
+            log_in_again: None,
         };
         let otpd = FakeOtpd::start(vec![prompt(), resent, wrong_code(), wrong_code()]);
         let dir = PamConfDir::new();

@@ -356,6 +356,7 @@ pub(super) fn prompt() -> Response {
         challenge: CHALLENGE.into(),
         prompt: PROMPT.into(),
         wrong_code: None,
+        log_in_again: None,
     }
 }
 

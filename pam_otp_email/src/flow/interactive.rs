@@ -63,6 +63,7 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 challenge,
                 prompt,
                 wrong_code,
+                ..
             }) => self.prompts(&login, Challenge::new(challenge, prompt, wrong_code)),
             Ok(other) => self.refused("begin", other),
             Err(outcome) => outcome,
@@ -136,6 +137,7 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 challenge,
                 prompt,
                 wrong_code,
+                ..
             } => Ok(Challenge::new(challenge, prompt, wrong_code)),
             other => Err(self.refused("resend", other)),
         }
@@ -199,6 +201,7 @@ mod tests {
             challenge: RESENT_CHALLENGE.into(),
             prompt: RESENT_PROMPT.into(),
             wrong_code: None,
+            log_in_again: None,
         }
     }
 
@@ -308,6 +311,7 @@ mod tests {
             challenge: CHALLENGE.into(),
             prompt: TOO_EARLY_PROMPT.into(),
             wrong_code: None,
+            log_in_again: None,
         };
         let mut handle = FakeHandle::ssh_login()
             .answering(typed(""))
@@ -500,6 +504,7 @@ mod tests {
             challenge: CHALLENGE.into(),
             prompt: "Code gesendet an a***@e***.com (gültig 10 Min.): ".into(),
             wrong_code: Some("Falscher Code.".into()),
+            log_in_again: None,
         };
         let daemon = FakeDaemon::default().begin(german);
         let outcome = run_scripted(&mut handle, &daemon, &tries(1));

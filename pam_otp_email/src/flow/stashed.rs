@@ -13,19 +13,22 @@ use common::wire::{LoginContext, Request, Response};
 use super::{Daemon, Flow, LoginHandle};
 use crate::outcome::Outcome;
 
+/// What the module adds when otpd gave no words of its own (an older otpd).
+const LOG_IN_AGAIN: &str = "Log in again with your password followed by the code.";
+
 /// What a single-secret client is told after a code was mailed, built from otpd's prompt text
 /// (which names the masked address and the validity): `Code sent to a***@e***.com (valid 10
 /// min): ` becomes `Code sent to a***@e***.com (valid 10 min). Log in again with your password
-/// followed by the code.`
-pub fn mailed_message(prompt: &str) -> String {
-    const AGAIN: &str = "Log in again with your password followed by the code.";
+/// followed by the code.` The last sentence is otpd's `again`, in the prompt's language.
+pub fn mailed_message(prompt: &str, again: Option<&str>) -> String {
+    let again = again.unwrap_or(LOG_IN_AGAIN);
     let notice = prompt.trim_end().trim_end_matches(':').trim_end();
     if notice.is_empty() {
-        format!("A login code was sent by mail. {AGAIN}")
+        format!("A login code was sent by mail. {again}")
     } else if notice.ends_with(['.', '!', '?']) {
-        format!("{notice} {AGAIN}")
+        format!("{notice} {again}")
     } else {
-        format!("{notice}. {AGAIN}")
+        format!("{notice}. {again}")
     }
 }
 
@@ -51,8 +54,13 @@ impl<H: LoginHandle, D: Daemon> Flow<'_, H, D> {
                 ssh_keys: Vec::new(),
             },
         ) {
-            Ok(Response::Prompt { prompt, .. }) => {
-                self.handle.error_message(&mailed_message(&prompt));
+            Ok(Response::Prompt {
+                prompt,
+                log_in_again,
+                ..
+            }) => {
+                let message = mailed_message(&prompt, log_in_again.as_deref());
+                self.handle.error_message(&message);
                 Outcome::CodeMailed
             }
             Ok(Response::Skip { reason }) => Outcome::Skipped(reason),
@@ -76,21 +84,21 @@ mod tests {
     #[test]
     fn the_mailed_message_is_otpds_notice_and_what_to_do() {
         assert_eq!(
-            mailed_message("Code sent to a***@e***.test (valid 10 min): "),
+            mailed_message("Code sent to a***@e***.test (valid 10 min): ", None),
             "Code sent to a***@e***.test (valid 10 min). Log in again with your password \
              followed by the code."
         );
         assert_eq!(
-            mailed_message("No new code yet (possible in 42 s). Enter the code: "),
+            mailed_message("No new code yet (possible in 42 s). Enter the code: ", None),
             "No new code yet (possible in 42 s). Enter the code. Log in again with your \
              password followed by the code."
         );
         assert_eq!(
-            mailed_message("Code sent."),
+            mailed_message("Code sent.", None),
             "Code sent. Log in again with your password followed by the code."
         );
         assert_eq!(
-            mailed_message(" : "),
+            mailed_message(" : ", None),
             "A login code was sent by mail. Log in again with your password followed by the code."
         );
     }
@@ -168,6 +176,29 @@ mod tests {
         }
     }
 
+    /// Issue #22: the sentence after the notice is otpd's, in the prompt's language.
+    #[test]
+    fn the_mailed_message_says_what_to_do_in_otpds_words_when_it_gave_them() {
+        let mut handle = FakeHandle::ftp_login().stashed(Stash::NoCode);
+        let daemon = FakeDaemon::ftp().begin(Response::Prompt {
+            challenge: CHALLENGE.into(),
+            prompt: "Code gesendet an a***@e***.test (gültig 10 Min.): ".into(),
+            wrong_code: None,
+            log_in_again: Some("Melden Sie sich erneut an.".into()),
+        });
+        assert_eq!(
+            run_scripted(&mut handle, &daemon, &Settings::default()),
+            Outcome::CodeMailed
+        );
+        assert_eq!(
+            handle.errors_shown,
+            vec![
+                "Code gesendet an a***@e***.test (gültig 10 Min.). Melden Sie sich erneut an."
+                    .to_owned()
+            ]
+        );
+    }
+
     #[test]
     fn the_password_alone_begins_shows_the_mailed_message_and_fails_without_a_prompt() {
         let mut handle = FakeHandle::ftp_login().stashed(Stash::NoCode);
@@ -175,6 +206,7 @@ mod tests {
             challenge: CHALLENGE.into(),
             prompt: "Code sent to a***@e***.test (valid 10 min): ".into(),
             wrong_code: None,
+            log_in_again: None,
         });
         let outcome = run_scripted(&mut handle, &daemon, &Settings::default());
         assert_eq!(outcome, Outcome::CodeMailed);

@@ -25,6 +25,9 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
                               Wenden Sie sich an Ihren Administrator."
             .into(),
         Phrase::WrongCode => "Falscher Code.".into(),
+        Phrase::LogInAgain => {
+            "Melden Sie sich erneut mit Ihrem Passwort und direkt danach dem Code an.".into()
+        }
         Phrase::CodeDead => "Dieser Code ist nicht mehr gültig. Melden Sie sich erneut an, \
                              um einen neuen zu erhalten."
             .into(),

@@ -20,6 +20,7 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
             "No address is on file for your login code. Ask your administrator.".into()
         }
         Phrase::WrongCode => "Wrong code.".into(),
+        Phrase::LogInAgain => "Log in again with your password followed by the code.".into(),
         Phrase::CodeDead => "This code is no longer valid. Log in again for a new one.".into(),
         Phrase::RecoveryAccepted { left } => {
             format!("Recovery code accepted; it cannot be used again. {left} recovery codes left.")

@@ -25,6 +25,9 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
                               sesión. Consulte a su administrador."
             .into(),
         Phrase::WrongCode => "Código incorrecto.".into(),
+        Phrase::LogInAgain => {
+            "Vuelva a iniciar sesión con su contraseña seguida del código.".into()
+        }
         Phrase::CodeDead => {
             "Este código ya no es válido. Inicie sesión de nuevo para recibir uno nuevo.".into()
         }

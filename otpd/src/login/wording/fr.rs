@@ -27,6 +27,7 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
                               Contactez votre administrateur."
             .into(),
         Phrase::WrongCode => "Code incorrect.".into(),
+        Phrase::LogInAgain => "Reconnectez-vous avec votre mot de passe suivi du code.".into(),
         Phrase::CodeDead => {
             "Ce code n'est plus valable. Reconnectez-vous pour en recevoir un nouveau.".into()
         }

@@ -22,6 +22,7 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
             "ログインコードの送信先アドレスが登録されていません。管理者に連絡してください。".into()
         }
         Phrase::WrongCode => "コードが正しくありません。".into(),
+        Phrase::LogInAgain => "パスワードの直後にコードを続けて入力し、再度ログインしてください。".into(),
         Phrase::CodeDead => {
             "このコードは無効になりました。新しいコードを受け取るには再度ログインしてください。"
                 .into()

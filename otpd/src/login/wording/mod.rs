@@ -39,6 +39,7 @@ pub(super) fn prompt(
         challenge: challenge.to_string(),
         prompt: format!("{notice}{}", sent.in_language(language)),
         wrong_code: Some(Phrase::WrongCode.in_language(language)),
+        log_in_again: Some(Phrase::LogInAgain.in_language(language)),
     }
 }
 
@@ -49,6 +50,7 @@ pub(super) fn recovery_prompt(language: Language, challenge: &str, left: u32) ->
         challenge: challenge.to_string(),
         prompt: Phrase::RecoveryPrompt { left }.in_language(language),
         wrong_code: Some(Phrase::WrongCode.in_language(language)),
+        log_in_again: Some(Phrase::LogInAgain.in_language(language)),
     }
 }
 
@@ -101,6 +103,7 @@ mod tests {
             Phrase::NotSent,
             Phrase::NoAddress,
             Phrase::WrongCode,
+            Phrase::LogInAgain,
             Phrase::CodeDead,
             Phrase::RecoveryAccepted { left: 7 },
             Phrase::Locked {

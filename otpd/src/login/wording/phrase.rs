@@ -25,6 +25,8 @@ pub enum Phrase<'a> {
     NoAddress,
     /// A wrong answer.
     WrongCode,
+    /// After a login that sends the code after the password came with the password alone.
+    LogInAgain,
     /// An answer to an expired, used or superseded code.
     CodeDead,
     /// A recovery code logged the person in.

@@ -20,6 +20,7 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
             "Giriş kodunuz için kayıtlı bir adres yok. Yöneticinize başvurun.".into()
         }
         Phrase::WrongCode => "Yanlış kod.".into(),
+        Phrase::LogInAgain => "Parolanızın hemen ardından kodu yazarak tekrar giriş yapın.".into(),
         Phrase::CodeDead => {
             "Bu kod artık geçerli değil. Yeni bir kod için tekrar giriş yapın.".into()
         }
