@@ -58,6 +58,14 @@ pub enum AdminRequest {
         /// An ISO 639-1 code otpd has texts in; `None` leaves it to the user's profile.
         language: Option<String>,
     },
+    /// Admin: set the phone number webhook channels send a user's codes to (`None`: none),
+    /// creating the record when missing.
+    UserSetPhone {
+        /// The login name.
+        user: String,
+        /// An E.164 number (`+` and 8 to 15 digits); `None` removes it.
+        phone: Option<String>,
+    },
     /// Admin: turn the code on for a user, creating the record when missing.
     UserEnable {
         /// The login name.

@@ -75,6 +75,8 @@ pub enum Event {
     UserProtocolsSet,
     /// `otpctl user set-language`.
     UserLanguageSet,
+    /// `otpctl user set-phone`.
+    UserPhoneSet,
     /// `otpctl user enable`.
     UserEnabled,
     /// `otpctl user disable`.
@@ -137,6 +139,7 @@ impl Event {
             Event::UserEmailSet => "user_email_set",
             Event::UserProtocolsSet => "user_protocols_set",
             Event::UserLanguageSet => "user_language_set",
+            Event::UserPhoneSet => "user_phone_set",
             Event::UserEnabled => "user_enabled",
             Event::UserDisabled => "user_disabled",
             Event::UserUnlocked => "user_unlocked",
@@ -391,7 +394,7 @@ mod tests {
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
     /// a place, and then a test failure until it is listed here.
-    const EVERY: [Event; 40] = [
+    const EVERY: [Event; 41] = [
         Event::Issued,
         Event::Reused,
         Event::Mailed,
@@ -432,6 +435,7 @@ mod tests {
         Event::TestMailFailed,
         Event::WouldAsk,
         Event::UserLanguageSet,
+        Event::UserPhoneSet,
     ];
 
     fn place(event: Event) -> usize {
@@ -476,6 +480,7 @@ mod tests {
             Event::TestMailFailed => 37,
             Event::WouldAsk => 38,
             Event::UserLanguageSet => 39,
+            Event::UserPhoneSet => 40,
         }
     }
 

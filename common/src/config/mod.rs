@@ -22,6 +22,7 @@ mod ldap;
 mod mail;
 mod named_files;
 mod network;
+mod phone;
 mod policy;
 mod raw;
 mod settings;
@@ -48,6 +49,7 @@ pub use self::mail::{
     SmtpAuth, SmtpServer, TemplateVar,
 };
 pub use self::network::Network;
+pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
 pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;

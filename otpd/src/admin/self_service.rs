@@ -171,6 +171,7 @@ fn apply(
         enabled: false,
         protocols: None,
         language: None,
+        phone: None,
     });
     let (event, message) = match action {
         SelfAction::Enable => {

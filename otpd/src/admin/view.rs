@@ -214,6 +214,7 @@ mod tests {
             enabled,
             protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
             language: None,
+            phone: None,
         }
     }
 
