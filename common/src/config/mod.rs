@@ -26,6 +26,7 @@ mod phone;
 mod policy;
 mod raw;
 mod settings;
+pub mod webhook_template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
