@@ -12,6 +12,7 @@
 mod address;
 mod address_template;
 pub mod admin_file;
+mod channels;
 mod check;
 mod daemon;
 mod error;
@@ -34,6 +35,9 @@ use std::path::{Path, PathBuf};
 
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
 pub use self::address_template::EmailTemplate;
+pub use self::channels::{
+    Channel, DEFAULT_WEBHOOK_TIMEOUT, EMAIL_CHANNEL, WebhookChannel, WebhookMethod,
+};
 pub use self::daemon::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_STATE_DIR, DaemonConfig, FairShare, TrustedCaller,
 };
@@ -88,6 +92,9 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[[exemptions]]`: users whose logins with a listed SSH key need no code.
     pub exemptions: Vec<Exemption>,
+    /// `[[channels.webhook]]`, names unique; the profiles' `channels` name only these and
+    /// `email`.
+    pub webhooks: Vec<WebhookChannel>,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -153,6 +160,14 @@ impl Config {
                 ));
             }
         }
+        let webhooks = channels::webhooks(raw.channels.as_ref().and_then(|c| c.webhook.as_ref()))?;
+        let every_settings = raw
+            .defaults
+            .iter()
+            .chain(raw.profiles.iter().flat_map(|p| p.values()));
+        for list in every_settings.filter_map(|s| s.channels.as_ref()) {
+            channels::check_known(list, &webhooks)?;
+        }
         let defaults = Settings::default()
             .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
         let profiles = profiles(raw.profiles.as_ref(), &defaults)?;
@@ -188,6 +203,7 @@ impl Config {
             policies,
             mail,
             exemptions,
+            webhooks,
             services,
         })
     }
