@@ -408,6 +408,10 @@ pub struct UserView {
     pub in_table: bool,
     /// The address codes go to (admins see it whole, users masked).
     pub address: Option<String>,
+    /// The phone number webhook channels send codes to (admins see it whole, users masked);
+    /// only on the wire when set, so an older otpctl reads the views of users without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     /// Where the address comes from: `table`, `ldap:NAME`, `template`, or `none`; with no
     /// address, `unavailable: WHY` when an LDAP source could not be asked.
     pub address_source: String,

@@ -69,6 +69,16 @@ fn setup(statuses: &[u16], trusted: bool) -> Sms {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let shown = paths::otpctl_as(None)
+        .arg("--socket")
+        .arg(&otpd.socket)
+        .arg("--config")
+        .arg(&otpd.config_path)
+        .args(["user", "show", "alice"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("phone            +441234567890"), "{shown}");
     Sms {
         gateways,
         smtp,
@@ -129,6 +139,18 @@ fn a_code_by_sms_is_twilios_form_and_the_code_in_it_logs_the_user_in() {
         "{log}"
     );
     assert!(!log.contains(&code), "the code is in otpd's log");
+}
+
+#[test]
+fn a_user_without_a_phone_number_gets_the_code_by_mail() {
+    let s = setup(&[201], true);
+    let login = login_with(&s.pam, "sshd", "bob", None, mailed_code(s.smtp.reader(), 1));
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert!(
+        login.prompts[0].starts_with("Code sent to b***@e***.test"),
+        "{login:?}"
+    );
+    assert!(s.gateways[0].requests().is_empty());
 }
 
 #[test]

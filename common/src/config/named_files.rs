@@ -120,6 +120,25 @@ mod tests {
     }
 
     #[test]
+    fn a_readable_webhook_credentials_file_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = good_secret(dir.path());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[mail]\nfrom = \"otp@example.com\"\n[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://gw.example/send\"]\nbody = \"B={{code}}\"\ncredentials_file = \"{secret}\"\n"
+        );
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load_with_files(&path).unwrap_err();
+        assert_eq!(e.location().unwrap().line, 7, "{e}");
+        assert!(e.to_string().contains("credentials_file"), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(Config::load(&path).is_ok());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load_with_files(&path).unwrap();
+    }
+
+    #[test]
     fn a_readable_ldap_bind_password_file_is_refused_at_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let secret = good_secret(dir.path());

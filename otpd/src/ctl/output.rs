@@ -99,6 +99,7 @@ pub fn user(u: &UserView) -> String {
         ("user", u.name.clone()),
         ("record", yes(u.in_table)),
         ("address", address),
+        ("phone", u.phone.clone().unwrap_or_else(|| "none".into())),
         ("enabled", yes(u.enabled)),
         ("protocols", protocols(u.protocols.as_ref())),
         ("code needed for", list(&u.code_required_for, "nothing")),
