@@ -114,7 +114,7 @@ pub fn run(mta: Mta, count: usize, module: &Path) -> Result<Burst, BenchError> {
             "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n{}\n[mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n",
             socket.display(),
             state_dir.display(),
-            crate::setup::OTPD_BODY,
+            crate::setup::otpd_body(),
             mta.name().to_ascii_lowercase(),
         )
     });

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod error;
 pub mod floor;
 pub mod hotp;
+pub mod ldap;
 pub mod login;
 pub mod loops;
 pub mod mailbox;

@@ -13,12 +13,15 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
                  [--serial N] [--seconds S] [--skip N] [--live-codes N]
   --out FILE       write the results as markdown to FILE (default: print only)
   --command TEXT   the command to name in the results (default: otp-bench)
-  --quick          a smoke run: few logins, 1 s per concurrent scenario, 2,000 live codes
+  --quick          a smoke run: few logins, 1 s per concurrent scenario, 2,000 live codes,
+                   30 LDAP logins each
   --serial N       timed serial logins per side (default 2000)
   --seconds S      seconds per side of each concurrent scenario (default 5)
   --skip N         timed transactions per skip-path stack (default 3000)
   --live-codes N   live codes for otpd's memory measurement (default 100000)
   --burst N        logins at once through real Postfix and Exim (default 200; 0: none)
+  --ldap N         timed logins each with the address from slapd (cold, cached) and from
+                   otpd's table (default 200; 0: none)
   --profile N      only our side, for a profiler: N serial logins, then N skip transactions
   --profile-loops L  with --profile: the N logins run in L concurrent loops (default 1)";
 
@@ -57,6 +60,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     live_codes: 2000,
                     concurrency: vec![4, 16],
                     burst: otp_bench::burst::LOGINS,
+                    ldap: 30,
                 };
             }
             "--serial" => cli.options.serial = number(value()?)? as u64,
@@ -64,6 +68,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--profile-loops" => cli.profile_loops = number(value()?)?.max(1),
             "--skip" => cli.options.skip = number(value()?)?,
             "--burst" => cli.options.burst = number(value()?)?,
+            "--ldap" => cli.options.ldap = number(value()?)? as u64,
             "--live-codes" => cli.options.live_codes = number(value()?)?,
             "--seconds" => {
                 let text = value()?;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::burst::{self, Burst};
+use crate::ldap::LdapResults;
 use crate::memory::mib;
 use crate::stats::{Summary, micros};
 use crate::suite::{Concurrent, Results};
@@ -310,6 +311,34 @@ pub fn burst_table(bursts: &[Burst]) -> String {
     out
 }
 
+/// Logins with the address from slapd, cold and cached, against otpd's table, as markdown:
+/// nothing when the scenario did not run.
+pub fn ldap_table(ldap: Option<&LdapResults>) -> String {
+    let Some(ldap) = ldap else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "\n| Login (ours), address from | logins | p50 | p99 | p50 / table | p99 / table |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (label, s) in [
+        ("LDAP (slapd on loopback), cold", &ldap.cold),
+        ("LDAP, cached", &ldap.cached),
+        ("otpd's table", &ldap.table),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} |",
+            s.count,
+            us(s.p50),
+            us(s.p99),
+            ratio(s.p50.as_secs_f64(), ldap.table.p50.as_secs_f64()),
+            ratio(s.p99.as_secs_f64(), ldap.table.p99.as_secs_f64()),
+        );
+    }
+    out
+}
+
 /// The whole results page.
 pub fn markdown(results: &Results, machine: &Machine, command: &str) -> String {
     let mut out = String::from("# Benchmark: pam_otp_email against pam_oath\n\n");
@@ -326,6 +355,7 @@ pub fn markdown(results: &Results, machine: &Machine, command: &str) -> String {
     );
     out.push_str(&table(results));
     out.push_str(&burst_table(&results.bursts));
+    out.push_str(&ldap_table(results.ldap.as_ref()));
     if let Some(section) = budget_section(results, machine.cores) {
         out.push_str(&section);
     }
@@ -366,7 +396,7 @@ server is a private Postfix 3.7 or Exim 4.96 from Debian's packages at their def
 where each login reads its code. \"To the MTA's acceptance\" is from a login's start to its \
 prompt, which otpd shows only once the MTA accepted the mail; a code is delivered at once when \
 it reaches the capture within {at_once} s of that, rather than waiting in the MTA's queue.\n\
-- Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
+{ldap}- Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
 runs one whole login with it; the second row subtracts what the same login path costs with \
 pam_permit alone ({base} KiB).\n",
         per_user = crate::scenarios::LOGINS_PER_USER,
@@ -381,6 +411,11 @@ pam_permit alone ({base} KiB).\n",
         peak = mib(results.otpd.peak),
         base = results.probe_baseline.login_delta(),
         at_once = burst::AT_ONCE.as_secs(),
+        ldap = if results.ldap.is_some() {
+            LDAP_NOTE
+        } else {
+            ""
+        },
     );
     out.push_str("\n## Checks that passed\n\n");
     for check in &results.checks {
@@ -388,6 +423,16 @@ pam_permit alone ({base} KiB).\n",
     }
     out
 }
+
+/// What the LDAP table measures.
+const LDAP_NOTE: &str = "- Address from LDAP: serial logins of ours against a second otpd \
+whose one `[[directory.ldap]]` source is a private OpenLDAP slapd on loopback (the end-to-end \
+tests' harness, tests/src/slapd.rs; plain `ldap://`, `tls = \"none\"`, bound as the \
+directory's admin), holding one entry with a `mail` attribute per user. Cold: the user's first \
+login, for which otpd connects, binds and searches; cached: the same user's next login, within \
+`cache_ttl_seconds`; table: users added to that otpd's table with `otpctl import`, found \
+before the directory is asked. In 10 blocks, each of cold, cached and table in turn. Ratios are \
+to the table's.\n";
 
 /// The CPU the throughput target leaves a login on this machine, set against the floor the run
 /// measured under the same loops: what a login costs at the least, done the cheapest way.
@@ -499,6 +544,34 @@ mod tests {
         let above = bare_verdict(15_000.0, 12_000.0);
         assert!(above.starts_with("125 % of the target rate"), "{above}");
         assert!(!above.contains("miss"), "{above}");
+    }
+
+    #[test]
+    fn the_ldap_table_gives_each_kind_against_the_tables() {
+        let summary = |p50: u64, p99: u64| Summary {
+            count: 200,
+            p50: Duration::from_micros(p50),
+            p99: Duration::from_micros(p99),
+            max: Duration::from_micros(p99),
+            mean: Duration::from_micros(p50),
+        };
+        let ldap = LdapResults {
+            cold: summary(3000, 8000),
+            cached: summary(1100, 2000),
+            table: summary(1000, 4000),
+        };
+        let table = ldap_table(Some(&ldap));
+        assert!(
+            table.contains(
+                "| LDAP (slapd on loopback), cold | 200 | 3000 µs | 8000 µs | 3.00 | 2.00 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| LDAP, cached | 200 | 1100 µs | 2000 µs | 1.10 | 0.50 |"),
+            "{table}"
+        );
+        assert_eq!(ldap_table(None), "");
     }
 
     #[test]

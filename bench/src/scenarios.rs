@@ -4,23 +4,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e_tests::otpd::Otpd;
+
 use crate::error::BenchError;
 use crate::hotp;
 use crate::login::login;
 use crate::loops::{self, Run, Until};
+use crate::mailbox::Mailbox;
 use crate::memory::Process;
 use crate::setup::{self, Setup};
 
 /// How long a login waits for its mail. The sink has the code before otpd even answers the
 /// module, so this only matters when something is broken.
-const MAIL_WAIT: Duration = Duration::from_secs(10);
+pub const MAIL_WAIT: Duration = Duration::from_secs(10);
 
 /// Logins per user before a loop moves to a fresh user: far below the hourly cap, and about what
 /// a busy person does in a day.
 pub const LOGINS_PER_USER: u64 = 100;
 
 /// The remote host of loop `index`, as sshd would report it.
-fn rhost(index: usize) -> String {
+pub fn rhost(index: usize) -> String {
     format!("192.0.2.{}", index % 250 + 1)
 }
 
@@ -69,8 +72,7 @@ pub fn run_ours(
     warmup: u64,
     until: Until,
 ) -> Result<Checked, BenchError> {
-    let mails_before = setup.mailbox.delivered();
-    let log_before = audit_counts(setup);
+    let before = Tally::now(&setup.mailbox, &setup.otpd);
     let run = loops::run_loops(
         loops,
         warmup,
@@ -79,17 +81,7 @@ pub fn run_ours(
         &|index, iteration| our_login(setup, tag, index, iteration),
     )?;
     let logins = run.logins() + run.warmups;
-    let mails = setup.mailbox.delivered() - mails_before;
-    let log_after = audit_counts(setup);
-    let issued = log_after.0 - log_before.0;
-    let verified = log_after.1 - log_before.1;
-    let left = setup.mailbox.waiting();
-    if mails != logins || issued != logins || verified != logins || left != 0 {
-        return Err(BenchError::Check(format!(
-            "{tag}: {logins} logins succeeded but otpd issued {issued}, the sink got {mails} \
-             mails, otpd verified {verified}, {left} codes were never used"
-        )));
-    }
+    before.check(&setup.mailbox, &setup.otpd, tag, logins)?;
     Ok(Checked {
         check: format!(
             "{loops} loop(s): {logins} logins, {logins} codes issued, mailed and verified, each \
@@ -99,11 +91,48 @@ pub fn run_ours(
     })
 }
 
-/// `(issued, verified)` events in otpd's audit log so far.
-fn audit_counts(setup: &Setup) -> (u64, u64) {
-    let log = setup.otpd.log();
-    let count = |event: &str| log.matches(event).count() as u64;
-    (count("event=issued "), count("event=verified "))
+/// What the sink and an otpd's audit log have counted so far, to check a run's logins against.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    mails: u64,
+    issued: u64,
+    verified: u64,
+}
+
+impl Tally {
+    /// The counts of `mailbox` and of `otpd`'s audit log now.
+    pub fn now(mailbox: &Mailbox, otpd: &Otpd) -> Tally {
+        let log = otpd.log();
+        let count = |event: &str| log.matches(event).count() as u64;
+        Tally {
+            mails: mailbox.delivered(),
+            issued: count("event=issued "),
+            verified: count("event=verified "),
+        }
+    }
+
+    /// Checks that since this tally, `logins` logins of `tag` issued, mailed and verified
+    /// exactly one code each, and that no code was left unused.
+    pub fn check(
+        &self,
+        mailbox: &Mailbox,
+        otpd: &Otpd,
+        tag: &str,
+        logins: u64,
+    ) -> Result<(), BenchError> {
+        let now = Tally::now(mailbox, otpd);
+        let mails = now.mails - self.mails;
+        let issued = now.issued - self.issued;
+        let verified = now.verified - self.verified;
+        let left = mailbox.waiting();
+        if mails != logins || issued != logins || verified != logins || left != 0 {
+            return Err(BenchError::Check(format!(
+                "{tag}: {logins} logins succeeded but otpd issued {issued}, the sink got {mails} \
+                 mails, otpd verified {verified}, {left} codes were never used"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Runs pam_oath in `loops` loops, each on its own usersfile from counter 0.

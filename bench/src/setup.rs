@@ -33,13 +33,15 @@ pub const OATH_WINDOW: u32 = 20;
 pub const DIGITS: u32 = 6;
 
 /// The config body of the benchmark's otpd: every user needs a code, mailed to
-/// `{user}@example.test`; the send caps are at the highest values config validation allows
+/// `{user}@example.test`, under [`OTPD_LIMITS`].
+pub fn otpd_body() -> String {
+    format!("[directory]\nemail_template = \"{{user}}@example.test\"\n\n{OTPD_LIMITS}")
+}
+
+/// Every user needs a code; the send caps are at the highest values config validation allows
 /// (1000 per hour, 10000 per day) and the resend cooldown is off, so caps never decide a login;
 /// only ssh is enabled, so ftp logins are skipped.
-pub const OTPD_BODY: &str = "[directory]
-email_template = \"{user}@example.test\"
-
-[defaults]
+pub const OTPD_LIMITS: &str = "[defaults]
 mode = \"required\"
 max_sends_per_hour = 1000
 max_sends_per_day = 10000
@@ -88,7 +90,7 @@ impl Setup {
         let sink = SmtpSink::start(Arc::clone(&mailbox)).map_err(BenchError::io("smtp sink"))?;
         let otpd = Otpd::start(&TestConfig {
             daemon: String::new(),
-            body: OTPD_BODY.into(),
+            body: otpd_body(),
             smtp_port: sink.port(),
         });
         let pam = PamConfDir::new();

@@ -1,7 +1,9 @@
-//! The whole benchmark in order: memory probes, skip path, serial and concurrent logins (ours
-//! then pam_oath's each time), otpd's memory after the burst and with many live codes.
+//! The whole benchmark in order: bursts through real MTAs, logins with the address from LDAP or
+//! otpd's table, memory probes, skip path, serial and concurrent logins (ours then pam_oath's
+//! each time), otpd's memory after the burst and with many live codes.
 
 use std::io::Write;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::bulk;
@@ -9,6 +11,7 @@ use crate::burst::{self, Burst, Mta};
 use crate::error::BenchError;
 use crate::floor::{self, Floor};
 use crate::hotp;
+use crate::ldap::{self, LdapResults};
 use crate::loops::{Run, Until};
 use crate::memory::{self, Process};
 use crate::probe::{self, Footprint, Probe};
@@ -31,6 +34,8 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     /// Logins at once in each burst through a real MTA (0: no bursts).
     pub burst: usize,
+    /// Timed logins of each kind whose address comes from slapd or otpd's table (0: none).
+    pub ldap: u64,
 }
 
 impl Default for Options {
@@ -42,6 +47,7 @@ impl Default for Options {
             live_codes: 100_000,
             concurrency: vec![4, 16],
             burst: crate::burst::LOGINS,
+            ldap: 200,
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct Results {
     pub probe_oath: Footprint,
     /// The bursts through Postfix and Exim.
     pub bursts: Vec<Burst>,
+    /// Logins with the address from slapd, cold and cached, and from otpd's table.
+    pub ldap: Option<LdapResults>,
     /// The consistency checks that passed.
     pub checks: Vec<String>,
     /// How long the whole run took.
@@ -138,7 +146,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     // First, before pam_oath is loaded into this process: its library leaves the umask at
     // 0177, and the MTAs' private directories would not be traversable.
     let mut bursts = Vec::new();
-    let mut burst_checks = Vec::new();
+    let mut checks = Vec::new();
     if options.burst > 0 {
         for mta in [Mta::Postfix, Mta::Exim] {
             say(format!(
@@ -147,13 +155,25 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
                 mta.name()
             ));
             let burst = burst::run(mta, options.burst, &setup.module)?;
-            burst_checks.push(format!(
+            checks.push(format!(
                 "burst through {}: {} logins, no address mailed twice",
                 mta.name(),
                 burst.logins
             ));
             bursts.push(burst);
         }
+    }
+
+    // Also before pam_oath is loaded, for its umask: slapd and a second otpd write files.
+    let mut ldap = None;
+    if options.ldap > 0 {
+        say(format!(
+            "LDAP: {} logins each, cold, cached and from otpd's table",
+            options.ldap
+        ));
+        let (results, check) = ldap::run(&setup, options.ldap)?;
+        checks.push(check);
+        ldap = Some(results);
     }
 
     say("module memory probes".into());
@@ -165,7 +185,6 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     ));
     let skip = scenarios::run_skip(&setup, options.skip)?;
 
-    let mut checks = burst_checks;
     say(format!("serial: {} logins each", options.serial));
     let (serial_ours, serial_oath) = serial_in_blocks(&setup, options.serial, &mut checks)?;
     let serial = Concurrent {
@@ -241,6 +260,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         probe_ours,
         probe_oath,
         bursts,
+        ldap,
         checks,
         elapsed: started.elapsed(),
     })
@@ -347,19 +367,27 @@ fn ping_times(setup: &Setup, count: u64) -> Result<Summary, BenchError> {
 /// weighs on both sides alike instead of on whichever ran second.
 const SERIAL_BLOCKS: u64 = 10;
 
+/// `0..count` split into [`SERIAL_BLOCKS`] consecutive ranges (the last may be shorter), for
+/// serial scenarios whose sides take turns block by block.
+pub fn blocks(count: u64) -> impl Iterator<Item = Range<u64>> {
+    let per_block = count.div_ceil(SERIAL_BLOCKS).max(1);
+    let step = usize::try_from(per_block).unwrap_or(usize::MAX);
+    (0..count)
+        .step_by(step)
+        .map(move |start| start..count.min(start + per_block))
+}
+
 /// `count` serial logins of each side in alternating blocks, each block checked.
 fn serial_in_blocks(
     setup: &Setup,
     count: u64,
     checks: &mut Vec<String>,
 ) -> Result<(Run, Run), BenchError> {
-    let per_block = count.div_ceil(SERIAL_BLOCKS).max(1);
     let (mut ours, mut oath) = (Run::default(), Run::default());
-    let mut done = 0;
     let mut block = 0;
     let mut checked_logins = 0;
-    while done < count {
-        let size = per_block.min(count - done);
+    for range in blocks(count) {
+        let size = range.end - range.start;
         // A tag per block: each block logs in as fresh users, far from the send caps.
         let checked =
             scenarios::run_ours(setup, &format!("s{block}-"), 1, WARMUP, Until::Count(size))?;
@@ -367,7 +395,6 @@ fn serial_in_blocks(
         let theirs = scenarios::run_oath(setup, 1, WARMUP, Until::Count(size))?;
         ours.absorb(checked.run);
         oath.absorb(theirs);
-        done += size;
         block += 1;
     }
     checks.push(format!(
@@ -376,4 +403,20 @@ fn serial_in_blocks(
     ));
     // No block at all (`--serial 0`) leaves both runs empty, which `throughput` refuses.
     Ok((ours, oath))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_the_count_in_order_without_overlap() {
+        let all: Vec<Range<u64>> = blocks(25).collect();
+        assert_eq!(all.len(), 9);
+        assert_eq!((all[0].clone(), all[8].clone()), (0..3, 24..25));
+        assert!(all.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(blocks(2000).count(), 10);
+        assert_eq!(blocks(3).collect::<Vec<_>>(), vec![0..1, 1..2, 2..3]);
+        assert_eq!(blocks(0).count(), 0);
+    }
 }

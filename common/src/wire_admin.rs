@@ -132,6 +132,8 @@ pub enum AdminRequest {
     },
     /// Admin: the daemon's state. A non-admin gets their own account's state instead.
     Status,
+    /// Admin: otpd's counters in Prometheus's text exposition format.
+    Metrics,
     /// Admin: send a test message through each configured server (or one of them).
     TestMail {
         /// The recipient.
@@ -296,6 +298,12 @@ pub enum AdminResponse {
         /// The state.
         status: Box<SelfStatus>,
     },
+    /// otpd's counters, ready to print: Prometheus's text exposition format (0.0.4), every
+    /// line ending in a line feed.
+    Metrics {
+        /// The exposition text.
+        text: String,
+    },
     /// One result per server tried.
     MailTest {
         /// The results, in server order.
@@ -430,6 +438,12 @@ pub struct UserView {
     /// `max_sends_per_hour` and `max_sends_per_day`; `None` where not looked up (lists).
     #[serde(default)]
     pub mailed: Option<MailedCounts>,
+    /// The groups the `[[directory.ldap]]` sources gave (`user show`; empty without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory_groups: Vec<String>,
+    /// The directory attributes policies match, as the sources gave them (`user show`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub directory_attributes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Codes mailed to one user, by window.

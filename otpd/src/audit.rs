@@ -111,6 +111,51 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event, in the order `otpctl metrics` lists them.
+    pub const ALL: [Event; 41] = [
+        Event::Issued,
+        Event::Reused,
+        Event::Mailed,
+        Event::MailFailed,
+        Event::Verified,
+        Event::WrongCode,
+        Event::CodeDead,
+        Event::Locked,
+        Event::RateLimited,
+        Event::Skipped,
+        Event::RefusedCaller,
+        Event::Suppressed,
+        Event::BreakglassGranted,
+        Event::BreakglassUsed,
+        Event::BreakglassRevoked,
+        Event::BreakglassExpired,
+        Event::Exempt,
+        Event::RecoveryUsed,
+        Event::RecoveryOffered,
+        Event::RecoveryCodesCreated,
+        Event::AdminRefused,
+        Event::UserAdded,
+        Event::UserEmailSet,
+        Event::UserProtocolsSet,
+        Event::UserEnabled,
+        Event::UserDisabled,
+        Event::UserUnlocked,
+        Event::UserRemoved,
+        Event::UserReset,
+        Event::UsersImported,
+        Event::UsersEnabled,
+        Event::HostUnlocked,
+        Event::SelfEnabled,
+        Event::SelfDisabled,
+        Event::SelfProtocols,
+        Event::SelfCodeSent,
+        Event::TestMailOk,
+        Event::TestMailFailed,
+        Event::WouldAsk,
+        Event::UserLanguageSet,
+        Event::UserPhoneSet,
+    ];
+
     /// The name used in audit rows and log lines.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -393,50 +438,8 @@ mod tests {
     }
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
-    /// a place, and then a test failure until it is listed here.
-    const EVERY: [Event; 41] = [
-        Event::Issued,
-        Event::Reused,
-        Event::Mailed,
-        Event::MailFailed,
-        Event::Verified,
-        Event::WrongCode,
-        Event::CodeDead,
-        Event::Locked,
-        Event::RateLimited,
-        Event::Skipped,
-        Event::RefusedCaller,
-        Event::Suppressed,
-        Event::BreakglassGranted,
-        Event::BreakglassUsed,
-        Event::BreakglassRevoked,
-        Event::BreakglassExpired,
-        Event::Exempt,
-        Event::RecoveryUsed,
-        Event::RecoveryOffered,
-        Event::RecoveryCodesCreated,
-        Event::AdminRefused,
-        Event::UserAdded,
-        Event::UserEmailSet,
-        Event::UserProtocolsSet,
-        Event::UserEnabled,
-        Event::UserDisabled,
-        Event::UserUnlocked,
-        Event::UserRemoved,
-        Event::UserReset,
-        Event::UsersImported,
-        Event::UsersEnabled,
-        Event::HostUnlocked,
-        Event::SelfEnabled,
-        Event::SelfDisabled,
-        Event::SelfProtocols,
-        Event::SelfCodeSent,
-        Event::TestMailOk,
-        Event::TestMailFailed,
-        Event::WouldAsk,
-        Event::UserLanguageSet,
-        Event::UserPhoneSet,
-    ];
+    /// a place, and then a test failure until it is listed in [`Event::ALL`].
+    const EVERY: [Event; 41] = Event::ALL;
 
     fn place(event: Event) -> usize {
         match event {

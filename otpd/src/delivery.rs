@@ -102,7 +102,9 @@ pub async fn deliver<A>(
 where
     A: FnMut(&mut dyn Store, i64, Settlement<'_>) -> Result<(), StoreError> + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let sent = send(mailer, mail, routes).await;
+    shared.metrics.observe_delivery(started.elapsed());
     let shared = Arc::clone(shared);
     let challenge = challenge.to_string();
     off_thread::run(move || {

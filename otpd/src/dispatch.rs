@@ -10,8 +10,32 @@ use crate::caller::Caller;
 use crate::login::{self, Mode};
 use crate::state::Shared;
 
-/// Answers `request` from `caller`.
+/// Answers `request` from `caller`; a login request's latency goes to the metrics.
 pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
+    let kind = login_request_kind(&request);
+    let started = std::time::Instant::now();
+    let response = route(shared, caller, request).await;
+    if let Some(kind) = kind {
+        shared.metrics.observe_request(kind, started.elapsed());
+    }
+    response
+}
+
+/// The `request` label of a login request ([`crate::metrics::LOGIN_REQUESTS`]); `None` for a
+/// ping or an admin request.
+fn login_request_kind(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Begin { .. } => Some("begin"),
+        Request::Resend { .. } => Some("resend"),
+        Request::Answer { .. } => Some("answer"),
+        Request::Probe { .. } => Some("probe"),
+        Request::Verify { .. } => Some("verify"),
+        Request::Ping | Request::Admin { .. } => None,
+    }
+}
+
+/// Sends `request` to its handler.
+async fn route(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
     match request {
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),

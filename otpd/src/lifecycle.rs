@@ -106,6 +106,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let purger = tokio::spawn(purge_periodically(Arc::clone(&shared)));
     let audit_upkeep = tokio::spawn(settle_audit_periodically(Arc::clone(&shared)));
     let deliverer = tokio::spawn(crate::notices::deliver_forever(Arc::clone(&shared)));
+    let textfile = tokio::spawn(crate::metrics_textfile::write_periodically(Arc::clone(
+        &shared,
+    )));
+    let metrics_listener =
+        shared.active().config.metrics.listen.map(|address| {
+            tokio::spawn(crate::metrics_listener::serve(Arc::clone(&shared), address))
+        });
     let reloader = {
         let shared = Arc::clone(&shared);
         let path = config_path.clone();
@@ -128,6 +135,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     purger.abort();
     audit_upkeep.abort();
     deliverer.abort();
+    textfile.abort();
+    if let Some(listener) = metrics_listener {
+        listener.abort();
+    }
     if let Err(e) = crate::audit::settle(&shared, true) {
         tracing::error!(
             "cannot write the last audit summaries: {}",

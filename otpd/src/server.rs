@@ -116,6 +116,16 @@ async fn serve_with(
     }
 }
 
+/// An admitted connection being served: counted open in the metrics until it is dropped, however
+/// its task ends.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connection_closed();
+    }
+}
+
 /// What the accept loop keeps between connections to decide who gets in.
 struct Gate {
     ledger: Ledger,
@@ -240,12 +250,15 @@ impl Gate {
         {
             Ok(slot) => {
                 let shared = Arc::clone(shared);
+                shared.metrics.connection(true);
                 connections.spawn(async move {
+                    let _open = OpenConnection(Arc::clone(&shared));
                     connection::serve(stream, caller, shared).await;
                     drop(slot);
                 });
             }
             Err(refusal) => {
+                shared.metrics.connection(false);
                 connection::refuse(&stream, refusal.message());
                 if let Some(line) = self.refusals.record(caller.uid, refusal, now) {
                     warn_refusals(&line);

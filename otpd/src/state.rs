@@ -11,6 +11,7 @@ use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::directory::LdapDirectory;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::webhook::WebhookSender;
 
@@ -70,18 +71,23 @@ pub struct Shared {
     config_loaded_at: AtomicI64,
     /// Wakes the notice deliverer ([`crate::notices`]) when a notice was queued.
     pub notices_queued: tokio::sync::Notify,
+    /// The counters `otpctl metrics` prints; kept here, not in [`Active`], so a reload keeps
+    /// them.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
     /// Bundles the daemon's state.
     pub fn new(
         active: Active,
-        store: Box<dyn Store + Send>,
+        mut store: Box<dyn Store + Send>,
         clock: Arc<dyn Clock>,
         accounts: Arc<dyn Accounts>,
         hostname: String,
     ) -> Shared {
         let now = clock.now();
+        let metrics = Arc::new(Metrics::default());
+        store.count_audit_into(Arc::clone(&metrics));
         Shared {
             active: RwLock::new(Arc::new(active)),
             store: Mutex::new(store),
@@ -91,6 +97,7 @@ impl Shared {
             started_at: now,
             config_loaded_at: AtomicI64::new(now),
             notices_queued: tokio::sync::Notify::new(),
+            metrics,
         }
     }
 

@@ -166,3 +166,23 @@ pub fn audit_lines(work: impl FnOnce()) -> Vec<String> {
         .filter_map(|line| line.split_once("otpd::audit: ").map(|(_, e)| e.to_string()))
         .collect()
 }
+
+/// A loopback port where nothing listens (bound, then closed).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Config lines for an address template and one LDAP source, `corp`, whose only server is
+/// down (a closed loopback port): a user the directory should know gets no address.
+pub fn ldap_down_lines() -> String {
+    format!(
+        "[directory]\nemail_template = \"{{user}}@example.com\"\n\
+         [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{}\"]\ntls = \"none\"\n\
+         base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1",
+        closed_port()
+    )
+}

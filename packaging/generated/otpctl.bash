@@ -46,6 +46,9 @@ _otpctl() {
             otpctl,import)
                 cmd="otpctl__subcmd__import"
                 ;;
+            otpctl,metrics)
+                cmd="otpctl__subcmd__metrics"
+                ;;
             otpctl,protocols)
                 cmd="otpctl__subcmd__protocols"
                 ;;
@@ -114,6 +117,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help,import)
                 cmd="otpctl__subcmd__help__subcmd__import"
+                ;;
+            otpctl__subcmd__help,metrics)
+                cmd="otpctl__subcmd__help__subcmd__metrics"
                 ;;
             otpctl__subcmd__help,protocols)
                 cmd="otpctl__subcmd__help__subcmd__protocols"
@@ -293,7 +299,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user host import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -595,7 +601,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__doctor)
-            opts="-h --pam-dir --module --sshd-command --send-to --socket --config --json --timeout --help"
+            opts="-h --pam-dir --module --sshd-command --send-to --ldap-user --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -614,6 +620,10 @@ _otpctl() {
                     return 0
                     ;;
                 --send-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ldap-user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -693,7 +703,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user host import enable disable protocols recovery-codes audit status test-mail breakglass check-config doctor generate-docs help"
+            opts="user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,6 +913,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__metrics)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1304,6 +1328,32 @@ _otpctl() {
             ;;
         otpctl__subcmd__import)
             opts="-h --partial --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__metrics)
+            opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -158,6 +158,25 @@ impl Otpd {
         }
     }
 
+    /// The real `otpctl ARGS` against this otpd (its socket and config), as root or as the
+    /// uid:gid `who`, with no input: exit status, stdout, stderr.
+    pub fn otpctl(&self, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String, String) {
+        let out = paths::otpctl_as(who)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run otpctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// One request through the same client the module uses.
     pub fn call(&self, request: &Request) -> Result<Response, client::ClientError> {
         client::call(

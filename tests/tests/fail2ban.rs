@@ -141,23 +141,19 @@ fn fail2ban_regex_finds_each_remote_failure_with_its_address_and_nothing_else() 
     // (otpctl refuses spaces, control and line separator characters in a name; "=" it takes,
     // and otpd escapes it in the line.)
     let hostile = "rhost=198.51.100.1";
-    let added = paths::otpctl_as(None)
-        .arg("--socket")
-        .arg(&lab.otpd.socket)
-        .arg("--config")
-        .arg(&lab.otpd.config_path)
-        .args([
+    let added = lab.otpd.otpctl(
+        None,
+        &[
             "user",
             "add",
             "--no-account",
             "--enable",
             "--email",
             "x@example.test",
-        ])
-        .arg(hostile)
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{added:?}");
+            hostile,
+        ],
+    );
+    assert_eq!(added.0, 0, "{added:?}");
     wrongly(hostile, "192.0.2.77");
     // Remote hosts root reported that are no address (a name, a forged field): no ban.
     wrongly("carol", "203.0.113.8 caller_uid=0");

@@ -53,6 +53,20 @@ fn bound_to(urls: &[String], ca: &TestCa, slapd: &Slapd) -> String {
     )
 }
 
+/// [`bound_to`] the server, with a private password file holding the wrong password (kept
+/// while the returned file lives).
+fn bound_with_a_wrong_password(ca: &TestCa, slapd: &Slapd) -> (tempfile::NamedTempFile, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = bound_to(&[slapd.ldaps_url()], ca, slapd).replace(
+        &format!("{:?}", slapd.password_file().display().to_string()),
+        &format!("{:?}", wrong.path().display().to_string()),
+    );
+    (wrong, source)
+}
+
 /// A login by `user` answering with the code of the `nth` mail of the test.
 fn login(s: &Setup, user: &str, nth: usize) -> LoginResult {
     login_with(
@@ -187,16 +201,9 @@ fn a_server_without_starttls_is_refused_before_the_bind_password_is_sent() {
 
 #[test]
 fn a_wrong_bind_password_makes_the_login_unavailable_and_the_log_says_why() {
-    use std::os::unix::fs::PermissionsExt;
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);
-    let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
-    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
-        &format!("{:?}", slapd.password_file().display().to_string()),
-        &format!("{:?}", wrong.path().display().to_string()),
-    );
+    let (_wrong, source) = bound_with_a_wrong_password(&ca, &slapd);
     let s = setup(&source, "");
     let result = login_with(&s.pam, "sshd", "bob", None, never_prompted);
     assert_unavailable(&s, &result);
@@ -284,9 +291,22 @@ fn with_directory_down_last_known_the_last_answer_serves_past_the_ttl() {
     );
     let s = setup(&source, "directory_down = \"last_known\"");
     assert_mailed_to(&s, &login(&s, "bob", 1), "bob@ldap.example.test");
+    let up = "otpd_directory_up{source=\"ldap:corp\"} ";
+    assert!(
+        s.otpd
+            .otpctl(None, &["metrics"])
+            .1
+            .contains(&format!("{up}1"))
+    );
     slapd.stop();
     std::thread::sleep(Duration::from_secs(3));
     assert_mailed_to(&s, &login(&s, "bob", 2), "bob@ldap.example.test");
+    assert!(
+        s.otpd
+            .otpctl(None, &["metrics"])
+            .1
+            .contains(&format!("{up}0"))
+    );
     let log = s.otpd.log();
     assert!(
         log.contains("address_source\\x3dldap:corp\\x20directory\\x3dlast_known"),
@@ -400,10 +420,16 @@ fn a_server_that_accepts_and_never_answers_makes_the_login_unavailable_within_th
 
 /// The `ldap` findings of `otpctl doctor --json` over `s`'s config.
 fn doctor_ldap(s: &Setup) -> Vec<serde_json::Value> {
+    doctor_ldap_with(s, &[])
+}
+
+/// [`doctor_ldap`] with `args` after `doctor`.
+fn doctor_ldap_with(s: &Setup, args: &[&str]) -> Vec<serde_json::Value> {
     let output = std::process::Command::new(paths::binary("otpctl"))
         .arg("--config")
         .arg(&s.otpd.config_path)
         .args(["--timeout", "1", "--json", "doctor"])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -451,18 +477,37 @@ fn otpctl_doctor_binds_to_each_ldap_server_and_names_the_one_that_is_down() {
     );
 }
 
+/// `otpctl doctor --ldap-user`: the user looked up on each server as a login would, with the
+/// address and groups found, and a user the filter does not find is a problem.
 #[test]
-fn otpctl_doctor_says_a_bind_password_is_wrong() {
-    use std::os::unix::fs::PermissionsExt;
+fn otpctl_doctor_looks_a_test_user_up_on_each_server() {
     let ca = TestCa::new("ldap-test-ca");
     let slapd = Slapd::start(&ca);
-    let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
-    std::fs::set_permissions(wrong.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let source = bound_to(&[slapd.ldaps_url()], &ca, &slapd).replace(
-        &format!("{:?}", slapd.password_file().display().to_string()),
-        &format!("{:?}", wrong.path().display().to_string()),
+    let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
+    let f = doctor_ldap_with(&s, &["--ldap-user", "alice"]);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[1]["level"], "ok", "{f:#?}");
+    let found = f[1]["message"].as_str().unwrap();
+    assert!(
+        found.contains("user alice found with (uid=alice): address alice@ldap.example.test"),
+        "{found}"
     );
+    let f = doctor_ldap_with(&s, &["--ldap-user", "nobody-here"]);
+    assert_eq!(f[1]["level"], "problem", "{f:#?}");
+    assert!(
+        f[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user nobody-here not found"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn otpctl_doctor_says_a_bind_password_is_wrong() {
+    let ca = TestCa::new("ldap-test-ca");
+    let slapd = Slapd::start(&ca);
+    let (_wrong, source) = bound_with_a_wrong_password(&ca, &slapd);
     let s = setup(&source, "");
     let f = doctor_ldap(&s);
     assert_eq!(f.len(), 1, "{f:#?}");
@@ -492,19 +537,27 @@ fn user_show(s: &Setup, user: &str) -> serde_json::Value {
 }
 
 #[test]
-fn otpctl_user_show_gives_the_directory_address_and_its_source_or_why_there_is_none() {
+fn otpctl_user_show_gives_the_directory_address_its_source_and_groups_or_why_there_is_none() {
     let ca = TestCa::new("ldap-test-ca");
     let mut slapd = Slapd::start(&ca);
     let s = setup(&bound_to(&[slapd.ldaps_url()], &ca, &slapd), "");
     let bob = user_show(&s, "bob");
     assert_eq!(bob["address"], "bob@ldap.example.test", "{bob}");
     assert_eq!(bob["address_source"], "ldap:corp", "{bob}");
+    // What else the directory returned: the groups (from memberOf).
+    let alice = user_show(&s, "alice");
+    assert_eq!(
+        alice["directory_groups"],
+        serde_json::json!(["ops"]),
+        "{alice}"
+    );
     // Unknown to the directory: the template, as a login would use it.
     let nobody = user_show(&s, "root");
     assert_eq!(nobody["address_source"], "template", "{nobody}");
     slapd.stop();
-    let alice = user_show(&s, "alice");
-    assert!(alice["address"].is_null(), "{alice}");
-    let why = alice["address_source"].as_str().unwrap();
+    // A user the cache does not hold yet.
+    let dora = user_show(&s, "dora");
+    assert!(dora["address"].is_null(), "{dora}");
+    let why = dora["address_source"].as_str().unwrap();
     assert!(why.starts_with("unavailable: LDAP source corp"), "{why}");
 }

@@ -6,11 +6,8 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
-
 use e2e_tests::login::{LoginResult, login_with, never_prompted};
 use e2e_tests::otpd::{Otpd, TestConfig};
-use e2e_tests::paths;
 use e2e_tests::programs::answers::{mailed_code, wrong};
 use e2e_tests::smtp::SmtpCapture;
 use e2e_tests::stack::PamConfDir;
@@ -61,21 +58,7 @@ fn refused_at_once(o: &Office, user: &str) -> LoginResult {
 /// `otpctl ARGS` against this otpd, as root or as the uid:gid `who`: exit status and stdout,
 /// stderr.
 fn ctl(o: &Office, who: Option<(u32, u32)>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = paths::otpctl_as(who);
-    let out = cmd
-        .arg("--socket")
-        .arg(&o.otpd.socket)
-        .arg("--config")
-        .arg(&o.otpd.config_path)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    o.otpd.otpctl(who, args)
 }
 
 /// `otpctl host list --json`'s addresses.

@@ -344,18 +344,10 @@ fn an_issued_code_survives_an_otpd_restart() {
 fn a_users_own_language_words_their_prompt_until_it_is_set_back_to_the_profiles() {
     let s = setup();
     let set = |language: &str| {
-        let out = e2e_tests::paths::otpctl_as(None)
-            .arg("--socket")
-            .arg(&s.otpd.socket)
-            .arg("--config")
-            .arg(&s.otpd.config_path)
-            .args(["user", "set-language", "--", "alice", language])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (status, _, stderr) = s
+            .otpd
+            .otpctl(None, &["user", "set-language", "--", "alice", language]);
+        (status == 0, stderr)
     };
     assert!(set("fr").0);
     let first = login_with(

@@ -149,15 +149,7 @@ fn a_dry_run_logs_in_with_the_password_alone_and_records_who_would_have_been_ask
         lab.user.name
     );
     assert!(lab.otpd.log().contains(&would_ask), "{}", lab.otpd.log());
-    let status = e2e_tests::paths::otpctl_as(None)
-        .arg("--socket")
-        .arg(&lab.otpd.socket)
-        .arg("--config")
-        .arg(&lab.otpd.config_path)
-        .arg("status")
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
+    let (_, status, _) = lab.otpd.otpctl(None, &["status"]);
     assert!(
         status.contains("last 7 days: 1 logins of 1 users would have been asked for a code"),
         "{status}"

@@ -21,6 +21,7 @@ mod glob;
 mod language;
 mod ldap;
 mod mail;
+mod metrics;
 mod named_files;
 mod network;
 mod phone;
@@ -53,6 +54,7 @@ pub use self::mail::{
     MailConfig, MailTransport, MessageOverrides, MessageTemplate, MessageTemplates, Security,
     SmtpAuth, SmtpServer, TemplateVar,
 };
+pub use self::metrics::{DEFAULT_METRICS_INTERVAL, MetricsConfig};
 pub use self::network::Network;
 pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
@@ -60,7 +62,7 @@ pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;
-use self::raw::{RawConfig, RawDaemon, RawDirectory, RawSettings, Text};
+use self::raw::{RawConfig, RawDaemon, RawDirectory, RawMetrics, RawSettings, Text};
 use crate::service::DEFAULT_SERVICES;
 
 /// The name [`Config::settings_for`] reports when no policy matched; reserved, so no profile
@@ -95,6 +97,8 @@ pub struct Config {
     /// `[[channels.webhook]]`, names unique; the profiles' `channels` name only these and
     /// `email`.
     pub webhooks: Vec<WebhookChannel>,
+    /// `[metrics]`: the node_exporter textfile otpd writes its counters to, if any.
+    pub metrics: MetricsConfig,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -151,7 +155,12 @@ impl Config {
             // Only LDAP sources give attributes: such a policy could never match.
             let unmatched = raw.policies.iter().flatten();
             if let Some(table) = unmatched
-                .filter_map(|p| p.get_ref().match_attribute.as_ref())
+                .filter_map(|p| {
+                    let p = p.get_ref();
+                    p.match_attribute
+                        .as_ref()
+                        .or(p.match_attribute_regex.as_ref())
+                })
                 .next()
             {
                 return Err(Invalid::new(
@@ -190,6 +199,8 @@ impl Config {
             .flatten()
             .map(Exemption::from_raw)
             .collect::<Result<_, _>>()?;
+        let metrics =
+            MetricsConfig::from_raw(raw.metrics.as_ref().unwrap_or(&RawMetrics::default()))?;
         Ok(Config {
             source: path.to_path_buf(),
             daemon,
@@ -204,6 +215,7 @@ impl Config {
             mail,
             exemptions,
             webhooks,
+            metrics,
             services,
         })
     }

@@ -161,12 +161,15 @@ impl Policy {
             .as_ref()
             .map(network::networks)
             .transpose()?;
-        let attributes = policy
+        let mut attributes = policy
             .match_attribute
             .as_ref()
-            .map(attribute_globs)
+            .map(|table| attribute_matchers(table, Pattern::Glob))
             .transpose()?
             .unwrap_or_default();
+        if let Some(table) = &policy.match_attribute_regex {
+            attributes.extend(attribute_matchers(table, Pattern::Regex)?);
+        }
         let Some(profile) = &policy.profile else {
             return Err(Invalid::new(
                 raw.span(),
@@ -188,27 +191,49 @@ impl Policy {
     }
 }
 
-/// `match_attribute`: attribute names (kept in lower case: LDAP names are case-insensitive)
-/// with a glob each, as `match_user` has.
-fn attribute_globs(table: &Spanned<BTreeMap<Text, Text>>) -> Result<Vec<(String, Regex)>, Invalid> {
+/// How a `match_attribute*` table writes its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    /// `match_attribute`: a glob each, as `match_user` has.
+    Glob,
+    /// `match_attribute_regex`: a regex each that must match a whole value, as
+    /// `match_user_regex` has.
+    Regex,
+}
+
+/// `match_attribute` and `match_attribute_regex`: attribute names (kept in lower case: LDAP
+/// names are case-insensitive) with a pattern each.
+fn attribute_matchers(
+    table: &Spanned<BTreeMap<Text, Text>>,
+    pattern: Pattern,
+) -> Result<Vec<(String, Regex)>, Invalid> {
+    let key = match pattern {
+        Pattern::Glob => "match_attribute",
+        Pattern::Regex => "match_attribute_regex",
+    };
     if table.get_ref().is_empty() {
         return Err(Invalid::new(
             table.span(),
-            "match_attribute is empty; name attributes, e.g. { department = \"Ops*\" }, or leave it out",
+            format!(
+                "{key} is empty; name attributes, e.g. {{ department = \"Ops*\" }}, or leave it out"
+            ),
         ));
     }
     table
         .get_ref()
         .iter()
-        .map(|(name, glob)| {
-            let name = super::ldap::attribute("a match_attribute name", name)?;
-            let glob = glob::compile(glob.get_ref()).map_err(|why| {
-                Invalid::new(
-                    glob.span(),
-                    format!("match_attribute {name} is not a valid glob: {why}"),
-                )
-            })?;
-            Ok((name.to_ascii_lowercase(), glob))
+        .map(|(name, value)| {
+            let name = super::ldap::attribute(&format!("a {key} name"), name)?;
+            let compiled = match pattern {
+                Pattern::Glob => glob::compile(value.get_ref()).map_err(|why| {
+                    Invalid::new(
+                        value.span(),
+                        format!("match_attribute {name} is not a valid glob: {why}"),
+                    )
+                })?,
+                Pattern::Regex => whole_regex(value, &format!("match_attribute_regex {name}"))?,
+            };
+            Ok((name.to_ascii_lowercase(), compiled))
         })
         .collect()
 }
@@ -222,9 +247,14 @@ fn user_glob(value: &Text) -> Result<Regex, Invalid> {
     })
 }
 
-/// The admin's regex, which must match the whole name. It is compiled alone first: a pattern
-/// such as `a)|(b` would otherwise slip out of the anchoring group.
+/// The admin's `match_user_regex`, which must match the whole name.
 fn user_regex(value: &Text) -> Result<Regex, Invalid> {
+    whole_regex(value, "match_user_regex")
+}
+
+/// The admin's regex under `key`, which must match a whole value. It is compiled alone first: a
+/// pattern such as `a)|(b` would otherwise slip out of the anchoring group.
+fn whole_regex(value: &Text, key: &str) -> Result<Regex, Invalid> {
     let build = |pattern: &str| {
         RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -234,7 +264,7 @@ fn user_regex(value: &Text) -> Result<Regex, Invalid> {
         Invalid::new(
             value.span(),
             format!(
-                "match_user_regex is not a valid regular expression: {}",
+                "{key} is not a valid regular expression: {}",
                 regex_problem(&error)
             ),
         )
@@ -311,6 +341,41 @@ mod tests {
         assert!(!p.matches("adm-1", &groups(&["users"]), Protocol::Ssh));
         assert!(!p.matches("adm-1", &wheel, Protocol::Ftp));
         assert!(p.needs_groups());
+    }
+
+    #[test]
+    fn match_attribute_regex_matches_whole_values_and_adds_to_the_globs() {
+        let p = policy(
+            "match_attribute = { title = \"*Admin\" }\n\
+             match_attribute_regex = { departmentNumber = \"Ops-[0-9]+\" }\nprofile = \"admins\"",
+        )
+        .unwrap();
+        let attributes = |department: &str| -> Attributes {
+            [
+                ("departmentnumber".to_string(), vec![department.to_string()]),
+                ("title".to_string(), vec!["Unix Admin".to_string()]),
+            ]
+            .into_iter()
+            .collect()
+        };
+        assert!(p.matches_with_attributes("a", &[], &attributes("Ops-12"), Protocol::Ssh, None));
+        // The whole value, not a part of it.
+        assert!(!p.matches_with_attributes(
+            "a",
+            &[],
+            &attributes("DevOps-12"),
+            Protocol::Ssh,
+            None
+        ));
+        assert!(!p.matches_with_attributes("a", &[], &attributes("Ops-12b"), Protocol::Ssh, None));
+        let e = policy("match_attribute_regex = { title = \"a)|(b\" }\nprofile = \"admins\"")
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("match_attribute_regex title is not a valid regular expression"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     pub mail: Option<Spanned<RawMail>>,
     pub exemptions: Option<Vec<Spanned<RawExemption>>>,
     pub channels: Option<RawChannels>,
+    pub metrics: Option<RawMetrics>,
 }
 
 /// `[channels]`.
@@ -52,6 +53,15 @@ pub(super) struct RawWebhook {
     pub credentials_file: Option<Text>,
     pub ca_file: Option<Text>,
     pub timeout_seconds: Option<Int>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub textfile: Option<Text>,
+    pub interval_seconds: Option<Int>,
+    pub listen: Option<Text>,
 }
 
 /// `[daemon]`.
@@ -152,6 +162,7 @@ pub(super) struct RawPolicy {
     pub match_rhost: Option<Spanned<Vec<Text>>>,
     /// `{ ATTRIBUTE = "GLOB", ... }` over the user's directory attributes.
     pub match_attribute: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub match_attribute_regex: Option<Spanned<BTreeMap<Text, Text>>>,
     /// Optional here only so that a missing one gets our message rather than serde's.
     pub profile: Option<Text>,
 }

@@ -756,3 +756,41 @@ fn the_shipped_channel_examples_are_valid() {
     }
     assert_eq!(seen, 2);
 }
+
+#[test]
+fn metrics_write_no_textfile_unless_asked() {
+    assert_eq!(parse(MAIL).unwrap().metrics, MetricsConfig::default());
+    let c = with_mail(
+        "[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/otpd.prom\"\ninterval_seconds = 15\n",
+    );
+    assert_eq!(
+        c.metrics.textfile,
+        Some(PathBuf::from("/var/lib/prometheus/node-exporter/otpd.prom"))
+    );
+    assert_eq!(c.metrics.interval, Duration::from_secs(15));
+}
+
+#[test]
+fn a_metrics_textfile_node_exporter_would_not_read_is_refused() {
+    let (line, _, message) = error_in("[metrics]\ntextfile = \"otpd.prom\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("absolute path"), "{message}");
+    let (_, _, message) = error_in("[metrics]\ntextfile = \"/var/lib/node-exporter/otpd.txt\"\n");
+    assert!(message.contains("must end in .prom"), "{message}");
+    let (line, _, message) = error_in("[metrics]\ninterval_seconds = 0\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("between 1 and 3600"), "{message}");
+}
+
+#[test]
+fn metrics_are_served_only_on_a_loopback_address() {
+    let c = with_mail("[metrics]\nlisten = \"127.0.0.1:9839\"\n");
+    assert_eq!(c.metrics.listen, "127.0.0.1:9839".parse().ok());
+    let c = with_mail("[metrics]\nlisten = \"[::1]:9839\"\n");
+    assert_eq!(c.metrics.listen, "[::1]:9839".parse().ok());
+    let (line, _, message) = error_in("[metrics]\nlisten = \"0.0.0.0:9839\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("must be a loopback address"), "{message}");
+    let (_, _, message) = error_in("[metrics]\nlisten = \"localhost:9839\"\n");
+    assert!(message.contains("an IP address and port"), "{message}");
+}

@@ -168,6 +168,7 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         AdminRequest::HostList => hosts::list(&ctx),
         AdminRequest::HostUnlock { address } => hosts::unlock(&ctx, &address),
         AdminRequest::UserReset { user } => reset::reset(&ctx, &user),
+        AdminRequest::Metrics => status::metrics(&ctx),
         AdminRequest::Status
         | AdminRequest::BreakGlassGrant { .. }
         | AdminRequest::BreakGlassRevoke { .. }
@@ -199,6 +200,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::EnableAll { .. } => "enable --all",
         AdminRequest::Audit { .. } => "audit",
         AdminRequest::Status => "status",
+        AdminRequest::Metrics => "metrics",
         AdminRequest::TestMail { .. } => "test-mail",
         AdminRequest::SelfStart { .. } | AdminRequest::SelfConfirm { .. } => "self-service",
         AdminRequest::BreakGlassGrant { .. } => "breakglass grant",

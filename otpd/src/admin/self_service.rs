@@ -597,16 +597,7 @@ mod tests {
     #[tokio::test]
     async fn with_the_ldap_servers_down_no_self_service_code_goes_to_the_template() {
         let dir = tempfile::tempdir().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = config(&format!(
-            "[directory]\nemail_template = \"{{user}}@example.com\"\n\
-             [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{closed}\"]\ntls = \"none\"\n\
-             base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1"
-        ));
+        let config = config(&crate::test_support::ldap_down_lines());
         let shared = Arc::new(crate::test_support::shared(
             dir.path(),
             config,

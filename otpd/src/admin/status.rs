@@ -122,6 +122,13 @@ fn dry_run_summary(
     }))
 }
 
+/// `metrics` (admins, checked by the caller): the counters and gauges, from memory.
+pub fn metrics(ctx: &Ctx<'_>) -> AdminResponse {
+    AdminResponse::Metrics {
+        text: crate::metrics::exposition(ctx.shared, &ctx.active),
+    }
+}
+
 fn self_status(ctx: &Ctx<'_>) -> AdminResponse {
     let name = match caller_name(ctx) {
         Ok(name) => name,

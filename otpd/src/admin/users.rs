@@ -350,7 +350,8 @@ fn ldap_address(ctx: &Ctx<'_>, user: &str) -> Option<Result<UserFacts, Directory
         .collect();
     let wanted = Wanted {
         record: true,
-        ..Wanted::default()
+        groups: true,
+        attributes: true,
     };
     Some(directory::look_up(&sources, user, wanted))
 }
@@ -359,6 +360,17 @@ fn ldap_address(ctx: &Ctx<'_>, user: &str) -> Option<Result<UserFacts, Directory
 /// before the template. A directory that cannot be asked leaves no address, as a login fails
 /// closed then.
 fn with_ldap_address(view: &mut UserView, directory: Option<Result<UserFacts, DirectoryError>>) {
+    // What the directory returned besides the address, escaped: the server's text goes to a
+    // terminal.
+    if let Some(Ok(facts)) = &directory {
+        let escape = |text: &String| common::text::escape_for_log(text);
+        view.directory_groups = facts.groups.iter().map(escape).collect();
+        view.directory_attributes = facts
+            .attributes
+            .iter()
+            .map(|(name, values)| (escape(name), values.iter().map(escape).collect()))
+            .collect();
+    }
     if view.address_source == crate::directory::FROM_TABLE {
         return;
     }

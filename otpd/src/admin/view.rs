@@ -110,6 +110,8 @@ pub fn user_view(
         locked_until,
         recovery_codes_left: None,
         mailed: None,
+        directory_groups: Vec::new(),
+        directory_attributes: Default::default(),
     }
 }
 

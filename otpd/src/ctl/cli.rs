@@ -101,6 +101,9 @@ pub enum Command {
     },
     /// Admins: otpd's version, uptime, config, counts and mail servers. Users: their own state.
     Status,
+    /// Admins: otpd's counters in Prometheus's text format (audit events since otpd started,
+    /// mails per server, skips per reason, mail latency, mail servers up).
+    Metrics,
     /// Admin: send a test message through each configured mail server and show what each said.
     TestMail {
         /// The recipient.
@@ -293,4 +296,7 @@ pub struct DoctorArgs {
     /// Also send a real test message to ADDRESS through each server (needs otpd).
     #[arg(long, value_name = "ADDRESS")]
     pub send_to: Option<String>,
+    /// Also look USER up on each LDAP server as a login would (its filter, address and groups).
+    #[arg(long, value_name = "USER")]
+    pub ldap_user: Option<String>,
 }

@@ -111,6 +111,7 @@ fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest
             }
         }
         Command::Status => AdminRequest::Status,
+        Command::Metrics => AdminRequest::Metrics,
         Command::Breakglass(BreakglassCommand::Grant {
             user,
             minutes,
@@ -314,6 +315,10 @@ pub fn show(response: &AdminResponse, json: bool, io: &mut Io<'_>) -> Exit {
         }
         AdminResponse::SelfStatus { status } => {
             io.out(&output::self_status(status));
+            Exit::Ok
+        }
+        AdminResponse::Metrics { text } => {
+            io.out(text.trim_end_matches('\n'));
             Exit::Ok
         }
         AdminResponse::MailTest { results } => {

@@ -95,11 +95,25 @@ pub fn user(u: &UserView) -> String {
         }
         None => "none: no code can be sent".to_string(),
     };
-    block(&[
+    let attributes: Vec<String> = u
+        .directory_attributes
+        .iter()
+        .map(|(name, values)| format!("{name}={}", values.join("|")))
+        .collect();
+    let mut rows = vec![
         ("user", u.name.clone()),
         ("record", yes(u.in_table)),
         ("address", address),
         ("phone", u.phone.clone().unwrap_or_else(|| "none".into())),
+    ];
+    // What an LDAP source returned, where one did.
+    if !u.directory_groups.is_empty() {
+        rows.push(("directory groups", list(&u.directory_groups, "-")));
+    }
+    if !attributes.is_empty() {
+        rows.push(("directory attributes", list(&attributes, "-")));
+    }
+    rows.extend([
         ("enabled", yes(u.enabled)),
         ("protocols", protocols(u.protocols.as_ref())),
         ("code needed for", list(&u.code_required_for, "nothing")),
@@ -125,7 +139,8 @@ pub fn user(u: &UserView) -> String {
                 },
             ),
         ),
-    ])
+    ]);
+    block(&rows)
 }
 
 /// A new set of recovery codes, one a line, with what to do with them.

@@ -18,6 +18,7 @@
 //! cache, not a connection pool, is what spares the servers, and nothing of a lookup that missed
 //! its deadline outlives its thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::config::{
@@ -50,6 +51,8 @@ pub struct LdapDirectory {
     attributes: Vec<String>,
     cache: Mutex<Cache>,
     clock: Arc<dyn Clock>,
+    /// Whether the last lookup that asked the servers reached one (`otpd_directory_up`).
+    reachable: AtomicBool,
 }
 
 impl std::fmt::Debug for LdapDirectory {
@@ -115,7 +118,13 @@ impl LdapDirectory {
                 source.cache_size,
             )),
             clock,
+            reachable: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the last lookup that asked the servers reached one; true before any did.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// The source's name, as audit rows show it (`ldap:NAME`).
@@ -145,6 +154,7 @@ impl LdapDirectory {
             }
             match self.ask(url, user, groups) {
                 Ok(entry) => {
+                    self.reachable.store(true, Ordering::Relaxed);
                     self.remember(user, entry.clone(), self.clock.now());
                     return Ok((entry, None));
                 }
@@ -163,6 +173,7 @@ impl LdapDirectory {
                 }
             }
         }
+        self.reachable.store(false, Ordering::Relaxed);
         let reason = format!("no server answered ({})", reasons.join("; "));
         match self.last_known(user) {
             Some((entry @ Entry::Found { .. }, stored)) => {
@@ -231,6 +242,38 @@ impl LdapDirectory {
         })();
         let _ = conn.with_timeout(self.source.search_timeout).unbind();
         read.map_err(ServerFailure::into_reason)
+    }
+
+    /// What `otpctl doctor --ldap-user USER` reports of one server: `user` looked up as a login
+    /// would (the filter, the address attribute, the groups), not from the cache. The entry's
+    /// values and the server's text are escaped: they go to a terminal; the filter and the user
+    /// are the admin's own.
+    pub fn check_user(&self, url: &LdapUrl, user: &str) -> Result<String, String> {
+        let filter = self.source.filter_for(user);
+        match self.ask(url, user, true) {
+            Ok(Entry::Found {
+                address, groups, ..
+            }) => {
+                let address = match &address {
+                    Some(a) => format!("address {}", escape_for_log(a)),
+                    None => format!("no {} value", self.source.address_attribute),
+                };
+                let groups: Vec<String> = groups
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|g| escape_for_log(g))
+                    .collect();
+                Ok(format!(
+                    "user {user} found with {filter}: {address}, groups [{}]",
+                    groups.join(", ")
+                ))
+            }
+            Ok(Entry::Absent) => Err(format!(
+                "user {user} not found with {filter} under {}",
+                self.source.base
+            )),
+            Err(failure) => Err(failure.into_reason()),
+        }
     }
 
     /// The source this directory asks.
@@ -504,14 +547,7 @@ mod tests {
         config.directory.ldap.into_iter().next().unwrap()
     }
 
-    /// A loopback port where nothing listens (bound, then closed).
-    fn closed_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
+    use crate::test_support::closed_port;
 
     fn wanted() -> Wanted {
         Wanted {

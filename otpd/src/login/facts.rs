@@ -221,15 +221,9 @@ mod tests {
     #[tokio::test]
     async fn a_login_whose_ldap_servers_are_all_down_is_unavailable_not_mailed_to_the_template() {
         let dir = tempfile::tempdir().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let config = crate::test_support::config(&format!(
-            "[defaults]\nmode = \"required\"\n[directory]\nemail_template = \"{{user}}@example.com\"\n\
-             [[directory.ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{closed}\"]\ntls = \"none\"\n\
-             base = \"dc=example,dc=com\"\nfilter = \"(uid={{user}})\"\nconnect_timeout_seconds = 1"
+            "[defaults]\nmode = \"required\"\n{}",
+            crate::test_support::ldap_down_lines()
         ));
         let shared = Arc::new(crate::test_support::shared(
             dir.path(),

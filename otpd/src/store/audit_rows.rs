@@ -2,11 +2,46 @@
 //! The caller decides what an event is; no code ever reaches this table. Rows are read back as
 //! the wire's [`AuditRow`], which `otpctl audit` shows as it is.
 
+use std::sync::Arc;
+
 use common::wire_admin::AuditRow;
 use rusqlite::params;
 
 use super::audit_rate::{Admission, RateKey, Suppressed};
 use super::{AuditFilter, SqliteStore, StoreError};
+use crate::metrics::Metrics;
+
+/// Counts the audit rows this store writes into otpd's [`Metrics`]: a row written by itself at
+/// once, a row written inside [`SqliteStore::in_one_transaction`] when that commits (a rollback
+/// drops it), so the counters say what the table holds.
+#[derive(Debug, Default)]
+pub(super) struct Counter {
+    /// Where rows are counted (a store's own until otpd hands it the daemon's).
+    pub(super) metrics: Arc<Metrics>,
+    /// The event and detail of each row of the open transaction.
+    uncommitted: Vec<(String, Option<String>)>,
+}
+
+impl Counter {
+    /// Counts `record`'s row now when it is `committed`, else when its transaction settles.
+    pub(super) fn row(&mut self, record: &AuditRecord<'_>, committed: bool) {
+        if committed {
+            self.metrics.count_row(record.event, record.detail);
+        } else {
+            self.uncommitted
+                .push((record.event.to_string(), record.detail.map(str::to_string)));
+        }
+    }
+
+    /// The open transaction ended: its rows count when it `committed`, else they are dropped.
+    pub(super) fn settle(&mut self, committed: bool) {
+        for (event, detail) in self.uncommitted.drain(..) {
+            if committed {
+                self.metrics.count_row(&event, detail.as_deref());
+            }
+        }
+    }
+}
 
 /// An event to record. Borrowed, so the handler can record without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +92,16 @@ impl SqliteStore {
                 record.caller_uid,
                 record.detail
             ])?;
+        // Counted now when the row committed by itself, else when its transaction commits.
+        let committed = self.conn.is_autocommit();
+        self.audit_counter.row(record, committed);
         Ok(())
+    }
+
+    /// Counts this store's audit rows into `metrics` from now on (otpd's one [`Metrics`],
+    /// which outlives reloads).
+    pub fn count_audit_into(&mut self, metrics: Arc<Metrics>) {
+        self.audit_counter.metrics = metrics;
     }
 
     /// Counts one event of `key` at `now` against its rate (see `audit_rate`): whether to write
@@ -150,6 +194,45 @@ mod tests {
             .conn
             .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
             .unwrap()
+    }
+
+    /// `otpctl metrics`' count of `name` rows.
+    fn counted(metrics: &Metrics, name: &str) -> u64 {
+        let text = metrics.render(&crate::metrics::Gauges {
+            start_time: 0,
+            servers: Vec::new(),
+            directories: Vec::new(),
+        });
+        let prefix = format!("otpd_audit_events_total{{event=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn rows_are_counted_when_committed_and_not_when_taken_back() {
+        use crate::store::{Store, atomically};
+        let (_dir, mut store) = open_store();
+        let metrics = Arc::new(Metrics::default());
+        Store::count_audit_into(&mut store, Arc::clone(&metrics));
+        store.record_audit(&event(T0, "verified")).unwrap();
+        assert_eq!(counted(&metrics, "verified"), 1);
+        let kept = atomically(&mut store, |store| {
+            store.record_audit(&event(T0, "issued"))?;
+            store.record_audit(&event(T0, "mailed"))
+        });
+        assert!(kept.is_ok());
+        let taken_back: Result<(), StoreError> = atomically(&mut store, |store| {
+            store.record_audit(&event(T0, "issued"))?;
+            Err(StoreError::WorkNotRun)
+        });
+        assert!(taken_back.is_err());
+        assert_eq!(rows_on_disk(&store), 3);
+        assert_eq!(counted(&metrics, "issued"), 1);
+        assert_eq!(counted(&metrics, "mailed"), 1);
+        assert_eq!(counted(&metrics, "verified"), 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! `&mut dyn Store` is wanted, as they passed `&mut Store` before there was an interface.
 
 use std::ops::DerefMut;
+use std::sync::Arc;
 
 use common::secret::SecretString;
 use common::wire_admin::AuditRow;
@@ -30,6 +31,7 @@ use super::{
     IssueRequest, Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey,
     SendCounts, StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
+use crate::metrics::Metrics;
 
 /// The daemon's state behind its rules: codes, sends, lockouts, enrolment, recovery codes,
 /// break-glass grants, notices and audit rows. Every error fails the login closed.
@@ -244,6 +246,10 @@ pub trait Store: std::fmt::Debug {
     /// keeps it. It is readable by [`Store::audit_filtered`] and [`Store::audit_since`] from
     /// then on.
     fn record_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError>;
+
+    /// Counts every audit row stored from now on into `metrics` (`otpctl metrics`), each once
+    /// it is committed: a row taken back with its transaction is not counted.
+    fn count_audit_into(&mut self, metrics: Arc<Metrics>);
 
     /// Counts one event of `key` at `now` against its rate: whether to write it, and the
     /// summary of the key's previous window if that ended with events counted.
@@ -503,6 +509,10 @@ where
 
     fn record_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
         (**self).record_audit(record)
+    }
+
+    fn count_audit_into(&mut self, metrics: Arc<Metrics>) {
+        (**self).count_audit_into(metrics)
     }
 
     fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {

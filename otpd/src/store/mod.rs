@@ -142,6 +142,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Which events of local callers are written one by one; see `audit_rate`.
     audit_rate: audit_rate::Throttle,
+    /// Where stored audit rows are counted, once committed; see `audit_rows`.
+    audit_counter: audit_rows::Counter,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -201,6 +203,7 @@ impl SqliteStore {
             key,
             path: path.to_path_buf(),
             audit_rate: audit_rate::Throttle::default(),
+            audit_counter: audit_rows::Counter::default(),
         })
     }
 
@@ -239,14 +242,17 @@ impl SqliteStore {
                 if committed.is_err() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
+                self.audit_counter.settle(committed.is_ok());
                 Ok(committed?)
             }
             Ok(Err(failed)) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.audit_counter.settle(false);
                 Err(failed)
             }
             Err(panic) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.audit_counter.settle(false);
                 std::panic::resume_unwind(panic)
             }
         }

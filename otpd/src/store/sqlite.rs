@@ -210,6 +210,10 @@ impl Store for SqliteStore {
         SqliteStore::record_audit(self, record)
     }
 
+    fn count_audit_into(&mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        SqliteStore::count_audit_into(self, metrics)
+    }
+
     fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {
         SqliteStore::admit_audit(self, key, now)
     }

@@ -1,6 +1,7 @@
 //! LDAP sources: each server of each `[[directory.ldap]]` reachable, its certificate verified,
-//! the bind accepted and the search base readable, without looking any user up. Run as root (or
-//! otpd's user) so the bind password file can be read, as otpd reads it.
+//! the bind accepted and the search base readable; with `--ldap-user`, that user looked up on
+//! each server as a login would. Run as root (or otpd's user) so the bind password file can be
+//! read, as otpd reads it.
 
 use std::sync::Arc;
 
@@ -10,9 +11,9 @@ use super::Finding;
 use crate::clock::SystemClock;
 use crate::directory::LdapDirectory;
 
-/// One finding per server of every source; a source whose password or CA file cannot be used
-/// is one problem.
-pub fn check(config: &Config) -> Vec<Finding> {
+/// One finding per server of every source (and one more per server for `test_user`); a source
+/// whose password or CA file cannot be used is one problem.
+pub fn check(config: &Config, test_user: Option<&str>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for source in &config.directory.ldap {
         let ldap = match LdapDirectory::new(source, Vec::new(), Arc::new(SystemClock)) {
@@ -47,6 +48,16 @@ pub fn check(config: &Config) -> Vec<Finding> {
                     "check that the server runs, its certificate (ca_file, the host name in urls), bind_dn and bind_password_file, and base",
                 ),
             });
+            if let Some(user) = test_user {
+                findings.push(match ldap.check_user(url, user) {
+                    Ok(found) => Finding::ok("ldap", format!("{server}: {found}")),
+                    Err(reason) => Finding::problem(
+                        "ldap",
+                        format!("{server}: {reason}"),
+                        "check filter, base, address_attribute and the group settings against the user's entry",
+                    ),
+                });
+            }
         }
     }
     findings

@@ -263,7 +263,7 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
     findings.extend(files::state(&state_dir));
     if let Some(config) = &config {
         findings.extend(mail::check(&config.mail));
-        findings.extend(ldap::check(config));
+        findings.extend(ldap::check(config, args.ldap_user.as_deref()));
         findings.extend(networks::check(config));
     }
     if let Some(to) = &args.send_to {
