@@ -58,6 +58,14 @@ pub enum AdminRequest {
         /// An ISO 639-1 code otpd has texts in; `None` leaves it to the user's profile.
         language: Option<String>,
     },
+    /// Admin: set the phone number webhook channels send a user's codes to (`None`: none),
+    /// creating the record when missing.
+    UserSetPhone {
+        /// The login name.
+        user: String,
+        /// An E.164 number (`+` and 8 to 15 digits); `None` removes it.
+        phone: Option<String>,
+    },
     /// Admin: turn the code on for a user, creating the record when missing.
     UserEnable {
         /// The login name.
@@ -408,6 +416,10 @@ pub struct UserView {
     pub in_table: bool,
     /// The address codes go to (admins see it whole, users masked).
     pub address: Option<String>,
+    /// The phone number webhook channels send codes to (admins see it whole, users masked);
+    /// only on the wire when set, so an older otpctl reads the views of users without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     /// Where the address comes from: `table`, `ldap:NAME`, `template`, or `none`; with no
     /// address, `unavailable: WHY` when an LDAP source could not be asked.
     pub address_source: String,

@@ -75,6 +75,8 @@ pub enum Event {
     UserProtocolsSet,
     /// `otpctl user set-language`.
     UserLanguageSet,
+    /// `otpctl user set-phone`.
+    UserPhoneSet,
     /// `otpctl user enable`.
     UserEnabled,
     /// `otpctl user disable`.
@@ -110,7 +112,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order `otpctl metrics` lists them.
-    pub const ALL: [Event; 40] = [
+    pub const ALL: [Event; 41] = [
         Event::Issued,
         Event::Reused,
         Event::Mailed,
@@ -151,6 +153,7 @@ impl Event {
         Event::TestMailFailed,
         Event::WouldAsk,
         Event::UserLanguageSet,
+        Event::UserPhoneSet,
     ];
 
     /// The name used in audit rows and log lines.
@@ -181,6 +184,7 @@ impl Event {
             Event::UserEmailSet => "user_email_set",
             Event::UserProtocolsSet => "user_protocols_set",
             Event::UserLanguageSet => "user_language_set",
+            Event::UserPhoneSet => "user_phone_set",
             Event::UserEnabled => "user_enabled",
             Event::UserDisabled => "user_disabled",
             Event::UserUnlocked => "user_unlocked",
@@ -435,7 +439,7 @@ mod tests {
 
     /// Every event. The `match` in `place` makes a new variant a compile error until it has
     /// a place, and then a test failure until it is listed in [`Event::ALL`].
-    const EVERY: [Event; 40] = Event::ALL;
+    const EVERY: [Event; 41] = Event::ALL;
 
     fn place(event: Event) -> usize {
         match event {
@@ -479,6 +483,7 @@ mod tests {
             Event::TestMailFailed => 37,
             Event::WouldAsk => 38,
             Event::UserLanguageSet => 39,
+            Event::UserPhoneSet => 40,
         }
     }
 

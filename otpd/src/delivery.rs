@@ -1,7 +1,9 @@
 //! The one issue -> deliver -> settle sequence, for login codes and self-service codes alike:
-//! the code is issued in a store transaction, mailed with no lock held, and the outcome settled
-//! in a second transaction (audited as mailed or failed; a failed code is invalidated, or turned
-//! into a recovery-code prompt when the caller allows that).
+//! the code is issued in a store transaction, sent with no lock held (by mail or a webhook
+//! channel, the user's routes tried in order until one takes it), and the outcome settled in a
+//! second transaction (audited as mailed or failed, naming the channel; a failed code is
+//! invalidated, or turned into a recovery-code prompt when the caller allows that). The caps,
+//! cooldowns and lockouts are the issue's, so they are the same whichever channel carries it.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use crate::mail::{CodeMail, Mailer};
 use crate::off_thread::{self, Lost};
 use crate::state::Shared;
 use crate::store::{self, IssueOutcome, IssueRequest, Limits, Store, StoreError};
+use crate::webhook::{CodeValues, WebhookSender};
 
 /// Issues (or reuses) a code for `request` under `limits`, from the OS random generator.
 pub fn issue(
@@ -52,11 +55,28 @@ pub enum Settlement<'a> {
     },
 }
 
+/// One way to the user: a channel and the destination it sends to.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// The code mail, to the mail's address.
+    Email,
+    /// A webhook channel, to the user's phone number.
+    Webhook {
+        /// The channel.
+        sender: &'a WebhookSender,
+        /// The phone number (E.164).
+        to: &'a str,
+    },
+}
+
 /// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
-    /// The code is on its way.
-    Mailed,
+    /// The code is on its way, by the route at this index.
+    Mailed {
+        /// Which of the routes took it.
+        route: usize,
+    },
     /// The mail failed; the challenge answers to one of `left` recovery codes.
     Recovery {
         /// Recovery codes left.
@@ -66,13 +86,15 @@ pub enum Delivered {
     Failed,
 }
 
-/// Mails `mail` (whose code answers `challenge`) with no lock held, then settles the outcome in
-/// one store transaction off the runtime's thread, calling `audit` for each step. An audit row
-/// that cannot be written takes the settlement back, and the delivery counts as failed.
+/// Sends the code of `mail` (which answers `challenge`) by each of `routes` in turn until one
+/// takes it, with no lock held, then settles the outcome in one store transaction off the
+/// runtime's thread, calling `audit` for each step. An audit row that cannot be written takes
+/// the settlement back, and the delivery counts as failed.
 pub async fn deliver<A>(
     shared: &Arc<Shared>,
     mailer: &Mailer,
     mail: &CodeMail<'_>,
+    routes: &[Route<'_>],
     challenge: &str,
     on_failure: OnFailure,
     audit: A,
@@ -81,10 +103,7 @@ where
     A: FnMut(&mut dyn Store, i64, Settlement<'_>) -> Result<(), StoreError> + Send + 'static,
 {
     let started = std::time::Instant::now();
-    let sent = mailer
-        .send(mail)
-        .await
-        .map_err(|failure| failure.to_string());
+    let sent = send(mailer, mail, routes).await;
     shared.metrics.observe_delivery(started.elapsed());
     let shared = Arc::clone(shared);
     let challenge = challenge.to_string();
@@ -106,19 +125,63 @@ where
     .await
 }
 
+/// The first route that takes the code: its index and what the audit says of it (after the
+/// routes that failed, if any); or every failure.
+async fn send(
+    mailer: &Mailer,
+    mail: &CodeMail<'_>,
+    routes: &[Route<'_>],
+) -> Result<(usize, String), String> {
+    let mut failures = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let outcome = match route {
+            Route::Email => mailer.send(mail).await.map_err(|f| f.to_string()),
+            Route::Webhook { sender, to } => {
+                let values = CodeValues {
+                    to,
+                    code: mail.values.code,
+                    user: mail.values.user,
+                    host: mail.values.host,
+                    minutes: valid_minutes(mail.values.issued_at, mail.values.expires_at)
+                        .to_string(),
+                };
+                sender.send(&values).await
+            }
+        };
+        match outcome {
+            Ok(server) if failures.is_empty() => return Ok((index, server)),
+            Ok(server) => {
+                return Ok((index, format!("{server} after {}", failures.join("; "))));
+            }
+            Err(failure) => failures.push(failure),
+        }
+    }
+    if failures.is_empty() {
+        return Err(
+            "no channel: the user has no destination on any of the profile's channels".into(),
+        );
+    }
+    Err(failures.join("; "))
+}
+
+/// Whole minutes from `issued_at` to `expires_at`, rounded up.
+fn valid_minutes(issued_at: i64, expires_at: i64) -> i64 {
+    ((expires_at - issued_at + 59) / 60).max(1)
+}
+
 /// Audits a send's outcome and, after a failure, kills the code or offers recovery.
 fn settle(
     store: &mut dyn Store,
     now: i64,
-    sent: Result<String, String>,
+    sent: Result<(usize, String), String>,
     challenge: &str,
     on_failure: OnFailure,
     mut audit: impl FnMut(&mut dyn Store, i64, Settlement<'_>) -> Result<(), StoreError>,
 ) -> Result<Delivered, StoreError> {
     let detail = match sent {
-        Ok(server) => {
+        Ok((route, server)) => {
             audit(store, now, Settlement::Mailed { server: &server })?;
-            return Ok(Delivered::Mailed);
+            return Ok(Delivered::Mailed { route });
         }
         Err(detail) => detail,
     };

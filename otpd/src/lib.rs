@@ -39,6 +39,7 @@ pub mod ssh_key;
 pub mod state;
 pub mod store;
 pub mod systemd;
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod test_support;

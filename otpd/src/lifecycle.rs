@@ -43,7 +43,8 @@ pub enum StartError {
     /// The mailer could not be built.
     #[error("{0}")]
     Mail(#[from] MailSetupError),
-    /// An LDAP source's password or CA file could not be used.
+    /// An LDAP source's or a webhook channel's password, credentials or CA file could not be
+    /// used.
     #[error("{0}")]
     Directory(String),
     /// The socket could not be bound or signals not installed.

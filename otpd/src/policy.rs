@@ -230,6 +230,7 @@ mod tests {
             enabled: true,
             protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
             language: None,
+            phone: None,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::directory::LdapDirectory;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::webhook::WebhookSender;
 
 /// A config and the mailer built from it; replaced as one so they never disagree.
 #[derive(Debug)]
@@ -24,10 +25,13 @@ pub struct Active {
     /// The `[[directory.ldap]]` sources of `config`, in order, each with its cache (a reload
     /// starts them empty).
     pub ldap: Vec<LdapDirectory>,
+    /// The `[[channels.webhook]]` of `config`, in order, their credentials and CA files read.
+    pub webhooks: Vec<WebhookSender>,
 }
 
 impl Active {
-    /// `config` with its mailer and its LDAP sources, whose password and CA files are read now.
+    /// `config` with its mailer, its LDAP sources and its webhook channels, whose password,
+    /// credentials and CA files are read now.
     pub fn build(config: Config, mailer: Mailer, clock: &Arc<dyn Clock>) -> Result<Active, String> {
         let attributes: Vec<String> = config.policy_attributes().into_iter().collect();
         let ldap = config
@@ -36,10 +40,16 @@ impl Active {
             .iter()
             .map(|source| LdapDirectory::new(source, attributes.clone(), Arc::clone(clock)))
             .collect::<Result<_, _>>()?;
+        let webhooks = config
+            .webhooks
+            .iter()
+            .map(|channel| WebhookSender::new(channel).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
         Ok(Active {
             config,
             mailer,
             ldap,
+            webhooks,
         })
     }
 }

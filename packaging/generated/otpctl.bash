@@ -178,6 +178,9 @@ _otpctl() {
             otpctl__subcmd__help__subcmd__user,set-language)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__language"
                 ;;
+            otpctl__subcmd__help__subcmd__user,set-phone)
+                cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__phone"
+                ;;
             otpctl__subcmd__help__subcmd__user,set-protocols)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__protocols"
                 ;;
@@ -235,6 +238,9 @@ _otpctl() {
             otpctl__subcmd__user,set-language)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__language"
                 ;;
+            otpctl__subcmd__user,set-phone)
+                cmd="otpctl__subcmd__user__subcmd__set__subcmd__phone"
+                ;;
             otpctl__subcmd__user,set-protocols)
                 cmd="otpctl__subcmd__user__subcmd__set__subcmd__protocols"
                 ;;
@@ -273,6 +279,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__user__subcmd__help,set-language)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__language"
+                ;;
+            otpctl__subcmd__user__subcmd__help,set-phone)
+                cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__phone"
                 ;;
             otpctl__subcmd__user__subcmd__help,set-protocols)
                 cmd="otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__protocols"
@@ -988,7 +997,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user)
-            opts="add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list"
+            opts="add set-email set-protocols set-language set-phone enable disable unlock reset remove show recovery-codes list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1114,6 +1123,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__language)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__user__subcmd__set__subcmd__phone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1464,7 +1487,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user)
-            opts="-h --socket --config --json --timeout --help add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list help"
+            opts="-h --socket --config --json --timeout --help add set-email set-protocols set-language set-phone enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1576,7 +1599,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help)
-            opts="add set-email set-protocols set-language enable disable unlock reset remove show recovery-codes list help"
+            opts="add set-email set-protocols set-language set-phone enable disable unlock reset remove show recovery-codes list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1716,6 +1739,20 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__language)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__help__subcmd__set__subcmd__phone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1902,6 +1939,32 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__user__subcmd__set__subcmd__language)
+            opts="-h --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__user__subcmd__set__subcmd__phone)
             opts="-h --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -16,3 +16,4 @@ pub mod slapd;
 pub mod smtp;
 pub mod stack;
 pub mod tls;
+pub mod webhook;

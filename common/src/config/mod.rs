@@ -12,6 +12,7 @@
 mod address;
 mod address_template;
 pub mod admin_file;
+mod channels;
 mod check;
 mod daemon;
 mod error;
@@ -23,9 +24,11 @@ mod mail;
 mod metrics;
 mod named_files;
 mod network;
+mod phone;
 mod policy;
 mod raw;
 mod settings;
+pub mod webhook_template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,6 +36,9 @@ use std::path::{Path, PathBuf};
 
 pub use self::address::{AddressError, EmailAddress, MAX_ADDRESS_LEN, MAX_LOCAL_LEN};
 pub use self::address_template::EmailTemplate;
+pub use self::channels::{
+    Channel, DEFAULT_WEBHOOK_TIMEOUT, EMAIL_CHANNEL, WebhookChannel, WebhookMethod,
+};
 pub use self::daemon::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_STATE_DIR, DaemonConfig, FairShare, TrustedCaller,
 };
@@ -50,6 +56,7 @@ pub use self::mail::{
 };
 pub use self::metrics::{DEFAULT_METRICS_INTERVAL, MetricsConfig};
 pub use self::network::Network;
+pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
 pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use crate::service::Protocol;
@@ -87,6 +94,9 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[[exemptions]]`: users whose logins with a listed SSH key need no code.
     pub exemptions: Vec<Exemption>,
+    /// `[[channels.webhook]]`, names unique; the profiles' `channels` name only these and
+    /// `email`.
+    pub webhooks: Vec<WebhookChannel>,
     /// `[metrics]`: the node_exporter textfile otpd writes its counters to, if any.
     pub metrics: MetricsConfig,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
@@ -159,6 +169,14 @@ impl Config {
                 ));
             }
         }
+        let webhooks = channels::webhooks(raw.channels.as_ref().and_then(|c| c.webhook.as_ref()))?;
+        let every_settings = raw
+            .defaults
+            .iter()
+            .chain(raw.profiles.iter().flat_map(|p| p.values()));
+        for list in every_settings.filter_map(|s| s.channels.as_ref()) {
+            channels::check_known(list, &webhooks)?;
+        }
         let defaults = Settings::default()
             .overlay(raw.defaults.as_ref().unwrap_or(&RawSettings::default()))?;
         let profiles = profiles(raw.profiles.as_ref(), &defaults)?;
@@ -196,6 +214,7 @@ impl Config {
             policies,
             mail,
             exemptions,
+            webhooks,
             metrics,
             services,
         })

@@ -1,5 +1,6 @@
 //! The files a valid config names for the mailer (`password_file`, `ca_file`, the DKIM
-//! `key_file`) and the LDAP sources (`bind_password_file`, `ca_file`), checked where the daemon will read them, so that `otpd --check-config`, the
+//! `key_file`), the LDAP sources (`bind_password_file`, `ca_file`) and the webhook channels
+//! (`credentials_file`, `ca_file`), checked where the daemon will read them, so that `otpd --check-config`, the
 //! start and a reload refuse a FIFO, a device, a huge or a foreign file at the setting's
 //! `FILE:LINE:COLUMN` instead of the mailer failing (or hanging) later without a position.
 //!
@@ -21,6 +22,16 @@ pub(super) fn check(raw: &RawConfig) -> Result<(), Invalid> {
             one("bind_password_file", file, AdminFileKind::Secret)?;
         }
         if let Some(file) = &source.ca_file {
+            one("ca_file", file, AdminFileKind::CaBundle)?;
+        }
+    }
+    let webhooks = raw.channels.iter().flat_map(|c| c.webhook.iter().flatten());
+    for hook in webhooks {
+        let hook = hook.get_ref();
+        if let Some(file) = &hook.credentials_file {
+            one("credentials_file", file, AdminFileKind::Secret)?;
+        }
+        if let Some(file) = &hook.ca_file {
             one("ca_file", file, AdminFileKind::CaBundle)?;
         }
     }
@@ -104,6 +115,25 @@ mod tests {
         let e = Config::load_with_files(&path).unwrap_err();
         assert_eq!(e.location().unwrap().line, 7, "{e}");
         assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load_with_files(&path).unwrap();
+    }
+
+    #[test]
+    fn a_readable_webhook_credentials_file_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = good_secret(dir.path());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[mail]\nfrom = \"otp@example.com\"\n[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://gw.example/send\"]\nbody = \"B={{code}}\"\ncredentials_file = \"{secret}\"\n"
+        );
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load_with_files(&path).unwrap_err();
+        assert_eq!(e.location().unwrap().line, 7, "{e}");
+        assert!(e.to_string().contains("credentials_file"), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(Config::load(&path).is_ok());
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         Config::load_with_files(&path).unwrap();
     }

@@ -28,7 +28,31 @@ pub(super) struct RawConfig {
     pub policies: Option<Vec<Spanned<RawPolicy>>>,
     pub mail: Option<Spanned<RawMail>>,
     pub exemptions: Option<Vec<Spanned<RawExemption>>>,
+    pub channels: Option<RawChannels>,
     pub metrics: Option<RawMetrics>,
+}
+
+/// `[channels]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChannels {
+    pub webhook: Option<Vec<Spanned<RawWebhook>>>,
+}
+
+/// One `[[channels.webhook]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub name: Option<Text>,
+    pub display_name: Option<Text>,
+    pub endpoints: Option<Spanned<Vec<Text>>>,
+    pub method: Option<Text>,
+    pub headers: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub body: Option<Text>,
+    pub body_format: Option<Text>,
+    pub credentials_file: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub timeout_seconds: Option<Int>,
 }
 
 /// `[metrics]`.
@@ -122,6 +146,9 @@ pub(super) struct RawSettings {
     pub allow_user_disable: Option<bool>,
     pub language: Option<Text>,
     pub directory_down: Option<Text>,
+    /// The order in which a user's channels are tried: `email` and `[[channels.webhook]]`
+    /// names.
+    pub channels: Option<Spanned<Vec<Text>>>,
 }
 
 /// One `[[policies]]` entry.

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::channels::{self, Channel};
 use super::check::{self, MINUTE, SECOND};
 use super::error::Invalid;
 use super::language::Language;
@@ -123,6 +124,9 @@ pub struct Settings {
     /// When the LDAP servers are all down and the cached answer is old: unavailable, or the
     /// last known answer.
     pub directory_down: DirectoryDown,
+    /// The channels a code may go by, in order: the first the user has an address for is
+    /// used, the next on failure. Never empty; each webhook is a `[[channels.webhook]]`.
+    pub channels: Vec<Channel>,
 }
 
 impl Default for Settings {
@@ -146,6 +150,7 @@ impl Default for Settings {
             message: MessageOverrides::default(),
             language: Language::English,
             directory_down: DirectoryDown::Unavailable,
+            channels: vec![Channel::Email],
         }
     }
 }
@@ -196,6 +201,9 @@ impl Settings {
         }
         if let Some(v) = &raw.directory_down {
             s.directory_down = DirectoryDown::from_raw(v)?;
+        }
+        if let Some(v) = &raw.channels {
+            s.channels = channels::channel_list(v)?;
         }
         s.message.overlay(raw)?;
         if s.max_sends_per_day < s.max_sends_per_hour {

@@ -703,6 +703,60 @@ fn a_bad_trusted_network_points_at_it() {
     assert!(message.contains("host bits"), "{message}");
 }
 
+const SMS: &str = "[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [\"https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json\", \"https://backup.example/send\"]\nbody = \"To={to}&From=+15005550006&Body=Your code is {code}\"\n";
+
+#[test]
+fn channels_default_to_email_and_a_profile_lists_webhooks_before_it() {
+    let c = with_mail("");
+    assert_eq!(c.defaults.channels, vec![Channel::Email]);
+    assert!(c.webhooks.is_empty());
+    let c = with_mail(&format!(
+        "[profiles.phones]\nchannels = [\"sms\", \"email\"]\n{SMS}"
+    ));
+    assert_eq!(
+        c.profiles["phones"].channels,
+        vec![Channel::Webhook("sms".into()), Channel::Email]
+    );
+    assert_eq!(c.webhooks.len(), 1);
+    assert_eq!(c.webhooks[0].endpoints.len(), 2);
+}
+
+#[test]
+fn a_channel_that_is_not_defined_is_refused_where_it_is_listed() {
+    let (line, column, message) = error_in("[defaults]\nchannels = [\"email\", \"sms\"]");
+    assert_eq!((line, column), (2, 22), "{message}");
+    assert!(
+        message.contains("no [[channels.webhook]] is named \"sms\""),
+        "{message}"
+    );
+    let (line, _, message) = error_in("[defaults]\nchannels = []");
+    assert_eq!(line, 2);
+    assert!(message.contains("at least one"), "{message}");
+    let (_, _, message) = error_in("[defaults]\nchannels = [\"email\", \"email\"]");
+    assert!(message.contains("listed twice"), "{message}");
+    let (line, _, message) = error_in(&format!("{SMS}{SMS}"));
+    assert_eq!(line, 7, "{message}");
+    assert!(message.contains("names must be unique"), "{message}");
+    let (line, _, message) = error_in(&format!("{SMS}body_format = \"json\"\n"));
+    assert_eq!(line, 5, "{message}");
+    assert!(message.contains("JSON"), "{message}");
+}
+
+#[test]
+fn the_shipped_channel_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/doc/examples/channels");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config =
+            Config::parse(&format!("{text}\n{MAIL}"), &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.webhooks.len(), 1, "{}", path.display());
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+}
+
 #[test]
 fn metrics_write_no_textfile_unless_asked() {
     assert_eq!(parse(MAIL).unwrap().metrics, MetricsConfig::default());

@@ -80,6 +80,7 @@ fn check_row(row: &ImportRow) -> Result<UserRecord, String> {
         enabled: row.enabled.unwrap_or(false),
         protocols,
         language: None,
+        phone: None,
     })
 }
 
@@ -149,6 +150,7 @@ pub fn enable_all(ctx: &Ctx<'_>, group: Option<&str>) -> AdminResponse {
                 enabled: true,
                 protocols: None,
                 language: None,
+                phone: None,
             }),
         }
     }

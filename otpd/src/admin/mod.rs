@@ -144,6 +144,9 @@ fn answer(shared: &Shared, caller: Caller, request: AdminRequest) -> AdminRespon
         AdminRequest::UserSetLanguage { user, language } => {
             users::set_language(&ctx, &user, language.as_deref())
         }
+        AdminRequest::UserSetPhone { user, phone } => {
+            users::set_phone(&ctx, &user, phone.as_deref())
+        }
         AdminRequest::UserEnable { user } => users::set_enabled(&ctx, &user, true),
         AdminRequest::UserDisable { user } => users::set_enabled(&ctx, &user, false),
         AdminRequest::UserUnlock { user } => users::unlock(&ctx, &user),
@@ -186,6 +189,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::UserSetEmail { .. } => "user set-email",
         AdminRequest::UserSetProtocols { .. } => "user set-protocols",
         AdminRequest::UserSetLanguage { .. } => "user set-language",
+        AdminRequest::UserSetPhone { .. } => "user set-phone",
         AdminRequest::UserEnable { .. } => "user enable",
         AdminRequest::UserDisable { .. } => "user disable",
         AdminRequest::UserUnlock { .. } => "user unlock",

@@ -171,6 +171,7 @@ fn apply(
         enabled: false,
         protocols: None,
         language: None,
+        phone: None,
     });
     let (event, message) = match action {
         SelfAction::Enable => {
@@ -307,6 +308,8 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
         shared,
         &pending.active.mailer,
         &mail,
+        // A self-service code confirms the address: it goes by mail only.
+        &[delivery::Route::Email],
         &pending.challenge,
         OnFailure::Invalidate,
         move |store, now, settlement| match settlement {
@@ -335,7 +338,7 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
     )
     .await;
     match delivered {
-        Ok(Delivered::Mailed) => AdminResponse::CodeSent {
+        Ok(Delivered::Mailed { .. }) => AdminResponse::CodeSent {
             challenge: pending.challenge.clone(),
             sent_to: mask_email(pending.address.as_str()),
             expires_at: pending.expires_at,

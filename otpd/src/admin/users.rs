@@ -1,6 +1,6 @@
 //! Admin commands on one user, and the user list.
 
-use common::config::Language;
+use common::config::{Language, PhoneNumber};
 use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
 use super::view::{self, Address, LookedUp};
@@ -64,6 +64,7 @@ pub fn add(
         enabled,
         protocols,
         language: None,
+        phone: None,
     };
     save(
         ctx,
@@ -131,6 +132,21 @@ pub fn set_language(ctx: &Ctx<'_>, user: &str, language: Option<&str>) -> AdminR
     })
 }
 
+/// `user set-phone`: an E.164 number for webhook channels, or `None` to remove it.
+pub fn set_phone(ctx: &Ctx<'_>, user: &str, phone: Option<&str>) -> AdminResponse {
+    let phone = match phone.map(PhoneNumber::parse).transpose() {
+        Ok(phone) => phone,
+        Err(why) => return refused(RefuseReason::Invalid, why),
+    };
+    change(ctx, user, Event::UserPhoneSet, |r| {
+        r.phone = phone.map(|p| p.as_str().to_string());
+        match &r.phone {
+            Some(phone) => format!("Codes by phone for {user} now go to {phone}."),
+            None => format!("{user} has no phone number any more."),
+        }
+    })
+}
+
 /// `user enable` and `user disable`.
 pub fn set_enabled(ctx: &Ctx<'_>, user: &str, enabled: bool) -> AdminResponse {
     let event = if enabled {
@@ -169,6 +185,7 @@ fn change(
             enabled: false,
             protocols: None,
             language: None,
+            phone: None,
         },
         Err(e) => return store_failed(&e),
     };
@@ -580,6 +597,7 @@ mod tests {
             enabled: true,
             protocols: None,
             language: None,
+            phone: None,
         };
         shared.store().upsert_user(&stuck).unwrap();
         let admin = {
@@ -659,6 +677,31 @@ mod tests {
         let (_dir, shared) = daemon();
         let answer = add_as_root(&shared, "alice", false);
         assert!(matches!(answer, AdminResponse::Done { .. }), "{answer:?}");
+    }
+
+    #[test]
+    fn set_phone_stores_an_e164_number_and_refuses_anything_else() {
+        let (_dir, shared) = daemon();
+        let ctx = Ctx::new(&shared, caller(0));
+        let answer = set_phone(&ctx, "alice", Some("+44 1234 567890"));
+        assert!(
+            matches!(
+                answer,
+                AdminResponse::Refused {
+                    reason: RefuseReason::Invalid,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        assert!(shared.store().user("alice").unwrap().is_none());
+        let answer = set_phone(&ctx, "alice", Some("+441234567890"));
+        assert!(matches!(answer, AdminResponse::Done { .. }), "{answer:?}");
+        let stored = shared.store().user("alice").unwrap().unwrap();
+        assert_eq!(stored.phone.as_deref(), Some("+441234567890"));
+        let answer = set_phone(&ctx, "alice", None);
+        assert!(matches!(answer, AdminResponse::Done { .. }), "{answer:?}");
+        assert_eq!(shared.store().user("alice").unwrap().unwrap().phone, None);
     }
 
     /// An otpd from before `no_account` refuses unknown fields: a plain `user add` must not send

@@ -94,10 +94,15 @@ pub fn user_view(
         Address::Full => a.as_str().to_string(),
         Address::Masked => mask_email(a.as_str()),
     });
+    let phone = record.and_then(|r| r.phone.as_deref()).map(|p| match show {
+        Address::Full => p.to_string(),
+        Address::Masked => common::config::mask_phone(p),
+    });
     UserView {
         name: name.to_string(),
         in_table: record.is_some(),
         address,
+        phone,
         address_source: source.to_string(),
         enabled: record.is_some_and(|r| r.enabled),
         protocols: record.and_then(|r| r.protocols.clone()),
@@ -216,6 +221,7 @@ mod tests {
             enabled,
             protocols: protocols.map(|v| v.into_iter().map(String::from).collect()),
             language: None,
+            phone: None,
         }
     }
 

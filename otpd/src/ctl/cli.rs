@@ -174,6 +174,14 @@ pub enum UserCommand {
         /// A language code, or `profile`.
         language: String,
     },
+    /// Set the phone number (E.164, such as +441234567890) that webhook channels (SMS) send a
+    /// user's codes to, or `none` to remove it.
+    SetPhone {
+        /// The login name.
+        user: String,
+        /// An E.164 number, or `none`.
+        phone: String,
+    },
     /// Turn the login code on for a user.
     Enable {
         /// The login name.

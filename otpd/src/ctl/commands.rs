@@ -158,6 +158,10 @@ fn user_request(command: &UserCommand, io: &mut Io<'_>) -> Result<AdminRequest, 
             user: user.clone(),
             language: (language != "profile").then(|| language.clone()),
         },
+        UserCommand::SetPhone { user, phone } => AdminRequest::UserSetPhone {
+            user: user.clone(),
+            phone: (phone != "none").then(|| phone.clone()),
+        },
         UserCommand::SetProtocols { user, protocols } => {
             let all = protocols.iter().any(|p| p == "all");
             if all && protocols.len() > 1 {

@@ -104,6 +104,7 @@ pub fn user(u: &UserView) -> String {
         ("user", u.name.clone()),
         ("record", yes(u.in_table)),
         ("address", address),
+        ("phone", u.phone.clone().unwrap_or_else(|| "none".into())),
     ];
     // What an LDAP source returned, where one did.
     if !u.directory_groups.is_empty() {

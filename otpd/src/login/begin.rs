@@ -11,16 +11,19 @@ use super::facts::{Facts, decide_with_facts};
 use super::fields::{check_fields, check_ssh_keys};
 use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
 use super::verdict::refuse_locked;
-use super::wording::{Phrase, internal_error, lost, minutes_until, prompt, recovery_prompt};
+use super::wording::{
+    Phrase, SentTo, internal_error, lost, minutes_until, prompt, recovery_prompt,
+};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
-use crate::delivery::{self, Delivered, OnFailure, Settlement};
+use crate::delivery::{self, Delivered, OnFailure, Route, Settlement};
 use crate::mail::{CodeMail, Values};
 use crate::off_thread::Lost;
 use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueOutcome, Store, StoreError};
+use common::config::Channel;
 
 /// A code issued and waiting to be mailed.
 struct PendingMail {
@@ -68,7 +71,11 @@ pub async fn begin(
         Ok((_, BeginStep::Done(response))) | Err(response) => return response,
         Ok((facts, BeginStep::Mail(pending))) => (facts, pending),
     };
-    let Facts { asker, login, .. } = facts;
+    let Facts {
+        asker, login, user, ..
+    } = facts;
+    let phone = user.record.as_ref().and_then(|r| r.phone.as_deref());
+    let routes = routes(&active, &pending.needed, phone);
     let mail = CodeMail {
         values: Values {
             to: &pending.needed.address,
@@ -97,6 +104,7 @@ pub async fn begin(
         shared,
         &active.mailer,
         &mail,
+        &routes,
         &pending.challenge,
         on_failure,
         move |store, now, settlement| {
@@ -123,9 +131,9 @@ pub async fn begin(
     .await;
     let language = pending.needed.settings.language;
     match delivered {
-        Ok(Delivered::Mailed) => prompt(
+        Ok(Delivered::Mailed { route }) => prompt(
             language,
-            &pending.needed.address,
+            sent_to(routes.get(route), &pending.needed),
             pending.expires_at,
             shared.clock.now(),
             &pending.challenge,
@@ -136,6 +144,40 @@ pub async fn begin(
             message: Phrase::NotSent.in_language(language),
         },
         Err(Lost) => lost(language),
+    }
+}
+
+/// The profile's channels the user has a destination on, in order: the code mail (the user has
+/// an address, or there would be no code), and each webhook channel when the user has a phone
+/// number in otpd's table.
+fn routes<'a>(
+    active: &'a Active,
+    needed: &'a CodeNeeded,
+    phone: Option<&'a str>,
+) -> Vec<Route<'a>> {
+    needed
+        .settings
+        .channels
+        .iter()
+        .filter_map(|channel| match channel {
+            Channel::Email => Some(Route::Email),
+            Channel::Webhook(name) => {
+                let sender = active.webhooks.iter().find(|w| w.name() == name)?;
+                Some(Route::Webhook { sender, to: phone? })
+            }
+        })
+        .collect()
+}
+
+/// Where the prompt says the code went: by `route`, or (a reused code, whose route is not
+/// kept) by the first the user has.
+fn sent_to<'a>(route: Option<&Route<'a>>, needed: &'a CodeNeeded) -> SentTo<'a> {
+    match route {
+        Some(Route::Webhook { sender, to }) => SentTo::Phone {
+            channel: sender.display_name(),
+            number: to,
+        },
+        Some(Route::Email) | None => SentTo::Email(&needed.address),
     }
 }
 
@@ -226,7 +268,10 @@ fn prepare_in(
                 (issued_at.saturating_add(cooldown) - now).max(1)
             });
             let language = needed.settings.language;
-            let prompt = prompt(language, &needed.address, expires_at, now, &challenge, wait);
+            let phone = facts.user.record.as_ref().and_then(|r| r.phone.as_deref());
+            let routes = routes(active, &needed, phone);
+            let to = sent_to(routes.first(), &needed);
+            let prompt = prompt(language, to, expires_at, now, &challenge, wait);
             BeginStep::Done(prompt)
         }
         IssueOutcome::RateLimited { retry_after } => {

@@ -591,6 +591,7 @@ fn record(name: &str) -> UserRecord {
         enabled: true,
         protocols: None,
         language: None,
+        phone: None,
     }
 }
 
@@ -607,6 +608,7 @@ pub fn enrolment_records_are_kept_as_given(store: &mut dyn Store) {
         enabled: false,
         protocols: Some(vec![]),
         language: Some(common::config::Language::German),
+        phone: Some("+441234567890".into()),
         ..record("alice")
     };
     store.upsert_user(&changed).unwrap();

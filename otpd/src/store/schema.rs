@@ -199,8 +199,23 @@ const V7_LANGUAGE: &str = "
 ALTER TABLE users ADD COLUMN language TEXT;
 ";
 
+/// Version 8 (issue #21): the phone number webhook channels send codes to
+/// (`otpctl user set-phone`), E.164; NULL: none.
+const V8_PHONE: &str = "
+ALTER TABLE users ADD COLUMN phone TEXT;
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5_BREAKGLASS, V6_NOTICES, V7_LANGUAGE];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3,
+    V4,
+    V5_BREAKGLASS,
+    V6_NOTICES,
+    V7_LANGUAGE,
+    V8_PHONE,
+];
 
 /// The schema version this build creates and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -249,7 +264,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 7);
+        assert_eq!(CURRENT_VERSION, 8);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 

@@ -97,6 +97,7 @@ pub fn user_record(name: &str) -> UserRecord {
         enabled: true,
         protocols: None,
         language: None,
+        phone: None,
     }
 }
 

@@ -21,6 +21,9 @@ pub struct UserRecord {
     pub protocols: Option<Vec<String>>,
     /// The language of the user's login texts; `None` leaves it to the user's profile.
     pub language: Option<Language>,
+    /// The phone number webhook channels send codes to (`otpctl user set-phone`), in E.164
+    /// form; `None`: the user gets no code by phone.
+    pub phone: Option<String>,
 }
 
 impl UserRecord {
@@ -46,24 +49,39 @@ impl UserRecord {
 impl SqliteStore {
     /// The record for `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        type Row = (Option<String>, bool, Option<String>, Option<String>);
+        type Row = (
+            Option<String>,
+            bool,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let row: Option<Row> = self
             .conn
             .prepare_cached(
-                "SELECT email, enabled, protocols, language FROM users WHERE name = ?1",
+                "SELECT email, enabled, protocols, language, phone FROM users WHERE name = ?1",
             )?
             .query_row(params![name], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })
             .optional()?;
-        Ok(row.map(|(email, enabled, protocols, language)| UserRecord {
-            name: name.to_string(),
-            email,
-            enabled,
-            protocols: protocols.map(|list| split_protocols(&list)),
-            // Written only from a `Language`; a code this build has no texts in reads as none.
-            language: language.as_deref().and_then(Language::of),
-        }))
+        Ok(
+            row.map(|(email, enabled, protocols, language, phone)| UserRecord {
+                name: name.to_string(),
+                email,
+                enabled,
+                protocols: protocols.map(|list| split_protocols(&list)),
+                // Written only from a `Language`; a code this build has no texts in reads as none.
+                language: language.as_deref().and_then(Language::of),
+                phone,
+            }),
+        )
     }
 
     /// Creates or replaces the record for `record.name`, keeping its creation time.
@@ -76,13 +94,14 @@ impl SqliteStore {
         self.conn
             .prepare_cached(
                 "INSERT INTO users
-                     (name, email, enabled, protocols, language, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, unixepoch(), unixepoch())
+                     (name, email, enabled, protocols, language, phone, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, unixepoch(), unixepoch())
                  ON CONFLICT (name) DO UPDATE SET
                      email = excluded.email,
                      enabled = excluded.enabled,
                      protocols = excluded.protocols,
                      language = excluded.language,
+                     phone = excluded.phone,
                      updated_at = excluded.updated_at",
             )?
             .execute(params![
@@ -90,7 +109,8 @@ impl SqliteStore {
                 record.email,
                 record.enabled,
                 protocols,
-                record.language.map(Language::code)
+                record.language.map(Language::code),
+                record.phone
             ])?;
         Ok(())
     }

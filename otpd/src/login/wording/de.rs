@@ -7,6 +7,11 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("Code gesendet an {address} (gültig {minutes} Min.): ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!("Code per {channel} gesendet an {destination} (gültig {minutes} Min.): "),
         Phrase::NoNewCodeYet { seconds } => {
             format!("Noch kein neuer Code (möglich in {seconds} s). ")
         }

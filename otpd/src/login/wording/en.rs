@@ -7,6 +7,11 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("Code sent to {address} (valid {minutes} min): ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!("Code sent by {channel} to {destination} (valid {minutes} min): "),
         Phrase::NoNewCodeYet { seconds } => {
             format!("No new code yet (possible in {seconds} s). ")
         }

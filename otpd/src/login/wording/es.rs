@@ -7,6 +7,11 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("Código enviado a {address} (válido {minutes} min): ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!("Código enviado por {channel} a {destination} (válido {minutes} min): "),
         Phrase::NoNewCodeYet { seconds } => {
             format!("Aún no hay un código nuevo (posible en {seconds} s). ")
         }

@@ -7,6 +7,11 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("Code envoyé à {address} (valable {minutes} min) : ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!("Code envoyé par {channel} à {destination} (valable {minutes} min) : "),
         Phrase::NoNewCodeYet { seconds } => {
             format!("Pas encore de nouveau code (possible dans {seconds} s). ")
         }

@@ -7,6 +7,11 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("{address} にコードを送信しました（有効期限 {minutes} 分）: ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!("{channel} で {destination} にコードを送信しました（有効期限 {minutes} 分）: "),
         Phrase::NoNewCodeYet { seconds } => {
             format!("新しいコードはまだ送信できません（{seconds} 秒後に可能）。")
         }

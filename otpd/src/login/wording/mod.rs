@@ -11,17 +11,27 @@ mod ja;
 mod phrase;
 mod tr;
 
-use common::config::Language;
+use common::config::{Language, mask_phone};
 use common::text::{escape_for_log, mask_email};
 use common::wire::{DenyReason, Response};
 
 pub(super) use self::phrase::Phrase;
 
-/// The prompt for a code mailed to `address`. With `wait` (seconds until a new code may be
-/// sent), it tells a person who asked for a new code too early to use the one already sent.
+/// Where a code went, for the prompt.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SentTo<'a> {
+    /// Mailed to this address.
+    Email(&'a common::config::EmailAddress),
+    /// Sent by a webhook channel (shown by its display name) to this phone number.
+    Phone { channel: &'a str, number: &'a str },
+}
+
+/// The prompt for a code sent to `to`, its destination masked. With `wait` (seconds until a new
+/// code may be sent), it tells a person who asked for a new code too early to use the one
+/// already sent.
 pub(super) fn prompt(
     language: Language,
-    address: &common::config::EmailAddress,
+    to: SentTo<'_>,
     expires_at: i64,
     now: i64,
     challenge: &str,
@@ -30,14 +40,23 @@ pub(super) fn prompt(
     let notice = wait
         .map(|seconds| Phrase::NoNewCodeYet { seconds }.in_language(language))
         .unwrap_or_default();
-    let masked = mask_email(address.as_str());
-    let sent = Phrase::CodeSent {
-        address: &masked,
-        minutes: minutes_until(expires_at, now),
+    let minutes = minutes_until(expires_at, now);
+    let sent = match to {
+        SentTo::Email(address) => Phrase::CodeSent {
+            address: &mask_email(address.as_str()),
+            minutes,
+        }
+        .in_language(language),
+        SentTo::Phone { channel, number } => Phrase::CodeSentBy {
+            channel,
+            destination: &mask_phone(number),
+            minutes,
+        }
+        .in_language(language),
     };
     Response::Prompt {
         challenge: challenge.to_string(),
-        prompt: format!("{notice}{}", sent.in_language(language)),
+        prompt: format!("{notice}{sent}"),
         wrong_code: Some(Phrase::WrongCode.in_language(language)),
         log_in_again: Some(Phrase::LogInAgain.in_language(language)),
     }
@@ -96,6 +115,11 @@ mod tests {
                 address: "a***@e***.com",
                 minutes: 10,
             },
+            Phrase::CodeSentBy {
+                channel: "SMS",
+                destination: "+44*******890",
+                minutes: 10,
+            },
             Phrase::NoNewCodeYet { seconds: 42 },
             Phrase::RecoveryPrompt { left: 9 },
             Phrase::RefusedCaller,
@@ -131,7 +155,16 @@ mod tests {
                 if language != Language::English {
                     assert_ne!(text, english, "{language} falls back to English");
                 }
-                for value in ["a***@e***.com", "42", "9", "7", "15", "33"] {
+                for value in [
+                    "a***@e***.com",
+                    "SMS",
+                    "+44*******890",
+                    "42",
+                    "9",
+                    "7",
+                    "15",
+                    "33",
+                ] {
                     assert_eq!(
                         english.contains(value),
                         text.contains(value),
@@ -148,6 +181,13 @@ mod tests {
         for language in Language::ALL {
             let prompt = Phrase::CodeSent {
                 address: "a***@e***.com",
+                minutes: 10,
+            }
+            .in_language(language);
+            assert!(prompt.ends_with(": "), "{language}: {prompt:?}");
+            let prompt = Phrase::CodeSentBy {
+                channel: "SMS",
+                destination: "+44*******890",
                 minutes: 10,
             }
             .in_language(language);

@@ -11,6 +11,13 @@ use super::{de, en, es, fr, ja, tr};
 pub enum Phrase<'a> {
     /// The prompt for a mailed code: the masked address, whole minutes it stays valid.
     CodeSent { address: &'a str, minutes: i64 },
+    /// The prompt for a code sent by a webhook channel (named as the config shows it) to a
+    /// masked phone number, whole minutes it stays valid.
+    CodeSentBy {
+        channel: &'a str,
+        destination: &'a str,
+        minutes: i64,
+    },
     /// Before [`Phrase::CodeSent`] when a new code was asked for too early.
     NoNewCodeYet { seconds: i64 },
     /// The prompt when the mail failed and recovery codes are left.

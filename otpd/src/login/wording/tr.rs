@@ -7,6 +7,13 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::CodeSent { address, minutes } => {
             format!("Kod {address} adresine gönderildi ({minutes} dk geçerli): ")
         }
+        Phrase::CodeSentBy {
+            channel,
+            destination,
+            minutes,
+        } => format!(
+            "Kod {channel} ile {destination} numarasına gönderildi ({minutes} dk geçerli): "
+        ),
         Phrase::NoNewCodeYet { seconds } => {
             format!("Henüz yeni kod yok ({seconds} sn sonra mümkün). ")
         }
