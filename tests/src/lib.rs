@@ -12,6 +12,7 @@ pub mod netns;
 pub mod otpd;
 pub mod paths;
 pub mod programs;
+pub mod recorded;
 pub mod slapd;
 pub mod smtp;
 pub mod stack;

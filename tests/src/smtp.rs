@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -117,28 +117,15 @@ pub struct MailReader {
 impl MailReader {
     /// Every message captured so far, oldest first.
     pub fn messages(&self) -> Vec<CapturedMail> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names.iter().map(|p| read_mail(p)).collect()
+        crate::recorded::json_files_in(&self.dir)
+            .iter()
+            .map(|p| read_mail(p))
+            .collect()
     }
 
     /// Waits up to `timeout` until at least `count` messages arrived, then returns them all.
     pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<CapturedMail> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count || Instant::now() >= deadline {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::recorded::wait_for(count, timeout, || self.messages())
     }
 }
 

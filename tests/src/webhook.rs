@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -117,28 +117,15 @@ pub struct RequestReader {
 impl RequestReader {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names.iter().map(|p| read(p)).collect()
+        crate::recorded::json_files_in(&self.dir)
+            .iter()
+            .map(|p| read(p))
+            .collect()
     }
 
     /// Waits up to `timeout` until at least `count` requests arrived, then returns them all.
     pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Recorded> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let requests = self.requests();
-            if requests.len() >= count || Instant::now() >= deadline {
-                return requests;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::recorded::wait_for(count, timeout, || self.requests())
     }
 }
 
