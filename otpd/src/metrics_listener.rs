@@ -2,9 +2,11 @@
 //! on the same host (or a tunnel to it) to scrape; off unless configured, and read at start.
 //!
 //! HTTP is hyper's (HTTP/1.1, no keep-alive): `GET /metrics` (or `HEAD`) answers the text
-//! `otpctl metrics` prints, anything else 404 or 405. Any local user can connect, so no one
-//! connection may hold otpd up: at most [`MAX_CONNECTIONS`] are served at once (more are closed
-//! at once), each for at most [`DEADLINE`], and the counters hold no user name or address.
+//! `otpctl metrics` prints, anything else 404 or 405. Any local user can connect, and the port
+//! shares the runtime's thread with otpd's socket, so no one may use it to hold otpd up: it
+//! accepts at most one connection per [`ACCEPT_EVERY`] (a flood waits in the kernel's backlog,
+//! not on otpd's thread), serves at most [`MAX_CONNECTIONS`] at once (more are closed at once),
+//! each for at most [`DEADLINE`], and the counters hold no user name or address.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +31,9 @@ pub const MAX_CONNECTIONS: usize = 4;
 /// How long one connection may take, from accept to the last byte of the answer.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// The least time between two accepted connections: a scraper comes every few seconds.
+pub const ACCEPT_EVERY: Duration = Duration::from_millis(50);
+
 /// The exposition format's content type.
 const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -47,7 +52,10 @@ pub async fn serve(shared: Arc<Shared>, address: SocketAddr) {
     };
     tracing::info!("serving metrics on http://{address}/metrics");
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut pace = tokio::time::interval(ACCEPT_EVERY);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        pace.tick().await;
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -55,7 +63,6 @@ pub async fn serve(shared: Arc<Shared>, address: SocketAddr) {
                     "[metrics] accept failed: {}",
                     escape_for_log(&e.to_string())
                 );
-                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
