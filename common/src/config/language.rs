@@ -48,6 +48,18 @@ impl Language {
         }
     }
 
+    /// The language whose code is exactly `code` (`de`, never `de-DE`): what the config and
+    /// `otpctl user set-language` accept.
+    pub fn of_code(code: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    /// Every code, for an error that lists them: `en, de, fr, es, tr, ja`.
+    pub fn codes() -> String {
+        let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
+        codes.join(", ")
+    }
+
     /// The language of a code, or of a locale name such as `de_DE.UTF-8` or `pt-BR` by its
     /// first part; `None` for one otpd has no texts in.
     pub fn of(code: &str) -> Option<Language> {
@@ -56,21 +68,17 @@ impl Language {
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        Language::ALL.into_iter().find(|l| l.code() == primary)
+        Language::of_code(&primary)
     }
 
     pub(super) fn from_raw(value: &Text) -> Result<Language, Invalid> {
         let raw = value.get_ref();
-        match Language::ALL.into_iter().find(|l| l.code() == raw.as_str()) {
-            Some(language) => Ok(language),
-            None => {
-                let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
-                Err(Invalid::new(
-                    value.span(),
-                    format!("language must be one of {}, got {raw:?}", codes.join(", ")),
-                ))
-            }
-        }
+        Language::of_code(raw).ok_or_else(|| {
+            Invalid::new(
+                value.span(),
+                format!("language must be one of {}, got {raw:?}", Language::codes()),
+            )
+        })
     }
 }
 

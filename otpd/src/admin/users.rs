@@ -109,15 +109,14 @@ pub fn set_protocols(ctx: &Ctx<'_>, user: &str, protocols: Option<Vec<String>>) 
 pub fn set_language(ctx: &Ctx<'_>, user: &str, language: Option<&str>) -> AdminResponse {
     let language = match language {
         None => None,
-        Some(code) => match Language::ALL.into_iter().find(|l| l.code() == code) {
+        Some(code) => match Language::of_code(code) {
             Some(language) => Some(language),
             None => {
-                let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
                 return refused(
                     RefuseReason::Invalid,
                     format!(
                         "no login texts in {code:?}; the languages are {}",
-                        codes.join(", ")
+                        Language::codes()
                     ),
                 );
             }
