@@ -21,7 +21,8 @@
 use common::config::{Config, EmailAddress, MessageOverrides, MessageTemplates, TemplateVar};
 use common::secret::SecretString;
 use libfuzzer_sys::fuzz_target;
-use otpd::mail::message::{self, CodeMail, RecoveryNotice, Sender};
+use otpd::mail::message::{self, CodeMail, NoticeMail, Sender};
+use otpd::mail::render::NoticeValues;
 use otpd::mail::render::{self, Values};
 
 const DOMAIN: &str = "example.com";
@@ -163,14 +164,24 @@ fuzz_target!(|data: &[u8]| {
     let out =
         message::test_mail(&sender, &default_to, &host, &service).expect("the test mail builds");
     check_message(&out.bytes, &CODE_MAIL_HEADERS);
-    let notice = RecoveryNotice {
-        to: &default_to,
-        user: &user,
-        service: &service,
-        rhost,
-        left: 3,
-    };
-    let out =
-        message::recovery_notice_mail(&sender, &host, &notice).expect("the recovery notice builds");
-    check_message(&out.bytes, &CODE_MAIL_HEADERS);
+    let notifications = common::config::NotificationsConfig::default();
+    for kind in common::config::NoticeKind::ALL {
+        let texts = notifications.texts(kind);
+        let values = NoticeValues {
+            user: &user,
+            to: &default_to,
+            host: &host,
+            service: &service,
+            rhost,
+            when: 1_800_000_000,
+            detail: &user,
+        };
+        let notice = NoticeMail {
+            to: &default_to,
+            texts: &texts,
+            values: &values,
+        };
+        let out = message::notice_mail(&sender, &notice).expect("the notice builds");
+        check_message(&out.bytes, &CODE_MAIL_HEADERS);
+    }
 });

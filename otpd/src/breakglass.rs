@@ -109,8 +109,8 @@ pub fn covers(cidr: Option<&str>, origin: Origin, rhost: Option<&str>) -> bool {
         .is_some_and(|address| cidr.contains(address))
 }
 
-/// A login that needs a code: true when a live grant for its user covers it, in which case its
-/// use is logged and audited. An expired grant found here is deleted and its expiry logged.
+/// A login that needs a code: the grant's expiry when a live grant for its user covers it, in
+/// which case its use is logged and audited. An expired grant found here is deleted and its expiry logged.
 /// A failure to read grants counts as no grant (the login then asks for a code, failing
 /// closed); an audit row that cannot be written is an `Err`, to fail the login's transaction.
 pub fn check_login(
@@ -120,24 +120,24 @@ pub fn check_login(
     protocol: Option<&str>,
     caller_uid: u32,
     origin: Origin,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let grant = match store.breakglass_for(&login.user, now) {
         Ok(BreakGlassLookup::Live(grant)) => grant,
-        Ok(BreakGlassLookup::None) => return Ok(false),
+        Ok(BreakGlassLookup::None) => return Ok(None),
         Ok(BreakGlassLookup::Expired(grant)) => {
             note_expired(store, now, &grant)?;
-            return Ok(false);
+            return Ok(None);
         }
         Err(e) => {
             tracing::error!(
                 "cannot read break-glass grants: {}",
                 escape_for_log(&e.to_string())
             );
-            return Ok(false);
+            return Ok(None);
         }
     };
     if !covers(grant.cidr.as_deref(), origin, login.rhost.as_deref()) {
-        return Ok(false);
+        return Ok(None);
     }
     tracing::warn!(
         "break-glass used: user {} passes the code step (service {}, rhost {}); the grant ends {}",
@@ -154,7 +154,7 @@ pub fn check_login(
         origin,
     };
     audit::record(store, now, Event::BreakglassUsed, subject, Some(&detail))?;
-    Ok(true)
+    Ok(Some(grant.expires_at))
 }
 
 /// The periodic purge's step: deletes every grant expired at `now` and logs each expiry, in

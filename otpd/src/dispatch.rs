@@ -55,14 +55,7 @@ async fn route(shared: &Arc<Shared>, caller: Caller, request: Request) -> Respon
             login,
             challenge,
             code,
-        } => {
-            let response = login::answer(shared, caller, login, challenge, code).await;
-            if matches!(response, Response::SuccessWithNotice { .. }) {
-                // A recovery code was used: its notice is queued; wake the deliverer.
-                shared.notices_queued.notify_one();
-            }
-            response
-        }
+        } => login::answer(shared, caller, login, challenge, code).await,
     }
 }
 

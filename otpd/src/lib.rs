@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod metrics_textfile;
 pub mod notices;
+pub mod notify;
 pub mod off_thread;
 pub mod peer_lines;
 pub mod policy;

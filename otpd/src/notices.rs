@@ -1,8 +1,8 @@
-//! The deliverer of the outbox: mails owed to users (today, "one of your recovery codes was
-//! used"), sent from the store so that a mail outage or a restart delays them and never drops
-//! them.
+//! The deliverer of the outbox: the notifications owed to users and the admin (queued by
+//! [`crate::notify`]), sent from the store so that a mail outage or a restart delays them and
+//! never drops them.
 //!
-//! Recovery codes are used when mail is down, so the notice's first try often fails. A failed
+//! Recovery codes are used when mail is down, so such a notice's first try often fails. A failed
 //! notice stays queued and is tried again after [`FIRST_PAUSE`], doubling up to
 //! [`LONGEST_PAUSE`], until a server accepts it or [`GIVE_UP_AFTER`] has passed since the code
 //! was used: then it is dropped, with a warning naming the user, since a notice that arrives
@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::config::EmailAddress;
 use common::text::escape_for_log;
 
-use crate::mail::message::RecoveryNotice;
+use crate::mail::message::NoticeMail;
+use crate::mail::render::NoticeValues;
 use crate::off_thread::{self, Lost};
 use crate::state::Shared;
 use crate::store::QueuedNotice;
@@ -104,17 +105,25 @@ async fn deliver(shared: &Arc<Shared>, until: Option<i64>, after_id: i64) -> Tak
 /// Sends one notice through the mailer in force; the error says why it was not sent.
 async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> {
     let to = EmailAddress::parse(&notice.address).map_err(|e| e.to_string())?;
-    let mail = RecoveryNotice {
-        to: &to,
+    let active = shared.active();
+    let texts = active.config.notifications.texts(notice.kind);
+    let values = NoticeValues {
         user: &notice.user,
+        to: &to,
+        host: active.mailer.host(),
         service: &notice.service,
         rhost: notice.rhost.as_deref(),
-        left: notice.recovery_left,
+        when: notice.created_at,
+        detail: &notice.detail,
     };
-    let active = shared.active();
+    let mail = NoticeMail {
+        to: &to,
+        texts: &texts,
+        values: &values,
+    };
     active
         .mailer
-        .send_recovery_notice(&mail)
+        .send_notice(&mail)
         .await
         .map_err(|failure| failure.to_string())
 }
@@ -123,19 +132,21 @@ async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> 
 fn settle(shared: &Shared, notice: &QueuedNotice, sent: Result<String, String>) {
     let now = shared.clock.now();
     let user = escape_for_log(&notice.user);
+    let whom = if notice.to_admin {
+        format!("the admin the {} notice of {user}", notice.kind.name())
+    } else {
+        format!("{user} the {} notice", notice.kind.name())
+    };
     let mut store = shared.store();
     let stored = match &sent {
         Ok(server) => {
-            tracing::info!(
-                "mailed {user} the notice of a used recovery code through {}",
-                escape_for_log(server)
-            );
-            store.forget_notice(notice.id)
+            tracing::info!("mailed {whom} through {}", escape_for_log(server));
+            store.close_notice(notice.id, now)
         }
         Err(why) => match next_try(notice, now) {
             Some(at) => {
                 tracing::warn!(
-                    "cannot mail {user} the notice of a used recovery code, trying again in {} s: {}",
+                    "cannot mail {whom}, trying again in {} s: {}",
                     at - now,
                     escape_for_log(why)
                 );
@@ -143,11 +154,11 @@ fn settle(shared: &Shared, notice: &QueuedNotice, sent: Result<String, String>) 
             }
             None => {
                 tracing::warn!(
-                    "gave up mailing {user} the notice of a used recovery code, {} h after its use: {}",
+                    "gave up mailing {whom}, {} h after its event: {}",
                     (now - notice.created_at) / 3600,
                     escape_for_log(why)
                 );
-                store.forget_notice(notice.id)
+                store.close_notice(notice.id, now)
             }
         },
     };
@@ -270,11 +281,13 @@ mod tests {
     fn the_pauses_double_up_to_the_longest_and_the_notice_is_given_up_after_a_day() {
         let notice = |tries| QueuedNotice {
             id: 1,
+            kind: common::config::NoticeKind::RecoveryUsed,
             user: "alice".into(),
             address: "alice@example.test".into(),
+            to_admin: false,
             service: "sshd".into(),
             rhost: None,
-            recovery_left: 9,
+            detail: "9 recovery codes are left".into(),
             created_at: T0,
             tries,
         };

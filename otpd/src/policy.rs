@@ -20,7 +20,7 @@ pub enum Decision {
     /// No code: PAM_IGNORE.
     Skip(SkipReason),
     /// Send a code to `address` and ask for it.
-    Code(CodeNeeded),
+    Code(Box<CodeNeeded>),
     /// The user must give a code but otpd has no usable address: fail closed.
     NoUsableAddress,
 }
@@ -164,12 +164,12 @@ pub fn decide(
             if let Some(language) = record.and_then(|r| r.language) {
                 settings.language = language;
             }
-            Decision::Code(CodeNeeded {
+            Decision::Code(Box::new(CodeNeeded {
                 protocol,
                 profile: profile.to_string(),
                 settings,
                 address,
-            })
+            }))
         }
         // `required` covers everyone who has an address; a user without one is not enrolled.
         (None, Mode::Required | Mode::Audit) => Decision::Skip(SkipReason::NoAddress),

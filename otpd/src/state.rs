@@ -70,7 +70,7 @@ pub struct Shared {
     /// When the config in force was loaded (unix seconds), for `otpctl status`.
     config_loaded_at: AtomicI64,
     /// Wakes the notice deliverer ([`crate::notices`]) when a notice was queued.
-    pub notices_queued: tokio::sync::Notify,
+    pub notices_queued: Arc<tokio::sync::Notify>,
     /// The counters `otpctl metrics` prints; kept here, not in [`Active`], so a reload keeps
     /// them.
     pub metrics: Arc<Metrics>,
@@ -88,6 +88,8 @@ impl Shared {
         let now = clock.now();
         let metrics = Arc::new(Metrics::default());
         store.count_audit_into(Arc::clone(&metrics));
+        let notices_queued = Arc::new(tokio::sync::Notify::new());
+        store.wake_on_notices(Arc::clone(&notices_queued));
         Shared {
             active: RwLock::new(Arc::new(active)),
             store: Mutex::new(store),
@@ -96,7 +98,7 @@ impl Shared {
             hostname,
             started_at: now,
             config_loaded_at: AtomicI64::new(now),
-            notices_queued: tokio::sync::Notify::new(),
+            notices_queued,
             metrics,
         }
     }

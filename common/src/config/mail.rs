@@ -22,6 +22,7 @@ pub use self::message_template::{
     DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT, MessageOverrides, MessageTemplate,
     MessageTemplates, TemplateVar,
 };
+pub(super) use self::message_template::{TemplateKind, from_value};
 pub use self::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_CONNECTION, Security, SmtpAuth, SmtpServer,
 };

@@ -24,6 +24,7 @@ mod mail;
 mod metrics;
 mod named_files;
 mod network;
+mod notifications;
 mod phone;
 mod policy;
 mod raw;
@@ -56,6 +57,9 @@ pub use self::mail::{
 };
 pub use self::metrics::{DEFAULT_METRICS_INTERVAL, MetricsConfig};
 pub use self::network::Network;
+pub use self::notifications::{
+    DEFAULT_NEW_ADDRESS_DAYS, NoticeKind, NoticeTexts, NotificationsConfig,
+};
 pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
 pub use self::settings::{DirectoryDown, Mode, Settings};
@@ -99,6 +103,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookChannel>,
     /// `[metrics]`: the node_exporter textfile otpd writes its counters to, if any.
     pub metrics: MetricsConfig,
+    /// `[notifications]`: the admin's address, the caps and the texts of notifications.
+    pub notifications: NotificationsConfig,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -199,6 +205,10 @@ impl Config {
             .flatten()
             .map(Exemption::from_raw)
             .collect::<Result<_, _>>()?;
+        let notifications = match &raw.notifications {
+            Some(n) => NotificationsConfig::from_raw(n, text)?,
+            None => NotificationsConfig::default(),
+        };
         let metrics =
             MetricsConfig::from_raw(raw.metrics.as_ref().unwrap_or(&RawMetrics::default()))?;
         Ok(Config {
@@ -216,6 +226,7 @@ impl Config {
             exemptions,
             webhooks,
             metrics,
+            notifications,
             services,
         })
     }

@@ -30,6 +30,31 @@ pub(super) struct RawConfig {
     pub exemptions: Option<Vec<Spanned<RawExemption>>>,
     pub channels: Option<RawChannels>,
     pub metrics: Option<RawMetrics>,
+    pub notifications: Option<RawNotifications>,
+}
+
+/// `[notifications]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotifications {
+    pub admin_address: Option<Text>,
+    pub admin_events: Option<Spanned<Vec<Text>>>,
+    pub per_user_per_hour: Option<Int>,
+    pub admin_per_hour: Option<Int>,
+    pub new_address: Option<RawNoticeText>,
+    pub lockout: Option<RawNoticeText>,
+    pub recovery_used: Option<RawNoticeText>,
+    pub breakglass_used: Option<RawNoticeText>,
+    pub factor_off: Option<RawNoticeText>,
+    pub address_changed: Option<RawNoticeText>,
+}
+
+/// `[notifications.KIND]`: one notification's texts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNoticeText {
+    pub subject: Option<Text>,
+    pub text_template: Option<Text>,
 }
 
 /// `[channels]`.
@@ -149,6 +174,10 @@ pub(super) struct RawSettings {
     /// The order in which a user's channels are tried: `email` and `[[channels.webhook]]`
     /// names.
     pub channels: Option<Spanned<Vec<Text>>>,
+    /// The notifications these users get, by kind name.
+    pub notify: Option<Spanned<Vec<Text>>>,
+    /// How many days a remote address stays known for a user.
+    pub new_address_days: Option<Int>,
 }
 
 /// One `[[policies]]` entry.

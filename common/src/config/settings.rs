@@ -8,6 +8,7 @@ use super::check::{self, MINUTE, SECOND};
 use super::error::Invalid;
 use super::language::Language;
 use super::mail::MessageOverrides;
+use super::notifications::{self, DEFAULT_NEW_ADDRESS_DAYS, NoticeKind};
 use super::raw::{RawSettings, Text};
 
 /// Whether a login needs a code.
@@ -127,6 +128,11 @@ pub struct Settings {
     /// The channels a code may go by, in order: the first the user has an address for is
     /// used, the next on failure. Never empty; each webhook is a `[[channels.webhook]]`.
     pub channels: Vec<Channel>,
+    /// The notifications these users get (every kind unless `notify` says otherwise).
+    pub notify: Vec<NoticeKind>,
+    /// How many days a remote address a user logged in from stays known (1 to 365): a
+    /// successful login from any other address tells the user (`new_address`).
+    pub new_address_days: u32,
 }
 
 impl Default for Settings {
@@ -151,6 +157,8 @@ impl Default for Settings {
             language: Language::English,
             directory_down: DirectoryDown::Unavailable,
             channels: vec![Channel::Email],
+            notify: NoticeKind::ALL.to_vec(),
+            new_address_days: DEFAULT_NEW_ADDRESS_DAYS,
         }
     }
 }
@@ -204,6 +212,12 @@ impl Settings {
         }
         if let Some(v) = &raw.channels {
             s.channels = channels::channel_list(v)?;
+        }
+        if let Some(v) = &raw.notify {
+            s.notify = notifications::kinds("notify", v, &NoticeKind::ALL)?;
+        }
+        if let Some(v) = &raw.new_address_days {
+            s.new_address_days = check::cap("new_address_days", v, 1, 365)?;
         }
         s.message.overlay(raw)?;
         if s.max_sends_per_day < s.max_sends_per_hour {

@@ -14,6 +14,7 @@ mod record;
 mod reset;
 mod self_service;
 mod status;
+mod told;
 mod users;
 mod view;
 

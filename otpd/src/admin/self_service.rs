@@ -15,7 +15,7 @@ use common::text::mask_email;
 use common::wire_admin::{AdminResponse, RefuseReason, SelfAction};
 
 use super::view::{self, Address};
-use super::{Ctx, record, refused, store_failed};
+use super::{Ctx, record, refused, store_failed, told};
 use crate::accounts::Accounts;
 use crate::audit::Event;
 use crate::caller::Caller;
@@ -165,7 +165,7 @@ fn apply(
     action: &SelfAction,
     record: Option<UserRecord>,
 ) -> Result<AdminResponse, StoreError> {
-    let mut new = record.unwrap_or_else(|| UserRecord {
+    let before = record.unwrap_or_else(|| UserRecord {
         name: name.to_string(),
         email: None,
         enabled: false,
@@ -173,6 +173,7 @@ fn apply(
         language: None,
         phone: None,
     });
+    let mut new = before.clone();
     let (event, message) = match action {
         SelfAction::Enable => {
             new.enabled = true;
@@ -197,6 +198,8 @@ fn apply(
         SelfAction::RecoveryCodes => return new_recovery_codes(ctx, store, name),
     };
     store.upsert_user(&new)?;
+    let by = "by the user (otpctl disable)";
+    told::change(store, ctx, Some(&before), &new, by)?;
     let detail = new.protocols.as_ref().map(|p| p.join(","));
     record::note(
         store,

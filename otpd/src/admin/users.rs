@@ -4,7 +4,7 @@ use common::config::{Language, PhoneNumber};
 use common::wire_admin::{AdminResponse, MailedCounts, RefuseReason, UserView};
 
 use super::view::{self, Address, LookedUp};
-use super::{Ctx, record, refused, store_failed};
+use super::{Ctx, record, refused, store_failed, told};
 use crate::audit::Event;
 use crate::directory::{self, Directory, DirectoryError, UserFacts, Wanted};
 use crate::store::{self, Store, StoreError, UserRecord};
@@ -69,7 +69,7 @@ pub fn add(
     save(
         ctx,
         &mut store,
-        &new,
+        (None, &new),
         Event::UserAdded,
         format!("Added {user}."),
     )
@@ -176,31 +176,36 @@ fn change(
     let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
     let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
-    let mut current = match store.user(user) {
-        Ok(Some(record)) => record,
-        Ok(None) => UserRecord {
+    // A user without a record is one with no address of their own and the code off.
+    let before = match store.user(user) {
+        Ok(record) => record.unwrap_or_else(|| UserRecord {
             name: user.to_string(),
             email: None,
             enabled: false,
             protocols: None,
             language: None,
             phone: None,
-        },
+        }),
         Err(e) => return store_failed(&e),
     };
+    let mut current = before.clone();
     let message = edit(&mut current);
-    save(ctx, &mut store, &current, event, message)
+    save(ctx, &mut store, (Some(&before), &current), event, message)
 }
 
+/// Stores `new` (the record was `before`; `None` for a new user, who is told nothing), audits
+/// the change as `event` and tells the user what it changed, all in one transaction.
 fn save(
     ctx: &Ctx<'_>,
     store: &mut dyn Store,
-    new: &UserRecord,
+    (before, new): (Option<&UserRecord>, &UserRecord),
     event: Event,
     message: String,
 ) -> AdminResponse {
     let saved = store::atomically(store, |store| {
         store.upsert_user(new)?;
+        let by = format!("by an administrator (otpctl, uid {})", ctx.caller.uid);
+        told::change(store, ctx, before, new, &by)?;
         let detail = describe(new);
         record::note(
             store,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use common::config::NoticeKind;
 use common::secret::SecretString;
 use common::wire::{LoginContext, Response};
 
@@ -26,8 +27,8 @@ pub async fn answer(
         caller,
         login,
         OnSkip::Refuse,
-        move |store, facts, needed, now| {
-            let (login, asker) = (&facts.login, facts.asker);
+        move |store, facts, hearers, now| {
+            let (login, asker, needed) = (&facts.login, facts.asker, hearers.needed);
             let outcome = store.verify_answer(
                 &challenge,
                 &login.user,
@@ -39,12 +40,13 @@ pub async fn answer(
                 &NoticeTo {
                     address: needed.address.as_str(),
                     service: &login.service,
+                    tell: needed.settings.notify.contains(&NoticeKind::RecoveryUsed),
                 },
             );
             verdict(
                 store,
                 now,
-                needed.settings.language,
+                hearers,
                 code_subject(login, needed, asker),
                 outcome,
             )

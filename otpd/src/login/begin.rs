@@ -10,7 +10,7 @@ use common::wire::{DenyReason, LoginContext, Response, SkipReason};
 use super::facts::{Facts, decide_with_facts};
 use super::fields::{check_fields, check_ssh_keys};
 use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
-use super::verdict::refuse_locked;
+use super::verdict::{Hearers, refuse_locked};
 use super::wording::{
     Phrase, SentTo, internal_error, lost, minutes_until, prompt, recovery_prompt,
 };
@@ -287,8 +287,11 @@ fn prepare_in(
             })
         }
         IssueOutcome::LockedOut { until } => {
-            let language = needed.settings.language;
-            BeginStep::Done(refuse_locked(store, language, subject, until, now)?)
+            let hearers = Hearers {
+                notifications: &active.config.notifications,
+                needed: &needed,
+            };
+            BeginStep::Done(refuse_locked(store, hearers, subject, until, now)?)
         }
     };
     Ok(step)

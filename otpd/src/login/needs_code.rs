@@ -10,13 +10,15 @@ use common::wire::{LoginContext, Response, SkipReason};
 use super::asker::Asker;
 use super::facts::{Facts, decide_with_facts};
 use super::fields::check_fields;
+use super::verdict::Hearers;
 use super::wording::{Phrase, internal_error, refused_caller};
 use crate::audit::{self, Event, Subject};
 use crate::caller::Caller;
+use crate::notify::{self, Told, UserTo};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueRequest, Store, StoreError};
-use common::config::{DirectoryDown, Mode};
+use common::config::{DirectoryDown, Mode, NoticeKind};
 use common::text::escape_for_log;
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
@@ -69,6 +71,22 @@ pub(super) fn needs_code(
             attributes: &facts.user.attributes,
         },
     );
+    if matches!(decision, Decision::NoUsableAddress | Decision::Code(_)) {
+        let grant = crate::breakglass::check_login(
+            store,
+            now,
+            login,
+            protocol_name,
+            asker.caller.uid,
+            asker.origin,
+        )?;
+        if let Some(expires_at) = grant {
+            tell_breakglass_used(store, config, &decision, facts, expires_at, now)?;
+            return Ok(Err(Response::Skip {
+                reason: SkipReason::BreakGlass,
+            }));
+        }
+    }
     match decision {
         Decision::Skip(reason) => {
             let detail = serde_json::to_string(&reason).unwrap_or_default();
@@ -81,20 +99,6 @@ pub(super) fn needs_code(
                 Some(detail),
             )?;
             Ok(Err(Response::Skip { reason }))
-        }
-        Decision::NoUsableAddress | Decision::Code(_)
-            if crate::breakglass::check_login(
-                store,
-                now,
-                login,
-                protocol_name,
-                asker.caller.uid,
-                asker.origin,
-            )? =>
-        {
-            Ok(Err(Response::Skip {
-                reason: SkipReason::BreakGlass,
-            }))
         }
         Decision::NoUsableAddress => {
             audit::record(
@@ -114,9 +118,42 @@ pub(super) fn needs_code(
             if let (None, Some(language)) = (from_table, facts.user.language) {
                 needed.settings.language = language;
             }
-            Ok(Ok(needed))
+            Ok(Ok(*needed))
         }
     }
+}
+
+/// Tells the user (at the address the code would have gone to, when there is one) and the
+/// admin that a login passed the code step under a break-glass grant: once per grant, which
+/// its expiry names.
+fn tell_breakglass_used(
+    store: &mut dyn Store,
+    config: &common::config::Config,
+    decision: &Decision,
+    facts: &Facts,
+    expires_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let login = &facts.login;
+    let detail = format!("the grant ends {}", common::timefmt::utc(expires_at));
+    let key = expires_at.to_string();
+    let told = Told {
+        kind: NoticeKind::BreakglassUsed,
+        user: &login.user,
+        service: &login.service,
+        rhost: facts.asker.remote_host(login),
+        detail: &detail,
+        event_key: Some(&key),
+    };
+    let address = match decision {
+        Decision::Code(needed) => Some((&needed.settings, [needed.address.as_str()])),
+        _ => None,
+    };
+    let user = address.as_ref().map(|(settings, to)| UserTo {
+        settings,
+        addresses: to,
+    });
+    notify::tell(store, &config.notifications, user, &told, now)
 }
 
 /// The answer to a login decided on a directory's last known answer (every server down, the
@@ -171,7 +208,7 @@ pub(super) async fn for_needed_code(
     caller: Caller,
     login: LoginContext,
     on_skip: OnSkip,
-    work: impl FnOnce(&mut dyn Store, &Facts, &CodeNeeded, i64) -> Result<Response, StoreError>
+    work: impl FnOnce(&mut dyn Store, &Facts, Hearers<'_>, i64) -> Result<Response, StoreError>
     + Send
     + 'static,
 ) -> Response {
@@ -193,7 +230,13 @@ pub(super) async fn for_needed_code(
                         message: "this login needs no code (dry run)".into(),
                     }),
                 },
-                Ok(needed) => work(store, facts, &needed, now),
+                Ok(needed) => {
+                    let hearers = Hearers {
+                        notifications: &settings.config.notifications,
+                        needed: &needed,
+                    };
+                    work(store, facts, hearers, now)
+                }
                 Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Ok(Response::Error {
                     message: "this login needs no code".into(),
                 }),

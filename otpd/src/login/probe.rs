@@ -18,7 +18,8 @@ pub async fn probe(shared: &Arc<Shared>, caller: Caller, login: LoginContext) ->
         caller,
         login,
         OnSkip::Answer,
-        |store, facts, needed, now| {
+        |store, facts, hearers, now| {
+            let needed = hearers.needed;
             let limits = limits_of(&needed.settings);
             let request = code_request(&facts.login, needed, facts.asker);
             Ok(match store.expects_code(&request, &limits, now) {

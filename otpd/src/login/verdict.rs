@@ -1,24 +1,57 @@
-//! What a checked code comes to: each outcome audited, and worded for the person.
+//! What a checked code comes to: each outcome audited, worded for the person, and told (a
+//! login from a new address, a lockout) as the profile asks.
 
+use common::config::{NoticeKind, NotificationsConfig};
+use common::timefmt;
 use common::wire::{DenyReason, Response};
 
 use super::wording::{Phrase, internal_error, minutes_until};
 use crate::audit::{self, Event, Subject};
+use crate::caller::Origin;
+use crate::notify::{self, Told, UserTo};
+use crate::policy::CodeNeeded;
 use crate::store::{Store, StoreError, VerifyOutcome};
-use common::config::Language;
 
-/// Audits a verification and words the answer for the person. `Err` when its audit row could
-/// not be written: the verification must then not be kept either.
+/// Who hears of a login's outcome: the user, by their profile and address, and the admin.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hearers<'a> {
+    /// `[notifications]`.
+    pub notifications: &'a NotificationsConfig,
+    /// The login's profile and the user's address.
+    pub needed: &'a CodeNeeded,
+}
+
+impl Hearers<'_> {
+    fn user_to<'a>(&'a self, address: &'a [&'a str; 1]) -> UserTo<'a> {
+        UserTo {
+            settings: &self.needed.settings,
+            addresses: address,
+        }
+    }
+}
+
+/// Audits a verification and words the answer for the person. `Err` when its audit row (or a
+/// notice) could not be written: the verification must then not be kept either.
 pub(super) fn verdict(
     store: &mut dyn Store,
     now: i64,
-    language: Language,
+    hearers: Hearers<'_>,
     subject: Subject<'_>,
     outcome: Result<VerifyOutcome, StoreError>,
 ) -> Result<Response, StoreError> {
+    let language = hearers.needed.settings.language;
     let response = match outcome {
         Ok(VerifyOutcome::Success) => {
             audit::record(store, now, Event::Verified, subject, None)?;
+            let address = [hearers.needed.address.as_str()];
+            let login = subject.login;
+            notify::after_login(
+                store,
+                hearers.notifications,
+                hearers.user_to(&address),
+                (&login.user, &login.service, believed_rhost(subject)),
+                now,
+            )?;
             Response::Success
         }
         Ok(VerifyOutcome::Wrong { attempts_left }) => {
@@ -37,7 +70,7 @@ pub(super) fn verdict(
             }
         }
         Ok(VerifyOutcome::LockedOut { until }) => {
-            refuse_locked(store, language, subject, until, now)?
+            refuse_locked(store, hearers, subject, until, now)?
         }
         Ok(VerifyOutcome::RecoveryUsed { left }) => {
             let detail = format!("left={left}");
@@ -54,16 +87,19 @@ pub(super) fn verdict(
 /// Audits a login refused by a lockout, ending at `until`, and answers it. The audit says which
 /// lock holds (`by=user`, `by=host`, or `by=user,host` when the address's outlasts the user's)
 /// and for how many seconds; the message tells a user refused for their address's failures
-/// that it was not their own typing, so they ask an admin for `otpctl host unlock`. `Err` when
-/// the audit row could not be written.
+/// that it was not their own typing, so they ask an admin for `otpctl host unlock`. A lock of
+/// the user is told (once per lock) to the user and the admin. `Err` when the audit row (or the
+/// notice) could not be written.
 pub(super) fn refuse_locked(
     store: &mut dyn Store,
-    language: Language,
+    hearers: Hearers<'_>,
     subject: Subject<'_>,
     until: i64,
     now: i64,
 ) -> Result<Response, StoreError> {
-    let by = match store.user_locked_until(&subject.login.user, now) {
+    let language = hearers.needed.settings.language;
+    let user_until = store.user_locked_until(&subject.login.user, now);
+    let by = match user_until {
         Ok(Some(user_until)) if user_until >= until => "user",
         Ok(Some(_)) => "user,host",
         Ok(None) => "host",
@@ -71,6 +107,9 @@ pub(super) fn refuse_locked(
     };
     let detail = format!("by={by} locked_seconds_left={}", (until - now).max(0));
     audit::record(store, now, Event::Locked, subject, Some(&detail))?;
+    if let Ok(Some(user_until)) = user_until {
+        tell_lockout(store, hearers, subject, user_until, now)?;
+    }
     let locked = Phrase::Locked {
         minutes: minutes_until(until, now),
         from_address: by == "host",
@@ -79,4 +118,45 @@ pub(super) fn refuse_locked(
         reason: DenyReason::LockedOut,
         message: locked.in_language(language),
     })
+}
+/// The login's remote host when otpd believes it (root or a trusted caller reported it).
+fn believed_rhost<'a>(subject: Subject<'a>) -> Option<&'a str> {
+    match subject.origin {
+        Origin::Reported => subject.login.rhost.as_deref(),
+        Origin::Local => None,
+    }
+}
+
+/// Tells the user and the admin that the user is locked until `until`, once per lock (the
+/// lock's end names it).
+fn tell_lockout(
+    store: &mut dyn Store,
+    hearers: Hearers<'_>,
+    subject: Subject<'_>,
+    until: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let detail = format!(
+        "until {} ({} minutes)",
+        timefmt::utc(until),
+        minutes_until(until, now)
+    );
+    let key = until.to_string();
+    let login = subject.login;
+    let told = Told {
+        kind: NoticeKind::Lockout,
+        user: &login.user,
+        service: &login.service,
+        rhost: believed_rhost(subject),
+        detail: &detail,
+        event_key: Some(&key),
+    };
+    let address = [hearers.needed.address.as_str()];
+    notify::tell(
+        store,
+        hearers.notifications,
+        Some(hearers.user_to(&address)),
+        &told,
+        now,
+    )
 }

@@ -23,8 +23,8 @@ pub async fn verify_appended(
         caller,
         login,
         OnSkip::Refuse,
-        move |store, facts, needed, now| {
-            let (login, asker) = (&facts.login, facts.asker);
+        move |store, facts, hearers, now| {
+            let (login, asker, needed) = (&facts.login, facts.asker, hearers.needed);
             let mut rng = crate::code::os_rng();
             let outcome = store.verify_appended(
                 &code_request(login, needed, asker),
@@ -37,7 +37,7 @@ pub async fn verify_appended(
             verdict(
                 store,
                 now,
-                needed.settings.language,
+                hearers,
                 code_subject(login, needed, asker),
                 outcome,
             )

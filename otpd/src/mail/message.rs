@@ -1,4 +1,4 @@
-//! The messages otpd sends: the code mail and the admin's test mail.
+//! The messages otpd sends: the code mail, the admin's test mail and the notifications.
 //!
 //! A code mail is multipart/alternative (text and HTML, both from templates) with Date,
 //! Message-ID and `Auto-Submitted: auto-generated` (so vacation responders stay quiet). Both
@@ -7,7 +7,7 @@
 //! login text reaches the SMTP stream as a raw line, and any server takes it without 8BITMIME.
 //! Addresses go through lettre's checked parser only.
 
-use common::config::{EmailAddress, MessageOverrides, MessageTemplates};
+use common::config::{EmailAddress, MessageOverrides, MessageTemplates, NoticeTexts};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
@@ -16,7 +16,7 @@ use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
 use super::dkim::Dkim;
-use super::render::{self, Values};
+use super::render::{self, NoticeValues, Values};
 
 /// What a code mail says: the facts its templates can show, and the profile's own wording.
 #[derive(Debug)]
@@ -124,53 +124,31 @@ pub fn test_mail(
     finish(sender, to, format!("otpd test message from {host}"), body)
 }
 
-/// What a mail about a used recovery code says: whose, where, and how many are left.
+/// What a notification says: its texts and the facts they can show. It never holds a code.
 #[derive(Debug, Clone, Copy)]
-pub struct RecoveryNotice<'a> {
-    /// The user's address.
+pub struct NoticeMail<'a> {
+    /// Where it goes.
     pub to: &'a EmailAddress,
-    /// The login name.
-    pub user: &'a str,
-    /// The PAM service of the login.
-    pub service: &'a str,
-    /// Where the login came from, when known.
-    pub rhost: Option<&'a str>,
-    /// The user's recovery codes still unused.
-    pub left: u32,
+    /// The subject and text of its kind.
+    pub texts: &'a NoticeTexts,
+    /// The facts.
+    pub values: &'a NoticeValues<'a>,
 }
 
-/// Builds the mail that tells a user one of their recovery codes was just used. It never holds
-/// a code.
-pub fn recovery_notice_mail(
-    sender: &Sender,
-    host: &str,
-    notice: &RecoveryNotice<'_>,
-) -> Result<Outgoing, MessageError> {
-    let host = render::clean(host);
-    let from = notice
-        .rhost
-        .map(|r| format!(" from {}", render::clean(r)))
-        .unwrap_or_default();
-    let text = format!(
-        "A recovery code of {} was just used to log in to {host} ({}{from}).\n\n\
-         {} recovery codes are left. If this was not you, tell your administrator at once.\n",
-        render::clean(notice.user),
-        render::clean(notice.service),
-        notice.left
-    );
+/// Builds a notification: the text template as text/plain and, escaped, as HTML.
+pub fn notice_mail(sender: &Sender, notice: &NoticeMail<'_>) -> Result<Outgoing, MessageError> {
+    let subject = notice.values.render(&notice.texts.subject);
+    let text = notice.values.render(&notice.texts.text);
     let html = format!(
         "<p>{}</p>",
-        render::escape_html(&text).replace("\n\n", "</p><p>")
+        render::escape_html(&text)
+            .replace("\n\n", "</p><p>")
+            .replace('\n', "<br>\n")
     );
     let body = MultiPart::alternative()
         .singlepart(part(ContentType::TEXT_PLAIN, &text)?)
         .singlepart(part(ContentType::TEXT_HTML, &html)?);
-    finish(
-        sender,
-        notice.to,
-        format!("A recovery code was used to log in to {host}"),
-        body,
-    )
+    finish(sender, notice.to, subject, body)
 }
 
 fn finish(

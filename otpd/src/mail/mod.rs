@@ -208,14 +208,18 @@ impl Mailer {
         self.deliver(&out).await
     }
 
-    /// Tells a user that one of their recovery codes was used, like [`Mailer::send`].
-    pub async fn send_recovery_notice(
+    /// Sends a notification, like [`Mailer::send`].
+    pub async fn send_notice(
         &self,
-        notice: &message::RecoveryNotice<'_>,
+        notice: &message::NoticeMail<'_>,
     ) -> Result<String, MailFailure> {
-        let out =
-            message::recovery_notice_mail(&self.sender, &self.host, notice).map_err(unbuilt)?;
+        let out = message::notice_mail(&self.sender, notice).map_err(unbuilt)?;
         self.deliver(&out).await
+    }
+
+    /// This machine's name, as the mails say it.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// Sends a built message through the configured transport.

@@ -56,6 +56,8 @@ impl Values<'_> {
             TemplateVar::ValidMinutes => {
                 ((self.expires_at - self.issued_at).max(0) / 60).to_string()
             }
+            // Only notifications have these; a code mail's templates cannot name them.
+            TemplateVar::When | TemplateVar::Detail => String::new(),
         }
     }
 
@@ -67,6 +69,51 @@ impl Values<'_> {
     /// `template` rendered as HTML: every value escaped.
     pub fn render_html(&self, template: &MessageTemplate) -> String {
         template.render(|var| escape_html(&self.plain(var)))
+    }
+}
+
+/// The facts a notification can show; never a code.
+#[derive(Debug)]
+pub struct NoticeValues<'a> {
+    /// The user it is about.
+    pub user: &'a str,
+    /// The recipient (shown masked only).
+    pub to: &'a EmailAddress,
+    /// This machine's name.
+    pub host: &'a str,
+    /// The PAM service, or `otpctl`.
+    pub service: &'a str,
+    /// Where the login came from, if known.
+    pub rhost: Option<&'a str>,
+    /// When the event was (Unix seconds).
+    pub when: i64,
+    /// The event's facts, one line.
+    pub detail: &'a str,
+}
+
+impl NoticeValues<'_> {
+    /// The plain value of `var`, cleaned for a mail.
+    pub fn plain(&self, var: TemplateVar) -> String {
+        match var {
+            TemplateVar::User => clean(self.user),
+            TemplateVar::EmailMasked => mask_email(self.to.as_str()),
+            TemplateVar::Host => clean(self.host),
+            TemplateVar::Service => clean(self.service),
+            TemplateVar::Rhost => self.rhost.map_or_else(|| UNKNOWN_RHOST.to_string(), clean),
+            TemplateVar::When => timefmt::utc(self.when),
+            TemplateVar::Detail => clean(self.detail),
+            // A notification's templates cannot name these (the config refuses them).
+            TemplateVar::Code
+            | TemplateVar::Protocol
+            | TemplateVar::IssuedAt
+            | TemplateVar::ExpiresAt
+            | TemplateVar::ValidMinutes => String::new(),
+        }
+    }
+
+    /// `template` rendered as plain text.
+    pub fn render(&self, template: &MessageTemplate) -> String {
+        template.render(|var| self.plain(var))
     }
 }
 

@@ -259,6 +259,9 @@ impl SqliteStore {
         )?;
         if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (outcome, notice) {
             super::notices::queue_recovery_used_in(&tx, to, (user, rhost), left, now)?;
+            tx.commit()?;
+            self.wake_notice_deliverer();
+            return Ok(outcome);
         }
         tx.commit()?;
         Ok(outcome)

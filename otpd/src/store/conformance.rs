@@ -31,13 +31,15 @@
 
 use std::sync::Barrier;
 
+use common::config::NoticeKind;
 use common::secret::SecretString;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::{
-    AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome, IssueRequest, Limits,
-    NoticeTo, RECOVERY_SET_SIZE, SendCounts, Store, StoreError, UserRecord, VerifyOutcome,
+    AddressSeen, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome,
+    IssueRequest, Limits, NewNotice, NoticeTo, Queued, RECOVERY_SET_SIZE, SendCounts, Store,
+    StoreError, UserRecord, VerifyOutcome,
 };
 
 /// A fixed "now" far from zero.
@@ -140,6 +142,7 @@ fn fail_once(
 const NOTICE: NoticeTo<'static> = NoticeTo {
     address: "alice@example.org",
     service: "sshd",
+    tell: true,
 };
 
 /// A right code answers once; the second answer finds the code dead.
@@ -758,8 +761,8 @@ pub fn a_notice_waits_until_it_is_delivered(store: &mut dyn Store) {
         ("alice", "alice@example.org", 0)
     );
     assert_eq!(
-        notice.recovery_left,
-        u32::try_from(RECOVERY_SET_SIZE).unwrap() - 1
+        notice.detail,
+        format!("{} recovery codes are left", RECOVERY_SET_SIZE - 1)
     );
     store.put_off_notice(notice.id, T0 + 100).unwrap();
     assert!(store.due_notices(T0 + 99, 0, 10).unwrap().is_empty());
@@ -772,8 +775,59 @@ pub fn a_notice_waits_until_it_is_delivered(store: &mut dyn Store) {
             .unwrap()
             .is_empty()
     );
-    store.forget_notice(notice.id).unwrap();
+    store.close_notice(notice.id, T0 + 100).unwrap();
     assert_eq!(store.queued_notices().unwrap(), 0);
+}
+
+/// A notice of an event with a key is queued once, delivered or not; a recipient's notices
+/// of the last hour count against the cap, the admin's for all users together.
+pub fn a_notice_is_told_once_and_capped_per_hour(store: &mut dyn Store) {
+    let lockout = |user, key, to_admin| NewNotice {
+        kind: NoticeKind::Lockout,
+        user,
+        address: "x@example.org",
+        to_admin,
+        service: "sshd",
+        rhost: None,
+        detail: "until later",
+        event_key: Some(key),
+    };
+    let q = |store: &mut dyn Store, user, key, to_admin, now| {
+        store
+            .queue_notice(&lockout(user, key, to_admin), Some(2), now)
+            .unwrap()
+    };
+    assert_eq!(q(store, "alice", "1", false, T0), Queued::Queued);
+    assert_eq!(q(store, "alice", "1", false, T0 + 1), Queued::AlreadyTold);
+    assert_eq!(
+        q(store, "alice", "1", true, T0 + 1),
+        Queued::Queued,
+        "the admin's own"
+    );
+    assert_eq!(q(store, "alice", "2", false, T0 + 2), Queued::Queued);
+    assert_eq!(q(store, "alice", "3", false, T0 + 3), Queued::OverCap);
+    assert_eq!(q(store, "bob", "3", false, T0 + 3), Queued::Queued);
+    assert_eq!(q(store, "bob", "4", true, T0 + 3), Queued::Queued);
+    assert_eq!(q(store, "carol", "5", true, T0 + 4), Queued::OverCap);
+    assert_eq!(q(store, "alice", "3", false, T0 + 3601), Queued::Queued);
+    let due = store.due_notices(T0 + 3601, i64::MIN, 20).unwrap();
+    assert_eq!(due.len(), 6);
+    store.close_notice(due[0].id, T0 + 3601).unwrap();
+    assert_eq!(
+        q(store, "alice", "1", false, T0 + 3602),
+        Queued::AlreadyTold
+    );
+}
+
+/// A login address is new only for a user who logged in before, and only once it has not
+/// been seen for the window.
+pub fn a_login_address_is_known_for_its_window(store: &mut dyn Store) {
+    let mut seen = |user, rhost, now| store.note_login_address(user, rhost, now, 100).unwrap();
+    assert_eq!(seen("alice", "192.0.2.1", T0), AddressSeen::FirstEver);
+    assert_eq!(seen("alice", "192.0.2.1", T0 + 50), AddressSeen::Known);
+    assert_eq!(seen("alice", "192.0.2.2", T0 + 50), AddressSeen::New);
+    assert_eq!(seen("alice", "192.0.2.1", T0 + 151), AddressSeen::New);
+    assert_eq!(seen("bob", "192.0.2.1", T0 + 151), AddressSeen::FirstEver);
 }
 
 /// A code appended to the password answers once under the usual rules, and a success leaves
@@ -1328,6 +1382,8 @@ macro_rules! store_conformance_tests {
             recovery_codes_answer_once,
             a_failed_mail_leaves_the_challenge_to_recovery_codes,
             a_notice_waits_until_it_is_delivered,
+            a_notice_is_told_once_and_capped_per_hour,
+            a_login_address_is_known_for_its_window,
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             a_decision_and_its_audit_row_commit_together,

@@ -27,9 +27,10 @@ use common::wire_admin::AuditRow;
 use rand::CryptoRng;
 
 use super::{
-    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally, IssueOutcome,
-    IssueRequest, Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey,
-    SendCounts, StoreError, Suppressed, Trimmed, UserCounts, UserRecord, UserReset, VerifyOutcome,
+    AddressSeen, Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally,
+    IssueOutcome, IssueRequest, Limits, Lockout, MailHistory, NewNotice, NoticeTo, PurgeCounts,
+    Queued, QueuedNotice, RateKey, SendCounts, StoreError, Suppressed, Trimmed, UserCounts,
+    UserRecord, UserReset, VerifyOutcome,
 };
 use crate::metrics::Metrics;
 
@@ -221,7 +222,27 @@ pub trait Store: std::fmt::Debug {
     /// The grants that hold at `now`, by user name.
     fn live_breakglass(&self, now: i64) -> Result<Vec<BreakGlass>, StoreError>;
 
-    // --- Notices owed to users ---
+    // --- Notices owed to users and the admin ---
+
+    /// Queues `notice`, due at once, unless a notice of its event (`event_key`) was queued
+    /// before, or (with `per_hour`) its recipient (the user, or the admin for all users) had
+    /// that many notices queued in the hour before `now`.
+    fn queue_notice(
+        &mut self,
+        notice: &NewNotice<'_>,
+        per_hour: Option<u32>,
+        now: i64,
+    ) -> Result<Queued, StoreError>;
+
+    /// Records that `user` logged in from `rhost` at `now`, and says whether they had within
+    /// `window` seconds before (or never logged in from anywhere).
+    fn note_login_address(
+        &mut self,
+        user: &str,
+        rhost: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<AddressSeen, StoreError>;
 
     /// Up to `limit` notices due at `now` with an id above `after_id`, oldest first.
     fn due_notices(
@@ -231,8 +252,8 @@ pub trait Store: std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<QueuedNotice>, StoreError>;
 
-    /// Deletes a notice (delivered or given up).
-    fn forget_notice(&mut self, id: i64) -> Result<(), StoreError>;
+    /// Closes a notice at `now` (delivered or given up); it is no longer due.
+    fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError>;
 
     /// Counts a failed try and makes the notice due again at `next_try_at`.
     fn put_off_notice(&mut self, id: i64, next_try_at: i64) -> Result<(), StoreError>;
@@ -250,6 +271,9 @@ pub trait Store: std::fmt::Debug {
     /// Counts every audit row stored from now on into `metrics` (`otpctl metrics`), each once
     /// it is committed: a row taken back with its transaction is not counted.
     fn count_audit_into(&mut self, metrics: Arc<Metrics>);
+
+    /// Wakes `wake` whenever a notice is queued, so the deliverer sends it at once.
+    fn wake_on_notices(&mut self, wake: Arc<tokio::sync::Notify>);
 
     /// Counts one event of `key` at `now` against its rate: whether to write it, and the
     /// summary of the key's previous window if that ended with events counted.
@@ -495,8 +519,27 @@ where
         (**self).due_notices(now, after_id, limit)
     }
 
-    fn forget_notice(&mut self, id: i64) -> Result<(), StoreError> {
-        (**self).forget_notice(id)
+    fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        (**self).close_notice(id, now)
+    }
+
+    fn queue_notice(
+        &mut self,
+        notice: &NewNotice<'_>,
+        per_hour: Option<u32>,
+        now: i64,
+    ) -> Result<Queued, StoreError> {
+        (**self).queue_notice(notice, per_hour, now)
+    }
+
+    fn note_login_address(
+        &mut self,
+        user: &str,
+        rhost: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<AddressSeen, StoreError> {
+        (**self).note_login_address(user, rhost, now, window)
     }
 
     fn put_off_notice(&mut self, id: i64, next_try_at: i64) -> Result<(), StoreError> {
@@ -513,6 +556,10 @@ where
 
     fn count_audit_into(&mut self, metrics: Arc<Metrics>) {
         (**self).count_audit_into(metrics)
+    }
+
+    fn wake_on_notices(&mut self, wake: Arc<tokio::sync::Notify>) {
+        (**self).wake_on_notices(wake)
     }
 
     fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {

@@ -59,7 +59,7 @@ pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
 pub use interface::{Store, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
-pub use notices::{NoticeTo, QueuedNotice};
+pub use notices::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use reset::UserReset;
@@ -144,6 +144,8 @@ pub struct SqliteStore {
     audit_rate: audit_rate::Throttle,
     /// Where stored audit rows are counted, once committed; see `audit_rows`.
     audit_counter: audit_rows::Counter,
+    /// Woken when a notice is queued; see `notices`.
+    notices_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -204,6 +206,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             audit_rate: audit_rate::Throttle::default(),
             audit_counter: audit_rows::Counter::default(),
+            notices_wake: None,
         })
     }
 

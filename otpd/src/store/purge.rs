@@ -8,7 +8,7 @@
 use rusqlite::params;
 
 use super::sends::DAY;
-use super::{SqliteStore, StoreError};
+use super::{SqliteStore, StoreError, notices};
 
 /// How long a code row is kept after it expired. One used, superseded or killed earlier stays as
 /// long: purging by expiry alone needs no index on the close time, which every login would
@@ -28,12 +28,17 @@ pub struct PurgeCounts {
     pub audit: usize,
     /// Expired reuse grants.
     pub grants: usize,
+    /// Closed notices past [`notices::CLOSED_NOTICES_KEPT`].
+    pub notices: usize,
+    /// Login addresses not seen for [`notices::SEEN_RHOSTS_KEPT`].
+    pub seen_rhosts: usize,
 }
 
 impl SqliteStore {
     /// Deletes, in one transaction: codes that expired more than an hour before `now`; sends
     /// that have left the daily window; lockout rows with no failures counted and no lock in
-    /// force; audit rows older than `audit_retention_secs`; expired reuse grants.
+    /// force; audit rows older than `audit_retention_secs`; expired reuse grants; closed
+    /// notices and login addresses past their keeping.
     pub fn purge(
         &mut self,
         now: i64,
@@ -63,6 +68,14 @@ impl SqliteStore {
             "DELETE FROM reuse_grants WHERE expires_at <= ?1",
             params![now],
         )?;
+        let notices = tx.execute(
+            "DELETE FROM notices WHERE sent_at IS NOT NULL AND sent_at < ?1",
+            params![now.saturating_sub(notices::CLOSED_NOTICES_KEPT)],
+        )?;
+        let seen_rhosts = tx.execute(
+            "DELETE FROM seen_rhosts WHERE last_seen < ?1",
+            params![now.saturating_sub(notices::SEEN_RHOSTS_KEPT)],
+        )?;
         tx.commit()?;
         Ok(PurgeCounts {
             codes,
@@ -70,6 +83,8 @@ impl SqliteStore {
             lockouts,
             audit,
             grants,
+            notices,
+            seen_rhosts,
         })
     }
 }
@@ -232,5 +247,38 @@ mod tests {
     fn purging_an_empty_database_removes_nothing() {
         let (_dir, mut store) = open_store();
         assert_eq!(store.purge(T0, 86400).unwrap(), PurgeCounts::default());
+    }
+
+    #[test]
+    fn purge_removes_closed_notices_after_two_days_and_addresses_after_a_year() {
+        use super::super::NewNotice;
+        use common::config::NoticeKind;
+        let (_dir, mut store) = open_store();
+        for user in ["alice", "bob"] {
+            let notice = NewNotice {
+                kind: NoticeKind::Lockout,
+                user,
+                address: "x@example.test",
+                to_admin: false,
+                service: "sshd",
+                rhost: None,
+                detail: "",
+                event_key: None,
+            };
+            store.queue_notice(&notice, None, T0).unwrap();
+        }
+        let alice = store.due_notices(T0, i64::MIN, 1).unwrap()[0].id;
+        store.close_notice(alice, T0).unwrap();
+        store
+            .note_login_address("alice", "192.0.2.1", T0, 60)
+            .unwrap();
+        let kept = store
+            .purge(T0 + notices::CLOSED_NOTICES_KEPT, 86400)
+            .unwrap();
+        assert_eq!((kept.notices, kept.seen_rhosts), (0, 0));
+        let later = T0 + notices::SEEN_RHOSTS_KEPT + 1;
+        let purged = store.purge(later, 86400).unwrap();
+        assert_eq!((purged.notices, purged.seen_rhosts), (1, 1));
+        assert_eq!(store.queued_notices().unwrap(), 1, "bob's is still owed");
     }
 }

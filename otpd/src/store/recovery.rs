@@ -227,6 +227,7 @@ mod tests {
                 &NoticeTo {
                     address: "alice@example.test",
                     service: "sshd",
+                    tell: true,
                 },
             )
             .unwrap()
@@ -295,7 +296,10 @@ mod tests {
             (queued[0].user.as_str(), queued[0].address.as_str()),
             ("alice", "alice@example.test")
         );
-        assert_eq!((queued[0].recovery_left, queued[0].created_at), (9, T0 + 2));
+        assert_eq!(
+            (queued[0].detail.as_str(), queued[0].created_at),
+            ("9 recovery codes are left", T0 + 2)
+        );
     }
 
     #[test]

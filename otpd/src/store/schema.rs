@@ -205,6 +205,46 @@ const V8_PHONE: &str = "
 ALTER TABLE users ADD COLUMN phone TEXT;
 ";
 
+/// Version 9 (issue #21): notices of every kind, to the user or the admin, with the event's
+/// facts in `detail`. A delivered notice is kept with `sent_at` set (the per-hour caps count
+/// it, and `event_key` says an event was told already) until the purge removes it; `seen_rhosts`
+/// holds when each user last logged in from each remote address, for the `new_address` notice.
+const V9_NOTIFICATIONS: &str = "
+CREATE TABLE notices_v9 (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    to_admin    INTEGER NOT NULL DEFAULT 0 CHECK (to_admin IN (0, 1)),
+    service     TEXT NOT NULL,
+    rhost       TEXT,
+    detail      TEXT NOT NULL DEFAULT '',
+    event_key   TEXT,
+    created_at  INTEGER NOT NULL,
+    next_try_at INTEGER NOT NULL,
+    tries       INTEGER NOT NULL DEFAULT 0,
+    sent_at     INTEGER
+);
+INSERT INTO notices_v9
+    (id, kind, user, address, service, rhost, detail, created_at, next_try_at, tries)
+SELECT id, kind, user, address, service, rhost,
+       recovery_left || ' recovery codes are left', created_at, next_try_at, tries
+FROM notices;
+DROP TABLE notices;
+ALTER TABLE notices_v9 RENAME TO notices;
+CREATE INDEX notices_due ON notices (next_try_at) WHERE sent_at IS NULL;
+CREATE INDEX notices_by_time ON notices (created_at);
+CREATE UNIQUE INDEX notices_once ON notices (kind, user, to_admin, event_key)
+    WHERE event_key IS NOT NULL;
+CREATE TABLE seen_rhosts (
+    user      TEXT NOT NULL,
+    rhost     TEXT NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (user, rhost)
+) WITHOUT ROWID;
+CREATE INDEX seen_rhosts_by_time ON seen_rhosts (last_seen);
+";
+
 /// The migrations, oldest first. Append only: a shipped migration never changes.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -215,6 +255,7 @@ const MIGRATIONS: &[&str] = &[
     V6_NOTICES,
     V7_LANGUAGE,
     V8_PHONE,
+    V9_NOTIFICATIONS,
 ];
 
 /// The schema version this build creates and understands.
@@ -264,7 +305,7 @@ mod tests {
     fn a_fresh_database_gets_the_current_version() {
         let (dir, store) = open_store();
         drop(store);
-        assert_eq!(CURRENT_VERSION, 8);
+        assert_eq!(CURRENT_VERSION, 9);
         assert_eq!(version_of(&dir.path().join("otpd.db")), CURRENT_VERSION);
     }
 
@@ -324,8 +365,11 @@ mod tests {
                 "audit_by_time",
                 "codes_by_expiry",
                 "codes_live_by_user",
+                "notices_by_time",
                 "notices_due",
+                "notices_once",
                 "reuse_grants_by_expiry",
+                "seen_rhosts_by_time",
                 "sends_by_user"
             ]
         );

@@ -10,10 +10,10 @@ use common::wire_admin::AuditRow;
 use rand::CryptoRng;
 
 use super::{
-    Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally, IssueOutcome,
-    IssueRequest, Limits, Lockout, MailHistory, NoticeTo, PurgeCounts, QueuedNotice, RateKey,
-    SendCounts, SqliteStore, Store, StoreError, Suppressed, Trimmed, UserCounts, UserRecord,
-    UserReset, VerifyOutcome,
+    AddressSeen, Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally,
+    IssueOutcome, IssueRequest, Limits, Lockout, MailHistory, NewNotice, NoticeTo, PurgeCounts,
+    Queued, QueuedNotice, RateKey, SendCounts, SqliteStore, Store, StoreError, Suppressed, Trimmed,
+    UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
 
 impl Store for SqliteStore {
@@ -194,8 +194,27 @@ impl Store for SqliteStore {
         SqliteStore::due_notices(self, now, after_id, limit)
     }
 
-    fn forget_notice(&mut self, id: i64) -> Result<(), StoreError> {
-        SqliteStore::forget_notice(self, id)
+    fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        SqliteStore::close_notice(self, id, now)
+    }
+
+    fn queue_notice(
+        &mut self,
+        notice: &NewNotice<'_>,
+        per_hour: Option<u32>,
+        now: i64,
+    ) -> Result<Queued, StoreError> {
+        SqliteStore::queue_notice(self, notice, per_hour, now)
+    }
+
+    fn note_login_address(
+        &mut self,
+        user: &str,
+        rhost: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<AddressSeen, StoreError> {
+        SqliteStore::note_login_address(self, user, rhost, now, window)
     }
 
     fn put_off_notice(&mut self, id: i64, next_try_at: i64) -> Result<(), StoreError> {
@@ -212,6 +231,10 @@ impl Store for SqliteStore {
 
     fn count_audit_into(&mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
         SqliteStore::count_audit_into(self, metrics)
+    }
+
+    fn wake_on_notices(&mut self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        self.notices_wake = Some(wake);
     }
 
     fn admit_audit(&mut self, key: RateKey, now: i64) -> (Admission, Option<Suppressed>) {

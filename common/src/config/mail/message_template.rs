@@ -75,6 +75,10 @@ pub enum TemplateVar {
     ExpiresAt,
     /// How many minutes the code is valid.
     ValidMinutes,
+    /// A notification's event time, in UTC (notifications only).
+    When,
+    /// What a notification says of its event, one line (notifications only).
+    Detail,
 }
 
 impl TemplateVar {
@@ -92,6 +96,17 @@ impl TemplateVar {
         TemplateVar::ValidMinutes,
     ];
 
+    /// The variables a notification's subject and text may use: never the code.
+    pub const NOTICE: [TemplateVar; 7] = [
+        TemplateVar::User,
+        TemplateVar::EmailMasked,
+        TemplateVar::Host,
+        TemplateVar::Service,
+        TemplateVar::Rhost,
+        TemplateVar::When,
+        TemplateVar::Detail,
+    ];
+
     /// The name written between braces.
     pub fn name(self) -> &'static str {
         match self {
@@ -105,15 +120,17 @@ impl TemplateVar {
             TemplateVar::IssuedAt => "issued_at",
             TemplateVar::ExpiresAt => "expires_at",
             TemplateVar::ValidMinutes => "valid_minutes",
+            TemplateVar::When => "when",
+            TemplateVar::Detail => "detail",
         }
     }
 
-    fn from_name(name: &str) -> Option<TemplateVar> {
-        TemplateVar::ALL.into_iter().find(|v| v.name() == name)
+    fn from_name(name: &str, kind: TemplateKind) -> Option<TemplateVar> {
+        kind.vars().iter().copied().find(|v| v.name() == name)
     }
 
-    fn list() -> String {
-        TemplateVar::ALL
+    fn list(kind: TemplateKind) -> String {
+        kind.vars()
             .iter()
             .map(|v| format!("{{{}}}", v.name()))
             .collect::<Vec<_>>()
@@ -130,15 +147,37 @@ pub(in crate::config) enum TemplateKind {
     Text,
     /// The text/html body; must show `{code}`.
     Html,
+    /// A notification's subject: one line, never the code.
+    NoticeSubject,
+    /// A notification's text body: never the code.
+    NoticeText,
 }
 
 impl TemplateKind {
     fn key(self) -> &'static str {
         match self {
-            TemplateKind::Subject => "subject",
-            TemplateKind::Text => "text_template",
+            TemplateKind::Subject | TemplateKind::NoticeSubject => "subject",
+            TemplateKind::Text | TemplateKind::NoticeText => "text_template",
             TemplateKind::Html => "html_template",
         }
+    }
+
+    /// The variables this part may use.
+    fn vars(self) -> &'static [TemplateVar] {
+        match self {
+            TemplateKind::Subject | TemplateKind::Text | TemplateKind::Html => &TemplateVar::ALL,
+            TemplateKind::NoticeSubject | TemplateKind::NoticeText => &TemplateVar::NOTICE,
+        }
+    }
+
+    /// Whether this part is one line.
+    fn is_subject(self) -> bool {
+        matches!(self, TemplateKind::Subject | TemplateKind::NoticeSubject)
+    }
+
+    /// Whether this part must show the code.
+    fn needs_code(self) -> bool {
+        matches!(self, TemplateKind::Text | TemplateKind::Html)
     }
 }
 
@@ -156,7 +195,7 @@ enum Part {
 
 /// Why a template was refused: where in the template text, the text at fault, and why.
 #[derive(Debug)]
-struct TemplateError {
+pub(in crate::config) struct TemplateError {
     offset: usize,
     token: String,
     message: String,
@@ -182,13 +221,16 @@ impl MessageTemplate {
 
     /// A built-in template. They are tested to parse; were one ever broken, its text would be
     /// sent as written rather than failing every login.
-    fn builtin(text: &str, kind: TemplateKind) -> MessageTemplate {
+    pub(in crate::config) fn builtin(text: &str, kind: TemplateKind) -> MessageTemplate {
         MessageTemplate::parse(text, kind).unwrap_or_else(|_| MessageTemplate {
             parts: vec![Part::Text(text.to_string())],
         })
     }
 
-    fn parse(text: &str, kind: TemplateKind) -> Result<MessageTemplate, TemplateError> {
+    pub(in crate::config) fn parse(
+        text: &str,
+        kind: TemplateKind,
+    ) -> Result<MessageTemplate, TemplateError> {
         // A file edited on Windows has CRLF line ends; the mail gets CRLF anyway.
         let text = text.replace("\r\n", "\n");
         let fail = |offset: usize, token: &str, message: String| TemplateError {
@@ -230,13 +272,18 @@ impl MessageTemplate {
                         ));
                     };
                     let name = after.get(..close).unwrap_or_default();
-                    let Some(var) = TemplateVar::from_name(name) else {
+                    let Some(var) = TemplateVar::from_name(name, kind) else {
+                        let what = if name == TemplateVar::Code.name() {
+                            "a notification never carries the code, so no variable"
+                        } else {
+                            "unknown variable"
+                        };
                         return Err(fail(
                             at,
                             &format!("{{{name}}}"),
                             format!(
-                                "unknown variable {{{name}}}; the variables are {}",
-                                TemplateVar::list()
+                                "{what} {{{name}}}; the variables are {}",
+                                TemplateVar::list(kind)
                             ),
                         ));
                     };
@@ -256,7 +303,7 @@ impl MessageTemplate {
             parts.push(Part::Text(literal));
         }
         let template = MessageTemplate { parts };
-        if kind != TemplateKind::Subject && !template.uses(TemplateVar::Code) {
+        if kind.needs_code() && !template.uses(TemplateVar::Code) {
             return Err(fail(
                 0,
                 "",
@@ -273,34 +320,29 @@ fn check_size_and_characters(
     text: &str,
     kind: TemplateKind,
 ) -> Result<(), (usize, String, String)> {
-    match kind {
-        TemplateKind::Subject => {
-            if text.trim().is_empty() {
-                return Err((0, String::new(), "must not be empty".into()));
-            }
-            let count = text.chars().count();
-            if count > MAX_SUBJECT_CHARS {
-                return Err((
-                    0,
-                    String::new(),
-                    format!("is {count} characters long; at most {MAX_SUBJECT_CHARS} are allowed"),
-                ));
-            }
+    if kind.is_subject() {
+        if text.trim().is_empty() {
+            return Err((0, String::new(), "must not be empty".into()));
         }
-        TemplateKind::Text | TemplateKind::Html => {
-            if text.len() > MAX_BODY_BYTES {
-                return Err((
-                    0,
-                    String::new(),
-                    format!(
-                        "is {} bytes long; at most {MAX_BODY_BYTES} are allowed",
-                        text.len()
-                    ),
-                ));
-            }
+        let count = text.chars().count();
+        if count > MAX_SUBJECT_CHARS {
+            return Err((
+                0,
+                String::new(),
+                format!("is {count} characters long; at most {MAX_SUBJECT_CHARS} are allowed"),
+            ));
         }
+    } else if text.len() > MAX_BODY_BYTES {
+        return Err((
+            0,
+            String::new(),
+            format!(
+                "is {} bytes long; at most {MAX_BODY_BYTES} are allowed",
+                text.len()
+            ),
+        ));
     }
-    let allowed = |c: char| kind != TemplateKind::Subject && (c == '\n' || c == '\t');
+    let allowed = |c: char| !kind.is_subject() && (c == '\n' || c == '\t');
     if let Some((at, bad)) = text
         .char_indices()
         .find(|&(_, c)| c.is_control() && !allowed(c))
