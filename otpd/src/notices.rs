@@ -133,9 +133,9 @@ fn settle(shared: &Shared, notice: &QueuedNotice, sent: Result<String, String>) 
     let now = shared.clock.now();
     let user = escape_for_log(&notice.user);
     let whom = if notice.to_admin {
-        format!("the admin the {} notice of {user}", notice.kind.name())
+        format!("the admin the notice ({}) of {user}", notice.kind.name())
     } else {
-        format!("{user} the {} notice", notice.kind.name())
+        format!("{user} the notice ({})", notice.kind.name())
     };
     let mut store = shared.store();
     let stored = match &sent {

@@ -38,6 +38,11 @@ pub struct CapturedMail {
 }
 
 impl CapturedMail {
+    /// Whether this is a code mail (it has the line the built-in text puts the code on).
+    pub fn has_code(&self) -> bool {
+        self.text.contains("code is: ")
+    }
+
     /// The code in the message (the digits after "code is: ").
     pub fn code(&self) -> String {
         let marker = "code is: ";
@@ -106,6 +111,26 @@ impl SmtpCapture {
     pub fn last(&self) -> CapturedMail {
         self.messages().pop().expect("no mail captured")
     }
+
+    /// The code mails so far (no notifications), oldest first.
+    pub fn code_mails(&self) -> Vec<CapturedMail> {
+        self.reader().code_mails()
+    }
+
+    /// The newest code mail; panics when there is none.
+    pub fn last_code_mail(&self) -> CapturedMail {
+        self.code_mails().pop().expect("no code mail captured")
+    }
+
+    /// Waits up to `timeout` until at least `count` code mails arrived, then returns them.
+    pub fn wait_for_codes(&self, count: usize, timeout: Duration) -> Vec<CapturedMail> {
+        self.reader().wait_for_codes(count, timeout)
+    }
+
+    /// The notifications so far (every mail without a code), oldest first.
+    pub fn notices(&self) -> Vec<CapturedMail> {
+        self.reader().notices()
+    }
 }
 
 /// Reads the captured mail of one server; cheap to clone into a PAM conversation closure.
@@ -126,6 +151,26 @@ impl MailReader {
     /// Waits up to `timeout` until at least `count` messages arrived, then returns them all.
     pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<CapturedMail> {
         crate::recorded::wait_for(count, timeout, || self.messages())
+    }
+
+    /// The code mails captured so far, oldest first: not the notifications, which arrive in
+    /// their own time beside them.
+    pub fn code_mails(&self) -> Vec<CapturedMail> {
+        let mut mails = self.messages();
+        mails.retain(CapturedMail::has_code);
+        mails
+    }
+
+    /// Waits up to `timeout` until at least `count` code mails arrived, then returns them.
+    pub fn wait_for_codes(&self, count: usize, timeout: Duration) -> Vec<CapturedMail> {
+        crate::recorded::wait_for(count, timeout, || self.code_mails())
+    }
+
+    /// The notifications captured so far (every mail without a code), oldest first.
+    pub fn notices(&self) -> Vec<CapturedMail> {
+        let mut mails = self.messages();
+        mails.retain(|m| !m.has_code());
+        mails
     }
 }
 

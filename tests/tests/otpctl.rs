@@ -62,7 +62,7 @@ fn login(s: &Setup, user: &str, answer: impl FnMut(&str) -> String + 'static) ->
 fn login_with_mailed_code(s: &Setup, user: &str, nth: usize) -> LoginResult {
     let reader = s.smtp.reader();
     login(s, user, move |_| {
-        let mails = reader.wait_for(nth, MAIL_WAIT);
+        let mails = reader.wait_for_codes(nth, MAIL_WAIT);
         assert!(mails.len() >= nth, "mail {nth} did not arrive");
         mails[nth - 1].code()
     })
@@ -137,7 +137,7 @@ fn self_service(
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    let mails = s.smtp.wait_for(nth, MAIL_WAIT);
+    let mails = s.smtp.wait_for_codes(nth, MAIL_WAIT);
     assert!(mails.len() >= nth, "the code mail {nth} did not arrive");
     let mut stdin = child.stdin.take().unwrap();
     if let Some(text) = answer(mails[nth - 1].code()) {
@@ -170,7 +170,7 @@ fn an_added_and_enabled_user_is_asked_for_a_code_mailed_to_the_address_on_file()
         l.prompts[0].starts_with("Code sent to z***@c***.test"),
         "{l:?}"
     );
-    assert_eq!(s.smtp.last().rcpt_tos, ["zoe@corp.test"]);
+    assert_eq!(s.smtp.last_code_mail().rcpt_tos, ["zoe@corp.test"]);
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn set_email_and_set_protocols_change_the_next_login() {
     let r = ctl(&s, &["user", "set-email", "xia", "new@corp.test"]);
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(login_with_mailed_code(&s, "xia", 1).name(), "PAM_SUCCESS");
-    assert_eq!(s.smtp.last().rcpt_tos, ["new@corp.test"]);
+    assert_eq!(s.smtp.last_code_mail().rcpt_tos, ["new@corp.test"]);
     let r = ctl(&s, &["user", "set-protocols", "xia", "ftp"]);
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(login_without_prompt(&s, "xia").name(), "PAM_SUCCESS");
@@ -251,7 +251,7 @@ fn unlock_clears_a_lockout_so_the_next_login_gets_a_code() {
     );
     let reader = s.smtp.reader();
     let failed = login(&s, "wes", move |_| {
-        wrong(&reader.wait_for(1, MAIL_WAIT)[0].code())
+        wrong(&reader.wait_for_codes(1, MAIL_WAIT)[0].code())
     });
     assert_ne!(failed.name(), "PAM_SUCCESS", "{failed:?}");
     let locked = login_without_prompt(&s, "wes");
@@ -562,7 +562,7 @@ fn self_enable_needs_the_mailed_code_and_then_logins_ask_for_one() {
         "{wrong_try:?}"
     );
     assert_eq!(
-        s.smtp.last().rcpt_tos,
+        s.smtp.last_code_mail().rcpt_tos,
         [format!("{}@example.test", user.name)]
     );
     assert_eq!(login_without_prompt(&s, &user.name).name(), "PAM_SUCCESS");
@@ -609,7 +609,7 @@ fn a_code_mailed_for_otpctl_cannot_answer_a_login_even_with_its_own_challenge() 
     else {
         panic!("expected a code to be sent, got {start:?}");
     };
-    let code = s.smtp.wait_for(1, MAIL_WAIT)[0].code();
+    let code = s.smtp.wait_for_codes(1, MAIL_WAIT)[0].code();
     let as_login = s
         .otpd
         .call(&Request::Answer {
@@ -672,7 +672,7 @@ fn self_disable_needs_a_code_and_is_refused_when_the_policy_forbids_it() {
     assert_eq!(narrowing.status, 4, "{narrowing:?}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        s.smtp.messages().len(),
+        s.smtp.code_mails().len(),
         1,
         "a refused disable mailed a code"
     );
@@ -730,7 +730,7 @@ fn import_with_bad_lines_changes_nothing_without_partial() {
     assert_eq!(r.status, 1, "{r:?}");
     assert_eq!(r.json()["imported"], 2, "{r:?}");
     assert_eq!(login_with_mailed_code(&s, "rita", 1).name(), "PAM_SUCCESS");
-    assert_eq!(s.smtp.last().rcpt_tos, ["rita@corp.test"]);
+    assert_eq!(s.smtp.last_code_mail().rcpt_tos, ["rita@corp.test"]);
 }
 
 #[test]

@@ -12,12 +12,13 @@ pub fn is_code_prompt(prompt: &str) -> bool {
     prompt.contains("Code")
 }
 
-/// The code of the newest mail once at least `count` mails arrived; panics when they do not.
+/// The code of the newest code mail once at least `count` code mails arrived (notifications
+/// do not count); panics when they do not.
 pub fn mailed_code(reader: &MailReader, count: usize) -> String {
-    let mails = reader.wait_for(count, MAIL_WAIT);
+    let mails = reader.wait_for_codes(count, MAIL_WAIT);
     assert!(
         mails.len() >= count,
-        "expected {count} mails, got {}",
+        "expected {count} code mails, got {}",
         mails.len()
     );
     mails.last().expect("a mail").code()
