@@ -232,12 +232,30 @@ fn a_changed_address_is_told_at_the_old_and_the_new_one_and_turning_the_code_off
         l.ctl(&["user", "set-email", user, &format!("{user}@new.test")]);
         l.ctl(&["user", "disable", user]);
     }
-    let notices = l.notices(3);
+    // Removing the record of a user whose code was on turns it off too.
+    l.ctl(&[
+        "user",
+        "add",
+        "carol",
+        "--no-account",
+        "--email",
+        "carol@corp.test",
+        "--enable",
+    ]);
+    l.ctl(&["user", "remove", "carol"]);
+    let notices = l.notices(4);
     assert_eq!(
         notices.len(),
-        3,
+        4,
         "bob's profile tells nothing: {}",
         summary(&notices)
+    );
+    let removed = to(&notices, "carol@corp.test");
+    assert_eq!(removed.len(), 1, "{}", summary(&notices));
+    assert!(
+        removed[0].text.contains("user remove"),
+        "{}",
+        removed[0].text
     );
     let old = to(&notices, "alice@old.test");
     let new = to(&notices, "alice@new.test");

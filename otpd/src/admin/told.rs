@@ -30,21 +30,8 @@ pub fn change(
     let name = after.name.as_str();
     let old = policy::address_for(config, name, before);
     let new = policy::address_for(config, name, Some(after));
-    let settings = settings_of(ctx, name);
     let tell = |store: &mut dyn Store, kind, addresses: &[&str], detail: &str| {
-        let told = Told {
-            kind,
-            user: name,
-            service: "otpctl",
-            rhost: None,
-            detail,
-            event_key: None,
-        };
-        let user = UserTo {
-            settings,
-            addresses,
-        };
-        notify::tell(store, &config.notifications, Some(user), &told, ctx.now)
+        tell_user(store, ctx, name, kind, addresses, detail)
     };
     if before.is_some_and(|r| r.enabled) && !after.enabled {
         if let Some(address) = &new {
@@ -66,6 +53,55 @@ pub fn change(
         }
     }
     Ok(())
+}
+
+/// Queues the notice of a removed record: a user whose code was on is told it is off, at the
+/// address their codes went to.
+pub fn removed(
+    store: &mut dyn Store,
+    ctx: &Ctx<'_>,
+    before: &UserRecord,
+    by: &str,
+) -> Result<(), StoreError> {
+    let config = &ctx.active.config;
+    let name = before.name.as_str();
+    let address = policy::address_for(config, name, Some(before));
+    let (true, Some(address)) = (before.enabled, address) else {
+        return Ok(());
+    };
+    tell_user(
+        store,
+        ctx,
+        name,
+        NoticeKind::FactorOff,
+        &[address.as_str()],
+        by,
+    )
+}
+
+/// Queues `kind`'s notice of `name`'s record to `addresses`, by the user's profile.
+fn tell_user(
+    store: &mut dyn Store,
+    ctx: &Ctx<'_>,
+    name: &str,
+    kind: NoticeKind,
+    addresses: &[&str],
+    detail: &str,
+) -> Result<(), StoreError> {
+    let told = Told {
+        kind,
+        user: name,
+        service: "otpctl",
+        rhost: None,
+        detail,
+        event_key: None,
+    };
+    let user = UserTo {
+        settings: settings_of(ctx, name),
+        addresses,
+    };
+    let config = &ctx.active.config;
+    notify::tell(store, &config.notifications, Some(user), &told, ctx.now)
 }
 
 /// The settings of `name`'s profile: those of the first enabled protocol's policy, or the

@@ -276,9 +276,19 @@ pub fn unlock(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
 
 /// `user remove`.
 pub fn remove(ctx: &Ctx<'_>, user: &str) -> AdminResponse {
+    let looked_up = LookedUp::now(&ctx.active.config, ctx.accounts, user);
+    let ctx = &ctx.looking_up(&looked_up);
     let mut store = ctx.shared.store();
     let removed = store::atomically(&mut store, |store| {
+        let before = store.user(user)?;
         let was = store.remove_user(user)?;
+        if let Some(before) = &before {
+            let by = format!(
+                "by an administrator (otpctl user remove, uid {})",
+                ctx.caller.uid
+            );
+            told::removed(store, ctx, before, &by)?;
+        }
         if was {
             record::note(
                 store,
