@@ -134,3 +134,121 @@ pub fn after_login(
 pub fn address_change_detail(old: &str, new: &str) -> String {
     format!("from {} to {}", mask_email(old), mask_email(new))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, Store};
+    use crate::test_support::config;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::server_key::ServerKey::from_bytes([7; 32]);
+        let store = SqliteStore::open(&dir.path().join("otpd.db"), key).unwrap();
+        (dir, store)
+    }
+
+    fn lockout(key: &str) -> Told<'_> {
+        Told {
+            kind: NoticeKind::Lockout,
+            user: "alice",
+            service: "sshd",
+            rhost: Some("192.0.2.1"),
+            detail: "until later",
+            event_key: Some(key),
+        }
+    }
+
+    /// The queued notices' recipients, in order.
+    fn recipients(store: &mut SqliteStore) -> Vec<String> {
+        let due = store.due_notices(T0 + 10, i64::MIN, 50).unwrap();
+        due.into_iter().map(|n| n.address).collect()
+    }
+
+    #[test]
+    fn a_profile_without_the_kind_tells_only_the_admin() {
+        let config = config(
+            "[defaults]\nnotify = [\"new_address\"]\n[notifications]\nadmin_address = \"sec@example.com\"\n",
+        );
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+        };
+        tell(
+            &mut store,
+            &config.notifications,
+            Some(user),
+            &lockout("1"),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(recipients(&mut store), ["sec@example.com"]);
+    }
+
+    #[test]
+    fn the_admin_is_not_told_of_what_admin_events_leaves_out() {
+        let config = config(
+            "[notifications]\nadmin_address = \"sec@example.com\"\nadmin_events = [\"breakglass_used\"]\n",
+        );
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+        };
+        tell(
+            &mut store,
+            &config.notifications,
+            Some(user),
+            &lockout("1"),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(recipients(&mut store), ["alice@example.com"]);
+    }
+
+    #[test]
+    fn a_new_address_is_told_only_after_a_first_login_and_only_for_remote_hosts() {
+        let config = config("");
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+        };
+        let login = |store: &mut SqliteStore, rhost, now| {
+            after_login(
+                store,
+                &config.notifications,
+                user,
+                ("alice", "sshd", rhost),
+                now,
+            )
+            .unwrap();
+        };
+        login(&mut store, None, T0);
+        login(&mut store, Some("192.0.2.1"), T0);
+        login(&mut store, Some(" "), T0 + 1);
+        assert!(recipients(&mut store).is_empty());
+        login(&mut store, Some("192.0.2.2"), T0 + 2);
+        login(&mut store, Some("192.0.2.2"), T0 + 3);
+        assert_eq!(recipients(&mut store), ["alice@example.com"]);
+        // The window is the profile's: 30 days by default.
+        login(&mut store, Some("192.0.2.1"), T0 + 31 * 86_400);
+        assert_eq!(store.queued_notices().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_profile_without_new_address_records_no_login_address() {
+        let config = config("[defaults]\nnotify = []\n");
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+        };
+        let told = ("alice", "sshd", Some("192.0.2.1"));
+        after_login(&mut store, &config.notifications, user, told, T0).unwrap();
+        assert_eq!(store.count_rows("SELECT count(*) FROM seen_rhosts"), 0);
+    }
+}
