@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::config::{Config, ConfigError};
+use common::config::{Config, ConfigError, StoreConfig};
 use common::text::escape_for_log;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -40,6 +40,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The configured store backend cannot be used.
+    #[error("[store]: {0}")]
+    Backend(String),
     /// The mailer could not be built.
     #[error("{0}")]
     Mail(#[from] MailSetupError),
@@ -70,6 +73,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     files::prepare_state_dir(&daemon.state_dir)?;
     let key = ServerKey::load_or_create(&daemon.state_dir)?;
     let database = daemon.state_dir.join(DATABASE_FILE);
+    if let StoreConfig::Postgresql(_) = &config.store {
+        return Err(StartError::Backend(
+            "backend = \"postgresql\" is not built into this otpd yet; remove [store] to use SQLite"
+                .into(),
+        ));
+    }
     let store = SqliteStore::open(&database, key)?;
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
@@ -183,8 +192,11 @@ async fn reload(shared: &Shared, path: &Path) {
             let old = shared.active();
             if old.config.daemon.socket != active.config.daemon.socket
                 || old.config.daemon.state_dir != active.config.daemon.state_dir
+                || old.config.store != active.config.store
             {
-                tracing::warn!("socket and state_dir changes take effect only after a restart");
+                tracing::warn!(
+                    "socket, state_dir and [store] changes take effect only after a restart"
+                );
             }
             shared.replace_active(active);
             tracing::info!("reloaded {}", escape_for_log(&path.display().to_string()));

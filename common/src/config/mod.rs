@@ -29,6 +29,7 @@ mod phone;
 mod policy;
 mod raw;
 mod settings;
+mod store;
 pub mod webhook_template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +64,10 @@ pub use self::notifications::{
 pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
 pub use self::settings::{DirectoryDown, Mode, Settings};
+pub use self::store::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PG_PORT, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PgHost,
+    PgTls, PostgresConfig, StoreConfig,
+};
 pub use crate::service::Protocol;
 
 use self::error::Invalid;
@@ -105,6 +110,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[notifications]`: the admin's address, the caps and the texts of notifications.
     pub notifications: NotificationsConfig,
+    /// `[store]`: SQLite (the default) or a shared PostgreSQL database.
+    pub store: StoreConfig,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -209,6 +216,10 @@ impl Config {
             Some(n) => NotificationsConfig::from_raw(n, text)?,
             None => NotificationsConfig::default(),
         };
+        let store = match &raw.store {
+            Some(s) => StoreConfig::from_raw(s)?,
+            None => StoreConfig::Sqlite,
+        };
         let metrics =
             MetricsConfig::from_raw(raw.metrics.as_ref().unwrap_or(&RawMetrics::default()))?;
         Ok(Config {
@@ -227,6 +238,7 @@ impl Config {
             webhooks,
             metrics,
             notifications,
+            store,
             services,
         })
     }

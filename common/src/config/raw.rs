@@ -31,6 +31,25 @@ pub(super) struct RawConfig {
     pub channels: Option<RawChannels>,
     pub metrics: Option<RawMetrics>,
     pub notifications: Option<RawNotifications>,
+    pub store: Option<Spanned<RawStore>>,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub backend: Option<Text>,
+    pub hosts: Option<Spanned<Vec<Text>>>,
+    pub dbname: Option<Text>,
+    pub user: Option<Text>,
+    pub password_file: Option<Text>,
+    pub tls: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub client_cert: Option<Text>,
+    pub client_key: Option<Text>,
+    pub pool_size: Option<Int>,
+    pub connect_timeout_seconds: Option<Int>,
+    pub statement_timeout_seconds: Option<Int>,
 }
 
 /// `[notifications]`.
