@@ -32,7 +32,7 @@ pub enum StoreConfig {
     #[default]
     Sqlite,
     /// A PostgreSQL database shared by several hosts.
-    Postgresql(PostgresConfig),
+    Postgresql(Box<PostgresConfig>),
 }
 
 /// How a PostgreSQL connection is protected.
@@ -98,7 +98,9 @@ impl StoreConfig {
                 }
                 Ok(StoreConfig::Sqlite)
             }
-            "postgresql" => Ok(StoreConfig::Postgresql(PostgresConfig::from_raw(raw)?)),
+            "postgresql" => Ok(StoreConfig::Postgresql(Box::new(PostgresConfig::from_raw(
+                raw,
+            )?))),
             other => Err(Invalid::new(
                 store.backend.as_ref().map(|b| b.span()).unwrap_or_default(),
                 format!("backend must be \"sqlite\" or \"postgresql\", got {other:?}"),
@@ -270,7 +272,7 @@ mod tests {
 
     fn postgres(store: &str) -> PostgresConfig {
         match load(store).unwrap().store {
-            StoreConfig::Postgresql(pg) => pg,
+            StoreConfig::Postgresql(pg) => *pg,
             StoreConfig::Sqlite => panic!("not postgresql"),
         }
     }
