@@ -1,14 +1,16 @@
 //! End-to-end (issue #21): codes by an HTTPS webhook. A loopback gateway that answers as
 //! Twilio's Messages API (`tests/webhook/gateway.py`) records the request; logins go through
 //! real libpam and the built module to the real otpd, the phone number set with the real
-//! otpctl. The request is exactly Twilio's form, the code read from it logs the user in, a
-//! failing endpoint falls back to the next, then to mail, and an untrusted certificate gets no
-//! code.
+//! otpctl. The request is exactly Twilio's form (`+`, spaces and non-ASCII form-encoded), the
+//! code read from it logs the user in, a failing endpoint (500, 400 with Twilio's error body,
+//! 429, slower than `timeout_seconds`) falls back to the next, then to mail, and an untrusted
+//! certificate gets no code.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
 
 use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, mailed_code};
@@ -30,17 +32,59 @@ struct Sms {
     _files: (TestCa, TestCa, tempfile::TempDir),
 }
 
+/// How a test's gateways answer and its channel is set.
+struct Options<'a> {
+    /// One gateway per entry, the sms channel's endpoints in this order: its status and how
+    /// long after the request it answers.
+    answers: &'a [(u16, Duration)],
+    /// Whether otpd trusts the gateways' CA (or another one).
+    trusted: bool,
+    /// The channel's body.
+    body: &'a str,
+    /// The channel's `timeout_seconds`.
+    timeout_seconds: u64,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            answers: &[(201, Duration::ZERO)],
+            trusted: true,
+            body: "To={to}&From=+15005550006&Body=Your code is {code}",
+            timeout_seconds: 5,
+        }
+    }
+}
+
+/// The answers of gateways that answer at once with `statuses`.
+fn at_once(statuses: &[u16]) -> Vec<(u16, Duration)> {
+    statuses.iter().map(|&s| (s, Duration::ZERO)).collect()
+}
+
 /// otpd requiring a code of everyone by `channels = ["sms", "email"]`, the sms channel's
 /// endpoints one gateway per status in `statuses`, trusting the gateways' CA (or, with
 /// `trusted` false, another one); alice's phone number set with otpctl.
 fn setup(statuses: &[u16], trusted: bool) -> Sms {
+    setup_with(Options {
+        answers: &at_once(statuses),
+        trusted,
+        ..Options::default()
+    })
+}
+
+/// [`setup`] with `options`.
+fn setup_with(options: Options<'_>) -> Sms {
     let (ca, other) = (TestCa::new("gateway-ca"), TestCa::new("other-ca"));
-    let gateways: Vec<Gateway> = statuses.iter().map(|&s| Gateway::start(&ca, s)).collect();
+    let gateways: Vec<Gateway> = options
+        .answers
+        .iter()
+        .map(|&(status, delay)| Gateway::start_slow(&ca, status, delay))
+        .collect();
     let endpoints: Vec<String> = gateways
         .iter()
         .map(|g| format!("\"https://127.0.0.1:{}{MESSAGES}\"", g.port))
         .collect();
-    let trust = if trusted { &ca } else { &other };
+    let trust = if options.trusted { &ca } else { &other };
     let smtp = SmtpCapture::start();
     let secrets = tempfile::tempdir().unwrap();
     let credentials = secrets.path().join("twilio-credentials");
@@ -48,37 +92,23 @@ fn setup(statuses: &[u16], trusted: bool) -> Sms {
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut config = TestConfig::required(smtp.port);
     config.body.push_str(&format!(
-        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = \"To={{to}}&From=+15005550006&Body=Your code is {{code}}\"\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = 5\n",
+        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = {:?}\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = {}\n",
         endpoints.join(", "),
+        options.body,
         credentials.display(),
-        trust.ca_cert().display()
+        trust.ca_cert().display(),
+        options.timeout_seconds,
     ));
     let otpd = Otpd::start(&config);
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "");
-    let out = paths::otpctl_as(None)
-        .arg("--socket")
-        .arg(&otpd.socket)
-        .arg("--config")
-        .arg(&otpd.config_path)
-        .args(["user", "set-phone", "alice", "+441234567890"])
-        .output()
-        .unwrap();
+    let out = otpctl(&otpd, &["user", "set-phone", "alice", "+441234567890"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shown = paths::otpctl_as(None)
-        .arg("--socket")
-        .arg(&otpd.socket)
-        .arg("--config")
-        .arg(&otpd.config_path)
-        .args(["user", "show", "alice"])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("phone            +441234567890"), "{shown}");
+    assert_eq!(phone_shown(&otpd, "alice"), "+441234567890");
     Sms {
         gateways,
         smtp,
@@ -86,6 +116,29 @@ fn setup(statuses: &[u16], trusted: bool) -> Sms {
         pam,
         _files: (ca, other, secrets),
     }
+}
+
+/// The phone row of `otpctl user show USER`.
+fn phone_shown(otpd: &Otpd, user: &str) -> String {
+    let shown = otpctl(otpd, &["user", "show", user]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    shown
+        .lines()
+        .find_map(|l| l.strip_prefix("phone "))
+        .map(|rest| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("no phone row: {shown}"))
+}
+
+/// The real otpctl, as root, against `otpd`.
+fn otpctl(otpd: &Otpd, args: &[&str]) -> std::process::Output {
+    paths::otpctl_as(None)
+        .arg("--socket")
+        .arg(&otpd.socket)
+        .arg("--config")
+        .arg(&otpd.config_path)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// A login as alice answering with the code of the gateway's first request.
@@ -218,5 +271,102 @@ fn an_untrusted_gateway_certificate_gets_no_code_and_the_mail_does() {
     assert!(
         log.contains("invalid peer certificate: UnknownIssuer"),
         "{log}"
+    );
+}
+
+/// Twilio's "Too Many Requests" is a failure like any other: the next endpoint, then mail,
+/// and the audit row names the 429 of each.
+#[test]
+fn a_429_falls_back_to_the_next_endpoint_then_to_mail_and_the_audit_names_it() {
+    let s = setup(&[429, 429], true);
+    let login = login_with(
+        &s.pam,
+        "sshd",
+        "alice",
+        None,
+        mailed_code(s.smtp.reader(), 1),
+    );
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert_eq!(s.gateways[0].requests().len(), 1);
+    assert_eq!(s.gateways[1].requests().len(), 1);
+    assert_eq!(s.smtp.wait_for(1, MAIL_WAIT).len(), 1);
+    let mailed = s.otpd.events("mailed").join("\n");
+    assert!(
+        mailed.contains(&format!(
+            "detail=capture after webhook:sms endpoint 1 (127.0.0.1:{}): HTTP 429; webhook:sms endpoint 2 (127.0.0.1:{}): HTTP 429",
+            s.gateways[0].port, s.gateways[1].port
+        )),
+        "{mailed}"
+    );
+}
+
+/// A 400 with Twilio's error body fails over; what the audit says of it is the status only,
+/// never the gateway's text, the code or the phone number.
+#[test]
+fn a_400_with_twilios_error_body_fails_over_and_the_log_carries_no_code_or_phone() {
+    let s = setup(&[400, 201], true);
+    let login = login_by_sms(&s, 1);
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert_eq!(s.gateways[0].requests().len(), 1);
+    let code = s.gateways[1].requests()[0].code();
+    let mailed = s.otpd.events("mailed").join("\n");
+    assert!(
+        mailed.contains(&format!(
+            "after webhook:sms endpoint 1 (127.0.0.1:{}): HTTP 400",
+            s.gateways[0].port
+        )),
+        "{mailed}"
+    );
+    let log = s.otpd.log();
+    for secret in [code.as_str(), "1234567890", "21211", "not a valid"] {
+        assert!(!log.contains(secret), "{secret:?} is in the log: {log}");
+    }
+}
+
+/// A gateway slower than the channel's `timeout_seconds` costs that long, not the login: the
+/// next endpoint takes the code within the deadline.
+#[test]
+fn a_gateway_slower_than_the_timeout_falls_back_within_the_deadline() {
+    let s = setup_with(Options {
+        answers: &[(201, Duration::from_secs(30)), (201, Duration::ZERO)],
+        timeout_seconds: 2,
+        ..Options::default()
+    });
+    let started = Instant::now();
+    let login = login_by_sms(&s, 1);
+    let took = started.elapsed();
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert!(took < Duration::from_secs(8), "the login took {took:?}");
+    assert_eq!(s.gateways[0].requests().len(), 1, "the slow one got it");
+    let mailed = s.otpd.events("mailed").join("\n");
+    assert!(
+        mailed.contains("detail=webhook:sms endpoint 2")
+            && mailed.contains("after webhook:sms endpoint 1"),
+        "{mailed}"
+    );
+}
+
+/// Twilio reads the form as `application/x-www-form-urlencoded`: a `+` in a value is `%2B`
+/// (else a space), a space is `+`, and text outside ASCII is its UTF-8 bytes percent-encoded.
+#[test]
+fn a_form_body_encodes_plus_space_and_non_ascii_as_twilio_reads_them() {
+    let s = setup_with(Options {
+        body: "To={to}&From=+15005550006&Body=Your code is {code} für {user}, Grüße",
+        ..Options::default()
+    });
+    let login = login_by_sms(&s, 0);
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    let r = &s.gateways[0].requests()[0];
+    let code = r.code();
+    assert_eq!(
+        r.body,
+        format!(
+            "To=%2B441234567890&From=%2B15005550006&Body=Your+code+is+{code}+f%C3%BCr+alice%2C+Gr%C3%BC%C3%9Fe"
+        )
+    );
+    assert_eq!(r.field("To"), Some("+441234567890"));
+    assert_eq!(
+        r.field("Body"),
+        Some(format!("Your code is {code} für alice, Grüße").as_str())
     );
 }
