@@ -420,6 +420,10 @@ pub struct UserView {
     /// only on the wire when set, so an older otpctl reads the views of users without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// Where the phone number comes from: `table` (`otpctl user set-phone`) or `ldap:NAME`
+    /// (the source's `phone_attribute`); only on the wire with a phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_source: Option<String>,
     /// Where the address comes from: `table`, `ldap:NAME`, `template`, or `none`; with no
     /// address, `unavailable: WHY` when an LDAP source could not be asked.
     pub address_source: String,

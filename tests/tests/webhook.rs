@@ -16,6 +16,7 @@ use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, mailed_code};
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::paths;
+use e2e_tests::slapd::{BASE, BIND_DN, Slapd};
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
@@ -32,7 +33,7 @@ struct Sms {
     _files: (TestCa, TestCa, tempfile::TempDir),
 }
 
-/// How a test's gateways answer and its channel is set.
+/// How a test's gateways answer, its channel is set, and what its config adds.
 struct Options<'a> {
     /// One gateway per entry, the sms channel's endpoints in this order: its status and how
     /// long after the request it answers.
@@ -43,6 +44,8 @@ struct Options<'a> {
     body: &'a str,
     /// The channel's `timeout_seconds`.
     timeout_seconds: u64,
+    /// Appended to the config (an LDAP source).
+    extra: String,
 }
 
 impl Default for Options<'_> {
@@ -52,6 +55,7 @@ impl Default for Options<'_> {
             trusted: true,
             body: "To={to}&From=+15005550006&Body=Your code is {code}",
             timeout_seconds: 5,
+            extra: String::new(),
         }
     }
 }
@@ -92,12 +96,13 @@ fn setup_with(options: Options<'_>) -> Sms {
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut config = TestConfig::required(smtp.port);
     config.body.push_str(&format!(
-        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = {:?}\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = {}\n",
+        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = {:?}\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = {}\n\n{}\n",
         endpoints.join(", "),
         options.body,
         credentials.display(),
         trust.ca_cert().display(),
         options.timeout_seconds,
+        options.extra,
     ));
     let otpd = Otpd::start(&config);
     let pam = PamConfDir::new();
@@ -108,7 +113,7 @@ fn setup_with(options: Options<'_>) -> Sms {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(phone_shown(&otpd, "alice"), "+441234567890");
+    assert_eq!(phone_shown(&otpd, "alice"), "+441234567890 (from table)");
     Sms {
         gateways,
         smtp,
@@ -143,8 +148,13 @@ fn otpctl(otpd: &Otpd, args: &[&str]) -> std::process::Output {
 
 /// A login as alice answering with the code of the gateway's first request.
 fn login_by_sms(s: &Sms, gateway: usize) -> LoginResult {
+    login_by_sms_as(s, "alice", gateway)
+}
+
+/// A login as `user` answering with the code of the gateway's first request.
+fn login_by_sms_as(s: &Sms, user: &str, gateway: usize) -> LoginResult {
     let reader: RequestReader = s.gateways[gateway].reader();
-    login_with(&s.pam, "sshd", "alice", None, move |_| {
+    login_with(&s.pam, "sshd", user, None, move |_| {
         let requests = reader.wait_for(1, REQUEST_WAIT);
         requests.first().map(|r| r.code()).unwrap_or_default()
     })
@@ -272,6 +282,59 @@ fn an_untrusted_gateway_certificate_gets_no_code_and_the_mail_does() {
         log.contains("invalid peer certificate: UnknownIssuer"),
         "{log}"
     );
+}
+
+/// Issue #21: the phone number from a directory's `mobile` when otpd's table has none; a
+/// directory value that is not E.164 is not used (the code goes by mail) and the log says so.
+#[test]
+fn a_user_whose_only_phone_is_the_directory_mobile_gets_the_code_by_sms() {
+    let slapd = Slapd::start_without_tls();
+    slapd.add(
+        "dn: uid=mia,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: mia\ncn: Mia\nsn: M\nmail: mia@ldap.example.test\nmobile: +441234567899\n\n\
+         dn: uid=nora,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: nora\ncn: Nora\nsn: N\nmail: nora@ldap.example.test\nmobile: 0044 1234 567899\n",
+    );
+    let s = setup_with(Options {
+        extra: format!(
+            "[[directory.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\ntls = \"none\"\nbase = \"{BASE}\"\nfilter = \"(uid={{user}})\"\nbind_dn = \"{BIND_DN}\"\nbind_password_file = {:?}\n",
+            slapd.ldap_url(),
+            slapd.password_file().display().to_string()
+        ),
+        ..Options::default()
+    });
+    let login = login_by_sms_as(&s, "mia", 0);
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert!(
+        login.prompts[0].starts_with("Code sent by SMS to +44*******899 (valid 10 min): "),
+        "{login:?}"
+    );
+    let requests = s.gateways[0].requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].field("To"), Some("+441234567899"));
+    assert!(s.smtp.messages().is_empty(), "a mail was sent too");
+    assert_eq!(
+        phone_shown(&s.otpd, "mia"),
+        "+441234567899 (from ldap:corp)"
+    );
+
+    let login = login_with(
+        &s.pam,
+        "sshd",
+        "nora",
+        None,
+        mailed_code(s.smtp.reader(), 1),
+    );
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert!(
+        login.prompts[0].starts_with("Code sent to n***@l***"),
+        "{login:?}"
+    );
+    assert_eq!(s.gateways[0].requests().len(), 1, "nora's number was used");
+    let log = s.otpd.log().replace("\\x20", " ");
+    assert!(
+        log.contains("LDAP source corp gives user=nora a phone number otpd cannot use"),
+        "{log}"
+    );
+    assert_eq!(phone_shown(&s.otpd, "nora"), "none");
 }
 
 /// Twilio's "Too Many Requests" is a failure like any other: the next endpoint, then mail,

@@ -114,6 +114,7 @@ pub(super) struct RawLdap {
     pub filter: Option<Text>,
     pub address_attribute: Option<Text>,
     pub language_attribute: Option<Text>,
+    pub phone_attribute: Option<Text>,
     pub group_search: Option<Text>,
     pub group_attribute: Option<Text>,
     pub connect_timeout_seconds: Option<Int>,

@@ -95,6 +95,11 @@ pub fn user(u: &UserView) -> String {
         }
         None => "none: no code can be sent".to_string(),
     };
+    let phone = match (&u.phone, &u.phone_source) {
+        (Some(p), Some(source)) => format!("{p} (from {source})"),
+        (Some(p), None) => p.clone(),
+        (None, _) => "none".to_string(),
+    };
     let attributes: Vec<String> = u
         .directory_attributes
         .iter()
@@ -104,7 +109,7 @@ pub fn user(u: &UserView) -> String {
         ("user", u.name.clone()),
         ("record", yes(u.in_table)),
         ("address", address),
-        ("phone", u.phone.clone().unwrap_or_else(|| "none".into())),
+        ("phone", phone),
     ];
     // What an LDAP source returned, where one did.
     if !u.directory_groups.is_empty() {
