@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
+use common::config::sms;
 use common::config::webhook_template::{WebhookValues, WebhookVar};
 use common::config::{WebhookChannel, WebhookMethod};
 use common::secret::SecretString;
@@ -126,6 +127,15 @@ impl WebhookSender {
     /// Sends the code's request to each endpoint in turn until one answers 2xx: `Ok` names
     /// that endpoint (and the failures before it), `Err` every failure, for the audit.
     pub async fn send(&self, values: &CodeValues<'_>) -> Result<String, String> {
+        // An SMS text stays within one segment: a long user or host name is cut, never the code.
+        let fitted;
+        let values: &dyn WebhookValues = match &self.channel.sms_field {
+            Some(field) => {
+                fitted = sms::fit(&self.channel.body, field, values);
+                &fitted
+            }
+            None => values,
+        };
         // Ours is wiped on drop; the copy each request hands reqwest is not (its body type
         // has no zeroizing variant), and is dropped when the request ends.
         let body = SecretString::new(self.channel.body.render(values));

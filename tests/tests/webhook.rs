@@ -44,6 +44,8 @@ struct Options<'a> {
     body: &'a str,
     /// The channel's `timeout_seconds`.
     timeout_seconds: u64,
+    /// The channel's `sms_field`, if any.
+    sms_field: Option<&'a str>,
     /// Appended to the config (an LDAP source).
     extra: String,
 }
@@ -55,6 +57,7 @@ impl Default for Options<'_> {
             trusted: true,
             body: "To={to}&From=+15005550006&Body=Your code is {code}",
             timeout_seconds: 5,
+            sms_field: None,
             extra: String::new(),
         }
     }
@@ -96,12 +99,16 @@ fn setup_with(options: Options<'_>) -> Sms {
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut config = TestConfig::required(smtp.port);
     config.body.push_str(&format!(
-        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = {:?}\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = {}\n\n{}\n",
+        "channels = [\"sms\", \"email\"]\n\n[[channels.webhook]]\nname = \"sms\"\ndisplay_name = \"SMS\"\nendpoints = [{}]\nbody = {:?}\ncredentials_file = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = {}\n{}\n{}\n",
         endpoints.join(", "),
         options.body,
         credentials.display(),
         trust.ca_cert().display(),
         options.timeout_seconds,
+        options
+            .sms_field
+            .map(|f| format!("sms_field = {f:?}\n"))
+            .unwrap_or_default(),
         options.extra,
     ));
     let otpd = Otpd::start(&config);
@@ -432,4 +439,36 @@ fn a_form_body_encodes_plus_space_and_non_ascii_as_twilio_reads_them() {
         r.field("Body"),
         Some(format!("Your code is {code} für alice, Grüße").as_str())
     );
+}
+
+/// Issue #21: with `sms_field`, the SMS text stays within one segment: a long user name is cut
+/// so that it fits, and the code is whole (the login succeeds with it).
+#[test]
+fn a_long_user_name_is_cut_so_that_the_sms_fits_one_segment_and_the_code_is_whole() {
+    let s = setup_with(Options {
+        body: "To={to}&From=+15005550006&Body=Your code is {code} for {user} on {host}",
+        sms_field: Some("Body"),
+        ..Options::default()
+    });
+    let user = format!("l{}ng", "o".repeat(150));
+    // The template's address would be too long: codes need an address on file.
+    for args in [
+        ["user", "set-email", &user, "long@example.test"],
+        ["user", "set-phone", &user, "+441234567891"],
+    ] {
+        let out = otpctl(&s.otpd, &args);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let login = login_by_sms_as(&s, &user, 0);
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    let r = &s.gateways[0].requests()[0];
+    let code = r.code();
+    let text = r.field("Body").unwrap();
+    let length = common::config::sms::SmsLength::of(text);
+    assert!(length.fits_one_segment(), "{length}: {text}");
+    assert!(
+        text.starts_with(&format!("Your code is {code} for looo")),
+        "{text}"
+    );
+    assert!(!text.contains(&user), "the user name was not cut: {text}");
 }

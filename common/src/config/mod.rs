@@ -28,6 +28,7 @@ mod phone;
 mod policy;
 mod raw;
 mod settings;
+pub mod sms;
 pub mod webhook_template;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -50,6 +50,7 @@ pub(super) struct RawWebhook {
     pub headers: Option<Spanned<BTreeMap<Text, Text>>>,
     pub body: Option<Text>,
     pub body_format: Option<Text>,
+    pub sms_field: Option<Text>,
     pub credentials_file: Option<Text>,
     pub ca_file: Option<Text>,
     pub timeout_seconds: Option<Int>,

@@ -46,8 +46,9 @@ impl WebhookVar {
     }
 }
 
-/// What the placeholders stand for in one request.
-pub trait WebhookValues {
+/// What the placeholders stand for in one request; `Sync`, so a request being sent can hold
+/// them across its awaits.
+pub trait WebhookValues: Sync {
     /// The value of `var`, unescaped.
     fn value(&self, var: WebhookVar) -> &str;
 }
@@ -333,6 +334,23 @@ impl BodyTemplate {
         match self {
             BodyTemplate::Form(_) => BodyFormat::Form,
             BodyTemplate::Json(_) => BodyFormat::Json,
+        }
+    }
+
+    /// The text of `field` as the gateway reads it once decoded: a form field's value, or a
+    /// top-level JSON key's string; `None` when the body has no such field.
+    pub fn field_text(&self, field: &str, values: &dyn WebhookValues) -> Option<String> {
+        match self {
+            BodyTemplate::Form(fields) => {
+                let (_, template) = fields.iter().find(|(key, _)| key == field)?;
+                let raw = |t: &str, out: &mut String| out.push_str(t);
+                Some(template.render(values, raw, raw))
+            }
+            BodyTemplate::Json(_) => {
+                let rendered = self.render(values);
+                let parsed: serde_json::Value = serde_json::from_str(&rendered).ok()?;
+                parsed.get(field)?.as_str().map(str::to_string)
+            }
         }
     }
 
