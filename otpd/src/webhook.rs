@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use common::config::sms;
-use common::config::webhook_template::{WebhookValues, WebhookVar};
+use common::config::webhook_template::{UrlTemplate, WebhookValues, WebhookVar};
 use common::config::{WebhookChannel, WebhookMethod};
 use common::secret::SecretString;
 
@@ -142,12 +142,7 @@ impl WebhookSender {
         let content_type = self.channel.body.format().content_type();
         let mut failures = Vec::new();
         for (index, endpoint) in self.channel.endpoints.iter().enumerate() {
-            let label = format!(
-                "webhook:{} endpoint {} ({})",
-                self.channel.name,
-                index + 1,
-                endpoint.authority()
-            );
+            let label = endpoint_label(&self.channel.name, index, endpoint);
             let url = endpoint.render(values);
             let mut request = match self.channel.method {
                 WebhookMethod::Post => self.client.post(url),
@@ -181,6 +176,16 @@ impl WebhookSender {
         }
         Err(failures.join("; "))
     }
+}
+
+/// How logs, audit rows, `otpctl status` and `otpctl doctor` name the endpoint at `index` of
+/// `channel`: `webhook:NAME endpoint N (HOST[:PORT])`, never the path or query.
+pub fn endpoint_label(channel: &str, index: usize, endpoint: &UrlTemplate) -> String {
+    format!(
+        "webhook:{channel} endpoint {} ({})",
+        index + 1,
+        endpoint.authority()
+    )
 }
 
 /// A request's error with its causes (the TLS reason is a cause), without the URL.

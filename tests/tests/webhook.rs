@@ -472,3 +472,100 @@ fn a_long_user_name_is_cut_so_that_the_sms_fits_one_segment_and_the_code_is_whol
     );
     assert!(!text.contains(&user), "the user name was not cut: {text}");
 }
+
+/// `otpctl doctor` checks each endpoint with a connection and a TLS handshake only: a trusted
+/// gateway is fine, a closed port and an untrusted certificate are problems naming the channel
+/// and endpoint, a private credentials file is fine, and the gateway gets no request at all.
+#[test]
+fn doctor_checks_each_endpoint_by_handshake_and_sends_no_request() {
+    let (ca, other) = (TestCa::new("gateway-ca"), TestCa::new("other-ca"));
+    let gateway = Gateway::start(&ca, 201);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("twilio-credentials");
+    std::fs::write(&credentials, "basic ACtest:token\n").unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url = |port: u16| format!("\"https://127.0.0.1:{port}{MESSAGES}\"");
+    let config = dir.path().join("otpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mail]\nfrom = \"otp@example.test\"\n\n\
+             [[channels.webhook]]\nname = \"sms\"\nendpoints = [{}, {}]\nbody = \"To={{to}}&Body=Your code is {{code}}\"\ncredentials_file = {:?}\nca_file = {:?}\ntimeout_seconds = 3\n\n\
+             [[channels.webhook]]\nname = \"stranger\"\nendpoints = [{}]\nbody = \"To={{to}}&Body=Your code is {{code}}\"\nca_file = {:?}\n",
+            url(gateway.port),
+            url(closed),
+            credentials.display().to_string(),
+            ca.ca_cert().display().to_string(),
+            url(gateway.port),
+            other.ca_cert().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let output = paths::otpctl_as(None)
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("otpd.sock"))
+        .args(["--timeout", "1", "--json", "doctor"])
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let webhook: Vec<(String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "webhook")
+        .map(|f| {
+            (
+                f["level"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(webhook.len(), 4, "{all:#?}");
+    assert_eq!(webhook[0].0, "ok", "{webhook:#?}");
+    assert!(
+        webhook[0].1.contains("credentials_file") && webhook[0].1.contains("is private"),
+        "{webhook:#?}"
+    );
+    assert_eq!(webhook[1].0, "ok", "{webhook:#?}");
+    assert!(
+        webhook[1].1.starts_with(&format!(
+            "webhook:sms endpoint 1 (127.0.0.1:{}): ",
+            gateway.port
+        )) && webhook[1]
+            .1
+            .contains("TLS certificate is valid for 127.0.0.1"),
+        "{webhook:#?}"
+    );
+    assert_eq!(webhook[2].0, "problem", "{webhook:#?}");
+    assert!(
+        webhook[2]
+            .1
+            .starts_with(&format!("webhook:sms endpoint 2 (127.0.0.1:{closed}): ")),
+        "{webhook:#?}"
+    );
+    assert_eq!(webhook[3].0, "problem", "{webhook:#?}");
+    assert!(
+        webhook[3].1.starts_with("webhook:stranger endpoint 1")
+            && webhook[3].1.contains("UnknownIssuer"),
+        "{webhook:#?}"
+    );
+    assert!(!output.status.success(), "problems make doctor exit 1");
+    assert!(
+        gateway.requests().is_empty(),
+        "doctor sent a request: {:?}",
+        gateway.requests()
+    );
+}
