@@ -238,6 +238,27 @@ fn a_500_from_the_first_endpoint_falls_back_to_the_second() {
         "{log}"
     );
     assert!(log.contains("HTTP 500"), "{log}");
+    // otpctl status lists each endpoint with its last result, read back from the audit rows.
+    let status = otpctl(&s.otpd, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let row = |n: usize| {
+        let endpoint = format!(
+            "webhook:sms endpoint {n} (127.0.0.1:{})",
+            s.gateways[n - 1].port
+        );
+        status
+            .lines()
+            .find(|l| {
+                l.strip_prefix("sms")
+                    .is_some_and(|rest| rest.trim_start().starts_with(&endpoint))
+            })
+            .unwrap_or_else(|| panic!("no row for {endpoint}: {status}"))
+            .to_string()
+    };
+    assert!(status.contains("webhook channels:"), "{status}");
+    assert!(row(1).contains("failed "), "{status}");
+    assert!(row(1).ends_with("HTTP 500"), "{status}");
+    assert!(row(2).contains(" ok "), "{status}");
 }
 
 #[test]
