@@ -267,6 +267,7 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
         findings.extend(mail::check(&config.mail));
         findings.extend(ldap::check(config, args.ldap_user.as_deref()));
         findings.extend(webhook::check(&config.webhooks));
+        findings.extend(webhook::deadlines(config));
         findings.extend(networks::check(config));
     }
     if let Some(to) = &args.send_to {

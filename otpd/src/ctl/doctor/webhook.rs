@@ -1,7 +1,8 @@
 //! Webhook channels: each `[[channels.webhook]]` set up as otpd sets it up (its credentials file
 //! private and well-formed, its `ca_file` usable), then each endpoint's host resolved, connected
 //! to, and (for `https://`) a TLS handshake verified with the channel's own trust: the system
-//! store plus `ca_file`.
+//! store plus `ca_file`. And, per profile, whether its channels failing one after the other could
+//! outlast the module's wait for the code (then a later channel delivers to nobody).
 //!
 //! Only a connection and a handshake, closed with close_notify: no HTTP request at all. A
 //! gateway such as Twilio sends an SMS, and bills it, for a request that would reach it; even a
@@ -11,8 +12,8 @@
 
 use std::time::Duration;
 
-use common::config::WebhookChannel;
 use common::config::webhook_template::UrlTemplate;
+use common::config::{Channel, Config, DEFAULTS_PROFILE, WebhookChannel};
 use tokio::io::AsyncWriteExt;
 
 use super::Finding;
@@ -21,6 +22,59 @@ use crate::webhook::{WebhookSender, endpoint_label};
 
 /// The longest one endpoint check may take, whatever the channel's timeout.
 const MAX_CHECK: Duration = Duration::from_secs(15);
+
+/// The module's default `mail_timeout`: how long a login waits for otpd while it sends a code
+/// (pam_otp_email's `DEFAULT_MAIL_TIMEOUT_SECS`).
+const MODULE_MAIL_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// A warning for each profile whose channels, all failing slowly, take longer than the module
+/// waits: every endpoint of each webhook channel its `timeout_seconds`, the mail its
+/// `total_timeout_seconds`. The login then fails while a later channel may still deliver.
+pub fn deadlines(config: &Config) -> Vec<Finding> {
+    let profiles = std::iter::once((DEFAULTS_PROFILE, &config.defaults))
+        .chain(config.profiles.iter().map(|(name, s)| (name.as_str(), s)));
+    let mut findings = Vec::new();
+    for (profile, settings) in profiles {
+        if !settings
+            .channels
+            .iter()
+            .any(|c| matches!(c, Channel::Webhook(_)))
+        {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut worst = Duration::ZERO;
+        for channel in &settings.channels {
+            match channel {
+                Channel::Email => {
+                    worst += config.mail.total_timeout;
+                    parts.push(format!("email {} s", config.mail.total_timeout.as_secs()));
+                }
+                Channel::Webhook(name) => {
+                    let Some(hook) = config.webhooks.iter().find(|w| &w.name == name) else {
+                        continue;
+                    };
+                    let count = u32::try_from(hook.endpoints.len()).unwrap_or(u32::MAX);
+                    worst += hook.timeout.saturating_mul(count);
+                    parts.push(format!("{name} {count} x {} s", hook.timeout.as_secs()));
+                }
+            }
+        }
+        if worst > MODULE_MAIL_TIMEOUT {
+            findings.push(Finding::warning(
+                "webhook",
+                format!(
+                    "profile {profile}: its channels may take {} s when each fails slowly ({}), longer than the module's default mail_timeout of {} s: the login would fail while a later channel could still deliver",
+                    worst.as_secs(),
+                    parts.join(", "),
+                    MODULE_MAIL_TIMEOUT.as_secs()
+                ),
+                "lower timeout_seconds (or the endpoints) of its webhook channels or the mail's total_timeout_seconds, or give the module a longer mail_timeout= (up to 60) on its PAM line",
+            ));
+        }
+    }
+    findings
+}
 
 /// One finding for the setup of each channel (a problem ends that channel's checks), one per
 /// endpoint.
@@ -218,6 +272,30 @@ mod tests {
         );
         assert_eq!(f[1].level, Level::Ok, "{f:?}");
         assert!(f[1].message.contains("no request sent"), "{f:?}");
+    }
+
+    #[test]
+    fn channels_that_could_outlast_the_module_are_a_warning_naming_the_profile() {
+        let config = |timeout: u32| {
+            common::config::Config::parse(
+                &format!(
+                    "[mail]\nfrom = \"otp@example.com\"\n[defaults]\nchannels = [\"sms\", \"email\"]\n[profiles.mail_only]\nchannels = [\"email\"]\n[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://a.example/x\", \"https://b.example/x\"]\nbody = \"B={{code}}\"\ntimeout_seconds = {timeout}\n"
+                ),
+                Path::new("t.toml"),
+            )
+            .unwrap()
+        };
+        // 2 x 2 s, then the mail's 20 s: within 25 s.
+        assert_eq!(deadlines(&config(2)), Vec::new());
+        // 2 x 10 s, then 20 s.
+        let f = deadlines(&config(10));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].level, Level::Warning);
+        assert!(
+            f[0].message
+                .starts_with("profile defaults: its channels may take 40 s when each fails slowly (sms 2 x 10 s, email 20 s)"),
+            "{f:?}"
+        );
     }
 
     #[test]
