@@ -127,9 +127,10 @@ impl WebhookSender {
     /// Sends the code's request to each endpoint in turn until one answers 2xx: `Ok` names
     /// that endpoint (and the failures before it), `Err` every failure, for the audit.
     pub async fn send(&self, values: &CodeValues<'_>) -> Result<String, String> {
-        // An SMS text stays within one segment: a long user or host name is cut, never the code.
+        // An SMS text stays within one segment: a long user or host name is cut in the body,
+        // never the code (the URLs keep the whole values).
         let fitted;
-        let values: &dyn WebhookValues = match &self.channel.sms_field {
+        let body_values: &dyn WebhookValues = match &self.channel.sms_field {
             Some(field) => {
                 fitted = sms::fit(&self.channel.body, field, values);
                 &fitted
@@ -138,7 +139,7 @@ impl WebhookSender {
         };
         // Ours is wiped on drop; the copy each request hands reqwest is not (its body type
         // has no zeroizing variant), and is dropped when the request ends.
-        let body = SecretString::new(self.channel.body.render(values));
+        let body = SecretString::new(self.channel.body.render(body_values));
         let content_type = self.channel.body.format().content_type();
         let mut failures = Vec::new();
         for (index, endpoint) in self.channel.endpoints.iter().enumerate() {

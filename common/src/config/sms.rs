@@ -10,8 +10,9 @@
 //!   longest code, the longest E.164 number, `60` minutes) and the untrusted values (`{user}`,
 //!   `{host}`) empty: a template whose fixed text cannot fit even so is refused, at its line.
 //! - At send time, when the text with the real values is too long, `{user}` and `{host}` are cut
-//!   (the same number of characters kept of each, as many as fit), never the code, the number or
-//!   the admin's text. With both empty the text is the one checked at load, so it always fits.
+//!   in the body (the same number of characters kept of each, as many as fit; URLs keep them
+//!   whole), never the code, the number or the admin's text. With both empty the text is the
+//!   one checked at load, so it always fits.
 //!   Cutting is chosen over refusing: a login by a long user name still gets its code.
 //!
 //! A gateway that is no SMS gateway (a push or chat webhook) leaves `sms_field` unset: no limit.
