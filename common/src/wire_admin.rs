@@ -420,6 +420,10 @@ pub struct UserView {
     /// only on the wire when set, so an older otpctl reads the views of users without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// Where the phone number comes from: `table` (`otpctl user set-phone`) or `ldap:NAME`
+    /// (the source's `phone_attribute`); only on the wire with a phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_source: Option<String>,
     /// Where the address comes from: `table`, `ldap:NAME`, `template`, or `none`; with no
     /// address, `unavailable: WHY` when an LDAP source could not be asked.
     pub address_source: String,
@@ -534,6 +538,26 @@ pub struct DaemonStatus {
     /// none was lately.
     #[serde(default)]
     pub dry_run: Option<DryRunSummary>,
+    /// The endpoints of the `[[channels.webhook]]` entries, in order, with their last result;
+    /// only on the wire when there are some, so an older otpctl reads a status without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_endpoints: Vec<WebhookEndpointStatus>,
+}
+
+/// One endpoint of a webhook channel, as `otpctl status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointStatus {
+    /// The channel's `name`.
+    pub channel: String,
+    /// How audit rows name the endpoint: `webhook:NAME endpoint N (HOST[:PORT])`.
+    pub endpoint: String,
+    /// When it last took a code (unix seconds).
+    pub last_ok_at: Option<i64>,
+    /// When it last failed (unix seconds).
+    pub last_failure_at: Option<i64>,
+    /// The audit detail of that failure (statuses and errors; never a code or number).
+    pub last_error: Option<String>,
 }
 
 /// The logins a dry run (`mode = "audit"`) would have asked for a code (`would_ask` rows).

@@ -9,7 +9,8 @@
 use std::fmt;
 use std::path::Path;
 
-use common::config::webhook_template::{WebhookValues, WebhookVar};
+use common::config::sms;
+use common::config::webhook_template::{UrlTemplate, WebhookValues, WebhookVar};
 use common::config::{WebhookChannel, WebhookMethod};
 use common::secret::SecretString;
 
@@ -126,18 +127,23 @@ impl WebhookSender {
     /// Sends the code's request to each endpoint in turn until one answers 2xx: `Ok` names
     /// that endpoint (and the failures before it), `Err` every failure, for the audit.
     pub async fn send(&self, values: &CodeValues<'_>) -> Result<String, String> {
+        // An SMS text stays within one segment: a long user or host name is cut in the body,
+        // never the code (the URLs keep the whole values).
+        let fitted;
+        let body_values: &dyn WebhookValues = match &self.channel.sms_field {
+            Some(field) => {
+                fitted = sms::fit(&self.channel.body, field, values);
+                &fitted
+            }
+            None => values,
+        };
         // Ours is wiped on drop; the copy each request hands reqwest is not (its body type
         // has no zeroizing variant), and is dropped when the request ends.
-        let body = SecretString::new(self.channel.body.render(values));
+        let body = SecretString::new(self.channel.body.render(body_values));
         let content_type = self.channel.body.format().content_type();
         let mut failures = Vec::new();
         for (index, endpoint) in self.channel.endpoints.iter().enumerate() {
-            let label = format!(
-                "webhook:{} endpoint {} ({})",
-                self.channel.name,
-                index + 1,
-                endpoint.authority()
-            );
+            let label = endpoint_label(&self.channel.name, index, endpoint);
             let url = endpoint.render(values);
             let mut request = match self.channel.method {
                 WebhookMethod::Post => self.client.post(url),
@@ -171,6 +177,16 @@ impl WebhookSender {
         }
         Err(failures.join("; "))
     }
+}
+
+/// How logs, audit rows, `otpctl status` and `otpctl doctor` name the endpoint at `index` of
+/// `channel`: `webhook:NAME endpoint N (HOST[:PORT])`, never the path or query.
+pub fn endpoint_label(channel: &str, index: usize, endpoint: &UrlTemplate) -> String {
+    format!(
+        "webhook:{channel} endpoint {} ({})",
+        index + 1,
+        endpoint.authority()
+    )
 }
 
 /// A request's error with its causes (the TLS reason is a cause), without the URL.

@@ -65,8 +65,13 @@ impl Recorded {
 
 impl Gateway {
     /// Starts a gateway serving `ca`'s server certificate and answering every request with
-    /// `status` (201 as Twilio on success; 400 or 500 with Twilio's error body).
+    /// `status` (201 as Twilio on success; 400, 429 or 500 with Twilio's error body).
     pub fn start(ca: &TestCa, status: u16) -> Gateway {
+        Gateway::start_slow(ca, status, Duration::ZERO)
+    }
+
+    /// [`Gateway::start`], answering each request `delay` after it was recorded.
+    pub fn start_slow(ca: &TestCa, status: u16, delay: Duration) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("webhook/gateway.py");
         let mut child = Command::new("/usr/bin/python3")
@@ -78,6 +83,8 @@ impl Gateway {
             .arg(ca.server_key())
             .arg("--status")
             .arg(status.to_string())
+            .arg("--delay")
+            .arg(delay.as_secs_f64().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """An HTTPS SMS gateway on loopback for the end-to-end tests, answering as Twilio's Messages API
-does: 201 and the message as JSON, or (with --status) a 400 or 500 with an error body. Every
-request is recorded as OUT_DIR/NNNN.json (method, path, headers, raw body, form fields decoded
-by Python's own parser) before the answer, so a test reads the code from the request.
+does: 201 and the message as JSON, or (with --status) a 400, 429 or 500 with Twilio's error
+body. Every request is recorded as OUT_DIR/NNNN.json (method, path, headers, raw body, form
+fields decoded by Python's own parser) before the answer, so a test reads the code from the
+request; with --delay the answer comes that many seconds after the request was recorded (a
+gateway slower than the client's deadline).
 
-Usage: gateway.py OUT_DIR --cert PEM --key PEM [--status 201|400|500]
+Usage: gateway.py OUT_DIR --cert PEM --key PEM [--status 201|400|429|500] [--delay SECONDS]
 Prints "READY PORT" once listening on 127.0.0.1.
 """
 
@@ -14,6 +16,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,6 +29,7 @@ def main():
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--status", type=int, default=201)
+    parser.add_argument("--delay", type=float, default=0)
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -51,6 +55,8 @@ def main():
                 with open(tmp, "w") as f:
                     json.dump(record, f)
                 os.rename(tmp, os.path.join(args.out_dir, "%04d.json" % n))
+            if args.delay:
+                time.sleep(args.delay)
             form = dict(record["form"])
             if args.status == 201:
                 answer = {
@@ -68,11 +74,20 @@ def main():
                     "more_info": "https://www.twilio.com/docs/errors/21211",
                     "status": 400,
                 }
+            elif args.status == 429:
+                answer = {
+                    "code": 20429,
+                    "message": "Too Many Requests",
+                    "more_info": "https://www.twilio.com/docs/errors/20429",
+                    "status": 429,
+                }
             else:
                 answer = {"code": 20500, "message": "Internal Server Error", "status": args.status}
             data = json.dumps(answer).encode()
             self.send_response(args.status)
             self.send_header("Content-Type", "application/json")
+            if args.status == 429:
+                self.send_header("Retry-After", "1")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::check::{self, SECOND, is_loopback};
 use super::error::Invalid;
 use super::raw::{RawWebhook, Text};
+use super::sms;
 use super::webhook_template::{BodyFormat, BodyTemplate, UrlTemplate};
 
 /// The name a profile's `channels` uses for the code mail.
@@ -76,6 +77,9 @@ pub struct WebhookChannel {
     pub headers: Vec<(String, String)>,
     /// The body, in its format.
     pub body: BodyTemplate,
+    /// The body's field that an SMS gateway sends as the message (Twilio's `Body`), kept
+    /// within one SMS segment (see [`super::sms`]); `None` for gateways that are no SMS.
+    pub sms_field: Option<String>,
     /// A private file holding `basic USER:PASSWORD` or `bearer TOKEN` on its first line.
     pub credentials_file: Option<PathBuf>,
     /// Extra trusted CA certificates (PEM), besides the system store.
@@ -184,6 +188,21 @@ impl WebhookChannel {
         }
         let body = BodyTemplate::parse(body_value.get_ref(), format)
             .map_err(|why| Invalid::new(body_value.span(), why))?;
+        let sms_field = match &hook.sms_field {
+            None => None,
+            Some(field) => {
+                sms::check_template(&body, field.get_ref()).map_err(|why| {
+                    // A field that is not there is the key's mistake; a text too long, the body's.
+                    let span = if why.starts_with("sms_field") {
+                        field.span()
+                    } else {
+                        body_value.span()
+                    };
+                    Invalid::new(span, why)
+                })?;
+                Some(field.get_ref().clone())
+            }
+        };
         let credentials_file = hook
             .credentials_file
             .as_ref()
@@ -205,6 +224,7 @@ impl WebhookChannel {
             method,
             headers,
             body,
+            sms_field,
             credentials_file,
             ca_file,
             timeout,
@@ -339,6 +359,25 @@ mod tests {
         assert_eq!(c.timeout, DEFAULT_WEBHOOK_TIMEOUT);
         assert_eq!(c.endpoints[0].authority(), "api.twilio.com");
         assert_eq!((c.credentials_file, c.ca_file), (None, None));
+        assert_eq!(c.sms_field, None);
+    }
+
+    #[test]
+    fn an_sms_field_must_be_in_the_body_and_fit_one_segment_at_its_line() {
+        let c = hook(&format!("{TWILIO}sms_field = \"Body\"")).unwrap();
+        assert_eq!(c.sms_field.as_deref(), Some("Body"));
+        let e = hook(&format!("{TWILIO}sms_field = \"Text\"")).unwrap_err();
+        assert!(
+            e.message.contains("not a field of the body"),
+            "{}",
+            e.message
+        );
+        let long = "a".repeat(151);
+        let e = hook(&format!(
+            "endpoints = [\"https://gw.example/x\"]\nbody = \"Body={long}{{code}}\"\nsms_field = \"Body\""
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("161 GSM-7 characters"), "{}", e.message);
     }
 
     #[test]

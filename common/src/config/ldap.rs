@@ -45,6 +45,10 @@ pub struct LdapSource {
     /// The attribute holding the user's language for the login texts (`preferredLanguage`,
     /// e.g. `de` or `de-DE`); a language otpd has no texts in leaves the profile's.
     pub language_attribute: String,
+    /// The attribute holding the user's phone number for webhook channels (`mobile`), in E.164
+    /// form; otpd's own table (`otpctl user set-phone`) comes first, and a value that is not
+    /// E.164 is ignored with a warning.
+    pub phone_attribute: String,
     /// Where the user's groups come from.
     pub groups: GroupSearch,
     /// How long connecting (TCP, then TLS or StartTLS) to one server may take.
@@ -196,6 +200,10 @@ impl LdapSource {
             Some(v) => attribute("language_attribute", v)?,
             None => "preferredLanguage".into(),
         };
+        let phone_attribute = match &source.phone_attribute {
+            Some(v) => attribute("phone_attribute", v)?,
+            None => "mobile".into(),
+        };
         let groups = groups(raw)?;
         let seconds = |key: &str, value: &Option<super::raw::Int>, min, max, default: u64| {
             value.as_ref().map_or(Ok(SECOND * default as u32), |v| {
@@ -213,6 +221,7 @@ impl LdapSource {
                 filter,
                 address_attribute,
                 language_attribute,
+                phone_attribute,
                 groups,
                 connect_timeout: seconds(
                     "connect_timeout_seconds",

@@ -29,6 +29,7 @@ mod phone;
 mod policy;
 mod raw;
 mod settings;
+pub mod sms;
 mod store;
 pub mod webhook_template;
 

@@ -794,3 +794,22 @@ fn metrics_are_served_only_on_a_loopback_address() {
     let (_, _, message) = error_in("[metrics]\nlisten = \"localhost:9839\"\n");
     assert!(message.contains("an IP address and port"), "{message}");
 }
+
+#[test]
+fn an_sms_text_that_cannot_fit_one_segment_is_refused_at_its_line() {
+    let long = "Ihr Anmeldecode für den Server ist ".repeat(5);
+    let (line, column, message) = error_in(&format!(
+        "[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://gw.example/send\"]\nsms_field = \"Body\"\nbody = \"To={{to}}&Body={long}{{code}}\"\n"
+    ));
+    assert_eq!((line, column), (5, 8), "{message}");
+    assert!(message.contains("GSM-7 characters"), "{message}");
+    let (line, column, message) = error_in(&format!("{SMS}sms_field = \"Text\"\n"));
+    assert_eq!((line, column), (6, 13), "{message}");
+    assert!(message.contains("not a field of the body"), "{message}");
+    // The code is never allowed in a URL, where the body could carry it.
+    let (line, _, message) = error_in(
+        "[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://gw.example/send?code={code}\"]\nbody = \"B={code}\"\n",
+    );
+    assert_eq!(line, 3, "{message}");
+    assert!(message.contains("{code} must not be"), "{message}");
+}

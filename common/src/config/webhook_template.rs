@@ -46,8 +46,9 @@ impl WebhookVar {
     }
 }
 
-/// What the placeholders stand for in one request.
-pub trait WebhookValues {
+/// What the placeholders stand for in one request; `Sync`, so a request being sent can hold
+/// them across its awaits.
+pub trait WebhookValues: Sync {
     /// The value of `var`, unescaped.
     fn value(&self, var: WebhookVar) -> &str;
 }
@@ -248,6 +249,32 @@ impl UrlTemplate {
     pub fn authority(&self) -> &str {
         &self.authority
     }
+
+    /// True for `https://` (the only scheme but loopback `http://`).
+    pub fn is_https(&self) -> bool {
+        matches!(self.template.0.first(), Some(Piece::Text(t)) if t.starts_with("https://"))
+    }
+
+    /// The host as written (an IPv6 address without its brackets): where `otpctl doctor`
+    /// connects and the name the certificate must carry.
+    pub fn host(&self) -> &str {
+        host_of(&self.authority)
+    }
+
+    /// The port written after the host, or the scheme's (443, or 80 for loopback `http://`).
+    pub fn port(&self) -> u16 {
+        let after_host = match self.authority.strip_prefix('[') {
+            Some(inner) => inner.split_once(']').map_or("", |(_, rest)| rest),
+            None => self
+                .authority
+                .find(':')
+                .map_or("", |i| &self.authority[i..]),
+        };
+        after_host
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(if self.is_https() { 443 } else { 80 })
+    }
 }
 
 /// The host of `HOST[:PORT]` or `[IPV6]:PORT`.
@@ -333,6 +360,23 @@ impl BodyTemplate {
         match self {
             BodyTemplate::Form(_) => BodyFormat::Form,
             BodyTemplate::Json(_) => BodyFormat::Json,
+        }
+    }
+
+    /// The text of `field` as the gateway reads it once decoded: a form field's value, or a
+    /// top-level JSON key's string; `None` when the body has no such field.
+    pub fn field_text(&self, field: &str, values: &dyn WebhookValues) -> Option<String> {
+        match self {
+            BodyTemplate::Form(fields) => {
+                let (_, template) = fields.iter().find(|(key, _)| key == field)?;
+                let raw = |t: &str, out: &mut String| out.push_str(t);
+                Some(template.render(values, raw, raw))
+            }
+            BodyTemplate::Json(_) => {
+                let rendered = self.render(values);
+                let parsed: serde_json::Value = serde_json::from_str(&rendered).ok()?;
+                parsed.get(field)?.as_str().map(str::to_string)
+            }
         }
     }
 
@@ -505,6 +549,21 @@ mod tests {
             url.render(&Hostile),
             "https://gw.example:8443/send/%2B441234567890?user=eve%26To%3D%2B19005550000%22%7D%2C%20%22x%22%3A%20%22%2F..%2F%3Fa%3Db%23"
         );
+    }
+
+    #[test]
+    fn a_url_tells_its_host_and_port_for_a_connection_check() {
+        let url = UrlTemplate::parse("https://gw.example:8443/send/{to}", loopback).unwrap();
+        assert_eq!(
+            (url.is_https(), url.host(), url.port()),
+            (true, "gw.example", 8443)
+        );
+        let url = UrlTemplate::parse("https://gw.example/send", loopback).unwrap();
+        assert_eq!(url.port(), 443);
+        let url = UrlTemplate::parse("https://[::1]:9000/x", loopback).unwrap();
+        assert_eq!((url.host(), url.port()), ("::1", 9000));
+        let url = UrlTemplate::parse("http://localhost/x", loopback).unwrap();
+        assert_eq!((url.is_https(), url.port()), (false, 80));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use common::config::{Config, Mode};
 use common::wire_admin::{
     AdminResponse, DaemonStatus, DryRunSummary, MailServerStatus, RefuseReason, SelfStatus,
+    WebhookEndpointStatus,
 };
 
 use super::authz::caller_is_admin;
@@ -68,6 +69,24 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             skipped_until: live.and_then(|h| h.skipped_until),
         });
     }
+    let mut webhook_endpoints = Vec::new();
+    for channel in &config.webhooks {
+        for (index, endpoint) in channel.endpoints.iter().enumerate() {
+            let label = crate::webhook::endpoint_label(&channel.name, index, endpoint);
+            let history = match store.mail_history(&label) {
+                Ok(history) => history,
+                Err(e) => return store_failed(&e),
+            };
+            let (last_failure_at, last_error) = history.last_failure.unzip();
+            webhook_endpoints.push(WebhookEndpointStatus {
+                channel: channel.name.clone(),
+                endpoint: label,
+                last_ok_at: history.last_ok_at,
+                last_failure_at,
+                last_error,
+            });
+        }
+    }
     let dry_run = match dry_run_summary(&mut store, config, ctx.now) {
         Ok(summary) => summary,
         Err(e) => return store_failed(&e),
@@ -92,6 +111,7 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             breakglass,
             locked_hosts,
             dry_run,
+            webhook_endpoints,
         }),
     }
 }

@@ -366,6 +366,7 @@ fn ldap_address(ctx: &Ctx<'_>, user: &str) -> Option<Result<UserFacts, Directory
         record: true,
         groups: true,
         attributes: true,
+        phone: true,
     };
     Some(directory::look_up(&sources, user, wanted))
 }
@@ -384,6 +385,13 @@ fn with_ldap_address(view: &mut UserView, directory: Option<Result<UserFacts, Di
             .iter()
             .map(|(name, values)| (escape(name), values.iter().map(escape).collect()))
             .collect();
+    }
+    // A number in otpd's table comes first, as in a login; one a directory gives, after.
+    if let (None, Some(Ok(facts))) = (&view.phone, &directory) {
+        if let (Some(phone), Some(source)) = (&facts.phone, &facts.phone_source) {
+            view.phone = Some(phone.as_str().to_string());
+            view.phone_source = Some(source.clone());
+        }
     }
     if view.address_source == crate::directory::FROM_TABLE {
         return;

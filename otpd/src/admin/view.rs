@@ -102,6 +102,9 @@ pub fn user_view(
         name: name.to_string(),
         in_table: record.is_some(),
         address,
+        phone_source: phone
+            .as_ref()
+            .map(|_| crate::directory::FROM_TABLE.to_string()),
         phone,
         address_source: source.to_string(),
         enabled: record.is_some_and(|r| r.enabled),

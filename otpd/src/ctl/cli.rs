@@ -99,7 +99,8 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
     },
-    /// Admins: otpd's version, uptime, config, counts and mail servers. Users: their own state.
+    /// Admins: otpd's version, uptime, config, counts, mail servers and webhook endpoints (each
+    /// with its last result). Users: their own state.
     Status,
     /// Admins: otpd's counters in Prometheus's text format (audit events since otpd started,
     /// mails per server, skips per reason, mail latency, mail servers up).

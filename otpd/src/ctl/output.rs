@@ -57,6 +57,26 @@ fn cell(value: &str) -> String {
     common::text::escape_for_terminal(value)
 }
 
+/// A server's or endpoint's last result: the later of its last success and last failure.
+fn last_result(ok_at: Option<i64>, failure_at: Option<i64>, error: Option<&str>) -> String {
+    match (ok_at, failure_at) {
+        (Some(ok), Some(bad)) if bad > ok => {
+            format!(
+                "failed {}: {}",
+                timefmt::utc(bad),
+                error.unwrap_or_default()
+            )
+        }
+        (None, Some(bad)) => format!(
+            "failed {}: {}",
+            timefmt::utc(bad),
+            error.unwrap_or_default()
+        ),
+        (Some(ok), _) => format!("ok {}", timefmt::utc(ok)),
+        (None, None) => "not used yet".to_string(),
+    }
+}
+
 /// `2026-11-22 12:45:00 UTC`, or `-`.
 pub fn time(secs: Option<i64>) -> String {
     secs.map_or_else(|| "-".to_string(), timefmt::utc)
@@ -95,6 +115,11 @@ pub fn user(u: &UserView) -> String {
         }
         None => "none: no code can be sent".to_string(),
     };
+    let phone = match (&u.phone, &u.phone_source) {
+        (Some(p), Some(source)) => format!("{p} (from {source})"),
+        (Some(p), None) => p.clone(),
+        (None, _) => "none".to_string(),
+    };
     let attributes: Vec<String> = u
         .directory_attributes
         .iter()
@@ -104,7 +129,7 @@ pub fn user(u: &UserView) -> String {
         ("user", u.name.clone()),
         ("record", yes(u.in_table)),
         ("address", address),
-        ("phone", u.phone.clone().unwrap_or_else(|| "none".into())),
+        ("phone", phone),
     ];
     // What an LDAP source returned, where one did.
     if !u.directory_groups.is_empty() {
@@ -237,24 +262,7 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         .mail_servers
         .iter()
         .map(|m| {
-            let last = match (m.last_ok_at, m.last_failure_at) {
-                (Some(ok), Some(bad)) if bad > ok => {
-                    format!(
-                        "failed {}: {}",
-                        timefmt::utc(bad),
-                        m.last_error.clone().unwrap_or_default()
-                    )
-                }
-                (None, Some(bad)) => {
-                    format!(
-                        "failed {}: {}",
-                        timefmt::utc(bad),
-                        m.last_error.clone().unwrap_or_default()
-                    )
-                }
-                (Some(ok), _) => format!("ok {}", timefmt::utc(ok)),
-                (None, None) => "not used yet".to_string(),
-            };
+            let last = last_result(m.last_ok_at, m.last_failure_at, m.last_error.as_deref());
             let last = match m.skipped_until {
                 Some(until) if until > s.now => format!(
                     "{last}; skipped until {} after {} failures in a row",
@@ -270,6 +278,20 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         "{head}\n\nmail servers:\n{}",
         table(&["NAME", "ADDRESS", "SECURITY", "LAST RESULT"], &rows)
     );
+    if !s.webhook_endpoints.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .webhook_endpoints
+            .iter()
+            .map(|w| {
+                let last = last_result(w.last_ok_at, w.last_failure_at, w.last_error.as_deref());
+                vec![w.channel.clone(), w.endpoint.clone(), last]
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n\nwebhook channels:\n{}",
+            table(&["CHANNEL", "ENDPOINT", "LAST RESULT"], &rows)
+        ));
+    }
     if let Some(dry_run) = &s.dry_run {
         out.push_str(&format!(
             "\n\ndry run (mode = \"audit\"), last {} days: {} logins of {} users would have been asked for a code",

@@ -22,6 +22,8 @@ pub enum Entry {
         attributes: Attributes,
         /// The language attribute's first value, if the entry had one.
         language: Option<String>,
+        /// The phone attribute's first value, if the entry had one (unchecked).
+        phone: Option<String>,
     },
     /// No entry matched the filter.
     Absent,
@@ -126,6 +128,7 @@ mod tests {
             groups: None,
             attributes: Attributes::new(),
             language: None,
+            phone: None,
         }
     }
 

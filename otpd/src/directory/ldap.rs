@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::config::{
-    EmailAddress, GroupSearch, Language, LdapSource, LdapTls, LdapUrl, escape_filter_value,
+    EmailAddress, GroupSearch, Language, LdapSource, LdapTls, LdapUrl, PhoneNumber,
+    escape_filter_value,
 };
 use common::secret::SecretString;
 use common::text::escape_for_log;
@@ -314,6 +315,7 @@ impl LdapDirectory {
         let mut attributes = vec![
             self.source.address_attribute.as_str(),
             self.source.language_attribute.as_str(),
+            self.source.phone_attribute.as_str(),
         ];
         if let (true, GroupSearch::Attribute(name)) = (groups, &self.source.groups) {
             attributes.push(name.as_str());
@@ -342,6 +344,9 @@ impl LdapDirectory {
         let language = values(&entry, &self.source.language_attribute)
             .first()
             .cloned();
+        let phone = values(&entry, &self.source.phone_attribute)
+            .first()
+            .cloned();
         let attributes = self
             .attributes
             .iter()
@@ -365,6 +370,7 @@ impl LdapDirectory {
             groups,
             attributes,
             language,
+            phone,
         })
     }
 
@@ -395,7 +401,8 @@ impl Directory for LdapDirectory {
     ) -> Result<(), DirectoryError> {
         let needs_address = wanted.record && facts.address.is_none();
         let needs_attributes = wanted.attributes && !self.attributes.is_empty();
-        if !needs_address && !wanted.groups && !needs_attributes {
+        let needs_phone = wanted.record && wanted.phone && facts.phone.is_none();
+        if !needs_address && !wanted.groups && !needs_attributes && !needs_phone {
             return Ok(());
         }
         let (entry, last_known) = self.entry(user, wanted.groups)?;
@@ -404,10 +411,27 @@ impl Directory for LdapDirectory {
             groups,
             attributes,
             language,
+            phone,
         } = entry
         else {
             return Ok(());
         };
+        if needs_phone {
+            match phone.as_deref().map(PhoneNumber::parse) {
+                Some(Ok(phone)) => {
+                    facts.phone = Some(phone);
+                    facts.phone_source = Some(self.label());
+                }
+                // Not used: a number otpd cannot read might send the code to a stranger.
+                Some(Err(e)) => tracing::warn!(
+                    "LDAP source {} gives user={} a phone number otpd cannot use: {}",
+                    escape_for_log(&self.source.name),
+                    escape_for_log(user),
+                    escape_for_log(&e)
+                ),
+                None => {}
+            }
+        }
         if wanted.record && facts.language.is_none() {
             facts.language = language.as_deref().and_then(Language::of);
         }
@@ -554,6 +578,7 @@ mod tests {
             record: true,
             groups: true,
             attributes: true,
+            phone: true,
         }
     }
 
@@ -587,6 +612,7 @@ mod tests {
                 groups: Some(vec!["ops".into()]),
                 attributes: Attributes::new(),
                 language: Some("de-DE".into()),
+                phone: Some("+441234567890".into()),
             },
             T0,
         );
@@ -599,6 +625,11 @@ mod tests {
         assert_eq!(facts.address_source.as_deref(), Some("ldap:corp"));
         assert_eq!(facts.groups, ["ops"]);
         assert_eq!(facts.language, Some(Language::German));
+        assert_eq!(
+            facts.phone.as_ref().map(PhoneNumber::as_str),
+            Some("+441234567890")
+        );
+        assert_eq!(facts.phone_source.as_deref(), Some("ldap:corp"));
         assert_eq!(facts.last_known, None, "a fresh answer");
         // Past the TTL the last answer still comes, marked as such: the profile decides
         // whether it serves (`directory_down`); a user never answered for is an error.
@@ -629,6 +660,38 @@ mod tests {
         };
         ldap.look_up("alice", address_only, &mut facts).unwrap();
         assert_eq!(facts.address_source.as_deref(), Some("table"));
+    }
+
+    /// Issue #21: otpd's table (`otpctl user set-phone`) comes before the directory's
+    /// `mobile`, and a directory value that is not E.164 is not used.
+    #[test]
+    fn a_phone_from_the_table_comes_first_and_a_directory_number_not_e164_is_ignored() {
+        let clock = Arc::new(HandClock(AtomicI64::new(T0)));
+        let ldap = LdapDirectory::new(&source(&[closed_port()]), Vec::new(), clock).unwrap();
+        let entry = |phone: &str| Entry::Found {
+            address: Some("alice@corp.example".into()),
+            groups: Some(Vec::new()),
+            attributes: Attributes::new(),
+            language: None,
+            phone: Some(phone.into()),
+        };
+        ldap.remember("alice", entry("+441234567890"), T0);
+        let mut from_table = UserFacts {
+            phone: Some(PhoneNumber::parse("+15005550006").unwrap()),
+            phone_source: Some(super::super::FROM_TABLE.into()),
+            ..UserFacts::default()
+        };
+        ldap.look_up("alice", wanted(), &mut from_table).unwrap();
+        assert_eq!(
+            from_table.phone.as_ref().map(PhoneNumber::as_str),
+            Some("+15005550006")
+        );
+        assert_eq!(from_table.phone_source.as_deref(), Some("table"));
+        ldap.remember("alice", entry("0044 1234 567890"), T0);
+        let mut facts = UserFacts::default();
+        ldap.look_up("alice", wanted(), &mut facts).unwrap();
+        assert_eq!((facts.phone, facts.phone_source), (None, None));
+        assert_eq!(facts.address_source.as_deref(), Some("ldap:corp"));
     }
 
     /// Issue #19: a server that accepts the connection and never answers costs the search

@@ -1,8 +1,8 @@
 //! Where otpd learns about a user: the places an admin keeps users, behind one interface.
 //!
 //! The sources, in the order a login asks them: otpd's own user table ([`LocalTable`]:
-//! enrolment, protocols, address; an admin's explicit choice), the `[[directory.ldap]]` sources
-//! ([`LdapDirectory`]: address and groups), the `[directory] email_template`
+//! enrolment, protocols, address, phone number; an admin's explicit choice), the
+//! `[[directory.ldap]]` sources ([`LdapDirectory`]: address, phone number and groups), the `[directory] email_template`
 //! ([`AddressTemplate`]: an address for users no source before it had one for) and NSS ([`Nss`]:
 //! groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
 //! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use common::config::{Attributes, Config, EmailAddress, Language};
+use common::config::{Attributes, Config, EmailAddress, Language, PhoneNumber};
 use common::text::escape_for_log;
 
 use crate::accounts::Accounts;
@@ -24,7 +24,8 @@ mod ldap;
 pub use self::cache::{Cache, Entry};
 pub use self::ldap::LdapDirectory;
 
-/// [`UserFacts::address_source`] for an address from otpd's own table.
+/// [`UserFacts::address_source`] (and [`UserFacts::phone_source`]) for an address (a phone
+/// number) from otpd's own table.
 pub const FROM_TABLE: &str = "table";
 /// [`UserFacts::address_source`] for an address from the `email_template`.
 pub const FROM_TEMPLATE: &str = "template";
@@ -55,6 +56,11 @@ pub struct UserFacts {
     /// The user's language from a directory (`language_attribute`), when it is one otpd has
     /// texts in; otpd's own table (`otpctl user set-language`) still comes first.
     pub language: Option<Language>,
+    /// Where webhook channels send the user's codes, from the first source that has a valid
+    /// one: otpd's table (`otpctl user set-phone`), then the LDAP sources (`phone_attribute`).
+    pub phone: Option<PhoneNumber>,
+    /// Which source gave [`UserFacts::phone`] ([`FROM_TABLE`] or `ldap:NAME`).
+    pub phone_source: Option<String>,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
@@ -67,6 +73,9 @@ pub struct Wanted {
     pub groups: bool,
     /// The directory attributes that policies match.
     pub attributes: bool,
+    /// The user's phone number from a directory (with `record`), when some webhook channel
+    /// could use it: a user whose table row has no number costs an LDAP lookup then.
+    pub phone: bool,
 }
 
 /// A directory could not answer; the login fails closed.
@@ -117,6 +126,17 @@ impl Directory for LocalTable<'_> {
                     .and_then(|e| EmailAddress::parse(e).ok());
                 if facts.address.is_some() {
                     facts.address_source = Some(FROM_TABLE.into());
+                }
+            }
+            if facts.phone.is_none() {
+                // Checked when `otpctl user set-phone` stored it.
+                facts.phone = facts
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.phone.as_deref())
+                    .and_then(|p| PhoneNumber::parse(p).ok());
+                if facts.phone.is_some() {
+                    facts.phone_source = Some(FROM_TABLE.into());
                 }
             }
         }

@@ -23,7 +23,7 @@ use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueOutcome, Store, StoreError};
-use common::config::Channel;
+use common::config::{Channel, PhoneNumber};
 
 /// A code issued and waiting to be mailed.
 struct PendingMail {
@@ -74,7 +74,7 @@ pub async fn begin(
     let Facts {
         asker, login, user, ..
     } = facts;
-    let phone = user.record.as_ref().and_then(|r| r.phone.as_deref());
+    let phone = user.phone.as_ref().map(PhoneNumber::as_str);
     let routes = routes(&active, &pending.needed, phone);
     let mail = CodeMail {
         values: Values {
@@ -149,7 +149,7 @@ pub async fn begin(
 
 /// The profile's channels the user has a destination on, in order: the code mail (the user has
 /// an address, or there would be no code), and each webhook channel when the user has a phone
-/// number in otpd's table.
+/// number (otpd's table first, then a directory's `phone_attribute`).
 fn routes<'a>(
     active: &'a Active,
     needed: &'a CodeNeeded,
@@ -268,7 +268,7 @@ fn prepare_in(
                 (issued_at.saturating_add(cooldown) - now).max(1)
             });
             let language = needed.settings.language;
-            let phone = facts.user.record.as_ref().and_then(|r| r.phone.as_deref());
+            let phone = facts.user.phone.as_ref().map(PhoneNumber::as_str);
             let routes = routes(active, &needed, phone);
             let to = sent_to(routes.first(), &needed);
             let prompt = prompt(language, to, expires_at, now, &challenge, wait);

@@ -140,6 +140,7 @@ pub(super) fn look_up_facts(
         record: reaches_user,
         groups: reaches_user && config.policies_need_groups(),
         attributes: reaches_user && config.policies_need_attributes(),
+        phone: reaches_user && !config.webhooks.is_empty(),
     };
     let user = directory::look_up_all(shared, active, &login.user, wanted)?;
     Ok(Facts {

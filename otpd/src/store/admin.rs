@@ -236,19 +236,23 @@ impl SqliteStore {
     }
 
     pub fn mail_history(&mut self, name: &str) -> Result<MailHistory, StoreError> {
+        // A success after failover reads `NAME after OTHER: error; ...`; the failures before it
+        // are in that same row.
+        let after = format!("{} after %", escape_like(name));
         let last_ok_at: Option<i64> = self
             .conn
             .prepare_cached(
                 "SELECT max(time) FROM audit
-                 WHERE event IN ('mailed', 'test_mail_ok') AND detail = ?1",
+                 WHERE event IN ('mailed', 'test_mail_ok')
+                   AND (detail = ?1 OR detail LIKE ?2 ESCAPE '\\')",
             )?
-            .query_row(params![name], |row| row.get(0))?;
+            .query_row(params![name, after], |row| row.get(0))?;
         let pattern = format!("%{}: %", escape_like(name));
         let last_failure: Option<(i64, String)> = self
             .conn
             .prepare_cached(
                 "SELECT time, detail FROM audit
-                 WHERE event IN ('mail_failed', 'test_mail_failed')
+                 WHERE event IN ('mail_failed', 'test_mail_failed', 'mailed')
                    AND detail LIKE ?1 ESCAPE '\\'
                  ORDER BY time DESC, id DESC LIMIT 1",
             )?

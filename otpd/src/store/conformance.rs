@@ -1076,8 +1076,9 @@ pub fn audit_rows_are_kept_and_read_back(store: &mut dyn Store) {
     assert_eq!(times, vec![T0 + 1, T0]);
 }
 
-/// A mail server's last success and last failure are read back from the audit rows: a
-/// success names the server in its detail, a failure names each server tried as `NAME: error`.
+/// A mail server's (or webhook endpoint's) last success and last failure are read back from the
+/// audit rows: a success names the server in its detail (`NAME`, or `NAME after ...` after
+/// failover), a failure names each server tried as `NAME: error`.
 pub fn a_mail_servers_history_is_read_back_from_the_audit_rows(store: &mut dyn Store) {
     let row = |time, event, detail| AuditRecord {
         detail: Some(detail),
@@ -1111,6 +1112,26 @@ pub fn a_mail_servers_history_is_read_back_from_the_audit_rows(store: &mut dyn S
         store.mail_history("unknown").unwrap(),
         super::MailHistory::default()
     );
+    // After failover, the success names the route that took it and the failures before it.
+    store
+        .record_audit(&row(
+            T0 + 4,
+            "mailed",
+            "webhook:sms endpoint 2 (b.example) after webhook:sms endpoint 1 (a.example): HTTP 500",
+        ))
+        .unwrap();
+    let second = store
+        .mail_history("webhook:sms endpoint 2 (b.example)")
+        .unwrap();
+    assert_eq!(
+        (second.last_ok_at, second.last_failure),
+        (Some(T0 + 4), None)
+    );
+    let first = store
+        .mail_history("webhook:sms endpoint 1 (a.example)")
+        .unwrap();
+    assert_eq!(first.last_ok_at, None);
+    assert_eq!(first.last_failure.map(|(time, _)| time), Some(T0 + 4));
 }
 
 /// A tally counts one event's rows since a time, the distinct users, and ranks the users.

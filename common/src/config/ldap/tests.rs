@@ -27,6 +27,7 @@ fn an_ldaps_source_takes_the_documented_defaults() {
     assert_eq!(s.urls[0].url(), "ldaps://ldap.example.com:636");
     assert_eq!(s.address_attribute, "mail");
     assert_eq!(s.language_attribute, "preferredLanguage");
+    assert_eq!(s.phone_attribute, "mobile");
     assert_eq!(s.groups, GroupSearch::Attribute("memberOf".into()));
     assert_eq!((s.bind, s.ca_file), (None, None));
     assert_eq!(s.connect_timeout, Duration::from_secs(2));
@@ -151,6 +152,7 @@ fn groups_come_from_an_attribute_or_a_posix_search() {
     );
     assert!(refused(&format!("{urls}group_search = \"nested\"")).contains("group_search must be"));
     assert!(refused(&format!("{urls}address_attribute = \"ma il\"")).contains("attribute name"));
+    assert!(refused(&format!("{urls}phone_attribute = \"mob ile\"")).contains("attribute name"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod networks;
 mod pam;
 mod sendmail;
 mod sshd;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 
@@ -53,7 +54,8 @@ impl Level {
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Which check: `config`, `otpd`, `socket`, `state`, `mail`, `ldap`, `module`, `pam`, `sshd`.
+    /// Which check: `config`, `otpd`, `socket`, `state`, `mail`, `ldap`, `webhook`, `module`,
+    /// `pam`, `sshd`.
     pub check: &'static str,
     /// How bad.
     pub level: Level,
@@ -264,6 +266,8 @@ pub fn check_all(cli: &Cli, args: &DoctorArgs, paths: &Paths) -> Vec<Finding> {
     if let Some(config) = &config {
         findings.extend(mail::check(&config.mail));
         findings.extend(ldap::check(config, args.ldap_user.as_deref()));
+        findings.extend(webhook::check(&config.webhooks));
+        findings.extend(webhook::deadlines(config));
         findings.extend(networks::check(config));
     }
     if let Some(to) = &args.send_to {
