@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use common::config::{Attributes, Config, EmailAddress, Mode, Settings};
+use common::config::{Attributes, Channel, Config, EmailAddress, Mode, Settings};
 use common::service::Protocol;
 use common::wire::{LoginContext, SkipReason};
 
@@ -34,8 +34,26 @@ pub struct CodeNeeded {
     pub profile: String,
     /// The profile's settings.
     pub settings: Settings,
-    /// Where the code goes.
-    pub address: EmailAddress,
+    /// The user's mail address, where the code mail (and every notification) goes; `None`
+    /// for a user reached only by phone through a webhook channel.
+    pub address: Option<EmailAddress>,
+}
+
+impl CodeNeeded {
+    /// The user's mail address as a list of none or one, for notifications.
+    pub fn addresses(&self) -> Vec<&str> {
+        self.address.iter().map(EmailAddress::as_str).collect()
+    }
+}
+
+/// Where a user can be sent a code: their mail address, and whether they have a phone number
+/// (which a profile's webhook channel can use).
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    /// The address from otpd's table, the directories or the template.
+    pub address: Option<EmailAddress>,
+    /// Whether otpd's table or a directory gave a phone number.
+    pub phone: bool,
 }
 
 /// What the directories say the user belongs to, for policies that match it: the groups
@@ -134,7 +152,7 @@ pub fn decide(
     rhost: Option<IpAddr>,
     protocol: Option<Protocol>,
     record: Option<&UserRecord>,
-    address: Option<EmailAddress>,
+    to: Destinations,
     membership: Membership<'_, impl FnOnce() -> Vec<String>>,
 ) -> Decision {
     let protocol = match enabled_protocol(config, protocol) {
@@ -157,8 +175,14 @@ pub fn decide(
         // A dry run decides as `required` does; the login handler records and skips it.
         Mode::Optional | Mode::Required | Mode::Audit => {}
     }
-    match (address, settings.mode) {
-        (Some(address), _) => {
+    // A phone number reaches the user only through one of the profile's webhook channels.
+    let by_phone = to.phone
+        && settings
+            .channels
+            .iter()
+            .any(|c| matches!(c, Channel::Webhook(_)));
+    match (to.address.is_some() || by_phone, settings.mode) {
+        (true, _) => {
             let mut settings = settings.clone();
             // The user's own language (`otpctl user set-language`) over the profile's.
             if let Some(language) = record.and_then(|r| r.language) {
@@ -168,13 +192,14 @@ pub fn decide(
                 protocol,
                 profile: profile.to_string(),
                 settings,
-                address,
+                address: to.address,
             }))
         }
-        // `required` covers everyone who has an address; a user without one is not enrolled.
-        (None, Mode::Required | Mode::Audit) => Decision::Skip(SkipReason::NoAddress),
+        // `required` covers everyone who has an address or a phone a channel can use; a user
+        // with neither is not enrolled.
+        (false, Mode::Required | Mode::Audit) => Decision::Skip(SkipReason::NoAddress),
         // The user turned codes on, so losing the address must not turn them off.
-        (None, _) => Decision::NoUsableAddress,
+        (false, _) => Decision::NoUsableAddress,
     }
 }
 
@@ -243,7 +268,10 @@ mod tests {
             None,
             protocol,
             record,
-            address,
+            Destinations {
+                address,
+                phone: false,
+            },
             Membership {
                 groups: Vec::new,
                 attributes: &Attributes::new(),
@@ -339,7 +367,7 @@ mod tests {
         );
         let record = enrolled(Some("alice@corp.example"), None);
         match decide_for(&c, &login("alice", "sshd"), Some(&record)) {
-            Decision::Code(n) => assert_eq!(n.address.as_str(), "alice@corp.example"),
+            Decision::Code(n) => assert_eq!(n.addresses(), ["alice@corp.example"]),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -359,6 +387,49 @@ mod tests {
         ));
     }
 
+    /// A user with no address but a phone number: what `decide` makes of them under `config`.
+    fn phone_only(config: &Config, record: Option<&UserRecord>) -> Decision {
+        decide(
+            config,
+            &login("alice", "sshd"),
+            None,
+            Some(Protocol::Ssh),
+            record,
+            Destinations {
+                address: None,
+                phone: true,
+            },
+            Membership {
+                groups: Vec::new,
+                attributes: &Attributes::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_phone_a_profiles_webhook_channel_can_use_makes_the_user_reachable() {
+        let webhook = "[[channels.webhook]]\nname = \"sms\"\nendpoints = [\"https://gw.example/{to}\"]\nbody = \"{\\\"t\\\": \\\"{code}\\\"}\"\nbody_format = \"json\"\n";
+        let required = config(&format!(
+            "[defaults]\nmode = \"required\"\nchannels = [\"sms\", \"email\"]\n{webhook}"
+        ));
+        let Decision::Code(needed) = phone_only(&required, None) else {
+            panic!("a phone-only user must be asked for a code");
+        };
+        assert_eq!(needed.address, None);
+        // Without a webhook channel in the profile the phone reaches nobody: as before.
+        let mail_only = config("[defaults]\nmode = \"required\"\n");
+        assert!(matches!(
+            phone_only(&mail_only, None),
+            Decision::Skip(SkipReason::NoAddress)
+        ));
+        let optional = config(&format!("[defaults]\nchannels = [\"sms\"]\n{webhook}"));
+        let enrolled = enrolled(None, None);
+        assert!(matches!(
+            phone_only(&optional, Some(&enrolled)),
+            Decision::Code(_)
+        ));
+    }
+
     #[test]
     fn a_trusted_network_turns_codes_off_only_for_a_believed_rhost_inside_it() {
         let c = config(
@@ -372,7 +443,10 @@ mod tests {
                 rhost.map(|r| r.parse().unwrap()),
                 Some(Protocol::Ssh),
                 None,
-                address_for(&c, "alice", None),
+                Destinations {
+                    address: address_for(&c, "alice", None),
+                    phone: false,
+                },
                 Membership {
                     groups: Vec::new,
                     attributes: &Attributes::new(),

@@ -590,3 +590,29 @@ fn doctor_checks_each_endpoint_by_handshake_and_sends_no_request() {
         gateway.requests()
     );
 }
+
+/// With `mode = "required"`, a user whom no address reaches but a phone number does was let in
+/// without any code (skipped as having no address).
+#[test]
+fn a_user_reached_only_by_phone_is_asked_for_the_code_by_sms_and_not_let_in_without_one() {
+    let s = setup(&[201], true);
+    // The template makes no usable address of this name: its local part is over 64 bytes.
+    let user = "p".repeat(70);
+    let out = otpctl(&s.otpd, &["user", "set-phone", &user, "+447700900123"]);
+    assert!(out.status.success(), "{out:?}");
+    let login = login_by_sms_as(&s, &user, 0);
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    assert!(
+        login
+            .prompts
+            .first()
+            .is_some_and(|p| p.starts_with("Code sent by SMS to +44*******123")),
+        "{login:?}"
+    );
+    assert_eq!(s.gateways[0].requests().len(), 1);
+    assert!(s.smtp.messages().is_empty(), "no mail: there is no address");
+
+    // A wrong code is refused: the code step holds for them as for everyone.
+    let wrong = login_with(&s.pam, "sshd", &user, None, |_| "000000".to_string());
+    assert_ne!(libpam::code_name(wrong.code), "PAM_SUCCESS", "{wrong:?}");
+}

@@ -294,7 +294,7 @@ pub async fn start(shared: &Arc<Shared>, caller: Caller, action: SelfAction) -> 
     };
     let mail = CodeMail {
         values: Values {
-            to: &pending.address,
+            to: Some(&pending.address),
             user: &pending.name,
             code: &pending.code,
             host: &shared.hostname,

@@ -143,7 +143,10 @@ pub fn code_required_for(
             None,
             Some(*protocol),
             record,
-            address,
+            policy::Destinations {
+                address,
+                phone: record.is_some_and(|r| r.phone.is_some()),
+            },
             policy::Membership {
                 groups: || {
                     groups

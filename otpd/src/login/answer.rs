@@ -38,9 +38,12 @@ pub async fn answer(
                 &limits_of(&needed.settings),
                 now,
                 &NoticeTo {
-                    address: needed.address.as_str(),
+                    // A user reached by phone only has no address to tell: the notice is not
+                    // queued, and the recovery code still answers.
+                    address: needed.address.as_ref().map_or("", |a| a.as_str()),
                     service: &login.service,
-                    tell: needed.settings.notify.contains(&NoticeKind::RecoveryUsed),
+                    tell: needed.address.is_some()
+                        && needed.settings.notify.contains(&NoticeKind::RecoveryUsed),
                 },
             );
             verdict(

@@ -78,7 +78,7 @@ pub async fn begin(
     let routes = routes(&active, &pending.needed, phone);
     let mail = CodeMail {
         values: Values {
-            to: &pending.needed.address,
+            to: pending.needed.address.as_ref(),
             user: &login.user,
             code: &pending.code,
             host: &shared.hostname,
@@ -147,9 +147,10 @@ pub async fn begin(
     }
 }
 
-/// The profile's channels the user has a destination on, in order: the code mail (the user has
-/// an address, or there would be no code), and each webhook channel when the user has a phone
-/// number (otpd's table first, then a directory's `phone_attribute`).
+/// The profile's channels the user has a destination on, in order: the code mail when the user
+/// has an address, and each webhook channel when the user has a phone number (otpd's table
+/// first, then a directory's `phone_attribute`). Never empty for a decided code: the policy
+/// asks a code only of a user one of the profile's channels reaches.
 fn routes<'a>(
     active: &'a Active,
     needed: &'a CodeNeeded,
@@ -160,7 +161,7 @@ fn routes<'a>(
         .channels
         .iter()
         .filter_map(|channel| match channel {
-            Channel::Email => Some(Route::Email),
+            Channel::Email => needed.address.as_ref().map(|_| Route::Email),
             Channel::Webhook(name) => {
                 let sender = active.webhooks.iter().find(|w| w.name() == name)?;
                 Some(Route::Webhook { sender, to: phone? })
@@ -170,14 +171,14 @@ fn routes<'a>(
 }
 
 /// Where the prompt says the code went: by `route`, or (a reused code, whose route is not
-/// kept) by the first the user has.
-fn sent_to<'a>(route: Option<&Route<'a>>, needed: &'a CodeNeeded) -> SentTo<'a> {
+/// kept) by the first the user has; `None` when no channel reaches the user.
+fn sent_to<'a>(route: Option<&Route<'a>>, needed: &'a CodeNeeded) -> Option<SentTo<'a>> {
     match route {
-        Some(Route::Webhook { sender, to }) => SentTo::Phone {
+        Some(Route::Webhook { sender, to }) => Some(SentTo::Phone {
             channel: sender.display_name(),
             number: to,
-        },
-        Some(Route::Email) | None => SentTo::Email(&needed.address),
+        }),
+        Some(Route::Email) | None => needed.address.as_ref().map(SentTo::Email),
     }
 }
 

@@ -65,7 +65,10 @@ pub(super) fn needs_code(
         rhost,
         protocol,
         facts.user.record.as_ref(),
-        facts.user.address.clone(),
+        policy::Destinations {
+            address: facts.user.address.clone(),
+            phone: facts.user.phone.is_some(),
+        },
         policy::Membership {
             groups: || facts.user.groups.clone(),
             attributes: &facts.user.attributes,
@@ -146,7 +149,7 @@ fn tell_breakglass_used(
         event_key: Some(&key),
     };
     let address = match decision {
-        Decision::Code(needed) => Some((&needed.settings, [needed.address.as_str()])),
+        Decision::Code(needed) => Some((&needed.settings, needed.addresses())),
         _ => None,
     };
     let user = address.as_ref().map(|(settings, to)| UserTo {

@@ -22,10 +22,10 @@ pub(super) struct Hearers<'a> {
 }
 
 impl Hearers<'_> {
-    fn user_to<'a>(&'a self, address: &'a [&'a str; 1]) -> UserTo<'a> {
+    fn user_to<'a>(&'a self, addresses: &'a [&'a str]) -> UserTo<'a> {
         UserTo {
             settings: &self.needed.settings,
-            addresses: address,
+            addresses,
         }
     }
 }
@@ -43,7 +43,7 @@ pub(super) fn verdict(
     let response = match outcome {
         Ok(VerifyOutcome::Success) => {
             audit::record(store, now, Event::Verified, subject, None)?;
-            let address = [hearers.needed.address.as_str()];
+            let address = hearers.needed.addresses();
             let login = subject.login;
             notify::after_login(
                 store,
@@ -151,7 +151,7 @@ fn tell_lockout(
         detail: &detail,
         event_key: Some(&key),
     };
-    let address = [hearers.needed.address.as_str()];
+    let address = hearers.needed.addresses();
     notify::tell(
         store,
         hearers.notifications,

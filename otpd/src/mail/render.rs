@@ -22,8 +22,8 @@ pub const UNKNOWN_RHOST: &str = "unknown";
 pub struct Values<'a> {
     /// The code itself.
     pub code: &'a SecretString,
-    /// The recipient (shown masked only).
-    pub to: &'a EmailAddress,
+    /// The recipient (shown masked only); `None` for a code sent by phone only.
+    pub to: Option<&'a EmailAddress>,
     /// The login's user name.
     pub user: &'a str,
     /// This machine's name.
@@ -46,7 +46,10 @@ impl Values<'_> {
         match var {
             TemplateVar::Code => clean(self.code.expose()),
             TemplateVar::User => clean(self.user),
-            TemplateVar::EmailMasked => mask_email(self.to.as_str()),
+            TemplateVar::EmailMasked => self
+                .to
+                .map(|to| mask_email(to.as_str()))
+                .unwrap_or_default(),
             TemplateVar::Host => clean(self.host),
             TemplateVar::Service => clean(self.service),
             TemplateVar::Protocol => clean(self.protocol),
@@ -165,7 +168,7 @@ pub(super) mod tests {
         let to = EmailAddress::parse("alice@example.com").unwrap();
         f(Values {
             code: &code,
-            to: &to,
+            to: Some(&to),
             user,
             host: "box1",
             service: "sshd",

@@ -61,7 +61,7 @@ async fn send_code(mailer: &Mailer) -> Result<String, MailFailure> {
     mailer
         .send(&CodeMail {
             values: Values {
-                to: &to,
+                to: Some(&to),
                 user: "alice",
                 code: &code,
                 host: "box1",

@@ -28,15 +28,20 @@ pub(super) enum SentTo<'a> {
 
 /// The prompt for a code sent to `to`, its destination masked. With `wait` (seconds until a new
 /// code may be sent), it tells a person who asked for a new code too early to use the one
-/// already sent.
+/// already sent. With no destination to name (no channel reaches the user), "not sent".
 pub(super) fn prompt(
     language: Language,
-    to: SentTo<'_>,
+    to: Option<SentTo<'_>>,
     expires_at: i64,
     now: i64,
     challenge: &str,
     wait: Option<i64>,
 ) -> Response {
+    let Some(to) = to else {
+        return Response::Unavailable {
+            message: Phrase::NotSent.in_language(language),
+        };
+    };
     let notice = wait
         .map(|seconds| Phrase::NoNewCodeYet { seconds }.in_language(language))
         .unwrap_or_default();
