@@ -126,27 +126,41 @@ where
 }
 
 /// The first route that takes the code: its index and what the audit says of it (after the
-/// routes that failed, if any); or every failure.
+/// routes that failed, if any); or every failure. All the routes together have the mail's
+/// `total_timeout` (what the module's `mail_timeout` is set above): a route still sending when
+/// it runs out fails, and the ones after it are not tried, so a slow gateway before the mail
+/// cannot make the whole delivery outlast the login waiting for it.
 async fn send(
     mailer: &Mailer,
     mail: &CodeMail<'_>,
     routes: &[Route<'_>],
 ) -> Result<(usize, String), String> {
+    let deadline = tokio::time::Instant::now() + mailer.total_timeout();
     let mut failures = Vec::new();
     for (index, route) in routes.iter().enumerate() {
-        let outcome = match route {
-            Route::Email => mailer.send(mail).await.map_err(|f| f.to_string()),
-            Route::Webhook { sender, to } => {
-                let values = CodeValues {
-                    to,
-                    code: mail.values.code,
-                    user: mail.values.user,
-                    host: mail.values.host,
-                    minutes: valid_minutes(mail.values.issued_at, mail.values.expires_at)
-                        .to_string(),
-                };
-                sender.send(&values).await
+        let sending = async {
+            match route {
+                Route::Email => mailer.send(mail).await.map_err(|f| f.to_string()),
+                Route::Webhook { sender, to } => {
+                    let values = CodeValues {
+                        to,
+                        code: mail.values.code,
+                        user: mail.values.user,
+                        host: mail.values.host,
+                        minutes: valid_minutes(mail.values.issued_at, mail.values.expires_at)
+                            .to_string(),
+                    };
+                    sender.send(&values).await
+                }
             }
+        };
+        let Ok(outcome) = tokio::time::timeout_at(deadline, sending).await else {
+            failures.push(format!(
+                "{}: the delivery's {} s ran out",
+                route_name(route),
+                mailer.total_timeout().as_secs()
+            ));
+            break;
         };
         match outcome {
             Ok(server) if failures.is_empty() => return Ok((index, server)),
@@ -162,6 +176,14 @@ async fn send(
         );
     }
     Err(failures.join("; "))
+}
+
+/// How the audit names a route.
+fn route_name(route: &Route<'_>) -> String {
+    match route {
+        Route::Email => "email".to_string(),
+        Route::Webhook { sender, .. } => format!("webhook:{}", sender.name()),
+    }
 }
 
 /// Whole minutes from `issued_at` to `expires_at`, rounded up.

@@ -437,6 +437,45 @@ fn a_gateway_slower_than_the_timeout_falls_back_within_the_deadline() {
     );
 }
 
+/// Every channel together has the mail's `total_timeout_seconds`: two gateways that each take
+/// just under their own `timeout_seconds`, then the mail, made one delivery outlast the login
+/// waiting for it (the module's `mail_timeout`).
+#[test]
+fn the_channels_together_have_the_mails_total_timeout_and_no_more() {
+    let slow = Duration::from_secs(4);
+    let s = setup_with(Options {
+        answers: &[(201, slow), (201, slow)],
+        timeout_seconds: 5,
+        ..Options::default()
+    });
+    let text = s.otpd.config_text().replace(
+        "[mail]\nfrom = \"otp@example.test\"\n",
+        "[mail]\nfrom = \"otp@example.test\"\ntotal_timeout_seconds = 3\n",
+    );
+    assert!(text.contains("total_timeout_seconds = 3"), "{text}");
+    s.otpd.reload_with(&text);
+    let started = Instant::now();
+    let login = login_with(&s.pam, "sshd", "alice", None, |p| panic!("no prompt: {p}"));
+    let took = started.elapsed();
+    assert_eq!(
+        libpam::code_name(login.code),
+        "PAM_AUTHINFO_UNAVAIL",
+        "{login:?}"
+    );
+    assert!(took < Duration::from_secs(6), "the login took {took:?}");
+    assert_eq!(
+        s.gateways[1].requests().len(),
+        0,
+        "the second was not tried"
+    );
+    assert!(s.smtp.messages().is_empty(), "nor the mail");
+    let failed = s.otpd.events("mail_failed").join("\n");
+    assert!(
+        failed.contains("webhook:sms: the delivery's 3 s ran out"),
+        "{failed}"
+    );
+}
+
 /// Twilio reads the form as `application/x-www-form-urlencoded`: a `+` in a value is `%2B`
 /// (else a space), a space is `+`, and text outside ASCII is its UTF-8 bytes percent-encoded.
 #[test]

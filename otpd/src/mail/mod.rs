@@ -217,6 +217,12 @@ impl Mailer {
         self.deliver(&out).await
     }
 
+    /// How long one mail may take through every server (`[mail] total_timeout_seconds`): the
+    /// budget of a whole delivery, every channel together.
+    pub fn total_timeout(&self) -> Duration {
+        self.total_timeout
+    }
+
     /// This machine's name, as the mails say it.
     pub fn host(&self) -> &str {
         &self.host

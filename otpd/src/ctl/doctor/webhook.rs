@@ -23,53 +23,40 @@ use crate::webhook::{WebhookSender, endpoint_label};
 /// The longest one endpoint check may take, whatever the channel's timeout.
 const MAX_CHECK: Duration = Duration::from_secs(15);
 
-/// The module's default `mail_timeout`: how long a login waits for otpd while it sends a code
-/// (pam_otp_email's `DEFAULT_MAIL_TIMEOUT_SECS`).
-const MODULE_MAIL_TIMEOUT: Duration = Duration::from_secs(25);
-
-/// A warning for each profile whose channels, all failing slowly, take longer than the module
-/// waits: every endpoint of each webhook channel its `timeout_seconds`, the mail its
-/// `total_timeout_seconds`. The login then fails while a later channel may still deliver.
+/// A warning for each profile whose webhook channels, all failing slowly, use up the whole
+/// time a delivery has (the mail's `total_timeout_seconds`, for every channel together, so
+/// that a delivery ends before the module stops waiting): every endpoint its `timeout_seconds`.
+/// The channels after them, the mail among them, would then never be tried.
 pub fn deadlines(config: &Config) -> Vec<Finding> {
     let profiles = std::iter::once((DEFAULTS_PROFILE, &config.defaults))
         .chain(config.profiles.iter().map(|(name, s)| (name.as_str(), s)));
+    let budget = config.mail.total_timeout;
     let mut findings = Vec::new();
     for (profile, settings) in profiles {
-        if !settings
-            .channels
-            .iter()
-            .any(|c| matches!(c, Channel::Webhook(_)))
-        {
-            continue;
-        }
         let mut parts = Vec::new();
         let mut worst = Duration::ZERO;
         for channel in &settings.channels {
-            match channel {
-                Channel::Email => {
-                    worst += config.mail.total_timeout;
-                    parts.push(format!("email {} s", config.mail.total_timeout.as_secs()));
-                }
-                Channel::Webhook(name) => {
-                    let Some(hook) = config.webhooks.iter().find(|w| &w.name == name) else {
-                        continue;
-                    };
-                    let count = u32::try_from(hook.endpoints.len()).unwrap_or(u32::MAX);
-                    worst += hook.timeout.saturating_mul(count);
-                    parts.push(format!("{name} {count} x {} s", hook.timeout.as_secs()));
-                }
-            }
+            let Channel::Webhook(name) = channel else {
+                continue;
+            };
+            let Some(hook) = config.webhooks.iter().find(|w| &w.name == name) else {
+                continue;
+            };
+            let count = u32::try_from(hook.endpoints.len()).unwrap_or(u32::MAX);
+            worst += hook.timeout.saturating_mul(count);
+            parts.push(format!("{name} {count} x {} s", hook.timeout.as_secs()));
         }
-        if worst > MODULE_MAIL_TIMEOUT {
+        let last_is_webhook = matches!(settings.channels.last(), Some(Channel::Webhook(_)));
+        if worst >= budget && !last_is_webhook {
             findings.push(Finding::warning(
                 "webhook",
                 format!(
-                    "profile {profile}: its channels may take {} s when each fails slowly ({}), longer than the module's default mail_timeout of {} s: the login would fail while a later channel could still deliver",
+                    "profile {profile}: its webhook channels may take {} s when each fails slowly ({}), all of the {} s a delivery has (the mail's total_timeout_seconds): the channels after them would never be tried",
                     worst.as_secs(),
                     parts.join(", "),
-                    MODULE_MAIL_TIMEOUT.as_secs()
+                    budget.as_secs()
                 ),
-                "lower timeout_seconds (or the endpoints) of its webhook channels or the mail's total_timeout_seconds, or give the module a longer mail_timeout= (up to 60) on its PAM line",
+                "lower timeout_seconds (or the endpoints) of its webhook channels, or raise the mail's total_timeout_seconds (keeping it under the module's mail_timeout=, 25 s by default)",
             ));
         }
     }
@@ -275,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn channels_that_could_outlast_the_module_are_a_warning_naming_the_profile() {
+    fn webhooks_that_could_use_up_the_delivery_are_a_warning_naming_the_profile() {
         let config = |timeout: u32| {
             common::config::Config::parse(
                 &format!(
@@ -285,15 +272,15 @@ mod tests {
             )
             .unwrap()
         };
-        // 2 x 2 s, then the mail's 20 s: within 25 s.
+        // 2 x 2 s of the mail's 20 s: the mail is still tried.
         assert_eq!(deadlines(&config(2)), Vec::new());
-        // 2 x 10 s, then 20 s.
+        // 2 x 10 s: all of it.
         let f = deadlines(&config(10));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].level, Level::Warning);
         assert!(
             f[0].message
-                .starts_with("profile defaults: its channels may take 40 s when each fails slowly (sms 2 x 10 s, email 20 s)"),
+                .starts_with("profile defaults: its webhook channels may take 20 s when each fails slowly (sms 2 x 10 s), all of the 20 s a delivery has"),
             "{f:?}"
         );
     }
