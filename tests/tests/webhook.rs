@@ -343,6 +343,8 @@ fn a_user_whose_only_phone_is_the_directory_mobile_gets_the_code_by_sms() {
         phone_shown(&s.otpd, "mia"),
         "+441234567899 (from ldap:corp)"
     );
+    let issued = s.otpd.events("issued").join("\n");
+    assert!(issued.contains("phone_source=ldap:corp"), "{issued}");
 
     let login = login_with(
         &s.pam,

@@ -244,6 +244,10 @@ fn prepare_in(
                 Some(source) => format!("{} address_source={source}", needed.profile),
                 None => needed.profile.clone(),
             };
+            // And which gave the phone number, when a webhook channel may use one.
+            if let Some(source) = &facts.user.phone_source {
+                detail.push_str(&format!(" phone_source={source}"));
+            }
             // Served from the directory's last known answer (`directory_down = "last_known"`).
             if facts.user.last_known.is_some() {
                 detail.push_str(" directory=last_known");
