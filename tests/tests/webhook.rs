@@ -657,3 +657,80 @@ fn a_user_reached_only_by_phone_is_asked_for_the_code_by_sms_and_not_let_in_with
     let wrong = login_with(&s.pam, "sshd", &user, None, |_| "000000".to_string());
     assert_ne!(libpam::code_name(wrong.code), "PAM_SUCCESS", "{wrong:?}");
 }
+
+/// The hostile user name of [`hostile_names_stay_one_value_in_a_form_and_in_json`]: it tries to
+/// add a form field (`&To=`) and to close a JSON string and object.
+const HOSTILE: &str = "eve&To=+19005550000&Body=x\"}]{\"to\"=\"+1900\\";
+
+/// A user name that tries to add a form field, or to end a JSON string and add a key, stays
+/// one value of its own field, in a form body and in a JSON body; the remote host the login
+/// claims is in neither.
+#[test]
+fn hostile_names_stay_one_value_in_a_form_and_in_json() {
+    for json in [false, true] {
+        let (body, extra) = if json {
+            (
+                "{\"to\": \"{to}\", \"text\": \"Your code is {code} for {user}\"}",
+                "body_format = \"json\"\n".to_string(),
+            )
+        } else {
+            (
+                "To={to}&From=+15005550006&Body=Your code is {code} for {user}",
+                String::new(),
+            )
+        };
+        let s = setup_with(Options {
+            body,
+            extra,
+            ..Options::default()
+        });
+        let out = otpctl(&s.otpd, &["user", "set-phone", HOSTILE, "+441234567890"]);
+        assert!(out.status.success(), "{out:?}");
+        let reader: RequestReader = s.gateways[0].reader();
+        let login = login_with(
+            &s.pam,
+            "sshd",
+            HOSTILE,
+            Some("198.51.100.9\"&To=+1900"),
+            move |_| {
+                let requests = reader.wait_for(1, REQUEST_WAIT);
+                if json {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&requests[0].body).expect("the body is JSON");
+                    let text = v["text"].as_str().unwrap_or_default().to_string();
+                    text.split("code is ").nth(1).unwrap_or_default()[..6].to_string()
+                } else {
+                    requests[0].code()
+                }
+            },
+        );
+        assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+        let r = &s.gateways[0].requests()[0];
+        assert!(!r.body.contains("198.51.100.9"), "{}", r.body);
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["text", "to"], "{}", r.body);
+            assert_eq!(v["to"], "+441234567890");
+            assert!(
+                v["text"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(" for {HOSTILE}")),
+                "{}",
+                r.body
+            );
+        } else {
+            let names: Vec<&str> = r.form.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(names, ["To", "From", "Body"], "{}", r.body);
+            assert_eq!(r.field("To"), Some("+441234567890"));
+            assert!(
+                r.field("Body")
+                    .unwrap()
+                    .ends_with(&format!(" for {HOSTILE}")),
+                "{}",
+                r.body
+            );
+        }
+    }
+}
