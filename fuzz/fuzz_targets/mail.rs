@@ -169,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
         let texts = notifications.texts(kind);
         let values = NoticeValues {
             user: &user,
-            to: &default_to,
+            to: Some(&default_to),
             host: &host,
             service: &service,
             rhost,

@@ -21,6 +21,7 @@ use crate::mail::render::NoticeValues;
 use crate::off_thread::{self, Lost};
 use crate::state::Shared;
 use crate::store::QueuedNotice;
+use crate::webhook::NoticeText;
 
 /// The pause after a notice's first failed try (seconds).
 pub const FIRST_PAUSE: i64 = 60;
@@ -102,14 +103,37 @@ async fn deliver(shared: &Arc<Shared>, until: Option<i64>, after_id: i64) -> Tak
     }
 }
 
-/// Sends one notice through the mailer in force; the error says why it was not sent.
+/// Sends one notice through the mailer in force, or its webhook channel; the error says why it
+/// was not sent.
 async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> {
-    let to = EmailAddress::parse(&notice.address).map_err(|e| e.to_string())?;
     let active = shared.active();
     let texts = active.config.notifications.texts(notice.kind);
+    if let Some(channel) = &notice.channel {
+        let Some(sender) = active.webhooks.iter().find(|w| w.name() == channel) else {
+            return Err(format!("no webhook channel {channel} any more"));
+        };
+        let values = NoticeValues {
+            user: &notice.user,
+            to: None,
+            host: active.mailer.host(),
+            service: &notice.service,
+            rhost: notice.rhost.as_deref(),
+            when: notice.created_at,
+            detail: &notice.detail,
+        };
+        // The text of an SMS is the notification's subject: one line that says it all.
+        let text = NoticeText {
+            to: &notice.address,
+            user: &notice.user,
+            host: active.mailer.host(),
+            message: values.render(&texts.subject),
+        };
+        return sender.send_notice(&text).await;
+    }
+    let to = EmailAddress::parse(&notice.address).map_err(|e| e.to_string())?;
     let values = NoticeValues {
         user: &notice.user,
-        to: &to,
+        to: Some(&to),
         host: active.mailer.host(),
         service: &notice.service,
         rhost: notice.rhost.as_deref(),
@@ -284,6 +308,7 @@ mod tests {
             kind: common::config::NoticeKind::RecoveryUsed,
             user: "alice".into(),
             address: "alice@example.test".into(),
+            channel: None,
             to_admin: false,
             service: "sshd".into(),
             rhost: None,

@@ -9,7 +9,7 @@
 //! several logins pass) carries a key, so it is told once. No notification carries a code:
 //! their templates cannot name one (the config refuses `{code}`).
 
-use common::config::{NoticeKind, NotificationsConfig, Settings};
+use common::config::{Channel, NoticeKind, NotificationsConfig, Settings, WebhookChannel};
 use common::text::{escape_for_log, mask_email};
 
 use crate::store::{AddressSeen, NewNotice, Queued, Store, StoreError};
@@ -32,13 +32,43 @@ pub struct Told<'a> {
 }
 
 /// Where the user hears of it: their profile's settings and their addresses (the old and the
-/// new one when the address changed).
+/// new one when the address changed), or the webhook channel and phone number their profile
+/// reaches them by first.
 #[derive(Debug, Clone, Copy)]
 pub struct UserTo<'a> {
     /// The settings of the user's profile (`notify`).
     pub settings: &'a Settings,
     /// The addresses to tell.
     pub addresses: &'a [&'a str],
+    /// The webhook channel (with a `notice_body`) and phone number that come before the mail
+    /// in the profile's `channels`, when the user has a number ([`by_phone`]).
+    pub phone: Option<(&'a str, &'a str)>,
+}
+
+/// The webhook channel and phone number a user's notifications go by: the first of the
+/// profile's channels that reaches the user and carries notifications (a webhook channel needs
+/// a `notice_body`), when that is a webhook; `None` when it is the mail (or nothing).
+pub fn by_phone<'a>(
+    webhooks: &'a [WebhookChannel],
+    settings: &'a Settings,
+    has_address: bool,
+    phone: Option<&'a str>,
+) -> Option<(&'a str, &'a str)> {
+    for channel in &settings.channels {
+        match channel {
+            Channel::Email if has_address => return None,
+            Channel::Email => {}
+            Channel::Webhook(name) => {
+                let carries = webhooks
+                    .iter()
+                    .any(|w| &w.name == name && w.notice_body.is_some());
+                if let (true, Some(number)) = (carries, phone) {
+                    return Some((name.as_str(), number));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Queues the notices of `told`: to the user (when `user` is known and their profile wants
@@ -52,19 +82,22 @@ pub fn tell(
     now: i64,
 ) -> Result<(), StoreError> {
     if let Some(to) = user.filter(|to| to.settings.notify.contains(&told.kind)) {
-        for address in to.addresses {
-            queue(store, told, address, false, config.per_user_per_hour, now)?;
+        let cap = config.per_user_per_hour;
+        // An address change is about the mail address: told there, old and new.
+        match to.phone.filter(|_| told.kind != NoticeKind::AddressChanged) {
+            Some((channel, number)) => {
+                queue(store, told, (number, Some(channel)), false, cap, now)?;
+            }
+            None => {
+                for address in to.addresses {
+                    queue(store, told, (address, None), false, cap, now)?;
+                }
+            }
         }
     }
     if let Some(admin) = config.admin_for(told.kind) {
-        queue(
-            store,
-            told,
-            admin.as_str(),
-            true,
-            config.admin_per_hour,
-            now,
-        )?;
+        let to = (admin.as_str(), None);
+        queue(store, told, to, true, config.admin_per_hour, now)?;
     }
     Ok(())
 }
@@ -72,7 +105,7 @@ pub fn tell(
 fn queue(
     store: &mut dyn Store,
     told: &Told<'_>,
-    address: &str,
+    (address, channel): (&str, Option<&str>),
     to_admin: bool,
     cap: u32,
     now: i64,
@@ -81,6 +114,7 @@ fn queue(
         kind: told.kind,
         user: told.user,
         address,
+        channel,
         to_admin,
         service: told.service,
         rhost: told.rhost,
@@ -176,6 +210,7 @@ mod tests {
         let user = UserTo {
             settings: &config.defaults,
             addresses: &["alice@example.com"],
+            phone: None,
         };
         tell(
             &mut store,
@@ -197,6 +232,7 @@ mod tests {
         let user = UserTo {
             settings: &config.defaults,
             addresses: &["alice@example.com"],
+            phone: None,
         };
         tell(
             &mut store,
@@ -216,6 +252,7 @@ mod tests {
         let user = UserTo {
             settings: &config.defaults,
             addresses: &["alice@example.com"],
+            phone: None,
         };
         let login = |store: &mut SqliteStore, rhost, now| {
             after_login(
@@ -246,9 +283,92 @@ mod tests {
         let user = UserTo {
             settings: &config.defaults,
             addresses: &["alice@example.com"],
+            phone: None,
         };
         let told = ("alice", "sshd", Some("192.0.2.1"));
         after_login(&mut store, &config.notifications, user, told, T0).unwrap();
         assert_eq!(store.count_rows("SELECT count(*) FROM seen_rhosts"), 0);
+    }
+
+    #[test]
+    fn notifications_go_by_the_first_channel_that_reaches_the_user_and_carries_them() {
+        let hook = |name: &str, notices: bool| {
+            let notice_body = if notices {
+                "notice_body = \"To={to}&Body={message}\"\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[channels.webhook]]\nname = \"{name}\"\nendpoints = [\"https://gw.example/x\"]\nbody = \"To={{to}}&Body={{code}}\"\n{notice_body}"
+            )
+        };
+        let config = config(&format!(
+            "[profiles.sms_first]\nchannels = [\"sms\", \"email\"]\n[profiles.mail_first]\nchannels = [\"email\", \"sms\"]\n[profiles.codes_only]\nchannels = [\"push\", \"email\"]\n{}{}",
+            hook("sms", true),
+            hook("push", false)
+        ));
+        let route = |profile: &str, has_address, phone| {
+            by_phone(
+                &config.webhooks,
+                &config.profiles[profile],
+                has_address,
+                phone,
+            )
+        };
+        let phone = Some("+441234567890");
+        assert_eq!(
+            route("sms_first", true, phone),
+            Some(("sms", "+441234567890"))
+        );
+        assert_eq!(route("sms_first", true, None), None, "no number: by mail");
+        assert_eq!(route("mail_first", true, phone), None);
+        assert_eq!(
+            route("mail_first", false, phone),
+            Some(("sms", "+441234567890")),
+            "no address: the next channel"
+        );
+        assert_eq!(
+            route("codes_only", true, phone),
+            None,
+            "push has no notice_body"
+        );
+    }
+
+    #[test]
+    fn a_user_reached_by_phone_is_told_there_once_and_an_address_change_by_mail() {
+        let config = config("");
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com", "alice@new.example"],
+            phone: Some(("sms", "+441234567890")),
+        };
+        tell(
+            &mut store,
+            &config.notifications,
+            Some(user),
+            &lockout("1"),
+            T0,
+        )
+        .unwrap();
+        let changed = Told {
+            kind: NoticeKind::AddressChanged,
+            event_key: None,
+            ..lockout("")
+        };
+        tell(&mut store, &config.notifications, Some(user), &changed, T0).unwrap();
+        let due = store.due_notices(T0, i64::MIN, 10).unwrap();
+        let sent: Vec<(Option<&str>, &str)> = due
+            .iter()
+            .map(|n| (n.channel.as_deref(), n.address.as_str()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (Some("sms"), "+441234567890"),
+                (None, "alice@example.com"),
+                (None, "alice@new.example")
+            ]
+        );
     }
 }

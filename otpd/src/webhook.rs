@@ -10,7 +10,9 @@ use std::fmt;
 use std::path::Path;
 
 use common::config::sms;
-use common::config::webhook_template::{UrlTemplate, WebhookValues, WebhookVar};
+use common::config::webhook_template::{
+    BodyFormat, BodyTemplate, UrlTemplate, WebhookValues, WebhookVar,
+};
 use common::config::{WebhookChannel, WebhookMethod};
 use common::secret::SecretString;
 
@@ -82,6 +84,8 @@ impl WebhookValues for CodeValues<'_> {
             WebhookVar::User => self.user,
             WebhookVar::Host => self.host,
             WebhookVar::Minutes => &self.minutes,
+            // A code's body cannot name it (the config refuses it).
+            WebhookVar::Message => "",
         }
     }
 }
@@ -140,7 +144,45 @@ impl WebhookSender {
         // Ours is wiped on drop; the copy each request hands reqwest is not (its body type
         // has no zeroizing variant), and is dropped when the request ends.
         let body = SecretString::new(self.channel.body.render(body_values));
-        let content_type = self.channel.body.format().content_type();
+        self.post(&body, self.channel.body.format(), values).await
+    }
+
+    /// Whether this channel sends notifications (it has a `notice_body`).
+    pub fn sends_notices(&self) -> bool {
+        self.channel.notice_body.is_some()
+    }
+
+    /// Sends a notification's request like [`WebhookSender::send`], its text cut to one SMS
+    /// segment where the channel has an `sms_field`.
+    pub async fn send_notice(&self, values: &NoticeText<'_>) -> Result<String, String> {
+        let Some(template) = &self.channel.notice_body else {
+            return Err(format!(
+                "webhook:{} has no notice_body any more",
+                self.channel.name
+            ));
+        };
+        let fitted;
+        let body_values: &dyn WebhookValues = match &self.channel.sms_field {
+            Some(field) => {
+                fitted = values.fitted(template, field);
+                &fitted
+            }
+            None => values,
+        };
+        let body = SecretString::new(template.render(body_values));
+        self.post(&body, template.format(), values).await
+    }
+
+    /// Posts `body` to each endpoint (its URL from `url_values`) in turn until one answers
+    /// 2xx.
+    async fn post(
+        &self,
+        body: &SecretString,
+        format: BodyFormat,
+        url_values: &dyn WebhookValues,
+    ) -> Result<String, String> {
+        let values = url_values;
+        let content_type = format.content_type();
         let mut failures = Vec::new();
         for (index, endpoint) in self.channel.endpoints.iter().enumerate() {
             let label = endpoint_label(&self.channel.name, index, endpoint);
@@ -176,6 +218,64 @@ impl WebhookSender {
             }
         }
         Err(failures.join("; "))
+    }
+}
+
+/// What a notification's request can say: never a code.
+#[derive(Debug)]
+pub struct NoticeText<'a> {
+    /// The phone number.
+    pub to: &'a str,
+    /// The user it is about.
+    pub user: &'a str,
+    /// This machine.
+    pub host: &'a str,
+    /// The notification's text (its subject).
+    pub message: String,
+}
+
+impl WebhookValues for NoticeText<'_> {
+    fn value(&self, var: WebhookVar) -> &str {
+        match var {
+            WebhookVar::To => self.to,
+            WebhookVar::User => self.user,
+            WebhookVar::Host => self.host,
+            WebhookVar::Message => &self.message,
+            // A notice_body cannot name these (the config refuses them).
+            WebhookVar::Code | WebhookVar::Minutes => "",
+        }
+    }
+}
+
+impl NoticeText<'_> {
+    /// These values with the message cut to the longest prefix with which `field` of
+    /// `template` fits one SMS segment.
+    fn fitted(&self, template: &BodyTemplate, field: &str) -> NoticeText<'_> {
+        let chars: Vec<char> = self.message.chars().collect();
+        let cut = |keep: usize| NoticeText {
+            to: self.to,
+            user: self.user,
+            host: self.host,
+            message: chars.iter().take(keep).collect(),
+        };
+        let fits = |text: &NoticeText<'_>| {
+            template
+                .field_text(field, text)
+                .is_none_or(|t: String| sms::SmsLength::of(&t).fits_one_segment())
+        };
+        let (mut fitting, mut too_long) = (0, chars.len());
+        if fits(&cut(too_long)) {
+            return cut(too_long);
+        }
+        while too_long - fitting > 1 {
+            let middle = fitting + (too_long - fitting) / 2;
+            if fits(&cut(middle)) {
+                fitting = middle;
+            } else {
+                too_long = middle;
+            }
+        }
+        cut(fitting)
     }
 }
 

@@ -734,3 +734,41 @@ fn hostile_names_stay_one_value_in_a_form_and_in_json() {
         }
     }
 }
+
+/// A user whose codes go by SMS is told of their lockout by SMS too (the channel's
+/// `notice_body`, the notification's subject as the text), with no code in it and no mail.
+#[test]
+fn a_lockout_is_told_by_sms_to_a_user_reached_by_sms_and_the_text_holds_no_code() {
+    let s = setup_with(Options {
+        sms_field: Some("Body"),
+        extra: "notice_body = \"To={to}&From=+15005550006&Body={message}\"\n".into(),
+        ..Options::default()
+    });
+    let text = s.otpd.config_text().replace(
+        "mode = \"required\"\n",
+        "mode = \"required\"\nmax_user_failures = 1\n",
+    );
+    assert!(text.contains("max_user_failures = 1"), "{text}");
+    s.otpd.reload_with(&text);
+    let reader: RequestReader = s.gateways[0].reader();
+    let login = login_with(&s.pam, "sshd", "alice", None, move |_| {
+        let code = reader.wait_for(1, REQUEST_WAIT)[0].code();
+        let mut wrong = code.into_bytes();
+        wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(wrong).unwrap()
+    });
+    assert_eq!(libpam::code_name(login.code), "PAM_MAXTRIES", "{login:?}");
+    let requests = s.gateways[0].reader().wait_for(2, REQUEST_WAIT);
+    assert_eq!(requests.len(), 2, "the code, then the notice");
+    let code = requests[0].code();
+    let notice = &requests[1];
+    assert_eq!(notice.field("To"), Some("+441234567890"));
+    let body = notice.field("Body").unwrap_or_default();
+    assert!(
+        body.starts_with("Logins of alice to ") && body.ends_with(" are locked"),
+        "{body}"
+    );
+    assert!(!notice.body.contains(&code), "{}", notice.body);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(s.smtp.messages().is_empty(), "nothing by mail");
+}

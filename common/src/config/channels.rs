@@ -77,6 +77,9 @@ pub struct WebhookChannel {
     pub headers: Vec<(String, String)>,
     /// The body, in its format.
     pub body: BodyTemplate,
+    /// The body of a notification sent by this channel (`{message}`, never `{code}`); without
+    /// it, notifications of its users go by mail.
+    pub notice_body: Option<BodyTemplate>,
     /// The body's field that an SMS gateway sends as the message (Twilio's `Body`), kept
     /// within one SMS segment (see [`super::sms`]); `None` for gateways that are no SMS.
     pub sms_field: Option<String>,
@@ -188,6 +191,11 @@ impl WebhookChannel {
         }
         let body = BodyTemplate::parse(body_value.get_ref(), format)
             .map_err(|why| Invalid::new(body_value.span(), why))?;
+        let notice_body = hook
+            .notice_body
+            .as_ref()
+            .map(|v| notice_body(v, format))
+            .transpose()?;
         let sms_field = match &hook.sms_field {
             None => None,
             Some(field) => {
@@ -203,6 +211,12 @@ impl WebhookChannel {
                 Some(field.get_ref().clone())
             }
         };
+        if let (Some(field), Some(notice), Some(value)) =
+            (&hook.sms_field, &notice_body, &hook.notice_body)
+        {
+            sms::check_template(notice, field.get_ref())
+                .map_err(|why| Invalid::new(value.span(), format!("notice_body: {why}")))?;
+        }
         let credentials_file = hook
             .credentials_file
             .as_ref()
@@ -224,6 +238,7 @@ impl WebhookChannel {
             method,
             headers,
             body,
+            notice_body,
             sms_field,
             credentials_file,
             ca_file,
@@ -231,6 +246,18 @@ impl WebhookChannel {
         };
         Ok((channel, name_value.span()))
     }
+}
+
+/// `notice_body`: in the body's format, with `{message}` and without `{code}` or `{minutes}`.
+fn notice_body(value: &Text, format: BodyFormat) -> Result<BodyTemplate, Invalid> {
+    if value.get_ref().len() > MAX_BODY {
+        return Err(Invalid::new(
+            value.span(),
+            format!("notice_body must be at most {MAX_BODY} bytes"),
+        ));
+    }
+    BodyTemplate::parse_notice(value.get_ref(), format)
+        .map_err(|why| Invalid::new(value.span(), format!("notice_body: {why}")))
 }
 
 /// The `headers` table: token names (not the ones otpd sets), values without control
@@ -406,5 +433,32 @@ mod tests {
         .unwrap();
         assert_eq!(c.headers, vec![("X-Token-Kind".into(), "sms".into())]);
         assert_eq!(c.display_name, "SMS");
+    }
+
+    #[test]
+    fn a_notice_body_carries_the_message_and_never_the_code() {
+        let c = hook(&format!(
+            "{TWILIO}notice_body = \"To={{to}}&From=+15005550006&Body={{message}}\"\nsms_field = \"Body\""
+        ))
+        .unwrap();
+        assert!(c.notice_body.is_some());
+        for (notice, says) in [
+            ("To={to}&Body={message} {code}", "never carries a code"),
+            ("To={to}&Body=locked", "must use {message}"),
+            ("To={to}&Text={message}", "not a field of the body"),
+        ] {
+            let e = hook(&format!(
+                "{TWILIO}notice_body = {notice:?}\nsms_field = \"Body\""
+            ))
+            .unwrap_err();
+            assert!(e.message.contains(says), "{notice}: {}", e.message);
+        }
+        let e = hook("endpoints = [\"https://gw.example/x\"]\nbody = \"B={code} {message}\"")
+            .unwrap_err();
+        assert!(
+            e.message.contains("belongs in notice_body"),
+            "{}",
+            e.message
+        );
     }
 }

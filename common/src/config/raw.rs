@@ -93,6 +93,7 @@ pub(super) struct RawWebhook {
     pub method: Option<Text>,
     pub headers: Option<Spanned<BTreeMap<Text, Text>>>,
     pub body: Option<Text>,
+    pub notice_body: Option<Text>,
     pub body_format: Option<Text>,
     pub sms_field: Option<Text>,
     pub credentials_file: Option<Text>,

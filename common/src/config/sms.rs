@@ -89,7 +89,7 @@ impl WebhookValues for Shortest {
             WebhookVar::To => "+999999999999999",
             WebhookVar::Code => "9999999999",
             WebhookVar::Minutes => "60",
-            WebhookVar::User | WebhookVar::Host => "",
+            WebhookVar::User | WebhookVar::Host | WebhookVar::Message => "",
         }
     }
 }
@@ -189,6 +189,7 @@ mod tests {
                 WebhookVar::To => "+441234567890",
                 WebhookVar::Code => "123456",
                 WebhookVar::Minutes => "10",
+                WebhookVar::Message => "",
                 WebhookVar::User => self.user,
                 WebhookVar::Host => self.host,
             }

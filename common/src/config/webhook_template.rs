@@ -22,16 +22,19 @@ pub enum WebhookVar {
     Host,
     /// How many minutes the code stays valid.
     Minutes,
+    /// A notification's text, one line (`notice_body` only; never a code).
+    Message,
 }
 
 impl WebhookVar {
     /// Every placeholder, in the order the documentation lists them.
-    pub const ALL: [WebhookVar; 5] = [
+    pub const ALL: [WebhookVar; 6] = [
         WebhookVar::To,
         WebhookVar::Code,
         WebhookVar::User,
         WebhookVar::Host,
         WebhookVar::Minutes,
+        WebhookVar::Message,
     ];
 
     /// The name written between braces.
@@ -42,6 +45,7 @@ impl WebhookVar {
             WebhookVar::User => "user",
             WebhookVar::Host => "host",
             WebhookVar::Minutes => "minutes",
+            WebhookVar::Message => "message",
         }
     }
 }
@@ -316,8 +320,38 @@ pub enum BodyTemplate {
 }
 
 impl BodyTemplate {
-    /// Checks `text` as a body of `format`; it must use `{code}`.
+    /// Checks `text` as a code's body of `format`: it must use `{code}`, and not `{message}`.
     pub fn parse(text: &str, format: BodyFormat) -> Result<BodyTemplate, String> {
+        let body = BodyTemplate::parse_any(text, format)?;
+        if !body.uses(WebhookVar::Code) {
+            return Err("the body must contain {code}, or the code goes nowhere".into());
+        }
+        if body.uses(WebhookVar::Message) {
+            return Err(
+                "{message} is a notification's text; it belongs in notice_body, not in the code's body"
+                    .into(),
+            );
+        }
+        Ok(body)
+    }
+
+    /// Checks `text` as a notification's body of `format`: it must use `{message}`, and never
+    /// `{code}` or `{minutes}`.
+    pub fn parse_notice(text: &str, format: BodyFormat) -> Result<BodyTemplate, String> {
+        let body = BodyTemplate::parse_any(text, format)?;
+        if body.uses(WebhookVar::Code) || body.uses(WebhookVar::Minutes) {
+            return Err(
+                "a notification never carries a code: {code} and {minutes} are not allowed here"
+                    .into(),
+            );
+        }
+        if !body.uses(WebhookVar::Message) {
+            return Err("it must use {message}, the notification's text".into());
+        }
+        Ok(body)
+    }
+
+    fn parse_any(text: &str, format: BodyFormat) -> Result<BodyTemplate, String> {
         let body = match format {
             BodyFormat::Form => {
                 let mut fields = Vec::new();
@@ -342,13 +376,11 @@ impl BodyTemplate {
                 BodyTemplate::Json(template)
             }
         };
-        if !body.uses(WebhookVar::Code) {
-            return Err("the body must contain {code}, or the code goes nowhere".into());
-        }
         Ok(body)
     }
 
-    fn uses(&self, var: WebhookVar) -> bool {
+    /// True when some part of the body uses `var`.
+    pub fn uses(&self, var: WebhookVar) -> bool {
         match self {
             BodyTemplate::Form(fields) => fields.iter().any(|(_, t)| t.uses(var)),
             BodyTemplate::Json(t) => t.uses(var),
@@ -463,6 +495,7 @@ mod tests {
                 WebhookVar::User => "eve&To=+19005550000\"}, \"x\": \"/../?a=b#",
                 WebhookVar::Host => "höst.example",
                 WebhookVar::Minutes => "10",
+                WebhookVar::Message => "locked\" & x=1",
             }
         }
     }

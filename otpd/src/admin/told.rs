@@ -6,7 +6,7 @@
 //! The user's profile is the one their logins by the first enabled protocol get (the admin
 //! side asks no directory, so `match_attribute` policies do not match here).
 
-use common::config::{NoticeKind, Settings};
+use common::config::{EmailAddress, NoticeKind, Settings};
 
 use super::Ctx;
 use crate::notify::{self, Told, UserTo};
@@ -30,13 +30,13 @@ pub fn change(
     let name = after.name.as_str();
     let old = policy::address_for(config, name, before);
     let new = policy::address_for(config, name, Some(after));
+    let phone = after.phone.as_deref();
     let tell = |store: &mut dyn Store, kind, addresses: &[&str], detail: &str| {
-        tell_user(store, ctx, name, kind, addresses, detail)
+        tell_user(store, ctx, (name, phone), kind, addresses, detail)
     };
     if before.is_some_and(|r| r.enabled) && !after.enabled {
-        if let Some(address) = &new {
-            tell(store, NoticeKind::FactorOff, &[address.as_str()], by)?;
-        }
+        let to: Vec<&str> = new.iter().map(EmailAddress::as_str).collect();
+        tell(store, NoticeKind::FactorOff, &to, by)?;
     }
     if let (Some(old), Some(new)) = (&old, &new) {
         if old != new {
@@ -66,15 +66,16 @@ pub fn removed(
     let config = &ctx.active.config;
     let name = before.name.as_str();
     let address = policy::address_for(config, name, Some(before));
-    let (true, Some(address)) = (before.enabled, address) else {
+    if !before.enabled {
         return Ok(());
-    };
+    }
+    let to: Vec<&str> = address.iter().map(EmailAddress::as_str).collect();
     tell_user(
         store,
         ctx,
-        name,
+        (name, before.phone.as_deref()),
         NoticeKind::FactorOff,
-        &[address.as_str()],
+        &to,
         by,
     )
 }
@@ -83,7 +84,7 @@ pub fn removed(
 fn tell_user(
     store: &mut dyn Store,
     ctx: &Ctx<'_>,
-    name: &str,
+    (name, phone): (&str, Option<&str>),
     kind: NoticeKind,
     addresses: &[&str],
     detail: &str,
@@ -96,11 +97,13 @@ fn tell_user(
         detail,
         event_key: None,
     };
-    let user = UserTo {
-        settings: settings_of(ctx, name),
-        addresses,
-    };
     let config = &ctx.active.config;
+    let settings = settings_of(ctx, name);
+    let user = UserTo {
+        settings,
+        addresses,
+        phone: notify::by_phone(&config.webhooks, settings, !addresses.is_empty(), phone),
+    };
     notify::tell(store, &config.notifications, Some(user), &told, ctx.now)
 }
 

@@ -293,7 +293,8 @@ fn prepare_in(
         }
         IssueOutcome::LockedOut { until } => {
             let hearers = Hearers {
-                notifications: &active.config.notifications,
+                config: &active.config,
+                phone: facts.user.phone.as_ref().map(PhoneNumber::as_str),
                 needed: &needed,
             };
             BeginStep::Done(refuse_locked(store, hearers, subject, until, now)?)

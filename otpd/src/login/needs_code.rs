@@ -18,7 +18,7 @@ use crate::notify::{self, Told, UserTo};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
 use crate::store::{self, IssueRequest, Store, StoreError};
-use common::config::{DirectoryDown, Mode, NoticeKind};
+use common::config::{DirectoryDown, Mode, NoticeKind, PhoneNumber};
 use common::text::escape_for_log;
 
 /// The checks every code request starts with, over its resolved `facts`: the caller may act
@@ -148,13 +148,20 @@ fn tell_breakglass_used(
         detail: &detail,
         event_key: Some(&key),
     };
+    let phone = facts.user.phone.as_ref().map(PhoneNumber::as_str);
     let address = match decision {
-        Decision::Code(needed) => Some((&needed.settings, needed.addresses())),
+        Decision::Code(needed) => Some((needed, needed.addresses())),
         _ => None,
     };
-    let user = address.as_ref().map(|(settings, to)| UserTo {
-        settings,
+    let user = address.as_ref().map(|(needed, to)| UserTo {
+        settings: &needed.settings,
         addresses: to,
+        phone: notify::by_phone(
+            &config.webhooks,
+            &needed.settings,
+            needed.address.is_some(),
+            phone,
+        ),
     });
     notify::tell(store, &config.notifications, user, &told, now)
 }
@@ -235,7 +242,8 @@ pub(super) async fn for_needed_code(
                 },
                 Ok(needed) => {
                     let hearers = Hearers {
-                        notifications: &settings.config.notifications,
+                        config: &settings.config,
+                        phone: facts.user.phone.as_ref().map(PhoneNumber::as_str),
                         needed: &needed,
                     };
                     work(store, facts, hearers, now)

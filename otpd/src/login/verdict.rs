@@ -1,7 +1,7 @@
 //! What a checked code comes to: each outcome audited, worded for the person, and told (a
 //! login from a new address, a lockout) as the profile asks.
 
-use common::config::{NoticeKind, NotificationsConfig};
+use common::config::{Config, NoticeKind};
 use common::timefmt;
 use common::wire::{DenyReason, Response};
 
@@ -12,20 +12,27 @@ use crate::notify::{self, Told, UserTo};
 use crate::policy::CodeNeeded;
 use crate::store::{Store, StoreError, VerifyOutcome};
 
-/// Who hears of a login's outcome: the user, by their profile and address, and the admin.
+/// Who hears of a login's outcome: the user, by their profile, address and phone, and the
+/// admin.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Hearers<'a> {
-    /// `[notifications]`.
-    pub notifications: &'a NotificationsConfig,
+    /// The config in force (`[notifications]`, the webhook channels).
+    pub config: &'a Config,
     /// The login's profile and the user's address.
     pub needed: &'a CodeNeeded,
+    /// The user's phone number, if they have one.
+    pub phone: Option<&'a str>,
 }
 
-impl Hearers<'_> {
-    fn user_to<'a>(&'a self, addresses: &'a [&'a str]) -> UserTo<'a> {
+impl<'a> Hearers<'a> {
+    /// The login's user as notifications reach them.
+    fn user_to(&self, addresses: &'a [&'a str]) -> UserTo<'a> {
+        let settings = &self.needed.settings;
+        let has_address = self.needed.address.is_some();
         UserTo {
-            settings: &self.needed.settings,
+            settings,
             addresses,
+            phone: notify::by_phone(&self.config.webhooks, settings, has_address, self.phone),
         }
     }
 }
@@ -47,7 +54,7 @@ pub(super) fn verdict(
             let login = subject.login;
             notify::after_login(
                 store,
-                hearers.notifications,
+                &hearers.config.notifications,
                 hearers.user_to(&address),
                 (&login.user, &login.service, believed_rhost(subject)),
                 now,
@@ -154,7 +161,7 @@ fn tell_lockout(
     let address = hearers.needed.addresses();
     notify::tell(
         store,
-        hearers.notifications,
+        &hearers.config.notifications,
         Some(hearers.user_to(&address)),
         &told,
         now,

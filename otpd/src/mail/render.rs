@@ -80,8 +80,8 @@ impl Values<'_> {
 pub struct NoticeValues<'a> {
     /// The user it is about.
     pub user: &'a str,
-    /// The recipient (shown masked only).
-    pub to: &'a EmailAddress,
+    /// The recipient (shown masked only); `None` for a notice sent by phone.
+    pub to: Option<&'a EmailAddress>,
     /// This machine's name.
     pub host: &'a str,
     /// The PAM service, or `otpctl`.
@@ -99,7 +99,10 @@ impl NoticeValues<'_> {
     pub fn plain(&self, var: TemplateVar) -> String {
         match var {
             TemplateVar::User => clean(self.user),
-            TemplateVar::EmailMasked => mask_email(self.to.as_str()),
+            TemplateVar::EmailMasked => self
+                .to
+                .map(|to| mask_email(to.as_str()))
+                .unwrap_or_default(),
             TemplateVar::Host => clean(self.host),
             TemplateVar::Service => clean(self.service),
             TemplateVar::Rhost => self.rhost.map_or_else(|| UNKNOWN_RHOST.to_string(), clean),

@@ -786,6 +786,7 @@ pub fn a_notice_is_told_once_and_capped_per_hour(store: &mut dyn Store) {
         kind: NoticeKind::Lockout,
         user,
         address: "x@example.org",
+        channel: None,
         to_admin,
         service: "sshd",
         rhost: None,

@@ -35,8 +35,10 @@ pub struct NewNotice<'a> {
     pub kind: NoticeKind,
     /// The user it is about.
     pub user: &'a str,
-    /// The address it goes to.
+    /// The address it goes to: a mail address, or with `channel` a phone number.
     pub address: &'a str,
+    /// The webhook channel it goes by; `None`: by mail.
+    pub channel: Option<&'a str>,
     /// Whether it goes to the admin's address rather than the user's.
     pub to_admin: bool,
     /// The PAM service of the login, or `otpctl`.
@@ -80,8 +82,10 @@ pub struct QueuedNotice {
     pub kind: NoticeKind,
     /// The user it is about.
     pub user: String,
-    /// The address it goes to.
+    /// The address it goes to: a mail address, or with `channel` a phone number.
     pub address: String,
+    /// The webhook channel it goes by; `None`: by mail.
+    pub channel: Option<String>,
     /// Whether it goes to the admin.
     pub to_admin: bool,
     /// The PAM service of the login.
@@ -97,7 +101,7 @@ pub struct QueuedNotice {
 }
 
 const COLUMNS: &str =
-    "id, kind, user, address, to_admin, service, rhost, detail, created_at, tries";
+    "id, kind, user, address, to_admin, service, rhost, detail, created_at, tries, channel";
 
 fn of_row(row: &Row<'_>) -> rusqlite::Result<QueuedNotice> {
     let kind: String = row.get(1)?;
@@ -119,6 +123,7 @@ fn of_row(row: &Row<'_>) -> rusqlite::Result<QueuedNotice> {
         detail: row.get(7)?,
         created_at: row.get(8)?,
         tries: row.get(9)?,
+        channel: row.get(10)?,
     })
 }
 
@@ -161,8 +166,8 @@ pub(super) fn queue_in(
     tx.prepare_cached(
         "INSERT INTO notices \
          (kind, user, address, to_admin, service, rhost, detail, event_key, created_at, \
-          next_try_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+          next_try_at, channel) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
     )?
     .execute(params![
         notice.kind.name(),
@@ -173,7 +178,8 @@ pub(super) fn queue_in(
         notice.rhost,
         notice.detail,
         notice.event_key,
-        now
+        now,
+        notice.channel
     ])?;
     Ok(Queued::Queued)
 }
@@ -196,6 +202,7 @@ pub(super) fn queue_recovery_used_in(
         kind: NoticeKind::RecoveryUsed,
         user,
         address: to.address,
+        channel: None,
         to_admin: false,
         service: to.service,
         rhost,
@@ -348,6 +355,7 @@ mod tests {
                 kind: NoticeKind::RecoveryUsed,
                 user: "alice".into(),
                 address: "alice@example.test".into(),
+                channel: None,
                 to_admin: false,
                 service: "sshd".into(),
                 rhost: Some("192.0.2.1".into()),
@@ -403,6 +411,7 @@ mod tests {
             kind: NoticeKind::Lockout,
             user,
             address: "alice@example.test",
+            channel: None,
             to_admin: false,
             service: "sshd",
             rhost: Some("192.0.2.1"),

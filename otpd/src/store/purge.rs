@@ -259,6 +259,7 @@ mod tests {
                 kind: NoticeKind::Lockout,
                 user,
                 address: "x@example.test",
+                channel: None,
                 to_admin: false,
                 service: "sshd",
                 rhost: None,

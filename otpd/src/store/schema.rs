@@ -206,7 +206,7 @@ ALTER TABLE users ADD COLUMN phone TEXT;
 ";
 
 /// Version 9 (issue #21): notices of every kind, to the user or the admin, with the event's
-/// facts in `detail`. A delivered notice is kept with `sent_at` set (the per-hour caps count
+/// facts in `detail`, by mail or (`channel`, `address` then a phone number) a webhook channel. A delivered notice is kept with `sent_at` set (the per-hour caps count
 /// it, and `event_key` says an event was told already) until the purge removes it; `seen_rhosts`
 /// holds when each user last logged in from each remote address, for the `new_address` notice.
 const V9_NOTIFICATIONS: &str = "
@@ -216,6 +216,7 @@ CREATE TABLE notices_v9 (
     user        TEXT NOT NULL,
     address     TEXT NOT NULL,
     to_admin    INTEGER NOT NULL DEFAULT 0 CHECK (to_admin IN (0, 1)),
+    channel     TEXT,
     service     TEXT NOT NULL,
     rhost       TEXT,
     detail      TEXT NOT NULL DEFAULT '',
