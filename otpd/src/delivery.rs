@@ -138,9 +138,28 @@ async fn send(
     let deadline = tokio::time::Instant::now() + mailer.total_timeout();
     let mut failures = Vec::new();
     for (index, route) in routes.iter().enumerate() {
+        let ran_out = || {
+            format!(
+                "{}: the delivery's {} s ran out",
+                route_name(route),
+                mailer.total_timeout().as_secs()
+            )
+        };
+        if tokio::time::Instant::now() >= deadline {
+            failures.push(ran_out());
+            break;
+        }
         let sending = async {
             match route {
-                Route::Email => mailer.send(mail).await.map_err(|f| f.to_string()),
+                // The mail keeps its own deadline (and its own account of a timeout), cut to
+                // what the routes before it left.
+                Route::Email => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    mailer
+                        .send_within(mail, left)
+                        .await
+                        .map_err(|f| f.to_string())
+                }
                 Route::Webhook { sender, to } => {
                     let values = CodeValues {
                         to,
@@ -154,12 +173,13 @@ async fn send(
                 }
             }
         };
-        let Ok(outcome) = tokio::time::timeout_at(deadline, sending).await else {
-            failures.push(format!(
-                "{}: the delivery's {} s ran out",
-                route_name(route),
-                mailer.total_timeout().as_secs()
-            ));
+        // A grace second over the deadline lets the mail report its own timeout first.
+        let cut_off = match route {
+            Route::Email => deadline + std::time::Duration::from_secs(1),
+            Route::Webhook { .. } => deadline,
+        };
+        let Ok(outcome) = tokio::time::timeout_at(cut_off, sending).await else {
+            failures.push(ran_out());
             break;
         };
         match outcome {

@@ -204,8 +204,18 @@ impl Mailer {
     /// Sends `mail`, returning the name of the server that accepted it (`sendmail` for the
     /// local MTA). At most one server accepts it; see [`failover`].
     pub async fn send(&self, mail: &CodeMail<'_>) -> Result<String, MailFailure> {
+        self.send_within(mail, self.total_timeout).await
+    }
+
+    /// [`Mailer::send`] within `budget` (at most `total_timeout_seconds`): what is left of a
+    /// delivery's time after the channels tried before the mail.
+    pub async fn send_within(
+        &self,
+        mail: &CodeMail<'_>,
+        budget: Duration,
+    ) -> Result<String, MailFailure> {
         let out = message::code_mail(&self.sender, mail).map_err(unbuilt)?;
-        self.deliver(&out).await
+        self.deliver(&out, budget.min(self.total_timeout)).await
     }
 
     /// Sends a notification, like [`Mailer::send`].
@@ -214,7 +224,7 @@ impl Mailer {
         notice: &message::NoticeMail<'_>,
     ) -> Result<String, MailFailure> {
         let out = message::notice_mail(&self.sender, notice).map_err(unbuilt)?;
-        self.deliver(&out).await
+        self.deliver(&out, self.total_timeout).await
     }
 
     /// How long one mail may take through every server (`[mail] total_timeout_seconds`): the
@@ -228,14 +238,18 @@ impl Mailer {
         &self.host
     }
 
-    /// Sends a built message through the configured transport.
-    async fn deliver(&self, out: &message::Outgoing) -> Result<String, MailFailure> {
+    /// Sends a built message through the configured transport within `budget`.
+    async fn deliver(
+        &self,
+        out: &message::Outgoing,
+        budget: Duration,
+    ) -> Result<String, MailFailure> {
         match &self.transport {
             Transport::Smtp(servers) => {
-                failover::send(servers, out, self.total_timeout, self.clock.as_ref()).await
+                failover::send(servers, out, budget, self.clock.as_ref()).await
             }
             Transport::Sendmail(program) => program
-                .send(out, self.total_timeout)
+                .send(out, budget)
                 .await
                 .map(|()| sendmail::NAME.to_string())
                 .map_err(|error| MailFailure {
