@@ -29,6 +29,10 @@ pub struct Told<'a> {
     pub detail: &'a str,
     /// Names the event when it can recur: it is told once.
     pub event_key: Option<&'a str>,
+    /// Whether a local process caused it for its own account (its origin not believed): the
+    /// user is told, the admin is not, so no local user can spend the admin's hourly cap and
+    /// keep the admin from hearing of others.
+    pub by_local_caller: bool,
 }
 
 /// Where the user hears of it: their profile's settings and their addresses (the old and the
@@ -95,7 +99,10 @@ pub fn tell(
             }
         }
     }
-    if let Some(admin) = config.admin_for(told.kind) {
+    if let Some(admin) = config
+        .admin_for(told.kind)
+        .filter(|_| !told.by_local_caller)
+    {
         let to = (admin.as_str(), None);
         queue(store, told, to, true, config.admin_per_hour, now)?;
     }
@@ -160,6 +167,7 @@ pub fn after_login(
         rhost: Some(rhost),
         detail: "",
         event_key: None,
+        by_local_caller: false,
     };
     tell(store, config, Some(user), &told, now)
 }
@@ -192,6 +200,7 @@ mod tests {
             rhost: Some("192.0.2.1"),
             detail: "until later",
             event_key: Some(key),
+            by_local_caller: false,
         }
     }
 
@@ -370,5 +379,22 @@ mod tests {
                 (None, "alice@new.example")
             ]
         );
+    }
+
+    #[test]
+    fn a_local_callers_own_lockout_tells_the_user_and_not_the_admin() {
+        let config = config("[notifications]\nadmin_address = \"sec@example.com\"\n");
+        let (_dir, mut store) = store();
+        let user = UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+            phone: None,
+        };
+        let local = Told {
+            by_local_caller: true,
+            ..lockout("1")
+        };
+        tell(&mut store, &config.notifications, Some(user), &local, T0).unwrap();
+        assert_eq!(recipients(&mut store), ["alice@example.com"]);
     }
 }

@@ -96,6 +96,7 @@ fn tell_user(
         rhost: None,
         detail,
         event_key: None,
+        by_local_caller: false,
     };
     let config = &ctx.active.config;
     let settings = settings_of(ctx, name);

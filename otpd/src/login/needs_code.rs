@@ -147,6 +147,7 @@ fn tell_breakglass_used(
         rhost: facts.asker.remote_host(login),
         detail: &detail,
         event_key: Some(&key),
+        by_local_caller: facts.asker.origin == crate::caller::Origin::Local,
     };
     let phone = facts.user.phone.as_ref().map(PhoneNumber::as_str);
     let address = match decision {

@@ -157,6 +157,7 @@ fn tell_lockout(
         rhost: believed_rhost(subject),
         detail: &detail,
         event_key: Some(&key),
+        by_local_caller: subject.origin == Origin::Local,
     };
     let address = hearers.needed.addresses();
     notify::tell(
