@@ -1,0 +1,339 @@
+//! End-to-end relay mode: a main otpd (mailing through the SMTP capture) with
+//! `[relay_listener]`, and a DMZ otpd with `[relay]` whose socket a real libpam login uses, two
+//! processes on loopback with certificates from a test CA. Each test reads like the behaviour
+//! it proves.
+
+// Test code: a failed unwrap is how a test reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
+use e2e_tests::otpd::{Otpd, TestConfig};
+use e2e_tests::programs::free_port;
+use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::stack::PamConfDir;
+use e2e_tests::tls::TestCa;
+
+/// The main host: its otpd with a relay listener that allows `dmz1.pem` for `dmz1.example`.
+struct Main {
+    smtp: SmtpCapture,
+    otpd: Otpd,
+    port: u16,
+    ca: TestCa,
+}
+
+impl Main {
+    /// The listed client certificate (for `dmz1.example`) and its key.
+    fn listed(&self) -> (PathBuf, PathBuf) {
+        let ca = self.ca.ca_cert();
+        (ca.with_file_name("dmz1.pem"), ca.with_file_name("dmz1.key"))
+    }
+}
+
+fn main_host() -> Main {
+    let ca = TestCa::new("relay test CA");
+    std::fs::set_permissions(ca.server_key(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dmz1_cert, _) = ca.client_cert("dmz1");
+    let smtp = SmtpCapture::start();
+    let port = free_port();
+    let mut config = TestConfig::required(smtp.port);
+    config.body.push_str(&format!(
+        "\n[relay_listener]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ntimeout_seconds = 5\n\n[[relay_listener.clients]]\ncertificate = \"{}\"\nhost = \"dmz1.example\"\n",
+        ca.server_cert().display(),
+        ca.server_key().display(),
+        ca.ca_cert().display(),
+        dmz1_cert.display(),
+    ));
+    let otpd = Otpd::start(&config);
+    Main {
+        smtp,
+        otpd,
+        port,
+        ca,
+    }
+}
+
+/// A DMZ otpd relaying to `127.0.0.1:port` with the client certificate `cert` and `key`, speaking
+/// for `host_name`.
+fn dmz_host(port: u16, ca_file: &Path, cert: &Path, key: &Path, host_name: &str) -> Otpd {
+    dmz_with(port, ca_file, cert, key, host_name, "")
+}
+
+fn dmz_with(
+    port: u16,
+    ca_file: &Path,
+    cert: &Path,
+    key: &Path,
+    host_name: &str,
+    extra: &str,
+) -> Otpd {
+    let (cert, key, ca_file) = (cert.to_owned(), key.to_owned(), ca_file.to_owned());
+    let host_name = host_name.to_string();
+    let extra = extra.to_string();
+    Otpd::start_with_text(move |socket, state_dir| {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[relay]\nupstream = \"127.0.0.1:{port}\"\nhost_name = \"{host_name}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\nca_file = \"{}\"\n{extra}",
+            socket.display(),
+            state_dir.display(),
+            cert.display(),
+            key.display(),
+            ca_file.display(),
+        )
+    })
+}
+
+fn pam_for(otpd: &Otpd) -> PamConfDir {
+    let pam = PamConfDir::new();
+    pam.otp_then_permit("sshd", &otpd.socket, "");
+    pam
+}
+
+fn assert_unavailable(result: &LoginResult) {
+    assert_eq!(result.name(), "PAM_AUTHINFO_UNAVAIL", "{result:?}");
+}
+
+/// Waits up to 5 s for `needle` in the main otpd's log.
+fn wait_for_log(otpd: &Otpd, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = otpd.log();
+        if log.contains(needle) || Instant::now() > until {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_pam_login_on_the_dmz_gets_its_code_mailed_by_the_main_host_and_succeeds() {
+    let main = main_host();
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let pam = pam_for(&dmz);
+    let result = login_with(
+        &pam,
+        "sshd",
+        "alice",
+        Some("192.0.2.10"),
+        mailed_code(main.smtp.reader(), 1),
+    );
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}");
+    let mail = main.smtp.last();
+    assert_eq!(mail.rcpt_tos, vec!["alice@example.test".to_string()]);
+    assert!(
+        mail.text.contains("sshd, ssh from 192.0.2.10"),
+        "{}",
+        mail.text
+    );
+    let log = main.otpd.log();
+    let verified = log
+        .lines()
+        .find(|l| l.contains("event=verified user=alice"))
+        .unwrap_or_else(|| panic!("no verified line in the main log:\n{log}"));
+    assert!(verified.contains("rhost=192.0.2.10"), "{verified}");
+    assert!(verified.contains("relay=dmz1.example"), "{verified}");
+    // The DMZ decided nothing: it has no audit of its own.
+    assert!(!dmz.log().contains("event=verified"), "{}", dmz.log());
+}
+
+#[test]
+fn a_client_certificate_not_in_the_list_is_refused() {
+    let main = main_host();
+    let (cert, key) = main.ca.client_cert("dmz-unlisted");
+    let dmz = dmz_host(main.port, &main.ca.ca_cert(), &cert, &key, "dmz1.example");
+    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    assert_unavailable(&result);
+    let log = wait_for_log(&main.otpd, "not listed in [[relay_listener.clients]]");
+    assert!(
+        log.contains("relay connection from 127.0.0.1 refused: its client certificate (SHA-256 "),
+        "{log}"
+    );
+    assert!(main.smtp.messages().is_empty());
+}
+
+#[test]
+fn an_expired_client_certificate_is_refused() {
+    let main = main_host();
+    let (cert, key) = main.ca.expired_client_cert("dmz-expired");
+    let dmz = dmz_host(main.port, &main.ca.ca_cert(), &cert, &key, "dmz1.example");
+    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    assert_unavailable(&result);
+    let log = wait_for_log(&main.otpd, "TLS handshake failed");
+    let line = log
+        .lines()
+        .find(|l| l.contains("TLS handshake failed"))
+        .unwrap_or_else(|| panic!("no handshake refusal in the main log:\n{log}"));
+    assert!(line.to_lowercase().contains("expired"), "{line}");
+    assert!(main.smtp.messages().is_empty());
+}
+
+#[test]
+fn a_relay_claiming_another_host_name_is_refused() {
+    let main = main_host();
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz2.example",
+    );
+    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    assert_unavailable(&result);
+    let log = wait_for_log(&main.otpd, "claimed to speak for host dmz2.example");
+    assert!(
+        log.contains("relay dmz1.example: claimed to speak for host dmz2.example"),
+        "{log}"
+    );
+    assert!(main.smtp.messages().is_empty());
+}
+
+#[test]
+fn with_the_main_host_down_the_login_is_unavailable_at_once() {
+    let ca = TestCa::new("relay test CA");
+    let (cert, key) = ca.client_cert("dmz1");
+    let port = free_port();
+    let dmz = dmz_host(port, &ca.ca_cert(), &cert, &key, "dmz1.example");
+    let started = Instant::now();
+    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    assert_unavailable(&result);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        dmz.log().contains("cannot connect to 127.0.0.1:"),
+        "{}",
+        dmz.log()
+    );
+}
+
+#[test]
+fn with_a_main_host_that_never_answers_the_login_is_unavailable_within_the_deadline() {
+    let ca = TestCa::new("relay test CA");
+    let (cert, key) = ca.client_cert("dmz1");
+    // Takes the connection, never speaks TLS.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dmz = dmz_with(
+        port,
+        &ca.ca_cert(),
+        &cert,
+        &key,
+        "dmz1.example",
+        "connect_timeout_seconds = 2\ntimeout_seconds = 4\n",
+    );
+    let started = Instant::now();
+    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    let took = started.elapsed();
+    assert_unavailable(&result);
+    // Within the DMZ's 2 s for connect and handshake, well within the module's 25 s.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        dmz.log().contains("TLS handshake with 127.0.0.1:"),
+        "{}",
+        dmz.log()
+    );
+    drop(silent);
+}
+
+#[test]
+fn admin_requests_are_not_relayed() {
+    let main = main_host();
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let (code, stdout, stderr) = dmz.otpctl(None, &["status"]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("admin requests are not relayed; run otpctl on the main host"),
+        "{stderr}"
+    );
+}
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_below(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dmz_host_holds_no_database_no_server_key_and_no_password() {
+    let main = main_host();
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let result = login_with(
+        &pam_for(&dmz),
+        "sshd",
+        "alice",
+        Some("192.0.2.10"),
+        mailed_code(main.smtp.reader(), 1),
+    );
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}");
+    // The main host has both, which shows where they would be.
+    let main_state: Vec<String> = files_below(&main.otpd.state_dir())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        main_state.contains(&"otpd.db".to_string()),
+        "{main_state:?}"
+    );
+    assert!(
+        main_state.contains(&"secret.key".to_string()),
+        "{main_state:?}"
+    );
+    let dmz_state = dmz.state_dir();
+    let held = if dmz_state.exists() {
+        files_below(&dmz_state)
+    } else {
+        Vec::new()
+    };
+    assert!(held.is_empty(), "the DMZ state dir holds {held:?}");
+    // Its whole directory: config, log and socket, nothing else.
+    for file in files_below(dmz.dir()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            ["otpd.toml", "otpd.log", "otpd.sock"].contains(&name.as_str()),
+            "unexpected file on the DMZ host: {}",
+            file.display()
+        );
+    }
+    let config = dmz.config_text();
+    for secret in ["password", "[mail]", "[store]", "secret.key", "otpd.db"] {
+        assert!(
+            !config.contains(secret),
+            "{secret} in the DMZ config:\n{config}"
+        );
+    }
+}
