@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
+use e2e_tests::netns::Namespace;
 use e2e_tests::otpd::{Otpd, TestConfig};
 use e2e_tests::programs::free_port;
 use e2e_tests::smtp::SmtpCapture;
@@ -34,6 +35,11 @@ impl Main {
 }
 
 fn main_host() -> Main {
+    main_host_on("127.0.0.1")
+}
+
+/// The main host with its relay listener on `address`.
+fn main_host_on(address: &str) -> Main {
     let ca = TestCa::new("relay test CA");
     std::fs::set_permissions(ca.server_key(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let (dmz1_cert, _) = ca.client_cert("dmz1");
@@ -41,7 +47,7 @@ fn main_host() -> Main {
     let port = free_port();
     let mut config = TestConfig::required(smtp.port);
     config.body.push_str(&format!(
-        "\n[relay_listener]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ntimeout_seconds = 5\n\n[[relay_listener.clients]]\ncertificate = \"{}\"\nhost = \"dmz1.example\"\n",
+        "\n[relay_listener]\nlisten = \"{address}:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ntimeout_seconds = 5\n\n[[relay_listener.clients]]\ncertificate = \"{}\"\nhost = \"dmz1.example\"\n",
         ca.server_cert().display(),
         ca.server_key().display(),
         ca.ca_cert().display(),
@@ -70,19 +76,34 @@ fn dmz_with(
     host_name: &str,
     extra: &str,
 ) -> Otpd {
+    let render = dmz_config("127.0.0.1", port, ca_file, cert, key, host_name, extra);
+    Otpd::start_with_text(render)
+}
+
+/// The config of a DMZ otpd relaying to `upstream:port`.
+fn dmz_config(
+    upstream: &str,
+    port: u16,
+    ca_file: &Path,
+    cert: &Path,
+    key: &Path,
+    host_name: &str,
+    extra: &str,
+) -> impl FnOnce(&Path, &Path) -> String + use<> {
     let (cert, key, ca_file) = (cert.to_owned(), key.to_owned(), ca_file.to_owned());
     let host_name = host_name.to_string();
     let extra = extra.to_string();
-    Otpd::start_with_text(move |socket, state_dir| {
+    let upstream = upstream.to_string();
+    move |socket: &Path, state_dir: &Path| {
         format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[relay]\nupstream = \"127.0.0.1:{port}\"\nhost_name = \"{host_name}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\nca_file = \"{}\"\n{extra}",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n[relay]\nupstream = \"{upstream}:{port}\"\nhost_name = \"{host_name}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\nca_file = \"{}\"\n{extra}",
             socket.display(),
             state_dir.display(),
             cert.display(),
             key.display(),
             ca_file.display(),
         )
-    })
+    }
 }
 
 fn pam_for(otpd: &Otpd) -> PamConfDir {
@@ -336,4 +357,93 @@ fn the_dmz_host_holds_no_database_no_server_key_and_no_password() {
             "{secret} in the DMZ config:\n{config}"
         );
     }
+}
+
+#[test]
+fn a_dmz_namespace_that_reaches_only_the_relay_port_logs_in_through_the_main_host() {
+    // First, so a machine without namespaces skips before anything else starts.
+    let dmz_net = match Namespace::create("dmz", 30) {
+        Ok(namespace) => namespace,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}; this test needs root and network namespaces");
+            return;
+        }
+    };
+    let main_addr = dmz_net.server_addr;
+    let main = main_host_on(&main_addr.to_string());
+    // Something else listening on the main host's side of the pair: out of the DMZ's reach.
+    let other = std::net::TcpListener::bind((main_addr, 0)).unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    assert!(dmz_net.can_connect(main_addr, other_port), "the pair works");
+    dmz_net.only_allow_tcp_to(main_addr, main.port);
+    assert!(!dmz_net.can_connect(main_addr, other_port));
+    assert!(dmz_net.can_connect(main_addr, main.port));
+
+    // The main otpd's certificate names 127.0.0.1 and localhost: server_name says which.
+    let dmz_in_namespace = |cert: &Path, key: &Path, host_name: &str| {
+        Otpd::start_in_namespace(
+            &dmz_net.name,
+            dmz_config(
+                &main_addr.to_string(),
+                main.port,
+                &main.ca.ca_cert(),
+                cert,
+                key,
+                host_name,
+                "server_name = \"localhost\"\n",
+            ),
+        )
+    };
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_in_namespace(&listed, &listed_key, "dmz1.example");
+    let result = login_with(
+        &pam_for(&dmz),
+        "sshd",
+        "alice",
+        Some("192.0.2.10"),
+        mailed_code(main.smtp.reader(), 1),
+    );
+    assert_eq!(result.name(), "PAM_SUCCESS", "{result:?}\n{}", dmz.log());
+    let verified = main.otpd.events("verified");
+    assert!(
+        verified
+            .iter()
+            .any(|l| l.contains("user=alice") && l.contains("relay=dmz1.example")),
+        "{verified:?}"
+    );
+
+    let (unlisted, unlisted_key) = main.ca.client_cert("dmz-unlisted");
+    let (expired, expired_key) = main.ca.expired_client_cert("dmz-expired");
+    for (cert, key, host_name, why) in [
+        (&unlisted, &unlisted_key, "dmz1.example", "is not listed"),
+        (
+            &expired,
+            &expired_key,
+            "dmz1.example",
+            "TLS handshake failed",
+        ),
+        (
+            &listed,
+            &listed_key,
+            "dmz2.example",
+            "claimed to speak for host dmz2.example",
+        ),
+    ] {
+        let dmz = dmz_in_namespace(cert, key, host_name);
+        let result = login_with(&pam_for(&dmz), "sshd", "bob", None, never_prompted);
+        assert_unavailable(&result);
+        let log = wait_for_log(&main.otpd, why);
+        // The refusal names the namespace's address: the relay came from there.
+        let refusal = format!("relay connection from {} refused", dmz_net.client_addr);
+        assert!(
+            log.lines().any(|l| l.contains(&refusal) && l.contains(why)),
+            "{why}:\n{log}"
+        );
+    }
+    assert_eq!(
+        main.smtp.messages().len(),
+        1,
+        "only alice's code was mailed"
+    );
+    drop(other);
 }
