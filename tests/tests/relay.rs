@@ -447,3 +447,80 @@ fn a_dmz_namespace_that_reaches_only_the_relay_port_logs_in_through_the_main_hos
     );
     drop(other);
 }
+
+/// Sends one begin for `user`, claiming `rhost`, to the socket at argv[1] and prints the answer.
+const BEGIN_AS_CALLER: &str = r#"
+import json, socket, struct, sys
+path, user, rhost = sys.argv[1], sys.argv[2], sys.argv[3]
+login = {"user": user, "service": "sshd", "rhost": rhost, "tty": "pts/7", "protocol": None}
+payload = json.dumps({"op": "begin", "login": login}).encode()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+s.sendall(b"OT" + struct.pack(">HI", 1, len(payload)) + payload)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data[8:].decode())
+"#;
+
+/// A begin for `user` claiming `rhost`, sent to `otpd` by uid/gid nobody: the JSON answer.
+fn begin_as_nobody(otpd: &Otpd, user: &str, rhost: &str) -> String {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["/usr/bin/python3", "-c", BEGIN_AS_CALLER])
+        .arg(&otpd.socket)
+        .args([user, rhost])
+        .output()
+        .expect("run the client as nobody");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_local_user_of_the_dmz_is_refused_there_for_others_and_relayed_as_local_for_themselves() {
+    let main = main_host();
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let refused = begin_as_nobody(&dmz, "alice", "203.0.113.9");
+    assert!(refused.contains("caller_refused"), "{refused}");
+    assert!(
+        dmz.log().contains("refused here, not relayed: uid 65534"),
+        "{}",
+        dmz.log()
+    );
+    assert!(
+        !main.otpd.log().contains("user=alice"),
+        "{}",
+        main.otpd.log()
+    );
+
+    let own = begin_as_nobody(&dmz, "nobody", "203.0.113.9");
+    assert!(own.contains("\"prompt\""), "{own}");
+    let issued = main.otpd.events("issued");
+    let line = issued
+        .iter()
+        .find(|l| l.contains("user=nobody"))
+        .unwrap_or_else(|| panic!("{issued:?}"));
+    // Its claimed rhost is not believed: a local user of dmz1, never this host's root.
+    assert!(line.contains("rhost=local"), "{line}");
+    assert!(line.contains("caller_uid=65534"), "{line}");
+    assert!(line.contains("relay=dmz1.example"), "{line}");
+    assert!(
+        !main.otpd.log().contains("203.0.113.9"),
+        "{}",
+        main.otpd.log()
+    );
+}
