@@ -6,8 +6,9 @@
 //! Who may relay: rustls's client verifier requires a certificate that chains to `client_ca` and
 //! is within its dates; then it must be one of `[[relay_listener.clients]]` (SHA-256 of the DER),
 //! and the host name the request claims must be the one listed with it. Admin requests are
-//! refused. Every refusal is logged with its reason and answered with a short error, which the
-//! DMZ turns into an "unavailable" login.
+//! refused. Every refusal is logged with its reason (at most [`REFUSALS_LOGGED_PER_MINUTE`] a
+//! minute one by one, the rest counted) and answered with a short error where the connection
+//! got that far, which the DMZ turns into an "unavailable" login.
 //!
 //! Fair share, as on the local socket: a source address has at most `max_connections_per_client`
 //! handshakes under way, a listed client at most as many connections open, and all relays
@@ -75,6 +76,7 @@ impl RelayListener {
             tls: self.tls,
             per_client: self.per_client,
             timeout: self.timeout,
+            refusals: Mutex::new(RefusalWindow::new()),
         });
         loop {
             let (stream, peer) = match self.tcp.accept().await {
@@ -113,9 +115,29 @@ struct Served {
     tls: ListenerTls,
     per_client: usize,
     timeout: Duration,
+    refusals: Mutex<RefusalWindow>,
 }
 
 impl Served {
+    /// Logs a refused relay connection from `source`, and why (within the minute's share).
+    fn refused(&self, source: IpAddr, why: &str) {
+        let (log, ended) = match self.refusals.lock() {
+            Ok(mut window) => window.admit(tokio::time::Instant::now()),
+            Err(poisoned) => poisoned.into_inner().admit(tokio::time::Instant::now()),
+        };
+        if let Some(count) = ended {
+            tracing::warn!(
+                "{count} more relay connection(s) were refused in the last minute (not logged one by one)"
+            );
+        }
+        if log {
+            tracing::warn!(
+                "relay connection from {source} refused: {}",
+                escape_for_log(why)
+            );
+        }
+    }
+
     /// One relay connection: handshake, who it is, its one request, the answer.
     async fn connection(
         &self,
@@ -132,11 +154,11 @@ impl Served {
         let mut tls = match shaken {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                refused(source, &format!("TLS handshake failed: {e}"));
+                self.refused(source, &format!("TLS handshake failed: {e}"));
                 return;
             }
             Err(_) => {
-                refused(
+                self.refused(
                     source,
                     &format!("TLS handshake not done within {} s", self.timeout.as_secs()),
                 );
@@ -151,13 +173,13 @@ impl Served {
             .map(|c| c.as_ref().to_vec());
         let Some(der) = der else {
             // The verifier requires one; kept as a refusal, never a panic.
-            refused(source, "no client certificate");
+            self.refused(source, "no client certificate");
             return;
         };
         let host = match self.tls.host_of(&der) {
             Ok(host) => host.to_string(),
             Err(fingerprint) => {
-                refused(
+                self.refused(
                     source,
                     &format!(
                         "its client certificate (SHA-256 {fingerprint}) is not listed in [[relay_listener.clients]]"
@@ -169,7 +191,7 @@ impl Served {
             }
         };
         let Some(_open) = counts.take(Key::Client(host.clone()), self.per_client) else {
-            refused(
+            self.refused(
                 source,
                 &format!(
                     "relay {host} holds max_connections_per_client ({}) already",
@@ -186,13 +208,13 @@ impl Served {
             Ok(Ok(Some(envelope))) => envelope,
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {
-                refused(source, &format!("relay {host}: bad request: {e}"));
+                self.refused(source, &format!("relay {host}: bad request: {e}"));
                 self.answer(&mut tls, &error(&format!("bad request: {e}")))
                     .await;
                 return;
             }
             Err(_) => {
-                refused(
+                self.refused(
                     source,
                     &format!(
                         "relay {host}: request not complete within {} s",
@@ -205,7 +227,7 @@ impl Served {
         let response = match judge(&host, envelope) {
             Ok((caller, request)) => dispatch::handle(&shared, caller, request).await,
             Err(why) => {
-                refused(source, &format!("relay {host}: {}", why.log));
+                self.refused(source, &format!("relay {host}: {}", why.log));
                 error(why.reply)
             }
         };
@@ -279,12 +301,48 @@ fn error(message: &str) -> Response {
     }
 }
 
-/// Logs a refused relay connection from `source`, and why.
-fn refused(source: IpAddr, why: &str) {
-    tracing::warn!(
-        "relay connection from {source} refused: {}",
-        escape_for_log(why)
-    );
+/// How many refused relay connections are logged one by one per minute; past that they are
+/// only counted, and the count is logged when the next minute's first refusal comes. The
+/// listener may face a network where anyone can connect: a scanner must not flood the log.
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 30;
+
+/// The refusals of the current minute: when it began, how many were logged, how many not.
+#[derive(Debug)]
+struct RefusalWindow {
+    started: tokio::time::Instant,
+    logged: u32,
+    unlogged: u32,
+}
+
+impl RefusalWindow {
+    fn new() -> RefusalWindow {
+        RefusalWindow {
+            started: tokio::time::Instant::now(),
+            logged: 0,
+            unlogged: 0,
+        }
+    }
+
+    /// Whether a refusal at `now` is logged; when a new minute starts, how many of the last one
+    /// were not.
+    fn admit(&mut self, now: tokio::time::Instant) -> (bool, Option<u32>) {
+        let mut ended = None;
+        if now.duration_since(self.started) >= Duration::from_secs(60) {
+            ended = Some(self.unlogged).filter(|&n| n > 0);
+            *self = RefusalWindow {
+                started: now,
+                logged: 0,
+                unlogged: 0,
+            };
+        }
+        if self.logged < REFUSALS_LOGGED_PER_MINUTE {
+            self.logged += 1;
+            (true, ended)
+        } else {
+            self.unlogged += 1;
+            (false, ended)
+        }
+    }
 }
 
 /// What the counts are kept by: a source address (handshakes under way) or a listed client
@@ -386,6 +444,25 @@ mod tests {
         };
         let refused = judge("dmz1.example", envelope("dmz1.example", admin)).unwrap_err();
         assert_eq!(refused.reply, ADMIN_NOT_RELAYED);
+    }
+
+    #[test]
+    fn refusals_past_the_minutes_share_are_counted_and_the_count_logged_next_minute() {
+        let start = tokio::time::Instant::now();
+        let mut window = RefusalWindow {
+            started: start,
+            logged: 0,
+            unlogged: 0,
+        };
+        for _ in 0..REFUSALS_LOGGED_PER_MINUTE {
+            assert_eq!(window.admit(start), (true, None));
+        }
+        assert_eq!(window.admit(start), (false, None));
+        assert_eq!(window.admit(start), (false, None));
+        let next = start + Duration::from_secs(60);
+        assert_eq!(window.admit(next), (true, Some(2)));
+        let after = next + Duration::from_secs(60);
+        assert_eq!(window.admit(after), (true, None), "nothing unlogged");
     }
 
     #[test]
