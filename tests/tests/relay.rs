@@ -118,7 +118,12 @@ fn assert_unavailable(result: &LoginResult) {
 
 /// Waits up to 5 s for `needle` in the main otpd's log.
 fn wait_for_log(otpd: &Otpd, needle: &str) -> String {
-    let until = Instant::now() + Duration::from_secs(5);
+    wait_for_log_within(otpd, needle, 5)
+}
+
+/// Waits up to `seconds` for `needle` in the main otpd's log.
+fn wait_for_log_within(otpd: &Otpd, needle: &str, seconds: u64) -> String {
+    let until = Instant::now() + Duration::from_secs(seconds);
     loop {
         let log = otpd.log();
         if log.contains(needle) || Instant::now() > until {
@@ -522,5 +527,78 @@ fn a_local_user_of_the_dmz_is_refused_there_for_others_and_relayed_as_local_for_
         !main.otpd.log().contains("203.0.113.9"),
         "{}",
         main.otpd.log()
+    );
+}
+
+/// Opens argv[3] TCP connections from 127.0.0.2 to 127.0.0.1:argv[1] that never speak, prints
+/// "held", and keeps them for argv[2] seconds.
+const SILENT_CONNECTIONS: &str = r#"
+import socket, sys, time
+port, seconds, count = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+held = []
+for _ in range(count):
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", port))
+    held.append(s)
+print("held", flush=True)
+time.sleep(seconds)
+"#;
+
+#[test]
+fn a_hostile_host_holding_relay_connections_blocks_neither_a_dmz_nor_local_logins() {
+    let main = main_host();
+    let mut hostile = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SILENT_CONNECTIONS])
+        .args([&main.port.to_string(), "30", "64"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hostile.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "held");
+
+    let (listed, listed_key) = main.listed();
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let started = Instant::now();
+    let relayed = login_with(
+        &pam_for(&dmz),
+        "sshd",
+        "alice",
+        Some("192.0.2.10"),
+        mailed_code(main.smtp.reader(), 1),
+    );
+    assert_eq!(relayed.name(), "PAM_SUCCESS", "{relayed:?}");
+    let local = login_with(
+        &pam_for(&main.otpd),
+        "sshd",
+        "bob",
+        Some("192.0.2.11"),
+        mailed_code(main.smtp.reader(), 2),
+    );
+    assert_eq!(local.name(), "PAM_SUCCESS", "{local:?}");
+    // Both well before the hostile connections' 5 s handshake deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The hostile host's handshakes are refused when their deadline passes.
+    let log = wait_for_log_within(&main.otpd, "TLS handshake not done within 5 s", 10);
+    let _ = hostile.kill();
+    let _ = hostile.wait();
+    assert!(
+        log.contains("relay connection from 127.0.0.2 refused: TLS handshake not done"),
+        "{log}"
     );
 }
