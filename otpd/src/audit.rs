@@ -444,6 +444,42 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_event_names_its_relay_in_the_line_and_first_in_the_rows_detail() {
+        let (_dir, mut store) = open_store();
+        let login = LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.7".into()),
+            tty: None,
+            protocol: None,
+        };
+        let subject = Subject {
+            login: &login,
+            protocol: Some("ssh"),
+            caller_uid: 0,
+            origin: Origin::Reported,
+            relay: RelayHost::new("dmz1.example"),
+        };
+        let line = line_of("mailed", subject, Some("capture"));
+        assert!(
+            line.ends_with("caller_uid=0 relay=dmz1.example detail=capture"),
+            "{line}"
+        );
+        record(&mut store, T0, Event::Mailed, subject, Some("capture")).unwrap();
+        record(&mut store, T0, Event::Verified, subject, None).unwrap();
+        let rows = store.audit_since(0, 10).unwrap();
+        let details: Vec<_> = rows.iter().map(|r| r.detail.clone()).collect();
+        assert!(
+            details.contains(&Some("relay=dmz1.example capture".to_string())),
+            "{details:?}"
+        );
+        assert!(
+            details.contains(&Some("relay=dmz1.example".to_string())),
+            "{details:?}"
+        );
+    }
+
+    #[test]
     fn root_and_trusted_callers_events_are_all_written_for_fail2ban() {
         let (_dir, mut store) = open_store();
         wrong_answers(&mut store, 100, 0, Origin::Reported);

@@ -139,6 +139,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_admin_request_that_came_by_relay_is_refused_even_from_the_relays_root() {
+        let (_dir, shared, _) = relay_down();
+        let relayed_root = Caller {
+            relay: Some(crate::caller::Relayed {
+                host: crate::caller::RelayHost::new("dmz1.example").unwrap(),
+                origin: crate::caller::Origin::Reported,
+            }),
+            ..caller(0)
+        };
+        let status = Request::Admin {
+            request: common::wire_admin::AdminRequest::Status,
+        };
+        assert_eq!(
+            handle(&shared, relayed_root, status.clone()).await,
+            Response::Error {
+                message: crate::relay::ADMIN_NOT_RELAYED.into()
+            }
+        );
+        let here = handle(&shared, caller(0), status).await;
+        assert!(matches!(here, Response::Admin { .. }), "{here:?}");
+    }
+
+    #[tokio::test]
     async fn a_ping_is_answered_with_otpds_version() {
         let (_dir, shared, _) = relay_down();
         assert_eq!(
