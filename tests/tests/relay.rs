@@ -183,6 +183,12 @@ fn a_client_certificate_not_in_the_list_is_refused() {
         log.contains("relay connection from 127.0.0.1 refused: its client certificate (SHA-256 "),
         "{log}"
     );
+    assert!(
+        dmz.log()
+            .contains("answered: this client certificate is not allowed to relay"),
+        "{}",
+        dmz.log()
+    );
     assert!(main.smtp.messages().is_empty());
 }
 

@@ -65,6 +65,16 @@ pub async fn relayed(
         request: with_login(request, login, origin),
     };
     match upstream.forward(&envelope).await {
+        Ok(Response::Error { message }) => {
+            // A refusal of this relay (its certificate, its host name) is answered so: said
+            // here too, where this host's admin looks first.
+            tracing::error!(
+                "relay: the main otpd at {} answered: {}",
+                escape_for_log(&upstream.address()),
+                escape_for_log(&message)
+            );
+            Response::Error { message }
+        }
         Ok(response) => response,
         Err(e) => {
             tracing::error!(
