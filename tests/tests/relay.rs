@@ -40,6 +40,11 @@ fn main_host() -> Main {
 
 /// The main host with its relay listener on `address`.
 fn main_host_on(address: &str) -> Main {
+    main_host_with(address, "")
+}
+
+/// The main host with its relay listener on `address` and `extra` lines in `[relay_listener]`.
+fn main_host_with(address: &str, extra: &str) -> Main {
     let ca = TestCa::new("relay test CA");
     std::fs::set_permissions(ca.server_key(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let (dmz1_cert, _) = ca.client_cert("dmz1");
@@ -47,7 +52,7 @@ fn main_host_on(address: &str) -> Main {
     let port = free_port();
     let mut config = TestConfig::required(smtp.port);
     config.body.push_str(&format!(
-        "\n[relay_listener]\nlisten = \"{address}:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ntimeout_seconds = 5\n\n[[relay_listener.clients]]\ncertificate = \"{}\"\nhost = \"dmz1.example\"\n",
+        "\n[relay_listener]\nlisten = \"{address}:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ntimeout_seconds = 5\n{extra}\n[[relay_listener.clients]]\ncertificate = \"{}\"\nhost = \"dmz1.example\"\n",
         ca.server_cert().display(),
         ca.server_key().display(),
         ca.ca_cert().display(),
@@ -607,4 +612,61 @@ fn a_hostile_host_holding_relay_connections_blocks_neither_a_dmz_nor_local_login
         log.contains("relay connection from 127.0.0.2 refused: TLS handshake not done"),
         "{log}"
     );
+}
+
+/// Opens one TLS connection to 127.0.0.1:argv[1] with the client certificate argv[3] and key
+/// argv[4] (trusting the CA argv[2]), prints "held" once the handshake is done, and sends nothing
+/// for 30 s: a slow relay holding its place.
+const SLOW_RELAY: &str = r#"
+import socket, ssl, sys, time
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+context = ssl.create_default_context(cafile=ca)
+context.load_cert_chain(cert, key)
+s = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+s.do_handshake()
+print("held", flush=True)
+time.sleep(30)
+"#;
+
+#[test]
+fn a_relay_at_its_connection_cap_is_refused_and_local_logins_go_on() {
+    let main = main_host_with("127.0.0.1", "max_connections_per_client = 1\n");
+    let (listed, listed_key) = main.listed();
+    let mut slow = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SLOW_RELAY, &main.port.to_string()])
+        .args([&main.ca.ca_cert(), &listed, &listed_key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(slow.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "held");
+    let dmz = dmz_host(
+        main.port,
+        &main.ca.ca_cert(),
+        &listed,
+        &listed_key,
+        "dmz1.example",
+    );
+    let relayed = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+    assert_unavailable(&relayed);
+    let log = wait_for_log(&main.otpd, "holds max_connections_per_client (1) already");
+    assert!(
+        log.contains("relay dmz1.example holds max_connections_per_client (1) already"),
+        "{log}"
+    );
+    let local = login_with(
+        &pam_for(&main.otpd),
+        "sshd",
+        "bob",
+        Some("192.0.2.11"),
+        mailed_code(main.smtp.reader(), 1),
+    );
+    assert_eq!(local.name(), "PAM_SUCCESS", "{local:?}");
+    let _ = slow.kill();
+    let _ = slow.wait();
 }
