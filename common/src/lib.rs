@@ -14,3 +14,4 @@ pub mod text;
 pub mod timefmt;
 pub mod wire;
 pub mod wire_admin;
+pub mod wire_relay;

@@ -1,5 +1,5 @@
-//! The frame decoder: the bytes any local user can write to otpd's socket, and the bytes the
-//! module reads back.
+//! The frame decoder: the bytes any local user can write to otpd's socket, the bytes the
+//! module reads back, and the relayed-request envelopes a DMZ host sends the relay listener.
 //!
 //! Properties, for any input:
 //! - `try_decode` (otpd's path, over a growing buffer) and `read_frame` (the module's and
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::frame::{self, FrameError, HEADER_LEN, MAX_PAYLOAD};
 use common::wire::{Request, Response};
+use common::wire_relay::RelayedRequest;
 use libfuzzer_sys::fuzz_target;
 
 /// The system allocator, recording the largest single allocation asked of it.
@@ -163,6 +164,16 @@ fuzz_target!(|data: &[u8]| {
             .expect("a re-encoded request is a whole frame");
         let twice = frame::encode(&again).expect("a request re-encodes");
         assert_eq!(*once, *twice, "a request changed on a round trip");
+    }
+
+    if let Some((relayed, _)) = check_decoders::<RelayedRequest>(data) {
+        // What a DMZ host sends the main otpd's relay listener: the same round trip.
+        let once = frame::encode(&relayed).expect("a decoded envelope re-encodes");
+        let (again, _): (RelayedRequest, usize) = frame::try_decode(&once)
+            .expect("a re-encoded envelope decodes")
+            .expect("a re-encoded envelope is a whole frame");
+        let twice = frame::encode(&again).expect("an envelope re-encodes");
+        assert_eq!(*once, *twice, "an envelope changed on a round trip");
     }
 
     let largest = LARGEST.load(Ordering::Relaxed);

@@ -17,7 +17,7 @@
 use common::text::escape_for_log;
 use common::wire::LoginContext;
 
-use crate::caller::{LOCAL_ORIGIN, Origin};
+use crate::caller::{LOCAL_ORIGIN, Origin, RelayHost};
 use crate::state::Shared;
 use crate::store::{Admission, AuditRecord, RateKey, Store, StoreError, Suppressed};
 
@@ -229,6 +229,9 @@ pub struct Subject<'a> {
     /// Whether the login's `rhost` is the caller's report or [`LOCAL_ORIGIN`]; local callers'
     /// events are rate-limited.
     pub origin: Origin,
+    /// The DMZ host that relayed the request, if one did: `relay=HOST` in the line and at the
+    /// front of the row's detail.
+    pub relay: Option<RelayHost>,
 }
 
 /// Records `event` in the database and the log. A row that cannot be written is an `Err`,
@@ -269,6 +272,11 @@ fn write(
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
     tracing::info!(target: "otpd::audit", "{}", line_of(event, subject, detail));
+    let relayed_detail = subject.relay.map(|host| match detail {
+        Some(detail) => format!("relay={} {detail}", host.as_str()),
+        None => format!("relay={}", host.as_str()),
+    });
+    let detail = relayed_detail.as_deref().or(detail);
     let row = AuditRecord {
         time: now,
         event,
@@ -316,6 +324,7 @@ pub(crate) fn record_summary(
         protocol: None,
         caller_uid: summary.key.caller_uid,
         origin: Origin::Local,
+        relay: None,
     };
     let detail = format!("{}:{}", summary.key.kind, summary.count);
     write(
@@ -359,6 +368,10 @@ fn line_of(event: &str, subject: Subject<'_>, detail: Option<&str>) -> String {
         value(subject.login.rhost.as_deref().unwrap_or("-")),
         subject.caller_uid,
     );
+    if let Some(host) = subject.relay {
+        line.push_str(" relay=");
+        line.push_str(&value(host.as_str()));
+    }
     if let Some(detail) = detail {
         line.push_str(" detail=");
         line.push_str(&value(detail));
@@ -397,6 +410,7 @@ mod tests {
             protocol: Some("ssh"),
             caller_uid,
             origin,
+            relay: None,
         };
         for _ in 0..n {
             record(store, T0, Event::WrongCode, subject, None).unwrap();
@@ -427,6 +441,42 @@ mod tests {
         assert_eq!(rows[0].caller_uid, Some(65534));
         assert_eq!(rows[0].rhost.as_deref(), Some(LOCAL_ORIGIN));
         assert_eq!(rows[0].user, None);
+    }
+
+    #[test]
+    fn a_relayed_event_names_its_relay_in_the_line_and_first_in_the_rows_detail() {
+        let (_dir, mut store) = open_store();
+        let login = LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.7".into()),
+            tty: None,
+            protocol: None,
+        };
+        let subject = Subject {
+            login: &login,
+            protocol: Some("ssh"),
+            caller_uid: 0,
+            origin: Origin::Reported,
+            relay: RelayHost::new("dmz1.example"),
+        };
+        let line = line_of("mailed", subject, Some("capture"));
+        assert!(
+            line.ends_with("caller_uid=0 relay=dmz1.example detail=capture"),
+            "{line}"
+        );
+        record(&mut store, T0, Event::Mailed, subject, Some("capture")).unwrap();
+        record(&mut store, T0, Event::Verified, subject, None).unwrap();
+        let rows = store.audit_since(0, 10).unwrap();
+        let details: Vec<_> = rows.iter().map(|r| r.detail.clone()).collect();
+        assert!(
+            details.contains(&Some("relay=dmz1.example capture".to_string())),
+            "{details:?}"
+        );
+        assert!(
+            details.contains(&Some("relay=dmz1.example".to_string())),
+            "{details:?}"
+        );
     }
 
     #[test]
@@ -551,6 +601,7 @@ mod tests {
                 protocol: Some("ssh"),
                 caller_uid: 0,
                 origin: Origin::Reported,
+                relay: None,
             },
             None,
         );

@@ -16,7 +16,7 @@ use common::timefmt;
 use common::wire::LoginContext;
 
 use crate::audit::{self, Event, Subject};
-use crate::caller::Origin;
+use crate::caller::{Origin, RelayHost};
 use crate::store::{self, BreakGlass, BreakGlassLookup, Store, StoreError};
 
 /// The longest grant, in minutes (four hours).
@@ -120,6 +120,7 @@ pub fn check_login(
     protocol: Option<&str>,
     caller_uid: u32,
     origin: Origin,
+    relay: Option<RelayHost>,
 ) -> Result<Option<i64>, StoreError> {
     let grant = match store.breakglass_for(&login.user, now) {
         Ok(BreakGlassLookup::Live(grant)) => grant,
@@ -152,6 +153,7 @@ pub fn check_login(
         protocol,
         caller_uid,
         origin,
+        relay,
     };
     audit::record(store, now, Event::BreakglassUsed, subject, Some(&detail))?;
     Ok(Some(grant.expires_at))
@@ -198,6 +200,7 @@ pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) -> Resu
         caller_uid: grant.granted_by,
         // Root's grant: written one by one, never rate limited.
         origin: Origin::Reported,
+        relay: None,
     };
     let event = Event::BreakglassExpired;
     audit::record(store, now, event, subject, Some(&detail))

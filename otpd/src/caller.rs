@@ -22,13 +22,76 @@ use common::wire::LoginContext;
 
 use crate::accounts::Accounts;
 
-/// The peer of a connection, from SO_PEERCRED.
+/// The peer of a connection, from SO_PEERCRED; or, for a request a DMZ host relayed, the caller
+/// on that host as the DMZ reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    /// The peer process's uid.
+    /// The peer process's uid (on the relay host, for a relayed request: shown in the audit
+    /// line only, never a standing here).
     pub uid: u32,
     /// The peer process's gid.
     pub gid: u32,
+    /// Set for a request a DMZ host relayed ([`crate::relay`]): which host, and what it decided
+    /// about its own caller. Such a caller is that host's root or a local user of that host,
+    /// never this machine's root or one of its users.
+    pub relay: Option<Relayed>,
+}
+
+impl Caller {
+    /// A local peer of the socket.
+    pub fn local(uid: u32, gid: u32) -> Caller {
+        Caller {
+            uid,
+            gid,
+            relay: None,
+        }
+    }
+}
+
+/// A request a DMZ host relayed: the host (from the client certificate's mapping, which the
+/// request's claim matched) and the relay's verdict on its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// The host name the relay speaks for.
+    pub host: RelayHost,
+    /// [`Origin::Reported`] when the relay's root or a trusted caller of it asked (its `rhost` is
+    /// believed); [`Origin::Local`] for a local user of the relay acting for themselves.
+    pub origin: Origin,
+}
+
+/// The longest host name (RFC 1035), the most a [`RelayHost`] holds.
+const MAX_HOST_LEN: usize = 253;
+
+/// A relay's host name held inline, so that [`Caller`] stays `Copy` and is passed around as
+/// before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RelayHost {
+    bytes: [u8; MAX_HOST_LEN],
+    len: u8,
+}
+
+impl RelayHost {
+    /// `name`, if it is at most 253 bytes (every valid host name is; the config checked it).
+    pub fn new(name: &str) -> Option<RelayHost> {
+        let len = u8::try_from(name.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_HOST_LEN)?;
+        let mut bytes = [0; MAX_HOST_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(RelayHost { bytes, len })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Made from a &str in `new`, so always UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RelayHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// The `rhost` and `tty` recorded for a login whose caller may not vouch for its origin: in the
@@ -53,6 +116,12 @@ pub fn may_act_for(
     trusted: &[TrustedCaller],
     accounts: &dyn Accounts,
 ) -> bool {
+    if caller.relay.is_some() {
+        // The relay forwards only what it found its caller may ask (root and its trusted callers
+        // for anyone, a user for themselves), by the same rules: its users are not ours to look
+        // up here.
+        return true;
+    }
     if caller.uid == 0 {
         return true;
     }
@@ -72,6 +141,16 @@ pub fn believed(
     trusted: &[TrustedCaller],
     accounts: &dyn Accounts,
 ) -> (LoginContext, Origin) {
+    if let Some(relayed) = caller.relay {
+        // The relay replaced a local caller's origin already; done again, so a relay cannot
+        // get a `local` login's claimed rhost believed by mistake.
+        if relayed.origin == Origin::Reported {
+            return (login, Origin::Reported);
+        }
+        login.rhost = Some(LOCAL_ORIGIN.to_string());
+        login.tty = Some(LOCAL_ORIGIN.to_string());
+        return (login, Origin::Local);
+    }
     if is_trusted(caller.uid, trusted, accounts) {
         return (login, Origin::Reported);
     }
@@ -187,6 +266,55 @@ mod tests {
         assert!(is_trusted(1001, &trusted, &FakeAccounts));
         assert!(!is_trusted(1000, &trusted, &FakeAccounts));
         assert!(!is_trusted(4242, &trusted, &FakeAccounts));
+    }
+
+    fn relayed(uid: u32, origin: Origin) -> Caller {
+        Caller {
+            relay: Some(Relayed {
+                host: RelayHost::new("dmz1.example").unwrap(),
+                origin,
+            }),
+            ..caller(uid)
+        }
+    }
+
+    #[test]
+    fn a_relayed_caller_is_judged_by_the_relays_verdict_not_by_our_accounts() {
+        // uid 4242 has no name here, and 1000 is alice here: neither matters for a relayed one.
+        let (login, origin) = believed(
+            relayed(4242, Origin::Reported),
+            claimed(Some("192.0.2.7")),
+            &[],
+            &FakeAccounts,
+        );
+        assert_eq!(
+            (origin, login.rhost.as_deref()),
+            (Origin::Reported, Some("192.0.2.7"))
+        );
+        let (login, origin) = believed(
+            relayed(0, Origin::Local),
+            claimed(Some("192.0.2.7")),
+            &[],
+            &FakeAccounts,
+        );
+        assert_eq!(
+            (origin, login.rhost.as_deref()),
+            (Origin::Local, Some(LOCAL_ORIGIN))
+        );
+        assert!(may_act_for(
+            relayed(4242, Origin::Local),
+            "bob",
+            &[],
+            &FakeAccounts
+        ));
+    }
+
+    #[test]
+    fn a_relay_host_name_is_kept_whole_up_to_253_bytes() {
+        let long = "a".repeat(253);
+        assert_eq!(RelayHost::new(&long).unwrap().as_str(), long);
+        assert!(RelayHost::new(&"a".repeat(254)).is_none());
+        assert_eq!(format!("{:?}", RelayHost::new("dmz1").unwrap()), "\"dmz1\"");
     }
 
     #[test]

@@ -34,8 +34,22 @@ fn login_request_kind(request: &Request) -> Option<&'static str> {
     }
 }
 
-/// Sends `request` to its handler.
+/// Sends `request` to its handler: on a relay (DMZ) host, login requests go to the main otpd.
 async fn route(shared: &Arc<Shared>, caller: Caller, request: Request) -> Response {
+    let is_admin = matches!(request, Request::Admin { .. });
+    let active = shared.active();
+    if is_admin && (caller.relay.is_some() || active.relay.is_some()) {
+        // Admin requests act as this machine's root or admin group: a relayed caller is neither,
+        // and a relay has no store to administer.
+        return Response::Error {
+            message: crate::relay::ADMIN_NOT_RELAYED.into(),
+        };
+    }
+    if let Some(upstream) = &active.relay {
+        if !matches!(request, Request::Ping) {
+            return login::relayed(shared, upstream, caller, request).await;
+        }
+    }
     match request {
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -122,6 +136,29 @@ mod tests {
             "{used:?}"
         );
         assert!(deliverer_woken(&shared).await);
+    }
+
+    #[tokio::test]
+    async fn an_admin_request_that_came_by_relay_is_refused_even_from_the_relays_root() {
+        let (_dir, shared, _) = relay_down();
+        let relayed_root = Caller {
+            relay: Some(crate::caller::Relayed {
+                host: crate::caller::RelayHost::new("dmz1.example").unwrap(),
+                origin: crate::caller::Origin::Reported,
+            }),
+            ..caller(0)
+        };
+        let status = Request::Admin {
+            request: common::wire_admin::AdminRequest::Status,
+        };
+        assert_eq!(
+            handle(&shared, relayed_root, status.clone()).await,
+            Response::Error {
+                message: crate::relay::ADMIN_NOT_RELAYED.into()
+            }
+        );
+        let here = handle(&shared, caller(0), status).await;
+        assert!(matches!(here, Response::Admin { .. }), "{here:?}");
     }
 
     #[tokio::test]

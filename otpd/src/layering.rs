@@ -4,7 +4,8 @@
 //!
 //! 0. `ctl` is otpctl's side: it talks to otpd over its socket (and reads `lifecycle`'s names).
 //! 1. `lifecycle` starts the pieces;
-//! 2. `server` (peer credentials, fair share, framing) hands each request to
+//! 2. `server` (peer credentials, fair share, framing), and `relay_listener` (DMZ hosts over
+//!    mutual TLS), hand each request to
 //! 3. `dispatch`, which sends login requests to
 //! 4. `login`, the login handler, and admin requests to `admin`; and both use
 //! 5. everything else: `rules`, `delivery`, `directory`, `policy`, `store`, `mail`, `audit`...
@@ -20,10 +21,11 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     /// The modules that are layers of their own, and their depth (lower is higher up).
-    const UPPER: [(&str, u8); 6] = [
+    const UPPER: [(&str, u8); 7] = [
         ("ctl", 0),
         ("lifecycle", 1),
         ("server", 2),
+        ("relay_listener", 2),
         ("dispatch", 3),
         ("login", 4),
         ("admin", 4),

@@ -33,6 +33,8 @@ pub mod notify;
 pub mod off_thread;
 pub mod peer_lines;
 pub mod policy;
+pub mod relay;
+pub mod relay_listener;
 pub mod rules;
 pub mod server;
 pub mod server_key;

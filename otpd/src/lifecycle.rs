@@ -19,7 +19,7 @@ use crate::mail::{MailSetupError, Mailer};
 use crate::server;
 use crate::server_key::{KeyError, ServerKey};
 use crate::state::{Active, Shared};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{SqliteStore, Store, StoreError};
 use crate::systemd;
 
 /// The database file inside the state directory.
@@ -50,6 +50,9 @@ pub enum StartError {
     /// used.
     #[error("{0}")]
     Directory(String),
+    /// Relay mode's certificates, key or address cannot be used.
+    #[error("{0}")]
+    Relay(String),
     /// The socket could not be bound or signals not installed.
     #[error("{what}: {source}")]
     Io {
@@ -71,15 +74,20 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     }
     let daemon = config.daemon.clone();
     files::prepare_state_dir(&daemon.state_dir)?;
-    let key = ServerKey::load_or_create(&daemon.state_dir)?;
-    let database = daemon.state_dir.join(DATABASE_FILE);
-    if let StoreConfig::Postgresql(_) = &config.store {
-        return Err(StartError::Backend(
-            "backend = \"postgresql\" is not built into this otpd yet; remove [store] to use SQLite"
-                .into(),
-        ));
-    }
-    let store = SqliteStore::open(&database, key)?;
+    let store: Box<dyn Store + Send> = if config.relay.is_some() {
+        // A relay (DMZ) host: no database and no server key on its disk.
+        Box::new(crate::relay::stateless_store().map_err(StartError::Relay)?)
+    } else {
+        let key = ServerKey::load_or_create(&daemon.state_dir)?;
+        let database = daemon.state_dir.join(DATABASE_FILE);
+        if let StoreConfig::Postgresql(_) = &config.store {
+            return Err(StartError::Backend(
+                "backend = \"postgresql\" is not built into this otpd yet; remove [store] to use SQLite"
+                    .into(),
+            ));
+        }
+        Box::new(SqliteStore::open(&database, key)?)
+    };
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let mailer = Mailer::with_clock(&config.mail, Arc::clone(&clock))?;
@@ -90,13 +98,21 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     let active = Active::build(config, mailer, &clock).map_err(StartError::Directory)?;
     let shared = Arc::new(Shared::new(
         active,
-        Box::new(store),
+        store,
         clock,
         Arc::new(SystemAccounts),
         hostname,
     ));
 
     let listener = bind(&daemon.socket)?;
+    let relay_listener = match &shared.active().config.relay_listener {
+        Some(config) => Some(
+            crate::relay_listener::RelayListener::bind(config)
+                .await
+                .map_err(StartError::Relay)?,
+        ),
+        None => None,
+    };
     let io_error = |what: &str| {
         let what = what.to_string();
         move |source| StartError::Io { what, source }
@@ -122,6 +138,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         shared.active().config.metrics.listen.map(|address| {
             tokio::spawn(crate::metrics_listener::serve(Arc::clone(&shared), address))
         });
+    let relays = relay_listener.map(|listener| tokio::spawn(listener.serve(Arc::clone(&shared))));
     let reloader = {
         let shared = Arc::clone(&shared);
         let path = config_path.clone();
@@ -147,6 +164,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     textfile.abort();
     if let Some(listener) = metrics_listener {
         listener.abort();
+    }
+    if let Some(relays) = relays {
+        relays.abort();
     }
     if let Err(e) = crate::audit::settle(&shared, true) {
         tracing::error!(
@@ -188,8 +208,18 @@ async fn reload(shared: &Shared, path: &Path) {
     let built = tokio::task::spawn_blocking(move || build_active(&owned, clock)).await;
     let result = built.unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
     match result {
+        Ok(active) if shared.active().config.relay.is_some() != active.config.relay.is_some() => {
+            // A relay keeps no store to decide logins on, and a main otpd's store is not to be
+            // dropped by a reload: switching needs a restart.
+            tracing::error!(
+                "reload refused, the previous config stays in force: adding or removing [relay] needs a restart"
+            );
+        }
         Ok(active) => {
             let old = shared.active();
+            if old.config.relay_listener != active.config.relay_listener {
+                tracing::warn!("[relay_listener] changes take effect only after a restart");
+            }
             if old.config.daemon.socket != active.config.daemon.socket
                 || old.config.daemon.state_dir != active.config.daemon.state_dir
                 || old.config.store != active.config.store

@@ -56,10 +56,7 @@ pub async fn serve(
 /// The peer's credentials, as the kernel recorded them when it connected.
 fn peer_credentials(stream: &UnixStream) -> io::Result<Caller> {
     let cred = stream.peer_cred()?;
-    Ok(Caller {
-        uid: cred.uid(),
-        gid: cred.gid(),
-    })
+    Ok(Caller::local(cred.uid(), cred.gid()))
 }
 
 /// [`serve`] with the peer lookup injected, so tests can connect as several uids from one

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::directory::LdapDirectory;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::relay::Upstream;
 use crate::store::Store;
 use crate::webhook::WebhookSender;
 
@@ -27,6 +28,9 @@ pub struct Active {
     pub ldap: Vec<LdapDirectory>,
     /// The `[[channels.webhook]]` of `config`, in order, their credentials and CA files read.
     pub webhooks: Vec<WebhookSender>,
+    /// `[relay]`'s way to the main otpd, its certificate and key read: set on a DMZ host,
+    /// where every login request is forwarded.
+    pub relay: Option<Upstream>,
 }
 
 impl Active {
@@ -45,11 +49,22 @@ impl Active {
             .iter()
             .map(|channel| WebhookSender::new(channel).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
+        let relay = match &config.relay {
+            Some(relay) => {
+                let machine = nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".to_string());
+                Some(Upstream::new(relay, &machine)?)
+            }
+            None => None,
+        };
         Ok(Active {
             config,
             mailer,
             ldap,
             webhooks,
+            relay,
         })
     }
 }

@@ -46,7 +46,7 @@ pub fn shared_with_accounts(
 
 /// A caller whose primary group has the number of its uid, as `useradd` usually makes it.
 pub fn caller(uid: u32) -> Caller {
-    Caller { uid, gid: uid }
+    Caller::local(uid, uid)
 }
 
 /// An account database with nobody in it: no names, no uids, no groups.

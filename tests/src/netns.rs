@@ -97,6 +97,46 @@ impl Namespace {
         command
     }
 
+    /// Lets this namespace open TCP connections only to `addr:port` (and itself): an nftables
+    /// output chain inside it drops everything else. The namespace has no route beyond its
+    /// veth pair anyway; this narrows it to one port of the root side.
+    pub fn only_allow_tcp_to(&self, addr: Ipv4Addr, port: u16) {
+        let rules = format!(
+            "table inet otp_tests {{\n chain out {{\n  type filter hook output priority 0; policy drop;\n  oif \"lo\" accept\n  ip daddr {addr} tcp dport {port} accept\n }}\n}}\n"
+        );
+        let mut nft = self.command("nft");
+        let mut child = nft
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nft (nftables)");
+        std::io::Write::write_all(child.stdin.as_mut().expect("nft stdin"), rules.as_bytes())
+            .expect("write the rules");
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether a TCP connection from inside this namespace to `addr:port` is made within 2 s.
+    pub fn can_connect(&self, addr: Ipv4Addr, port: u16) -> bool {
+        self.command("timeout")
+            .args([
+                "2",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{addr}/{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     fn ip_inside(&self, args: &[&str]) {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);

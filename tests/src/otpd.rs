@@ -22,6 +22,8 @@ pub struct Otpd {
     pub config_path: PathBuf,
     /// Extra environment for the otpd process (e.g. libfaketime's `LD_PRELOAD`).
     env: Vec<(String, String)>,
+    /// The network namespace otpd runs in (`ip netns` name), if not the test's own.
+    namespace: Option<String>,
 }
 
 /// The config of a test otpd: its `[daemon]` extras and the rest of the file, around the fixed
@@ -80,6 +82,14 @@ impl Otpd {
         render: impl FnOnce(&Path, &Path) -> String,
         env: &[(&str, &str)],
     ) -> Otpd {
+        Otpd::start_with(render, env, None)
+    }
+
+    fn start_with(
+        render: impl FnOnce(&Path, &Path) -> String,
+        env: &[(&str, &str)],
+        namespace: Option<&str>,
+    ) -> Otpd {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other uids (the caller tests) must reach the socket below this directory.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -95,9 +105,20 @@ impl Otpd {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            namespace: namespace.map(str::to_string),
         };
         otpd.spawn();
         otpd
+    }
+
+    /// [`Otpd::start_with_text`] with otpd in the network namespace `namespace` (an `ip netns`
+    /// name): it reaches only that namespace's network, while its socket, a file, is reached
+    /// from here as always.
+    pub fn start_in_namespace(
+        namespace: &str,
+        render: impl FnOnce(&Path, &Path) -> String,
+    ) -> Otpd {
+        Otpd::start_with(render, &[], Some(namespace))
     }
 
     /// The temporary directory holding config, state and log.
@@ -125,7 +146,19 @@ impl Otpd {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(paths::binary("otpd"))
+        // nsenter runs otpd in place (no fork), so the child is otpd itself, for signals.
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut nsenter = Command::new("nsenter");
+                nsenter
+                    .arg(format!("--net=/run/netns/{namespace}"))
+                    .arg("--")
+                    .arg(paths::binary("otpd"));
+                nsenter
+            }
+            None => Command::new(paths::binary("otpd")),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config_path)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -1,6 +1,7 @@
 //! A certificate authority made for one test with the `openssl` command: a CA certificate and
 //! a server certificate it signed for 127.0.0.1 and localhost, so a real SMTP server can speak
-//! TLS that otpd verifies against the CA (and a second CA shows an untrusted one is refused).
+//! TLS that otpd verifies against the CA (and a second CA shows an untrusted one is refused);
+//! and client certificates, valid or expired, for relay mode's mutual TLS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +59,46 @@ impl TestCa {
     /// The server's private key (PEM).
     pub fn server_key(&self) -> PathBuf {
         self.dir.path().join("server.key")
+    }
+
+    /// A client certificate (TLS client authentication) for `name`, signed by this CA, valid
+    /// for two days: its certificate and its private key (mode 0600), as `NAME.pem` and
+    /// `NAME.key`.
+    pub fn client_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue_client(name, 2)
+    }
+
+    /// [`TestCa::client_cert`], but expired a day ago: a verifier that checks dates refuses it.
+    pub fn expired_client_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue_client(name, -1)
+    }
+
+    fn issue_client(&self, name: &str, days: i32) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(
+            d,
+            &format!("req {ec} -keyout {name}.key -out {name}.csr -subj"),
+            &[&format!("/CN={name}")],
+        );
+        std::fs::write(
+            d.join(format!("{name}.ext")),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("write extensions");
+        // `-days -1` puts notAfter a day before notBefore: expired as soon as it is made.
+        openssl(
+            d,
+            &format!(
+                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem \
+                 -days {days} -extfile {name}.ext"
+            ),
+            &[],
+        );
+        let key = d.join(format!("{name}.key"));
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod key");
+        (d.join(format!("{name}.pem")), key)
     }
 
     /// capture.py flags that serve this server certificate.

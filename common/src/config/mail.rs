@@ -114,6 +114,24 @@ impl MailConfig {
     }
 }
 
+impl MailConfig {
+    /// The mail config of a relay (DMZ) host, which has no `[mail]`: SMTP with no server, so
+    /// nothing is read or checked at start, and nothing could be sent if anything ever tried
+    /// (a relay forwards every login, so nothing does).
+    pub(super) fn unused_on_relay() -> MailConfig {
+        MailConfig {
+            from: EmailAddress::relay_placeholder(),
+            from_name: None,
+            reply_to: None,
+            transport: MailTransport::Smtp,
+            servers: Vec::new(),
+            message: MessageTemplates::default(),
+            total_timeout: DEFAULT_TOTAL_TIMEOUT,
+            dkim: None,
+        }
+    }
+}
+
 /// `transport`, `sendmail_path` and `[[mail.servers]]`, which must agree: a server list that
 /// would be ignored, or a sendmail path that would be, is a mistake worth stopping for.
 fn transport(

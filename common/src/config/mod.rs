@@ -28,6 +28,7 @@ mod notifications;
 mod phone;
 mod policy;
 mod raw;
+mod relay;
 mod settings;
 pub mod sms;
 mod store;
@@ -64,6 +65,11 @@ pub use self::notifications::{
 };
 pub use self::phone::{PhoneNumber, mask_phone};
 pub use self::policy::{Attributes, Policy};
+pub use self::relay::{
+    DEFAULT_RELAY_CONNECT_TIMEOUT, DEFAULT_RELAY_CONNECTIONS_PER_CLIENT,
+    DEFAULT_RELAY_LISTENER_TIMEOUT, DEFAULT_RELAY_PORT, DEFAULT_RELAY_TIMEOUT, RelayClient,
+    RelayConfig, RelayListenerConfig,
+};
 pub use self::settings::{DirectoryDown, Mode, Settings};
 pub use self::store::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PG_PORT, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PgHost,
@@ -100,7 +106,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, Settings>,
     /// `[[policies]]` in file order; the first that matches wins.
     pub policies: Vec<Policy>,
-    /// `[mail]`.
+    /// `[mail]`; on a relay (DMZ) host, which mails nothing and has no `[mail]`, an unused
+    /// stand-in ([`MailConfig::unused_on_relay`]).
     pub mail: MailConfig,
     /// `[[exemptions]]`: users whose logins with a listed SSH key need no code.
     pub exemptions: Vec<Exemption>,
@@ -113,6 +120,10 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// `[store]`: SQLite (the default) or a shared PostgreSQL database.
     pub store: StoreConfig,
+    /// `[relay]`: this otpd forwards every login request to a main otpd and keeps no state.
+    pub relay: Option<RelayConfig>,
+    /// `[relay_listener]`: this otpd answers the login requests DMZ hosts relay to it.
+    pub relay_listener: Option<RelayListenerConfig>,
     /// PAM service name to protocol: the built-in map with `[services]` over it.
     services: BTreeMap<String, Protocol>,
 }
@@ -152,6 +163,10 @@ impl Config {
 
     fn from_text(text: &str, path: &Path) -> Result<Config, Invalid> {
         let raw: RawConfig = toml::from_str(text)?;
+        if raw.relay.is_some() {
+            // First: a relay's [[directory.ldap]] is wrong for being there, whatever is in it.
+            relay::refuse_beside_relay(&raw)?;
+        }
         let daemon = DaemonConfig::from_raw(raw.daemon.as_ref().unwrap_or(&RawDaemon::default()))?;
         let enabled_protocols = match raw.protocols.as_ref().and_then(|p| p.enabled.as_ref()) {
             Some(list) => list.iter().map(check::protocol).collect::<Result<_, _>>()?,
@@ -200,13 +215,22 @@ impl Config {
             .flatten()
             .map(|p| Policy::from_raw(p, &profiles))
             .collect::<Result<_, _>>()?;
-        let Some(mail) = &raw.mail else {
-            return Err(Invalid::new(
-                0..0,
-                "the [mail] section is required: it needs at least from = \"ADDRESS\", the sender of code mails",
-            ));
+        let relay = raw.relay.as_ref().map(RelayConfig::from_raw).transpose()?;
+        let relay_listener = raw
+            .relay_listener
+            .as_ref()
+            .map(RelayListenerConfig::from_raw)
+            .transpose()?;
+        let mail = match (&raw.mail, &relay) {
+            (_, Some(_)) => MailConfig::unused_on_relay(),
+            (Some(mail), None) => MailConfig::from_raw(mail, text)?,
+            (None, None) => {
+                return Err(Invalid::new(
+                    0..0,
+                    "the [mail] section is required: it needs at least from = \"ADDRESS\", the sender of code mails (or [relay], on a DMZ host that forwards logins to a main otpd)",
+                ));
+            }
         };
-        let mail = MailConfig::from_raw(mail, text)?;
         let exemptions = raw
             .exemptions
             .iter()
@@ -240,6 +264,8 @@ impl Config {
             metrics,
             notifications,
             store,
+            relay,
+            relay_listener,
             services,
         })
     }

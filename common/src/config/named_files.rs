@@ -1,6 +1,6 @@
 //! The files a valid config names for the mailer (`password_file`, `ca_file`, the DKIM
 //! `key_file`), the LDAP sources (`bind_password_file`, `ca_file`) and the webhook channels
-//! (`credentials_file`, `ca_file`), checked where the daemon will read them, so that `otpd --check-config`, the
+//! (`credentials_file`, `ca_file`) and the relay (`client_key`, `key`, the certificates), checked where the daemon will read them, so that `otpd --check-config`, the
 //! start and a reload refuse a FIFO, a device, a huge or a foreign file at the setting's
 //! `FILE:LINE:COLUMN` instead of the mailer failing (or hanging) later without a position.
 //!
@@ -33,6 +33,37 @@ pub(super) fn check(raw: &RawConfig) -> Result<(), Invalid> {
         }
         if let Some(file) = &hook.ca_file {
             one("ca_file", file, AdminFileKind::CaBundle)?;
+        }
+    }
+    if let Some(relay) = &raw.relay {
+        let relay = relay.get_ref();
+        let files = [
+            ("client_key", &relay.client_key, AdminFileKind::Secret),
+            ("client_cert", &relay.client_cert, AdminFileKind::CaBundle),
+            ("ca_file", &relay.ca_file, AdminFileKind::CaBundle),
+        ];
+        for (key, file, kind) in files {
+            if let Some(file) = file {
+                one(key, file, kind)?;
+            }
+        }
+    }
+    if let Some(listener) = &raw.relay_listener {
+        let listener = listener.get_ref();
+        let files = [
+            ("key", &listener.key, AdminFileKind::Secret),
+            ("cert", &listener.cert, AdminFileKind::CaBundle),
+            ("client_ca", &listener.client_ca, AdminFileKind::CaBundle),
+        ];
+        for (key, file, kind) in files {
+            if let Some(file) = file {
+                one(key, file, kind)?;
+            }
+        }
+        for client in listener.clients.iter().flatten() {
+            if let Some(file) = &client.get_ref().certificate {
+                one("certificate", file, AdminFileKind::CaBundle)?;
+            }
         }
     }
     let Some(mail) = &raw.mail else {

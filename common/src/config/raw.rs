@@ -32,6 +32,43 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub notifications: Option<RawNotifications>,
     pub store: Option<Spanned<RawStore>>,
+    pub relay: Option<Spanned<RawRelay>>,
+    pub relay_listener: Option<Spanned<RawRelayListener>>,
+}
+
+/// `[relay]`: this otpd forwards login requests to a main otpd (a DMZ host).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    pub upstream: Option<Text>,
+    pub server_name: Option<Text>,
+    pub host_name: Option<Text>,
+    pub client_cert: Option<Text>,
+    pub client_key: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub connect_timeout_seconds: Option<Int>,
+    pub timeout_seconds: Option<Int>,
+}
+
+/// `[relay_listener]`: this otpd answers relayed requests from DMZ hosts (the main host).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelayListener {
+    pub listen: Option<Text>,
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+    pub client_ca: Option<Text>,
+    pub max_connections_per_client: Option<Int>,
+    pub timeout_seconds: Option<Int>,
+    pub clients: Option<Vec<Spanned<RawRelayClient>>>,
+}
+
+/// One `[[relay_listener.clients]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelayClient {
+    pub certificate: Option<Text>,
+    pub host: Option<Text>,
 }
 
 /// `[store]`.

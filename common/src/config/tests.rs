@@ -578,6 +578,22 @@ fn the_examples_commented_out_in_the_example_config_parse_too() {
     assert!(c.policies.iter().any(|p| !p.rhost_networks().is_empty()));
     assert!(!c.exemptions.is_empty());
     assert!(c.mail.servers.len() > 1);
+    assert!(c.relay_listener.is_some());
+}
+
+#[test]
+fn the_dmz_example_in_the_example_config_parses_alone() {
+    // Lines with two '#' are a DMZ host's whole file: [relay] is refused beside [mail].
+    let dmz: String = example()
+        .lines()
+        .filter_map(|line| line.strip_prefix("##"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let c = parse(&dmz).unwrap();
+    let relay = c.relay.unwrap();
+    assert_eq!(relay.upstream_host, "main.example");
+    assert_eq!(relay.timeout, super::DEFAULT_RELAY_TIMEOUT);
+    assert_eq!(relay.connect_timeout, super::DEFAULT_RELAY_CONNECT_TIMEOUT);
 }
 
 // --- exemptions and trusted networks (issue #16) ---

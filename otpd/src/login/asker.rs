@@ -30,6 +30,11 @@ impl Asker {
         (Asker { caller, origin }, login)
     }
 
+    /// The DMZ host that relayed the request, if one did.
+    pub(super) fn relay_host(&self) -> Option<crate::caller::RelayHost> {
+        self.caller.relay.map(|relayed| relayed.host)
+    }
+
     /// The remote host the store counts failures against and binds grants to: the reported
     /// one, or none for a local caller (its `local` never counts as a host).
     pub(super) fn remote_host<'a>(&self, login: &'a LoginContext) -> Option<&'a str> {

@@ -113,6 +113,7 @@ pub async fn begin(
                 protocol: Some(protocol.as_str()),
                 caller_uid: asker.caller.uid,
                 origin: asker.origin,
+                relay: asker.relay_host(),
             };
             match settlement {
                 Settlement::Mailed { server } => {

@@ -22,6 +22,7 @@ mod facts;
 mod fields;
 mod needs_code;
 mod probe;
+mod relayed;
 mod verdict;
 mod verify_appended;
 mod wording;
@@ -29,6 +30,7 @@ mod wording;
 pub use answer::answer;
 pub use begin::{Mode, begin};
 pub use probe::probe;
+pub use relayed::relayed;
 pub use verify_appended::verify_appended;
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub(super) fn needs_code(
         protocol,
         caller_uid: asker.caller.uid,
         origin: asker.origin,
+        relay: asker.relay_host(),
     };
     if !facts.may_act {
         audit::record(store, now, Event::RefusedCaller, subject(None), None)?;
@@ -82,6 +83,7 @@ pub(super) fn needs_code(
             protocol_name,
             asker.caller.uid,
             asker.origin,
+            asker.relay_host(),
         )?;
         if let Some(expires_at) = grant {
             tell_breakglass_used(store, config, &decision, facts, expires_at, now)?;
@@ -309,6 +311,7 @@ pub(super) fn code_subject<'a>(
         protocol: Some(needed.protocol.as_str()),
         caller_uid: asker.caller.uid,
         origin: asker.origin,
+        relay: asker.relay_host(),
     }
 }
 

@@ -148,7 +148,7 @@ fn uid_named_by_client(stream: &UnixStream) -> io::Result<Caller> {
         .and_then(|n| n.split('-').nth(1))
         .and_then(|uid| uid.parse().ok())
         .ok_or_else(|| io::Error::other("test client without a uid name"))?;
-    Ok(Caller { uid, gid: uid })
+    Ok(Caller::local(uid, uid))
 }
 
 /// The one framed answer on `stream`, within a few seconds; `None` when it closed without one.

@@ -210,6 +210,23 @@ impl SqliteStore {
         })
     }
 
+    /// A database in memory, gone when otpd stops, for a relay (DMZ) host: it stores no code,
+    /// user or audit row (every login is forwarded), and holds only what the socket server
+    /// keeps of misbehaving peers. Nothing is written to disk.
+    pub fn in_memory(key: ServerKey) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn,
+            key,
+            path: PathBuf::from(":memory:"),
+            audit_rate: audit_rate::Throttle::default(),
+            audit_counter: audit_rows::Counter::default(),
+            notices_wake: None,
+        })
+    }
+
     /// Starts the one transaction a request runs in. `IMMEDIATE` takes the write lock at the
     /// start, so what the request reads cannot change before it writes; other connections wait
     /// up to [`BUSY_TIMEOUT`] for it.

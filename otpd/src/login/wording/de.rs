@@ -60,5 +60,9 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupFailed => "Der Dienst für Anmeldecodes konnte Ihr Konto nicht finden. \
                                  Versuchen Sie es später erneut."
             .into(),
+        Phrase::Unreachable => {
+            "Der Dienst für Anmeldecodes ist nicht erreichbar. Versuchen Sie es später erneut."
+                .into()
+        }
     }
 }

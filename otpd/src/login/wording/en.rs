@@ -50,5 +50,6 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupFailed => {
             "The login code service could not look up your account. Try again later.".into()
         }
+        Phrase::Unreachable => "The login code service cannot be reached. Try again later.".into(),
     }
 }

@@ -62,5 +62,6 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupFailed => "El servicio de códigos de inicio de sesión no pudo encontrar \
                                  su cuenta. Inténtelo más tarde."
             .into(),
+        Phrase::Unreachable => "No se puede contactar con el servicio de códigos de inicio de sesión. Inténtelo más tarde.".into(),
     }
 }

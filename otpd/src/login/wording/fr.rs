@@ -60,5 +60,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupFailed => "Le service des codes de connexion n'a pas pu trouver votre \
                                  compte. Réessayez plus tard."
             .into(),
+        Phrase::Unreachable => {
+            "Le service des codes de connexion est injoignable. Réessayez plus tard.".into()
+        }
     }
 }

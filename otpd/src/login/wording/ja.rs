@@ -51,5 +51,6 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         }
         Phrase::LookupLate => "ログインコードサービスが時間内にアカウントを確認できませんでした。しばらくしてから再度お試しください。".into(),
         Phrase::LookupFailed => "ログインコードサービスがアカウントを確認できませんでした。しばらくしてから再度お試しください。".into(),
+        Phrase::Unreachable => "ログインコードサービスに接続できません。しばらくしてから再度お試しください。".into(),
     }
 }

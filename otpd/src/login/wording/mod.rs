@@ -146,6 +146,7 @@ mod tests {
             Phrase::RateLimited { minutes: 33 },
             Phrase::LookupLate,
             Phrase::LookupFailed,
+            Phrase::Unreachable,
         ]
     }
 

@@ -46,6 +46,8 @@ pub enum Phrase<'a> {
     LookupLate,
     /// A directory (LDAP) could not be asked and had nothing cached.
     LookupFailed,
+    /// A relay (DMZ) otpd could not reach the main otpd, or it did not answer in time.
+    Unreachable,
 }
 
 impl Phrase<'_> {

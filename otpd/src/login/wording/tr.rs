@@ -50,5 +50,8 @@ pub(super) fn words(phrase: Phrase<'_>) -> String {
         Phrase::LookupFailed => {
             "Giriş kodu hizmeti hesabınızı bulamadı. Daha sonra tekrar deneyin.".into()
         }
+        Phrase::Unreachable => {
+            "Giriş kodu hizmetine ulaşılamıyor. Daha sonra tekrar deneyin.".into()
+        }
     }
 }
