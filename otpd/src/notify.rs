@@ -138,7 +138,7 @@ pub fn address_change_detail(old: &str, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SqliteStore, Store};
+    use crate::store::SqliteStore;
     use crate::test_support::config;
 
     const T0: i64 = 1_800_000_000;
