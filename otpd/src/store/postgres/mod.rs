@@ -65,6 +65,10 @@ mod sql;
 mod unit;
 mod users;
 
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
