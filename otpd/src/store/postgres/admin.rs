@@ -2,7 +2,6 @@
 //! locked users, counts for the status, unlocking.
 
 use super::super::{StoreError, UserCounts};
-use super::locks;
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
 
@@ -40,9 +39,8 @@ pub(super) async fn user_locked_until(
     }
 }
 
-/// See [`super::super::Store::unlock_user`]; under the user's lock.
+/// See [`super::super::Store::unlock_user`]. Callers hold the user's lock.
 pub(super) async fn unlock_user(db: &Conn, user: &str, now: i64) -> Result<bool, StoreError> {
-    locks::user(db, user).await?;
     let was: bool = one(
         db,
         "SELECT count(*) > 0 FROM lockouts WHERE kind = 'user' AND subject = $1

@@ -5,7 +5,6 @@
 use tokio_postgres::Row;
 
 use super::super::{BreakGlass, BreakGlassLookup, StoreError};
-use super::locks;
 use super::sql::{exec, maybe, rows};
 use super::unit::Conn;
 
@@ -25,10 +24,9 @@ fn all_of(found: &[Row]) -> Result<Vec<BreakGlass>, StoreError> {
     found.iter().map(of_row).collect()
 }
 
-/// See [`super::super::Store::grant_breakglass`]; under the user's lock, so the grant it
-/// reports as replaced is the one it replaced.
+/// See [`super::super::Store::grant_breakglass`]. Callers hold the user's lock, so the grant
+/// it reports as replaced is the one it replaced.
 pub(super) async fn grant(db: &Conn, grant: &BreakGlass) -> Result<Option<BreakGlass>, StoreError> {
-    locks::user(db, &grant.user).await?;
     let previous = match maybe(
         db,
         &format!("SELECT {COLUMNS} FROM breakglass WHERE username = $1"),

@@ -8,7 +8,7 @@ use super::super::codes::{LiveCode, Recovery, host};
 use super::super::{IssueOutcome, IssueRequest, Limits, NoticeTo, StoreError, VerifyOutcome};
 use super::sql::{count, exec, maybe, one};
 use super::unit::Conn;
-use super::{lockouts, locks, notices, recovery, sends};
+use super::{lockouts, notices, recovery, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
@@ -25,7 +25,7 @@ struct CodeRow {
     recovery_only: bool,
 }
 
-/// See [`super::super::Store::issue`].
+/// See [`super::super::Store::issue`]. Callers hold the user's lock.
 pub(super) async fn issue<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -35,7 +35,6 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     rng: &mut R,
 ) -> Result<IssueOutcome, StoreError> {
     let rhost = host(req.rhost);
-    locks::user(db, req.user).await?;
     if let Some(until) = lockouts::locked_until(db, req.user, rhost, now).await? {
         return Ok(IssueOutcome::LockedOut { until });
     }
@@ -99,7 +98,7 @@ pub(super) type Login<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
 
 /// See [`super::super::Store::verify`] and [`super::super::Store::verify_answer`]: recovery
 /// codes answer only when there is somewhere to `notice` the user of their use. Returns
-/// whether a notice was queued too.
+/// whether a notice was queued too. Callers hold the user's lock, then the host's.
 pub(super) async fn verify(
     db: &Conn,
     key: &ServerKey,
@@ -114,7 +113,6 @@ pub(super) async fn verify(
         Some(_) => Recovery::Accepted,
         None => Recovery::Refused,
     };
-    locks::user_and_host(db, user, lockouts::host_key(rhost).as_deref()).await?;
     let outcome = verify_in(db, key, login, code, limits, now, recovery).await?;
     if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (outcome, notice) {
         let queued = notices::queue_recovery_used_in(db, to, (user, rhost), left, now).await?;

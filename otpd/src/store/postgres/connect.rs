@@ -13,8 +13,8 @@ use super::super::StoreError;
 use super::PgOptions;
 
 /// A bounded pool of connections made from `config` with `options`' deadlines. Nothing is
-/// connected yet: the pool connects when a connection is first asked for, inside the caller's
-/// runtime (whose worker then drives it).
+/// connected yet: the pool connects when a connection is first asked for, inside the store's
+/// runtime, which then drives it.
 ///
 /// TLS is not set up yet (`NoTls`): it belongs here, as the connector handed to the
 /// [`Manager`], so nothing else changes when it comes.

@@ -13,9 +13,10 @@ use super::super::{
     Queued, QueuedNotice, RateKey, SendCounts, Store, StoreError, Suppressed, Trimmed, UserCounts,
     UserRecord, UserReset, VerifyOutcome,
 };
+use super::locks::{self, Lock};
 use super::{
-    PgStore, admin, audit_rows, breakglass, codes, lockouts, locks, notices, purge, recovery,
-    reset, sends, single_secret, users,
+    PgStore, admin, audit_rows, breakglass, codes, lockouts, notices, purge, recovery, reset,
+    sends, single_secret, users,
 };
 use crate::metrics::Metrics;
 
@@ -35,7 +36,9 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<IssueOutcome, StoreError> {
         limits.check()?;
-        self.unit(async |db, key| codes::issue(db, key, req, limits, now, &mut rng).await)
+        self.unit(&[Lock::user(req.user)], async |db, key| {
+            codes::issue(db, key, req, limits, now, &mut rng).await
+        })
     }
 
     fn verify(
@@ -50,8 +53,9 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
-        let (outcome, _) = self
-            .unit(async |db, key| codes::verify(db, key, login, code, limits, now, None).await)?;
+        let (outcome, _) = self.unit(&locks::user_and_host(user, rhost), async |db, key| {
+            codes::verify(db, key, login, code, limits, now, None).await
+        })?;
         Ok(outcome)
     }
 
@@ -68,9 +72,10 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
-        let (outcome, queued) = self.unit(async |db, key| {
-            codes::verify(db, key, login, code, limits, now, Some(notice)).await
-        })?;
+        let (outcome, queued) = self
+            .unit(&locks::user_and_host(user, rhost), async |db, key| {
+                codes::verify(db, key, login, code, limits, now, Some(notice)).await
+            })?;
         if queued {
             self.wake_notice_deliverer();
         }
@@ -78,7 +83,7 @@ impl Store for PgStore {
     }
 
     fn invalidate(&mut self, challenge: &str) -> Result<(), StoreError> {
-        self.unit(async |db, _| codes::invalidate(db, challenge).await)
+        self.unit(&[], async |db, _| codes::invalidate(db, challenge).await)
     }
 
     fn live_codes(&self, now: i64) -> Result<u64, StoreError> {
@@ -104,18 +109,21 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
-        self.unit(async |db, key| {
-            single_secret::verify_appended(
-                db,
-                key,
-                login,
-                code,
-                (limits, reuse_secs),
-                now,
-                &mut rng,
-            )
-            .await
-        })
+        self.unit(
+            &locks::user_and_host(login.user, login.rhost),
+            async |db, key| {
+                single_secret::verify_appended(
+                    db,
+                    key,
+                    login,
+                    code,
+                    (limits, reuse_secs),
+                    now,
+                    &mut rng,
+                )
+                .await
+            },
+        )
     }
 
     fn new_recovery_codes(
@@ -124,7 +132,9 @@ impl Store for PgStore {
         now: i64,
         mut rng: &mut dyn CryptoRng,
     ) -> Result<Vec<SecretString>, StoreError> {
-        self.unit(async |db, key| recovery::new_set(db, key, user, now, &mut rng).await)
+        self.unit(&[Lock::user(user)], async |db, key| {
+            recovery::new_set(db, key, user, now, &mut rng).await
+        })
     }
 
     fn recovery_codes_left(&self, user: &str) -> Result<u32, StoreError> {
@@ -132,7 +142,7 @@ impl Store for PgStore {
     }
 
     fn recovery_fallback(&mut self, challenge: &str) -> Result<Option<u32>, StoreError> {
-        self.unit(async |db, _| recovery::fallback(db, challenge).await)
+        self.unit(&[], async |db, _| recovery::fallback(db, challenge).await)
     }
 
     fn sends_counted(&self, user: &str, now: i64) -> Result<SendCounts, StoreError> {
@@ -148,7 +158,9 @@ impl Store for PgStore {
     }
 
     fn unlock_user(&mut self, user: &str, now: i64) -> Result<bool, StoreError> {
-        self.unit(async |db, _| admin::unlock_user(db, user, now).await)
+        self.unit(&[Lock::user(user)], async |db, _| {
+            admin::unlock_user(db, user, now).await
+        })
     }
 
     fn host_lockouts(&self, now: i64) -> Result<Vec<Lockout>, StoreError> {
@@ -169,14 +181,15 @@ impl Store for PgStore {
         let Some(host) = lockouts::host_key(Some(address)) else {
             return Ok(None);
         };
-        self.unit(async |db, _| {
-            locks::host(db, &host).await?;
+        self.unit(&[Lock::host(&host)], async |db, _| {
             lockouts::clear_host(db, &host, now).await
         })
     }
 
     fn reset_user(&mut self, user: &str, now: i64) -> Result<UserReset, StoreError> {
-        self.unit(async |db, _| reset::reset_user(db, user, now).await)
+        self.unit(&[Lock::user(user)], async |db, _| {
+            reset::reset_user(db, user, now).await
+        })
     }
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -185,18 +198,18 @@ impl Store for PgStore {
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
         record.check()?;
-        self.unit(async |db, _| users::upsert(db, record).await)
+        self.unit(&[], async |db, _| users::upsert(db, record).await)
     }
 
     fn upsert_users(&mut self, records: &[UserRecord]) -> Result<(), StoreError> {
         for record in records {
             record.check()?;
         }
-        self.unit(async |db, _| users::upsert_all(db, records).await)
+        self.unit(&[], async |db, _| users::upsert_all(db, records).await)
     }
 
     fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
-        self.unit(async |db, _| users::remove(db, name).await)
+        self.unit(&[], async |db, _| users::remove(db, name).await)
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
@@ -208,19 +221,21 @@ impl Store for PgStore {
     }
 
     fn grant_breakglass(&mut self, grant: &BreakGlass) -> Result<Option<BreakGlass>, StoreError> {
-        self.unit(async |db, _| breakglass::grant(db, grant).await)
+        self.unit(&[Lock::user(&grant.user)], async |db, _| {
+            breakglass::grant(db, grant).await
+        })
     }
 
     fn revoke_breakglass(&mut self, user: &str) -> Result<Option<BreakGlass>, StoreError> {
-        self.unit(async |db, _| breakglass::revoke(db, user).await)
+        self.plain(async |db, _| breakglass::revoke(db, user).await)
     }
 
     fn breakglass_for(&mut self, user: &str, now: i64) -> Result<BreakGlassLookup, StoreError> {
-        self.unit(async |db, _| breakglass::lookup(db, user, now).await)
+        self.unit(&[], async |db, _| breakglass::lookup(db, user, now).await)
     }
 
     fn expire_breakglass(&mut self, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
-        self.unit(async |db, _| breakglass::expire(db, now).await)
+        self.plain(async |db, _| breakglass::expire(db, now).await)
     }
 
     fn live_breakglass(&self, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
@@ -233,7 +248,10 @@ impl Store for PgStore {
         per_hour: Option<u32>,
         now: i64,
     ) -> Result<Queued, StoreError> {
-        let queued = self.unit(async |db, _| notices::queue_in(db, notice, per_hour, now).await)?;
+        let queued = self.unit(
+            &[Lock::notices(notice.user, notice.to_admin)],
+            async |db, _| notices::queue_in(db, notice, per_hour, now).await,
+        )?;
         if queued == Queued::Queued {
             self.wake_notice_deliverer();
         }
@@ -247,7 +265,9 @@ impl Store for PgStore {
         now: i64,
         window: i64,
     ) -> Result<AddressSeen, StoreError> {
-        self.unit(async |db, _| notices::note_login_address(db, user, rhost, now, window).await)
+        self.unit(&[Lock::user(user)], async |db, _| {
+            notices::note_login_address(db, user, rhost, now, window).await
+        })
     }
 
     fn due_notices(
@@ -300,7 +320,7 @@ impl Store for PgStore {
     }
 
     fn trim_audit(&mut self, max_rows: u64) -> Result<Option<Trimmed>, StoreError> {
-        self.unit(async |db, _| audit_rows::trim(db, max_rows).await)
+        self.unit(&[], async |db, _| audit_rows::trim(db, max_rows).await)
     }
 
     fn audit_since(&mut self, since: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
@@ -329,7 +349,9 @@ impl Store for PgStore {
     }
 
     fn purge(&mut self, now: i64, audit_retention_secs: i64) -> Result<PurgeCounts, StoreError> {
-        self.unit(async |db, _| purge::purge(db, now, audit_retention_secs).await)
+        self.unit(&[], async |db, _| {
+            purge::purge(db, now, audit_retention_secs).await
+        })
     }
 
     #[cfg(test)]

@@ -6,7 +6,6 @@ use common::config::NoticeKind;
 use tokio_postgres::Row;
 
 use super::super::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice, StoreError};
-use super::locks;
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
 
@@ -36,14 +35,14 @@ fn of_row(row: &Row) -> Result<QueuedNotice, StoreError> {
 }
 
 /// Queues `notice` unless its event was told already or, with `per_hour`, its recipient had
-/// that many notices in the hour before `now`.
+/// that many notices in the hour before `now`. With either, callers hold the recipient's
+/// notices lock ([`Lock::notices`](super::locks::Lock::notices)).
 pub(super) async fn queue_in(
     db: &Conn,
     notice: &NewNotice<'_>,
     per_hour: Option<u32>,
     now: i64,
 ) -> Result<Queued, StoreError> {
-    locks::notices(db, notice.user, notice.to_admin).await?;
     if let Some(key) = notice.event_key {
         let told = maybe(
             db,
@@ -117,7 +116,7 @@ pub(super) async fn queue_recovery_used_in(
     Ok(queue_in(db, &notice, None, now).await? == Queued::Queued)
 }
 
-/// See [`super::super::Store::note_login_address`]; under the user's lock.
+/// See [`super::super::Store::note_login_address`]. Callers hold the user's lock.
 pub(super) async fn note_login_address(
     db: &Conn,
     user: &str,
@@ -125,7 +124,6 @@ pub(super) async fn note_login_address(
     now: i64,
     window: i64,
 ) -> Result<AddressSeen, StoreError> {
-    locks::user(db, user).await?;
     let last = maybe(
         db,
         "SELECT last_seen FROM seen_rhosts WHERE username = $1 AND rhost = $2",

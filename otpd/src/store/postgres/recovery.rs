@@ -6,13 +6,13 @@ use rand::{CryptoRng, RngCore};
 
 use super::super::StoreError;
 use super::super::recovery::{CODE_CHARS, SET_SIZE, generate, label, normalize};
+use super::sends;
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
-use super::{locks, sends};
 use crate::code;
 use crate::server_key::ServerKey;
 
-/// See [`super::super::Store::new_recovery_codes`].
+/// See [`super::super::Store::new_recovery_codes`]. Callers hold the user's lock.
 pub(super) async fn new_set<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -20,7 +20,6 @@ pub(super) async fn new_set<R: CryptoRng + RngCore>(
     now: i64,
     rng: &mut R,
 ) -> Result<Vec<SecretString>, StoreError> {
-    locks::user(db, user).await?;
     exec(
         db,
         "DELETE FROM recovery_codes WHERE username = $1",

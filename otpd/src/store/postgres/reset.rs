@@ -4,11 +4,10 @@
 use super::super::{StoreError, UserReset};
 use super::sql::{count, exec};
 use super::unit::Conn;
-use super::{lockouts, locks, sends};
+use super::{lockouts, sends};
 
-/// See [`super::super::Store::reset_user`].
+/// See [`super::super::Store::reset_user`]. Callers hold the user's lock.
 pub(super) async fn reset_user(db: &Conn, user: &str, now: i64) -> Result<UserReset, StoreError> {
-    locks::user(db, user).await?;
     let sends = sends::forget_user(db, user, now).await?;
     let closed = exec(
         db,

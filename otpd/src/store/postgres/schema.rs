@@ -14,6 +14,7 @@
 
 use super::super::StoreError;
 use super::PgStore;
+use super::locks::Lock;
 use super::sql::{exec, maybe, one};
 use super::unit::Conn;
 use crate::server_key::ServerKey;
@@ -175,12 +176,13 @@ impl PgStore {
     /// Brings the database to [`CURRENT_VERSION`] and checks its key id, all under
     /// [`MIGRATION_LOCK`] in one transaction.
     pub(super) fn migrate(&self) -> Result<(), StoreError> {
-        self.unit(async |db, key| migrate_in(db, key).await)
+        self.unit(&[Lock::Single(MIGRATION_LOCK)], async |db, key| {
+            migrate_in(db, key).await
+        })
     }
 }
 
 async fn migrate_in(db: &Conn, key: &ServerKey) -> Result<(), StoreError> {
-    exec(db, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     db.batch_execute(VERSIONS_TABLE).await?;
     let found: i64 = one(db, "SELECT coalesce(max(version), 0) FROM otpd_schema", &[])
         .await?

@@ -9,9 +9,9 @@ use super::super::codes::{Recovery, host};
 use super::super::single_secret::grant_label;
 use super::super::{IssueRequest, Limits, StoreError, VerifyOutcome};
 use super::codes::{latest_live, verify_in};
+use super::lockouts;
 use super::sql::{exec, maybe};
 use super::unit::Conn;
-use super::{lockouts, locks};
 use crate::code;
 use crate::server_key::ServerKey;
 
@@ -28,7 +28,8 @@ pub(super) async fn expects_code(
     Ok(live || grant(db, login, now).await?.is_some())
 }
 
-/// See [`super::super::Store::verify_appended`].
+/// See [`super::super::Store::verify_appended`]. Callers hold the user's lock, then the
+/// host's.
 pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -39,7 +40,6 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
     rng: &mut R,
 ) -> Result<VerifyOutcome, StoreError> {
     let rhost = host(login.rhost);
-    locks::user_and_host(db, login.user, lockouts::host_key(rhost).as_deref()).await?;
     if let Some(until) = lockouts::locked_until(db, login.user, rhost, now).await? {
         return Ok(VerifyOutcome::LockedOut { until });
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::super::conformance::Handle;
 use super::super::test_support::{T0, key, limits, request, rng};
 use super::super::{IssueOutcome, Store, StoreError};
+use super::locks::Lock;
 use super::schema::CURRENT_VERSION;
 use super::test_server::{TestDb, fresh_database, server};
 use super::{PgOptions, PgStore};
@@ -40,10 +41,11 @@ fn handles(n: usize) -> (TestDb, Vec<Handle>) {
 
 crate::store_conformance_race_tests!(handles);
 
+/// A deadline short enough to wait for in a test, long enough for a loaded test machine.
 fn quick() -> PgOptions {
     PgOptions {
-        deadline: Duration::from_millis(500),
-        connect_timeout: Duration::from_millis(500),
+        deadline: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
         ..PgOptions::default()
     }
 }
@@ -198,28 +200,55 @@ fn nothing_listening_is_an_error_at_once() {
     );
 }
 
+/// Waits until another session holds `lock` (as the test's other "host" does), so a test
+/// never races that session to it.
+fn wait_until_held(db: &TestDb, lock: Lock) {
+    let Lock::Subject { class, key } = lock else {
+        panic!("a subject's lock");
+    };
+    let check = format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
+             AND granted AND classid = {class} AND objid::bigint = ({key}::bigint & 4294967295)
+             AND objsubid = 2)
+         THEN RAISE 'not yet'; END IF; END $$"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server().run_in(&db.name, &check).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other session never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_lock_held_elsewhere_fails_the_operation_in_time_not_a_hang() {
     let db = fresh_database();
     let mut store = PgStore::open(db.config(), quick(), key()).unwrap();
     // Another host sits in a transaction holding alice's lock.
+    let Lock::Subject { class, key } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
     let holder = std::thread::spawn({
         let name = db.name.clone();
         move || {
             server().run_in(
                 &name,
-                "BEGIN; SELECT pg_advisory_xact_lock(1, hashtext('alice')); SELECT pg_sleep(2); COMMIT;",
+                &format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({class}, {key}); SELECT pg_sleep(2); COMMIT;"
+                ),
             )
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_held(&db, Lock::user("alice"));
     let started = Instant::now();
     let err = store
         .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
         .unwrap_err();
     assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -237,34 +266,52 @@ fn a_lock_held_elsewhere_fails_the_operation_in_time_not_a_hang() {
 }
 
 #[test]
-fn a_store_whose_connections_were_killed_recovers_by_itself() {
+fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
     let db = fresh_database();
-    let mut store = PgStore::open(db.config(), quick(), key()).unwrap();
+    let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
     assert_eq!(store.live_codes(T0).unwrap(), 0);
+    // The database restarted, or an admin ended the sessions, while otpd was idle.
     server()
         .admin(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
             db.name
         ))
         .unwrap();
-    // The first use may find its connection dead (an error, fail closed); the next connects
-    // again.
-    let first = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
-    if let Err(e) = &first {
-        assert!(matches!(e, StoreError::Postgres(_)), "{e:?}");
-    }
-    let mut recovered = false;
-    for _ in 0..3 {
-        if store.live_codes(T0).is_ok() {
-            recovered = true;
-            break;
-        }
-    }
-    assert!(recovered, "the store connected again");
-    let bob = store
-        .issue(&request("bob", "ssh"), &limits(), T0, &mut rng())
+    std::thread::sleep(Duration::from_millis(200));
+    let alice = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
         .unwrap();
-    assert!(matches!(bob, IssueOutcome::Issued { .. }));
+    assert!(matches!(alice, IssueOutcome::Issued { .. }));
+}
+
+#[test]
+fn a_connection_lost_mid_operation_fails_it_and_the_next_one_connects_again() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+    // Another session ends this store's session while it waits for a lock.
+    let Lock::Subject { class, key: lock } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
+    let name = db.name.clone();
+    let killer = std::thread::spawn(move || {
+        server().run_in(
+            &name,
+            &format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(1);
+                 SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND NOT granted; COMMIT;"
+            ),
+        )
+    });
+    wait_until_held(&db, Lock::user("alice"));
+    let lost = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
+    assert!(matches!(lost, Err(StoreError::Postgres(_))), "{lost:?}");
+    killer.join().unwrap().unwrap();
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }));
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use deadpool_postgres::{ClientWrapper, Object};
 
 use super::super::{Store, StoreError};
 use super::PgStore;
+use super::locks::{self, Lock};
 use crate::server_key::ServerKey;
 
 /// What operations run their SQL on: a pooled connection, with its statement cache.
@@ -59,6 +60,11 @@ pub(super) struct Held {
     broken: Cell<bool>,
 }
 
+/// Every transaction's start: READ COMMITTED (PostgreSQL's default, said here so that a
+/// changed server default cannot change the rules): each statement sees what was committed
+/// when it started, which is what makes a lock taken by an earlier statement enough.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// One savepoint name serves every operation: operations never nest, and `RELEASE` and
 /// `ROLLBACK TO` act on the newest savepoint of the name.
 const SAVEPOINT: &str = "SAVEPOINT otpd_op";
@@ -67,27 +73,34 @@ const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd
 
 impl PgStore {
     /// Runs `work` as one transaction (READ COMMITTED), or as a savepoint of the open unit:
-    /// all its writes or none. `work` gets the connection and the server key.
+    /// all its writes or none. `locks` are taken first, in order, in the same round trip as
+    /// the `BEGIN`; every statement of `work` starts after them, so it sees what the previous
+    /// holder committed. `work` gets the connection and the server key.
     pub(super) fn unit<T>(
         &self,
+        locks: &[Lock],
         work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(held) = &self.held {
-            return self.in_savepoint(held, work);
+            return self.in_savepoint(held, locks, work);
         }
         let deadline = self.options.deadline;
         self.runtime.block_on(deadline, async {
             let mut lease = Lease::new(self.pool.get().await?);
             let db = lease.conn()?;
-            db.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                .await?;
-            match work(db, &self.key).await {
+            let worked = match db.batch_execute(&locks::batch(BEGIN, locks)).await {
+                Ok(()) => work(db, &self.key).await,
+                Err(failed) => Err(failed.into()),
+            };
+            match worked {
                 Ok(value) => {
                     db.batch_execute("COMMIT").await?;
                     lease.clean = true;
                     Ok(value)
                 }
                 Err(failed) => {
+                    // Also when the `BEGIN` batch failed half-way (a lock not had in time);
+                    // with no transaction open it is only a warning.
                     if db.batch_execute("ROLLBACK").await.is_ok() {
                         lease.clean = true;
                     }
@@ -106,7 +119,7 @@ impl PgStore {
         work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(held) = &self.held {
-            return self.in_savepoint(held, work);
+            return self.in_savepoint(held, &[], work);
         }
         let deadline = self.options.deadline;
         self.runtime.block_on(deadline, async {
@@ -121,6 +134,7 @@ impl PgStore {
     fn in_savepoint<T>(
         &self,
         held: &Held,
+        locks: &[Lock],
         work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if held.broken.get() {
@@ -132,8 +146,11 @@ impl PgStore {
         held.broken.set(true);
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
-            db.batch_execute(SAVEPOINT).await?;
-            match work(db, &self.key).await {
+            let worked = match db.batch_execute(&locks::batch(SAVEPOINT, locks)).await {
+                Ok(()) => work(db, &self.key).await,
+                Err(failed) => Err(failed.into()),
+            };
+            match worked {
                 Ok(value) => {
                     db.batch_execute(RELEASE).await?;
                     held.broken.set(false);
@@ -161,10 +178,7 @@ impl PgStore {
         }
         let lease = self.runtime.block_on(self.options.deadline, async {
             let lease = Lease::new(self.pool.get().await?);
-            lease
-                .conn()?
-                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                .await?;
+            lease.conn()?.batch_execute(BEGIN).await?;
             Ok(lease)
         })?;
         self.held = Some(Held {
