@@ -5,7 +5,10 @@ use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
 
 use super::super::codes::{LiveCode, Recovery, host};
-use super::super::{IssueOutcome, IssueRequest, Limits, NoticeTo, StoreError, VerifyOutcome};
+use super::super::sends::{DAY, HOUR};
+use super::super::{
+    IssueOutcome, IssueRequest, Limits, NoticeTo, SendCounts, StoreError, VerifyOutcome,
+};
 use super::sql::{count, exec, maybe, one};
 use super::unit::Conn;
 use super::{lockouts, notices, recovery, sends};
@@ -25,7 +28,39 @@ struct CodeRow {
     recovery_only: bool,
 }
 
-/// See [`super::super::Store::issue`]. Callers hold the user's lock.
+/// What an issue decides on, read in one statement: the later lock of the user and the host
+/// in force, the user's newest answerable code, and the sends in the hour and the day.
+const ISSUE_FACTS: &str = "
+SELECT (SELECT max(locked_until) FROM lockouts
+        WHERE locked_until > $3
+          AND ((kind = 'user' AND subject = $1) OR (kind = 'host' AND subject = $2))),
+       live.challenge, live.protocol, live.issued_at, live.expires_at,
+       (SELECT count(*) FROM sends WHERE username = $1 AND sent_at > $5),
+       (SELECT count(*) FROM sends WHERE username = $1 AND sent_at > $6)
+FROM (SELECT) AS one
+LEFT JOIN LATERAL (
+    SELECT challenge, protocol, issued_at, expires_at FROM codes
+    WHERE username = $1 AND state = 'live' AND issued_at <= $3 AND expires_at > $3
+      AND attempts < $4 AND NOT recovery_only
+    ORDER BY issued_at DESC, id DESC LIMIT 1
+) AS live ON true";
+
+/// What an issue writes, in one statement: the user's live codes superseded, the new code,
+/// and its send. (The sub-statements share one snapshot, so the update does not see the new
+/// code.)
+const ISSUE_WRITES: &str = "
+WITH superseded AS (
+    UPDATE codes SET state = 'superseded', closed_at = $8
+    WHERE username = $2 AND state = 'live'
+), issued AS (
+    INSERT INTO codes (challenge, username, protocol, service, rhost, salt, mac,
+                       issued_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+)
+INSERT INTO sends (username, sent_at, challenge) VALUES ($2, $8, $1)";
+
+/// See [`super::super::Store::issue`]. Callers hold the user's lock. The rules are SQLite's,
+/// in four round trips with the `BEGIN` and the `COMMIT` (more when a cap is reached).
 pub(super) async fn issue<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -35,15 +70,35 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     rng: &mut R,
 ) -> Result<IssueOutcome, StoreError> {
     let rhost = host(req.rhost);
-    if let Some(until) = lockouts::locked_until(db, req.user, rhost, now).await? {
+    let facts = one(
+        db,
+        ISSUE_FACTS,
+        &[
+            &req.user,
+            &lockouts::host_key(rhost),
+            &now,
+            &i64::from(limits.max_attempts),
+            &now.saturating_sub(HOUR),
+            &now.saturating_sub(DAY),
+        ],
+    )
+    .await?;
+    if let Some(until) = facts.try_get::<_, Option<i64>>(0)? {
         return Ok(IssueOutcome::LockedOut { until });
     }
-    let reusable = latest_live(db, req.user, limits, now)
-        .await?
-        .filter(|live| {
-            live.protocol == req.protocol
-                && now < live.issued_at.saturating_add(limits.resend_cooldown_secs)
-        });
+    let live = match facts.try_get::<_, Option<String>>(1)? {
+        Some(challenge) => Some(LiveCode {
+            challenge,
+            protocol: facts.try_get(2)?,
+            issued_at: facts.try_get(3)?,
+            expires_at: facts.try_get(4)?,
+        }),
+        None => None,
+    };
+    let reusable = live.filter(|live| {
+        live.protocol == req.protocol
+            && now < live.issued_at.saturating_add(limits.resend_cooldown_secs)
+    });
     if let Some(live) = reusable {
         return Ok(IssueOutcome::Reused {
             challenge: live.challenge,
@@ -51,16 +106,13 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
             expires_at: live.expires_at,
         });
     }
-    if let Some(retry_after) = sends::blocked_until(db, req.user, limits, now).await? {
+    let sent = SendCounts {
+        hour: count(facts.try_get(5)?),
+        day: count(facts.try_get(6)?),
+    };
+    if let Some(retry_after) = sends::blocked_until(db, req.user, sent, limits, now).await? {
         return Ok(IssueOutcome::RateLimited { retry_after });
     }
-    exec(
-        db,
-        "UPDATE codes SET state = 'superseded', closed_at = $2
-         WHERE username = $1 AND state = 'live'",
-        &[&req.user, &now],
-    )
-    .await?;
 
     let challenge = code::new_challenge_id(rng, code::millis_now());
     let secret = code::generate_code(rng, limits.code_length)?;
@@ -69,9 +121,7 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     let expires_at = now.saturating_add(limits.valid_secs);
     exec(
         db,
-        "INSERT INTO codes (challenge, username, protocol, service, rhost, salt, mac,
-                            issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        ISSUE_WRITES,
         &[
             &challenge,
             &req.user,
@@ -85,7 +135,6 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
         ],
     )
     .await?;
-    sends::record(db, req.user, &challenge, now).await?;
     Ok(IssueOutcome::Issued {
         challenge,
         code: secret,
@@ -134,11 +183,12 @@ pub(super) async fn verify_in(
     recovery: Recovery,
 ) -> Result<VerifyOutcome, StoreError> {
     let rhost = host(rhost);
-    if let Some(until) = lockouts::locked_until(db, user, rhost, now).await? {
+    let (locked_until, found) = find(db, challenge, user, rhost, now).await?;
+    if let Some(until) = locked_until {
         return Ok(VerifyOutcome::LockedOut { until });
     }
     let max_attempts = i64::from(limits.max_attempts);
-    let outcome = match find(db, challenge).await? {
+    let outcome = match found {
         None => VerifyOutcome::Dead,
         Some(row)
             if !row.live
@@ -161,12 +211,10 @@ pub(super) async fn verify_in(
                 None
             };
             if right {
-                close(db, challenge, "used", now).await?;
-                lockouts::reset(db, user, rhost).await?;
+                use_up(db, challenge, user, rhost, now).await?;
                 VerifyOutcome::Success
             } else if let Some(left) = recovered {
-                close(db, challenge, "used", now).await?;
-                lockouts::reset(db, user, rhost).await?;
+                use_up(db, challenge, user, rhost, now).await?;
                 VerifyOutcome::RecoveryUsed { left }
             } else {
                 let attempts = row.attempts.saturating_add(1);
@@ -255,30 +303,68 @@ pub(super) async fn latest_live(
     }))
 }
 
-/// The code row of `challenge`, locked until the transaction ends.
-async fn find(db: &Conn, challenge: &str) -> Result<Option<CodeRow>, StoreError> {
-    let row = maybe(
+/// The later lock in force of the user and the host, and the code row of `challenge`
+/// (locked until the transaction ends), in one statement.
+async fn find(
+    db: &Conn,
+    challenge: &str,
+    user: &str,
+    rhost: Option<&str>,
+    now: i64,
+) -> Result<(Option<i64>, Option<CodeRow>), StoreError> {
+    let row = one(
         db,
-        "SELECT username, protocol, salt, mac, issued_at, expires_at, attempts,
-                state = 'live', recovery_only
-         FROM codes WHERE challenge = $1 FOR UPDATE",
-        &[&challenge],
+        "SELECT lock.until, c.username, c.protocol, c.salt, c.mac, c.issued_at, c.expires_at,
+                c.attempts, c.state = 'live', c.recovery_only
+         FROM (SELECT max(locked_until) AS until FROM lockouts
+               WHERE locked_until > $4
+                 AND ((kind = 'user' AND subject = $2) OR (kind = 'host' AND subject = $3)))
+              AS lock
+         LEFT JOIN LATERAL (SELECT * FROM codes WHERE challenge = $1 FOR UPDATE) AS c ON true",
+        &[&challenge, &user, &lockouts::host_key(rhost), &now],
     )
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
+    let locked_until: Option<i64> = row.try_get(0)?;
+    let Some(username) = row.try_get::<_, Option<String>>(1)? else {
+        return Ok((locked_until, None));
     };
-    Ok(Some(CodeRow {
-        username: row.try_get(0)?,
-        protocol: row.try_get(1)?,
-        salt: row.try_get(2)?,
-        mac: row.try_get(3)?,
-        issued_at: row.try_get(4)?,
-        expires_at: row.try_get(5)?,
-        attempts: row.try_get(6)?,
-        live: row.try_get(7)?,
-        recovery_only: row.try_get(8)?,
-    }))
+    Ok((
+        locked_until,
+        Some(CodeRow {
+            username,
+            protocol: row.try_get(2)?,
+            salt: row.try_get(3)?,
+            mac: row.try_get(4)?,
+            issued_at: row.try_get(5)?,
+            expires_at: row.try_get(6)?,
+            attempts: row.try_get(7)?,
+            live: row.try_get(8)?,
+            recovery_only: row.try_get(9)?,
+        }),
+    ))
+}
+
+/// A right answer: the code is used, and the user's and the host's failures are cleared (in
+/// one statement).
+async fn use_up(
+    db: &Conn,
+    challenge: &str,
+    user: &str,
+    rhost: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    exec(
+        db,
+        "WITH used AS (
+             UPDATE codes SET state = 'used', closed_at = $2
+             WHERE challenge = $1 AND state = 'live'
+         )
+         DELETE FROM lockouts
+         WHERE (kind = 'user' AND subject = $3) OR (kind = 'host' AND subject = $4)",
+        &[&challenge, &now, &user, &lockouts::host_key(rhost)],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn close(db: &Conn, challenge: &str, state: &str, now: i64) -> Result<(), StoreError> {

@@ -84,18 +84,6 @@ async fn add_failure(
     Ok(Some(until))
 }
 
-/// Clears the user's and the host's counters after a success.
-pub(super) async fn reset(db: &Conn, user: &str, rhost: Option<&str>) -> Result<(), StoreError> {
-    exec(
-        db,
-        "DELETE FROM lockouts
-         WHERE (kind = 'user' AND subject = $1) OR (kind = 'host' AND subject = $2)",
-        &[&user, &host_key(rhost)],
-    )
-    .await?;
-    Ok(())
-}
-
 /// See [`super::super::Store::host_lockouts`].
 pub(super) async fn host_lockouts(db: &Conn, now: i64) -> Result<Vec<Lockout>, StoreError> {
     let found = rows(

@@ -7,20 +7,21 @@ use super::super::{Limits, StoreError};
 use super::sql::{count, exec, maybe, one};
 use super::unit::Conn;
 
-/// When `user` may be sent a code again, or `None` if a send is allowed now; with both caps
-/// reached, the later time.
+/// When `user`, with `sent` sends in the hour and the day before `now`, may be sent a code
+/// again, or `None` if a send is allowed now; with both caps reached, the later time.
 pub(super) async fn blocked_until(
     db: &Conn,
     user: &str,
+    sent: SendCounts,
     limits: &Limits,
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     let mut until: Option<i64> = None;
-    for (window, cap) in [
-        (HOUR, limits.max_sends_per_hour),
-        (DAY, limits.max_sends_per_day),
+    for (window, cap, sent) in [
+        (HOUR, limits.max_sends_per_hour, sent.hour),
+        (DAY, limits.max_sends_per_day, sent.day),
     ] {
-        until = until.max(window_blocked_until(db, user, window, cap, now).await?);
+        until = until.max(window_blocked_until(db, user, (window, cap, sent), now).await?);
     }
     Ok(until)
 }
@@ -28,22 +29,12 @@ pub(super) async fn blocked_until(
 async fn window_blocked_until(
     db: &Conn,
     user: &str,
-    window: i64,
-    cap: u32,
+    (window, cap, sent): (i64, u32, u32),
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     if cap == 0 {
         return Ok(Some(now.saturating_add(window)));
     }
-    let start = now.saturating_sub(window);
-    let sent: i64 = one(
-        db,
-        "SELECT count(*) FROM sends WHERE username = $1 AND sent_at > $2",
-        &[&user, &start],
-    )
-    .await?
-    .try_get(0)?;
-    let cap = i64::from(cap);
     if sent < cap {
         return Ok(None);
     }
@@ -52,7 +43,7 @@ async fn window_blocked_until(
         db,
         "SELECT sent_at FROM sends WHERE username = $1 AND sent_at > $2
          ORDER BY sent_at ASC, id ASC LIMIT 1 OFFSET $3",
-        &[&user, &start, &(sent - cap)],
+        &[&user, &now.saturating_sub(window), &i64::from(sent - cap)],
     )
     .await?
     {
@@ -62,22 +53,6 @@ async fn window_blocked_until(
     Ok(Some(
         oldest_that_must_leave.unwrap_or(now).saturating_add(window),
     ))
-}
-
-/// Records that `challenge` was mailed to `user` at `now`.
-pub(super) async fn record(
-    db: &Conn,
-    user: &str,
-    challenge: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    exec(
-        db,
-        "INSERT INTO sends (username, sent_at, challenge) VALUES ($1, $2, $3)",
-        &[&user, &now, &challenge],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Forgets the send of `challenge`: its mail failed.
