@@ -5,10 +5,10 @@
 use common::wire_admin::AuditRow;
 use tokio_postgres::Row;
 
-use super::super::admin::escape_like;
 use super::super::{AuditFilter, AuditRecord, EventTally, MailHistory, StoreError, Trimmed};
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
+use crate::store::admin::escape_like;
 
 /// See [`super::super::Store::record_audit`].
 pub(super) async fn record(db: &Conn, record: &AuditRecord<'_>) -> Result<(), StoreError> {
