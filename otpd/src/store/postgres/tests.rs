@@ -265,6 +265,58 @@ fn a_lock_held_elsewhere_fails_the_operation_in_time_not_a_hang() {
     assert!(matches!(alice, IssueOutcome::Issued { .. }));
 }
 
+/// Inside a unit, an operation that runs out of time (here: waiting for a lock another host
+/// holds) is taken back whole, and the unit ends cleanly either way: when the server stopped
+/// the statement (`lock_timeout`), the savepoint is rolled back and the rest commits, as the
+/// interface says; when the store's own deadline came first, what the connection holds is
+/// unknown, so the unit refuses to commit and keeps nothing. Never a half operation.
+#[test]
+fn an_operation_out_of_time_inside_a_unit_is_taken_back_whole() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), quick(), key()).unwrap();
+    let Lock::Subject { class, key: lock } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
+    let name = db.name.clone();
+    let holder = std::thread::spawn(move || {
+        server().run_in(
+            &name,
+            &format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(2.5);
+                 COMMIT;"
+            ),
+        )
+    });
+    wait_until_held(&db, Lock::user("alice"));
+    let mut late = None;
+    let unit = store.in_one_transaction(&mut |store| {
+        store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+        // The work swallows the error and goes on.
+        late = Some(store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng()));
+        Ok(())
+    });
+    assert!(
+        matches!(late, Some(Err(StoreError::Postgres(_)))),
+        "{late:?}"
+    );
+    holder.join().unwrap().unwrap();
+    let codes = |user: &str| {
+        store.count_rows(&format!(
+            "SELECT count(*) FROM codes WHERE username = '{user}'"
+        ))
+    };
+    assert_eq!(codes("alice"), 0, "nothing of the late operation");
+    match unit {
+        Ok(()) => assert_eq!(codes("bob"), 1, "the rest of the unit committed"),
+        Err(StoreError::Postgres(_)) => assert_eq!(codes("bob"), 0, "nothing committed"),
+        Err(other) => panic!("{other:?}"),
+    }
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0 + 60, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+}
+
 #[test]
 fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
     let db = fresh_database();
