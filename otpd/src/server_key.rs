@@ -135,7 +135,29 @@ impl ServerKey {
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+
+    /// Names this key without revealing it: `HMAC-SHA256(key, KEY_ID_LABEL)` in hex. A shared
+    /// database stores it when it is created, so a host started with another key file is
+    /// refused instead of failing every code the other hosts issued (and issuing codes they
+    /// cannot check). Knowing it helps no one guess the key or a code.
+    pub fn key_id(&self) -> String {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.expose()) else {
+            // HMAC takes keys of any length; this arm is never taken.
+            return String::new();
+        };
+        mac.update(KEY_ID_LABEL);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
+
+/// The fixed text [`ServerKey::key_id`] MACs. Changing it would make every shared database
+/// look as if it were made with another key.
+const KEY_ID_LABEL: &[u8] = b"pam_otp_email store key id v1";
 
 impl std::fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -27,6 +27,7 @@ mod interface;
 mod limits;
 mod lockouts;
 mod notices;
+mod postgres;
 mod purge;
 mod recovery;
 mod reset;
@@ -60,6 +61,7 @@ pub use interface::{Store, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice};
+pub use postgres::{PgOptions, PgStore};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use reset::UserReset;
@@ -129,6 +131,22 @@ pub enum StoreError {
     /// A code or its MAC could not be produced.
     #[error("code: {0}")]
     Code(#[from] CodeError),
+    /// PostgreSQL failed, refused, or did not answer within the deadline. The text is built
+    /// by `postgres::error` from the error's class and primary message only: never a query's
+    /// parameters, a row's values (PostgreSQL's DETAIL) or the connection's password.
+    #[error("database (PostgreSQL): {0}")]
+    Postgres(String),
+    /// The shared database holds rows made under another server key: codes issued by the
+    /// other hosts would never verify here, and codes issued here would not verify there.
+    #[error(
+        "the database was made with another server key (key id {found}..., this otpd's is {ours}...); give every host the same key file"
+    )]
+    OtherServerKey {
+        /// The start of the key id stored in the database.
+        found: String,
+        /// The start of this otpd's key id.
+        ours: String,
+    },
 }
 
 /// One connection to the state database, holding the server key that MACs codes.

@@ -170,12 +170,12 @@ fn left(conn: &Connection, user: &str) -> Result<u32, StoreError> {
 
 /// What the MAC binds a recovery code to: its purpose and its user, so a row copied to another
 /// user, or a mailed code's MAC, never matches.
-fn label(user: &str) -> String {
+pub(super) fn label(user: &str) -> String {
     format!("recovery\0{user}")
 }
 
 /// A new code of [`CODE_CHARS`] symbols of [`ALPHABET`], without dashes.
-fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Zeroizing<String> {
+pub(super) fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Zeroizing<String> {
     let mut plain = Zeroizing::new(String::with_capacity(CODE_CHARS));
     let mut byte = Zeroizing::new([0u8; 1]);
     while plain.len() < CODE_CHARS {

@@ -94,7 +94,7 @@ impl SqliteStore {
 }
 
 /// What a grant's MAC is bound to besides the code: the user, service and host it holds for.
-fn grant_label(login: &IssueRequest) -> String {
+pub(super) fn grant_label(login: &IssueRequest) -> String {
     format!(
         "reuse\0{}\0{}\0{}",
         login.user,

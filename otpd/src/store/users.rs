@@ -30,7 +30,7 @@ impl UserRecord {
     /// Refuses what could not round-trip or would silently weaken the rule: an empty name, or a
     /// protocol name that is not one otpd knows (a typo such as `shh` must not quietly mean
     /// "no code for ssh").
-    fn check(&self) -> Result<(), StoreError> {
+    pub(super) fn check(&self) -> Result<(), StoreError> {
         if self.name.is_empty() {
             return Err(StoreError::InvalidUser("the user name is empty".into()));
         }
@@ -131,7 +131,7 @@ impl SqliteStore {
     }
 }
 
-fn split_protocols(list: &str) -> Vec<String> {
+pub(super) fn split_protocols(list: &str) -> Vec<String> {
     if list.is_empty() {
         return Vec::new();
     }

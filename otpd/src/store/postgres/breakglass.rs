@@ -1,0 +1,128 @@
+//! Break-glass grants, as on SQLite (see `store::breakglass`): one row per user until it is
+//! revoked or found expired; whoever deletes an expired one gets it back to log, once, on
+//! whichever host that happens (`DELETE .. RETURNING` hands a row to one deleter only).
+
+use tokio_postgres::Row;
+
+use super::super::{BreakGlass, BreakGlassLookup, StoreError};
+use super::sql::{exec, maybe, rows};
+use super::unit::Conn;
+
+const COLUMNS: &str = "username, cidr, granted_by, granted_at, expires_at";
+
+fn of_row(row: &Row) -> Result<BreakGlass, StoreError> {
+    Ok(BreakGlass {
+        user: row.try_get(0)?,
+        cidr: row.try_get(1)?,
+        granted_by: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
+        granted_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+    })
+}
+
+fn all_of(found: &[Row]) -> Result<Vec<BreakGlass>, StoreError> {
+    found.iter().map(of_row).collect()
+}
+
+/// See [`super::super::Store::grant_breakglass`]. Callers hold the user's lock, so the grant
+/// it reports as replaced is the one it replaced.
+pub(super) async fn grant(db: &Conn, grant: &BreakGlass) -> Result<Option<BreakGlass>, StoreError> {
+    let previous = match maybe(
+        db,
+        &format!("SELECT {COLUMNS} FROM breakglass WHERE username = $1"),
+        &[&grant.user],
+    )
+    .await?
+    {
+        Some(row) => Some(of_row(&row)?).filter(|p| p.expires_at > grant.granted_at),
+        None => None,
+    };
+    exec(
+        db,
+        "INSERT INTO breakglass (username, cidr, granted_by, granted_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (username) DO UPDATE SET
+             cidr = excluded.cidr, granted_by = excluded.granted_by,
+             granted_at = excluded.granted_at, expires_at = excluded.expires_at",
+        &[
+            &grant.user,
+            &grant.cidr,
+            &i64::from(grant.granted_by),
+            &grant.granted_at,
+            &grant.expires_at,
+        ],
+    )
+    .await?;
+    Ok(previous)
+}
+
+/// See [`super::super::Store::revoke_breakglass`].
+pub(super) async fn revoke(db: &Conn, user: &str) -> Result<Option<BreakGlass>, StoreError> {
+    match maybe(
+        db,
+        &format!("DELETE FROM breakglass WHERE username = $1 RETURNING {COLUMNS}"),
+        &[&user],
+    )
+    .await?
+    {
+        Some(row) => Ok(Some(of_row(&row)?)),
+        None => Ok(None),
+    }
+}
+
+/// See [`super::super::Store::breakglass_for`].
+pub(super) async fn lookup(
+    db: &Conn,
+    user: &str,
+    now: i64,
+) -> Result<BreakGlassLookup, StoreError> {
+    let found = maybe(
+        db,
+        &format!("SELECT {COLUMNS} FROM breakglass WHERE username = $1"),
+        &[&user],
+    )
+    .await?;
+    let Some(row) = found else {
+        return Ok(BreakGlassLookup::None);
+    };
+    let grant = of_row(&row)?;
+    if grant.expires_at > now {
+        return Ok(BreakGlassLookup::Live(grant));
+    }
+    let deleted = maybe(
+        db,
+        &format!(
+            "DELETE FROM breakglass WHERE username = $1 AND expires_at <= $2 RETURNING {COLUMNS}"
+        ),
+        &[&user, &now],
+    )
+    .await?;
+    match deleted {
+        Some(row) => Ok(BreakGlassLookup::Expired(of_row(&row)?)),
+        None => Ok(BreakGlassLookup::None),
+    }
+}
+
+/// See [`super::super::Store::expire_breakglass`].
+pub(super) async fn expire(db: &Conn, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
+    let found = rows(
+        db,
+        &format!("DELETE FROM breakglass WHERE expires_at <= $1 RETURNING {COLUMNS}"),
+        &[&now],
+    )
+    .await?;
+    let mut expired = all_of(&found)?;
+    expired.sort_by(|a, b| a.user.cmp(&b.user));
+    Ok(expired)
+}
+
+/// See [`super::super::Store::live_breakglass`].
+pub(super) async fn live(db: &Conn, now: i64) -> Result<Vec<BreakGlass>, StoreError> {
+    let found = rows(
+        db,
+        &format!("SELECT {COLUMNS} FROM breakglass WHERE expires_at > $1 ORDER BY username"),
+        &[&now],
+    )
+    .await?;
+    all_of(&found)
+}

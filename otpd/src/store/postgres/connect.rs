@@ -1,0 +1,65 @@
+//! Where connections to PostgreSQL are made: the one place TLS will be added.
+//!
+//! Every connection carries the deadlines as session settings, so the server itself stops a
+//! statement that runs past the deadline (an advisory lock waited for included) and ends a
+//! session that sits in a transaction without a word, say an otpd host that hung or lost its
+//! network mid-transaction: the locks it held do not keep other hosts' logins waiting.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+use super::super::StoreError;
+use super::PgOptions;
+
+/// A bounded pool of connections made from `config` with `options`' deadlines. Nothing is
+/// connected yet: the pool connects when a connection is first asked for, inside the store's
+/// runtime, which then drives it.
+///
+/// TLS is not set up yet (`NoTls`): it belongs here, as the connector handed to the
+/// [`Manager`], so nothing else changes when it comes.
+pub(super) fn connect(
+    mut config: tokio_postgres::Config,
+    options: &PgOptions,
+) -> Result<Pool, StoreError> {
+    let mut settings = config.get_options().unwrap_or_default().to_string();
+    for (name, value) in [
+        ("statement_timeout", options.deadline),
+        ("lock_timeout", options.deadline),
+        (
+            "idle_in_transaction_session_timeout",
+            options.deadline.saturating_mul(3),
+        ),
+    ] {
+        settings.push_str(&format!(" -c {name}={}", millis(value)));
+    }
+    config.options(settings.trim());
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("otpd");
+    }
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            // A connection is handed out again only after its transaction ended cleanly (see
+            // `unit`); one that did not is dropped, never recycled, so checking is enough.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.deadline))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.deadline))
+        .build()
+        .map_err(|e| StoreError::Postgres(format!("connection pool: {e}")))
+}
+
+/// At least one millisecond: PostgreSQL reads 0 as "no timeout".
+fn millis(value: Duration) -> u128 {
+    value.as_millis().max(1)
+}

@@ -1,0 +1,375 @@
+//! The store conformance suite on a real PostgreSQL 15, and what only this backend has to
+//! show: the refusals at open, the deadlines, recovery after a lost connection, and use from
+//! otpd's blocking threads.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::super::conformance::Handle;
+use super::super::test_support::{T0, key, limits, request, rng};
+use super::super::{IssueOutcome, Store, StoreError};
+use super::locks::Lock;
+use super::schema::CURRENT_VERSION;
+use super::test_server::{TestDb, fresh_database, server};
+use super::{PgOptions, PgStore};
+use crate::server_key::ServerKey;
+
+/// An empty store on a new database of the test server.
+fn fresh() -> (TestDb, PgStore) {
+    let db = fresh_database();
+    let store = PgStore::open(db.config(), PgOptions::default(), key()).expect("open store");
+    (db, store)
+}
+
+crate::store_conformance_tests!(fresh);
+
+/// `n` handles on one new database, each its own `PgStore` with its own connections, as `n`
+/// otpd hosts would have.
+fn handles(n: usize) -> (TestDb, Vec<Handle>) {
+    let db = fresh_database();
+    let handles = (0..n)
+        .map(|_| {
+            let store = PgStore::open(db.config(), PgOptions::default(), key()).expect("open");
+            let store = Arc::new(Mutex::new(store));
+            Box::new(move |work: &mut dyn FnMut(&mut dyn Store)| {
+                work(&mut *store.lock().expect("not poisoned"))
+            }) as Handle
+        })
+        .collect();
+    (db, handles)
+}
+
+crate::store_conformance_race_tests!(handles);
+
+/// A deadline short enough to wait for in a test, long enough for a loaded test machine.
+fn quick() -> PgOptions {
+    PgOptions {
+        deadline: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        ..PgOptions::default()
+    }
+}
+
+#[test]
+fn a_new_database_gets_the_current_version_and_the_key_id_not_the_key() {
+    let (db, store) = fresh();
+    assert_eq!(
+        store.count_rows("SELECT max(version) FROM otpd_schema"),
+        CURRENT_VERSION
+    );
+    assert_eq!(store.count_rows("SELECT count(*) FROM otpd_schema"), 1);
+    drop(store);
+    let key_id = key().key_id();
+    assert_eq!(key_id.len(), 64);
+    assert!(
+        !key_id.contains("4d4d4d4d"),
+        "the key's own bytes are not shown"
+    );
+    server()
+        .run_in(
+            &db.name,
+            &format!(
+                "DO $$ BEGIN IF (SELECT value FROM otpd_meta WHERE name = 'key_id') <> '{key_id}'
+                 THEN RAISE 'wrong key id'; END IF; END $$"
+            ),
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_database_made_with_another_server_key_is_refused() {
+    let (db, store) = fresh();
+    drop(store);
+    let other = ServerKey::from_bytes([0x17; 32]);
+    let err = PgStore::open(db.config(), PgOptions::default(), other).unwrap_err();
+    assert!(matches!(err, StoreError::OtherServerKey { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("made with another server key"), "{text}");
+    // The right key still opens it.
+    PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+}
+
+#[test]
+fn a_database_newer_than_this_build_is_refused_and_left_alone() {
+    let (db, store) = fresh();
+    drop(store);
+    let newer = CURRENT_VERSION + 1;
+    server()
+        .run_in(
+            &db.name,
+            &format!("INSERT INTO otpd_schema (version, applied_at) VALUES ({newer}, 0)"),
+        )
+        .unwrap();
+    let err = PgStore::open(db.config(), PgOptions::default(), key()).unwrap_err();
+    match &err {
+        StoreError::NewerSchema { found, known } => {
+            assert_eq!((*found, *known), (newer, CURRENT_VERSION));
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    assert!(err.to_string().contains("upgrade otpd"), "{err}");
+}
+
+#[test]
+fn hosts_starting_at_once_migrate_once() {
+    let db = fresh_database();
+    let opened: Vec<Result<PgStore, StoreError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PgStore::open(db.config(), PgOptions::default(), key())))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for store in &opened {
+        assert!(store.is_ok(), "{store:?}");
+    }
+    let store = opened.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        store.count_rows("SELECT count(*) FROM otpd_schema"),
+        CURRENT_VERSION
+    );
+}
+
+#[test]
+fn a_store_is_used_from_otpds_blocking_threads() {
+    let db = fresh_database();
+    let config = db.config();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async move {
+        let store = tokio::task::spawn_blocking(move || {
+            PgStore::open(config, PgOptions::default(), key()).unwrap()
+        })
+        .await
+        .unwrap();
+        let store = Arc::new(Mutex::new(store));
+        let shared = Arc::clone(&store);
+        let outcome = tokio::task::spawn_blocking(move || {
+            shared
+                .lock()
+                .unwrap()
+                .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        // Dropped inside the runtime: the store's own runtime shuts down without blocking.
+        drop(store);
+        outcome
+    });
+    assert!(
+        matches!(outcome, IssueOutcome::Issued { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_open_within_the_deadline() {
+    // Accepts connections and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut config = server().config("nothing");
+    config.port(port);
+    let started = Instant::now();
+    let err = PgStore::open(config, quick(), key()).unwrap_err();
+    assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn nothing_listening_is_an_error_at_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = server().config("nothing");
+    config.port(port);
+    let started = Instant::now();
+    let err = PgStore::open(config, quick(), key()).unwrap_err();
+    assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        !err.to_string().contains(&server().password_for_tests()),
+        "{err}"
+    );
+}
+
+/// Waits until another session holds `lock` (as the test's other "host" does), so a test
+/// never races that session to it.
+fn wait_until_held(db: &TestDb, lock: Lock) {
+    let Lock::Subject { class, key } = lock else {
+        panic!("a subject's lock");
+    };
+    let check = format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
+             AND granted AND classid = {class} AND objid::bigint = ({key}::bigint & 4294967295)
+             AND objsubid = 2)
+         THEN RAISE 'not yet'; END IF; END $$"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server().run_in(&db.name, &check).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other session never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_lock_held_elsewhere_fails_the_operation_in_time_not_a_hang() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), quick(), key()).unwrap();
+    // Another host sits in a transaction holding alice's lock.
+    let Lock::Subject { class, key } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
+    let holder = std::thread::spawn({
+        let name = db.name.clone();
+        move || {
+            server().run_in(
+                &name,
+                &format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({class}, {key}); SELECT pg_sleep(2); COMMIT;"
+                ),
+            )
+        }
+    });
+    wait_until_held(&db, Lock::user("alice"));
+    let started = Instant::now();
+    let err = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Others are not held up, and nothing of the failed issue was kept.
+    let bob = store
+        .issue(&request("bob", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(bob, IssueOutcome::Issued { .. }));
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+    holder.join().unwrap().unwrap();
+    let alice = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(alice, IssueOutcome::Issued { .. }));
+}
+
+/// Inside a unit, an operation that runs out of time (here: waiting for a lock another host
+/// holds) is taken back whole, and the unit ends cleanly either way: when the server stopped
+/// the statement (`lock_timeout`), the savepoint is rolled back and the rest commits, as the
+/// interface says; when the store's own deadline came first, what the connection holds is
+/// unknown, so the unit refuses to commit and keeps nothing. Never a half operation.
+#[test]
+fn an_operation_out_of_time_inside_a_unit_is_taken_back_whole() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), quick(), key()).unwrap();
+    let Lock::Subject { class, key: lock } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
+    let name = db.name.clone();
+    let holder = std::thread::spawn(move || {
+        server().run_in(
+            &name,
+            &format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(2.5);
+                 COMMIT;"
+            ),
+        )
+    });
+    wait_until_held(&db, Lock::user("alice"));
+    let mut late = None;
+    let unit = store.in_one_transaction(&mut |store| {
+        store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+        // The work swallows the error and goes on.
+        late = Some(store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng()));
+        Ok(())
+    });
+    assert!(
+        matches!(late, Some(Err(StoreError::Postgres(_)))),
+        "{late:?}"
+    );
+    holder.join().unwrap().unwrap();
+    let codes = |user: &str| {
+        store.count_rows(&format!(
+            "SELECT count(*) FROM codes WHERE username = '{user}'"
+        ))
+    };
+    assert_eq!(codes("alice"), 0, "nothing of the late operation");
+    match unit {
+        Ok(()) => assert_eq!(codes("bob"), 1, "the rest of the unit committed"),
+        Err(StoreError::Postgres(_)) => assert_eq!(codes("bob"), 0, "nothing committed"),
+        Err(other) => panic!("{other:?}"),
+    }
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0 + 60, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+}
+
+#[test]
+fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+    assert_eq!(store.live_codes(T0).unwrap(), 0);
+    // The database restarted, or an admin ended the sessions, while otpd was idle.
+    server()
+        .admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            db.name
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let alice = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(alice, IssueOutcome::Issued { .. }));
+}
+
+#[test]
+fn a_connection_lost_mid_operation_fails_it_and_the_next_one_connects_again() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+    // Another session ends this store's session while it waits for a lock.
+    let Lock::Subject { class, key: lock } = Lock::user("alice") else {
+        panic!("a user's lock is a subject's");
+    };
+    let name = db.name.clone();
+    let killer = std::thread::spawn(move || {
+        server().run_in(
+            &name,
+            &format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(1);
+                 SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND NOT granted; COMMIT;"
+            ),
+        )
+    });
+    wait_until_held(&db, Lock::user("alice"));
+    let lost = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
+    assert!(matches!(lost, Err(StoreError::Postgres(_))), "{lost:?}");
+    killer.join().unwrap().unwrap();
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }));
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+}
+
+#[test]
+fn debug_shows_neither_key_nor_password() {
+    let (_db, store) = fresh();
+    let shown = format!("{store:?}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(!shown.contains(&server().password_for_tests()), "{shown}");
+}

@@ -1,0 +1,233 @@
+//! Units of work: every operation runs here, as one transaction of its own or as a savepoint
+//! of the unit [`Store::in_one_transaction`] holds open, always within the deadline.
+//!
+//! A connection is handed back to the pool only after its transaction ended cleanly (`COMMIT`
+//! or `ROLLBACK` answered). One whose work failed half-way, whose rollback failed, or whose
+//! operation was abandoned at the deadline (the future dropped mid-query) is taken out of the
+//! pool and closed ([`Lease`]): the server then rolls its transaction back, and nobody else
+//! can find themselves inside it.
+
+use std::cell::Cell;
+
+use deadpool_postgres::{ClientWrapper, Object};
+
+use super::super::{Store, StoreError};
+use super::PgStore;
+use super::locks::{self, Lock};
+use crate::server_key::ServerKey;
+
+/// What operations run their SQL on: a pooled connection, with its statement cache.
+pub(super) type Conn = ClientWrapper;
+
+/// A pooled connection that goes back to the pool only when marked clean.
+pub(super) struct Lease {
+    client: Option<Object>,
+    clean: bool,
+}
+
+impl Lease {
+    fn new(client: Object) -> Lease {
+        Lease {
+            client: Some(client),
+            clean: false,
+        }
+    }
+
+    fn conn(&self) -> Result<&Conn, StoreError> {
+        match &self.client {
+            Some(client) => Ok(client),
+            None => Err(StoreError::Postgres("the connection was closed".into())),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !self.clean {
+                // Out of the pool and dropped: the connection closes.
+                drop(Object::take(client));
+            }
+        }
+    }
+}
+
+/// The connection of an open [`Store::in_one_transaction`].
+pub(super) struct Held {
+    lease: Lease,
+    /// An operation inside the unit was abandoned, or its savepoint could not be closed: what
+    /// the transaction holds is unknown, so it must not commit.
+    broken: Cell<bool>,
+}
+
+/// Every transaction's start: READ COMMITTED (PostgreSQL's default, said here so that a
+/// changed server default cannot change the rules): each statement sees what was committed
+/// when it started, which is what makes a lock taken by an earlier statement enough.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// One savepoint name serves every operation: operations never nest, and `RELEASE` and
+/// `ROLLBACK TO` act on the newest savepoint of the name.
+const SAVEPOINT: &str = "SAVEPOINT otpd_op";
+const RELEASE: &str = "RELEASE SAVEPOINT otpd_op";
+const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd_op";
+
+impl PgStore {
+    /// Runs `work` as one transaction (READ COMMITTED), or as a savepoint of the open unit:
+    /// all its writes or none. `locks` are taken first, in order, in the same round trip as
+    /// the `BEGIN`; every statement of `work` starts after them, so it sees what the previous
+    /// holder committed. `work` gets the connection and the server key.
+    pub(super) fn unit<T>(
+        &self,
+        locks: &[Lock],
+        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(held) = &self.held {
+            return self.in_savepoint(held, locks, work);
+        }
+        let deadline = self.options.deadline;
+        self.runtime.block_on(deadline, async {
+            let mut lease = Lease::new(self.pool.get().await?);
+            let db = lease.conn()?;
+            let worked = match db.batch_execute(&locks::batch(BEGIN, locks)).await {
+                Ok(()) => work(db, &self.key).await,
+                Err(failed) => Err(failed.into()),
+            };
+            match worked {
+                Ok(value) => {
+                    db.batch_execute("COMMIT").await?;
+                    lease.clean = true;
+                    Ok(value)
+                }
+                Err(failed) => {
+                    // Also when the `BEGIN` batch failed half-way (a lock not had in time);
+                    // with no transaction open it is only a warning.
+                    if db.batch_execute("ROLLBACK").await.is_ok() {
+                        lease.clean = true;
+                    }
+                    Err(failed)
+                }
+            }
+        })
+    }
+
+    /// Runs `work` without a transaction of its own: for reads (each statement sees what was
+    /// committed when it started), and for writes of one statement, which is atomic by
+    /// itself; it saves the `BEGIN` and `COMMIT` round trips. Inside a unit it is a savepoint
+    /// like any operation (it sees the unit's writes, and its failure does not end the unit).
+    pub(super) fn plain<T>(
+        &self,
+        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(held) = &self.held {
+            return self.in_savepoint(held, &[], work);
+        }
+        let deadline = self.options.deadline;
+        self.runtime.block_on(deadline, async {
+            let mut lease = Lease::new(self.pool.get().await?);
+            let value = work(lease.conn()?, &self.key).await;
+            // A failed statement outside a transaction leaves nothing open.
+            lease.clean = true;
+            value
+        })
+    }
+
+    fn in_savepoint<T>(
+        &self,
+        held: &Held,
+        locks: &[Lock],
+        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if held.broken.get() {
+            return Err(StoreError::Postgres(
+                "an earlier operation of this transaction failed past recovery".into(),
+            ));
+        }
+        // Broken until the savepoint is closed again, whichever way.
+        held.broken.set(true);
+        self.runtime.block_on(self.options.deadline, async {
+            let db = held.lease.conn()?;
+            let worked = match db.batch_execute(&locks::batch(SAVEPOINT, locks)).await {
+                Ok(()) => work(db, &self.key).await,
+                Err(failed) => Err(failed.into()),
+            };
+            match worked {
+                Ok(value) => {
+                    db.batch_execute(RELEASE).await?;
+                    held.broken.set(false);
+                    Ok(value)
+                }
+                Err(failed) => {
+                    if db.batch_execute(ROLLBACK_TO).await.is_ok() {
+                        held.broken.set(false);
+                    }
+                    Err(failed)
+                }
+            }
+        })
+    }
+
+    /// See [`Store::in_one_transaction`]: `BEGIN`, `work` with every operation a savepoint,
+    /// `COMMIT`; an `Err` from `work` rolls back and is returned, a panic rolls back and goes
+    /// on unwinding. Nested, `work` joins the open unit.
+    pub(super) fn in_one_transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.held.is_some() {
+            return work(self);
+        }
+        let lease = self.runtime.block_on(self.options.deadline, async {
+            let lease = Lease::new(self.pool.get().await?);
+            lease.conn()?.batch_execute(BEGIN).await?;
+            Ok(lease)
+        })?;
+        self.held = Some(Held {
+            lease,
+            broken: Cell::new(false),
+        });
+        let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
+        let Some(held) = self.held.take() else {
+            // `held` is only ever taken here.
+            return Err(StoreError::WorkNotRun);
+        };
+        match worked {
+            Ok(Ok(())) => {
+                let committed = self.end(held, true);
+                self.audit_counter.settle(committed.is_ok());
+                committed
+            }
+            Ok(Err(failed)) => {
+                let _ = self.end(held, false);
+                self.audit_counter.settle(false);
+                Err(failed)
+            }
+            Err(panic) => {
+                let _ = self.end(held, false);
+                self.audit_counter.settle(false);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Commits (`commit`) or rolls back the unit's transaction. A broken unit never commits.
+    fn end(&self, held: Held, commit: bool) -> Result<(), StoreError> {
+        let Held { mut lease, broken } = held;
+        if commit && broken.get() {
+            // Dropping the lease closes the connection, which rolls back.
+            return Err(StoreError::Postgres(
+                "an operation of this transaction failed past recovery; nothing was kept".into(),
+            ));
+        }
+        let statement = if commit { "COMMIT" } else { "ROLLBACK" };
+        self.runtime.block_on(self.options.deadline, async {
+            lease.conn()?.batch_execute(statement).await?;
+            lease.clean = true;
+            Ok(())
+        })
+    }
+
+    /// Whether an operation's writes are committed when it returns (no unit is open).
+    pub(super) fn outside_unit(&self) -> bool {
+        self.held.is_none()
+    }
+}
