@@ -29,6 +29,9 @@ pub const FIRST_PAUSE: i64 = 60;
 pub const LONGEST_PAUSE: i64 = 30 * 60;
 /// How long after the event a notice is still worth sending (seconds).
 pub const GIVE_UP_AFTER: i64 = 24 * 3600;
+/// How long a deliverer holds the notices it took (seconds): far longer than sending them can
+/// take (every channel's deadline is under two minutes), so no other host sends them meanwhile.
+const LEASE: i64 = 10 * 60;
 /// Notices taken from the store per round.
 const BATCH: usize = 20;
 /// How often the deliverer looks for due notices when nothing woke it.
@@ -71,7 +74,15 @@ struct Taken {
 async fn deliver(shared: &Arc<Shared>, until: Option<i64>, after_id: i64) -> Taken {
     let until = until.unwrap_or_else(|| shared.clock.now());
     let reading = Arc::clone(shared);
-    let due = off_thread::run(move || reading.store().due_notices(until, after_id, BATCH)).await;
+    // The notices taken are this deliverer's for a lease: another host's deliverer sharing
+    // the store does not send them too.
+    let lease_until = shared.clock.now().saturating_add(LEASE);
+    let due = off_thread::run(move || {
+        reading
+            .store()
+            .claim_notices(until, after_id, BATCH, lease_until)
+    })
+    .await;
     let due = match due {
         Ok(Ok(due)) => due,
         Err(Lost) => {

@@ -820,6 +820,59 @@ pub fn a_notice_is_told_once_and_capped_per_hour(store: &mut dyn Store) {
     );
 }
 
+/// A notice to queue for `user`, no cap, due at once.
+fn queue_for(store: &mut dyn Store, user: &str, now: i64) {
+    let notice = NewNotice {
+        kind: NoticeKind::Lockout,
+        user,
+        address: "x@example.org",
+        channel: None,
+        to_admin: false,
+        service: "sshd",
+        rhost: None,
+        detail: "",
+        event_key: None,
+    };
+    store.queue_notice(&notice, None, now).unwrap();
+}
+
+/// A claimed notice is not due again until its lease ends (or it is put off); a closed one
+/// never.
+pub fn a_claimed_notice_waits_for_its_lease(store: &mut dyn Store) {
+    queue_for(store, "alice", T0);
+    queue_for(store, "bob", T0);
+    let claimed = store.claim_notices(T0, i64::MIN, 1, T0 + 600).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].user, "alice", "the oldest first");
+    let rest = store.claim_notices(T0 + 1, i64::MIN, 10, T0 + 601).unwrap();
+    let users: Vec<&str> = rest.iter().map(|n| n.user.as_str()).collect();
+    assert_eq!(users, ["bob"], "alice's is leased");
+    assert!(
+        store
+            .claim_notices(T0 + 599, i64::MIN, 10, T0 + 1200)
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_notices(T0 + 600, i64::MIN, 10, T0 + 1200)
+        .unwrap();
+    assert_eq!(again.len(), 1, "alice's lease ended");
+    // Put off, it is due at its new time, before the lease would have ended.
+    store.put_off_notice(again[0].id, T0 + 700).unwrap();
+    let due = store
+        .claim_notices(T0 + 700, i64::MIN, 10, T0 + 1300)
+        .unwrap();
+    let users: Vec<&str> = due.iter().map(|n| n.user.as_str()).collect();
+    assert_eq!(users, ["alice", "bob"]);
+    // Closed, never again.
+    store.close_notice(due[0].id, T0 + 700).unwrap();
+    let later = store
+        .claim_notices(T0 + 5000, i64::MIN, 10, T0 + 6000)
+        .unwrap();
+    let users: Vec<&str> = later.iter().map(|n| n.user.as_str()).collect();
+    assert_eq!(users, ["bob"]);
+}
+
 /// A login address is new only for a user who logged in before, and only once it has not
 /// been seen for the window.
 pub fn a_login_address_is_known_for_its_window(store: &mut dyn Store) {
@@ -1303,6 +1356,30 @@ pub fn racing_answers_to_one_code_give_exactly_one_success(mut handles: Vec<Hand
     );
 }
 
+/// Sixteen deliverers (as on sixteen hosts) claim forty due notices at once, five at a time
+/// each: every notice is taken by exactly one.
+pub fn racing_claims_take_each_notice_once(mut handles: Vec<Handle>) {
+    on(&mut handles[0], |store| {
+        for n in 0..40 {
+            queue_for(store, &format!("user{n}"), T0);
+        }
+    });
+    let claims = race(handles, &|store, _| {
+        store
+            .claim_notices(T0, i64::MIN, 5, T0 + 600)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.id)
+            .collect::<Vec<_>>()
+    });
+    let mut ids: Vec<i64> = claims.into_iter().flatten().collect();
+    let taken = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), taken, "a notice was claimed twice");
+    assert!(taken >= 5, "only {taken} claimed");
+}
+
 /// Sixteen logins at once for a user with five sends left this hour: exactly five codes.
 pub fn racing_issues_never_exceed_the_send_cap(handles: Vec<Handle>) {
     let limits = Limits {
@@ -1365,6 +1442,7 @@ macro_rules! store_conformance_race_tests {
             racing_answers_to_one_code_give_exactly_one_success,
             racing_issues_never_exceed_the_send_cap,
             racing_wrong_answers_lock_at_exactly_the_limit,
+            racing_claims_take_each_notice_once,
         );
     };
     (@rules $handles:expr; $($rule:ident),* $(,)?) => {
@@ -1406,6 +1484,7 @@ macro_rules! store_conformance_tests {
             a_notice_waits_until_it_is_delivered,
             a_notice_is_told_once_and_capped_per_hour,
             a_login_address_is_known_for_its_window,
+            a_claimed_notice_waits_for_its_lease,
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             a_decision_and_its_audit_row_commit_together,

@@ -252,6 +252,19 @@ pub trait Store: std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<QueuedNotice>, StoreError>;
 
+    /// Takes up to `limit` notices due at `now` with an id above `after_id`, oldest first, for
+    /// this deliverer alone: each is made due again only at `lease_until`, so the deliverer of
+    /// another host sharing the store does not send it too (a host that dies while sending
+    /// leaves it to the others once the lease ends). Closing or putting off a notice ends its
+    /// lease.
+    fn claim_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedNotice>, StoreError>;
+
     /// Closes a notice at `now` (delivered or given up); it is no longer due.
     fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError>;
 
@@ -521,6 +534,16 @@ where
 
     fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
         (**self).close_notice(id, now)
+    }
+
+    fn claim_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedNotice>, StoreError> {
+        (**self).claim_notices(now, after_id, limit, lease_until)
     }
 
     fn queue_notice(

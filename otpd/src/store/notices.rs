@@ -299,6 +299,32 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// See [`super::Store::claim_notices`]: the due notices, and their lease, in one unit.
+    pub fn claim_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedNotice>, StoreError> {
+        let unit = Self::immediate(&mut self.conn)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let due = unit
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM notices \
+                 WHERE sent_at IS NULL AND next_try_at <= ?1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ))?
+            .query_map(params![now, after_id, limit], of_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        for notice in &due {
+            unit.prepare_cached("UPDATE notices SET next_try_at = ?2 WHERE id = ?1")?
+                .execute(params![notice.id, lease_until])?;
+        }
+        unit.commit()?;
+        Ok(due)
+    }
+
     /// Closes a notice at `now`: a server accepted it, or the deliverer gave it up.
     pub fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
         self.conn

@@ -198,6 +198,16 @@ impl Store for SqliteStore {
         SqliteStore::close_notice(self, id, now)
     }
 
+    fn claim_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedNotice>, StoreError> {
+        SqliteStore::claim_notices(self, now, after_id, limit, lease_until)
+    }
+
     fn queue_notice(
         &mut self,
         notice: &NewNotice<'_>,

@@ -279,6 +279,16 @@ impl Store for PgStore {
         self.plain(async |db, _| notices::due(db, now, after_id, limit).await)
     }
 
+    fn claim_notices(
+        &mut self,
+        now: i64,
+        after_id: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedNotice>, StoreError> {
+        self.plain(async |db, _| notices::claim(db, now, after_id, limit, lease_until).await)
+    }
+
     fn close_notice(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
         self.plain(async |db, _| notices::close(db, id, now).await)
     }

@@ -186,6 +186,34 @@ pub(super) async fn due(
     found.iter().map(of_row).collect()
 }
 
+/// See [`super::super::Store::claim_notices`]: one statement, whose rows other hosts' claims
+/// skip (`SKIP LOCKED`) rather than wait for, so two hosts never take the same notice.
+pub(super) async fn claim(
+    db: &Conn,
+    now: i64,
+    after_id: i64,
+    limit: usize,
+    lease_until: i64,
+) -> Result<Vec<QueuedNotice>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let found = rows(
+        db,
+        &format!(
+            "UPDATE notices SET next_try_at = $4
+             WHERE id IN (SELECT id FROM notices
+                          WHERE sent_at IS NULL AND next_try_at <= $1 AND id > $2
+                          ORDER BY id LIMIT $3
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        ),
+        &[&now, &after_id, &limit, &lease_until],
+    )
+    .await?;
+    let mut claimed = found.iter().map(of_row).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|n| n.id);
+    Ok(claimed)
+}
+
 /// See [`super::super::Store::close_notice`].
 pub(super) async fn close(db: &Conn, id: i64, now: i64) -> Result<(), StoreError> {
     exec(
