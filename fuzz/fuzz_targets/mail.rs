@@ -131,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
     for to in std::iter::once(&default_to).chain(directory_to.as_ref()) {
         let values = Values {
             code: &code,
-            to,
+            to: Some(to),
             user: &user,
             host: &host,
             service: &service,
