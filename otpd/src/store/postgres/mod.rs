@@ -153,11 +153,23 @@ impl PgStore {
         options: PgOptions,
         key: ServerKey,
     ) -> Result<PgStore, StoreError> {
+        PgStore::open_with_tls(config, options, key, None)
+    }
+
+    /// [`PgStore::open`] over TLS when `tls` is given: every connection is TLS, the server's
+    /// certificate verified by `tls` and its name against the host connected to
+    /// (`verify-full`). Without, plain (loopback only, as the config allows).
+    pub fn open_with_tls(
+        config: tokio_postgres::Config,
+        options: PgOptions,
+        key: ServerKey,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<PgStore, StoreError> {
         let runtime = Driver::new()?;
         // The pool spawns its connections' tasks, so it is made inside the runtime.
         let pool = {
             let _inside = runtime.enter();
-            connect::connect(config, &options)?
+            connect::connect(config, &options, tls)?
         };
         let store = PgStore {
             runtime,
