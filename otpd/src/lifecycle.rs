@@ -155,7 +155,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     } else {
         let key = ServerKey::load_or_create(&daemon.state_dir)?;
         match &config.store {
-            StoreConfig::Postgresql(pg) => Box::new(open_postgres(pg, key)?),
+            StoreConfig::Postgresql(pg) => {
+                // The store blocks on a runtime of its own: opened off this one's threads.
+                let pg = pg.clone();
+                let store = tokio::task::spawn_blocking(move || open_postgres(&pg, key))
+                    .await
+                    .map_err(|e| StartError::Backend(format!("opening the store: {e}")))??;
+                Box::new(store)
+            }
             StoreConfig::Sqlite => {
                 let database = daemon.state_dir.join(DATABASE_FILE);
                 Box::new(SqliteStore::open(&database, key)?)
