@@ -123,6 +123,11 @@ fn a_pam_login_over_verified_tls_succeeds_and_its_code_row_is_in_postgresql() {
     );
     assert_eq!(ssl.trim(), "t", "otpd's sessions are not all TLS");
     assert!(otpd.log().contains("event=verified user=alice"));
+    // otpctl status names the store in use.
+    let (rc, out, err) = otpd.otpctl(None, &["status"]);
+    assert_eq!(rc, 0, "{err}");
+    let line = format!("postgresql: otp on 127.0.0.1:{} (TLS verify-full)", pg.port);
+    assert!(out.contains(&line), "{out}");
 }
 
 #[test]
