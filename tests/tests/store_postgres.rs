@@ -151,6 +151,7 @@ fn a_server_certificate_from_another_ca_is_refused_and_the_log_says_why() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "otpd started: {log}");
+    eprintln!("otpd said: {log}");
     assert!(
         log.contains("PostgreSQL database otp on 127.0.0.1:"),
         "{log}"
@@ -189,6 +190,7 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
         "PAM_AUTHINFO_UNAVAIL",
         "{down:?}"
     );
+    eprintln!("a login with PostgreSQL down was unavailable after {took:?}");
     // The module's deadline is 5 s.
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // A code answered while the database is down never passes either.
