@@ -171,6 +171,45 @@ impl Postgres {
         );
     }
 
+    /// The postmaster and its children (backends, background workers), by process id.
+    fn processes(&self) -> Vec<i32> {
+        let pidfile =
+            fs::read_to_string(self.data().join("postmaster.pid")).expect("postmaster.pid");
+        let postmaster: i32 = pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid in postmaster.pid");
+        let out = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &postmaster.to_string()])
+            .output()
+            .expect("run ps");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+        pids
+    }
+
+    /// Freezes the server (SIGSTOP to the postmaster and each child by id): connections stay
+    /// open and nothing answers, as when a database host hangs.
+    pub fn freeze(&self) {
+        for pid in self.processes() {
+            // SAFETY: kill(2) with a pid read from the cluster's own postmaster.pid and ps.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+    }
+
+    /// Lets a frozen server run again.
+    pub fn thaw(&self) {
+        for pid in self.processes() {
+            // SAFETY: as in `freeze`.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+
     /// Runs `sql` in `dbname` as the superuser over the Unix socket; the rows, `|`-separated,
     /// one a line.
     pub fn psql(&self, dbname: &str, sql: &str) -> String {

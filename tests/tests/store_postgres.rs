@@ -212,6 +212,42 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
 }
 
+#[test]
+fn a_hung_postgresql_makes_logins_unavailable_within_the_deadline_and_otpd_recovers() {
+    let ca = TestCa::new("pg-ca");
+    let pg = database(&ca);
+    let smtp = SmtpCapture::start();
+    let otpd = Otpd::start_with_text(|socket, state| {
+        config(socket, state, smtp.port, &pg, &ca.ca_cert(), "")
+    });
+    let pam = PamConfDir::new();
+    pam.otp_then_permit("sshd", &otpd.socket, "");
+    let first = login_with(&pam, "sshd", "gina", None, mailed_code(smtp.reader(), 1));
+    assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
+
+    pg.freeze();
+    let started = Instant::now();
+    let hung = login_with(&pam, "sshd", "gina", None, |_| "000000".into());
+    let took = started.elapsed();
+    pg.thaw();
+    eprintln!("a login with PostgreSQL hung was unavailable after {took:?}");
+    assert_eq!(
+        libpam::code_name(hung.code),
+        "PAM_AUTHINFO_UNAVAIL",
+        "{hung:?}"
+    );
+    // statement_timeout_seconds = 2, within the module's 5 s.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "a code was mailed while the store hung"
+    );
+
+    let again = login_with(&pam, "sshd", "gina", None, mailed_code(smtp.reader(), 2));
+    assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
+}
+
 /// The state directory of a second host, holding `key` (the first host's server key) before
 /// its otpd starts.
 fn with_key(state: &Path, key: &[u8]) {
