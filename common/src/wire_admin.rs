@@ -542,6 +542,10 @@ pub struct DaemonStatus {
     /// only on the wire when there are some, so an older otpctl reads a status without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_endpoints: Vec<WebhookEndpointStatus>,
+    /// The store in use: `sqlite`, or `postgresql: DBNAME on HOST:PORT, ... (TLS ...)`; absent
+    /// from an older otpd.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store: String,
 }
 
 /// One endpoint of a webhook channel, as `otpctl status` lists it.

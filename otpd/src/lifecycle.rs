@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::config::{Config, ConfigError, StoreConfig};
+use common::config::{Config, ConfigError, PgTls, PostgresConfig, StoreConfig};
 use common::text::escape_for_log;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +19,7 @@ use crate::mail::{MailSetupError, Mailer};
 use crate::server;
 use crate::server_key::{KeyError, ServerKey};
 use crate::state::{Active, Shared};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError};
 use crate::systemd;
 
 /// The database file inside the state directory.
@@ -63,6 +63,81 @@ pub enum StartError {
     },
 }
 
+/// The driver's connection settings for `[store] backend = "postgresql"`: every host with its
+/// port, tried in order, the first that takes writes used (`target_session_attrs=read-write`,
+/// so a promoted standby takes over); the role's password read from its private file.
+fn postgres_connection(pg: &PostgresConfig) -> Result<tokio_postgres::Config, StartError> {
+    let mut config = tokio_postgres::Config::new();
+    for host in &pg.hosts {
+        config.host(&host.host);
+        config.port(host.port);
+    }
+    config
+        .dbname(&pg.dbname)
+        .user(&pg.user)
+        .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite)
+        .connect_timeout(pg.connect_timeout)
+        .application_name("otpd");
+    if let Some(path) = &pg.password_file {
+        let password = crate::mail::secret_file::read_password(path)
+            .map_err(|e| StartError::Backend(format!("password_file {e}")))?;
+        config.password(password.expose());
+    }
+    Ok(config)
+}
+
+/// The PostgreSQL store `pg` names, made with `key` (the state directory's server key: every
+/// host sharing the database must hold the same file; a database made with another key is
+/// refused).
+///
+/// The database must be reachable at start: otpd brings the schema to its version and checks
+/// the key before it serves anyone, so it refuses to start without them (systemd's
+/// `Restart=on-failure` tries again). Once running, a database that goes away makes logins
+/// unavailable, and the pool connects again by itself when it is back.
+fn open_postgres(pg: &PostgresConfig, key: ServerKey) -> Result<PgStore, StartError> {
+    let config = postgres_connection(pg)?;
+    let tls = match pg.tls {
+        PgTls::None => None,
+        PgTls::VerifyFull => Some(
+            crate::mail::tls::verifying_config_with_client(
+                pg.ca_file.as_deref(),
+                pg.client_cert
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path())),
+            )
+            .map_err(StartError::Backend)?,
+        ),
+    };
+    let options = PgOptions {
+        pool_size: pg.pool_size,
+        deadline: pg.statement_timeout,
+        connect_timeout: pg.connect_timeout,
+    };
+    let hosts = pg
+        .hosts
+        .iter()
+        .map(|h| format!("{}:{}", h.host, h.port))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let store = PgStore::open_with_tls(config, options, key, tls).map_err(|e| {
+        StartError::Backend(format!(
+            "PostgreSQL database {} on {}: {e}",
+            escape_for_log(&pg.dbname),
+            escape_for_log(&hosts)
+        ))
+    })?;
+    tracing::info!(
+        "store: PostgreSQL database {} on {} ({})",
+        escape_for_log(&pg.dbname),
+        escape_for_log(&hosts),
+        match pg.tls {
+            PgTls::VerifyFull => "TLS, verify-full",
+            PgTls::None => "no TLS, loopback",
+        }
+    );
+    Ok(store)
+}
+
 /// Runs otpd with the config at `config_path` until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     forbid_core_dumps();
@@ -79,14 +154,20 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
         Box::new(crate::relay::stateless_store().map_err(StartError::Relay)?)
     } else {
         let key = ServerKey::load_or_create(&daemon.state_dir)?;
-        let database = daemon.state_dir.join(DATABASE_FILE);
-        if let StoreConfig::Postgresql(_) = &config.store {
-            return Err(StartError::Backend(
-                "backend = \"postgresql\" is not built into this otpd yet; remove [store] to use SQLite"
-                    .into(),
-            ));
+        match &config.store {
+            StoreConfig::Postgresql(pg) => {
+                // The store blocks on a runtime of its own: opened off this one's threads.
+                let pg = pg.clone();
+                let store = tokio::task::spawn_blocking(move || open_postgres(&pg, key))
+                    .await
+                    .map_err(|e| StartError::Backend(format!("opening the store: {e}")))??;
+                Box::new(store)
+            }
+            StoreConfig::Sqlite => {
+                let database = daemon.state_dir.join(DATABASE_FILE);
+                Box::new(SqliteStore::open(&database, key)?)
+            }
         }
-        Box::new(SqliteStore::open(&database, key)?)
     };
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
@@ -316,5 +397,107 @@ mod tests {
     fn after_forbidding_core_dumps_the_process_is_not_dumpable() {
         forbid_core_dumps();
         assert_eq!(nix::sys::prctl::get_dumpable(), Ok(false));
+    }
+}
+
+#[cfg(test)]
+mod postgres_tests {
+    use super::*;
+    use common::config::PgHost;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    use tokio_postgres::config::{Host, TargetSessionAttrs};
+
+    fn pg(password_file: Option<PathBuf>) -> PostgresConfig {
+        PostgresConfig {
+            hosts: vec![
+                PgHost {
+                    host: "db1.example".into(),
+                    port: 5432,
+                },
+                PgHost {
+                    host: "10.0.0.2".into(),
+                    port: 6432,
+                },
+            ],
+            dbname: "otp".into(),
+            user: "otpd".into(),
+            password_file,
+            tls: PgTls::VerifyFull,
+            ca_file: None,
+            client_cert: None,
+            pool_size: 3,
+            connect_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(4),
+        }
+    }
+
+    fn password_file(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.password");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn every_host_and_port_is_tried_for_the_one_that_takes_writes() {
+        let (_dir, path) = password_file(0o600);
+        let config = postgres_connection(&pg(Some(path))).unwrap();
+        assert_eq!(
+            config.get_hosts(),
+            &[
+                Host::Tcp("db1.example".into()),
+                Host::Tcp("10.0.0.2".into())
+            ]
+        );
+        assert_eq!(config.get_ports(), &[5432, 6432]);
+        assert_eq!(
+            config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(config.get_dbname(), Some("otp"));
+        assert_eq!(config.get_user(), Some("otpd"));
+        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_password_file_others_can_read_is_refused_by_name() {
+        let (_dir, path) = password_file(0o644);
+        let error = postgres_connection(&pg(Some(path.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("password_file"), "{error}");
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+
+    #[test]
+    fn without_a_password_file_no_password_is_sent() {
+        let config = postgres_connection(&pg(None)).unwrap();
+        assert_eq!(config.get_password(), None);
+    }
+
+    #[test]
+    fn an_unreachable_database_at_start_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ServerKey::load_or_create(dir.path()).unwrap();
+        let mut config = pg(None);
+        // A loopback port nothing listens on (bound and closed again).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        config.hosts = vec![PgHost {
+            host: "127.0.0.1".into(),
+            port,
+        }];
+        config.tls = PgTls::None;
+        config.connect_timeout = Duration::from_secs(1);
+        config.statement_timeout = Duration::from_secs(1);
+        let error = open_postgres(&config, key).unwrap_err().to_string();
+        assert!(error.contains("PostgreSQL database otp"), "{error}");
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
     }
 }

@@ -11,6 +11,7 @@ pub mod mta;
 pub mod netns;
 pub mod otpd;
 pub mod paths;
+pub mod postgres;
 pub mod programs;
 pub mod recorded;
 pub mod slapd;

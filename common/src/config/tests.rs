@@ -578,6 +578,10 @@ fn the_examples_commented_out_in_the_example_config_parse_too() {
     assert!(c.policies.iter().any(|p| !p.rhost_networks().is_empty()));
     assert!(!c.exemptions.is_empty());
     assert!(c.mail.servers.len() > 1);
+    assert!(
+        matches!(c.store, super::StoreConfig::Postgresql(_)),
+        "the [store] example is not the PostgreSQL one"
+    );
     assert!(c.relay_listener.is_some());
 }
 

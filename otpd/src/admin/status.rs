@@ -91,6 +91,7 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
         Ok(summary) => summary,
         Err(e) => return store_failed(&e),
     };
+    let backend = store.backend();
     drop(store);
     let breakglass = match super::breakglass::views(ctx) {
         Ok(views) => views,
@@ -112,6 +113,7 @@ fn daemon_status(ctx: &Ctx<'_>) -> AdminResponse {
             locked_hosts,
             dry_run,
             webhook_endpoints,
+            store: backend,
         }),
     }
 }

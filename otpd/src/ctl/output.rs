@@ -252,6 +252,7 @@ pub fn daemon_status(s: &DaemonStatus) -> String {
         ),
         ("config", s.config_file.clone()),
         ("config loaded", timefmt::utc(s.config_loaded_at)),
+        ("store", s.store.clone()),
         ("users", s.users.to_string()),
         ("enabled", s.enabled.to_string()),
         ("locked", s.locked.to_string()),

@@ -9,7 +9,7 @@ use common::config::admin_file::{self, AdminFileKind};
 
 use common::config::SmtpServer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsConnector;
 
 /// Why a server's TLS settings could not be prepared.
@@ -58,6 +58,16 @@ pub fn parameters(server: &SmtpServer) -> Result<TlsClient, TlsSetupError> {
 /// A rustls client that verifies against the system's CA store plus `ca_file` (a private CA),
 /// TLS 1.2 or 1.3: the one trust setup of every server otpd talks to (SMTP, LDAP).
 pub fn verifying_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    verifying_config_with_client(ca_file, None)
+}
+
+/// [`verifying_config`], showing the client certificate in `client` (its certificate file and
+/// its private key file, a private file like the mail password) when one is given: how otpd
+/// logs in to PostgreSQL with a certificate.
+pub fn verifying_config_with_client(
+    ca_file: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Certificates the system store holds but rustls cannot parse are skipped, as every
     // rustls client does; a store with none usable is caught below.
@@ -92,9 +102,44 @@ pub fn verifying_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConf
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (chain, key) = client_identity(cert, key)?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client_cert and client_key: {e}"))?
+        }
+    };
     Ok(Arc::new(config))
+}
+
+/// The certificate chain in `cert` (checked like a CA file) and the private key in `key` (a
+/// private file: owner only).
+fn client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let pem =
+        admin_file::read(cert, AdminFileKind::CaBundle).map_err(|e| format!("client_cert {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "client_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            cert.display()
+        ));
+    }
+    let pem = super::secret_file::read_private(key).map_err(|e| format!("client_key {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.expose().as_bytes()).map_err(|e| {
+        format!(
+            "client_key {}: no usable private key in PEM: {e}",
+            key.display()
+        )
+    })?;
+    Ok((chain, key))
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ use crate::metrics::Metrics;
 /// tests and with the `conformance` feature): `store_conformance_tests!` and
 /// `store_conformance_race_tests!` give it one test per rule.
 pub trait Store: std::fmt::Debug {
+    /// Which backend this is and where, for `otpctl status`: `sqlite`, or `postgresql` with
+    /// the database, its hosts and whether TLS is used. Never a password.
+    fn backend(&self) -> String;
+
     // --- One decision, one transaction ---
 
     /// Runs `work` as one transaction: every operation it calls and every audit row it
@@ -355,6 +359,10 @@ where
     T: DerefMut + std::fmt::Debug,
     T::Target: Store,
 {
+    fn backend(&self) -> String {
+        (**self).backend()
+    }
+
     fn in_one_transaction(
         &mut self,
         work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,

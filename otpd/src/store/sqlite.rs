@@ -17,6 +17,10 @@ use super::{
 };
 
 impl Store for SqliteStore {
+    fn backend(&self) -> String {
+        "sqlite".into()
+    }
+
     fn in_one_transaction(
         &mut self,
         work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,

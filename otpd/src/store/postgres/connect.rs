@@ -5,6 +5,7 @@
 //! session that sits in a transaction without a word, say an otpd host that hung or lost its
 //! network mid-transaction: the locks it held do not keep other hosts' logins waiting.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -16,11 +17,14 @@ use super::PgOptions;
 /// connected yet: the pool connects when a connection is first asked for, inside the store's
 /// runtime, which then drives it.
 ///
-/// TLS is not set up yet (`NoTls`): it belongs here, as the connector handed to the
-/// [`Manager`], so nothing else changes when it comes.
+/// With `tls`, every connection is TLS (PostgreSQL's `sslmode=require` is forced: a server that
+/// declines TLS gets no connection), the certificate verified by `tls`'s roots and its name
+/// against the host connected to (each host of the list in turn): libpq's `verify-full`.
+/// Without, `NoTls` (the config allows that only when every host is loopback).
 pub(super) fn connect(
     mut config: tokio_postgres::Config,
     options: &PgOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Pool, StoreError> {
     let mut settings = config.get_options().unwrap_or_default().to_string();
     for (name, value) in [
@@ -40,15 +44,22 @@ pub(super) fn connect(
     if config.get_application_name().is_none() {
         config.application_name("otpd");
     }
-    let manager = Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            // A connection is handed out again only after its transaction ended cleanly (see
-            // `unit`); one that did not is dropped, never recycled, so checking is enough.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        // A connection is handed out again only after its transaction ended cleanly (see
+        // `unit`); one that did not is dropped, never recycled, so checking is enough.
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Manager::from_config(
+                config,
+                tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
+                manager_config,
+            )
+        }
+        None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)

@@ -21,6 +21,10 @@ use super::{
 use crate::metrics::Metrics;
 
 impl Store for PgStore {
+    fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
     fn in_one_transaction(
         &mut self,
         work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,

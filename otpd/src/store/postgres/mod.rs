@@ -130,6 +130,8 @@ pub struct PgStore {
     notices_wake: Option<Arc<tokio::sync::Notify>>,
     /// Drives the pool's connections; every operation blocks on it.
     runtime: Driver,
+    /// What `otpctl status` shows: the database, its hosts, TLS or not.
+    backend: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -153,13 +155,27 @@ impl PgStore {
         options: PgOptions,
         key: ServerKey,
     ) -> Result<PgStore, StoreError> {
+        PgStore::open_with_tls(config, options, key, None)
+    }
+
+    /// [`PgStore::open`] over TLS when `tls` is given: every connection is TLS, the server's
+    /// certificate verified by `tls` and its name against the host connected to
+    /// (`verify-full`). Without, plain (loopback only, as the config allows).
+    pub fn open_with_tls(
+        config: tokio_postgres::Config,
+        options: PgOptions,
+        key: ServerKey,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<PgStore, StoreError> {
+        let backend = describe(&config, tls.is_some());
         let runtime = Driver::new()?;
         // The pool spawns its connections' tasks, so it is made inside the runtime.
         let pool = {
             let _inside = runtime.enter();
-            connect::connect(config, &options)?
+            connect::connect(config, &options, tls)?
         };
         let store = PgStore {
+            backend,
             runtime,
             pool,
             options,
@@ -180,6 +196,33 @@ impl PgStore {
             wake.notify_one();
         }
     }
+}
+
+/// `postgresql: DBNAME on HOST:PORT, ... (TLS verify-full)`: the database and where, never
+/// the user or password.
+fn describe(config: &tokio_postgres::Config, tls: bool) -> String {
+    let ports = config.get_ports();
+    let hosts = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match ports.get(i).or(ports.first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "postgresql: {} on {hosts} ({})",
+        config.get_dbname().unwrap_or("?"),
+        if tls { "TLS verify-full" } else { "no TLS" }
+    )
 }
 
 /// The store's own runtime (current-thread, with timers and I/O): the caller's thread drives
