@@ -204,6 +204,15 @@ mod tests {
         }
     }
 
+    /// Alice, at her one address, by the defaults of `config`.
+    fn alice(config: &common::config::Config) -> UserTo<'_> {
+        UserTo {
+            settings: &config.defaults,
+            addresses: &["alice@example.com"],
+            phone: None,
+        }
+    }
+
     /// The queued notices' recipients, in order.
     fn recipients(store: &mut SqliteStore) -> Vec<String> {
         let due = store.due_notices(T0 + 10, i64::MIN, 50).unwrap();
@@ -216,11 +225,7 @@ mod tests {
             "[defaults]\nnotify = [\"new_address\"]\n[notifications]\nadmin_address = \"sec@example.com\"\n",
         );
         let (_dir, mut store) = store();
-        let user = UserTo {
-            settings: &config.defaults,
-            addresses: &["alice@example.com"],
-            phone: None,
-        };
+        let user = alice(&config);
         tell(
             &mut store,
             &config.notifications,
@@ -238,11 +243,7 @@ mod tests {
             "[notifications]\nadmin_address = \"sec@example.com\"\nadmin_events = [\"breakglass_used\"]\n",
         );
         let (_dir, mut store) = store();
-        let user = UserTo {
-            settings: &config.defaults,
-            addresses: &["alice@example.com"],
-            phone: None,
-        };
+        let user = alice(&config);
         tell(
             &mut store,
             &config.notifications,
@@ -258,11 +259,7 @@ mod tests {
     fn a_new_address_is_told_only_after_a_first_login_and_only_for_remote_hosts() {
         let config = config("");
         let (_dir, mut store) = store();
-        let user = UserTo {
-            settings: &config.defaults,
-            addresses: &["alice@example.com"],
-            phone: None,
-        };
+        let user = alice(&config);
         let login = |store: &mut SqliteStore, rhost, now| {
             after_login(
                 store,
@@ -289,11 +286,7 @@ mod tests {
     fn a_profile_without_new_address_records_no_login_address() {
         let config = config("[defaults]\nnotify = []\n");
         let (_dir, mut store) = store();
-        let user = UserTo {
-            settings: &config.defaults,
-            addresses: &["alice@example.com"],
-            phone: None,
-        };
+        let user = alice(&config);
         let told = ("alice", "sshd", Some("192.0.2.1"));
         after_login(&mut store, &config.notifications, user, told, T0).unwrap();
         assert_eq!(store.count_rows("SELECT count(*) FROM seen_rhosts"), 0);
@@ -385,11 +378,7 @@ mod tests {
     fn a_local_callers_own_lockout_tells_the_user_and_not_the_admin() {
         let config = config("[notifications]\nadmin_address = \"sec@example.com\"\n");
         let (_dir, mut store) = store();
-        let user = UserTo {
-            settings: &config.defaults,
-            addresses: &["alice@example.com"],
-            phone: None,
-        };
+        let user = alice(&config);
         let local = Told {
             by_local_caller: true,
             ..lockout("1")
