@@ -123,15 +123,7 @@ async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> 
         let Some(sender) = active.webhooks.iter().find(|w| w.name() == channel) else {
             return Err(format!("no webhook channel {channel} any more"));
         };
-        let values = NoticeValues {
-            user: &notice.user,
-            to: None,
-            host: active.mailer.host(),
-            service: &notice.service,
-            rhost: notice.rhost.as_deref(),
-            when: notice.created_at,
-            detail: &notice.detail,
-        };
+        let values = values_of(notice, active.mailer.host(), None);
         // The text of an SMS is the notification's subject: one line that says it all.
         let text = NoticeText {
             to: &notice.address,
@@ -142,15 +134,7 @@ async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> 
         return sender.send_notice(&text).await;
     }
     let to = EmailAddress::parse(&notice.address).map_err(|e| e.to_string())?;
-    let values = NoticeValues {
-        user: &notice.user,
-        to: Some(&to),
-        host: active.mailer.host(),
-        service: &notice.service,
-        rhost: notice.rhost.as_deref(),
-        when: notice.created_at,
-        detail: &notice.detail,
-    };
+    let values = values_of(notice, active.mailer.host(), Some(&to));
     let mail = NoticeMail {
         to: &to,
         texts: &texts,
@@ -163,7 +147,24 @@ async fn send(shared: &Shared, notice: &QueuedNotice) -> Result<String, String> 
         .map_err(|failure| failure.to_string())
 }
 
-/// Deletes a sent notice, or puts a failed one off (or gives it up when it is too old).
+/// What `notice`'s templates can show, sent from `host` to `to` (none by phone).
+fn values_of<'a>(
+    notice: &'a QueuedNotice,
+    host: &'a str,
+    to: Option<&'a EmailAddress>,
+) -> NoticeValues<'a> {
+    NoticeValues {
+        user: &notice.user,
+        to,
+        host,
+        service: &notice.service,
+        rhost: notice.rhost.as_deref(),
+        when: notice.created_at,
+        detail: &notice.detail,
+    }
+}
+
+/// Closes a sent notice, or puts a failed one off (or closes it, given up, when it is too old).
 fn settle(shared: &Shared, notice: &QueuedNotice, sent: Result<String, String>) {
     let now = shared.clock.now();
     let user = escape_for_log(&notice.user);

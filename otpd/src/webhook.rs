@@ -263,19 +263,7 @@ impl NoticeText<'_> {
                 .field_text(field, text)
                 .is_none_or(|t: String| sms::SmsLength::of(&t).fits_one_segment())
         };
-        let (mut fitting, mut too_long) = (0, chars.len());
-        if fits(&cut(too_long)) {
-            return cut(too_long);
-        }
-        while too_long - fitting > 1 {
-            let middle = fitting + (too_long - fitting) / 2;
-            if fits(&cut(middle)) {
-                fitting = middle;
-            } else {
-                too_long = middle;
-            }
-        }
-        cut(fitting)
+        cut(sms::longest_fitting(chars.len(), |keep| fits(&cut(keep))))
     }
 }
 

@@ -156,21 +156,25 @@ pub fn fit<'a>(body: &BodyTemplate, field: &str, values: &'a dyn WebhookValues) 
             .is_none_or(|text| SmsLength::of(&text).fits_one_segment())
     };
     let whole = user.len().max(host.len());
-    let all = cut(whole);
-    if fits(&all) {
-        return all;
+    cut(longest_fitting(whole, |keep| fits(&cut(keep))))
+}
+
+/// The longest `keep` up to `whole` for which `fits(keep)` holds (0 when none does), for a
+/// text that never gets shorter as more is kept: `whole` itself, or found by bisection.
+pub fn longest_fitting(whole: usize, fits: impl Fn(usize) -> bool) -> usize {
+    if fits(whole) {
+        return whole;
     }
-    // Longer prefixes never make the text shorter: the longest that fits, by bisection.
     let (mut fitting, mut too_long) = (0, whole);
     while too_long - fitting > 1 {
         let middle = fitting + (too_long - fitting) / 2;
-        if fits(&cut(middle)) {
+        if fits(middle) {
             fitting = middle;
         } else {
             too_long = middle;
         }
     }
-    cut(fitting)
+    fitting
 }
 
 #[cfg(test)]
