@@ -32,6 +32,12 @@ impl Main {
         let ca = self.ca.ca_cert();
         (ca.with_file_name("dmz1.pem"), ca.with_file_name("dmz1.key"))
     }
+
+    /// A DMZ otpd on loopback with the listed certificate, speaking for `dmz1.example`.
+    fn listed_dmz(&self) -> Otpd {
+        let (cert, key) = self.listed();
+        dmz_host(self.port, &self.ca.ca_cert(), &cert, &key, "dmz1.example")
+    }
 }
 
 fn main_host() -> Main {
@@ -141,14 +147,7 @@ fn wait_for_log_within(otpd: &Otpd, needle: &str, seconds: u64) -> String {
 #[test]
 fn a_pam_login_on_the_dmz_gets_its_code_mailed_by_the_main_host_and_succeeds() {
     let main = main_host();
-    let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
-    );
+    let dmz = main.listed_dmz();
     let pam = pam_for(&dmz);
     let result = login_with(
         &pam,
@@ -288,14 +287,7 @@ fn with_a_main_host_that_never_answers_the_login_is_unavailable_within_the_deadl
 #[test]
 fn admin_requests_are_not_relayed() {
     let main = main_host();
-    let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
-    );
+    let dmz = main.listed_dmz();
     let (code, stdout, stderr) = dmz.otpctl(None, &["status"]);
     assert_ne!(code, 0, "{stdout}");
     assert!(
@@ -321,14 +313,7 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_dmz_host_holds_no_database_no_server_key_and_no_password() {
     let main = main_host();
-    let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
-    );
+    let dmz = main.listed_dmz();
     let result = login_with(
         &pam_for(&dmz),
         "sshd",
@@ -502,14 +487,7 @@ fn begin_as_nobody(otpd: &Otpd, user: &str, rhost: &str) -> String {
 #[test]
 fn a_local_user_of_the_dmz_is_refused_there_for_others_and_relayed_as_local_for_themselves() {
     let main = main_host();
-    let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
-    );
+    let dmz = main.listed_dmz();
     let refused = begin_as_nobody(&dmz, "alice", "203.0.113.9");
     assert!(refused.contains("caller_refused"), "{refused}");
     assert!(
@@ -541,6 +519,19 @@ fn a_local_user_of_the_dmz_is_refused_there_for_others_and_relayed_as_local_for_
     );
 }
 
+/// Starts `script` and waits until it prints "held": it holds its connections from then on.
+fn python_holding(script: &mut std::process::Command) -> std::process::Child {
+    let mut child = script.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "held");
+    child
+}
+
 /// Opens argv[3] TCP connections from 127.0.0.2 to 127.0.0.1:argv[1] that never speak, prints
 /// "held", and keeps them for argv[2] seconds.
 const SILENT_CONNECTIONS: &str = r#"
@@ -559,28 +550,13 @@ time.sleep(seconds)
 #[test]
 fn a_hostile_host_holding_relay_connections_blocks_neither_a_dmz_nor_local_logins() {
     let main = main_host();
-    let mut hostile = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", SILENT_CONNECTIONS])
-        .args([&main.port.to_string(), "30", "64"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(hostile.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "held");
-
-    let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
+    let mut hostile = python_holding(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", SILENT_CONNECTIONS])
+            .args([&main.port.to_string(), "30", "64"]),
     );
+
+    let dmz = main.listed_dmz();
     let started = Instant::now();
     let relayed = login_with(
         &pam_for(&dmz),
@@ -632,26 +608,12 @@ time.sleep(30)
 fn a_relay_at_its_connection_cap_is_refused_and_local_logins_go_on() {
     let main = main_host_with("127.0.0.1", "max_connections_per_client = 1\n");
     let (listed, listed_key) = main.listed();
-    let mut slow = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", SLOW_RELAY, &main.port.to_string()])
-        .args([&main.ca.ca_cert(), &listed, &listed_key])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(slow.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "held");
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
-        &listed,
-        &listed_key,
-        "dmz1.example",
+    let mut slow = python_holding(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", SLOW_RELAY, &main.port.to_string()])
+            .args([&main.ca.ca_cert(), &listed, &listed_key]),
     );
+    let dmz = main.listed_dmz();
     let relayed = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
     assert_unavailable(&relayed);
     let log = wait_for_log(&main.otpd, "holds max_connections_per_client (1) already");
