@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 use crate::tls::TestCa;
 
+pub mod standby;
+
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// A running PostgreSQL 15, stopped when dropped.
