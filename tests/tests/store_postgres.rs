@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 use e2e_tests::libpam;
-use e2e_tests::login::{login_with, mailed_code};
+use e2e_tests::login::{login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
 use e2e_tests::paths;
 use e2e_tests::postgres::Postgres;
@@ -197,6 +197,15 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     pam.otp_then_permit("sshd", &otpd.socket, "");
     let first = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
+    // While the database runs: a break-glass grant passes ivan over the code step, and a
+    // service otpd has no protocol for is skipped.
+    let (rc, _, err) = otpd.otpctl(None, &["breakglass", "grant", "ivan", "--minutes", "30"]);
+    assert_eq!(rc, 0, "{err}");
+    pam.otp_then_permit("cron", &otpd.socket, "");
+    for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
+        let passed = login_with(&pam, service, user, None, never_prompted);
+        assert_eq!(libpam::code_name(passed.code), "PAM_SUCCESS", "{passed:?}");
+    }
 
     pg.stop();
     let started = Instant::now();
@@ -223,10 +232,23 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
         "{}",
         otpd.log()
     );
+    // Nothing is decided without the database, whose transaction also holds the decision's
+    // audit row: neither the grant (stored there) nor the skip lets a login through; both
+    // fail closed until it is back (the operator docs say so).
+    for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
+        let refused = login_with(&pam, service, user, None, never_prompted);
+        assert_eq!(
+            libpam::code_name(refused.code),
+            "PAM_AUTHINFO_UNAVAIL",
+            "{service} {user}: {refused:?}"
+        );
+    }
 
     pg.start();
     let again = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 2));
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
+    let ivan = login_with(&pam, "sshd", "ivan", None, never_prompted);
+    assert_eq!(libpam::code_name(ivan.code), "PAM_SUCCESS", "{ivan:?}");
 }
 
 #[test]
