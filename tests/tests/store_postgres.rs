@@ -243,6 +243,14 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
             "{service} {user}: {refused:?}"
         );
     }
+    // Nor can a grant be armed or listed.
+    for args in [
+        &["breakglass", "grant", "dave", "--minutes", "5"][..],
+        &["breakglass", "list"],
+    ] {
+        let (rc, out, err) = otpd.otpctl(None, args);
+        assert_ne!(rc, 0, "otpctl {args:?} with no database: {out}{err}");
+    }
 
     pg.start();
     let again = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 2));
