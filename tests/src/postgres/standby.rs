@@ -13,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use super::{BIN, Postgres, check, free_port};
+use super::{BIN, Postgres, check, free_port, install};
 
 /// How long a standby may take to replay what the primary wrote.
 const CATCH_UP: Duration = Duration::from_secs(30);
@@ -38,10 +38,12 @@ impl Postgres {
         fs::set_permissions(d, fs::Permissions::from_mode(0o700)).expect("chmod");
         // The primary's certificate: issued for 127.0.0.1 and localhost, so it fits here too.
         for (name, mode) in [("server.pem", 0o644), ("server.key", 0o600)] {
-            let path = d.join(name);
-            fs::copy(self.dir().join(name), &path).expect("copy the server certificate");
-            std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).expect("chown");
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            install(
+                &self.dir().join(name),
+                &d.join(name),
+                mode,
+                (self.uid, self.gid),
+            );
         }
         let standby = Postgres {
             dir,
@@ -110,9 +112,7 @@ impl Postgres {
     pub fn promote(&self) {
         check(
             "pg_ctl promote",
-            self.command(&format!("{BIN}/pg_ctl"))
-                .arg("-D")
-                .arg(self.data())
+            self.pg_ctl()
                 .args(["-w", "-t", "30", "promote"])
                 .output()
                 .expect("run pg_ctl"),

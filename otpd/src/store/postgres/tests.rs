@@ -425,13 +425,10 @@ fn a_transaction_that_lost_a_deadlock_is_run_again_and_succeeds() {
     assert_eq!(store.count_rows("SELECT count(*) FROM pair WHERE n = 2"), 2);
 }
 
-/// A pooled connection whose server turned read-only under it (here the session itself set
-/// read-only, which the server then enforces exactly as on a primary demoted to standby):
-/// the write it is given fails closed (25006), and the connection is dropped rather than
-/// handed out again, so the next operation connects anew and writes.
-#[test]
-fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew() {
-    let (_db, mut store) = fresh();
+/// Makes the store's one pooled connection refuse writes from now on, as a server turned
+/// read-only under it would (the session's setting, which the server enforces: this test
+/// server is shared, so it is not made read-only as a whole).
+fn refuse_writes_on_the_pooled_connection(store: &PgStore) {
     store
         .plain(async |conn, _| {
             conn.batch_execute("SET SESSION default_transaction_read_only = on")
@@ -439,6 +436,16 @@ fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew(
             Ok(())
         })
         .unwrap();
+}
+
+/// A pooled connection whose server turned read-only under it (here the session itself set
+/// read-only, which the server then enforces exactly as on a primary demoted to standby):
+/// the write it is given fails closed (25006), and the connection is dropped rather than
+/// handed out again, so the next operation connects anew and writes.
+#[test]
+fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew() {
+    let (_db, mut store) = fresh();
+    refuse_writes_on_the_pooled_connection(&store);
     let refused = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
     assert!(
         matches!(&refused, Err(StoreError::Postgres(text)) if text.starts_with("25006")),
@@ -456,13 +463,7 @@ fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew(
 #[test]
 fn a_unit_on_a_connection_that_refuses_writes_keeps_nothing_and_is_not_reused() {
     let (_db, mut store) = fresh();
-    store
-        .plain(async |conn, _| {
-            conn.batch_execute("SET SESSION default_transaction_read_only = on")
-                .await?;
-            Ok(())
-        })
-        .unwrap();
+    refuse_writes_on_the_pooled_connection(&store);
     let unit = store.in_one_transaction(&mut |store| {
         let refused = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
         assert!(refused.is_err(), "{refused:?}");
