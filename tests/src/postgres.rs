@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 use crate::tls::TestCa;
 
+pub mod standby;
+
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// A running PostgreSQL 15, stopped when dropped.
@@ -50,6 +52,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Copies `from` to `to`, owned by `owner` (uid, gid) with `mode`: a file the server reads.
+fn install(from: &Path, to: &Path, mode: u32, owner: (u32, u32)) {
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    std::os::unix::fs::chown(to, Some(owner.0), Some(owner.1)).expect("chown");
+    fs::set_permissions(to, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
 fn check(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
@@ -78,10 +88,7 @@ impl Postgres {
             (ca.server_cert(), "server.pem", 0o644),
             (ca.server_key(), "server.key", 0o600),
         ] {
-            let path = d.join(to);
-            fs::copy(&from, &path).expect("copy the server certificate");
-            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown");
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            install(&from, &d.join(to), mode, (uid, gid));
         }
         let pg = Postgres {
             port: free_port(),
@@ -142,13 +149,18 @@ impl Postgres {
         command
     }
 
+    /// `pg_ctl -D DATA`, run as the cluster's owner.
+    fn pg_ctl(&self) -> Command {
+        let mut command = self.command(&format!("{BIN}/pg_ctl"));
+        command.arg("-D").arg(self.data());
+        command
+    }
+
     /// Starts the server (again) and waits until it takes connections.
     pub fn start(&self) {
         check(
             "pg_ctl start",
-            self.command(&format!("{BIN}/pg_ctl"))
-                .arg("-D")
-                .arg(self.data())
+            self.pg_ctl()
                 .arg("-l")
                 .arg(self.dir.path().join("postgres.log"))
                 .args(["-w", "-t", "30", "start"])
@@ -162,9 +174,7 @@ impl Postgres {
     pub fn stop(&self) {
         check(
             "pg_ctl stop",
-            self.command(&format!("{BIN}/pg_ctl"))
-                .arg("-D")
-                .arg(self.data())
+            self.pg_ctl()
                 .args(["-m", "fast", "-w", "stop"])
                 .output()
                 .expect("run pg_ctl"),
@@ -252,9 +262,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = self
-            .command(&format!("{BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(self.data())
+            .pg_ctl()
             .args(["-m", "immediate", "-w", "stop"])
             .output();
     }

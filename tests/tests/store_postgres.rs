@@ -2,7 +2,8 @@
 //! test's own, over TLS verified against the test CA (issue #20): a real PAM login stores its
 //! code in PostgreSQL; an untrusted server certificate is refused; an outage makes logins
 //! unavailable within the module's deadline and otpd recovers by itself; two otpd hosts on one
-//! database share a send cap, and a code mailed by one verifies on the other.
+//! database share a send cap, and a code mailed by one verifies on the other; a promoted
+//! standby takes over from a stopped primary without otpd restarting.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 use e2e_tests::libpam;
-use e2e_tests::login::{login_with, mailed_code};
+use e2e_tests::login::{login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
 use e2e_tests::paths;
 use e2e_tests::postgres::Postgres;
@@ -43,12 +44,29 @@ fn config(
     ca_file: &Path,
     extra: &str,
 ) -> String {
+    config_on(socket, state_dir, smtp_port, &[pg.port], ca_file, extra)
+}
+
+/// [`config`] with the store's `hosts` on 127.0.0.1 at `ports`, in that order.
+fn config_on(
+    socket: &Path,
+    state_dir: &Path,
+    smtp_port: u16,
+    ports: &[u16],
+    ca_file: &Path,
+    extra: &str,
+) -> String {
+    let hosts = ports
+        .iter()
+        .map(|port| format!("\"127.0.0.1:{port}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let password_file = state_dir.parent().unwrap().join("pg.password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     format!(
         "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n\
-         [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:{}\"]\ndbname = \"{DB}\"\n\
+         [store]\nbackend = \"postgresql\"\nhosts = [{hosts}]\ndbname = \"{DB}\"\n\
          user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n\
          connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
          [directory]\nemail_template = \"{{user}}@example.test\"\n\n\
@@ -57,7 +75,6 @@ fn config(
          host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
         socket.display(),
         state_dir.display(),
-        pg.port,
         password_file.display(),
         ca_file.display(),
     )
@@ -180,6 +197,15 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     pam.otp_then_permit("sshd", &otpd.socket, "");
     let first = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
+    // While the database runs: a break-glass grant passes ivan over the code step, and a
+    // service otpd has no protocol for is skipped.
+    let (rc, _, err) = otpd.otpctl(None, &["breakglass", "grant", "ivan", "--minutes", "30"]);
+    assert_eq!(rc, 0, "{err}");
+    pam.otp_then_permit("cron", &otpd.socket, "");
+    for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
+        let passed = login_with(&pam, service, user, None, never_prompted);
+        assert_eq!(libpam::code_name(passed.code), "PAM_SUCCESS", "{passed:?}");
+    }
 
     pg.stop();
     let started = Instant::now();
@@ -206,10 +232,31 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
         "{}",
         otpd.log()
     );
+    // Nothing is decided without the database, whose transaction also holds the decision's
+    // audit row: neither the grant (stored there) nor the skip lets a login through; both
+    // fail closed until it is back (the operator docs say so).
+    for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
+        let refused = login_with(&pam, service, user, None, never_prompted);
+        assert_eq!(
+            libpam::code_name(refused.code),
+            "PAM_AUTHINFO_UNAVAIL",
+            "{service} {user}: {refused:?}"
+        );
+    }
+    // Nor can a grant be armed or listed.
+    for args in [
+        &["breakglass", "grant", "dave", "--minutes", "5"][..],
+        &["breakglass", "list"],
+    ] {
+        let (rc, out, err) = otpd.otpctl(None, args);
+        assert_ne!(rc, 0, "otpctl {args:?} with no database: {out}{err}");
+    }
 
     pg.start();
     let again = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 2));
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
+    let ivan = login_with(&pam, "sshd", "ivan", None, never_prompted);
+    assert_eq!(libpam::code_name(ivan.code), "PAM_SUCCESS", "{ivan:?}");
 }
 
 #[test]
@@ -305,4 +352,101 @@ fn two_hosts_on_one_database_share_the_send_cap_and_each_others_codes() {
         .unwrap();
     assert_eq!(verified, Response::Success);
     assert!(b.log().contains("event=verified user=frank"), "{}", b.log());
+}
+
+/// How many code rows `user` has on `pg`.
+fn code_rows(pg: &Postgres, user: &str) -> String {
+    pg.psql(
+        DB,
+        &format!("SELECT count(*) FROM codes WHERE username = '{user}'"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// How many sessions otpd has open on `pg`.
+fn otpd_sessions(pg: &Postgres) -> String {
+    pg.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// Failover (issue #20): otpd is given the primary and its streaming standby. It writes only
+/// to the primary; with the primary stopped and the standby not yet promoted no server takes
+/// writes, and logins are unavailable, a right code included; once the standby is promoted,
+/// the same otpd process logs users in again on it, and what was written before the stop
+/// (a code mailed then) is there and answers.
+#[test]
+fn a_promoted_standby_takes_over_without_restarting_otpd_and_logins_fail_closed_in_between() {
+    let ca = TestCa::new("pg-ca");
+    let primary = database(&ca);
+    let standby = primary.start_standby();
+    let smtp = SmtpCapture::start();
+    let otpd = Otpd::start_with_text(|socket, state| {
+        config_on(
+            socket,
+            state,
+            smtp.port,
+            &[primary.port, standby.port],
+            &ca.ca_cert(),
+            "",
+        )
+    });
+    let pid = otpd.pid();
+    let pam = PamConfDir::new();
+    pam.otp_then_permit("sshd", &otpd.socket, "");
+
+    let first = login_with(&pam, "sshd", "alice", None, mailed_code(smtp.reader(), 1));
+    assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
+    assert_eq!(code_rows(&primary, "alice"), "1");
+    // A code mailed now, answered only after the failover.
+    assert!(matches!(
+        begin(&otpd, &ssh("hana")),
+        Response::Prompt { .. }
+    ));
+    let hanas_code = smtp.wait_for(2, MAIL_WAIT).last().unwrap().code();
+    // While both run, everything goes to the primary: otpd has no session on the standby,
+    // which still replays (and so could take no write).
+    standby.catch_up_with(&primary);
+    assert!(standby.in_recovery());
+    assert_ne!(otpd_sessions(&primary), "0");
+    assert_eq!(
+        otpd_sessions(&standby),
+        "0",
+        "otpd connected to the standby"
+    );
+    assert_eq!(code_rows(&standby, "alice"), "1", "not replicated");
+    assert_eq!(code_rows(&standby, "hana"), "1", "not replicated");
+
+    primary.stop();
+    // Only a standby is left, which takes no writes: fail closed.
+    let between = login_with(&pam, "sshd", "alice", None, |_| "000000".into());
+    assert_eq!(
+        libpam::code_name(between.code),
+        "PAM_AUTHINFO_UNAVAIL",
+        "{between:?}"
+    );
+    let verify_hana = || {
+        otpd.call(&Request::Verify {
+            login: ssh("hana"),
+            code: SecretString::new(hanas_code.clone()),
+        })
+        .unwrap()
+    };
+    let early = verify_hana();
+    assert!(matches!(early, Response::Unavailable { .. }), "{early:?}");
+    assert_eq!(smtp.messages().len(), 2, "a mail went out with no store");
+
+    standby.promote();
+    // The same otpd, not restarted, follows: the code mailed before the stop answers (it was
+    // replicated), and a new login passes with its row on the promoted server.
+    assert_eq!(verify_hana(), Response::Success);
+    let after = login_with(&pam, "sshd", "alice", None, mailed_code(smtp.reader(), 3));
+    assert_eq!(libpam::code_name(after.code), "PAM_SUCCESS", "{after:?}");
+    assert_eq!(code_rows(&standby, "alice"), "2");
+    assert_ne!(otpd_sessions(&standby), "0");
+    assert_eq!(otpd.pid(), pid, "otpd was restarted");
 }

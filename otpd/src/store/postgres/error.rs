@@ -35,6 +35,47 @@ pub(super) fn late(deadline: Duration) -> StoreError {
     ))
 }
 
+/// `deadlock_detected`: the server chose this transaction to end a lock cycle; run again, it
+/// waits for the other and goes through.
+const DEADLOCK_DETECTED: &str = "40P01";
+/// `serialization_failure`: the transaction could not be ordered with a concurrent one; it
+/// was rolled back whole and may be run again.
+const SERIALIZATION_FAILURE: &str = "40001";
+/// `read_only_sql_transaction`: a write reached a server (or session) that takes no writes,
+/// such as a primary demoted to standby while the connection stayed open.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// The SQLSTATE PostgreSQL gave for `error`, if it was PostgreSQL that refused. Read back
+/// from the `SQLSTATE: message` text [`describe`] makes, the only place that text is made:
+/// by then the driver's error is gone, and the store's error type is shared with SQLite.
+fn sqlstate(error: &StoreError) -> Option<&str> {
+    let StoreError::Postgres(text) = error else {
+        return None;
+    };
+    let (code, _message) = text.split_once(": ")?;
+    let is_code = code.len() == 5
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    is_code.then_some(code)
+}
+
+/// Whether `error` ended the transaction in a way that running it again can mend: the
+/// server rolled it back whole to break a deadlock or a serialization conflict.
+pub(super) fn worth_retrying(error: &StoreError) -> bool {
+    matches!(
+        sqlstate(error),
+        Some(DEADLOCK_DETECTED | SERIALIZATION_FAILURE)
+    )
+}
+
+/// Whether `error` says the connection's server takes no writes (any more): the connection
+/// must not be handed out again, so that the next operation connects anew and finds the
+/// read-write host.
+pub(super) fn server_is_read_only(error: &StoreError) -> bool {
+    sqlstate(error) == Some(READ_ONLY_SQL_TRANSACTION)
+}
+
 /// `error` as one line: `SQLSTATE: message` for an error PostgreSQL reported, else the
 /// driver's description and its cause (`error connecting to server: Connection refused`).
 pub(super) fn describe(error: &tokio_postgres::Error) -> String {
@@ -57,5 +98,25 @@ mod tests {
         let text = late(Duration::from_millis(1500)).to_string();
         assert!(text.contains("1500 ms"), "{text}");
         assert!(text.starts_with("database (PostgreSQL)"), "{text}");
+    }
+
+    #[test]
+    fn only_a_sqlstate_at_the_start_of_the_text_counts() {
+        let error = |text: &str| StoreError::Postgres(text.into());
+        assert!(worth_retrying(&error("40P01: deadlock detected")));
+        assert!(worth_retrying(&error("40001: could not serialize access")));
+        assert!(server_is_read_only(&error(
+            "25006: cannot execute UPDATE in a read-only transaction"
+        )));
+        for other in [
+            "23505: duplicate key value violates unique constraint",
+            "error connecting to server: 40P01: not from the server",
+            "no answer within 5000 ms; the operation was abandoned",
+            "40p01: lower case is not a SQLSTATE",
+        ] {
+            assert!(!worth_retrying(&error(other)), "{other}");
+            assert!(!server_is_read_only(&error(other)), "{other}");
+        }
+        assert!(!worth_retrying(&StoreError::WorkNotRun));
     }
 }

@@ -373,3 +373,105 @@ fn debug_shows_neither_key_nor_password() {
     assert!(shown.contains("[redacted]"), "{shown}");
     assert!(!shown.contains(&server().password_for_tests()), "{shown}");
 }
+
+/// Two hosts each update two rows, in opposite orders, so their transactions wait on each
+/// other: a real deadlock, which the server breaks by rolling one back (40P01). Run again,
+/// the loser waits for the winner and goes through: both operations succeed, each row counts
+/// both, and exactly one of them needed a second attempt.
+#[test]
+fn a_transaction_that_lost_a_deadlock_is_run_again_and_succeeds() {
+    let db = fresh_database();
+    server()
+        .run_in(
+            &db.name,
+            "CREATE TABLE pair (id INT PRIMARY KEY, n INT NOT NULL);
+             INSERT INTO pair VALUES (1, 0), (2, 0);",
+        )
+        .unwrap();
+    let both_hold_their_first_row = std::sync::Barrier::new(2);
+    let outcomes: Vec<Result<u32, StoreError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = [(1_i32, 2_i32), (2, 1)]
+            .into_iter()
+            .map(|(first, second)| {
+                let store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+                let meet = &both_hold_their_first_row;
+                scope.spawn(move || {
+                    let mut attempts = 0_u32;
+                    let bump = "UPDATE pair SET n = n + 1 WHERE id = $1";
+                    store.unit(&[], async |conn, _| {
+                        attempts += 1;
+                        conn.execute(bump, &[&first]).await?;
+                        if attempts == 1 {
+                            // Each holds its first row before either asks for its second.
+                            meet.wait();
+                        }
+                        conn.execute(bump, &[&second]).await?;
+                        Ok(attempts)
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let attempts: Vec<u32> = outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("both operations succeed"))
+        .collect();
+    let mut sorted = attempts.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [1, 2], "one went through, the other once more");
+    let store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+    assert_eq!(store.count_rows("SELECT sum(n)::BIGINT FROM pair"), 4);
+    assert_eq!(store.count_rows("SELECT count(*) FROM pair WHERE n = 2"), 2);
+}
+
+/// Makes the store's one pooled connection refuse writes from now on, as a server turned
+/// read-only under it would (the session's setting, which the server enforces: this test
+/// server is shared, so it is not made read-only as a whole).
+fn refuse_writes_on_the_pooled_connection(store: &PgStore) {
+    store
+        .plain(async |conn, _| {
+            conn.batch_execute("SET SESSION default_transaction_read_only = on")
+                .await?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A pooled connection whose server turned read-only under it (here the session itself set
+/// read-only, which the server then enforces exactly as on a primary demoted to standby):
+/// the write it is given fails closed (25006), and the connection is dropped rather than
+/// handed out again, so the next operation connects anew and writes.
+#[test]
+fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew() {
+    let (_db, mut store) = fresh();
+    refuse_writes_on_the_pooled_connection(&store);
+    let refused = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
+    assert!(
+        matches!(&refused, Err(StoreError::Postgres(text)) if text.starts_with("25006")),
+        "{refused:?}"
+    );
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+}
+
+/// The same inside a held unit: its write is refused, the unit keeps nothing, and its
+/// connection is not handed out again.
+#[test]
+fn a_unit_on_a_connection_that_refuses_writes_keeps_nothing_and_is_not_reused() {
+    let (_db, mut store) = fresh();
+    refuse_writes_on_the_pooled_connection(&store);
+    let unit = store.in_one_transaction(&mut |store| {
+        let refused = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
+        assert!(refused.is_err(), "{refused:?}");
+        Ok(())
+    });
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    let again = store
+        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+}

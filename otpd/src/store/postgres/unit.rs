@@ -5,7 +5,16 @@
 //! or `ROLLBACK` answered). One whose work failed half-way, whose rollback failed, or whose
 //! operation was abandoned at the deadline (the future dropped mid-query) is taken out of the
 //! pool and closed ([`Lease`]): the server then rolls its transaction back, and nobody else
-//! can find themselves inside it.
+//! can find themselves inside it. So is one whose server refused a write as read-only
+//! (SQLSTATE 25006: a primary turned standby, or set read-only, under an open connection):
+//! kept, it would refuse every write after; closed, the next operation connects anew, and the
+//! connection's `target_session_attrs=read-write` finds the host that takes writes.
+//!
+//! An operation that is a transaction of its own is run again when the server rolled it back
+//! to break a deadlock (40P01) or a serialization conflict (40001): nothing of it was kept,
+//! and the next attempt waits for the other transaction instead of failing a login that
+//! merely met another host's. At most [`ATTEMPTS`] times, all within the one deadline. Inside
+//! a held unit it is not: the whole unit was rolled back, which only its caller can redo.
 
 use std::cell::Cell;
 
@@ -13,6 +22,7 @@ use deadpool_postgres::{ClientWrapper, Object};
 
 use super::super::{Store, StoreError};
 use super::PgStore;
+use super::error;
 use super::locks::{self, Lock};
 use crate::server_key::ServerKey;
 
@@ -71,64 +81,98 @@ const SAVEPOINT: &str = "SAVEPOINT otpd_op";
 const RELEASE: &str = "RELEASE SAVEPOINT otpd_op";
 const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd_op";
 
+/// How many times an operation of its own is tried when the server rolls it back as a
+/// deadlock's or serialization conflict's loser: a second try meets the winner committed; a
+/// third covers meeting a new one.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `attempt` until it succeeds, fails for a reason running it again cannot mend, or
+/// has been tried [`ATTEMPTS`] times. The caller's deadline bounds all attempts together.
+async fn retrying<T>(
+    mut attempt: impl AsyncFnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(failed) if tried < ATTEMPTS && error::worth_retrying(&failed) => tried += 1,
+            done => return done,
+        }
+    }
+}
+
 impl PgStore {
     /// Runs `work` as one transaction (READ COMMITTED), or as a savepoint of the open unit:
     /// all its writes or none. `locks` are taken first, in order, in the same round trip as
     /// the `BEGIN`; every statement of `work` starts after them, so it sees what the previous
-    /// holder committed. `work` gets the connection and the server key.
+    /// holder committed. `work` gets the connection and the server key. Outside a held unit,
+    /// `work` may run more than once: when the server rolled it back to break a deadlock.
     pub(super) fn unit<T>(
         &self,
         locks: &[Lock],
-        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+        mut work: impl AsyncFnMut(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(held) = &self.held {
             return self.in_savepoint(held, locks, work);
         }
-        let deadline = self.options.deadline;
-        self.runtime.block_on(deadline, async {
-            let mut lease = Lease::new(self.pool.get().await?);
-            let db = lease.conn()?;
-            let worked = match db.batch_execute(&locks::batch(BEGIN, locks)).await {
-                Ok(()) => work(db, &self.key).await,
-                Err(failed) => Err(failed.into()),
-            };
-            match worked {
-                Ok(value) => {
-                    db.batch_execute("COMMIT").await?;
-                    lease.clean = true;
-                    Ok(value)
-                }
-                Err(failed) => {
-                    // Also when the `BEGIN` batch failed half-way (a lock not had in time);
-                    // with no transaction open it is only a warning.
-                    if db.batch_execute("ROLLBACK").await.is_ok() {
-                        lease.clean = true;
-                    }
-                    Err(failed)
-                }
+        self.runtime.block_on(
+            self.options.deadline,
+            retrying(async || self.own_transaction(locks, &mut work).await),
+        )
+    }
+
+    /// One attempt at [`PgStore::unit`] outside a held unit: `BEGIN` with the locks, `work`,
+    /// `COMMIT`, on a connection of the pool.
+    async fn own_transaction<T>(
+        &self,
+        locks: &[Lock],
+        work: &mut impl AsyncFnMut(&Conn, &ServerKey) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lease = Lease::new(self.pool.get().await?);
+        let db = lease.conn()?;
+        let worked = match db.batch_execute(&locks::batch(BEGIN, locks)).await {
+            Ok(()) => work(db, &self.key).await,
+            Err(failed) => Err(failed.into()),
+        };
+        match worked {
+            Ok(value) => {
+                db.batch_execute("COMMIT").await?;
+                lease.clean = true;
+                Ok(value)
             }
-        })
+            Err(failed) => {
+                // Also when the `BEGIN` batch failed half-way (a lock not had in time);
+                // with no transaction open it is only a warning.
+                if db.batch_execute("ROLLBACK").await.is_ok() {
+                    lease.clean = !error::server_is_read_only(&failed);
+                }
+                Err(failed)
+            }
+        }
     }
 
     /// Runs `work` without a transaction of its own: for reads (each statement sees what was
     /// committed when it started), and for writes of one statement, which is atomic by
     /// itself; it saves the `BEGIN` and `COMMIT` round trips. Inside a unit it is a savepoint
     /// like any operation (it sees the unit's writes, and its failure does not end the unit).
+    /// A statement the server rolled back as a deadlock's loser is run again, as in `unit`.
     pub(super) fn plain<T>(
         &self,
-        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+        mut work: impl AsyncFnMut(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(held) = &self.held {
             return self.in_savepoint(held, &[], work);
         }
-        let deadline = self.options.deadline;
-        self.runtime.block_on(deadline, async {
-            let mut lease = Lease::new(self.pool.get().await?);
-            let value = work(lease.conn()?, &self.key).await;
-            // A failed statement outside a transaction leaves nothing open.
-            lease.clean = true;
-            value
-        })
+        self.runtime.block_on(
+            self.options.deadline,
+            retrying(async || {
+                let mut lease = Lease::new(self.pool.get().await?);
+                let value = work(lease.conn()?, &self.key).await;
+                // A failed statement outside a transaction leaves nothing open; but a
+                // connection to a server that refuses writes is not kept.
+                lease.clean = !matches!(&value, Err(failed) if error::server_is_read_only(failed));
+                value
+            }),
+        )
     }
 
     fn in_savepoint<T>(
@@ -157,7 +201,11 @@ impl PgStore {
                     Ok(value)
                 }
                 Err(failed) => {
-                    if db.batch_execute(ROLLBACK_TO).await.is_ok() {
+                    // A unit on a server that refuses writes cannot commit anything: left
+                    // broken, it rolls back and its connection is closed.
+                    if !error::server_is_read_only(&failed)
+                        && db.batch_execute(ROLLBACK_TO).await.is_ok()
+                    {
                         held.broken.set(false);
                     }
                     Err(failed)
@@ -209,14 +257,22 @@ impl PgStore {
         }
     }
 
-    /// Commits (`commit`) or rolls back the unit's transaction. A broken unit never commits.
+    /// Commits (`commit`) or rolls back the unit's transaction. A broken unit never commits,
+    /// and its connection, in a state nobody knows (or on a server that refuses writes), is
+    /// closed rather than handed out again.
     fn end(&self, held: Held, commit: bool) -> Result<(), StoreError> {
         let Held { mut lease, broken } = held;
-        if commit && broken.get() {
+        if broken.get() {
             // Dropping the lease closes the connection, which rolls back.
-            return Err(StoreError::Postgres(
-                "an operation of this transaction failed past recovery; nothing was kept".into(),
-            ));
+            drop(lease);
+            return if commit {
+                Err(StoreError::Postgres(
+                    "an operation of this transaction failed past recovery; nothing was kept"
+                        .into(),
+                ))
+            } else {
+                Ok(())
+            };
         }
         let statement = if commit { "COMMIT" } else { "ROLLBACK" };
         self.runtime.block_on(self.options.deadline, async {
