@@ -5,6 +5,7 @@
 //! Test support may panic: a panic is how a test reports a broken precondition.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod bridge;
 pub mod libpam;
 pub mod login;
 pub mod mta;

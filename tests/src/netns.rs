@@ -44,7 +44,44 @@ impl Namespace {
     /// (after which drop removes what was made).
     pub fn create(role: &str, subnet: u8) -> Result<Namespace, NotPermitted> {
         let pid = std::process::id();
-        let name = format!("otpns-{role}-{pid}");
+        let role_letter = role.chars().next().unwrap_or('x');
+        let namespace = Namespace::add(
+            format!("otpns-{role}-{pid}"),
+            // Interface names have at most 15 characters: `otpv` + letter + `-` + pid fits.
+            format!("otpv{role_letter}-{pid}"),
+            Ipv4Addr::new(198, 18, subnet, 1),
+            Ipv4Addr::new(198, 18, subnet, 2),
+        )?;
+        let server = format!("{}/24", namespace.server_addr);
+        ip(&["addr", "add", &server, "dev", &namespace.host_link]);
+        ip(&["link", "set", &namespace.host_link, "up"]);
+        Ok(namespace)
+    }
+
+    /// Creates the namespace `name` with `client_addr/24` on its `eth0`, whose root end
+    /// `host_link` is a port of `bridge` (which holds `server_addr`): the way several hosts
+    /// share one network segment. Errs like [`Namespace::create`].
+    pub fn create_on_bridge(
+        name: String,
+        host_link: String,
+        bridge: &str,
+        server_addr: Ipv4Addr,
+        client_addr: Ipv4Addr,
+    ) -> Result<Namespace, NotPermitted> {
+        let namespace = Namespace::add(name, host_link, server_addr, client_addr)?;
+        ip(&["link", "set", &namespace.host_link, "master", bridge]);
+        ip(&["link", "set", &namespace.host_link, "up"]);
+        Ok(namespace)
+    }
+
+    /// The namespace and its veth pair, `client_addr/24` on `eth0` inside, the root end
+    /// `host_link` not yet up.
+    fn add(
+        name: String,
+        host_link: String,
+        server_addr: Ipv4Addr,
+        client_addr: Ipv4Addr,
+    ) -> Result<Namespace, NotPermitted> {
         let added = Command::new("ip")
             .args(["netns", "add", &name])
             .output()
@@ -53,27 +90,20 @@ impl Namespace {
             let why = String::from_utf8_lossy(&added.stderr).into_owned();
             // Only a refusal skips; anything else (a name left over, a missing tool) is a
             // broken test.
-            assert!(
-                why.contains("not permitted") || why.contains("Permission denied"),
-                "ip netns add {name} failed: {why}"
-            );
+            assert!(is_refusal(&why), "ip netns add {name} failed: {why}");
             return Err(NotPermitted(why));
         }
-        let role_letter = role.chars().next().unwrap_or('x');
         let namespace = Namespace {
-            // Interface names have at most 15 characters: `otpv` + letter + `-` + pid fits.
-            host_link: format!("otpv{role_letter}-{pid}"),
+            host_link,
             name,
-            server_addr: Ipv4Addr::new(198, 18, subnet, 1),
-            client_addr: Ipv4Addr::new(198, 18, subnet, 2),
+            server_addr,
+            client_addr,
         };
-        let host = namespace.host_link.as_str();
-        let server = format!("{}/24", namespace.server_addr);
         let client = format!("{}/24", namespace.client_addr);
         ip(&[
             "link",
             "add",
-            host,
+            &namespace.host_link,
             "type",
             "veth",
             "peer",
@@ -82,8 +112,6 @@ impl Namespace {
             "netns",
             &namespace.name,
         ]);
-        ip(&["addr", "add", &server, "dev", host]);
-        ip(&["link", "set", host, "up"]);
         namespace.ip_inside(&["addr", "add", &client, "dev", "eth0"]);
         namespace.ip_inside(&["link", "set", "eth0", "up"]);
         namespace.ip_inside(&["link", "set", "lo", "up"]);
@@ -161,8 +189,13 @@ impl Drop for Namespace {
     }
 }
 
+/// Whether `ip`'s complaint `why` is a refusal for lack of privilege (the tests skip then).
+pub(crate) fn is_refusal(why: &str) -> bool {
+    why.contains("not permitted") || why.contains("Permission denied")
+}
+
 /// Runs `ip args`, panicking with its message when it fails.
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         output.status.success(),
