@@ -12,6 +12,7 @@ pub mod mta;
 pub mod netns;
 pub mod otpd;
 pub mod paths;
+pub mod pg_hosts;
 pub mod postgres;
 pub mod programs;
 pub mod recorded;
