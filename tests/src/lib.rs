@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod bridge;
+pub mod fleet;
 pub mod libpam;
 pub mod login;
 pub mod mta;
