@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use crate::netns::{Namespace, NotPermitted, ip, is_refusal};
+use crate::netns::{Namespace, NotPermitted, ip, ip_unless_refused};
 
 /// A bridge with its address and the namespaces plugged into it.
 #[derive(Debug)]
@@ -33,15 +33,7 @@ impl Bridge {
         let pid = std::process::id();
         // Interface names have at most 15 characters: `obr` + subnet + `-` + pid fits.
         let name = format!("obr{subnet}-{pid}");
-        let added = Command::new("ip")
-            .args(["link", "add", &name, "type", "bridge"])
-            .output()
-            .expect("run ip (iproute2)");
-        if !added.status.success() {
-            let why = String::from_utf8_lossy(&added.stderr).into_owned();
-            assert!(is_refusal(&why), "ip link add {name} failed: {why}");
-            return Err(NotPermitted(why));
-        }
+        ip_unless_refused(&["link", "add", &name, "type", "bridge"])?;
         let mut bridge = Bridge {
             name,
             addr: Ipv4Addr::new(198, 18, subnet, 1),

@@ -5,7 +5,8 @@
 //! Each [`Namespace`] is a veth pair: `198.18.N.1/24` on the root side (where the server
 //! listens), `198.18.N.2/24` on `eth0` inside (where the client connects from). 198.18.0.0/15 is
 //! the benchmarking range (RFC 2544): never routed, so nothing here can leave the machine. The
-//! namespace and the pair are removed on drop, also when the test panics.
+//! namespace and the pair are removed on drop, also when the test panics. A namespace can also be
+//! plugged into a bridge instead ([`crate::bridge`]), for several hosts on one segment.
 
 use std::fmt;
 use std::fs;
@@ -82,17 +83,7 @@ impl Namespace {
         server_addr: Ipv4Addr,
         client_addr: Ipv4Addr,
     ) -> Result<Namespace, NotPermitted> {
-        let added = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip (iproute2)");
-        if !added.status.success() {
-            let why = String::from_utf8_lossy(&added.stderr).into_owned();
-            // Only a refusal skips; anything else (a name left over, a missing tool) is a
-            // broken test.
-            assert!(is_refusal(&why), "ip netns add {name} failed: {why}");
-            return Err(NotPermitted(why));
-        }
+        ip_unless_refused(&["netns", "add", &name])?;
         let namespace = Namespace {
             host_link,
             name,
@@ -189,9 +180,24 @@ impl Drop for Namespace {
     }
 }
 
-/// Whether `ip`'s complaint `why` is a refusal for lack of privilege (the tests skip then).
-pub(crate) fn is_refusal(why: &str) -> bool {
-    why.contains("not permitted") || why.contains("Permission denied")
+/// Runs `ip args`, the first step of making something: errs when the kernel refuses for lack of
+/// privilege (the test then skips), panics on any other failure (a name left over, a missing
+/// tool: a broken test).
+pub(crate) fn ip_unless_refused(args: &[&str]) -> Result<(), NotPermitted> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    if output.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        why.contains("not permitted") || why.contains("Permission denied"),
+        "ip {} failed: {why}",
+        args.join(" ")
+    );
+    Err(NotPermitted(why))
 }
 
 /// Runs `ip args`, panicking with its message when it fails.

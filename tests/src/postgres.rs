@@ -1,9 +1,9 @@
 //! A PostgreSQL 15 server of the test's own, in a temporary directory on loopback (and, for hosts
-//! in network namespaces, a bridge's address), speaking TLS
-//! with a [`TestCa`] server certificate: only `hostssl` connections with SCRAM passwords are let
-//! in over TCP, so otpd cannot fall back to plain text. It runs as the `postgres` user (it
-//! refuses to run as root), is stopped and started again with `pg_ctl` for the outage tests, and
-//! is asked questions with `psql` over its Unix socket.
+//! in network namespaces, on a bridge's address), speaking TLS with a [`TestCa`] server
+//! certificate: only `hostssl` connections with SCRAM passwords are let in over TCP, so otpd
+//! cannot fall back to plain text. It runs as the `postgres` user (it refuses to run as root), is
+//! stopped and started again with `pg_ctl` for the outage tests, and is asked questions with
+//! `psql` over its Unix socket.
 
 use std::fs;
 use std::net::Ipv4Addr;

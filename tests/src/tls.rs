@@ -1,8 +1,8 @@
 //! A certificate authority made for one test with the `openssl` command: a CA certificate and
-//! a server certificate it signed for 127.0.0.1 and localhost (and a bridge's address, for hosts
-//! in network namespaces), so a real SMTP server can speak
-//! TLS that otpd verifies against the CA (and a second CA shows an untrusted one is refused);
-//! and client certificates, valid or expired, for relay mode's mutual TLS.
+//! a server certificate it signed for 127.0.0.1 and localhost (and more addresses, such as a
+//! bridge's for hosts in network namespaces), so a real SMTP server can speak TLS that otpd
+//! verifies against the CA (and a second CA shows an untrusted one is refused); and client
+//! certificates, valid or expired, for relay mode's mutual TLS.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
