@@ -1,5 +1,5 @@
 //! A fleet (issue #20): three hosts in three network namespaces on one bridge, each running its
-//! own otpd with its own state directory and socket, all on one PostgreSQL and one mail server
+//! own otpd with its own host name, state directory and socket, all on one PostgreSQL and one mail server
 //! that listen on the bridge's address in the root namespace. The otpd reach both over the
 //! bridge, as separate machines would; the tests reach each otpd through its socket (a file) and
 //! run real libpam logins against it, as that host's sshd or nginx would.
@@ -24,6 +24,9 @@ use crate::tls::TestCa;
 /// One host of the fleet: its otpd (inside its namespace) and its PAM services.
 #[derive(Debug)]
 pub struct Host {
+    /// The host's name, `host-a.fleet.test` and so on: otpd sees it as the machine's name and
+    /// says it in the mail's subject ("Your login code for host-a.fleet.test").
+    pub name: String,
     /// The host's address on the bridge.
     pub addr: Ipv4Addr,
     /// The host's otpd.
@@ -75,12 +78,13 @@ impl Fleet {
             extra: defaults.into(),
         };
         let mut hosts: Vec<Host> = Vec::new();
-        for namespace in &bridge.hosts {
+        for (letter, namespace) in ('a'..='z').zip(&bridge.hosts) {
             // The first host makes the server key; the others start with a copy of it.
             let key = hosts.first().map(|first| {
                 std::fs::read(first.otpd.state_dir().join("secret.key")).expect("read the key")
             });
-            let otpd = Otpd::start_in_namespace(&namespace.name, |socket, state| {
+            let name = format!("host-{letter}.fleet.test");
+            let otpd = Otpd::start_in_namespace_as(&namespace.name, &name, |socket, state| {
                 if let Some(key) = &key {
                     with_key(state, key);
                 }
@@ -90,6 +94,7 @@ impl Fleet {
             pam.otp_then_permit("sshd", &otpd.socket, "");
             pam.service("nginx", &http_stack(&otpd));
             hosts.push(Host {
+                name,
                 addr: namespace.client_addr,
                 otpd,
                 pam,

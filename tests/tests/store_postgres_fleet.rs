@@ -19,7 +19,7 @@ use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 use e2e_tests::fleet::{Fleet, Host};
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
-use e2e_tests::programs::answers::wrong;
+use e2e_tests::programs::answers::{self, wrong};
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
 /// The subnets `198.18.<n>.0/24` of this file's fleets, one per test (other tests use 10, 20
@@ -69,15 +69,6 @@ fn ssh_login(
     login_with(&host.pam, "sshd", user, Some(rhost), answer)
 }
 
-/// Whether a login ended on a lockout (after its wrong answers, or before any prompt).
-fn locked_out(result: &LoginResult) -> bool {
-    result.name() == "PAM_MAXTRIES"
-        && result
-            .errors
-            .last()
-            .is_some_and(|e| e.starts_with("Too many wrong codes"))
-}
-
 #[test]
 fn a_cap_of_five_mails_an_hour_holds_across_three_hosts() {
     let Some(fleet) = fleet(
@@ -123,10 +114,21 @@ fn a_cap_of_five_mails_an_hour_holds_across_three_hosts() {
         }
     }
     assert_eq!(code_mails_after_a_moment(&fleet.smtp, 5), 5, "mails sent");
+    // Each mail names the host that sent it: A, B, C, A, B.
+    let senders: Vec<String> = fleet
+        .smtp
+        .code_mails()
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    let expected: Vec<String> = (0..5)
+        .map(|n| format!("Your login code for {}", fleet.hosts[n % 3].name))
+        .collect();
+    assert_eq!(senders, expected);
     // Each host reached the one database over the bridge, from its own address, over TLS.
     let addrs: Vec<String> = fleet.hosts.iter().map(|h| h.addr.to_string()).collect();
     assert_eq!(fleet.database_clients_over_tls(), addrs);
-    // Every host mailed, and every host refused: the cap is the fleet's, not a host's.
+    // Every host let alice in and every host refused her: the cap is the fleet's, not a host's.
     for host in &fleet.hosts {
         assert!(
             host.otpd.log().contains("event=verified user=alice"),
@@ -168,20 +170,20 @@ fn wrong_answers_on_two_hosts_lock_the_user_out_on_the_third() {
     let Response::Prompt { challenge, .. } = begun else {
         panic!("expected a prompt, got {begun:?}");
     };
-    let code = mailed_code(fleet.smtp.reader(), 1)("");
+    let code = answers::mailed_code(&fleet.smtp.reader(), 1);
 
     let wrong_code = wrong(&code);
     let on_a = ssh_login(a, "bob", "192.0.2.41", move |_| wrong_code.clone());
     assert_eq!(on_a.name(), "PAM_MAXTRIES", "{on_a:?}");
-    assert!(!locked_out(&on_a), "three wrong answers locked: {on_a:?}");
+    assert!(!on_a.locked_out(), "three wrong answers locked: {on_a:?}");
     let wrong_code = wrong(&code);
     let on_b = ssh_login(b, "bob", "192.0.2.42", move |_| wrong_code.clone());
-    assert!(locked_out(&on_b), "A's and B's six did not lock: {on_b:?}");
+    assert!(on_b.locked_out(), "A's and B's six did not lock: {on_b:?}");
 
     // On C: a login is refused before any prompt, for the user (not C's address, which
     // never failed), and the right code to C's own challenge does not get in.
     let on_c = ssh_login(c, "bob", "192.0.2.43", never_prompted);
-    assert!(locked_out(&on_c), "{on_c:?}");
+    assert!(on_c.locked_out(), "{on_c:?}");
     assert!(!on_c.errors[0].contains("from this address"), "{on_c:?}");
     let answered = c
         .otpd
@@ -220,7 +222,7 @@ fn a_hundred_parallel_answers_over_three_hosts_give_exactly_one_success() {
         })
         .unwrap();
     assert!(matches!(issued, Response::Prompt { .. }), "{issued:?}");
-    let code = mailed_code(fleet.smtp.reader(), 1)("");
+    let code = answers::mailed_code(&fleet.smtp.reader(), 1);
     // Every host knows the code is live: the race is between hosts, not one host and two that
     // never heard of it.
     for host in &fleet.hosts {
@@ -290,8 +292,9 @@ fn an_http_code_mailed_by_host_a_verifies_on_host_b() {
         "dave-password".into()
     });
     assert_eq!(first.name(), "PAM_AUTH_ERR", "{first:?}");
-    let reader = fleet.smtp.reader();
-    let code = mailed_code(reader, 1)("");
+    let mail = fleet.smtp.wait_for_codes(1, MAIL_WAIT).remove(0);
+    assert_eq!(mail.subject, format!("Your login code for {}", a.name));
+    let code = mail.code();
     // The next reaches B with password and code.
     let second = login_with(&b.pam, "nginx", "dave", Some("198.51.100.44"), move |_| {
         format!("dave-password{code}")
