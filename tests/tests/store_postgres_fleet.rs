@@ -204,6 +204,8 @@ fn wrong_answers_on_two_hosts_lock_the_user_out_on_the_third() {
         "{answered:?}"
     );
     assert!(!c.otpd.log().contains("event=verified"), "{}", c.otpd.log());
+    // A and B asked for the code C had mailed, not for new ones.
+    assert_eq!(fleet.smtp.code_mails().len(), 1);
 }
 
 #[test]
