@@ -25,6 +25,16 @@ impl LoginResult {
     pub fn name(&self) -> &'static str {
         libpam::code_name(self.code)
     }
+
+    /// Whether the login ended on a lockout (after its wrong answers, or before any prompt):
+    /// PAM_MAXTRIES, and the last message says there were too many wrong codes.
+    pub fn locked_out(&self) -> bool {
+        self.name() == "PAM_MAXTRIES"
+            && self
+                .errors
+                .last()
+                .is_some_and(|e| e.starts_with("Too many wrong codes"))
+    }
 }
 
 /// Runs one login through `service` in `pam` as `user` from `rhost`; `answer` replies to each

@@ -5,7 +5,8 @@
 //! Each [`Namespace`] is a veth pair: `198.18.N.1/24` on the root side (where the server
 //! listens), `198.18.N.2/24` on `eth0` inside (where the client connects from). 198.18.0.0/15 is
 //! the benchmarking range (RFC 2544): never routed, so nothing here can leave the machine. The
-//! namespace and the pair are removed on drop, also when the test panics.
+//! namespace and the pair are removed on drop, also when the test panics. A namespace can also be
+//! plugged into a bridge instead ([`crate::bridge`]), for several hosts on one segment.
 
 use std::fmt;
 use std::fs;
@@ -44,36 +45,56 @@ impl Namespace {
     /// (after which drop removes what was made).
     pub fn create(role: &str, subnet: u8) -> Result<Namespace, NotPermitted> {
         let pid = std::process::id();
-        let name = format!("otpns-{role}-{pid}");
-        let added = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip (iproute2)");
-        if !added.status.success() {
-            let why = String::from_utf8_lossy(&added.stderr).into_owned();
-            // Only a refusal skips; anything else (a name left over, a missing tool) is a
-            // broken test.
-            assert!(
-                why.contains("not permitted") || why.contains("Permission denied"),
-                "ip netns add {name} failed: {why}"
-            );
-            return Err(NotPermitted(why));
-        }
         let role_letter = role.chars().next().unwrap_or('x');
-        let namespace = Namespace {
+        let namespace = Namespace::add(
+            format!("otpns-{role}-{pid}"),
             // Interface names have at most 15 characters: `otpv` + letter + `-` + pid fits.
-            host_link: format!("otpv{role_letter}-{pid}"),
-            name,
-            server_addr: Ipv4Addr::new(198, 18, subnet, 1),
-            client_addr: Ipv4Addr::new(198, 18, subnet, 2),
-        };
-        let host = namespace.host_link.as_str();
+            format!("otpv{role_letter}-{pid}"),
+            Ipv4Addr::new(198, 18, subnet, 1),
+            Ipv4Addr::new(198, 18, subnet, 2),
+        )?;
         let server = format!("{}/24", namespace.server_addr);
+        ip(&["addr", "add", &server, "dev", &namespace.host_link]);
+        ip(&["link", "set", &namespace.host_link, "up"]);
+        Ok(namespace)
+    }
+
+    /// Creates the namespace `name` with `client_addr/24` on its `eth0`, whose root end
+    /// `host_link` is a port of `bridge` (which holds `server_addr`): the way several hosts
+    /// share one network segment. Errs like [`Namespace::create`].
+    pub fn create_on_bridge(
+        name: String,
+        host_link: String,
+        bridge: &str,
+        server_addr: Ipv4Addr,
+        client_addr: Ipv4Addr,
+    ) -> Result<Namespace, NotPermitted> {
+        let namespace = Namespace::add(name, host_link, server_addr, client_addr)?;
+        ip(&["link", "set", &namespace.host_link, "master", bridge]);
+        ip(&["link", "set", &namespace.host_link, "up"]);
+        Ok(namespace)
+    }
+
+    /// The namespace and its veth pair, `client_addr/24` on `eth0` inside, the root end
+    /// `host_link` not yet up.
+    fn add(
+        name: String,
+        host_link: String,
+        server_addr: Ipv4Addr,
+        client_addr: Ipv4Addr,
+    ) -> Result<Namespace, NotPermitted> {
+        ip_unless_refused(&["netns", "add", &name])?;
+        let namespace = Namespace {
+            host_link,
+            name,
+            server_addr,
+            client_addr,
+        };
         let client = format!("{}/24", namespace.client_addr);
         ip(&[
             "link",
             "add",
-            host,
+            &namespace.host_link,
             "type",
             "veth",
             "peer",
@@ -82,8 +103,6 @@ impl Namespace {
             "netns",
             &namespace.name,
         ]);
-        ip(&["addr", "add", &server, "dev", host]);
-        ip(&["link", "set", host, "up"]);
         namespace.ip_inside(&["addr", "add", &client, "dev", "eth0"]);
         namespace.ip_inside(&["link", "set", "eth0", "up"]);
         namespace.ip_inside(&["link", "set", "lo", "up"]);
@@ -161,8 +180,28 @@ impl Drop for Namespace {
     }
 }
 
+/// Runs `ip args`, the first step of making something: errs when the kernel refuses for lack of
+/// privilege (the test then skips), panics on any other failure (a name left over, a missing
+/// tool: a broken test).
+pub(crate) fn ip_unless_refused(args: &[&str]) -> Result<(), NotPermitted> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    if output.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        why.contains("not permitted") || why.contains("Permission denied"),
+        "ip {} failed: {why}",
+        args.join(" ")
+    );
+    Err(NotPermitted(why))
+}
+
 /// Runs `ip args`, panicking with its message when it fails.
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         output.status.success(),

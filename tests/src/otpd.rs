@@ -24,6 +24,8 @@ pub struct Otpd {
     env: Vec<(String, String)>,
     /// The network namespace otpd runs in (`ip netns` name), if not the test's own.
     namespace: Option<String>,
+    /// The host name otpd sees (in a UTS namespace of its own), if not the machine's.
+    hostname: Option<String>,
 }
 
 /// The config of a test otpd: its `[daemon]` extras and the rest of the file, around the fixed
@@ -82,13 +84,14 @@ impl Otpd {
         render: impl FnOnce(&Path, &Path) -> String,
         env: &[(&str, &str)],
     ) -> Otpd {
-        Otpd::start_with(render, env, None)
+        Otpd::start_with(render, env, None, None)
     }
 
     fn start_with(
         render: impl FnOnce(&Path, &Path) -> String,
         env: &[(&str, &str)],
         namespace: Option<&str>,
+        hostname: Option<&str>,
     ) -> Otpd {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other uids (the caller tests) must reach the socket below this directory.
@@ -106,6 +109,7 @@ impl Otpd {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             namespace: namespace.map(str::to_string),
+            hostname: hostname.map(str::to_string),
         };
         otpd.spawn();
         otpd
@@ -118,7 +122,18 @@ impl Otpd {
         namespace: &str,
         render: impl FnOnce(&Path, &Path) -> String,
     ) -> Otpd {
-        Otpd::start_with(render, &[], Some(namespace))
+        Otpd::start_with(render, &[], Some(namespace), None)
+    }
+
+    /// [`Otpd::start_in_namespace`], otpd also seeing `hostname` as the machine's name (a UTS
+    /// namespace of its own): one of several hosts, naming itself in its mail as a real host
+    /// would.
+    pub fn start_in_namespace_as(
+        namespace: &str,
+        hostname: &str,
+        render: impl FnOnce(&Path, &Path) -> String,
+    ) -> Otpd {
+        Otpd::start_with(render, &[], Some(namespace), Some(hostname))
     }
 
     /// The temporary directory holding config, state and log.
@@ -146,14 +161,26 @@ impl Otpd {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        // nsenter runs otpd in place (no fork), so the child is otpd itself, for signals.
+        // nsenter, unshare and the shell's exec run otpd in place (no fork), so the child is
+        // otpd itself, for signals.
         let mut command = match &self.namespace {
             Some(namespace) => {
                 let mut nsenter = Command::new("nsenter");
                 nsenter
                     .arg(format!("--net=/run/netns/{namespace}"))
-                    .arg("--")
-                    .arg(paths::binary("otpd"));
+                    .arg("--");
+                if let Some(hostname) = &self.hostname {
+                    nsenter.args([
+                        "unshare",
+                        "--uts",
+                        "--",
+                        "/bin/sh",
+                        "-c",
+                        "hostname \"$0\" && exec \"$@\"",
+                        hostname,
+                    ]);
+                }
+                nsenter.arg(paths::binary("otpd"));
                 nsenter
             }
             None => Command::new(paths::binary("otpd")),

@@ -1,10 +1,12 @@
-//! A PostgreSQL 15 server of the test's own, in a temporary directory on loopback, speaking TLS
-//! with a [`TestCa`] server certificate: only `hostssl` connections with SCRAM passwords are let
-//! in over TCP, so otpd cannot fall back to plain text. It runs as the `postgres` user (it
-//! refuses to run as root), is stopped and started again with `pg_ctl` for the outage tests, and
-//! is asked questions with `psql` over its Unix socket.
+//! A PostgreSQL 15 server of the test's own, in a temporary directory on loopback (and, for hosts
+//! in network namespaces, on a bridge's address), speaking TLS with a [`TestCa`] server
+//! certificate: only `hostssl` connections with SCRAM passwords are let in over TCP, so otpd
+//! cannot fall back to plain text. It runs as the `postgres` user (it refuses to run as root), is
+//! stopped and started again with `pg_ctl` for the outage tests, and is asked questions with
+//! `psql` over its Unix socket.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,17 @@ impl Postgres {
     /// Makes a cluster, with `ca`'s server certificate (for 127.0.0.1 and localhost), and
     /// starts it.
     pub fn start_with_tls(ca: &TestCa) -> Postgres {
+        Postgres::start_with_tls_on(ca, None)
+    }
+
+    /// [`Postgres::start_with_tls`], also listening on `addr` and letting in `hostssl`
+    /// connections from `clients` (CIDR): the database of hosts in network namespaces on a
+    /// bridge. `ca`'s server certificate must name `addr` ([`TestCa::with_server_ips`]).
+    pub fn start_with_tls_for_network(ca: &TestCa, addr: Ipv4Addr, clients: &str) -> Postgres {
+        Postgres::start_with_tls_on(ca, Some((addr, clients)))
+    }
+
+    fn start_with_tls_on(ca: &TestCa, network: Option<(Ipv4Addr, &str)>) -> Postgres {
         let (uid, gid) = postgres_ids();
         let dir = tempfile::Builder::new()
             .prefix("e2e-pg-")
@@ -115,14 +128,17 @@ impl Postgres {
         );
         // TCP only with TLS and a SCRAM password; the Unix socket (in the private dir) for the
         // test's own psql.
-        fs::write(
-            data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
-        )
-        .expect("write pg_hba.conf");
+        let mut hba =
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n".to_string();
+        let mut listen = "127.0.0.1".to_string();
+        if let Some((addr, clients)) = network {
+            hba.push_str(&format!("hostssl all all {clients} scram-sha-256\n"));
+            listen.push_str(&format!(",{addr}"));
+        }
+        fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
         let mut conf = fs::read_to_string(data.join("postgresql.conf")).expect("read conf");
         conf.push_str(&format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
+            "\nlisten_addresses = '{listen}'\nport = {}\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
             pg.port,

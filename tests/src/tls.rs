@@ -1,8 +1,10 @@
 //! A certificate authority made for one test with the `openssl` command: a CA certificate and
-//! a server certificate it signed for 127.0.0.1 and localhost, so a real SMTP server can speak
-//! TLS that otpd verifies against the CA (and a second CA shows an untrusted one is refused);
-//! and client certificates, valid or expired, for relay mode's mutual TLS.
+//! a server certificate it signed for 127.0.0.1 and localhost (and more addresses, such as a
+//! bridge's for hosts in network namespaces), so a real SMTP server can speak TLS that otpd
+//! verifies against the CA (and a second CA shows an untrusted one is refused); and client
+//! certificates, valid or expired, for relay mode's mutual TLS.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,6 +17,12 @@ pub struct TestCa {
 impl TestCa {
     /// Makes a fresh CA named `name` and a server certificate for 127.0.0.1 signed by it.
     pub fn new(name: &str) -> TestCa {
+        TestCa::with_server_ips(name, &[])
+    }
+
+    /// [`TestCa::new`], the server certificate also naming `ips`: for a server that hosts in
+    /// network namespaces reach at a bridge's address, verified by IP like loopback.
+    pub fn with_server_ips(name: &str, ips: &[Ipv4Addr]) -> TestCa {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
@@ -32,9 +40,12 @@ impl TestCa {
             &format!("req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"),
             &[],
         );
+        let more: String = ips.iter().map(|ip| format!(",IP:{ip}")).collect();
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost{more}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write extensions");
         openssl(

@@ -77,15 +77,6 @@ fn locked_hosts(o: &Office) -> u64 {
     answer["status"]["locked_hosts"].as_u64().unwrap()
 }
 
-/// Whether a login ended on a lockout (after its wrong answers, or before any prompt).
-fn locked_out(result: &LoginResult) -> bool {
-    result.name() == "PAM_MAXTRIES"
-        && result
-            .errors
-            .last()
-            .is_some_and(|e| e.starts_with("Too many wrong codes"))
-}
-
 /// Issue #17: with the shipped limits (20 per user), one user's typos locked their address
 /// too (20 per host), and a colleague behind the same NAT got "Too many wrong codes".
 #[test]
@@ -97,7 +88,7 @@ fn one_users_wrong_codes_lock_out_that_user_but_not_a_colleague_at_the_same_addr
     loop {
         logins += 1;
         let login = wrong_codes(&o, "alice");
-        if locked_out(&login) {
+        if login.locked_out() {
             break;
         }
         assert!(
@@ -114,17 +105,17 @@ fn one_users_wrong_codes_lock_out_that_user_but_not_a_colleague_at_the_same_addr
 
     let bob = right_code(&o, "bob", 8);
     assert_eq!(bob.name(), "PAM_SUCCESS", "{bob:?}");
-    assert!(locked_out(&refused_at_once(&o, "alice")));
+    assert!(refused_at_once(&o, "alice").locked_out());
 }
 
 #[test]
 fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
     let o = office("max_user_failures = 2\nmax_host_failures = 3\nresend_cooldown_seconds = 0\n");
     // alice locks herself out (two failures), carol's one more locks the address.
-    assert!(locked_out(&wrong_codes(&o, "alice")));
-    assert!(locked_out(&wrong_codes(&o, "carol")));
+    assert!(wrong_codes(&o, "alice").locked_out());
+    assert!(wrong_codes(&o, "carol").locked_out());
     let dave = refused_at_once(&o, "dave");
-    assert!(locked_out(&dave), "{dave:?}");
+    assert!(dave.locked_out(), "{dave:?}");
     // dave typed nothing wrong: he is told it is his address, and the audit says so.
     assert!(
         dave.errors[0].starts_with("Too many wrong codes from this address."),
@@ -165,7 +156,7 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
 
     let nobody = ctl(&o, Some((65534, 65534)), &["host", "unlock", OFFICE]);
     assert_eq!(nobody.0, 4, "{nobody:?}");
-    assert!(locked_out(&refused_at_once(&o, "dave")));
+    assert!(refused_at_once(&o, "dave").locked_out());
 
     let (status, out, err) = ctl(&o, None, &["host", "unlock", OFFICE]);
     assert_eq!(status, 0, "{out}{err}");
@@ -186,7 +177,7 @@ fn host_unlock_lets_the_users_of_a_locked_address_in_again() {
     let dave = right_code(&o, "dave", 3);
     assert_eq!(dave.name(), "PAM_SUCCESS", "{dave:?}");
     // alice's own lock holds: an address unlock forgives only the address.
-    assert!(locked_out(&refused_at_once(&o, "alice")));
+    assert!(refused_at_once(&o, "alice").locked_out());
     let (_, again, _) = ctl(&o, None, &["host", "unlock", OFFICE]);
     assert!(again.contains("was not locked out"), "{again}");
 }

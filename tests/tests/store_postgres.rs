@@ -8,8 +8,6 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::secret::SecretString;
@@ -18,66 +16,17 @@ use e2e_tests::libpam;
 use e2e_tests::login::{login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
 use e2e_tests::paths;
+use e2e_tests::pg_hosts::{DB, HostConfig, ROLE, create_otp_database, with_key};
 use e2e_tests::postgres::Postgres;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
 
-const ROLE: &str = "otpd";
-const DB: &str = "otp";
-const PASSWORD: &str = "pg-Secret-42";
-
 /// A PostgreSQL with TLS from `ca`, a role and database for otpd.
 fn database(ca: &TestCa) -> Postgres {
     let pg = Postgres::start_with_tls(ca);
-    pg.create_role_and_database(ROLE, PASSWORD, DB);
+    create_otp_database(&pg);
     pg
-}
-
-/// otpd's whole config: mail to the capture, every user required, the store on `pg`,
-/// verified against `ca_file`; `extra` goes into `[defaults]`.
-fn config(
-    socket: &Path,
-    state_dir: &Path,
-    smtp_port: u16,
-    pg: &Postgres,
-    ca_file: &Path,
-    extra: &str,
-) -> String {
-    config_on(socket, state_dir, smtp_port, &[pg.port], ca_file, extra)
-}
-
-/// [`config`] with the store's `hosts` on 127.0.0.1 at `ports`, in that order.
-fn config_on(
-    socket: &Path,
-    state_dir: &Path,
-    smtp_port: u16,
-    ports: &[u16],
-    ca_file: &Path,
-    extra: &str,
-) -> String {
-    let hosts = ports
-        .iter()
-        .map(|port| format!("\"127.0.0.1:{port}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let password_file = state_dir.parent().unwrap().join("pg.password");
-    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    format!(
-        "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n\
-         [store]\nbackend = \"postgresql\"\nhosts = [{hosts}]\ndbname = \"{DB}\"\n\
-         user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n\
-         connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
-         [directory]\nemail_template = \"{{user}}@example.test\"\n\n\
-         [defaults]\nmode = \"required\"\n{extra}\n\n\
-         [mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"capture\"\n\
-         host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
-        socket.display(),
-        state_dir.display(),
-        password_file.display(),
-        ca_file.display(),
-    )
 }
 
 fn ssh(user: &str) -> LoginContext {
@@ -114,7 +63,7 @@ fn a_pam_login_over_verified_tls_succeeds_and_its_code_row_is_in_postgresql() {
     let pg = database(&ca);
     let smtp = SmtpCapture::start();
     let otpd = Otpd::start_with_text(|socket, state| {
-        config(socket, state, smtp.port, &pg, &ca.ca_cert(), "")
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
     });
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "");
@@ -158,7 +107,7 @@ fn a_server_certificate_from_another_ca_is_refused_and_the_log_says_why() {
     let config_path = dir.path().join("otpd.toml");
     std::fs::write(
         &config_path,
-        config(&socket, &state, 9, &pg, &other.ca_cert(), ""),
+        HostConfig::loopback(&pg, &other.ca_cert(), 9, "").render(&socket, &state),
     )
     .unwrap();
     let out = std::process::Command::new(paths::binary("otpd"))
@@ -191,7 +140,7 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     let pg = database(&ca);
     let smtp = SmtpCapture::start();
     let otpd = Otpd::start_with_text(|socket, state| {
-        config(socket, state, smtp.port, &pg, &ca.ca_cert(), "")
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
     });
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "");
@@ -265,7 +214,7 @@ fn a_hung_postgresql_makes_logins_unavailable_within_the_deadline_and_otpd_recov
     let pg = database(&ca);
     let smtp = SmtpCapture::start();
     let otpd = Otpd::start_with_text(|socket, state| {
-        config(socket, state, smtp.port, &pg, &ca.ca_cert(), "")
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
     });
     let pam = PamConfDir::new();
     pam.otp_then_permit("sshd", &otpd.socket, "");
@@ -295,16 +244,6 @@ fn a_hung_postgresql_makes_logins_unavailable_within_the_deadline_and_otpd_recov
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
 }
 
-/// The state directory of a second host, holding `key` (the first host's server key) before
-/// its otpd starts.
-fn with_key(state: &Path, key: &[u8]) {
-    std::fs::create_dir_all(state).unwrap();
-    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let file = state.join("secret.key");
-    std::fs::write(&file, key).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 #[test]
 fn two_hosts_on_one_database_share_the_send_cap_and_each_others_codes() {
     let ca = TestCa::new("pg-ca");
@@ -312,12 +251,12 @@ fn two_hosts_on_one_database_share_the_send_cap_and_each_others_codes() {
     let smtp = SmtpCapture::start();
     let extra = "max_sends_per_hour = 2\nresend_cooldown_seconds = 0";
     let a = Otpd::start_with_text(|socket, state| {
-        config(socket, state, smtp.port, &pg, &ca.ca_cert(), extra)
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, extra).render(socket, state)
     });
     let key = std::fs::read(a.state_dir().join("secret.key")).unwrap();
     let b = Otpd::start_with_text(|socket, state| {
         with_key(state, &key);
-        config(socket, state, smtp.port, &pg, &ca.ca_cert(), extra)
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, extra).render(socket, state)
     });
 
     // The cap: one mail from each host, then the third begin is refused on either.
@@ -386,14 +325,9 @@ fn a_promoted_standby_takes_over_without_restarting_otpd_and_logins_fail_closed_
     let standby = primary.start_standby();
     let smtp = SmtpCapture::start();
     let otpd = Otpd::start_with_text(|socket, state| {
-        config_on(
-            socket,
-            state,
-            smtp.port,
-            &[primary.port, standby.port],
-            &ca.ca_cert(),
-            "",
-        )
+        let mut config = HostConfig::loopback(&primary, &ca.ca_cert(), smtp.port, "");
+        config.pg_hosts.push(("127.0.0.1".into(), standby.port));
+        config.render(socket, state)
     });
     let pid = otpd.pid();
     let pam = PamConfDir::new();
