@@ -258,11 +258,16 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     if let Some(relays) = relays {
         relays.abort();
     }
-    if let Err(e) = crate::audit::settle(&shared, true) {
-        tracing::error!(
+    // On a blocking thread like every store call: PostgreSQL's store blocks on a runtime of its
+    // own, which cannot start inside this one (it panicked here, and otpd exited with an error).
+    let last = Arc::clone(&shared);
+    match tokio::task::spawn_blocking(move || crate::audit::settle(&last, true)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
             "cannot write the last audit summaries: {}",
             escape_for_log(&e.to_string())
-        );
+        ),
+        Err(e) => tracing::error!("the last audit summaries' task failed: {e}"),
     }
     if let Err(e) = std::fs::remove_file(&daemon.socket) {
         tracing::warn!(
