@@ -423,6 +423,46 @@ mod tests {
     }
 
     #[test]
+    fn an_admin_tool_never_creates_a_key_and_reads_the_one_owned_like_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ServerKey::load_existing(dir.path()).unwrap_err();
+        assert!(matches!(err, KeyError::Io { .. }), "{err:?}");
+        assert!(!dir.path().join(KEY_FILE).exists(), "a key was created");
+        let made = ServerKey::load_or_create(dir.path()).unwrap();
+        let read = ServerKey::load_existing(dir.path()).unwrap();
+        assert_eq!(read.key_id(), made.key_id());
+        // Owned by otpd's uid (the state directory's owner), read by root.
+        if nix::unistd::geteuid().is_root() {
+            let otpd = Some(nix::unistd::Uid::from_raw(4242));
+            nix::unistd::chown(dir.path(), otpd, None).unwrap();
+            nix::unistd::chown(&dir.path().join(KEY_FILE), otpd, None).unwrap();
+            assert_eq!(
+                ServerKey::load_existing(dir.path()).unwrap().key_id(),
+                made.key_id()
+            );
+            // A key file of another owner than the directory's is refused.
+            nix::unistd::chown(
+                &dir.path().join(KEY_FILE),
+                Some(nix::unistd::Uid::from_raw(0)),
+                None,
+            )
+            .unwrap();
+            let err = ServerKey::load_existing(dir.path()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KeyError::Owner {
+                        owner: 0,
+                        expected: 4242,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_key() {
         let key = ServerKey::from_bytes([0xab; KEY_LEN]);
         let shown = format!("{key:?}");

@@ -296,7 +296,8 @@ pub enum StoreCommand {
     /// Copied: users (addresses, phones, languages, protocols, enabled), recovery codes (as
     /// MACs), break-glass grants, the audit log, lockouts and failure counts, the mail-cap
     /// counts, codes, single-secret reuse grants, queued and sent notices, and the addresses
-    /// users logged in from. Prints the rows copied per table, never a value.
+    /// users logged in from. Prints the rows copied per table (--json: as JSON), never a
+    /// value.
     ///
     /// Refused, with nothing written: while otpd answers on its socket or holds the SQLite
     /// file; when a copied table in the database already holds a row (another host's data, or

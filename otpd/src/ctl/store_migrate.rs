@@ -149,3 +149,95 @@ fn otpd_is_stopped(socket: &Path) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIL: &str = "[mail]\nfrom = \"a@example.com\"\n[[mail.servers]]\nname = \"relay\"\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n";
+
+    /// Runs the command on a config of `daemon_and_store` plus a mail section, in `dir`.
+    fn migrate_with(dir: &Path, daemon_and_store: &str) -> (Exit, String, String) {
+        let path = dir.join("otpd.toml");
+        std::fs::write(&path, format!("{daemon_and_store}\n{MAIL}")).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input = std::io::empty();
+        let mut io = Io {
+            input: &mut input,
+            out: &mut out,
+            err: &mut err,
+        };
+        let exit = run(&path, None, false, &mut io);
+        (
+            exit,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_config_still_on_sqlite_is_refused_with_the_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = format!(
+            "[daemon]\nsocket = \"{0}/otpd.sock\"\nstate_dir = \"{0}/state\"\n",
+            dir.path().display()
+        );
+        let (exit, out, err) = migrate_with(dir.path(), &daemon);
+        assert_eq!(exit, Exit::Failed);
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("uses SQLite") && err.contains("[store] backend = \"postgresql\""),
+            "{err}"
+        );
+        assert!(err.contains("Nothing was copied"), "{err}");
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_is_a_stopped_otpd_and_a_missing_database_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("otpd.sock");
+        // The file an otpd that crashed leaves behind: nobody accepts on it.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let config = format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}/state\"\n\
+             [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:9\"]\ndbname = \"otp\"\n\
+             user = \"otpd\"\ntls = \"none\"\n",
+            socket.display(),
+            dir.path().display()
+        );
+        let (exit, _, err) = migrate_with(dir.path(), &config);
+        assert_eq!(exit, Exit::Failed);
+        assert!(!err.contains("running"), "{err}");
+        assert!(
+            err.contains("state/otpd.db: no otpd database there"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_otpd_answering_on_the_socket_is_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("otpd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        // A stand-in otpd that answers every ping.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _: Result<Request, _> = common::frame::read_frame(&mut stream);
+                let pong = common::wire::Response::Pong {
+                    version: "test".into(),
+                };
+                let _ = common::frame::write_frame(&mut stream, &pong);
+            }
+        });
+        let config = format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}/state\"\n\
+             [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:9\"]\ndbname = \"otp\"\n\
+             user = \"otpd\"\ntls = \"none\"\n",
+            socket.display(),
+            dir.path().display()
+        );
+        let (exit, _, err) = migrate_with(dir.path(), &config);
+        assert_eq!(exit, Exit::Failed);
+        assert!(err.contains("otpd is running"), "{err}");
+    }
+}

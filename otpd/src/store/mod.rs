@@ -14,7 +14,7 @@
 //! The SQLite work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
 //! `notices` (mails owed to users), `reset` (an admin's reset of one user), `users`,
-//! `audit_rows` and `purge`.
+//! `audit_rows` and `purge`. [`migrate`] moves a host's SQLite state into PostgreSQL.
 
 mod admin;
 mod audit_rate;
