@@ -155,3 +155,30 @@ fn an_older_or_newer_schema_and_a_missing_file_are_refused_without_a_change() {
     assert!(matches!(err, SourceError::Missing { .. }), "{err:?}");
     assert!(!dir.path().join("elsewhere.db").exists());
 }
+
+#[test]
+fn files_sqlite_makes_beside_the_database_while_it_is_read_as_root_belong_to_otpd() {
+    // Run as root (as otpctl store migrate is), on the file of otpd's uid: a WAL file left
+    // behind by an interrupted copy must still be otpd's, or otpd could not open its database.
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let (dir, store) = open_store();
+    drop(store);
+    let otpd = Some(nix::unistd::Uid::from_raw(4242));
+    let path = dir.path().join("otpd.db");
+    nix::unistd::chown(dir.path(), otpd, None).unwrap();
+    nix::unistd::chown(&path, otpd, None).unwrap();
+    let snapshot = Snapshot::read(&path).unwrap();
+    let mut beside = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let owner = entry.metadata().unwrap().uid();
+        assert_eq!(owner, 4242, "{:?} is owned by {owner}", entry.file_name());
+        beside += 1;
+    }
+    drop(snapshot);
+    // The database and, while it was held, its WAL file.
+    assert!(beside >= 2, "{beside}");
+}
