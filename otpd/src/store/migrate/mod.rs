@@ -41,8 +41,8 @@
 //!   IMMEDIATE` in exclusive locking mode) until the copy is committed or abandoned: one
 //!   consistent snapshot, and no otpd can start on the file and write what the copy would
 //!   miss. A running otpd holds that lock itself (it opens the file in exclusive mode), so a
-//!   migration while otpd runs on the state directory fails at once; `otpctl` also asks the
-//!   configured socket first (`source`).
+//!   migration while otpd runs on the state directory fails at once (`source`); `otpctl`
+//!   asks the configured socket first, for a clearer answer (`ctl::store_migrate`).
 //! - The target is written in one PostgreSQL transaction, under the schema's migration lock
 //!   and with every copied table locked against writers: all rows or none. A target that
 //!   holds any row in a copied table (another host's users, or an otpd that already ran on
@@ -51,6 +51,10 @@
 //!   key check before anything is copied.
 //! - The SQLite file is never changed: going back is stopping otpd, setting `[store]` back
 //!   to SQLite and starting it again.
+//!
+//! The snapshot is held in memory while it is written: the audit, the one table that grows
+//! with time, is capped by `audit_max_rows`, and the rest holds a row per user, per code of the
+//! last day or per recent address.
 
 mod source;
 mod tables;
