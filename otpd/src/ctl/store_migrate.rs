@@ -175,6 +175,18 @@ mod tests {
         )
     }
 
+    /// `[daemon]` with `socket` and a state directory in `dir`, and `[store]` on a PostgreSQL
+    /// nobody listens for (the tests end before it is reached).
+    fn on_postgresql(socket: &Path, dir: &Path) -> String {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}/state\"\n\
+             [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:9\"]\ndbname = \"otp\"\n\
+             user = \"otpd\"\ntls = \"none\"\n",
+            socket.display(),
+            dir.display()
+        )
+    }
+
     #[test]
     fn a_config_still_on_sqlite_is_refused_with_the_steps() {
         let dir = tempfile::tempdir().unwrap();
@@ -198,13 +210,7 @@ mod tests {
         let socket = dir.path().join("otpd.sock");
         // The file an otpd that crashed leaves behind: nobody accepts on it.
         drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-        let config = format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}/state\"\n\
-             [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:9\"]\ndbname = \"otp\"\n\
-             user = \"otpd\"\ntls = \"none\"\n",
-            socket.display(),
-            dir.path().display()
-        );
+        let config = on_postgresql(&socket, dir.path());
         let (exit, _, err) = migrate_with(dir.path(), &config);
         assert_eq!(exit, Exit::Failed);
         assert!(!err.contains("running"), "{err}");
@@ -229,13 +235,7 @@ mod tests {
                 let _ = common::frame::write_frame(&mut stream, &pong);
             }
         });
-        let config = format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}/state\"\n\
-             [store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:9\"]\ndbname = \"otp\"\n\
-             user = \"otpd\"\ntls = \"none\"\n",
-            socket.display(),
-            dir.path().display()
-        );
+        let config = on_postgresql(&socket, dir.path());
         let (exit, _, err) = migrate_with(dir.path(), &config);
         assert_eq!(exit, Exit::Failed);
         assert!(err.contains("otpd is running"), "{err}");
