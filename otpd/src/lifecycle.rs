@@ -94,7 +94,14 @@ fn postgres_connection(pg: &PostgresConfig) -> Result<tokio_postgres::Config, St
 /// the key before it serves anyone, so it refuses to start without them (systemd's
 /// `Restart=on-failure` tries again). Once running, a database that goes away makes logins
 /// unavailable, and the pool connects again by itself when it is back.
-fn open_postgres(pg: &PostgresConfig, key: ServerKey) -> Result<PgStore, StartError> {
+///
+/// `deadline` bounds each operation (otpd: `statement_timeout_seconds`; `otpctl store
+/// migrate`: the whole copy, which is one operation).
+pub fn open_postgres(
+    pg: &PostgresConfig,
+    key: ServerKey,
+    deadline: std::time::Duration,
+) -> Result<PgStore, StartError> {
     let config = postgres_connection(pg)?;
     let tls = match pg.tls {
         PgTls::None => None,
@@ -110,7 +117,7 @@ fn open_postgres(pg: &PostgresConfig, key: ServerKey) -> Result<PgStore, StartEr
     };
     let options = PgOptions {
         pool_size: pg.pool_size,
-        deadline: pg.statement_timeout,
+        deadline,
         connect_timeout: pg.connect_timeout,
     };
     let hosts = pg
@@ -158,9 +165,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
             StoreConfig::Postgresql(pg) => {
                 // The store blocks on a runtime of its own: opened off this one's threads.
                 let pg = pg.clone();
-                let store = tokio::task::spawn_blocking(move || open_postgres(&pg, key))
-                    .await
-                    .map_err(|e| StartError::Backend(format!("opening the store: {e}")))??;
+                let store = tokio::task::spawn_blocking(move || {
+                    open_postgres(&pg, key, pg.statement_timeout)
+                })
+                .await
+                .map_err(|e| StartError::Backend(format!("opening the store: {e}")))??;
                 Box::new(store)
             }
             StoreConfig::Sqlite => {
@@ -249,11 +258,16 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     if let Some(relays) = relays {
         relays.abort();
     }
-    if let Err(e) = crate::audit::settle(&shared, true) {
-        tracing::error!(
+    // On a blocking thread like every store call: PostgreSQL's store blocks on a runtime of its
+    // own, which cannot start inside this one (it panicked here, and otpd exited with an error).
+    let last = Arc::clone(&shared);
+    match tokio::task::spawn_blocking(move || crate::audit::settle(&last, true)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
             "cannot write the last audit summaries: {}",
             escape_for_log(&e.to_string())
-        );
+        ),
+        Err(e) => tracing::error!("the last audit summaries' task failed: {e}"),
     }
     if let Err(e) = std::fs::remove_file(&daemon.socket) {
         tracing::warn!(
@@ -496,7 +510,9 @@ mod postgres_tests {
         config.tls = PgTls::None;
         config.connect_timeout = Duration::from_secs(1);
         config.statement_timeout = Duration::from_secs(1);
-        let error = open_postgres(&config, key).unwrap_err().to_string();
+        let error = open_postgres(&config, key, config.statement_timeout)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("PostgreSQL database otp"), "{error}");
         assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
     }

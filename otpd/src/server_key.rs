@@ -109,7 +109,7 @@ impl ServerKey {
         // fail with "exists", and the second open then reports it as a symlink.
         for _ in 0..2 {
             match open_existing(&path) {
-                Ok(file) => return read_key(file, &path),
+                Ok(file) => return read_key(file, &path, nix::unistd::geteuid().as_raw()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(open_error(e, &path)),
             }
@@ -123,7 +123,20 @@ impl ServerKey {
         // Still neither loadable nor creatable: report what is there now.
         open_existing(&path)
             .map_err(|e| open_error(e, &path))
-            .and_then(|file| read_key(file, &path))
+            .and_then(|file| read_key(file, &path, nix::unistd::geteuid().as_raw()))
+    }
+
+    /// Loads `<state_dir>/secret.key` for an admin tool run as root (`otpctl store migrate`):
+    /// never creates one (a new key would match no stored MAC), and expects the file to belong
+    /// to the state directory's owner, the uid otpd runs as, with the same checks as
+    /// [`ServerKey::load_or_create`] otherwise.
+    pub fn load_existing(state_dir: &Path) -> Result<ServerKey, KeyError> {
+        let path = state_dir.join(KEY_FILE);
+        let owner = fs::symlink_metadata(state_dir)
+            .map_err(io_error(state_dir))?
+            .uid();
+        let file = open_existing(&path).map_err(|e| open_error(e, &path))?;
+        read_key(file, &path, owner)
     }
 
     /// A key from known bytes, for tests and tools that manage the key themselves.
@@ -190,15 +203,15 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
     }
 }
 
-/// Checks the open file (by descriptor, so the checks apply to what we read) and reads it.
-fn read_key(mut file: File, path: &Path) -> Result<ServerKey, KeyError> {
+/// Checks the open file (by descriptor, so the checks apply to what we read), owned by
+/// `expected` (otpd's uid), and reads it.
+fn read_key(mut file: File, path: &Path, expected: u32) -> Result<ServerKey, KeyError> {
     let meta = file.metadata().map_err(io_error(path))?;
     if !meta.file_type().is_file() {
         return Err(KeyError::NotRegular {
             path: path.to_path_buf(),
         });
     }
-    let expected = nix::unistd::geteuid().as_raw();
     if meta.uid() != expected {
         return Err(KeyError::Owner {
             path: path.to_path_buf(),
@@ -407,6 +420,46 @@ mod tests {
             matches!(err, KeyError::Owner { owner: 4242, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn an_admin_tool_never_creates_a_key_and_reads_the_one_owned_like_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ServerKey::load_existing(dir.path()).unwrap_err();
+        assert!(matches!(err, KeyError::Io { .. }), "{err:?}");
+        assert!(!dir.path().join(KEY_FILE).exists(), "a key was created");
+        let made = ServerKey::load_or_create(dir.path()).unwrap();
+        let read = ServerKey::load_existing(dir.path()).unwrap();
+        assert_eq!(read.key_id(), made.key_id());
+        // Owned by otpd's uid (the state directory's owner), read by root.
+        if nix::unistd::geteuid().is_root() {
+            let otpd = Some(nix::unistd::Uid::from_raw(4242));
+            nix::unistd::chown(dir.path(), otpd, None).unwrap();
+            nix::unistd::chown(&dir.path().join(KEY_FILE), otpd, None).unwrap();
+            assert_eq!(
+                ServerKey::load_existing(dir.path()).unwrap().key_id(),
+                made.key_id()
+            );
+            // A key file of another owner than the directory's is refused.
+            nix::unistd::chown(
+                &dir.path().join(KEY_FILE),
+                Some(nix::unistd::Uid::from_raw(0)),
+                None,
+            )
+            .unwrap();
+            let err = ServerKey::load_existing(dir.path()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KeyError::Owner {
+                        owner: 0,
+                        expected: 4242,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ _otpctl() {
             otpctl,status)
                 cmd="otpctl__subcmd__status"
                 ;;
+            otpctl,store)
+                cmd="otpctl__subcmd__store"
+                ;;
             otpctl,test-mail)
                 cmd="otpctl__subcmd__test__subcmd__mail"
                 ;;
@@ -130,6 +133,9 @@ _otpctl() {
             otpctl__subcmd__help,status)
                 cmd="otpctl__subcmd__help__subcmd__status"
                 ;;
+            otpctl__subcmd__help,store)
+                cmd="otpctl__subcmd__help__subcmd__store"
+                ;;
             otpctl__subcmd__help,test-mail)
                 cmd="otpctl__subcmd__help__subcmd__test__subcmd__mail"
                 ;;
@@ -150,6 +156,9 @@ _otpctl() {
                 ;;
             otpctl__subcmd__help__subcmd__host,unlock)
                 cmd="otpctl__subcmd__help__subcmd__host__subcmd__unlock"
+                ;;
+            otpctl__subcmd__help__subcmd__store,migrate)
+                cmd="otpctl__subcmd__help__subcmd__store__subcmd__migrate"
                 ;;
             otpctl__subcmd__help__subcmd__user,add)
                 cmd="otpctl__subcmd__help__subcmd__user__subcmd__add"
@@ -207,6 +216,18 @@ _otpctl() {
                 ;;
             otpctl__subcmd__host__subcmd__help,unlock)
                 cmd="otpctl__subcmd__host__subcmd__help__subcmd__unlock"
+                ;;
+            otpctl__subcmd__store,help)
+                cmd="otpctl__subcmd__store__subcmd__help"
+                ;;
+            otpctl__subcmd__store,migrate)
+                cmd="otpctl__subcmd__store__subcmd__migrate"
+                ;;
+            otpctl__subcmd__store__subcmd__help,help)
+                cmd="otpctl__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            otpctl__subcmd__store__subcmd__help,migrate)
+                cmd="otpctl__subcmd__store__subcmd__help__subcmd__migrate"
                 ;;
             otpctl__subcmd__user,add)
                 cmd="otpctl__subcmd__user__subcmd__add"
@@ -299,7 +320,7 @@ _otpctl() {
 
     case "${cmd}" in
         otpctl)
-            opts="-h -V --socket --config --json --timeout --help --version user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass check-config doctor generate-docs help"
+            opts="-h -V --socket --config --json --timeout --help --version user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass store check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -703,7 +724,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__help)
-            opts="user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass check-config doctor generate-docs help"
+            opts="user host import enable disable protocols recovery-codes audit status metrics test-mail breakglass store check-config doctor generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -971,6 +992,34 @@ _otpctl() {
         otpctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__store)
+            opts="migrate"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__help__subcmd__store__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1437,6 +1486,104 @@ _otpctl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__store)
+            opts="-h --socket --config --json --timeout --help migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__store__subcmd__help)
+            opts="migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__store__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpctl__subcmd__store__subcmd__migrate)
+            opts="-h --to --socket --config --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -W "postgresql" -- "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -116,6 +116,9 @@ pub enum Command {
     /// Root: let a user log in without the code while mail is down (grant, revoke, list).
     #[command(subcommand)]
     Breakglass(BreakglassCommand),
+    /// Root, otpd stopped: move this host's state to another store (migrate).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check a config file without otpd: exit 0 when valid, else FILE:LINE:COLUMN: message.
     CheckConfig {
         /// The file [default: --config].
@@ -276,6 +279,43 @@ pub enum BreakglassCommand {
     },
     /// Admin: the grants that hold now.
     List,
+}
+
+/// `otpctl store ...`: where otpd keeps its state.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Root, otpd stopped: copy this host's SQLite state into the PostgreSQL database of the
+    /// config's [store] section, in one transaction.
+    ///
+    /// Steps: write `[store] backend = "postgresql"` and its settings into the config (otpd
+    /// reads it only at start), stop otpd (`systemctl stop otpd`), run this as root, then
+    /// start otpd, which now uses PostgreSQL. It reads `[daemon] state_dir` (otpd.db and
+    /// secret.key) and `[store]` from --config, and never changes the SQLite file: going back
+    /// is setting `[store]` back to SQLite.
+    ///
+    /// Copied: users (addresses, phones, languages, protocols, enabled), recovery codes (as
+    /// MACs), break-glass grants, the audit log, lockouts and failure counts, the mail-cap
+    /// counts, codes, single-secret reuse grants, queued and sent notices, and the addresses
+    /// users logged in from. Prints the rows copied per table (--json: as JSON), never a
+    /// value.
+    ///
+    /// Refused, with nothing written: while otpd answers on its socket or holds the SQLite
+    /// file; when a copied table in the database already holds a row (another host's data, or
+    /// an otpd that ran on it: nothing is merged); when the database was made with another
+    /// server key (every host must hold the same secret.key). The copy must finish within 10
+    /// minutes.
+    Migrate {
+        /// The store to copy into.
+        #[arg(long, value_enum, value_name = "BACKEND")]
+        to: MigrateTarget,
+    },
+}
+
+/// What `otpctl store migrate` can copy into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateTarget {
+    /// The PostgreSQL database of the config's [store] section.
+    Postgresql,
 }
 
 /// `otpctl doctor`: every path it inspects can be pointed elsewhere.

@@ -129,7 +129,10 @@ fn request_for(command: &Command, io: &mut Io<'_>) -> Result<Option<AdminRequest
             to: address.clone(),
             server: server.clone(),
         },
-        Command::CheckConfig { .. } | Command::Doctor(_) | Command::GenerateDocs { .. } => {
+        Command::CheckConfig { .. }
+        | Command::Doctor(_)
+        | Command::GenerateDocs { .. }
+        | Command::Store(_) => {
             return Ok(None);
         }
     }))

@@ -13,6 +13,16 @@ use super::cli::{Cli, DEFAULT_CONFIG};
 /// The account otpd runs as when installed from the package.
 pub const DAEMON_USER: &str = "otpd";
 
+/// The uids, besides root, trusted to be otpd at the other end of the socket: the package's
+/// daemon account, if the system has one.
+pub fn trusted_daemon_uids() -> Vec<u32> {
+    nix::unistd::User::from_name(DAEMON_USER)
+        .ok()
+        .flatten()
+        .map(|u| vec![u.uid.as_raw()])
+        .unwrap_or_default()
+}
+
 /// Why a call did not give an admin answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -40,16 +50,11 @@ impl Conn {
 
     /// A connection to `socket`.
     pub fn at(socket: PathBuf, timeout: Duration) -> Conn {
-        let trusted_daemon_uids = nix::unistd::User::from_name(DAEMON_USER)
-            .ok()
-            .flatten()
-            .map(|u| vec![u.uid.as_raw()])
-            .unwrap_or_default();
         Conn {
             options: ClientOptions {
                 socket,
                 timeout,
-                trusted_daemon_uids,
+                trusted_daemon_uids: trusted_daemon_uids(),
             },
         }
     }

@@ -17,6 +17,7 @@ pub mod import;
 pub mod output;
 pub mod paging;
 pub mod since;
+pub mod store_migrate;
 
 use std::io::{BufRead, Write};
 
@@ -70,6 +71,9 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> Exit {
             }
         },
         Command::Doctor(args) => doctor::run(cli, args, io),
+        Command::Store(cli::StoreCommand::Migrate {
+            to: cli::MigrateTarget::Postgresql,
+        }) => store_migrate::run(&cli.config, cli.socket.as_deref(), cli.json, io),
         other => {
             let conn = match connect::Conn::new(cli) {
                 Ok(conn) => conn,

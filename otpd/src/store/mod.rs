@@ -14,7 +14,7 @@
 //! The SQLite work is split by job: [`schema`] (versioned migrations), `codes` (issue, verify,
 //! invalidate), `sends` (the hourly and daily windows), `lockouts` (consecutive failures),
 //! `notices` (mails owed to users), `reset` (an admin's reset of one user), `users`,
-//! `audit_rows` and `purge`.
+//! `audit_rows` and `purge`. [`migrate`] moves a host's SQLite state into PostgreSQL.
 
 mod admin;
 mod audit_rate;
@@ -26,6 +26,7 @@ pub mod conformance;
 mod interface;
 mod limits;
 mod lockouts;
+pub mod migrate;
 mod notices;
 mod postgres;
 mod purge;
@@ -61,7 +62,7 @@ pub use interface::{Store, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice};
-pub use postgres::{PgOptions, PgStore};
+pub use postgres::{Imported, PgOptions, PgStore};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use reset::UserReset;

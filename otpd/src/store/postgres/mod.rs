@@ -42,9 +42,10 @@
 //!
 //! As on the SQLite side, one file per concern: `schema` (versioned migrations and the key
 //! id), `codes`, `sends`, `lockouts`, `recovery`, `single_secret`, `breakglass`, `notices`,
-//! `users`, `admin`, `audit_rows`, `reset`, `purge`; `unit` runs the transactions, `locks`
-//! names the advisory locks, `sql` holds the query helpers, `connect` makes the connections,
-//! `error` maps failures, `interface` maps the trait onto it all.
+//! `users`, `admin`, `audit_rows`, `reset`, `purge`, `import` (`otpctl store migrate`'s copy);
+//! `unit` runs the transactions, `locks` names the advisory locks, `sql` holds the query
+//! helpers, `connect` makes the connections, `error` maps failures, `interface` maps the trait
+//! onto it all.
 //!
 //! # Differences from the SQLite schema
 //!
@@ -60,6 +61,7 @@ mod breakglass;
 mod codes;
 mod connect;
 mod error;
+mod import;
 mod interface;
 mod lockouts;
 mod locks;
@@ -83,6 +85,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+
+pub use import::Imported;
 
 use super::{StoreError, audit_rate, audit_rows as audit_counter};
 use crate::server_key::ServerKey;
