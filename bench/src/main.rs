@@ -22,6 +22,8 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --burst N        logins at once through real Postfix and Exim (default 200; 0: none)
   --ldap N         timed logins each with the address from slapd (cold, cached) and from
                    otpd's table (default 200; 0: none)
+  --no-postgres    leave out our logins with otpd on a private PostgreSQL 15 (one host and
+                   three at once)
   --profile N      only our side, for a profiler: N serial logins, then N skip transactions
   --profile-loops L  with --profile: the N logins run in L concurrent loops (default 1)";
 
@@ -61,8 +63,10 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     concurrency: vec![4, 16],
                     burst: otp_bench::burst::LOGINS,
                     ldap: 30,
+                    postgres: cli.options.postgres,
                 };
             }
+            "--no-postgres" => cli.options.postgres = false,
             "--serial" => cli.options.serial = number(value()?)? as u64,
             "--profile" => cli.profile = Some(number(value()?)? as u64),
             "--profile-loops" => cli.profile_loops = number(value()?)?.max(1),

@@ -1,0 +1,186 @@
+//! What a login costs the PostgreSQL server, for the paper estimate of how many hosts one
+//! primary carries (issue #20): the server's CPU time (the postmaster and every child: backends,
+//! WAL writer, checkpointer), the statements otpd sent and the rows they wrote (from
+//! `pg_stat_statements`), and how much the audit table and its index grew. A [`Snapshot`] is
+//! taken before and after a run; [`Snapshot::cost_since`] shares the difference out per login.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e_tests::postgres::Postgres;
+
+use crate::cpu;
+use crate::error::BenchError;
+use crate::memory::Process;
+
+/// The server's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// CPU time of the postmaster and its children alive now.
+    pub cpu: Duration,
+    /// Statements executed in otpd's database (`BEGIN` and `COMMIT` included).
+    pub statements: u64,
+    /// Rows inserted, updated or deleted by them.
+    pub rows_written: u64,
+    /// Of those statements, the ones that wrote (INSERT, UPDATE, DELETE).
+    pub writing_statements: u64,
+    /// Bytes of the audit table with its indexes and TOAST.
+    pub audit_bytes: u64,
+}
+
+/// What one login cost the server, on average over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoginCost {
+    /// Logins the average is over.
+    pub logins: u64,
+    /// Server CPU time per login.
+    pub cpu: Duration,
+    /// Statements per login.
+    pub statements: f64,
+    /// Writing statements per login.
+    pub writing_statements: f64,
+    /// Rows written per login.
+    pub rows_written: f64,
+    /// Audit table growth per login, bytes.
+    pub audit_bytes: f64,
+}
+
+/// The statements of database `dbname` in `pg_stat_statements` (installed in `postgres`):
+/// all, the writing ones, and the rows those wrote; then the audit table's size.
+fn counters_sql(dbname: &str) -> String {
+    format!(
+        "SELECT coalesce(sum(calls), 0), \
+                coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0), \
+                coalesce(sum(rows) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0) \
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{dbname}')"
+    )
+}
+
+impl Snapshot {
+    /// The counters of `pg` now, for otpd's database `dbname`.
+    pub fn take(pg: &Postgres, dbname: &str) -> Result<Snapshot, BenchError> {
+        let cpu = server_cpu(pg.dir())?;
+        let counts = numbers(&pg.psql("postgres", &counters_sql(dbname)))?;
+        let audit = numbers(&pg.psql(dbname, "SELECT pg_total_relation_size('audit')"))?;
+        match (counts.as_slice(), audit.as_slice()) {
+            ([statements, writing, rows], [audit_bytes]) => Ok(Snapshot {
+                cpu,
+                statements: *statements,
+                writing_statements: *writing,
+                rows_written: *rows,
+                audit_bytes: *audit_bytes,
+            }),
+            _ => Err(BenchError::Check(format!(
+                "unexpected answer from pg_stat_statements: {counts:?} {audit:?}"
+            ))),
+        }
+    }
+
+    /// The cost per login of the `logins` logins since `before` (this snapshot taken after them).
+    pub fn cost_since(&self, before: &Snapshot, logins: u64) -> LoginCost {
+        let per =
+            |after: u64, before: u64| after.saturating_sub(before) as f64 / logins.max(1) as f64;
+        LoginCost {
+            logins,
+            cpu: self.cpu.saturating_sub(before.cpu)
+                / u32::try_from(logins.max(1)).unwrap_or(u32::MAX),
+            statements: per(self.statements, before.statements),
+            writing_statements: per(self.writing_statements, before.writing_statements),
+            rows_written: per(self.rows_written, before.rows_written),
+            audit_bytes: per(self.audit_bytes, before.audit_bytes),
+        }
+    }
+}
+
+/// The whole numbers of one `psql -A -t` row (`|`-separated).
+fn numbers(row: &str) -> Result<Vec<u64>, BenchError> {
+    row.trim()
+        .split('|')
+        .map(|field| {
+            field
+                .trim()
+                .parse()
+                .map_err(|_| BenchError::Check(format!("not a number from psql: {row:?}")))
+        })
+        .collect()
+}
+
+/// CPU time of the postmaster of the cluster in `dir` and of its children now. otpd keeps its
+/// pooled connections, so the backends that served a run are alive at its end; one that ended
+/// during the run takes its CPU time with it (there are none unless a connection broke).
+fn server_cpu(dir: &Path) -> Result<Duration, BenchError> {
+    let pidfile = dir.join("data/postmaster.pid");
+    let text = std::fs::read_to_string(&pidfile).map_err(BenchError::io(&pidfile))?;
+    let postmaster: u32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| BenchError::Setup(format!("{}: no pid", pidfile.display())))?;
+    let mut total = cpu::cpu_time(Process::Pid(postmaster))?;
+    let proc_dir = std::fs::read_dir("/proc").map_err(BenchError::io("/proc"))?;
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if parent(&stat) == Some(postmaster) {
+            // A child that ended since it was listed is skipped.
+            total += cpu::cpu_time(Process::Pid(pid)).unwrap_or_default();
+        }
+    }
+    Ok(total)
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line; fields are counted from the last `)`,
+/// as the command name may hold spaces and parentheses.
+fn parent(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_is_read_after_the_command_name() {
+        let stat = "4242 (postgres: otp (x)) S 17 4242 4242 0 -1 4194560 500 0 0 0 37 5";
+        assert_eq!(parent(stat), Some(17));
+        assert_eq!(parent("garbage"), None);
+    }
+
+    #[test]
+    fn psql_rows_are_read_as_numbers_and_anything_else_refused() {
+        assert_eq!(numbers("12|3|40\n").unwrap(), vec![12, 3, 40]);
+        assert!(numbers("12|x").is_err());
+    }
+
+    #[test]
+    fn the_difference_is_shared_out_per_login() {
+        let before = Snapshot {
+            cpu: Duration::from_millis(100),
+            statements: 10,
+            writing_statements: 4,
+            rows_written: 5,
+            audit_bytes: 8192,
+        };
+        let after = Snapshot {
+            cpu: Duration::from_millis(300),
+            statements: 210,
+            writing_statements: 84,
+            rows_written: 105,
+            audit_bytes: 8192 + 40_000,
+        };
+        let cost = after.cost_since(&before, 100);
+        assert_eq!(cost.cpu, Duration::from_millis(2));
+        assert_eq!(cost.statements, 2.0);
+        assert_eq!(cost.writing_statements, 0.8);
+        assert_eq!(cost.rows_written, 1.0);
+        assert_eq!(cost.audit_bytes, 400.0);
+        assert_eq!(cost.logins, 100);
+    }
+}
