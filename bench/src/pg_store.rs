@@ -147,7 +147,7 @@ impl PgHosts {
 
     /// The server's counters now.
     pub fn snapshot(&self) -> Result<Snapshot, BenchError> {
-        Snapshot::take(&self.pg, DB)
+        Snapshot::take(&self.pg, DB, ROLE)
     }
 
     /// Runs our login in `loops` loops on each of the first `hosts` hosts at once (loop `i`

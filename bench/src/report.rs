@@ -551,16 +551,18 @@ fn hosts_table(pg: &PgResults) -> String {
     let mut line = |label: &str, a: String, b: String, r: String| {
         let _ = writeln!(out, "| {label} | {a} | {b} | {r} | | |");
     };
-    let times: [(&str, fn(&Throughput, &LoginCost) -> Duration); 4] = [
+    let times: [(&str, fn(&Throughput, &LoginCost) -> Duration); 5] = [
         ("latency p50", |t, _| t.latency.p50),
         ("latency p99", |t, _| t.latency.p99),
-        ("CPU per login, this process and the otpd", |t, _| {
-            t.cpu_per_login
-        }),
+        (
+            "CPU per login, this process and every host's otpd",
+            |t, _| t.cpu_per_login,
+        ),
         (
             "PostgreSQL server CPU per login (postmaster and children)",
             |_, c| c.cpu,
         ),
+        ("of which otpd's backends", |_, c| c.backend_cpu),
     ];
     for (label, get) in times {
         let (a, b) = (get(one, one_cost), get(all, all_cost));

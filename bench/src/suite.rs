@@ -252,6 +252,11 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
             ));
             let one = pg.run(&setup.mailbox, "pg1c", 1, loops, WARMUP, time)?;
             checks.push(one.check);
+            say(format!(
+                "PostgreSQL: the statements called most, {:.1} per login in all:\n{}",
+                one.cost.statements,
+                crate::pg_cost::most_called(&pg.pg, pg_store::DB, 25)
+            ));
             results.one_host = Some((throughput(one.run)?, one.cost));
             let hosts = pg_store::HOSTS;
             say(format!(
