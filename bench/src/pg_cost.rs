@@ -31,9 +31,11 @@ pub struct Snapshot {
     pub cpu: BTreeMap<u32, ProcessCpu>,
     /// Statements executed in otpd's database (`BEGIN` and `COMMIT` included).
     pub statements: u64,
-    /// Rows inserted, updated or deleted by them.
+    /// Rows inserted, updated or deleted in otpd's database (`pg_stat_database`; a backend
+    /// reports them within about a second of its last transaction, see [`STATS_DELAY`]).
     pub rows_written: u64,
-    /// Of those statements, the ones that wrote (INSERT, UPDATE, DELETE).
+    /// Of those statements, the ones that write (an INSERT, UPDATE or DELETE, alone or in a
+    /// `WITH`).
     pub writing_statements: u64,
     /// Bytes of the audit table with its indexes and TOAST.
     pub audit_bytes: u64,
@@ -58,14 +60,23 @@ pub struct LoginCost {
     pub audit_bytes: f64,
 }
 
+/// How long after its last transaction a backend may take to report its row counts: it
+/// flushes them when idle, at most once a second (PostgreSQL 15's `PGSTAT_MIN_INTERVAL`).
+pub const STATS_DELAY: std::time::Duration = std::time::Duration::from_millis(1100);
+
 /// The statements of database `dbname` in `pg_stat_statements` (installed in `postgres`):
-/// all, the writing ones, and the rows those wrote; then the audit table's size.
+/// all, and the writing ones (`FOR UPDATE` is a read); then the rows the database's backends
+/// wrote.
 fn counters_sql(dbname: &str) -> String {
+    let of_db = format!("(SELECT oid FROM pg_database WHERE datname = '{dbname}')");
     format!(
         "SELECT coalesce(sum(calls), 0), \
-                coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0), \
-                coalesce(sum(rows) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0) \
-         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{dbname}')"
+                coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)' \
+                    OR (query ~* '^\\s*with' \
+                        AND query ~* '\\m(insert\\s+into|update\\s+\\w+\\s+set|delete\\s+from)\\M')), 0), \
+                (SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
+                 WHERE datid = {of_db}) \
+         FROM pg_stat_statements WHERE dbid = {of_db}"
     )
 }
 

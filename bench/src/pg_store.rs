@@ -192,6 +192,11 @@ impl PgHosts {
             },
         )?;
         let logins = run.logins() + run.warmups;
+        if let Until::Time(_) = until {
+            // The timed scenarios report rows written: wait until the backends reported them.
+            // (The serial blocks, counted, report no server cost and need not wait.)
+            std::thread::sleep(crate::pg_cost::STATS_DELAY);
+        }
         let cost = self.snapshot()?.cost_since(&server_before, logins);
         before.check_hosts(mailbox, &otpds, tag, logins)?;
         Ok(PgRun {

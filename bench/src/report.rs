@@ -572,8 +572,8 @@ fn hosts_table(pg: &PgResults) -> String {
         ("statements per login (BEGIN and COMMIT included)", |c| {
             c.statements
         }),
-        ("writing statements per login", |c| c.writing_statements),
-        ("rows written per login", |c| c.rows_written),
+        ("statements that write, per login", |c| c.writing_statements),
+        ("rows inserted, updated or deleted per login", |c| c.rows_written),
         ("audit table growth per login, bytes", |c| c.audit_bytes),
     ];
     for (label, get) in counts {
