@@ -573,7 +573,9 @@ fn hosts_table(pg: &PgResults) -> String {
             c.statements
         }),
         ("statements that write, per login", |c| c.writing_statements),
-        ("rows inserted, updated or deleted per login", |c| c.rows_written),
+        ("rows inserted, updated or deleted per login", |c| {
+            c.rows_written
+        }),
         ("audit table growth per login, bytes", |c| c.audit_bytes),
     ];
     for (label, get) in counts {
@@ -595,7 +597,8 @@ their own state directories and sockets and the same server key on the one datab
 loopback (no network namespaces), each driven by its own loops, all at once; CPU per login \
 there counts every host's otpd. Server cost per login is over every login of the scenario, \
 warm-up included: the postmaster's and its children's CPU time (`/proc/PID/stat`), statements \
-and rows from `pg_stat_statements` for otpd's database, and the growth of \
+from `pg_stat_statements` for otpd's database, rows inserted, updated or deleted from \
+`pg_stat_database` (read once the backends reported them), and the growth of \
 `pg_total_relation_size('audit')`.\n";
 
 /// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
