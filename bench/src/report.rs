@@ -527,6 +527,11 @@ pub fn postgres_tables(results: &Results) -> String {
     out
 }
 
+/// A time the hosts table shows, read from a scenario's throughput and server cost.
+type TimeOf = fn(&Throughput, &LoginCost) -> Duration;
+/// A per-login count the hosts table shows, read from a scenario's server cost.
+type CountOf = fn(&LoginCost) -> f64;
+
 /// One otpd against [`crate::pg_store::HOSTS`] at once on the one database, with the server's
 /// cost per login in each.
 fn hosts_table(pg: &PgResults) -> String {
@@ -551,7 +556,7 @@ fn hosts_table(pg: &PgResults) -> String {
     let mut line = |label: &str, a: String, b: String, r: String| {
         let _ = writeln!(out, "| {label} | {a} | {b} | {r} | | |");
     };
-    let times: [(&str, fn(&Throughput, &LoginCost) -> Duration); 5] = [
+    let times: [(&str, TimeOf); 5] = [
         ("latency p50", |t, _| t.latency.p50),
         ("latency p99", |t, _| t.latency.p99),
         (
@@ -568,7 +573,7 @@ fn hosts_table(pg: &PgResults) -> String {
         let (a, b) = (get(one, one_cost), get(all, all_cost));
         line(label, us(a), us(b), ratio(b.as_secs_f64(), a.as_secs_f64()));
     }
-    let counts: [(&str, fn(&LoginCost) -> f64); 4] = [
+    let counts: [(&str, CountOf); 4] = [
         ("statements per login (BEGIN and COMMIT included)", |c| {
             c.statements
         }),
