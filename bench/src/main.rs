@@ -14,7 +14,7 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --out FILE       write the results as markdown to FILE (default: print only)
   --command TEXT   the command to name in the results (default: otp-bench)
   --quick          a smoke run: few logins, 1 s per concurrent scenario, 2,000 live codes,
-                   30 LDAP logins each
+                   30 LDAP logins each, PostgreSQL's rows written per login not counted
   --serial N       timed serial logins per side (default 2000)
   --seconds S      seconds per side of each concurrent scenario (default 5)
   --skip N         timed transactions per skip-path stack (default 3000)
@@ -64,6 +64,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     burst: otp_bench::burst::LOGINS,
                     ldap: 30,
                     postgres: cli.options.postgres,
+                    postgres_rows: false,
                 };
             }
             "--no-postgres" => cli.options.postgres = false,

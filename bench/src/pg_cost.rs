@@ -54,8 +54,9 @@ pub struct LoginCost {
     pub statements: f64,
     /// Writing statements per login.
     pub writing_statements: f64,
-    /// Rows written per login.
-    pub rows_written: f64,
+    /// Rows inserted, updated or deleted per login, when the run waited for the backends to
+    /// report them.
+    pub rows_written: Option<f64>,
     /// Audit table growth per login, bytes.
     pub audit_bytes: f64,
 }
@@ -124,7 +125,7 @@ impl Snapshot {
             backend_cpu: backends / divisor,
             statements: per(self.statements, before.statements),
             writing_statements: per(self.writing_statements, before.writing_statements),
-            rows_written: per(self.rows_written, before.rows_written),
+            rows_written: Some(per(self.rows_written, before.rows_written)),
             audit_bytes: per(self.audit_bytes, before.audit_bytes),
         }
     }
@@ -261,7 +262,7 @@ mod tests {
         assert_eq!(cost.backend_cpu, Duration::from_micros(1500));
         assert_eq!(cost.statements, 2.0);
         assert_eq!(cost.writing_statements, 0.8);
-        assert_eq!(cost.rows_written, 1.0);
+        assert_eq!(cost.rows_written, Some(1.0));
         assert_eq!(cost.audit_bytes, 400.0);
         assert_eq!(cost.logins, 100);
     }

@@ -23,7 +23,7 @@ use crate::error::BenchError;
 use crate::loops::{self, Run, Until};
 use crate::mailbox::Mailbox;
 use crate::memory::Process;
-use crate::pg_cost::{LoginCost, Snapshot};
+use crate::pg_cost::{LoginCost, STATS_DELAY, Snapshot};
 use crate::scenarios::{self, Tally};
 use crate::setup::{self, Setup};
 
@@ -58,6 +58,8 @@ pub struct PgHosts {
     pub hosts: Vec<Host>,
     /// The database server.
     pub pg: Postgres,
+    /// Whether the timed scenarios wait for the backends' row counts ([`STATS_DELAY`]).
+    count_rows: bool,
     // The CA of the server's certificate, and the password file: kept for the run.
     _ca: TestCa,
     _secrets: tempfile::TempDir,
@@ -75,8 +77,10 @@ pub struct PgRun {
 }
 
 impl PgHosts {
-    /// Starts the cluster and `hosts` otpd on it, mailing to `setup`'s sink.
-    pub fn start(setup: &Setup, hosts: usize) -> Result<PgHosts, BenchError> {
+    /// Starts the cluster and `hosts` otpd on it, mailing to `setup`'s sink. With
+    /// `count_rows`, each timed scenario waits [`STATS_DELAY`] at its end to report the rows
+    /// written per login; without (the smoke run), it reports none.
+    pub fn start(setup: &Setup, hosts: usize, count_rows: bool) -> Result<PgHosts, BenchError> {
         if !Path::new("/usr/lib/postgresql/15/bin/initdb").exists() {
             return Err(BenchError::Setup(
                 "PostgreSQL 15 is missing: tests/install-deps installs postgresql-15".into(),
@@ -140,6 +144,7 @@ impl PgHosts {
         Ok(PgHosts {
             hosts: started,
             pg,
+            count_rows,
             _ca: ca,
             _secrets: secrets,
         })
@@ -192,12 +197,16 @@ impl PgHosts {
             },
         )?;
         let logins = run.logins() + run.warmups;
-        if let Until::Time(_) = until {
-            // The timed scenarios report rows written: wait until the backends reported them.
-            // (The serial blocks, counted, report no server cost and need not wait.)
-            std::thread::sleep(crate::pg_cost::STATS_DELAY);
+        // The timed scenarios report rows written: wait until the backends reported them.
+        // (The serial blocks, counted, report no server cost and need not wait.)
+        let count_rows = self.count_rows && matches!(until, Until::Time(_));
+        if count_rows {
+            std::thread::sleep(STATS_DELAY);
         }
-        let cost = self.snapshot()?.cost_since(&server_before, logins);
+        let mut cost = self.snapshot()?.cost_since(&server_before, logins);
+        if !count_rows {
+            cost.rows_written = None;
+        }
         before.check_hosts(mailbox, &otpds, tag, logins)?;
         Ok(PgRun {
             check: format!(

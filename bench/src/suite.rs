@@ -40,6 +40,8 @@ pub struct Options {
     pub ldap: u64,
     /// Whether our logins also run with otpd on the PostgreSQL store.
     pub postgres: bool,
+    /// Whether its timed scenarios wait about a second each to count the rows written.
+    pub postgres_rows: bool,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             burst: crate::burst::LOGINS,
             ldap: 200,
             postgres: true,
+            postgres_rows: true,
         }
     }
 }
@@ -202,7 +205,11 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
                 "PostgreSQL: a private cluster with TLS and {} otpd on it",
                 pg_store::HOSTS
             ));
-            Some(PgHosts::start(&setup, pg_store::HOSTS)?)
+            Some(PgHosts::start(
+                &setup,
+                pg_store::HOSTS,
+                options.postgres_rows,
+            )?)
         }
         false => None,
     };
