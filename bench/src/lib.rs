@@ -16,6 +16,8 @@ pub mod loops;
 pub mod mailbox;
 pub mod memory;
 pub mod mime;
+pub mod pg_cost;
+pub mod pg_store;
 pub mod probe;
 pub mod report;
 pub mod scenarios;

@@ -14,7 +14,7 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --out FILE       write the results as markdown to FILE (default: print only)
   --command TEXT   the command to name in the results (default: otp-bench)
   --quick          a smoke run: few logins, 1 s per concurrent scenario, 2,000 live codes,
-                   30 LDAP logins each
+                   30 LDAP logins each, PostgreSQL's rows written per login not counted
   --serial N       timed serial logins per side (default 2000)
   --seconds S      seconds per side of each concurrent scenario (default 5)
   --skip N         timed transactions per skip-path stack (default 3000)
@@ -22,6 +22,8 @@ const USAGE: &str = "usage: otp-bench [--out FILE] [--command TEXT] [--quick]
   --burst N        logins at once through real Postfix and Exim (default 200; 0: none)
   --ldap N         timed logins each with the address from slapd (cold, cached) and from
                    otpd's table (default 200; 0: none)
+  --no-postgres    leave out our logins with otpd on a private PostgreSQL 15 (one host and
+                   three at once)
   --profile N      only our side, for a profiler: N serial logins, then N skip transactions
   --profile-loops L  with --profile: the N logins run in L concurrent loops (default 1)";
 
@@ -61,8 +63,11 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     concurrency: vec![4, 16],
                     burst: otp_bench::burst::LOGINS,
                     ldap: 30,
+                    postgres: cli.options.postgres,
+                    postgres_rows: false,
                 };
             }
+            "--no-postgres" => cli.options.postgres = false,
             "--serial" => cli.options.serial = number(value()?)? as u64,
             "--profile" => cli.profile = Some(number(value()?)? as u64),
             "--profile-loops" => cli.profile_loops = number(value()?)?.max(1),

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::burst::{self, Burst};
 use crate::ldap::LdapResults;
 use crate::memory::mib;
+use crate::pg_cost::LoginCost;
 use crate::stats::{Summary, micros};
-use crate::suite::{Concurrent, Results};
+use crate::suite::{Concurrent, PgResults, Results, Throughput};
 
 /// The skip path must add less than this per PAM transaction.
 pub const SKIP_TARGET: Duration = Duration::from_micros(100);
@@ -18,6 +19,11 @@ pub const IDLE_TARGET_KIB: u64 = 16 * 1024;
 pub const LIVE_TARGET_KIB: u64 = 64 * 1024;
 /// Our 4-loop throughput must be at least this multiple of pam_oath's.
 pub const THROUGHPUT_TARGET: f64 = 2.0;
+/// A serial login's p50 on the PostgreSQL store must be at most this multiple of SQLite's.
+pub const PG_SERIAL_TARGET: f64 = 2.0;
+/// Several hosts on one database together must make at least this multiple of one host's
+/// logins per second.
+pub const PG_HOSTS_TARGET: f64 = 1.0;
 
 /// What the run ran on.
 #[derive(Debug, Clone)]
@@ -344,18 +350,21 @@ pub fn markdown(results: &Results, machine: &Machine, command: &str) -> String {
     let mut out = String::from("# Benchmark: pam_otp_email against pam_oath\n\n");
     let _ = writeln!(
         out,
-        "Run {} with `{command}` on {} ({} cores), {}, Linux {}; {}. The whole run took {:.0} s.\n",
+        "Run {} with `{command}` on {} ({} cores), {}, Linux {}; {}. The whole run took {:.0} s; \
+load average at its end {}.\n",
         utc_now(),
         machine.cpu,
         machine.cores,
         machine.os,
         machine.kernel,
         machine.packages,
-        results.elapsed.as_secs_f64()
+        results.elapsed.as_secs_f64(),
+        load_average()
     );
     out.push_str(&table(results));
     out.push_str(&burst_table(&results.bursts));
     out.push_str(&ldap_table(results.ldap.as_ref()));
+    out.push_str(&postgres_tables(results));
     if let Some(section) = budget_section(results, machine.cores) {
         out.push_str(&section);
     }
@@ -396,7 +405,7 @@ server is a private Postfix 3.7 or Exim 4.96 from Debian's packages at their def
 where each login reads its code. \"To the MTA's acceptance\" is from a login's start to its \
 prompt, which otpd shows only once the MTA accepted the mail; a code is delivered at once when \
 it reaches the capture within {at_once} s of that, rather than waiting in the MTA's queue.\n\
-{ldap}- Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
+{ldap}{postgres}- Module size: a fresh child process `dlopen`s the module (RTLD_NOW, as libpam does), then \
 runs one whole login with it; the second row subtracts what the same login path costs with \
 pam_permit alone ({base} KiB).\n",
         per_user = crate::scenarios::LOGINS_PER_USER,
@@ -416,12 +425,206 @@ pam_permit alone ({base} KiB).\n",
         } else {
             ""
         },
+        postgres = if results.postgres.is_some() {
+            POSTGRES_NOTE
+        } else {
+            ""
+        },
     );
     out.push_str("\n## Checks that passed\n\n");
     for check in &results.checks {
         let _ = writeln!(out, "- {check}");
     }
     out
+}
+
+/// Our logins on SQLite against the same on PostgreSQL, and one host against several on one
+/// database with what a login cost the server, as markdown: nothing when they did not run.
+pub fn postgres_tables(results: &Results) -> String {
+    let Some(pg) = results.postgres.as_ref() else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "\n| Login (ours), store | SQLite | PostgreSQL (TLS, loopback) | PostgreSQL / SQLite | target | met |\n\
+         |---|---:|---:|---:|---|---|\n",
+    );
+    let serial = (&results.serial.ours, &pg.serial);
+    let p50_ratio =
+        serial.1.latency.p50.as_secs_f64() / serial.0.latency.p50.as_secs_f64().max(f64::EPSILON);
+    let mut line = |measure: String,
+                    sqlite: String,
+                    postgres: String,
+                    ratio: String,
+                    target: String,
+                    met: &str| {
+        let _ = writeln!(
+            out,
+            "| {measure} | {sqlite} | {postgres} | {ratio} | {target} | {met} |"
+        );
+    };
+    line(
+        format!("Serial ({} each): latency p50", serial.1.latency.count),
+        us(serial.0.latency.p50),
+        us(serial.1.latency.p50),
+        format!("{p50_ratio:.2}"),
+        format!("ratio ≤ {PG_SERIAL_TARGET}"),
+        verdict(p50_ratio <= PG_SERIAL_TARGET),
+    );
+    for (label, a, b) in [
+        (
+            "Serial: latency p99",
+            serial.0.latency.p99,
+            serial.1.latency.p99,
+        ),
+        (
+            "Serial: CPU per login, this process and otpd",
+            serial.0.cpu_per_login,
+            serial.1.cpu_per_login,
+        ),
+    ] {
+        line(
+            label.into(),
+            us(a),
+            us(b),
+            ratio(b.as_secs_f64(), a.as_secs_f64()),
+            String::new(),
+            "",
+        );
+    }
+    let gated = results
+        .concurrent
+        .iter()
+        .find(|c| c.loops == crate::suite::GATED_LOOPS);
+    if let (Some(c), Some((one, _))) = (gated, pg.one_host.as_ref()) {
+        let loops = c.loops;
+        line(
+            format!("{loops} loops: logins per second"),
+            format!("{:.0}", c.ours.per_second),
+            format!("{:.0}", one.per_second),
+            ratio(one.per_second, c.ours.per_second),
+            String::new(),
+            "",
+        );
+        for (label, a, b) in [
+            ("latency p99", c.ours.latency.p99, one.latency.p99),
+            (
+                "CPU per login, this process and otpd",
+                c.ours.cpu_per_login,
+                one.cpu_per_login,
+            ),
+        ] {
+            line(
+                format!("{loops} loops: {label}"),
+                us(a),
+                us(b),
+                ratio(b.as_secs_f64(), a.as_secs_f64()),
+                String::new(),
+                "",
+            );
+        }
+    }
+    out.push_str(&hosts_table(pg));
+    out
+}
+
+/// A time the hosts table shows, read from a scenario's throughput and server cost.
+type TimeOf = fn(&Throughput, &LoginCost) -> Duration;
+/// A per-login count the hosts table shows, read from a scenario's server cost.
+type CountOf = fn(&LoginCost) -> f64;
+
+/// One otpd against [`crate::pg_store::HOSTS`] at once on the one database, with the server's
+/// cost per login in each.
+fn hosts_table(pg: &PgResults) -> String {
+    let (Some((one, one_cost)), Some((all, all_cost))) = (pg.one_host.as_ref(), pg.hosts.as_ref())
+    else {
+        return String::new();
+    };
+    let hosts = crate::pg_store::HOSTS;
+    let loops = crate::suite::GATED_LOOPS;
+    let mut out = format!(
+        "\n| PostgreSQL store, {loops} loops per host | 1 host | {hosts} hosts at once | {hosts} hosts / 1 host | target | met |\n\
+         |---|---:|---:|---:|---|---|\n"
+    );
+    let scale = all.per_second / one.per_second.max(f64::EPSILON);
+    let _ = writeln!(
+        out,
+        "| logins per second, all hosts together | {:.0} | {:.0} | {scale:.2} | ratio ≥ {PG_HOSTS_TARGET} | {} |",
+        one.per_second,
+        all.per_second,
+        verdict(scale >= PG_HOSTS_TARGET)
+    );
+    let mut line = |label: &str, a: String, b: String, r: String| {
+        let _ = writeln!(out, "| {label} | {a} | {b} | {r} | | |");
+    };
+    let times: [(&str, TimeOf); 5] = [
+        ("latency p50", |t, _| t.latency.p50),
+        ("latency p99", |t, _| t.latency.p99),
+        (
+            "CPU per login, this process and every host's otpd",
+            |t, _| t.cpu_per_login,
+        ),
+        (
+            "PostgreSQL server CPU per login (postmaster and children)",
+            |_, c| c.cpu,
+        ),
+        ("of which otpd's backends", |_, c| c.backend_cpu),
+    ];
+    for (label, get) in times {
+        let (a, b) = (get(one, one_cost), get(all, all_cost));
+        line(label, us(a), us(b), ratio(b.as_secs_f64(), a.as_secs_f64()));
+    }
+    let counts: [(&str, CountOf); 3] = [
+        ("statements per login (BEGIN and COMMIT included)", |c| {
+            c.statements
+        }),
+        ("statements that write, per login", |c| c.writing_statements),
+        ("audit table growth per login, bytes", |c| c.audit_bytes),
+    ];
+    for (label, get) in counts {
+        let (a, b) = (get(one_cost), get(all_cost));
+        line(label, format!("{a:.1}"), format!("{b:.1}"), ratio(b, a));
+    }
+    let rows = match (one_cost.rows_written, all_cost.rows_written) {
+        (Some(a), Some(b)) => (format!("{a:.1}"), format!("{b:.1}"), ratio(b, a)),
+        _ => (
+            "— (smoke run: not waited for)".into(),
+            "—".into(),
+            "—".into(),
+        ),
+    };
+    line(
+        "rows inserted, updated or deleted per login",
+        rows.0,
+        rows.1,
+        rows.2,
+    );
+    out
+}
+
+/// What the PostgreSQL tables measure.
+const POSTGRES_NOTE: &str = "- PostgreSQL store: our logins against otpd with `[store] backend = \
+\"postgresql\"` (default pool of 8) on a private PostgreSQL 15 (the end-to-end tests' harness, \
+tests/src/postgres.rs) on 127.0.0.1, TLS with the server's certificate and name verified \
+(`verify-full`) and a SCRAM password, `fsync` on and `synchronous_commit = off` (no WAL flush \
+per commit, as SQLite's `synchronous=NORMAL` in WAL does not sync per commit either), \
+`pg_stat_statements` loaded. Serial logins run in the same blocks as SQLite's and pam_oath's, \
+taking turns; the loops right after SQLite's and pam_oath's. Several hosts: otpd processes with \
+their own state directories and sockets and the same server key on the one database, on \
+loopback (no network namespaces), each driven by its own loops, all at once; CPU per login \
+there counts every host's otpd. Server cost per login is over every login of the scenario, \
+warm-up included: the postmaster's and its children's CPU time (`/proc/PID/stat`), statements \
+from `pg_stat_statements` for otpd's database, rows inserted, updated or deleted from \
+`pg_stat_database` (read once the backends reported them), and the growth of \
+`pg_total_relation_size('audit')`.\n";
+
+/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let parts: Vec<&str> = text.split_whitespace().take(3).collect();
+    match parts.len() {
+        3 => parts.join(", "),
+        _ => "unknown".into(),
+    }
 }
 
 /// What the LDAP table measures.

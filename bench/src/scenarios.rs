@@ -1,6 +1,7 @@
 //! The logins the scenarios time: ours (otpd issues, mails through the sink, the code is read
 //! from the mail, otpd verifies), pam_oath's (HOTP from a usersfile), and the skip path.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,23 @@ pub fn rhost(index: usize) -> String {
 
 /// One whole emailed-code login of loop `index` at `iteration` in scenario `tag`.
 pub fn our_login(setup: &Setup, tag: &str, index: usize, iteration: u64) -> Result<(), BenchError> {
+    our_login_on(setup.confdir(), &setup.mailbox, tag, index, iteration)
+}
+
+/// [`our_login`] through the PAM config directory `confdir`, whose `sshd` stack names the otpd
+/// to ask (one on another store, or another host), its mail read from `mailbox`.
+pub fn our_login_on(
+    confdir: &Path,
+    mailbox: &Arc<Mailbox>,
+    tag: &str,
+    index: usize,
+    iteration: u64,
+) -> Result<(), BenchError> {
     let user = format!("{tag}l{index}u{}", iteration / LOGINS_PER_USER);
     let address = format!("{user}@example.test");
-    let mailbox = Arc::clone(&setup.mailbox);
+    let mailbox = Arc::clone(mailbox);
     login(
-        setup.confdir(),
+        confdir,
         setup::OUR_SERVICE,
         &user,
         &rhost(index),
@@ -102,13 +115,23 @@ pub struct Tally {
 impl Tally {
     /// The counts of `mailbox` and of `otpd`'s audit log now.
     pub fn now(mailbox: &Mailbox, otpd: &Otpd) -> Tally {
-        let log = otpd.log();
-        let count = |event: &str| log.matches(event).count() as u64;
-        Tally {
+        Tally::of_hosts(mailbox, &[otpd])
+    }
+
+    /// The counts of `mailbox` and of the audit logs of `hosts` together (several otpd
+    /// mailing to one sink).
+    pub fn of_hosts(mailbox: &Mailbox, hosts: &[&Otpd]) -> Tally {
+        let mut tally = Tally {
             mails: mailbox.delivered(),
-            issued: count("event=issued "),
-            verified: count("event=verified "),
+            issued: 0,
+            verified: 0,
+        };
+        for otpd in hosts {
+            let log = otpd.log();
+            tally.issued += log.matches("event=issued ").count() as u64;
+            tally.verified += log.matches("event=verified ").count() as u64;
         }
+        tally
     }
 
     /// Checks that since this tally, `logins` logins of `tag` issued, mailed and verified
@@ -120,7 +143,18 @@ impl Tally {
         tag: &str,
         logins: u64,
     ) -> Result<(), BenchError> {
-        let now = Tally::now(mailbox, otpd);
+        self.check_hosts(mailbox, &[otpd], tag, logins)
+    }
+
+    /// [`Tally::check`] for a tally of [`Tally::of_hosts`]: the same hosts, all their logins.
+    pub fn check_hosts(
+        &self,
+        mailbox: &Mailbox,
+        hosts: &[&Otpd],
+        tag: &str,
+        logins: u64,
+    ) -> Result<(), BenchError> {
+        let now = Tally::of_hosts(mailbox, hosts);
         let mails = now.mails - self.mails;
         let issued = now.issued - self.issued;
         let verified = now.verified - self.verified;

@@ -14,6 +14,8 @@ use crate::hotp;
 use crate::ldap::{self, LdapResults};
 use crate::loops::{Run, Until};
 use crate::memory::{self, Process};
+use crate::pg_cost::LoginCost;
+use crate::pg_store::{self, PgHosts};
 use crate::probe::{self, Footprint, Probe};
 use crate::scenarios;
 use crate::setup::{self, Setup};
@@ -36,6 +38,10 @@ pub struct Options {
     pub burst: usize,
     /// Timed logins of each kind whose address comes from slapd or otpd's table (0: none).
     pub ldap: u64,
+    /// Whether our logins also run with otpd on the PostgreSQL store.
+    pub postgres: bool,
+    /// Whether its timed scenarios wait about a second each to count the rows written.
+    pub postgres_rows: bool,
 }
 
 impl Default for Options {
@@ -48,6 +54,8 @@ impl Default for Options {
             concurrency: vec![4, 16],
             burst: crate::burst::LOGINS,
             ldap: 200,
+            postgres: true,
+            postgres_rows: true,
         }
     }
 }
@@ -96,6 +104,18 @@ pub struct OtpdMemory {
     pub peak: u64,
 }
 
+/// Our logins with otpd on the PostgreSQL store, beside the SQLite ones of the same run.
+#[derive(Debug, Clone, Copy)]
+pub struct PgResults {
+    /// Serial logins, in the same blocks as the SQLite and pam_oath ones.
+    pub serial: Throughput,
+    /// One otpd, [`GATED_LOOPS`] loops, and what a login cost the server there.
+    pub one_host: Option<(Throughput, LoginCost)>,
+    /// [`pg_store::HOSTS`] otpd at once on the one database, [`GATED_LOOPS`] loops each, and
+    /// the server's cost per login there.
+    pub hosts: Option<(Throughput, LoginCost)>,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone)]
 pub struct Results {
@@ -125,6 +145,8 @@ pub struct Results {
     pub bursts: Vec<Burst>,
     /// Logins with the address from slapd, cold and cached, and from otpd's table.
     pub ldap: Option<LdapResults>,
+    /// Our logins on the PostgreSQL store, when they ran.
+    pub postgres: Option<PgResults>,
     /// The consistency checks that passed.
     pub checks: Vec<String>,
     /// How long the whole run took.
@@ -176,6 +198,22 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         ldap = Some(results);
     }
 
+    // Also before pam_oath is loaded: initdb and otpd write files.
+    let pg = match options.postgres {
+        true => {
+            say(format!(
+                "PostgreSQL: a private cluster with TLS and {} otpd on it",
+                pg_store::HOSTS
+            ));
+            Some(PgHosts::start(
+                &setup,
+                pg_store::HOSTS,
+                options.postgres_rows,
+            )?)
+        }
+        false => None,
+    };
+
     say("module memory probes".into());
     let (probe_baseline, probe_ours, probe_oath) = probes(&setup)?;
 
@@ -186,7 +224,16 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     let skip = scenarios::run_skip(&setup, options.skip)?;
 
     say(format!("serial: {} logins each", options.serial));
-    let (serial_ours, serial_oath) = serial_in_blocks(&setup, options.serial, &mut checks)?;
+    let (serial_ours, serial_oath, serial_pg) =
+        serial_in_blocks(&setup, pg.as_ref(), options.serial, &mut checks)?;
+    let mut postgres = match serial_pg {
+        Some(run) => Some(PgResults {
+            serial: throughput(run)?,
+            one_host: None,
+            hosts: None,
+        }),
+        None => None,
+    };
     let serial = Concurrent {
         loops: 1,
         ours: throughput(serial_ours)?,
@@ -205,6 +252,28 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
             ours: throughput(ours.run)?,
             oath: throughput(oath)?,
         });
+        if let (Some(pg), Some(results), GATED_LOOPS) = (&pg, &mut postgres, loops) {
+            say(format!(
+                "PostgreSQL, 1 host, {loops} loops: {}s",
+                options.seconds
+            ));
+            let one = pg.run(&setup.mailbox, "pg1c", 1, loops, WARMUP, time)?;
+            checks.push(one.check);
+            say(format!(
+                "PostgreSQL: the statements called most, {:.1} per login in all:\n{}",
+                one.cost.statements,
+                crate::pg_cost::most_called(&pg.pg, pg_store::DB, 25)
+            ));
+            results.one_host = Some((throughput(one.run)?, one.cost));
+            let hosts = pg_store::HOSTS;
+            say(format!(
+                "PostgreSQL, {hosts} hosts at once, {loops} loops each: {}s",
+                options.seconds
+            ));
+            let all = pg.run(&setup.mailbox, "pg3c", hosts, loops, WARMUP, time)?;
+            checks.push(all.check);
+            results.hosts = Some((throughput(all.run)?, all.cost));
+        }
     }
     let after_burst = memory::rss_kib(otpd_pid)?;
 
@@ -261,6 +330,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         probe_oath,
         bursts,
         ldap,
+        postgres,
         checks,
         elapsed: started.elapsed(),
     })
@@ -377,13 +447,17 @@ pub fn blocks(count: u64) -> impl Iterator<Item = Range<u64>> {
         .map(move |start| start..count.min(start + per_block))
 }
 
-/// `count` serial logins of each side in alternating blocks, each block checked.
+/// `count` serial logins of each side in alternating blocks, each block checked: ours on
+/// SQLite, ours on PostgreSQL (when `pg` is given, on its first host), pam_oath's.
 fn serial_in_blocks(
     setup: &Setup,
+    pg: Option<&PgHosts>,
     count: u64,
     checks: &mut Vec<String>,
-) -> Result<(Run, Run), BenchError> {
+) -> Result<(Run, Run, Option<Run>), BenchError> {
     let (mut ours, mut oath) = (Run::default(), Run::default());
+    let mut on_pg = pg.map(|_| Run::default());
+    let mut checked_pg = 0;
     let mut block = 0;
     let mut checked_logins = 0;
     for range in blocks(count) {
@@ -392,6 +466,12 @@ fn serial_in_blocks(
         let checked =
             scenarios::run_ours(setup, &format!("s{block}-"), 1, WARMUP, Until::Count(size))?;
         checked_logins += checked.run.logins() + checked.run.warmups;
+        if let (Some(pg), Some(on_pg)) = (pg, on_pg.as_mut()) {
+            let block_tag = format!("pgs{block}-");
+            let run = pg.run(&setup.mailbox, &block_tag, 1, 1, WARMUP, Until::Count(size))?;
+            checked_pg += run.run.logins() + run.run.warmups;
+            on_pg.absorb(run.run);
+        }
         let theirs = scenarios::run_oath(setup, 1, WARMUP, Until::Count(size))?;
         ours.absorb(checked.run);
         oath.absorb(theirs);
@@ -401,8 +481,14 @@ fn serial_in_blocks(
         "serial, {block} blocks: {checked_logins} logins, {checked_logins} codes issued, mailed \
          and verified, each exactly once"
     ));
-    // No block at all (`--serial 0`) leaves both runs empty, which `throughput` refuses.
-    Ok((ours, oath))
+    if on_pg.is_some() {
+        checks.push(format!(
+            "serial on PostgreSQL, {block} blocks: {checked_pg} logins, {checked_pg} codes \
+             issued, mailed and verified, each exactly once"
+        ));
+    }
+    // No block at all (`--serial 0`) leaves every run empty, which `throughput` refuses.
+    Ok((ours, oath, on_pg))
 }
 
 #[cfg(test)]
