@@ -68,6 +68,9 @@ pub(super) struct Held {
     /// An operation inside the unit was abandoned, or its savepoint could not be closed: what
     /// the transaction holds is unknown, so it must not commit.
     broken: Cell<bool>,
+    /// The last operation succeeded and its savepoint is still open: it is released in the
+    /// same round trip as the next operation's `SAVEPOINT`, or by the `COMMIT`.
+    release_pending: Cell<bool>,
 }
 
 /// Every transaction's start: READ COMMITTED (PostgreSQL's default, said here so that a
@@ -78,8 +81,15 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// One savepoint name serves every operation: operations never nest, and `RELEASE` and
 /// `ROLLBACK TO` act on the newest savepoint of the name.
 const SAVEPOINT: &str = "SAVEPOINT otpd_op";
-const RELEASE: &str = "RELEASE SAVEPOINT otpd_op";
+/// The previous operation's savepoint released, then the next one's made: one round trip.
+const RELEASE_THEN_SAVEPOINT: &str = "RELEASE SAVEPOINT otpd_op; SAVEPOINT otpd_op";
 const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd_op";
+
+/// Whether `failed` is a lock not had in time (`lock_timeout`): only the advisory locks at the
+/// end of an opening batch wait for a lock, so everything before them in the batch ran.
+fn at_a_lock(failed: &tokio_postgres::Error) -> bool {
+    failed.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
 
 /// How many times an operation of its own is tried when the server rolls it back as a
 /// deadlock's or serialization conflict's loser: a second try meets the winner committed; a
@@ -186,31 +196,51 @@ impl PgStore {
                 "an earlier operation of this transaction failed past recovery".into(),
             ));
         }
-        // Broken until the savepoint is closed again, whichever way.
+        // Broken until the operation ended cleanly, whichever way.
         held.broken.set(true);
+        let releasing = held.release_pending.replace(false);
+        let opening = if releasing {
+            RELEASE_THEN_SAVEPOINT
+        } else {
+            SAVEPOINT
+        };
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
-            let worked = match db.batch_execute(&locks::batch(SAVEPOINT, locks)).await {
-                Ok(()) => work(db, &self.key).await,
-                Err(failed) => Err(failed.into()),
-            };
-            match worked {
-                Ok(value) => {
-                    db.batch_execute(RELEASE).await?;
+            // The savepoint and its locks go out in the same round trip as the work's first
+            // statement. tokio-postgres sends requests in the order their futures are first
+            // polled, and `biased` polls the batch first, so the server runs the locks before
+            // any statement of the work. In a transaction block a failure makes every later
+            // statement fail until the rollback: nothing of the work takes effect if the
+            // savepoint or a lock failed.
+            let opening = locks::batch(opening, locks);
+            let (opened, worked) = tokio::join!(
+                biased;
+                db.batch_execute(&opening),
+                work(db, &self.key)
+            );
+            let failed = match (opened, worked) {
+                (Ok(()), Ok(value)) => {
                     held.broken.set(false);
-                    Ok(value)
+                    held.release_pending.set(true);
+                    return Ok(value);
                 }
-                Err(failed) => {
-                    // A unit on a server that refuses writes cannot commit anything: left
-                    // broken, it rolls back and its connection is closed.
-                    if !error::server_is_read_only(&failed)
-                        && db.batch_execute(ROLLBACK_TO).await.is_ok()
-                    {
-                        held.broken.set(false);
-                    }
-                    Err(failed)
+                (Err(failed), _) if releasing && !at_a_lock(&failed) => {
+                    // The `RELEASE` may not have run, and the previous operation's savepoint
+                    // may still be open: rolling back to it would take back that operation's
+                    // writes, which were reported done. The unit stays broken and cannot
+                    // commit. (A lock not had in time failed after the `RELEASE` and the
+                    // `SAVEPOINT`, which take no locks: that one is rolled back as always.)
+                    return Err(failed.into());
                 }
+                (Err(failed), _) => StoreError::from(failed),
+                (Ok(()), Err(failed)) => failed,
+            };
+            // A unit on a server that refuses writes cannot commit anything: left broken, it
+            // rolls back and its connection is closed.
+            if !error::server_is_read_only(&failed) && db.batch_execute(ROLLBACK_TO).await.is_ok() {
+                held.broken.set(false);
             }
+            Err(failed)
         })
     }
 
@@ -232,6 +262,7 @@ impl PgStore {
         self.held = Some(Held {
             lease,
             broken: Cell::new(false),
+            release_pending: Cell::new(false),
         });
         let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
         let Some(held) = self.held.take() else {
@@ -261,7 +292,10 @@ impl PgStore {
     /// and its connection, in a state nobody knows (or on a server that refuses writes), is
     /// closed rather than handed out again.
     fn end(&self, held: Held, commit: bool) -> Result<(), StoreError> {
-        let Held { mut lease, broken } = held;
+        // An open savepoint is released by the `COMMIT` and taken back by the `ROLLBACK`.
+        let Held {
+            mut lease, broken, ..
+        } = held;
         if broken.get() {
             // Dropping the lease closes the connection, which rolls back.
             drop(lease);
