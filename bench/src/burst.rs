@@ -118,15 +118,7 @@ pub fn run(mta: Mta, count: usize, module: &Path) -> Result<Burst, BenchError> {
             mta.name().to_ascii_lowercase(),
         )
     });
-    let pam = Arc::new(PamConfDir::new());
-    pam.service(
-        crate::setup::OUR_SERVICE,
-        &format!(
-            "auth required {} socket={} daemon_user=root\n",
-            module.display(),
-            otpd.socket.display()
-        ),
-    );
+    let pam = Arc::new(crate::setup::our_service(module, &otpd));
     let book = Arc::new(CodeBook::new(&[&capture]));
     let start = Arc::new(Barrier::new(count + 1));
     let threads: Vec<_> = (0..count)

@@ -133,15 +133,7 @@ impl Directory {
             smtp_port: setup.sink_port(),
         });
         add_table_users(&otpd, users)?;
-        let pam = PamConfDir::new();
-        pam.service(
-            setup::OUR_SERVICE,
-            &format!(
-                "auth required {} socket={} daemon_user=root\n",
-                setup.module.display(),
-                otpd.socket.display()
-            ),
-        );
+        let pam = setup.our_service_for(&otpd);
         Ok(Directory { otpd, pam, slapd })
     }
 

@@ -130,15 +130,7 @@ impl PgHosts {
             if let Some(error) = failed {
                 return Err(error);
             }
-            let pam = PamConfDir::new();
-            pam.service(
-                setup::OUR_SERVICE,
-                &format!(
-                    "auth required {} socket={} daemon_user=root\n",
-                    setup.module.display(),
-                    otpd.socket.display()
-                ),
-            );
+            let pam = setup.our_service_for(&otpd);
             started.push(Host { otpd, pam });
         }
         Ok(PgHosts {

@@ -94,13 +94,7 @@ impl Setup {
             smtp_port: sink.port(),
         });
         let pam = PamConfDir::new();
-        // otpd runs as root here; in a real install the daemon user is in /etc/passwd, so the
-        // module's lookup of it is a files lookup, as it is for root.
-        let ours = format!(
-            "auth required {} socket={} daemon_user=root\n",
-            module.display(),
-            otpd.socket.display()
-        );
+        let ours = our_line(&module, &otpd);
         pam.service(OUR_SERVICE, &ours);
         pam.service(
             SKIP_SERVICE,
@@ -122,6 +116,11 @@ impl Setup {
         }
         setup.write_oath_stack(OATH_PROBE_SERVICE, OATH_PROBE_USER, MAX_LOOPS)?;
         Ok(setup)
+    }
+
+    /// A PAM directory whose [`OUR_SERVICE`] is our module alone, asking `otpd`.
+    pub fn our_service_for(&self, otpd: &Otpd) -> PamConfDir {
+        our_service(&self.module, otpd)
     }
 
     /// The port of the SMTP sink otpd mails to.
@@ -185,4 +184,22 @@ pub const OATH_PROBE_USER: &str = "oathprobe";
 /// The 20-byte HOTP key of usersfile `index` (the probe's is [`MAX_LOOPS`]).
 pub fn oath_key(index: usize) -> Vec<u8> {
     format!("bench-hotp-key-{index:05}").into_bytes()
+}
+
+/// The PAM line of our module (`module`) asking `otpd`. otpd runs as root here; in a real
+/// install the daemon user is in /etc/passwd, so the module's lookup of it is a files lookup,
+/// as it is for root.
+fn our_line(module: &Path, otpd: &Otpd) -> String {
+    format!(
+        "auth required {} socket={} daemon_user=root\n",
+        module.display(),
+        otpd.socket.display()
+    )
+}
+
+/// A PAM directory whose [`OUR_SERVICE`] is our module (`module`) alone, asking `otpd`.
+pub fn our_service(module: &Path, otpd: &Otpd) -> PamConfDir {
+    let pam = PamConfDir::new();
+    pam.service(OUR_SERVICE, &our_line(module, otpd));
+    pam
 }
