@@ -29,6 +29,34 @@ fn database(ca: &TestCa) -> Postgres {
     pg
 }
 
+/// One otpd on its own PostgreSQL, mailing to a capture, with `sshd` asking it for the code.
+/// Fields drop in order: the PAM directory and otpd before the servers they use.
+struct OneHost {
+    pam: PamConfDir,
+    otpd: Otpd,
+    smtp: SmtpCapture,
+    pg: Postgres,
+    _ca: TestCa,
+}
+
+fn one_host() -> OneHost {
+    let ca = TestCa::new("pg-ca");
+    let pg = database(&ca);
+    let smtp = SmtpCapture::start();
+    let otpd = Otpd::start_with_text(|socket, state| {
+        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
+    });
+    let pam = PamConfDir::new();
+    pam.otp_then_permit("sshd", &otpd.socket, "");
+    OneHost {
+        pam,
+        otpd,
+        smtp,
+        pg,
+        _ca: ca,
+    }
+}
+
 fn ssh(user: &str) -> LoginContext {
     LoginContext {
         user: user.into(),
@@ -59,28 +87,23 @@ fn begin(otpd: &Otpd, login: &LoginContext) -> Response {
 
 #[test]
 fn a_pam_login_over_verified_tls_succeeds_and_its_code_row_is_in_postgresql() {
-    let ca = TestCa::new("pg-ca");
-    let pg = database(&ca);
-    let smtp = SmtpCapture::start();
-    let otpd = Otpd::start_with_text(|socket, state| {
-        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
-    });
-    let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &otpd.socket, "");
+    let OneHost {
+        pam,
+        otpd,
+        smtp,
+        pg,
+        ..
+    } = &one_host();
 
     let result = login_with(
-        &pam,
+        pam,
         "sshd",
         "alice",
         Some("192.0.2.10"),
         mailed_code(smtp.reader(), 1),
     );
     assert_eq!(libpam::code_name(result.code), "PAM_SUCCESS", "{result:?}");
-    assert_eq!(
-        pg.psql(DB, "SELECT count(*) FROM codes WHERE username = 'alice'")
-            .trim(),
-        "1"
-    );
+    assert_eq!(code_rows(pg, "alice"), "1");
     // Over TLS: the server's view of otpd's sessions.
     let ssl = pg.psql(
         "postgres",
@@ -136,15 +159,14 @@ fn a_server_certificate_from_another_ca_is_refused_and_the_log_says_why() {
 
 #[test]
 fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers_by_itself() {
-    let ca = TestCa::new("pg-ca");
-    let pg = database(&ca);
-    let smtp = SmtpCapture::start();
-    let otpd = Otpd::start_with_text(|socket, state| {
-        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
-    });
-    let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &otpd.socket, "");
-    let first = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 1));
+    let OneHost {
+        pam,
+        otpd,
+        smtp,
+        pg,
+        ..
+    } = &one_host();
+    let first = login_with(pam, "sshd", "dave", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
     // While the database runs: a break-glass grant passes ivan over the code step, and a
     // service otpd has no protocol for is skipped.
@@ -152,13 +174,13 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     assert_eq!(rc, 0, "{err}");
     pam.otp_then_permit("cron", &otpd.socket, "");
     for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
-        let passed = login_with(&pam, service, user, None, never_prompted);
+        let passed = login_with(pam, service, user, None, never_prompted);
         assert_eq!(libpam::code_name(passed.code), "PAM_SUCCESS", "{passed:?}");
     }
 
     pg.stop();
     let started = Instant::now();
-    let down = login_with(&pam, "sshd", "dave", None, |_| "000000".into());
+    let down = login_with(pam, "sshd", "dave", None, |_| "000000".into());
     let took = started.elapsed();
     assert_eq!(
         libpam::code_name(down.code),
@@ -185,7 +207,7 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     // audit row: neither the grant (stored there) nor the skip lets a login through; both
     // fail closed until it is back (the operator docs say so).
     for (service, user) in [("sshd", "ivan"), ("cron", "dave")] {
-        let refused = login_with(&pam, service, user, None, never_prompted);
+        let refused = login_with(pam, service, user, None, never_prompted);
         assert_eq!(
             libpam::code_name(refused.code),
             "PAM_AUTHINFO_UNAVAIL",
@@ -202,28 +224,21 @@ fn postgresql_stopped_mid_run_makes_logins_unavailable_in_time_and_otpd_recovers
     }
 
     pg.start();
-    let again = login_with(&pam, "sshd", "dave", None, mailed_code(smtp.reader(), 2));
+    let again = login_with(pam, "sshd", "dave", None, mailed_code(smtp.reader(), 2));
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
-    let ivan = login_with(&pam, "sshd", "ivan", None, never_prompted);
+    let ivan = login_with(pam, "sshd", "ivan", None, never_prompted);
     assert_eq!(libpam::code_name(ivan.code), "PAM_SUCCESS", "{ivan:?}");
 }
 
 #[test]
 fn a_hung_postgresql_makes_logins_unavailable_within_the_deadline_and_otpd_recovers() {
-    let ca = TestCa::new("pg-ca");
-    let pg = database(&ca);
-    let smtp = SmtpCapture::start();
-    let otpd = Otpd::start_with_text(|socket, state| {
-        HostConfig::loopback(&pg, &ca.ca_cert(), smtp.port, "").render(socket, state)
-    });
-    let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &otpd.socket, "");
-    let first = login_with(&pam, "sshd", "gina", None, mailed_code(smtp.reader(), 1));
+    let OneHost { pam, smtp, pg, .. } = &one_host();
+    let first = login_with(pam, "sshd", "gina", None, mailed_code(smtp.reader(), 1));
     assert_eq!(libpam::code_name(first.code), "PAM_SUCCESS", "{first:?}");
 
     pg.freeze();
     let started = Instant::now();
-    let hung = login_with(&pam, "sshd", "gina", None, |_| "000000".into());
+    let hung = login_with(pam, "sshd", "gina", None, |_| "000000".into());
     let took = started.elapsed();
     pg.thaw();
     eprintln!("a login with PostgreSQL hung was unavailable after {took:?}");
@@ -240,7 +255,7 @@ fn a_hung_postgresql_makes_logins_unavailable_within_the_deadline_and_otpd_recov
         "a code was mailed while the store hung"
     );
 
-    let again = login_with(&pam, "sshd", "gina", None, mailed_code(smtp.reader(), 2));
+    let again = login_with(pam, "sshd", "gina", None, mailed_code(smtp.reader(), 2));
     assert_eq!(libpam::code_name(again.code), "PAM_SUCCESS", "{again:?}");
 }
 
