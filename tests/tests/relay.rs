@@ -33,6 +33,16 @@ impl Main {
         (ca.with_file_name("dmz1.pem"), ca.with_file_name("dmz1.key"))
     }
 
+    /// A DMZ otpd on loopback relaying with `cert` and `key` for `host_name`, whose login is
+    /// unavailable: it and the main log once it says `why`.
+    fn refused_relay(&self, cert: &Path, key: &Path, host_name: &str, why: &str) -> (Otpd, String) {
+        let dmz = dmz_host(self.port, &self.ca.ca_cert(), cert, key, host_name);
+        let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
+        assert_unavailable(&result);
+        let log = wait_for_log(&self.otpd, why);
+        (dmz, log)
+    }
+
     /// A DMZ otpd on loopback with the listed certificate, speaking for `dmz1.example`.
     fn listed_dmz(&self) -> Otpd {
         let (cert, key) = self.listed();
@@ -179,10 +189,12 @@ fn a_pam_login_on_the_dmz_gets_its_code_mailed_by_the_main_host_and_succeeds() {
 fn a_client_certificate_not_in_the_list_is_refused() {
     let main = main_host();
     let (cert, key) = main.ca.client_cert("dmz-unlisted");
-    let dmz = dmz_host(main.port, &main.ca.ca_cert(), &cert, &key, "dmz1.example");
-    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
-    assert_unavailable(&result);
-    let log = wait_for_log(&main.otpd, "not listed in [[relay_listener.clients]]");
+    let (dmz, log) = main.refused_relay(
+        &cert,
+        &key,
+        "dmz1.example",
+        "not listed in [[relay_listener.clients]]",
+    );
     assert!(
         log.contains("relay connection from 127.0.0.1 refused: its client certificate (SHA-256 "),
         "{log}"
@@ -200,10 +212,7 @@ fn a_client_certificate_not_in_the_list_is_refused() {
 fn an_expired_client_certificate_is_refused() {
     let main = main_host();
     let (cert, key) = main.ca.expired_client_cert("dmz-expired");
-    let dmz = dmz_host(main.port, &main.ca.ca_cert(), &cert, &key, "dmz1.example");
-    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
-    assert_unavailable(&result);
-    let log = wait_for_log(&main.otpd, "TLS handshake failed");
+    let (_dmz, log) = main.refused_relay(&cert, &key, "dmz1.example", "TLS handshake failed");
     let line = log
         .lines()
         .find(|l| l.contains("TLS handshake failed"))
@@ -216,16 +225,12 @@ fn an_expired_client_certificate_is_refused() {
 fn a_relay_claiming_another_host_name_is_refused() {
     let main = main_host();
     let (listed, listed_key) = main.listed();
-    let dmz = dmz_host(
-        main.port,
-        &main.ca.ca_cert(),
+    let (_dmz, log) = main.refused_relay(
         &listed,
         &listed_key,
         "dmz2.example",
+        "claimed to speak for host dmz2.example",
     );
-    let result = login_with(&pam_for(&dmz), "sshd", "alice", None, never_prompted);
-    assert_unavailable(&result);
-    let log = wait_for_log(&main.otpd, "claimed to speak for host dmz2.example");
     assert!(
         log.contains("relay dmz1.example: claimed to speak for host dmz2.example"),
         "{log}"
