@@ -19,7 +19,7 @@ use common::frame::{self, FrameError, HEADER_LEN};
 use common::wire::Response;
 use common::wire_relay::RelayedRequest;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -208,29 +208,10 @@ pub async fn read_frame<T: DeserializeOwned>(
     frame::decode_payload(&body).map(Some)
 }
 
-/// Writes one frame to `stream` within `timeout`.
-pub async fn write_frame(
-    stream: &mut (impl AsyncWrite + Unpin),
-    message: &impl serde::Serialize,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let bytes = frame::encode(message).map_err(std::io::Error::other)?;
-    let write = async {
-        stream.write_all(&bytes).await?;
-        stream.flush().await
-    };
-    match tokio::time::timeout(timeout, write).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("answer not taken within {} s", timeout.as_secs()),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::write_frame;
     use common::wire::Request;
 
     #[tokio::test]

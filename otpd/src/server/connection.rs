@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::frame::{self, FrameError, HEADER_LEN};
 use common::wire::{Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tracing::Instrument;
 use zeroize::Zeroizing;
@@ -49,12 +49,12 @@ pub(super) async fn serve(mut stream: UnixStream, caller: Caller, shared: Arc<Sh
                 let reply = Response::Error {
                     message: error.to_string(),
                 };
-                let _ = write_response(&mut stream, &reply, timeout).await;
+                let _ = write_frame(&mut stream, &reply, timeout).await;
                 return;
             }
         };
         let response = dispatch::handle(&shared, caller, request).await;
-        if let Err(e) = write_response(&mut stream, &response, timeout).await {
+        if let Err(e) = write_frame(&mut stream, &response, timeout).await {
             log_peer(&shared, caller.uid, PeerTrouble::LeftEarly, e.to_string()).await;
         }
     }
@@ -137,14 +137,15 @@ impl Received {
     }
 }
 
-/// Writes the answer within `timeout`: a client that never reads (a large admin page fills the
-/// socket buffer) must not hold its connection, and its place, for ever.
-async fn write_response(
-    stream: &mut UnixStream,
-    response: &Response,
+/// Writes one frame (`message`) to `stream` within `timeout`: a client that never reads (a large
+/// admin page fills the socket buffer) must not hold its connection, and its place, for ever.
+/// The relay listener answers its TLS connections with it too.
+pub(crate) async fn write_frame(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &impl serde::Serialize,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let bytes = frame::encode(response).map_err(std::io::Error::other)?;
+    let bytes = frame::encode(message).map_err(std::io::Error::other)?;
     let write = async {
         stream.write_all(&bytes).await?;
         stream.flush().await
