@@ -29,11 +29,10 @@ use crate::setup::{self, Setup};
 
 /// otpd hosts on the one database in the multi-host scenario.
 pub const HOSTS: usize = 3;
-/// otpd's database and role.
-pub const DB: &str = "otp";
-const ROLE: &str = "otpd";
-/// Test-only: the cluster and its password live and die with the run.
-const PASSWORD: &str = "bench-Pg-Secret-20";
+/// otpd's database, role and password: those of the end-to-end tests' hosts (the cluster and
+/// its password live and die with the run).
+pub use e2e_tests::pg_hosts::DB;
+use e2e_tests::pg_hosts::{PASSWORD, ROLE, create_otp_database};
 
 /// Settings appended to the harness's cluster config (later lines win): SQLite's durability,
 /// and the statistics module.
@@ -98,7 +97,7 @@ impl PgHosts {
             "postgres",
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
         );
-        pg.create_role_and_database(ROLE, PASSWORD, DB);
+        create_otp_database(&pg);
 
         let secrets = tempfile::tempdir().map_err(BenchError::io("tempdir"))?;
         let password_file = secrets.path().join("pg.password");
