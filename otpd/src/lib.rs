@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod directory;
 pub mod dispatch;
 pub mod files;
+pub mod framing;
 pub mod layering;
 pub mod lifecycle;
 pub mod logging;

@@ -240,7 +240,7 @@ impl Served {
         tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
         response: &Response,
     ) {
-        if let Err(e) = crate::server::write_frame(tls, response, self.timeout).await {
+        if let Err(e) = crate::framing::write_frame(tls, response, self.timeout).await {
             tracing::warn!(
                 "relay answer not delivered: {}",
                 escape_for_log(&e.to_string())

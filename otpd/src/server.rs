@@ -31,8 +31,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub(crate) use connection::write_frame;
-
 use self::fair_share::{Ledger, Limits, Standing};
 use self::refusal_log::RefusalLog;
 use self::standing::Standings;

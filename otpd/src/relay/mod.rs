@@ -211,7 +211,7 @@ pub async fn read_frame<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::write_frame;
+    use crate::framing::write_frame;
     use common::wire::Request;
 
     #[tokio::test]

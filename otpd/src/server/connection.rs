@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use common::frame::{self, FrameError, HEADER_LEN};
 use common::wire::{Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::caller::Caller;
 use crate::dispatch;
+use crate::framing::write_frame;
 use crate::peer_lines::PeerTrouble;
 use crate::state::Shared;
 
@@ -134,28 +135,6 @@ impl Received {
             Ok(result) => Ok(result?),
             Err(_) => Err(ReadError::Timeout(timeout)),
         }
-    }
-}
-
-/// Writes one frame (`message`) to `stream` within `timeout`: a client that never reads (a large
-/// admin page fills the socket buffer) must not hold its connection, and its place, for ever.
-/// The relay listener answers its TLS connections with it too.
-pub(crate) async fn write_frame(
-    stream: &mut (impl AsyncWrite + Unpin),
-    message: &impl serde::Serialize,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let bytes = frame::encode(message).map_err(std::io::Error::other)?;
-    let write = async {
-        stream.write_all(&bytes).await?;
-        stream.flush().await
-    };
-    match tokio::time::timeout(timeout, write).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("response not taken within {timeout:?}"),
-        )),
     }
 }
 
