@@ -33,6 +33,7 @@ use std::sync::Barrier;
 
 use common::config::NoticeKind;
 use common::secret::SecretString;
+use common::wire_admin::AuditRow;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -1024,6 +1025,33 @@ pub fn a_decision_and_its_audit_row_commit_together(store: &mut dyn Store) {
     assert_eq!(store.audit_since(T0, 10).unwrap().len(), 1);
 }
 
+/// Audit rows recorded in a transaction are there for its later operations, in the order
+/// recorded, and a transaction whose only work is its rows commits them.
+pub fn audit_rows_of_a_transaction_are_seen_inside_it_and_kept(store: &mut dyn Store) {
+    let mut seen = Vec::new();
+    store
+        .in_one_transaction(&mut |store| {
+            store.record_audit(&audit(T0, "issued", "alice"))?;
+            store.record_audit(&audit(T0, "mailed", "alice"))?;
+            seen = store.audit_since(0, 10)?;
+            store.record_audit(&audit(T0, "verified", "alice"))?;
+            Ok(())
+        })
+        .unwrap();
+    let events = |rows: &[AuditRow]| rows.iter().map(|r| r.event.clone()).collect::<Vec<_>>();
+    // Newest first.
+    assert_eq!(events(&seen), ["mailed", "issued"]);
+    store
+        .in_one_transaction(&mut |store| store.record_audit(&audit(T0 + 1, "mailed", "bob")))
+        .unwrap();
+    let kept = store.audit_since(0, 10).unwrap();
+    assert_eq!(events(&kept), ["mailed", "verified", "mailed", "issued"]);
+    assert!(
+        kept.windows(2).all(|pair| pair[0].id > pair[1].id),
+        "{kept:?}"
+    );
+}
+
 /// When the work of one transaction dies half-way (a panic; for a crash the database's own
 /// journal does the same), neither the decision nor its audit row is kept, and the store
 /// still works after.
@@ -1488,6 +1516,7 @@ macro_rules! store_conformance_tests {
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             a_decision_and_its_audit_row_commit_together,
+            audit_rows_of_a_transaction_are_seen_inside_it_and_kept,
             a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,
             a_transaction_whose_work_fails_keeps_neither_the_decision_nor_its_row,
             audit_rows_are_kept_and_read_back,

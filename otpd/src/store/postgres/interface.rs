@@ -306,7 +306,10 @@ impl Store for PgStore {
     }
 
     fn record_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
-        self.plain(async |db, _| audit_rows::record(db, record).await)?;
+        match &self.held {
+            Some(held) => PgStore::defer_audit(held, record)?,
+            None => self.plain(async |db, _| audit_rows::record(db, record).await)?,
+        }
         // Counted now when it committed by itself, else when its unit commits.
         let committed = self.outside_unit();
         self.audit_counter.row(record, committed);

@@ -127,41 +127,26 @@ pub(super) async fn note_login_address(
     now: i64,
     window: i64,
 ) -> Result<AddressSeen, StoreError> {
-    let last = maybe(
+    // One statement: every part of it sees the rows as they were before its insert.
+    let before = one(
         db,
-        "SELECT last_seen FROM seen_rhosts WHERE username = $1 AND rhost = $2",
-        &[&user, &rhost],
-    )
-    .await?;
-    let last: Option<i64> = match last {
-        Some(row) => Some(row.try_get(0)?),
-        None => None,
-    };
-    let seen = match last {
-        Some(at) if at > now - window => AddressSeen::Known,
-        Some(_) => AddressSeen::New,
-        None => {
-            let any = maybe(
-                db,
-                "SELECT 1 FROM seen_rhosts WHERE username = $1 LIMIT 1",
-                &[&user],
-            )
-            .await?;
-            if any.is_some() {
-                AddressSeen::New
-            } else {
-                AddressSeen::FirstEver
-            }
-        }
-    };
-    exec(
-        db,
-        "INSERT INTO seen_rhosts (username, rhost, last_seen) VALUES ($1, $2, $3)
-         ON CONFLICT (username, rhost)
-         DO UPDATE SET last_seen = greatest(seen_rhosts.last_seen, excluded.last_seen)",
+        "WITH noted AS (
+             INSERT INTO seen_rhosts (username, rhost, last_seen) VALUES ($1, $2, $3)
+             ON CONFLICT (username, rhost)
+             DO UPDATE SET last_seen = greatest(seen_rhosts.last_seen, excluded.last_seen)
+         )
+         SELECT (SELECT last_seen FROM seen_rhosts WHERE username = $1 AND rhost = $2),
+                EXISTS (SELECT 1 FROM seen_rhosts WHERE username = $1)",
         &[&user, &rhost, &now],
     )
     .await?;
+    let (last, any): (Option<i64>, bool) = (before.try_get(0)?, before.try_get(1)?);
+    let seen = match last {
+        Some(at) if at > now - window => AddressSeen::Known,
+        Some(_) => AddressSeen::New,
+        None if any => AddressSeen::New,
+        None => AddressSeen::FirstEver,
+    };
     Ok(seen)
 }
 

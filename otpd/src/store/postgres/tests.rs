@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::super::conformance::Handle;
 use super::super::test_support::{T0, key, limits, request, rng};
-use super::super::{IssueOutcome, Store, StoreError};
+use super::super::{AuditRecord, BreakGlass, IssueOutcome, Store, StoreError};
 use super::locks::Lock;
 use super::schema::CURRENT_VERSION;
 use super::test_server::{TestDb, fresh_database, server};
@@ -474,4 +474,89 @@ fn a_unit_on_a_connection_that_refuses_writes_keeps_nothing_and_is_not_reused() 
         .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
         .unwrap();
     assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+}
+
+/// A row of the unit's audit with nothing unusual but its caller's.
+fn row<'a>(event: &'a str, detail: &'a str) -> AuditRecord<'a> {
+    AuditRecord {
+        time: T0,
+        event,
+        user: Some("bob"),
+        service: Some("sshd"),
+        protocol: Some("ssh"),
+        rhost: None,
+        caller_uid: Some(0),
+        detail: Some(detail),
+    }
+}
+
+/// The audit rows a unit recorded wait for its next round trip, and go out ahead of the next
+/// operation's savepoint: an operation the server refuses (here a grant that ends when it
+/// starts, against the table's CHECK) takes back only its own writes, not the row before it.
+#[test]
+fn a_row_recorded_before_an_operation_the_server_refuses_is_kept_with_the_unit() {
+    let (_db, mut store) = fresh();
+    let mut refused = None;
+    store
+        .in_one_transaction(&mut |store| {
+            store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+            store.record_audit(&row("issued", "before"))?;
+            refused = Some(store.grant_breakglass(&BreakGlass {
+                user: "bob".into(),
+                cidr: None,
+                granted_by: 0,
+                granted_at: T0,
+                expires_at: T0,
+            }));
+            store.record_audit(&row("mailed", "after"))?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        matches!(refused, Some(Err(StoreError::Postgres(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_rows("SELECT count(*) FROM breakglass"), 0);
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+    let details: Vec<_> = store
+        .audit_since(0, 10)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.detail)
+        .collect();
+    assert_eq!(details, ["after", "before"]);
+}
+
+/// A row the server refuses to store (PostgreSQL's text holds no NUL) fails the unit's next
+/// operation and the unit itself: the decision it records is not kept without it, even when
+/// the work swallows the error.
+#[test]
+fn a_row_the_server_refuses_takes_the_whole_unit_back() {
+    let (_db, mut store) = fresh();
+    let mut next = None;
+    let unit = store.in_one_transaction(&mut |store| {
+        store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+        store.record_audit(&row("issued", "a\0b"))?;
+        next = Some(store.live_codes(T0));
+        Ok(())
+    });
+    assert!(
+        matches!(next, Some(Err(StoreError::Postgres(_)))),
+        "{next:?}"
+    );
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
+    assert_eq!(store.count_rows("SELECT count(*) FROM audit"), 0);
+    // Also when the row is the last thing sent, with the `COMMIT`.
+    let unit = store.in_one_transaction(&mut |store| {
+        store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+        store.record_audit(&row("issued", "a\0b"))
+    });
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
+    // The store goes on.
+    let issued = store
+        .issue(&request("bob", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    assert!(matches!(issued, IssueOutcome::Issued { .. }));
 }

@@ -16,15 +16,17 @@
 //! merely met another host's. At most [`ATTEMPTS`] times, all within the one deadline. Inside
 //! a held unit it is not: the whole unit was rolled back, which only its caller can redo.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use deadpool_postgres::{ClientWrapper, Object};
 
 use super::super::{Store, StoreError};
 use super::PgStore;
+use super::audit_rows;
 use super::error;
 use super::locks::{self, Lock};
 use crate::server_key::ServerKey;
+use crate::store::AuditRecord;
 
 /// What operations run their SQL on: a pooled connection, with its statement cache.
 pub(super) type Conn = ClientWrapper;
@@ -65,6 +67,13 @@ impl Drop for Lease {
 /// The connection of an open [`Store::in_one_transaction`].
 pub(super) struct Held {
     lease: Lease,
+    /// The `BEGIN` went out. It is sent in the same round trip as the unit's first operation,
+    /// not on its own: a unit that runs nothing sends nothing.
+    begun: Cell<bool>,
+    /// Audit rows recorded in the unit and not yet sent. They go out in the same round trip as
+    /// the unit's next operation, ahead of its savepoint (so taking that operation back keeps
+    /// them), or with the `COMMIT`; every operation after a row's record sees it.
+    audit: RefCell<audit_rows::Pending>,
     /// An operation inside the unit was abandoned, or its savepoint could not be closed: what
     /// the transaction holds is unknown, so it must not commit.
     broken: Cell<bool>,
@@ -81,14 +90,19 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// One savepoint name serves every operation: operations never nest, and `RELEASE` and
 /// `ROLLBACK TO` act on the newest savepoint of the name.
 const SAVEPOINT: &str = "SAVEPOINT otpd_op";
-/// The previous operation's savepoint released, then the next one's made: one round trip.
-const RELEASE_THEN_SAVEPOINT: &str = "RELEASE SAVEPOINT otpd_op; SAVEPOINT otpd_op";
+/// The previous operation's savepoint released, before the next one's is made.
+const RELEASE: &str = "RELEASE SAVEPOINT otpd_op";
 const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd_op";
 
 /// Whether `failed` is a lock not had in time (`lock_timeout`): only the advisory locks at the
 /// end of an opening batch wait for a lock, so everything before them in the batch ran.
 fn at_a_lock(failed: &tokio_postgres::Error) -> bool {
     failed.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// What an operation in a unit gets once an earlier one broke it.
+fn broken_earlier() -> StoreError {
+    StoreError::Postgres("an earlier operation of this transaction failed past recovery".into())
 }
 
 /// How many times an operation of its own is tried when the server rolls it back as a
@@ -192,44 +206,65 @@ impl PgStore {
         work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if held.broken.get() {
-            return Err(StoreError::Postgres(
-                "an earlier operation of this transaction failed past recovery".into(),
-            ));
+            return Err(broken_earlier());
         }
         // Broken until the operation ended cleanly, whichever way.
         held.broken.set(true);
-        let releasing = held.release_pending.replace(false);
-        let opening = if releasing {
-            RELEASE_THEN_SAVEPOINT
+        // What must run before this operation's savepoint: the unit's `BEGIN` (first
+        // operation), or the previous operation's `RELEASE`, then the audit rows waiting.
+        let before = if !held.begun.replace(true) {
+            Some(BEGIN)
+        } else if held.release_pending.replace(false) {
+            Some(RELEASE)
         } else {
-            SAVEPOINT
+            None
         };
+        let rows = held.audit.take();
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
-            // The savepoint and its locks go out in the same round trip as the work's first
-            // statement. tokio-postgres sends requests in the order their futures are first
-            // polled, and `biased` polls the batch first, so the server runs the locks before
-            // any statement of the work. In a transaction block a failure makes every later
-            // statement fail until the rollback: nothing of the work takes effect if the
-            // savepoint or a lock failed.
-            let opening = locks::batch(opening, locks);
-            let (opened, worked) = tokio::join!(
+            let insert = audit_rows::prepare(db, &rows).await?;
+            // Without rows, what comes before rides in the savepoint's own batch.
+            let carried = before.is_some() && insert.is_none();
+            let (before, opening) = match before {
+                Some(first) if carried => {
+                    (None, locks::batch(&format!("{first}; {SAVEPOINT}"), locks))
+                }
+                before => (before, locks::batch(SAVEPOINT, locks)),
+            };
+            // Everything goes out in one round trip, in order: tokio-postgres sends requests in
+            // the order their futures are first polled, and `biased` polls them in the order
+            // written, so the server runs what comes before, the rows, the savepoint and its
+            // locks, then the work. In a transaction block a failure makes every later
+            // statement fail until the rollback: nothing of the work takes effect if anything
+            // before it failed.
+            let (ran_before, inserted, opened, worked) = tokio::join!(
                 biased;
+                async {
+                    match before {
+                        Some(sql) => db.batch_execute(sql).await.map_err(StoreError::from),
+                        None => Ok(()),
+                    }
+                },
+                audit_rows::insert(db, insert.as_ref(), &rows),
                 db.batch_execute(&opening),
                 work(db, &self.key)
             );
+            // What ran before the savepoint cannot be taken back alone: had the `RELEASE` not
+            // run, the previous operation's savepoint would still be open, and rolling back to
+            // it would take back writes reported done; rows not inserted would leave decisions
+            // without their rows. The unit stays broken and cannot commit.
+            ran_before?;
+            inserted?;
             let failed = match (opened, worked) {
                 (Ok(()), Ok(value)) => {
                     held.broken.set(false);
                     held.release_pending.set(true);
                     return Ok(value);
                 }
-                (Err(failed), _) if releasing && !at_a_lock(&failed) => {
-                    // The `RELEASE` may not have run, and the previous operation's savepoint
-                    // may still be open: rolling back to it would take back that operation's
-                    // writes, which were reported done. The unit stays broken and cannot
-                    // commit. (A lock not had in time failed after the `RELEASE` and the
-                    // `SAVEPOINT`, which take no locks: that one is rolled back as always.)
+                // The same, when what comes before rode in the opening batch. (A lock not had
+                // in time failed after the `RELEASE` and the `SAVEPOINT`, which take no locks:
+                // that one is rolled back as always.)
+                (Err(failed), _) if carried && !at_a_lock(&failed) => {
                     return Err(failed.into());
                 }
                 (Err(failed), _) => StoreError::from(failed),
@@ -244,6 +279,15 @@ impl PgStore {
         })
     }
 
+    /// Records `record` in the open unit `held`: sent with the unit's next round trip.
+    pub(super) fn defer_audit(held: &Held, record: &AuditRecord<'_>) -> Result<(), StoreError> {
+        if held.broken.get() {
+            return Err(broken_earlier());
+        }
+        held.audit.borrow_mut().push(record);
+        Ok(())
+    }
+
     /// See [`Store::in_one_transaction`]: `BEGIN`, `work` with every operation a savepoint,
     /// `COMMIT`; an `Err` from `work` rolls back and is returned, a panic rolls back and goes
     /// on unwinding. Nested, `work` joins the open unit.
@@ -254,13 +298,14 @@ impl PgStore {
         if self.held.is_some() {
             return work(self);
         }
+        // The `BEGIN` waits for the unit's first round trip (see `Held::begun`).
         let lease = self.runtime.block_on(self.options.deadline, async {
-            let lease = Lease::new(self.pool.get().await?);
-            lease.conn()?.batch_execute(BEGIN).await?;
-            Ok(lease)
+            Ok(Lease::new(self.pool.get().await?))
         })?;
         self.held = Some(Held {
             lease,
+            begun: Cell::new(false),
+            audit: RefCell::default(),
             broken: Cell::new(false),
             release_pending: Cell::new(false),
         });
@@ -288,13 +333,18 @@ impl PgStore {
         }
     }
 
-    /// Commits (`commit`) or rolls back the unit's transaction. A broken unit never commits,
-    /// and its connection, in a state nobody knows (or on a server that refuses writes), is
-    /// closed rather than handed out again.
+    /// Commits (`commit`) or rolls back the unit's transaction, the audit rows still waiting
+    /// sent in the same round trip as the `COMMIT`. A broken unit never commits, and its
+    /// connection, in a state nobody knows (or on a server that refuses writes), is closed
+    /// rather than handed out again.
     fn end(&self, held: Held, commit: bool) -> Result<(), StoreError> {
         // An open savepoint is released by the `COMMIT` and taken back by the `ROLLBACK`.
         let Held {
-            mut lease, broken, ..
+            mut lease,
+            broken,
+            begun,
+            audit,
+            ..
         } = held;
         if broken.get() {
             // Dropping the lease closes the connection, which rolls back.
@@ -308,9 +358,32 @@ impl PgStore {
                 Ok(())
             };
         }
-        let statement = if commit { "COMMIT" } else { "ROLLBACK" };
+        let rows = audit.into_inner();
+        if !begun.get() && (!commit || rows.is_empty()) {
+            // Nothing was sent: there is no transaction to end.
+            lease.clean = true;
+            return Ok(());
+        }
         self.runtime.block_on(self.options.deadline, async {
-            lease.conn()?.batch_execute(statement).await?;
+            let db = lease.conn()?;
+            if !begun.get() {
+                // Only audit rows: one statement is a transaction by itself.
+                let insert = audit_rows::prepare(db, &rows).await?;
+                audit_rows::insert(db, insert.as_ref(), &rows).await?;
+            } else if commit {
+                let insert = audit_rows::prepare(db, &rows).await?;
+                let (inserted, committed) = tokio::join!(
+                    biased;
+                    audit_rows::insert(db, insert.as_ref(), &rows),
+                    db.batch_execute("COMMIT")
+                );
+                // After a failed statement the server answers `COMMIT` by rolling back,
+                // without an error: the insert's failure is the one to report.
+                inserted?;
+                committed?;
+            } else {
+                db.batch_execute("ROLLBACK").await?;
+            }
             lease.clean = true;
             Ok(())
         })
