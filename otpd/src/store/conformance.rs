@@ -1025,24 +1025,32 @@ pub fn a_decision_and_its_audit_row_commit_together(store: &mut dyn Store) {
     assert_eq!(store.audit_since(T0, 10).unwrap().len(), 1);
 }
 
-/// Audit rows recorded in a transaction are there for its later operations, in the order
-/// recorded, and a transaction whose only work is its rows commits them.
-pub fn audit_rows_of_a_transaction_are_seen_inside_it_and_kept(store: &mut dyn Store) {
-    let mut seen = Vec::new();
+/// What an operation of a transaction wrote (a code issued, a code used, audit rows) is there
+/// for the transaction's later operations, audit rows in the order recorded, and a
+/// transaction whose only work is its rows commits them.
+pub fn writes_of_a_transaction_are_seen_by_its_later_operations_and_kept(store: &mut dyn Store) {
+    let (limits, mut rng, alice) = (limits(), rng(), login("alice", None));
+    let (mut live, mut seen) = (Vec::new(), Vec::new());
     store
         .in_one_transaction(&mut |store| {
+            let (challenge, code) = issued(store, &alice, &limits, T0, &mut rng);
+            live.push(store.live_codes(T0)?);
             store.record_audit(&audit(T0, "issued", "alice"))?;
             store.record_audit(&audit(T0, "mailed", "alice"))?;
             seen = store.audit_since(0, 10)?;
-            store.record_audit(&audit(T0, "verified", "alice"))?;
+            let outcome = answer(store, &challenge, &alice, &code, &limits, T0 + 1);
+            assert_eq!(outcome, VerifyOutcome::Success);
+            live.push(store.live_codes(T0 + 1)?);
+            store.record_audit(&audit(T0 + 1, "verified", "alice"))?;
             Ok(())
         })
         .unwrap();
+    assert_eq!(live, [1, 0], "the issue, then the use, seen inside");
     let events = |rows: &[AuditRow]| rows.iter().map(|r| r.event.clone()).collect::<Vec<_>>();
     // Newest first.
     assert_eq!(events(&seen), ["mailed", "issued"]);
     store
-        .in_one_transaction(&mut |store| store.record_audit(&audit(T0 + 1, "mailed", "bob")))
+        .in_one_transaction(&mut |store| store.record_audit(&audit(T0 + 2, "mailed", "bob")))
         .unwrap();
     let kept = store.audit_since(0, 10).unwrap();
     assert_eq!(events(&kept), ["mailed", "verified", "mailed", "issued"]);
@@ -1050,6 +1058,7 @@ pub fn audit_rows_of_a_transaction_are_seen_inside_it_and_kept(store: &mut dyn S
         kept.windows(2).all(|pair| pair[0].id > pair[1].id),
         "{kept:?}"
     );
+    assert_eq!(store.live_codes(T0 + 1).unwrap(), 0, "the use was kept");
 }
 
 /// When the work of one transaction dies half-way (a panic; for a crash the database's own
@@ -1516,7 +1525,7 @@ macro_rules! store_conformance_tests {
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             a_decision_and_its_audit_row_commit_together,
-            audit_rows_of_a_transaction_are_seen_inside_it_and_kept,
+            writes_of_a_transaction_are_seen_by_its_later_operations_and_kept,
             a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,
             a_transaction_whose_work_fails_keeps_neither_the_decision_nor_its_row,
             audit_rows_are_kept_and_read_back,

@@ -3,95 +3,53 @@
 //! they grow with insertion whichever host wrote the row.
 
 use common::wire_admin::AuditRow;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::Row;
 
 use super::super::{AuditFilter, AuditRecord, EventTally, MailHistory, StoreError, Trimmed};
+use super::later::Param;
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
 use crate::store::admin::escape_like;
 
-/// Audit rows recorded and not yet sent, in order. Inside a unit, rows wait here and go out in
-/// the same round trip as the unit's next statement or its `COMMIT` ([`super::unit`]): a login's
-/// rows then cost no round trip of their own.
-#[derive(Debug, Default)]
-pub(super) struct Pending {
-    times: Vec<i64>,
-    events: Vec<String>,
-    users: Vec<Option<String>>,
-    services: Vec<Option<String>>,
-    protocols: Vec<Option<String>>,
-    rhosts: Vec<Option<String>>,
-    caller_uids: Vec<Option<i64>>,
-    details: Vec<Option<String>>,
-}
-
-impl Pending {
-    /// `record`, to be inserted after the rows already pending.
-    pub(super) fn push(&mut self, record: &AuditRecord<'_>) {
-        let owned = |text: Option<&str>| text.map(str::to_string);
-        self.times.push(record.time);
-        self.events.push(record.event.to_string());
-        self.users.push(owned(record.user));
-        self.services.push(owned(record.service));
-        self.protocols.push(owned(record.protocol));
-        self.rhosts.push(owned(record.rhost));
-        self.caller_uids.push(record.caller_uid.map(i64::from));
-        self.details.push(owned(record.detail));
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.times.is_empty()
-    }
-}
-
-/// Every pending row in one statement, in order (the identity ids follow the arrays' order).
+/// How an audit row is stored.
 const INSERT: &str = "INSERT INTO audit
          (logged_at, event, username, service, protocol, rhost, caller_uid, detail)
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                          $6::text[], $7::bigint[], $8::text[])";
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// The insert of `pending`'s rows, prepared (a round trip only the first time on a
-/// connection); `None` when none is pending. Prepared ahead, so that [`insert`] sends the whole
-/// statement when first polled, in order with what is pipelined after it.
-pub(super) async fn prepare(db: &Conn, pending: &Pending) -> Result<Option<Statement>, StoreError> {
-    if pending.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(db.prepare_cached(INSERT).await?))
-}
-
-/// Inserts `pending`'s rows with `statement` from [`prepare`] (nothing when `None`).
-pub(super) async fn insert(
-    db: &Conn,
-    statement: Option<&Statement>,
-    pending: &Pending,
-) -> Result<(), StoreError> {
-    let Some(statement) = statement else {
-        return Ok(());
-    };
-    db.execute(
-        statement,
+/// See [`super::super::Store::record_audit`], outside a unit: committed by itself.
+pub(super) async fn record(db: &Conn, record: &AuditRecord<'_>) -> Result<(), StoreError> {
+    exec(
+        db,
+        INSERT,
         &[
-            &pending.times,
-            &pending.events,
-            &pending.users,
-            &pending.services,
-            &pending.protocols,
-            &pending.rhosts,
-            &pending.caller_uids,
-            &pending.details,
+            &record.time,
+            &record.event,
+            &record.user,
+            &record.service,
+            &record.protocol,
+            &record.rhost,
+            &record.caller_uid.map(i64::from),
+            &record.detail,
         ],
     )
     .await?;
     Ok(())
 }
 
-/// See [`super::super::Store::record_audit`], outside a unit: one row, committed by itself.
-pub(super) async fn record(db: &Conn, record: &AuditRecord<'_>) -> Result<(), StoreError> {
-    let mut one = Pending::default();
-    one.push(record);
-    let statement = prepare(db, &one).await?;
-    insert(db, statement.as_ref(), &one).await
+/// `record`'s insert with values of its own, for a unit to send [`Later`](super::later::Later).
+pub(super) fn insert(record: &AuditRecord<'_>) -> (&'static str, Vec<Param>) {
+    let owned = |text: Option<&str>| Box::new(text.map(str::to_string)) as Param;
+    let params = vec![
+        Box::new(record.time) as Param,
+        Box::new(record.event.to_string()),
+        owned(record.user),
+        owned(record.service),
+        owned(record.protocol),
+        owned(record.rhost),
+        Box::new(record.caller_uid.map(i64::from)),
+        owned(record.detail),
+    ];
+    (INSERT, params)
 }
 
 /// See [`super::super::Store::trim_audit`]: rows are only ever deleted oldest first, so the id

@@ -9,6 +9,7 @@ use super::super::sends::{DAY, HOUR};
 use super::super::{
     IssueOutcome, IssueRequest, Limits, NoticeTo, SendCounts, StoreError, VerifyOutcome,
 };
+use super::later::Later;
 use super::sql::{count, exec, maybe, one};
 use super::unit::Conn;
 use super::{lockouts, notices, recovery, sends};
@@ -60,7 +61,8 @@ WITH superseded AS (
 INSERT INTO sends (username, sent_at, challenge) VALUES ($2, $8, $1)";
 
 /// See [`super::super::Store::issue`]. Callers hold the user's lock. The rules are SQLite's,
-/// in four round trips with the `BEGIN` and the `COMMIT` (more when a cap is reached).
+/// in three round trips with the `BEGIN` and the `COMMIT` (more when a cap is reached): the
+/// writes of a new code are left for [`Later`], to go out with the `COMMIT`.
 pub(super) async fn issue<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -68,7 +70,8 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     limits: &Limits,
     now: i64,
     rng: &mut R,
-) -> Result<IssueOutcome, StoreError> {
+) -> Result<(IssueOutcome, Later), StoreError> {
+    let decided = |outcome| Ok((outcome, Later::default()));
     let rhost = host(req.rhost);
     let facts = one(
         db,
@@ -84,7 +87,7 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     )
     .await?;
     if let Some(until) = facts.try_get::<_, Option<i64>>(0)? {
-        return Ok(IssueOutcome::LockedOut { until });
+        return decided(IssueOutcome::LockedOut { until });
     }
     let live = match facts.try_get::<_, Option<String>>(1)? {
         Some(challenge) => Some(LiveCode {
@@ -100,7 +103,7 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
             && now < live.issued_at.saturating_add(limits.resend_cooldown_secs)
     });
     if let Some(live) = reusable {
-        return Ok(IssueOutcome::Reused {
+        return decided(IssueOutcome::Reused {
             challenge: live.challenge,
             issued_at: live.issued_at,
             expires_at: live.expires_at,
@@ -111,7 +114,7 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
         day: count(facts.try_get(6)?),
     };
     if let Some(retry_after) = sends::blocked_until(db, req.user, sent, limits, now).await? {
-        return Ok(IssueOutcome::RateLimited { retry_after });
+        return decided(IssueOutcome::RateLimited { retry_after });
     }
 
     let challenge = code::new_challenge_id(rng, code::millis_now());
@@ -119,27 +122,27 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     let salt = code::new_salt(rng);
     let mac = code::code_mac(key, &salt, &challenge, secret.expose())?;
     let expires_at = now.saturating_add(limits.valid_secs);
-    exec(
-        db,
+    let mut later = Later::default();
+    later.push(
         ISSUE_WRITES,
-        &[
-            &challenge,
-            &req.user,
-            &req.protocol,
-            &req.service,
-            &rhost,
-            &&salt[..],
-            &&mac[..],
-            &now,
-            &expires_at,
+        vec![
+            Box::new(challenge.clone()),
+            Box::new(req.user.to_string()),
+            Box::new(req.protocol.to_string()),
+            Box::new(req.service.to_string()),
+            Box::new(rhost.map(str::to_string)),
+            Box::new(salt.to_vec()),
+            Box::new(mac.to_vec()),
+            Box::new(now),
+            Box::new(expires_at),
         ],
-    )
-    .await?;
-    Ok(IssueOutcome::Issued {
+    );
+    let issued = IssueOutcome::Issued {
         challenge,
         code: secret,
         expires_at,
-    })
+    };
+    Ok((issued, later))
 }
 
 /// One login's facts for an answer: challenge, user, protocol, remote host.
@@ -147,7 +150,8 @@ pub(super) type Login<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
 
 /// See [`super::super::Store::verify`] and [`super::super::Store::verify_answer`]: recovery
 /// codes answer only when there is somewhere to `notice` the user of their use. Returns
-/// whether a notice was queued too. Callers hold the user's lock, then the host's.
+/// whether a notice was queued too, and the code's use left for [`Later`]. Callers hold the
+/// user's lock, then the host's.
 pub(super) async fn verify(
     db: &Conn,
     key: &ServerKey,
@@ -156,23 +160,24 @@ pub(super) async fn verify(
     limits: &Limits,
     now: i64,
     notice: Option<&NoticeTo<'_>>,
-) -> Result<(VerifyOutcome, bool), StoreError> {
+) -> Result<((VerifyOutcome, bool), Later), StoreError> {
     let (_, user, _, rhost) = login;
     let recovery = match notice {
         Some(_) => Recovery::Accepted,
         None => Recovery::Refused,
     };
-    let outcome = verify_in(db, key, login, code, limits, now, recovery).await?;
+    let (outcome, later) = verify_in(db, key, login, code, limits, now, recovery).await?;
     if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (outcome, notice) {
         let queued = notices::queue_recovery_used_in(db, to, (user, rhost), left, now).await?;
-        return Ok((outcome, queued));
+        return Ok(((outcome, queued), later));
     }
-    Ok((outcome, false))
+    Ok(((outcome, false), later))
 }
 
 /// The rules of an answer, inside a transaction that holds the user's and host's locks: a
 /// lockout answers first; anything but a success counts as a failure for the user and the
-/// host; a success uses the code up and clears both counts.
+/// host; a success uses the code up and clears both counts (a write left for [`Later`]: the
+/// outcome is decided by then).
 pub(super) async fn verify_in(
     db: &Conn,
     key: &ServerKey,
@@ -181,11 +186,12 @@ pub(super) async fn verify_in(
     limits: &Limits,
     now: i64,
     recovery: Recovery,
-) -> Result<VerifyOutcome, StoreError> {
+) -> Result<(VerifyOutcome, Later), StoreError> {
     let rhost = host(rhost);
+    let mut later = Later::default();
     let (locked_until, found) = find(db, challenge, user, rhost, now).await?;
     if let Some(until) = locked_until {
-        return Ok(VerifyOutcome::LockedOut { until });
+        return Ok((VerifyOutcome::LockedOut { until }, later));
     }
     let max_attempts = i64::from(limits.max_attempts);
     let outcome = match found {
@@ -211,10 +217,10 @@ pub(super) async fn verify_in(
                 None
             };
             if right {
-                use_up(db, challenge, user, rhost, now).await?;
+                use_up(&mut later, challenge, user, rhost, now);
                 VerifyOutcome::Success
             } else if let Some(left) = recovered {
-                use_up(db, challenge, user, rhost, now).await?;
+                use_up(&mut later, challenge, user, rhost, now);
                 VerifyOutcome::RecoveryUsed { left }
             } else {
                 let attempts = row.attempts.saturating_add(1);
@@ -237,14 +243,13 @@ pub(super) async fn verify_in(
         outcome,
         VerifyOutcome::Success | VerifyOutcome::RecoveryUsed { .. }
     ) {
-        return Ok(outcome);
+        return Ok((outcome, later));
     }
-    Ok(
-        match lockouts::record_failure(db, user, rhost, limits, now).await? {
-            Some(until) => VerifyOutcome::LockedOut { until },
-            None => outcome,
-        },
-    )
+    let outcome = match lockouts::record_failure(db, user, rhost, limits, now).await? {
+        Some(until) => VerifyOutcome::LockedOut { until },
+        None => outcome,
+    };
+    Ok((outcome, later))
 }
 
 /// See [`super::super::Store::invalidate`]. The update takes the code row's lock, so an answer
@@ -345,26 +350,22 @@ async fn find(
 }
 
 /// A right answer: the code is used, and the user's and the host's failures are cleared (in
-/// one statement).
-async fn use_up(
-    db: &Conn,
-    challenge: &str,
-    user: &str,
-    rhost: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    exec(
-        db,
+/// one statement, left for `later`).
+fn use_up(later: &mut Later, challenge: &str, user: &str, rhost: Option<&str>, now: i64) {
+    later.push(
         "WITH used AS (
              UPDATE codes SET state = 'used', closed_at = $2
              WHERE challenge = $1 AND state = 'live'
          )
          DELETE FROM lockouts
          WHERE (kind = 'user' AND subject = $3) OR (kind = 'host' AND subject = $4)",
-        &[&challenge, &now, &user, &lockouts::host_key(rhost)],
-    )
-    .await?;
-    Ok(())
+        vec![
+            Box::new(challenge.to_string()),
+            Box::new(now),
+            Box::new(user.to_string()),
+            Box::new(lockouts::host_key(rhost)),
+        ],
+    );
 }
 
 async fn close(db: &Conn, challenge: &str, state: &str, now: i64) -> Result<(), StoreError> {

@@ -40,7 +40,7 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<IssueOutcome, StoreError> {
         limits.check()?;
-        self.unit(&[Lock::user(req.user)], async |db, key| {
+        self.unit_then(&[Lock::user(req.user)], async |db, key| {
             codes::issue(db, key, req, limits, now, &mut rng).await
         })
     }
@@ -57,9 +57,10 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
-        let (outcome, _) = self.unit(&locks::user_and_host(user, rhost), async |db, key| {
-            codes::verify(db, key, login, code, limits, now, None).await
-        })?;
+        let (outcome, _) = self
+            .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
+                codes::verify(db, key, login, code, limits, now, None).await
+            })?;
         Ok(outcome)
     }
 
@@ -77,7 +78,7 @@ impl Store for PgStore {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
         let (outcome, queued) = self
-            .unit(&locks::user_and_host(user, rhost), async |db, key| {
+            .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
                 codes::verify(db, key, login, code, limits, now, Some(notice)).await
             })?;
         if queued {
@@ -113,7 +114,7 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
-        self.unit(
+        self.unit_then(
             &locks::user_and_host(login.user, login.rhost),
             async |db, key| {
                 single_secret::verify_appended(

@@ -63,6 +63,7 @@ mod connect;
 mod error;
 mod import;
 mod interface;
+mod later;
 mod lockouts;
 mod locks;
 mod notices;

@@ -9,6 +9,7 @@ use super::super::codes::{Recovery, host};
 use super::super::single_secret::grant_label;
 use super::super::{IssueRequest, Limits, StoreError, VerifyOutcome};
 use super::codes::{latest_live, verify_in};
+use super::later::Later;
 use super::lockouts;
 use super::sql::{exec, maybe};
 use super::unit::Conn;
@@ -29,7 +30,7 @@ pub(super) async fn expects_code(
 }
 
 /// See [`super::super::Store::verify_appended`]. Callers hold the user's lock, then the
-/// host's.
+/// host's. A code's use is left for [`Later`], as in `codes::verify_in`.
 pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -38,14 +39,14 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
     (limits, reuse_secs): (&Limits, i64),
     now: i64,
     rng: &mut R,
-) -> Result<VerifyOutcome, StoreError> {
+) -> Result<(VerifyOutcome, Later), StoreError> {
     let rhost = host(login.rhost);
     if let Some(until) = lockouts::locked_until(db, login.user, rhost, now).await? {
-        return Ok(VerifyOutcome::LockedOut { until });
+        return Ok((VerifyOutcome::LockedOut { until }, Later::default()));
     }
     if let Some((salt, mac)) = grant(db, login, now).await? {
         if code::mac_matches(key, &salt, &grant_label(login), code, &mac)? {
-            return Ok(VerifyOutcome::Success);
+            return Ok((VerifyOutcome::Success, Later::default()));
         }
     }
     // No live code for this protocol: the unknown challenge "" gives Dead and counts the
@@ -55,7 +56,7 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
         .filter(|live| live.protocol == login.protocol)
         .map(|live| live.challenge)
         .unwrap_or_default();
-    let outcome = verify_in(
+    let (outcome, later) = verify_in(
         db,
         key,
         (&challenge, login.user, login.protocol, rhost),
@@ -85,7 +86,7 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
         )
         .await?;
     }
-    Ok(outcome)
+    Ok((outcome, later))
 }
 
 /// The salt and MAC of the grant in force for this login, if any.

@@ -24,6 +24,7 @@ use super::super::{Store, StoreError};
 use super::PgStore;
 use super::audit_rows;
 use super::error;
+use super::later::Later;
 use super::locks::{self, Lock};
 use crate::server_key::ServerKey;
 use crate::store::AuditRecord;
@@ -70,10 +71,10 @@ pub(super) struct Held {
     /// The `BEGIN` went out. It is sent in the same round trip as the unit's first operation,
     /// not on its own: a unit that runs nothing sends nothing.
     begun: Cell<bool>,
-    /// Audit rows recorded in the unit and not yet sent. They go out in the same round trip as
-    /// the unit's next operation, ahead of its savepoint (so taking that operation back keeps
-    /// them), or with the `COMMIT`; every operation after a row's record sees it.
-    audit: RefCell<audit_rows::Pending>,
+    /// Writes the unit's operations left (their last writes, the audit rows recorded), not yet
+    /// sent. They go out in the same round trip as the unit's next operation, ahead of its
+    /// savepoint (so taking that operation back keeps them), or with the `COMMIT`.
+    later: RefCell<Later>,
     /// An operation inside the unit was abandoned, or its savepoint could not be closed: what
     /// the transaction holds is unknown, so it must not commit.
     broken: Cell<bool>,
@@ -98,6 +99,29 @@ const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT otpd_op; RELEASE SAVEPOINT otpd
 /// end of an opening batch wait for a lock, so everything before them in the batch ran.
 fn at_a_lock(failed: &tokio_postgres::Error) -> bool {
     failed.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// `COMMIT`, with `later`'s writes sent ahead of it in the same round trip (and the `BEGIN`
+/// ahead of them, when given).
+async fn commit_with(db: &Conn, begin: Option<&str>, later: Later) -> Result<(), StoreError> {
+    let writes = later.prepare(db).await?;
+    let (begun, written, committed) = tokio::join!(
+        biased;
+        async {
+            match begin {
+                Some(sql) => db.batch_execute(sql).await,
+                None => Ok(()),
+            }
+        },
+        writes.send(db),
+        db.batch_execute("COMMIT")
+    );
+    // After a failed statement the server answers `COMMIT` by rolling back, without an error:
+    // the first failure is the one to report.
+    begun?;
+    written?;
+    committed?;
+    Ok(())
 }
 
 /// What an operation in a unit gets once an earlier one broke it.
@@ -135,8 +159,22 @@ impl PgStore {
         locks: &[Lock],
         mut work: impl AsyncFnMut(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.unit_then(locks, async |db, key| {
+            Ok((work(db, key).await?, Later::default()))
+        })
+    }
+
+    /// [`PgStore::unit`] for `work` that leaves writes to be sent [`Later`]: with the `COMMIT`
+    /// of its own transaction, or with the open unit's next round trip.
+    pub(super) fn unit_then<T>(
+        &self,
+        locks: &[Lock],
+        mut work: impl AsyncFnMut(&Conn, &ServerKey) -> Result<(T, Later), StoreError>,
+    ) -> Result<T, StoreError> {
         if let Some(held) = &self.held {
-            return self.in_savepoint(held, locks, work);
+            let (value, later) = self.in_savepoint(held, locks, work)?;
+            held.later.borrow_mut().append(later);
+            return Ok(value);
         }
         self.runtime.block_on(
             self.options.deadline,
@@ -149,7 +187,7 @@ impl PgStore {
     async fn own_transaction<T>(
         &self,
         locks: &[Lock],
-        work: &mut impl AsyncFnMut(&Conn, &ServerKey) -> Result<T, StoreError>,
+        work: &mut impl AsyncFnMut(&Conn, &ServerKey) -> Result<(T, Later), StoreError>,
     ) -> Result<T, StoreError> {
         let mut lease = Lease::new(self.pool.get().await?);
         let db = lease.conn()?;
@@ -157,9 +195,12 @@ impl PgStore {
             Ok(()) => work(db, &self.key).await,
             Err(failed) => Err(failed.into()),
         };
+        let worked = match worked {
+            Ok((value, later)) => commit_with(db, None, later).await.map(|()| value),
+            Err(failed) => Err(failed),
+        };
         match worked {
             Ok(value) => {
-                db.batch_execute("COMMIT").await?;
                 lease.clean = true;
                 Ok(value)
             }
@@ -211,7 +252,7 @@ impl PgStore {
         // Broken until the operation ended cleanly, whichever way.
         held.broken.set(true);
         // What must run before this operation's savepoint: the unit's `BEGIN` (first
-        // operation), or the previous operation's `RELEASE`, then the audit rows waiting.
+        // operation), or the previous operation's `RELEASE`, then the writes left for later.
         let before = if !held.begun.replace(true) {
             Some(BEGIN)
         } else if held.release_pending.replace(false) {
@@ -219,12 +260,12 @@ impl PgStore {
         } else {
             None
         };
-        let rows = held.audit.take();
+        let later = held.later.take();
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
-            let insert = audit_rows::prepare(db, &rows).await?;
-            // Without rows, what comes before rides in the savepoint's own batch.
-            let carried = before.is_some() && insert.is_none();
+            let writes = later.prepare(db).await?;
+            // Without writes, what comes before rides in the savepoint's own batch.
+            let carried = before.is_some() && writes.is_empty();
             let (before, opening) = match before {
                 Some(first) if carried => {
                     (None, locks::batch(&format!("{first}; {SAVEPOINT}"), locks))
@@ -233,11 +274,11 @@ impl PgStore {
             };
             // Everything goes out in one round trip, in order: tokio-postgres sends requests in
             // the order their futures are first polled, and `biased` polls them in the order
-            // written, so the server runs what comes before, the rows, the savepoint and its
+            // written, so the server runs what comes before, the writes, the savepoint and its
             // locks, then the work. In a transaction block a failure makes every later
             // statement fail until the rollback: nothing of the work takes effect if anything
             // before it failed.
-            let (ran_before, inserted, opened, worked) = tokio::join!(
+            let (ran_before, written, opened, worked) = tokio::join!(
                 biased;
                 async {
                     match before {
@@ -245,16 +286,16 @@ impl PgStore {
                         None => Ok(()),
                     }
                 },
-                audit_rows::insert(db, insert.as_ref(), &rows),
+                writes.send(db),
                 db.batch_execute(&opening),
                 work(db, &self.key)
             );
             // What ran before the savepoint cannot be taken back alone: had the `RELEASE` not
             // run, the previous operation's savepoint would still be open, and rolling back to
-            // it would take back writes reported done; rows not inserted would leave decisions
-            // without their rows. The unit stays broken and cannot commit.
+            // it would take back writes reported done; so would a write left for later that
+            // failed. The unit stays broken and cannot commit.
             ran_before?;
-            inserted?;
+            written?;
             let failed = match (opened, worked) {
                 (Ok(()), Ok(value)) => {
                     held.broken.set(false);
@@ -284,7 +325,8 @@ impl PgStore {
         if held.broken.get() {
             return Err(broken_earlier());
         }
-        held.audit.borrow_mut().push(record);
+        let (sql, params) = audit_rows::insert(record);
+        held.later.borrow_mut().push(sql, params);
         Ok(())
     }
 
@@ -305,7 +347,7 @@ impl PgStore {
         self.held = Some(Held {
             lease,
             begun: Cell::new(false),
-            audit: RefCell::default(),
+            later: RefCell::default(),
             broken: Cell::new(false),
             release_pending: Cell::new(false),
         });
@@ -333,7 +375,7 @@ impl PgStore {
         }
     }
 
-    /// Commits (`commit`) or rolls back the unit's transaction, the audit rows still waiting
+    /// Commits (`commit`) or rolls back the unit's transaction, the writes left for later
     /// sent in the same round trip as the `COMMIT`. A broken unit never commits, and its
     /// connection, in a state nobody knows (or on a server that refuses writes), is closed
     /// rather than handed out again.
@@ -343,7 +385,7 @@ impl PgStore {
             mut lease,
             broken,
             begun,
-            audit,
+            later,
             ..
         } = held;
         if broken.get() {
@@ -358,8 +400,8 @@ impl PgStore {
                 Ok(())
             };
         }
-        let rows = audit.into_inner();
-        if !begun.get() && (!commit || rows.is_empty()) {
+        let later = later.into_inner();
+        if !begun.get() && (!commit || later.is_empty()) {
             // Nothing was sent: there is no transaction to end.
             lease.clean = true;
             return Ok(());
@@ -367,20 +409,10 @@ impl PgStore {
         self.runtime.block_on(self.options.deadline, async {
             let db = lease.conn()?;
             if !begun.get() {
-                // Only audit rows: one statement is a transaction by itself.
-                let insert = audit_rows::prepare(db, &rows).await?;
-                audit_rows::insert(db, insert.as_ref(), &rows).await?;
+                // Only writes left for later (audit rows): a transaction of their own.
+                commit_with(db, Some(BEGIN), later).await?;
             } else if commit {
-                let insert = audit_rows::prepare(db, &rows).await?;
-                let (inserted, committed) = tokio::join!(
-                    biased;
-                    audit_rows::insert(db, insert.as_ref(), &rows),
-                    db.batch_execute("COMMIT")
-                );
-                // After a failed statement the server answers `COMMIT` by rolling back,
-                // without an error: the insert's failure is the one to report.
-                inserted?;
-                committed?;
+                commit_with(db, None, later).await?;
             } else {
                 db.batch_execute("ROLLBACK").await?;
             }
