@@ -564,3 +564,32 @@ fn a_row_the_server_refuses_takes_the_whole_unit_back() {
         .unwrap();
     assert!(matches!(issued, IssueOutcome::Issued { .. }));
 }
+
+/// A unit's first operation runs without a savepoint: when the server refuses it, the
+/// transaction so far (only that operation) is rolled back, and the unit goes on with the next
+/// operation in a new one, which commits.
+#[test]
+fn a_unit_whose_first_operation_the_server_refuses_goes_on_and_commits_the_rest() {
+    let (_db, mut store) = fresh();
+    let mut refused = None;
+    store
+        .in_one_transaction(&mut |store| {
+            refused = Some(store.grant_breakglass(&BreakGlass {
+                user: "bob".into(),
+                cidr: None,
+                granted_by: 0,
+                granted_at: T0,
+                expires_at: T0,
+            }));
+            store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
+            store.record_audit(&row("issued", "after"))
+        })
+        .unwrap();
+    assert!(
+        matches!(refused, Some(Err(StoreError::Postgres(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_rows("SELECT count(*) FROM breakglass"), 0);
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+    assert_eq!(store.count_rows("SELECT count(*) FROM audit"), 1);
+}

@@ -81,6 +81,32 @@ pub(super) struct Held {
     /// The last operation succeeded and its savepoint is still open: it is released in the
     /// same round trip as the next operation's `SAVEPOINT`, or by the `COMMIT`.
     release_pending: Cell<bool>,
+    /// The advisory locks the transaction holds, taken by operations that succeeded: an
+    /// operation after them does not ask for them again.
+    locked: RefCell<Vec<Lock>>,
+}
+
+impl Held {
+    /// Those of `locks` the transaction does not hold yet, in their order.
+    fn not_yet_held(&self, locks: &[Lock]) -> Vec<Lock> {
+        let held = self.locked.borrow();
+        locks
+            .iter()
+            .filter(|lock| !held.contains(lock))
+            .copied()
+            .collect()
+    }
+
+    /// `locks` were taken by an operation that succeeded: held until the transaction ends (a
+    /// savepoint released hands its locks to the transaction).
+    fn took(&self, locks: &[Lock]) {
+        let mut held = self.locked.borrow_mut();
+        for lock in locks {
+            if !held.contains(lock) {
+                held.push(*lock);
+            }
+        }
+    }
 }
 
 /// Every transaction's start: READ COMMITTED (PostgreSQL's default, said here so that a
@@ -251,16 +277,24 @@ impl PgStore {
         }
         // Broken until the operation ended cleanly, whichever way.
         held.broken.set(true);
+        let later = held.later.take();
+        // The unit's first operation needs no savepoint: if it fails, the whole transaction so
+        // far is its own and is rolled back, and the next operation begins anew. (Writes left
+        // for later exist only after an operation, or as audit rows recorded before any.)
+        let first = !held.begun.replace(true);
+        if first && later.is_empty() {
+            return self.first_of_unit(held, locks, work);
+        }
         // What must run before this operation's savepoint: the unit's `BEGIN` (first
         // operation), or the previous operation's `RELEASE`, then the writes left for later.
-        let before = if !held.begun.replace(true) {
+        let before = if first {
             Some(BEGIN)
         } else if held.release_pending.replace(false) {
             Some(RELEASE)
         } else {
             None
         };
-        let later = held.later.take();
+        let locks = held.not_yet_held(locks);
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
             let writes = later.prepare(db).await?;
@@ -268,9 +302,9 @@ impl PgStore {
             let carried = before.is_some() && writes.is_empty();
             let (before, opening) = match before {
                 Some(first) if carried => {
-                    (None, locks::batch(&format!("{first}; {SAVEPOINT}"), locks))
+                    (None, locks::batch(&format!("{first}; {SAVEPOINT}"), &locks))
                 }
-                before => (before, locks::batch(SAVEPOINT, locks)),
+                before => (before, locks::batch(SAVEPOINT, &locks)),
             };
             // Everything goes out in one round trip, in order: tokio-postgres sends requests in
             // the order their futures are first polled, and `biased` polls them in the order
@@ -298,6 +332,7 @@ impl PgStore {
             written?;
             let failed = match (opened, worked) {
                 (Ok(()), Ok(value)) => {
+                    held.took(&locks);
                     held.broken.set(false);
                     held.release_pending.set(true);
                     return Ok(value);
@@ -314,6 +349,43 @@ impl PgStore {
             // A unit on a server that refuses writes cannot commit anything: left broken, it
             // rolls back and its connection is closed.
             if !error::server_is_read_only(&failed) && db.batch_execute(ROLLBACK_TO).await.is_ok() {
+                held.broken.set(false);
+            }
+            Err(failed)
+        })
+    }
+
+    /// [`PgStore::in_savepoint`] for the unit's first operation, with nothing sent before it:
+    /// `BEGIN` and the locks in one batch, then the work, in one round trip. A failure rolls
+    /// the transaction back whole, which holds only this operation, and the next operation
+    /// begins anew.
+    fn first_of_unit<T>(
+        &self,
+        held: &Held,
+        locks: &[Lock],
+        work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.runtime.block_on(self.options.deadline, async {
+            let db = held.lease.conn()?;
+            let opening = locks::batch(BEGIN, locks);
+            let (opened, worked) = tokio::join!(
+                biased;
+                db.batch_execute(&opening),
+                work(db, &self.key)
+            );
+            let failed = match (opened, worked) {
+                (Ok(()), Ok(value)) => {
+                    held.took(locks);
+                    held.broken.set(false);
+                    return Ok(value);
+                }
+                (Err(failed), _) => StoreError::from(failed),
+                (Ok(()), Err(failed)) => failed,
+            };
+            // Also when the `BEGIN` batch failed half-way; with no transaction open the
+            // `ROLLBACK` is only a warning.
+            if !error::server_is_read_only(&failed) && db.batch_execute("ROLLBACK").await.is_ok() {
+                held.begun.set(false);
                 held.broken.set(false);
             }
             Err(failed)
@@ -350,6 +422,7 @@ impl PgStore {
             later: RefCell::default(),
             broken: Cell::new(false),
             release_pending: Cell::new(false),
+            locked: RefCell::default(),
         });
         let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
         let Some(held) = self.held.take() else {
