@@ -350,6 +350,10 @@ mod tests {
 
     fn exchange(sink: &SmtpSink, script: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", sink.port())).unwrap();
+        // A sink that waits for more (a TLS hello that never comes) fails the test, not hangs it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.write_all(script.as_bytes()).unwrap();
         let mut replies = String::new();
         stream.read_to_string(&mut replies).unwrap();
