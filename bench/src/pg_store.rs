@@ -1,8 +1,20 @@
 //! Our logins with otpd on the PostgreSQL store (issue #20), in the same run as the SQLite
 //! ones: a PostgreSQL 15 of the run's own (the end-to-end tests' harness, `tests/src/postgres.rs`:
-//! a temporary cluster on loopback that takes only TLS connections with a SCRAM password), and
-//! up to [`HOSTS`] otpd on it, each with its own state directory and socket and the same
-//! server key, as hosts sharing one database run. All mail to the run's sink.
+//! a temporary cluster that takes only TLS connections with a SCRAM password), one otpd on
+//! loopback for the single-host scenarios beside SQLite's, and [`HOSTS`] otpd for the
+//! multi-host one, each in a network namespace of its own on a bridge, as hosts sharing one
+//! database run (issue #20's "three hosts in namespaces at once"). Every otpd has its own state
+//! directory and socket and the same server key.
+//!
+//! The network is the end-to-end tests' fleet's (`tests/src/fleet.rs`): a bridge on
+//! `198.18.`[`SUBNET`]`.0/24` in the root namespace, whose address `.1` PostgreSQL and a second
+//! sink of this run listen on, and the hosts at `.2`, `.3`, ... The cluster listens on
+//! 127.0.0.1 and the bridge's address with one certificate naming both, so every otpd verifies
+//! it by IP (`verify-full`). otpd mails in plain text to loopback only, so the hosts' sink
+//! speaks STARTTLS with a certificate of the same CA ([`SmtpSink::start_tls`]) and both sinks
+//! deliver into the run's one mailbox. The hosts' sockets are files: this process, in the root
+//! namespace, drives PAM logins against each as against the loopback one. The bridge and the
+//! namespaces are removed when [`PgHosts`] drops, also when the run stops on an error.
 //!
 //! The cluster is set to SQLite's durability (`otpd` runs SQLite in WAL with
 //! `synchronous=NORMAL`): `fsync` and full-page writes on, `synchronous_commit = off`, so a
@@ -10,10 +22,13 @@
 //! count statements and rows per login ([`crate::pg_cost`]).
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
+use e2e_tests::bridge::Bridge;
 use e2e_tests::otpd::Otpd;
 use e2e_tests::postgres::Postgres;
 use e2e_tests::stack::PamConfDir;
@@ -26,9 +41,13 @@ use crate::memory::Process;
 use crate::pg_cost::{LoginCost, STATS_DELAY, Snapshot};
 use crate::scenarios::{self, Tally};
 use crate::setup::{self, Setup};
+use crate::sink::SmtpSink;
 
-/// otpd hosts on the one database in the multi-host scenario.
+/// otpd hosts on the one database in the multi-host scenario, each in its own namespace.
 pub const HOSTS: usize = 3;
+/// The bridge's subnet, `198.18.60.0/24`: apart from the end-to-end tests' (41 to 44), so a
+/// run does not collide with tests on the same machine.
+pub const SUBNET: u8 = 60;
 /// otpd's database, role and password: those of the end-to-end tests' hosts (the cluster and
 /// its password live and die with the run).
 pub use e2e_tests::pg_hosts::DB;
@@ -49,19 +68,35 @@ pub struct Host {
     pub pam: PamConfDir,
 }
 
-/// The cluster and the otpd hosts on it. Fields drop in order: the hosts stop before the
-/// cluster does.
+/// Which hosts a scenario's loops ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// The otpd on loopback, like the SQLite side's: the single-host scenarios set against
+    /// SQLite.
+    Loopback,
+    /// The first `n` otpd in namespaces on the bridge, at once.
+    Bridge(usize),
+}
+
+/// The cluster, the otpd hosts on it and their network. Fields drop in order: the hosts stop
+/// before the sink and the cluster, and the bridge with its namespaces goes last.
 #[derive(Debug)]
 pub struct PgHosts {
-    /// The hosts; the first is the one of the single-host scenarios.
+    /// The host of the single-host scenarios, on loopback, mailing to the run's plain sink.
+    pub local: Host,
+    /// The hosts in namespaces on the bridge, `.2` first.
     pub hosts: Vec<Host>,
+    /// The STARTTLS sink on the bridge's address the namespaced hosts mail to.
+    _sink: SmtpSink,
     /// The database server.
     pub pg: Postgres,
     /// Whether the timed scenarios wait for the backends' row counts ([`STATS_DELAY`]).
     count_rows: bool,
-    // The CA of the server's certificate, and the password file: kept for the run.
+    // The CA of the server's certificates, and the password file: kept for the run.
     _ca: TestCa,
     _secrets: tempfile::TempDir,
+    /// The segment and the hosts' namespaces.
+    bridge: Bridge,
 }
 
 /// A scenario's logins on the PostgreSQL store, and what they cost the server.
@@ -76,17 +111,21 @@ pub struct PgRun {
 }
 
 impl PgHosts {
-    /// Starts the cluster and `hosts` otpd on it, mailing to `setup`'s sink. With
+    /// Makes the bridge with `hosts` namespaces, starts the cluster, the hosts' STARTTLS sink,
+    /// the loopback otpd (mailing to `setup`'s sink) and one otpd in each namespace. With
     /// `count_rows`, each timed scenario waits [`STATS_DELAY`] at its end to report the rows
-    /// written per login; without (the smoke run), it reports none.
+    /// written per login; without (the smoke run), it reports none. Errs, and does not fall
+    /// back to loopback, when network namespaces cannot be made here.
     pub fn start(setup: &Setup, hosts: usize, count_rows: bool) -> Result<PgHosts, BenchError> {
         if !Path::new("/usr/lib/postgresql/15/bin/initdb").exists() {
             return Err(BenchError::Setup(
                 "PostgreSQL 15 is missing: tests/install-deps installs postgresql-15".into(),
             ));
         }
-        let ca = TestCa::new("bench-pg-ca");
-        let pg = Postgres::start_with_tls(&ca);
+        // Made first, so that it is dropped last when anything after it fails.
+        let bridge = make_bridge(hosts)?;
+        let ca = TestCa::with_server_ips("bench-pg-ca", &[bridge.addr]);
+        let pg = Postgres::start_with_tls_for_network(&ca, bridge.addr, &bridge.cidr());
         let conf = pg.dir().join("data/postgresql.conf");
         let mut text = fs::read_to_string(&conf).map_err(BenchError::io(&conf))?;
         text.push_str(SERVER_SETTINGS);
@@ -98,33 +137,46 @@ impl PgHosts {
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
         );
         create_otp_database(&pg);
+        let sink = SmtpSink::start_tls(bridge.addr, &ca, Arc::clone(&setup.mailbox))?;
 
         let secrets = tempfile::tempdir().map_err(BenchError::io("tempdir"))?;
         let password_file = secrets.path().join("pg.password");
         write_private(&password_file, format!("{PASSWORD}\n").as_bytes())?;
-        let store = format!(
-            "[store]\nbackend = \"postgresql\"\nhosts = [\"127.0.0.1:{}\"]\ndbname = \"{DB}\"\n\
-             user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
-            pg.port,
-            password_file.display(),
-            ca.ca_cert().display()
-        );
+        let store = |host: Ipv4Addr| {
+            format!(
+                "[store]\nbackend = \"postgresql\"\nhosts = [\"{host}:{}\"]\ndbname = \"{DB}\"\n\
+                 user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+                pg.port,
+                password_file.display(),
+                ca.ca_cert().display()
+            )
+        };
+
+        // The loopback host makes the server key; each namespaced one starts with a copy.
+        let local_store = store(Ipv4Addr::LOCALHOST);
+        let local_mail = Mail::Plain(setup.sink_port());
+        let otpd =
+            Otpd::start_with_text(|socket, state| config(socket, state, &local_store, &local_mail));
+        let key_path = otpd.state_dir().join("secret.key");
+        let key = fs::read(&key_path).map_err(BenchError::io(&key_path))?;
+        let local = Host {
+            pam: setup.our_service_for(&otpd),
+            otpd,
+        };
+
+        let bridge_store = store(bridge.addr);
+        let bridge_mail = Mail::StartTls {
+            addr: bridge.addr,
+            port: sink.port(),
+            ca_file: ca.ca_cert(),
+        };
         let mut started: Vec<Host> = Vec::new();
-        for _ in 0..hosts {
-            // Every host after the first gets the first one's server key before it starts.
-            let key = match started.first() {
-                Some(first) => {
-                    let path = first.otpd.state_dir().join("secret.key");
-                    Some(fs::read(&path).map_err(BenchError::io(&path))?)
-                }
-                None => None,
-            };
+        for (letter, namespace) in ('a'..='z').zip(&bridge.hosts) {
             let mut failed = None;
-            let otpd = Otpd::start_with_text(|socket, state| {
-                if let Some(key) = &key {
-                    failed = with_key(state, key).err();
-                }
-                config(socket, state, &store, setup.sink_port())
+            let name = format!("bench-{letter}.test");
+            let otpd = Otpd::start_in_namespace_as(&namespace.name, &name, |socket, state| {
+                failed = with_key(state, &key).err();
+                config(socket, state, &bridge_store, &bridge_mail)
             });
             if let Some(error) = failed {
                 return Err(error);
@@ -133,11 +185,14 @@ impl PgHosts {
             started.push(Host { otpd, pam });
         }
         Ok(PgHosts {
+            local,
             hosts: started,
+            _sink: sink,
             pg,
             count_rows,
             _ca: ca,
             _secrets: secrets,
+            bridge,
         })
     }
 
@@ -146,26 +201,55 @@ impl PgHosts {
         Snapshot::take(&self.pg, DB, ROLE)
     }
 
-    /// Runs our login in `loops` loops on each of the first `hosts` hosts at once (loop `i`
-    /// asks host `i / loops`), users tagged `tag`, and checks from the sink and the hosts'
+    /// The hosts' addresses on the bridge, `.2` first.
+    pub fn bridge_addresses(&self) -> Vec<Ipv4Addr> {
+        self.bridge.hosts.iter().map(|h| h.client_addr).collect()
+    }
+
+    /// The addresses otpd's sessions come from, as PostgreSQL sees them, counting only sessions
+    /// over TLS: 127.0.0.1 for the loopback host, and each namespaced host's own address on the
+    /// bridge once it reached the database over the network.
+    pub fn database_clients_over_tls(&self) -> Vec<String> {
+        let out = self.pg.psql(
+            "postgres",
+            &format!(
+                "SELECT DISTINCT host(a.client_addr) FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{ROLE}' AND s.ssl \
+                 ORDER BY 1"
+            ),
+        );
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// Runs our login in `loops` loops on each host `on` names at once (loop `i` asks host
+    /// `i / loops`), users tagged `tag`, and checks from the sinks' mailbox and the hosts'
     /// audit logs that each login (warm-up included) issued, mailed and verified exactly one
     /// code. CPU is watched for this process and every host's otpd.
     pub fn run(
         &self,
         mailbox: &Arc<Mailbox>,
         tag: &str,
-        hosts: usize,
+        on: On,
         loops: usize,
         warmup: u64,
         until: Until,
     ) -> Result<PgRun, BenchError> {
-        let used: Vec<&Host> = self.hosts.iter().take(hosts).collect();
-        if used.len() != hosts || loops == 0 {
-            return Err(BenchError::Setup(format!(
-                "{hosts} hosts asked for, {} started",
-                self.hosts.len()
-            )));
+        let used: Vec<&Host> = match on {
+            On::Loopback => vec![&self.local],
+            On::Bridge(n) => {
+                if n == 0 || n > self.hosts.len() {
+                    return Err(BenchError::Setup(format!(
+                        "{n} hosts asked for, {} started in namespaces",
+                        self.hosts.len()
+                    )));
+                }
+                self.hosts.iter().take(n).collect()
+            }
+        };
+        if loops == 0 {
+            return Err(BenchError::Setup("a scenario of 0 loops".into()));
         }
+        let hosts = used.len();
         let otpds: Vec<&Otpd> = used.iter().map(|h| &h.otpd).collect();
         let mut watched = vec![Process::Current];
         watched.extend(
@@ -199,10 +283,14 @@ impl PgHosts {
             cost.rows_written = None;
         }
         before.check_hosts(mailbox, &otpds, tag, logins)?;
+        let place = match on {
+            On::Loopback => "on loopback".to_string(),
+            On::Bridge(_) => format!("each in its own network namespace on 198.18.{SUBNET}.0/24"),
+        };
         Ok(PgRun {
             check: format!(
-                "PostgreSQL, {hosts} host(s) × {loops} loop(s): {logins} logins, {logins} codes \
-                 issued, mailed and verified, each exactly once"
+                "PostgreSQL, {hosts} host(s) {place} × {loops} loop(s): {logins} logins, {logins} \
+                 codes issued, mailed and verified, each exactly once"
             ),
             run,
             cost,
@@ -210,13 +298,61 @@ impl PgHosts {
     }
 }
 
+/// The bridge on [`SUBNET`] with `hosts` namespaces, or why it cannot be made.
+fn make_bridge(hosts: usize) -> Result<Bridge, BenchError> {
+    let count = u8::try_from(hosts)
+        .ok()
+        .filter(|n| (1..=26).contains(n))
+        .ok_or_else(|| BenchError::Setup(format!("{hosts} hosts: 1 to 26 fit on the bridge")))?;
+    let ip = Command::new("ip").arg("-V").output();
+    if !ip.is_ok_and(|out| out.status.success()) {
+        return Err(BenchError::Setup(
+            "the multi-host PostgreSQL scenario puts each otpd in a network namespace, and `ip` \
+             (iproute2) is missing: apt-get install iproute2, or leave PostgreSQL out with \
+             --no-postgres"
+                .into(),
+        ));
+    }
+    Bridge::create(SUBNET, count).map_err(|refused| {
+        BenchError::Setup(format!(
+            "the multi-host PostgreSQL scenario puts each otpd in a network namespace of its own \
+             on a bridge, and {refused}: run as root (bench/run does), or leave PostgreSQL out \
+             with --no-postgres"
+        ))
+    })
+}
+
+/// Where an otpd mails: the run's plain sink on loopback, or the hosts' STARTTLS sink on the
+/// bridge, whose certificate `ca_file` verifies.
+#[derive(Debug)]
+enum Mail {
+    Plain(u16),
+    StartTls {
+        addr: Ipv4Addr,
+        port: u16,
+        ca_file: std::path::PathBuf,
+    },
+}
+
 /// otpd's whole config: the benchmark's (every user required, caps that never decide) on the
-/// store `store`, mailing to the sink on `smtp_port`.
-fn config(socket: &Path, state_dir: &Path, store: &str, smtp_port: u16) -> String {
+/// store `store`, mailing as `mail` says (the `[[mail.servers]]` lines of the end-to-end tests'
+/// `HostConfig`: STARTTLS with the server's CA off loopback).
+fn config(socket: &Path, state_dir: &Path, store: &str, mail: &Mail) -> String {
+    let server = match mail {
+        Mail::Plain(port) => format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\""),
+        Mail::StartTls {
+            addr,
+            port,
+            ca_file,
+        } => format!(
+            "host = \"{addr}\"\nport = {port}\nsecurity = \"starttls\"\nca_file = \"{}\"",
+            ca_file.display()
+        ),
+    };
     format!(
         "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n{store}\n{}\n\n\
          [mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"capture\"\n\
-         host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
+         {server}\ntimeout_seconds = 5\n",
         socket.display(),
         state_dir.display(),
         setup::otpd_body(),

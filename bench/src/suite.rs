@@ -15,7 +15,7 @@ use crate::ldap::{self, LdapResults};
 use crate::loops::{Run, Until};
 use crate::memory::{self, Process};
 use crate::pg_cost::LoginCost;
-use crate::pg_store::{self, PgHosts};
+use crate::pg_store::{self, On, PgHosts};
 use crate::probe::{self, Footprint, Probe};
 use crate::scenarios;
 use crate::setup::{self, Setup};
@@ -109,10 +109,14 @@ pub struct OtpdMemory {
 pub struct PgResults {
     /// Serial logins, in the same blocks as the SQLite and pam_oath ones.
     pub serial: Throughput,
-    /// One otpd, [`GATED_LOOPS`] loops, and what a login cost the server there.
+    /// The loopback otpd, [`GATED_LOOPS`] loops, and what a login cost the server there: set
+    /// against SQLite's loops.
     pub one_host: Option<(Throughput, LoginCost)>,
-    /// [`pg_store::HOSTS`] otpd at once on the one database, [`GATED_LOOPS`] loops each, and
-    /// the server's cost per login there.
+    /// The first otpd in a namespace on the bridge alone, [`GATED_LOOPS`] loops, and the
+    /// server's cost per login: the baseline of the multi-host scenario, on the same network.
+    pub one_bridge_host: Option<(Throughput, LoginCost)>,
+    /// [`pg_store::HOSTS`] otpd in namespaces at once on the one database, [`GATED_LOOPS`]
+    /// loops each, and the server's cost per login there.
     pub hosts: Option<(Throughput, LoginCost)>,
 }
 
@@ -202,8 +206,10 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
     let pg = match options.postgres {
         true => {
             say(format!(
-                "PostgreSQL: a private cluster with TLS and {} otpd on it",
-                pg_store::HOSTS
+                "PostgreSQL: a private cluster with TLS, one otpd on loopback and {} in network \
+                 namespaces on 198.18.{}.0/24",
+                pg_store::HOSTS,
+                pg_store::SUBNET
             ));
             Some(PgHosts::start(
                 &setup,
@@ -230,6 +236,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         Some(run) => Some(PgResults {
             serial: throughput(run)?,
             one_host: None,
+            one_bridge_host: None,
             hosts: None,
         }),
         None => None,
@@ -254,10 +261,10 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         });
         if let (Some(pg), Some(results), GATED_LOOPS) = (&pg, &mut postgres, loops) {
             say(format!(
-                "PostgreSQL, 1 host, {loops} loops: {}s",
+                "PostgreSQL, 1 host on loopback, {loops} loops: {}s",
                 options.seconds
             ));
-            let one = pg.run(&setup.mailbox, "pg1c", 1, loops, WARMUP, time)?;
+            let one = pg.run(&setup.mailbox, "pg1c", On::Loopback, loops, WARMUP, time)?;
             checks.push(one.check);
             say(format!(
                 "PostgreSQL: the statements called most, {:.1} per login in all:\n{}",
@@ -265,13 +272,28 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
                 crate::pg_cost::most_called(&pg.pg, pg_store::DB, 25)
             ));
             results.one_host = Some((throughput(one.run)?, one.cost));
-            let hosts = pg_store::HOSTS;
             say(format!(
-                "PostgreSQL, {hosts} hosts at once, {loops} loops each: {}s",
+                "PostgreSQL, 1 host in a namespace, {loops} loops: {}s",
                 options.seconds
             ));
-            let all = pg.run(&setup.mailbox, "pg3c", hosts, loops, WARMUP, time)?;
+            let one = pg.run(&setup.mailbox, "pgn1c", On::Bridge(1), loops, WARMUP, time)?;
+            checks.push(one.check);
+            results.one_bridge_host = Some((throughput(one.run)?, one.cost));
+            let hosts = pg_store::HOSTS;
+            say(format!(
+                "PostgreSQL, {hosts} hosts in namespaces at once, {loops} loops each: {}s",
+                options.seconds
+            ));
+            let all = pg.run(
+                &setup.mailbox,
+                "pgn3c",
+                On::Bridge(hosts),
+                loops,
+                WARMUP,
+                time,
+            )?;
             checks.push(all.check);
+            checks.push(database_clients_check(pg)?);
             results.hosts = Some((throughput(all.run)?, all.cost));
         }
     }
@@ -468,7 +490,14 @@ fn serial_in_blocks(
         checked_logins += checked.run.logins() + checked.run.warmups;
         if let (Some(pg), Some(on_pg)) = (pg, on_pg.as_mut()) {
             let block_tag = format!("pgs{block}-");
-            let run = pg.run(&setup.mailbox, &block_tag, 1, 1, WARMUP, Until::Count(size))?;
+            let run = pg.run(
+                &setup.mailbox,
+                &block_tag,
+                On::Loopback,
+                1,
+                WARMUP,
+                Until::Count(size),
+            )?;
             checked_pg += run.run.logins() + run.run.warmups;
             on_pg.absorb(run.run);
         }
@@ -489,6 +518,32 @@ fn serial_in_blocks(
     }
     // No block at all (`--serial 0`) leaves every run empty, which `throughput` refuses.
     Ok((ours, oath, on_pg))
+}
+
+/// That PostgreSQL saw otpd's sessions over TLS from loopback (the single host) and from each
+/// namespaced host's own address on the bridge, and from nowhere else: the hosts reached the
+/// database over the network, not loopback.
+fn database_clients_check(pg: &PgHosts) -> Result<String, BenchError> {
+    let bridge: Vec<String> = pg
+        .bridge_addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let seen = pg.database_clients_over_tls();
+    let unexpected = seen
+        .iter()
+        .any(|addr| addr != "127.0.0.1" && !bridge.contains(addr));
+    let missing = bridge.iter().any(|addr| !seen.contains(addr));
+    if unexpected || missing {
+        return Err(BenchError::Check(format!(
+            "otpd's sessions over TLS came from {seen:?}: not 127.0.0.1 and each of {bridge:?}"
+        )));
+    }
+    Ok(format!(
+        "otpd's sessions over TLS, as PostgreSQL saw them, came from {}: the namespaced hosts over \
+         the bridge",
+        seen.join(", ")
+    ))
 }
 
 #[cfg(test)]
