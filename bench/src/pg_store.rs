@@ -206,21 +206,6 @@ impl PgHosts {
         self.bridge.hosts.iter().map(|h| h.client_addr).collect()
     }
 
-    /// The addresses otpd's sessions come from, as PostgreSQL sees them, counting only sessions
-    /// over TLS: 127.0.0.1 for the loopback host, and each namespaced host's own address on the
-    /// bridge once it reached the database over the network.
-    pub fn database_clients_over_tls(&self) -> Vec<String> {
-        let out = self.pg.psql(
-            "postgres",
-            &format!(
-                "SELECT DISTINCT host(a.client_addr) FROM pg_stat_activity a \
-                 JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{ROLE}' AND s.ssl \
-                 ORDER BY 1"
-            ),
-        );
-        out.lines().map(str::to_string).collect()
-    }
-
     /// Runs our login in `loops` loops on each host `on` names at once (loop `i` asks host
     /// `i / loops`), users tagged `tag`, and checks from the sinks' mailbox and the hosts'
     /// audit logs that each login (warm-up included) issued, mailed and verified exactly one

@@ -529,7 +529,7 @@ fn database_clients_check(pg: &PgHosts) -> Result<String, BenchError> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let seen = pg.database_clients_over_tls();
+    let seen = e2e_tests::pg_hosts::otpd_clients_over_tls(&pg.pg);
     let unexpected = seen
         .iter()
         .any(|addr| addr != "127.0.0.1" && !bridge.contains(addr));

@@ -15,7 +15,7 @@ use crate::bridge::Bridge;
 use crate::netns::NotPermitted;
 use crate::otpd::Otpd;
 use crate::paths;
-use crate::pg_hosts::{HostConfig, ROLE, create_otp_database, with_key};
+use crate::pg_hosts::{HostConfig, create_otp_database, with_key};
 use crate::postgres::Postgres;
 use crate::smtp::SmtpCapture;
 use crate::stack::PamConfDir;
@@ -106,23 +106,6 @@ impl Fleet {
             ca,
             bridge,
         })
-    }
-}
-
-impl Fleet {
-    /// The addresses otpd's open sessions come from, as PostgreSQL sees them, counting only
-    /// sessions over TLS: the hosts' own addresses on the bridge when every host reached the
-    /// database over the network, as it should.
-    pub fn database_clients_over_tls(&self) -> Vec<String> {
-        let out = self.pg.psql(
-            "postgres",
-            &format!(
-                "SELECT DISTINCT host(a.client_addr) FROM pg_stat_activity a \
-                 JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{ROLE}' AND s.ssl \
-                 ORDER BY 1"
-            ),
-        );
-        out.lines().map(str::to_string).collect()
     }
 }
 

@@ -21,6 +21,21 @@ pub fn create_otp_database(pg: &Postgres) {
     pg.create_role_and_database(ROLE, PASSWORD, DB);
 }
 
+/// The addresses otpd's open sessions come from, as `pg` sees them, counting only sessions over
+/// TLS: each host's own address when every host reached the database over the network, as it
+/// should (127.0.0.1 for one on loopback).
+pub fn otpd_clients_over_tls(pg: &Postgres) -> Vec<String> {
+    let out = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT DISTINCT host(a.client_addr) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{ROLE}' AND s.ssl \
+             ORDER BY 1"
+        ),
+    );
+    out.lines().map(str::to_string).collect()
+}
+
 /// What one otpd host is told: where the database and the mail server are, and `extra` lines
 /// for `[defaults]`.
 #[derive(Debug, Clone)]

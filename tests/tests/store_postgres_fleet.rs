@@ -19,6 +19,7 @@ use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
 use e2e_tests::fleet::{Fleet, Host};
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
+use e2e_tests::pg_hosts::otpd_clients_over_tls;
 use e2e_tests::programs::answers::{self, wrong};
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 
@@ -127,7 +128,7 @@ fn a_cap_of_five_mails_an_hour_holds_across_three_hosts() {
     assert_eq!(senders, expected);
     // Each host reached the one database over the bridge, from its own address, over TLS.
     let addrs: Vec<String> = fleet.hosts.iter().map(|h| h.addr.to_string()).collect();
-    assert_eq!(fleet.database_clients_over_tls(), addrs);
+    assert_eq!(otpd_clients_over_tls(&fleet.pg), addrs);
     // Every host let alice in and every host refused her: the cap is the fleet's, not a host's.
     for host in &fleet.hosts {
         assert!(

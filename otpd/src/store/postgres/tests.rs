@@ -480,6 +480,17 @@ fn a_unit_on_a_connection_that_refuses_writes_keeps_nothing_and_is_not_reused() 
     assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
 }
 
+/// A grant that ends when it starts: refused by the table's CHECK, in the server, not before.
+fn grant_the_server_refuses(store: &mut dyn Store) -> Result<Option<BreakGlass>, StoreError> {
+    store.grant_breakglass(&BreakGlass {
+        user: "bob".into(),
+        cidr: None,
+        granted_by: 0,
+        granted_at: T0,
+        expires_at: T0,
+    })
+}
+
 /// A row of the unit's audit with nothing unusual but its caller's.
 fn row<'a>(event: &'a str, detail: &'a str) -> AuditRecord<'a> {
     AuditRecord {
@@ -496,7 +507,7 @@ fn row<'a>(event: &'a str, detail: &'a str) -> AuditRecord<'a> {
 
 /// The audit rows a unit recorded wait for its next round trip, and go out ahead of the next
 /// operation's savepoint: an operation the server refuses (here a grant that ends when it
-/// starts, against the table's CHECK) takes back only its own writes, not the row before it.
+/// starts) takes back only its own writes, not the row before it.
 #[test]
 fn a_row_recorded_before_an_operation_the_server_refuses_is_kept_with_the_unit() {
     let (_db, mut store) = fresh();
@@ -505,13 +516,7 @@ fn a_row_recorded_before_an_operation_the_server_refuses_is_kept_with_the_unit()
         .in_one_transaction(&mut |store| {
             store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
             store.record_audit(&row("issued", "before"))?;
-            refused = Some(store.grant_breakglass(&BreakGlass {
-                user: "bob".into(),
-                cidr: None,
-                granted_by: 0,
-                granted_at: T0,
-                expires_at: T0,
-            }));
+            refused = Some(grant_the_server_refuses(store));
             store.record_audit(&row("mailed", "after"))?;
             Ok(())
         })
@@ -574,13 +579,7 @@ fn a_unit_whose_first_operation_the_server_refuses_goes_on_and_commits_the_rest(
     let mut refused = None;
     store
         .in_one_transaction(&mut |store| {
-            refused = Some(store.grant_breakglass(&BreakGlass {
-                user: "bob".into(),
-                cidr: None,
-                granted_by: 0,
-                granted_at: T0,
-                expires_at: T0,
-            }));
+            refused = Some(grant_the_server_refuses(store));
             store.issue(&request("bob", "ssh"), &limits(), T0, &mut rng())?;
             store.record_audit(&row("issued", "after"))
         })
