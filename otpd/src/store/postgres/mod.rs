@@ -14,7 +14,7 @@
 //!
 //! The runtime is a current-thread one: the thread that waits for an answer is the one that
 //! reads it, instead of a worker thread reading it and waking the waiter. A login makes about
-//! twenty round trips, and with a worker thread the hand-overs between threads took about as
+//! ten round trips, and with a worker thread the hand-overs between threads took about as
 //! long as the round trips themselves. Nothing has to run between operations (otpd does not
 //! LISTEN); a connection the server closed meanwhile is noticed before the next operation
 //! takes one (see `Driver::block_on`). (The design asked for a one-worker multi-thread
@@ -33,8 +33,9 @@
 //! `FOR UPDATE`, since another user may answer it (a wrong answer that uses up its attempts).
 //!
 //! [`Store::in_one_transaction`](super::Store::in_one_transaction) holds one connection with
-//! `BEGIN` .. `COMMIT` for its whole unit; each operation inside it is a savepoint, so a
-//! failing operation takes back only its own writes. An operation that ran past its deadline
+//! `BEGIN` .. `COMMIT` for its whole unit; each operation inside it after the first is a
+//! savepoint, so a failing operation takes back only its own writes (the first one's failure
+//! rolls back the transaction, which holds only it). An operation that ran past its deadline
 //! leaves the connection in an unknown state: the unit then refuses to commit, and the
 //! connection is closed rather than handed out again (`unit`).
 //!
@@ -43,9 +44,9 @@
 //! As on the SQLite side, one file per concern: `schema` (versioned migrations and the key
 //! id), `codes`, `sends`, `lockouts`, `recovery`, `single_secret`, `breakglass`, `notices`,
 //! `users`, `admin`, `audit_rows`, `reset`, `purge`, `import` (`otpctl store migrate`'s copy);
-//! `unit` runs the transactions, `locks` names the advisory locks, `sql` holds the query
-//! helpers, `connect` makes the connections, `error` maps failures, `interface` maps the trait
-//! onto it all.
+//! `unit` runs the transactions, `later` holds the writes they send with their next round
+//! trip, `locks` names the advisory locks, `sql` holds the query helpers, `connect` makes the
+//! connections, `error` maps failures, `interface` maps the trait onto it all.
 //!
 //! # Differences from the SQLite schema
 //!

@@ -15,6 +15,14 @@
 //! and the next attempt waits for the other transaction instead of failing a login that
 //! merely met another host's. At most [`ATTEMPTS`] times, all within the one deadline. Inside
 //! a held unit it is not: the whole unit was rolled back, which only its caller can redo.
+//!
+//! Round trips, which are what a login on PostgreSQL pays for (bench/README.md): nothing waits
+//! for an answer it does not need. A unit's `BEGIN` goes out with its first operation, which
+//! takes no savepoint; each later operation's `RELEASE` of the one before, `SAVEPOINT` and
+//! locks go out with its first statement; an operation's last write, whose answer decides
+//! nothing, and the audit rows a unit records are left [`Later`] and go out with the next
+//! round trip, or ahead of the `COMMIT`. So a unit costs a round trip per statement whose
+//! answer is read, and one for the `COMMIT`.
 
 use std::cell::{Cell, RefCell};
 
@@ -243,8 +251,8 @@ impl PgStore {
 
     /// Runs `work` without a transaction of its own: for reads (each statement sees what was
     /// committed when it started), and for writes of one statement, which is atomic by
-    /// itself; it saves the `BEGIN` and `COMMIT` round trips. Inside a unit it is a savepoint
-    /// like any operation (it sees the unit's writes, and its failure does not end the unit).
+    /// itself; it saves the `BEGIN` and `COMMIT` round trips. Inside a unit it runs as any
+    /// operation of the unit (it sees the unit's writes, and its failure does not end the unit).
     /// A statement the server rolled back as a deadlock's loser is run again, as in `unit`.
     pub(super) fn plain<T>(
         &self,
