@@ -377,7 +377,9 @@ fn debug_shows_neither_key_nor_password() {
 /// Two hosts each update two rows, in opposite orders, so their transactions wait on each
 /// other: a real deadlock, which the server breaks by rolling one back (40P01). Run again,
 /// the loser waits for the winner and goes through: both operations succeed, each row counts
-/// both, and exactly one of them needed a second attempt.
+/// both, and at least one of them needed another attempt. (Usually exactly one, once; but the
+/// loser's second attempt may take its first row again before the winner, woken, has locked
+/// it, and then the two deadlock once more: still within the three attempts.)
 #[test]
 fn a_transaction_that_lost_a_deadlock_is_run_again_and_succeeds() {
     let db = fresh_database();
@@ -419,7 +421,10 @@ fn a_transaction_that_lost_a_deadlock_is_run_again_and_succeeds() {
         .collect();
     let mut sorted = attempts.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, [1, 2], "one went through, the other once more");
+    assert!(
+        sorted[1] >= 2 && sorted[1] <= 3,
+        "a deadlock was broken and its loser run again: {attempts:?}"
+    );
     let store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
     assert_eq!(store.count_rows("SELECT sum(n)::BIGINT FROM pair"), 4);
     assert_eq!(store.count_rows("SELECT count(*) FROM pair WHERE n = 2"), 2);
