@@ -253,16 +253,10 @@ fn a_lock_held_elsewhere_fails_the_operation_in_time_not_a_hang() {
         started.elapsed()
     );
     // Others are not held up, and nothing of the failed issue was kept.
-    let bob = store
-        .issue(&request("bob", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(bob, IssueOutcome::Issued { .. }));
+    issues_a_code(&mut store, "bob", T0);
     assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
     holder.join().unwrap().unwrap();
-    let alice = store
-        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(alice, IssueOutcome::Issued { .. }));
+    issues_a_code(&mut store, "alice", T0);
 }
 
 /// Inside a unit, an operation that runs out of time (here: waiting for a lock another host
@@ -311,10 +305,7 @@ fn an_operation_out_of_time_inside_a_unit_is_taken_back_whole() {
         Err(StoreError::Postgres(_)) => assert_eq!(codes("bob"), 0, "nothing committed"),
         Err(other) => panic!("{other:?}"),
     }
-    let again = store
-        .issue(&request("alice", "ssh"), &limits(), T0 + 60, &mut rng())
-        .unwrap();
-    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+    issues_a_code(&mut store, "alice", T0 + 60);
 }
 
 #[test]
@@ -330,10 +321,7 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
         ))
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let alice = store
-        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(alice, IssueOutcome::Issued { .. }));
+    issues_a_code(&mut store, "alice", T0);
 }
 
 #[test]
@@ -359,10 +347,7 @@ fn a_connection_lost_mid_operation_fails_it_and_the_next_one_connects_again() {
     let lost = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
     assert!(matches!(lost, Err(StoreError::Postgres(_))), "{lost:?}");
     killer.join().unwrap().unwrap();
-    let again = store
-        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(again, IssueOutcome::Issued { .. }));
+    issues_a_code(&mut store, "alice", T0);
     assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
 }
 
@@ -456,10 +441,7 @@ fn a_connection_that_refuses_writes_is_dropped_and_the_next_write_connects_anew(
         matches!(&refused, Err(StoreError::Postgres(text)) if text.starts_with("25006")),
         "{refused:?}"
     );
-    let again = store
-        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+    issues_a_code(&mut store, "alice", T0);
     assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
 }
 
@@ -479,10 +461,18 @@ fn a_unit_on_a_connection_that_refuses_writes_keeps_nothing_and_is_not_reused() 
         "{unit:?}"
     );
     assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
-    let again = store
-        .issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+    issues_a_code(&mut store, "alice", T0);
+}
+
+/// `user` gets a new code at `now`: the store works (again).
+fn issues_a_code(store: &mut PgStore, user: &str, now: i64) {
+    let outcome = store
+        .issue(&request(user, "ssh"), &limits(), now, &mut rng())
         .unwrap();
-    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+    assert!(
+        matches!(outcome, IssueOutcome::Issued { .. }),
+        "{outcome:?}"
+    );
 }
 
 /// A grant that ends when it starts: refused by the table's CHECK, in the server, not before.
@@ -569,10 +559,7 @@ fn a_row_the_server_refuses_takes_the_whole_unit_back() {
     assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
     assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
     // The store goes on.
-    let issued = store
-        .issue(&request("bob", "ssh"), &limits(), T0, &mut rng())
-        .unwrap();
-    assert!(matches!(issued, IssueOutcome::Issued { .. }));
+    issues_a_code(&mut store, "bob", T0);
 }
 
 /// A unit's first operation runs without a savepoint: when the server refuses it, the
