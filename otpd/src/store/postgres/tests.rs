@@ -486,6 +486,19 @@ fn grant_the_server_refuses(store: &mut dyn Store) -> Result<Option<BreakGlass>,
     })
 }
 
+/// The server refused the grant and kept nothing of it; the unit's one code was kept.
+fn refused_with_one_code_kept(
+    store: &PgStore,
+    refused: Option<Result<Option<BreakGlass>, StoreError>>,
+) {
+    assert!(
+        matches!(refused, Some(Err(StoreError::Postgres(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_rows("SELECT count(*) FROM breakglass"), 0);
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+}
+
 /// A row of the unit's audit with nothing unusual but its caller's.
 fn row<'a>(event: &'a str, detail: &'a str) -> AuditRecord<'a> {
     AuditRecord {
@@ -516,12 +529,7 @@ fn a_row_recorded_before_an_operation_the_server_refuses_is_kept_with_the_unit()
             Ok(())
         })
         .unwrap();
-    assert!(
-        matches!(refused, Some(Err(StoreError::Postgres(_)))),
-        "{refused:?}"
-    );
-    assert_eq!(store.count_rows("SELECT count(*) FROM breakglass"), 0);
-    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+    refused_with_one_code_kept(&store, refused);
     let details: Vec<_> = store
         .audit_since(0, 10)
         .unwrap()
@@ -576,11 +584,6 @@ fn a_unit_whose_first_operation_the_server_refuses_goes_on_and_commits_the_rest(
             store.record_audit(&row("issued", "after"))
         })
         .unwrap();
-    assert!(
-        matches!(refused, Some(Err(StoreError::Postgres(_)))),
-        "{refused:?}"
-    );
-    assert_eq!(store.count_rows("SELECT count(*) FROM breakglass"), 0);
-    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
+    refused_with_one_code_kept(&store, refused);
     assert_eq!(store.count_rows("SELECT count(*) FROM audit"), 1);
 }
