@@ -6,7 +6,7 @@ use common::wire_admin::AuditRow;
 use tokio_postgres::Row;
 
 use super::super::{AuditFilter, AuditRecord, EventTally, MailHistory, StoreError, Trimmed};
-use super::later::Param;
+use super::later::{Later, Param};
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
 use crate::store::admin::escape_like;
@@ -18,25 +18,13 @@ const INSERT: &str = "INSERT INTO audit
 
 /// See [`super::super::Store::record_audit`], outside a unit: committed by itself.
 pub(super) async fn record(db: &Conn, record: &AuditRecord<'_>) -> Result<(), StoreError> {
-    exec(
-        db,
-        INSERT,
-        &[
-            &record.time,
-            &record.event,
-            &record.user,
-            &record.service,
-            &record.protocol,
-            &record.rhost,
-            &record.caller_uid.map(i64::from),
-            &record.detail,
-        ],
-    )
-    .await?;
-    Ok(())
+    let mut one = Later::default();
+    let (sql, params) = insert(record);
+    one.push(sql, params);
+    one.prepare(db).await?.send(db).await
 }
 
-/// `record`'s insert with values of its own, for a unit to send [`Later`](super::later::Later).
+/// `record`'s insert with values of its own: sent by itself, or [`Later`] by a unit.
 pub(super) fn insert(record: &AuditRecord<'_>) -> (&'static str, Vec<Param>) {
     let owned = |text: Option<&str>| Box::new(text.map(str::to_string)) as Param;
     let params = vec![

@@ -141,12 +141,7 @@ async fn commit_with(db: &Conn, begin: Option<&str>, later: Later) -> Result<(),
     let writes = later.prepare(db).await?;
     let (begun, written, committed) = tokio::join!(
         biased;
-        async {
-            match begin {
-                Some(sql) => db.batch_execute(sql).await,
-                None => Ok(()),
-            }
-        },
+        batch_if(db, begin),
         writes.send(db),
         db.batch_execute("COMMIT")
     );
@@ -156,6 +151,14 @@ async fn commit_with(db: &Conn, begin: Option<&str>, later: Later) -> Result<(),
     written?;
     committed?;
     Ok(())
+}
+
+/// `sql` as one simple query when there is one: a place in a pipeline that may stay empty.
+async fn batch_if(db: &Conn, sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
+    match sql {
+        Some(sql) => db.batch_execute(sql).await,
+        None => Ok(()),
+    }
 }
 
 /// What an operation in a unit gets once an earlier one broke it.
@@ -322,12 +325,7 @@ impl PgStore {
             // before it failed.
             let (ran_before, written, opened, worked) = tokio::join!(
                 biased;
-                async {
-                    match before {
-                        Some(sql) => db.batch_execute(sql).await.map_err(StoreError::from),
-                        None => Ok(()),
-                    }
-                },
+                batch_if(db, before),
                 writes.send(db),
                 db.batch_execute(&opening),
                 work(db, &self.key)
@@ -410,9 +408,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// See [`Store::in_one_transaction`]: `BEGIN`, `work` with every operation a savepoint,
-    /// `COMMIT`; an `Err` from `work` rolls back and is returned, a panic rolls back and goes
-    /// on unwinding. Nested, `work` joins the open unit.
+    /// See [`Store::in_one_transaction`]: `BEGIN`, `work` with every operation after the first
+    /// a savepoint, `COMMIT`; an `Err` from `work` rolls back and is returned, a panic rolls
+    /// back and goes on unwinding. Nested, `work` joins the open unit.
     pub(super) fn in_one_transaction(
         &mut self,
         work: &mut dyn FnMut(&mut dyn Store) -> Result<(), StoreError>,
@@ -489,11 +487,9 @@ impl PgStore {
         }
         self.runtime.block_on(self.options.deadline, async {
             let db = lease.conn()?;
-            if !begun.get() {
-                // Only writes left for later (audit rows): a transaction of their own.
-                commit_with(db, Some(BEGIN), later).await?;
-            } else if commit {
-                commit_with(db, None, later).await?;
+            if commit {
+                // Not begun: only writes left for later (audit rows), a transaction of their own.
+                commit_with(db, (!begun.get()).then_some(BEGIN), later).await?;
             } else {
                 db.batch_execute("ROLLBACK").await?;
             }
