@@ -51,7 +51,7 @@ pub const SUBNET: u8 = 60;
 /// otpd's database, role and password: those of the end-to-end tests' hosts (the cluster and
 /// its password live and die with the run).
 pub use e2e_tests::pg_hosts::DB;
-use e2e_tests::pg_hosts::{PASSWORD, ROLE, create_otp_database};
+use e2e_tests::pg_hosts::{PASSWORD, ROLE, capture_server, create_otp_database, store_section};
 
 /// Settings appended to the harness's cluster config (later lines win): SQLite's durability,
 /// and the statistics module.
@@ -143,18 +143,16 @@ impl PgHosts {
         let password_file = secrets.path().join("pg.password");
         write_private(&password_file, format!("{PASSWORD}\n").as_bytes())?;
         let store = |host: Ipv4Addr| {
-            format!(
-                "[store]\nbackend = \"postgresql\"\nhosts = [\"{host}:{}\"]\ndbname = \"{DB}\"\n\
-                 user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
-                pg.port,
-                password_file.display(),
-                ca.ca_cert().display()
+            store_section(
+                &[(host.to_string(), pg.port)],
+                &password_file,
+                &ca.ca_cert(),
             )
         };
 
         // The loopback host makes the server key; each namespaced one starts with a copy.
         let local_store = store(Ipv4Addr::LOCALHOST);
-        let local_mail = Mail::Plain(setup.sink_port());
+        let local_mail = capture_server("127.0.0.1", setup.sink_port(), None);
         let otpd =
             Otpd::start_with_text(|socket, state| config(socket, state, &local_store, &local_mail));
         let key_path = otpd.state_dir().join("secret.key");
@@ -165,11 +163,8 @@ impl PgHosts {
         };
 
         let bridge_store = store(bridge.addr);
-        let bridge_mail = Mail::StartTls {
-            addr: bridge.addr,
-            port: sink.port(),
-            ca_file: ca.ca_cert(),
-        };
+        let bridge_mail =
+            capture_server(&bridge.addr.to_string(), sink.port(), Some(&ca.ca_cert()));
         let mut started: Vec<Host> = Vec::new();
         for (letter, namespace) in ('a'..='z').zip(&bridge.hosts) {
             let mut failed = None;
@@ -307,37 +302,13 @@ fn make_bridge(hosts: usize) -> Result<Bridge, BenchError> {
     })
 }
 
-/// Where an otpd mails: the run's plain sink on loopback, or the hosts' STARTTLS sink on the
-/// bridge, whose certificate `ca_file` verifies.
-#[derive(Debug)]
-enum Mail {
-    Plain(u16),
-    StartTls {
-        addr: Ipv4Addr,
-        port: u16,
-        ca_file: std::path::PathBuf,
-    },
-}
-
-/// otpd's whole config: the benchmark's (every user required, caps that never decide) on the
-/// store `store`, mailing as `mail` says (the `[[mail.servers]]` lines of the end-to-end tests'
-/// `HostConfig`: STARTTLS with the server's CA off loopback).
-fn config(socket: &Path, state_dir: &Path, store: &str, mail: &Mail) -> String {
-    let server = match mail {
-        Mail::Plain(port) => format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\""),
-        Mail::StartTls {
-            addr,
-            port,
-            ca_file,
-        } => format!(
-            "host = \"{addr}\"\nport = {port}\nsecurity = \"starttls\"\nca_file = \"{}\"",
-            ca_file.display()
-        ),
-    };
+/// otpd's whole config: the benchmark's (every user required, caps that never decide) with
+/// the `[store]` section `store`, mailing to the `[[mail.servers]]` entry `server` (both as
+/// the end-to-end tests' `HostConfig` writes them).
+fn config(socket: &Path, state_dir: &Path, store: &str, server: &str) -> String {
     format!(
         "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n{store}\n{}\n\n\
-         [mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"capture\"\n\
-         {server}\ntimeout_seconds = 5\n",
+         [mail]\nfrom = \"otp@example.test\"\n\n{server}",
         socket.display(),
         state_dir.display(),
         setup::otpd_body(),

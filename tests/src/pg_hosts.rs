@@ -75,32 +75,21 @@ impl HostConfig {
         let password_file = state_dir.parent().expect("a parent").join("pg.password");
         fs::write(&password_file, format!("{PASSWORD}\n")).expect("write the password");
         fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let hosts = self
-            .pg_hosts
-            .iter()
-            .map(|(host, port)| format!("\"{host}:{port}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let security = match &self.smtp_ca_file {
-            Some(ca) => format!("security = \"starttls\"\nca_file = \"{}\"", ca.display()),
-            None => "security = \"none\"".into(),
-        };
+        let store = store_section(&self.pg_hosts, &password_file, &self.ca_file);
+        let server = capture_server(
+            &self.smtp_host,
+            self.smtp_port,
+            self.smtp_ca_file.as_deref(),
+        );
         format!(
             "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n\
-             [store]\nbackend = \"postgresql\"\nhosts = [{hosts}]\ndbname = \"{DB}\"\n\
-             user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n\
-             connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
+             {store}connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
              [directory]\nemail_template = \"{{user}}@example.test\"\n\n\
              [defaults]\nmode = \"required\"\n{}\n\n\
-             [mail]\nfrom = \"otp@example.test\"\n\n[[mail.servers]]\nname = \"capture\"\n\
-             host = \"{}\"\nport = {}\n{security}\ntimeout_seconds = 5\n",
+             [mail]\nfrom = \"otp@example.test\"\n\n{server}",
             socket.display(),
             state_dir.display(),
-            password_file.display(),
-            self.ca_file.display(),
             self.extra,
-            self.smtp_host,
-            self.smtp_port,
         )
     }
 }
@@ -113,4 +102,34 @@ pub fn with_key(state: &Path, key: &[u8]) {
     let file = state.join("secret.key");
     fs::write(&file, key).expect("write the key");
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// The `[store]` section of a host on PostgreSQL at `pg_hosts` (tried in order), logging in as
+/// [`ROLE`] with the password in `password_file`, the server verified against `ca_file`.
+pub fn store_section(pg_hosts: &[(String, u16)], password_file: &Path, ca_file: &Path) -> String {
+    let hosts = pg_hosts
+        .iter()
+        .map(|(host, port)| format!("\"{host}:{port}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[store]\nbackend = \"postgresql\"\nhosts = [{hosts}]\ndbname = \"{DB}\"\n\
+         user = \"{ROLE}\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+        password_file.display(),
+        ca_file.display(),
+    )
+}
+
+/// The `[[mail.servers]]` entry of the capturing mail server at `host`:`port`: STARTTLS
+/// verified against `ca_file` when given (otpd mails in plain text to loopback only), else
+/// plain.
+pub fn capture_server(host: &str, port: u16, ca_file: Option<&Path>) -> String {
+    let security = match ca_file {
+        Some(ca) => format!("security = \"starttls\"\nca_file = \"{}\"", ca.display()),
+        None => "security = \"none\"".into(),
+    };
+    format!(
+        "[[mail.servers]]\nname = \"capture\"\nhost = \"{host}\"\nport = {port}\n{security}\n\
+         timeout_seconds = 5\n"
+    )
 }
