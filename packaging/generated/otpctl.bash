@@ -1574,7 +1574,7 @@ _otpctl() {
             return 0
             ;;
         otpctl__subcmd__store__subcmd__migrate)
-            opts="-h --to --socket --config --json --timeout --help"
+            opts="-h --to --merge --socket --config --json --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -4,7 +4,9 @@
 //! on a real PostgreSQL 15 (TLS, verified against the test CA): the enrolled user logs in
 //! through real libpam with a mailed code, a recovery code made before the move works, and the
 //! audit from before is there. Refused, changing nothing: a migration while otpd runs, one into
-//! a database that holds rows, and one into a database made with another server key.
+//! a database that holds rows, and one into a database made with another server key. A second
+//! host merges into the database the first moved into (`--merge`): refused while the two hold
+//! a user differently, then its users log in on the first host.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -302,4 +304,102 @@ fn a_database_made_with_another_server_key_is_refused_and_nothing_is_copied() {
     assert_eq!(rows(&pg, "users"), 0);
     assert_eq!(rows(&pg, "audit"), 0);
     assert!(!out.contains("copied"), "{out}");
+}
+
+/// `otpctl user add NAME --no-account --email EMAIL --enable` on `otpd`.
+fn add_user(otpd: &Otpd, name: &str, email: &str) {
+    ctl(
+        otpd,
+        &[
+            "user",
+            "add",
+            name,
+            "--no-account",
+            "--email",
+            email,
+            "--enable",
+        ],
+    );
+}
+
+#[test]
+fn a_second_host_merges_into_the_database_the_first_moved_into_and_its_users_log_in_on_the_first() {
+    let ca = TestCa::new("pg-ca");
+    let pg = database(&ca);
+    let smtp = SmtpCapture::start();
+
+    // Host A moves first, into the empty database, and runs on it.
+    let mut a = Otpd::start_with_text(|socket, state| sqlite_config(socket, state, smtp.port));
+    let pam_a = PamConfDir::new();
+    pam_a.otp_then_permit("sshd", &a.socket, "");
+    enrol_and_log_in(&a, &smtp, &pam_a);
+    assert!(a.stop());
+    a.write_config(&postgres_config(
+        &a.config_text(),
+        a.dir(),
+        &pg,
+        &ca.ca_cert(),
+    ));
+    let (rc, out, err) = a.otpctl(None, MIGRATE);
+    assert_eq!(rc, 0, "{out}{err}");
+    a.restart();
+
+    // Host B, with the fleet's key, enrolled alice at another address, and carol.
+    let key = std::fs::read(a.state_dir().join("secret.key")).unwrap();
+    let mut b = Otpd::start_with_text(|socket, state| {
+        e2e_tests::pg_hosts::with_key(state, &key);
+        sqlite_config(socket, state, smtp.port)
+    });
+    let on_sqlite = b.config_text();
+    add_user(&b, "alice", "alice@other.test");
+    add_user(&b, "carol", "carol@corp.test");
+    assert!(b.stop());
+    let on_postgresql = postgres_config(&on_sqlite, b.dir(), &pg, &ca.ca_cert());
+    b.write_config(&on_postgresql);
+
+    // A plain copy into the used database is refused, pointing at --merge.
+    let (rc, out, err) = b.otpctl(None, MIGRATE);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(err.contains("--merge"), "{err}");
+    // The merge names alice, whose address the hosts disagree on, and writes nothing.
+    let merge: Vec<&str> = MIGRATE.iter().copied().chain(["--merge"]).collect();
+    let (users, audit_rows) = (rows(&pg, "users"), rows(&pg, "audit"));
+    let (rc, out, err) = b.otpctl(None, &merge);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(err.contains("users: alice (email, phone)"), "{err}");
+    assert!(err.contains("Nothing was copied"), "{err}");
+    assert_eq!(
+        (rows(&pg, "users"), rows(&pg, "audit")),
+        (users, audit_rows)
+    );
+
+    // The admin settles alice's address on B and merges again.
+    b.write_config(&on_sqlite);
+    b.restart();
+    ctl(&b, &["user", "set-email", "alice", "alice@corp.test"]);
+    ctl(&b, &["user", "set-phone", "alice", "+441234567890"]);
+    assert!(b.stop());
+    b.write_config(&on_postgresql);
+    let (rc, out, err) = b.otpctl(None, &merge);
+    assert_eq!(rc, 0, "{out}{err}");
+    eprintln!("otpctl store migrate --merge printed:\n{out}{err}");
+    assert!(out.starts_with("merged "), "{out}");
+    assert_eq!(rows(&pg, "users"), 3, "alice, bob and carol");
+
+    // carol, enrolled only on B, gets her code on A.
+    let login = login_with(
+        &pam_a,
+        "sshd",
+        "carol",
+        Some("192.0.2.11"),
+        mailed_code(smtp.reader(), 2),
+    );
+    assert_eq!(libpam::code_name(login.code), "PAM_SUCCESS", "{login:?}");
+    let mails = smtp.wait_for_codes(2, MAIL_WAIT);
+    assert_eq!(mails[1].rcpt_tos, ["carol@corp.test"]);
+
+    // B's state again: refused, it would count twice.
+    let (rc, out, err) = b.otpctl(None, &merge);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(err.contains("already copied or merged"), "{err}");
 }

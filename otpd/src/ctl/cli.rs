@@ -301,13 +301,21 @@ pub enum StoreCommand {
     ///
     /// Refused, with nothing written: while otpd answers on its socket or holds the SQLite
     /// file; when a copied table in the database already holds a row (another host's data, or
-    /// an otpd that ran on it: nothing is merged); when the database was made with another
-    /// server key (every host must hold the same secret.key). The copy must finish within 10
-    /// minutes.
+    /// an otpd that ran on it), unless --merge; when the database was made with another server
+    /// key (every host must hold the same secret.key); when this very state was copied or
+    /// merged before. The copy must finish within 10 minutes.
     Migrate {
         /// The store to copy into.
         #[arg(long, value_enum, value_name = "BACKEND")]
         to: MigrateTarget,
+        /// Merge into a database other hosts already use. A user both hold must have the
+        /// same address, phone, language, protocols and enabled flag there (and a break-glass
+        /// grant the same network and expiry), or nothing is merged and the users are named.
+        /// A user with recovery codes there keeps those (this host's are not copied; the
+        /// users are named). The audit, sends and notices are added; failure counts add up;
+        /// a lock lasts until the later end.
+        #[arg(long)]
+        merge: bool,
     },
 }
 

@@ -73,7 +73,8 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> Exit {
         Command::Doctor(args) => doctor::run(cli, args, io),
         Command::Store(cli::StoreCommand::Migrate {
             to: cli::MigrateTarget::Postgresql,
-        }) => store_migrate::run(&cli.config, cli.socket.as_deref(), cli.json, io),
+            merge,
+        }) => store_migrate::run(&cli.config, cli.socket.as_deref(), *merge, cli.json, io),
         other => {
             let conn = match connect::Conn::new(cli) {
                 Ok(conn) => conn,

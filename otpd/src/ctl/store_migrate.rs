@@ -18,10 +18,11 @@ use common::wire::Request;
 use serde::Serialize;
 
 use super::{Exit, Io};
+use crate::clock::{Clock, SystemClock};
 use crate::lifecycle::{DATABASE_FILE, open_postgres};
 use crate::server_key::ServerKey;
-use crate::store::migrate::Snapshot;
-use crate::store::{Imported, Store};
+use crate::store::migrate::{Snapshot, TABLES};
+use crate::store::{Conflict, Imported, Merged, Store};
 
 /// How long the whole copy may take: it is one transaction, and past this it is rolled back.
 /// Also how long PostgreSQL may make it wait for a lock another host holds.
@@ -35,35 +36,43 @@ const PING_DEADLINE: Duration = Duration::from_secs(5);
 struct Report<'a> {
     source: String,
     target: String,
+    /// `copy` (into an empty database) or `merge`.
+    mode: &'static str,
     copied: Vec<Count<'a>>,
+    /// Merge only: users whose recovery codes stayed the database's.
+    recovery_codes_kept: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct Count<'a> {
     table: &'a str,
+    /// Rows read from SQLite.
+    read: u64,
+    /// Rows added (or, for a merge's lockouts and addresses, combined) in PostgreSQL.
     rows: u64,
 }
 
 /// Runs the migration with the config at `config_path`; `socket` (from `--socket`) overrides
-/// the config's for the check that otpd is stopped.
-pub fn run(config_path: &Path, socket: Option<&Path>, json: bool, io: &mut Io<'_>) -> Exit {
-    match migrate(config_path, socket) {
+/// the config's for the check that otpd is stopped. With `merge`, into a database other hosts
+/// already use.
+pub fn run(
+    config_path: &Path,
+    socket: Option<&Path>,
+    merge: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Exit {
+    match migrate(config_path, socket, merge) {
         Ok(report) => {
             if json {
                 io.out(&super::output::json(&report));
             } else {
-                io.out(&format!("copied {} into {}:", report.source, report.target));
-                for count in &report.copied {
-                    io.out(&format!("  {:<15} {:>9}", count.table, count.rows));
-                }
-                io.err(
-                    "The SQLite database was left as it was. Start otpd now (systemctl start otpd): it uses PostgreSQL.",
-                );
+                print(&report, io);
             }
             Exit::Ok
         }
         Err(why) => {
-            // Each line escaped: the text holds paths and the server's words.
+            // Each line escaped: the text holds paths, user names and the server's words.
             let lines: Vec<String> = why.lines().map(escape_for_terminal).collect();
             io.err(&format!("otpctl store migrate: {}", lines.join("\n")));
             io.err("Nothing was copied.");
@@ -72,7 +81,46 @@ pub fn run(config_path: &Path, socket: Option<&Path>, json: bool, io: &mut Io<'_
     }
 }
 
-fn migrate(config_path: &Path, socket: Option<&Path>) -> Result<Report<'static>, String> {
+fn print(report: &Report<'_>, io: &mut Io<'_>) {
+    let verb = if report.mode == "merge" {
+        "merged"
+    } else {
+        "copied"
+    };
+    io.out(&format!(
+        "{verb} {} into {}:",
+        escape_for_terminal(&report.source),
+        escape_for_terminal(&report.target)
+    ));
+    io.out(&format!("  {:<15} {:>9} {:>9}", "table", "read", "written"));
+    for count in &report.copied {
+        io.out(&format!(
+            "  {:<15} {:>9} {:>9}",
+            count.table, count.read, count.rows
+        ));
+    }
+    if !report.recovery_codes_kept.is_empty() {
+        let users: Vec<String> = report
+            .recovery_codes_kept
+            .iter()
+            .map(|u| escape_for_terminal(u))
+            .collect();
+        io.out(&format!(
+            "Recovery codes kept as the database had them (this host's set was not copied; \
+             tell these users their codes from this host no longer work): {}",
+            users.join(", ")
+        ));
+    }
+    io.err(
+        "The SQLite database was left as it was. Start otpd now (systemctl start otpd): it uses PostgreSQL.",
+    );
+}
+
+fn migrate(
+    config_path: &Path,
+    socket: Option<&Path>,
+    merge: bool,
+) -> Result<Report<'static>, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     if config.relay.is_some() {
         return Err(format!(
@@ -97,27 +145,72 @@ fn migrate(config_path: &Path, socket: Option<&Path>) -> Result<Report<'static>,
     let key = ServerKey::load_existing(state_dir).map_err(|e| e.to_string())?;
     let store = open_postgres(pg, key, COPY_DEADLINE).map_err(|e| e.to_string())?;
     let target = store.backend();
-    match store.import(&snapshot).map_err(|e| e.to_string())? {
-        Imported::Copied(copied) => Ok(Report {
-            source: database.display().to_string(),
-            target,
-            copied: copied
-                .into_iter()
-                .map(|(table, rows)| Count { table, rows })
-                .collect(),
-        }),
+    let now = SystemClock.now();
+    let report = |mode, written: Vec<(&'static str, u64)>, recovery_codes_kept| Report {
+        source: database.display().to_string(),
+        target: target.clone(),
+        mode,
+        copied: snapshot
+            .counts()
+            .into_iter()
+            .zip(written)
+            .map(|((table, read), (_, rows))| Count { table, read, rows })
+            .collect(),
+        recovery_codes_kept,
+    };
+    if merge {
+        return match store.merge(&snapshot, now).map_err(|e| e.to_string())? {
+            Merged::Done {
+                written,
+                recovery_kept,
+            } => Ok(report("merge", written, recovery_kept)),
+            Merged::Conflicts(conflicts) => Err(conflicting(&target, &conflicts)),
+            Merged::AlreadyMerged(at) => Err(already(&target, at)),
+        };
+    }
+    match store.import(&snapshot, now).map_err(|e| e.to_string())? {
+        Imported::Copied(copied) => Ok(report("copy", copied, Vec::new())),
         Imported::Refused(occupied) => {
             let tables: Vec<String> = occupied
                 .iter()
                 .map(|(table, rows)| format!("{table} ({rows} rows)"))
                 .collect();
             Err(format!(
-                "{target} is not empty: {}. Migrating merges nothing: only into a database no \
-                 otpd has used yet (drop and create it again, or name another one in [store]).",
+                "{target} is not empty: {}. A copy goes only into a database no otpd has used \
+                 yet; to add this host to one other hosts use, run it again with --merge.",
                 tables.join(", ")
             ))
         }
     }
+}
+
+/// The refusal of a merge whose users both sides hold differently, naming them per table.
+fn conflicting(target: &str, conflicts: &[Conflict]) -> String {
+    let mut lines = vec![format!(
+        "{target} and this host hold these differently; settle each on one side (otpctl user \
+         set-email, set-phone, set-language, set-protocols, enable or disable; otpctl breakglass \
+         revoke) and merge again:"
+    )];
+    for table in TABLES {
+        let users: Vec<String> = conflicts
+            .iter()
+            .filter(|c| c.table == table.name)
+            .map(|c| format!("{} ({})", c.user, c.columns))
+            .collect();
+        if !users.is_empty() {
+            lines.push(format!("  {}: {}", table.name, users.join(", ")));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The refusal of a state that was copied or merged before.
+fn already(target: &str, at: i64) -> String {
+    format!(
+        "this host's state was already copied or merged into {target} ({} UTC): merging it \
+         again would count its audit rows and sends twice",
+        common::timefmt::utc(at)
+    )
 }
 
 /// Refuses when otpd answers on `socket`: it would go on writing to SQLite after the copy.
@@ -167,7 +260,7 @@ mod tests {
             out: &mut out,
             err: &mut err,
         };
-        let exit = run(&path, None, false, &mut io);
+        let exit = run(&path, None, false, false, &mut io);
         (
             exit,
             String::from_utf8(out).unwrap(),

@@ -62,7 +62,7 @@ pub use interface::{Store, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice};
-pub use postgres::{Imported, PgOptions, PgStore};
+pub use postgres::{Conflict, Imported, Merged, PgOptions, PgStore};
 pub use purge::PurgeCounts;
 pub use recovery::{ALPHABET as RECOVERY_ALPHABET, SET_SIZE as RECOVERY_SET_SIZE};
 pub use reset::UserReset;

@@ -46,9 +46,10 @@
 //! - The target is written in one PostgreSQL transaction, under the schema's migration lock
 //!   and with every copied table locked against writers: all rows or none. A target that
 //!   holds any row in a copied table (another host's users, or an otpd that already ran on
-//!   it) is refused, and nothing is written: merging two hosts' histories, caps and locks is
-//!   not something to guess at. A database made with another server key is refused by the
-//!   key check before anything is copied.
+//!   it) is refused, and nothing is written; `--merge` is the way into such a database, by
+//!   one stated rule per table (`store::postgres::merge`), never by a guess. A database made
+//!   with another server key is refused by the key check before anything is copied, and a
+//!   snapshot already copied or merged (its fingerprint is kept there) is refused too.
 //! - The SQLite file is never changed: going back is stopping otpd, setting `[store]` back
 //!   to SQLite and starting it again.
 //!

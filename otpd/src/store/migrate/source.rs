@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row};
+use sha2::{Digest, Sha256};
 
 use super::super::schema::CURRENT_VERSION;
 use super::{Kind, TABLES, Table, Value};
@@ -151,6 +152,31 @@ impl Snapshot {
             tables,
             _lock: conn,
         })
+    }
+
+    /// A SHA-256 of every row, in hex: the same state read twice gives the same text. The
+    /// target keeps it, so the same state is never merged in twice (its audit rows and sends
+    /// would count double); it names no value.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for (table, rows) in &self.tables {
+            hash.update(table.name.as_bytes());
+            hash.update((rows.len() as u64).to_be_bytes());
+            for value in rows.iter().flatten() {
+                // Tagged and length-prefixed: no two different rows hash the same bytes.
+                let (tag, bytes): (u8, Vec<u8>) = match value {
+                    Value::Int(None) | Value::Text(None) => (0, Vec::new()),
+                    Value::Int(Some(v)) => (1, v.to_be_bytes().to_vec()),
+                    Value::Text(Some(v)) => (2, v.as_bytes().to_vec()),
+                    Value::Blob(v) => (3, v.clone()),
+                    Value::Bool(v) => (4, vec![u8::from(*v)]),
+                };
+                hash.update([tag]);
+                hash.update((bytes.len() as u64).to_be_bytes());
+                hash.update(&bytes);
+            }
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// How many rows of each table were read.

@@ -42,9 +42,20 @@ impl Table {
         )
     }
 
+    /// Its PostgreSQL column names, comma separated.
+    pub fn pg_columns(&self) -> String {
+        let columns: Vec<&str> = self.columns.iter().map(|(_, pg, _)| *pg).collect();
+        columns.join(", ")
+    }
+
     /// The PostgreSQL statement that writes `rows` rows (one round trip for all of them).
     pub fn insert(&self, rows: usize) -> String {
-        let columns: Vec<&str> = self.columns.iter().map(|(_, pg, _)| *pg).collect();
+        self.insert_into(self.name, rows)
+    }
+
+    /// [`Table::insert`] into `target`, a table with this one's PostgreSQL columns (a merge's
+    /// staging table).
+    pub fn insert_into(&self, target: &str, rows: usize) -> String {
         let width = self.columns.len();
         let tuples: Vec<String> = (0..rows)
             .map(|row| {
@@ -56,8 +67,8 @@ impl Table {
             .collect();
         format!(
             "INSERT INTO {} ({}) VALUES {}",
-            self.name,
-            columns.join(", "),
+            target,
+            self.pg_columns(),
             tuples.join(", ")
         )
     }

@@ -4,16 +4,18 @@
 //! The transaction takes the schema's migration lock (no otpd migrates or checks the key
 //! meanwhile) and locks every copied table against writers (`EXCLUSIVE` lets readers on), so
 //! an otpd of another host that is already serving cannot write between the check that the
-//! tables are empty and the commit. A table that holds a row makes the whole copy refused.
+//! tables are empty and the commit. A table that holds a row makes the whole copy refused
+//! (`merge` is the way into a database other hosts use). The snapshot's fingerprint is kept in
+//! `otpd_meta`, so that it is not merged in again later.
 
 use tokio_postgres::types::ToSql;
 
 use super::super::StoreError;
-use super::super::migrate::{Copied, Occupied, Snapshot, TABLES, Value};
+use super::super::migrate::{Copied, Occupied, Snapshot, TABLES, Table, Value};
 use super::PgStore;
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
-use super::sql::one;
+use super::sql::{exec, maybe, one};
 use super::unit::Conn;
 
 /// Rows sent in one `INSERT`: few round trips, and far below PostgreSQL's 65,535 parameters
@@ -32,14 +34,14 @@ pub enum Imported {
 impl PgStore {
     /// Writes every row of `snapshot` in one transaction, or nothing when any copied table
     /// already holds a row. Fails (writing nothing) past the store's deadline.
-    pub fn import(&self, snapshot: &Snapshot) -> Result<Imported, StoreError> {
+    pub fn import(&self, snapshot: &Snapshot, now: i64) -> Result<Imported, StoreError> {
         self.unit(&[Lock::Single(MIGRATION_LOCK)], async |db, _key| {
-            import_in(db, snapshot).await
+            import_in(db, snapshot, now).await
         })
     }
 }
 
-async fn import_in(db: &Conn, snapshot: &Snapshot) -> Result<Imported, StoreError> {
+async fn import_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Imported, StoreError> {
     let names: Vec<&str> = TABLES.iter().map(|table| table.name).collect();
     db.batch_execute(&format!(
         "LOCK TABLE {} IN EXCLUSIVE MODE",
@@ -59,15 +61,67 @@ async fn import_in(db: &Conn, snapshot: &Snapshot) -> Result<Imported, StoreErro
     }
     let mut copied = Vec::with_capacity(snapshot.tables.len());
     for (table, rows) in &snapshot.tables {
-        let mut written = 0u64;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let statement = db.prepare_cached(&table.insert(chunk.len())).await?;
-            let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(param).collect();
-            written += db.execute(&statement, &params).await?;
-        }
-        copied.push((table.name, written));
+        copied.push((table.name, write_rows(db, table, table.name, rows).await?));
     }
+    remember_copy(db, &snapshot.fingerprint(), now).await?;
     Ok(Imported::Copied(copied))
+}
+
+/// Writes `rows` of `table` into `target` (the table itself, or a merge's staging table), a
+/// statement per [`ROWS_PER_STATEMENT`]; returns how many were written.
+pub(super) async fn write_rows(
+    db: &Conn,
+    table: &Table,
+    target: &str,
+    rows: &[Vec<Value>],
+) -> Result<u64, StoreError> {
+    let mut written = 0u64;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Not cached: a staging table is made anew by each merge.
+        let sql = table.insert_into(target, chunk.len());
+        let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(param).collect();
+        written += db.execute(sql.as_str(), &params).await?;
+    }
+    Ok(written)
+}
+
+/// The `otpd_meta` name under which a copied or merged snapshot's fingerprint is kept.
+fn copy_mark(fingerprint: &str) -> String {
+    format!("copied:{fingerprint}")
+}
+
+/// When the snapshot with `fingerprint` was copied or merged into this database, if it was.
+pub(super) async fn already_copied(
+    db: &Conn,
+    fingerprint: &str,
+) -> Result<Option<i64>, StoreError> {
+    let found = maybe(
+        db,
+        "SELECT value FROM otpd_meta WHERE name = $1",
+        &[&copy_mark(fingerprint)],
+    )
+    .await?;
+    match found {
+        None => Ok(None),
+        // A mark that is not a time still marks the snapshot as copied.
+        Some(row) => Ok(Some(row.try_get::<_, String>(0)?.parse().unwrap_or(0))),
+    }
+}
+
+/// Keeps `fingerprint` in `otpd_meta` with the time of the copy, so the same state is never
+/// merged in again.
+pub(super) async fn remember_copy(
+    db: &Conn,
+    fingerprint: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    exec(
+        db,
+        "INSERT INTO otpd_meta (name, value) VALUES ($1, $2)",
+        &[&copy_mark(fingerprint), &now.to_string()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A value as a statement parameter, with its type (NULL included).
@@ -166,7 +220,7 @@ mod tests {
 
         let db = fresh_database();
         let mut pg = open(&db);
-        let Imported::Copied(copied) = pg.import(&snapshot).unwrap() else {
+        let Imported::Copied(copied) = pg.import(&snapshot, T0).unwrap() else {
             panic!("refused an empty database");
         };
         assert_eq!(copied, snapshot.counts());
@@ -206,7 +260,7 @@ mod tests {
 
         // A second copy into the now used database: refused, nothing written.
         let before = pg.count_rows("SELECT count(*) FROM audit");
-        match pg.import(&snapshot).unwrap() {
+        match pg.import(&snapshot, T0).unwrap() {
             Imported::Refused(occupied) => {
                 assert!(occupied.iter().any(|(t, _)| *t == "users"), "{occupied:?}");
                 assert!(occupied.iter().any(|(t, _)| *t == "audit"), "{occupied:?}");
@@ -234,7 +288,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert!(pg.import(&snapshot).is_err());
+        assert!(pg.import(&snapshot, T0).is_err());
         assert_eq!(pg.count_rows("SELECT count(*) FROM users"), 0);
     }
 }

@@ -43,7 +43,8 @@
 //!
 //! As on the SQLite side, one file per concern: `schema` (versioned migrations and the key
 //! id), `codes`, `sends`, `lockouts`, `recovery`, `single_secret`, `breakglass`, `notices`,
-//! `users`, `admin`, `audit_rows`, `reset`, `purge`, `import` (`otpctl store migrate`'s copy);
+//! `users`, `admin`, `audit_rows`, `reset`, `purge`, `import` (`otpctl store migrate`'s copy)
+//! and `merge` (its `--merge`);
 //! `unit` runs the transactions, `later` holds the writes they send with their next round
 //! trip, `locks` names the advisory locks, `sql` holds the query helpers, `connect` makes the
 //! connections, `error` maps failures, `interface` maps the trait onto it all.
@@ -67,6 +68,7 @@ mod interface;
 mod later;
 mod lockouts;
 mod locks;
+mod merge;
 mod notices;
 mod purge;
 mod recovery;
@@ -89,6 +91,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 pub use import::Imported;
+pub use merge::{Conflict, Merged};
 
 use super::{StoreError, audit_rate, audit_rows as audit_counter};
 use crate::server_key::ServerKey;

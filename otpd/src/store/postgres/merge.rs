@@ -1,0 +1,286 @@
+//! Merging one host's SQLite snapshot into a database other hosts already use (`otpctl store
+//! migrate --to postgresql --merge`): the second and later hosts of a fleet bring their users,
+//! enrolment and history along, instead of only the first one.
+//!
+//! # How rows meet
+//!
+//! Each table has one [`Rule`], chosen so that a merge never weakens a rule the database
+//! already enforces and never picks between two admins' decisions silently:
+//!
+//! - users, break-glass grants, codes ([`Rule::Agree`]): a row whose key the database already
+//!   holds must say the same (a user's address, phone, language, protocols and enabled flag; a
+//!   grant's network and expiry; a code's every column). The same row is skipped; a different
+//!   one refuses the whole merge, naming the users, for the admin to settle on one side (an
+//!   address is where codes go: no merge may choose it).
+//! - recovery codes ([`Rule::DatabaseSetWins`]): a user who has a set in the database keeps
+//!   it, and this host's set for that user is not copied (two sets would be twice the ways
+//!   in); the users are named, so the admin can tell them which codes still work. A user with
+//!   no set there gets this host's.
+//! - audit, sends, notices, reuse grants ([`Rule::Append`]): added, in this host's order. Sends
+//!   count for the caps from now on, as they will across hosts; a notice whose once-per-event
+//!   key the database already holds, and a reuse grant for a user, service and host that
+//!   already has one, are skipped (the database's stays).
+//! - lockouts, addresses seen ([`Rule::Combine`]): one row per key; failures add up and a lock
+//!   runs until the later of the two ends (a merge is no way to clear a lock: fail closed),
+//!   and an address counts as seen at its latest login.
+//!
+//! # Safety
+//!
+//! As for a copy into an empty database (`import`): one transaction under the migration lock,
+//! every copied table locked against writers, so no host writes between the checks and the
+//! commit; logins on the other hosts wait for it (their deadline makes them unavailable past
+//! it, fail closed). The snapshot's fingerprint is kept in `otpd_meta`, and a snapshot already
+//! copied or merged is refused: its audit rows and sends would count twice.
+//!
+//! The rows are first written into temporary tables (dropped at the commit), so every rule is
+//! one statement over two tables instead of a round trip per row.
+
+use super::super::StoreError;
+use super::super::migrate::{Copied, Snapshot, Table, Value};
+use super::PgStore;
+use super::import::{already_copied, remember_copy, write_rows};
+use super::locks::Lock;
+use super::schema::MIGRATION_LOCK;
+use super::unit::Conn;
+
+/// How the rows of one table meet the rows the database already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Rows with the same `key` must agree on `compare`, or the merge is refused; the users
+    /// named in a refusal are the `shown` column's.
+    Agree {
+        key: &'static str,
+        compare: &'static [&'static str],
+        shown: &'static str,
+    },
+    /// A user's rows are copied only when the database holds none of that user's.
+    DatabaseSetWins,
+    /// Every row is added; one that breaks a unique key is skipped.
+    Append,
+    /// One row per `key`: the `add` columns are summed, the `latest` ones take the greater.
+    Combine {
+        key: &'static str,
+        add: &'static [&'static str],
+        latest: &'static [&'static str],
+    },
+}
+
+/// The rule of each copied table (the module doc says why); `None` for a table without one,
+/// which a test forbids.
+fn rule(table: &str) -> Option<Rule> {
+    Some(match table {
+        "users" => Rule::Agree {
+            key: "name",
+            compare: &["email", "enabled", "protocols", "language", "phone"],
+            shown: "name",
+        },
+        "breakglass" => Rule::Agree {
+            key: "username",
+            compare: &["cidr", "expires_at"],
+            shown: "username",
+        },
+        "codes" => Rule::Agree {
+            key: "challenge",
+            compare: &[
+                "username",
+                "protocol",
+                "service",
+                "rhost",
+                "salt",
+                "mac",
+                "issued_at",
+                "expires_at",
+                "attempts",
+                "state",
+                "closed_at",
+                "recovery_only",
+            ],
+            shown: "username",
+        },
+        "recovery_codes" => Rule::DatabaseSetWins,
+        "audit" | "sends" | "notices" | "reuse_grants" => Rule::Append,
+        "lockouts" => Rule::Combine {
+            key: "kind, subject",
+            add: &["failures"],
+            latest: &["locked_until", "updated_at"],
+        },
+        "seen_rhosts" => Rule::Combine {
+            key: "username, rhost",
+            add: &[],
+            latest: &["last_seen"],
+        },
+        _ => return None,
+    })
+}
+
+/// A row that both sides hold differently: the merge was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The table.
+    pub table: &'static str,
+    /// The user the row is about.
+    pub user: String,
+    /// The columns that differ, comma separated (names only, never values).
+    pub columns: String,
+}
+
+/// What a merge did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Merged {
+    /// Committed: the rows each table gained or changed (in [`TABLES`](super::super::migrate::TABLES)' order), and the users
+    /// whose recovery codes stayed the database's.
+    Done {
+        /// Rows added or changed per table.
+        written: Copied,
+        /// Users whose recovery codes on this host were not copied.
+        recovery_kept: Vec<String>,
+    },
+    /// Rows both sides hold differently: nothing was written.
+    Conflicts(Vec<Conflict>),
+    /// This very state was copied or merged before (at this unix time): nothing was written.
+    AlreadyMerged(i64),
+}
+
+impl PgStore {
+    /// Merges `snapshot` into the database in one transaction by each table's rule, or
+    /// writes nothing. Fails (writing nothing) past the store's deadline.
+    pub fn merge(&self, snapshot: &Snapshot, now: i64) -> Result<Merged, StoreError> {
+        self.unit(&[Lock::Single(MIGRATION_LOCK)], async |db, _key| {
+            merge_in(db, snapshot, now).await
+        })
+    }
+}
+
+async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, StoreError> {
+    let fingerprint = snapshot.fingerprint();
+    if let Some(at) = already_copied(db, &fingerprint).await? {
+        return Ok(Merged::AlreadyMerged(at));
+    }
+    let mut planned = Vec::with_capacity(snapshot.tables.len());
+    for (table, rows) in &snapshot.tables {
+        let rule = rule(table.name).ok_or_else(|| {
+            StoreError::Postgres(format!("no merge rule for table {}", table.name))
+        })?;
+        stage(db, table, rows).await?;
+        planned.push((*table, rule));
+    }
+    let mut conflicts = Vec::new();
+    for (table, rule) in &planned {
+        if let Rule::Agree {
+            key,
+            compare,
+            shown,
+        } = rule
+        {
+            for row in db
+                .query(&disagreeing(table, key, compare, shown), &[])
+                .await?
+            {
+                conflicts.push(Conflict {
+                    table: table.name,
+                    user: row.try_get(0)?,
+                    columns: row.try_get(1)?,
+                });
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        return Ok(Merged::Conflicts(conflicts));
+    }
+    let recovery_kept = users(db, RECOVERY_KEPT).await?;
+    let mut written = Vec::with_capacity(planned.len());
+    for (table, rule) in &planned {
+        written.push((
+            table.name,
+            db.execute(&merge_into(table, *rule), &[]).await?,
+        ));
+    }
+    remember_copy(db, &fingerprint, now).await?;
+    Ok(Merged::Done {
+        written,
+        recovery_kept,
+    })
+}
+
+/// The staging table of `table`.
+fn staged(table: &Table) -> String {
+    format!("incoming_{}", table.name)
+}
+
+/// Writes `rows` into a temporary table shaped like `table` (its copied columns, plus `ord`,
+/// the order they were read in), dropped at the commit.
+async fn stage(db: &Conn, table: &Table, rows: &[Vec<Value>]) -> Result<(), StoreError> {
+    let staged = staged(table);
+    db.batch_execute(&format!(
+        "CREATE TEMP TABLE {staged} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA; \
+         ALTER TABLE {staged} ADD COLUMN ord BIGINT GENERATED ALWAYS AS IDENTITY",
+        table.pg_columns(),
+        table.name
+    ))
+    .await?;
+    write_rows(db, table, &staged, rows).await?;
+    Ok(())
+}
+
+/// The users of the staged rows of `table` that the database holds differently, each with the
+/// names of the columns that differ.
+fn disagreeing(table: &Table, key: &str, compare: &[&str], shown: &str) -> String {
+    let differs: Vec<String> = compare
+        .iter()
+        .map(|c| format!("CASE WHEN i.{c} IS DISTINCT FROM d.{c} THEN '{c}' END"))
+        .collect();
+    format!(
+        "SELECT DISTINCT shown, columns FROM (\
+         SELECT i.{shown} AS shown, array_to_string(ARRAY[{}], ', ') AS columns \
+         FROM {} i JOIN {} d USING ({key})) compared WHERE columns <> '' ORDER BY 1, 2",
+        differs.join(", "),
+        staged(table),
+        table.name,
+    )
+}
+
+/// Users with recovery codes on both sides: the database's set stays.
+const RECOVERY_KEPT: &str = "SELECT DISTINCT i.username FROM incoming_recovery_codes i \
+     WHERE EXISTS (SELECT 1 FROM recovery_codes d WHERE d.username = i.username) ORDER BY 1";
+
+/// The statement that merges the staged rows of `table` by `rule`.
+fn merge_into(table: &Table, rule: Rule) -> String {
+    let (name, columns, staged) = (table.name, table.pg_columns(), staged(table));
+    let insert = format!("INSERT INTO {name} ({columns}) SELECT {columns} FROM {staged} i");
+    match rule {
+        Rule::Agree { key, .. } => format!("{insert} ORDER BY ord ON CONFLICT ({key}) DO NOTHING"),
+        Rule::DatabaseSetWins => format!(
+            "{insert} WHERE NOT EXISTS (SELECT 1 FROM {name} d WHERE d.username = i.username) \
+             ORDER BY ord"
+        ),
+        Rule::Append => format!("{insert} ORDER BY ord ON CONFLICT DO NOTHING"),
+        Rule::Combine { key, add, latest } => {
+            let set: Vec<String> = add
+                .iter()
+                .map(|c| format!("{c} = {name}.{c} + EXCLUDED.{c}"))
+                .chain(
+                    latest
+                        .iter()
+                        .map(|c| format!("{c} = GREATEST({name}.{c}, EXCLUDED.{c})")),
+                )
+                .collect();
+            format!(
+                "{insert} ORDER BY ord ON CONFLICT ({key}) DO UPDATE SET {}",
+                set.join(", ")
+            )
+        }
+    }
+}
+
+/// The first column of every row of `sql`, as text. Not a cached statement: the temporary
+/// tables it reads are made anew by each merge.
+async fn users(db: &Conn, sql: &str) -> Result<Vec<String>, StoreError> {
+    let found = db.query(sql, &[]).await?;
+    found
+        .iter()
+        .map(|row| row.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::super::super::migrate::TABLES;
+use super::super::super::test_support::{
+    T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_record,
+};
+use super::super::super::{
+    AuditRecord, Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome,
+};
+use super::super::test_server::{TestDb, fresh_database};
+use super::super::{PgOptions, PgStore};
+use super::*;
+
+fn open(db: &TestDb) -> PgStore {
+    let options = PgOptions {
+        deadline: Duration::from_secs(30),
+        ..PgOptions::default()
+    };
+    PgStore::open(db.config(), options, key()).expect("open")
+}
+
+fn snapshot_of(dir: &Path, store: SqliteStore) -> Snapshot {
+    drop(store);
+    Snapshot::read(&dir.join("otpd.db")).unwrap()
+}
+
+fn audit(store: &mut dyn Store, detail: &str) {
+    store
+        .record_audit(&AuditRecord {
+            time: T0,
+            event: "user_added",
+            user: Some("alice"),
+            service: None,
+            protocol: None,
+            rhost: None,
+            caller_uid: Some(0),
+            detail: Some(detail),
+        })
+        .unwrap();
+}
+
+/// `failures` wrong answers by `user` to a code of theirs.
+fn fail(store: &mut dyn Store, user: &str, failures: usize) {
+    let issued = store
+        .issue(&request(user, "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    let wrong = common::secret::SecretString::new("000000".to_string());
+    for _ in 0..failures {
+        let outcome = store
+            .verify(
+                &challenge_of(&issued),
+                user,
+                "ssh",
+                None,
+                &wrong,
+                &limits(),
+                T0 + 1,
+            )
+            .unwrap();
+        assert_ne!(outcome, VerifyOutcome::Success);
+    }
+}
+
+#[test]
+fn every_copied_table_has_a_merge_rule() {
+    for table in TABLES {
+        assert!(rule(table.name).is_some(), "{}", table.name);
+    }
+}
+
+#[test]
+fn a_second_hosts_state_merges_into_a_used_database_by_each_tables_rule() {
+    let db = fresh_database();
+    let pg = open(&db);
+
+    // Host A moves first, into the empty database.
+    let (dir_a, mut a) = open_store();
+    a.upsert_user(&user_record("alice")).unwrap();
+    a.new_recovery_codes("alice", T0, &mut rng()).unwrap();
+    a.issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    fail(&mut a, "carol", 2);
+    audit(&mut a, "on host A");
+    let from_a = snapshot_of(dir_a.path(), a);
+    assert!(matches!(
+        pg.import(&from_a, T0).unwrap(),
+        Imported::Copied(_)
+    ));
+
+    // Host B: the same alice (enrolled there too, with her own recovery codes) and carol.
+    let (dir_b, mut b) = open_store();
+    b.upsert_user(&user_record("alice")).unwrap();
+    b.upsert_user(&user_record("carol")).unwrap();
+    b.new_recovery_codes("alice", T0 + 50, &mut rng()).unwrap();
+    b.new_recovery_codes("carol", T0 + 50, &mut rng()).unwrap();
+    b.issue(&request("alice", "ssh"), &limits(), T0 + 40, &mut rng())
+        .unwrap();
+    fail(&mut b, "carol", 3);
+    // After the failures: a new code supersedes the user's older ones.
+    let carols = b
+        .issue(&request("carol", "http"), &limits(), T0 + 60, &mut rng())
+        .unwrap();
+    audit(&mut b, "on host B");
+    let from_b = snapshot_of(dir_b.path(), b);
+
+    // A plain copy is still refused; the merge is not.
+    assert!(matches!(
+        pg.import(&from_b, T0 + 70).unwrap(),
+        Imported::Refused(_)
+    ));
+    let Merged::Done {
+        written,
+        recovery_kept,
+    } = pg.merge(&from_b, T0 + 70).unwrap()
+    else {
+        panic!("the merge was refused");
+    };
+    assert_eq!(recovery_kept, vec!["alice".to_string()]);
+    let users = written.iter().find(|(t, _)| *t == "users").unwrap().1;
+    assert_eq!(users, 1, "alice was already there: only carol is added");
+
+    let mut pg = pg;
+    assert_eq!(pg.count_rows("SELECT count(*) FROM users"), 2);
+    assert_eq!(pg.user("carol").unwrap(), Some(user_record("carol")));
+    // Alice keeps the database's set (A's, made at T0); carol gets B's.
+    assert_eq!(
+        pg.count_rows(&format!(
+            "SELECT count(*) FROM recovery_codes WHERE username = 'alice' AND created_at = {T0}"
+        )),
+        10
+    );
+    assert_eq!(pg.recovery_codes_left("alice").unwrap(), 10);
+    assert_eq!(pg.recovery_codes_left("carol").unwrap(), 10);
+    // Both hosts' history, and both hosts' mails to alice count for her caps.
+    for host in ["A", "B"] {
+        let sql = format!("SELECT count(*) FROM audit WHERE detail = 'on host {host}'");
+        assert_eq!(pg.count_rows(&sql), 1, "{host}");
+    }
+    assert_eq!(
+        pg.sends_counted("alice", T0 + 100).unwrap(),
+        SendCounts { hour: 2, day: 2 }
+    );
+    // Carol's failures on both hosts add up.
+    assert_eq!(
+        pg.count_rows("SELECT failures FROM lockouts WHERE subject = 'carol'"),
+        5
+    );
+    // The code B mailed to carol answers on the shared database.
+    let outcome = pg
+        .verify(
+            &challenge_of(&carols),
+            "carol",
+            "http",
+            None,
+            &secret_of(&carols),
+            &limits(),
+            T0 + 80,
+        )
+        .unwrap();
+    assert_eq!(outcome, VerifyOutcome::Success);
+
+    // The same state again: refused, nothing written.
+    let audit_rows = pg.count_rows("SELECT count(*) FROM audit");
+    assert_eq!(
+        pg.merge(&from_b, T0 + 90).unwrap(),
+        Merged::AlreadyMerged(T0 + 70)
+    );
+    assert_eq!(
+        pg.merge(&from_a, T0 + 90).unwrap(),
+        Merged::AlreadyMerged(T0)
+    );
+    assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), audit_rows);
+}
+
+#[test]
+fn a_user_the_hosts_hold_differently_refuses_the_merge_naming_them_and_writes_nothing() {
+    let db = fresh_database();
+    let pg = open(&db);
+    let (dir_a, mut a) = open_store();
+    a.upsert_user(&user_record("alice")).unwrap();
+    assert!(matches!(
+        pg.import(&snapshot_of(dir_a.path(), a), T0).unwrap(),
+        Imported::Copied(_)
+    ));
+
+    let (dir_b, mut b) = open_store();
+    let elsewhere = UserRecord {
+        email: Some("alice@elsewhere.example".into()),
+        ..user_record("alice")
+    };
+    b.upsert_user(&elsewhere).unwrap();
+    b.upsert_user(&user_record("dave")).unwrap();
+    audit(&mut b, "on host B");
+    let from_b = snapshot_of(dir_b.path(), b);
+
+    assert_eq!(
+        pg.merge(&from_b, T0 + 10).unwrap(),
+        Merged::Conflicts(vec![Conflict {
+            table: "users",
+            user: "alice".into(),
+            columns: "email".into(),
+        }])
+    );
+    assert_eq!(pg.user("dave").unwrap(), None);
+    assert_eq!(
+        pg.count_rows("SELECT count(*) FROM audit WHERE detail = 'on host B'"),
+        0
+    );
+    assert_eq!(pg.user("alice").unwrap(), Some(user_record("alice")));
+    // Refused is not merged: once the admin has settled alice's address, it merges.
+    let mut settled = from_b;
+    for (table, rows) in &mut settled.tables {
+        if table.name == "users" {
+            rows.retain(|row| row[0] != Value::Text(Some("alice".into())));
+        }
+    }
+    assert!(matches!(
+        pg.merge(&settled, T0 + 20).unwrap(),
+        Merged::Done { .. }
+    ));
+    assert_eq!(pg.user("dave").unwrap(), Some(user_record("dave")));
+}
