@@ -44,7 +44,9 @@ pub enum Event {
     RateLimited,
     /// The login needs no code.
     Skipped,
-    /// The caller may not act for the user it named.
+    /// A login request refused before its decision: the caller may not act for the user it
+    /// named, or (the detail names the field) a field held a NUL byte, which no PAM module
+    /// sends and PostgreSQL cannot store; that row holds the field escaped.
     RefusedCaller,
     /// A summary: more events of one kind from one local uid than are written one by one.
     Suppressed,

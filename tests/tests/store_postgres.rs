@@ -308,6 +308,44 @@ fn two_hosts_on_one_database_share_the_send_cap_and_each_others_codes() {
     assert!(b.log().contains("event=verified user=frank"), "{}", b.log());
 }
 
+/// A login field holding a NUL byte: PostgreSQL's text columns cannot store one, so such a
+/// request failed here as an internal error with no audit row (SQLite audited it as usual).
+/// Now it is refused by name, as an over-long field is, with its `refused_caller` row in
+/// PostgreSQL, the text escaped; otpd goes on serving logins.
+#[test]
+fn a_nul_byte_in_user_or_rhost_is_refused_by_name_and_audited_in_postgresql() {
+    let OneHost { otpd, pg, .. } = &one_host();
+    let user = LoginContext {
+        user: "ali\0ce".into(),
+        ..ssh("alice")
+    };
+    let refused = |field: &str| Response::Error {
+        message: format!("{field} holds a NUL byte"),
+    };
+    assert_eq!(begin(otpd, &user), refused("user"));
+    let rhost = LoginContext {
+        rhost: Some("192.0.2.80\0x".into()),
+        ..ssh("bob")
+    };
+    assert_eq!(begin(otpd, &rhost), refused("rhost"));
+    let rows = pg.psql(
+        DB,
+        "SELECT username, service, rhost, caller_uid, detail FROM audit \
+         WHERE event = 'refused_caller' ORDER BY id",
+    );
+    assert_eq!(
+        rows.trim(),
+        "ali\\x00ce|sshd|192.0.2.80|0|user holds a NUL byte\n\
+         bob|sshd|192.0.2.80\\x00x|0|rhost holds a NUL byte"
+    );
+    assert_eq!(code_rows(pg, "alice"), "0");
+    assert!(!otpd.log().contains("store error"), "{}", otpd.log());
+    assert!(matches!(
+        begin(otpd, &ssh("alice")),
+        Response::Prompt { .. }
+    ));
+}
+
 /// How many code rows `user` has on `pg`.
 fn code_rows(pg: &Postgres, user: &str) -> String {
     pg.psql(

@@ -8,7 +8,7 @@ use common::service::Protocol;
 use common::wire::{DenyReason, LoginContext, Response, SkipReason};
 
 use super::facts::{Facts, decide_with_facts};
-use super::fields::{check_fields, check_ssh_keys};
+use super::fields::{check_ssh_keys, refuse_bad_fields};
 use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
 use super::verdict::{Hearers, refuse_locked};
 use super::wording::{
@@ -53,8 +53,8 @@ pub async fn begin(
     login: LoginContext,
     mode: Mode,
 ) -> Response {
-    if let Err(message) = check_fields(&login) {
-        return Response::Error { message };
+    if let Err(refused) = refuse_bad_fields(shared, caller, &login).await {
+        return refused;
     }
     if let Mode::First(ssh_keys) = &mode {
         if let Err(message) = check_ssh_keys(ssh_keys) {

@@ -9,7 +9,7 @@ use common::wire::{LoginContext, Response, SkipReason};
 
 use super::asker::Asker;
 use super::facts::{Facts, decide_with_facts};
-use super::fields::check_fields;
+use super::fields::refuse_bad_fields;
 use super::verdict::Hearers;
 use super::wording::{Phrase, internal_error, refused_caller};
 use crate::audit::{self, Event, Subject};
@@ -225,8 +225,8 @@ pub(super) async fn for_needed_code(
     + Send
     + 'static,
 ) -> Response {
-    if let Err(message) = check_fields(&login) {
-        return Response::Error { message };
+    if let Err(refused) = refuse_bad_fields(shared, caller, &login).await {
+        return refused;
     }
     let active = shared.active();
     let (store_of, settings) = (Arc::clone(shared), Arc::clone(&active));
