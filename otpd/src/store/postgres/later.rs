@@ -63,6 +63,10 @@ impl Prepared {
         self.0.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Sends every write at the first poll, in order, and waits for all their answers; the
     /// first failure is returned.
     pub(super) async fn send(&self, db: &Conn) -> Result<(), StoreError> {

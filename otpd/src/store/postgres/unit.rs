@@ -136,9 +136,15 @@ fn at_a_lock(failed: &tokio_postgres::Error) -> bool {
 }
 
 /// `COMMIT`, with `later`'s writes sent ahead of it in the same round trip (and the `BEGIN`
-/// ahead of them, when given).
+/// ahead of them, when given). A transaction yet to begin whose only work is one write (a
+/// unit that recorded one audit row, such as a code's "mailed") is that write alone: the
+/// server runs a single statement atomically by itself, so `BEGIN` and `COMMIT` would only
+/// add two statements to parse and answer.
 async fn commit_with(db: &Conn, begin: Option<&str>, later: Later) -> Result<(), StoreError> {
     let writes = later.prepare(db).await?;
+    if begin.is_some() && writes.len() == 1 {
+        return writes.send(db).await;
+    }
     let (begun, written, committed) = tokio::join!(
         biased;
         batch_if(db, begin),
