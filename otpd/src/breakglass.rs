@@ -17,7 +17,7 @@ use common::wire::LoginContext;
 
 use crate::audit::{self, Event, Subject};
 use crate::caller::{Origin, RelayHost};
-use crate::store::{self, BreakGlass, BreakGlassLookup, Store, StoreError};
+use crate::store::{self, BreakGlass, BreakGlassLookup, GrantRead, Store, StoreError};
 
 /// The longest grant, in minutes (four hours).
 pub const MAX_MINUTES: u32 = 240;
@@ -113,6 +113,12 @@ pub fn covers(cidr: Option<&str>, origin: Origin, rhost: Option<&str>) -> bool {
 /// which case its use is logged and audited. An expired grant found here is deleted and its expiry logged.
 /// A failure to read grants counts as no grant (the login then asks for a code, failing
 /// closed); an audit row that cannot be written is an `Err`, to fail the login's transaction.
+///
+/// `known` is the grant row the login's facts read with the user's record, moments before:
+/// none, or a grant live at `now`, is decided on it without reading again (a grant revoked in
+/// between still lets this one login pass, as it would have a moment earlier). An expired
+/// row, or none read, is looked up here, which deletes an expired grant.
+#[allow(clippy::too_many_arguments)] // The login, who asked, and what its facts read.
 pub fn check_login(
     store: &mut dyn Store,
     now: i64,
@@ -121,19 +127,27 @@ pub fn check_login(
     caller_uid: u32,
     origin: Origin,
     relay: Option<RelayHost>,
+    known: &GrantRead,
 ) -> Result<Option<i64>, StoreError> {
-    let grant = match store.breakglass_for(&login.user, now) {
+    let lookup = match known {
+        GrantRead::Row(None) => Ok(BreakGlassLookup::None),
+        GrantRead::Row(Some(grant)) if grant.expires_at > now => {
+            Ok(BreakGlassLookup::Live(grant.clone()))
+        }
+        GrantRead::Failed(why) => Err(why.clone()),
+        GrantRead::Row(Some(_)) | GrantRead::NotRead => store
+            .breakglass_for(&login.user, now)
+            .map_err(|e| e.to_string()),
+    };
+    let grant = match lookup {
         Ok(BreakGlassLookup::Live(grant)) => grant,
         Ok(BreakGlassLookup::None) => return Ok(None),
         Ok(BreakGlassLookup::Expired(grant)) => {
             note_expired(store, now, &grant)?;
             return Ok(None);
         }
-        Err(e) => {
-            tracing::error!(
-                "cannot read break-glass grants: {}",
-                escape_for_log(&e.to_string())
-            );
+        Err(why) => {
+            tracing::error!("cannot read break-glass grants: {}", escape_for_log(&why));
             return Ok(None);
         }
     };
@@ -209,6 +223,61 @@ pub fn note_expired(store: &mut dyn Store, now: i64, grant: &BreakGlass) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
+
+    const T0: i64 = 1_800_000_000;
+
+    /// `check_login` for root's ssh login of alice from 192.0.2.7 at `now`, with `known`.
+    fn check(store: &mut SqliteStore, now: i64, known: &GrantRead) -> Option<i64> {
+        let login = LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("192.0.2.7".into()),
+            tty: None,
+            protocol: None,
+        };
+        check_login(store, now, &login, None, 0, Origin::Reported, None, known).unwrap()
+    }
+
+    #[test]
+    fn a_login_decides_on_the_grant_row_its_facts_read_and_looks_up_only_an_expired_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::server_key::ServerKey::from_bytes([7; 32]);
+        let mut store = SqliteStore::open(&dir.path().join("otpd.db"), key).unwrap();
+        let grant = BreakGlass {
+            user: "alice".into(),
+            cidr: None,
+            granted_by: 0,
+            granted_at: T0,
+            expires_at: T0 + 300,
+        };
+        store.grant_breakglass(&grant).unwrap();
+        // The facts read no row (the grant came after them): no grant for this login.
+        assert_eq!(check(&mut store, T0 + 1, &GrantRead::Row(None)), None);
+        // The row they read holds: it passes, without reading it again.
+        let known = GrantRead::Row(Some(grant.clone()));
+        assert_eq!(check(&mut store, T0 + 1, &known), Some(T0 + 300));
+        // Not read with the facts: looked up here.
+        assert_eq!(
+            check(&mut store, T0 + 2, &GrantRead::NotRead),
+            Some(T0 + 300)
+        );
+        // A failed read counts as no grant (the login asks for a code).
+        let failed = GrantRead::Failed("database gone".into());
+        assert_eq!(check(&mut store, T0 + 3, &failed), None);
+        // Expired by the decision's clock: looked up, deleted and its expiry audited, once.
+        assert_eq!(check(&mut store, T0 + 300, &known), None);
+        assert_eq!(
+            store.breakglass_for("alice", T0 + 301).unwrap(),
+            BreakGlassLookup::None
+        );
+        let expired = store.audit_since(0, 100).unwrap();
+        let expiries = expired
+            .iter()
+            .filter(|row| row.event == "breakglass_expired")
+            .count();
+        assert_eq!(expiries, 1);
+    }
 
     #[test]
     fn networks_parse_and_bad_ones_are_refused() {

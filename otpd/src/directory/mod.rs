@@ -16,7 +16,7 @@ use common::text::escape_for_log;
 use crate::accounts::Accounts;
 use crate::off_thread::{self, Lost};
 use crate::state::{Active, Shared};
-use crate::store::{StoreError, UserRecord};
+use crate::store::{GrantRead, StoreError, UserRecord};
 
 mod cache;
 mod ldap;
@@ -61,6 +61,10 @@ pub struct UserFacts {
     pub phone: Option<PhoneNumber>,
     /// Which source gave [`UserFacts::phone`] ([`FROM_TABLE`] or `ldap:NAME`).
     pub phone_source: Option<String>,
+    /// The user's break-glass grant row, read with the record from otpd's table
+    /// ([`Store::user_and_grant`](crate::store::Store::user_and_grant)), for the decision to
+    /// judge without reading it again.
+    pub grant: GrantRead,
 }
 
 /// Which facts a lookup needs: each costs a lookup, so a login asks only for what its
@@ -117,7 +121,12 @@ impl Directory for LocalTable<'_> {
         facts: &mut UserFacts,
     ) -> Result<(), DirectoryError> {
         if wanted.record {
-            facts.record = self.0.store().user(user)?;
+            let (record, grant) = self.0.store().user_and_grant(user)?;
+            facts.record = record;
+            facts.grant = match grant {
+                Ok(row) => GrantRead::Row(row),
+                Err(e) => GrantRead::Failed(e.to_string()),
+            };
             if facts.address.is_none() {
                 facts.address = facts
                     .record

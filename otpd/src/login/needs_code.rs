@@ -84,6 +84,7 @@ pub(super) fn needs_code(
             asker.caller.uid,
             asker.origin,
             asker.relay_host(),
+            &facts.user.grant,
         )?;
         if let Some(expires_at) = grant {
             tell_breakglass_used(store, config, &decision, facts, expires_at, now)?;

@@ -35,6 +35,19 @@ pub enum BreakGlassLookup {
     Expired(BreakGlass),
 }
 
+/// The user's grant row as a login's facts read it, before any decision (see
+/// [`super::Store::user_and_grant`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GrantRead {
+    /// Not read with the facts: the decision reads it itself.
+    #[default]
+    NotRead,
+    /// The row, live or expired, or none.
+    Row(Option<BreakGlass>),
+    /// Reading it failed: why (the decision counts it as no grant, failing closed).
+    Failed(String),
+}
+
 const COLUMNS: &str = "user, cidr, granted_by, granted_at, expires_at";
 
 fn of_row(row: &Row<'_>) -> rusqlite::Result<BreakGlass> {
@@ -92,18 +105,22 @@ impl SqliteStore {
         Ok(found)
     }
 
-    /// The user's grant at `now`. An expired one is deleted in the same transaction and
-    /// returned as [`BreakGlassLookup::Expired`], once. Writes nothing for a user without a row.
-    pub fn breakglass_for(&mut self, user: &str, now: i64) -> Result<BreakGlassLookup, StoreError> {
-        let found = self
+    /// The user's grant row, live or not; reads only.
+    pub fn breakglass_row(&self, user: &str) -> Result<Option<BreakGlass>, StoreError> {
+        Ok(self
             .conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM breakglass WHERE user = ?1"),
                 params![user],
                 of_row,
             )
-            .optional()?;
-        let Some(grant) = found else {
+            .optional()?)
+    }
+
+    /// The user's grant at `now`. An expired one is deleted in the same transaction and
+    /// returned as [`BreakGlassLookup::Expired`], once. Writes nothing for a user without a row.
+    pub fn breakglass_for(&mut self, user: &str, now: i64) -> Result<BreakGlassLookup, StoreError> {
+        let Some(grant) = self.breakglass_row(user)? else {
             return Ok(BreakGlassLookup::None);
         };
         if grant.expires_at > now {

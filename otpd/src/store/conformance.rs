@@ -947,6 +947,33 @@ fn grant(user: &str, granted_at: i64, expires_at: i64) -> BreakGlass {
     }
 }
 
+/// A login's facts read the user's record and grant row together; the row is read as it is,
+/// live or expired, and reading it deletes nothing (the expiry is the decision's to report).
+pub fn a_users_record_and_grant_row_are_read_together_and_unchanged(store: &mut dyn Store) {
+    let alice = record("alice");
+    store.upsert_user(&alice).unwrap();
+    let (record, row) = store.user_and_grant("alice").unwrap();
+    assert_eq!((record, row.unwrap()), (Some(alice.clone()), None));
+
+    let expired = grant("alice", T0, T0 + 300);
+    store.grant_breakglass(&expired).unwrap();
+    let (record, row) = store.user_and_grant("alice").unwrap();
+    assert_eq!((record, row.unwrap()), (Some(alice), Some(expired.clone())));
+    // Read again, it is still there: only the decision's lookup deletes it, once.
+    let (_, row) = store.user_and_grant("alice").unwrap();
+    assert_eq!(row.unwrap(), Some(expired.clone()));
+    assert_eq!(
+        store.breakglass_for("alice", T0 + 300).unwrap(),
+        BreakGlassLookup::Expired(expired)
+    );
+
+    // A grant without a record: an admin may grant a user otpd's table does not list.
+    let bob = grant("bob", T0, T0 + 300);
+    store.grant_breakglass(&bob).unwrap();
+    let (record, row) = store.user_and_grant("bob").unwrap();
+    assert_eq!((record, row.unwrap()), (None, Some(bob)));
+}
+
 /// A break-glass grant holds until its expiry, then is reported expired exactly once; a new
 /// grant replaces the old, and a revoked one is gone.
 pub fn a_break_glass_grant_holds_until_it_expires(store: &mut dyn Store) {
@@ -1524,6 +1551,7 @@ macro_rules! store_conformance_tests {
             a_claimed_notice_waits_for_its_lease,
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
+            a_users_record_and_grant_row_are_read_together_and_unchanged,
             a_decision_and_its_audit_row_commit_together,
             writes_of_a_transaction_are_seen_by_its_later_operations_and_kept,
             a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,

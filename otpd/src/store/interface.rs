@@ -34,6 +34,10 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+/// What [`Store::user_and_grant`] reads: the user's record, and their grant row or why it
+/// could not be read.
+pub type UserAndGrant = (Option<UserRecord>, Result<Option<BreakGlass>, StoreError>);
+
 /// The daemon's state behind its rules: codes, sends, lockouts, enrolment, recovery codes,
 /// break-glass grants, notices and audit rows. Every error fails the login closed.
 ///
@@ -191,6 +195,13 @@ pub trait Store: std::fmt::Debug {
 
     /// The record for `name`, if there is one.
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// [`Store::user`] and the user's break-glass grant row (live or expired, or none), read
+    /// together for a login's facts: on PostgreSQL in one round trip instead of two. Nothing
+    /// is decided or deleted here: the login's decision judges the row at its own time and
+    /// deletes an expired one through [`Store::breakglass_for`]. A failure to read the grant
+    /// alone is the inner `Err`, which the decision counts as no grant (failing closed).
+    fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError>;
 
     /// Creates or replaces the record for `record.name`; an invalid record is refused.
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError>;
@@ -489,6 +500,10 @@ where
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         (**self).user(name)
+    }
+
+    fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError> {
+        (**self).user_and_grant(name)
     }
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use super::{
     AddressSeen, Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally,
     IssueOutcome, IssueRequest, Limits, Lockout, MailHistory, NewNotice, NoticeTo, PurgeCounts,
     Queued, QueuedNotice, RateKey, SendCounts, SqliteStore, Store, StoreError, Suppressed, Trimmed,
-    UserCounts, UserRecord, UserReset, VerifyOutcome,
+    UserAndGrant, UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
 
 impl Store for SqliteStore {
@@ -147,6 +147,10 @@ impl Store for SqliteStore {
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         SqliteStore::user(self, name)
+    }
+
+    fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError> {
+        Ok((SqliteStore::user(self, name)?, self.breakglass_row(name)))
     }
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {

@@ -70,22 +70,27 @@ pub(super) async fn revoke(db: &Conn, user: &str) -> Result<Option<BreakGlass>, 
     }
 }
 
-/// See [`super::super::Store::breakglass_for`].
-pub(super) async fn lookup(
-    db: &Conn,
-    user: &str,
-    now: i64,
-) -> Result<BreakGlassLookup, StoreError> {
+/// The user's grant row, live or not; reads only (see
+/// [`super::super::Store::user_and_grant`]).
+pub(super) async fn row(db: &Conn, user: &str) -> Result<Option<BreakGlass>, StoreError> {
     let found = maybe(
         db,
         &format!("SELECT {COLUMNS} FROM breakglass WHERE username = $1"),
         &[&user],
     )
     .await?;
-    let Some(row) = found else {
+    found.as_ref().map(of_row).transpose()
+}
+
+/// See [`super::super::Store::breakglass_for`].
+pub(super) async fn lookup(
+    db: &Conn,
+    user: &str,
+    now: i64,
+) -> Result<BreakGlassLookup, StoreError> {
+    let Some(grant) = row(db, user).await? else {
         return Ok(BreakGlassLookup::None);
     };
-    let grant = of_row(&row)?;
     if grant.expires_at > now {
         return Ok(BreakGlassLookup::Live(grant));
     }

@@ -10,8 +10,8 @@ use rand::CryptoRng;
 use super::super::{
     AddressSeen, Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally,
     IssueOutcome, IssueRequest, Limits, Lockout, MailHistory, NewNotice, NoticeTo, PurgeCounts,
-    Queued, QueuedNotice, RateKey, SendCounts, Store, StoreError, Suppressed, Trimmed, UserCounts,
-    UserRecord, UserReset, VerifyOutcome,
+    Queued, QueuedNotice, RateKey, SendCounts, Store, StoreError, Suppressed, Trimmed,
+    UserAndGrant, UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
 use super::locks::{self, Lock};
 use super::{
@@ -199,6 +199,14 @@ impl Store for PgStore {
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         self.plain(async |db, _| users::user(db, name).await)
+    }
+
+    fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError> {
+        // Both statements go out at the first poll, in order: one round trip.
+        self.plain(async |db, _| {
+            let (user, grant) = tokio::join!(users::user(db, name), breakglass::row(db, name));
+            Ok((user?, grant))
+        })
     }
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {

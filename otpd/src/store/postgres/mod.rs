@@ -14,7 +14,8 @@
 //!
 //! The runtime is a current-thread one: the thread that waits for an answer is the one that
 //! reads it, instead of a worker thread reading it and waking the waiter. A login makes about
-//! ten round trips, and with a worker thread the hand-overs between threads took about as
+//! eight round trips (its facts read the user's record and break-glass grant in one), and
+//! with a worker thread the hand-overs between threads took about as
 //! long as the round trips themselves. Nothing has to run between operations (otpd does not
 //! LISTEN); a connection the server closed meanwhile is noticed before the next operation
 //! takes one (see `Driver::block_on`). (The design asked for a one-worker multi-thread
