@@ -227,15 +227,9 @@ mod tests {
 
     const T0: i64 = 1_800_000_000;
 
-    /// `check_login` for root's ssh login of alice from 192.0.2.7 at `now`, with `known`.
+    /// `check_login` for root's ssh login of alice at `now`, with `known`.
     fn check(store: &mut SqliteStore, now: i64, known: &GrantRead) -> Option<i64> {
-        let login = LoginContext {
-            user: "alice".into(),
-            service: "sshd".into(),
-            rhost: Some("192.0.2.7".into()),
-            tty: None,
-            protocol: None,
-        };
+        let login = crate::test_support::alice();
         check_login(store, now, &login, None, 0, Origin::Reported, None, known).unwrap()
     }
 

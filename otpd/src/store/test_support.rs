@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::TempDir;
 
-use super::{IssueOutcome, IssueRequest, Limits, SqliteStore, UserRecord};
+use super::{AuditRecord, IssueOutcome, IssueRequest, Limits, SqliteStore, UserRecord};
 use crate::server_key::ServerKey;
 
 /// A fixed "now" far from zero, so `now - window` never goes negative in the tests.
@@ -107,5 +107,19 @@ impl SqliteStore {
         self.conn
             .query_row(sql, [], |row| row.get(0))
             .expect("test query")
+    }
+}
+
+/// Root's "user_added" audit row for alice at [`T0`], with `detail` to find it by.
+pub fn user_added(detail: &str) -> AuditRecord<'_> {
+    AuditRecord {
+        time: T0,
+        event: "user_added",
+        user: Some("alice"),
+        service: None,
+        protocol: None,
+        rhost: None,
+        caller_uid: Some(0),
+        detail: Some(detail),
     }
 }

@@ -139,11 +139,9 @@ mod tests {
     use std::time::Duration;
 
     use super::super::super::test_support::{
-        T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_record,
+        T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_added, user_record,
     };
-    use super::super::super::{
-        AuditRecord, BreakGlass, BreakGlassLookup, SendCounts, Store, VerifyOutcome,
-    };
+    use super::super::super::{BreakGlass, BreakGlassLookup, SendCounts, Store, VerifyOutcome};
     use super::super::test_server::{TestDb, fresh_database};
     use super::super::{PgOptions, PgStore};
     use super::*;
@@ -202,18 +200,7 @@ mod tests {
             expires_at: T0 + 600,
         };
         sqlite.grant_breakglass(&grant).unwrap();
-        sqlite
-            .record_audit(&AuditRecord {
-                time: T0,
-                event: "user_added",
-                user: Some("alice"),
-                service: None,
-                protocol: None,
-                rhost: None,
-                caller_uid: Some(0),
-                detail: Some("before the move"),
-            })
-            .unwrap();
+        sqlite.record_audit(&user_added("before the move")).unwrap();
         let audit_rows = sqlite.count_rows("SELECT count(*) FROM audit");
         drop(sqlite);
         let snapshot = Snapshot::read(&dir.path().join("otpd.db")).unwrap();

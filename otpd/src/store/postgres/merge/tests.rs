@@ -3,11 +3,9 @@ use std::time::Duration;
 
 use super::super::super::migrate::TABLES;
 use super::super::super::test_support::{
-    T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_record,
+    T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_added, user_record,
 };
-use super::super::super::{
-    AuditRecord, Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome,
-};
+use super::super::super::{Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome};
 use super::super::test_server::{TestDb, fresh_database};
 use super::super::{PgOptions, PgStore};
 use super::*;
@@ -26,18 +24,7 @@ fn snapshot_of(dir: &Path, store: SqliteStore) -> Snapshot {
 }
 
 fn audit(store: &mut dyn Store, detail: &str) {
-    store
-        .record_audit(&AuditRecord {
-            time: T0,
-            event: "user_added",
-            user: Some("alice"),
-            service: None,
-            protocol: None,
-            rhost: None,
-            caller_uid: Some(0),
-            detail: Some(detail),
-        })
-        .unwrap();
+    store.record_audit(&user_added(detail)).unwrap();
 }
 
 /// `failures` wrong answers by `user` to a code of theirs.
