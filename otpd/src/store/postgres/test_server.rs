@@ -47,6 +47,17 @@ impl TestDb {
     pub(super) fn config(&self) -> tokio_postgres::Config {
         server().config(&self.name)
     }
+
+    /// A store on this database with the tests' key and a 30 s deadline, room for a copy or a
+    /// merge of a whole snapshot (`otpctl store migrate` gives its own 10 minutes).
+    pub(super) fn open_for_copy(&self) -> super::PgStore {
+        let options = super::PgOptions {
+            deadline: Duration::from_secs(30),
+            ..super::PgOptions::default()
+        };
+        super::PgStore::open(self.config(), options, super::super::test_support::key())
+            .expect("open")
+    }
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();

@@ -1,21 +1,16 @@
 use std::path::Path;
-use std::time::Duration;
 
 use super::super::super::migrate::TABLES;
 use super::super::super::test_support::{
-    T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_added, user_record,
+    T0, challenge_of, limits, open_store, request, rng, secret_of, user_added, user_record,
 };
 use super::super::super::{Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome};
+use super::super::PgStore;
 use super::super::test_server::{TestDb, fresh_database};
-use super::super::{PgOptions, PgStore};
 use super::*;
 
 fn open(db: &TestDb) -> PgStore {
-    let options = PgOptions {
-        deadline: Duration::from_secs(30),
-        ..PgOptions::default()
-    };
-    PgStore::open(db.config(), options, key()).expect("open")
+    db.open_for_copy()
 }
 
 fn snapshot_of(dir: &Path, store: SqliteStore) -> Snapshot {
