@@ -42,12 +42,7 @@ impl PgStore {
 }
 
 async fn import_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Imported, StoreError> {
-    let names: Vec<&str> = TABLES.iter().map(|table| table.name).collect();
-    db.batch_execute(&format!(
-        "LOCK TABLE {} IN EXCLUSIVE MODE",
-        names.join(", ")
-    ))
-    .await?;
+    lock_copied_tables(db).await?;
     let mut occupied = Vec::new();
     for table in TABLES {
         let sql = format!("SELECT count(*) FROM {}", table.name);
@@ -65,6 +60,19 @@ async fn import_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Imported,
     }
     remember_copy(db, &snapshot.fingerprint(), now).await?;
     Ok(Imported::Copied(copied))
+}
+
+/// Locks every copied table against writers until the transaction ends (`EXCLUSIVE` lets
+/// readers on): no otpd of another host writes between a copy's or merge's checks and its
+/// commit; their logins wait, within their own deadline.
+pub(super) async fn lock_copied_tables(db: &Conn) -> Result<(), StoreError> {
+    let names: Vec<&str> = TABLES.iter().map(|table| table.name).collect();
+    db.batch_execute(&format!(
+        "LOCK TABLE {} IN EXCLUSIVE MODE",
+        names.join(", ")
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Writes `rows` of `table` into `target` (the table itself, or a merge's staging table), a

@@ -38,7 +38,7 @@
 use super::super::StoreError;
 use super::super::migrate::{Copied, Snapshot, Table, Value};
 use super::PgStore;
-use super::import::{already_copied, remember_copy, write_rows};
+use super::import::{already_copied, lock_copied_tables, remember_copy, write_rows};
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
 use super::unit::Conn;
@@ -152,6 +152,7 @@ impl PgStore {
 }
 
 async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, StoreError> {
+    lock_copied_tables(db).await?;
     let fingerprint = snapshot.fingerprint();
     if let Some(at) = already_copied(db, &fingerprint).await? {
         return Ok(Merged::AlreadyMerged(at));

@@ -5,8 +5,8 @@ use super::super::super::test_support::{
     T0, challenge_of, limits, open_store, request, rng, secret_of, user_added, user_record,
 };
 use super::super::super::{Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome};
-use super::super::PgStore;
 use super::super::test_server::{TestDb, fresh_database};
+use super::super::{PgOptions, PgStore};
 use super::*;
 
 fn open(db: &TestDb) -> PgStore {
@@ -202,4 +202,52 @@ fn a_user_the_hosts_hold_differently_refuses_the_merge_naming_them_and_writes_no
         Merged::Done { .. }
     ));
     assert_eq!(pg.user("dave").unwrap(), Some(user_record("dave")));
+}
+
+#[test]
+fn a_merge_waits_for_another_hosts_writer_and_does_not_run_beside_it() {
+    let db = fresh_database();
+    let (dir_b, mut b) = open_store();
+    b.upsert_user(&user_record("carol")).unwrap();
+    let from_b = snapshot_of(dir_b.path(), b);
+
+    // Another host's otpd, in the middle of a transaction that wrote a user.
+    let (writing, written) = std::sync::mpsc::channel();
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let other = db.open_for_copy();
+    let host = std::thread::spawn(move || {
+        let mut other = other;
+        other
+            .in_one_transaction(&mut |store| {
+                store.upsert_user(&user_record("alice"))?;
+                writing.send(()).unwrap();
+                finished.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+    });
+    written.recv().unwrap();
+
+    // The merge must not check and write while that transaction may still commit: it waits
+    // for it, here past its own short deadline, and writes nothing.
+    let options = PgOptions {
+        deadline: std::time::Duration::from_secs(1),
+        ..PgOptions::default()
+    };
+    let merging = PgStore::open(
+        db.config(),
+        options,
+        super::super::super::test_support::key(),
+    )
+    .unwrap();
+    assert!(merging.merge(&from_b, T0).is_err());
+    finish.send(()).unwrap();
+    host.join().unwrap();
+    let after = db.open_for_copy();
+    assert_eq!(after.user("carol").unwrap(), None);
+    assert!(matches!(
+        after.merge(&from_b, T0).unwrap(),
+        Merged::Done { .. }
+    ));
+    assert_eq!(after.count_rows("SELECT count(*) FROM users"), 2);
 }
