@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::secret::SecretString;
 use common::wire::{DenyReason, LoginContext, Request, Response};
+use common::wire_admin::{AdminRequest, AdminResponse, RefuseReason};
 use e2e_tests::libpam;
 use e2e_tests::login::{login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
@@ -344,6 +345,39 @@ fn a_nul_byte_in_user_or_rhost_is_refused_by_name_and_audited_in_postgresql() {
         begin(otpd, &ssh("alice")),
         Response::Prompt { .. }
     ));
+}
+
+/// An otpctl request with a NUL byte in a text: PostgreSQL cannot take it as a parameter, and
+/// such a request (an audit filter, an address) failed as an internal error, logged as a store
+/// error. Now it is refused naming the field, before the store is asked, and nothing changes.
+#[test]
+fn an_otpctl_request_with_a_nul_byte_is_refused_by_name_before_the_store() {
+    let OneHost { otpd, pg, .. } = &one_host();
+    let admin = |request: AdminRequest| match otpd.call(&Request::Admin { request }).unwrap() {
+        Response::Admin { response } => response,
+        other => panic!("not an admin answer: {other:?}"),
+    };
+    let refused = |field: &str| AdminResponse::Refused {
+        reason: RefuseReason::Invalid,
+        message: format!("{field} holds a NUL byte"),
+    };
+    let filter = AdminRequest::Audit {
+        user: Some("ali\0ce".into()),
+        event: None,
+        since: None,
+        limit: 10,
+        before: None,
+    };
+    let users = || pg.psql(DB, "SELECT name, email FROM users ORDER BY name");
+    let before = users();
+    assert_eq!(admin(filter), refused("user"));
+    let address = AdminRequest::UserSetEmail {
+        user: "alice".into(),
+        email: "alice@exa\0mple.org".into(),
+    };
+    assert_eq!(admin(address), refused("email"));
+    assert_eq!(users(), before);
+    assert!(!otpd.log().contains("store error"), "{}", otpd.log());
 }
 
 /// How many code rows `user` has on `pg`.

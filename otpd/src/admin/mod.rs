@@ -10,6 +10,7 @@ mod breakglass;
 mod bulk;
 mod hosts;
 mod mail_test;
+mod nul;
 mod record;
 mod reset;
 mod self_service;
@@ -31,8 +32,12 @@ use crate::store::AuditFilter;
 pub use authz::is_admin;
 pub use record::SERVICE;
 
-/// Answers `request` from `caller`.
+/// Answers `request` from `caller`. A request with a NUL byte in any of its text is refused,
+/// naming the field, before anything else ([`nul`]).
 pub async fn handle(shared: &Arc<Shared>, caller: Caller, request: AdminRequest) -> AdminResponse {
+    if let Some(field) = nul::nul_field(&request) {
+        return refused(RefuseReason::Invalid, format!("{field} holds a NUL byte"));
+    }
     match request {
         AdminRequest::TestMail { to, server } => {
             mail_test::run(shared, caller, &to, server.as_deref()).await
