@@ -11,8 +11,10 @@
 //!
 //! A local caller (one whose reported origin is not believed, see [`crate::caller`]) can cause
 //! events as fast as it can connect; beyond a small rate its events of one kind are counted and
-//! summarised instead of written one by one (`store::audit_rate`), and the table is kept under
-//! `[daemon] audit_max_rows`, so no local user can fill the disk with rows or log lines.
+//! summarised instead of written one by one (`store::audit_rate`), so no local user can fill
+//! the disk with rows or log lines; and the table is kept under its row cap
+//! ([`common::config::Config::audit_row_cap`]: on SQLite 500,000 rows by default, on the
+//! fleet's PostgreSQL only one the admin set).
 
 use common::text::escape_for_log;
 use common::wire::LoginContext;
@@ -339,16 +341,19 @@ pub(crate) fn record_summary(
 }
 
 /// The periodic audit work, off the login path: writes the summaries of rate windows that
-/// ended, and keeps the table under `[daemon] audit_max_rows`, saying so in the log when it
-/// deletes rows. With `closing` (at shutdown), summarises every open window.
+/// ended, and keeps the table under its row cap ([`common::config::Config::audit_row_cap`]),
+/// saying so in the log when it deletes rows. With `closing` (at shutdown), summarises every open window.
 pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
     let now = shared.clock.now();
-    let max_rows = shared.active().config.daemon.audit_max_rows;
+    let cap = shared.active().config.audit_row_cap();
     let mut store = shared.store();
     for summary in store.ended_audit_windows(now, closing) {
         // A summary that cannot be written is logged; the others and the trim still go on.
         let _ = record_summary(&mut store, now, summary);
     }
+    let Some(max_rows) = cap else {
+        return Ok(());
+    };
     if let Some(trimmed) = store.trim_audit(max_rows)? {
         tracing::warn!(
             "audit rows over [daemon] audit_max_rows = {max_rows}: deleted the {} oldest; rows from {} on are kept",

@@ -380,6 +380,27 @@ fn an_otpctl_request_with_a_nul_byte_is_refused_by_name_before_the_store() {
     assert!(!otpd.log().contains("store error"), "{}", otpd.log());
 }
 
+/// The audit table on PostgreSQL is the whole fleet's, and every host trims it to its own
+/// `audit_max_rows`: SQLite's default of 500,000 rows would delete the fleet's trail within
+/// hours. Unset there, no row cap applies (only the retention in days), so a table past
+/// SQLite's default is left whole by the upkeep, which runs every second and at the stop.
+#[test]
+fn the_fleets_audit_table_is_not_trimmed_to_a_single_hosts_default_row_cap() {
+    let mut host = one_host();
+    let (otpd, pg) = (&mut host.otpd, &host.pg);
+    pg.psql(
+        DB,
+        "INSERT INTO audit (logged_at, event, username, service, caller_uid) \
+         SELECT extract(epoch FROM now())::bigint, 'verified', 'user' || n, 'sshd', 0 \
+         FROM generate_series(1, 500100) AS n",
+    );
+    let rows = || pg.psql(DB, "SELECT count(*) >= 500100 FROM audit");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(otpd.stop(), "{}", otpd.log());
+    assert_eq!(rows().trim(), "t");
+    assert!(!otpd.log().contains("audit_max_rows"), "{}", otpd.log());
+}
+
 /// How many code rows `user` has on `pg`.
 fn code_rows(pg: &Postgres, user: &str) -> String {
     pg.psql(

@@ -37,9 +37,9 @@ pub struct DaemonConfig {
     pub purge_interval: Duration,
     /// How long audit rows are kept.
     pub audit_retention: Duration,
-    /// The most audit rows the state directory keeps; beyond it the oldest are deleted (and a
-    /// warning says so), so no flood of events can fill the disk before the retention ends.
-    pub audit_max_rows: u64,
+    /// `audit_max_rows` as written; `None` when unset. What applies depends on the store:
+    /// [`crate::config::Config::audit_row_cap`].
+    pub audit_max_rows: Option<u64>,
 }
 
 /// The socket's fair share. Its mode is 0666, so every local user may connect; these keep one
@@ -66,8 +66,9 @@ pub struct FairShare {
 /// otpctl and screen locker ever open at once, few enough that 31 users fit in the default
 /// unprivileged share.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 8;
-/// [`DaemonConfig::audit_max_rows`] when unset: about 40 MiB of database at the ~80 bytes a
-/// row takes, and at a few thousand events a day still more than the 90 days of retention.
+/// The audit row cap of a SQLite store when `audit_max_rows` is unset: about 40 MiB of
+/// database at the ~80 bytes a row takes, and at a few thousand events a day still more than
+/// the 90 days of retention.
 pub const DEFAULT_AUDIT_MAX_ROWS: u64 = 500_000;
 
 /// A non-root caller allowed to act for other users.
@@ -125,10 +126,11 @@ impl DaemonConfig {
                 Some(v) => check::duration("audit_retention_days", v, 1, 3650, DAY)?,
                 None => DAY * 90,
             },
-            audit_max_rows: match &raw.audit_max_rows {
-                Some(v) => check::cap("audit_max_rows", v, 1_000, 100_000_000)?,
-                None => DEFAULT_AUDIT_MAX_ROWS,
-            },
+            audit_max_rows: raw
+                .audit_max_rows
+                .as_ref()
+                .map(|v| check::cap("audit_max_rows", v, 1_000, 100_000_000))
+                .transpose()?,
         })
     }
 }
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!(d.request_timeout, Duration::from_secs(10));
         assert_eq!(d.purge_interval, Duration::from_secs(3600));
         assert_eq!(d.audit_retention, Duration::from_secs(90 * 86_400));
-        assert_eq!(d.audit_max_rows, 500_000);
+        assert_eq!(d.audit_max_rows, None);
     }
 
     #[test]
@@ -250,7 +252,7 @@ mod tests {
         assert!(daemon("audit_max_rows = 100000001").is_err());
         assert_eq!(
             daemon("audit_max_rows = 1000").unwrap().audit_max_rows,
-            1000
+            Some(1000)
         );
     }
 

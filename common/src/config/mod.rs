@@ -138,6 +138,20 @@ pub struct DirectoryConfig {
 }
 
 impl Config {
+    /// The most audit rows otpd keeps, deleting the oldest beyond it; `None`: no cap, only
+    /// `audit_retention_days`. Unset, a SQLite store has [`daemon::DEFAULT_AUDIT_MAX_ROWS`]:
+    /// the cap keeps a local flood of events from filling the host's disk. A PostgreSQL store
+    /// has none: its audit table is the whole fleet's, and every host trims it to its own cap,
+    /// so a per-host default would delete the fleet's trail within hours (bench/README.md,
+    /// the paper estimate). Set there, the cap is the fleet's, and otpd takes it as given.
+    pub fn audit_row_cap(&self) -> Option<u64> {
+        match (&self.store, self.daemon.audit_max_rows) {
+            (_, Some(rows)) => Some(rows),
+            (StoreConfig::Sqlite, None) => Some(daemon::DEFAULT_AUDIT_MAX_ROWS),
+            (StoreConfig::Postgresql(_), None) => None,
+        }
+    }
+
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;

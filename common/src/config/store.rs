@@ -282,6 +282,24 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_row_cap_unset_is_a_hosts_on_sqlite_and_none_on_the_fleets_postgresql() {
+        let pg = "backend = \"postgresql\"\nhosts = [\"127.0.0.1:5432\"]\ntls = \"none\"\n";
+        let cap = |store: &str, daemon: &str| {
+            let text = format!("{daemon}[store]\n{store}\n[mail]\nfrom = \"otp@example.com\"\n");
+            let config = Config::parse(&text, std::path::Path::new("otpd.toml")).unwrap();
+            config.audit_row_cap()
+        };
+        assert_eq!(
+            cap("", ""),
+            Some(crate::config::daemon::DEFAULT_AUDIT_MAX_ROWS)
+        );
+        assert_eq!(cap(pg, ""), None);
+        let set = "[daemon]\naudit_max_rows = 2000000\n";
+        assert_eq!(cap(pg, set), Some(2_000_000));
+        assert_eq!(cap("", set), Some(2_000_000));
+    }
+
+    #[test]
     fn without_the_section_the_store_is_sqlite() {
         let config = Config::parse(
             "[mail]\nfrom = \"otp@example.com\"\n",
