@@ -322,6 +322,10 @@ fn add_user(otpd: &Otpd, name: &str, email: &str) {
     );
 }
 
+/// Host A moves into a new database; host B, with other users and a different address for
+/// alice, is merged in once the admin settles alice; carol, enrolled only on B, logs in on A.
+/// B merged again as it was is refused; B back on SQLite for a while brings only what it
+/// wrote since.
 #[test]
 fn a_second_host_merges_into_the_database_the_first_moved_into_and_its_users_log_in_on_the_first() {
     let ca = TestCa::new("pg-ca");
@@ -402,4 +406,30 @@ fn a_second_host_merges_into_the_database_the_first_moved_into_and_its_users_log
     let (rc, out, err) = b.otpctl(None, &merge);
     assert_eq!(rc, 1, "{out}{err}");
     assert!(err.contains("already copied or merged"), "{err}");
+
+    // B went back to SQLite for a while and enrolled dave there; merged again, it brings only
+    // what it wrote since: carol's enrolment is not audited twice, and dave comes in.
+    b.write_config(&on_sqlite);
+    b.restart();
+    add_user(&b, "dave", "dave@corp.test");
+    assert!(b.stop());
+    b.write_config(&on_postgresql);
+    let (rc, out, err) = b.otpctl(None, &merge);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("This host was copied or merged before"),
+        "{out}"
+    );
+    assert_eq!(rows(&pg, "users"), 4, "alice, bob, carol and dave");
+    let added = |user: &str| {
+        pg.psql(
+            DB,
+            &format!(
+                "SELECT count(*) FROM audit WHERE event = 'user_added' AND detail LIKE '%{user}%'"
+            ),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!((added("carol"), added("dave")), ("1".into(), "1".into()));
 }

@@ -41,6 +41,9 @@ struct Report<'a> {
     copied: Vec<Count<'a>>,
     /// Merge only: users whose recovery codes stayed the database's.
     recovery_codes_kept: Vec<String>,
+    /// Merge only: when this host was copied or merged before (unix time), if it was; only
+    /// what it wrote since was merged.
+    merged_before: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,13 @@ fn print(report: &Report<'_>, io: &mut Io<'_>) {
             count.table, count.read, count.rows
         ));
     }
+    if let Some(at) = report.merged_before {
+        io.out(&format!(
+            "This host was copied or merged before ({} UTC): only what it wrote since was \
+             merged, and what the database did with the older rows stands.",
+            common::timefmt::utc(at)
+        ));
+    }
     if !report.recovery_codes_kept.is_empty() {
         let users: Vec<String> = report
             .recovery_codes_kept
@@ -146,30 +156,33 @@ fn migrate(
     let store = open_postgres(pg, key, COPY_DEADLINE).map_err(|e| e.to_string())?;
     let target = store.backend();
     let now = SystemClock.now();
-    let report = |mode, written: Vec<(&'static str, u64)>, recovery_codes_kept| Report {
-        source: database.display().to_string(),
-        target: target.clone(),
-        mode,
-        copied: snapshot
-            .counts()
-            .into_iter()
-            .zip(written)
-            .map(|((table, read), (_, rows))| Count { table, read, rows })
-            .collect(),
-        recovery_codes_kept,
-    };
+    let report =
+        |mode, written: Vec<(&'static str, u64)>, recovery_codes_kept, merged_before| Report {
+            source: database.display().to_string(),
+            target: target.clone(),
+            mode,
+            copied: snapshot
+                .counts()
+                .into_iter()
+                .zip(written)
+                .map(|((table, read), (_, rows))| Count { table, read, rows })
+                .collect(),
+            recovery_codes_kept,
+            merged_before,
+        };
     if merge {
         return match store.merge(&snapshot, now).map_err(|e| e.to_string())? {
             Merged::Done {
                 written,
                 recovery_kept,
-            } => Ok(report("merge", written, recovery_kept)),
+                merged_before,
+            } => Ok(report("merge", written, recovery_kept, merged_before)),
             Merged::Conflicts(conflicts) => Err(conflicting(&target, &conflicts)),
             Merged::AlreadyMerged(at) => Err(already(&target, at)),
         };
     }
     match store.import(&snapshot, now).map_err(|e| e.to_string())? {
-        Imported::Copied(copied) => Ok(report("copy", copied, Vec::new())),
+        Imported::Copied(copied) => Ok(report("copy", copied, Vec::new(), None)),
         Imported::Refused(occupied) => {
             let tables: Vec<String> = occupied
                 .iter()

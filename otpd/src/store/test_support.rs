@@ -108,6 +108,11 @@ impl SqliteStore {
             .query_row(sql, [], |row| row.get(0))
             .expect("test query")
     }
+
+    /// Runs `sql` on the file, as a hand edit would (times SQLite's own clock set).
+    pub fn run_sql(&self, sql: &str) {
+        self.conn.execute_batch(sql).expect("test statement");
+    }
 }
 
 /// Root's "user_added" audit row for alice at [`T0`], with `detail` to find it by.

@@ -87,7 +87,9 @@ impl SqliteStore {
     /// Creates or replaces the record for `record.name`, keeping its creation time.
     ///
     /// The created/updated times come from SQLite's clock: they are for the admin's
-    /// information and no rule depends on them.
+    /// information, and for a merge into PostgreSQL of a host merged before, which takes a
+    /// record not updated since that merge as the database's (both times are this host's
+    /// clock).
     pub fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
         record.check()?;
         let protocols = record.protocols.as_ref().map(|list| list.join(","));

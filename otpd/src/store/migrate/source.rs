@@ -163,20 +163,39 @@ impl Snapshot {
             hash.update(table.name.as_bytes());
             hash.update((rows.len() as u64).to_be_bytes());
             for value in rows.iter().flatten() {
-                // Tagged and length-prefixed: no two different rows hash the same bytes.
-                let (tag, bytes): (u8, Vec<u8>) = match value {
-                    Value::Int(None) | Value::Text(None) => (0, Vec::new()),
-                    Value::Int(Some(v)) => (1, v.to_be_bytes().to_vec()),
-                    Value::Text(Some(v)) => (2, v.as_bytes().to_vec()),
-                    Value::Blob(v) => (3, v.clone()),
-                    Value::Bool(v) => (4, vec![u8::from(*v)]),
-                };
-                hash.update([tag]);
-                hash.update((bytes.len() as u64).to_be_bytes());
-                hash.update(&bytes);
+                hash_value(&mut hash, value);
             }
         }
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex(hash)
+    }
+
+    /// The audit rows, in the order otpd wrote them.
+    pub fn audit(&self) -> &[Vec<Value>] {
+        self.tables
+            .iter()
+            .find(|(table, _)| table.name == "audit")
+            .map_or(&[], |(_, rows)| rows.as_slice())
+    }
+
+    /// What names this host's audit trail up to its `end`th row: a SHA-256 of the (at most)
+    /// [`TAIL_ROWS`] rows before it, in hex; `None` for `end` 0 or past the rows. The target
+    /// keeps the one of a whole snapshot it copied or merged. A later state of the same host
+    /// (one that went back to SQLite after its move) still holds those rows, in the same order,
+    /// followed by newer ones: finding the name again tells which rows the database has.
+    /// Several rows rather than one, since one host may log the same event twice in a second.
+    pub fn audit_tail(&self, end: usize) -> Option<String> {
+        let rows = self.audit().get(end.saturating_sub(TAIL_ROWS)..end)?;
+        if rows.is_empty() {
+            return None;
+        }
+        let mut hash = Sha256::new();
+        hash.update(b"audit tail");
+        for row in rows {
+            for value in row {
+                hash_value(&mut hash, value);
+            }
+        }
+        Some(hex(hash))
     }
 
     /// How many rows of each table were read.
@@ -186,6 +205,28 @@ impl Snapshot {
             .map(|(table, rows)| (table.name, rows.len() as u64))
             .collect()
     }
+}
+
+/// How many audit rows name a host's trail in [`Snapshot::audit_tail`].
+pub const TAIL_ROWS: usize = 3;
+
+/// Adds `value` to `hash`, tagged and length-prefixed: no two different rows hash the same
+/// bytes.
+fn hash_value(hash: &mut Sha256, value: &Value) {
+    let (tag, bytes): (u8, Vec<u8>) = match value {
+        Value::Int(None) | Value::Text(None) => (0, Vec::new()),
+        Value::Int(Some(v)) => (1, v.to_be_bytes().to_vec()),
+        Value::Text(Some(v)) => (2, v.as_bytes().to_vec()),
+        Value::Blob(v) => (3, v.clone()),
+        Value::Bool(v) => (4, vec![u8::from(*v)]),
+    };
+    hash.update([tag]);
+    hash.update((bytes.len() as u64).to_be_bytes());
+    hash.update(&bytes);
+}
+
+fn hex(hash: Sha256) -> String {
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum ReadError {

@@ -58,7 +58,7 @@ async fn import_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Imported,
     for (table, rows) in &snapshot.tables {
         copied.push((table.name, write_rows(db, table, table.name, rows).await?));
     }
-    remember_copy(db, &snapshot.fingerprint(), now).await?;
+    remember_copy(db, snapshot, &snapshot.fingerprint(), now).await?;
     Ok(Imported::Copied(copied))
 }
 
@@ -117,19 +117,37 @@ pub(super) async fn already_copied(
 }
 
 /// Keeps `fingerprint` in `otpd_meta` with the time of the copy, so the same state is never
-/// merged in again.
+/// merged in again; and the name of `snapshot`'s audit trail, so a later state of the same
+/// host brings only what it wrote since (`merge`, "A host merged before").
 pub(super) async fn remember_copy(
     db: &Conn,
+    snapshot: &Snapshot,
     fingerprint: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    let at = now.to_string();
     exec(
         db,
         "INSERT INTO otpd_meta (name, value) VALUES ($1, $2)",
-        &[&copy_mark(fingerprint), &now.to_string()],
+        &[&copy_mark(fingerprint), &at],
     )
     .await?;
+    if let Some(tail) = snapshot.audit_tail(snapshot.audit().len()) {
+        exec(
+            db,
+            "INSERT INTO otpd_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&tail_mark(&tail), &at],
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// The `otpd_meta` name under which the audit trail of a copied or merged snapshot is kept
+/// (see `merge`, "A host merged before").
+pub(super) fn tail_mark(tail: &str) -> String {
+    format!("audit-tail:{tail}")
 }
 
 /// A value as a statement parameter, with its type (NULL included).

@@ -24,6 +24,18 @@
 //!   runs until the later of the two ends (a merge is no way to clear a lock: fail closed),
 //!   and an address counts as seen at its latest login.
 //!
+//! # A host merged before
+//!
+//! A host that moved, went back to SQLite for a while and is merged again still holds what it
+//! brought the first time. Each copy and merge keeps the name of the snapshot's audit trail
+//! (`audit-tail:`, [`Snapshot::audit_tail`]) with its time; a merge that finds one of them in
+//! its own trail takes out of its staged rows what the database already has from that time
+//! ([`written_since`]): the audit rows up to that point, and every other row older than it
+//! (a user not changed since, a send, a code, a grant). What the database did with them since
+//! (a user removed or changed, a grant revoked, a code used) stands; only what the host wrote
+//! since is merged, by the rules above. A lockout the host counted on since is combined
+//! whole, its older failures included (counted twice: fail closed).
+//!
 //! # Safety
 //!
 //! As for a copy into an empty database (`import`): one transaction under the migration lock,
@@ -38,7 +50,7 @@
 use super::super::StoreError;
 use super::super::migrate::{Copied, Snapshot, Table, Value};
 use super::PgStore;
-use super::import::{already_copied, lock_copied_tables, remember_copy, write_rows};
+use super::import::{already_copied, lock_copied_tables, remember_copy, tail_mark, write_rows};
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
 use super::unit::Conn;
@@ -113,6 +125,26 @@ fn rule(table: &str) -> Option<Rule> {
     })
 }
 
+/// The column of each copied table's staged rows that tells which ones the host wrote after
+/// a time (`None` for a table without one, which a test forbids): a row older than the
+/// host's earlier copy or merge is the database's to keep or change. The audit is taken by
+/// position instead (its times need not be unique, its order is).
+fn written_since(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "users" | "lockouts" => "updated_at",
+        "recovery_codes" | "notices" => "created_at",
+        "breakglass" => "granted_at",
+        "codes" => "issued_at",
+        "sends" => "sent_at",
+        "seen_rhosts" => "last_seen",
+        // A grant lives for the reuse window (minutes): one older than the earlier merge has
+        // ended long before the host comes back.
+        "reuse_grants" => "expires_at",
+        "audit" => "ord",
+        _ => return None,
+    })
+}
+
 /// A row that both sides hold differently: the merge was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -134,6 +166,9 @@ pub enum Merged {
         written: Copied,
         /// Users whose recovery codes on this host were not copied.
         recovery_kept: Vec<String>,
+        /// When this host was copied or merged before, if its audit trail says it was: only
+        /// what it wrote since was merged.
+        merged_before: Option<i64>,
     },
     /// Rows both sides hold differently: nothing was written.
     Conflicts(Vec<Conflict>),
@@ -164,6 +199,10 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
         })?;
         stage(db, table, rows).await?;
         planned.push((*table, rule));
+    }
+    let earlier = merged_before(db, snapshot).await?;
+    if let Some((end, at)) = earlier {
+        drop_held_rows(db, &planned, end, at).await?;
     }
     let mut conflicts = Vec::new();
     for (table, rule) in &planned {
@@ -196,11 +235,66 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
             db.execute(&merge_into(table, *rule), &[]).await?,
         ));
     }
-    remember_copy(db, &fingerprint, now).await?;
+    remember_copy(db, snapshot, &fingerprint, now).await?;
     Ok(Merged::Done {
         written,
         recovery_kept,
+        merged_before: earlier.map(|(_, at)| at),
     })
+}
+
+/// This host's earlier copy or merge, when one of the trails the database keeps is in its
+/// audit: how many of its audit rows the database has, and when that was. The latest such
+/// point in the trail wins (the host may have been merged more than once).
+async fn merged_before(db: &Conn, snapshot: &Snapshot) -> Result<Option<(usize, i64)>, StoreError> {
+    let kept = db
+        .query(
+            "SELECT name, value FROM otpd_meta WHERE name LIKE 'audit-tail:%'",
+            &[],
+        )
+        .await?;
+    let mut trails = std::collections::HashMap::with_capacity(kept.len());
+    for row in &kept {
+        let (name, at): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let at = at
+            .parse::<i64>()
+            .map_err(|_| StoreError::Postgres(format!("otpd_meta {name}: not a time: {at:?}")))?;
+        trails.insert(name, at);
+    }
+    if trails.is_empty() {
+        return Ok(None);
+    }
+    Ok((1..=snapshot.audit().len()).rev().find_map(|end| {
+        let tail = snapshot.audit_tail(end)?;
+        trails.get(&tail_mark(&tail)).map(|at| (end, *at))
+    }))
+}
+
+/// Takes out of the staged rows those the database holds from this host's copy or merge at
+/// `at`, which held its first `end` audit rows.
+async fn drop_held_rows(
+    db: &Conn,
+    planned: &[(&Table, Rule)],
+    end: usize,
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut sql = String::new();
+    for (table, _) in planned {
+        let column = written_since(table.name).ok_or_else(|| {
+            StoreError::Postgres(format!("no time column for table {}", table.name))
+        })?;
+        let condition = if table.name == "audit" {
+            format!("ord <= {end}")
+        } else {
+            format!("{column} < {at}")
+        };
+        sql.push_str(&format!(
+            "DELETE FROM {} WHERE {condition}; ",
+            staged(table)
+        ));
+    }
+    db.batch_execute(&sql).await?;
+    Ok(())
 }
 
 /// The staging table of `table`.

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::super::super::migrate::TABLES;
 use super::super::super::test_support::{
-    T0, challenge_of, limits, open_store, request, rng, secret_of, user_added, user_record,
+    T0, challenge_of, key, limits, open_store, request, rng, secret_of, user_added, user_record,
 };
 use super::super::super::{Imported, SendCounts, SqliteStore, Store, UserRecord, VerifyOutcome};
 use super::super::test_server::{TestDb, fresh_database};
@@ -52,6 +52,78 @@ fn every_copied_table_has_a_merge_rule() {
 }
 
 #[test]
+fn every_copied_table_says_which_rows_a_host_wrote_after_a_time() {
+    for table in TABLES {
+        assert!(written_since(table.name).is_some(), "{}", table.name);
+    }
+}
+
+/// A host that went back to SQLite after its move, and is merged again: what the database
+/// has from the first time is not added again (audit rows, sends, failures), what was done
+/// to it there since stands (a user removed there is not brought back), and what the host
+/// wrote since is merged.
+#[test]
+fn a_host_merged_before_brings_only_what_it_wrote_since() {
+    let db = fresh_database();
+    let mut pg = open(&db);
+    let (dir, mut host) = open_store();
+    host.upsert_user(&user_record("alice")).unwrap();
+    host.issue(&request("alice", "ssh"), &limits(), T0, &mut rng())
+        .unwrap();
+    fail(&mut host, "carol", 2);
+    audit(&mut host, "before the move");
+    // The record's times are SQLite's clock; set to the test's.
+    host.run_sql(&format!("UPDATE users SET updated_at = {T0}"));
+    let moved = snapshot_of(dir.path(), host);
+    assert!(matches!(
+        pg.import(&moved, T0 + 10).unwrap(),
+        Imported::Copied(_)
+    ));
+    drop(moved);
+    assert!(pg.remove_user("alice").unwrap());
+
+    let mut host = SqliteStore::open(&dir.path().join("otpd.db"), key()).unwrap();
+    host.upsert_user(&user_record("dave")).unwrap();
+    host.run_sql(&format!(
+        "UPDATE users SET updated_at = {} WHERE name = 'dave'",
+        T0 + 100
+    ));
+    host.issue(&request("dave", "ssh"), &limits(), T0 + 100, &mut rng())
+        .unwrap();
+    audit(&mut host, "back on SQLite");
+    let back = snapshot_of(dir.path(), host);
+
+    let Merged::Done { merged_before, .. } = pg.merge(&back, T0 + 200).unwrap() else {
+        panic!("the merge was refused");
+    };
+    assert_eq!(merged_before, Some(T0 + 10));
+    for detail in ["before the move", "back on SQLite"] {
+        let sql = format!("SELECT count(*) FROM audit WHERE detail = '{detail}'");
+        assert_eq!(pg.count_rows(&sql), 1, "{detail}");
+    }
+    assert_eq!(pg.user("alice").unwrap(), None);
+    assert_eq!(pg.user("dave").unwrap(), Some(user_record("dave")));
+    for user in ["alice", "dave"] {
+        let sql = format!("SELECT count(*) FROM sends WHERE username = '{user}'");
+        assert_eq!(pg.count_rows(&sql), 1, "{user}");
+    }
+    assert_eq!(
+        pg.count_rows("SELECT failures FROM lockouts WHERE subject = 'carol'"),
+        2
+    );
+    // Merged again later: from the second merge on.
+    drop(back);
+    let mut host = SqliteStore::open(&dir.path().join("otpd.db"), key()).unwrap();
+    audit(&mut host, "later still");
+    let later = snapshot_of(dir.path(), host);
+    let Merged::Done { merged_before, .. } = pg.merge(&later, T0 + 300).unwrap() else {
+        panic!("the merge was refused");
+    };
+    assert_eq!(merged_before, Some(T0 + 200));
+    assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), 3);
+}
+
+#[test]
 fn a_second_hosts_state_merges_into_a_used_database_by_each_tables_rule() {
     let db = fresh_database();
     let pg = open(&db);
@@ -94,11 +166,13 @@ fn a_second_hosts_state_merges_into_a_used_database_by_each_tables_rule() {
     let Merged::Done {
         written,
         recovery_kept,
+        merged_before,
     } = pg.merge(&from_b, T0 + 70).unwrap()
     else {
         panic!("the merge was refused");
     };
     assert_eq!(recovery_kept, vec!["alice".to_string()]);
+    assert_eq!(merged_before, None, "another host's trail is not B's");
     let users = written.iter().find(|(t, _)| *t == "users").unwrap().1;
     assert_eq!(users, 1, "alice was already there: only carol is added");
 
