@@ -21,6 +21,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod files;
 pub mod framing;
+pub mod host_name;
 pub mod layering;
 pub mod lifecycle;
 pub mod logging;

@@ -181,10 +181,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), StartError> {
     // One clock for the store and the mailer's breaker, so a wall-clock step is logged once.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let mailer = Mailer::with_clock(&config.mail, Arc::clone(&clock))?;
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string());
+    let hostname = crate::host_name::this_machine();
     let active = Active::build(config, mailer, &clock).map_err(StartError::Directory)?;
     let shared = Arc::new(Shared::new(
         active,

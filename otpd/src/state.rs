@@ -50,13 +50,7 @@ impl Active {
             .map(|channel| WebhookSender::new(channel).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         let relay = match &config.relay {
-            Some(relay) => {
-                let machine = nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_else(|| "localhost".to_string());
-                Some(Upstream::new(relay, &machine)?)
-            }
+            Some(relay) => Some(Upstream::new(relay, &crate::host_name::this_machine())?),
             None => None,
         };
         Ok(Active {

@@ -151,7 +151,9 @@ fn migrate(
     let database = state_dir.join(DATABASE_FILE);
     // Read (and locked) before PostgreSQL is touched: no otpd can start on the file until the
     // copy is over, and a file that cannot be copied stops it before the target is opened.
-    let snapshot = Snapshot::read(&database).map_err(|e| e.to_string())?;
+    let snapshot = Snapshot::read(&database)
+        .map_err(|e| e.to_string())?
+        .of_host(&crate::host_name::this_machine());
     let key = ServerKey::load_existing(state_dir).map_err(|e| e.to_string())?;
     let store = open_postgres(pg, key, COPY_DEADLINE).map_err(|e| e.to_string())?;
     let target = store.backend();

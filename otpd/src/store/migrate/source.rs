@@ -75,6 +75,9 @@ pub enum SourceError {
 pub struct Snapshot {
     /// Each table with its rows, in [`TABLES`]' order.
     pub tables: Vec<(&'static Table, Vec<Vec<Value>>)>,
+    /// The name of the host the state is of ([`Snapshot::of_host`]), part of its audit
+    /// trail's name.
+    host: String,
     /// The connection whose open transaction holds the lock; dropping it rolls back (nothing
     /// was written) and lets go of the file.
     _lock: Connection,
@@ -150,6 +153,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             tables,
+            host: String::new(),
             _lock: conn,
         })
     }
@@ -169,6 +173,14 @@ impl Snapshot {
         hex(hash)
     }
 
+    /// This snapshot, as the state of the host named `host`: two hosts whose last audit rows
+    /// happen to be the same (set up by the same script in the same second) are not taken for
+    /// one host merged twice ([`Snapshot::audit_tail`]).
+    pub fn of_host(mut self, host: &str) -> Snapshot {
+        self.host = host.to_string();
+        self
+    }
+
     /// The audit rows, in the order otpd wrote them.
     pub fn audit(&self) -> &[Vec<Value>] {
         self.tables
@@ -177,8 +189,8 @@ impl Snapshot {
             .map_or(&[], |(_, rows)| rows.as_slice())
     }
 
-    /// What names this host's audit trail up to its `end`th row: a SHA-256 of the (at most)
-    /// [`TAIL_ROWS`] rows before it, in hex; `None` for `end` 0 or past the rows. The target
+    /// What names this host's audit trail up to its `end`th row: a SHA-256 of the host's name
+    /// and the (at most) [`TAIL_ROWS`] rows before it, in hex; `None` for `end` 0 or past the rows. The target
     /// keeps the one of a whole snapshot it copied or merged. A later state of the same host
     /// (one that went back to SQLite after its move) still holds those rows, in the same order,
     /// followed by newer ones: finding the name again tells which rows the database has.
@@ -190,6 +202,7 @@ impl Snapshot {
         }
         let mut hash = Sha256::new();
         hash.update(b"audit tail");
+        hash_value(&mut hash, &Value::Text(Some(self.host.clone())));
         for row in rows {
             for value in row {
                 hash_value(&mut hash, value);

@@ -28,7 +28,8 @@
 //!
 //! A host that moved, went back to SQLite for a while and is merged again still holds what it
 //! brought the first time. Each copy and merge keeps the name of the snapshot's audit trail
-//! (`audit-tail:`, [`Snapshot::audit_tail`]) with its time; a merge that finds one of them in
+//! (`audit-tail:`, [`Snapshot::audit_tail`]: a hash of the host's name and its last audit
+//! rows) with its time; a merge that finds one of them in
 //! its own trail takes out of its staged rows what the database already has from that time
 //! ([`written_since`]): the audit rows up to that point, and every other row older than it
 //! (a user not changed since, a send, a code, a grant). What the database did with them since

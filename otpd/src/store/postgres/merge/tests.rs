@@ -123,6 +123,35 @@ fn a_host_merged_before_brings_only_what_it_wrote_since() {
     assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), 3);
 }
 
+/// Two hosts set up by one script in the same second end their audit alike; the second is
+/// still merged as a host of its own, by its name, and its users come in.
+#[test]
+fn hosts_whose_last_audit_rows_are_the_same_are_told_apart_by_name() {
+    let db = fresh_database();
+    let pg = open(&db);
+    let set_up = |user: &str| {
+        let (dir, mut host) = open_store();
+        host.upsert_user(&user_record(user)).unwrap();
+        host.run_sql(&format!("UPDATE users SET updated_at = {T0}"));
+        audit(&mut host, "set up");
+        (dir, host)
+    };
+    let (dir_a, a) = set_up("alice");
+    let from_a = snapshot_of(dir_a.path(), a).of_host("a.example");
+    assert!(matches!(
+        pg.import(&from_a, T0 + 10).unwrap(),
+        Imported::Copied(_)
+    ));
+    let (dir_b, b) = set_up("bob");
+    let from_b = snapshot_of(dir_b.path(), b).of_host("b.example");
+    let Merged::Done { merged_before, .. } = pg.merge(&from_b, T0 + 20).unwrap() else {
+        panic!("the merge was refused");
+    };
+    assert_eq!(merged_before, None);
+    assert_eq!(pg.user("bob").unwrap(), Some(user_record("bob")));
+    assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), 2);
+}
+
 #[test]
 fn a_second_hosts_state_merges_into_a_used_database_by_each_tables_rule() {
     let db = fresh_database();
