@@ -347,6 +347,40 @@ fn a_nul_byte_in_user_or_rhost_is_refused_by_name_and_audited_in_postgresql() {
     ));
 }
 
+/// An answer whose challenge holds a NUL byte: otpd's challenges never do, so only a hand-made
+/// request sends one, and PostgreSQL cannot take it as a parameter (it failed as a store
+/// error). It is refused by name and audited, as a login field with a NUL is, and the right
+/// answer to alice's real prompt still logs her in.
+#[test]
+fn an_answer_whose_challenge_holds_a_nul_byte_is_refused_by_name_and_audited() {
+    let OneHost { otpd, pg, smtp, .. } = &one_host();
+    let Response::Prompt { challenge, .. } = begin(otpd, &ssh("alice")) else {
+        panic!("alice was not prompted");
+    };
+    let answer = |challenge: &str, code: &str| {
+        otpd.call(&Request::Answer {
+            login: ssh("alice"),
+            challenge: challenge.into(),
+            code: SecretString::new(code.into()),
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        answer(&format!("{challenge}\0"), "000000"),
+        Response::Error {
+            message: "challenge holds a NUL byte".into()
+        }
+    );
+    let rows = pg.psql(
+        DB,
+        "SELECT username, detail FROM audit WHERE event = 'refused_caller' ORDER BY id",
+    );
+    assert_eq!(rows.trim(), "alice|challenge holds a NUL byte");
+    assert!(!otpd.log().contains("store error"), "{}", otpd.log());
+    let code = smtp.wait_for_codes(1, MAIL_WAIT)[0].code();
+    assert_eq!(answer(&challenge, &code), Response::Success);
+}
+
 /// An otpctl request with a NUL byte in a text: PostgreSQL cannot take it as a parameter, and
 /// such a request (an audit filter, an address) failed as an internal error, logged as a store
 /// error. Now it is refused naming the field, before the store is asked, and nothing changes.

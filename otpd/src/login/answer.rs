@@ -6,6 +6,7 @@ use common::config::NoticeKind;
 use common::secret::SecretString;
 use common::wire::{LoginContext, Response};
 
+use super::fields::refuse_nul_challenge;
 use super::needs_code::{OnSkip, code_subject, for_needed_code};
 use super::verdict::verdict;
 use crate::caller::Caller;
@@ -22,6 +23,9 @@ pub async fn answer(
     challenge: String,
     code: SecretString,
 ) -> Response {
+    if let Err(refused) = refuse_nul_challenge(shared, caller, &login, &challenge).await {
+        return refused;
+    }
     for_needed_code(
         shared,
         caller,

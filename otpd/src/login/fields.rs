@@ -1,6 +1,7 @@
 //! The untrusted fields of a login request, checked before anything else is done with them:
-//! empty or over-long ones are refused with an error alone; one holding a NUL byte is refused
-//! with an error and an audit event ([`refuse_bad_fields`]).
+//! empty or over-long ones are refused with an error alone; one holding a NUL byte (or an
+//! answer's challenge holding one) is refused with an error and an audit event
+//! ([`refuse_bad_fields`], [`refuse_nul_challenge`]).
 
 use std::sync::Arc;
 
@@ -65,9 +66,35 @@ pub(super) async fn refuse_bad_fields(
     login: &LoginContext,
 ) -> Result<(), Response> {
     check_fields(login).map_err(|message| Response::Error { message })?;
-    let Some(name) = nul_field(login) else {
+    match nul_field(login) {
+        Some(name) => refuse_nul(shared, caller, login, name).await,
+        None => Ok(()),
+    }
+}
+
+/// Refuses an answer whose `challenge` holds a NUL byte as [`refuse_bad_fields`] refuses a
+/// login field with one: otpd's challenges never hold one, and PostgreSQL could not look it
+/// up (it failed there as an internal error). The login's own fields are checked first.
+pub(super) async fn refuse_nul_challenge(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: &LoginContext,
+    challenge: &str,
+) -> Result<(), Response> {
+    if !challenge.contains('\0') {
         return Ok(());
-    };
+    }
+    refuse_bad_fields(shared, caller, login).await?;
+    refuse_nul(shared, caller, login, "challenge").await
+}
+
+/// The error naming field `name` as holding a NUL byte, after its `refused_caller` row.
+async fn refuse_nul(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    login: &LoginContext,
+    name: &str,
+) -> Result<(), Response> {
     let message = format!("{name} holds a NUL byte");
     let active = shared.active();
     let language = active.config.defaults.language;
@@ -193,6 +220,30 @@ mod tests {
         // Nothing else was done with either request: no code issued, no other event.
         assert_eq!(shared.store().audit_since(0, 100).unwrap().len(), 2);
         assert_eq!(shared.store().count_rows("SELECT count(*) FROM codes"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answers_challenge_with_a_nul_byte_is_refused_by_name_and_audited_once() {
+        let (_dir, shared) = relay_down();
+        let code = SecretString::new("000000".into());
+        let answered = answer(&shared, caller(0), alice(), "c\0".into(), code.clone()).await;
+        assert_eq!(answered, refused("challenge"));
+        let rows = rows_of(&shared, "refused_caller");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].user.as_deref(), Some("alice"));
+        assert_eq!(
+            rows[0].detail.as_deref(),
+            Some("challenge holds a NUL byte")
+        );
+        // A login field with a NUL as well: that one is named, in one row.
+        let both = LoginContext {
+            user: "ali\0ce".into(),
+            ..alice()
+        };
+        let answered = answer(&shared, caller(0), both, "c\0".into(), code).await;
+        assert_eq!(answered, refused("user"));
+        assert_eq!(rows_of(&shared, "refused_caller").len(), 2);
+        assert_eq!(shared.store().audit_since(0, 100).unwrap().len(), 2);
     }
 
     #[test]
