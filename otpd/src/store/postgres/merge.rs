@@ -46,7 +46,8 @@
 //! copied or merged is refused: its audit rows and sends would count twice.
 //!
 //! The rows are first written into temporary tables (dropped at the commit), so every rule is
-//! one statement over two tables instead of a round trip per row.
+//! one statement over two tables instead of a round trip per row; that is done before the
+//! copied tables are locked, so the other hosts wait only for the checks and the merge.
 
 use super::super::StoreError;
 use super::super::migrate::{Copied, Snapshot, Table, Value};
@@ -188,11 +189,14 @@ impl PgStore {
 }
 
 async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, StoreError> {
-    lock_copied_tables(db).await?;
+    // First what needs no table locked: `otpd_meta`'s marks are written only under the
+    // migration lock this unit holds, and the staging tables are this session's own. Other
+    // hosts' logins then wait only for the checks and the merge statements.
     let fingerprint = snapshot.fingerprint();
     if let Some(at) = already_copied(db, &fingerprint).await? {
         return Ok(Merged::AlreadyMerged(at));
     }
+    let earlier = merged_before(db, snapshot).await?;
     let mut planned = Vec::with_capacity(snapshot.tables.len());
     for (table, rows) in &snapshot.tables {
         let rule = rule(table.name).ok_or_else(|| {
@@ -201,10 +205,10 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
         stage(db, table, rows).await?;
         planned.push((*table, rule));
     }
-    let earlier = merged_before(db, snapshot).await?;
     if let Some((end, at)) = earlier {
         drop_held_rows(db, &planned, end, at).await?;
     }
+    lock_copied_tables(db).await?;
     let mut conflicts = Vec::new();
     for (table, rule) in &planned {
         if let Rule::Agree {
