@@ -35,7 +35,11 @@
 //! (a user not changed since, a send, a code, a grant). What the database did with them since
 //! (a user removed or changed, a grant revoked, a code used) stands; only what the host wrote
 //! since is merged, by the rules above. A lockout the host counted on since is combined
-//! whole, its older failures included (counted twice: fail closed).
+//! whole, its older failures included (counted twice: fail closed). A host whose audit no
+//! longer holds the trail (trimmed or aged out since) is merged as a new host: its audit rows
+//! are then all newer and none is added twice, but a user removed in the database since comes
+//! back (and is asked for codes again). The host's name alone is not enough to know it by:
+//! cloned machines often share one.
 //!
 //! # Safety
 //!
