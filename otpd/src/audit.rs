@@ -342,7 +342,8 @@ pub(crate) fn record_summary(
 
 /// The periodic audit work, off the login path: writes the summaries of rate windows that
 /// ended, and keeps the table under its row cap ([`common::config::Config::audit_row_cap`]),
-/// saying so in the log when it deletes rows. With `closing` (at shutdown), summarises every open window.
+/// saying so in the log when it deletes rows. With `closing` (at shutdown), summarises every
+/// open window.
 pub fn settle(shared: &Shared, closing: bool) -> Result<(), StoreError> {
     let now = shared.clock.now();
     let cap = shared.active().config.audit_row_cap();

@@ -190,11 +190,12 @@ impl Snapshot {
     }
 
     /// What names this host's audit trail up to its `end`th row: a SHA-256 of the host's name
-    /// and the (at most) [`TAIL_ROWS`] rows before it, in hex; `None` for `end` 0 or past the rows. The target
-    /// keeps the one of a whole snapshot it copied or merged. A later state of the same host
-    /// (one that went back to SQLite after its move) still holds those rows, in the same order,
-    /// followed by newer ones: finding the name again tells which rows the database has.
-    /// Several rows rather than one, since one host may log the same event twice in a second.
+    /// and the (at most) [`TAIL_ROWS`] rows before it, in hex; `None` for `end` 0 or past the
+    /// rows. The target keeps the one of a whole snapshot it copied or merged. A later state of
+    /// the same host (one that went back to SQLite after its move) still holds those rows, in
+    /// the same order, followed by newer ones: finding the name again tells which rows the
+    /// database has. Several rows rather than one, since one host may log the same event twice
+    /// in a second.
     pub fn audit_tail(&self, end: usize) -> Option<String> {
         let rows = self.audit().get(end.saturating_sub(TAIL_ROWS)..end)?;
         if rows.is_empty() {
@@ -202,7 +203,7 @@ impl Snapshot {
         }
         let mut hash = Sha256::new();
         hash.update(b"audit tail");
-        hash_value(&mut hash, &Value::Text(Some(self.host.clone())));
+        tagged(&mut hash, TEXT, self.host.as_bytes());
         for row in rows {
             for value in row {
                 hash_value(&mut hash, value);
@@ -223,19 +224,26 @@ impl Snapshot {
 /// How many audit rows name a host's trail in [`Snapshot::audit_tail`].
 pub const TAIL_ROWS: usize = 3;
 
+/// The tag of a text in [`hash_value`].
+const TEXT: u8 = 2;
+
 /// Adds `value` to `hash`, tagged and length-prefixed: no two different rows hash the same
 /// bytes.
 fn hash_value(hash: &mut Sha256, value: &Value) {
-    let (tag, bytes): (u8, Vec<u8>) = match value {
-        Value::Int(None) | Value::Text(None) => (0, Vec::new()),
-        Value::Int(Some(v)) => (1, v.to_be_bytes().to_vec()),
-        Value::Text(Some(v)) => (2, v.as_bytes().to_vec()),
-        Value::Blob(v) => (3, v.clone()),
-        Value::Bool(v) => (4, vec![u8::from(*v)]),
-    };
+    match value {
+        Value::Int(None) | Value::Text(None) => tagged(hash, 0, &[]),
+        Value::Int(Some(v)) => tagged(hash, 1, &v.to_be_bytes()),
+        Value::Text(Some(v)) => tagged(hash, TEXT, v.as_bytes()),
+        Value::Blob(v) => tagged(hash, 3, v),
+        Value::Bool(v) => tagged(hash, 4, &[u8::from(*v)]),
+    }
+}
+
+/// Adds `tag`, the length of `bytes` and `bytes` to `hash`.
+fn tagged(hash: &mut Sha256, tag: u8, bytes: &[u8]) {
     hash.update([tag]);
     hash.update((bytes.len() as u64).to_be_bytes());
-    hash.update(&bytes);
+    hash.update(bytes);
 }
 
 fn hex(hash: Sha256) -> String {

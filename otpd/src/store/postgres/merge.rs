@@ -29,12 +29,12 @@
 //! A host that moved, went back to SQLite for a while and is merged again still holds what it
 //! brought the first time. Each copy and merge keeps the name of the snapshot's audit trail
 //! (`audit-tail:`, [`Snapshot::audit_tail`]: a hash of the host's name and its last audit
-//! rows) with its time; a merge that finds one of them in
-//! its own trail takes out of its staged rows what the database already has from that time
-//! ([`written_since`]): the audit rows up to that point, and every other row older than it
-//! (a user not changed since, a send, a code, a grant). What the database did with them since
-//! (a user removed or changed, a grant revoked, a code used) stands; only what the host wrote
-//! since is merged, by the rules above. A lockout the host counted on since is combined
+//! rows) with its time; a merge that finds one of them in its own trail takes out of its
+//! staged rows what the database already has from that time ([`written_since`]): the audit
+//! rows up to that point, and every other row older than it (a user not changed since, a
+//! send, a code, a grant). What the database did with them since (a user removed or changed,
+//! a grant revoked, a code used) stands; only what the host wrote since is merged, by the
+//! rules above. A lockout the host counted on since is combined
 //! whole, its older failures included (counted twice: fail closed). A host whose audit no
 //! longer holds the trail (trimmed or aged out since) is merged as a new host: its audit rows
 //! are then all newer and none is added twice, but a user removed in the database since comes
@@ -289,13 +289,13 @@ async fn drop_held_rows(
 ) -> Result<(), StoreError> {
     let mut sql = String::new();
     for (table, _) in planned {
-        let column = written_since(table.name).ok_or_else(|| {
-            StoreError::Postgres(format!("no time column for table {}", table.name))
-        })?;
-        let condition = if table.name == "audit" {
-            format!("ord <= {end}")
-        } else {
-            format!("{column} < {at}")
+        let condition = match written_since(table.name) {
+            Some("ord") => format!("ord <= {end}"),
+            Some(column) => format!("{column} < {at}"),
+            None => {
+                let why = format!("no time column for table {}", table.name);
+                return Err(StoreError::Postgres(why));
+            }
         };
         sql.push_str(&format!(
             "DELETE FROM {} WHERE {condition}; ",

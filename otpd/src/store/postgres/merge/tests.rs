@@ -18,6 +18,15 @@ fn snapshot_of(dir: &Path, store: SqliteStore) -> Snapshot {
     Snapshot::read(&dir.join("otpd.db")).unwrap()
 }
 
+/// Merges `snapshot` at `now`, which must be done, not refused: when the database says this
+/// host was copied or merged before.
+fn merged_since(pg: &PgStore, snapshot: &Snapshot, now: i64) -> Option<i64> {
+    match pg.merge(snapshot, now).unwrap() {
+        Merged::Done { merged_before, .. } => merged_before,
+        refused => panic!("the merge was refused: {refused:?}"),
+    }
+}
+
 fn audit(store: &mut dyn Store, detail: &str) {
     store.record_audit(&user_added(detail)).unwrap();
 }
@@ -93,10 +102,7 @@ fn a_host_merged_before_brings_only_what_it_wrote_since() {
     audit(&mut host, "back on SQLite");
     let back = snapshot_of(dir.path(), host);
 
-    let Merged::Done { merged_before, .. } = pg.merge(&back, T0 + 200).unwrap() else {
-        panic!("the merge was refused");
-    };
-    assert_eq!(merged_before, Some(T0 + 10));
+    assert_eq!(merged_since(&pg, &back, T0 + 200), Some(T0 + 10));
     for detail in ["before the move", "back on SQLite"] {
         let sql = format!("SELECT count(*) FROM audit WHERE detail = '{detail}'");
         assert_eq!(pg.count_rows(&sql), 1, "{detail}");
@@ -116,10 +122,7 @@ fn a_host_merged_before_brings_only_what_it_wrote_since() {
     let mut host = SqliteStore::open(&dir.path().join("otpd.db"), key()).unwrap();
     audit(&mut host, "later still");
     let later = snapshot_of(dir.path(), host);
-    let Merged::Done { merged_before, .. } = pg.merge(&later, T0 + 300).unwrap() else {
-        panic!("the merge was refused");
-    };
-    assert_eq!(merged_before, Some(T0 + 200));
+    assert_eq!(merged_since(&pg, &later, T0 + 300), Some(T0 + 200));
     assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), 3);
 }
 
@@ -144,10 +147,7 @@ fn hosts_whose_last_audit_rows_are_the_same_are_told_apart_by_name() {
     ));
     let (dir_b, b) = set_up("bob");
     let from_b = snapshot_of(dir_b.path(), b).of_host("b.example");
-    let Merged::Done { merged_before, .. } = pg.merge(&from_b, T0 + 20).unwrap() else {
-        panic!("the merge was refused");
-    };
-    assert_eq!(merged_before, None);
+    assert_eq!(merged_since(&pg, &from_b, T0 + 20), None);
     assert_eq!(pg.user("bob").unwrap(), Some(user_record("bob")));
     assert_eq!(pg.count_rows("SELECT count(*) FROM audit"), 2);
 }
