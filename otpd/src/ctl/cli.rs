@@ -313,7 +313,8 @@ pub enum StoreCommand {
         /// grant the same network and expiry), or nothing is merged and the users are named.
         /// A user with recovery codes there keeps those (this host's are not copied; the
         /// users are named). The audit, sends and notices are added; failure counts add up;
-        /// a lock lasts until the later end.
+        /// a lock lasts until the later end. A host merged before (back on SQLite since)
+        /// brings only what it wrote since.
         #[arg(long)]
         merge: bool,
     },
