@@ -328,7 +328,8 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
 fn a_connection_lost_mid_operation_fails_it_and_the_next_one_connects_again() {
     let db = fresh_database();
     let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
-    // Another session ends this store's session while it waits for a lock.
+    // Another session ends this store's session while it waits for a lock (only this
+    // database's waiters: other tests share the server, and wait for their own locks).
     let Lock::Subject { class, key: lock } = Lock::user("alice") else {
         panic!("a user's lock is a subject's");
     };
@@ -339,7 +340,10 @@ fn a_connection_lost_mid_operation_fails_it_and_the_next_one_connects_again() {
             &format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(1);
                  SELECT pg_terminate_backend(pid) FROM pg_locks
-                 WHERE locktype = 'advisory' AND NOT granted; COMMIT;"
+                 WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database());
+                 COMMIT;"
             ),
         )
     });
