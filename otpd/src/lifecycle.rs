@@ -119,6 +119,7 @@ pub fn open_postgres(
         pool_size: pg.pool_size,
         deadline,
         connect_timeout: pg.connect_timeout,
+        behind_pooler: pg.behind_pooler,
     };
     let hosts = pg
         .hosts
@@ -440,6 +441,7 @@ mod postgres_tests {
             pool_size: 3,
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(4),
+            behind_pooler: false,
         }
     }
 

@@ -75,6 +75,7 @@ impl Fleet {
             smtp_port: smtp.port,
             smtp_ca_file: Some(ca.ca_cert()),
             extra: defaults.into(),
+            store_extra: String::new(),
         };
         let mut hosts: Vec<Host> = Vec::new();
         for (letter, namespace) in ('a'..='z').zip(&bridge.hosts) {

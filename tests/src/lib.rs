@@ -15,6 +15,7 @@ pub mod netns;
 pub mod otpd;
 pub mod paths;
 pub mod pg_hosts;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod programs;
 pub mod recorded;

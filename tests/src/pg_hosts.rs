@@ -54,6 +54,8 @@ pub struct HostConfig {
     pub smtp_ca_file: Option<PathBuf>,
     /// Lines added to `[defaults]`.
     pub extra: String,
+    /// Lines added to `[store]`.
+    pub store_extra: String,
 }
 
 impl HostConfig {
@@ -66,6 +68,7 @@ impl HostConfig {
             smtp_port,
             smtp_ca_file: None,
             extra: extra.into(),
+            store_extra: String::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl HostConfig {
         fs::write(&password_file, format!("{PASSWORD}\n")).expect("write the password");
         fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).expect("chmod");
         let store = store_section(&self.pg_hosts, &password_file, &self.ca_file);
+        let store_extra = &self.store_extra;
         let server = capture_server(
             &self.smtp_host,
             self.smtp_port,
@@ -83,7 +87,7 @@ impl HostConfig {
         );
         format!(
             "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n\n\
-             {store}connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
+             {store}{store_extra}connect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n\n\
              [directory]\nemail_template = \"{{user}}@example.test\"\n\n\
              [defaults]\nmode = \"required\"\n{}\n\n\
              [mail]\nfrom = \"otp@example.test\"\n\n{server}",

@@ -269,6 +269,12 @@ impl Postgres {
         fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
+    /// The user and group the cluster runs as (a program beside it, such as PgBouncer, may run
+    /// as them too).
+    pub fn owner(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     /// The directory of the cluster.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -87,6 +87,7 @@ pub(super) struct RawStore {
     pub pool_size: Option<Int>,
     pub connect_timeout_seconds: Option<Int>,
     pub statement_timeout_seconds: Option<Int>,
+    pub behind_pooler: Option<bool>,
 }
 
 /// `[notifications]`.

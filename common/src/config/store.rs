@@ -78,6 +78,11 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// How long one statement may take.
     pub statement_timeout: Duration,
+    /// A connection pooler in transaction mode (PgBouncer's `pool_mode = transaction`) stands
+    /// between otpd and the servers: each transaction may run on another server connection,
+    /// so otpd keeps nothing on a connection across transactions (no named prepared
+    /// statements, no session settings) and sends no startup options, which poolers refuse.
+    pub behind_pooler: bool,
 }
 
 impl StoreConfig {
@@ -121,6 +126,7 @@ fn postgres_only_key(store: &RawStore) -> Option<&'static str> {
         ("client_cert", store.client_cert.is_some()),
         ("client_key", store.client_key.is_some()),
         ("pool_size", store.pool_size.is_some()),
+        ("behind_pooler", store.behind_pooler.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)
@@ -208,6 +214,7 @@ impl PostgresConfig {
                 Some(v) => check::duration("statement_timeout_seconds", v, 1, 60, SECOND)?,
                 None => DEFAULT_STATEMENT_TIMEOUT,
             },
+            behind_pooler: store.behind_pooler.unwrap_or(false),
         })
     }
 }
@@ -336,6 +343,22 @@ mod tests {
         assert_eq!((pg.dbname.as_str(), pg.user.as_str()), ("otpd", "otpd"));
         assert_eq!(pg.pool_size, DEFAULT_POOL_SIZE);
         assert_eq!(pg.statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
+        assert!(!pg.behind_pooler, "connected directly unless told");
+    }
+
+    #[test]
+    fn a_pooler_in_front_is_said_and_only_for_postgresql() {
+        let pg = postgres(
+            "backend = \"postgresql\"\nhosts = [\"pgbouncer.example:6432\"]\nbehind_pooler = true\n",
+        );
+        assert!(pg.behind_pooler);
+        let e = error("behind_pooler = true\n");
+        assert!(
+            e.contains("behind_pooler is only used with backend = \"postgresql\""),
+            "{e}"
+        );
+        let e = error("backend = \"postgresql\"\nhosts = [\"db\"]\nbehind_pooler = \"yes\"\n");
+        assert!(e.contains("otpd.toml:4:"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,14 @@
 //! statement that runs past the deadline (an advisory lock waited for included) and ends a
 //! session that sits in a transaction without a word, say an otpd host that hung or lost its
 //! network mid-transaction: the locks it held do not keep other hosts' logins waiting.
+//!
+//! Behind a pooler in transaction mode (`[store] behind_pooler`, PgBouncer's
+//! `pool_mode = transaction`) there is no session of otpd's own on the server: each
+//! transaction may run on another server connection, and PgBouncer refuses the startup
+//! option that carries session settings. There the deadlines go with every transaction
+//! instead (`SET LOCAL`, in the batch of its `BEGIN`: no round trip more), and a statement
+//! outside a transaction runs under the server's own `statement_timeout` for the role (and
+//! PgBouncer's `query_timeout`), which the README asks the admin to set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,18 +34,13 @@ pub(super) fn connect(
     options: &PgOptions,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Pool, StoreError> {
-    let mut settings = config.get_options().unwrap_or_default().to_string();
-    for (name, value) in [
-        ("statement_timeout", options.deadline),
-        ("lock_timeout", options.deadline),
-        (
-            "idle_in_transaction_session_timeout",
-            options.deadline.saturating_mul(3),
-        ),
-    ] {
-        settings.push_str(&format!(" -c {name}={}", millis(value)));
+    if !options.behind_pooler {
+        let mut settings = config.get_options().unwrap_or_default().to_string();
+        for (name, millis) in deadlines(options) {
+            settings.push_str(&format!(" -c {name}={millis}"));
+        }
+        config.options(settings.trim());
     }
-    config.options(settings.trim());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
     }
@@ -68,6 +71,30 @@ pub(super) fn connect(
         .recycle_timeout(Some(options.deadline))
         .build()
         .map_err(|e| StoreError::Postgres(format!("connection pool: {e}")))
+}
+
+/// The server's settings that hold otpd's statements to `options`' deadline, in milliseconds.
+fn deadlines(options: &PgOptions) -> [(&'static str, u128); 3] {
+    [
+        ("statement_timeout", millis(options.deadline)),
+        ("lock_timeout", millis(options.deadline)),
+        (
+            "idle_in_transaction_session_timeout",
+            millis(options.deadline.saturating_mul(3)),
+        ),
+    ]
+}
+
+/// What starts each transaction: `begin`, and behind a pooler the deadlines for this
+/// transaction alone, in the same batch.
+pub(super) fn begin_with_deadlines(begin: &str, options: &PgOptions) -> String {
+    let mut sql = begin.to_string();
+    if options.behind_pooler {
+        for (name, millis) in deadlines(options) {
+            sql.push_str(&format!("; SET LOCAL {name} = {millis}"));
+        }
+    }
+    sql
 }
 
 /// At least one millisecond: PostgreSQL reads 0 as "no timeout".

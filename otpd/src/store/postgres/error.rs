@@ -80,13 +80,36 @@ pub(super) fn server_is_read_only(error: &StoreError) -> bool {
 /// driver's description and its cause (`error connecting to server: Connection refused`).
 pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     let text = match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => format!(
+            "{}: {}{}",
+            db.code().code(),
+            db.message(),
+            pooler_hint(db).unwrap_or_default()
+        ),
         None => match std::error::Error::source(error) {
             Some(cause) => format!("{error}: {cause}"),
             None => error.to_string(),
         },
     };
     common::text::escape_for_log(&text)
+}
+
+/// What to set when a pooler in transaction mode stands between otpd and the server without
+/// `behind_pooler`: PgBouncer refuses the startup option that carries otpd's session settings
+/// (`08P01`, "unsupported startup parameter"), and a pooler that lets it through hands otpd's
+/// prepared statements to other server connections than the ones they were made on: one is
+/// not there (`26000`), or another client's of the same name is (`42P05`). Without the hint
+/// the admin sees a protocol error and no way on.
+fn pooler_hint(db: &tokio_postgres::error::DbError) -> Option<&'static str> {
+    use tokio_postgres::error::SqlState;
+    let refused_option =
+        *db.code() == SqlState::PROTOCOL_VIOLATION && db.message().contains("startup parameter");
+    let statement_elsewhere = *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
+        || *db.code() == SqlState::DUPLICATE_PSTATEMENT;
+    (refused_option || statement_elsewhere).then_some(
+        " (a connection pooler in transaction mode, such as PgBouncer, stands between otpd \
+         and PostgreSQL: set behind_pooler to true in [store])",
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::super::migrate::{Copied, Occupied, Snapshot, TABLES, Table, Value};
 use super::PgStore;
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
-use super::sql::{exec, maybe, one};
+use super::sql::{exec, exec_once, maybe, one};
 use super::unit::Conn;
 
 /// Rows sent in one `INSERT`: few round trips, and far below PostgreSQL's 65,535 parameters
@@ -88,7 +88,7 @@ pub(super) async fn write_rows(
         // Not cached: a staging table is made anew by each merge.
         let sql = table.insert_into(target, chunk.len());
         let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(param).collect();
-        written += db.execute(sql.as_str(), &params).await?;
+        written += exec_once(db, &sql, &params).await?;
     }
     Ok(written)
 }

@@ -382,7 +382,7 @@ impl Store for PgStore {
 
     #[cfg(test)]
     fn count_rows(&self, sql: &str) -> i64 {
-        self.plain(async |db, _| Ok(db.query_one(sql, &[]).await?.try_get::<_, i64>(0)?))
+        self.plain(async |db, _| Ok(super::sql::one(db, sql, &[]).await?.try_get::<_, i64>(0)?))
             .expect("test query")
     }
 }

@@ -6,10 +6,10 @@
 //! it. Its failure cannot be taken back alone any more: the unit it belongs to fails whole and
 //! keeps nothing (`unit`), which is where a decision whose write failed must end anyway.
 
-use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::super::StoreError;
+use super::sql::exec;
 use super::unit::Conn;
 
 /// A parameter the write owns: it is sent after the operation's borrowed values are gone.
@@ -45,14 +45,25 @@ impl Later {
 
     /// Prepares every statement (a round trip only the first time on a connection), so that
     /// [`Prepared::send`] puts each whole on the wire when it is first polled, in order with
-    /// what is pipelined after it.
+    /// what is pipelined after it. Behind a pooler nothing is prepared: each is sent unnamed
+    /// (see `sql`), whole at the first poll too.
     pub(super) async fn prepare(self, db: &Conn) -> Result<Prepared, StoreError> {
         let mut prepared = Vec::with_capacity(self.0.len());
         for (sql, params) in self.0 {
-            prepared.push((db.prepare_cached(sql).await?, params));
+            let statement = match db.behind_pooler {
+                true => Statement::Unnamed(sql),
+                false => Statement::Named(db.prepare_cached(sql).await?),
+            };
+            prepared.push((statement, params));
         }
         Ok(Prepared(prepared))
     }
+}
+
+/// A write's statement: prepared on the connection, or its text to send unnamed.
+enum Statement {
+    Named(tokio_postgres::Statement),
+    Unnamed(&'static str),
 }
 
 /// [`Later`]'s writes, prepared.
@@ -75,7 +86,10 @@ impl Prepared {
                 .iter()
                 .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                 .collect();
-            db.execute(statement, &params).await
+            match statement {
+                Statement::Named(statement) => Ok(db.execute(statement, &params).await?),
+                Statement::Unnamed(sql) => exec(db, sql, &params).await,
+            }
         });
         futures_util::future::try_join_all(writes).await?;
         Ok(())

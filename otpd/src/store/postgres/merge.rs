@@ -59,6 +59,7 @@ use super::PgStore;
 use super::import::{already_copied, lock_copied_tables, remember_copy, tail_mark, write_rows};
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
+use super::sql::{exec_once, rows_once};
 use super::unit::Conn;
 
 /// How the rows of one table meet the rows the database already holds.
@@ -241,7 +242,7 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
     for (table, rule) in &planned {
         written.push((
             table.name,
-            db.execute(&merge_into(table, *rule), &[]).await?,
+            exec_once(db, &merge_into(table, *rule), &[]).await?,
         ));
     }
     remember_copy(db, snapshot, &fingerprint, now).await?;
@@ -379,7 +380,7 @@ fn merge_into(table: &Table, rule: Rule) -> String {
 /// The first column of every row of `sql`, as text. Not a cached statement: the temporary
 /// tables it reads are made anew by each merge.
 async fn users(db: &Conn, sql: &str) -> Result<Vec<String>, StoreError> {
-    let found = db.query(sql, &[]).await?;
+    let found = rows_once(db, sql, &[]).await?;
     found
         .iter()
         .map(|row| row.try_get(0).map_err(StoreError::from))

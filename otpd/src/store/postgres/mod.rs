@@ -108,6 +108,9 @@ pub struct PgOptions {
     pub deadline: Duration,
     /// How long making a new connection may take (unless the config sets its own).
     pub connect_timeout: Duration,
+    /// A pooler in transaction mode stands in front of the servers (`[store] behind_pooler`):
+    /// statements are unnamed and the deadlines go with each transaction (see `connect`).
+    pub behind_pooler: bool,
 }
 
 impl Default for PgOptions {
@@ -117,6 +120,7 @@ impl Default for PgOptions {
             pool_size: 4,
             deadline: super::BUSY_TIMEOUT,
             connect_timeout: super::BUSY_TIMEOUT,
+            behind_pooler: false,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct PgStore {
     held: Option<unit::Held>,
     pool: Pool,
     options: PgOptions,
+    /// What starts a transaction ([`unit::BEGIN`], with the deadlines behind a pooler).
+    begin: String,
     key: ServerKey,
     /// Which events of local callers are written one by one (memory, per otpd).
     audit_rate: audit_rate::Throttle,
@@ -188,6 +194,7 @@ impl PgStore {
             backend,
             runtime,
             pool,
+            begin: connect::begin_with_deadlines(unit::BEGIN, &options),
             options,
             key,
             held: None,

@@ -41,6 +41,84 @@ fn handles(n: usize) -> (TestDb, Vec<Handle>) {
 
 crate::store_conformance_race_tests!(handles);
 
+/// The same rules with every statement sent unnamed and the deadlines set per transaction, as
+/// otpd runs behind a pooler in transaction mode (`[store] behind_pooler`): each statement's
+/// parameters, sent with the types their Rust values have instead of those the server read
+/// from a prepared statement, must mean the same. (Through a real PgBouncer:
+/// tests/tests/store_pooler.rs.)
+mod behind_pooler {
+    use super::*;
+
+    fn pooled() -> PgOptions {
+        PgOptions {
+            behind_pooler: true,
+            ..PgOptions::default()
+        }
+    }
+
+    fn fresh() -> (TestDb, PgStore) {
+        let db = fresh_database();
+        let store = PgStore::open(db.config(), pooled(), key()).expect("open store");
+        (db, store)
+    }
+
+    crate::store_conformance_tests!(fresh);
+
+    fn handles(n: usize) -> (TestDb, Vec<Handle>) {
+        let db = fresh_database();
+        let handles = (0..n)
+            .map(|_| {
+                let store = PgStore::open(db.config(), pooled(), key()).expect("open");
+                let store = Arc::new(Mutex::new(store));
+                Box::new(move |work: &mut dyn FnMut(&mut dyn Store)| {
+                    work(&mut *store.lock().expect("not poisoned"))
+                }) as Handle
+            })
+            .collect();
+        (db, handles)
+    }
+
+    crate::store_conformance_race_tests!(handles);
+
+    /// The deadlines the server itself enforces, as a transaction and a statement outside one
+    /// see them: `(statement_timeout, lock_timeout, idle_in_transaction_session_timeout)`.
+    fn deadlines_seen(store: &PgStore) -> [(String, String, String); 2] {
+        const SHOW: &str = "SELECT current_setting('statement_timeout'),
+                current_setting('lock_timeout'),
+                current_setting('idle_in_transaction_session_timeout')";
+        let read = async |db: &super::super::unit::Conn, _: &ServerKey| {
+            let row = super::super::sql::one(db, SHOW, &[]).await?;
+            Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        };
+        [
+            store.unit(&[], read).expect("in a transaction"),
+            store.plain(read).expect("outside one"),
+        ]
+    }
+
+    #[test]
+    fn behind_a_pooler_every_transaction_carries_the_deadlines_and_no_session_setting_is_made() {
+        let db = fresh_database();
+        let options = PgOptions {
+            deadline: Duration::from_secs(2),
+            ..pooled()
+        };
+        let store = PgStore::open(db.config(), options, key()).expect("open");
+        let [in_transaction, outside] = deadlines_seen(&store);
+        let ours = ("2s".to_string(), "2s".to_string(), "6s".to_string());
+        assert_eq!(in_transaction, ours);
+        // Nothing of otpd's on the session: a pooler's server connection serves others too.
+        assert_eq!(outside, ("0".into(), "0".into(), "0".into()));
+        // Connected directly, the session carries them (startup options), everywhere.
+        let direct = PgOptions {
+            behind_pooler: false,
+            ..options
+        };
+        let store = PgStore::open(db.config(), direct, key()).expect("open");
+        assert_eq!(deadlines_seen(&store), [ours.clone(), ours]);
+    }
+}
+
 /// A deadline short enough to wait for in a test, long enough for a loaded test machine.
 fn quick() -> PgOptions {
     PgOptions {

@@ -37,26 +37,42 @@ use super::locks::{self, Lock};
 use crate::server_key::ServerKey;
 use crate::store::AuditRecord;
 
-/// What operations run their SQL on: a pooled connection, with its statement cache.
-pub(super) type Conn = ClientWrapper;
+/// What operations run their SQL on: a pooled connection, with its statement cache, and
+/// whether a pooler in transaction mode stands between it and the server (then statements
+/// are sent unnamed, see `sql`).
+pub(super) struct Conn {
+    client: Object,
+    pub(super) behind_pooler: bool,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        &self.client
+    }
+}
 
 /// A pooled connection that goes back to the pool only when marked clean.
 pub(super) struct Lease {
-    client: Option<Object>,
+    conn: Option<Conn>,
     clean: bool,
 }
 
 impl Lease {
-    fn new(client: Object) -> Lease {
+    fn new(client: Object, behind_pooler: bool) -> Lease {
         Lease {
-            client: Some(client),
+            conn: Some(Conn {
+                client,
+                behind_pooler,
+            }),
             clean: false,
         }
     }
 
     fn conn(&self) -> Result<&Conn, StoreError> {
-        match &self.client {
-            Some(client) => Ok(client),
+        match &self.conn {
+            Some(conn) => Ok(conn),
             None => Err(StoreError::Postgres("the connection was closed".into())),
         }
     }
@@ -64,10 +80,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
+        if let Some(conn) = self.conn.take() {
             if !self.clean {
                 // Out of the pool and dropped: the connection closes.
-                drop(Object::take(client));
+                drop(Object::take(conn.client));
             }
         }
     }
@@ -119,8 +135,9 @@ impl Held {
 
 /// Every transaction's start: READ COMMITTED (PostgreSQL's default, said here so that a
 /// changed server default cannot change the rules): each statement sees what was committed
-/// when it started, which is what makes a lock taken by an earlier statement enough.
-const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// when it started, which is what makes a lock taken by an earlier statement enough. Behind a
+/// pooler the deadlines follow it in the same batch (`connect::begin_with_deadlines`).
+pub(super) const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// One savepoint name serves every operation: operations never nest, and `RELEASE` and
 /// `ROLLBACK TO` act on the newest savepoint of the name.
@@ -232,9 +249,9 @@ impl PgStore {
         locks: &[Lock],
         work: &mut impl AsyncFnMut(&Conn, &ServerKey) -> Result<(T, Later), StoreError>,
     ) -> Result<T, StoreError> {
-        let mut lease = Lease::new(self.pool.get().await?);
+        let mut lease = self.lease().await?;
         let db = lease.conn()?;
-        let worked = match db.batch_execute(&locks::batch(BEGIN, locks)).await {
+        let worked = match db.batch_execute(&locks::batch(&self.begin, locks)).await {
             Ok(()) => work(db, &self.key).await,
             Err(failed) => Err(failed.into()),
         };
@@ -273,7 +290,7 @@ impl PgStore {
         self.runtime.block_on(
             self.options.deadline,
             retrying(async || {
-                let mut lease = Lease::new(self.pool.get().await?);
+                let mut lease = self.lease().await?;
                 let value = work(lease.conn()?, &self.key).await;
                 // A failed statement outside a transaction leaves nothing open; but a
                 // connection to a server that refuses writes is not kept.
@@ -305,7 +322,7 @@ impl PgStore {
         // What must run before this operation's savepoint: the unit's `BEGIN` (first
         // operation), or the previous operation's `RELEASE`, then the writes left for later.
         let before = if first {
-            Some(BEGIN)
+            Some(self.begin.as_str())
         } else if held.release_pending.replace(false) {
             Some(RELEASE)
         } else {
@@ -379,7 +396,7 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         self.runtime.block_on(self.options.deadline, async {
             let db = held.lease.conn()?;
-            let opening = locks::batch(BEGIN, locks);
+            let opening = locks::batch(&self.begin, locks);
             let (opened, worked) = tokio::join!(
                 biased;
                 db.batch_execute(&opening),
@@ -425,9 +442,7 @@ impl PgStore {
             return work(self);
         }
         // The `BEGIN` waits for the unit's first round trip (see `Held::begun`).
-        let lease = self.runtime.block_on(self.options.deadline, async {
-            Ok(Lease::new(self.pool.get().await?))
-        })?;
+        let lease = self.runtime.block_on(self.options.deadline, self.lease())?;
         self.held = Some(Held {
             lease,
             begun: Cell::new(false),
@@ -495,13 +510,21 @@ impl PgStore {
             let db = lease.conn()?;
             if commit {
                 // Not begun: only writes left for later (audit rows), a transaction of their own.
-                commit_with(db, (!begun.get()).then_some(BEGIN), later).await?;
+                commit_with(db, (!begun.get()).then_some(&self.begin), later).await?;
             } else {
                 db.batch_execute("ROLLBACK").await?;
             }
             lease.clean = true;
             Ok(())
         })
+    }
+
+    /// A connection of the pool, lent until the [`Lease`] drops.
+    async fn lease(&self) -> Result<Lease, StoreError> {
+        Ok(Lease::new(
+            self.pool.get().await?,
+            self.options.behind_pooler,
+        ))
     }
 
     /// Whether an operation's writes are committed when it returns (no unit is open).

@@ -1,0 +1,173 @@
+//! End-to-end: otpd hosts reaching PostgreSQL through a real PgBouncer in transaction mode
+//! (Debian 12's 1.18), as a fleet too large for a connection per host's pool must (issue #20,
+//! bench/README.md's paper estimate). With `[store] behind_pooler = true` two hosts whose
+//! pools together hold more connections than PgBouncer's two server connections log users in
+//! through PAM, and 40 parallel answers of one code over both give exactly one success. Without
+//! it, otpd refuses to start (nothing serves logins: fail closed) and says what to set.
+
+// Test code: a failed unwrap is how a test reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Barrier;
+
+use common::secret::SecretString;
+use common::wire::{LoginContext, Request, Response};
+use e2e_tests::libpam;
+use e2e_tests::login::{login_with, mailed_code};
+use e2e_tests::otpd::Otpd;
+use e2e_tests::paths;
+use e2e_tests::pg_hosts::{DB, HostConfig, PASSWORD, ROLE, create_otp_database, with_key};
+use e2e_tests::pgbouncer::PgBouncer;
+use e2e_tests::postgres::Postgres;
+use e2e_tests::programs::answers;
+use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::stack::PamConfDir;
+use e2e_tests::tls::TestCa;
+
+/// The cluster, PgBouncer in front of it with two server connections, and a mail capture.
+struct Pooled {
+    smtp: SmtpCapture,
+    bouncer: PgBouncer,
+    pg: Postgres,
+    ca: TestCa,
+}
+
+fn pooled() -> Pooled {
+    let ca = TestCa::new("pg-ca");
+    let pg = Postgres::start_with_tls(&ca);
+    create_otp_database(&pg);
+    let bouncer = PgBouncer::start_in_transaction_mode(&pg, &ca, (DB, ROLE, PASSWORD), 2);
+    Pooled {
+        smtp: SmtpCapture::start(),
+        bouncer,
+        pg,
+        ca,
+    }
+}
+
+impl Pooled {
+    /// otpd's config for a host reaching the database through PgBouncer, with `store_extra`
+    /// in `[store]` and a pool of 4 connections.
+    fn config(&self, store_extra: &str) -> HostConfig {
+        let mut config = HostConfig::loopback(&self.pg, &self.ca.ca_cert(), self.smtp.port, "");
+        config.pg_hosts = vec![("127.0.0.1".into(), self.bouncer.port)];
+        config.store_extra = format!("{store_extra}pool_size = 4\n");
+        config
+    }
+
+    /// An otpd through PgBouncer, with `key` as its server key when given.
+    fn host(&self, store_extra: &str, key: Option<&[u8]>) -> Otpd {
+        let config = self.config(store_extra);
+        Otpd::start_with_text(|socket, state| {
+            if let Some(key) = key {
+                with_key(state, key);
+            }
+            config.render(socket, state)
+        })
+    }
+}
+
+fn http(user: &str, rhost: &str) -> LoginContext {
+    LoginContext {
+        user: user.into(),
+        service: "nginx".into(),
+        rhost: Some(rhost.into()),
+        tty: None,
+        protocol: Some("https".into()),
+    }
+}
+
+#[test]
+fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answers_once() {
+    let setup = pooled();
+    let a = setup.host("behind_pooler = true\n", None);
+    let key = std::fs::read(a.state_dir().join("secret.key")).unwrap();
+    let b = setup.host("behind_pooler = true\n", Some(&key));
+
+    // Real PAM logins on each host, one after the other and each on a fresh server
+    // connection's turn: every statement of a transaction went to the server that began it.
+    for (n, host) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let pam = PamConfDir::new();
+        pam.otp_then_permit("sshd", &host.socket, "");
+        let user = format!("user{n}");
+        let result = login_with(
+            &pam,
+            "sshd",
+            &user,
+            Some("192.0.2.7"),
+            mailed_code(setup.smtp.reader(), n + 1),
+        );
+        assert_eq!(result.code, libpam::PAM_SUCCESS, "{n}: {result:?}");
+    }
+
+    // One code, 40 answers at once over both hosts (the single-secret flow: any host may get
+    // it): each host's pool of 4 shares PgBouncer's two server connections with the other's.
+    let issued = a
+        .call(&Request::Begin {
+            login: http("carol", "198.51.100.250"),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
+    assert!(matches!(issued, Response::Prompt { .. }), "{issued:?}");
+    let code = answers::mailed_code(&setup.smtp.reader(), 5);
+    let start = Barrier::new(40);
+    let replies: Vec<Response> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..40)
+            .map(|n| {
+                let (start, code, host) = (&start, code.clone(), [&a, &b][n % 2]);
+                scope.spawn(move || {
+                    let login = http("carol", &format!("198.51.100.{}", n + 1));
+                    start.wait();
+                    host.call(&Request::Verify {
+                        login,
+                        code: SecretString::new(code),
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let successes = replies.iter().filter(|r| **r == Response::Success).count();
+    assert_eq!(successes, 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| *r == Response::Success || matches!(r, Response::Denied { .. })),
+        "{replies:?}"
+    );
+    let verified = a.events("verified").len() + b.events("verified").len();
+    assert_eq!(verified, 5, "four PAM logins and one answer");
+
+    // PgBouncer, not otpd, held the server connections: never more than its two.
+    let sessions = setup.pg.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'"),
+    );
+    assert!(sessions.trim().parse::<u32>().unwrap() <= 2, "{sessions}");
+    for host in [&a, &b] {
+        assert!(!host.log().contains("level=error"), "{}", host.log());
+    }
+}
+
+#[test]
+fn without_behind_pooler_otpd_refuses_to_start_through_pgbouncer_and_says_what_to_set() {
+    let setup = pooled();
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, state) = (dir.path().join("otpd.sock"), dir.path().join("state"));
+    let config_path = dir.path().join("otpd.toml");
+    std::fs::write(&config_path, setup.config("").render(&socket, &state)).unwrap();
+    let out = std::process::Command::new(paths::binary("otpd"))
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "otpd started: {log}");
+    assert!(log.contains("unsupported startup parameter"), "{log}");
+    assert!(
+        log.contains("set behind_pooler to true in [store]"),
+        "{log}"
+    );
+    assert!(setup.smtp.messages().is_empty(), "no code may be mailed");
+}
