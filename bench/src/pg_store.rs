@@ -16,6 +16,11 @@
 //! namespace, drives PAM logins against each as against the loopback one. The bridge and the
 //! namespaces are removed when [`PgHosts`] drops, also when the run stops on an error.
 //!
+//! One more otpd on loopback reaches the cluster through a PgBouncer of the run's own
+//! (Debian 12's, `pool_mode = transaction`, `tests/src/pgbouncer.rs`) with `[store]
+//! behind_pooler = true`: what a fleet too large for a connection per host's pool runs, set
+//! against the loopback otpd that connects directly.
+//!
 //! The cluster is set to SQLite's durability (`otpd` runs SQLite in WAL with
 //! `synchronous=NORMAL`): `fsync` and full-page writes on, `synchronous_commit = off`, so a
 //! commit does not wait for its WAL flush on either side. `pg_stat_statements` is loaded to
@@ -30,6 +35,7 @@ use std::sync::Arc;
 
 use e2e_tests::bridge::Bridge;
 use e2e_tests::otpd::Otpd;
+use e2e_tests::pgbouncer::PgBouncer;
 use e2e_tests::postgres::Postgres;
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
@@ -48,6 +54,9 @@ pub const HOSTS: usize = 3;
 /// The bridge's subnet, `198.18.60.0/24`: apart from the end-to-end tests' (41 to 44), so a
 /// run does not collide with tests on the same machine.
 pub const SUBNET: u8 = 60;
+/// PgBouncer's server connections: one per loop of the gated scenario, so the pooler's
+/// scenario measures its cost, not a queue for too few connections.
+pub const POOLER_SERVER_CONNECTIONS: u32 = 4;
 /// otpd's database, role and password: those of the end-to-end tests' hosts (the cluster and
 /// its password live and die with the run).
 pub use e2e_tests::pg_hosts::DB;
@@ -74,6 +83,8 @@ pub enum On {
     /// The otpd on loopback, like the SQLite side's: the single-host scenarios set against
     /// SQLite.
     Loopback,
+    /// The otpd on loopback that reaches the cluster through PgBouncer.
+    Pooled,
     /// The first `n` otpd in namespaces on the bridge, at once.
     Bridge(usize),
 }
@@ -86,8 +97,12 @@ pub struct PgHosts {
     pub local: Host,
     /// The hosts in namespaces on the bridge, `.2` first.
     pub hosts: Vec<Host>,
+    /// The host on loopback whose database connections go through [`PgHosts::bouncer`].
+    pub pooled: Host,
     /// The STARTTLS sink on the bridge's address the namespaced hosts mail to.
     _sink: SmtpSink,
+    /// PgBouncer in transaction mode in front of the server, for [`PgHosts::pooled`].
+    pub bouncer: PgBouncer,
     /// The database server.
     pub pg: Postgres,
     /// Whether the timed scenarios wait for the backends' row counts ([`STATS_DELAY`]).
@@ -162,6 +177,33 @@ impl PgHosts {
             otpd,
         };
 
+        let bouncer = PgBouncer::start_in_transaction_mode(
+            &pg,
+            &ca,
+            (DB, ROLE, PASSWORD),
+            POOLER_SERVER_CONNECTIONS,
+        );
+        let pooled_store = format!(
+            "{}behind_pooler = true\n",
+            store_section(
+                &[("127.0.0.1".into(), bouncer.port)],
+                &password_file,
+                &ca.ca_cert(),
+            )
+        );
+        let mut failed = None;
+        let otpd = Otpd::start_with_text(|socket, state| {
+            failed = with_key(state, &key).err();
+            config(socket, state, &pooled_store, &local_mail)
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        let pooled = Host {
+            pam: setup.our_service_for(&otpd),
+            otpd,
+        };
+
         let bridge_store = store(bridge.addr);
         let bridge_mail =
             capture_server(&bridge.addr.to_string(), sink.port(), Some(&ca.ca_cert()));
@@ -182,7 +224,9 @@ impl PgHosts {
         Ok(PgHosts {
             local,
             hosts: started,
+            pooled,
             _sink: sink,
+            bouncer,
             pg,
             count_rows,
             _ca: ca,
@@ -216,6 +260,7 @@ impl PgHosts {
     ) -> Result<PgRun, BenchError> {
         let used: Vec<&Host> = match on {
             On::Loopback => vec![&self.local],
+            On::Pooled => vec![&self.pooled],
             On::Bridge(n) => {
                 if n == 0 || n > self.hosts.len() {
                     return Err(BenchError::Setup(format!(
@@ -265,6 +310,7 @@ impl PgHosts {
         before.check_hosts(mailbox, &otpds, tag, logins)?;
         let place = match on {
             On::Loopback => "on loopback".to_string(),
+            On::Pooled => "on loopback through PgBouncer in transaction mode".to_string(),
             On::Bridge(_) => format!("each in its own network namespace on 198.18.{SUBNET}.0/24"),
         };
         Ok(PgRun {

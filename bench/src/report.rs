@@ -523,6 +523,7 @@ pub fn postgres_tables(results: &Results) -> String {
             );
         }
     }
+    out.push_str(&pooler_table(pg));
     out.push_str(&hosts_table(pg));
     out
 }
@@ -555,8 +556,48 @@ fn hosts_table(pg: &PgResults) -> String {
         all.per_second,
         verdict(scale >= PG_HOSTS_TARGET)
     );
-    let mut line = |label: &str, a: String, b: String, r: String| {
-        let _ = writeln!(out, "| {label} | {a} | {b} | {r} | | |");
+    out.push_str(&cost_rows((one, one_cost), (all, all_cost)));
+    out
+}
+
+/// The otpd on loopback through PgBouncer in transaction mode (`behind_pooler`) set against
+/// the same otpd's scenario connecting directly, with what a login cost PgBouncer.
+fn pooler_table(pg: &PgResults) -> String {
+    let (Some((direct, direct_cost)), Some(pooled)) = (pg.one_host.as_ref(), pg.pooled.as_ref())
+    else {
+        return String::new();
+    };
+    let loops = crate::suite::GATED_LOOPS;
+    let mut out = format!(
+        "\n| PostgreSQL store, 1 host on loopback, {loops} loops | direct | through PgBouncer (transaction mode) | through / direct |\n\
+         |---|---:|---:|---:|\n"
+    );
+    let _ = writeln!(
+        out,
+        "| logins per second | {:.0} | {:.0} | {} |",
+        direct.per_second,
+        pooled.run.per_second,
+        ratio(pooled.run.per_second, direct.per_second)
+    );
+    out.push_str(&cost_rows(
+        (direct, direct_cost),
+        (&pooled.run, &pooled.cost),
+    ));
+    let _ = writeln!(
+        out,
+        "| PgBouncer CPU per login (one process) | — | {} | |",
+        us(pooled.bouncer_cpu)
+    );
+    out
+}
+
+/// The rows both comparisons of PostgreSQL scenarios show, `a` against `b`: latency, CPU in
+/// otpd and in the server, statements and rows per login. (Their columns end as the table's:
+/// the hosts table has two more, left empty here.)
+fn cost_rows(a: (&Throughput, &LoginCost), b: (&Throughput, &LoginCost)) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, x: String, y: String, r: String| {
+        let _ = writeln!(out, "| {label} | {x} | {y} | {r} |");
     };
     let times: [(&str, TimeOf); 5] = [
         ("latency p50", |t, _| t.latency.p50),
@@ -572,8 +613,8 @@ fn hosts_table(pg: &PgResults) -> String {
         ("of which otpd's backends", |_, c| c.backend_cpu),
     ];
     for (label, get) in times {
-        let (a, b) = (get(one, one_cost), get(all, all_cost));
-        line(label, us(a), us(b), ratio(b.as_secs_f64(), a.as_secs_f64()));
+        let (x, y) = (get(a.0, a.1), get(b.0, b.1));
+        line(label, us(x), us(y), ratio(y.as_secs_f64(), x.as_secs_f64()));
     }
     let counts: [(&str, CountOf); 3] = [
         ("statements per login (BEGIN and COMMIT included)", |c| {
@@ -583,11 +624,11 @@ fn hosts_table(pg: &PgResults) -> String {
         ("audit table growth per login, bytes", |c| c.audit_bytes),
     ];
     for (label, get) in counts {
-        let (a, b) = (get(one_cost), get(all_cost));
-        line(label, format!("{a:.1}"), format!("{b:.1}"), ratio(b, a));
+        let (x, y) = (get(a.1), get(b.1));
+        line(label, format!("{x:.1}"), format!("{y:.1}"), ratio(y, x));
     }
-    let rows = match (one_cost.rows_written, all_cost.rows_written) {
-        (Some(a), Some(b)) => (format!("{a:.1}"), format!("{b:.1}"), ratio(b, a)),
+    let rows = match (a.1.rows_written, b.1.rows_written) {
+        (Some(x), Some(y)) => (format!("{x:.1}"), format!("{y:.1}"), ratio(y, x)),
         _ => (
             "— (smoke run: not waited for)".into(),
             "—".into(),
@@ -622,7 +663,11 @@ run drives every host's logins from the root namespace, each host by its own loo
 once; CPU per login there counts every host's otpd. The multi-host table's 1-host column is \
 the first of those namespaced hosts alone, so both columns cross the same bridge and the \
 ratio compares like with like. A check confirms PostgreSQL saw otpd's sessions over TLS from \
-each host's own bridge address. Server cost per login is over every login of the scenario, \
+each host's own bridge address. Through PgBouncer: one more otpd on loopback with `[store] \
+behind_pooler = true` reaching the cluster through a PgBouncer of the run's own (Debian 12's \
+1.18, `pool_mode = transaction`, as many server connections as loops, TLS on both sides, \
+tests/src/pgbouncer.rs), set against the loopback otpd's loops right before it; PgBouncer's \
+CPU time is its one process's. Server cost per login is over every login of the scenario, \
 warm-up included: the postmaster's and its children's CPU time (`/proc/PID/stat`), statements \
 from `pg_stat_statements` for otpd's database, rows inserted, updated or deleted from \
 `pg_stat_database` (read once the backends reported them), and the growth of \
@@ -809,6 +854,7 @@ mod tests {
             one_host: Some((at(1000.0), cost)),
             one_bridge_host: Some((at(800.0), cost)),
             hosts: Some((at(1200.0), cost)),
+            pooled: None,
         };
         let table = hosts_table(&pg);
         assert!(
@@ -826,6 +872,44 @@ mod tests {
             ..pg
         };
         assert_eq!(hosts_table(&without), "");
+    }
+
+    #[test]
+    fn the_pooler_table_sets_the_pooled_host_against_the_direct_one() {
+        let at = |per_second: f64| Throughput {
+            per_second,
+            latency: Summary {
+                count: 100,
+                p50: Duration::from_micros(2000),
+                p99: Duration::from_micros(5000),
+                max: Duration::from_micros(6000),
+                mean: Duration::from_micros(2100),
+            },
+            cpu_per_login: Duration::from_micros(900),
+            otpd_cpu_per_login: Duration::from_micros(300),
+        };
+        let cost = LoginCost::default();
+        let pg = PgResults {
+            serial: at(250.0),
+            one_host: Some((at(600.0), cost)),
+            one_bridge_host: None,
+            hosts: None,
+            pooled: Some(crate::suite::Pooled {
+                run: at(450.0),
+                cost,
+                bouncer_cpu: Duration::from_micros(120),
+            }),
+        };
+        let table = pooler_table(&pg);
+        assert!(
+            table.contains("| logins per second | 600 | 450 | 0.75 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| PgBouncer CPU per login (one process) | — | 120 µs | |"),
+            "{table}"
+        );
+        assert_eq!(pooler_table(&PgResults { pooled: None, ..pg }), "");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::bulk;
 use crate::burst::{self, Burst, Mta};
+use crate::cpu;
 use crate::error::BenchError;
 use crate::floor::{self, Floor};
 use crate::hotp;
@@ -118,6 +119,20 @@ pub struct PgResults {
     /// [`pg_store::HOSTS`] otpd in namespaces at once on the one database, [`GATED_LOOPS`]
     /// loops each, and the server's cost per login there.
     pub hosts: Option<(Throughput, LoginCost)>,
+    /// The otpd on loopback through PgBouncer in transaction mode, [`GATED_LOOPS`] loops: set
+    /// against [`PgResults::one_host`].
+    pub pooled: Option<Pooled>,
+}
+
+/// The scenario through PgBouncer.
+#[derive(Debug, Clone, Copy)]
+pub struct Pooled {
+    /// The logins.
+    pub run: Throughput,
+    /// What a login cost the server.
+    pub cost: LoginCost,
+    /// What a login cost PgBouncer (one process, CPU time).
+    pub bouncer_cpu: Duration,
 }
 
 /// Everything measured.
@@ -238,6 +253,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
             one_host: None,
             one_bridge_host: None,
             hosts: None,
+            pooled: None,
         }),
         None => None,
     };
@@ -272,6 +288,12 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
                 crate::pg_cost::most_called(&pg.pg, pg_store::DB, 25)
             ));
             results.one_host = Some((throughput(one.run)?, one.cost));
+            say(format!(
+                "PostgreSQL through PgBouncer (transaction mode), 1 host on loopback, {loops} \
+                 loops: {}s",
+                options.seconds
+            ));
+            results.pooled = Some(run_pooled(&setup, pg, loops, time, &mut checks)?);
             say(format!(
                 "PostgreSQL, 1 host in a namespace, {loops} loops: {}s",
                 options.seconds
@@ -467,6 +489,27 @@ pub fn blocks(count: u64) -> impl Iterator<Item = Range<u64>> {
     (0..count)
         .step_by(step)
         .map(move |start| start..count.min(start + per_block))
+}
+
+/// Our logins in `loops` loops on the otpd behind PgBouncer, with PgBouncer's CPU time per login.
+fn run_pooled(
+    setup: &Setup,
+    pg: &PgHosts,
+    loops: usize,
+    until: Until,
+    checks: &mut Vec<String>,
+) -> Result<Pooled, BenchError> {
+    let bouncer = Process::Pid(pg.bouncer.pid());
+    let before = cpu::cpu_time(bouncer)?;
+    let pooled = pg.run(&setup.mailbox, "pgp1c", On::Pooled, loops, WARMUP, until)?;
+    let spent = cpu::cpu_time(bouncer)?.saturating_sub(before);
+    checks.push(pooled.check);
+    let logins = u32::try_from(pooled.cost.logins.max(1)).unwrap_or(u32::MAX);
+    Ok(Pooled {
+        run: throughput(pooled.run)?,
+        cost: pooled.cost,
+        bouncer_cpu: spent / logins,
+    })
 }
 
 /// `count` serial logins of each side in alternating blocks, each block checked: ours on

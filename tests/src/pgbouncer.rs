@@ -111,6 +111,11 @@ impl PgBouncer {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()

@@ -86,15 +86,17 @@ fn deadlines(options: &PgOptions) -> [(&'static str, u128); 3] {
 }
 
 /// What starts each transaction: `begin`, and behind a pooler the deadlines for this
-/// transaction alone, in the same batch.
+/// transaction alone (`set_config(…, true)` is `SET LOCAL`), in the same batch and as one
+/// statement: each statement costs the server its own parse and answer.
 pub(super) fn begin_with_deadlines(begin: &str, options: &PgOptions) -> String {
-    let mut sql = begin.to_string();
-    if options.behind_pooler {
-        for (name, millis) in deadlines(options) {
-            sql.push_str(&format!("; SET LOCAL {name} = {millis}"));
-        }
+    if !options.behind_pooler {
+        return begin.to_string();
     }
-    sql
+    let settings: Vec<String> = deadlines(options)
+        .iter()
+        .map(|(name, millis)| format!("set_config('{name}', '{millis}', true)"))
+        .collect();
+    format!("{begin}; SELECT {}", settings.join(", "))
 }
 
 /// At least one millisecond: PostgreSQL reads 0 as "no timeout".
