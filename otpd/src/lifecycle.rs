@@ -135,12 +135,17 @@ pub fn open_postgres(
         ))
     })?;
     tracing::info!(
-        "store: PostgreSQL database {} on {} ({})",
+        "store: PostgreSQL database {} on {} ({}{})",
         escape_for_log(&pg.dbname),
         escape_for_log(&hosts),
         match pg.tls {
             PgTls::VerifyFull => "TLS, verify-full",
             PgTls::None => "no TLS, loopback",
+        },
+        if pg.behind_pooler {
+            ", behind a pooler in transaction mode"
+        } else {
+            ""
         }
     );
     Ok(store)

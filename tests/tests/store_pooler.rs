@@ -148,6 +148,14 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
     for host in [&a, &b] {
         assert!(!host.log().contains("level=error"), "{}", host.log());
     }
+    // The admin sees where the store is and that a pooler stands in front.
+    let (code, status, _) = a.otpctl(None, &["status"]);
+    assert_eq!(code, 0);
+    let line = format!(
+        "postgresql: otp on 127.0.0.1:{} (TLS verify-full, behind a pooler)",
+        setup.bouncer.port
+    );
+    assert!(status.contains(&line), "{status}");
 }
 
 #[test]

@@ -183,7 +183,7 @@ impl PgStore {
         key: ServerKey,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<PgStore, StoreError> {
-        let backend = describe(&config, tls.is_some());
+        let backend = describe(&config, tls.is_some(), options.behind_pooler);
         let runtime = Driver::new()?;
         // The pool spawns its connections' tasks, so it is made inside the runtime.
         let pool = {
@@ -216,8 +216,8 @@ impl PgStore {
 }
 
 /// `postgresql: DBNAME on HOST:PORT, ... (TLS verify-full)`: the database and where, never
-/// the user or password.
-fn describe(config: &tokio_postgres::Config, tls: bool) -> String {
+/// the user or password; `, behind a pooler` when the hosts are a pooler in transaction mode.
+fn describe(config: &tokio_postgres::Config, tls: bool, behind_pooler: bool) -> String {
     let ports = config.get_ports();
     let hosts = config
         .get_hosts()
@@ -236,9 +236,14 @@ fn describe(config: &tokio_postgres::Config, tls: bool) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "postgresql: {} on {hosts} ({})",
+        "postgresql: {} on {hosts} ({}{})",
         config.get_dbname().unwrap_or("?"),
-        if tls { "TLS verify-full" } else { "no TLS" }
+        if tls { "TLS verify-full" } else { "no TLS" },
+        if behind_pooler {
+            ", behind a pooler"
+        } else {
+            ""
+        }
     )
 }
 
