@@ -51,8 +51,18 @@ impl TestDb {
     /// A store on this database with the tests' key and a 30 s deadline, room for a copy or a
     /// merge of a whole snapshot (`otpctl store migrate` gives its own 10 minutes).
     pub(super) fn open_for_copy(&self) -> super::PgStore {
+        self.open_for_copy_with(false)
+    }
+
+    /// [`TestDb::open_for_copy`] as otpd opens it behind a pooler in transaction mode.
+    pub(super) fn open_for_copy_behind_pooler(&self) -> super::PgStore {
+        self.open_for_copy_with(true)
+    }
+
+    fn open_for_copy_with(&self, behind_pooler: bool) -> super::PgStore {
         let options = super::PgOptions {
             deadline: Duration::from_secs(30),
+            behind_pooler,
             ..super::PgOptions::default()
         };
         super::PgStore::open(self.config(), options, super::super::test_support::key())

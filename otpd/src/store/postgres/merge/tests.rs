@@ -154,6 +154,17 @@ fn hosts_whose_last_audit_rows_are_the_same_are_told_apart_by_name() {
 
 #[test]
 fn a_second_hosts_state_merges_into_a_used_database_by_each_tables_rule() {
+    merges_by_each_tables_rule(open);
+}
+
+/// The same copy and merge behind a pooler in transaction mode (`[store] behind_pooler`):
+/// the staging tables, the dynamic statements and the many-row inserts sent unnamed.
+#[test]
+fn behind_a_pooler_a_second_hosts_state_merges_by_the_same_rules() {
+    merges_by_each_tables_rule(TestDb::open_for_copy_behind_pooler);
+}
+
+fn merges_by_each_tables_rule(open: fn(&TestDb) -> PgStore) {
     let db = fresh_database();
     let pg = open(&db);
 
