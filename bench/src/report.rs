@@ -833,9 +833,9 @@ mod tests {
         assert_eq!(ldap_table(None), "");
     }
 
-    #[test]
-    fn the_hosts_table_sets_the_namespaced_hosts_against_one_namespaced_host() {
-        let at = |per_second: f64| Throughput {
+    /// A scenario's throughput of `per_second` logins, the rest the same in every test.
+    fn at(per_second: f64) -> Throughput {
+        Throughput {
             per_second,
             latency: Summary {
                 count: 100,
@@ -846,7 +846,11 @@ mod tests {
             },
             cpu_per_login: Duration::from_micros(900),
             otpd_cpu_per_login: Duration::from_micros(300),
-        };
+        }
+    }
+
+    #[test]
+    fn the_hosts_table_sets_the_namespaced_hosts_against_one_namespaced_host() {
         let cost = LoginCost::default();
         let pg = PgResults {
             serial: at(250.0),
@@ -876,18 +880,6 @@ mod tests {
 
     #[test]
     fn the_pooler_table_sets_the_pooled_host_against_the_direct_one() {
-        let at = |per_second: f64| Throughput {
-            per_second,
-            latency: Summary {
-                count: 100,
-                p50: Duration::from_micros(2000),
-                p99: Duration::from_micros(5000),
-                max: Duration::from_micros(6000),
-                mean: Duration::from_micros(2100),
-            },
-            cpu_per_login: Duration::from_micros(900),
-            otpd_cpu_per_login: Duration::from_micros(300),
-        };
         let cost = LoginCost::default();
         let pg = PgResults {
             serial: at(250.0),

@@ -18,6 +18,7 @@ pub mod pg_hosts;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod programs;
+pub mod race;
 pub mod recorded;
 pub mod slapd;
 pub mod smtp;

@@ -8,10 +8,7 @@
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Barrier;
-
-use common::secret::SecretString;
-use common::wire::{LoginContext, Request, Response};
+use common::wire::{Request, Response};
 use e2e_tests::libpam;
 use e2e_tests::login::{login_with, mailed_code};
 use e2e_tests::otpd::Otpd;
@@ -20,6 +17,7 @@ use e2e_tests::pg_hosts::{DB, HostConfig, PASSWORD, ROLE, create_otp_database, w
 use e2e_tests::pgbouncer::PgBouncer;
 use e2e_tests::postgres::Postgres;
 use e2e_tests::programs::answers;
+use e2e_tests::race::{self, http};
 use e2e_tests::smtp::SmtpCapture;
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
@@ -67,16 +65,6 @@ impl Pooled {
     }
 }
 
-fn http(user: &str, rhost: &str) -> LoginContext {
-    LoginContext {
-        user: user.into(),
-        service: "nginx".into(),
-        rhost: Some(rhost.into()),
-        tty: None,
-        protocol: Some("https".into()),
-    }
-}
-
 #[test]
 fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answers_once() {
     let setup = pooled();
@@ -110,32 +98,8 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
         .unwrap();
     assert!(matches!(issued, Response::Prompt { .. }), "{issued:?}");
     let code = answers::mailed_code(&setup.smtp.reader(), 5);
-    let start = Barrier::new(40);
-    let replies: Vec<Response> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..40)
-            .map(|n| {
-                let (start, code, host) = (&start, code.clone(), [&a, &b][n % 2]);
-                scope.spawn(move || {
-                    let login = http("carol", &format!("198.51.100.{}", n + 1));
-                    start.wait();
-                    host.call(&Request::Verify {
-                        login,
-                        code: SecretString::new(code),
-                    })
-                    .unwrap()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
-    let successes = replies.iter().filter(|r| **r == Response::Success).count();
-    assert_eq!(successes, 1, "{replies:?}");
-    assert!(
-        replies
-            .iter()
-            .all(|r| *r == Response::Success || matches!(r, Response::Denied { .. })),
-        "{replies:?}"
-    );
+    let replies = race::answer_at_once(&[&a, &b], "carol", &code, 40);
+    race::exactly_one_success(&replies);
     let verified = a.events("verified").len() + b.events("verified").len();
     assert_eq!(verified, 5, "four PAM logins and one answer");
 

@@ -16,8 +16,13 @@ use crate::server_key::ServerKey;
 
 /// An empty store on a new database of the test server.
 fn fresh() -> (TestDb, PgStore) {
+    fresh_with(PgOptions::default())
+}
+
+/// [`fresh`], opened with `options`.
+fn fresh_with(options: PgOptions) -> (TestDb, PgStore) {
     let db = fresh_database();
-    let store = PgStore::open(db.config(), PgOptions::default(), key()).expect("open store");
+    let store = PgStore::open(db.config(), options, key()).expect("open store");
     (db, store)
 }
 
@@ -26,10 +31,15 @@ crate::store_conformance_tests!(fresh);
 /// `n` handles on one new database, each its own `PgStore` with its own connections, as `n`
 /// otpd hosts would have.
 fn handles(n: usize) -> (TestDb, Vec<Handle>) {
+    handles_with(PgOptions::default(), n)
+}
+
+/// [`handles`], each store opened with `options`.
+fn handles_with(options: PgOptions, n: usize) -> (TestDb, Vec<Handle>) {
     let db = fresh_database();
     let handles = (0..n)
         .map(|_| {
-            let store = PgStore::open(db.config(), PgOptions::default(), key()).expect("open");
+            let store = PgStore::open(db.config(), options, key()).expect("open");
             let store = Arc::new(Mutex::new(store));
             Box::new(move |work: &mut dyn FnMut(&mut dyn Store)| {
                 work(&mut *store.lock().expect("not poisoned"))
@@ -57,25 +67,13 @@ mod behind_pooler {
     }
 
     fn fresh() -> (TestDb, PgStore) {
-        let db = fresh_database();
-        let store = PgStore::open(db.config(), pooled(), key()).expect("open store");
-        (db, store)
+        fresh_with(pooled())
     }
 
     crate::store_conformance_tests!(fresh);
 
     fn handles(n: usize) -> (TestDb, Vec<Handle>) {
-        let db = fresh_database();
-        let handles = (0..n)
-            .map(|_| {
-                let store = PgStore::open(db.config(), pooled(), key()).expect("open");
-                let store = Arc::new(Mutex::new(store));
-                Box::new(move |work: &mut dyn FnMut(&mut dyn Store)| {
-                    work(&mut *store.lock().expect("not poisoned"))
-                }) as Handle
-            })
-            .collect();
-        (db, handles)
+        handles_with(pooled(), n)
     }
 
     crate::store_conformance_race_tests!(handles);
