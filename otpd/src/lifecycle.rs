@@ -148,7 +148,28 @@ pub fn open_postgres(
             ""
         }
     );
+    if pg.behind_pooler {
+        warn_of_reads_without_a_deadline(&store, &pg.user);
+    }
     Ok(store)
+}
+
+/// Behind a pooler a read outside a transaction runs under the role's own
+/// `statement_timeout` (otpd's session settings cannot be carried through): says so when the
+/// role has none, since a stuck read would then hold one of the pooler's server connections
+/// for as long as it runs.
+fn warn_of_reads_without_a_deadline(store: &PgStore, role: &str) {
+    match store.statement_timeout_outside_transactions().as_deref() {
+        Ok("0") => tracing::warn!(
+            "store: behind a pooler, reads outside a transaction run under the role's own \
+             statement_timeout, and role {} has none; set one (ALTER ROLE {} SET \
+             statement_timeout = '3s') and the pooler's query_timeout",
+            escape_for_log(role),
+            escape_for_log(role)
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("store: cannot read the role's statement_timeout: {e}"),
+    }
 }
 
 /// Runs otpd with the config at `config_path` until SIGTERM or SIGINT.

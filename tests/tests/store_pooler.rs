@@ -2,8 +2,9 @@
 //! (Debian 12's 1.18), as a fleet too large for a connection per host's pool must (issue #20,
 //! bench/README.md's paper estimate). With `[store] behind_pooler = true` two hosts whose
 //! pools together hold more connections than PgBouncer's two server connections log users in
-//! through PAM, and 40 parallel answers of one code over both give exactly one success. Without
-//! it, otpd refuses to start (nothing serves logins: fail closed) and says what to set.
+//! through PAM, and 40 parallel answers of one code over both give exactly one success; a role
+//! without a `statement_timeout` of its own is warned of. Without it, otpd refuses to start
+//! (nothing serves logins: fail closed) and says what to set.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -110,7 +111,14 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
     );
     assert!(sessions.trim().parse::<u32>().unwrap() <= 2, "{sessions}");
     for host in [&a, &b] {
-        assert!(!host.log().contains("level=error"), "{}", host.log());
+        assert!(!host.log().contains(" ERROR "), "{}", host.log());
+        // The test's role has no statement_timeout of its own: the admin is told to set one.
+        assert!(
+            host.log()
+                .contains("role otpd has none; set one (ALTER ROLE otpd SET"),
+            "{}",
+            host.log()
+        );
     }
     // The admin sees where the store is and that a pooler stands in front.
     let (code, status, _) = a.otpctl(None, &["status"]);
@@ -120,6 +128,25 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
         setup.bouncer.port
     );
     assert!(status.contains(&line), "{status}");
+}
+
+#[test]
+fn a_role_with_its_own_statement_timeout_gets_no_warning() {
+    let setup = pooled();
+    setup.pg.psql(
+        "postgres",
+        &format!("ALTER ROLE {ROLE} SET statement_timeout = '3s'"),
+    );
+    let otpd = setup.host("behind_pooler = true\n", None);
+    let begun = otpd
+        .call(&Request::Begin {
+            login: http("erin", "198.51.100.9"),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
+    assert!(matches!(begun, Response::Prompt { .. }), "{begun:?}");
+    assert!(otpd.log().contains("behind a pooler"), "{}", otpd.log());
+    assert!(!otpd.log().contains("statement_timeout"), "{}", otpd.log());
 }
 
 #[test]

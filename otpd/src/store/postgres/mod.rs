@@ -206,6 +206,16 @@ impl PgStore {
         Ok(store)
     }
 
+    /// The server's `statement_timeout` for a statement outside a transaction, as PostgreSQL
+    /// shows it (`0`: none). Behind a pooler otpd sets its deadlines per transaction only, so
+    /// this is what bounds its reads there: the role's own setting.
+    pub fn statement_timeout_outside_transactions(&self) -> Result<String, StoreError> {
+        self.plain(async |db, _| {
+            let row = sql::one(db, "SELECT current_setting('statement_timeout')", &[]).await?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
     /// Wakes the deliverer, if one is listening, after a notice was queued and committed (or,
     /// inside a unit, queued: a unit rolled back only wakes it for nothing).
     fn wake_notice_deliverer(&self) {
