@@ -4,7 +4,8 @@
 //! pools together hold more connections than PgBouncer's two server connections log users in
 //! through PAM, and 40 parallel answers of one code over both give exactly one success; a role
 //! without a `statement_timeout` of its own is warned of. Without it, otpd refuses to start
-//! (nothing serves logins: fail closed) and says what to set.
+//! (nothing serves logins: fail closed) and says what to set. Two SQLite hosts move in through
+//! it, by a copy and a merge.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,7 +20,7 @@ use e2e_tests::pgbouncer::PgBouncer;
 use e2e_tests::postgres::Postgres;
 use e2e_tests::programs::answers;
 use e2e_tests::race::{self, http};
-use e2e_tests::smtp::SmtpCapture;
+use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
 
@@ -128,6 +129,72 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
         setup.bouncer.port
     );
     assert!(status.contains(&line), "{status}");
+}
+
+/// `text` without its `[store]` section: the host as it ran on SQLite before the move.
+fn on_sqlite(text: &str) -> String {
+    let start = text.find("[store]\n").expect("a [store] section");
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + e + 2);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+/// Two hosts on SQLite move into the database through PgBouncer, the first by a copy and the
+/// second by a merge (`otpctl store migrate`): the table locks, the merge's temporary tables
+/// and the many-row inserts all within one transaction of one server connection.
+#[test]
+fn two_sqlite_hosts_move_in_through_pgbouncer_by_a_copy_then_a_merge() {
+    let setup = pooled();
+    let config = setup.config("behind_pooler = true\n");
+    let mut key: Option<Vec<u8>> = None;
+    let mut moved = Vec::new();
+    for (user, how) in [("alice", None), ("bob", Some("--merge"))] {
+        let mut pg_text = String::new();
+        let mut otpd = Otpd::start_with_text(|socket, state| {
+            if let Some(key) = &key {
+                with_key(state, key);
+            }
+            pg_text = config.render(socket, state);
+            on_sqlite(&pg_text)
+        });
+        let address = format!("{user}@corp.test");
+        let (rc, out, err) = otpd.otpctl(
+            None,
+            &[
+                "user",
+                "add",
+                user,
+                "--no-account",
+                "--email",
+                &address,
+                "--enable",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}{err}");
+        key.get_or_insert_with(|| std::fs::read(otpd.state_dir().join("secret.key")).unwrap());
+        assert!(otpd.stop(), "{}", otpd.log());
+        otpd.write_config(&pg_text);
+        let migrate: Vec<&str> = ["store", "migrate", "--to", "postgresql"]
+            .into_iter()
+            .chain(how)
+            .collect();
+        let (rc, out, err) = otpd.otpctl(None, &migrate);
+        assert_eq!(rc, 0, "{migrate:?}: {out}{err}");
+        moved.push(otpd);
+    }
+    let users = setup.pg.psql(DB, "SELECT name FROM users ORDER BY name");
+    assert_eq!(users.trim(), "alice\nbob");
+    // The first host runs on the database through PgBouncer and serves the merged user.
+    moved[0].restart();
+    let begun = moved[0]
+        .call(&Request::Begin {
+            login: http("bob", "198.51.100.9"),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap();
+    assert!(matches!(begun, Response::Prompt { .. }), "{begun:?}");
+    assert_eq!(setup.smtp.wait_for(1, MAIL_WAIT).len(), 1);
 }
 
 #[test]
