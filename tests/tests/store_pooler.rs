@@ -5,7 +5,8 @@
 //! through PAM, and 40 parallel answers of one code over both give exactly one success; a role
 //! without a `statement_timeout` of its own is warned of. Without it, otpd refuses to start
 //! (nothing serves logins: fail closed) and says what to set. Two SQLite hosts move in through
-//! it, by a copy and a merge.
+//! it, by a copy and a merge. With a PgBouncer in front of a primary and one in front of its
+//! standby, otpd follows the promoted standby.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -195,6 +196,64 @@ fn two_sqlite_hosts_move_in_through_pgbouncer_by_a_copy_then_a_merge() {
         .unwrap();
     assert!(matches!(begun, Response::Prompt { .. }), "{begun:?}");
     assert_eq!(setup.smtp.wait_for(1, MAIL_WAIT).len(), 1);
+}
+
+/// Failover behind poolers: a PgBouncer in front of the primary and one in front of its
+/// streaming standby, both in `hosts`. otpd writes through the first; with the primary stopped
+/// logins are unavailable (the standby takes no writes); once the standby is promoted the same
+/// otpd, not restarted, logs users in through the second.
+#[test]
+fn with_a_pooler_in_front_of_each_server_otpd_follows_a_promoted_standby() {
+    let ca = TestCa::new("pg-ca");
+    let primary = Postgres::start_with_tls(&ca);
+    create_otp_database(&primary);
+    let standby = primary.start_standby();
+    let smtp = SmtpCapture::start();
+    let login = (DB, ROLE, PASSWORD);
+    let before_primary = PgBouncer::start_in_transaction_mode(&primary, &ca, login, 2);
+    let before_standby = PgBouncer::start_in_transaction_mode(&standby, &ca, login, 2);
+    let mut config = HostConfig::loopback(&primary, &ca.ca_cert(), smtp.port, "");
+    config.pg_hosts = vec![
+        ("127.0.0.1".into(), before_primary.port),
+        ("127.0.0.1".into(), before_standby.port),
+    ];
+    config.store_extra = "behind_pooler = true\n".into();
+    let otpd = Otpd::start_with_text(|socket, state| config.render(socket, state));
+    let pid = otpd.pid();
+    let begin = |user: &str| {
+        otpd.call(&Request::Begin {
+            login: http(user, "198.51.100.9"),
+            ssh_keys: Vec::new(),
+        })
+        .unwrap()
+    };
+    let first = begin("alice");
+    assert!(matches!(first, Response::Prompt { .. }), "{first:?}");
+
+    primary.stop();
+    let between = begin("bob");
+    assert!(
+        matches!(between, Response::Unavailable { .. }),
+        "{between:?}"
+    );
+    let again = begin("bob");
+    assert!(matches!(again, Response::Unavailable { .. }), "{again:?}");
+
+    standby.promote();
+    let after = begin("carol");
+    assert!(
+        matches!(after, Response::Prompt { .. }),
+        "{after:?}\n{}",
+        otpd.log()
+    );
+    assert_eq!(
+        smtp.wait_for(2, MAIL_WAIT).len(),
+        2,
+        "alice's and carol's codes"
+    );
+    let carols = standby.psql(DB, "SELECT count(*) FROM codes WHERE username = 'carol'");
+    assert_eq!(carols.trim(), "1", "carol's code is on the promoted server");
+    assert_eq!(otpd.pid(), pid, "otpd was restarted");
 }
 
 #[test]
