@@ -237,6 +237,22 @@ impl Otpd {
         )
     }
 
+    /// Enrols `user` at `email` with `otpctl user add USER --no-account --email EMAIL --enable`
+    /// (no local account needed), which must succeed.
+    pub fn enrol(&self, user: &str, email: &str) {
+        let args = [
+            "user",
+            "add",
+            user,
+            "--no-account",
+            "--email",
+            email,
+            "--enable",
+        ];
+        let (rc, out, err) = self.otpctl(None, &args);
+        assert_eq!(rc, 0, "otpctl {args:?}: {out}{err}");
+    }
+
     /// One request through the same client the module uses.
     pub fn call(&self, request: &Request) -> Result<Response, client::ClientError> {
         client::call(

@@ -306,22 +306,6 @@ fn a_database_made_with_another_server_key_is_refused_and_nothing_is_copied() {
     assert!(!out.contains("copied"), "{out}");
 }
 
-/// `otpctl user add NAME --no-account --email EMAIL --enable` on `otpd`.
-fn add_user(otpd: &Otpd, name: &str, email: &str) {
-    ctl(
-        otpd,
-        &[
-            "user",
-            "add",
-            name,
-            "--no-account",
-            "--email",
-            email,
-            "--enable",
-        ],
-    );
-}
-
 /// Host A moves into a new database; host B, with other users and a different address for
 /// alice, is merged in once the admin settles alice; carol, enrolled only on B, logs in on A.
 /// B merged again as it was is refused; B back on SQLite for a while brings only what it
@@ -355,8 +339,8 @@ fn a_second_host_merges_into_the_database_the_first_moved_into_and_its_users_log
         sqlite_config(socket, state, smtp.port)
     });
     let on_sqlite = b.config_text();
-    add_user(&b, "alice", "alice@other.test");
-    add_user(&b, "carol", "carol@corp.test");
+    b.enrol("alice", "alice@other.test");
+    b.enrol("carol", "carol@corp.test");
     assert!(b.stop());
     let on_postgresql = postgres_config(&on_sqlite, b.dir(), &pg, &ca.ca_cert());
     b.write_config(&on_postgresql);
@@ -411,7 +395,7 @@ fn a_second_host_merges_into_the_database_the_first_moved_into_and_its_users_log
     // what it wrote since: carol's enrolment is not audited twice, and dave comes in.
     b.write_config(&on_sqlite);
     b.restart();
-    add_user(&b, "dave", "dave@corp.test");
+    b.enrol("dave", "dave@corp.test");
     assert!(b.stop());
     b.write_config(&on_postgresql);
     let (rc, out, err) = b.otpctl(None, &merge);

@@ -93,12 +93,7 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
 
     // One code, 40 answers at once over both hosts (the single-secret flow: any host may get
     // it): each host's pool of 4 shares PgBouncer's two server connections with the other's.
-    let issued = a
-        .call(&Request::Begin {
-            login: http("carol", "198.51.100.250"),
-            ssh_keys: Vec::new(),
-        })
-        .unwrap();
+    let issued = begin(&a, "carol", "198.51.100.250");
     assert!(matches!(issued, Response::Prompt { .. }), "{issued:?}");
     let code = answers::mailed_code(&setup.smtp.reader(), 5);
     let replies = race::answer_at_once(&[&a, &b], "carol", &code, 40);
@@ -132,6 +127,15 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
     assert!(status.contains(&line), "{status}");
 }
 
+/// `user`'s HTTP Basic login begun on `otpd` from `rhost`.
+fn begin(otpd: &Otpd, user: &str, rhost: &str) -> Response {
+    otpd.call(&Request::Begin {
+        login: http(user, rhost),
+        ssh_keys: Vec::new(),
+    })
+    .unwrap()
+}
+
 /// `text` without its `[store]` section: the host as it ran on SQLite before the move.
 fn on_sqlite(text: &str) -> String {
     let start = text.find("[store]\n").expect("a [store] section");
@@ -159,20 +163,7 @@ fn two_sqlite_hosts_move_in_through_pgbouncer_by_a_copy_then_a_merge() {
             pg_text = config.render(socket, state);
             on_sqlite(&pg_text)
         });
-        let address = format!("{user}@corp.test");
-        let (rc, out, err) = otpd.otpctl(
-            None,
-            &[
-                "user",
-                "add",
-                user,
-                "--no-account",
-                "--email",
-                &address,
-                "--enable",
-            ],
-        );
-        assert_eq!(rc, 0, "{out}{err}");
+        otpd.enrol(user, &format!("{user}@corp.test"));
         key.get_or_insert_with(|| std::fs::read(otpd.state_dir().join("secret.key")).unwrap());
         assert!(otpd.stop(), "{}", otpd.log());
         otpd.write_config(&pg_text);
@@ -188,12 +179,7 @@ fn two_sqlite_hosts_move_in_through_pgbouncer_by_a_copy_then_a_merge() {
     assert_eq!(users.trim(), "alice\nbob");
     // The first host runs on the database through PgBouncer and serves the merged user.
     moved[0].restart();
-    let begun = moved[0]
-        .call(&Request::Begin {
-            login: http("bob", "198.51.100.9"),
-            ssh_keys: Vec::new(),
-        })
-        .unwrap();
+    let begun = begin(&moved[0], "bob", "198.51.100.9");
     assert!(matches!(begun, Response::Prompt { .. }), "{begun:?}");
     assert_eq!(setup.smtp.wait_for(1, MAIL_WAIT).len(), 1);
 }
@@ -220,27 +206,20 @@ fn with_a_pooler_in_front_of_each_server_otpd_follows_a_promoted_standby() {
     config.store_extra = "behind_pooler = true\n".into();
     let otpd = Otpd::start_with_text(|socket, state| config.render(socket, state));
     let pid = otpd.pid();
-    let begin = |user: &str| {
-        otpd.call(&Request::Begin {
-            login: http(user, "198.51.100.9"),
-            ssh_keys: Vec::new(),
-        })
-        .unwrap()
-    };
-    let first = begin("alice");
+    let first = begin(&otpd, "alice", "198.51.100.9");
     assert!(matches!(first, Response::Prompt { .. }), "{first:?}");
 
     primary.stop();
-    let between = begin("bob");
+    let between = begin(&otpd, "bob", "198.51.100.9");
     assert!(
         matches!(between, Response::Unavailable { .. }),
         "{between:?}"
     );
-    let again = begin("bob");
+    let again = begin(&otpd, "bob", "198.51.100.9");
     assert!(matches!(again, Response::Unavailable { .. }), "{again:?}");
 
     standby.promote();
-    let after = begin("carol");
+    let after = begin(&otpd, "carol", "198.51.100.9");
     assert!(
         matches!(after, Response::Prompt { .. }),
         "{after:?}\n{}",
@@ -264,12 +243,7 @@ fn a_role_with_its_own_statement_timeout_gets_no_warning() {
         &format!("ALTER ROLE {ROLE} SET statement_timeout = '3s'"),
     );
     let otpd = setup.host("behind_pooler = true\n", None);
-    let begun = otpd
-        .call(&Request::Begin {
-            login: http("erin", "198.51.100.9"),
-            ssh_keys: Vec::new(),
-        })
-        .unwrap();
+    let begun = begin(&otpd, "erin", "198.51.100.9");
     assert!(matches!(begun, Response::Prompt { .. }), "{begun:?}");
     assert!(otpd.log().contains("behind a pooler"), "{}", otpd.log());
     assert!(!otpd.log().contains("statement_timeout"), "{}", otpd.log());
