@@ -52,7 +52,7 @@ impl Later {
         for (sql, params) in self.0 {
             let statement = match db.behind_pooler {
                 true => Statement::Unnamed(sql),
-                false => Statement::Named(db.prepare_cached(sql).await?),
+                false => Statement::Named(db.client().prepare_cached(sql).await?),
             };
             prepared.push((statement, params));
         }
@@ -87,7 +87,7 @@ impl Prepared {
                 .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                 .collect();
             match statement {
-                Statement::Named(statement) => Ok(db.execute(statement, &params).await?),
+                Statement::Named(statement) => Ok(db.client().execute(statement, &params).await?),
                 Statement::Unnamed(sql) => exec(db, sql, &params).await,
             }
         });

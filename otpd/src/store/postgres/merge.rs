@@ -59,7 +59,7 @@ use super::PgStore;
 use super::import::{already_copied, lock_copied_tables, remember_copy, tail_mark, write_rows};
 use super::locks::Lock;
 use super::schema::MIGRATION_LOCK;
-use super::sql::{exec_once, rows_once};
+use super::sql::{exec_once, rows, rows_once};
 use super::unit::Conn;
 
 /// How the rows of one table meet the rows the database already holds.
@@ -222,10 +222,7 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
             shown,
         } = rule
         {
-            for row in db
-                .query(&disagreeing(table, key, compare, shown), &[])
-                .await?
-            {
+            for row in rows_once(db, &disagreeing(table, key, compare, shown), &[]).await? {
                 conflicts.push(Conflict {
                     table: table.name,
                     user: row.try_get(0)?,
@@ -257,12 +254,12 @@ async fn merge_in(db: &Conn, snapshot: &Snapshot, now: i64) -> Result<Merged, St
 /// audit: how many of its audit rows the database has, and when that was. The latest such
 /// point in the trail wins (the host may have been merged more than once).
 async fn merged_before(db: &Conn, snapshot: &Snapshot) -> Result<Option<(usize, i64)>, StoreError> {
-    let kept = db
-        .query(
-            "SELECT name, value FROM otpd_meta WHERE name LIKE 'audit-tail:%'",
-            &[],
-        )
-        .await?;
+    let kept = rows(
+        db,
+        "SELECT name, value FROM otpd_meta WHERE name LIKE 'audit-tail:%'",
+        &[],
+    )
+    .await?;
     let mut trails = std::collections::HashMap::with_capacity(kept.len());
     for row in &kept {
         let (name, at): (String, String) = (row.try_get(0)?, row.try_get(1)?);

@@ -24,8 +24,9 @@ pub(super) async fn exec(db: &Conn, sql: &str, params: Params<'_>) -> Result<u64
     if db.behind_pooler {
         return Ok(unnamed(db, sql, params).await?.1);
     }
-    let statement = db.prepare_cached(sql).await?;
-    Ok(db.execute(&statement, params).await?)
+    let client = db.client();
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
 }
 
 /// Runs `sql`, which returns exactly one row.
@@ -37,8 +38,9 @@ pub(super) async fn one(db: &Conn, sql: &str, params: Params<'_>) -> Result<Row,
             n => Err(row_count(sql, n)),
         };
     }
-    let statement = db.prepare_cached(sql).await?;
-    Ok(db.query_one(&statement, params).await?)
+    let client = db.client();
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_one(&statement, params).await?)
 }
 
 /// Runs `sql`, which returns at most one row.
@@ -54,8 +56,9 @@ pub(super) async fn maybe(
             n => Err(row_count(sql, n)),
         };
     }
-    let statement = db.prepare_cached(sql).await?;
-    Ok(db.query_opt(&statement, params).await?)
+    let client = db.client();
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
 }
 
 /// Runs `sql` and returns its rows.
@@ -63,8 +66,9 @@ pub(super) async fn rows(db: &Conn, sql: &str, params: Params<'_>) -> Result<Vec
     if db.behind_pooler {
         return Ok(unnamed(db, sql, params).await?.0);
     }
-    let statement = db.prepare_cached(sql).await?;
-    Ok(db.query(&statement, params).await?)
+    let client = db.client();
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
 }
 
 /// [`exec`] for a statement run once, not kept on the connection: one that reads or writes a
@@ -73,7 +77,7 @@ pub(super) async fn exec_once(db: &Conn, sql: &str, params: Params<'_>) -> Resul
     if db.behind_pooler {
         return Ok(unnamed(db, sql, params).await?.1);
     }
-    Ok(db.execute(sql, params).await?)
+    Ok(db.client().execute(sql, params).await?)
 }
 
 /// [`rows`] for a statement run once (see [`exec_once`]).
@@ -85,7 +89,7 @@ pub(super) async fn rows_once(
     if db.behind_pooler {
         return Ok(unnamed(db, sql, params).await?.0);
     }
-    Ok(db.query(sql, params).await?)
+    Ok(db.client().query(sql, params).await?)
 }
 
 /// Runs `sql` as the unnamed statement, in one round trip: its rows, and how many rows it
@@ -95,7 +99,7 @@ async fn unnamed(db: &Conn, sql: &str, params: Params<'_>) -> Result<(Vec<Row>, 
         .iter()
         .map(|param| Ok((*param, natural_type(*param)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut stream = pin!(db.query_typed_raw(sql, typed).await?);
+    let mut stream = pin!(db.client().query_typed_raw(sql, typed).await?);
     let mut rows = Vec::new();
     while let Some(row) = stream.try_next().await? {
         rows.push(row);

@@ -467,12 +467,12 @@ fn a_transaction_that_lost_a_deadlock_is_run_again_and_succeeds() {
                     let bump = "UPDATE pair SET n = n + 1 WHERE id = $1";
                     store.unit(&[], async |conn, _| {
                         attempts += 1;
-                        conn.execute(bump, &[&first]).await?;
+                        super::sql::exec(conn, bump, &[&first]).await?;
                         if attempts == 1 {
                             // Each holds its first row before either asks for its second.
                             meet.wait();
                         }
-                        conn.execute(bump, &[&second]).await?;
+                        super::sql::exec(conn, bump, &[&second]).await?;
                         Ok(attempts)
                     })
                 })

@@ -40,16 +40,26 @@ use crate::store::AuditRecord;
 /// What operations run their SQL on: a pooled connection, with its statement cache, and
 /// whether a pooler in transaction mode stands between it and the server (then statements
 /// are sent unnamed, see `sql`).
+///
+/// It gives no direct access to the client's statement methods: a statement run straight on
+/// the client is prepared under a name, which a pooler in transaction mode loses or hands to
+/// another client. Statements with parameters go through `sql`'s helpers (and `later`'s),
+/// which choose by `behind_pooler`; plain SQL through [`Conn::batch_execute`].
 pub(super) struct Conn {
     client: Object,
     pub(super) behind_pooler: bool,
 }
 
-impl std::ops::Deref for Conn {
-    type Target = ClientWrapper;
-
-    fn deref(&self) -> &ClientWrapper {
+impl Conn {
+    /// The client, for `sql`'s and `later`'s helpers only (see above).
+    pub(super) fn client(&self) -> &ClientWrapper {
         &self.client
+    }
+
+    /// Runs `sql`, one or more statements without parameters, as one simple query: nothing
+    /// is prepared, so it is the same behind a pooler.
+    pub(super) async fn batch_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(sql).await
     }
 }
 
