@@ -556,7 +556,8 @@ fn hosts_table(pg: &PgResults) -> String {
         all.per_second,
         verdict(scale >= PG_HOSTS_TARGET)
     );
-    out.push_str(&cost_rows((one, one_cost), (all, all_cost)));
+    // The table's last two columns, the target and whether it is met, are empty in these rows.
+    out.push_str(&cost_rows((one, one_cost), (all, all_cost), " | |"));
     out
 }
 
@@ -582,6 +583,7 @@ fn pooler_table(pg: &PgResults) -> String {
     out.push_str(&cost_rows(
         (direct, direct_cost),
         (&pooled.run, &pooled.cost),
+        "",
     ));
     let _ = writeln!(
         out,
@@ -592,12 +594,12 @@ fn pooler_table(pg: &PgResults) -> String {
 }
 
 /// The rows both comparisons of PostgreSQL scenarios show, `a` against `b`: latency, CPU in
-/// otpd and in the server, statements and rows per login. (Their columns end as the table's:
-/// the hosts table has two more, left empty here.)
-fn cost_rows(a: (&Throughput, &LoginCost), b: (&Throughput, &LoginCost)) -> String {
+/// otpd and in the server, statements and rows per login, each row ended by `after` (the
+/// table's further columns, left empty).
+fn cost_rows(a: (&Throughput, &LoginCost), b: (&Throughput, &LoginCost), after: &str) -> String {
     let mut out = String::new();
     let mut line = |label: &str, x: String, y: String, r: String| {
-        let _ = writeln!(out, "| {label} | {x} | {y} | {r} |");
+        let _ = writeln!(out, "| {label} | {x} | {y} | {r}{after} |");
     };
     let times: [(&str, TimeOf); 5] = [
         ("latency p50", |t, _| t.latency.p50),
@@ -871,6 +873,11 @@ mod tests {
             table.contains("each host in a network namespace"),
             "{table}"
         );
+        // Every row has the table's six columns.
+        assert!(
+            table.contains("| latency p50 | 2000 µs | 2000 µs | 1.00 | | |\n"),
+            "{table}"
+        );
         let without = PgResults {
             one_bridge_host: None,
             ..pg
@@ -899,6 +906,10 @@ mod tests {
         );
         assert!(
             table.contains("| PgBouncer CPU per login (one process) | — | 120 µs | |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| latency p50 | 2000 µs | 2000 µs | 1.00 |\n"),
             "{table}"
         );
         assert_eq!(pooler_table(&PgResults { pooled: None, ..pg }), "");
