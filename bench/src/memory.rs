@@ -16,19 +16,37 @@ pub fn rss_kib(process: Process) -> Result<u64, BenchError> {
     status_field(process, "VmRSS")
 }
 
-/// The largest resident set size so far (`VmHWM`), KiB.
-pub fn peak_rss_kib(process: Process) -> Result<u64, BenchError> {
-    status_field(process, "VmHWM")
+/// The resident set size now and the largest so far (`VmRSS`, `VmHWM`), KiB.
+///
+/// Both come from one read of the status file: the kernel reports `VmHWM` as
+/// at least the `VmRSS` it reports beside it, but two reads can see the
+/// (approximate, per-CPU) resident count move between them, and a peak read
+/// after a shrink can then be below the size read before it.
+pub fn rss_and_peak_kib(process: Process) -> Result<(u64, u64), BenchError> {
+    let (path, text) = read_status(process)?;
+    Ok((
+        field_of(&path, &text, "VmRSS")?,
+        field_of(&path, &text, "VmHWM")?,
+    ))
 }
 
 fn status_field(process: Process, field: &str) -> Result<u64, BenchError> {
+    let (path, text) = read_status(process)?;
+    field_of(&path, &text, field)
+}
+
+fn field_of(path: &str, text: &str, field: &str) -> Result<u64, BenchError> {
+    parse_field(text, field)
+        .ok_or_else(|| BenchError::Setup(format!("{path} has no readable {field} line")))
+}
+
+fn read_status(process: Process) -> Result<(String, String), BenchError> {
     let path = match process {
         Process::Current => "/proc/self/status".to_string(),
         Process::Pid(pid) => format!("/proc/{pid}/status"),
     };
     let text = std::fs::read_to_string(&path).map_err(BenchError::io(&path))?;
-    parse_field(&text, field)
-        .ok_or_else(|| BenchError::Setup(format!("{path} has no readable {field} line")))
+    Ok((path, text))
 }
 
 /// The value of a `Name:   1234 kB` line.
@@ -58,8 +76,9 @@ mod tests {
 
     #[test]
     fn this_process_has_a_resident_size() {
-        let rss = rss_kib(Process::Current).unwrap();
+        assert!(rss_kib(Process::Current).unwrap() > 0);
+        let (rss, peak) = rss_and_peak_kib(Process::Current).unwrap();
         assert!(rss > 0);
-        assert!(peak_rss_kib(Process::Current).unwrap() >= rss);
+        assert!(peak >= rss, "peak {peak} KiB below resident {rss} KiB");
     }
 }

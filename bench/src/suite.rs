@@ -348,8 +348,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
         "bulk: {} begins answered with a prompt, {mailed} mails with a code",
         options.live_codes
     ));
-    let with_live_codes = memory::rss_kib(otpd_pid)?;
-    let peak = memory::peak_rss_kib(otpd_pid)?;
+    let (with_live_codes, peak) = memory::rss_and_peak_kib(otpd_pid)?;
     say(format!("otpd with live codes: {with_live_codes} KiB"));
 
     let summary = |mut samples: Vec<Duration>| {
