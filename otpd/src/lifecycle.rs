@@ -120,6 +120,7 @@ pub fn open_postgres(
         deadline,
         connect_timeout: pg.connect_timeout,
         behind_pooler: pg.behind_pooler,
+        pooler_keeps_prepared_statements: pg.pooler_keeps_prepared_statements,
     };
     let hosts = pg
         .hosts
@@ -142,10 +143,10 @@ pub fn open_postgres(
             PgTls::VerifyFull => "TLS, verify-full",
             PgTls::None => "no TLS, loopback",
         },
-        if pg.behind_pooler {
-            ", behind a pooler in transaction mode"
-        } else {
-            ""
+        match (pg.behind_pooler, pg.pooler_keeps_prepared_statements) {
+            (true, true) => ", behind a pooler in transaction mode that keeps prepared statements",
+            (true, false) => ", behind a pooler in transaction mode",
+            (false, _) => "",
         }
     );
     if pg.behind_pooler {
@@ -468,6 +469,7 @@ mod postgres_tests {
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(4),
             behind_pooler: false,
+            pooler_keeps_prepared_statements: false,
         }
     }
 

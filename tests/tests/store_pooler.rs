@@ -6,7 +6,9 @@
 //! without a `statement_timeout` of its own is warned of. Without it, otpd refuses to start
 //! (nothing serves logins: fail closed) and says what to set. Two SQLite hosts move in through
 //! it, by a copy and a merge. With a PgBouncer in front of a primary and one in front of its
-//! standby, otpd follows the promoted standby.
+//! standby, otpd follows the promoted standby. And behind PgBouncer 1.24.1 (Debian 13's),
+//! which keeps prepared statements in transaction mode, `pooler_keeps_prepared_statements`
+//! has otpd prepare its statements, and the same logins and race hold.
 
 // Test code: a failed unwrap is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,7 +19,7 @@ use e2e_tests::login::{login_with, mailed_code};
 use e2e_tests::otpd::Otpd;
 use e2e_tests::paths;
 use e2e_tests::pg_hosts::{DB, HostConfig, PASSWORD, ROLE, create_otp_database, with_key};
-use e2e_tests::pgbouncer::PgBouncer;
+use e2e_tests::pgbouncer::{PgBouncer, Release};
 use e2e_tests::postgres::Postgres;
 use e2e_tests::programs::answers;
 use e2e_tests::race::{self, http};
@@ -34,10 +36,14 @@ struct Pooled {
 }
 
 fn pooled() -> Pooled {
+    pooled_by(Release::Debian12)
+}
+
+fn pooled_by(release: Release) -> Pooled {
     let ca = TestCa::new("pg-ca");
     let pg = Postgres::start_with_tls(&ca);
     create_otp_database(&pg);
-    let bouncer = PgBouncer::start_in_transaction_mode(&pg, &ca, (DB, ROLE, PASSWORD), 2);
+    let bouncer = PgBouncer::start_release(release, &pg, &ca, (DB, ROLE, PASSWORD), 2);
     Pooled {
         smtp: SmtpCapture::start(),
         bouncer,
@@ -71,9 +77,48 @@ impl Pooled {
 #[test]
 fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answers_once() {
     let setup = pooled();
-    let a = setup.host("behind_pooler = true\n", None);
+    let (a, _b) = two_hosts_log_in_and_one_code_answers_once(&setup, "behind_pooler = true\n");
+    // The admin sees where the store is and that a pooler stands in front.
+    let (code, status, _) = a.otpctl(None, &["status"]);
+    assert_eq!(code, 0);
+    let line = format!(
+        "postgresql: otp on 127.0.0.1:{} (TLS verify-full, behind a pooler)",
+        setup.bouncer.port
+    );
+    assert!(status.contains(&line), "{status}");
+}
+
+/// PgBouncer 1.24.1 keeps each client's prepared statements in transaction mode: told so,
+/// otpd prepares its statements (PgBouncer shows them prepared on its server connections,
+/// where 1.18 needs them unnamed), and the logins and the race hold as before.
+#[test]
+fn behind_a_pgbouncer_that_keeps_prepared_statements_otpd_prepares_them_and_the_rules_hold() {
+    let setup = pooled_by(Release::KeepsPreparedStatements);
+    let (a, _b) = two_hosts_log_in_and_one_code_answers_once(
+        &setup,
+        "behind_pooler = true\npooler_keeps_prepared_statements = true\n",
+    );
+    let prepared: u32 = setup
+        .bouncer
+        .show("SERVERS", "prepared_statements", (ROLE, PASSWORD))
+        .iter()
+        .map(|n| n.parse::<u32>().unwrap())
+        .sum();
+    assert!(prepared > 0, "no statement prepared on a server connection");
+    let (code, status, _) = a.otpctl(None, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        status.contains("behind a pooler that keeps prepared statements)"),
+        "{status}"
+    );
+}
+
+/// Two hosts with `store_extra` in `[store]`, behind `setup`'s PgBouncer: four PAM logins
+/// taking turns, then 40 answers of one code over both at once, exactly one of them right.
+fn two_hosts_log_in_and_one_code_answers_once(setup: &Pooled, store_extra: &str) -> (Otpd, Otpd) {
+    let a = setup.host(store_extra, None);
     let key = std::fs::read(a.state_dir().join("secret.key")).unwrap();
-    let b = setup.host("behind_pooler = true\n", Some(&key));
+    let b = setup.host(store_extra, Some(&key));
 
     // Real PAM logins on each host, one after the other and each on a fresh server
     // connection's turn: every statement of a transaction went to the server that began it.
@@ -117,14 +162,7 @@ fn two_hosts_behind_pgbouncer_in_transaction_mode_log_users_in_and_one_code_answ
             host.log()
         );
     }
-    // The admin sees where the store is and that a pooler stands in front.
-    let (code, status, _) = a.otpctl(None, &["status"]);
-    assert_eq!(code, 0);
-    let line = format!(
-        "postgresql: otp on 127.0.0.1:{} (TLS verify-full, behind a pooler)",
-        setup.bouncer.port
-    );
-    assert!(status.contains(&line), "{status}");
+    (a, b)
 }
 
 /// `user`'s HTTP Basic login begun on `otpd` from `rhost`.

@@ -88,6 +88,7 @@ pub(super) struct RawStore {
     pub connect_timeout_seconds: Option<Int>,
     pub statement_timeout_seconds: Option<Int>,
     pub behind_pooler: Option<bool>,
+    pub pooler_keeps_prepared_statements: Option<Spanned<bool>>,
 }
 
 /// `[notifications]`.

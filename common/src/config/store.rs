@@ -83,6 +83,11 @@ pub struct PostgresConfig {
     /// so otpd keeps nothing on a connection across transactions (no named prepared
     /// statements, no session settings) and sends no startup options, which poolers refuse.
     pub behind_pooler: bool,
+    /// The pooler keeps prepared statements across its server connections (PgBouncer from
+    /// 1.21 with `max_prepared_statements` above 0): behind it otpd prepares its statements
+    /// once per connection as when connected directly, so the server plans each once, not at
+    /// every run. Only with `behind_pooler`.
+    pub pooler_keeps_prepared_statements: bool,
 }
 
 impl StoreConfig {
@@ -127,6 +132,10 @@ fn postgres_only_key(store: &RawStore) -> Option<&'static str> {
         ("client_key", store.client_key.is_some()),
         ("pool_size", store.pool_size.is_some()),
         ("behind_pooler", store.behind_pooler.is_some()),
+        (
+            "pooler_keeps_prepared_statements",
+            store.pooler_keeps_prepared_statements.is_some(),
+        ),
     ]
     .into_iter()
     .find(|(_, set)| *set)
@@ -194,6 +203,17 @@ impl PostgresConfig {
                 ));
             }
         };
+        let behind_pooler = store.behind_pooler.unwrap_or(false);
+        let pooler_keeps_prepared_statements = match &store.pooler_keeps_prepared_statements {
+            Some(keeps) if *keeps.get_ref() && !behind_pooler => {
+                return Err(Invalid::new(
+                    keeps.span(),
+                    "pooler_keeps_prepared_statements is only used with behind_pooler = true",
+                ));
+            }
+            Some(keeps) => *keeps.get_ref(),
+            None => false,
+        };
         Ok(PostgresConfig {
             hosts,
             dbname: name("dbname", store.dbname.as_ref(), "otpd")?,
@@ -214,7 +234,8 @@ impl PostgresConfig {
                 Some(v) => check::duration("statement_timeout_seconds", v, 1, 60, SECOND)?,
                 None => DEFAULT_STATEMENT_TIMEOUT,
             },
-            behind_pooler: store.behind_pooler.unwrap_or(false),
+            behind_pooler,
+            pooler_keeps_prepared_statements,
         })
     }
 }
@@ -359,6 +380,31 @@ mod tests {
         );
         let e = error("backend = \"postgresql\"\nhosts = [\"db\"]\nbehind_pooler = \"yes\"\n");
         assert!(e.contains("otpd.toml:4:"), "{e}");
+    }
+
+    #[test]
+    fn a_pooler_that_keeps_prepared_statements_is_said_only_behind_a_pooler() {
+        let pooled = "backend = \"postgresql\"\nhosts = [\"pgbouncer.example:6432\"]\nbehind_pooler = true\n";
+        assert!(!postgres(pooled).pooler_keeps_prepared_statements);
+        let pg = postgres(&format!(
+            "{pooled}pooler_keeps_prepared_statements = true\n"
+        ));
+        assert!(pg.behind_pooler && pg.pooler_keeps_prepared_statements);
+        let e = error(
+            "backend = \"postgresql\"\nhosts = [\"db\"]\npooler_keeps_prepared_statements = true\n",
+        );
+        assert!(
+            e.contains("otpd.toml:4:")
+                && e.contains(
+                    "pooler_keeps_prepared_statements is only used with behind_pooler = true"
+                ),
+            "{e}"
+        );
+        let e = error("pooler_keeps_prepared_statements = false\n");
+        assert!(
+            e.contains("pooler_keeps_prepared_statements is only used with backend"),
+            "{e}"
+        );
     }
 
     #[test]

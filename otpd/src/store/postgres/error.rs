@@ -98,8 +98,10 @@ pub(super) fn describe(error: &tokio_postgres::Error) -> String {
 /// `behind_pooler`: PgBouncer refuses the startup option that carries otpd's session settings
 /// (`08P01`, "unsupported startup parameter"), and a pooler that lets it through hands otpd's
 /// prepared statements to other server connections than the ones they were made on: one is
-/// not there (`26000`), or another client's of the same name is (`42P05`). Without the hint
-/// the admin sees a protocol error and no way on.
+/// not there (`26000`), or another client's of the same name is (`42P05`). The last two also
+/// come from a pooler said to keep prepared statements that does not (PgBouncer before 1.21,
+/// or with `max_prepared_statements = 0`). Without the hint the admin sees a protocol error
+/// and no way on.
 fn pooler_hint(db: &tokio_postgres::error::DbError) -> Option<&'static str> {
     use tokio_postgres::error::SqlState;
     let refused_option =
@@ -108,7 +110,9 @@ fn pooler_hint(db: &tokio_postgres::error::DbError) -> Option<&'static str> {
         || *db.code() == SqlState::DUPLICATE_PSTATEMENT;
     (refused_option || statement_elsewhere).then_some(
         " (a connection pooler in transaction mode, such as PgBouncer, stands between otpd \
-         and PostgreSQL: set behind_pooler to true in [store])",
+         and PostgreSQL: set behind_pooler to true in [store], and leave out \
+         pooler_keeps_prepared_statements unless the pooler keeps prepared statements: \
+         PgBouncer 1.21 or later with max_prepared_statements above 0)",
     )
 }
 

@@ -50,7 +50,7 @@ impl Later {
     pub(super) async fn prepare(self, db: &Conn) -> Result<Prepared, StoreError> {
         let mut prepared = Vec::with_capacity(self.0.len());
         for (sql, params) in self.0 {
-            let statement = match db.behind_pooler {
+            let statement = match db.unnamed_statements {
                 true => Statement::Unnamed(sql),
                 false => Statement::Named(db.client().prepare_cached(sql).await?),
             };

@@ -111,6 +111,18 @@ pub struct PgOptions {
     /// A pooler in transaction mode stands in front of the servers (`[store] behind_pooler`):
     /// statements are unnamed and the deadlines go with each transaction (see `connect`).
     pub behind_pooler: bool,
+    /// That pooler keeps prepared statements across its server connections
+    /// (`[store] pooler_keeps_prepared_statements`): statements are prepared as when
+    /// connected directly; the rest of `behind_pooler` holds.
+    pub pooler_keeps_prepared_statements: bool,
+}
+
+impl PgOptions {
+    /// Whether every statement is sent unnamed: behind a pooler that would lose or mix up
+    /// prepared ones.
+    pub(super) fn unnamed_statements(&self) -> bool {
+        self.behind_pooler && !self.pooler_keeps_prepared_statements
+    }
 }
 
 impl Default for PgOptions {
@@ -121,6 +133,7 @@ impl Default for PgOptions {
             deadline: super::BUSY_TIMEOUT,
             connect_timeout: super::BUSY_TIMEOUT,
             behind_pooler: false,
+            pooler_keeps_prepared_statements: false,
         }
     }
 }
@@ -183,7 +196,7 @@ impl PgStore {
         key: ServerKey,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<PgStore, StoreError> {
-        let backend = describe(&config, tls.is_some(), options.behind_pooler);
+        let backend = describe(&config, tls.is_some(), &options);
         let runtime = Driver::new()?;
         // The pool spawns its connections' tasks, so it is made inside the runtime.
         let pool = {
@@ -227,7 +240,7 @@ impl PgStore {
 
 /// `postgresql: DBNAME on HOST:PORT, ... (TLS verify-full)`: the database and where, never
 /// the user or password; `, behind a pooler` when the hosts are a pooler in transaction mode.
-fn describe(config: &tokio_postgres::Config, tls: bool, behind_pooler: bool) -> String {
+fn describe(config: &tokio_postgres::Config, tls: bool, options: &PgOptions) -> String {
     let ports = config.get_ports();
     let hosts = config
         .get_hosts()
@@ -249,10 +262,13 @@ fn describe(config: &tokio_postgres::Config, tls: bool, behind_pooler: bool) -> 
         "postgresql: {} on {hosts} ({}{})",
         config.get_dbname().unwrap_or("?"),
         if tls { "TLS verify-full" } else { "no TLS" },
-        if behind_pooler {
-            ", behind a pooler"
-        } else {
-            ""
+        match (
+            options.behind_pooler,
+            options.pooler_keeps_prepared_statements
+        ) {
+            (true, true) => ", behind a pooler that keeps prepared statements",
+            (true, false) => ", behind a pooler",
+            (false, _) => "",
         }
     )
 }

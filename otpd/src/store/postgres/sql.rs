@@ -4,8 +4,10 @@
 //! Behind a pooler in transaction mode (`[store] behind_pooler`) a statement prepared on one
 //! server connection is not there on the next transaction's, so every statement is sent
 //! unnamed instead: parsed, bound and run in the one round trip, its parameters' types said
-//! with it ([`natural_type`]). The server then plans it each time, which costs it a little
-//! more per statement.
+//! with it ([`natural_type`]). The server then plans it each time, which costs it about 2.5
+//! times the server CPU per login (bench/README.md). A pooler that keeps prepared statements
+//! itself (`pooler_keeps_prepared_statements`: PgBouncer from 1.21 prepares each client's
+//! statements on whichever server connection runs them) is sent them prepared, as a server.
 
 use std::pin::pin;
 
@@ -21,7 +23,7 @@ pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// Runs `sql` and returns how many rows it wrote.
 pub(super) async fn exec(db: &Conn, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         return Ok(unnamed(db, sql, params).await?.1);
     }
     let client = db.client();
@@ -31,7 +33,7 @@ pub(super) async fn exec(db: &Conn, sql: &str, params: Params<'_>) -> Result<u64
 
 /// Runs `sql`, which returns exactly one row.
 pub(super) async fn one(db: &Conn, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         let mut rows = unnamed(db, sql, params).await?.0;
         return match rows.len() {
             1 => rows.pop().ok_or_else(|| row_count(sql, 0)),
@@ -49,7 +51,7 @@ pub(super) async fn maybe(
     sql: &str,
     params: Params<'_>,
 ) -> Result<Option<Row>, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         let mut rows = unnamed(db, sql, params).await?.0;
         return match rows.len() {
             0 | 1 => Ok(rows.pop()),
@@ -63,7 +65,7 @@ pub(super) async fn maybe(
 
 /// Runs `sql` and returns its rows.
 pub(super) async fn rows(db: &Conn, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         return Ok(unnamed(db, sql, params).await?.0);
     }
     let client = db.client();
@@ -74,7 +76,7 @@ pub(super) async fn rows(db: &Conn, sql: &str, params: Params<'_>) -> Result<Vec
 /// [`exec`] for a statement run once, not kept on the connection: one that reads or writes a
 /// temporary table, which the next run makes anew.
 pub(super) async fn exec_once(db: &Conn, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         return Ok(unnamed(db, sql, params).await?.1);
     }
     Ok(db.client().execute(sql, params).await?)
@@ -86,7 +88,7 @@ pub(super) async fn rows_once(
     sql: &str,
     params: Params<'_>,
 ) -> Result<Vec<Row>, StoreError> {
-    if db.behind_pooler {
+    if db.unnamed_statements {
         return Ok(unnamed(db, sql, params).await?.0);
     }
     Ok(db.client().query(sql, params).await?)

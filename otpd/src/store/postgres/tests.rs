@@ -115,6 +115,33 @@ mod behind_pooler {
         let store = PgStore::open(db.config(), direct, key()).expect("open");
         assert_eq!(deadlines_seen(&store), [ours.clone(), ours]);
     }
+
+    #[test]
+    fn behind_a_pooler_that_keeps_prepared_statements_they_are_prepared_and_the_rest_holds() {
+        let db = fresh_database();
+        let keeping = PgOptions {
+            pooler_keeps_prepared_statements: true,
+            ..pooled()
+        };
+        let prepared_on_the_session = |options| {
+            let store = PgStore::open(db.config(), options, key()).expect("open");
+            let count = store
+                .plain(async |db, _| {
+                    const COUNT: &str = "SELECT count(*) FROM pg_prepared_statements";
+                    let row = super::super::sql::one(db, COUNT, &[]).await?;
+                    Ok::<i64, StoreError>(row.try_get(0)?)
+                })
+                .expect("count");
+            (store, count)
+        };
+        assert_eq!(prepared_on_the_session(pooled()).1, 0, "all unnamed");
+        let (store, prepared) = prepared_on_the_session(keeping);
+        assert!(prepared >= 1, "{prepared} prepared");
+        // Still nothing of otpd's on the session, and the deadlines in each transaction.
+        let [in_transaction, outside] = deadlines_seen(&store);
+        assert_eq!(outside, ("0".into(), "0".into(), "0".into()));
+        assert_ne!(in_transaction, outside);
+    }
 }
 
 /// A deadline short enough to wait for in a test, long enough for a loaded test machine.

@@ -38,16 +38,16 @@ use crate::server_key::ServerKey;
 use crate::store::AuditRecord;
 
 /// What operations run their SQL on: a pooled connection, with its statement cache, and
-/// whether a pooler in transaction mode stands between it and the server (then statements
-/// are sent unnamed, see `sql`).
+/// whether its statements are sent unnamed (a pooler in transaction mode that keeps no
+/// prepared statements stands between it and the server, see `sql`).
 ///
 /// It gives no direct access to the client's statement methods: a statement run straight on
 /// the client is prepared under a name, which a pooler in transaction mode loses or hands to
 /// another client. Statements with parameters go through `sql`'s helpers (and `later`'s),
-/// which choose by `behind_pooler`; plain SQL through [`Conn::batch_execute`].
+/// which choose by `unnamed_statements`; plain SQL through [`Conn::batch_execute`].
 pub(super) struct Conn {
     client: Object,
-    pub(super) behind_pooler: bool,
+    pub(super) unnamed_statements: bool,
 }
 
 impl Conn {
@@ -70,11 +70,11 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    fn new(client: Object, behind_pooler: bool) -> Lease {
+    fn new(client: Object, unnamed_statements: bool) -> Lease {
         Lease {
             conn: Some(Conn {
                 client,
-                behind_pooler,
+                unnamed_statements,
             }),
             clean: false,
         }
@@ -533,7 +533,7 @@ impl PgStore {
     async fn lease(&self) -> Result<Lease, StoreError> {
         Ok(Lease::new(
             self.pool.get().await?,
-            self.options.behind_pooler,
+            self.options.unnamed_statements(),
         ))
     }
 
