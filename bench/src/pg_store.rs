@@ -16,10 +16,12 @@
 //! namespace, drives PAM logins against each as against the loopback one. The bridge and the
 //! namespaces are removed when [`PgHosts`] drops, also when the run stops on an error.
 //!
-//! One more otpd on loopback reaches the cluster through a PgBouncer of the run's own
-//! (Debian 12's, `pool_mode = transaction`, `tests/src/pgbouncer.rs`) with `[store]
-//! behind_pooler = true`: what a fleet too large for a connection per host's pool runs, set
-//! against the loopback otpd that connects directly.
+//! Two more otpd on loopback each reach the cluster through a PgBouncer of the run's own
+//! (`pool_mode = transaction`, `tests/src/pgbouncer.rs`) with `[store] behind_pooler = true`:
+//! what a fleet too large for a connection per host's pool runs, set against the loopback otpd
+//! that connects directly. One is Debian 12's PgBouncer (1.18), which keeps no prepared
+//! statements, the other 1.24.1 (Debian 13's), which does, with
+//! `pooler_keeps_prepared_statements = true`.
 //!
 //! The cluster is set to SQLite's durability (`otpd` runs SQLite in WAL with
 //! `synchronous=NORMAL`): `fsync` and full-page writes on, `synchronous_commit = off`, so a
@@ -35,7 +37,7 @@ use std::sync::Arc;
 
 use e2e_tests::bridge::Bridge;
 use e2e_tests::otpd::Otpd;
-use e2e_tests::pgbouncer::PgBouncer;
+use e2e_tests::pgbouncer::{PgBouncer, Release};
 use e2e_tests::postgres::Postgres;
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
@@ -77,14 +79,26 @@ pub struct Host {
     pub pam: PamConfDir,
 }
 
+/// An otpd on loopback that reaches the cluster through a PgBouncer of the run's own. Fields
+/// drop in order: otpd stops before its PgBouncer.
+#[derive(Debug)]
+pub struct Pooler {
+    /// The otpd.
+    pub host: Host,
+    /// PgBouncer in transaction mode in front of the server.
+    pub bouncer: PgBouncer,
+    /// Which PgBouncer, and so what otpd's `[store]` says.
+    pub release: Release,
+}
+
 /// Which hosts a scenario's loops ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum On {
     /// The otpd on loopback, like the SQLite side's: the single-host scenarios set against
     /// SQLite.
     Loopback,
-    /// The otpd on loopback that reaches the cluster through PgBouncer.
-    Pooled,
+    /// The otpd on loopback that reaches the cluster through the `n`th of [`PgHosts::poolers`].
+    Pooled(usize),
     /// The first `n` otpd in namespaces on the bridge, at once.
     Bridge(usize),
 }
@@ -97,12 +111,11 @@ pub struct PgHosts {
     pub local: Host,
     /// The hosts in namespaces on the bridge, `.2` first.
     pub hosts: Vec<Host>,
-    /// The host on loopback whose database connections go through [`PgHosts::bouncer`].
-    pub pooled: Host,
+    /// The hosts on loopback whose database connections go through a PgBouncer, one of each
+    /// [`Release`].
+    pub poolers: Vec<Pooler>,
     /// The STARTTLS sink on the bridge's address the namespaced hosts mail to.
     _sink: SmtpSink,
-    /// PgBouncer in transaction mode in front of the server, for [`PgHosts::pooled`].
-    pub bouncer: PgBouncer,
     /// The database server.
     pub pg: Postgres,
     /// Whether the timed scenarios wait for the backends' row counts ([`STATS_DELAY`]).
@@ -177,32 +190,42 @@ impl PgHosts {
             otpd,
         };
 
-        let bouncer = PgBouncer::start_in_transaction_mode(
-            &pg,
-            &ca,
-            (DB, ROLE, PASSWORD),
-            POOLER_SERVER_CONNECTIONS,
-        );
-        let pooled_store = format!(
-            "{}behind_pooler = true\n",
-            store_section(
-                &[("127.0.0.1".into(), bouncer.port)],
-                &password_file,
-                &ca.ca_cert(),
-            )
-        );
-        let mut failed = None;
-        let otpd = Otpd::start_with_text(|socket, state| {
-            failed = with_key(state, &key).err();
-            config(socket, state, &pooled_store, &local_mail)
-        });
-        if let Some(error) = failed {
-            return Err(error);
+        let mut poolers = Vec::new();
+        for release in Release::ALL {
+            let bouncer = PgBouncer::start_release(
+                release,
+                &pg,
+                &ca,
+                (DB, ROLE, PASSWORD),
+                POOLER_SERVER_CONNECTIONS,
+            );
+            let pooled_store = format!(
+                "{}{}",
+                store_section(
+                    &[("127.0.0.1".into(), bouncer.port)],
+                    &password_file,
+                    &ca.ca_cert(),
+                ),
+                release.otpd_settings()
+            );
+            let mut failed = None;
+            let otpd = Otpd::start_with_text(|socket, state| {
+                failed = with_key(state, &key).err();
+                config(socket, state, &pooled_store, &local_mail)
+            });
+            if let Some(error) = failed {
+                return Err(error);
+            }
+            let host = Host {
+                pam: setup.our_service_for(&otpd),
+                otpd,
+            };
+            poolers.push(Pooler {
+                host,
+                bouncer,
+                release,
+            });
         }
-        let pooled = Host {
-            pam: setup.our_service_for(&otpd),
-            otpd,
-        };
 
         let bridge_store = store(bridge.addr);
         let bridge_mail =
@@ -224,9 +247,8 @@ impl PgHosts {
         Ok(PgHosts {
             local,
             hosts: started,
-            pooled,
+            poolers,
             _sink: sink,
-            bouncer,
             pg,
             count_rows,
             _ca: ca,
@@ -260,7 +282,10 @@ impl PgHosts {
     ) -> Result<PgRun, BenchError> {
         let used: Vec<&Host> = match on {
             On::Loopback => vec![&self.local],
-            On::Pooled => vec![&self.pooled],
+            On::Pooled(n) => match self.poolers.get(n) {
+                Some(pooler) => vec![&pooler.host],
+                None => return Err(BenchError::Setup(format!("no pooler {n}"))),
+            },
             On::Bridge(n) => {
                 if n == 0 || n > self.hosts.len() {
                     return Err(BenchError::Setup(format!(
@@ -310,7 +335,10 @@ impl PgHosts {
         before.check_hosts(mailbox, &otpds, tag, logins)?;
         let place = match on {
             On::Loopback => "on loopback".to_string(),
-            On::Pooled => "on loopback through PgBouncer in transaction mode".to_string(),
+            On::Pooled(n) => format!(
+                "on loopback through {} in transaction mode",
+                self.poolers.get(n).map_or("?", |p| p.release.name())
+            ),
             On::Bridge(_) => format!("each in its own network namespace on 198.18.{SUBNET}.0/24"),
         };
         Ok(PgRun {

@@ -561,17 +561,27 @@ fn hosts_table(pg: &PgResults) -> String {
     out
 }
 
-/// The otpd on loopback through PgBouncer in transaction mode (`behind_pooler`) set against
-/// the same otpd's scenario connecting directly, with what a login cost PgBouncer.
+/// For each PgBouncer, the otpd on loopback through it in transaction mode (`behind_pooler`)
+/// set against the same otpd's scenario connecting directly, with what a login cost PgBouncer.
 fn pooler_table(pg: &PgResults) -> String {
-    let (Some((direct, direct_cost)), Some(pooled)) = (pg.one_host.as_ref(), pg.pooled.as_ref())
-    else {
+    let Some(direct) = pg.one_host.as_ref() else {
         return String::new();
     };
+    pg.pooled
+        .iter()
+        .map(|pooled| one_pooler_table(direct, pooled))
+        .collect()
+}
+
+fn one_pooler_table(
+    (direct, direct_cost): &(Throughput, LoginCost),
+    pooled: &crate::suite::Pooled,
+) -> String {
     let loops = crate::suite::GATED_LOOPS;
     let mut out = format!(
-        "\n| PostgreSQL store, 1 host on loopback, {loops} loops | direct | through PgBouncer (transaction mode) | through / direct |\n\
-         |---|---:|---:|---:|\n"
+        "\n| PostgreSQL store, 1 host on loopback, {loops} loops | direct | through {} (transaction mode) | through / direct |\n\
+         |---|---:|---:|---:|\n",
+        pooled.pooler
     );
     let _ = writeln!(
         out,
@@ -665,11 +675,14 @@ run drives every host's logins from the root namespace, each host by its own loo
 once; CPU per login there counts every host's otpd. The multi-host table's 1-host column is \
 the first of those namespaced hosts alone, so both columns cross the same bridge and the \
 ratio compares like with like. A check confirms PostgreSQL saw otpd's sessions over TLS from \
-each host's own bridge address. Through PgBouncer: one more otpd on loopback with `[store] \
-behind_pooler = true` reaching the cluster through a PgBouncer of the run's own (Debian 12's \
-1.18, `pool_mode = transaction`, as many server connections as loops, TLS on both sides, \
-tests/src/pgbouncer.rs), set against the loopback otpd's loops right before it; PgBouncer's \
-CPU time is its one process's. Server cost per login is over every login of the scenario, \
+each host's own bridge address. Through PgBouncer: two more otpd on loopback with `[store] \
+behind_pooler = true`, each reaching the cluster through a PgBouncer of the run's own \
+(`pool_mode = transaction`, as many server connections as loops, TLS on both sides, \
+tests/src/pgbouncer.rs): Debian 12's 1.18, which keeps no prepared statements, so otpd sends \
+every statement unnamed; and 1.24.1 (Debian 13's, built by tests/install-deps) with \
+`max_prepared_statements = 200` and otpd's `pooler_keeps_prepared_statements = true`. Each \
+is set against the loopback otpd's loops right before them; PgBouncer's CPU time is its one \
+process's. Server cost per login is over every login of the scenario, \
 warm-up included: the postmaster's and its children's CPU time (`/proc/PID/stat`), statements \
 from `pg_stat_statements` for otpd's database, rows inserted, updated or deleted from \
 `pg_stat_database` (read once the backends reported them), and the growth of \
@@ -860,7 +873,7 @@ mod tests {
             one_host: Some((at(1000.0), cost)),
             one_bridge_host: Some((at(800.0), cost)),
             hosts: Some((at(1200.0), cost)),
-            pooled: None,
+            pooled: Vec::new(),
         };
         let table = hosts_table(&pg);
         assert!(
@@ -893,26 +906,48 @@ mod tests {
             one_host: Some((at(600.0), cost)),
             one_bridge_host: None,
             hosts: None,
-            pooled: Some(crate::suite::Pooled {
-                run: at(450.0),
-                cost,
-                bouncer_cpu: Duration::from_micros(120),
-            }),
+            pooled: vec![
+                crate::suite::Pooled {
+                    pooler: "PgBouncer 1.18",
+                    run: at(450.0),
+                    cost,
+                    bouncer_cpu: Duration::from_micros(120),
+                },
+                crate::suite::Pooled {
+                    pooler: "PgBouncer 1.24.1, prepared statements kept",
+                    run: at(540.0),
+                    cost,
+                    bouncer_cpu: Duration::from_micros(110),
+                },
+            ],
         };
         let table = pooler_table(&pg);
+        let (first, second) = table
+            .split_once("\n\n")
+            .expect("one table per pooler, a blank line between");
         assert!(
-            table.contains("| logins per second | 600 | 450 | 0.75 |"),
+            first.contains("| direct | through PgBouncer 1.18 (transaction mode) |")
+                && first.contains("| logins per second | 600 | 450 | 0.75 |")
+                && first.contains("| PgBouncer CPU per login (one process) | — | 120 µs | |")
+                && first.contains("| latency p50 | 2000 µs | 2000 µs | 1.00 |\n"),
             "{table}"
         );
         assert!(
-            table.contains("| PgBouncer CPU per login (one process) | — | 120 µs | |"),
+            second.contains("| through PgBouncer 1.24.1, prepared statements kept (transaction")
+                && second.contains("| logins per second | 600 | 540 | 0.90 |")
+                && second.contains("| PgBouncer CPU per login (one process) | — | 110 µs | |"),
             "{table}"
         );
-        assert!(
-            table.contains("| latency p50 | 2000 µs | 2000 µs | 1.00 |\n"),
-            "{table}"
-        );
-        assert_eq!(pooler_table(&PgResults { pooled: None, ..pg }), "");
+        let without = PgResults {
+            pooled: Vec::new(),
+            ..pg.clone()
+        };
+        assert_eq!(pooler_table(&without), "");
+        let no_direct = PgResults {
+            one_host: None,
+            ..pg
+        };
+        assert_eq!(pooler_table(&no_direct), "");
     }
 
     #[test]

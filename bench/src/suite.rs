@@ -106,7 +106,7 @@ pub struct OtpdMemory {
 }
 
 /// Our logins with otpd on the PostgreSQL store, beside the SQLite ones of the same run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PgResults {
     /// Serial logins, in the same blocks as the SQLite and pam_oath ones.
     pub serial: Throughput,
@@ -119,14 +119,16 @@ pub struct PgResults {
     /// [`pg_store::HOSTS`] otpd in namespaces at once on the one database, [`GATED_LOOPS`]
     /// loops each, and the server's cost per login there.
     pub hosts: Option<(Throughput, LoginCost)>,
-    /// The otpd on loopback through PgBouncer in transaction mode, [`GATED_LOOPS`] loops: set
-    /// against [`PgResults::one_host`].
-    pub pooled: Option<Pooled>,
+    /// The otpd on loopback through each PgBouncer in transaction mode, [`GATED_LOOPS`]
+    /// loops: each set against [`PgResults::one_host`].
+    pub pooled: Vec<Pooled>,
 }
 
 /// The scenario through PgBouncer.
 #[derive(Debug, Clone, Copy)]
 pub struct Pooled {
+    /// Which PgBouncer, named for the report.
+    pub pooler: &'static str,
     /// The logins.
     pub run: Throughput,
     /// What a login cost the server.
@@ -253,7 +255,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
             one_host: None,
             one_bridge_host: None,
             hosts: None,
-            pooled: None,
+            pooled: Vec::new(),
         }),
         None => None,
     };
@@ -288,12 +290,17 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Results, BenchError
                 crate::pg_cost::most_called(&pg.pg, pg_store::DB, 25)
             ));
             results.one_host = Some((throughput(one.run)?, one.cost));
-            say(format!(
-                "PostgreSQL through PgBouncer (transaction mode), 1 host on loopback, {loops} \
-                 loops: {}s",
-                options.seconds
-            ));
-            results.pooled = Some(run_pooled(&setup, pg, loops, time, &mut checks)?);
+            for (n, pooler) in pg.poolers.iter().enumerate() {
+                say(format!(
+                    "PostgreSQL through {} (transaction mode), 1 host on loopback, {loops} \
+                     loops: {}s",
+                    pooler.release.name(),
+                    options.seconds
+                ));
+                results
+                    .pooled
+                    .push(run_pooled(&setup, pg, n, loops, time, &mut checks)?);
+            }
             say(format!(
                 "PostgreSQL, 1 host in a namespace, {loops} loops: {}s",
                 options.seconds
@@ -490,21 +497,29 @@ pub fn blocks(count: u64) -> impl Iterator<Item = Range<u64>> {
         .map(move |start| start..count.min(start + per_block))
 }
 
-/// Our logins in `loops` loops on the otpd behind PgBouncer, with PgBouncer's CPU time per login.
+/// Our logins in `loops` loops on the otpd behind the `n`th PgBouncer, with PgBouncer's CPU
+/// time per login.
 fn run_pooled(
     setup: &Setup,
     pg: &PgHosts,
+    n: usize,
     loops: usize,
     until: Until,
     checks: &mut Vec<String>,
 ) -> Result<Pooled, BenchError> {
-    let bouncer = Process::Pid(pg.bouncer.pid());
+    let pooler = pg
+        .poolers
+        .get(n)
+        .ok_or_else(|| BenchError::Setup(format!("no pooler {n}")))?;
+    let bouncer = Process::Pid(pooler.bouncer.pid());
     let before = cpu::cpu_time(bouncer)?;
-    let pooled = pg.run(&setup.mailbox, "pgp1c", On::Pooled, loops, WARMUP, until)?;
+    let tag = format!("pgp{n}c");
+    let pooled = pg.run(&setup.mailbox, &tag, On::Pooled(n), loops, WARMUP, until)?;
     let spent = cpu::cpu_time(bouncer)?.saturating_sub(before);
     checks.push(pooled.check);
     let logins = u32::try_from(pooled.cost.logins.max(1)).unwrap_or(u32::MAX);
     Ok(Pooled {
+        pooler: pooler.release.name(),
         run: throughput(pooled.run)?,
         cost: pooled.cost,
         bouncer_cpu: spent / logins,
