@@ -143,11 +143,7 @@ pub fn open_postgres(
             PgTls::VerifyFull => "TLS, verify-full",
             PgTls::None => "no TLS, loopback",
         },
-        match (pg.behind_pooler, pg.pooler_keeps_prepared_statements) {
-            (true, true) => ", behind a pooler in transaction mode that keeps prepared statements",
-            (true, false) => ", behind a pooler in transaction mode",
-            (false, _) => "",
-        }
+        options.pooler_note()
     );
     if pg.behind_pooler {
         warn_of_reads_without_a_deadline(&store, &pg.user);

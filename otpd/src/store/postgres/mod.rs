@@ -123,6 +123,16 @@ impl PgOptions {
     pub(super) fn unnamed_statements(&self) -> bool {
         self.behind_pooler && !self.pooler_keeps_prepared_statements
     }
+
+    /// What `otpctl status` and the start log add after the TLS mode: `, behind a pooler`
+    /// (`that keeps prepared statements`), or nothing when connected directly.
+    pub fn pooler_note(&self) -> &'static str {
+        match (self.behind_pooler, self.pooler_keeps_prepared_statements) {
+            (true, true) => ", behind a pooler that keeps prepared statements",
+            (true, false) => ", behind a pooler",
+            (false, _) => "",
+        }
+    }
 }
 
 impl Default for PgOptions {
@@ -262,14 +272,7 @@ fn describe(config: &tokio_postgres::Config, tls: bool, options: &PgOptions) -> 
         "postgresql: {} on {hosts} ({}{})",
         config.get_dbname().unwrap_or("?"),
         if tls { "TLS verify-full" } else { "no TLS" },
-        match (
-            options.behind_pooler,
-            options.pooler_keeps_prepared_statements
-        ) {
-            (true, true) => ", behind a pooler that keeps prepared statements",
-            (true, false) => ", behind a pooler",
-            (false, _) => "",
-        }
+        options.pooler_note()
     )
 }
 
