@@ -28,6 +28,16 @@ pub struct Otpd {
     hostname: Option<String>,
 }
 
+/// An otpd that refused to start ([`Otpd::refused_at_start`]).
+#[derive(Debug)]
+pub struct Refused {
+    /// What it printed (its log goes to stderr).
+    pub log: String,
+    /// The socket it would have served: a module pointed there finds no otpd.
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
 /// The config of a test otpd: its `[daemon]` extras and the rest of the file, around the fixed
 /// socket, state directory and a mail server on the capture port.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +123,40 @@ impl Otpd {
         };
         otpd.spawn();
         otpd
+    }
+
+    /// Runs otpd on the config `render` writes from the socket path and the state directory,
+    /// and expects it to refuse to start: fails the test if it still runs after 10 s or exits
+    /// successfully.
+    pub fn refused_at_start(render: impl FnOnce(&Path, &Path) -> String) -> Refused {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("otpd.sock");
+        let path = dir.path().join("otpd.toml");
+        fs::write(&path, render(&socket, &dir.path().join("state"))).expect("write config");
+        let mut child = Command::new(paths::binary("otpd"))
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn otpd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("otpd's status").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("otpd started with a bad config");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("otpd's output");
+        let log = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "otpd started: {log}");
+        Refused {
+            log,
+            socket,
+            _dir: dir,
+        }
     }
 
     /// [`Otpd::start_with_text`] with otpd in the network namespace `namespace` (an `ip netns`

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use e2e_tests::libpam;
 use e2e_tests::login::{LoginResult, login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
-use e2e_tests::paths;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
 use e2e_tests::stack::PamConfDir;
 use e2e_tests::tls::TestCa;
@@ -478,29 +477,7 @@ fn a_user_name_carrying_smtp_commands_gets_no_address_so_no_mail_and_no_smtp_ses
 
 /// Runs otpd on `config` and expects it to refuse to start; returns what it printed.
 fn refused_at_start(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("otpd.toml");
-    let config = config.replace("STATE", &dir.path().join("state").display().to_string());
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(paths::binary("otpd"))
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("otpd started with a bad config");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).to_string()
+    Otpd::refused_at_start(|_, state| config.replace("STATE", &state.display().to_string())).log
 }
 
 #[test]

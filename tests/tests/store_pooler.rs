@@ -17,7 +17,6 @@ use common::wire::{Request, Response};
 use e2e_tests::libpam;
 use e2e_tests::login::{login_with, mailed_code};
 use e2e_tests::otpd::Otpd;
-use e2e_tests::paths;
 use e2e_tests::pg_hosts::{DB, HostConfig, PASSWORD, ROLE, create_otp_database, with_key};
 use e2e_tests::pgbouncer::{PgBouncer, Release};
 use e2e_tests::postgres::Postgres;
@@ -290,17 +289,8 @@ fn a_role_with_its_own_statement_timeout_gets_no_warning() {
 #[test]
 fn without_behind_pooler_otpd_refuses_to_start_through_pgbouncer_and_says_what_to_set() {
     let setup = pooled();
-    let dir = tempfile::tempdir().unwrap();
-    let (socket, state) = (dir.path().join("otpd.sock"), dir.path().join("state"));
-    let config_path = dir.path().join("otpd.toml");
-    std::fs::write(&config_path, setup.config("").render(&socket, &state)).unwrap();
-    let out = std::process::Command::new(paths::binary("otpd"))
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "otpd started: {log}");
+    let config = setup.config("");
+    let log = Otpd::refused_at_start(|socket, state| config.render(socket, state)).log;
     assert!(log.contains("unsupported startup parameter"), "{log}");
     assert!(
         log.contains("set behind_pooler to true in [store]"),

@@ -16,7 +16,6 @@ use common::wire_admin::{AdminRequest, AdminResponse, RefuseReason};
 use e2e_tests::libpam;
 use e2e_tests::login::{login_with, mailed_code, never_prompted};
 use e2e_tests::otpd::Otpd;
-use e2e_tests::paths;
 use e2e_tests::pg_hosts::{DB, HostConfig, ROLE, create_otp_database, with_key};
 use e2e_tests::postgres::Postgres;
 use e2e_tests::smtp::{MAIL_WAIT, SmtpCapture};
@@ -125,22 +124,9 @@ fn a_server_certificate_from_another_ca_is_refused_and_the_log_says_why() {
     let ca = TestCa::new("pg-ca");
     let other = TestCa::new("not-the-pg-ca");
     let pg = database(&ca);
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("otpd.sock");
-    let state = dir.path().join("state");
-    let config_path = dir.path().join("otpd.toml");
-    std::fs::write(
-        &config_path,
-        HostConfig::loopback(&pg, &other.ca_cert(), 9, "").render(&socket, &state),
-    )
-    .unwrap();
-    let out = std::process::Command::new(paths::binary("otpd"))
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "otpd started: {log}");
+    let config = HostConfig::loopback(&pg, &other.ca_cert(), 9, "");
+    let refused = Otpd::refused_at_start(|socket, state| config.render(socket, state));
+    let log = &refused.log;
     eprintln!("otpd said: {log}");
     assert!(
         log.contains("PostgreSQL database otp on 127.0.0.1:"),
@@ -149,7 +135,7 @@ fn a_server_certificate_from_another_ca_is_refused_and_the_log_says_why() {
     assert!(log.to_lowercase().contains("certificate"), "{log}");
     // Nothing serves logins, so the module finds no otpd: unavailable.
     let pam = PamConfDir::new();
-    pam.otp_then_permit("sshd", &socket, "");
+    pam.otp_then_permit("sshd", &refused.socket, "");
     let result = login_with(&pam, "sshd", "carol", None, |_| "000000".into());
     assert_eq!(
         libpam::code_name(result.code),
