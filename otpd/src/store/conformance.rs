@@ -885,6 +885,60 @@ pub fn a_login_address_is_known_for_its_window(store: &mut dyn Store) {
     assert_eq!(seen("bob", "192.0.2.1", T0 + 151), AddressSeen::FirstEver);
 }
 
+/// The same when each noting follows a right answer in one transaction, as a login's does:
+/// the answered address noted twice in it (the second time it is known), another address
+/// noted in it too, and the windows across transactions.
+pub fn a_login_address_noted_after_its_answer_is_known_for_its_window(store: &mut dyn Store) {
+    let (limits, mut rng) = (limits(), rng());
+    let mut answered_then_noted = |user, rhost, now, notings: &[(&str, i64)]| {
+        let req = login(user, Some(rhost));
+        let (challenge, code) = issued(store, &req, &limits, now, &mut rng);
+        let mut seen = Vec::new();
+        store
+            .in_one_transaction(&mut |store| {
+                let outcome = store.verify_answer(
+                    &challenge,
+                    user,
+                    "ssh",
+                    Some(rhost),
+                    &code,
+                    &limits,
+                    now,
+                    &NOTICE,
+                )?;
+                assert_eq!(outcome, VerifyOutcome::Success);
+                for (noted, at) in notings {
+                    seen.push(store.note_login_address(user, noted, *at, 100)?);
+                }
+                Ok(())
+            })
+            .unwrap();
+        seen
+    };
+    let (one, two) = ("192.0.2.1", "192.0.2.2");
+    use AddressSeen::{FirstEver, Known, New};
+    assert_eq!(
+        answered_then_noted("alice", one, T0, &[(one, T0), (one, T0)]),
+        [FirstEver, Known]
+    );
+    assert_eq!(
+        answered_then_noted("alice", one, T0 + 50, &[(one, T0 + 50), (two, T0 + 50)]),
+        [Known, New]
+    );
+    assert_eq!(
+        answered_then_noted("alice", two, T0 + 151, &[(two, T0 + 151), (one, T0 + 151)]),
+        [New, New]
+    );
+    assert_eq!(
+        answered_then_noted("alice", one, T0 + 200, &[(one, T0 + 200)]),
+        [Known]
+    );
+    assert_eq!(
+        answered_then_noted("bob", one, T0 + 200, &[(one, T0 + 200)]),
+        [FirstEver]
+    );
+}
+
 /// A code appended to the password answers once under the usual rules, and a success leaves
 /// a grant that takes the same code again for `reuse_secs` from the same host and service.
 pub fn an_appended_code_answers_once_and_leaves_a_reuse_grant(store: &mut dyn Store) {
@@ -1548,6 +1602,7 @@ macro_rules! store_conformance_tests {
             a_notice_waits_until_it_is_delivered,
             a_notice_is_told_once_and_capped_per_hour,
             a_login_address_is_known_for_its_window,
+            a_login_address_noted_after_its_answer_is_known_for_its_window,
             a_claimed_notice_waits_for_its_lease,
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,

@@ -1,6 +1,8 @@
 //! Issuing, verifying and invalidating codes: the per-login rules, as on SQLite (see
 //! `store::codes`), each decided under the user's advisory lock (and the host's, for answers).
 
+use std::sync::LazyLock;
+
 use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
 
@@ -10,6 +12,7 @@ use super::super::{
     IssueOutcome, IssueRequest, Limits, NoticeTo, SendCounts, StoreError, VerifyOutcome,
 };
 use super::later::Later;
+use super::seen::{self, SeenBefore};
 use super::sql::{count, exec, maybe, one};
 use super::unit::Conn;
 use super::{lockouts, notices, recovery, sends};
@@ -160,18 +163,26 @@ pub(super) async fn verify(
     limits: &Limits,
     now: i64,
     notice: Option<&NoticeTo<'_>>,
-) -> Result<((VerifyOutcome, bool), Later), StoreError> {
+) -> Result<((Answered, bool), Later), StoreError> {
     let (_, user, _, rhost) = login;
     let recovery = match notice {
         Some(_) => Recovery::Accepted,
         None => Recovery::Refused,
     };
-    let (outcome, later) = verify_in(db, key, login, code, limits, now, recovery).await?;
-    if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (outcome, notice) {
+    let (answered, later) = verify_in(db, key, login, code, limits, now, recovery).await?;
+    if let (VerifyOutcome::RecoveryUsed { left }, Some(to)) = (answered.outcome, notice) {
         let queued = notices::queue_recovery_used_in(db, to, (user, rhost), left, now).await?;
-        return Ok(((outcome, queued), later));
+        return Ok(((answered, queued), later));
     }
-    Ok(((outcome, false), later))
+    Ok(((answered, false), later))
+}
+
+/// An answer's outcome, and what its statement read of the user's addresses when it came from
+/// a remote host: the noting that follows a success in the same transaction is decided from
+/// it (see `seen`).
+pub(super) struct Answered {
+    pub(super) outcome: VerifyOutcome,
+    pub(super) seen: Option<SeenBefore>,
 }
 
 /// The rules of an answer, inside a transaction that holds the user's and host's locks: a
@@ -186,12 +197,17 @@ pub(super) async fn verify_in(
     limits: &Limits,
     now: i64,
     recovery: Recovery,
-) -> Result<(VerifyOutcome, Later), StoreError> {
+) -> Result<(Answered, Later), StoreError> {
     let rhost = host(rhost);
     let mut later = Later::default();
-    let (locked_until, found) = find(db, challenge, user, rhost, now).await?;
+    let Found {
+        locked_until,
+        code: found,
+        seen,
+    } = find(db, challenge, user, rhost, now).await?;
+    let answered = |outcome, later| Ok((Answered { outcome, seen }, later));
     if let Some(until) = locked_until {
-        return Ok((VerifyOutcome::LockedOut { until }, later));
+        return answered(VerifyOutcome::LockedOut { until }, later);
     }
     let max_attempts = i64::from(limits.max_attempts);
     let outcome = match found {
@@ -243,13 +259,13 @@ pub(super) async fn verify_in(
         outcome,
         VerifyOutcome::Success | VerifyOutcome::RecoveryUsed { .. }
     ) {
-        return Ok((outcome, later));
+        return answered(outcome, later);
     }
     let outcome = match lockouts::record_failure(db, user, rhost, limits, now).await? {
         Some(until) => VerifyOutcome::LockedOut { until },
         None => outcome,
     };
-    Ok((outcome, later))
+    answered(outcome, later)
 }
 
 /// See [`super::super::Store::invalidate`]. The update takes the code row's lock, so an answer
@@ -308,45 +324,75 @@ pub(super) async fn latest_live(
     }))
 }
 
-/// The later lock in force of the user and the host, and the code row of `challenge`
-/// (locked until the transaction ends), in one statement.
+/// [`find`]'s statement: with the columns of [`SeenBefore`] for the user and the remote host
+/// (columns 10 and 11).
+static FIND: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT lock.until, c.username, c.protocol, c.salt, c.mac, c.issued_at, c.expires_at,
+                c.attempts, c.state = 'live', c.recovery_only, {}
+         FROM (SELECT max(locked_until) AS until FROM lockouts
+               WHERE locked_until > $4
+                 AND ((kind = 'user' AND subject = $2) OR (kind = 'host' AND subject = $3)))
+              AS lock
+         LEFT JOIN LATERAL (SELECT * FROM codes WHERE challenge = $1 FOR UPDATE) AS c ON true",
+        seen::columns("$2", "$5")
+    )
+});
+
+/// What [`find`] reads.
+struct Found {
+    /// The later lock in force of the user and the host.
+    locked_until: Option<i64>,
+    /// The code row of `challenge`, if there is one.
+    code: Option<CodeRow>,
+    /// The user's addresses as they were, when the answer came from a remote host.
+    seen: Option<SeenBefore>,
+}
+
+/// The later lock in force of the user and the host, the code row of `challenge` (locked
+/// until the transaction ends) and, with a remote host, what `seen_rhosts` holds of the user
+/// and it, in one statement.
 async fn find(
     db: &Conn,
     challenge: &str,
     user: &str,
     rhost: Option<&str>,
     now: i64,
-) -> Result<(Option<i64>, Option<CodeRow>), StoreError> {
+) -> Result<Found, StoreError> {
     let row = one(
         db,
-        "SELECT lock.until, c.username, c.protocol, c.salt, c.mac, c.issued_at, c.expires_at,
-                c.attempts, c.state = 'live', c.recovery_only
-         FROM (SELECT max(locked_until) AS until FROM lockouts
-               WHERE locked_until > $4
-                 AND ((kind = 'user' AND subject = $2) OR (kind = 'host' AND subject = $3)))
-              AS lock
-         LEFT JOIN LATERAL (SELECT * FROM codes WHERE challenge = $1 FOR UPDATE) AS c ON true",
-        &[&challenge, &user, &lockouts::host_key(rhost), &now],
+        &FIND,
+        &[&challenge, &user, &lockouts::host_key(rhost), &now, &rhost],
     )
     .await?;
+    let seen = match rhost {
+        Some(rhost) => Some(SeenBefore::of_row(&row, 10, user, rhost)?),
+        None => None,
+    };
     let locked_until: Option<i64> = row.try_get(0)?;
     let Some(username) = row.try_get::<_, Option<String>>(1)? else {
-        return Ok((locked_until, None));
+        return Ok(Found {
+            locked_until,
+            code: None,
+            seen,
+        });
     };
-    Ok((
+    let code = CodeRow {
+        username,
+        protocol: row.try_get(2)?,
+        salt: row.try_get(3)?,
+        mac: row.try_get(4)?,
+        issued_at: row.try_get(5)?,
+        expires_at: row.try_get(6)?,
+        attempts: row.try_get(7)?,
+        live: row.try_get(8)?,
+        recovery_only: row.try_get(9)?,
+    };
+    Ok(Found {
         locked_until,
-        Some(CodeRow {
-            username,
-            protocol: row.try_get(2)?,
-            salt: row.try_get(3)?,
-            mac: row.try_get(4)?,
-            issued_at: row.try_get(5)?,
-            expires_at: row.try_get(6)?,
-            attempts: row.try_get(7)?,
-            live: row.try_get(8)?,
-            recovery_only: row.try_get(9)?,
-        }),
-    ))
+        code: Some(code),
+        seen,
+    })
 }
 
 /// A right answer: the code is used, and the user's and the host's failures are cleared (in

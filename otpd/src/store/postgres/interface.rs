@@ -15,7 +15,7 @@ use super::super::{
 };
 use super::locks::{self, Lock};
 use super::{
-    PgStore, admin, audit_rows, breakglass, codes, lockouts, notices, purge, recovery, reset,
+    PgStore, admin, audit_rows, breakglass, codes, lockouts, notices, purge, recovery, reset, seen,
     sends, single_secret, users,
 };
 use crate::metrics::Metrics;
@@ -57,11 +57,11 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
-        let (outcome, _) = self
+        let (answered, _) = self
             .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
                 codes::verify(db, key, login, code, limits, now, None).await
             })?;
-        Ok(outcome)
+        Ok(self.kept_seen(answered))
     }
 
     fn verify_answer(
@@ -77,14 +77,14 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
-        let (outcome, queued) = self
+        let (answered, queued) = self
             .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
                 codes::verify(db, key, login, code, limits, now, Some(notice)).await
             })?;
         if queued {
             self.wake_notice_deliverer();
         }
-        Ok(outcome)
+        Ok(self.kept_seen(answered))
     }
 
     fn invalidate(&mut self, challenge: &str) -> Result<(), StoreError> {
@@ -114,7 +114,7 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
-        self.unit_then(
+        let answered = self.unit_then(
             &locks::user_and_host(login.user, login.rhost),
             async |db, key| {
                 single_secret::verify_appended(
@@ -128,7 +128,8 @@ impl Store for PgStore {
                 )
                 .await
             },
-        )
+        )?;
+        Ok(self.kept_seen(answered))
     }
 
     fn new_recovery_codes(
@@ -278,8 +279,11 @@ impl Store for PgStore {
         now: i64,
         window: i64,
     ) -> Result<AddressSeen, StoreError> {
+        if let Some(noted) = self.note_from_seen(user, rhost, now, window) {
+            return noted;
+        }
         self.unit(&[Lock::user(user)], async |db, _| {
-            notices::note_login_address(db, user, rhost, now, window).await
+            seen::note_login_address(db, user, rhost, now, window).await
         })
     }
 

@@ -75,6 +75,7 @@ mod purge;
 mod recovery;
 mod reset;
 pub mod schema;
+mod seen;
 mod sends;
 mod single_secret;
 mod sql;

@@ -5,7 +5,7 @@
 use common::config::NoticeKind;
 use tokio_postgres::Row;
 
-use super::super::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice, StoreError};
+use super::super::{NewNotice, NoticeTo, Queued, QueuedNotice, StoreError};
 use super::sql::{count, exec, maybe, one, rows};
 use super::unit::Conn;
 
@@ -117,37 +117,6 @@ pub(super) async fn queue_recovery_used_in(
         event_key: None,
     };
     Ok(queue_in(db, &notice, None, now).await? == Queued::Queued)
-}
-
-/// See [`super::super::Store::note_login_address`]. Callers hold the user's lock.
-pub(super) async fn note_login_address(
-    db: &Conn,
-    user: &str,
-    rhost: &str,
-    now: i64,
-    window: i64,
-) -> Result<AddressSeen, StoreError> {
-    // One statement: every part of it sees the rows as they were before its insert.
-    let before = one(
-        db,
-        "WITH noted AS (
-             INSERT INTO seen_rhosts (username, rhost, last_seen) VALUES ($1, $2, $3)
-             ON CONFLICT (username, rhost)
-             DO UPDATE SET last_seen = greatest(seen_rhosts.last_seen, excluded.last_seen)
-         )
-         SELECT (SELECT last_seen FROM seen_rhosts WHERE username = $1 AND rhost = $2),
-                EXISTS (SELECT 1 FROM seen_rhosts WHERE username = $1)",
-        &[&user, &rhost, &now],
-    )
-    .await?;
-    let (last, any): (Option<i64>, bool) = (before.try_get(0)?, before.try_get(1)?);
-    let seen = match last {
-        Some(at) if at > now - window => AddressSeen::Known,
-        Some(_) => AddressSeen::New,
-        None if any => AddressSeen::New,
-        None => AddressSeen::FirstEver,
-    };
-    Ok(seen)
 }
 
 /// See [`super::super::Store::due_notices`].

@@ -8,7 +8,7 @@ use rand::{CryptoRng, RngCore};
 use super::super::codes::{Recovery, host};
 use super::super::single_secret::grant_label;
 use super::super::{IssueRequest, Limits, StoreError, VerifyOutcome};
-use super::codes::{latest_live, verify_in};
+use super::codes::{Answered, latest_live, verify_in};
 use super::later::Later;
 use super::lockouts;
 use super::sql::{exec, maybe};
@@ -39,14 +39,23 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
     (limits, reuse_secs): (&Limits, i64),
     now: i64,
     rng: &mut R,
-) -> Result<(VerifyOutcome, Later), StoreError> {
+) -> Result<(Answered, Later), StoreError> {
     let rhost = host(login.rhost);
+    let decided = |outcome| {
+        Ok((
+            Answered {
+                outcome,
+                seen: None,
+            },
+            Later::default(),
+        ))
+    };
     if let Some(until) = lockouts::locked_until(db, login.user, rhost, now).await? {
-        return Ok((VerifyOutcome::LockedOut { until }, Later::default()));
+        return decided(VerifyOutcome::LockedOut { until });
     }
     if let Some((salt, mac)) = grant(db, login, now).await? {
         if code::mac_matches(key, &salt, &grant_label(login), code, &mac)? {
-            return Ok((VerifyOutcome::Success, Later::default()));
+            return decided(VerifyOutcome::Success);
         }
     }
     // No live code for this protocol: the unknown challenge "" gives Dead and counts the
@@ -56,7 +65,7 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
         .filter(|live| live.protocol == login.protocol)
         .map(|live| live.challenge)
         .unwrap_or_default();
-    let (outcome, later) = verify_in(
+    let (answered, later) = verify_in(
         db,
         key,
         (&challenge, login.user, login.protocol, rhost),
@@ -66,7 +75,7 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
         Recovery::Refused,
     )
     .await?;
-    if outcome == VerifyOutcome::Success && reuse_secs > 0 {
+    if answered.outcome == VerifyOutcome::Success && reuse_secs > 0 {
         let salt = code::new_salt(rng);
         let mac = code::code_mac(key, &salt, &grant_label(login), code.expose())?;
         exec(
@@ -86,7 +95,7 @@ pub(super) async fn verify_appended<R: CryptoRng + RngCore>(
         )
         .await?;
     }
-    Ok((outcome, later))
+    Ok((answered, later))
 }
 
 /// The salt and MAC of the grant in force for this login, if any.

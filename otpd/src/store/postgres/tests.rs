@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::super::conformance::Handle;
 use super::super::test_support::{T0, key, limits, request, rng};
-use super::super::{AuditRecord, BreakGlass, IssueOutcome, Store, StoreError};
+use super::super::{
+    AddressSeen, AuditRecord, BreakGlass, IssueOutcome, IssueRequest, NoticeTo, Store, StoreError,
+    VerifyOutcome,
+};
 use super::locks::Lock;
 use super::schema::CURRENT_VERSION;
 use super::test_server::{TestDb, fresh_database, server};
@@ -693,4 +696,61 @@ fn a_unit_whose_first_operation_the_server_refuses_goes_on_and_commits_the_rest(
         .unwrap();
     refused_with_one_code_kept(&store, refused);
     assert_eq!(store.count_rows("SELECT count(*) FROM audit"), 1);
+}
+
+/// A right answer's address is noted in its transaction without a round trip of its own: the
+/// answer's statement read what the noting decides on. Shown by ending the session between
+/// the two: the noting still answers (then the unit cannot commit, and keeps nothing).
+#[test]
+fn noting_the_address_of_a_right_answer_asks_the_server_nothing_more() {
+    let (db, mut store) = fresh();
+    let alice = IssueRequest {
+        rhost: Some("192.0.2.1"),
+        ..request("alice", "ssh")
+    };
+    let (challenge, code) = match store.issue(&alice, &limits(), T0, &mut rng()).unwrap() {
+        IssueOutcome::Issued {
+            challenge, code, ..
+        } => (challenge, code),
+        other => panic!("{other:?}"),
+    };
+    let notice = NoticeTo {
+        address: "alice@example.org",
+        service: "sshd",
+        tell: false,
+    };
+    let mut noted = None;
+    let unit = store.in_one_transaction(&mut |store| {
+        let outcome = store.verify_answer(
+            &challenge,
+            "alice",
+            "ssh",
+            alice.rhost,
+            &code,
+            &limits(),
+            T0 + 1,
+            &notice,
+        )?;
+        assert_eq!(outcome, VerifyOutcome::Success);
+        server()
+            .admin(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                db.name
+            ))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        noted = Some(store.note_login_address("alice", "192.0.2.1", T0 + 1, 100));
+        Ok(())
+    });
+    assert!(
+        matches!(noted, Some(Ok(AddressSeen::FirstEver))),
+        "{noted:?}"
+    );
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    assert_eq!(store.count_rows("SELECT count(*) FROM seen_rhosts"), 0);
+    assert_eq!(
+        store.live_codes(T0 + 1).unwrap(),
+        1,
+        "the code is not used up"
+    );
 }

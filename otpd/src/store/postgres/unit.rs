@@ -28,12 +28,14 @@ use std::cell::{Cell, RefCell};
 
 use deadpool_postgres::{ClientWrapper, Object};
 
-use super::super::{Store, StoreError};
+use super::super::{AddressSeen, Store, StoreError, VerifyOutcome};
 use super::PgStore;
 use super::audit_rows;
+use super::codes::Answered;
 use super::error;
 use super::later::Later;
 use super::locks::{self, Lock};
+use super::seen::SeenBefore;
 use crate::server_key::ServerKey;
 use crate::store::AuditRecord;
 
@@ -118,6 +120,9 @@ pub(super) struct Held {
     /// The advisory locks the transaction holds, taken by operations that succeeded: an
     /// operation after them does not ask for them again.
     locked: RefCell<Vec<Lock>>,
+    /// What the last answer read of its user's addresses, under the user's lock: a noting of
+    /// the same address after it is decided from this, with no round trip (see `seen`).
+    seen: RefCell<Option<SeenBefore>>,
 }
 
 impl Held {
@@ -431,6 +436,38 @@ impl PgStore {
         })
     }
 
+    /// An answer's outcome. What it read of the user's addresses is kept in the open unit, if
+    /// there is one, for a noting after it ([`PgStore::note_from_seen`]).
+    pub(super) fn kept_seen(&self, answered: Answered) -> VerifyOutcome {
+        if let Some(held) = &self.held {
+            *held.seen.borrow_mut() = answered.seen;
+        }
+        answered.outcome
+    }
+
+    /// A login from `rhost` noted in the open unit without a round trip: decided from what
+    /// an answer in the unit read of the user's addresses, the write left for later. `None`
+    /// when there is no such read, or the unit does not hold the user's lock (which keeps
+    /// the read true): the noting then goes to the server.
+    pub(super) fn note_from_seen(
+        &self,
+        user: &str,
+        rhost: &str,
+        now: i64,
+        window: i64,
+    ) -> Option<Result<AddressSeen, StoreError>> {
+        let held = self.held.as_ref()?;
+        let mut seen = held.seen.borrow_mut();
+        let before = seen.as_mut().filter(|before| before.is_for(user, rhost))?;
+        if !held.not_yet_held(&[Lock::user(user)]).is_empty() {
+            return None;
+        }
+        if held.broken.get() {
+            return Some(Err(broken_earlier()));
+        }
+        Some(Ok(before.note(now, window, &mut held.later.borrow_mut())))
+    }
+
     /// Records `record` in the open unit `held`: sent with the unit's next round trip.
     pub(super) fn defer_audit(held: &Held, record: &AuditRecord<'_>) -> Result<(), StoreError> {
         if held.broken.get() {
@@ -460,6 +497,7 @@ impl PgStore {
             broken: Cell::new(false),
             release_pending: Cell::new(false),
             locked: RefCell::default(),
+            seen: RefCell::default(),
         });
         let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
         let Some(held) = self.held.take() else {
