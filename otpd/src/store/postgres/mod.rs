@@ -13,8 +13,9 @@
 //! same deadline (`statement_timeout`, `lock_timeout`, set per connection in `connect`).
 //!
 //! The runtime is a current-thread one: the thread that waits for an answer is the one that
-//! reads it, instead of a worker thread reading it and waking the waiter. A login makes about
-//! eight round trips (its facts read the user's record and break-glass grant in one), and
+//! reads it, instead of a worker thread reading it and waking the waiter. A login makes seven
+//! round trips (its facts read the user's record and break-glass grant in one, and a right
+//! answer's address is noted from what the answer read, see `seen`), and
 //! with a worker thread the hand-overs between threads took about as
 //! long as the round trips themselves. Nothing has to run between operations (otpd does not
 //! LISTEN); a connection the server closed meanwhile is noticed before the next operation
