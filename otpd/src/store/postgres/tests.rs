@@ -420,6 +420,13 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
     let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
     assert_eq!(store.live_codes(T0).unwrap(), 0);
     // The database restarted, or an admin ended the sessions, while otpd was idle.
+    end_the_sessions_on(&db);
+    issues_a_code(&mut store, "alice", T0);
+}
+
+/// Ends every session on `db`'s database, as an admin or a restart would, and gives the
+/// server a moment to close them.
+fn end_the_sessions_on(db: &TestDb) {
     server()
         .admin(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
@@ -427,7 +434,6 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
         ))
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    issues_a_code(&mut store, "alice", T0);
 }
 
 #[test]
@@ -732,13 +738,7 @@ fn noting_the_address_of_a_right_answer_asks_the_server_nothing_more() {
             &notice,
         )?;
         assert_eq!(outcome, VerifyOutcome::Success);
-        server()
-            .admin(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-                db.name
-            ))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        end_the_sessions_on(&db);
         noted = Some(store.note_login_address("alice", "192.0.2.1", T0 + 1, 100));
         Ok(())
     });
