@@ -6,7 +6,9 @@
 //! ([`AddressTemplate`]: an address for users no source before it had one for) and NSS ([`Nss`]:
 //! groups). Lookups block (NSS may ask sssd or LDAP), so a login resolves its facts
 //! with [`within_deadline`]: on a blocking thread, before any store transaction, and for at most
-//! [`DEADLINE`]. A slow source delays only the login that asked it.
+//! [`DEADLINE`]. A slow source delays only the login that asked it. A login whose facts come
+//! from otpd's table and the template alone (no LDAP source, no policy on groups) has nothing
+//! slow to ask: it reads the table inside its own store transaction instead ([`TableIn`]).
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use common::text::escape_for_log;
 use crate::accounts::Accounts;
 use crate::off_thread::{self, Lost};
 use crate::state::{Active, Shared};
-use crate::store::{GrantRead, StoreError, UserRecord};
+use crate::store::{GrantRead, ReadAhead, Store, StoreError, UserAndGrant, UserRecord};
 
 mod cache;
 mod ldap;
@@ -62,8 +64,7 @@ pub struct UserFacts {
     /// Which source gave [`UserFacts::phone`] ([`FROM_TABLE`] or `ldap:NAME`).
     pub phone_source: Option<String>,
     /// The user's break-glass grant row, read with the record from otpd's table
-    /// ([`Store::user_and_grant`](crate::store::Store::user_and_grant)), for the decision to
-    /// judge without reading it again.
+    /// ([`Store::user_and_grant`]), for the decision to judge without reading it again.
     pub grant: GrantRead,
 }
 
@@ -121,35 +122,69 @@ impl Directory for LocalTable<'_> {
         facts: &mut UserFacts,
     ) -> Result<(), DirectoryError> {
         if wanted.record {
-            let (record, grant) = self.0.store().user_and_grant(user)?;
-            facts.record = record;
-            facts.grant = match grant {
-                Ok(row) => GrantRead::Row(row),
-                Err(e) => GrantRead::Failed(e.to_string()),
-            };
-            if facts.address.is_none() {
-                facts.address = facts
-                    .record
-                    .as_ref()
-                    .and_then(|r| r.email.as_deref())
-                    .and_then(|e| EmailAddress::parse(e).ok());
-                if facts.address.is_some() {
-                    facts.address_source = Some(FROM_TABLE.into());
-                }
-            }
-            if facts.phone.is_none() {
-                // Checked when `otpctl user set-phone` stored it.
-                facts.phone = facts
-                    .record
-                    .as_ref()
-                    .and_then(|r| r.phone.as_deref())
-                    .and_then(|p| PhoneNumber::parse(p).ok());
-                if facts.phone.is_some() {
-                    facts.phone_source = Some(FROM_TABLE.into());
-                }
-            }
+            add_from_table(self.0.store().user_and_grant(user)?, facts);
         }
         Ok(())
+    }
+}
+
+/// otpd's own user table read in a store transaction the caller holds, which goes on to
+/// `ahead` (see [`Store::user_and_grant_then`]): a login whose facts are all local reads them
+/// in its own transaction, with the first read of the operation that follows.
+#[derive(Debug, Clone, Copy)]
+pub struct TableIn<'a> {
+    /// The store, inside the login's transaction.
+    pub store: &'a dyn Store,
+    /// The operation the login goes on to, if it is known.
+    pub ahead: Option<ReadAhead<'a>>,
+}
+
+impl Directory for TableIn<'_> {
+    fn look_up(
+        &self,
+        user: &str,
+        wanted: Wanted,
+        facts: &mut UserFacts,
+    ) -> Result<(), DirectoryError> {
+        if wanted.record {
+            let read = match &self.ahead {
+                Some(ahead) => self.store.user_and_grant_then(user, ahead)?,
+                None => self.store.user_and_grant(user)?,
+            };
+            add_from_table(read, facts);
+        }
+        Ok(())
+    }
+}
+
+/// What otpd's table holds of a user, added to `facts`: the row and grant, and the address
+/// and phone number when no source before it gave them.
+fn add_from_table((record, grant): UserAndGrant, facts: &mut UserFacts) {
+    facts.record = record;
+    facts.grant = match grant {
+        Ok(row) => GrantRead::Row(row),
+        Err(e) => GrantRead::Failed(e.to_string()),
+    };
+    if facts.address.is_none() {
+        facts.address = facts
+            .record
+            .as_ref()
+            .and_then(|r| r.email.as_deref())
+            .and_then(|e| EmailAddress::parse(e).ok());
+        if facts.address.is_some() {
+            facts.address_source = Some(FROM_TABLE.into());
+        }
+    }
+    if facts.phone.is_none() {
+        // Checked when `otpctl user set-phone` stored it.
+        facts.phone = facts
+            .record
+            .as_ref()
+            .and_then(|r| r.phone.as_deref())
+            .and_then(|p| PhoneNumber::parse(p).ok());
+        if facts.phone.is_some() {
+            facts.phone_source = Some(FROM_TABLE.into());
+        }
     }
 }
 
@@ -268,10 +303,20 @@ pub fn look_up_all(
     user: &str,
     wanted: Wanted,
 ) -> Result<UserFacts, DirectoryError> {
-    let table = LocalTable(shared);
+    look_up_all_with(&LocalTable(shared), shared, active, user, wanted)
+}
+
+/// [`look_up_all`] with `table` for otpd's table ([`LocalTable`] or [`TableIn`]).
+pub fn look_up_all_with(
+    table: &dyn Directory,
+    shared: &Shared,
+    active: &Active,
+    user: &str,
+    wanted: Wanted,
+) -> Result<UserFacts, DirectoryError> {
     let template = AddressTemplate(&active.config);
     let nss = Nss(shared.accounts.as_ref());
-    let mut sources: Vec<&dyn Directory> = vec![&table];
+    let mut sources: Vec<&dyn Directory> = vec![table];
     sources.extend(active.ldap.iter().map(|l| l as &dyn Directory));
     sources.push(&template);
     sources.push(&nss);

@@ -6,6 +6,7 @@ use common::config::NoticeKind;
 use common::secret::SecretString;
 use common::wire::{LoginContext, Response};
 
+use super::facts::Next;
 use super::fields::refuse_nul_challenge;
 use super::needs_code::{OnSkip, code_subject, for_needed_code};
 use super::verdict::verdict;
@@ -30,7 +31,7 @@ pub async fn answer(
         shared,
         caller,
         login,
-        OnSkip::Refuse,
+        (OnSkip::Refuse, Next::Answer(challenge.clone())),
         move |store, facts, hearers, now| {
             let (login, asker, needed) = (&facts.login, facts.asker, hearers.needed);
             let outcome = store.verify_answer(

@@ -7,7 +7,7 @@ use common::secret::SecretString;
 use common::service::Protocol;
 use common::wire::{DenyReason, LoginContext, Response, SkipReason};
 
-use super::facts::{Facts, decide_with_facts};
+use super::facts::{Facts, Next, decide_with_facts};
 use super::fields::{check_ssh_keys, refuse_bad_fields};
 use super::needs_code::{code_request, code_subject, is_dry_run, needs_code, would_ask};
 use super::verdict::{Hearers, refuse_locked};
@@ -22,7 +22,7 @@ use crate::off_thread::Lost;
 use crate::policy::CodeNeeded;
 use crate::rules::limits_of;
 use crate::state::{Active, Shared};
-use crate::store::{self, IssueOutcome, Store, StoreError};
+use crate::store::{IssueOutcome, Store, StoreError};
 use common::config::{Channel, PhoneNumber};
 
 /// A code issued and waiting to be mailed.
@@ -62,14 +62,20 @@ pub async fn begin(
         }
     }
     let active = shared.active();
-    let (store_of, settings) = (Arc::clone(shared), Arc::clone(&active));
-    let step = decide_with_facts(shared, &active, caller, login, move |facts| {
-        prepare_begin(&store_of, &settings, facts, &mode)
-    })
+    let settings = Arc::clone(&active);
+    let step = decide_with_facts(
+        shared,
+        &active,
+        caller,
+        login,
+        Next::Issue,
+        move |store, facts, now| prepare_in(store, &settings, facts, &mode, now),
+    )
     .await;
     let (facts, pending) = match step {
-        Ok((_, BeginStep::Done(response))) | Err(response) => return response,
-        Ok((facts, BeginStep::Mail(pending))) => (facts, pending),
+        Ok(Ok((_, BeginStep::Done(response)))) | Err(response) => return response,
+        Ok(Err(e)) => return internal_error(active.config.defaults.language, &e),
+        Ok(Ok((facts, BeginStep::Mail(pending)))) => (facts, pending),
     };
     let Facts {
         asker, login, user, ..
@@ -183,20 +189,9 @@ fn sent_to<'a>(route: Option<&Route<'a>>, needed: &'a CodeNeeded) -> Option<Sent
     }
 }
 
-/// Begin's store work, on a blocking thread: the decision over `facts`, then the code issued
-/// (or reused, refused) in the store, with their audit rows, as one transaction: a row that
-/// cannot be written takes the decision back and answers an internal error.
-fn prepare_begin(shared: &Shared, active: &Active, facts: &Facts, mode: &Mode) -> BeginStep {
-    let now = shared.clock.now();
-    let mut store = shared.store();
-    let prepared = store::atomically(&mut store, |store| {
-        prepare_in(store, active, facts, mode, now)
-    });
-    prepared
-        .unwrap_or_else(|e| BeginStep::Done(internal_error(active.config.defaults.language, &e)))
-}
-
-/// [`prepare_begin`] inside its transaction.
+/// Begin's store work, in the login's transaction on a blocking thread: the decision over
+/// `facts`, then the code issued (or reused, refused) in the store, with their audit rows; a
+/// row that cannot be written takes the decision back and answers an internal error.
 fn prepare_in(
     store: &mut dyn Store,
     active: &Active,

@@ -3,8 +3,10 @@
 //!
 //! The login's facts (may the caller act for the user, the user's row and groups) are resolved
 //! first, on a blocking thread and within [`crate::directory::DEADLINE`], with no store
-//! transaction open (`facts`); the decision over them is pure ([`crate::policy`], asked by
-//! `needs_code`); the store work then runs in short transactions, also on a blocking thread;
+//! transaction open, unless they come from otpd's own table alone: those are read in the
+//! login's transaction, with the first read of the store work that follows (`facts`); the
+//! decision over them is pure ([`crate::policy`], asked by `needs_code`); the store work then
+//! runs in short transactions, also on a blocking thread;
 //! only the mail send is awaited, outside the store lock (`begin`, through
 //! [`crate::delivery`]). The runtime's thread only reads and answers connections, so neither a
 //! slow directory, a busy store nor a slow mail server holds up other logins.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::wire::{LoginContext, Response, SkipReason};
 
 use super::asker::Asker;
-use super::facts::{Facts, decide_with_facts};
+use super::facts::{Facts, Next, decide_with_facts};
 use super::fields::refuse_bad_fields;
 use super::verdict::Hearers;
 use super::wording::{Phrase, internal_error, refused_caller};
@@ -17,7 +17,7 @@ use crate::caller::Caller;
 use crate::notify::{self, Told, UserTo};
 use crate::policy::{self, CodeNeeded, Decision};
 use crate::state::{Active, Shared};
-use crate::store::{self, IssueRequest, Store, StoreError};
+use crate::store::{IssueRequest, Store, StoreError};
 use common::config::{DirectoryDown, Mode, NoticeKind, PhoneNumber};
 use common::text::escape_for_log;
 
@@ -216,12 +216,13 @@ pub(super) enum OnSkip {
 /// Runs `work` for a login that needs a code, after the common checks (fields, facts, caller,
 /// protocol, policy), in one store transaction on a blocking thread; otherwise answers what
 /// those checks said. An `Err` from `work` (or from the checks' audit rows) takes the whole
-/// transaction back and answers an internal error.
+/// transaction back and answers an internal error. `next` is the store operation `work`
+/// starts with (see [`Next`]).
 pub(super) async fn for_needed_code(
     shared: &Arc<Shared>,
     caller: Caller,
     login: LoginContext,
-    on_skip: OnSkip,
+    (on_skip, next): (OnSkip, Next),
     work: impl FnOnce(&mut dyn Store, &Facts, Hearers<'_>, i64) -> Result<Response, StoreError>
     + Send
     + 'static,
@@ -230,39 +231,40 @@ pub(super) async fn for_needed_code(
         return refused;
     }
     let active = shared.active();
-    let (store_of, settings) = (Arc::clone(shared), Arc::clone(&active));
-    let decided = decide_with_facts(shared, &active, caller, login, move |facts| {
-        let now = store_of.clock.now();
-        let mut store = store_of.store();
-        // The decision and its audit rows are stored together, or (a row or the commit
-        // failed) neither.
-        let decided = store::atomically(&mut store, |store| {
-            match needs_code(&settings, store, facts, now)? {
-                Ok(needed) if is_dry_run(&needed) => match on_skip {
-                    OnSkip::Answer => would_ask(store, facts, &needed, now),
-                    OnSkip::Refuse => Ok(Response::Error {
-                        message: "this login needs no code (dry run)".into(),
-                    }),
-                },
-                Ok(needed) => {
-                    let hearers = Hearers {
-                        config: &settings.config,
-                        phone: facts.user.phone.as_ref().map(PhoneNumber::as_str),
-                        needed: &needed,
-                    };
-                    work(store, facts, hearers, now)
-                }
-                Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Ok(Response::Error {
-                    message: "this login needs no code".into(),
+    let settings = Arc::clone(&active);
+    // The decision and its audit rows are stored together, or (a row or the commit failed)
+    // neither.
+    let decided = decide_with_facts(
+        shared,
+        &active,
+        caller,
+        login,
+        next,
+        move |store, facts, now| match needs_code(&settings, store, facts, now)? {
+            Ok(needed) if is_dry_run(&needed) => match on_skip {
+                OnSkip::Answer => would_ask(store, facts, &needed, now),
+                OnSkip::Refuse => Ok(Response::Error {
+                    message: "this login needs no code (dry run)".into(),
                 }),
-                Err(response) => Ok(response),
+            },
+            Ok(needed) => {
+                let hearers = Hearers {
+                    config: &settings.config,
+                    phone: facts.user.phone.as_ref().map(PhoneNumber::as_str),
+                    needed: &needed,
+                };
+                work(store, facts, hearers, now)
             }
-        });
-        decided.unwrap_or_else(|e| internal_error(settings.config.defaults.language, &e))
-    })
+            Err(Response::Skip { .. }) if on_skip == OnSkip::Refuse => Ok(Response::Error {
+                message: "this login needs no code".into(),
+            }),
+            Err(response) => Ok(response),
+        },
+    )
     .await;
     match decided {
-        Ok((_, response)) | Err(response) => response,
+        Ok(Ok((_, response))) | Err(response) => response,
+        Ok(Err(e)) => internal_error(active.config.defaults.language, &e),
     }
 }
 

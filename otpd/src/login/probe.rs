@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use common::wire::{LoginContext, Response};
 
+use super::facts::Next;
 use super::needs_code::{OnSkip, code_request, for_needed_code};
 use super::wording::internal_error;
 use crate::caller::Caller;
@@ -17,7 +18,7 @@ pub async fn probe(shared: &Arc<Shared>, caller: Caller, login: LoginContext) ->
         shared,
         caller,
         login,
-        OnSkip::Answer,
+        (OnSkip::Answer, Next::Other),
         |store, facts, hearers, now| {
             let needed = hearers.needed;
             let limits = limits_of(&needed.settings);

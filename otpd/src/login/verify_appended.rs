@@ -5,6 +5,7 @@ use std::sync::Arc;
 use common::secret::SecretString;
 use common::wire::{LoginContext, Response};
 
+use super::facts::Next;
 use super::needs_code::{OnSkip, code_request, code_subject, for_needed_code};
 use super::verdict::verdict;
 use crate::caller::Caller;
@@ -22,7 +23,7 @@ pub async fn verify_appended(
         shared,
         caller,
         login,
-        OnSkip::Refuse,
+        (OnSkip::Refuse, Next::Other),
         move |store, facts, hearers, now| {
             let (login, asker, needed) = (&facts.login, facts.asker, hearers.needed);
             let mut rng = crate::code::os_rng();

@@ -39,8 +39,8 @@ use rand::rngs::StdRng;
 
 use super::{
     AddressSeen, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, IssueOutcome,
-    IssueRequest, Limits, NewNotice, NoticeTo, Queued, RECOVERY_SET_SIZE, SendCounts, Store,
-    StoreError, UserRecord, VerifyOutcome,
+    IssueRequest, Limits, NewNotice, NoticeTo, Queued, RECOVERY_SET_SIZE, ReadAhead, SendCounts,
+    Store, StoreError, UserRecord, VerifyOutcome,
 };
 
 /// A fixed "now" far from zero.
@@ -1028,6 +1028,181 @@ pub fn a_users_record_and_grant_row_are_read_together_and_unchanged(store: &mut 
     assert_eq!((record, row.unwrap()), (None, Some(bob)));
 }
 
+/// One login's transaction with the operation that follows its facts told to the store
+/// ([`Store::user_and_grant_then`]): the facts it read, and what `then` did.
+fn told<T>(
+    store: &mut dyn Store,
+    user: &str,
+    ahead: ReadAhead<'_>,
+    mut then: impl FnMut(&mut dyn Store) -> Result<T, StoreError>,
+) -> (Option<UserRecord>, T) {
+    let mut done = None;
+    store
+        .in_one_transaction(&mut |store| {
+            let (record, grant) = store.user_and_grant_then(user, &ahead)?;
+            assert_eq!(grant.unwrap(), None);
+            done = Some((record, then(store)?));
+            Ok(())
+        })
+        .unwrap();
+    done.unwrap()
+}
+
+/// An issue told with the facts, as a login's begin is.
+fn issue_told(
+    store: &mut dyn Store,
+    req: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+    rng: &mut StdRng,
+) -> IssueOutcome {
+    let ahead = ReadAhead::Issue {
+        rhost: req.rhost,
+        max_attempts: limits.max_attempts,
+        now,
+    };
+    told(store, req.user, ahead, |store| {
+        store.issue(req, limits, now, &mut *rng)
+    })
+    .1
+}
+
+/// An answer told with the facts, as a login's answer is.
+fn answer_told(
+    store: &mut dyn Store,
+    challenge: &str,
+    req: &IssueRequest<'_>,
+    code: &SecretString,
+    limits: &Limits,
+    now: i64,
+) -> VerifyOutcome {
+    let ahead = ReadAhead::Answer {
+        challenge,
+        rhost: req.rhost,
+        now,
+    };
+    told(store, req.user, ahead, |store| {
+        store.verify_answer(
+            challenge,
+            req.user,
+            req.protocol,
+            req.rhost,
+            code,
+            limits,
+            now,
+            &NOTICE,
+        )
+    })
+    .1
+}
+
+/// Facts read with the operation that follows told are the facts, and the operation decides
+/// as it would untold, in each of its outcomes (a new code, the code again, a cap; a wrong,
+/// right and dead answer; a lockout), also when something between the read and the operation
+/// changed what it reads, when it was told other parameters, or another operation follows.
+pub fn an_operation_told_with_the_facts_decides_as_untold(store: &mut dyn Store) {
+    let limits = Limits {
+        max_sends_per_hour: 2,
+        max_user_failures: 2,
+        ..limits()
+    };
+    let mut rng = rng();
+    let alice = login("alice", Some("192.0.2.1"));
+    store.upsert_user(&record("alice")).unwrap();
+    let untold = store.user_and_grant("alice").unwrap().0;
+    let (facts, first) = told(
+        store,
+        "alice",
+        ReadAhead::Issue {
+            rhost: alice.rhost,
+            max_attempts: limits.max_attempts,
+            now: T0,
+        },
+        |store| store.issue(&alice, &limits, T0, &mut rng),
+    );
+    assert_eq!(facts, untold);
+    let IssueOutcome::Issued {
+        challenge, code, ..
+    } = first
+    else {
+        panic!("expected a new code, got {first:?}");
+    };
+    assert!(matches!(
+        issue_told(store, &alice, &limits, T0 + 1, &mut rng),
+        IssueOutcome::Reused { challenge: again, .. } if again == challenge
+    ));
+    let answered = |store: &mut dyn Store, code: &SecretString, now| {
+        answer_told(store, &challenge, &alice, code, &limits, now)
+    };
+    assert_eq!(
+        answered(store, &wrong(&code), T0 + 2),
+        VerifyOutcome::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(answered(store, &code, T0 + 3), VerifyOutcome::Success);
+    assert_eq!(answered(store, &code, T0 + 4), VerifyOutcome::Dead);
+    let (challenge, code) = issued(store, &alice, &limits, T0 + 40, &mut rng);
+    let capped = issue_told(store, &alice, &limits, T0 + 80, &mut rng);
+    assert!(
+        matches!(capped, IssueOutcome::RateLimited { retry_after } if retry_after == T0 + HOUR),
+        "{capped:?}"
+    );
+    let locked = VerifyOutcome::LockedOut {
+        until: T0 + 81 + 900,
+    };
+    assert_eq!(
+        answer_told(store, &challenge, &alice, &wrong(&code), &limits, T0 + 81),
+        locked
+    );
+    assert_eq!(
+        answer_told(store, &challenge, &alice, &code, &limits, T0 + 82),
+        locked
+    );
+
+    // Between the read and the issue, the live code is invalidated: no code to reuse.
+    let bob = login("bob", None);
+    let (first, _) = issued(store, &bob, &limits, T0, &mut rng);
+    let ahead = ReadAhead::Issue {
+        rhost: None,
+        max_attempts: limits.max_attempts,
+        now: T0 + 1,
+    };
+    let (_, again) = told(store, "bob", ahead, |store| {
+        store.invalidate(&first)?;
+        store.issue(&bob, &limits, T0 + 1, &mut rng)
+    });
+    assert!(matches!(again, IssueOutcome::Issued { .. }), "{again:?}");
+
+    // Told other parameters, or another operation: it decides as ever.
+    let carol = login("carol", None);
+    let ahead = ReadAhead::Issue {
+        rhost: None,
+        max_attempts: limits.max_attempts + 1,
+        now: T0,
+    };
+    let (_, first) = told(store, "carol", ahead, |store| {
+        store.issue(&carol, &limits, T0, &mut rng)
+    });
+    let IssueOutcome::Issued {
+        challenge, code, ..
+    } = first
+    else {
+        panic!("expected a new code, got {first:?}");
+    };
+    let ahead = ReadAhead::Answer {
+        challenge: &challenge,
+        rhost: None,
+        now: T0 + 1,
+    };
+    let (_, reused) = told(store, "carol", ahead, |store| {
+        store.issue(&carol, &limits, T0 + 1, &mut rng)
+    });
+    assert!(matches!(reused, IssueOutcome::Reused { .. }), "{reused:?}");
+    assert_eq!(
+        answer(store, &challenge, &carol, &code, &limits, T0 + 2),
+        VerifyOutcome::Success
+    );
+}
+
 /// A break-glass grant holds until its expiry, then is reported expired exactly once; a new
 /// grant replaces the old, and a revoked one is gone.
 pub fn a_break_glass_grant_holds_until_it_expires(store: &mut dyn Store) {
@@ -1607,6 +1782,7 @@ macro_rules! store_conformance_tests {
             an_appended_code_answers_once_and_leaves_a_reuse_grant,
             a_break_glass_grant_holds_until_it_expires,
             a_users_record_and_grant_row_are_read_together_and_unchanged,
+            an_operation_told_with_the_facts_decides_as_untold,
             a_decision_and_its_audit_row_commit_together,
             writes_of_a_transaction_are_seen_by_its_later_operations_and_kept,
             a_transaction_that_dies_keeps_neither_the_decision_nor_its_row,

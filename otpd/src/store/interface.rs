@@ -38,6 +38,32 @@ use crate::metrics::Metrics;
 /// could not be read.
 pub type UserAndGrant = (Option<UserRecord>, Result<Option<BreakGlass>, StoreError>);
 
+/// The operation a login goes on to after its facts, in the same transaction, told to
+/// [`Store::user_and_grant_then`] with the parameters that operation will be called with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAhead<'a> {
+    /// [`Store::issue`] for the user from `rhost` at `now`, under limits whose
+    /// `max_attempts` is this.
+    Issue {
+        /// The remote host, as the issue will be told it.
+        rhost: Option<&'a str>,
+        /// The limits' `max_attempts`.
+        max_attempts: u32,
+        /// The time the issue will be told.
+        now: i64,
+    },
+    /// [`Store::verify_answer`] or [`Store::verify`] of an answer to `challenge` by the user
+    /// from `rhost` at `now`.
+    Answer {
+        /// The challenge answered.
+        challenge: &'a str,
+        /// The remote host, as the answer will be told it.
+        rhost: Option<&'a str>,
+        /// The time the answer will be told.
+        now: i64,
+    },
+}
+
 /// The daemon's state behind its rules: codes, sends, lockouts, enrolment, recovery codes,
 /// break-glass grants, notices and audit rows. Every error fails the login closed.
 ///
@@ -202,6 +228,21 @@ pub trait Store: std::fmt::Debug {
     /// deletes an expired one through [`Store::breakglass_for`]. A failure to read the grant
     /// alone is the inner `Err`, which the decision counts as no grant (failing closed).
     fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError>;
+
+    /// [`Store::user_and_grant`] for a login whose next operation in the same transaction is
+    /// `ahead`. A store that pays for each round trip (PostgreSQL) takes that operation's
+    /// locks and sends its first read along with the facts' reads, and keeps what it read for
+    /// it: the operation then needs no round trip of its own for it. The answer is the same
+    /// as [`Store::user_and_grant`]'s; `ahead` is a hint, and an operation it does not match
+    /// (another one, other parameters, another operation sent in between) reads as ever.
+    fn user_and_grant_then(
+        &self,
+        name: &str,
+        ahead: &ReadAhead<'_>,
+    ) -> Result<UserAndGrant, StoreError> {
+        let _ = ahead;
+        self.user_and_grant(name)
+    }
 
     /// Creates or replaces the record for `record.name`; an invalid record is refused.
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError>;
@@ -504,6 +545,14 @@ where
 
     fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError> {
         (**self).user_and_grant(name)
+    }
+
+    fn user_and_grant_then(
+        &self,
+        name: &str,
+        ahead: &ReadAhead<'_>,
+    ) -> Result<UserAndGrant, StoreError> {
+        (**self).user_and_grant_then(name, ahead)
     }
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {

@@ -58,7 +58,7 @@ pub use audit_rate::{Admission, RateKey, Suppressed};
 pub use audit_rows::{AuditRecord, Trimmed};
 pub use breakglass::{BreakGlass, BreakGlassLookup, GrantRead};
 pub use codes::{IssueOutcome, IssueRequest, VerifyOutcome};
-pub use interface::{Store, UserAndGrant, atomically};
+pub use interface::{ReadAhead, Store, UserAndGrant, atomically};
 pub use limits::Limits;
 pub use lockouts::Lockout;
 pub use notices::{AddressSeen, NewNotice, NoticeTo, Queued, QueuedNotice};

@@ -63,9 +63,114 @@ WITH superseded AS (
 )
 INSERT INTO sends (username, sent_at, challenge) VALUES ($2, $8, $1)";
 
+/// The parameters of [`ISSUE_FACTS`] for one issue: a row read ahead for an issue
+/// (`ahead`) serves it only when they are the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IssueKey {
+    user: String,
+    host: Option<String>,
+    now: i64,
+    max_attempts: u32,
+}
+
+impl IssueKey {
+    /// The key of an issue for `user` from `rhost` at `now`, under limits whose
+    /// `max_attempts` is `max_attempts`.
+    pub(super) fn new(user: &str, rhost: Option<&str>, now: i64, max_attempts: u32) -> IssueKey {
+        IssueKey {
+            user: user.to_string(),
+            host: lockouts::host_key(host(rhost)),
+            now,
+            max_attempts,
+        }
+    }
+
+    fn of(req: &IssueRequest<'_>, limits: &Limits, now: i64) -> IssueKey {
+        IssueKey::new(req.user, req.rhost, now, limits.max_attempts)
+    }
+}
+
+/// What an issue decides on ([`ISSUE_FACTS`]' row).
+pub(super) struct IssueFacts {
+    locked_until: Option<i64>,
+    live: Option<LiveCode>,
+    sent: SendCounts,
+}
+
+impl IssueFacts {
+    /// Reads them, in one statement.
+    pub(super) async fn read(db: &Conn, key: &IssueKey) -> Result<IssueFacts, StoreError> {
+        let row = one(
+            db,
+            ISSUE_FACTS,
+            &[
+                &key.user,
+                &key.host,
+                &key.now,
+                &i64::from(key.max_attempts),
+                &key.now.saturating_sub(HOUR),
+                &key.now.saturating_sub(DAY),
+            ],
+        )
+        .await?;
+        let live = match row.try_get::<_, Option<String>>(1)? {
+            Some(challenge) => Some(LiveCode {
+                challenge,
+                protocol: row.try_get(2)?,
+                issued_at: row.try_get(3)?,
+                expires_at: row.try_get(4)?,
+            }),
+            None => None,
+        };
+        Ok(IssueFacts {
+            locked_until: row.try_get(0)?,
+            live,
+            sent: SendCounts {
+                hour: count(row.try_get(5)?),
+                day: count(row.try_get(6)?),
+            },
+        })
+    }
+
+    /// What they decide of `req`: a lockout, the live code again, or a new code, unless a cap
+    /// of sends is reached, which needs the sends themselves to say until when.
+    fn decide(self, req: &IssueRequest<'_>, limits: &Limits, now: i64) -> IssueStep {
+        if let Some(until) = self.locked_until {
+            return IssueStep::Decided(IssueOutcome::LockedOut { until });
+        }
+        let reusable = self.live.filter(|live| {
+            live.protocol == req.protocol
+                && now < live.issued_at.saturating_add(limits.resend_cooldown_secs)
+        });
+        if let Some(live) = reusable {
+            return IssueStep::Decided(IssueOutcome::Reused {
+                challenge: live.challenge,
+                issued_at: live.issued_at,
+                expires_at: live.expires_at,
+            });
+        }
+        if sends::under_caps(self.sent, limits) {
+            IssueStep::New
+        } else {
+            IssueStep::AtACap(self.sent)
+        }
+    }
+}
+
+/// What an issue's facts decide.
+enum IssueStep {
+    /// Its outcome, with nothing to write.
+    Decided(IssueOutcome),
+    /// A new code.
+    New,
+    /// A cap of sends is reached: until when needs the sends rows ([`sends::blocked_until`]).
+    AtACap(SendCounts),
+}
+
 /// See [`super::super::Store::issue`]. Callers hold the user's lock. The rules are SQLite's,
-/// in three round trips with the `BEGIN` and the `COMMIT` (more when a cap is reached): the
-/// writes of a new code are left for [`Later`], to go out with the `COMMIT`.
+/// in three round trips with the `BEGIN` and the `COMMIT` (two in a unit, whose `BEGIN` goes
+/// with the first statement; one when the facts were read ahead, see `ahead`; more when a cap
+/// is reached): the writes of a new code are left for [`Later`], to go out with the `COMMIT`.
 pub(super) async fn issue<R: CryptoRng + RngCore>(
     db: &Conn,
     key: &ServerKey,
@@ -74,52 +179,50 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     now: i64,
     rng: &mut R,
 ) -> Result<(IssueOutcome, Later), StoreError> {
-    let decided = |outcome| Ok((outcome, Later::default()));
-    let rhost = host(req.rhost);
-    let facts = one(
-        db,
-        ISSUE_FACTS,
-        &[
-            &req.user,
-            &lockouts::host_key(rhost),
-            &now,
-            &i64::from(limits.max_attempts),
-            &now.saturating_sub(HOUR),
-            &now.saturating_sub(DAY),
-        ],
-    )
-    .await?;
-    if let Some(until) = facts.try_get::<_, Option<i64>>(0)? {
-        return decided(IssueOutcome::LockedOut { until });
+    let facts = IssueFacts::read(db, &IssueKey::of(req, limits, now)).await?;
+    match facts.decide(req, limits, now) {
+        IssueStep::Decided(outcome) => Ok((outcome, Later::default())),
+        IssueStep::New => new_code(key, req, limits, now, rng),
+        IssueStep::AtACap(sent) => {
+            match sends::blocked_until(db, req.user, sent, limits, now).await? {
+                Some(retry_after) => {
+                    Ok((IssueOutcome::RateLimited { retry_after }, Later::default()))
+                }
+                None => new_code(key, req, limits, now, rng),
+            }
+        }
     }
-    let live = match facts.try_get::<_, Option<String>>(1)? {
-        Some(challenge) => Some(LiveCode {
-            challenge,
-            protocol: facts.try_get(2)?,
-            issued_at: facts.try_get(3)?,
-            expires_at: facts.try_get(4)?,
-        }),
-        None => None,
-    };
-    let reusable = live.filter(|live| {
-        live.protocol == req.protocol
-            && now < live.issued_at.saturating_add(limits.resend_cooldown_secs)
-    });
-    if let Some(live) = reusable {
-        return decided(IssueOutcome::Reused {
-            challenge: live.challenge,
-            issued_at: live.issued_at,
-            expires_at: live.expires_at,
-        });
-    }
-    let sent = SendCounts {
-        hour: count(facts.try_get(5)?),
-        day: count(facts.try_get(6)?),
-    };
-    if let Some(retry_after) = sends::blocked_until(db, req.user, sent, limits, now).await? {
-        return decided(IssueOutcome::RateLimited { retry_after });
-    }
+}
 
+/// [`issue`] from `facts` read ahead for `ahead_key`, with no statement: `None` when they were
+/// read for another issue, or a cap is reached (the server is asked then, as ever).
+pub(super) fn issue_from<R: CryptoRng + RngCore>(
+    (ahead_key, facts): (&IssueKey, IssueFacts),
+    key: &ServerKey,
+    req: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+    rng: &mut R,
+) -> Option<Result<(IssueOutcome, Later), StoreError>> {
+    if *ahead_key != IssueKey::of(req, limits, now) {
+        return None;
+    }
+    match facts.decide(req, limits, now) {
+        IssueStep::Decided(outcome) => Some(Ok((outcome, Later::default()))),
+        IssueStep::New => Some(new_code(key, req, limits, now, rng)),
+        IssueStep::AtACap(_) => None,
+    }
+}
+
+/// A new code for `req`: its writes (the user's live codes superseded, the code, its send)
+/// left for [`Later`].
+fn new_code<R: CryptoRng + RngCore>(
+    key: &ServerKey,
+    req: &IssueRequest<'_>,
+    limits: &Limits,
+    now: i64,
+    rng: &mut R,
+) -> Result<(IssueOutcome, Later), StoreError> {
     let challenge = code::new_challenge_id(rng, code::millis_now());
     let secret = code::generate_code(rng, limits.code_length)?;
     let salt = code::new_salt(rng);
@@ -133,7 +236,7 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
             Box::new(req.user.to_string()),
             Box::new(req.protocol.to_string()),
             Box::new(req.service.to_string()),
-            Box::new(rhost.map(str::to_string)),
+            Box::new(host(req.rhost).map(str::to_string)),
             Box::new(salt.to_vec()),
             Box::new(mac.to_vec()),
             Box::new(now),
@@ -192,53 +295,137 @@ pub(super) struct Answered {
 pub(super) async fn verify_in(
     db: &Conn,
     key: &ServerKey,
-    (challenge, user, protocol, rhost): Login<'_>,
+    login: Login<'_>,
     code: &SecretString,
     limits: &Limits,
     now: i64,
     recovery: Recovery,
 ) -> Result<(Answered, Later), StoreError> {
-    let rhost = host(rhost);
-    let mut later = Later::default();
-    let Found {
-        locked_until,
-        code: found,
-        seen,
-    } = find(db, challenge, user, rhost, now).await?;
-    let answered = |outcome, later| Ok((Answered { outcome, seen }, later));
-    if let Some(until) = locked_until {
-        return answered(VerifyOutcome::LockedOut { until }, later);
+    let found = find(db, &FindKey::new(login, now)).await?;
+    let answer = Answer {
+        login,
+        code,
+        limits,
+        now,
+    };
+    if let Some(outcome) = answer.settled_by(key, &found)? {
+        return Ok(outcome.with(found.seen));
     }
-    let max_attempts = i64::from(limits.max_attempts);
-    let outcome = match found {
-        None => VerifyOutcome::Dead,
-        Some(row)
-            if !row.live
-                || !(row.issued_at..row.expires_at).contains(&now)
-                || row.attempts >= max_attempts =>
-        {
-            if row.live {
-                close(db, challenge, "dead", now).await?;
-            }
-            VerifyOutcome::Dead
+    let unsettled = answer.unsettled(db, key, found.code, recovery).await?;
+    Ok(unsettled.with(found.seen))
+}
+
+/// [`verify_in`] from the code row `found` read ahead for `ahead_key`, with no statement:
+/// `None` when it was read for another answer, or the answer is not a lockout or a right code
+/// (a failure is counted by statements; the server is asked then, as ever).
+pub(super) fn verify_from(
+    (ahead_key, found): (&FindKey, Found),
+    key: &ServerKey,
+    login: Login<'_>,
+    code: &SecretString,
+    limits: &Limits,
+    now: i64,
+) -> Option<Result<(Answered, Later), StoreError>> {
+    if *ahead_key != FindKey::new(login, now) {
+        return None;
+    }
+    let answer = Answer {
+        login,
+        code,
+        limits,
+        now,
+    };
+    match answer.settled_by(key, &found) {
+        Ok(Some(outcome)) => Some(Ok(outcome.with(found.seen))),
+        Ok(None) => None,
+        Err(failed) => Some(Err(failed)),
+    }
+}
+
+/// An answer being checked.
+struct Answer<'a> {
+    login: Login<'a>,
+    code: &'a SecretString,
+    limits: &'a Limits,
+    now: i64,
+}
+
+/// What [`Answer::settled_by`] decides.
+struct Settled(VerifyOutcome, Later);
+
+impl Settled {
+    fn with(self, seen: Option<SeenBefore>) -> (Answered, Later) {
+        let Settled(outcome, later) = self;
+        (Answered { outcome, seen }, later)
+    }
+}
+
+impl Answer<'_> {
+    /// The outcomes the read alone decides: a lockout, or a right code (its use left for
+    /// [`Later`]). `None` for any other.
+    fn settled_by(&self, key: &ServerKey, found: &Found) -> Result<Option<Settled>, StoreError> {
+        let (challenge, user, protocol, rhost) = self.login;
+        if let Some(until) = found.locked_until {
+            return Ok(Some(Settled(
+                VerifyOutcome::LockedOut { until },
+                Later::default(),
+            )));
         }
-        Some(row) => {
-            let bound = row.username == user && row.protocol == protocol;
-            let right = bound
-                && !row.recovery_only
-                && code::mac_matches(key, &row.salt, challenge, code, &row.mac)?;
-            let recovered = if bound && !right && recovery == Recovery::Accepted {
-                recovery::consume(db, key, user, code, now).await?
-            } else {
-                None
-            };
-            if right {
-                use_up(&mut later, challenge, user, rhost, now);
-                VerifyOutcome::Success
-            } else if let Some(left) = recovered {
-                use_up(&mut later, challenge, user, rhost, now);
-                VerifyOutcome::RecoveryUsed { left }
-            } else {
+        let Some(row) = found.code.as_ref().filter(|row| self.answerable(row)) else {
+            return Ok(None);
+        };
+        let right = row.username == user
+            && row.protocol == protocol
+            && !row.recovery_only
+            && code::mac_matches(key, &row.salt, challenge, self.code, &row.mac)?;
+        if !right {
+            return Ok(None);
+        }
+        let mut later = Later::default();
+        use_up(&mut later, challenge, user, host(rhost), self.now);
+        Ok(Some(Settled(VerifyOutcome::Success, later)))
+    }
+
+    /// Whether `row` can still be answered.
+    fn answerable(&self, row: &CodeRow) -> bool {
+        row.live
+            && (row.issued_at..row.expires_at).contains(&self.now)
+            && row.attempts < i64::from(self.limits.max_attempts)
+    }
+
+    /// The outcome of an answer [`Answer::settled_by`] did not settle: a recovery code (its
+    /// use left for [`Later`]), or a failure counted for the user and the host.
+    async fn unsettled(
+        &self,
+        db: &Conn,
+        key: &ServerKey,
+        found: Option<CodeRow>,
+        recovery: Recovery,
+    ) -> Result<Settled, StoreError> {
+        let (challenge, user, protocol, rhost) = self.login;
+        let (limits, now) = (self.limits, self.now);
+        let max_attempts = i64::from(limits.max_attempts);
+        let outcome = match found {
+            None => VerifyOutcome::Dead,
+            Some(row) if !self.answerable(&row) => {
+                if row.live {
+                    close(db, challenge, "dead", now).await?;
+                }
+                VerifyOutcome::Dead
+            }
+            Some(row) => {
+                // Not a right code: `settled_by` would have taken it.
+                let bound = row.username == user && row.protocol == protocol;
+                let recovered = if bound && recovery == Recovery::Accepted {
+                    recovery::consume(db, key, user, self.code, now).await?
+                } else {
+                    None
+                };
+                if let Some(left) = recovered {
+                    let mut later = Later::default();
+                    use_up(&mut later, challenge, user, host(rhost), now);
+                    return Ok(Settled(VerifyOutcome::RecoveryUsed { left }, later));
+                }
                 let attempts = row.attempts.saturating_add(1);
                 exec(
                     db,
@@ -253,19 +440,13 @@ pub(super) async fn verify_in(
                     attempts_left: count(max_attempts.saturating_sub(attempts).max(0)),
                 }
             }
-        }
-    };
-    if matches!(
-        outcome,
-        VerifyOutcome::Success | VerifyOutcome::RecoveryUsed { .. }
-    ) {
-        return answered(outcome, later);
+        };
+        let outcome = match lockouts::record_failure(db, user, host(rhost), limits, now).await? {
+            Some(until) => VerifyOutcome::LockedOut { until },
+            None => outcome,
+        };
+        Ok(Settled(outcome, Later::default()))
     }
-    let outcome = match lockouts::record_failure(db, user, rhost, limits, now).await? {
-        Some(until) => VerifyOutcome::LockedOut { until },
-        None => outcome,
-    };
-    answered(outcome, later)
 }
 
 /// See [`super::super::Store::invalidate`]. The update takes the code row's lock, so an answer
@@ -340,7 +521,7 @@ static FIND: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// What [`find`] reads.
-struct Found {
+pub(super) struct Found {
     /// The later lock in force of the user and the host.
     locked_until: Option<i64>,
     /// The code row of `challenge`, if there is one.
@@ -349,20 +530,44 @@ struct Found {
     seen: Option<SeenBefore>,
 }
 
+/// The parameters of [`FIND`] for one answer: a row read ahead for an answer (`ahead`)
+/// serves it only when they are the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FindKey {
+    challenge: String,
+    user: String,
+    rhost: Option<String>,
+    now: i64,
+}
+
+impl FindKey {
+    /// The key of an answer to `challenge` by `user` from `rhost` at `now` (the protocol
+    /// plays no part in the read).
+    pub(super) fn new((challenge, user, _, rhost): Login<'_>, now: i64) -> FindKey {
+        FindKey {
+            challenge: challenge.to_string(),
+            user: user.to_string(),
+            rhost: host(rhost).map(str::to_string),
+            now,
+        }
+    }
+}
+
 /// The later lock in force of the user and the host, the code row of `challenge` (locked
 /// until the transaction ends) and, with a remote host, what `seen_rhosts` holds of the user
 /// and it, in one statement.
-async fn find(
-    db: &Conn,
-    challenge: &str,
-    user: &str,
-    rhost: Option<&str>,
-    now: i64,
-) -> Result<Found, StoreError> {
+pub(super) async fn find(db: &Conn, key: &FindKey) -> Result<Found, StoreError> {
+    let FindKey {
+        challenge,
+        user,
+        rhost,
+        now,
+    } = key;
+    let rhost = rhost.as_deref();
     let row = one(
         db,
         &FIND,
-        &[&challenge, &user, &lockouts::host_key(rhost), &now, &rhost],
+        &[challenge, user, &lockouts::host_key(rhost), now, &rhost],
     )
     .await?;
     let seen = match rhost {

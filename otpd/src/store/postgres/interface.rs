@@ -10,7 +10,7 @@ use rand::CryptoRng;
 use super::super::{
     AddressSeen, Admission, AuditFilter, AuditRecord, BreakGlass, BreakGlassLookup, EventTally,
     IssueOutcome, IssueRequest, Limits, Lockout, MailHistory, NewNotice, NoticeTo, PurgeCounts,
-    Queued, QueuedNotice, RateKey, SendCounts, Store, StoreError, Suppressed, Trimmed,
+    Queued, QueuedNotice, RateKey, ReadAhead, SendCounts, Store, StoreError, Suppressed, Trimmed,
     UserAndGrant, UserCounts, UserRecord, UserReset, VerifyOutcome,
 };
 use super::locks::{self, Lock};
@@ -40,6 +40,9 @@ impl Store for PgStore {
         mut rng: &mut dyn CryptoRng,
     ) -> Result<IssueOutcome, StoreError> {
         limits.check()?;
+        if let Some(issued) = self.issue_ahead(req, limits, now, &mut rng) {
+            return issued;
+        }
         self.unit_then(&[Lock::user(req.user)], async |db, key| {
             codes::issue(db, key, req, limits, now, &mut rng).await
         })
@@ -57,6 +60,9 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
+        if let Some(answered) = self.answer_ahead(login, code, limits, now) {
+            return answered;
+        }
         let (answered, _) = self
             .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
                 codes::verify(db, key, login, code, limits, now, None).await
@@ -77,6 +83,9 @@ impl Store for PgStore {
     ) -> Result<VerifyOutcome, StoreError> {
         limits.check()?;
         let login = (challenge, user, protocol, rhost);
+        if let Some(answered) = self.answer_ahead(login, code, limits, now) {
+            return answered;
+        }
         let (answered, queued) = self
             .unit_then(&locks::user_and_host(user, rhost), async |db, key| {
                 codes::verify(db, key, login, code, limits, now, Some(notice)).await
@@ -203,11 +212,15 @@ impl Store for PgStore {
     }
 
     fn user_and_grant(&self, name: &str) -> Result<UserAndGrant, StoreError> {
-        // Both statements go out at the first poll, in order: one round trip.
-        self.plain(async |db, _| {
-            let (user, grant) = tokio::join!(users::user(db, name), breakglass::row(db, name));
-            Ok((user?, grant))
-        })
+        self.facts(name)
+    }
+
+    fn user_and_grant_then(
+        &self,
+        name: &str,
+        ahead: &ReadAhead<'_>,
+    ) -> Result<UserAndGrant, StoreError> {
+        self.facts_then(name, ahead)
     }
 
     fn upsert_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {

@@ -13,9 +13,9 @@
 //! same deadline (`statement_timeout`, `lock_timeout`, set per connection in `connect`).
 //!
 //! The runtime is a current-thread one: the thread that waits for an answer is the one that
-//! reads it, instead of a worker thread reading it and waking the waiter. A login makes seven
-//! round trips (its facts read the user's record and break-glass grant in one, and a right
-//! answer's address is noted from what the answer read, see `seen`), and
+//! reads it, instead of a worker thread reading it and waking the waiter. A login makes five
+//! round trips (its facts are read with the or the answer's first statement, see
+//! `ahead`, and a right answer's address is noted from what the answer read, see `seen`), and
 //! with a worker thread the hand-overs between threads took about as
 //! long as the round trips themselves. Nothing has to run between operations (otpd does not
 //! LISTEN); a connection the server closed meanwhile is noticed before the next operation
@@ -48,8 +48,9 @@
 //! `users`, `admin`, `audit_rows`, `reset`, `purge`, `import` (`otpctl store migrate`'s copy)
 //! and `merge` (its `--merge`);
 //! `unit` runs the transactions, `later` holds the writes they send with their next round
-//! trip, `locks` names the advisory locks, `sql` holds the query helpers, `connect` makes the
-//! connections, `error` maps failures, `interface` maps the trait onto it all.
+//! trip, `ahead` reads a login's facts with its next operation's first statement, `locks`
+//! names the advisory locks, `sql` holds the query helpers, `connect` makes the connections,
+//! `error` maps failures, `interface` maps the trait onto it all.
 //!
 //! # Differences from the SQLite schema
 //!
@@ -60,6 +61,7 @@
 //! (SQLite used its rowid). Versions count from 1 for PostgreSQL; they are not SQLite's.
 
 mod admin;
+mod ahead;
 mod audit_rows;
 mod breakglass;
 mod codes;

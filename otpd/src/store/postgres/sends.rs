@@ -26,6 +26,12 @@ pub(super) async fn blocked_until(
     Ok(until)
 }
 
+/// Whether `sent` is under both caps of `limits`: a send is allowed now, which is what
+/// [`blocked_until`] says then without reading a row.
+pub(super) fn under_caps(sent: SendCounts, limits: &Limits) -> bool {
+    sent.hour < limits.max_sends_per_hour && sent.day < limits.max_sends_per_day
+}
+
 async fn window_blocked_until(
     db: &Conn,
     user: &str,

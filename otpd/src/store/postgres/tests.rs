@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::super::conformance::Handle;
 use super::super::test_support::{T0, key, limits, request, rng};
 use super::super::{
-    AddressSeen, AuditRecord, BreakGlass, IssueOutcome, IssueRequest, NoticeTo, Store, StoreError,
-    VerifyOutcome,
+    AddressSeen, AuditRecord, BreakGlass, IssueOutcome, IssueRequest, Limits, NoticeTo, ReadAhead,
+    Store, StoreError, VerifyOutcome,
 };
 use super::locks::Lock;
 use super::schema::CURRENT_VERSION;
@@ -753,4 +753,116 @@ fn noting_the_address_of_a_right_answer_asks_the_server_nothing_more() {
         1,
         "the code is not used up"
     );
+}
+
+/// A unit that reads alice's facts told `ahead`, then (the server's sessions ended) runs
+/// `then`: what `then` answered, and whether the unit committed.
+fn told_then_cut_off<T>(
+    db: &TestDb,
+    store: &mut PgStore,
+    ahead: ReadAhead<'_>,
+    mut then: impl FnMut(&mut dyn Store) -> Result<T, StoreError>,
+) -> (Option<Result<T, StoreError>>, Result<(), StoreError>) {
+    let mut done = None;
+    let unit = store.in_one_transaction(&mut |store| {
+        let (_, grant) = store.user_and_grant_then("alice", &ahead)?;
+        assert_eq!(grant.unwrap(), None);
+        end_the_sessions_on(db);
+        done = Some(then(store));
+        Ok(())
+    });
+    (done, unit)
+}
+
+/// A begin's issue told with the facts needs no round trip of its own: its facts were read
+/// with the login's. Shown by ending the session between the two: the issue still answers
+/// (then the unit cannot commit, and keeps nothing).
+#[test]
+fn an_issue_told_with_the_facts_asks_the_server_nothing_more() {
+    let (db, mut store) = fresh();
+    let alice = IssueRequest {
+        rhost: Some("192.0.2.1"),
+        ..request("alice", "ssh")
+    };
+    let ahead = ReadAhead::Issue {
+        rhost: alice.rhost,
+        max_attempts: limits().max_attempts,
+        now: T0,
+    };
+    let (issued, unit) = told_then_cut_off(&db, &mut store, ahead, |store| {
+        store.issue(&alice, &limits(), T0, &mut rng())
+    });
+    assert!(
+        matches!(issued, Some(Ok(IssueOutcome::Issued { .. }))),
+        "{issued:?}"
+    );
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 0);
+}
+
+/// The same for an answer: a right one is decided from the code row read with the facts.
+#[test]
+fn an_answer_told_with_the_facts_asks_the_server_nothing_more() {
+    let (db, mut store) = fresh();
+    let alice = IssueRequest {
+        rhost: Some("192.0.2.1"),
+        ..request("alice", "ssh")
+    };
+    let (challenge, code) = match store.issue(&alice, &limits(), T0, &mut rng()).unwrap() {
+        IssueOutcome::Issued {
+            challenge, code, ..
+        } => (challenge, code),
+        other => panic!("{other:?}"),
+    };
+    let ahead = ReadAhead::Answer {
+        challenge: &challenge,
+        rhost: alice.rhost,
+        now: T0 + 1,
+    };
+    let (answered, unit) = told_then_cut_off(&db, &mut store, ahead, |store| {
+        store.verify(
+            &challenge,
+            "alice",
+            "ssh",
+            alice.rhost,
+            &code,
+            &limits(),
+            T0 + 1,
+        )
+    });
+    assert!(
+        matches!(answered, Some(Ok(VerifyOutcome::Success))),
+        "{answered:?}"
+    );
+    assert!(matches!(unit, Err(StoreError::Postgres(_))), "{unit:?}");
+    assert_eq!(store.live_codes(T0 + 1).unwrap(), 1, "the code is not used");
+}
+
+/// A row read for other parameters than the operation's is not used: the operation asks the
+/// server (here gone, so it fails) instead of deciding on what was read for another.
+#[test]
+fn a_row_read_ahead_for_other_parameters_is_not_used() {
+    let (db, mut store) = fresh();
+    let alice = request("alice", "ssh");
+    let other_limits = Limits {
+        max_attempts: limits().max_attempts + 1,
+        ..limits()
+    };
+    for (told, limits, now) in [
+        (other_limits.max_attempts, limits(), T0),
+        (limits().max_attempts, limits(), T0 + 1),
+    ] {
+        let ahead = ReadAhead::Issue {
+            rhost: None,
+            max_attempts: told,
+            now: T0,
+        };
+        let (issued, _) = told_then_cut_off(&db, &mut store, ahead, |store| {
+            store.issue(&alice, &limits, now, &mut rng())
+        });
+        assert!(
+            matches!(issued, Some(Err(StoreError::Postgres(_)))),
+            "{issued:?}"
+        );
+    }
 }

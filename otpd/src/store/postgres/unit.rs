@@ -30,6 +30,7 @@ use deadpool_postgres::{ClientWrapper, Object};
 
 use super::super::{AddressSeen, Store, StoreError, VerifyOutcome};
 use super::PgStore;
+use super::ahead::Ahead;
 use super::audit_rows;
 use super::codes::Answered;
 use super::error;
@@ -110,10 +111,10 @@ pub(super) struct Held {
     /// Writes the unit's operations left (their last writes, the audit rows recorded), not yet
     /// sent. They go out in the same round trip as the unit's next operation, ahead of its
     /// savepoint (so taking that operation back keeps them), or with the `COMMIT`.
-    later: RefCell<Later>,
+    pub(super) later: RefCell<Later>,
     /// An operation inside the unit was abandoned, or its savepoint could not be closed: what
     /// the transaction holds is unknown, so it must not commit.
-    broken: Cell<bool>,
+    pub(super) broken: Cell<bool>,
     /// The last operation succeeded and its savepoint is still open: it is released in the
     /// same round trip as the next operation's `SAVEPOINT`, or by the `COMMIT`.
     release_pending: Cell<bool>,
@@ -123,11 +124,14 @@ pub(super) struct Held {
     /// What the last answer read of its user's addresses, under the user's lock: a noting of
     /// the same address after it is decided from this, with no round trip (see `seen`).
     seen: RefCell<Option<SeenBefore>>,
+    /// A row read ahead with the login's facts for the operation that follows them (see
+    /// `ahead`); dropped by any operation that goes to the server before it.
+    pub(super) ahead: RefCell<Option<Ahead>>,
 }
 
 impl Held {
     /// Those of `locks` the transaction does not hold yet, in their order.
-    fn not_yet_held(&self, locks: &[Lock]) -> Vec<Lock> {
+    pub(super) fn not_yet_held(&self, locks: &[Lock]) -> Vec<Lock> {
         let held = self.locked.borrow();
         locks
             .iter()
@@ -315,12 +319,14 @@ impl PgStore {
         )
     }
 
-    fn in_savepoint<T>(
+    pub(super) fn in_savepoint<T>(
         &self,
         held: &Held,
         locks: &[Lock],
         work: impl AsyncFnOnce(&Conn, &ServerKey) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // A row read ahead is for the operation right after it, with nothing in between.
+        held.ahead.take();
         if held.broken.get() {
             return Err(broken_earlier());
         }
@@ -457,6 +463,8 @@ impl PgStore {
         window: i64,
     ) -> Option<Result<AddressSeen, StoreError>> {
         let held = self.held.as_ref()?;
+        // The noting writes what a row read ahead may have read.
+        held.ahead.take();
         let mut seen = held.seen.borrow_mut();
         let before = seen.as_mut().filter(|before| before.is_for(user, rhost))?;
         if !held.not_yet_held(&[Lock::user(user)]).is_empty() {
@@ -498,6 +506,7 @@ impl PgStore {
             release_pending: Cell::new(false),
             locked: RefCell::default(),
             seen: RefCell::default(),
+            ahead: RefCell::default(),
         });
         let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *self)));
         let Some(held) = self.held.take() else {
