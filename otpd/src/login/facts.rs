@@ -294,6 +294,49 @@ mod tests {
         }
     }
 
+    /// What a begin tells the store ahead of its issue is what the issue is then called with:
+    /// the believed remote host and the max_attempts of the profile the decision chooses, also
+    /// when a policy chooses another profile than the defaults.
+    #[test]
+    fn an_issue_told_ahead_has_the_parameters_the_issue_is_called_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::config(
+            "[protocols]\nenabled = [\"ssh\"]\n[defaults]\nmode = \"required\"\n\
+             [directory]\nemail_template = \"{user}@example.com\"\n\
+             [profiles.mgmt]\nmode = \"required\"\nmax_attempts = 7\n\
+             [[policies]]\nmatch_rhost = [\"10.0.0.0/8\"]\nprofile = \"mgmt\"",
+        );
+        let shared = crate::test_support::shared(dir.path(), config, Arc::new(SystemClock));
+        let active = shared.active();
+        let now = shared.clock.now();
+        let mut told = Vec::new();
+        for rhost in [Some("192.0.2.1"), Some("10.1.2.3"), None] {
+            let login = LoginContext {
+                rhost: rhost.map(str::to_string),
+                ..alice()
+            };
+            let caller = crate::test_support::caller(0);
+            let facts = look_up_facts(&shared, &active, caller, login).unwrap();
+            let ahead = read_ahead(&active.config, facts.asker, &facts.login, &Next::Issue, now);
+            let mut store = shared.store();
+            let needed = super::super::needs_code::needs_code(&active, &mut store, &facts, now)
+                .unwrap()
+                .unwrap();
+            let req = super::super::needs_code::code_request(&facts.login, &needed, facts.asker);
+            let max_attempts = crate::rules::limits_of(&needed.settings).max_attempts;
+            assert_eq!(
+                ahead,
+                Some(ReadAhead::Issue {
+                    rhost: req.rhost,
+                    max_attempts,
+                    now
+                })
+            );
+            told.push(max_attempts);
+        }
+        assert_eq!(told, [3, 7, 3], "both profiles were chosen");
+    }
+
     /// Issue #18: a lookup that never answers must not keep the login waiting, nor let it in.
     #[tokio::test(start_paused = true)]
     async fn a_login_whose_directory_misses_the_deadline_is_unavailable() {
