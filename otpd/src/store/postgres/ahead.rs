@@ -1,13 +1,16 @@
-//! Reading ahead: a login's facts read in the same round trip as the first statement of the
+//! Reading ahead: a login's facts read in the same statement as the first read of the
 //! operation that follows them.
 //!
-//! A login on PostgreSQL pays for each round trip (bench/README.md). In its transaction it
-//! reads its facts (the user's row and break-glass grant), decides over them, then issues a
-//! code or checks an answer, whose first statement ([`IssueFacts::read`], [`codes::find`])
-//! needs nothing from the facts to be sent, only to be acted on. Told which operation follows
-//! and with what ([`ReadAhead`]), [`Store::user_and_grant_then`](super::super::Store) sends
-//! that operation's locks and first statement with the facts' reads, in one round trip, and
-//! the open unit keeps the row ([`Ahead`], in `Held::ahead`).
+//! A login on PostgreSQL pays for each round trip and each statement (bench/README.md). In
+//! its transaction it reads its facts (the user's row and break-glass grant), decides over
+//! them, then issues a code or checks an answer, whose first read ([`codes::ISSUE_FACTS`],
+//! [`codes::FIND`]) needs nothing from the facts to be sent, only to be acted on. Told which
+//! operation follows and with what ([`ReadAhead`]),
+//! [`Store::user_and_grant_then`](super::super::Store) takes that operation's locks with the
+//! `BEGIN` and reads the facts and the operation's first read in one statement (the facts by
+//! left joins, the read joined in as a subquery), in one round trip, and the open unit keeps
+//! the row ([`Ahead`], in `Held::ahead`). Without an operation told, the facts are still one
+//! statement ([`PgStore::facts`]).
 //!
 //! The operation then uses the row instead of reading, when all of these hold, and otherwise
 //! reads as ever (the row is dropped):
@@ -18,11 +21,16 @@
 //! - the row decides the outcome alone: an issue under its caps of sends, an answer that is a
 //!   lockout or a right code. A failure, counted by statements of its own, reads anew.
 //!
-//! The row is as true as one read by the operation itself: it was read after the same locks,
-//! in the same transaction, with nothing of the unit's written in between; what the locks do
-//! not cover (another host's lockout) could change between the two reads as it can between
-//! the operation's read and its `COMMIT`. So a login makes two round trips fewer: one for the
-//! issue, one for the answer.
+//! The row is as true as one read by the operation itself: it was read after the same locks
+//! (taken by a statement of their own before it, so its snapshot sees what the previous holder
+//! committed), in the same transaction, with nothing of the unit's written in between; what
+//! the locks do not cover (another host's lockout) could change between the two reads as it
+//! can between the operation's read and its `COMMIT`. So a login makes two round trips and four
+//! statements fewer: a round trip and two statements for the issue, the same for the answer.
+//!
+//! One difference from reading the facts apart: a grant row that cannot be decoded is still
+//! the facts' inner `Err` (counted as no grant), but a statement the server fails now fails the
+//! facts whole, and the login is unavailable (fail closed either way).
 
 use super::super::ReadAhead;
 use super::super::{IssueOutcome, IssueRequest, Limits, StoreError, UserAndGrant, VerifyOutcome};
@@ -30,8 +38,13 @@ use super::codes::{self, FindKey, Found, IssueFacts, IssueKey, Login};
 use super::locks::{self, Lock};
 use super::unit::{Conn, Held};
 use super::{PgStore, breakglass, users};
+use std::sync::LazyLock;
+
 use common::secret::SecretString;
 use rand::CryptoRng;
+use tokio_postgres::Row;
+
+use super::sql::one;
 
 /// What the operation told of reads first, with its parameters.
 enum Next {
@@ -69,18 +82,68 @@ impl Next {
         }
     }
 
-    async fn read(self, db: &Conn) -> Result<Ahead, StoreError> {
+    /// The facts and the operation's first read, in one statement.
+    async fn read_with_facts(self, db: &Conn) -> Result<(UserAndGrant, Ahead), StoreError> {
+        let first = *FACT_COLUMNS;
         Ok(match self {
             Next::Issue(key) => {
-                let facts = IssueFacts::read(db, &key).await?;
-                Ahead::Issue(key, facts)
+                let row = one(db, &FACTS_THEN_ISSUE, &key.params()).await?;
+                let facts = IssueFacts::of_row(&row, first)?;
+                (facts_of(&row)?, Ahead::Issue(key, facts))
             }
             Next::Answer(key) => {
-                let found = codes::find(db, &key).await?;
-                Ahead::Answer(key, found)
+                let row = one(db, &FACTS_THEN_FIND, &key.params()).await?;
+                let found = Found::of_row(&row, first, &key)?;
+                (facts_of(&row)?, Ahead::Answer(key, found))
             }
         })
     }
+}
+
+/// The facts' statement: the user's row and grant, by left joins on the user's name, the
+/// parameter `user`; then, when `then` is given, that statement's columns, the one row it
+/// reads joined in as a subquery. One statement instead of two or three: each costs the server
+/// a parse, a snapshot and a flush of its own.
+fn facts_sql(user: &str, then: Option<&str>) -> String {
+    let qualified = |alias: &str, columns: &str| {
+        columns
+            .split(", ")
+            .map(|column| format!("{alias}.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (columns, join) = match then {
+        Some(sql) => (", ahead.*", format!("\nCROSS JOIN ({sql}) AS ahead")),
+        None => ("", String::new()),
+    };
+    format!(
+        "SELECT {}, {}{columns}\nFROM (SELECT) AS one\n\
+         LEFT JOIN users AS u ON u.name = {user}\n\
+         LEFT JOIN breakglass AS b ON b.username = {user}{join}",
+        qualified("u", users::COLUMNS),
+        qualified("b", breakglass::COLUMNS),
+    )
+}
+
+/// The facts alone; the user is `$1`.
+static FACTS: LazyLock<String> = LazyLock::new(|| facts_sql("$1", None));
+/// The facts and an issue's first read ([`codes::ISSUE_FACTS`], whose user is `$1`).
+static FACTS_THEN_ISSUE: LazyLock<String> =
+    LazyLock::new(|| facts_sql("$1", Some(codes::ISSUE_FACTS)));
+/// The facts and an answer's first read ([`codes::FIND`], whose user is `$2`).
+static FACTS_THEN_FIND: LazyLock<String> = LazyLock::new(|| facts_sql("$2", Some(&codes::FIND)));
+/// How many columns the user's row takes, first in the facts.
+static USER_COLUMNS: LazyLock<usize> = LazyLock::new(|| users::COLUMNS.split(", ").count());
+/// How many columns the facts take, before those of the read after them.
+static FACT_COLUMNS: LazyLock<usize> =
+    LazyLock::new(|| *USER_COLUMNS + breakglass::COLUMNS.split(", ").count());
+
+/// The facts in `row`'s first columns. A grant that cannot be read is the inner `Err`, which
+/// the decision counts as no grant (see `Store::user_and_grant`).
+fn facts_of(row: &Row) -> Result<UserAndGrant, StoreError> {
+    let record = users::maybe_at(row, 0)?;
+    let grant = breakglass::maybe_at(row, *USER_COLUMNS);
+    Ok((record, grant))
 }
 
 impl PgStore {
@@ -95,30 +158,16 @@ impl PgStore {
             return self.facts(name);
         };
         let (next, locks) = Next::of(name, ahead);
-        let (facts, read) = self.in_savepoint(held, &locks, async |db, _| {
-            // All go out at the first poll, in order, after the locks: one round trip.
-            let (user, grant, read) = tokio::join!(
-                biased;
-                users::user(db, name),
-                breakglass::row(db, name),
-                next.read(db)
-            );
-            Ok(((user?, grant), read?))
-        })?;
+        // One statement, sent with the `BEGIN` (or the savepoint) and the locks.
+        let (facts, read) =
+            self.in_savepoint(held, &locks, async |db, _| next.read_with_facts(db).await)?;
         *held.ahead.borrow_mut() = Some(read);
         Ok(facts)
     }
 
-    /// The user's row and grant, read together (one round trip).
+    /// The user's row and grant, in one statement.
     pub(super) fn facts(&self, name: &str) -> Result<UserAndGrant, StoreError> {
-        self.plain(async |db, _| {
-            let (user, grant) = tokio::join!(
-                biased;
-                users::user(db, name),
-                breakglass::row(db, name)
-            );
-            Ok((user?, grant))
-        })
+        self.plain(async |db, _| facts_of(&one(db, &FACTS, &[&name]).await?))
     }
 
     /// The row read ahead, taken out of the open unit (it serves once), with the unit, when

@@ -8,16 +8,29 @@ use super::super::{BreakGlass, BreakGlassLookup, StoreError};
 use super::sql::{exec, maybe, rows};
 use super::unit::Conn;
 
-const COLUMNS: &str = "username, cidr, granted_by, granted_at, expires_at";
+pub(super) const COLUMNS: &str = "username, cidr, granted_by, granted_at, expires_at";
 
 fn of_row(row: &Row) -> Result<BreakGlass, StoreError> {
+    of_row_at(row, 0)
+}
+
+fn of_row_at(row: &Row, first: usize) -> Result<BreakGlass, StoreError> {
     Ok(BreakGlass {
-        user: row.try_get(0)?,
-        cidr: row.try_get(1)?,
-        granted_by: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
-        granted_at: row.try_get(3)?,
-        expires_at: row.try_get(4)?,
+        user: row.try_get(first)?,
+        cidr: row.try_get(first + 1)?,
+        granted_by: u32::try_from(row.try_get::<_, i64>(first + 2)?).unwrap_or(u32::MAX),
+        granted_at: row.try_get(first + 3)?,
+        expires_at: row.try_get(first + 4)?,
     })
+}
+
+/// The grant in `row`'s columns from `first` on ([`COLUMNS`]), if there is one there (a left
+/// join's columns are all null without one).
+pub(super) fn maybe_at(row: &Row, first: usize) -> Result<Option<BreakGlass>, StoreError> {
+    match row.try_get::<_, Option<String>>(first)? {
+        Some(_) => of_row_at(row, first).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn all_of(found: &[Row]) -> Result<Vec<BreakGlass>, StoreError> {

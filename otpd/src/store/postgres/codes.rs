@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 
 use common::secret::SecretString;
 use rand::{CryptoRng, RngCore};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::super::codes::{LiveCode, Recovery, host};
 use super::super::sends::{DAY, HOUR};
@@ -33,8 +35,9 @@ struct CodeRow {
 }
 
 /// What an issue decides on, read in one statement: the later lock of the user and the host
-/// in force, the user's newest answerable code, and the sends in the hour and the day.
-const ISSUE_FACTS: &str = "
+/// in force, the user's newest answerable code, and the sends in the hour and the day. The
+/// user is `$1`; the parameters are [`IssueKey::params`].
+pub(super) const ISSUE_FACTS: &str = "
 SELECT (SELECT max(locked_until) FROM lockouts
         WHERE locked_until > $3
           AND ((kind = 'user' AND subject = $1) OR (kind = 'host' AND subject = $2))),
@@ -70,7 +73,9 @@ pub(super) struct IssueKey {
     user: String,
     host: Option<String>,
     now: i64,
-    max_attempts: u32,
+    max_attempts: i64,
+    hour_ago: i64,
+    day_ago: i64,
 }
 
 impl IssueKey {
@@ -81,8 +86,22 @@ impl IssueKey {
             user: user.to_string(),
             host: lockouts::host_key(host(rhost)),
             now,
-            max_attempts,
+            max_attempts: i64::from(max_attempts),
+            hour_ago: now.saturating_sub(HOUR),
+            day_ago: now.saturating_sub(DAY),
         }
+    }
+
+    /// [`ISSUE_FACTS`]' parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.user,
+            &self.host,
+            &self.now,
+            &self.max_attempts,
+            &self.hour_ago,
+            &self.day_ago,
+        ]
     }
 
     fn of(req: &IssueRequest<'_>, limits: &Limits, now: i64) -> IssueKey {
@@ -99,35 +118,27 @@ pub(super) struct IssueFacts {
 
 impl IssueFacts {
     /// Reads them, in one statement.
-    pub(super) async fn read(db: &Conn, key: &IssueKey) -> Result<IssueFacts, StoreError> {
-        let row = one(
-            db,
-            ISSUE_FACTS,
-            &[
-                &key.user,
-                &key.host,
-                &key.now,
-                &i64::from(key.max_attempts),
-                &key.now.saturating_sub(HOUR),
-                &key.now.saturating_sub(DAY),
-            ],
-        )
-        .await?;
-        let live = match row.try_get::<_, Option<String>>(1)? {
+    async fn read(db: &Conn, key: &IssueKey) -> Result<IssueFacts, StoreError> {
+        IssueFacts::of_row(&one(db, ISSUE_FACTS, &key.params()).await?, 0)
+    }
+
+    /// Read from `row`, whose columns from `first` on are [`ISSUE_FACTS`]'.
+    pub(super) fn of_row(row: &Row, first: usize) -> Result<IssueFacts, StoreError> {
+        let live = match row.try_get::<_, Option<String>>(first + 1)? {
             Some(challenge) => Some(LiveCode {
                 challenge,
-                protocol: row.try_get(2)?,
-                issued_at: row.try_get(3)?,
-                expires_at: row.try_get(4)?,
+                protocol: row.try_get(first + 2)?,
+                issued_at: row.try_get(first + 3)?,
+                expires_at: row.try_get(first + 4)?,
             }),
             None => None,
         };
         Ok(IssueFacts {
-            locked_until: row.try_get(0)?,
+            locked_until: row.try_get(first)?,
             live,
             sent: SendCounts {
-                hour: count(row.try_get(5)?),
-                day: count(row.try_get(6)?),
+                hour: count(row.try_get(first + 5)?),
+                day: count(row.try_get(first + 6)?),
             },
         })
     }
@@ -506,8 +517,8 @@ pub(super) async fn latest_live(
 }
 
 /// [`find`]'s statement: with the columns of [`SeenBefore`] for the user and the remote host
-/// (columns 10 and 11).
-static FIND: LazyLock<String> = LazyLock::new(|| {
+/// (columns 10 and 11). The user is `$2`; the parameters are [`FindKey::params`].
+pub(super) static FIND: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT lock.until, c.username, c.protocol, c.salt, c.mac, c.issued_at, c.expires_at,
                 c.attempts, c.state = 'live', c.recovery_only, {}
@@ -536,68 +547,76 @@ pub(super) struct Found {
 pub(super) struct FindKey {
     challenge: String,
     user: String,
-    rhost: Option<String>,
+    host: Option<String>,
     now: i64,
+    rhost: Option<String>,
 }
 
 impl FindKey {
     /// The key of an answer to `challenge` by `user` from `rhost` at `now` (the protocol
     /// plays no part in the read).
     pub(super) fn new((challenge, user, _, rhost): Login<'_>, now: i64) -> FindKey {
+        let rhost = host(rhost);
         FindKey {
             challenge: challenge.to_string(),
             user: user.to_string(),
-            rhost: host(rhost).map(str::to_string),
+            host: lockouts::host_key(rhost),
             now,
+            rhost: rhost.map(str::to_string),
         }
+    }
+
+    /// [`FIND`]'s parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.challenge,
+            &self.user,
+            &self.host,
+            &self.now,
+            &self.rhost,
+        ]
     }
 }
 
 /// The later lock in force of the user and the host, the code row of `challenge` (locked
 /// until the transaction ends) and, with a remote host, what `seen_rhosts` holds of the user
 /// and it, in one statement.
-pub(super) async fn find(db: &Conn, key: &FindKey) -> Result<Found, StoreError> {
-    let FindKey {
-        challenge,
-        user,
-        rhost,
-        now,
-    } = key;
-    let rhost = rhost.as_deref();
-    let row = one(
-        db,
-        &FIND,
-        &[challenge, user, &lockouts::host_key(rhost), now, &rhost],
-    )
-    .await?;
-    let seen = match rhost {
-        Some(rhost) => Some(SeenBefore::of_row(&row, 10, user, rhost)?),
-        None => None,
-    };
-    let locked_until: Option<i64> = row.try_get(0)?;
-    let Some(username) = row.try_get::<_, Option<String>>(1)? else {
-        return Ok(Found {
+async fn find(db: &Conn, key: &FindKey) -> Result<Found, StoreError> {
+    Found::of_row(&one(db, &FIND, &key.params()).await?, 0, key)
+}
+
+impl Found {
+    /// Read from `row`, whose columns from `first` on are [`FIND`]'s for `key`.
+    pub(super) fn of_row(row: &Row, first: usize, key: &FindKey) -> Result<Found, StoreError> {
+        let seen = match &key.rhost {
+            Some(rhost) => Some(SeenBefore::of_row(row, first + 10, &key.user, rhost)?),
+            None => None,
+        };
+        let locked_until: Option<i64> = row.try_get(first)?;
+        let Some(username) = row.try_get::<_, Option<String>>(first + 1)? else {
+            return Ok(Found {
+                locked_until,
+                code: None,
+                seen,
+            });
+        };
+        let code = CodeRow {
+            username,
+            protocol: row.try_get(first + 2)?,
+            salt: row.try_get(first + 3)?,
+            mac: row.try_get(first + 4)?,
+            issued_at: row.try_get(first + 5)?,
+            expires_at: row.try_get(first + 6)?,
+            attempts: row.try_get(first + 7)?,
+            live: row.try_get(first + 8)?,
+            recovery_only: row.try_get(first + 9)?,
+        };
+        Ok(Found {
             locked_until,
-            code: None,
+            code: Some(code),
             seen,
-        });
-    };
-    let code = CodeRow {
-        username,
-        protocol: row.try_get(2)?,
-        salt: row.try_get(3)?,
-        mac: row.try_get(4)?,
-        issued_at: row.try_get(5)?,
-        expires_at: row.try_get(6)?,
-        attempts: row.try_get(7)?,
-        live: row.try_get(8)?,
-        recovery_only: row.try_get(9)?,
-    };
-    Ok(Found {
-        locked_until,
-        code: Some(code),
-        seen,
-    })
+        })
+    }
 }
 
 /// A right answer: the code is used, and the user's and the host's failures are cleared (in

@@ -8,20 +8,33 @@ use super::super::{StoreError, UserRecord};
 use super::sql::{exec, maybe, rows};
 use super::unit::Conn;
 
-const COLUMNS: &str = "name, email, enabled, protocols, language, phone";
+pub(super) const COLUMNS: &str = "name, email, enabled, protocols, language, phone";
 
 fn of_row(row: &Row) -> Result<UserRecord, StoreError> {
-    let protocols: Option<String> = row.try_get(3)?;
-    let language: Option<String> = row.try_get(4)?;
+    of_row_at(row, 0)
+}
+
+fn of_row_at(row: &Row, first: usize) -> Result<UserRecord, StoreError> {
+    let protocols: Option<String> = row.try_get(first + 3)?;
+    let language: Option<String> = row.try_get(first + 4)?;
     Ok(UserRecord {
-        name: row.try_get(0)?,
-        email: row.try_get(1)?,
-        enabled: row.try_get(2)?,
+        name: row.try_get(first)?,
+        email: row.try_get(first + 1)?,
+        enabled: row.try_get(first + 2)?,
         protocols: protocols.map(|list| split_protocols(&list)),
         // Written only from a `Language`; a code this build has no texts in reads as none.
         language: language.as_deref().and_then(Language::of),
-        phone: row.try_get(5)?,
+        phone: row.try_get(first + 5)?,
     })
+}
+
+/// The record in `row`'s columns from `first` on ([`COLUMNS`]), if there is one there (a left
+/// join's columns are all null without one).
+pub(super) fn maybe_at(row: &Row, first: usize) -> Result<Option<UserRecord>, StoreError> {
+    match row.try_get::<_, Option<String>>(first)? {
+        Some(_) => of_row_at(row, first).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// See [`super::super::Store::user`].
