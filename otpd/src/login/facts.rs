@@ -187,7 +187,10 @@ fn look_up_facts_in(
     let (asker, login, may_act, wanted) = standing(shared, active, caller, login);
     let user = {
         // A login that gets as far as the user's facts goes on to `next` when it needs a code.
-        let ahead = read_ahead(&active.config, asker, &login, next, now);
+        let ahead = match wanted.record {
+            true => read_ahead(&active.config, asker, &login, next, now),
+            false => None,
+        };
         let table = TableIn { store, ahead };
         directory::look_up_all_with(&table, shared, active, &login.user, wanted)?
     };
