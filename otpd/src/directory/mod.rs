@@ -165,26 +165,19 @@ fn add_from_table((record, grant): UserAndGrant, facts: &mut UserFacts) {
         Ok(row) => GrantRead::Row(row),
         Err(e) => GrantRead::Failed(e.to_string()),
     };
-    if facts.address.is_none() {
-        facts.address = facts
-            .record
-            .as_ref()
-            .and_then(|r| r.email.as_deref())
-            .and_then(|e| EmailAddress::parse(e).ok());
-        if facts.address.is_some() {
-            facts.address_source = Some(FROM_TABLE.into());
-        }
-    }
-    if facts.phone.is_none() {
-        // Checked when `otpctl user set-phone` stored it.
-        facts.phone = facts
-            .record
-            .as_ref()
-            .and_then(|r| r.phone.as_deref())
-            .and_then(|p| PhoneNumber::parse(p).ok());
-        if facts.phone.is_some() {
-            facts.phone_source = Some(FROM_TABLE.into());
-        }
+    let record = facts.record.as_ref();
+    let address = record.and_then(|r| EmailAddress::parse(r.email.as_deref()?).ok());
+    // Checked when `otpctl user set-phone` stored it.
+    let phone = record.and_then(|r| PhoneNumber::parse(r.phone.as_deref()?).ok());
+    from_table_unless_known(&mut facts.address, &mut facts.address_source, address);
+    from_table_unless_known(&mut facts.phone, &mut facts.phone_source, phone);
+}
+
+/// `found` in `slot`, with otpd's table as its source, when no source before gave one.
+fn from_table_unless_known<T>(slot: &mut Option<T>, source: &mut Option<String>, found: Option<T>) {
+    if slot.is_none() && found.is_some() {
+        *slot = found;
+        *source = Some(FROM_TABLE.into());
     }
 }
 

@@ -178,6 +178,26 @@ enum IssueStep {
     AtACap(SendCounts),
 }
 
+/// An issue's outcome with its writes left for [`Later`].
+type Issued = Result<(IssueOutcome, Later), StoreError>;
+
+impl IssueStep {
+    /// The outcome, when it needs nothing more from the server; the sends counted at a cap.
+    fn settled<R: CryptoRng + RngCore>(
+        self,
+        key: &ServerKey,
+        req: &IssueRequest<'_>,
+        limits: &Limits,
+        (now, rng): (i64, &mut R),
+    ) -> Result<Issued, SendCounts> {
+        match self {
+            IssueStep::Decided(outcome) => Ok(Ok((outcome, Later::default()))),
+            IssueStep::New => Ok(new_code(key, req, limits, now, rng)),
+            IssueStep::AtACap(sent) => Err(sent),
+        }
+    }
+}
+
 /// See [`super::super::Store::issue`]. Callers hold the user's lock. The rules are SQLite's,
 /// in three round trips with the `BEGIN` and the `COMMIT` (two in a unit, whose `BEGIN` goes
 /// with the first statement; one when the facts were read ahead, see `ahead`; more when a cap
@@ -189,19 +209,18 @@ pub(super) async fn issue<R: CryptoRng + RngCore>(
     limits: &Limits,
     now: i64,
     rng: &mut R,
-) -> Result<(IssueOutcome, Later), StoreError> {
+) -> Issued {
     let facts = IssueFacts::read(db, &IssueKey::of(req, limits, now)).await?;
-    match facts.decide(req, limits, now) {
-        IssueStep::Decided(outcome) => Ok((outcome, Later::default())),
-        IssueStep::New => new_code(key, req, limits, now, rng),
-        IssueStep::AtACap(sent) => {
-            match sends::blocked_until(db, req.user, sent, limits, now).await? {
-                Some(retry_after) => {
-                    Ok((IssueOutcome::RateLimited { retry_after }, Later::default()))
-                }
-                None => new_code(key, req, limits, now, rng),
-            }
-        }
+    let sent = match facts
+        .decide(req, limits, now)
+        .settled(key, req, limits, (now, rng))
+    {
+        Ok(issued) => return issued,
+        Err(sent) => sent,
+    };
+    match sends::blocked_until(db, req.user, sent, limits, now).await? {
+        Some(retry_after) => Ok((IssueOutcome::RateLimited { retry_after }, Later::default())),
+        None => new_code(key, req, limits, now, rng),
     }
 }
 
@@ -214,15 +233,12 @@ pub(super) fn issue_from<R: CryptoRng + RngCore>(
     limits: &Limits,
     now: i64,
     rng: &mut R,
-) -> Option<Result<(IssueOutcome, Later), StoreError>> {
+) -> Option<Issued> {
     if *ahead_key != IssueKey::of(req, limits, now) {
         return None;
     }
-    match facts.decide(req, limits, now) {
-        IssueStep::Decided(outcome) => Some(Ok((outcome, Later::default()))),
-        IssueStep::New => Some(new_code(key, req, limits, now, rng)),
-        IssueStep::AtACap(_) => None,
-    }
+    let step = facts.decide(req, limits, now);
+    step.settled(key, req, limits, (now, rng)).ok()
 }
 
 /// A new code for `req`: its writes (the user's live codes superseded, the code, its send)
@@ -233,7 +249,7 @@ fn new_code<R: CryptoRng + RngCore>(
     limits: &Limits,
     now: i64,
     rng: &mut R,
-) -> Result<(IssueOutcome, Later), StoreError> {
+) -> Issued {
     let challenge = code::new_challenge_id(rng, code::millis_now());
     let secret = code::generate_code(rng, limits.code_length)?;
     let salt = code::new_salt(rng);

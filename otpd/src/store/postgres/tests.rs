@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::secret::SecretString;
+
 use super::super::conformance::Handle;
 use super::super::test_support::{T0, key, limits, request, rng};
 use super::super::{
@@ -704,22 +706,29 @@ fn a_unit_whose_first_operation_the_server_refuses_goes_on_and_commits_the_rest(
     assert_eq!(store.count_rows("SELECT count(*) FROM audit"), 1);
 }
 
+/// A login of alice's from a remote host, and the code issued to it (committed) at `T0`.
+fn alice_issued_a_code_from_a_host(
+    store: &mut PgStore,
+) -> (IssueRequest<'static>, String, SecretString) {
+    let alice = IssueRequest {
+        rhost: Some("192.0.2.1"),
+        ..request("alice", "ssh")
+    };
+    match store.issue(&alice, &limits(), T0, &mut rng()).unwrap() {
+        IssueOutcome::Issued {
+            challenge, code, ..
+        } => (alice, challenge, code),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A right answer's address is noted in its transaction without a round trip of its own: the
 /// answer's statement read what the noting decides on. Shown by ending the session between
 /// the two: the noting still answers (then the unit cannot commit, and keeps nothing).
 #[test]
 fn noting_the_address_of_a_right_answer_asks_the_server_nothing_more() {
     let (db, mut store) = fresh();
-    let alice = IssueRequest {
-        rhost: Some("192.0.2.1"),
-        ..request("alice", "ssh")
-    };
-    let (challenge, code) = match store.issue(&alice, &limits(), T0, &mut rng()).unwrap() {
-        IssueOutcome::Issued {
-            challenge, code, ..
-        } => (challenge, code),
-        other => panic!("{other:?}"),
-    };
+    let (alice, challenge, code) = alice_issued_a_code_from_a_host(&mut store);
     let notice = NoticeTo {
         address: "alice@example.org",
         service: "sshd",
@@ -804,16 +813,7 @@ fn an_issue_told_with_the_facts_asks_the_server_nothing_more() {
 #[test]
 fn an_answer_told_with_the_facts_asks_the_server_nothing_more() {
     let (db, mut store) = fresh();
-    let alice = IssueRequest {
-        rhost: Some("192.0.2.1"),
-        ..request("alice", "ssh")
-    };
-    let (challenge, code) = match store.issue(&alice, &limits(), T0, &mut rng()).unwrap() {
-        IssueOutcome::Issued {
-            challenge, code, ..
-        } => (challenge, code),
-        other => panic!("{other:?}"),
-    };
+    let (alice, challenge, code) = alice_issued_a_code_from_a_host(&mut store);
     let ahead = ReadAhead::Answer {
         challenge: &challenge,
         rhost: alice.rhost,
