@@ -106,22 +106,19 @@ pub(super) async fn decide_with_facts<T: Send + 'static>(
     let done = off_thread::run(move || {
         let now = shared.clock.now();
         let mut store = shared.store();
-        let mut decided_on = None;
         let decided = store::atomically(&mut store, |store| {
             let read = look_up_facts_in(&shared, &active, caller, login, (&*store, &next, now));
             let facts = match read {
                 Ok(facts) => facts,
                 Err(e) => return Ok(Err(e)),
             };
-            let decided = decide(store, &facts, now);
-            decided_on = Some(facts);
-            decided.map(Ok)
+            let decided = decide(store, &facts, now)?;
+            Ok(Ok((facts, decided)))
         });
-        match (decided, decided_on) {
-            (Ok(Ok(t)), Some(facts)) => Ok(Ok((facts, t))),
-            (Ok(Ok(_)), None) => Ok(Err(StoreError::WorkNotRun)),
-            (Ok(Err(e)), _) => Err(e),
-            (Err(e), _) => Ok(Err(e)),
+        match decided {
+            Ok(Ok(both)) => Ok(Ok(both)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Ok(Err(e)),
         }
     })
     .await;

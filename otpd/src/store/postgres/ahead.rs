@@ -32,19 +32,20 @@
 //! the facts' inner `Err` (counted as no grant), but a statement the server fails now fails the
 //! facts whole, and the login is unavailable (fail closed either way).
 
-use super::super::ReadAhead;
-use super::super::{IssueOutcome, IssueRequest, Limits, StoreError, UserAndGrant, VerifyOutcome};
-use super::codes::{self, FindKey, Found, IssueFacts, IssueKey, Login};
-use super::locks::{self, Lock};
-use super::unit::{Conn, Held};
-use super::{PgStore, breakglass, users};
 use std::sync::LazyLock;
 
 use common::secret::SecretString;
 use rand::CryptoRng;
 use tokio_postgres::Row;
 
+use super::super::{
+    IssueOutcome, IssueRequest, Limits, ReadAhead, StoreError, UserAndGrant, VerifyOutcome,
+};
+use super::codes::{self, FindKey, Found, IssueFacts, IssueKey, Login};
+use super::locks::{self, Lock};
 use super::sql::one;
+use super::unit::{Conn, Held};
+use super::{PgStore, breakglass, users};
 
 /// What the operation told of reads first, with its parameters.
 enum Next {
@@ -76,7 +77,7 @@ impl Next {
                 rhost,
                 now,
             } => (
-                Next::Answer(FindKey::new((challenge, user, "", rhost), now)),
+                Next::Answer(FindKey::new(challenge, user, rhost, now)),
                 locks::user_and_host(user, rhost),
             ),
         }
@@ -179,7 +180,7 @@ impl PgStore {
     ) -> Option<(&Held, T)> {
         let held = self.held.as_ref()?;
         let ahead = held.ahead.take()?;
-        if held.broken.get() || !held.not_yet_held(locks).is_empty() {
+        if held.broken.get() || !held.holds(locks) {
             return None;
         }
         Some((held, pick(ahead)?))

@@ -328,7 +328,8 @@ pub(super) async fn verify_in(
     now: i64,
     recovery: Recovery,
 ) -> Result<(Answered, Later), StoreError> {
-    let found = find(db, &FindKey::new(login, now)).await?;
+    let (challenge, user, _, rhost) = login;
+    let found = find(db, &FindKey::new(challenge, user, rhost, now)).await?;
     let answer = Answer {
         login,
         code,
@@ -353,7 +354,8 @@ pub(super) fn verify_from(
     limits: &Limits,
     now: i64,
 ) -> Option<Result<(Answered, Later), StoreError>> {
-    if *ahead_key != FindKey::new(login, now) {
+    let (challenge, user, _, rhost) = login;
+    if *ahead_key != FindKey::new(challenge, user, rhost, now) {
         return None;
     }
     let answer = Answer {
@@ -569,9 +571,8 @@ pub(super) struct FindKey {
 }
 
 impl FindKey {
-    /// The key of an answer to `challenge` by `user` from `rhost` at `now` (the protocol
-    /// plays no part in the read).
-    pub(super) fn new((challenge, user, _, rhost): Login<'_>, now: i64) -> FindKey {
+    /// The key of an answer to `challenge` by `user` from `rhost` at `now`.
+    pub(super) fn new(challenge: &str, user: &str, rhost: Option<&str>, now: i64) -> FindKey {
         let rhost = host(rhost);
         FindKey {
             challenge: challenge.to_string(),

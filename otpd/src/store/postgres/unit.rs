@@ -131,13 +131,19 @@ pub(super) struct Held {
 
 impl Held {
     /// Those of `locks` the transaction does not hold yet, in their order.
-    pub(super) fn not_yet_held(&self, locks: &[Lock]) -> Vec<Lock> {
+    fn not_yet_held(&self, locks: &[Lock]) -> Vec<Lock> {
         let held = self.locked.borrow();
         locks
             .iter()
             .filter(|lock| !held.contains(lock))
             .copied()
             .collect()
+    }
+
+    /// Whether the transaction holds every one of `locks`: what was read under them stays
+    /// true until it ends.
+    pub(super) fn holds(&self, locks: &[Lock]) -> bool {
+        self.not_yet_held(locks).is_empty()
     }
 
     /// `locks` were taken by an operation that succeeded: held until the transaction ends (a
@@ -467,7 +473,7 @@ impl PgStore {
         held.ahead.take();
         let mut seen = held.seen.borrow_mut();
         let before = seen.as_mut().filter(|before| before.is_for(user, rhost))?;
-        if !held.not_yet_held(&[Lock::user(user)]).is_empty() {
+        if !held.holds(&[Lock::user(user)]) {
             return None;
         }
         if held.broken.get() {
