@@ -380,11 +380,14 @@ fn an_operation_out_of_time_inside_a_unit_is_taken_back_whole() {
         panic!("a user's lock is a subject's");
     };
     let name = db.name.clone();
+    // Held well past the 1 s deadline of alice's issue, which starts only after the unit's
+    // connection and bob's issue: under a loaded CI those took up the 1.5 s a 2.5 s hold left,
+    // and the lock was free again by the time alice asked for it.
     let holder = std::thread::spawn(move || {
         server().run_in(
             &name,
             &format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(2.5);
+                "BEGIN; SELECT pg_advisory_xact_lock({class}, {lock}); SELECT pg_sleep(6);
                  COMMIT;"
             ),
         )
