@@ -18,8 +18,8 @@
 //! `ahead`, and a right answer's address is noted from what the answer read, see `seen`), and
 //! with a worker thread the hand-overs between threads took about as
 //! long as the round trips themselves. Nothing has to run between operations (otpd does not
-//! LISTEN); a connection the server closed meanwhile is noticed before the next operation
-//! takes one (see `Driver::block_on`). (The design asked for a one-worker multi-thread
+//! LISTEN); a connection the server closed meanwhile is noticed when the pool hands it out
+//! again (see `connect`). (The design asked for a one-worker multi-thread
 //! runtime; this is the deviation, for the latency.)
 //!
 //! # Atomic across hosts
@@ -308,17 +308,10 @@ impl Driver {
         let Some(runtime) = &self.0 else {
             return Err(StoreError::Postgres("the store is shut down".into()));
         };
-        let work = async {
-            // The connections' tasks run only while some caller blocks here. Before the work
-            // takes a connection, they are let run: the first yield lets the runtime poll its
-            // sockets, the second lets the tasks that found something run. So a connection the
-            // server closed while the store was idle (a restart, an admin's kill) is seen
-            // closed and replaced by the pool, not handed to the work to fail on.
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-            // The timer is made inside the runtime: it needs the runtime's clock.
-            tokio::time::timeout(deadline, work).await
-        };
+        // The timer is made inside the runtime: it needs the runtime's clock. (The
+        // connections' tasks run only while some caller blocks here; a connection the server
+        // closed meanwhile is found out when the pool hands it out, see `connect`.)
+        let work = async { tokio::time::timeout(deadline, work).await };
         match runtime.block_on(work) {
             Ok(done) => done,
             Err(_elapsed) => Err(error::late(deadline)),

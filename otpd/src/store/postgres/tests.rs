@@ -13,6 +13,7 @@ use super::super::{
     AddressSeen, AuditRecord, BreakGlass, IssueOutcome, IssueRequest, Limits, NoticeTo, ReadAhead,
     Store, StoreError, VerifyOutcome,
 };
+use super::connect::RECENTLY_USED;
 use super::locks::Lock;
 use super::schema::CURRENT_VERSION;
 use super::test_server::{TestDb, fresh_database, server};
@@ -426,7 +427,29 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
     assert_eq!(store.live_codes(T0).unwrap(), 0);
     // The database restarted, or an admin ended the sessions, while otpd was idle.
     end_the_sessions_on(&db);
+    std::thread::sleep(RECENTLY_USED);
     issues_a_code(&mut store, "alice", T0);
+    issues_a_code(&mut store, "bob", T0);
+}
+
+/// The other side of [`RECENTLY_USED`]: a connection handed out moments ago goes out again
+/// unchecked, so one the server closed in between fails the operation that takes it, closed
+/// (no code issued), and the next one connects again.
+#[test]
+fn a_connection_closed_moments_after_use_fails_one_operation_closed() {
+    let db = fresh_database();
+    let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
+    assert_eq!(store.live_codes(T0).unwrap(), 0);
+    let used = Instant::now();
+    end_the_sessions_on(&db);
+    assert!(
+        used.elapsed() < RECENTLY_USED,
+        "the server was too slow for this test"
+    );
+    let lost = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
+    assert!(matches!(lost, Err(StoreError::Postgres(_))), "{lost:?}");
+    issues_a_code(&mut store, "alice", T0);
+    assert_eq!(store.count_rows("SELECT count(*) FROM codes"), 1);
 }
 
 /// Ends every session on `db`'s database, as an admin or a restart would, and gives the
