@@ -435,17 +435,28 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
 /// The other side of [`RECENTLY_USED`]: a connection handed out moments ago goes out again
 /// unchecked, so one the server closed in between fails the operation that takes it, closed
 /// (no code issued), and the next one connects again.
+///
+/// Ending the sessions takes a new superuser session, which a loaded machine may make slower
+/// than the window: the test then starts over (a connection past the window is checked and
+/// replaced), up to five times.
 #[test]
 fn a_connection_closed_moments_after_use_fails_one_operation_closed() {
     let db = fresh_database();
     let mut store = PgStore::open(db.config(), PgOptions::default(), key()).unwrap();
-    assert_eq!(store.live_codes(T0).unwrap(), 0);
-    let used = Instant::now();
-    end_the_sessions_on(&db);
-    assert!(
-        used.elapsed() < RECENTLY_USED,
-        "the server was too slow for this test"
-    );
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert_eq!(store.live_codes(T0).unwrap(), 0);
+        let used = Instant::now();
+        end_the_sessions_on(&db);
+        if used.elapsed() < RECENTLY_USED {
+            break;
+        }
+        assert!(
+            attempts < 5,
+            "the server was too slow for this test, {attempts} times"
+        );
+    }
     let lost = store.issue(&request("alice", "ssh"), &limits(), T0, &mut rng());
     assert!(matches!(lost, Err(StoreError::Postgres(_))), "{lost:?}");
     issues_a_code(&mut store, "alice", T0);
