@@ -309,8 +309,10 @@ fn nothing_listening_is_an_error_at_once() {
     );
 }
 
-/// Waits until another session holds `lock` (as the test's other "host" does), so a test
-/// never races that session to it.
+/// Waits until another session on `db` holds `lock` (as the test's other "host" does), so a
+/// test never races that session to it. Only `db`'s locks count: tests running at the same
+/// time on their own databases take the same users' locks, and `pg_locks` shows every
+/// database's.
 fn wait_until_held(db: &TestDb, lock: Lock) {
     let Lock::Subject { class, key } = lock else {
         panic!("a subject's lock");
@@ -318,7 +320,8 @@ fn wait_until_held(db: &TestDb, lock: Lock) {
     let check = format!(
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
              AND granted AND classid = {class} AND objid::bigint = ({key}::bigint & 4294967295)
-             AND objsubid = 2)
+             AND objsubid = 2
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
          THEN RAISE 'not yet'; END IF; END $$"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -382,8 +385,7 @@ fn an_operation_out_of_time_inside_a_unit_is_taken_back_whole() {
     };
     let name = db.name.clone();
     // Held well past the 1 s deadline of alice's issue, which starts only after the unit's
-    // connection and bob's issue: under a loaded CI those took up the 1.5 s a 2.5 s hold left,
-    // and the lock was free again by the time alice asked for it.
+    // connection and bob's issue.
     let holder = std::thread::spawn(move || {
         server().run_in(
             &name,
